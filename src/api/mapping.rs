@@ -1,0 +1,142 @@
+//! `PropertyMapping`: which HubSpot properties of one object type sync to which external fields.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::SecretKeyRef;
+
+/// Condition types set on a `PropertyMapping`.
+pub mod condition_types {
+    pub const READY: &str = "Ready";
+    pub const INTEGRATION_FOUND: &str = "IntegrationFound";
+    pub const PROPERTIES_EXIST: &str = "PropertiesExist";
+}
+
+/// Maps HubSpot properties of one object type to fields of external destinations.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "hubspot.io",
+    version = "v1alpha1",
+    kind = "PropertyMapping",
+    namespaced,
+    status = "PropertyMappingStatus",
+    shortname = "hspm",
+    category = "hubspot",
+    printcolumn = r#"{"name":"Integration","type":"string","jsonPath":".spec.integrationRef.name"}"#,
+    printcolumn = r#"{"name":"Object","type":"string","jsonPath":".spec.objectType"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyMappingSpec {
+    /// The `HubSpotIntegration` (same namespace) whose receiver runs this mapping.
+    pub integration_ref: IntegrationRef,
+    /// HubSpot object type: contacts, companies, deals, tickets, or a custom object type id.
+    pub object_type: String,
+    /// How a HubSpot record is identified in the external system.
+    pub match_key: MatchKey,
+    /// The properties that sync. Only these are ever read from HubSpot.
+    #[schemars(length(min = 1))]
+    pub fields: Vec<FieldMapping>,
+    /// Where mapped records are delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<Destination>,
+}
+
+/// Reference to a `HubSpotIntegration` in the same namespace.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct IntegrationRef {
+    /// Name of the `HubSpotIntegration`.
+    pub name: String,
+}
+
+/// The pair of keys that identify one record on both sides.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MatchKey {
+    /// HubSpot property whose value identifies the record (for example `email` or `hs_object_id`).
+    pub hubspot_property: String,
+    /// External field holding the same value.
+    pub external_field: String,
+}
+
+/// One HubSpot property and the external field it maps to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldMapping {
+    /// Internal name of the HubSpot property.
+    pub hubspot_property: String,
+    /// Name of the field in the external record.
+    pub external_field: String,
+    /// Which way values flow.
+    #[serde(default)]
+    pub direction: Direction,
+}
+
+/// Which way a field's values flow.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum Direction {
+    /// HubSpot to the destinations.
+    #[default]
+    ToExternal,
+    /// External sources to HubSpot.
+    ToHubSpot,
+    /// Both ways.
+    Both,
+}
+
+impl Direction {
+    /// Whether values of this field are read from HubSpot and delivered to destinations.
+    pub fn to_external(self) -> bool {
+        matches!(self, Direction::ToExternal | Direction::Both)
+    }
+}
+
+/// One destination of mapped records; exactly one of the fields is set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Destination {
+    /// POST batches of records as JSON to an HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpDestination>,
+    /// Append records as JSON lines to a file on the receiver's volume.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileDestination>,
+}
+
+/// An HTTP endpoint that accepts batches of records.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpDestination {
+    /// URL the batches are POSTed to.
+    pub url: String,
+    /// Secret key used to HMAC-sign each request, so the endpoint can verify it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<SecretKeyRef>,
+}
+
+/// A JSON-lines file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FileDestination {
+    /// Path of the file; relative paths are under the receiver's data directory.
+    pub path: String,
+}
+
+/// Observed state of a `PropertyMapping`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyMappingStatus {
+    /// `Ready`, `IntegrationFound` and `PropertiesExist`.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The generation the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Mapped HubSpot properties that do not exist in the portal.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_properties: Vec<String>,
+}

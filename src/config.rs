@@ -1,0 +1,120 @@
+//! The receiver's configuration file. The controller renders it into a Secret for each
+//! integration; `dev` builds the same structure from manifests; `receiver --config` reads it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::api::mapping::{FieldMapping, MatchKey};
+use crate::hubspot::Tier;
+
+/// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReceiverConfig {
+    /// `namespace/name` of the `HubSpotIntegration`, for logs and metrics.
+    pub integration: String,
+    /// Address the HTTP server listens on.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Directory for the event log and file destinations.
+    pub data_dir: PathBuf,
+    pub hubspot: HubSpotConnection,
+    pub webhooks: WebhookConfig,
+    #[serde(default)]
+    pub mappings: Vec<MappingConfig>,
+}
+
+/// How to call HubSpot.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HubSpotConnection {
+    pub base_url: String,
+    #[serde(default = "default_api_version")]
+    pub api_version: String,
+    pub access_token: String,
+    #[serde(default)]
+    pub tier: Tier,
+}
+
+/// How webhook requests are accepted.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// The app's client secret (signature key).
+    pub client_secret: String,
+    /// Public base URL HubSpot calls, e.g. `https://hooks.example.com`; signatures cover it.
+    /// Without it the request's Host header and `http` are used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    /// Also accept v1/v2 signatures (requests without v3 headers).
+    #[serde(default)]
+    pub accept_legacy_signatures: bool,
+    /// Largest accepted request body; HubSpot sends at most 100 events per request.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+/// One `PropertyMapping`, with its Secrets resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct MappingConfig {
+    /// `namespace/name` of the `PropertyMapping`.
+    pub name: String,
+    pub object_type: String,
+    pub match_key: MatchKey,
+    pub fields: Vec<FieldMapping>,
+    #[serde(default)]
+    pub sinks: Vec<SinkConfig>,
+}
+
+impl MappingConfig {
+    /// The HubSpot properties this mapping reads: the match key and every field that flows
+    /// to external systems, nothing else.
+    pub fn hubspot_properties(&self) -> Vec<String> {
+        let mut props: Vec<String> = std::iter::once(self.match_key.hubspot_property.clone())
+            .chain(self.fields.iter().filter(|f| f.direction.to_external()).map(|f| f.hubspot_property.clone()))
+            .collect();
+        props.sort();
+        props.dedup();
+        props
+    }
+}
+
+/// A destination with its Secrets resolved.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// POST JSON batches, HMAC-signed when a secret is given.
+    Http {
+        url: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        signing_secret: Option<String>,
+    },
+    /// Append JSON lines to a file (relative paths are under `dataDir`).
+    File { path: PathBuf },
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8080))
+}
+fn default_api_version() -> String {
+    "v3".into()
+}
+fn default_max_body_bytes() -> usize {
+    1024 * 1024
+}
+
+impl ReceiverConfig {
+    /// Reads a YAML or JSON config file.
+    pub fn load(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))
+    }
+
+    /// Path of the embedded event log file.
+    pub fn event_log_path(&self) -> PathBuf {
+        self.data_dir.join("events.db")
+    }
+}

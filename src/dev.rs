@@ -1,0 +1,1 @@
+//! Standalone mode: the whole system on one machine with no cluster.

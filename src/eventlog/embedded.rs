@@ -1,0 +1,4 @@
+//! The embedded event log: one SQLite file on the receiver's volume.
+
+/// Embedded event log.
+pub struct EmbeddedEventLog;

@@ -1,0 +1,110 @@
+//! Errors of HubSpot calls. HubSpot's `category`, `message` and `correlationId` are always kept.
+
+use serde::Deserialize;
+
+/// An error answer from HubSpot.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("HubSpot answered {status} {category}: {message} (correlationId {correlation_id})")]
+pub struct ApiError {
+    pub status: u16,
+    pub category: String,
+    pub message: String,
+    pub correlation_id: String,
+    /// For `MISSING_SCOPES`: the scopes the call needs.
+    pub required_scopes: Vec<String>,
+    /// For 429: `TEN_SECONDLY_ROLLING`, `DAILY`, ...
+    pub policy_name: Option<String>,
+}
+
+impl ApiError {
+    /// Reads HubSpot's error body; falls back to the raw text when it is not HubSpot's JSON.
+    pub fn from_body(status: u16, body: &[u8]) -> Self {
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Body {
+            #[serde(default)]
+            message: String,
+            #[serde(default)]
+            correlation_id: String,
+            #[serde(default)]
+            category: Option<String>,
+            #[serde(default)]
+            error_type: Option<String>,
+            #[serde(default)]
+            policy_name: Option<String>,
+            #[serde(default)]
+            errors: Vec<Detail>,
+        }
+        #[derive(Deserialize)]
+        struct Detail {
+            #[serde(default)]
+            context: Option<Context>,
+        }
+        #[derive(Deserialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Context {
+            #[serde(default)]
+            required_scopes: Vec<String>,
+        }
+        match serde_json::from_slice::<Body>(body) {
+            Ok(b) => ApiError {
+                status,
+                category: b.category.or(b.error_type).unwrap_or_else(|| "UNKNOWN".into()),
+                message: b.message,
+                correlation_id: b.correlation_id,
+                required_scopes: b
+                    .errors
+                    .into_iter()
+                    .filter_map(|d| d.context)
+                    .flat_map(|c| c.required_scopes)
+                    .collect(),
+                policy_name: b.policy_name,
+            },
+            Err(_) => ApiError {
+                status,
+                category: "UNKNOWN".into(),
+                message: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+                correlation_id: String::new(),
+                required_scopes: vec![],
+                policy_name: None,
+            },
+        }
+    }
+}
+
+/// Why a HubSpot call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// HubSpot answered with an error that retrying will not fix (or retries ran out).
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The account's daily request limit is spent; nothing succeeds until it resets.
+    #[error("HubSpot daily request limit reached (correlationId {correlation_id})")]
+    DailyLimitExhausted { correlation_id: String },
+    /// The request did not get an answer (connection, timeout), after retries.
+    #[error("HubSpot request failed: {0}")]
+    Transport(String),
+    /// HubSpot answered 2xx with a body we could not read.
+    #[error("unexpected HubSpot response: {0}")]
+    Decode(String),
+}
+
+impl Error {
+    /// Whether this is HubSpot refusing the call for a missing scope.
+    pub fn missing_scopes(&self) -> Option<&[String]> {
+        match self {
+            Error::Api(e) if e.category == "MISSING_SCOPES" => Some(&e.required_scopes),
+            _ => None,
+        }
+    }
+
+    /// HTTP status of an API error.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Api(e) => Some(e.status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

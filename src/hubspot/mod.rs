@@ -1,0 +1,16 @@
+//! Everything about talking to HubSpot: the API client with its request budget, the models of
+//! HubSpot's JSON, webhook events and their signatures.
+
+pub mod budget;
+pub mod client;
+pub mod error;
+pub mod models;
+pub mod signature;
+pub mod webhook;
+
+pub use budget::{RequestBudget, Tier};
+pub use client::{ClientSettings, HubSpotClient};
+pub use error::{ApiError, Error};
+pub use models::*;
+pub use signature::SignatureVerifier;
+pub use webhook::WebhookEvent;

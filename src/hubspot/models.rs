@@ -1,0 +1,137 @@
+//! HubSpot's JSON shapes, as the client sends and receives them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A CRM object (contact, company, deal, ...). Property values are strings or null.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrmObject {
+    pub id: String,
+    #[serde(default)]
+    pub properties: BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<String>,
+    #[serde(default)]
+    pub archived: bool,
+}
+
+/// `paging.next` of a list response.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NextPage {
+    pub after: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Paging {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<NextPage>,
+}
+
+/// One page of a list call; `paging` is absent on the last page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectPage {
+    pub results: Vec<CrmObject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+impl ObjectPage {
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref()?.next.as_ref().map(|n| n.after.as_str())
+    }
+}
+
+/// One input of a batch upsert: `id` is the value of the unique `idProperty`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpsertInput {
+    pub id: String,
+    pub id_property: String,
+    pub properties: BTreeMap<String, String>,
+}
+
+/// A result of a batch upsert: the object and whether it was created.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpsertResult {
+    #[serde(flatten)]
+    pub object: CrmObject,
+    #[serde(default)]
+    pub new: bool,
+}
+
+/// Response of the batch endpoints.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BatchResponse<T> {
+    pub status: String,
+    pub results: Vec<T>,
+    #[serde(default)]
+    pub num_errors: Option<u32>,
+    #[serde(default)]
+    pub errors: Vec<serde_json::Value>,
+}
+
+/// A property definition.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Property {
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub field_type: String,
+    pub group_name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub has_unique_value: bool,
+    #[serde(default)]
+    pub hubspot_defined: Option<bool>,
+    #[serde(default)]
+    pub options: Vec<PropertyOption>,
+}
+
+/// Body of a property create call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyCreate {
+    pub name: String,
+    pub label: String,
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub field_type: String,
+    pub group_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub has_unique_value: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<PropertyOption>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyOption {
+    pub label: String,
+    pub value: String,
+    #[serde(default)]
+    pub display_order: i32,
+    #[serde(default)]
+    pub hidden: bool,
+}
+
+/// Result of private-app token introspection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TokenInfo {
+    pub user_id: u64,
+    pub hub_id: u64,
+    pub app_id: u64,
+    pub scopes: Vec<String>,
+}

@@ -1,0 +1,12 @@
+//! hubspot-operator: declare a HubSpot integration as Kubernetes resources and keep it running.
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod dev;
+pub mod emulator;
+pub mod eventlog;
+pub mod hubspot;
+pub mod receiver;
+pub mod sync;
+pub mod telemetry;
