@@ -7,3 +7,89 @@ pub fn init_logging(json: bool) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub mapping: String,
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubSpotCallLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
+/// Every metric of a receiver process (HTTP ingress, event log, sync worker, HubSpot client).
+pub struct Metrics {
+    pub registry: Registry,
+    /// Webhook requests by outcome: accepted, unauthorized, malformed, too_large, unavailable.
+    pub webhook_requests: Family<OutcomeLabels, Counter>,
+    /// Webhook events by outcome: appended, duplicate.
+    pub webhook_events: Family<OutcomeLabels, Counter>,
+    /// Events in the log not yet delivered everywhere.
+    pub events_pending: Gauge,
+    /// Records delivered to a destination.
+    pub records_delivered: Family<SinkLabels, Counter>,
+    /// Failed delivery attempts to a destination (retried).
+    pub sink_failures: Family<SinkLabels, Counter>,
+    /// HubSpot API calls by operation and outcome (ok, retried status, error).
+    pub hubspot_requests: Family<HubSpotCallLabels, Counter>,
+    /// HubSpot API call latency in seconds.
+    pub hubspot_latency: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hubspot_operator");
+        let m = Metrics {
+            webhook_requests: Family::default(),
+            webhook_events: Family::default(),
+            events_pending: Gauge::default(),
+            records_delivered: Family::default(),
+            sink_failures: Family::default(),
+            hubspot_requests: Family::default(),
+            hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            registry: Registry::default(),
+        };
+        registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());
+        registry.register("webhook_events", "Webhook events by outcome", m.webhook_events.clone());
+        registry.register("events_pending", "Events not yet delivered to every destination", m.events_pending.clone());
+        registry.register("records_delivered", "Records delivered to a destination", m.records_delivered.clone());
+        registry.register("sink_failures", "Failed delivery attempts to a destination", m.sink_failures.clone());
+        registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
+        registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn webhook_request(&self, outcome: &str) {
+        self.webhook_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+
+    pub fn hubspot_call(&self, operation: &str, outcome: &str) {
+        self.hubspot_requests
+            .get_or_create(&HubSpotCallLabels { operation: operation.into(), outcome: outcome.into() })
+            .inc();
+    }
+}
