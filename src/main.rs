@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply -f -`).
     Crd,
+    /// Run the operator: reconcile HubSpotIntegrations and PropertyMappings.
+    Controller(hubspot_operator::controller::ControllerArgs),
 }
 
 #[tokio::main]
@@ -23,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     hubspot_operator::telemetry::init_logging(cli.log_json);
     match cli.command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
+        Command::Controller(args) => hubspot_operator::controller::run(args).await?,
     }
     Ok(())
 }

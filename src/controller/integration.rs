@@ -1,0 +1,102 @@
+//! The `HubSpotIntegration` reconciler: checks the token with HubSpot, renders the receiver's
+//! config, applies the receiver's Secret, Deployment and Service, and reports conditions.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Secret, Service};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+
+use super::resources::{self, config_hash, config_yaml, receiver_config};
+use super::status::{Authentication, ReceiverState, integration_status};
+use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, read_secrets, scoped_api};
+use crate::api::conditions::is_true;
+use crate::api::integration::condition_types::READY;
+use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::config::ReceiverConfig;
+
+/// The integration controller: reconciles on changes of integrations, of the children it owns
+/// and of the `PropertyMapping`s that reference it.
+pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotIntegration> {
+    // Only our own children, not every Secret in the cluster.
+    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=hubspot-operator");
+    Controller::new(scoped_api::<HubSpotIntegration>(client.clone(), namespace), watcher::Config::default())
+        .owns(scoped_api::<Secret>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<Deployment>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<Service>(client.clone(), namespace), children)
+        .watches(scoped_api::<PropertyMapping>(client, namespace), watcher::Config::default(), |mapping| {
+            let namespace = mapping.namespace()?;
+            Some(ObjectRef::new(&mapping.spec.integration_ref.name).within(&namespace))
+        })
+}
+
+/// One reconcile of `integration`.
+pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace =
+        integration.namespace().ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "namespace"))?;
+    let name = integration.name_any();
+
+    // Dereference: the mappings of this namespace and every Secret the config needs. Secrets
+    // are not watched, so they are read afresh on each visit.
+    let mappings =
+        Api::<PropertyMapping>::namespaced(ctx.client.clone(), &namespace).list(&ListParams::default()).await?.items;
+    let secret_names =
+        resources::referenced_secret_names(&integration, &resources::mappings_of(&integration, &mappings));
+    let secrets = read_secrets(&ctx.client, &namespace, &secret_names).await?;
+
+    let auth = match secrets.value(&integration.spec.credentials.private_app_token) {
+        Err(e) => Authentication::TokenUnavailable(e),
+        Ok(token) => match ctx.hubspot_client(&integration, token).introspect_token().await {
+            Ok(info) => Authentication::Succeeded(info),
+            Err(e) => Authentication::Failed(e),
+        },
+    };
+
+    // The receiver runs whenever its config can be rendered, even while HubSpot refuses the
+    // token: webhooks are still taken and kept until the token works again.
+    let receiver = match receiver_config(&integration, &mappings, &secrets) {
+        Err(e) => ReceiverState::NotRendered(e),
+        Ok(config) => apply_receiver(&integration, &config, &ctx).await?,
+    };
+    let receiver_url =
+        matches!(receiver, ReceiverState::Deployed { .. }).then(|| resources::receiver_url(&integration));
+
+    let status = integration_status(&integration, &auth, &receiver, receiver_url);
+    let api = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
+    patch_status(&api, &name, integration.status.as_ref(), &status).await?;
+    ctx.succeeded(integration.as_ref());
+
+    let ready = is_true(&status.conditions, READY);
+    tracing::info!(integration = %format!("{namespace}/{name}"), ready, "reconciled HubSpotIntegration");
+    Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
+}
+
+/// Applies the config Secret, the Deployment and the Service, and reads availability from the
+/// Deployment the API server returned.
+async fn apply_receiver(
+    integration: &HubSpotIntegration,
+    config: &ReceiverConfig,
+    ctx: &Context,
+) -> Result<ReceiverState, Error> {
+    let namespace = integration.namespace().unwrap_or_default();
+    let owner =
+        integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
+    let yaml = config_yaml(config);
+
+    let secret = resources::config_secret(integration, &owner, &yaml);
+    apply(&Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &secret).await?;
+    let deployment = resources::receiver_deployment(integration, &owner, &ctx.receiver_image, &config_hash(&yaml));
+    let deployed = apply(&Api::<Deployment>::namespaced(ctx.client.clone(), &namespace), &deployment).await?;
+    let service = resources::receiver_service(integration, &owner);
+    apply(&Api::<Service>::namespaced(ctx.client.clone(), &namespace), &service).await?;
+
+    let status = deployed.status.unwrap_or_default();
+    Ok(ReceiverState::Deployed {
+        available_replicas: status.available_replicas.unwrap_or(0),
+        desired_replicas: integration.spec.receiver.replicas,
+    })
+}
