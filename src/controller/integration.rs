@@ -100,3 +100,65 @@ async fn apply_receiver(
         desired_replicas: integration.spec.receiver.replicas,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::controller::fixtures::*;
+
+    const MAPPINGS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings";
+    const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
+    const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm/status";
+
+    #[tokio::test]
+    async fn missing_token_secret_is_reported_and_nothing_is_applied() {
+        // Nothing listens on this address: a HubSpot call would show up as HubSpotUnreachable.
+        let integration = integration("http://127.0.0.1:9", &["crm.objects.contacts.read"]);
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let action = run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            api.get(TOKEN_SECRET, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Authenticated"), ("False".into(), "SecretNotFound".into()));
+            assert_eq!(
+                condition(&patch, "Authenticated")["message"],
+                r#"Cannot read the token: Secret "hubspot" not found"#
+            );
+            assert_eq!(condition_state(&patch, "ScopesGranted"), ("Unknown".into(), "NotAuthenticated".into()));
+            assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("False".into(), "SecretNotFound".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "SecretNotFound".into()));
+            for c in patch["status"]["conditions"].as_array().unwrap() {
+                assert_eq!(c["observedGeneration"], 1, "{c}");
+            }
+            assert_eq!(patch["status"]["observedGeneration"], 1);
+            assert!(patch["status"].get("receiverUrl").is_none());
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn missing_token_key_is_reported() {
+        let integration = integration("http://127.0.0.1:9", &[]);
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Authenticated"), ("False".into(), "SecretKeyMissing".into()));
+            assert_eq!(
+                condition(&patch, "Authenticated")["message"],
+                r#"Cannot read the token: Secret "hubspot" has no key "token""#
+            );
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+}

@@ -68,3 +68,37 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     tracing::info!(mapping = %format!("{namespace}/{name}"), ready, "reconciled PropertyMapping");
     Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::controller::fixtures::*;
+
+    const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
+    const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
+
+    #[tokio::test]
+    async fn mapping_of_an_absent_integration_is_not_ready() {
+        let mapping = mapping("crm", &["firstname"]);
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "IntegrationFound"), ("False".into(), "IntegrationNotFound".into()));
+            assert_eq!(
+                condition(&patch, "IntegrationFound")["message"],
+                r#"HubSpotIntegration "crm" not found in namespace "default""#
+            );
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("Unknown".into(), "IntegrationNotFound".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "IntegrationNotFound".into()));
+            assert_eq!(patch["status"]["observedGeneration"], 4);
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+    }
+}

@@ -10,6 +10,9 @@ pub mod resources;
 pub mod secrets;
 pub mod status;
 
+#[cfg(test)]
+mod fixtures;
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::net::SocketAddr;
@@ -339,4 +342,37 @@ async fn serve_health(
         axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn failed_reconciles_back_off_per_object_until_one_succeeds() {
+        let (ctx, _api) = fixtures::test_context();
+        let crm = Arc::new(fixtures::integration("http://127.0.0.1:9", &[]));
+        let mut other = fixtures::integration("http://127.0.0.1:9", &[]);
+        other.metadata.name = Some("other".into());
+        let other = Arc::new(other);
+        let error = Error::MissingObjectKey("crm".into(), "uid");
+        let waits: Vec<Action> = (0..3).map(|_| error_policy(crm.clone(), &error, ctx.clone())).collect();
+        assert_eq!(waits, [5, 10, 20].map(|s| Action::requeue(Duration::from_secs(s))));
+        assert_eq!(error_policy(other, &error, ctx.clone()), Action::requeue(Duration::from_secs(5)));
+        ctx.succeeded(crm.as_ref());
+        assert_eq!(error_policy(crm.clone(), &error, ctx.clone()), Action::requeue(Duration::from_secs(5)));
+        for _ in 0..20 {
+            error_policy(crm.clone(), &error, ctx.clone());
+        }
+        assert_eq!(error_policy(crm, &error, ctx.clone()), Action::requeue(ERROR_BACKOFF_MAX));
+        let metrics = ctx.metrics.encode();
+        assert!(
+            metrics.contains(r#"hubspot_operator_reconciliations_total{kind="HubSpotIntegration",outcome="error"} 26"#),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains(r#"hubspot_operator_reconciliations_total{kind="HubSpotIntegration",outcome="ok"} 1"#),
+            "{metrics}"
+        );
+    }
 }

@@ -46,6 +46,14 @@ impl SecretStore {
         self.secrets.insert(secret.name_any(), secret);
     }
 
+    /// Adds Secret `name` with already-decoded values (as `dev` mode keeps manifest Secrets).
+    pub fn insert_values(&mut self, name: &str, values: BTreeMap<String, String>) {
+        let mut secret = Secret::default();
+        secret.metadata.name = Some(name.to_string());
+        secret.string_data = Some(values);
+        self.insert(secret);
+    }
+
     /// The value of `reference`, without surrounding whitespace: Secrets created from files
     /// usually end in a newline that is no part of a token.
     ///
@@ -93,12 +101,14 @@ mod tests {
 
     #[test]
     fn reads_data_and_string_data_and_trims_newlines() {
-        let store = SecretStore::new([
+        let mut store = SecretStore::new([
             secret("a", &[("token", b"pat-na1-abc\n")], &[]),
             secret("b", &[], &[("token", " pat-eu1-def ")]),
         ]);
+        store.insert_values("c", BTreeMap::from([("token".to_string(), "pat-na1-ghi".to_string())]));
         assert_eq!(store.value(&key("a", "token")).unwrap(), "pat-na1-abc");
         assert_eq!(store.value(&key("b", "token")).unwrap(), "pat-eu1-def");
+        assert_eq!(store.value(&key("c", "token")).unwrap(), "pat-na1-ghi");
     }
 
     #[test]
