@@ -168,7 +168,7 @@ pub fn integration(base_url: &str, required_scopes: &[&str]) -> HubSpotIntegrati
             required_scopes: required_scopes.iter().map(|s| s.to_string()).collect(),
             webhooks: Some(WebhookSettings {
                 client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
-                public_url: Some("https://hooks.example.com".into()),
+                public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
             }),
             receiver: Default::default(),
         },

@@ -130,12 +130,19 @@ pub fn render_receiver_config(
         },
         webhooks: WebhookConfig {
             client_secret: client_secret.to_string(),
-            public_url: integration.spec.webhooks.as_ref().and_then(|w| w.public_url.clone()),
+            public_url: integration.spec.webhooks.as_ref().and_then(|w| w.public_url.as_deref()).map(public_base_url),
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
         mappings,
     }
+}
+
+/// `spec.webhooks.publicUrl` is the full URL HubSpot calls; the receiver wants the base it puts
+/// in front of the request path when checking signatures, so the webhook path comes off.
+fn public_base_url(public_url: &str) -> String {
+    let url = public_url.trim_end_matches('/');
+    url.strip_suffix(WEBHOOK_PATH).unwrap_or(url).to_string()
 }
 
 /// Why no receiver config can be rendered.
@@ -364,7 +371,7 @@ mod tests {
                 required_scopes: vec![],
                 webhooks: Some(WebhookSettings {
                     client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
-                    public_url: Some("https://hooks.example.com".into()),
+                    public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
                 }),
                 receiver: Default::default(),
             },
@@ -451,6 +458,14 @@ mod tests {
         // The rendered file is what the receiver loads.
         let reparsed: ReceiverConfig = serde_yaml::from_str(&config_yaml(&config)).unwrap();
         assert_eq!(reparsed, config);
+    }
+
+    #[test]
+    fn public_url_becomes_the_base_the_receiver_prefixes_to_the_request_path() {
+        assert_eq!(public_base_url("https://hooks.example.com/webhooks/hubspot"), "https://hooks.example.com");
+        assert_eq!(public_base_url("https://hooks.example.com/webhooks/hubspot/"), "https://hooks.example.com");
+        assert_eq!(public_base_url("https://example.com/hs/webhooks/hubspot"), "https://example.com/hs");
+        assert_eq!(public_base_url("https://hooks.example.com"), "https://hooks.example.com");
     }
 
     #[test]
