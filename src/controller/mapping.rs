@@ -78,6 +78,107 @@ mod tests {
 
     const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
     const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
+    const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
+    const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+    const SCHEMA_READ: &str = "crm.schemas.contacts.read";
+
+    #[tokio::test]
+    async fn mapping_whose_properties_exist_is_ready() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
+        let mut mapping = mapping("crm", &["firstname", "lastname"]);
+        // A previous visit found properties missing; the status patch must clear the list.
+        mapping.status = Some(crate::api::PropertyMappingStatus {
+            missing_properties: vec!["lastname".into()],
+            ..Default::default()
+        });
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            for type_ in ["Ready", "IntegrationFound", "PropertiesExist"] {
+                let c = condition(&patch, type_);
+                assert_eq!(c["status"], "True", "{c}");
+                assert_eq!(c["observedGeneration"], 4, "{c}");
+            }
+            let status = patch["status"].as_object().unwrap();
+            assert_eq!(status.get("missingProperties"), Some(&serde_json::Value::Null));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn missing_properties_are_listed() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
+        let mapping = mapping("crm", &["firstname", "loyalty_tier", "favourite_colour"]);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "PropertiesMissing".into()));
+            assert_eq!(
+                condition(&patch, "PropertiesExist")["message"],
+                "Properties missing on contacts: loyalty_tier, favourite_colour"
+            );
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "PropertiesMissing".into()));
+            assert_eq!(patch["status"]["missingProperties"], serde_json::json!(["loyalty_tier", "favourite_colour"]));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn token_without_the_schema_scope_is_reported_with_the_required_scopes() {
+        let hubspot = hubspot(&[(TOKEN, &["crm.objects.contacts.read"])]).await;
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "MISSING_SCOPES".into()));
+            let message = condition(&patch, "PropertiesExist")["message"].as_str().unwrap().to_string();
+            assert!(message.starts_with("HubSpot answered 403: "), "{message}");
+            assert!(message.contains(&format!("Required scopes: {SCHEMA_READ}")), "{message}");
+            assert!(message.contains("(correlationId "), "{message}");
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "MISSING_SCOPES".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn missing_token_secret_leaves_properties_unknown() {
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&integration("http://127.0.0.1:9", &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("Unknown".into(), "SecretNotFound".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "SecretNotFound".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
 
     #[tokio::test]
     async fn mapping_of_an_absent_integration_is_not_ready() {
