@@ -55,11 +55,18 @@ impl Manifests {
             let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
             let at = || format!("{}: document {} ({kind})", path.display(), index + 1);
             match kind.as_str() {
-                "HubSpotIntegration" => self.integrations.push(with_namespace(serde_yaml::from_value(value).with_context(at)?)),
-                "PropertyMapping" => self.mappings.push(with_namespace(serde_yaml::from_value(value).with_context(at)?)),
+                "HubSpotIntegration" => {
+                    self.integrations.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
+                }
+                "PropertyMapping" => {
+                    self.mappings.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
+                }
                 "Secret" => {
                     let secret: Secret = with_namespace(serde_yaml::from_value(value).with_context(at)?);
-                    let key = (secret.metadata.namespace.clone().unwrap_or_default(), secret.metadata.name.clone().unwrap_or_default());
+                    let key = (
+                        secret.metadata.namespace.clone().unwrap_or_default(),
+                        secret.metadata.name.clone().unwrap_or_default(),
+                    );
                     self.secrets.insert(key, secret_data(&secret).with_context(at)?);
                 }
                 "" => bail!("{}: missing `kind`", at()),
@@ -75,7 +82,9 @@ impl Manifests {
             .secrets
             .get(&(namespace.to_string(), reference.name.clone()))
             .with_context(|| format!("Secret {namespace}/{} not found in the manifests", reference.name))?;
-        data.get(&reference.key).cloned().with_context(|| format!("Secret {namespace}/{} has no key {}", reference.name, reference.key))
+        data.get(&reference.key)
+            .cloned()
+            .with_context(|| format!("Secret {namespace}/{} has no key {}", reference.name, reference.key))
     }
 }
 
@@ -96,7 +105,10 @@ fn with_namespace<T: Namespaced>(mut resource: T) -> T {
 fn secret_data(secret: &Secret) -> anyhow::Result<BTreeMap<String, String>> {
     let mut data = BTreeMap::new();
     for (key, value) in secret.data.iter().flatten() {
-        data.insert(key.clone(), String::from_utf8(value.0.clone()).with_context(|| format!("key {key} is not UTF-8"))?);
+        data.insert(
+            key.clone(),
+            String::from_utf8(value.0.clone()).with_context(|| format!("key {key} is not UTF-8"))?,
+        );
     }
     for (key, value) in secret.string_data.iter().flatten() {
         data.insert(key.clone(), value.clone());
