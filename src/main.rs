@@ -17,6 +17,8 @@ enum Command {
     Crd,
     /// Run the operator: reconcile HubSpotIntegrations and PropertyMappings.
     Controller(hubspot_operator::controller::ControllerArgs),
+    /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
+    Emulator(hubspot_operator::emulator::EmulatorArgs),
 }
 
 #[tokio::main]
@@ -26,6 +28,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
         Command::Controller(args) => hubspot_operator::controller::run(args).await?,
+        Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
     }
     Ok(())
 }
