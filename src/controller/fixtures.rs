@@ -20,6 +20,7 @@ use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
 use crate::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
+use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 
 /// Upper bound on one scripted scenario; only reached when the reconciler and the script
 /// disagree about the calls.
@@ -239,4 +240,22 @@ pub fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
 pub fn condition_state(patch: &Value, type_: &str) -> (String, String) {
     let c = condition(patch, type_);
     (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+}
+
+/// A HubSpot emulator on an ephemeral port, for portal 62515, accepting each token with
+/// exactly the scopes listed.
+pub async fn hubspot(tokens: &[(&str, &[&str])]) -> RunningEmulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding an ephemeral port");
+    let config = EmulatorConfig {
+        tokens: tokens
+            .iter()
+            .map(|(token, scopes)| TokenGrant {
+                token: token.to_string(),
+                scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
+            })
+            .collect(),
+        portal_id: 62515,
+        ..Default::default()
+    };
+    RunningEmulator::start(config, listener).await.expect("starting the emulator")
 }
