@@ -90,11 +90,13 @@ fn object_id(id: &str) -> ApiResult<u64> {
 
 async fn create_as_user(State(emu): State<Arc<Emulator>>, Path(t): Path<String>, body: Bytes) -> ApiResult<Response> {
     let t = ObjectType::parse(&t)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
     let properties = parse_properties(body.get("properties"))?;
     let mut store = emu.store.lock().expect("store lock");
     let created = store.apply_all(t, vec![Write::Create { properties }], UI_USER)?;
-    Ok((StatusCode::CREATED, axum::Json(created[0].to_json(t, &store.of(t).properties, Selection::All))).into_response())
+    Ok((StatusCode::CREATED, axum::Json(created[0].to_json(t, &store.of(t).properties, Selection::All)))
+        .into_response())
 }
 
 async fn update_as_user(
@@ -104,18 +106,26 @@ async fn update_as_user(
 ) -> ApiResult<Response> {
     let t = ObjectType::parse(&t)?;
     let id = object_id(&id)?;
-    let body: Value = serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
     let properties = parse_properties(body.get("properties"))?;
     let mut store = emu.store.lock().expect("store lock");
     let updated = store.apply_all(t, vec![Write::Update { id, properties }], UI_USER)?;
     Ok(axum::Json(updated[0].to_json(t, &store.of(t).properties, Selection::All)).into_response())
 }
 
-async fn archive_as_user(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(String, String)>) -> ApiResult<StatusCode> {
+async fn archive_as_user(
+    State(emu): State<Arc<Emulator>>,
+    Path((t, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
     let t = ObjectType::parse(&t)?;
     let id = object_id(&id)?;
     let mut store = emu.store.lock().expect("store lock");
-    if store.archive(t, id, UI_USER) { Ok(StatusCode::NO_CONTENT) } else { Err(ApiFailure::not_found("resource not found")) }
+    if store.archive(t, id, UI_USER) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiFailure::not_found("resource not found"))
+    }
 }
 
 async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(String, String)>) -> ApiResult<Response> {

@@ -73,7 +73,9 @@ impl ApiFailure {
 
     pub fn rate_limited(policy: RateLimitPolicy) -> Self {
         let (name, message) = match policy {
-            RateLimitPolicy::TenSecondly => ("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit."),
+            RateLimitPolicy::TenSecondly => {
+                ("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.")
+            }
             RateLimitPolicy::Daily => ("DAILY", "You have reached your daily limit."),
         };
         ApiFailure {

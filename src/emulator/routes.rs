@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Extension, OriginalUri, Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -65,6 +65,10 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .with_state(emulator)
 }
 
+/// The request's path before nesting stripped its prefix (for `paging.next.link`).
+#[derive(Clone)]
+struct FullPath(String);
+
 /// Resolves the bearer token and counts the call against the rate limits; every answer to an
 /// authenticated call carries the `X-HubSpot-RateLimit-*` headers.
 async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> Response {
@@ -74,6 +78,8 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
     let (limit_headers, verdict) = emu.limiter.lock().expect("limiter lock").admit(caller.app_id);
     let mut response = match verdict {
         Ok(()) => {
+            let path = FullPath(request.uri().path().to_string());
+            request.extensions_mut().insert(path);
             request.extensions_mut().insert(caller);
             next.run(request).await
         }
@@ -159,7 +165,7 @@ async fn list_objects(
     Path(t): Path<String>,
     Query(params): Params,
     headers: HeaderMap,
-    OriginalUri(uri): OriginalUri,
+    Extension(FullPath(path)): Extension<FullPath>,
 ) -> ApiResult<Response> {
     let t = object_type_with_scope(&t, &caller, false)?;
     let limit = match param(&params, "limit") {
@@ -184,18 +190,19 @@ async fn list_objects(
     drop(store);
     let mut body = json!({ "results": results });
     if let Some(next) = next_id {
-        body["paging"] = json!({ "next": { "after": next.to_string(), "link": next_link(&headers, &uri, &params, next) } });
+        body["paging"] =
+            json!({ "next": { "after": next.to_string(), "link": next_link(&headers, &path, &params, next) } });
     }
     Ok(json_response(StatusCode::OK, body))
 }
 
 /// The URL of the next page: this request's URL with `after` replaced.
-fn next_link(headers: &HeaderMap, uri: &axum::http::Uri, params: &[(String, String)], after: u64) -> String {
+fn next_link(headers: &HeaderMap, path: &str, params: &[(String, String)], after: u64) -> String {
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let mut query: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "after").cloned().collect();
     query.push(("after".into(), after.to_string()));
     let encoded = serde_urlencoded_pairs(&query);
-    format!("http://{host}{}?{encoded}", uri.path())
+    format!("http://{host}{path}?{encoded}")
 }
 
 fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
@@ -247,7 +254,8 @@ async fn create_object(
     let properties = parse_properties(body.properties.as_ref())?;
     let names = written_names(&properties);
     let mut store = emu.store.lock().expect("store lock");
-    let created = store.apply_all(t, vec![Write::Create { properties }], Actor::Integration { app_id: caller.app_id })?;
+    let created =
+        store.apply_all(t, vec![Write::Create { properties }], Actor::Integration { app_id: caller.app_id })?;
     Ok(json_response(StatusCode::CREATED, created[0].to_json(t, &store.of(t).properties, Selection::Named(&names))))
 }
 
@@ -263,7 +271,10 @@ async fn update_object(
     let properties = parse_properties(body.properties.as_ref())?;
     let names = written_names(&properties);
     let mut store = emu.store.lock().expect("store lock");
-    let id = store.find(t, &id, param(&params, "idProperty"))?.ok_or_else(|| ApiFailure::not_found("resource not found"))?.id;
+    let id = store
+        .find(t, &id, param(&params, "idProperty"))?
+        .ok_or_else(|| ApiFailure::not_found("resource not found"))?
+        .id;
     let updated =
         store.apply_all(t, vec![Write::Update { id, properties }], Actor::Integration { app_id: caller.app_id })?;
     Ok(json_response(StatusCode::OK, updated[0].to_json(t, &store.of(t).properties, Selection::Named(&names))))
@@ -296,7 +307,8 @@ struct BatchBody {
 impl BatchBody {
     fn parse(body: &Bytes) -> ApiResult<(BatchBody, Vec<Value>)> {
         let mut parsed: BatchBody = parse_json(body)?;
-        let inputs = parsed.inputs.take().ok_or_else(|| ApiFailure::validation("Invalid input JSON: inputs is required"))?;
+        let inputs =
+            parsed.inputs.take().ok_or_else(|| ApiFailure::validation("Invalid input JSON: inputs is required"))?;
         if inputs.len() > MAX_BATCH_INPUTS {
             return Err(ApiFailure::validation(&format!(
                 "Batch input contains {} inputs; the maximum is {MAX_BATCH_INPUTS}.",
@@ -321,7 +333,8 @@ fn input_str(input: &Value, field: &str) -> Option<String> {
 }
 
 fn required_input_str(input: &Value, field: &str) -> ApiResult<String> {
-    input_str(input, field).ok_or_else(|| ApiFailure::validation(&format!("Invalid input JSON: every input needs {field}")))
+    input_str(input, field)
+        .ok_or_else(|| ApiFailure::validation(&format!("Invalid input JSON: every input needs {field}")))
 }
 
 /// `{status, results, startedAt, completedAt}`, with `numErrors` and `errors` (and HTTP 207)
@@ -367,7 +380,9 @@ async fn batch_read(
         };
         match found {
             // Asking twice for one object returns it once.
-            Some(o) if seen.insert(o.id) => results.push(o.to_json(t, &store.of(t).properties, Selection::Named(&names))),
+            Some(o) if seen.insert(o.id) => {
+                results.push(o.to_json(t, &store.of(t).properties, Selection::Named(&names)))
+            }
             Some(_) => {}
             None => missing.push(id),
         }
@@ -587,8 +602,12 @@ async fn get_property(
     let t = schema_type_for_read(&t, &caller)?;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
-    let property =
-        store.of(t).properties.get(&name).filter(|p| p.archived == archived).ok_or_else(|| property_not_found(t, &name))?;
+    let property = store
+        .of(t)
+        .properties
+        .get(&name)
+        .filter(|p| p.archived == archived)
+        .ok_or_else(|| property_not_found(t, &name))?;
     Ok(json_response(StatusCode::OK, property.to_json()))
 }
 

@@ -604,7 +604,8 @@ mod tests {
         assert_eq!(create(bad_pair).unwrap_err().body["errors"][0]["code"], "INVALID_FIELD_TYPE");
         let bad_type = json!({"name": "n", "label": "N", "type": "integer", "fieldType": "number", "groupName": "g"});
         assert_eq!(create(bad_type).unwrap_err().body["errors"][0]["code"], "INVALID_TYPE");
-        let bad_name = json!({"name": "My Prop", "label": "N", "type": "string", "fieldType": "text", "groupName": "g"});
+        let bad_name =
+            json!({"name": "My Prop", "label": "N", "type": "string", "fieldType": "text", "groupName": "g"});
         assert_eq!(create(bad_name).unwrap_err().body["errors"][0]["code"], "INVALID_PROPERTY_NAME");
     }
 

@@ -44,7 +44,12 @@ pub enum Selection<'a> {
 
 impl StoredObject {
     /// HubSpot's JSON for the object.
-    pub fn to_json(&self, object_type: ObjectType, defs: &BTreeMap<String, PropertyDef>, selection: Selection) -> Value {
+    pub fn to_json(
+        &self,
+        object_type: ObjectType,
+        defs: &BTreeMap<String, PropertyDef>,
+        selection: Selection,
+    ) -> Value {
         let mut props = serde_json::Map::new();
         match selection {
             Selection::Named(names) => {
@@ -181,10 +186,7 @@ impl Store {
     /// write fails. Events of the writes are emitted in order.
     pub fn apply_all(&mut self, t: ObjectType, writes: Vec<Write>, actor: Actor) -> ApiResult<Vec<StoredObject>> {
         let mut claimed = HashMap::new();
-        let writes = writes
-            .into_iter()
-            .map(|w| self.check(t, w, &mut claimed))
-            .collect::<ApiResult<Vec<Write>>>()?;
+        let writes = writes.into_iter().map(|w| self.check(t, w, &mut claimed)).collect::<ApiResult<Vec<Write>>>()?;
         Ok(writes.into_iter().map(|w| self.apply(t, w, actor)).collect())
     }
 
@@ -198,13 +200,21 @@ impl Store {
     /// Validates a write against the schema and against unique values held by other objects
     /// (and by earlier writes of the same call, recorded in `claimed`). Returns the write with
     /// its values normalised.
-    fn check(&self, t: ObjectType, write: Write, claimed: &mut HashMap<(String, String), Option<u64>>) -> ApiResult<Write> {
+    fn check(
+        &self,
+        t: ObjectType,
+        write: Write,
+        claimed: &mut HashMap<(String, String), Option<u64>>,
+    ) -> ApiResult<Write> {
         let store = self.of(t);
         let (target, properties) = match &write {
             Write::Create { properties } => (None, properties),
             Write::Update { id, properties } => {
                 if !store.objects.get(id).is_some_and(|o| !o.is_archived()) {
-                    return Err(ApiFailure::not_found(&format!("resource not found: {} {id} does not exist", t.shouting())));
+                    return Err(ApiFailure::not_found(&format!(
+                        "resource not found: {} {id} does not exist",
+                        t.shouting()
+                    )));
                 }
                 (Some(*id), properties)
             }
@@ -234,10 +244,7 @@ impl Store {
             }
         }
         if !invalid.is_empty() {
-            return Err(ApiFailure::validation(&format!(
-                "Property values were not valid: {}",
-                Value::Array(invalid)
-            )));
+            return Err(ApiFailure::validation(&format!("Property values were not valid: {}", Value::Array(invalid))));
         }
         let properties: BTreeMap<String, String> =
             properties.iter().map(|(k, v)| (k.clone(), normalize(k, v))).collect();
@@ -283,8 +290,13 @@ impl Store {
                     props.insert("hs_object_id".into(), id.to_string());
                     props.insert("createdate".into(), iso8601(now));
                     props.insert(last_modified.into(), iso8601(now));
-                    let object =
-                        StoredObject { id, properties: props, created_at_ms: now, updated_at_ms: now, archived_at_ms: None };
+                    let object = StoredObject {
+                        id,
+                        properties: props,
+                        created_at_ms: now,
+                        updated_at_ms: now,
+                        archived_at_ms: None,
+                    };
                     store.objects.insert(id, object.clone());
                     (object, changed, true)
                 }
@@ -445,11 +457,11 @@ mod tests {
     fn unique_email_conflicts_within_and_across_calls() {
         let mut store = Store::new(None);
         let t = ObjectType::Contacts;
-        let created = store.apply_all(t, vec![Write::Create { properties: props(&[("email", "A@x.io")]) }], API).unwrap();
+        let created =
+            store.apply_all(t, vec![Write::Create { properties: props(&[("email", "A@x.io")]) }], API).unwrap();
         assert_eq!(created[0].properties["email"], "a@x.io");
-        let err = store
-            .apply_all(t, vec![Write::Create { properties: props(&[("email", "a@X.io")]) }], API)
-            .unwrap_err();
+        let err =
+            store.apply_all(t, vec![Write::Create { properties: props(&[("email", "a@X.io")]) }], API).unwrap_err();
         assert_eq!(err.message(), format!("Contact already exists. Existing ID: {}", created[0].id));
         let twice = vec![
             Write::Create { properties: props(&[("email", "b@x.io")]) },
