@@ -112,12 +112,13 @@ impl ApiServer {
         call.body
     }
 
-    /// A merge patch of `path` (a status subresource); answered with `object` carrying the
-    /// patched status. Returns the patch.
+    /// A merge patch of `path` (a status subresource); answered with `object` patched as the
+    /// API server would. Returns the patch.
     pub async fn merge_status(&mut self, path: &str, mut object: Value) -> Value {
         let (call, send) = self.expect(Method::PATCH, path).await;
         assert_eq!(call.content_type, "application/merge-patch+json");
-        object["status"] = call.body["status"].clone();
+        assert_eq!(call.body.as_object().map(|o| o.keys().collect::<Vec<_>>()), Some(vec![&"status".to_string()]));
+        merge_patch(&mut object, &call.body);
         reply(send, StatusCode::OK, &object);
         call.body
     }
@@ -127,6 +128,26 @@ impl ApiServer {
         if let Some((request, _)) = self.0.next_request().await {
             panic!("unexpected extra call {} {}", request.method(), request.uri());
         }
+    }
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (_, Some(_)) => {
+            *target = Value::Object(Default::default());
+            merge_patch(target, patch);
+        }
+        _ => *target = patch.clone(),
     }
 }
 
