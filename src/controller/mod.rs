@@ -265,7 +265,10 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         }
     });
 
-    let server = serve_health(args.metrics_listen, ctx.clone(), ready, shutdown.clone()).await?;
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics address {}: {e}", args.metrics_listen))?;
+    let server = serve_health(listener, ctx.clone(), ready, shutdown.clone());
     tracing::info!(namespace = namespace.unwrap_or("*"), image = %args.receiver_image, "controller started");
     let integrations = integrations
         .graceful_shutdown_on(shutdown.clone())
@@ -304,14 +307,14 @@ async fn shutdown_signal() {
     tracing::info!("shutting down");
 }
 
-/// Binds `listen` and serves `/metrics`, `/healthz` and `/readyz` until `shutdown`.
+/// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.
 async fn serve_health(
-    listen: SocketAddr,
+    listener: tokio::net::TcpListener,
     ctx: Arc<Context>,
     ready: Arc<AtomicBool>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<impl Future<Output = anyhow::Result<()>>> {
-    use axum::http::StatusCode;
+) -> anyhow::Result<()> {
+    use axum::http::{StatusCode, header};
     use axum::routing::get;
 
     let app = axum::Router::new()
@@ -319,7 +322,7 @@ async fn serve_health(
             "/metrics",
             get(move || async move {
                 (
-                    [(axum::http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
                     ctx.metrics.encode(),
                 )
             }),
@@ -335,18 +338,47 @@ async fn serve_health(
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the metrics address {listen}: {e}"))?;
-    Ok(async move {
-        axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
-        Ok(())
-    })
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn health_server_reports_liveness_readiness_and_metrics_until_shutdown() {
+        let (ctx, _api) = fixtures::test_context();
+        let error = Error::MissingObjectKey("crm".into(), "uid");
+        error_policy(Arc::new(fixtures::integration("http://127.0.0.1:9", &[])), &error, ctx.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let ready = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_health(listener, ctx, ready.clone(), async move {
+            let _ = stopped.await;
+        }));
+        let http = reqwest::Client::new();
+        let get = |path: &str| {
+            let request = http.get(format!("{base}{path}"));
+            async move {
+                let response = tokio::time::timeout(Duration::from_secs(10), request.send()).await.unwrap().unwrap();
+                (response.status().as_u16(), response.text().await.unwrap())
+            }
+        };
+        assert_eq!(get("/healthz").await, (200, "ok".to_string()));
+        assert_eq!(get("/readyz").await.0, 503);
+        ready.store(true, Ordering::Relaxed);
+        assert_eq!(get("/readyz").await, (200, "ok".to_string()));
+        let (status, metrics) = get("/metrics").await;
+        assert_eq!(status, 200);
+        assert!(
+            metrics.contains(r#"hubspot_operator_reconciliations_total{kind="HubSpotIntegration",outcome="error"} 1"#),
+            "{metrics}"
+        );
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
+    }
 
     #[tokio::test]
     async fn failed_reconciles_back_off_per_object_until_one_succeeds() {
