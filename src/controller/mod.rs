@@ -47,6 +47,8 @@ pub const DEFAULT_RECEIVER_IMAGE: &str =
 pub const HEALTHY_REQUEUE: Duration = Duration::from_secs(5 * 60);
 /// How soon an object that is not ready is checked again.
 pub const UNHEALTHY_REQUEUE: Duration = Duration::from_secs(30);
+/// How long a shutdown waits for running reconciles (well within Kubernetes' default 30 s).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// First and longest wait after a failed reconcile (Kubernetes API errors); doubles in between.
 const ERROR_BACKOFF_INITIAL: Duration = Duration::from_secs(5);
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(5 * 60);
@@ -278,8 +280,14 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .graceful_shutdown_on(shutdown.clone())
         .run(mapping::reconcile, error_policy, ctx.clone())
         .for_each(log_outcome);
-    let (_, _, served) = tokio::join!(integrations, mappings, server);
-    served?;
+    let everything = async { tokio::join!(integrations, mappings, server) };
+    // A graceful shutdown waits for running reconciles, and for the first listing of each
+    // cache, which never comes while the API server is unreachable: do not wait forever.
+    let grace_over = shutdown.then(|()| tokio::time::sleep(SHUTDOWN_GRACE));
+    tokio::select! {
+        (_, _, served) = everything => served?,
+        () = grace_over => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "still busy after the shutdown grace period; exiting"),
+    }
     tracing::info!("controller stopped");
     Ok(())
 }
