@@ -395,6 +395,7 @@ async fn batch_read(
             "category": "OBJECT_NOT_FOUND",
             "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", t.shouting()),
             "context": { "ids": missing },
+            "links": {},
             "errors": [],
         })]
     };
