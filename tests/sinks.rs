@@ -80,7 +80,10 @@ fn record(object_id: &str, email: &str, updated_at: &str) -> Record {
 }
 
 fn records() -> Vec<Record> {
-    vec![record("1", "ada@example.com", "2026-11-26T18:00:00.000Z"), record("2", "bob@example.com", "2026-11-26T18:00:01.000Z")]
+    vec![
+        record("1", "ada@example.com", "2026-11-26T18:00:00.000Z"),
+        record("2", "bob@example.com", "2026-11-26T18:00:01.000Z"),
+    ]
 }
 
 fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {

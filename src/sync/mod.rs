@@ -171,7 +171,11 @@ impl Worker {
         let events = match self.log.pending(EVENTS_PER_STEP).await {
             Ok(events) => events,
             Err(e) => {
-                outcome.fail(Failure { message: format!("reading the event log: {e:#}"), retry_after: None, slow: false });
+                outcome.fail(Failure {
+                    message: format!("reading the event log: {e:#}"),
+                    retry_after: None,
+                    slow: false,
+                });
                 return outcome;
             }
         };
@@ -188,7 +192,10 @@ impl Worker {
             match self.log.release(plan.ignored).await {
                 Ok(()) => {
                     outcome.released += ignored;
-                    self.metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: "ignored".into() }).inc_by(ignored as u64);
+                    self.metrics
+                        .webhook_events
+                        .get_or_create(&OutcomeLabels { outcome: "ignored".into() })
+                        .inc_by(ignored as u64);
                 }
                 Err(e) => outcome.fail(release_failure(e)),
             }

@@ -452,7 +452,8 @@ mod tests {
     #[test]
     fn archived_objects_become_deletions() {
         let m = mapping("ns/contacts", "contacts");
-        let type_plan = plan(&[event(1, "contact.creation", 1, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
+        let type_plan =
+            plan(&[event(1, "contact.creation", 1, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
         let mut archived = object("1", "2026-11-26T18:00:00.000Z", &[("email", Some("a@b.c"))]);
         archived.archived = true;
         assert_eq!(build_records(&m, &type_plan, &[archived])[0].op, Op::Delete);
@@ -461,7 +462,8 @@ mod tests {
     #[test]
     fn idempotency_key_is_stable_and_tells_states_apart() {
         let m = mapping("ns/contacts", "contacts");
-        let type_plan = plan(&[event(1, "contact.creation", 1, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
+        let type_plan =
+            plan(&[event(1, "contact.creation", 1, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
         let state = object("1", "2026-11-26T18:00:00.000Z", &[("email", Some("a@b.c")), ("firstname", Some("A"))]);
         let first = build_records(&m, &type_plan, std::slice::from_ref(&state));
         let replay = build_records(&m, &type_plan, std::slice::from_ref(&state));

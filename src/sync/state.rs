@@ -52,9 +52,8 @@ impl CheckpointStore {
                     fresh.push(record);
                     continue;
                 };
-                let delivered: Option<i64> = query
-                    .query_row(params![record.mapping, sink, record.object_id], |row| row.get(0))
-                    .optional()?;
+                let delivered: Option<i64> =
+                    query.query_row(params![record.mapping, sink, record.object_id], |row| row.get(0)).optional()?;
                 if delivered.is_none_or(|d| updated_at > d) {
                     fresh.push(record);
                 }
@@ -172,7 +171,7 @@ mod tests {
         assert_eq!(store.fresh("file-1", &candidates).await.unwrap().len(), 5);
 
         // A late, older delivery does not move the checkpoint back.
-        store.mark_delivered("http-0", &[newer.clone()]).await.unwrap();
+        store.mark_delivered("http-0", std::slice::from_ref(&newer)).await.unwrap();
         store.mark_delivered("http-0", &[older]).await.unwrap();
         assert!(store.fresh("http-0", &[newer]).await.unwrap().is_empty());
     }

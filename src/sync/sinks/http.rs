@@ -63,10 +63,11 @@ impl HttpSink {
                 .header(HEADER_TIMESTAMP, timestamp.to_string())
                 .header(HEADER_SIGNATURE, sign(key, &id, timestamp, &body));
         }
-        let response = request.body(body).send().await.map_err(|e| SinkError::Retryable {
-            reason: e.without_url().to_string(),
-            retry_after: None,
-        })?;
+        let response = request
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| SinkError::Retryable { reason: e.without_url().to_string(), retry_after: None })?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -128,7 +129,10 @@ mod tests {
 
     #[test]
     fn standard_webhooks_secret_is_decoded() {
-        assert_eq!(signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"), BASE64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap());
+        assert_eq!(
+            signing_key("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+            BASE64.decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap()
+        );
         assert_eq!(signing_key("plain-secret"), b"plain-secret".to_vec());
     }
 
