@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use common::{WAIT, receiver_config, sample_event};
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, RunningEmulator};
+use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, RunningEmulator, TokenGrant};
 use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
 use hubspot_operator::hubspot::{ClientSettings, HubSpotClient, WebhookEvent};
 use hubspot_operator::sync::{Op, Record, Worker};
@@ -372,5 +372,76 @@ async fn running_worker_retries_with_backoff_and_stops_on_shutdown() {
 
     stop.send(()).unwrap();
     tokio::time::timeout(WAIT, running).await.expect("worker did not stop").unwrap();
+    emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_errors_keep_events_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A token without the contacts read scope: HubSpot answers 403 MISSING_SCOPES.
+    let scopeless = TokenGrant { token: "scopeless".into(), scopes: Some(vec!["oauth".into()]) };
+    let emulator_config = EmulatorConfig { tokens: vec![scopeless], ..Default::default() };
+    let emulator = Emulator {
+        running: RunningEmulator::start(emulator_config, listener).await.unwrap(),
+        http: reqwest::Client::new(),
+    };
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let (destination, url) = Destination::start(log.clone(), vec![]).await;
+    let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
+    config.hubspot.access_token = "scopeless".into();
+    let client = HubSpotClient::new(ClientSettings {
+        base_url: emulator.running.base_url(),
+        api_version: "v3".into(),
+        access_token: "scopeless".into(),
+        tier: Default::default(),
+    });
+    let worker = Worker::new(&config, log.clone(), client, Arc::new(Metrics::default())).unwrap();
+
+    log.append(vec![contact_event(1, "contact.creation", "1", 1_000)]).await.unwrap();
+    let error = run_once(&worker).await.unwrap_err().to_string();
+    assert!(error.contains("MISSING_SCOPES"), "{error}");
+    assert_eq!(log.pending_count().await.unwrap(), 1);
+    assert!(destination.seen().is_empty());
+
+    emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = Emulator::start().await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let (destination, url) = Destination::start(log.clone(), vec![]).await;
+    let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
+    config.mappings.push(MappingConfig {
+        name: "crm/contact-cities".into(),
+        object_type: "contacts".into(),
+        match_key: MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() },
+        fields: vec![FieldMapping {
+            hubspot_property: "city".into(),
+            external_field: "town".into(),
+            direction: Direction::ToExternal,
+        }],
+        sinks: vec![file_sink()],
+    });
+    let worker = Worker::new(&config, log.clone(), emulator.client(), Arc::new(Metrics::default())).unwrap();
+
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada", "city": "London"})).await;
+    log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 1);
+
+    let reads = emulator.batch_reads().await;
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0]["properties"], json!(["city", "email", "firstname", "hs_object_id", "lifecyclestage"]));
+    let http = destination.delivered();
+    assert_eq!(http.len(), 1);
+    assert_eq!(http[0].fields.keys().collect::<Vec<_>>(), vec!["first_name", "stage"]);
+    let file = file_records(dir.path());
+    assert_eq!(file.len(), 1);
+    assert_eq!(file[0].mapping, "crm/contact-cities");
+    assert_eq!(file[0].key.as_deref(), Some(ada.as_str()));
+    assert_eq!(file[0].fields, BTreeMap::from([("town".to_string(), Some("London".to_string()))]));
+
     emulator.running.shutdown().await;
 }
