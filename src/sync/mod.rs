@@ -210,6 +210,12 @@ impl Worker {
                 Err(failure) => outcome.fail(failure),
             }
         }
+        tracing::debug!(
+            taken = outcome.taken,
+            released = outcome.released,
+            complete = outcome.failure.is_none(),
+            "sync step"
+        );
         self.update_pending_gauge().await;
         outcome
     }
