@@ -15,6 +15,8 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply -f -`).
     Crd,
+    /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
+    Emulator(hubspot_operator::emulator::EmulatorArgs),
 }
 
 #[tokio::main]
@@ -23,6 +25,7 @@ async fn main() -> anyhow::Result<()> {
     hubspot_operator::telemetry::init_logging(cli.log_json);
     match cli.command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
+        Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
     }
     Ok(())
 }

@@ -1,1 +1,358 @@
-//! The HubSpot API emulator.
+//! The HubSpot API emulator: a local stand-in for HubSpot that serves the API surfaces the
+//! operator uses with HubSpot's real paths, status codes, JSON shapes, headers, paging, batch
+//! semantics, scope checks and rate limits, and sends real signed webhook batches when its
+//! objects change. Users run it in CI (`hubspot-operator emulator`); `dev` mode embeds it.
+//!
+//! # HubSpot surfaces
+//! - `POST /oauth/v2/private-apps/get/access-token-info` `{"tokenKey"}` → `{userId, hubId,
+//!   appId, scopes}`.
+//! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
+//!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
+//!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs). A batch fails as a whole
+//!   when one input fails, unless its inputs carry `objectWriteTraceId`: then the good inputs are
+//!   written and the others come back as `errors` with HTTP 207.
+//! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
+//!   create, update, archive; groups at `.../{t}/groups[/{name}]`.
+//!
+//! Every call needs `Authorization: Bearer <token>` (except token introspection, which names
+//! its token in the body) and the scopes HubSpot requires. Each configured token is its own
+//! private app: the first has `--app-id`, the next ones the following ids; the ten-second
+//! window is counted per app, the daily limit for the whole account (reset at midnight UTC).
+//!
+//! # Webhooks
+//! Every change becomes events (`{contact,company,deal}.creation`, one `.propertyChange` per
+//! changed property, `.deletion`); API writes carry `changeSource: INTEGRATION` and `sourceId`
+//! = the writing app's id, admin writes `CRM_UI` and `sourceId: userId:N`. With `--webhook-url`
+//! set, events are sent in batches of at most 100 after a short flush delay, signed (v1 or v2
+//! in `X-HubSpot-Signature`, v3 in `X-HubSpot-Signature-v3`), at most 10 requests in flight,
+//! 5 s timeout; failures (non-2xx, timeout, connection error) are retried with growing delays
+//! (1 s, 2 s, 4 s, ... at most 30 s) up to 10 attempts, then logged as abandoned.
+//!
+//! # Admin API (no authentication)
+//! - `POST /_emulator/objects/{t}` `{"properties":{...}}`: create as a HubSpot user (201).
+//! - `PATCH /_emulator/objects/{t}/{id}` `{"properties":{...}}`: update as a user.
+//! - `DELETE /_emulator/objects/{t}/{id}`: archive as a user (204; 404 when not live).
+//! - `GET /_emulator/objects/{t}/{id}`: the stored object with every property, archived or not.
+//! - `GET /_emulator/requests`: the API calls received, oldest first (the last 10,000), as
+//!   `[{method, path, query, body, status}]`; tokens are never recorded. `DELETE` clears it.
+//! - `GET /_emulator/webhooks`: `{pending, delivered, failedAttempts, abandoned, log}`;
+//!   `pending` counts events not yet acknowledged (queued, in flight or awaiting a retry),
+//!   `delivered` acknowledged batch deliveries (duplicates included), `log` one entry per
+//!   attempt `{batchSize, attemptNumber, status}` where `status` is the HTTP status, `"timeout"`
+//!   or `"error"`.
+
+mod admin;
+mod auth;
+mod clock;
+mod error;
+mod routes;
+mod schema;
+mod seed;
+mod state;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::hubspot::Tier;
+
+pub use auth::all_scopes;
+
+/// A token the emulator accepts: `VALUE` (every scope) or `VALUE=scope1,scope2`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenGrant {
+    pub token: String,
+    /// `None`: every scope.
+    pub scopes: Option<Vec<String>>,
+}
+
+impl FromStr for TokenGrant {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (token, scopes) = match s.split_once('=') {
+            Some((token, scopes)) => {
+                (token, Some(scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()))
+            }
+            None => (s, None),
+        };
+        if token.trim().is_empty() {
+            return Err("a token must not be empty".into());
+        }
+        Ok(TokenGrant { token: token.trim().to_string(), scopes })
+    }
+}
+
+/// Which legacy scheme goes in `X-HubSpot-Signature`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LegacySignatureVersion {
+    /// hex(sha256(secret + body)).
+    #[default]
+    V1,
+    /// hex(sha256(secret + method + URL + body)).
+    V2,
+}
+
+/// Runs a local HubSpot API emulator.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EmulatorArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8090", env = "EMULATOR_LISTEN")]
+    pub listen: SocketAddr,
+    /// An accepted bearer token: `VALUE` grants every scope, `VALUE=scope1,scope2` only those.
+    /// Repeatable; each token is its own private app (app ids counting up from --app-id).
+    /// Default: one token `emulator-token` with every scope.
+    #[arg(long = "token", value_name = "VALUE[=SCOPES]")]
+    pub tokens: Vec<TokenGrant>,
+    /// Where webhook batches are POSTed; without it no webhooks are sent.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+    /// The app's client secret, which signs webhook requests.
+    #[arg(long, default_value = "emulator-client-secret", env = "EMULATOR_CLIENT_SECRET", hide_env_values = true)]
+    pub client_secret: String,
+    /// Portal (hub) id reported by introspection and in webhook events.
+    #[arg(long, default_value_t = 62515)]
+    pub portal_id: u64,
+    /// App id of the first token, reported in webhook events.
+    #[arg(long, default_value_t = 54321)]
+    pub app_id: u64,
+    /// Number of realistic contacts to create at start (deterministic; no webhooks for them).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u32,
+    /// Subscription tier, which sizes the rate limits: free, starter, professional, enterprise, addon.
+    #[arg(long, default_value = "professional")]
+    pub tier: Tier,
+    /// Probability (0.0 to 1.0) that a delivered webhook batch is delivered a second time.
+    #[arg(long, default_value_t = 0.0, value_parser = parse_probability)]
+    pub duplicate_rate: f64,
+    /// Shuffle events inside each webhook batch and let batches overtake each other.
+    #[arg(long)]
+    pub reorder: bool,
+    /// Which scheme goes in X-HubSpot-Signature (v3 is always sent as well).
+    #[arg(long, value_enum, default_value = "v1")]
+    pub legacy_signature_version: LegacySignatureVersion,
+}
+
+fn parse_probability(s: &str) -> Result<f64, String> {
+    let p: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&p) { Ok(p) } else { Err(format!("{p} is not between 0.0 and 1.0")) }
+}
+
+/// Settings of one emulator.
+#[derive(Clone, Debug)]
+pub struct EmulatorConfig {
+    /// Accepted tokens; when empty, `emulator-token` with every scope.
+    pub tokens: Vec<TokenGrant>,
+    pub webhook_url: Option<String>,
+    pub client_secret: String,
+    pub portal_id: u64,
+    pub app_id: u64,
+    pub seed: u32,
+    pub tier: Tier,
+    pub duplicate_rate: f64,
+    pub reorder: bool,
+    pub legacy_signature_version: LegacySignatureVersion,
+}
+
+/// The token used when none is configured.
+pub const DEFAULT_TOKEN: &str = "emulator-token";
+
+impl Default for EmulatorConfig {
+    fn default() -> Self {
+        Self {
+            tokens: vec![],
+            webhook_url: None,
+            client_secret: "emulator-client-secret".into(),
+            portal_id: 62515,
+            app_id: 54321,
+            seed: 0,
+            tier: Tier::Professional,
+            duplicate_rate: 0.0,
+            reorder: false,
+            legacy_signature_version: LegacySignatureVersion::V1,
+        }
+    }
+}
+
+impl From<EmulatorArgs> for EmulatorConfig {
+    fn from(a: EmulatorArgs) -> Self {
+        Self {
+            tokens: a.tokens,
+            webhook_url: a.webhook_url,
+            client_secret: a.client_secret,
+            portal_id: a.portal_id,
+            app_id: a.app_id,
+            seed: a.seed,
+            tier: a.tier,
+            duplicate_rate: a.duplicate_rate,
+            reorder: a.reorder,
+            legacy_signature_version: a.legacy_signature_version,
+        }
+    }
+}
+
+impl EmulatorConfig {
+    fn effective_tokens(&self) -> Vec<TokenGrant> {
+        if self.tokens.is_empty() {
+            vec![TokenGrant { token: DEFAULT_TOKEN.into(), scopes: None }]
+        } else {
+            self.tokens.clone()
+        }
+    }
+}
+
+/// Everything the handlers share.
+pub(crate) struct Emulator {
+    pub config: EmulatorConfig,
+    pub store: Mutex<state::Store>,
+    pub tokens: auth::Tokens,
+    pub limiter: Mutex<auth::RateLimiter>,
+    pub requests: Mutex<admin::RequestLog>,
+    pub webhooks: Arc<webhooks::DeliveryStats>,
+}
+
+/// An emulator serving on a listener, with its webhook delivery running.
+pub struct RunningEmulator {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<()>>,
+    delivery: Option<JoinHandle<()>>,
+}
+
+impl RunningEmulator {
+    /// Serves the emulator on `listener` until `shutdown` (or drop).
+    pub async fn start(config: EmulatorConfig, listener: TcpListener) -> anyhow::Result<RunningEmulator> {
+        let addr = listener.local_addr()?;
+        if let Some(url) = &config.webhook_url {
+            reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
+        }
+        let stats = Arc::new(webhooks::DeliveryStats::default());
+        let (sink, delivery) = match &config.webhook_url {
+            Some(url) => {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                let queue = webhooks::EventQueue::new(tx, stats.clone());
+                let sink = state::EventSink { queue, portal_id: config.portal_id, app_id: config.app_id };
+                let settings = webhooks::DeliverySettings::from_config(&config, url.clone());
+                (Some(sink), Some(tokio::spawn(webhooks::run(settings, rx, stats.clone()))))
+            }
+            None => (None, None),
+        };
+        let mut store = state::Store::new(sink);
+        seed::seed_contacts(&mut store, config.seed);
+        let emulator = Arc::new(Emulator {
+            tokens: auth::Tokens::new(&config.effective_tokens(), config.app_id),
+            limiter: Mutex::new(auth::RateLimiter::new(config.tier)),
+            store: Mutex::new(store),
+            requests: Mutex::new(admin::RequestLog::default()),
+            webhooks: stats,
+            config,
+        });
+        let app = routes::router(emulator);
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "emulator server failed");
+            }
+        });
+        Ok(RunningEmulator { addr, stop: Some(stop), server: Some(server), delivery })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and delivering webhooks.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(delivery) = self.delivery.take() {
+            delivery.abort();
+            let _ = delivery.await;
+        }
+        if let Some(mut server) = self.server.take() {
+            // Graceful shutdown waits for open connections, which keep-alive clients may hold
+            // open indefinitely: give them a moment, then stop anyway.
+            if tokio::time::timeout(std::time::Duration::from_secs(2), &mut server).await.is_err() {
+                server.abort();
+                let _ = server.await;
+            }
+        }
+    }
+}
+
+impl Drop for RunningEmulator {
+    fn drop(&mut self) {
+        if let Some(delivery) = self.delivery.take() {
+            delivery.abort();
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// `hubspot-operator emulator`: serves on `--listen` until Ctrl-C or SIGTERM.
+pub async fn run_cli(args: EmulatorArgs) -> anyhow::Result<()> {
+    let listener =
+        TcpListener::bind(args.listen).await.map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", args.listen))?;
+    let config = EmulatorConfig::from(args);
+    let token_count = config.effective_tokens().len();
+    let webhooks = config.webhook_url.clone();
+    let emulator = RunningEmulator::start(config, listener).await?;
+    tracing::info!(
+        url = %emulator.base_url(),
+        tokens = token_count,
+        webhook_url = webhooks.as_deref().unwrap_or("(none)"),
+        "HubSpot emulator listening"
+    );
+    wait_for_termination().await;
+    tracing::info!("HubSpot emulator stopping");
+    emulator.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_termination() {
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_grants_parse() {
+        assert_eq!("abc".parse::<TokenGrant>().unwrap(), TokenGrant { token: "abc".into(), scopes: None });
+        assert_eq!(
+            "abc=crm.objects.contacts.read, crm.schemas.contacts.read".parse::<TokenGrant>().unwrap().scopes,
+            Some(vec!["crm.objects.contacts.read".to_string(), "crm.schemas.contacts.read".to_string()])
+        );
+        assert_eq!("abc=".parse::<TokenGrant>().unwrap().scopes, Some(vec![]));
+        assert!("=x".parse::<TokenGrant>().is_err());
+    }
+}

@@ -1,0 +1,151 @@
+//! The emulator's own API under `/_emulator/` (no authentication): act as a HubSpot user in the
+//! UI, inspect stored objects, the log of API calls received and webhook delivery.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use super::Emulator;
+use super::auth::FIRST_USER_ID;
+use super::error::{ApiFailure, ApiResult};
+use super::schema::ObjectType;
+use super::state::{Actor, Selection, Write, parse_properties};
+
+/// How many API calls the request log keeps.
+const REQUEST_LOG_CAPACITY: usize = 10_000;
+/// Largest request body the log reads (bigger ones are refused, as HubSpot refuses them).
+const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+
+/// The user the admin API acts as.
+const UI_USER: Actor = Actor::User { user_id: FIRST_USER_ID };
+
+/// One API call received.
+#[derive(Clone, Debug, Serialize)]
+pub struct LoggedRequest {
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    pub body: Value,
+    pub status: u16,
+}
+
+#[derive(Default)]
+pub struct RequestLog {
+    entries: VecDeque<LoggedRequest>,
+}
+
+impl RequestLog {
+    fn push(&mut self, entry: LoggedRequest) {
+        if self.entries.len() == REQUEST_LOG_CAPACITY {
+            self.entries.pop_front();
+        }
+        self.entries.push_back(entry);
+    }
+}
+
+/// Records every API call (not the admin API's) with its answer's status. Token introspection
+/// bodies name a token: that value is never recorded.
+pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, next: Next) -> Response {
+    if request.uri().path().starts_with("/_emulator/") {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+        Ok(b) => b,
+        Err(_) => return ApiFailure::validation("Request body is too large").into_response(),
+    };
+    let mut logged_body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    if let Some(token) = logged_body.get_mut("tokenKey") {
+        *token = json!("[redacted]");
+    }
+    let method = parts.method.to_string();
+    let path = parts.uri.path().to_string();
+    let query = parts.uri.query().map(String::from);
+    let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+    let entry = LoggedRequest { method, path, query, body: logged_body, status: response.status().as_u16() };
+    emu.requests.lock().expect("request log lock").push(entry);
+    response
+}
+
+pub fn router() -> Router<Arc<Emulator>> {
+    Router::new()
+        .route("/objects/{t}", axum::routing::post(create_as_user))
+        .route("/objects/{t}/{id}", get(raw_object).patch(update_as_user).delete(archive_as_user))
+        .route("/requests", get(list_requests).delete(clear_requests))
+        .route("/webhooks", get(webhook_status))
+}
+
+fn object_id(id: &str) -> ApiResult<u64> {
+    id.parse().map_err(|_| ApiFailure::not_found("resource not found"))
+}
+
+async fn create_as_user(State(emu): State<Arc<Emulator>>, Path(t): Path<String>, body: Bytes) -> ApiResult<Response> {
+    let t = ObjectType::parse(&t)?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let properties = parse_properties(body.get("properties"))?;
+    let mut store = emu.store.lock().expect("store lock");
+    let created = store.apply_all(t, vec![Write::Create { properties }], UI_USER)?;
+    Ok((StatusCode::CREATED, axum::Json(created[0].to_json(t, &store.of(t).properties, Selection::All)))
+        .into_response())
+}
+
+async fn update_as_user(
+    State(emu): State<Arc<Emulator>>,
+    Path((t, id)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = ObjectType::parse(&t)?;
+    let id = object_id(&id)?;
+    let body: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let properties = parse_properties(body.get("properties"))?;
+    let mut store = emu.store.lock().expect("store lock");
+    let updated = store.apply_all(t, vec![Write::Update { id, properties }], UI_USER)?;
+    Ok(axum::Json(updated[0].to_json(t, &store.of(t).properties, Selection::All)).into_response())
+}
+
+async fn archive_as_user(
+    State(emu): State<Arc<Emulator>>,
+    Path((t, id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = ObjectType::parse(&t)?;
+    let id = object_id(&id)?;
+    let mut store = emu.store.lock().expect("store lock");
+    if store.archive(t, id, UI_USER) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiFailure::not_found("resource not found"))
+    }
+}
+
+async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(String, String)>) -> ApiResult<Response> {
+    let t = ObjectType::parse(&t)?;
+    let id = object_id(&id)?;
+    let store = emu.store.lock().expect("store lock");
+    let object = store.of(t).objects.get(&id).ok_or_else(|| ApiFailure::not_found("resource not found"))?;
+    Ok(axum::Json(object.to_json(t, &store.of(t).properties, Selection::All)).into_response())
+}
+
+async fn list_requests(State(emu): State<Arc<Emulator>>) -> Response {
+    let log = emu.requests.lock().expect("request log lock");
+    axum::Json(log.entries.iter().collect::<Vec<_>>()).into_response()
+}
+
+async fn clear_requests(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.requests.lock().expect("request log lock").entries.clear();
+    StatusCode::NO_CONTENT
+}
+
+async fn webhook_status(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(emu.webhooks.snapshot()).into_response()
+}

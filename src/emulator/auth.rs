@@ -1,0 +1,187 @@
+//! Who is calling (bearer tokens and their scopes) and how much they may call (HubSpot's
+//! per-app ten-second window and per-account daily limit).
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, HeaderValue};
+
+use super::TokenGrant;
+use super::clock::{epoch_day, now_ms};
+use super::error::{ApiFailure, ApiResult, RateLimitPolicy};
+use crate::hubspot::Tier;
+
+/// Every scope a token without an explicit list holds.
+pub fn all_scopes() -> Vec<String> {
+    let mut scopes = vec![];
+    for t in ["contacts", "companies", "deals", "custom", "line_items", "products", "quotes"] {
+        for access in ["read", "write"] {
+            scopes.push(format!("crm.objects.{t}.{access}"));
+        }
+    }
+    for t in ["contacts", "companies", "deals", "custom"] {
+        for access in ["read", "write"] {
+            scopes.push(format!("crm.schemas.{t}.{access}"));
+        }
+    }
+    scopes.extend(["tickets", "timeline", "oauth", "e-commerce"].map(String::from));
+    scopes
+}
+
+/// The identity behind a token.
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub app_id: u64,
+    pub user_id: u64,
+    pub scopes: Arc<BTreeSet<String>>,
+}
+
+impl Caller {
+    /// Passes when the caller holds any of `alternatives`; HubSpot's 403 otherwise.
+    pub fn require_any(&self, alternatives: &[String]) -> ApiResult<()> {
+        if alternatives.iter().any(|s| self.scopes.contains(s)) {
+            Ok(())
+        } else {
+            Err(ApiFailure::missing_scopes(&alternatives.iter().map(String::as_str).collect::<Vec<_>>()))
+        }
+    }
+}
+
+/// The tokens the emulator accepts. Each token is its own private app: the first has the
+/// configured app id, the next ones the following ids, so that writes by a second token look
+/// like another integration's.
+pub struct Tokens {
+    by_token: HashMap<String, Caller>,
+}
+
+/// First user id; the n-th token belongs to user `FIRST_USER_ID + n`.
+pub const FIRST_USER_ID: u64 = 1_000_001;
+
+impl Tokens {
+    pub fn new(grants: &[TokenGrant], app_id: u64) -> Self {
+        let by_token = grants
+            .iter()
+            .enumerate()
+            .map(|(i, g)| {
+                let scopes = g.scopes.clone().unwrap_or_else(all_scopes);
+                let caller = Caller {
+                    app_id: app_id + i as u64,
+                    user_id: FIRST_USER_ID + i as u64,
+                    scopes: Arc::new(scopes.into_iter().collect()),
+                };
+                (g.token.clone(), caller)
+            })
+            .collect();
+        Self { by_token }
+    }
+
+    pub fn get(&self, token: &str) -> Option<&Caller> {
+        self.by_token.get(token)
+    }
+
+    /// The caller named by an `Authorization: Bearer` header.
+    pub fn from_headers(&self, headers: &HeaderMap) -> Option<&Caller> {
+        let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, token) = value.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        self.get(token.trim())
+    }
+}
+
+const WINDOW: Duration = Duration::from_secs(10);
+
+/// HubSpot's limits: a rolling ten-second window per app, a daily count per account that
+/// resets at midnight (the emulated account's time zone is UTC).
+pub struct RateLimiter {
+    tier: Tier,
+    windows: HashMap<u64, VecDeque<Instant>>,
+    day: i64,
+    daily_used: u64,
+}
+
+impl RateLimiter {
+    pub fn new(tier: Tier) -> Self {
+        Self { tier, windows: HashMap::new(), day: epoch_day(now_ms()), daily_used: 0 }
+    }
+
+    /// Counts one request of `app_id`, or refuses it. Either way, the `X-HubSpot-RateLimit-*`
+    /// headers to send with the answer.
+    pub fn admit(&mut self, app_id: u64) -> (HeaderMap, Result<(), ApiFailure>) {
+        let now = Instant::now();
+        let today = epoch_day(now_ms());
+        if today != self.day {
+            self.day = today;
+            self.daily_used = 0;
+        }
+        let burst = self.tier.burst_limit() as usize;
+        let daily = self.tier.daily_limit();
+        let window = self.windows.entry(app_id).or_default();
+        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            window.pop_front();
+        }
+        let verdict = if self.daily_used >= daily {
+            Err(ApiFailure::rate_limited(RateLimitPolicy::Daily))
+        } else if window.len() >= burst {
+            Err(ApiFailure::rate_limited(RateLimitPolicy::TenSecondly))
+        } else {
+            window.push_back(now);
+            self.daily_used += 1;
+            Ok(())
+        };
+        let mut headers = HeaderMap::new();
+        let mut put = |name: &'static str, value: u64| {
+            headers.insert(name, HeaderValue::from(value));
+        };
+        put("x-hubspot-ratelimit-max", burst as u64);
+        put("x-hubspot-ratelimit-remaining", burst.saturating_sub(window.len()) as u64);
+        put("x-hubspot-ratelimit-interval-milliseconds", WINDOW.as_millis() as u64);
+        put("x-hubspot-ratelimit-daily", daily);
+        put("x-hubspot-ratelimit-daily-remaining", daily.saturating_sub(self.daily_used));
+        (headers, verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_is_per_app_and_refusals_are_not_counted() {
+        let mut limiter = RateLimiter::new(Tier::Free);
+        for i in 0..100 {
+            let (headers, verdict) = limiter.admit(1);
+            assert!(verdict.is_ok(), "request {i}");
+            assert_eq!(headers["x-hubspot-ratelimit-remaining"], (99 - i).to_string());
+        }
+        let (headers, verdict) = limiter.admit(1);
+        let failure = verdict.unwrap_err();
+        assert_eq!(failure.body["policyName"], "TEN_SECONDLY_ROLLING");
+        assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
+        assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "249900");
+        assert!(limiter.admit(2).1.is_ok(), "another app has its own window");
+    }
+
+    #[test]
+    fn tokens_carry_their_scopes() {
+        let grants = vec![
+            TokenGrant { token: "all".into(), scopes: None },
+            TokenGrant { token: "few".into(), scopes: Some(vec!["crm.objects.contacts.read".into()]) },
+        ];
+        let tokens = Tokens::new(&grants, 100);
+        let all = tokens.get("all").unwrap();
+        assert_eq!(all.app_id, 100);
+        assert!(all.require_any(&["crm.schemas.deals.write".into()]).is_ok());
+        let few = tokens.get("few").unwrap();
+        assert_eq!(few.app_id, 101);
+        let denied = few.require_any(&["crm.objects.contacts.write".into()]).unwrap_err();
+        assert_eq!(denied.body["errors"][0]["context"]["requiredScopes"][0], "crm.objects.contacts.write");
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Bearer few".parse().unwrap());
+        assert_eq!(tokens.from_headers(&headers).unwrap().app_id, 101);
+        headers.insert("authorization", "Basic few".parse().unwrap());
+        assert!(tokens.from_headers(&headers).is_none());
+    }
+}

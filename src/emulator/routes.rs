@@ -1,0 +1,759 @@
+//! HubSpot's HTTP surface: authentication, rate limits, token introspection, CRM objects and
+//! properties. Handlers check scopes first, then parse, then touch the store under its lock.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Extension, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use super::Emulator;
+use super::admin;
+use super::auth::Caller;
+use super::clock::{iso8601, now_ms};
+use super::error::{ApiFailure, ApiResult};
+use super::schema::{self, ObjectType, PropertyCreateBody, PropertyGroup, PropertyUpdateBody};
+use super::state::{Actor, Selection, Write, parse_properties};
+
+type Shared = State<Arc<Emulator>>;
+type Params = Query<Vec<(String, String)>>;
+
+/// Most inputs one batch call takes.
+pub const MAX_BATCH_INPUTS: usize = 100;
+/// Most results one list page has.
+const MAX_PAGE: usize = 100;
+const DEFAULT_PAGE: usize = 10;
+
+pub fn router(emulator: Arc<Emulator>) -> Router {
+    let objects = || {
+        Router::new()
+            .route("/{t}", get(list_objects).post(create_object))
+            .route("/{t}/{id}", get(get_object).patch(update_object).delete(archive_object))
+            .route("/{t}/batch/read", post(batch_read))
+            .route("/{t}/batch/create", post(batch_create))
+            .route("/{t}/batch/update", post(batch_update))
+            .route("/{t}/batch/upsert", post(batch_upsert))
+            .route("/{t}/batch/archive", post(batch_archive))
+    };
+    let properties = || {
+        Router::new()
+            .route("/{t}", get(list_properties).post(create_property))
+            .route("/{t}/{name}", get(get_property).patch(update_property).delete(archive_property))
+            .route("/{t}/groups", get(list_groups).post(create_group))
+            .route("/{t}/groups/{name}", get(get_group))
+    };
+    let crm = Router::new()
+        .nest("/crm/v3/objects", objects())
+        .nest("/crm/objects/2026-03", objects())
+        .nest("/crm/v3/properties", properties())
+        .nest("/crm/properties/2026-03", properties())
+        .route_layer(middleware::from_fn_with_state(emulator.clone(), authenticate));
+    Router::new()
+        .merge(crm)
+        .route("/oauth/v2/private-apps/get/access-token-info", post(introspect))
+        .fallback(|| async { ApiFailure::route_not_found() })
+        .layer(middleware::from_fn_with_state(emulator.clone(), admin::record_request))
+        .nest("/_emulator", admin::router())
+        .with_state(emulator)
+}
+
+/// The request's path before nesting stripped its prefix (for `paging.next.link`).
+#[derive(Clone)]
+struct FullPath(String);
+
+/// Resolves the bearer token and counts the call against the rate limits; every answer to an
+/// authenticated call carries the `X-HubSpot-RateLimit-*` headers.
+async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> Response {
+    let Some(caller) = emu.tokens.from_headers(request.headers()).cloned() else {
+        return ApiFailure::invalid_authentication().into_response();
+    };
+    let (limit_headers, verdict) = emu.limiter.lock().expect("limiter lock").admit(caller.app_id);
+    let mut response = match verdict {
+        Ok(()) => {
+            let path = FullPath(request.uri().path().to_string());
+            request.extensions_mut().insert(path);
+            request.extensions_mut().insert(caller);
+            next.run(request).await
+        }
+        Err(failure) => failure.into_response(),
+    };
+    response.headers_mut().extend(limit_headers);
+    response
+}
+
+fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+    serde_json::from_slice(body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))
+}
+
+fn json_response(status: StatusCode, body: Value) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+/// Last value of a query parameter.
+fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+}
+
+/// `properties=a,b&properties=c` → `[a, b, c]` (HubSpot accepts both forms).
+fn list_param(params: &[(String, String)], name: &str) -> Vec<String> {
+    params
+        .iter()
+        .filter(|(k, _)| k == name)
+        .flat_map(|(_, v)| v.split(','))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn bool_param(params: &[(String, String)], name: &str) -> bool {
+    param(params, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
+}
+
+/// The requested properties, or the type's defaults when none are named.
+fn requested_properties(t: ObjectType, named: Vec<String>) -> Vec<String> {
+    if named.is_empty() { t.default_properties().iter().map(|s| s.to_string()).collect() } else { named }
+}
+
+/// Properties a write response shows: those written plus the ones always returned.
+fn written_names(properties: &BTreeMap<String, String>) -> Vec<String> {
+    properties.keys().cloned().collect()
+}
+
+// ---------------------------------------------------------------- token introspection
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct TokenInfoRequest {
+    token_key: Option<String>,
+}
+
+async fn introspect(State(emu): Shared, body: Bytes) -> ApiResult<Response> {
+    let request: TokenInfoRequest = parse_json(&body)?;
+    let token = request.token_key.ok_or_else(|| ApiFailure::validation("tokenKey is required"))?;
+    let caller = emu.tokens.get(&token).ok_or_else(ApiFailure::invalid_authentication)?;
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "userId": caller.user_id,
+            "hubId": emu.config.portal_id,
+            "appId": caller.app_id,
+            "scopes": caller.scopes.iter().collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+// ---------------------------------------------------------------- objects
+
+fn object_type_with_scope(t: &str, caller: &Caller, write: bool) -> ApiResult<ObjectType> {
+    let t = ObjectType::parse(t)?;
+    caller.require_any(&[if write { t.write_scope() } else { t.read_scope() }])?;
+    Ok(t)
+}
+
+async fn list_objects(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    Query(params): Params,
+    headers: HeaderMap,
+    Extension(FullPath(path)): Extension<FullPath>,
+) -> ApiResult<Response> {
+    let t = object_type_with_scope(&t, &caller, false)?;
+    let limit = match param(&params, "limit") {
+        None => DEFAULT_PAGE,
+        Some(l) => l
+            .parse::<usize>()
+            .map_err(|_| ApiFailure::validation(&format!("Invalid limit: {l} is not a number")))?
+            .clamp(1, MAX_PAGE),
+    };
+    let after = match param(&params, "after") {
+        None | Some("") => 0,
+        Some(a) => a.parse::<u64>().map_err(|_| ApiFailure::validation(&format!("Invalid after cursor: {a}")))?,
+    };
+    let archived = bool_param(&params, "archived");
+    let names = requested_properties(t, list_param(&params, "properties"));
+    let store = emu.store.lock().expect("store lock");
+    let of = store.of(t);
+    let mut matching = of.objects.range(after..).map(|(_, o)| o).filter(|o| o.is_archived() == archived);
+    let results: Vec<Value> =
+        matching.by_ref().take(limit).map(|o| o.to_json(t, &of.properties, Selection::Named(&names))).collect();
+    let next_id = matching.next().map(|o| o.id);
+    drop(store);
+    let mut body = json!({ "results": results });
+    if let Some(next) = next_id {
+        body["paging"] =
+            json!({ "next": { "after": next.to_string(), "link": next_link(&headers, &path, &params, next) } });
+    }
+    Ok(json_response(StatusCode::OK, body))
+}
+
+/// The URL of the next page: this request's URL with `after` replaced.
+fn next_link(headers: &HeaderMap, path: &str, params: &[(String, String)], after: u64) -> String {
+    let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let mut query: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "after").cloned().collect();
+    query.push(("after".into(), after.to_string()));
+    let encoded = serde_urlencoded_pairs(&query);
+    format!("http://{host}{path}?{encoded}")
+}
+
+fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect::<Vec<_>>().join("&")
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+async fn get_object(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, id)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<Response> {
+    let t = object_type_with_scope(&t, &caller, false)?;
+    let names = requested_properties(t, list_param(&params, "properties"));
+    let archived = bool_param(&params, "archived");
+    let store = emu.store.lock().expect("store lock");
+    let found = if archived {
+        // Archived objects can only be read by id.
+        id.parse::<u64>().ok().and_then(|n| store.of(t).objects.get(&n)).filter(|o| o.is_archived())
+    } else {
+        store.find(t, &id, param(&params, "idProperty"))?
+    };
+    let object = found.ok_or_else(|| ApiFailure::not_found("resource not found"))?;
+    Ok(json_response(StatusCode::OK, object.to_json(t, &store.of(t).properties, Selection::Named(&names))))
+}
+
+#[derive(Deserialize)]
+struct PropertiesBody {
+    properties: Option<Value>,
+}
+
+async fn create_object(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let body: PropertiesBody = parse_json(&body)?;
+    let properties = parse_properties(body.properties.as_ref())?;
+    let names = written_names(&properties);
+    let mut store = emu.store.lock().expect("store lock");
+    let created =
+        store.apply_all(t, vec![Write::Create { properties }], Actor::Integration { app_id: caller.app_id })?;
+    Ok(json_response(StatusCode::CREATED, created[0].to_json(t, &store.of(t).properties, Selection::Named(&names))))
+}
+
+async fn update_object(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, id)): Path<(String, String)>,
+    Query(params): Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let body: PropertiesBody = parse_json(&body)?;
+    let properties = parse_properties(body.properties.as_ref())?;
+    let names = written_names(&properties);
+    let mut store = emu.store.lock().expect("store lock");
+    let id = store
+        .find(t, &id, param(&params, "idProperty"))?
+        .ok_or_else(|| ApiFailure::not_found("resource not found"))?
+        .id;
+    let updated =
+        store.apply_all(t, vec![Write::Update { id, properties }], Actor::Integration { app_id: caller.app_id })?;
+    Ok(json_response(StatusCode::OK, updated[0].to_json(t, &store.of(t).properties, Selection::Named(&names))))
+}
+
+async fn archive_object(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, id)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<StatusCode> {
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let mut store = emu.store.lock().expect("store lock");
+    // Archiving is idempotent: an unknown or already archived id is no error.
+    if let Some(id) = store.find(t, &id, param(&params, "idProperty"))?.map(|o| o.id) {
+        store.archive(t, id, Actor::Integration { app_id: caller.app_id });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct BatchBody {
+    inputs: Option<Vec<Value>>,
+    #[serde(default)]
+    properties: Vec<String>,
+    id_property: Option<String>,
+}
+
+impl BatchBody {
+    fn parse(body: &Bytes) -> ApiResult<(BatchBody, Vec<Value>)> {
+        let mut parsed: BatchBody = parse_json(body)?;
+        let inputs =
+            parsed.inputs.take().ok_or_else(|| ApiFailure::validation("Invalid input JSON: inputs is required"))?;
+        if inputs.len() > MAX_BATCH_INPUTS {
+            return Err(ApiFailure::validation(&format!(
+                "Batch input contains {} inputs; the maximum is {MAX_BATCH_INPUTS}.",
+                inputs.len()
+            ))
+            .with_errors(vec![json!({
+                "message": format!("size must be between 0 and {MAX_BATCH_INPUTS}"),
+                "code": "INVALID_SIZE",
+                "context": { "field": ["inputs"] },
+            })]));
+        }
+        Ok((parsed, inputs))
+    }
+}
+
+fn input_str(input: &Value, field: &str) -> Option<String> {
+    match input.get(field)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+fn required_input_str(input: &Value, field: &str) -> ApiResult<String> {
+    input_str(input, field)
+        .ok_or_else(|| ApiFailure::validation(&format!("Invalid input JSON: every input needs {field}")))
+}
+
+/// `{status, results, startedAt, completedAt}`, with `numErrors` and `errors` (and HTTP 207)
+/// when some inputs failed.
+fn batch_response(ok_status: StatusCode, started_ms: i64, results: Vec<Value>, errors: Vec<Value>) -> Response {
+    let mut body = json!({
+        "status": "COMPLETE",
+        "results": results,
+        "startedAt": iso8601(started_ms),
+        "completedAt": iso8601(now_ms()),
+    });
+    if errors.is_empty() {
+        json_response(ok_status, body)
+    } else {
+        body["numErrors"] = json!(errors.len());
+        body["errors"] = Value::Array(errors);
+        json_response(StatusCode::MULTI_STATUS, body)
+    }
+}
+
+async fn batch_read(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    Query(params): Params,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = now_ms();
+    let t = object_type_with_scope(&t, &caller, false)?;
+    let (body, inputs) = BatchBody::parse(&body)?;
+    let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
+    let names = requested_properties(t, body.properties);
+    let archived = bool_param(&params, "archived");
+    let store = emu.store.lock().expect("store lock");
+    let mut results = vec![];
+    let mut missing = vec![];
+    let mut seen = BTreeSet::new();
+    for id in ids {
+        let found = if archived {
+            id.parse::<u64>().ok().and_then(|n| store.of(t).objects.get(&n)).filter(|o| o.is_archived())
+        } else {
+            store.find(t, &id, body.id_property.as_deref())?
+        };
+        match found {
+            // Asking twice for one object returns it once.
+            Some(o) if seen.insert(o.id) => {
+                results.push(o.to_json(t, &store.of(t).properties, Selection::Named(&names)))
+            }
+            Some(_) => {}
+            None => missing.push(id),
+        }
+    }
+    let errors = if missing.is_empty() {
+        vec![]
+    } else {
+        vec![json!({
+            "status": "error",
+            "category": "OBJECT_NOT_FOUND",
+            "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", t.shouting()),
+            "context": { "ids": missing },
+            "errors": [],
+        })]
+    };
+    Ok(batch_response(StatusCode::OK, started, results, errors))
+}
+
+/// Writes a batch. Without `objectWriteTraceId` on its inputs, one bad input fails the whole
+/// call and nothing is written; with them, each input succeeds or fails on its own.
+fn write_batch(
+    emu: &Emulator,
+    t: ObjectType,
+    caller: &Caller,
+    inputs: &[Value],
+    writes: Vec<Write>,
+    started: i64,
+    ok_status: StatusCode,
+    decorate: impl Fn(usize, &mut Value),
+) -> ApiResult<Response> {
+    let trace_ids: Vec<Option<String>> = inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).collect();
+    let per_input = trace_ids.iter().any(Option::is_some);
+    let names: Vec<Vec<String>> = writes
+        .iter()
+        .map(|w| match w {
+            Write::Create { properties } | Write::Update { properties, .. } => written_names(properties),
+        })
+        .collect();
+    let actor = Actor::Integration { app_id: caller.app_id };
+    let mut store = emu.store.lock().expect("store lock");
+    let outcomes = if per_input {
+        store.apply_each(t, writes, actor)
+    } else {
+        store.apply_all(t, writes, actor)?.into_iter().map(Ok).collect()
+    };
+    let defs = &store.of(t).properties;
+    let mut results = vec![];
+    let mut errors = vec![];
+    for (i, outcome) in outcomes.into_iter().enumerate() {
+        match outcome {
+            Ok(object) => {
+                let mut v = object.to_json(t, defs, Selection::Named(&names[i]));
+                if let Some(trace) = &trace_ids[i] {
+                    v["objectWriteTraceId"] = json!(trace);
+                }
+                decorate(i, &mut v);
+                results.push(v);
+            }
+            Err(failure) => {
+                let trace: Vec<&String> = trace_ids[i].iter().collect();
+                errors.push(failure.as_batch_error(json!({ "objectWriteTraceId": trace })));
+            }
+        }
+    }
+    Ok(batch_response(ok_status, started, results, errors))
+}
+
+async fn batch_create(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = now_ms();
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let (_, inputs) = BatchBody::parse(&body)?;
+    let writes = inputs
+        .iter()
+        .map(|i| Ok(Write::Create { properties: parse_properties(i.get("properties"))? }))
+        .collect::<ApiResult<Vec<_>>>()?;
+    write_batch(&emu, t, &caller, &inputs, writes, started, StatusCode::CREATED, |_, _| {})
+}
+
+/// Rejects inputs naming the same record twice, as HubSpot does for updates and upserts.
+fn reject_duplicate_ids(ids: &[String]) -> ApiResult<()> {
+    let mut seen = BTreeSet::new();
+    let duplicates: BTreeSet<&String> = ids.iter().filter(|id| !seen.insert(*id)).collect();
+    if duplicates.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiFailure::validation(&format!(
+            "Duplicate IDs found in batch input: {:?}. IDs must be unique",
+            duplicates.into_iter().collect::<Vec<_>>()
+        )))
+    }
+}
+
+async fn batch_update(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = now_ms();
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let (body, inputs) = BatchBody::parse(&body)?;
+    let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
+    reject_duplicate_ids(&ids)?;
+    let mut writes = vec![];
+    {
+        let store = emu.store.lock().expect("store lock");
+        for (input, id) in inputs.iter().zip(&ids) {
+            let id_property = input_str(input, "idProperty").or_else(|| body.id_property.clone());
+            let properties = parse_properties(input.get("properties"))?;
+            let id = match store.find(t, id, id_property.as_deref())? {
+                Some(o) => o.id,
+                // Unknown ids fail in the store's check with HubSpot's not-found answer.
+                None => id.parse::<u64>().unwrap_or(0),
+            };
+            writes.push(Write::Update { id, properties });
+        }
+    }
+    write_batch(&emu, t, &caller, &inputs, writes, started, StatusCode::OK, |_, _| {})
+}
+
+async fn batch_upsert(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = now_ms();
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let (_, inputs) = BatchBody::parse(&body)?;
+    let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
+    let mut writes = vec![];
+    let mut created = vec![];
+    {
+        let store = emu.store.lock().expect("store lock");
+        let mut keys = vec![];
+        for (input, id) in inputs.iter().zip(&ids) {
+            let id_property = input_str(input, "idProperty")
+                .ok_or_else(|| ApiFailure::validation("Invalid input JSON: every upsert input needs idProperty"))?;
+            keys.push(format!("{id_property}={}", id.to_ascii_lowercase()));
+            let mut properties = parse_properties(input.get("properties"))?;
+            match store.find(t, id, Some(&id_property))? {
+                Some(existing) => {
+                    writes.push(Write::Update { id: existing.id, properties });
+                    created.push(false);
+                }
+                None => {
+                    properties.insert(id_property, id.clone());
+                    writes.push(Write::Create { properties });
+                    created.push(true);
+                }
+            }
+        }
+        reject_duplicate_ids(&keys)?;
+    }
+    write_batch(&emu, t, &caller, &inputs, writes, started, StatusCode::OK, |i, v| v["new"] = json!(created[i]))
+}
+
+async fn batch_archive(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let t = object_type_with_scope(&t, &caller, true)?;
+    let (_, inputs) = BatchBody::parse(&body)?;
+    let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
+    let mut store = emu.store.lock().expect("store lock");
+    for id in ids.iter().filter_map(|id| id.parse::<u64>().ok()) {
+        store.archive(t, id, Actor::Integration { app_id: caller.app_id });
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// ---------------------------------------------------------------- properties
+
+fn schema_type_for_read(t: &str, caller: &Caller) -> ApiResult<ObjectType> {
+    let t = ObjectType::parse(t)?;
+    caller.require_any(&[t.read_scope(), t.schema_read_scope()])?;
+    Ok(t)
+}
+
+fn schema_type_for_write(t: &str, caller: &Caller) -> ApiResult<ObjectType> {
+    let t = ObjectType::parse(t)?;
+    caller.require_any(&[t.schema_write_scope()])?;
+    Ok(t)
+}
+
+fn property_not_found(t: ObjectType, name: &str) -> ApiFailure {
+    ApiFailure::not_found(&format!("Unable to find property {name} on object type {}", t.shouting()))
+}
+
+async fn list_properties(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    Query(params): Params,
+) -> ApiResult<Response> {
+    let t = schema_type_for_read(&t, &caller)?;
+    let archived = bool_param(&params, "archived");
+    let store = emu.store.lock().expect("store lock");
+    let results: Vec<Value> =
+        store.of(t).properties.values().filter(|p| p.archived == archived).map(|p| p.to_json()).collect();
+    Ok(json_response(StatusCode::OK, json!({ "results": results })))
+}
+
+async fn get_property(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+    Query(params): Params,
+) -> ApiResult<Response> {
+    let t = schema_type_for_read(&t, &caller)?;
+    let archived = bool_param(&params, "archived");
+    let store = emu.store.lock().expect("store lock");
+    let property = store
+        .of(t)
+        .properties
+        .get(&name)
+        .filter(|p| p.archived == archived)
+        .ok_or_else(|| property_not_found(t, &name))?;
+    Ok(json_response(StatusCode::OK, property.to_json()))
+}
+
+async fn create_property(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let body: PropertyCreateBody = parse_json(&body)?;
+    let def = schema::validate_create(body, now_ms())?;
+    let mut store = emu.store.lock().expect("store lock");
+    if store.of(t).properties.contains_key(&def.name) {
+        return Err(ApiFailure::already_exists(&format!("Property named '{}' already exists.", def.name)));
+    }
+    if !store.of(t).groups.iter().any(|g| g.name == def.group_name && !g.archived) {
+        return Err(ApiFailure::validation(&format!("Property group {} does not exist.", def.group_name)));
+    }
+    if def.has_unique_value && store.custom_unique_count(t) >= 10 {
+        return Err(ApiFailure::validation("An object type can have at most 10 unique value properties."));
+    }
+    let response = def.to_json();
+    store.of_mut(t).properties.insert(def.name.clone(), def);
+    Ok(json_response(StatusCode::CREATED, response))
+}
+
+async fn update_property(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let body: PropertyUpdateBody = parse_json(&body)?;
+    let mut store = emu.store.lock().expect("store lock");
+    if let Some(group) = &body.group_name
+        && !store.of(t).groups.iter().any(|g| &g.name == group && !g.archived)
+    {
+        return Err(ApiFailure::validation(&format!("Property group {group} does not exist.")));
+    }
+    let def = store
+        .of_mut(t)
+        .properties
+        .get_mut(&name)
+        .filter(|p| !p.archived)
+        .ok_or_else(|| property_not_found(t, &name))?;
+    if def.hubspot_defined {
+        return Err(ApiFailure::validation(&format!("{name} is a HubSpot-defined property and cannot be changed.")));
+    }
+    schema::apply_update(def, body, now_ms())?;
+    Ok(json_response(StatusCode::OK, def.to_json()))
+}
+
+async fn archive_property(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let def = store.of_mut(t).properties.get_mut(&name).ok_or_else(|| property_not_found(t, &name))?;
+    if def.hubspot_defined {
+        return Err(ApiFailure::validation(&format!("{name} is a HubSpot-defined property and cannot be archived.")));
+    }
+    def.archived = true;
+    def.updated_at_ms = now_ms();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_groups(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+) -> ApiResult<Response> {
+    let t = schema_type_for_read(&t, &caller)?;
+    let store = emu.store.lock().expect("store lock");
+    let results: Vec<Value> = store.of(t).groups.iter().filter(|g| !g.archived).map(PropertyGroup::to_json).collect();
+    Ok(json_response(StatusCode::OK, json!({ "results": results })))
+}
+
+async fn get_group(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let t = schema_type_for_read(&t, &caller)?;
+    let store = emu.store.lock().expect("store lock");
+    let group = store
+        .of(t)
+        .groups
+        .iter()
+        .find(|g| g.name == name && !g.archived)
+        .ok_or_else(|| ApiFailure::not_found(&format!("Unable to find property group {name}")))?;
+    Ok(json_response(StatusCode::OK, group.to_json()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupCreateBody {
+    name: Option<String>,
+    label: Option<String>,
+    display_order: Option<i64>,
+}
+
+async fn create_group(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let body: GroupCreateBody = parse_json(&body)?;
+    let (Some(name), Some(label)) = (body.name.filter(|n| !n.is_empty()), body.label.filter(|l| !l.is_empty())) else {
+        return Err(ApiFailure::validation("A property group needs a name and a label."));
+    };
+    let mut store = emu.store.lock().expect("store lock");
+    if store.of(t).groups.iter().any(|g| g.name == name) {
+        return Err(ApiFailure::already_exists(&format!("Property group named '{name}' already exists.")));
+    }
+    let group = PropertyGroup { name, label, display_order: body.display_order.unwrap_or(-1), archived: false };
+    let response = group.to_json();
+    store.of_mut(t).groups.push(group);
+    Ok(json_response(StatusCode::CREATED, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_param_takes_both_forms() {
+        let params = vec![
+            ("properties".to_string(), "a,b".to_string()),
+            ("limit".to_string(), "5".to_string()),
+            ("properties".to_string(), "c".to_string()),
+        ];
+        assert_eq!(list_param(&params, "properties"), vec!["a", "b", "c"]);
+        assert_eq!(param(&params, "limit"), Some("5"));
+        assert_eq!(percent_encode("a,b c"), "a%2Cb%20c");
+    }
+
+    #[test]
+    fn duplicate_ids_are_refused() {
+        assert!(reject_duplicate_ids(&["1".into(), "2".into()]).is_ok());
+        let err = reject_duplicate_ids(&["1".into(), "2".into(), "1".into()]).unwrap_err();
+        assert!(err.message().contains("Duplicate IDs"));
+    }
+}

@@ -1,0 +1,526 @@
+//! The portal's data: objects and property definitions per object type, and the rules every
+//! write follows (known properties, valid values, unique values). Every change becomes webhook
+//! events, in the order the changes happened.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{Value, json};
+
+use super::clock::{iso8601, now_ms};
+use super::error::{ApiFailure, ApiResult};
+use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema};
+use super::webhooks::EventQueue;
+use crate::hubspot::WebhookEvent;
+use crate::hubspot::webhook::subscription_prefix;
+
+/// Who made a change: it decides `changeSource` and `sourceId` of the webhook events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Actor {
+    /// A call through the API with a token of this app.
+    Integration { app_id: u64 },
+    /// A person in HubSpot's UI (the admin API).
+    User { user_id: u64 },
+}
+
+/// One stored CRM object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StoredObject {
+    pub id: u64,
+    /// Values written by users and integrations, plus the ones HubSpot maintains.
+    pub properties: BTreeMap<String, String>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+    pub archived_at_ms: Option<i64>,
+}
+
+/// Which properties an answer shows.
+pub enum Selection<'a> {
+    /// These (the ones the portal defines, each shown even when empty) plus the ones
+    /// HubSpot always returns.
+    Named(&'a [String]),
+    /// Every property with a value.
+    All,
+}
+
+impl StoredObject {
+    /// HubSpot's JSON for the object.
+    pub fn to_json(
+        &self,
+        object_type: ObjectType,
+        defs: &BTreeMap<String, PropertyDef>,
+        selection: Selection,
+    ) -> Value {
+        let mut props = serde_json::Map::new();
+        match selection {
+            Selection::Named(names) => {
+                let always = object_type.always_returned();
+                for name in names.iter().map(String::as_str).chain(always) {
+                    if defs.contains_key(name) {
+                        props.insert(name.to_string(), self.properties.get(name).map_or(Value::Null, |v| json!(v)));
+                    }
+                }
+            }
+            Selection::All => {
+                for (k, v) in &self.properties {
+                    props.insert(k.clone(), json!(v));
+                }
+            }
+        }
+        let mut v = json!({
+            "id": self.id.to_string(),
+            "properties": props,
+            "createdAt": iso8601(self.created_at_ms),
+            "updatedAt": iso8601(self.updated_at_ms),
+            "archived": self.archived_at_ms.is_some(),
+        });
+        if let Some(at) = self.archived_at_ms {
+            v["archivedAt"] = json!(iso8601(at));
+        }
+        v
+    }
+
+    pub fn is_archived(&self) -> bool {
+        self.archived_at_ms.is_some()
+    }
+}
+
+/// Objects, properties and groups of one object type.
+pub struct TypeStore {
+    pub objects: BTreeMap<u64, StoredObject>,
+    pub properties: BTreeMap<String, PropertyDef>,
+    pub groups: Vec<PropertyGroup>,
+    next_id: u64,
+}
+
+/// A write to be made, once every input of its call has passed the checks.
+#[derive(Clone, Debug)]
+pub enum Write {
+    Create { properties: BTreeMap<String, String> },
+    Update { id: u64, properties: BTreeMap<String, String> },
+}
+
+/// Where webhook events go, with the identity they carry.
+pub struct EventSink {
+    pub queue: EventQueue,
+    pub portal_id: u64,
+    pub app_id: u64,
+}
+
+/// The whole portal. Held under one lock; no call awaits while holding it.
+pub struct Store {
+    types: BTreeMap<ObjectType, TypeStore>,
+    sink: Option<EventSink>,
+    next_event_id: u64,
+}
+
+/// Turns a JSON property value into HubSpot's string form (`null` clears the value).
+pub fn property_value_string(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Null => Some(String::new()),
+        _ => None,
+    }
+}
+
+/// Reads a `properties` object of a request into strings, HubSpot's 400 otherwise.
+pub fn parse_properties(v: Option<&Value>) -> ApiResult<BTreeMap<String, String>> {
+    let Some(v) = v else { return Ok(BTreeMap::new()) };
+    let Value::Object(map) = v else {
+        return Err(ApiFailure::validation("Invalid input JSON: properties must be an object"));
+    };
+    map.iter()
+        .map(|(k, v)| match property_value_string(v) {
+            Some(s) => Ok((k.clone(), s)),
+            None => Err(ApiFailure::validation(&format!(
+                "Invalid input JSON: the value of property {k} must be a string, number or boolean"
+            ))),
+        })
+        .collect()
+}
+
+impl Store {
+    pub fn new(sink: Option<EventSink>) -> Self {
+        let now = now_ms();
+        let types = ObjectType::ALL
+            .into_iter()
+            .map(|t| {
+                let (properties, groups) = builtin_schema(t, now);
+                (t, TypeStore { objects: BTreeMap::new(), properties, groups, next_id: 1 })
+            })
+            .collect();
+        Self { types, sink, next_event_id: 1 }
+    }
+
+    pub fn of(&self, t: ObjectType) -> &TypeStore {
+        &self.types[&t]
+    }
+
+    pub fn of_mut(&mut self, t: ObjectType) -> &mut TypeStore {
+        self.types.get_mut(&t).expect("every object type has a store")
+    }
+
+    /// The live (not archived) object with this id, or whose unique `id_property` has this value.
+    pub fn find(&self, t: ObjectType, id: &str, id_property: Option<&str>) -> ApiResult<Option<&StoredObject>> {
+        let store = self.of(t);
+        match id_property.filter(|p| *p != "hs_object_id") {
+            None => Ok(id.parse::<u64>().ok().and_then(|n| store.objects.get(&n)).filter(|o| !o.is_archived())),
+            Some(prop) => {
+                let def = store
+                    .properties
+                    .get(prop)
+                    .ok_or_else(|| ApiFailure::validation(&format!("Property {prop} does not exist")))?;
+                if !def.has_unique_value {
+                    return Err(ApiFailure::validation(&format!(
+                        "{prop} is not a unique identifier property; idProperty must name a property with unique values"
+                    )));
+                }
+                let wanted = normalize(prop, id);
+                Ok(store.objects.values().find(|o| !o.is_archived() && o.properties.get(prop) == Some(&wanted)))
+            }
+        }
+    }
+
+    /// Checks every write of one call, then applies them all; nothing is written when any
+    /// write fails. Events of the writes are emitted in order.
+    pub fn apply_all(&mut self, t: ObjectType, writes: Vec<Write>, actor: Actor) -> ApiResult<Vec<StoredObject>> {
+        let mut claimed = HashMap::new();
+        let writes = writes.into_iter().map(|w| self.check(t, w, &mut claimed)).collect::<ApiResult<Vec<Write>>>()?;
+        Ok(writes.into_iter().map(|w| self.apply(t, w, actor)).collect())
+    }
+
+    /// Checks each write on its own and applies those that pass; the result per input.
+    pub fn apply_each(&mut self, t: ObjectType, writes: Vec<Write>, actor: Actor) -> Vec<ApiResult<StoredObject>> {
+        let mut claimed = HashMap::new();
+        let checked: Vec<ApiResult<Write>> = writes.into_iter().map(|w| self.check(t, w, &mut claimed)).collect();
+        checked.into_iter().map(|w| w.map(|w| self.apply(t, w, actor))).collect()
+    }
+
+    /// Validates a write against the schema and against unique values held by other objects
+    /// (and by earlier writes of the same call, recorded in `claimed`). Returns the write with
+    /// its values normalised.
+    fn check(
+        &self,
+        t: ObjectType,
+        write: Write,
+        claimed: &mut HashMap<(String, String), Option<u64>>,
+    ) -> ApiResult<Write> {
+        let store = self.of(t);
+        let (target, properties) = match &write {
+            Write::Create { properties } => (None, properties),
+            Write::Update { id, properties } => {
+                if !store.objects.get(id).is_some_and(|o| !o.is_archived()) {
+                    return Err(ApiFailure::not_found(&format!(
+                        "resource not found: {} {id} does not exist",
+                        t.shouting()
+                    )));
+                }
+                (Some(*id), properties)
+            }
+        };
+        let mut invalid = vec![];
+        for (name, value) in properties {
+            match store.properties.get(name) {
+                None => invalid.push(json!({
+                    "isValid": false,
+                    "message": format!("Property \"{name}\" does not exist"),
+                    "error": "PROPERTY_DOESNT_EXIST",
+                    "name": name,
+                    "localizedErrorMessage": format!("Property \"{name}\" does not exist"),
+                })),
+                Some(def) if def.read_only_value => invalid.push(json!({
+                    "isValid": false,
+                    "message": format!("\"{name}\" is a read only property; its value cannot be set."),
+                    "error": "READ_ONLY_VALUE",
+                    "name": name,
+                    "localizedErrorMessage": format!("\"{name}\" is a read only property; its value cannot be set."),
+                })),
+                Some(def) => {
+                    if let Err(detail) = def.check_value(value) {
+                        invalid.push(detail);
+                    }
+                }
+            }
+        }
+        if !invalid.is_empty() {
+            return Err(ApiFailure::validation(&format!("Property values were not valid: {}", Value::Array(invalid))));
+        }
+        let properties: BTreeMap<String, String> =
+            properties.iter().map(|(k, v)| (k.clone(), normalize(k, v))).collect();
+        for (name, value) in &properties {
+            if value.is_empty() || !store.properties[name].has_unique_value {
+                continue;
+            }
+            let holder = store
+                .objects
+                .values()
+                .find(|o| !o.is_archived() && Some(o.id) != target && o.properties.get(name) == Some(value));
+            if let Some(holder) = holder {
+                return Err(unique_conflict(t, name, value, Some(holder.id)));
+            }
+            match claimed.get(&(name.clone(), value.clone())) {
+                Some(other) if target.is_none() || *other != target => {
+                    return Err(unique_conflict(t, name, value, *other));
+                }
+                _ => {
+                    claimed.insert((name.clone(), value.clone()), target);
+                }
+            }
+        }
+        Ok(match write {
+            Write::Create { .. } => Write::Create { properties },
+            Write::Update { id, .. } => Write::Update { id, properties },
+        })
+    }
+
+    /// Makes a checked write and emits its events.
+    fn apply(&mut self, t: ObjectType, write: Write, actor: Actor) -> StoredObject {
+        let now = now_ms();
+        let last_modified = t.last_modified_property();
+        let (object, changed, created) = {
+            let store = self.of_mut(t);
+            match write {
+                Write::Create { properties } => {
+                    let id = store.next_id;
+                    store.next_id += 1;
+                    let changed: Vec<(String, String)> =
+                        properties.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
+                    let mut props = properties;
+                    props.insert("hs_object_id".into(), id.to_string());
+                    props.insert("createdate".into(), iso8601(now));
+                    props.insert(last_modified.into(), iso8601(now));
+                    let object = StoredObject {
+                        id,
+                        properties: props,
+                        created_at_ms: now,
+                        updated_at_ms: now,
+                        archived_at_ms: None,
+                    };
+                    store.objects.insert(id, object.clone());
+                    (object, changed, true)
+                }
+                Write::Update { id, properties } => {
+                    let object = store.objects.get_mut(&id).expect("checked: the object exists");
+                    let mut changed = vec![];
+                    for (k, v) in properties {
+                        if object.properties.get(&k).map_or("", String::as_str) != v {
+                            changed.push((k.clone(), v.clone()));
+                            object.properties.insert(k, v);
+                        }
+                    }
+                    if !changed.is_empty() {
+                        object.updated_at_ms = now;
+                        object.properties.insert(last_modified.into(), iso8601(now));
+                    }
+                    (object.clone(), changed, false)
+                }
+            }
+        };
+        if created {
+            self.emit(t, "creation", object.id, now, actor, None);
+        }
+        for (name, value) in changed {
+            self.emit(t, "propertyChange", object.id, now, actor, Some((name, value)));
+        }
+        object
+    }
+
+    /// Archives a live object; false when there is none with that id.
+    pub fn archive(&mut self, t: ObjectType, id: u64, actor: Actor) -> bool {
+        let now = now_ms();
+        let archived = match self.of_mut(t).objects.get_mut(&id) {
+            Some(o) if !o.is_archived() => {
+                o.archived_at_ms = Some(now);
+                o.updated_at_ms = now;
+                true
+            }
+            _ => false,
+        };
+        if archived {
+            self.emit(t, "deletion", id, now, actor, None);
+        }
+        archived
+    }
+
+    /// Stores an object without any webhook (for seeding).
+    pub fn insert_quietly(&mut self, t: ObjectType, properties: BTreeMap<String, String>, at_ms: i64) -> u64 {
+        let last_modified = t.last_modified_property();
+        let store = self.of_mut(t);
+        let id = store.next_id;
+        store.next_id += 1;
+        let mut props = properties;
+        props.insert("hs_object_id".into(), id.to_string());
+        props.insert("createdate".into(), iso8601(at_ms));
+        props.insert(last_modified.into(), iso8601(at_ms));
+        store.objects.insert(
+            id,
+            StoredObject { id, properties: props, created_at_ms: at_ms, updated_at_ms: at_ms, archived_at_ms: None },
+        );
+        id
+    }
+
+    fn emit(
+        &mut self,
+        t: ObjectType,
+        action: &str,
+        object_id: u64,
+        occurred_at: i64,
+        actor: Actor,
+        change: Option<(String, String)>,
+    ) {
+        let Some(sink) = &self.sink else { return };
+        let event_id = self.next_event_id;
+        self.next_event_id += 1;
+        let (change_source, source_id) = match actor {
+            Actor::Integration { app_id } => ("INTEGRATION", app_id.to_string()),
+            Actor::User { user_id } => ("CRM_UI", format!("userId:{user_id}")),
+        };
+        let (property_name, property_value) = change.unzip();
+        let event = WebhookEvent {
+            event_id,
+            subscription_id: subscription_id(t, action),
+            portal_id: sink.portal_id,
+            app_id: sink.app_id,
+            occurred_at,
+            subscription_type: format!("{}.{action}", subscription_prefix(t.plural())),
+            attempt_number: 0,
+            object_id,
+            change_source: Some(change_source.into()),
+            change_flag: match action {
+                "creation" => Some("NEW".into()),
+                "deletion" => Some("DELETED".into()),
+                _ => None,
+            },
+            source_id: Some(source_id),
+            property_name,
+            property_value,
+            object_type_id: None,
+            primary_object_id: None,
+            merged_object_ids: None,
+            new_object_id: None,
+        };
+        sink.queue.push(event);
+    }
+
+    /// Number of unique-value properties a type has (HubSpot allows ten custom ones).
+    pub fn custom_unique_count(&self, t: ObjectType) -> usize {
+        self.of(t).properties.values().filter(|p| p.has_unique_value && !p.hubspot_defined && !p.archived).count()
+    }
+}
+
+/// HubSpot keeps contact emails in lower case; other values as written.
+fn normalize(property: &str, value: &str) -> String {
+    if property == "email" { value.trim().to_ascii_lowercase() } else { value.to_string() }
+}
+
+fn unique_conflict(t: ObjectType, property: &str, value: &str, existing: Option<u64>) -> ApiFailure {
+    let existing = existing.map_or_else(|| "in this batch".to_string(), |id| id.to_string());
+    if t == ObjectType::Contacts && property == "email" {
+        ApiFailure::conflict(&format!("Contact already exists. Existing ID: {existing}"))
+    } else {
+        let singular = subscription_prefix(t.plural());
+        ApiFailure::conflict(&format!(
+            "A {singular} with the value \"{value}\" for the unique property \"{property}\" already exists. Existing ID: {existing}"
+        ))
+    }
+}
+
+/// A fixed subscription id per subscription type, as a portal's webhook settings would have.
+pub fn subscription_id(t: ObjectType, action: &str) -> u64 {
+    let type_part = match t {
+        ObjectType::Contacts => 1,
+        ObjectType::Companies => 2,
+        ObjectType::Deals => 3,
+    };
+    let action_part = match action {
+        "creation" => 1,
+        "deletion" => 2,
+        "propertyChange" => 3,
+        _ => 9,
+    };
+    2_100_000 + type_part * 10 + action_part
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::sync::mpsc;
+
+    fn props(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    const API: Actor = Actor::Integration { app_id: 7 };
+
+    #[test]
+    fn unique_email_conflicts_within_and_across_calls() {
+        let mut store = Store::new(None);
+        let t = ObjectType::Contacts;
+        let created =
+            store.apply_all(t, vec![Write::Create { properties: props(&[("email", "A@x.io")]) }], API).unwrap();
+        assert_eq!(created[0].properties["email"], "a@x.io");
+        let err =
+            store.apply_all(t, vec![Write::Create { properties: props(&[("email", "a@X.io")]) }], API).unwrap_err();
+        assert_eq!(err.message(), format!("Contact already exists. Existing ID: {}", created[0].id));
+        let twice = vec![
+            Write::Create { properties: props(&[("email", "b@x.io")]) },
+            Write::Create { properties: props(&[("email", "b@x.io")]) },
+        ];
+        assert_eq!(store.apply_all(t, twice, API).unwrap_err().category(), "CONFLICT");
+        assert_eq!(store.of(t).objects.len(), 1, "a failed call writes nothing");
+        // Updating an object with its own value is no conflict.
+        let same = Write::Update { id: created[0].id, properties: props(&[("email", "a@x.io")]) };
+        assert!(store.apply_all(t, vec![same], API).is_ok());
+    }
+
+    #[test]
+    fn events_follow_changes() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let queue = EventQueue::new(tx, Default::default());
+        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7 }));
+        let t = ObjectType::Deals;
+        let o = store
+            .apply_all(t, vec![Write::Create { properties: props(&[("dealname", "D"), ("amount", "")]) }], API)
+            .unwrap()
+            .remove(0);
+        let update = Write::Update { id: o.id, properties: props(&[("dealname", "D"), ("amount", "5")]) };
+        store.apply_all(t, vec![update], Actor::User { user_id: 3 }).unwrap();
+        assert!(store.archive(t, o.id, API));
+        assert!(!store.archive(t, o.id, API));
+        let mut events = vec![];
+        while let Ok(e) = rx.try_recv() {
+            events.push(e);
+        }
+        let kinds: Vec<(&str, Option<&str>, &str)> = events
+            .iter()
+            .map(|e| (e.subscription_type.as_str(), e.property_name.as_deref(), e.change_source.as_deref().unwrap()))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ("deal.creation", None, "INTEGRATION"),
+                ("deal.propertyChange", Some("dealname"), "INTEGRATION"),
+                ("deal.propertyChange", Some("amount"), "CRM_UI"),
+                ("deal.deletion", None, "INTEGRATION"),
+            ]
+        );
+        assert!(events.windows(2).all(|w| w[0].event_id < w[1].event_id));
+        assert_eq!(events[0].source_id.as_deref(), Some("7"));
+        assert_eq!(events[0].change_flag.as_deref(), Some("NEW"));
+    }
+
+    #[test]
+    fn unknown_and_read_only_properties_are_refused() {
+        let mut store = Store::new(None);
+        let err = store
+            .apply_all(
+                ObjectType::Companies,
+                vec![Write::Create { properties: props(&[("nope", "1"), ("hs_object_id", "5")]) }],
+                API,
+            )
+            .unwrap_err();
+        assert!(err.message().starts_with("Property values were not valid: "));
+        assert!(err.message().contains("PROPERTY_DOESNT_EXIST") && err.message().contains("READ_ONLY_VALUE"));
+    }
+}
