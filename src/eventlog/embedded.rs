@@ -83,12 +83,7 @@ impl EmbeddedEventLog {
                 move || run_writer(write_conn, requests, &appended)
             })
             .context("starting the event log writer thread")?;
-        Ok(EmbeddedEventLog {
-            writes,
-            writer: Some(writer),
-            reader: Arc::new(Mutex::new(reader)),
-            appended,
-        })
+        Ok(EmbeddedEventLog { writes, writer: Some(writer), reader: Arc::new(Mutex::new(reader)), appended })
     }
 
     async fn submit(&self, write: Write) -> anyhow::Result<AppendOutcome> {
