@@ -97,7 +97,12 @@ pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
 
 fn is_relevant(event: &WebhookEvent, object_type: &str, mappings: &[MappingConfig]) -> bool {
     let mut of_type = mappings.iter().filter(|m| m.object_type == object_type).peekable();
+    // Association changes name no object of their own (and no mapping maps associations).
     if of_type.peek().is_none() || event.action() == "associationChange" {
+        return false;
+    }
+    // `objectId` defaults to 0 when an event leaves it out: nothing to fetch.
+    if event.object_id == 0 && event.action() != "merge" {
         return false;
     }
     match (event.action(), event.property_name.as_deref()) {
@@ -124,7 +129,7 @@ impl Merge {
             .copied()
             .chain(event.primary_object_id)
             .chain([event.object_id])
-            .filter(|id| *id != survivor)
+            .filter(|id| *id != survivor && *id != 0)
             .collect();
         Merge { survivor, merged_away }
     }
@@ -287,14 +292,7 @@ mod tests {
                 attempt_number: 0,
                 object_id,
                 change_source: Some("CRM".into()),
-                change_flag: None,
-                source_id: None,
-                property_name: None,
-                property_value: None,
-                object_type_id: None,
-                primary_object_id: None,
-                merged_object_ids: None,
-                new_object_id: None,
+                ..Default::default()
             },
         }
     }
@@ -360,13 +358,14 @@ mod tests {
             event(2, "conversation.creation", 2, 100),
             event(3, "contact.associationChange", 3, 100),
             generic_deal,
+            event(9, "contact.propertyChange", 0, 100),
             property_change(6, 11, 100, "phone"),
             property_change(7, 12, 100, "firstname"),
             property_change(8, 13, 100, "crm_note"),
             generic_contact,
         ];
         let plan = plan(&events, &mappings);
-        assert_eq!(plan.ignored, vec![1, 2, 3, 4, 6, 8]);
+        assert_eq!(plan.ignored, vec![1, 2, 3, 4, 9, 6, 8]);
         assert_eq!(plan.by_type.keys().collect::<Vec<_>>(), vec!["contacts"]);
         assert_eq!(plan.by_type["contacts"].ids_to_fetch(), vec!["10".to_string(), "12".to_string()]);
         assert_eq!(plan.by_type["contacts"].seqs, vec![7, 5]);
