@@ -459,6 +459,16 @@ mod tests {
     }
 
     #[test]
+    fn deletions_keyed_by_object_id_keep_their_key() {
+        let mut m = mapping("ns/contacts", "contacts");
+        m.match_key = MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() };
+        let type_plan =
+            plan(&[event(1, "contact.deletion", 5, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
+        let records = build_records(&m, &type_plan, &[]);
+        assert_eq!((records[0].op, records[0].key.as_deref()), (Op::Delete, Some("5")));
+    }
+
+    #[test]
     fn idempotency_key_is_stable_and_tells_states_apart() {
         let m = mapping("ns/contacts", "contacts");
         let type_plan =
