@@ -203,43 +203,55 @@ fn upsert_record(mapping: &MappingConfig, object: &CrmObject) -> Record {
         .map(|f| (f.external_field.clone(), value(&f.hubspot_property)))
         .collect();
     let updated_at = object.updated_at.clone().unwrap_or_default();
-    Record {
+    with_idempotency_key(Record {
         mapping: mapping.name.clone(),
         object_type: mapping.object_type.clone(),
         object_id: object.id.clone(),
         op: Op::Upsert,
         key: value(&mapping.match_key.hubspot_property),
         fields,
-        idempotency_key: idempotency_key(&mapping.name, &object.id, Op::Upsert, &updated_at),
         updated_at,
-    }
+        idempotency_key: String::new(),
+    })
 }
 
 fn delete_record(mapping: &MappingConfig, object_id: &str, occurred_at: i64) -> Record {
     let updated_at = format_ms(occurred_at);
     // With `hs_object_id` as match key the key of a deleted object is still known.
     let key = (mapping.match_key.hubspot_property == "hs_object_id").then(|| object_id.to_string());
-    Record {
+    with_idempotency_key(Record {
         mapping: mapping.name.clone(),
         object_type: mapping.object_type.clone(),
         object_id: object_id.to_string(),
         op: Op::Delete,
         key,
         fields: BTreeMap::new(),
-        idempotency_key: idempotency_key(&mapping.name, object_id, Op::Delete, &updated_at),
         updated_at,
-    }
+        idempotency_key: String::new(),
+    })
 }
 
-/// Stable hash of (mapping, objectId, op, updatedAt), hex.
-pub fn idempotency_key(mapping: &str, object_id: &str, op: Op, updated_at: &str) -> String {
+/// Stable hash of the state a record carries (mapping, object, op, `updatedAt` and the mapped
+/// values), hex. The values are part of it because two HubSpot writes can share one
+/// millisecond `updatedAt`; the deletion key is not, as it is filled in after the fact.
+pub fn idempotency_key(record: &Record) -> String {
     let mut hash = Sha256::new();
-    for part in [mapping, object_id, op.as_str(), updated_at] {
+    let upsert_key = match record.op {
+        Op::Upsert => record.key.as_deref().unwrap_or(""),
+        Op::Delete => "",
+    };
+    let fields = serde_json::to_string(&record.fields).expect("a map of strings serialises");
+    for part in [&record.mapping, &record.object_id, record.op.as_str(), &record.updated_at, upsert_key, &fields] {
         hash.update(part.as_bytes());
         // A separator that cannot occur in the parts keeps ("a","bc") and ("ab","c") apart.
         hash.update([0u8]);
     }
     hex::encode(&hash.finalize()[..16])
+}
+
+fn with_idempotency_key(mut record: Record) -> Record {
+    record.idempotency_key = idempotency_key(&record);
+    record
 }
 
 /// Epoch milliseconds of an RFC 3339 timestamp such as HubSpot's `2026-11-26T18:55:24.123Z`.
@@ -424,6 +436,7 @@ mod tests {
         assert_eq!(records.len(), 3);
 
         let upsert = serde_json::to_value(&records[0]).unwrap();
+        let expected_key = idempotency_key(&records[0]);
         assert_eq!(
             upsert,
             serde_json::json!({
@@ -434,7 +447,7 @@ mod tests {
                 "key": "ada@example.com",
                 "fields": {"first_name": "Ada", "stage": null},
                 "updatedAt": "2026-11-26T18:00:00.000Z",
-                "idempotencyKey": idempotency_key("ns/contacts", "1", Op::Upsert, "2026-11-26T18:00:00.000Z"),
+                "idempotencyKey": expected_key,
             })
         );
 
@@ -479,14 +492,23 @@ mod tests {
         assert_eq!(first[0].idempotency_key, replay[0].idempotency_key);
         assert_eq!(first[0].idempotency_key.len(), 32);
 
-        let key = |mapping: &str, id: &str, op, at: &str| idempotency_key(mapping, id, op, at);
-        let base = key("ns/contacts", "1", Op::Upsert, "2026-11-26T18:00:00.000Z");
-        assert_eq!(base, first[0].idempotency_key);
-        assert_ne!(base, key("ns/contacts", "1", Op::Upsert, "2026-11-26T18:00:00.001Z"));
-        assert_ne!(base, key("ns/contacts", "1", Op::Delete, "2026-11-26T18:00:00.000Z"));
-        assert_ne!(base, key("ns/contacts", "2", Op::Upsert, "2026-11-26T18:00:00.000Z"));
-        assert_ne!(base, key("ns/other", "1", Op::Upsert, "2026-11-26T18:00:00.000Z"));
-        assert_ne!(key("a", "bc", Op::Upsert, "t"), key("ab", "c", Op::Upsert, "t"));
+        let base = &first[0];
+        assert_eq!(base.idempotency_key, idempotency_key(base));
+        let changed = |edit: &dyn Fn(&mut Record)| {
+            let mut other = base.clone();
+            edit(&mut other);
+            idempotency_key(&other)
+        };
+        assert_ne!(base.idempotency_key, changed(&|r| r.updated_at = "2026-11-26T18:00:00.001Z".into()));
+        assert_ne!(base.idempotency_key, changed(&|r| r.op = Op::Delete));
+        assert_ne!(base.idempotency_key, changed(&|r| r.object_id = "2".into()));
+        assert_ne!(base.idempotency_key, changed(&|r| r.mapping = "ns/other".into()));
+        // Two writes in the same millisecond: same updatedAt, different values.
+        assert_ne!(base.idempotency_key, changed(&|r| _ = r.fields.insert("first_name".into(), Some("B".into()))));
+        assert_ne!(
+            changed(&|r| (r.mapping, r.object_id) = ("a".into(), "bc".into())),
+            changed(&|r| (r.mapping, r.object_id) = ("ab".into(), "c".into()))
+        );
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Delivered checkpoints: per (mapping, destination, object) the `updatedAt` last delivered,
-//! so duplicates and late replays never reach a destination twice and never regress it.
+//! Delivered checkpoints: per (mapping, destination, object) the `updatedAt` and idempotency
+//! key last delivered, so duplicates and late replays never reach a destination twice and
+//! never regress it. A record with the same `updatedAt` but another key is a second write in
+//! the same millisecond: records are fetched one drain after another, so it is the newer one.
 //! Checkpoints are kept per destination so that one failing destination does not make the
 //! others receive the same records again on every retry.
 
@@ -29,6 +31,7 @@ impl CheckpointStore {
                  sink TEXT NOT NULL,
                  object_id TEXT NOT NULL,
                  updated_at_ms INTEGER NOT NULL,
+                 idempotency_key TEXT NOT NULL,
                  match_key TEXT,
                  PRIMARY KEY (mapping, sink, object_id)
              ) WITHOUT ROWID;",
@@ -44,7 +47,8 @@ impl CheckpointStore {
         let sink = sink.to_string();
         self.with_conn(move |conn| {
             let mut query = conn.prepare_cached(
-                "SELECT updated_at_ms FROM delivered WHERE mapping = ?1 AND sink = ?2 AND object_id = ?3",
+                "SELECT updated_at_ms, idempotency_key FROM delivered
+                 WHERE mapping = ?1 AND sink = ?2 AND object_id = ?3",
             )?;
             let mut fresh = Vec::with_capacity(records.len());
             for record in records {
@@ -52,9 +56,12 @@ impl CheckpointStore {
                     fresh.push(record);
                     continue;
                 };
-                let delivered: Option<i64> =
-                    query.query_row(params![record.mapping, sink, record.object_id], |row| row.get(0)).optional()?;
-                if delivered.is_none_or(|d| updated_at > d) {
+                let delivered: Option<(i64, String)> = query
+                    .query_row(params![record.mapping, sink, record.object_id], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()?;
+                let newer =
+                    |(at, key): (i64, String)| updated_at > at || (updated_at == at && record.idempotency_key != key);
+                if delivered.is_none_or(newer) {
                     fresh.push(record);
                 }
             }
@@ -71,15 +78,24 @@ impl CheckpointStore {
             let tx = conn.transaction()?;
             {
                 let mut upsert = tx.prepare_cached(
-                    "INSERT INTO delivered (mapping, sink, object_id, updated_at_ms, match_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5)
+                    "INSERT INTO delivered (mapping, sink, object_id, updated_at_ms, idempotency_key, match_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
                      ON CONFLICT (mapping, sink, object_id) DO UPDATE SET
+                         idempotency_key = CASE WHEN excluded.updated_at_ms >= updated_at_ms
+                             THEN excluded.idempotency_key ELSE idempotency_key END,
                          updated_at_ms = max(updated_at_ms, excluded.updated_at_ms),
                          match_key = coalesce(excluded.match_key, match_key)",
                 )?;
                 for record in &records {
                     if let Some(updated_at) = record.updated_at_ms() {
-                        upsert.execute(params![record.mapping, sink, record.object_id, updated_at, record.key])?;
+                        upsert.execute(params![
+                            record.mapping,
+                            sink,
+                            record.object_id,
+                            updated_at,
+                            record.idempotency_key,
+                            record.key
+                        ])?;
                     }
                 }
             }
@@ -134,7 +150,7 @@ mod tests {
     use super::*;
 
     fn record(object_id: &str, op: Op, updated_at: &str, key: Option<&str>) -> Record {
-        Record {
+        let mut record = Record {
             mapping: "ns/m".into(),
             object_type: "contacts".into(),
             object_id: object_id.into(),
@@ -143,7 +159,9 @@ mod tests {
             fields: BTreeMap::new(),
             updated_at: updated_at.into(),
             idempotency_key: String::new(),
-        }
+        };
+        record.idempotency_key = crate::sync::plan::idempotency_key(&record);
+        record
     }
 
     fn ids(records: &[Record]) -> Vec<&str> {
@@ -174,6 +192,25 @@ mod tests {
         store.mark_delivered("http-0", std::slice::from_ref(&newer)).await.unwrap();
         store.mark_delivered("http-0", &[older]).await.unwrap();
         assert!(store.fresh("http-0", &[newer]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_second_write_in_the_same_millisecond_is_fresh_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("sync.db")).unwrap();
+        let at = "2026-01-01T00:00:01.000Z";
+        let first = record("1", Op::Upsert, at, Some("a@x"));
+        let mut second = first.clone();
+        second.fields.insert("first_name".into(), Some("Grace".into()));
+        second.idempotency_key = crate::sync::plan::idempotency_key(&second);
+        store.mark_delivered("http-0", std::slice::from_ref(&first)).await.unwrap();
+        assert!(store.fresh("http-0", std::slice::from_ref(&first)).await.unwrap().is_empty());
+        assert_eq!(store.fresh("http-0", std::slice::from_ref(&second)).await.unwrap(), vec![second.clone()]);
+        store.mark_delivered("http-0", std::slice::from_ref(&second)).await.unwrap();
+        assert!(store.fresh("http-0", &[second]).await.unwrap().is_empty());
+        // An older state never comes back, whatever its key.
+        let older = record("1", Op::Upsert, "2026-01-01T00:00:00.999Z", Some("b@x"));
+        assert!(store.fresh("http-0", &[older]).await.unwrap().is_empty());
     }
 
     #[tokio::test]
