@@ -106,6 +106,17 @@ fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
 
+impl HubSpotConnection {
+    pub fn client_settings(&self) -> crate::hubspot::ClientSettings {
+        crate::hubspot::ClientSettings {
+            base_url: self.base_url.clone(),
+            api_version: self.api_version.clone(),
+            access_token: self.access_token.clone(),
+            tier: self.tier,
+        }
+    }
+}
+
 impl ReceiverConfig {
     /// Reads a YAML or JSON config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
