@@ -96,6 +96,20 @@ pub enum SinkConfig {
     File { path: PathBuf },
 }
 
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Http { .. } => "http",
+            SinkConfig::File { .. } => "file",
+        }
+    }
+
+    /// The destination's `sink` label in metrics and logs: its kind and position, `http-0`.
+    pub fn label(&self, index: usize) -> String {
+        format!("{}-{index}", self.kind())
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
