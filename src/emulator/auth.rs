@@ -81,7 +81,7 @@ impl Tokens {
     }
 
     /// The caller named by an `Authorization: Bearer` header.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<&Caller> {
+    pub fn caller_for(&self, headers: &HeaderMap) -> Option<&Caller> {
         let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
         let (scheme, token) = value.split_once(' ')?;
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -180,8 +180,8 @@ mod tests {
         assert_eq!(denied.body["errors"][0]["context"]["requiredScopes"][0], "crm.objects.contacts.write");
         let mut headers = HeaderMap::new();
         headers.insert("authorization", "Bearer few".parse().unwrap());
-        assert_eq!(tokens.from_headers(&headers).unwrap().app_id, 101);
+        assert_eq!(tokens.caller_for(&headers).unwrap().app_id, 101);
         headers.insert("authorization", "Basic few".parse().unwrap());
-        assert!(tokens.from_headers(&headers).is_none());
+        assert!(tokens.caller_for(&headers).is_none());
     }
 }

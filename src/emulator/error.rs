@@ -117,6 +117,7 @@ impl ApiFailure {
             "category": self.category(),
             "message": self.message(),
             "context": context,
+            "links": {},
             "errors": self.body.get("errors").cloned().unwrap_or(Value::Array(vec![])),
         })
     }

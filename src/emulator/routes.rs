@@ -72,7 +72,7 @@ struct FullPath(String);
 /// Resolves the bearer token and counts the call against the rate limits; every answer to an
 /// authenticated call carries the `X-HubSpot-RateLimit-*` headers.
 async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> Response {
-    let Some(caller) = emu.tokens.from_headers(request.headers()).cloned() else {
+    let Some(caller) = emu.tokens.caller_for(request.headers()).cloned() else {
         return ApiFailure::invalid_authentication().into_response();
     };
     let (limit_headers, verdict) = emu.limiter.lock().expect("limiter lock").admit(caller.app_id);
@@ -395,6 +395,7 @@ async fn batch_read(
             "category": "OBJECT_NOT_FOUND",
             "message": format!("Could not get some {} objects, they may be deleted or not exist. Check that ids are valid.", t.shouting()),
             "context": { "ids": missing },
+            "links": {},
             "errors": [],
         })]
     };
@@ -407,13 +408,12 @@ fn write_batch(
     emu: &Emulator,
     t: ObjectType,
     caller: &Caller,
-    inputs: &[Value],
-    writes: Vec<Write>,
+    traced_writes: Vec<(Option<String>, Write)>,
     started: i64,
     ok_status: StatusCode,
     decorate: impl Fn(usize, &mut Value),
 ) -> ApiResult<Response> {
-    let trace_ids: Vec<Option<String>> = inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).collect();
+    let (trace_ids, writes): (Vec<Option<String>>, Vec<Write>) = traced_writes.into_iter().unzip();
     let per_input = trace_ids.iter().any(Option::is_some);
     let names: Vec<Vec<String>> = writes
         .iter()
@@ -450,6 +450,11 @@ fn write_batch(
     Ok(batch_response(ok_status, started, results, errors))
 }
 
+/// Pairs each write with its input's `objectWriteTraceId`.
+fn with_trace_ids(inputs: &[Value], writes: Vec<Write>) -> Vec<(Option<String>, Write)> {
+    inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).zip(writes).collect()
+}
+
 async fn batch_create(
     State(emu): Shared,
     Extension(caller): Extension<Caller>,
@@ -463,7 +468,7 @@ async fn batch_create(
         .iter()
         .map(|i| Ok(Write::Create { properties: parse_properties(i.get("properties"))? }))
         .collect::<ApiResult<Vec<_>>>()?;
-    write_batch(&emu, t, &caller, &inputs, writes, started, StatusCode::CREATED, |_, _| {})
+    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::CREATED, |_, _| {})
 }
 
 /// Rejects inputs naming the same record twice, as HubSpot does for updates and upserts.
@@ -505,7 +510,7 @@ async fn batch_update(
             writes.push(Write::Update { id, properties });
         }
     }
-    write_batch(&emu, t, &caller, &inputs, writes, started, StatusCode::OK, |_, _| {})
+    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::OK, |_, _| {})
 }
 
 async fn batch_upsert(
@@ -542,7 +547,9 @@ async fn batch_upsert(
         }
         reject_duplicate_ids(&keys)?;
     }
-    write_batch(&emu, t, &caller, &inputs, writes, started, StatusCode::OK, |i, v| v["new"] = json!(created[i]))
+    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::OK, |i, v| {
+        v["new"] = json!(created[i])
+    })
 }
 
 async fn batch_archive(

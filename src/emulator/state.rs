@@ -210,7 +210,7 @@ impl Store {
         let (target, properties) = match &write {
             Write::Create { properties } => (None, properties),
             Write::Update { id, properties } => {
-                if !store.objects.get(id).is_some_and(|o| !o.is_archived()) {
+                if store.objects.get(id).is_none_or(|o| o.is_archived()) {
                     return Err(ApiFailure::not_found(&format!(
                         "resource not found: {} {id} does not exist",
                         t.shouting()
@@ -399,6 +399,7 @@ impl Store {
             primary_object_id: None,
             merged_object_ids: None,
             new_object_id: None,
+            ..Default::default()
         };
         sink.queue.push(event);
     }

@@ -1,0 +1,103 @@
+"""HubSpot's official Python SDK, pointed at the emulator, calls it and reads its answers."""
+
+import hubspot
+import pytest
+from hubspot.crm.contacts import (
+    BatchInputSimplePublicObjectBatchInputUpsert,
+    BatchReadInputSimplePublicObjectId,
+    SimplePublicObjectBatchInputUpsert,
+    SimplePublicObjectId,
+)
+from hubspot.crm.contacts.exceptions import ApiException
+from hubspot.crm.properties import PropertyCreate
+
+TOKEN = "pat-na1-contract-test"
+
+
+@pytest.fixture
+def emulator(start_emulator):
+    return start_emulator("--seed", "25", "--token", TOKEN, "--token", "reader=crm.objects.contacts.read")
+
+
+def sdk(emulator, token=TOKEN):
+    return hubspot.HubSpot(access_token=token, host=emulator.base_url)
+
+
+def test_contacts_pages_and_batch_read(emulator):
+    client = sdk(emulator)
+    page = client.crm.contacts.basic_api.get_page(limit=10, properties=["email", "firstname"])
+    assert len(page.results) == 10
+    assert page.paging.next.after
+    first = page.results[0]
+    assert first.id == "1"
+    assert first.properties["email"] == "ada.lovelace1@analytical-engines.example"
+    assert set(first.properties) == {"email", "firstname", "hs_object_id", "createdate", "lastmodifieddate"}
+    assert first.created_at.tzinfo is not None
+
+    everyone = client.crm.contacts.get_all(properties=["email"])
+    assert len(everyone) == 25
+    assert len({c.properties["email"] for c in everyone}) == 25
+
+    batch = client.crm.contacts.batch_api.read(
+        batch_read_input_simple_public_object_id=BatchReadInputSimplePublicObjectId(
+            properties=["lastname"], inputs=[SimplePublicObjectId(id="3"), SimplePublicObjectId(id="999")]
+        )
+    )
+    assert batch.status == "COMPLETE"
+    assert [o.id for o in batch.results] == ["3"]
+    assert set(batch.results[0].properties) == {"lastname", "hs_object_id", "createdate", "lastmodifieddate"}
+    assert batch.num_errors == 1
+    assert batch.errors[0].category == "OBJECT_NOT_FOUND"
+    assert batch.errors[0].context["ids"] == ["999"]
+
+
+def test_batch_upsert(emulator):
+    client = sdk(emulator)
+    result = client.crm.contacts.batch_api.upsert(
+        batch_input_simple_public_object_batch_input_upsert=BatchInputSimplePublicObjectBatchInputUpsert(
+            inputs=[
+                SimplePublicObjectBatchInputUpsert(
+                    id="ada.lovelace1@analytical-engines.example", id_property="email", properties={"city": "Paris"}
+                ),
+                SimplePublicObjectBatchInputUpsert(
+                    id="new.person@example.com", id_property="email", properties={"firstname": "New"}
+                ),
+            ]
+        )
+    )
+    by_id = {o.id: o for o in result.results}
+    assert by_id["1"].new is False
+    assert by_id["1"].properties["city"] == "Paris"
+    assert by_id["26"].new is True
+
+
+def test_properties(emulator):
+    client = sdk(emulator)
+    properties = client.crm.properties.core_api.get_all(object_type="contacts").results
+    email = next(p for p in properties if p.name == "email")
+    assert (email.type, email.field_type, email.group_name) == ("string", "text", "contactinformation")
+    assert email.hubspot_defined is True
+
+    created = client.crm.properties.core_api.create(
+        object_type="contacts",
+        property_create=PropertyCreate(
+            name="customer_number", label="Customer number", type="string", field_type="text",
+            group_name="contactinformation", has_unique_value=True,
+        ),
+    )
+    assert created.name == "customer_number"
+    assert created.has_unique_value is True
+    assert client.crm.properties.core_api.get_by_name(object_type="contacts", property_name="customer_number").label == "Customer number"
+
+
+def test_errors_reach_the_sdk_as_hubspot_errors(emulator):
+    with pytest.raises(ApiException) as unauthorized:
+        sdk(emulator, token="wrong").crm.contacts.basic_api.get_page()
+    assert unauthorized.value.status == 401
+    assert '"category":"INVALID_AUTHENTICATION"' in unauthorized.value.body
+
+    with pytest.raises(ApiException) as forbidden:
+        sdk(emulator, token="reader").crm.contacts.basic_api.archive(contact_id="1")
+    assert forbidden.value.status == 403
+    assert '"requiredScopes":["crm.objects.contacts.write"]' in forbidden.value.body
+    assert forbidden.value.headers["X-HubSpot-RateLimit-Max"] == "190"

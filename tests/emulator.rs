@@ -1,0 +1,694 @@
+//! The HubSpot emulator over real HTTP: HubSpot's contract for auth, scopes, objects, batches,
+//! properties, rate limits and signed webhook delivery.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use hubspot_operator::emulator::{EmulatorConfig, LegacySignatureVersion, RunningEmulator, TokenGrant};
+use hubspot_operator::hubspot::signature::{SignatureHeaders, sign_v1, sign_v2};
+use hubspot_operator::hubspot::{SignatureVerifier, Tier, WebhookEvent};
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+
+const TOKEN: &str = "test-token";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct Emu {
+    emulator: RunningEmulator,
+    base: String,
+    http: reqwest::Client,
+}
+
+async fn start(config: EmulatorConfig) -> Emu {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = RunningEmulator::start(config, listener).await.unwrap();
+    let base = emulator.base_url();
+    Emu { emulator, base, http: reqwest::Client::new() }
+}
+
+fn config_with_token() -> EmulatorConfig {
+    EmulatorConfig { tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }], ..Default::default() }
+}
+
+impl Emu {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.unwrap();
+        let value = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap() };
+        (status, headers, value)
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::GET, path, Some(TOKEN), None).await;
+        (s, v)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let (s, _, v) = self.call(Method::POST, path, Some(TOKEN), Some(body)).await;
+        (s, v)
+    }
+
+    async fn webhook_status(&self) -> Value {
+        self.call(Method::GET, "/_emulator/webhooks", None, None).await.2
+    }
+}
+
+fn assert_uuid_shaped(id: &Value) {
+    let parts: Vec<usize> = id.as_str().unwrap().split('-').map(str::len).collect();
+    assert_eq!(parts, vec![8, 4, 4, 4, 12], "{id}");
+}
+
+#[tokio::test]
+async fn unknown_or_missing_token_is_401() {
+    let emu = start(config_with_token()).await;
+    for token in [None, Some("wrong")] {
+        let (status, _, body) = emu.call(Method::GET, "/crm/v3/objects/contacts", token, None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        assert_eq!(body["status"], "error");
+        assert_eq!(body["category"], "INVALID_AUTHENTICATION");
+        assert!(!body["message"].as_str().unwrap().is_empty());
+        assert_uuid_shaped(&body["correlationId"]);
+    }
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn introspection_reports_portal_app_and_scopes() {
+    let config = EmulatorConfig {
+        tokens: vec![
+            TokenGrant { token: TOKEN.into(), scopes: None },
+            TokenGrant { token: "narrow".into(), scopes: Some(vec!["crm.objects.contacts.read".into()]) },
+        ],
+        portal_id: 777,
+        app_id: 4000,
+        ..Default::default()
+    };
+    let emu = start(config).await;
+    let path = "/oauth/v2/private-apps/get/access-token-info";
+    let (status, all) = emu.post(path, json!({"tokenKey": TOKEN})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(all["hubId"], 777);
+    assert_eq!(all["appId"], 4000);
+    assert!(all["userId"].is_u64());
+    let scopes: BTreeSet<&str> = all["scopes"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
+    for t in ["contacts", "companies", "deals"] {
+        for kind in ["objects", "schemas"] {
+            for access in ["read", "write"] {
+                assert!(scopes.contains(format!("crm.{kind}.{t}.{access}").as_str()), "{kind} {t} {access}");
+            }
+        }
+    }
+    let (_, narrow) = emu.post(path, json!({"tokenKey": "narrow"})).await;
+    assert_eq!(narrow["scopes"], json!(["crm.objects.contacts.read"]));
+    assert_eq!(narrow["appId"], 4001, "every token is its own app");
+    let (status, unknown) = emu.post(path, json!({"tokenKey": "nope"})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(unknown["category"], "INVALID_AUTHENTICATION");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn missing_scopes_are_403_with_hubspots_body() {
+    let config = EmulatorConfig {
+        tokens: vec![TokenGrant {
+            token: "reader".into(),
+            scopes: Some(vec!["crm.objects.contacts.read".into(), "crm.schemas.companies.read".into()]),
+        }],
+        ..Default::default()
+    };
+    let emu = start(config).await;
+    let call = |method: Method, path: &'static str, body: Option<Value>| {
+        let emu = &emu;
+        async move { emu.call(method, path, Some("reader"), body).await }
+    };
+    let (status, _, body) =
+        call(Method::POST, "/crm/v3/objects/contacts", Some(json!({"properties": {"email": "a@b.io"}}))).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["category"], "MISSING_SCOPES");
+    assert_eq!(body["status"], "error");
+    assert_uuid_shaped(&body["correlationId"]);
+    assert_eq!(body["errors"][0]["message"], "One or more of the following scopes are required.");
+    assert_eq!(body["errors"][0]["context"]["requiredScopes"], json!(["crm.objects.contacts.write"]));
+    let (status, _, body) = call(Method::GET, "/crm/v3/objects/deals", None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["errors"][0]["context"]["requiredScopes"], json!(["crm.objects.deals.read"]));
+    let (status, _, body) = call(
+        Method::POST,
+        "/crm/v3/properties/contacts",
+        Some(json!({"name": "x", "label": "X", "type": "string", "fieldType": "text", "groupName": "contactinformation"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["errors"][0]["context"]["requiredScopes"], json!(["crm.schemas.contacts.write"]));
+    // Property reads take either the object read scope or the schema read scope.
+    assert_eq!(call(Method::GET, "/crm/v3/properties/contacts", None).await.0, StatusCode::OK);
+    assert_eq!(call(Method::GET, "/crm/v3/properties/companies", None).await.0, StatusCode::OK);
+    assert_eq!(call(Method::GET, "/crm/v3/properties/deals", None).await.0, StatusCode::FORBIDDEN);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn crud_and_paging_across_pages() {
+    let emu = start(config_with_token()).await;
+    let mut ids = vec![];
+    for i in 0..23 {
+        let (status, created) = emu
+            .post(
+                "/crm/v3/objects/contacts",
+                json!({"properties": {"email": format!("P{i}@Example.com"), "firstname": format!("P{i}")}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(created["properties"]["email"], format!("p{i}@example.com"), "emails are kept in lower case");
+        assert_eq!(created["archived"], false);
+        assert!(created["createdAt"].as_str().unwrap().ends_with('Z'));
+        ids.push(created["id"].as_str().unwrap().to_string());
+    }
+    // Walk every page with `after`, on the numbered path and on the date-versioned one.
+    for prefix in ["/crm/v3/objects", "/crm/objects/2026-03"] {
+        let mut seen = vec![];
+        let mut after: Option<String> = None;
+        let mut pages = 0;
+        loop {
+            let path = match &after {
+                None => format!("{prefix}/contacts?limit=10&properties=firstname"),
+                Some(a) => format!("{prefix}/contacts?limit=10&properties=firstname&after={a}"),
+            };
+            let (status, page) = emu.get(&path).await;
+            assert_eq!(status, StatusCode::OK);
+            pages += 1;
+            for o in page["results"].as_array().unwrap() {
+                seen.push(o["id"].as_str().unwrap().to_string());
+                let keys: BTreeSet<&str> = o["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+                assert_eq!(keys, BTreeSet::from(["firstname", "hs_object_id", "createdate", "lastmodifieddate"]));
+            }
+            match page.get("paging") {
+                None => break,
+                Some(paging) => {
+                    let link = paging["next"]["link"].as_str().unwrap();
+                    assert!(link.starts_with(&format!("{}{prefix}/contacts?", emu.base)), "{link}");
+                    after = Some(paging["next"]["after"].as_str().unwrap().to_string());
+                }
+            }
+        }
+        assert_eq!(pages, 3);
+        assert_eq!(seen, ids);
+    }
+    let id = &ids[4];
+    let (status, by_email) = emu.get("/crm/v3/objects/contacts/p4@example.com?idProperty=email").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&by_email["id"], id.as_str());
+    assert_eq!(by_email["properties"]["lastname"], Value::Null, "default properties are shown even when empty");
+    let (status, _, patched) = emu
+        .call(
+            Method::PATCH,
+            &format!("/crm/v3/objects/contacts/{id}"),
+            Some(TOKEN),
+            Some(json!({"properties": {"lastname": "Four"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(patched["properties"]["lastname"], "Four");
+    let (_, fetched) = emu.get(&format!("/crm/v3/objects/contacts/{id}?properties=lastname,firstname")).await;
+    assert_eq!(fetched["properties"]["lastname"], "Four");
+    assert_eq!(fetched["properties"]["firstname"], "P4");
+    // A second contact may not take an existing email.
+    let (status, _, conflict) = emu
+        .call(
+            Method::PATCH,
+            &format!("/crm/v3/objects/contacts/{}", ids[5]),
+            Some(TOKEN),
+            Some(json!({"properties": {"email": "p4@example.com"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(conflict["message"], format!("Contact already exists. Existing ID: {id}"));
+    let (status, _, _) = emu.call(Method::DELETE, &format!("/crm/v3/objects/contacts/{id}"), Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, missing) = emu.get(&format!("/crm/v3/objects/contacts/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(missing["category"], "OBJECT_NOT_FOUND");
+    let (_, archived) = emu.get("/crm/v3/objects/contacts?archived=true").await;
+    assert_eq!(archived["results"].as_array().unwrap().len(), 1);
+    assert_eq!(archived["results"][0]["archived"], true);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_read_returns_only_requested_properties() {
+    let emu = start(EmulatorConfig { seed: 5, ..config_with_token() }).await;
+    let (status, body) = emu
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["firstname", "city", "no_such_property"], "inputs": [{"id": "1"}, {"id": "3"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "COMPLETE");
+    assert!(body["startedAt"].is_string() && body["completedAt"].is_string());
+    let results = body["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    for o in results {
+        let keys: BTreeSet<&str> = o["properties"].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, BTreeSet::from(["firstname", "city", "hs_object_id", "createdate", "lastmodifieddate"]));
+    }
+    // By a unique property, with one unknown id: HubSpot's 207 with the missing ids.
+    let (_, _, first) = emu.call(Method::GET, "/_emulator/objects/contacts/2", None, None).await;
+    let email = first["properties"]["email"].as_str().unwrap();
+    let (status, body) = emu
+        .post(
+            "/crm/v3/objects/contacts/batch/read",
+            json!({"properties": ["email"], "idProperty": "email", "inputs": [{"id": email}, {"id": "ghost@example.com"}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::MULTI_STATUS);
+    assert_eq!(body["results"][0]["id"], "2");
+    assert_eq!(body["numErrors"], 1);
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(body["errors"][0]["context"]["ids"], json!(["ghost@example.com"]));
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn batch_upsert_reports_new_and_existing() {
+    let emu = start(config_with_token()).await;
+    let (status, _) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "old@example.com"}})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let upsert = json!({"inputs": [
+        {"id": "old@example.com", "idProperty": "email", "properties": {"firstname": "Old"}},
+        {"id": "new@example.com", "idProperty": "email", "properties": {"firstname": "New"}},
+    ]});
+    let (status, body) = emu.post("/crm/v3/objects/contacts/batch/upsert", upsert.clone()).await;
+    assert_eq!(status, StatusCode::OK);
+    let by_name: BTreeMap<&str, &Value> = body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["properties"]["firstname"].as_str().unwrap(), r))
+        .collect();
+    assert_eq!(by_name["Old"]["new"], false);
+    assert_eq!(by_name["Old"]["id"], "1");
+    assert_eq!(by_name["New"]["new"], true);
+    let (_, again) = emu.post("/crm/v3/objects/contacts/batch/upsert", upsert).await;
+    assert!(again["results"].as_array().unwrap().iter().all(|r| r["new"] == false));
+    let (_, list) = emu.get("/crm/v3/objects/contacts").await;
+    assert_eq!(list["results"].as_array().unwrap().len(), 2);
+    // idProperty must name a unique property.
+    let (status, body) = emu
+        .post(
+            "/crm/v3/objects/contacts/batch/upsert",
+            json!({"inputs": [{"id": "Ada", "idProperty": "firstname", "properties": {}}]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn batches_take_at_most_100_inputs_and_fail_as_a_whole() {
+    let emu = start(config_with_token()).await;
+    let inputs: Vec<Value> = (0..101).map(|i| json!({"properties": {"dealname": format!("D{i}")}})).collect();
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs[..100] })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["results"].as_array().unwrap().len(), 100);
+    // One invalid value fails the whole call, and nothing of it is written.
+    let bad = json!({"inputs": [{"properties": {"dealname": "ok"}}, {"properties": {"amount": "lots"}}]});
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/create", bad).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("INVALID_FLOAT"));
+    // With objectWriteTraceId, each input stands alone: HTTP 207.
+    let traced = json!({"inputs": [
+        {"properties": {"dealname": "ok"}, "objectWriteTraceId": "a"},
+        {"properties": {"amount": "lots"}, "objectWriteTraceId": "b"},
+    ]});
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/create", traced).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS);
+    assert_eq!(body["results"][0]["objectWriteTraceId"], "a");
+    assert_eq!(body["numErrors"], 1);
+    assert_eq!(body["errors"][0]["context"]["objectWriteTraceId"], json!(["b"]));
+    let (_, all) = emu.get("/crm/v3/objects/deals?limit=100&after=101").await;
+    assert_eq!(all["results"].as_array().unwrap().len(), 1, "only the traced good input was written");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn property_create_is_validated() {
+    let emu = start(config_with_token()).await;
+    let (_, list) = emu.get("/crm/v3/properties/contacts").await;
+    let email = list["results"].as_array().unwrap().iter().find(|p| p["name"] == "email").unwrap();
+    assert_eq!(email["hubspotDefined"], true);
+    assert_eq!(
+        (&email["type"], &email["fieldType"], &email["groupName"]),
+        (&json!("string"), &json!("text"), &json!("contactinformation"))
+    );
+    let (status, body) =
+        emu.post("/crm/v3/properties/contacts", json!({"name": "loyalty_tier", "label": "Loyalty tier"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["category"], "VALIDATION_ERROR");
+    let bad_pair = json!({"name": "loyalty_tier", "label": "Loyalty tier", "type": "number", "fieldType": "select", "groupName": "contactinformation"});
+    assert_eq!(emu.post("/crm/v3/properties/contacts", bad_pair).await.0, StatusCode::BAD_REQUEST);
+    let good = json!({
+        "name": "customer_number", "label": "Customer number", "type": "string", "fieldType": "text",
+        "groupName": "contactinformation", "hasUniqueValue": true,
+    });
+    let (status, created) = emu.post("/crm/properties/2026-03/contacts", good.clone()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(created["name"], "customer_number");
+    assert_eq!(created["hasUniqueValue"], true);
+    assert!(created.get("hubspotDefined").is_none_or(|v| v == false));
+    let (status, body) = emu.post("/crm/v3/properties/contacts", good).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["category"], "OBJECT_ALREADY_EXISTS");
+    let (status, fetched) = emu.get("/crm/v3/properties/contacts/customer_number").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetched["label"], "Customer number");
+    // The new unique property is enforced on writes.
+    let (status, _) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"customer_number": "C-1"}})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"customer_number": "C-1"}})).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["category"], "CONFLICT");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn burst_limit_answers_429_with_headers() {
+    let emu = start(EmulatorConfig { tier: Tier::Free, ..config_with_token() }).await;
+    for i in 0..100u32 {
+        let (status, headers, _) = emu.call(Method::GET, "/crm/v3/objects/contacts", Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::OK, "request {i}");
+        assert_eq!(headers["x-hubspot-ratelimit-max"], "100");
+        assert_eq!(headers["x-hubspot-ratelimit-remaining"], (99 - i).to_string().as_str());
+    }
+    let (status, headers, body) = emu.call(Method::GET, "/crm/v3/objects/contacts", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["errorType"], "RATE_LIMIT");
+    assert_eq!(body["policyName"], "TEN_SECONDLY_ROLLING");
+    assert_eq!(body["message"], "You have reached your ten_secondly_rolling limit.");
+    assert_uuid_shaped(&body["correlationId"]);
+    assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
+    assert_eq!(headers["x-hubspot-ratelimit-interval-milliseconds"], "10000");
+    assert_eq!(headers["x-hubspot-ratelimit-daily"], "250000");
+    assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "249900");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn request_log_records_calls_without_tokens() {
+    let emu = start(config_with_token()).await;
+    emu.post("/oauth/v2/private-apps/get/access-token-info", json!({"tokenKey": TOKEN})).await;
+    emu.get("/crm/v3/objects/deals?limit=5").await;
+    let (_, _, log) = emu.call(Method::GET, "/_emulator/requests", None, None).await;
+    assert_eq!(log.as_array().unwrap().len(), 2);
+    assert_eq!(
+        log[1],
+        json!({"method": "GET", "path": "/crm/v3/objects/deals", "query": "limit=5", "body": null, "status": 200})
+    );
+    assert!(!log.to_string().contains(TOKEN));
+    emu.call(Method::DELETE, "/_emulator/requests", None, None).await;
+    let (_, _, log) = emu.call(Method::GET, "/_emulator/requests", None, None).await;
+    assert_eq!(log, json!([]));
+    emu.emulator.shutdown().await;
+}
+
+// ---------------------------------------------------------------- webhooks
+
+/// One request the test webhook server received.
+#[derive(Clone)]
+struct Received {
+    uri: String,
+    headers: HeaderMap,
+    body: Bytes,
+    events: Vec<WebhookEvent>,
+}
+
+/// A webhook target that records every request and answers the planned statuses in order
+/// (200 once the plan is used up).
+#[derive(Clone, Default)]
+struct Target {
+    received: Arc<Mutex<Vec<Received>>>,
+    planned: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Target {
+    async fn serve(planned: Vec<u16>) -> (Target, String) {
+        let target = Target { planned: Arc::new(Mutex::new(planned)), ..Default::default() };
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hubspot/webhooks?source=emulator", listener.local_addr().unwrap());
+        let state = target.clone();
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
+            let state = state.clone();
+            async move {
+                let host = headers["host"].to_str().unwrap().to_string();
+                let events = serde_json::from_slice(&body).unwrap();
+                let uri = format!("http://{host}{uri}");
+                state.received.lock().unwrap().push(Received { uri, headers, body, events });
+                let mut planned = state.planned.lock().unwrap();
+                let status = if planned.is_empty() { 200 } else { planned.remove(0) };
+                StatusCode::from_u16(status).unwrap()
+            }
+        });
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (target, url)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until the received requests satisfy `done`.
+    async fn wait_for(&self, done: impl Fn(&[Received]) -> bool) -> Vec<Received> {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let received = self.received();
+                if done(&received) {
+                    return received;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("webhooks did not arrive in time")
+    }
+}
+
+async fn wait_until_quiet(emu: &Emu) -> Value {
+    wait_for_value(|| emu.webhook_status(), |s| s["pending"] == 0).await
+}
+
+async fn wait_for_value<F: Future<Output = Value>>(mut get: impl FnMut() -> F, done: impl Fn(&Value) -> bool) -> Value {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let v = get().await;
+            if done(&v) {
+                return v;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("condition not reached in time")
+}
+
+fn header<'a>(r: &'a Received, name: &str) -> &'a str {
+    r.headers.get(name).unwrap_or_else(|| panic!("no {name} header")).to_str().unwrap()
+}
+
+const SECRET: &str = "test-client-secret";
+
+fn webhook_config(url: String) -> EmulatorConfig {
+    EmulatorConfig { webhook_url: Some(url), client_secret: SECRET.into(), ..config_with_token() }
+}
+
+#[tokio::test]
+async fn webhooks_are_signed_batched_and_describe_api_writes() {
+    let (target, url) = Target::serve(vec![]).await;
+    let emu = start(webhook_config(url.clone())).await;
+    let inputs: Vec<Value> = (0..150)
+        .map(|i| json!({"properties": {"email": format!("w{i}@example.com"), "firstname": format!("W{i}")}}))
+        .collect();
+    let mut ids = BTreeSet::new();
+    for chunk in inputs.chunks(100) {
+        let (status, body) = emu.post("/crm/v3/objects/contacts/batch/create", json!({ "inputs": chunk })).await;
+        assert_eq!(status, StatusCode::CREATED);
+        ids.extend(
+            body["results"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap().parse::<u64>().unwrap()),
+        );
+    }
+    // 150 creations plus a propertyChange for each of the two properties set.
+    let received = target.wait_for(|r| r.iter().map(|x| x.events.len()).sum::<usize>() >= 450).await;
+    assert!(received.len() >= 5, "450 events need at least five batches, got {}", received.len());
+    let verifier = SignatureVerifier::new(SECRET, false);
+    let mut events = vec![];
+    for r in &received {
+        assert!(!r.events.is_empty() && r.events.len() <= 100);
+        assert_eq!(r.uri, url);
+        assert_eq!(header(r, "content-type"), "application/json");
+        assert_eq!(header(r, "user-agent"), "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon");
+        assert_eq!(header(r, "x-hubspot-signature-version"), "v1");
+        assert_eq!(header(r, "x-hubspot-signature"), sign_v1(SECRET, &r.body));
+        let headers = SignatureHeaders {
+            v3_signature: Some(header(r, "x-hubspot-signature-v3")),
+            timestamp: Some(header(r, "x-hubspot-request-timestamp")),
+            ..Default::default()
+        };
+        let now: i64 = header(r, "x-hubspot-request-timestamp").parse().unwrap();
+        verifier.verify("POST", &r.uri, &r.body, &headers, now).expect("valid v3 signature");
+        events.extend(r.events.iter().cloned());
+    }
+    assert_eq!(events.len(), 450);
+    let event_ids: BTreeSet<u64> = events.iter().map(|e| e.event_id).collect();
+    assert_eq!(event_ids.len(), 450, "event ids are unique");
+    let created: BTreeSet<u64> =
+        events.iter().filter(|e| e.subscription_type == "contact.creation").map(|e| e.object_id).collect();
+    assert_eq!(created, ids);
+    for e in &events {
+        assert_eq!((e.portal_id, e.app_id, e.attempt_number), (62515, 54321, 0));
+        assert_eq!(e.change_source.as_deref(), Some("INTEGRATION"));
+        assert_eq!(e.source_id.as_deref(), Some("54321"));
+        match e.subscription_type.as_str() {
+            "contact.creation" => assert_eq!(e.change_flag.as_deref(), Some("NEW")),
+            "contact.propertyChange" => {
+                let name = e.property_name.as_deref().unwrap();
+                assert!(name == "email" || name == "firstname", "{name}");
+                assert!(e.property_value.is_some());
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    let status = wait_until_quiet(&emu).await;
+    assert_eq!(status["delivered"], received.len());
+    assert_eq!(status["failedAttempts"], 0);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn failed_deliveries_are_retried_with_the_next_attempt_number() {
+    let (target, url) = Target::serve(vec![500]).await;
+    let emu = start(webhook_config(url)).await;
+    let (status, _, created) = emu
+        .call(Method::POST, "/_emulator/objects/companies", None, Some(json!({"properties": {"name": "Acme"}})))
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let received = target.wait_for(|r| r.len() >= 2).await;
+    assert_eq!(received[0].events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>(), BTreeSet::from([0]));
+    assert_eq!(received[1].events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>(), BTreeSet::from([1]));
+    let keys = |r: &Received| r.events.iter().map(WebhookEvent::dedup_key).collect::<Vec<_>>();
+    assert_eq!(keys(&received[0]), keys(&received[1]), "the retry carries the same events");
+    assert_ne!(header(&received[0], "x-hubspot-signature"), header(&received[1], "x-hubspot-signature"));
+    assert_eq!(header(&received[1], "x-hubspot-signature"), sign_v1(SECRET, &received[1].body));
+    let creation = received[1].events.iter().find(|e| e.subscription_type == "company.creation").unwrap();
+    assert_eq!(creation.object_id.to_string(), created["id"].as_str().unwrap());
+    assert_eq!(creation.change_source.as_deref(), Some("CRM_UI"), "admin writes are user changes");
+    let status = wait_until_quiet(&emu).await;
+    assert_eq!(status["failedAttempts"], 1);
+    assert_eq!(status["delivered"], 1);
+    assert_eq!(status["log"][0], json!({"batchSize": 2, "attemptNumber": 0, "status": 500}));
+    assert_eq!(status["log"][1], json!({"batchSize": 2, "attemptNumber": 1, "status": 200}));
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_rate_one_delivers_every_batch_twice() {
+    let (target, url) = Target::serve(vec![]).await;
+    let emu = start(EmulatorConfig { duplicate_rate: 1.0, ..webhook_config(url) }).await;
+    let (status, _, created) = emu
+        .call(
+            Method::POST,
+            "/_emulator/objects/deals",
+            None,
+            Some(json!({"properties": {"dealname": "Big", "amount": "10"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap();
+    let (status, _, _) = emu
+        .call(
+            Method::PATCH,
+            &format!("/_emulator/objects/deals/{id}"),
+            None,
+            Some(json!({"properties": {"amount": "20"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let status = wait_until_quiet(&emu).await;
+    let received = target.received();
+    let mut copies: BTreeMap<String, usize> = BTreeMap::new();
+    for e in received.iter().flat_map(|r| &r.events) {
+        *copies.entry(e.dedup_key()).or_default() += 1;
+    }
+    assert_eq!(copies.len(), 4, "creation, two property changes, one update");
+    assert!(copies.values().all(|n| *n == 2), "{copies:?}");
+    assert_eq!(status["delivered"], received.len());
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn v2_signatures_cover_method_and_url() {
+    let (target, url) = Target::serve(vec![]).await;
+    let emu =
+        start(EmulatorConfig { legacy_signature_version: LegacySignatureVersion::V2, ..webhook_config(url.clone()) })
+            .await;
+    emu.call(Method::POST, "/_emulator/objects/contacts", None, Some(json!({"properties": {"firstname": "V"}}))).await;
+    let received = target.wait_for(|r| !r.is_empty()).await;
+    let r = &received[0];
+    assert_eq!(header(r, "x-hubspot-signature-version"), "v2");
+    assert_eq!(header(r, "x-hubspot-signature"), sign_v2(SECRET, "POST", &url, &r.body));
+    let headers = SignatureHeaders {
+        signature: Some(header(r, "x-hubspot-signature")),
+        version: Some("v2"),
+        ..Default::default()
+    };
+    SignatureVerifier::new(SECRET, true).verify("POST", &url, &r.body, &headers, 0).expect("valid v2 signature");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn admin_api_acts_as_a_user_and_shows_raw_state() {
+    let emu = start(config_with_token()).await;
+    let (status, _, created) = emu
+        .call(
+            Method::POST,
+            "/_emulator/objects/contacts",
+            None,
+            Some(json!({"properties": {"email": "u@example.com"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let id = created["id"].as_str().unwrap();
+    let (status, _, _) = emu.call(Method::DELETE, &format!("/_emulator/objects/contacts/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, raw) = emu.call(Method::GET, &format!("/_emulator/objects/contacts/{id}"), None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(raw["archived"], true);
+    assert_eq!(raw["properties"]["email"], "u@example.com");
+    let (status, _) = emu.get(&format!("/crm/v3/objects/contacts/{id}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, requests) = emu.call(Method::GET, "/_emulator/requests", None, None).await;
+    assert_eq!(requests.as_array().unwrap().len(), 1, "admin calls are not API calls");
+    emu.emulator.shutdown().await;
+}

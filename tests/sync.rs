@@ -1,0 +1,314 @@
+//! The sync worker end to end: the real embedded event log, the real HubSpot emulator over
+//! HTTP, and real destinations (an axum server on 127.0.0.1:0 and a file in a tempdir).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+
+use common::{TestDestination, TestEmulator, WAIT, eventually, receiver_config, sample_event};
+use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
+use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
+use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
+use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
+use hubspot_operator::hubspot::WebhookEvent;
+use hubspot_operator::sync::{Op, Record, Worker};
+use hubspot_operator::telemetry::{Metrics, SinkLabels};
+
+/// Contacts: email is the match key; firstname and lifecyclestage flow out; phone only flows
+/// into HubSpot, so it must never be read.
+fn contacts_mapping(sinks: Vec<SinkConfig>) -> MappingConfig {
+    let field = |hubspot: &str, external: &str, direction| FieldMapping {
+        hubspot_property: hubspot.into(),
+        external_field: external.into(),
+        direction,
+    };
+    MappingConfig {
+        name: "crm/contacts".into(),
+        object_type: "contacts".into(),
+        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+        fields: vec![
+            field("firstname", "first_name", Direction::ToExternal),
+            field("lifecyclestage", "stage", Direction::Both),
+            field("phone", "phone", Direction::ToHubSpot),
+        ],
+        sinks,
+    }
+}
+
+fn config(data_dir: &Path, emulator: &TestEmulator, sinks: Vec<SinkConfig>) -> ReceiverConfig {
+    let mut config = receiver_config(data_dir);
+    config.hubspot.base_url = emulator.running.base_url();
+    config.hubspot.access_token = DEFAULT_TOKEN.into();
+    config.mappings = vec![contacts_mapping(sinks)];
+    config
+}
+
+fn http_sink(url: &str) -> SinkConfig {
+    SinkConfig::Http { url: url.into(), signing_secret: Some("whsec_c2lnbmluZy1zZWNyZXQ=".into()) }
+}
+
+fn file_sink() -> SinkConfig {
+    SinkConfig::File { path: "out/contacts.jsonl".into() }
+}
+
+/// A contact event `event_id` about `object_id` at `occurred_at`.
+fn contact_event(event_id: u64, subscription_type: &str, object_id: &str, occurred_at: i64) -> WebhookEvent {
+    let mut event = sample_event(event_id, object_id.parse().unwrap());
+    event.subscription_type = subscription_type.into();
+    event.occurred_at = occurred_at;
+    event.property_name = subscription_type.ends_with("propertyChange").then(|| "firstname".into());
+    event
+}
+
+async fn run_once(worker: &Worker) -> anyhow::Result<usize> {
+    tokio::time::timeout(WAIT, worker.run_once()).await.expect("sync step timed out")
+}
+
+fn by_object(records: &[Record]) -> BTreeMap<String, Vec<Record>> {
+    let mut by_object: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+    for record in records {
+        by_object.entry(record.object_id.clone()).or_default().push(record.clone());
+    }
+    by_object
+}
+
+fn file_records(data_dir: &Path) -> Vec<Record> {
+    std::fs::read_to_string(data_dir.join("out/contacts.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn worker_delivers_the_latest_state_once_and_empties_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+    let url = destination.url.clone();
+    let config = config(dir.path(), &emulator, vec![http_sink(&url), file_sink()]);
+    let metrics = Arc::new(Metrics::default());
+    let worker = Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), metrics.clone()).unwrap();
+
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada", "phone": "+1 555"})).await;
+    emulator.update_contact(&ada, json!({"firstname": "Adeline", "lifecyclestage": "customer"})).await;
+    let bob = emulator.create_contact(json!({"email": "bob@example.com", "firstname": "Bob"})).await;
+    let gone = "999999";
+
+    let created = contact_event(1, "contact.creation", &ada, 1_000);
+    let changed = contact_event(2, "contact.propertyChange", &ada, 2_000);
+    let mut unmapped_deal = contact_event(7, "deal.creation", "42", 1_000);
+    unmapped_deal.property_name = None;
+    let events = vec![
+        // Newest first, a redelivery, and a second hint about the same contact.
+        changed.clone(),
+        created,
+        common::redelivery(&changed),
+        contact_event(3, "contact.propertyChange", &ada, 1_500),
+        contact_event(4, "contact.creation", &bob, 1_000),
+        contact_event(5, "contact.deletion", gone, 3_000),
+        contact_event(6, "contact.propertyChange", gone, 2_500),
+        unmapped_deal,
+    ];
+    let appended = log.append(events).await.unwrap().appended;
+    assert_eq!(appended, 7, "the log drops the redelivery");
+
+    assert_eq!(run_once(&worker).await.unwrap(), appended);
+    assert_eq!(log.pending_count().await.unwrap(), 0);
+
+    let delivered = by_object(&destination.delivered());
+    assert_eq!(delivered.keys().cloned().collect::<Vec<_>>(), {
+        let mut ids = vec![ada.clone(), bob.clone(), gone.to_string()];
+        ids.sort();
+        ids
+    });
+    assert!(delivered.values().all(|records| records.len() == 1), "{delivered:#?}");
+    let ada_record = &delivered[&ada][0];
+    assert_eq!(ada_record.op, Op::Upsert);
+    assert_eq!(ada_record.mapping, "crm/contacts");
+    assert_eq!(ada_record.object_type, "contacts");
+    assert_eq!(ada_record.key.as_deref(), Some("ada@example.com"));
+    assert_eq!(
+        ada_record.fields,
+        BTreeMap::from([
+            ("first_name".to_string(), Some("Adeline".to_string())),
+            ("stage".to_string(), Some("customer".to_string())),
+        ])
+    );
+    assert_eq!(delivered[&bob][0].fields["first_name"].as_deref(), Some("Bob"));
+    assert_eq!(delivered[gone][0].op, Op::Delete);
+    // The file destination got the same records.
+    assert_eq!(by_object(&file_records(dir.path())), delivered);
+
+    // One batch read for both live contacts, asking only for the mapped properties.
+    let reads = emulator.batch_reads().await;
+    assert_eq!(reads.len(), 1, "{reads:#?}");
+    assert_eq!(reads[0]["properties"], json!(["email", "firstname", "lifecyclestage"]));
+    let mut asked: Vec<&str> =
+        reads[0]["inputs"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
+    asked.sort();
+    let mut expected = vec![ada.as_str(), bob.as_str()];
+    expected.sort();
+    assert_eq!(asked, expected);
+
+    let labels = SinkLabels { mapping: "crm/contacts".into(), sink: "http-0".into() };
+    assert_eq!(metrics.records_delivered.get_or_create(&labels).get(), 3);
+
+    // Late replays of the same changes: fetched again, but nothing new reaches a destination.
+    let replays = vec![
+        contact_event(11, "contact.propertyChange", &ada, 1_800),
+        contact_event(12, "contact.creation", &bob, 900),
+    ];
+    assert_eq!(log.append(replays).await.unwrap().appended, 2);
+    assert_eq!(run_once(&worker).await.unwrap(), 2);
+    assert_eq!(destination.seen().len(), 1, "no second request to the destination");
+    assert_eq!(file_records(dir.path()).len(), 3);
+
+    // A real change goes out, once.
+    emulator.update_contact(&ada, json!({"firstname": "Ada Lovelace"})).await;
+    log.append(vec![contact_event(20, "contact.propertyChange", &ada, 5_000)]).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 1);
+    let latest = destination.seen().last().unwrap().records();
+    assert_eq!(latest.len(), 1);
+    assert_eq!(latest[0].fields["first_name"].as_deref(), Some("Ada Lovelace"));
+    assert_ne!(latest[0].idempotency_key, ada_record.idempotency_key);
+    assert_eq!(log.pending_count().await.unwrap(), 0);
+
+    emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn events_stay_pending_until_a_failing_destination_takes_the_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let destination = TestDestination::start_observing(vec![503.into()], Some(log.clone())).await;
+    let url = destination.url.clone();
+    let config = config(dir.path(), &emulator, vec![http_sink(&url), file_sink()]);
+    let metrics = Arc::new(Metrics::default());
+    let worker = Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), metrics.clone()).unwrap();
+
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
+    log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
+
+    assert!(run_once(&worker).await.is_err());
+    assert_eq!(log.pending_count().await.unwrap(), 1, "nothing released while a destination fails");
+    let labels = SinkLabels { mapping: "crm/contacts".into(), sink: "http-0".into() };
+    assert_eq!(metrics.sink_failures.get_or_create(&labels).get(), 1);
+
+    assert_eq!(run_once(&worker).await.unwrap(), 1);
+    assert_eq!(log.pending_count().await.unwrap(), 0);
+
+    let seen = destination.seen();
+    assert_eq!(destination.statuses(), vec![503, 200]);
+    assert!(seen.iter().all(|s| s.pending_in_log == Some(1)), "both attempts happened before the release: {seen:#?}");
+    assert_eq!(seen[0].records(), seen[1].records(), "the retry is the same message");
+    let delivered = destination.delivered();
+    assert_eq!(delivered.len(), 1);
+    assert_eq!(delivered[0].object_id, ada);
+    // The healthy file destination was not written again while the other one was retried.
+    assert_eq!(file_records(dir.path()), delivered);
+
+    emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn running_worker_retries_with_backoff_and_stops_on_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let destination = TestDestination::start_observing(vec![503.into(), 429.into()], Some(log.clone())).await;
+    let url = destination.url.clone();
+    let config = config(dir.path(), &emulator, vec![http_sink(&url)]);
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(worker.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
+    log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
+
+    eventually("the records to be delivered and the events released", || async {
+        destination.delivered().len() == 1 && log.pending_count().await.unwrap() == 0
+    })
+    .await;
+
+    assert_eq!(destination.statuses(), vec![503, 429, 200]);
+    assert_eq!(destination.delivered().len(), 1);
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(WAIT, running).await.expect("worker did not stop").unwrap();
+    emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn hubspot_errors_keep_events_pending() {
+    let dir = tempfile::tempdir().unwrap();
+    // A token without the contacts read scope: HubSpot answers 403 MISSING_SCOPES.
+    let scopeless = TokenGrant { token: "scopeless".into(), scopes: Some(vec!["oauth".into()]) };
+    let emulator_config = EmulatorConfig { tokens: vec![scopeless], ..Default::default() };
+    let emulator = TestEmulator::start(emulator_config).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+    let url = destination.url.clone();
+    let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
+    config.hubspot.access_token = "scopeless".into();
+    let client = emulator.client("scopeless");
+    let worker = Worker::new(&config, log.clone(), client, Arc::new(Metrics::default())).unwrap();
+
+    log.append(vec![contact_event(1, "contact.creation", "1", 1_000)]).await.unwrap();
+    let error = run_once(&worker).await.unwrap_err().to_string();
+    assert!(error.contains("MISSING_SCOPES"), "{error}");
+    assert_eq!(log.pending_count().await.unwrap(), 1);
+    assert!(destination.seen().is_empty());
+
+    emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+    let url = destination.url.clone();
+    let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
+    config.mappings.push(MappingConfig {
+        name: "crm/contact-cities".into(),
+        object_type: "contacts".into(),
+        match_key: MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() },
+        fields: vec![FieldMapping {
+            hubspot_property: "city".into(),
+            external_field: "town".into(),
+            direction: Direction::ToExternal,
+        }],
+        sinks: vec![file_sink()],
+    });
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada", "city": "London"})).await;
+    log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 1);
+
+    let reads = emulator.batch_reads().await;
+    assert_eq!(reads.len(), 1);
+    assert_eq!(reads[0]["properties"], json!(["city", "email", "firstname", "hs_object_id", "lifecyclestage"]));
+    let http = destination.delivered();
+    assert_eq!(http.len(), 1);
+    assert_eq!(http[0].fields.keys().collect::<Vec<_>>(), vec!["first_name", "stage"]);
+    let file = file_records(dir.path());
+    assert_eq!(file.len(), 1);
+    assert_eq!(file[0].mapping, "crm/contact-cities");
+    assert_eq!(file[0].key.as_deref(), Some(ada.as_str()));
+    assert_eq!(file[0].fields, BTreeMap::from([("town".to_string(), Some("London".to_string()))]));
+
+    emulator.running.shutdown().await;
+}
