@@ -252,7 +252,12 @@ where
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let ctx = Arc::new(Context::new(client.clone(), args.receiver_image.clone()));
-    let shutdown = shutdown_signal().boxed().shared();
+    let shutdown = async {
+        crate::shutdown::signal().await;
+        tracing::info!("shutting down");
+    }
+    .boxed()
+    .shared();
     let namespace = args.namespace.as_deref();
 
     let integrations = integration::controller(client.clone(), namespace);
@@ -303,16 +308,6 @@ where
         Err(ControllerError::ReconcilerFailed(..)) => {}
         Err(e) => tracing::warn!(error = %e, "controller error"),
     }
-}
-
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing the SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate.recv() => {}
-    }
-    tracing::info!("shutting down");
 }
 
 /// Serves `/metrics`, `/healthz` and `/readyz` on `listener` until `shutdown`.

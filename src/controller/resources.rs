@@ -455,9 +455,11 @@ mod tests {
             config.mappings[1].sinks,
             [SinkConfig::Http { url: "https://crm.example.com/ingest".into(), signing_secret: Some("sign-me".into()) }]
         );
-        // The rendered file is what the receiver loads.
-        let reparsed: ReceiverConfig = serde_yaml::from_str(&config_yaml(&config)).unwrap();
-        assert_eq!(reparsed, config);
+        // The rendered file is what `receiver --config` loads.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_KEY);
+        std::fs::write(&path, config_yaml(&config)).unwrap();
+        assert_eq!(ReceiverConfig::load(&path).unwrap(), config);
     }
 
     #[test]
