@@ -17,6 +17,9 @@ enum Command {
     Crd,
     /// Run the operator: reconcile HubSpotIntegrations and PropertyMappings.
     Controller(hubspot_operator::controller::ControllerArgs),
+    /// Run the whole system on this machine, no cluster: HubSpot emulator, reconcile, receiver
+    /// and worker, with live status.
+    Dev(hubspot_operator::dev::DevArgs),
     /// Run the webhook receiver and sync worker of one integration.
     Receiver {
         /// Receiver config file (YAML or JSON), as the controller renders it.
@@ -36,6 +39,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Controller(args) => hubspot_operator::controller::run(args).await?,
         Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
         Command::Receiver { config } => run_receiver(&config).await?,
+        Command::Dev(args) => hubspot_operator::dev::run(args).await?,
     }
     Ok(())
 }
