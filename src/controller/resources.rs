@@ -19,6 +19,7 @@ use sha2::{Digest, Sha256};
 use super::secrets::{SecretError, SecretStore};
 use crate::api::{HubSpotIntegration, PropertyMapping};
 use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+use crate::receiver::WEBHOOK_PATH;
 
 /// Where the receiver keeps its event log and file destinations.
 pub const DATA_DIR: &str = "/var/lib/hubspot-operator";
@@ -30,8 +31,6 @@ pub const CONFIG_KEY: &str = "config.yaml";
 pub const CONFIG_HASH_ANNOTATION: &str = "hubspot.io/config-hash";
 /// Port the receiver listens on inside the pod.
 pub const RECEIVER_PORT: u16 = 8080;
-/// Path HubSpot posts webhooks to.
-pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
 /// User and group the receiver runs as (the conventional distroless `nonroot`).
 const RECEIVER_UID: i64 = 65532;
 
