@@ -1,4 +1,351 @@
 //! The embedded event log: one SQLite file on the receiver's volume.
+//!
+//! One writer thread owns the write connection. Appends and releases are sent to it over a
+//! channel; it takes every request waiting, applies them all in one transaction and commits
+//! once (group commit), so concurrent webhook requests share one fsync instead of queueing
+//! behind each other's. Every request is answered only after its commit is on disk
+//! (`synchronous=FULL`), which is what allows the receiver to answer HubSpot with 2xx.
+//! Reads use a second connection and never wait for the writer (WAL mode).
 
-/// Embedded event log.
-pub struct EmbeddedEventLog;
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use rusqlite::{Connection, params};
+use tokio::sync::{Notify, oneshot};
+
+use super::{AppendOutcome, EventLog, StoredEvent};
+use crate::hubspot::WebhookEvent;
+
+/// How long a delivery identity is remembered. HubSpot retries a delivery for up to 24 hours;
+/// three times that leaves room for clock trouble and long outages.
+pub const DEDUP_RETENTION: Duration = Duration::from_secs(72 * 60 * 60);
+
+/// How often the writer forgets delivery identities older than `DEDUP_RETENTION`.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+// `AUTOINCREMENT` keeps a released `seq` from ever being handed out again (plain rowids restart
+// after the newest rows are deleted), so a position always names one event.
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
+";
+
+/// Embedded event log, see the module documentation.
+pub struct EmbeddedEventLog {
+    writes: mpsc::Sender<WriteRequest>,
+    /// Taken only by `Drop`.
+    writer: Option<JoinHandle<()>>,
+    reader: Arc<Mutex<Connection>>,
+    appended: Arc<Notify>,
+}
+
+/// An event ready for the writer: its delivery identity and its JSON.
+struct EncodedEvent {
+    dedup_key: String,
+    body: String,
+}
+
+enum Write {
+    Append(Vec<EncodedEvent>),
+    Release(Vec<u64>),
+}
+
+struct WriteRequest {
+    write: Write,
+    /// Answered after the commit; a release answers with an empty outcome.
+    done: oneshot::Sender<anyhow::Result<AppendOutcome>>,
+}
+
+impl EmbeddedEventLog {
+    /// Opens (or creates, with its parent directory) the log file at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<EmbeddedEventLog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut write_conn = open_connection(path)?;
+        write_conn.execute_batch(SCHEMA).context("creating the event log schema")?;
+        prune_seen(&mut write_conn, now_ms() - retention_ms()).context("pruning delivery identities")?;
+        let reader = open_connection(path)?;
+        reader.pragma_update(None, "query_only", true)?;
+
+        let (writes, requests) = mpsc::channel();
+        let appended = Arc::new(Notify::new());
+        let writer = std::thread::Builder::new()
+            .name("eventlog-writer".into())
+            .spawn({
+                let appended = appended.clone();
+                move || run_writer(write_conn, requests, &appended)
+            })
+            .context("starting the event log writer thread")?;
+        Ok(EmbeddedEventLog { writes, writer: Some(writer), reader: Arc::new(Mutex::new(reader)), appended })
+    }
+
+    async fn submit(&self, write: Write) -> anyhow::Result<AppendOutcome> {
+        let (done, answer) = oneshot::channel();
+        self.writes.send(WriteRequest { write, done }).map_err(|_| anyhow::anyhow!("event log writer has stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("event log writer stopped before committing"))?
+    }
+
+    /// Runs `read` on the read connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        // Reads alone would still work, but a log that cannot store is not a working log.
+        if self.writer.as_ref().is_none_or(|writer| writer.is_finished()) {
+            anyhow::bail!("event log writer has stopped");
+        }
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| anyhow::anyhow!("event log reader poisoned"))?;
+            read(&conn)
+        })
+        .await
+        .context("event log read task failed")?
+    }
+}
+
+impl Drop for EmbeddedEventLog {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer once it has committed what it holds; joining it
+        // means the file is closed when the log is gone (a reopen finds everything committed).
+        drop(std::mem::replace(&mut self.writes, mpsc::channel().0));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl EventLog for EmbeddedEventLog {
+    fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(AppendOutcome::default());
+            }
+            let encoded = events
+                .iter()
+                .map(|event| Ok(EncodedEvent { dedup_key: event.dedup_key(), body: serde_json::to_string(event)? }))
+                .collect::<serde_json::Result<Vec<_>>>()
+                .context("encoding webhook events")?;
+            self.submit(Write::Append(encoded)).await
+        })
+    }
+
+    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+        Box::pin(self.read(move |conn| {
+            let limit = i64::try_from(max).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare_cached("SELECT seq, body FROM events ORDER BY seq LIMIT ?1")?;
+            let rows = stmt.query_map([limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+            rows.map(|row| {
+                let (seq, body) = row?;
+                let event = serde_json::from_str(&body).with_context(|| format!("decoding stored event {seq}"))?;
+                Ok(StoredEvent { seq: seq as u64, event })
+            })
+            .collect()
+        }))
+    }
+
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            if !seqs.is_empty() {
+                self.submit(Write::Release(seqs)).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(self.read(|conn| {
+            let count: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+            Ok(count as u64)
+        }))
+    }
+
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.appended.notified())
+    }
+}
+
+fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening event log {}", path.display()))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "event log {} cannot use WAL mode (got {mode})", path.display());
+    // FULL: every commit is fsync'd, so an answered append survives a crash or power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The writer thread: group commits until every sender is gone.
+fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, appended: &Notify) {
+    let mut last_prune = Instant::now();
+    loop {
+        let first = match requests.recv_timeout(PRUNE_INTERVAL) {
+            Ok(request) => request,
+            Err(RecvTimeoutError::Timeout) => {
+                prune_if_due(&mut conn, &mut last_prune);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
+        let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
+        match commit_group(&mut conn, &writes, now_ms()) {
+            Ok(outcomes) => {
+                if outcomes.iter().any(|o| o.appended > 0) {
+                    // Wake every waiting consumer, and leave a permit for one that is between
+                    // finding the log empty and starting to wait.
+                    appended.notify_waiters();
+                    appended.notify_one();
+                }
+                for (done, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = done.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = answers.len(), "event log commit failed");
+                for done in answers {
+                    let _ = done.send(Err(anyhow::anyhow!("event log commit failed: {e}")));
+                }
+            }
+        }
+        prune_if_due(&mut conn, &mut last_prune);
+    }
+}
+
+fn prune_if_due(conn: &mut Connection, last_prune: &mut Instant) {
+    if last_prune.elapsed() < PRUNE_INTERVAL {
+        return;
+    }
+    *last_prune = Instant::now();
+    match prune_seen(conn, now_ms() - retention_ms()) {
+        Ok(forgotten) => tracing::debug!(forgotten, "pruned old delivery identities"),
+        Err(e) => tracing::warn!(error = %e, "pruning delivery identities failed"),
+    }
+}
+
+/// Applies a group of writes in one transaction; one outcome per write, in order.
+fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> rusqlite::Result<Vec<AppendOutcome>> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    {
+        let mut remember = tx.prepare_cached("INSERT OR IGNORE INTO seen (key, seen_at) VALUES (?1, ?2)")?;
+        let mut store = tx.prepare_cached("INSERT INTO events (body) VALUES (?1)")?;
+        let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
+        for write in writes {
+            let mut outcome = AppendOutcome::default();
+            match write {
+                Write::Append(events) => {
+                    for event in events {
+                        // A key already present (from any earlier write, including one earlier
+                        // in this transaction) makes the event a duplicate.
+                        if remember.execute(params![event.dedup_key, now_ms])? == 1 {
+                            store.execute([&event.body])?;
+                            outcome.appended += 1;
+                        } else {
+                            outcome.duplicates += 1;
+                        }
+                    }
+                }
+                Write::Release(seqs) => {
+                    for &seq in seqs {
+                        // Positions beyond i64 were never handed out; there is nothing to delete.
+                        if let Ok(seq) = i64::try_from(seq) {
+                            delete.execute([seq])?;
+                        }
+                    }
+                }
+            }
+            outcomes.push(outcome);
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// Forgets delivery identities first seen before `cutoff_ms`; returns how many.
+fn prune_seen(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM seen WHERE seen_at < ?1", [cutoff_ms])
+}
+
+fn retention_ms() -> i64 {
+    DEDUP_RETENTION.as_millis() as i64
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::OptionalExtension as _;
+
+    use super::*;
+
+    fn event(key: &str) -> EncodedEvent {
+        EncodedEvent { dedup_key: key.into(), body: "{}".into() }
+    }
+
+    fn key_known(conn: &Connection, key: &str) -> bool {
+        conn.query_row("SELECT 1 FROM seen WHERE key = ?1", [key], |_| Ok(())).optional().unwrap().is_some()
+    }
+
+    #[test]
+    fn prune_forgets_only_identities_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        commit_group(&mut conn, &[Write::Append(vec![event("old")])], 1_000).unwrap();
+        commit_group(&mut conn, &[Write::Append(vec![event("new")])], 5_000).unwrap();
+
+        assert_eq!(prune_seen(&mut conn, 5_000).unwrap(), 1);
+        assert!(!key_known(&conn, "old"));
+        assert!(key_known(&conn, "new"));
+
+        // A forgotten identity is stored again; a remembered one is still a duplicate.
+        let outcomes =
+            commit_group(&mut conn, &[Write::Append(vec![event("old")]), Write::Append(vec![event("new")])], 6_000)
+                .unwrap();
+        assert_eq!(outcomes[0], AppendOutcome { appended: 1, duplicates: 0 });
+        assert_eq!(outcomes[1], AppendOutcome { appended: 0, duplicates: 1 });
+    }
+
+    #[test]
+    fn one_group_answers_each_write_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let outcomes = commit_group(
+            &mut conn,
+            &[
+                Write::Append(vec![event("a"), event("b"), event("a")]),
+                Write::Append(vec![event("b"), event("c")]),
+                Write::Release(vec![1]),
+            ],
+            1_000,
+        )
+        .unwrap();
+        assert_eq!(
+            outcomes,
+            vec![
+                AppendOutcome { appended: 2, duplicates: 1 },
+                AppendOutcome { appended: 1, duplicates: 1 },
+                AppendOutcome::default(),
+            ]
+        );
+        let seqs: Vec<i64> = conn
+            .prepare("SELECT seq FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |row| row.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(seqs, vec![2, 3]);
+    }
+}

@@ -2,13 +2,24 @@
 //! request budget, retries what HubSpot says may be retried, and keeps HubSpot's error details.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use super::budget::{RequestBudget, Tier};
-use super::error::Result;
+use super::error::{ApiError, Error, Result};
 use super::models::*;
+use crate::telemetry::Metrics;
+
+/// HubSpot accepts at most this many inputs per batch call.
+pub const BATCH_LIMIT: usize = 100;
 
 /// How to reach HubSpot.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ClientSettings {
     pub base_url: String,
     /// `v3` or a date version such as `2026-03`.
@@ -17,17 +28,79 @@ pub struct ClientSettings {
     pub tier: Tier,
 }
 
+impl std::fmt::Debug for ClientSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSettings")
+            .field("base_url", &self.base_url)
+            .field("api_version", &self.api_version)
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How often and how patiently a call is retried.
+#[derive(Clone, Debug)]
+pub struct RetryPolicy {
+    /// Attempts for 5xx, 423 and transport errors (429s wait on the budget and do not count).
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+    /// Upper bound on 429 answers waited out for one call.
+    pub max_rate_limited: u32,
+    /// Timeout of one HTTP request.
+    pub request_timeout: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            initial_backoff: Duration::from_millis(200),
+            max_backoff: Duration::from_secs(20),
+            max_rate_limited: 30,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
 /// A HubSpot API client for one integration. Cheap to clone; clones share the budget.
 #[derive(Clone)]
 pub struct HubSpotClient {
+    http: reqwest::Client,
     settings: Arc<ClientSettings>,
     budget: Arc<RequestBudget>,
+    retry: RetryPolicy,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl HubSpotClient {
     pub fn new(settings: ClientSettings) -> Self {
         let budget = Arc::new(RequestBudget::for_tier(settings.tier));
-        Self { settings: Arc::new(settings), budget }
+        let retry = RetryPolicy::default();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("hubspot-operator/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(retry.request_timeout)
+            .build()
+            .expect("the TLS backend initialises");
+        Self { http, settings: Arc::new(settings), budget, retry, metrics: None }
+    }
+
+    /// Shares `budget` with other clients of the same integration.
+    pub fn with_budget(mut self, budget: Arc<RequestBudget>) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Counts every call in `metrics` by operation and outcome.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     pub fn budget(&self) -> &Arc<RequestBudget> {
@@ -36,7 +109,15 @@ impl HubSpotClient {
 
     /// `POST /oauth/v2/private-apps/get/access-token-info` for this client's token.
     pub async fn introspect_token(&self) -> Result<TokenInfo> {
-        todo!()
+        let body = serde_json::json!({ "tokenKey": self.settings.access_token });
+        self.send(
+            "introspect_token",
+            Method::POST,
+            "/oauth/v2/private-apps/get/access-token-info".into(),
+            &[],
+            Some(&body),
+        )
+        .await
     }
 
     /// One page of `GET /crm/v3/objects/{t}` with only `properties`.
@@ -47,31 +128,194 @@ impl HubSpotClient {
         after: Option<&str>,
         limit: u32,
     ) -> Result<ObjectPage> {
-        let _ = (object_type, properties, after, limit, &self.settings);
-        todo!()
+        let mut query = vec![("limit", limit.clamp(1, 100).to_string()), ("archived", "false".to_string())];
+        if !properties.is_empty() {
+            query.push(("properties", properties.join(",")));
+        }
+        if let Some(after) = after {
+            query.push(("after", after.to_string()));
+        }
+        self.send::<(), _>("list_objects", Method::GET, self.objects_path(object_type, ""), &query, None).await
+    }
+
+    /// Every object of a type, following `paging.next.after` until the last page.
+    pub async fn list_all_objects(&self, object_type: &str, properties: &[String]) -> Result<Vec<CrmObject>> {
+        let mut all = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let page = self.list_objects_page(object_type, properties, after.as_deref(), 100).await?;
+            all.extend(page.results.iter().cloned());
+            match page.next_after() {
+                Some(next) => after = Some(next.to_string()),
+                None => return Ok(all),
+            }
+        }
     }
 
     /// `POST /crm/v3/objects/{t}/batch/read` in chunks of 100; ids HubSpot does not know are absent.
     pub async fn batch_read(&self, object_type: &str, properties: &[String], ids: &[String]) -> Result<Vec<CrmObject>> {
-        let _ = (object_type, properties, ids);
-        todo!()
+        let mut found = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(BATCH_LIMIT) {
+            let body = serde_json::json!({
+                "properties": properties,
+                "propertiesWithHistory": [],
+                "inputs": chunk.iter().map(|id| serde_json::json!({ "id": id })).collect::<Vec<_>>(),
+            });
+            let page: BatchResponse<CrmObject> = self
+                .send("batch_read", Method::POST, self.objects_path(object_type, "/batch/read"), &[], Some(&body))
+                .await?;
+            found.extend(page.results);
+        }
+        Ok(found)
     }
 
     /// `POST /crm/v3/objects/{t}/batch/upsert` in chunks of 100.
     pub async fn batch_upsert(&self, object_type: &str, inputs: &[UpsertInput]) -> Result<Vec<UpsertResult>> {
-        let _ = (object_type, inputs);
-        todo!()
+        let mut results = Vec::with_capacity(inputs.len());
+        for chunk in inputs.chunks(BATCH_LIMIT) {
+            let body = serde_json::json!({ "inputs": chunk });
+            let page: BatchResponse<UpsertResult> = self
+                .send("batch_upsert", Method::POST, self.objects_path(object_type, "/batch/upsert"), &[], Some(&body))
+                .await?;
+            results.extend(page.results);
+        }
+        Ok(results)
     }
 
     /// `GET /crm/v3/properties/{t}`.
     pub async fn list_properties(&self, object_type: &str) -> Result<Vec<Property>> {
-        let _ = object_type;
-        todo!()
+        #[derive(serde::Deserialize)]
+        struct Properties {
+            results: Vec<Property>,
+        }
+        let list: Properties =
+            self.send::<(), _>("list_properties", Method::GET, self.properties_path(object_type), &[], None).await?;
+        Ok(list.results)
     }
 
     /// `POST /crm/v3/properties/{t}`.
     pub async fn create_property(&self, object_type: &str, property: &PropertyCreate) -> Result<Property> {
-        let _ = (object_type, property);
-        todo!()
+        self.send("create_property", Method::POST, self.properties_path(object_type), &[], Some(property)).await
     }
+
+    fn objects_path(&self, object_type: &str, suffix: &str) -> String {
+        match self.settings.api_version.as_str() {
+            "v3" => format!("/crm/v3/objects/{object_type}{suffix}"),
+            date => format!("/crm/objects/{date}/{object_type}{suffix}"),
+        }
+    }
+
+    fn properties_path(&self, object_type: &str) -> String {
+        match self.settings.api_version.as_str() {
+            "v3" => format!("/crm/v3/properties/{object_type}"),
+            date => format!("/crm/properties/{date}/{object_type}"),
+        }
+    }
+
+    /// The one place a request is made: budget, retries, error mapping, metrics.
+    async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: String,
+        query: &[(&str, String)],
+        body: Option<&B>,
+    ) -> Result<T> {
+        let url = format!("{}{}", self.settings.base_url.trim_end_matches('/'), path);
+        let span = tracing::debug_span!("hubspot.request", operation, method = %method, path = %path);
+        async {
+            let mut failures = 0u32;
+            let mut rate_limited = 0u32;
+            loop {
+                self.budget.acquire().await;
+                let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.settings.access_token);
+                if !query.is_empty() {
+                    request = request.query(query);
+                }
+                if let Some(body) = body {
+                    request = request.json(body);
+                }
+                let started = std::time::Instant::now();
+                let outcome = request.send().await;
+                if let Some(m) = &self.metrics {
+                    m.hubspot_latency.observe(started.elapsed().as_secs_f64());
+                }
+                let retry_delay = match outcome {
+                    Err(e) => {
+                        self.count(operation, "transport_error");
+                        failures += 1;
+                        if failures >= self.retry.max_attempts {
+                            return Err(Error::Transport(without_url(e)));
+                        }
+                        tracing::warn!(attempt = failures, error = %without_url(e), "HubSpot request failed; retrying");
+                        self.backoff(failures)
+                    }
+                    Ok(response) => {
+                        self.budget.observe(response.headers());
+                        let status = response.status();
+                        let retry_after = retry_after(response.headers());
+                        let bytes = response.bytes().await.map_err(|e| Error::Transport(without_url(e)))?;
+                        if status.is_success() {
+                            self.count(operation, "ok");
+                            return serde_json::from_slice(if bytes.is_empty() { b"null" } else { &bytes })
+                                .map_err(|e| Error::Decode(format!("{operation}: {e}")));
+                        }
+                        let error = ApiError::from_body(status.as_u16(), &bytes);
+                        self.count(operation, status.as_str());
+                        if status == StatusCode::TOO_MANY_REQUESTS {
+                            if error.policy_name.as_deref() == Some("DAILY") {
+                                return Err(Error::DailyLimitExhausted { correlation_id: error.correlation_id });
+                            }
+                            rate_limited += 1;
+                            if rate_limited > self.retry.max_rate_limited {
+                                return Err(error.into());
+                            }
+                            let wait = retry_after.unwrap_or_else(|| self.budget.time_to_window_end());
+                            self.budget.pause(wait);
+                            tracing::warn!(correlation_id = %error.correlation_id, wait_ms = wait.as_millis() as u64, "HubSpot rate limit reached; waiting");
+                            Duration::ZERO
+                        } else if is_retryable(status) {
+                            failures += 1;
+                            if failures >= self.retry.max_attempts {
+                                return Err(error.into());
+                            }
+                            tracing::warn!(status = status.as_u16(), category = %error.category, correlation_id = %error.correlation_id, "HubSpot answered a retryable error");
+                            retry_after.unwrap_or_else(|| self.backoff(failures))
+                        } else {
+                            return Err(error.into());
+                        }
+                    }
+                };
+                tokio::time::sleep(retry_delay).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Exponential backoff with full jitter.
+    fn backoff(&self, failures: u32) -> Duration {
+        let ceiling = self.retry.initial_backoff.saturating_mul(1 << failures.min(16)).min(self.retry.max_backoff);
+        ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
+    }
+
+    fn count(&self, operation: &str, outcome: &str) {
+        if let Some(m) = &self.metrics {
+            m.hubspot_call(operation, outcome);
+        }
+    }
+}
+
+fn is_retryable(status: StatusCode) -> bool {
+    status == StatusCode::LOCKED || status.is_server_error()
+}
+
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let secs: f64 = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs.min(3600.0)))
+}
+
+/// reqwest errors carry the URL, which never holds a secret here but is noise in status messages.
+fn without_url(e: reqwest::Error) -> String {
+    e.without_url().to_string()
 }

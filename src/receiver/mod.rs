@@ -1,1 +1,96 @@
-//! The webhook receiver.
+//! The webhook receiver's HTTP ingress: HubSpot's signed webhook batches go into the durable
+//! event log and are answered 2xx only once stored; health, readiness and metrics endpoints
+//! sit beside them.
+
+mod webhook;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::config::ReceiverConfig;
+use crate::eventlog::EventLog;
+use crate::hubspot::SignatureVerifier;
+use crate::telemetry::Metrics;
+
+/// Path HubSpot delivers webhook batches to.
+pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
+
+/// Content type of `/metrics` (OpenMetrics text, which is what `Metrics::encode` writes).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the receiver's handlers share.
+#[derive(Clone)]
+pub struct ReceiverState {
+    verifier: SignatureVerifier,
+    log: Arc<dyn EventLog>,
+    metrics: Arc<Metrics>,
+    /// Base URL HubSpot calls (scheme, host, optional path prefix), without a trailing slash.
+    public_url: Option<String>,
+    max_body_bytes: usize,
+}
+
+impl ReceiverState {
+    pub fn new(config: &ReceiverConfig, log: Arc<dyn EventLog>, metrics: Arc<Metrics>) -> Self {
+        let webhooks = &config.webhooks;
+        ReceiverState {
+            verifier: SignatureVerifier::new(webhooks.client_secret.clone(), webhooks.accept_legacy_signatures),
+            log,
+            metrics,
+            public_url: webhooks.public_url.as_deref().map(|url| url.trim_end_matches('/').to_string()),
+            max_body_bytes: webhooks.max_body_bytes,
+        }
+    }
+}
+
+/// The receiver's routes: `POST /webhooks/hubspot`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+pub fn router(state: ReceiverState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    Router::new()
+        .route(WEBHOOK_PATH, post(webhook::receive).layer(DefaultBodyLimit::max(max_body_bytes)))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight (an accepted batch is always answered after it is stored).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Ready while the event log answers; a receiver that cannot store must not get traffic.
+async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
+    match state.log.pending_count().await {
+        Ok(pending) => {
+            state.metrics.events_pending.set(pending as i64);
+            (StatusCode::OK, "ready")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "event log unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "event log unavailable")
+        }
+    }
+}
+
+async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
+    // Refreshed per scrape: one count query, and the gauge is exact whoever released events.
+    match state.log.pending_count().await {
+        Ok(pending) => {
+            state.metrics.events_pending.set(pending as i64);
+        }
+        Err(e) => tracing::warn!(error = %e, "event log unavailable for the pending gauge"),
+    }
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
+}

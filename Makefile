@@ -1,0 +1,30 @@
+# Developer entry points. `make test` is what CI runs (after fmt and clippy checks).
+VENV := .venv
+PYTHON_DEPS := $(VENV)/.installed-$(shell sha256sum tests/requirements.txt | cut -c1-12)
+
+.PHONY: test dev crds lint
+
+## Run every test: Rust unit and integration tests, then the Python contract and chart tests.
+test: $(PYTHON_DEPS)
+	cargo build --locked --bins
+	cargo test --locked --all-targets
+	HUBSPOT_OPERATOR_BIN=$(CURDIR)/target/debug/hubspot-operator $(VENV)/bin/python -m pytest -q tests/contract tests/chart
+
+## Run the whole system on this machine against the built-in HubSpot emulator.
+dev:
+	cargo run -- dev
+
+## Regenerate crds/ and the chart's CRDs from the Rust types.
+crds:
+	cargo run --quiet -- crd > crds/hubspot-operator.yaml
+	cp crds/hubspot-operator.yaml charts/hubspot-operator/crds/hubspot-operator.yaml
+
+lint:
+	cargo fmt --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+$(PYTHON_DEPS): tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	rm -f $(VENV)/.installed-*
+	touch $@

@@ -1,0 +1,326 @@
+//! The webhook receiver over real HTTP, with the embedded event log in a temporary directory.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{
+    CLIENT_SECRET, RunningReceiver, WAIT, batch_body, now_ms, receiver_config, redelivery, sample_event,
+    signed_request, signed_request_at,
+};
+use futures::future::BoxFuture;
+use hubspot_operator::config::ReceiverConfig;
+use hubspot_operator::eventlog::{AppendOutcome, EmbeddedEventLog, EventLog, StoredEvent};
+use hubspot_operator::hubspot::WebhookEvent;
+use hubspot_operator::hubspot::signature::{
+    HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, MAX_TIMESTAMP_AGE_MS, sign_v1,
+    sign_v3,
+};
+use reqwest::StatusCode;
+use tempfile::TempDir;
+
+struct Fixture {
+    _dir: TempDir,
+    log: Arc<EmbeddedEventLog>,
+    receiver: RunningReceiver,
+    client: reqwest::Client,
+}
+
+impl Fixture {
+    async fn start() -> Fixture {
+        Fixture::start_with(|_| {}).await
+    }
+
+    async fn start_with(configure: impl FnOnce(&mut ReceiverConfig)) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = receiver_config(dir.path());
+        configure(&mut config);
+        let log = Arc::new(EmbeddedEventLog::open(&config.event_log_path()).unwrap());
+        let receiver = RunningReceiver::start(&config, log.clone()).await;
+        let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+        Fixture { _dir: dir, log, receiver, client }
+    }
+
+    async fn stored(&self) -> Vec<WebhookEvent> {
+        self.log.pending(1000).await.unwrap().into_iter().map(|s| s.event).collect()
+    }
+
+    async fn metrics_text(&self) -> String {
+        let response = self.client.get(format!("{}/metrics", self.receiver.base_url)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.text().await.unwrap()
+    }
+}
+
+fn has_line(text: &str, line: &str) -> bool {
+    text.lines().any(|l| l == line)
+}
+
+#[tokio::test]
+async fn valid_batch_is_stored_and_acknowledged() {
+    let fx = Fixture::start().await;
+    let events = vec![sample_event(1, 100), sample_event(2, 200)];
+    let response = signed_request(&fx.client, &fx.receiver.webhook_url(), batch_body(&events)).send().await.unwrap();
+
+    assert_eq!(response.status(), StatusCode::OK);
+    let answer: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(answer, serde_json::json!({"appended": 2, "duplicates": 0}));
+    assert_eq!(fx.stored().await, events);
+}
+
+#[tokio::test]
+async fn redelivered_batch_is_acknowledged_and_stored_once() {
+    let fx = Fixture::start().await;
+    let events = vec![sample_event(1, 100), sample_event(2, 200)];
+    let url = fx.receiver.webhook_url();
+    let first = signed_request(&fx.client, &url, batch_body(&events)).send().await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let retried: Vec<_> = events.iter().map(redelivery).collect();
+    let second = signed_request(&fx.client, &url, batch_body(&retried)).send().await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let answer: serde_json::Value = second.json().await.unwrap();
+    assert_eq!(answer, serde_json::json!({"appended": 0, "duplicates": 2}));
+
+    assert_eq!(fx.stored().await, events);
+    let metrics = fx.metrics_text().await;
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_events_total{outcome="appended"} 2"#), "{metrics}");
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_events_total{outcome="duplicate"} 2"#), "{metrics}");
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="accepted"} 2"#), "{metrics}");
+    assert!(has_line(&metrics, "hubspot_operator_events_pending 2"), "{metrics}");
+}
+
+#[tokio::test]
+async fn signature_over_the_query_string_is_checked() {
+    let fx = Fixture::start().await;
+    let url = format!("{}?portal=62515", fx.receiver.webhook_url());
+    let body = batch_body(&[sample_event(1, 100)]);
+    let response = signed_request(&fx.client, &url, body.clone()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let signed_without_query = fx.receiver.webhook_url();
+    let response =
+        signed_request_at(&fx.client, &url, &signed_without_query, body, CLIENT_SECRET, now_ms()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+}
+
+/// Sends `request`, expects 401 with a body that reveals nothing, and nothing stored.
+async fn assert_refused(fx: &Fixture, request: reqwest::RequestBuilder) {
+    let response = request.send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.text().await.unwrap(), "invalid signature");
+    assert!(fx.stored().await.is_empty());
+}
+
+#[tokio::test]
+async fn requests_without_a_valid_signature_are_refused() {
+    let fx = Fixture::start().await;
+    let url = fx.receiver.webhook_url();
+    let body = batch_body(&[sample_event(1, 100)]);
+    let now = now_ms();
+
+    // Tampered body: signed over one batch, carrying another.
+    let signed = signed_request_at(&fx.client, &url, &url, body.clone(), CLIENT_SECRET, now);
+    let mut tampered = signed.build().unwrap();
+    *tampered.body_mut() = Some(batch_body(&[sample_event(1, 666)]).into());
+    let response = fx.client.execute(tampered).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(fx.stored().await.is_empty());
+
+    assert_refused(&fx, signed_request_at(&fx.client, &url, &url, body.clone(), "another-secret", now)).await;
+    let stale = now - MAX_TIMESTAMP_AGE_MS - 60_000;
+    assert_refused(&fx, signed_request_at(&fx.client, &url, &url, body.clone(), CLIENT_SECRET, stale)).await;
+    assert_refused(&fx, fx.client.post(&url).body(body.clone())).await;
+    // A timestamp alone is no signature.
+    assert_refused(&fx, fx.client.post(&url).header(HEADER_TIMESTAMP, now.to_string()).body(body.clone())).await;
+    // Legacy signatures are off by default, even when valid.
+    let v1 = sign_v1(CLIENT_SECRET, &body);
+    assert_refused(
+        &fx,
+        fx.client.post(&url).header(HEADER_SIGNATURE, v1).header(HEADER_SIGNATURE_VERSION, "v1").body(body),
+    )
+    .await;
+
+    let metrics = fx.metrics_text().await;
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="unauthorized"} 6"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn legacy_v1_signature_is_accepted_when_enabled() {
+    let fx = Fixture::start_with(|c| c.webhooks.accept_legacy_signatures = true).await;
+    let body = batch_body(&[sample_event(1, 100)]);
+    let signature = sign_v1(CLIENT_SECRET, &body);
+    let request = |signature: String| {
+        fx.client
+            .post(fx.receiver.webhook_url())
+            .header(HEADER_SIGNATURE, signature)
+            .header(HEADER_SIGNATURE_VERSION, "v1")
+            .body(body.clone())
+    };
+    assert_refused(&fx, request(sign_v1("another-secret", &body))).await;
+    let response = request(signature).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(fx.stored().await, vec![sample_event(1, 100)]);
+}
+
+#[tokio::test]
+async fn behind_a_proxy_the_public_url_is_signed() {
+    let public = "https://hooks.example.com/hubspot/";
+    let fx = Fixture::start_with(|c| c.webhooks.public_url = Some(public.into())).await;
+    let url = fx.receiver.webhook_url();
+    let body = batch_body(&[sample_event(1, 100)]);
+
+    assert_refused(&fx, signed_request_at(&fx.client, &url, &url, body.clone(), CLIENT_SECRET, now_ms())).await;
+
+    let public_uri = "https://hooks.example.com/hubspot/webhooks/hubspot";
+    let response = signed_request_at(&fx.client, &url, public_uri, body, CLIENT_SECRET, now_ms()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(fx.stored().await, vec![sample_event(1, 100)]);
+}
+
+#[tokio::test]
+async fn malformed_batches_are_refused_after_the_signature_check() {
+    let fx = Fixture::start().await;
+    let url = fx.receiver.webhook_url();
+    let single_object = serde_json::to_vec(&sample_event(1, 100)).unwrap();
+    let missing_field = br#"[{"eventId":1,"subscriptionId":2,"portalId":3}]"#.to_vec();
+    for body in [b"[{not json".to_vec(), single_object, missing_field] {
+        let response = signed_request(&fx.client, &url, body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let reason = response.text().await.unwrap();
+        assert!(reason.starts_with("expected a JSON array of webhook events"), "{reason}");
+    }
+    // Unsigned garbage is refused as unsigned, before anyone parses it.
+    assert_refused(&fx, fx.client.post(&url).body("[{not json")).await;
+
+    assert!(fx.stored().await.is_empty());
+    let metrics = fx.metrics_text().await;
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="malformed"} 3"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn oversized_body_is_refused() {
+    let fx = Fixture::start_with(|c| c.webhooks.max_body_bytes = 2048).await;
+    let url = fx.receiver.webhook_url();
+    let events: Vec<_> = (0..40).map(|i| sample_event(i, i)).collect();
+    let body = batch_body(&events);
+    assert!(body.len() > 2048);
+
+    let response = signed_request(&fx.client, &url, body.clone()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    // Without a Content-Length (chunked), the limit holds while reading.
+    let status_line = send_chunked(&fx.receiver.base_url, &body).await;
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+
+    assert!(fx.stored().await.is_empty());
+    let metrics = fx.metrics_text().await;
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="too_large"} 2"#), "{metrics}");
+}
+
+/// POSTs `body` (signed v3) to the webhook path in chunked transfer encoding over a plain TCP
+/// connection; returns the response's status line.
+async fn send_chunked(base_url: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    let addr = base_url.trim_start_matches("http://");
+    let uri = format!("{base_url}/webhooks/hubspot");
+    let timestamp = now_ms();
+    let signature = sign_v3(CLIENT_SECRET, "POST", &uri, body, timestamp);
+    let mut request = format!(
+        "POST /webhooks/hubspot HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Transfer-Encoding: chunked\r\n{HEADER_SIGNATURE_V3}: {signature}\r\n{HEADER_TIMESTAMP}: {timestamp}\r\n\
+         Connection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for chunk in body.chunks(512) {
+        request.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
+        request.extend_from_slice(chunk);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+
+    tokio::time::timeout(WAIT, async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&request).await.unwrap();
+        let mut response = Vec::new();
+        // The server may answer and close before it read everything; what it answered counts.
+        let _ = stream.read_to_end(&mut response).await;
+        String::from_utf8_lossy(&response).lines().next().unwrap_or_default().to_string()
+    })
+    .await
+    .expect("no answer to the chunked request")
+}
+
+/// A log whose storage is gone: every call fails.
+struct BrokenLog;
+
+impl EventLog for BrokenLog {
+    fn append(&self, _: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    }
+    fn pending(&self, _: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    }
+    fn release(&self, _: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    }
+    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    }
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        Box::pin(futures::future::pending())
+    }
+}
+
+#[tokio::test]
+async fn failed_append_asks_hubspot_to_retry() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = RunningReceiver::start(&receiver_config(dir.path()), Arc::new(BrokenLog)).await;
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+
+    let body = batch_body(&[sample_event(1, 100)]);
+    let response = signed_request(&client, &receiver.webhook_url(), body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "5");
+
+    let ready = client.get(format!("{}/readyz", receiver.base_url)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let health = client.get(format!("{}/healthz", receiver.base_url)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    let metrics = client.get(format!("{}/metrics", receiver.base_url)).send().await.unwrap().text().await.unwrap();
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="unavailable"} 1"#), "{metrics}");
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics_endpoints() {
+    let fx = Fixture::start().await;
+    let base = &fx.receiver.base_url;
+
+    let health = fx.client.get(format!("{base}/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let ready = fx.client.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+
+    let response = fx.client.get(format!("{base}/metrics")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    let text = response.text().await.unwrap();
+    assert!(has_line(&text, "# TYPE hubspot_operator_events_pending gauge"), "{text}");
+    assert!(has_line(&text, "hubspot_operator_events_pending 0"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+#[tokio::test]
+async fn serve_stops_on_shutdown() {
+    let fx = Fixture::start().await;
+    let url = fx.receiver.webhook_url();
+    let response = signed_request(&fx.client, &url, batch_body(&[sample_event(1, 100)])).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let Fixture { receiver, client, .. } = fx;
+    receiver.stop().await.unwrap();
+    assert!(client.get(url.replace("/webhooks/hubspot", "/healthz")).send().await.is_err());
+}
