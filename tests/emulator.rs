@@ -692,3 +692,53 @@ async fn admin_api_acts_as_a_user_and_shows_raw_state() {
     assert_eq!(requests.as_array().unwrap().len(), 1, "admin calls are not API calls");
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn injected_faults_answer_like_hubspot_under_load() {
+    let emu = start(config_with_token()).await;
+    let (status, _, plan) = emu
+        .call(
+            Method::PUT,
+            "/_emulator/faults",
+            None,
+            Some(json!({"status": 503, "count": 2, "pathPrefix": "/crm/v3/objects"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(plan["count"], 2);
+    assert_eq!(emu.get("/crm/v3/properties/contacts").await.0, StatusCode::OK, "other paths are served");
+    for _ in 0..2 {
+        let (status, headers, body) = emu.call(Method::GET, "/crm/v3/objects/contacts", Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "error");
+        assert!(headers.contains_key("x-hubspot-ratelimit-remaining"));
+    }
+    assert_eq!(emu.get("/crm/v3/objects/contacts").await.0, StatusCode::OK, "the plan ran out");
+    assert_eq!(emu.call(Method::GET, "/_emulator/faults", None, None).await.2, Value::Null);
+    emu.call(Method::PUT, "/_emulator/faults", None, Some(json!({"status": 429, "policyName": "DAILY"}))).await;
+    let (status, body) = emu.get("/crm/v3/objects/deals").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!((&body["errorType"], &body["policyName"]), (&json!("RATE_LIMIT"), &json!("DAILY")));
+    assert_eq!(emu.call(Method::DELETE, "/_emulator/faults", None, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(emu.get("/crm/v3/objects/deals").await.0, StatusCode::OK);
+    let (status, _, _) = emu.call(Method::PUT, "/_emulator/faults", None, Some(json!({"status": 404}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn reorder_shuffles_events_but_delivers_all() {
+    let (target, url) = Target::serve(vec![]).await;
+    let emu = start(EmulatorConfig { reorder: true, ..webhook_config(url) }).await;
+    let inputs: Vec<Value> = (0..100).map(|i| json!({"properties": {"dealname": format!("R{i}")}})).collect();
+    let (status, _) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    wait_until_quiet(&emu).await;
+    let received = target.received();
+    let ids: Vec<u64> = received.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 200, "every event arrives once");
+    assert_eq!(ids.len(), 200);
+    // 200 events in shuffled batches: arriving in creation order would take odds of 1 in 100!.
+    assert!(ids.windows(2).any(|w| w[0] > w[1]), "events arrived in creation order");
+    emu.emulator.shutdown().await;
+}

@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::Emulator;
 use super::auth::FIRST_USER_ID;
 use super::error::{ApiFailure, ApiResult};
+use super::faults::FaultPlan;
 use super::schema::ObjectType;
 use super::state::{Actor, Selection, Write, parse_properties};
 
@@ -82,6 +83,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/objects/{t}/{id}", get(raw_object).patch(update_as_user).delete(archive_as_user))
         .route("/requests", get(list_requests).delete(clear_requests))
         .route("/webhooks", get(webhook_status))
+        .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
 }
 
 fn object_id(id: &str) -> ApiResult<u64> {
@@ -148,4 +150,21 @@ async fn clear_requests(State(emu): State<Arc<Emulator>>) -> StatusCode {
 
 async fn webhook_status(State(emu): State<Arc<Emulator>>) -> Response {
     axum::Json(emu.webhooks.snapshot()).into_response()
+}
+
+async fn show_faults(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(emu.faults.lock().expect("faults lock").current().cloned()).into_response()
+}
+
+async fn set_faults(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let plan: FaultPlan =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid fault plan: {e}")))?;
+    plan.validate()?;
+    emu.faults.lock().expect("faults lock").set(plan.clone());
+    Ok(axum::Json(plan).into_response())
+}
+
+async fn clear_faults(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.faults.lock().expect("faults lock").clear();
+    StatusCode::NO_CONTENT
 }

@@ -96,7 +96,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// HubSpot's limits: a rolling ten-second window per app, a daily count per account that
 /// resets at midnight (the emulated account's time zone is UTC).
 pub struct RateLimiter {
-    tier: Tier,
+    burst: usize,
+    daily: u64,
     windows: HashMap<u64, VecDeque<Instant>>,
     day: i64,
     daily_used: u64,
@@ -104,7 +105,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(tier: Tier) -> Self {
-        Self { tier, windows: HashMap::new(), day: epoch_day(now_ms()), daily_used: 0 }
+        Self::with_limits(tier.burst_limit() as usize, tier.daily_limit())
+    }
+
+    fn with_limits(burst: usize, daily: u64) -> Self {
+        Self { burst, daily, windows: HashMap::new(), day: epoch_day(now_ms()), daily_used: 0 }
     }
 
     /// Counts one request of `app_id`, or refuses it. Either way, the `X-HubSpot-RateLimit-*`
@@ -116,8 +121,7 @@ impl RateLimiter {
             self.day = today;
             self.daily_used = 0;
         }
-        let burst = self.tier.burst_limit() as usize;
-        let daily = self.tier.daily_limit();
+        let (burst, daily) = (self.burst, self.daily);
         let window = self.windows.entry(app_id).or_default();
         while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
             window.pop_front();
@@ -162,6 +166,18 @@ mod tests {
         assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
         assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "249900");
         assert!(limiter.admit(2).1.is_ok(), "another app has its own window");
+    }
+
+    #[test]
+    fn daily_limit_is_shared_by_every_app() {
+        let mut limiter = RateLimiter::with_limits(10, 3);
+        assert!(limiter.admit(1).1.is_ok());
+        assert!(limiter.admit(2).1.is_ok());
+        assert!(limiter.admit(3).1.is_ok());
+        let (headers, verdict) = limiter.admit(4);
+        assert_eq!(verdict.unwrap_err().body["policyName"], "DAILY");
+        assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "0");
+        assert_eq!(headers["x-hubspot-ratelimit-remaining"], "10", "app 4 has sent nothing");
     }
 
     #[test]

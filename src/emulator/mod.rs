@@ -35,6 +35,11 @@
 //! - `GET /_emulator/objects/{t}/{id}`: the stored object with every property, archived or not.
 //! - `GET /_emulator/requests`: the API calls received, oldest first (the last 10,000), as
 //!   `[{method, path, query, body, status}]`; tokens are never recorded. `DELETE` clears it.
+//! - `PUT /_emulator/faults` `{status?, policyName?, delayMs?, count?, pathPrefix?}`: the next
+//!   `count` authenticated API calls (all until cleared when `count` is absent) whose path starts
+//!   with `pathPrefix` wait `delayMs`, then answer `status` (429 with HubSpot's rate-limit body
+//!   and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a 5xx) or, without `status`, are
+//!   served late. `GET` shows the plan (`null` when none), `DELETE` clears it.
 //! - `GET /_emulator/webhooks`: `{pending, delivered, failedAttempts, abandoned, log}`;
 //!   `pending` counts events not yet acknowledged (queued, in flight or awaiting a retry),
 //!   `delivered` acknowledged batch deliveries (duplicates included), `log` one entry per
@@ -45,6 +50,7 @@ mod admin;
 mod auth;
 mod clock;
 mod error;
+mod faults;
 mod routes;
 mod schema;
 mod seed;
@@ -212,6 +218,7 @@ pub(crate) struct Emulator {
     pub tokens: auth::Tokens,
     pub limiter: Mutex<auth::RateLimiter>,
     pub requests: Mutex<admin::RequestLog>,
+    pub faults: Mutex<faults::Faults>,
     pub webhooks: Arc<webhooks::DeliveryStats>,
 }
 
@@ -248,6 +255,7 @@ impl RunningEmulator {
             limiter: Mutex::new(auth::RateLimiter::new(config.tier)),
             store: Mutex::new(store),
             requests: Mutex::new(admin::RequestLog::default()),
+            faults: Mutex::new(faults::Faults::default()),
             webhooks: stats,
             config,
         });

@@ -69,8 +69,8 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
 #[derive(Clone)]
 struct FullPath(String);
 
-/// Resolves the bearer token and counts the call against the rate limits; every answer to an
-/// authenticated call carries the `X-HubSpot-RateLimit-*` headers.
+/// Resolves the bearer token, counts the call against the rate limits and applies any injected
+/// fault; every answer to an authenticated call carries the `X-HubSpot-RateLimit-*` headers.
 async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> Response {
     let Some(caller) = emu.tokens.caller_for(request.headers()).cloned() else {
         return ApiFailure::invalid_authentication().into_response();
@@ -78,10 +78,19 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
     let (limit_headers, verdict) = emu.limiter.lock().expect("limiter lock").admit(caller.app_id);
     let mut response = match verdict {
         Ok(()) => {
-            let path = FullPath(request.uri().path().to_string());
-            request.extensions_mut().insert(path);
-            request.extensions_mut().insert(caller);
-            next.run(request).await
+            let path = request.uri().path().to_string();
+            let fault = emu.faults.lock().expect("faults lock").take(&path);
+            if let Some(delay) = fault.as_ref().map(|f| f.delay).filter(|d| !d.is_zero()) {
+                tokio::time::sleep(delay).await;
+            }
+            match fault.and_then(|f| f.answer) {
+                Some(failure) => failure.into_response(),
+                None => {
+                    request.extensions_mut().insert(FullPath(path));
+                    request.extensions_mut().insert(caller);
+                    next.run(request).await
+                }
+            }
         }
         Err(failure) => failure.into_response(),
     };
