@@ -742,3 +742,31 @@ async fn reorder_shuffles_events_but_delivers_all() {
     assert!(ids.windows(2).any(|w| w[0] > w[1]), "events arrived in creation order");
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn search_filters_and_carries_no_rate_limit_headers() {
+    let emu = start(EmulatorConfig { seed: 30, ..config_with_token() }).await;
+    let body = json!({
+        "filterGroups": [{"filters": [
+            {"propertyName": "city", "operator": "EQ", "value": "london"},
+            {"propertyName": "lifecyclestage", "operator": "IN", "values": ["lead", "customer", "subscriber"]},
+        ]}],
+        "sorts": [{"propertyName": "email", "direction": "ASCENDING"}],
+        "properties": ["email", "city"],
+        "limit": 2,
+    });
+    let (status, headers, page) =
+        emu.call(Method::POST, "/crm/v3/objects/contacts/search", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.keys().any(|k| k.as_str().starts_with("x-hubspot-ratelimit")), "{headers:?}");
+    let results = page["results"].as_array().unwrap();
+    assert!(page["total"].as_u64().unwrap() > 2);
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r["properties"]["city"] == "London"));
+    assert!(results[0]["properties"]["email"].as_str() < results[1]["properties"]["email"].as_str());
+    assert_eq!(page["paging"]["next"]["after"], "2");
+    let (status, _, _) =
+        emu.call(Method::POST, "/crm/objects/2026-03/deals/search", Some(TOKEN), Some(json!({"limit": 500}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}

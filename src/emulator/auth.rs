@@ -148,6 +148,36 @@ impl RateLimiter {
     }
 }
 
+/// CRM search has its own limit: requests per second for the whole account.
+pub struct SearchLimiter {
+    per_second: usize,
+    recent: VecDeque<Instant>,
+}
+
+/// Search requests per second per account.
+pub const SEARCH_PER_SECOND: usize = 5;
+
+impl Default for SearchLimiter {
+    fn default() -> Self {
+        Self { per_second: SEARCH_PER_SECOND, recent: VecDeque::new() }
+    }
+}
+
+impl SearchLimiter {
+    /// Counts one search, or refuses it with HubSpot's 429.
+    pub fn admit(&mut self) -> Result<(), ApiFailure> {
+        let now = Instant::now();
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.per_second {
+            return Err(ApiFailure::rate_limited(RateLimitPolicy::Secondly));
+        }
+        self.recent.push_back(now);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -166,6 +196,15 @@ mod tests {
         assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
         assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "249900");
         assert!(limiter.admit(2).1.is_ok(), "another app has its own window");
+    }
+
+    #[test]
+    fn search_has_its_own_per_second_limit() {
+        let mut limiter = SearchLimiter::default();
+        for _ in 0..SEARCH_PER_SECOND {
+            assert!(limiter.admit().is_ok());
+        }
+        assert_eq!(limiter.admit().unwrap_err().body["policyName"], "SECONDLY");
     }
 
     #[test]

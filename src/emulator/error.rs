@@ -77,6 +77,7 @@ impl ApiFailure {
                 ("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.")
             }
             RateLimitPolicy::Daily => ("DAILY", "You have reached your daily limit."),
+            RateLimitPolicy::Secondly => ("SECONDLY", "You have reached your secondly limit."),
         };
         ApiFailure {
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -128,6 +129,8 @@ impl ApiFailure {
 pub enum RateLimitPolicy {
     TenSecondly,
     Daily,
+    /// CRM search's per-second limit.
+    Secondly,
 }
 
 pub type ApiResult<T> = Result<T, ApiFailure>;

@@ -11,6 +11,10 @@
 //!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs). A batch fails as a whole
 //!   when one input fails, unless its inputs carry `objectWriteTraceId`: then the good inputs are
 //!   written and the others come back as `errors` with HTTP 207.
+//! - Search at `.../{t}/search`: filter groups, one sort, `query`, `after`/`limit` (≤200), at
+//!   most 10,000 results deep; limited to 5 requests per second per account, counted apart from
+//!   the other limits, and its answers carry no rate-limit headers. Results show writes at once
+//!   (HubSpot's indexing lag is not emulated).
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
 //!   create, update, archive; groups at `.../{t}/groups[/{name}]`.
 //!
@@ -53,6 +57,7 @@ mod error;
 mod faults;
 mod routes;
 mod schema;
+mod search;
 mod seed;
 mod state;
 mod webhooks;
@@ -217,6 +222,7 @@ pub(crate) struct Emulator {
     pub store: Mutex<state::Store>,
     pub tokens: auth::Tokens,
     pub limiter: Mutex<auth::RateLimiter>,
+    pub search_limiter: Mutex<auth::SearchLimiter>,
     pub requests: Mutex<admin::RequestLog>,
     pub faults: Mutex<faults::Faults>,
     pub webhooks: Arc<webhooks::DeliveryStats>,
@@ -253,6 +259,7 @@ impl RunningEmulator {
         let emulator = Arc::new(Emulator {
             tokens: auth::Tokens::new(&config.effective_tokens(), config.app_id),
             limiter: Mutex::new(auth::RateLimiter::new(config.tier)),
+            search_limiter: Mutex::new(auth::SearchLimiter::default()),
             store: Mutex::new(store),
             requests: Mutex::new(admin::RequestLog::default()),
             faults: Mutex::new(faults::Faults::default()),

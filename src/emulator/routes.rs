@@ -21,6 +21,7 @@ use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult};
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyGroup, PropertyUpdateBody};
+use super::search;
 use super::state::{Actor, Selection, Write, parse_properties};
 
 type Shared = State<Arc<Emulator>>;
@@ -37,6 +38,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         Router::new()
             .route("/{t}", get(list_objects).post(create_object))
             .route("/{t}/{id}", get(get_object).patch(update_object).delete(archive_object))
+            .route("/{t}/search", post(search_objects))
             .route("/{t}/batch/read", post(batch_read))
             .route("/{t}/batch/create", post(batch_create))
             .route("/{t}/batch/update", post(batch_update))
@@ -75,7 +77,12 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
     let Some(caller) = emu.tokens.caller_for(request.headers()).cloned() else {
         return ApiFailure::invalid_authentication().into_response();
     };
-    let (limit_headers, verdict) = emu.limiter.lock().expect("limiter lock").admit(caller.app_id);
+    // Search is limited per second on its own, and its answers carry no rate-limit headers.
+    let (limit_headers, verdict) = if request.uri().path().ends_with("/search") {
+        (HeaderMap::new(), emu.search_limiter.lock().expect("search limiter lock").admit())
+    } else {
+        emu.limiter.lock().expect("limiter lock").admit(caller.app_id)
+    };
     let mut response = match verdict {
         Ok(()) => {
             let path = request.uri().path().to_string();
@@ -302,6 +309,18 @@ async fn archive_object(
         store.archive(t, id, Actor::Integration { app_id: caller.app_id });
     }
     Ok(StatusCode::NO_CONTENT)
+}
+
+async fn search_objects(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = object_type_with_scope(&t, &caller, false)?;
+    let request: search::SearchRequest = parse_json(&body)?;
+    let store = emu.store.lock().expect("store lock");
+    Ok(json_response(StatusCode::OK, search::search(t, store.of(t), request)?))
 }
 
 #[derive(Deserialize)]
