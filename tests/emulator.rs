@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -452,17 +453,29 @@ struct Received {
 struct Target {
     received: Arc<Mutex<Vec<Received>>>,
     planned: Arc<Mutex<Vec<u16>>>,
+    /// How long each answer takes.
+    answer_after: Duration,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
 }
 
 impl Target {
     async fn serve(planned: Vec<u16>) -> (Target, String) {
-        let target = Target { planned: Arc::new(Mutex::new(planned)), ..Default::default() };
+        Self::serve_with(planned, Duration::ZERO).await
+    }
+
+    async fn serve_with(planned: Vec<u16>, answer_after: Duration) -> (Target, String) {
+        let target = Target { planned: Arc::new(Mutex::new(planned)), answer_after, ..Default::default() };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hubspot/webhooks?source=emulator", listener.local_addr().unwrap());
         let state = target.clone();
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
             let state = state.clone();
             async move {
+                let now_in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                state.max_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
+                tokio::time::sleep(state.answer_after).await;
+                state.in_flight.fetch_sub(1, Ordering::SeqCst);
                 let host = headers["host"].to_str().unwrap().to_string();
                 let events = serde_json::from_slice(&body).unwrap();
                 let uri = format!("http://{host}{uri}");
@@ -768,5 +781,25 @@ async fn search_filters_and_carries_no_rate_limit_headers() {
     let (status, _, _) =
         emu.call(Method::POST, "/crm/objects/2026-03/deals/search", Some(TOKEN), Some(json!({"limit": 500}))).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_most_ten_webhook_requests_are_in_flight() {
+    let (target, url) = Target::serve_with(vec![], Duration::from_millis(200)).await;
+    let emu = start(webhook_config(url)).await;
+    for chunk in 0..6 {
+        let inputs: Vec<Value> =
+            (0..100).map(|i| json!({"properties": {"dealname": format!("C{chunk}-{i}")}})).collect();
+        let (status, _) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let status = wait_until_quiet(&emu).await;
+    let received = target.received();
+    assert_eq!(received.iter().map(|r| r.events.len()).sum::<usize>(), 1200);
+    assert!(received.len() >= 12);
+    assert_eq!(status["delivered"], received.len());
+    let max = target.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=10).contains(&max), "{max} requests were in flight at once");
     emu.emulator.shutdown().await;
 }
