@@ -5,8 +5,13 @@ import pytest
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
+    SimplePublicObjectInput,
+    SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.contacts.exceptions import ApiException
 from hubspot.crm.properties import PropertyCreate
@@ -101,3 +106,42 @@ def test_errors_reach_the_sdk_as_hubspot_errors(emulator):
     assert forbidden.value.status == 403
     assert '"requiredScopes":["crm.objects.contacts.write"]' in forbidden.value.body
     assert forbidden.value.headers["X-HubSpot-RateLimit-Max"] == "190"
+
+
+def test_single_object_calls_and_search(emulator):
+    client = sdk(emulator)
+    contacts = client.crm.contacts
+    created = contacts.basic_api.create(
+        simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
+            properties={"email": "Sdk.User@Example.com", "firstname": "Sdk"}
+        )
+    )
+    assert created.properties["email"] == "sdk.user@example.com"
+
+    fetched = contacts.basic_api.get_by_id(
+        contact_id="sdk.user@example.com", id_property="email", properties=["firstname"]
+    )
+    assert fetched.id == created.id
+    assert fetched.properties["firstname"] == "Sdk"
+
+    updated = contacts.basic_api.update(
+        contact_id=created.id, simple_public_object_input=SimplePublicObjectInput(properties={"city": "Leiden"})
+    )
+    assert updated.properties["city"] == "Leiden"
+    assert updated.updated_at >= created.updated_at
+
+    found = contacts.search_api.do_search(
+        public_object_search_request=PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=[Filter(property_name="city", operator="EQ", value="leiden")])],
+            properties=["email", "city"],
+            limit=5,
+        )
+    )
+    assert found.total == 1
+    assert found.results[0].id == created.id
+
+    contacts.basic_api.archive(contact_id=created.id)
+    with pytest.raises(ApiException) as gone:
+        contacts.basic_api.get_by_id(contact_id=created.id)
+    assert gone.value.status == 404
+    assert '"category":"OBJECT_NOT_FOUND"' in gone.value.body
