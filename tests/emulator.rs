@@ -89,6 +89,8 @@ async fn unknown_or_missing_token_is_401() {
         assert!(!body["message"].as_str().unwrap().is_empty());
         assert_uuid_shaped(&body["correlationId"]);
     }
+    let (_, headers, body) = emu.call(Method::GET, "/crm/v3/objects/contacts", Some("wrong"), None).await;
+    assert_eq!(headers["x-hubspot-correlation-id"], body["correlationId"].as_str().unwrap());
     emu.emulator.shutdown().await;
 }
 

@@ -1,6 +1,6 @@
 //! HubSpot's error answers: status code plus the JSON body HubSpot sends with it.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -11,9 +11,17 @@ pub struct ApiFailure {
     pub body: Value,
 }
 
+/// HubSpot names each request's correlation id in this header too.
+pub const CORRELATION_ID_HEADER: &str = "x-hubspot-correlation-id";
+
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let id = self.body["correlationId"].as_str().and_then(|id| HeaderValue::from_str(id).ok());
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(id) = id {
+            response.headers_mut().insert(CORRELATION_ID_HEADER, id);
+        }
+        response
     }
 }
 

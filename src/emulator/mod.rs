@@ -370,4 +370,42 @@ mod tests {
         assert_eq!("abc=".parse::<TokenGrant>().unwrap().scopes, Some(vec![]));
         assert!("=x".parse::<TokenGrant>().is_err());
     }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulatorArgs,
+    }
+
+    #[test]
+    fn flags_become_the_config() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "emulator",
+            "--token",
+            "a",
+            "--token",
+            "b=crm.objects.contacts.read",
+            "--tier",
+            "free",
+            "--duplicate-rate",
+            "0.25",
+            "--reorder",
+            "--legacy-signature-version",
+            "v2",
+            "--seed",
+            "7",
+        ])
+        .unwrap();
+        let config = EmulatorConfig::from(cli.args);
+        assert_eq!(config.tokens.len(), 2);
+        assert_eq!(config.tokens[1].scopes, Some(vec!["crm.objects.contacts.read".to_string()]));
+        assert_eq!((config.tier, config.duplicate_rate, config.reorder, config.seed), (Tier::Free, 0.25, true, 7));
+        assert_eq!(config.legacy_signature_version, LegacySignatureVersion::V2);
+        assert!(Cli::try_parse_from(["emulator", "--duplicate-rate", "1.5"]).is_err());
+        let defaults = EmulatorConfig::from(Cli::try_parse_from(["emulator"]).unwrap().args);
+        assert_eq!(defaults.effective_tokens(), vec![TokenGrant { token: DEFAULT_TOKEN.into(), scopes: None }]);
+        assert_eq!((defaults.portal_id, defaults.app_id, defaults.tier), (62515, 54321, Tier::Professional));
+        assert_eq!(defaults.client_secret, EmulatorConfig::default().client_secret);
+    }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use super::Emulator;
 use super::admin;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
-use super::error::{ApiFailure, ApiResult};
+use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyGroup, PropertyUpdateBody};
 use super::search;
 use super::state::{Actor, Selection, Write, parse_properties};
@@ -102,6 +102,11 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
         Err(failure) => failure.into_response(),
     };
     response.headers_mut().extend(limit_headers);
+    if !response.headers().contains_key(CORRELATION_ID_HEADER)
+        && let Ok(id) = HeaderValue::from_str(&correlation_id())
+    {
+        response.headers_mut().insert(CORRELATION_ID_HEADER, id);
+    }
     response
 }
 
