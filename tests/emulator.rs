@@ -354,6 +354,22 @@ async fn batches_take_at_most_100_inputs_and_fail_as_a_whole() {
     assert_eq!(body["errors"][0]["context"]["objectWriteTraceId"], json!(["b"]));
     let (_, all) = emu.get("/crm/v3/objects/deals?limit=100&after=101").await;
     assert_eq!(all["results"].as_array().unwrap().len(), 1, "only the traced good input was written");
+    // Updates of unknown records: the whole call fails, or only that input when traced.
+    let update = |traced: bool| {
+        let trace = |id: &str| if traced { json!(id) } else { Value::Null };
+        json!({"inputs": [
+            {"id": "1", "properties": {"amount": "7"}, "objectWriteTraceId": trace("one")},
+            {"id": "999999", "properties": {"amount": "8"}, "objectWriteTraceId": trace("ghost")},
+        ]})
+    };
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/update", update(false)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["category"], "OBJECT_NOT_FOUND");
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/update", update(true)).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS);
+    assert_eq!(body["results"][0]["properties"]["amount"], "7");
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(body["errors"][0]["context"]["objectWriteTraceId"], json!(["ghost"]));
     emu.emulator.shutdown().await;
 }
 

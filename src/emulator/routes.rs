@@ -22,7 +22,7 @@ use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyGroup, PropertyUpdateBody};
 use super::search;
-use super::state::{Actor, Selection, Write, parse_properties};
+use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
 
 type Shared = State<Arc<Emulator>>;
 type Params = Query<Vec<(String, String)>>;
@@ -222,11 +222,11 @@ fn next_link(headers: &HeaderMap, path: &str, params: &[(String, String)], after
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let mut query: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "after").cloned().collect();
     query.push(("after".into(), after.to_string()));
-    let encoded = serde_urlencoded_pairs(&query);
+    let encoded = encode_query(&query);
     format!("http://{host}{path}?{encoded}")
 }
 
-fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+fn encode_query(pairs: &[(String, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect::<Vec<_>>().join("&")
 }
 
@@ -435,30 +435,53 @@ async fn batch_read(
     Ok(batch_response(StatusCode::OK, started, results, errors))
 }
 
-/// Writes a batch. Without `objectWriteTraceId` on its inputs, one bad input fails the whole
-/// call and nothing is written; with them, each input succeeds or fails on its own.
+/// The batch write endpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    Create,
+    Update,
+    Upsert,
+}
+
+/// Writes a batch. `plan` turns the inputs into writes while the store is locked, so nothing
+/// changes between looking records up and writing them; an input it cannot plan fails like a
+/// write that fails its checks. Without `objectWriteTraceId` on the inputs, one bad input fails
+/// the whole call and nothing is written; with them, each input succeeds or fails on its own.
 fn write_batch(
     emu: &Emulator,
     t: ObjectType,
     caller: &Caller,
-    traced_writes: Vec<(Option<String>, Write)>,
+    kind: BatchKind,
+    inputs: &[Value],
     started: i64,
-    ok_status: StatusCode,
-    decorate: impl Fn(usize, &mut Value),
+    plan: impl FnOnce(&Store) -> ApiResult<Vec<ApiResult<Write>>>,
 ) -> ApiResult<Response> {
-    let (trace_ids, writes): (Vec<Option<String>>, Vec<Write>) = traced_writes.into_iter().unzip();
+    let trace_ids: Vec<Option<String>> = inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).collect();
     let per_input = trace_ids.iter().any(Option::is_some);
-    let names: Vec<Vec<String>> = writes
-        .iter()
-        .map(|w| match w {
-            Write::Create { properties } | Write::Update { properties, .. } => written_names(properties),
-        })
-        .collect();
     let actor = Actor::Integration { app_id: caller.app_id };
     let mut store = emu.store.lock().expect("store lock");
-    let outcomes = if per_input {
-        store.apply_each(t, writes, actor)
+    let planned = plan(&store)?;
+    // What each result shows: the properties written, and for upserts whether it was created.
+    let shown: Vec<(Vec<String>, bool)> = planned
+        .iter()
+        .map(|w| match w {
+            Ok(Write::Create { properties }) => (written_names(properties), true),
+            Ok(Write::Update { properties, .. }) => (written_names(properties), false),
+            Err(_) => (vec![], false),
+        })
+        .collect();
+    let outcomes: Vec<ApiResult<StoredObject>> = if per_input {
+        let writes: Vec<Write> = planned.iter().filter_map(|w| w.as_ref().ok().cloned()).collect();
+        let mut applied = store.apply_each(t, writes, actor).into_iter();
+        planned
+            .into_iter()
+            .map(|w| match w {
+                Ok(_) => applied.next().expect("one outcome per planned write"),
+                Err(failure) => Err(failure),
+            })
+            .collect()
     } else {
+        let writes = planned.into_iter().collect::<ApiResult<Vec<Write>>>()?;
         store.apply_all(t, writes, actor)?.into_iter().map(Ok).collect()
     };
     let defs = &store.of(t).properties;
@@ -467,11 +490,14 @@ fn write_batch(
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(object) => {
-                let mut v = object.to_json(t, defs, Selection::Named(&names[i]));
+                let (names, created) = &shown[i];
+                let mut v = object.to_json(t, defs, Selection::Named(names));
+                if kind == BatchKind::Upsert {
+                    v["new"] = json!(created);
+                }
                 if let Some(trace) = &trace_ids[i] {
                     v["objectWriteTraceId"] = json!(trace);
                 }
-                decorate(i, &mut v);
                 results.push(v);
             }
             Err(failure) => {
@@ -480,12 +506,8 @@ fn write_batch(
             }
         }
     }
+    let ok_status = if kind == BatchKind::Create { StatusCode::CREATED } else { StatusCode::OK };
     Ok(batch_response(ok_status, started, results, errors))
-}
-
-/// Pairs each write with its input's `objectWriteTraceId`.
-fn with_trace_ids(inputs: &[Value], writes: Vec<Write>) -> Vec<(Option<String>, Write)> {
-    inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).zip(writes).collect()
 }
 
 async fn batch_create(
@@ -499,9 +521,9 @@ async fn batch_create(
     let (_, inputs) = BatchBody::parse(&body)?;
     let writes = inputs
         .iter()
-        .map(|i| Ok(Write::Create { properties: parse_properties(i.get("properties"))? }))
+        .map(|i| Ok(Ok(Write::Create { properties: parse_properties(i.get("properties"))? })))
         .collect::<ApiResult<Vec<_>>>()?;
-    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::CREATED, |_, _| {})
+    write_batch(&emu, t, &caller, BatchKind::Create, &inputs, started, |_| Ok(writes))
 }
 
 /// Rejects inputs naming the same record twice, as HubSpot does for updates and upserts.
@@ -529,21 +551,20 @@ async fn batch_update(
     let (body, inputs) = BatchBody::parse(&body)?;
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     reject_duplicate_ids(&ids)?;
-    let mut writes = vec![];
-    {
-        let store = emu.store.lock().expect("store lock");
-        for (input, id) in inputs.iter().zip(&ids) {
+    let properties = inputs.iter().map(|i| parse_properties(i.get("properties"))).collect::<ApiResult<Vec<_>>>()?;
+    write_batch(&emu, t, &caller, BatchKind::Update, &inputs, started, |store| {
+        let mut writes = vec![];
+        for ((input, id), properties) in inputs.iter().zip(&ids).zip(properties) {
             let id_property = input_str(input, "idProperty").or_else(|| body.id_property.clone());
-            let properties = parse_properties(input.get("properties"))?;
-            let id = match store.find(t, id, id_property.as_deref())? {
-                Some(o) => o.id,
-                // Unknown ids fail in the store's check with HubSpot's not-found answer.
-                None => id.parse::<u64>().unwrap_or(0),
-            };
-            writes.push(Write::Update { id, properties });
+            writes.push(match store.find(t, id, id_property.as_deref())? {
+                Some(o) => Ok(Write::Update { id: o.id, properties }),
+                None => {
+                    Err(ApiFailure::not_found(&format!("resource not found: {} {id} does not exist", t.shouting())))
+                }
+            });
         }
-    }
-    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::OK, |_, _| {})
+        Ok(writes)
+    })
 }
 
 async fn batch_upsert(
@@ -555,33 +576,26 @@ async fn batch_upsert(
     let started = now_ms();
     let t = object_type_with_scope(&t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
-    let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
-    let mut writes = vec![];
-    let mut created = vec![];
-    {
-        let store = emu.store.lock().expect("store lock");
-        let mut keys = vec![];
-        for (input, id) in inputs.iter().zip(&ids) {
-            let id_property = input_str(input, "idProperty")
-                .ok_or_else(|| ApiFailure::validation("Invalid input JSON: every upsert input needs idProperty"))?;
-            keys.push(format!("{id_property}={}", id.to_ascii_lowercase()));
-            let mut properties = parse_properties(input.get("properties"))?;
-            match store.find(t, id, Some(&id_property))? {
-                Some(existing) => {
-                    writes.push(Write::Update { id: existing.id, properties });
-                    created.push(false);
-                }
-                None => {
-                    properties.insert(id_property, id.clone());
-                    writes.push(Write::Create { properties });
-                    created.push(true);
-                }
-            }
-        }
-        reject_duplicate_ids(&keys)?;
+    let mut keyed = vec![];
+    for input in &inputs {
+        let id = required_input_str(input, "id")?;
+        let id_property = input_str(input, "idProperty")
+            .ok_or_else(|| ApiFailure::validation("Invalid input JSON: every upsert input needs idProperty"))?;
+        keyed.push((normalize(&id_property, &id), id_property, parse_properties(input.get("properties"))?));
     }
-    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::OK, |i, v| {
-        v["new"] = json!(created[i])
+    reject_duplicate_ids(&keyed.iter().map(|(id, prop, _)| format!("{prop}={id}")).collect::<Vec<_>>())?;
+    write_batch(&emu, t, &caller, BatchKind::Upsert, &inputs, started, |store| {
+        let mut writes = vec![];
+        for (id, id_property, mut properties) in keyed {
+            writes.push(Ok(match store.find(t, &id, Some(&id_property))? {
+                Some(existing) => Write::Update { id: existing.id, properties },
+                None => {
+                    properties.insert(id_property, id);
+                    Write::Create { properties }
+                }
+            }));
+        }
+        Ok(writes)
     })
 }
 

@@ -410,7 +410,7 @@ impl Store {
 }
 
 /// HubSpot keeps contact emails in lower case; other values as written.
-fn normalize(property: &str, value: &str) -> String {
+pub fn normalize(property: &str, value: &str) -> String {
     if property == "email" { value.trim().to_ascii_lowercase() } else { value.to_string() }
 }
 
