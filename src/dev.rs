@@ -136,7 +136,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.yaml");
         std::fs::write(&file, "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n").unwrap();
-        let err = Manifests::load(&[file.clone()]).unwrap_err().to_string();
+        let err = Manifests::load(std::slice::from_ref(&file)).unwrap_err().to_string();
         assert!(err.contains("ConfigMap") && err.contains("bad.yaml"), "{err}");
         std::fs::write(&file, "apiVersion: hubspot.io/v1alpha1\nkind: PropertyMapping\nmetadata: {name: x}\nspec: {objectType: contacts}\n").unwrap();
         let err = format!("{:#}", Manifests::load(&[file]).unwrap_err());

@@ -9,13 +9,18 @@ use axum::response::{IntoResponse, Response};
 use hubspot_operator::hubspot::client::RetryPolicy;
 use hubspot_operator::hubspot::{ClientSettings, Error, HubSpotClient, Tier};
 
+/// A request as the server saw it: path and query, and the Authorization header.
+type SeenRequest = (String, Option<String>);
+/// Status, extra headers, body.
+type ScriptedResponse = (u16, Vec<(&'static str, String)>, &'static str);
+
 /// An HTTP server that answers each request with the next scripted response and records what it saw.
 struct Scripted {
     base_url: String,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Arc<Mutex<Vec<SeenRequest>>>,
 }
 
-async fn scripted(responses: Vec<(u16, Vec<(&'static str, String)>, &'static str)>) -> Scripted {
+async fn scripted(responses: Vec<ScriptedResponse>) -> Scripted {
     let queue = Arc::new(Mutex::new(responses.into_iter()));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen_in_handler = seen.clone();

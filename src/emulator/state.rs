@@ -399,6 +399,7 @@ impl Store {
             primary_object_id: None,
             merged_object_ids: None,
             new_object_id: None,
+            ..Default::default()
         };
         sink.queue.push(event);
     }

@@ -90,7 +90,7 @@ pub enum SignatureError {
     Missing,
     #[error("missing or malformed X-HubSpot-Request-Timestamp")]
     BadTimestamp,
-    #[error("request timestamp is more than five minutes old")]
+    #[error("request timestamp is more than five minutes away from now")]
     Stale,
     #[error("signature does not match")]
     Mismatch,
@@ -148,7 +148,9 @@ impl SignatureVerifier {
     ) -> Result<(), SignatureError> {
         if let Some(sig) = headers.v3_signature {
             let ts: i64 = headers.timestamp.and_then(|t| t.trim().parse().ok()).ok_or(SignatureError::BadTimestamp)?;
-            if now_ms - ts > MAX_TIMESTAMP_AGE_MS {
+            // A timestamp far in the future is refused too: otherwise a captured request would
+            // stay replayable for as long as its timestamp lies ahead.
+            if (now_ms - ts).abs() > MAX_TIMESTAMP_AGE_MS {
                 return Err(SignatureError::Stale);
             }
             let expected = BASE64.decode(sig.trim()).map_err(|_| SignatureError::Mismatch)?;

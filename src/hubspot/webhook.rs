@@ -3,18 +3,24 @@
 use serde::{Deserialize, Serialize};
 
 /// One event of a webhook batch. Values are hints only: the current record is always fetched.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// Fields some event types leave out default, so a valid batch is never refused (HubSpot drops a
+/// batch it could not deliver for 24 hours).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookEvent {
     pub event_id: u64,
     pub subscription_id: u64,
     pub portal_id: u64,
+    #[serde(default)]
     pub app_id: u64,
     /// Epoch milliseconds of the change.
     pub occurred_at: i64,
     /// For example `contact.propertyChange` or `object.creation`.
     pub subscription_type: String,
+    #[serde(default)]
     pub attempt_number: u32,
+    /// Absent on association changes, which name `fromObjectId` and `toObjectId` instead.
+    #[serde(default)]
     pub object_id: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub change_source: Option<String>,
@@ -35,13 +41,28 @@ pub struct WebhookEvent {
     pub merged_object_ids: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new_object_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_object_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_object_id: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub association_removed: Option<bool>,
 }
 
 impl WebhookEvent {
     /// Identity of a delivery, independent of `attemptNumber`: HubSpot repeats deliveries and
     /// `eventId` alone is not unique.
     pub fn dedup_key(&self) -> String {
-        format!("{}:{}:{}:{}:{}", self.portal_id, self.subscription_id, self.event_id, self.object_id, self.occurred_at)
+        let mut key = format!(
+            "{}:{}:{}:{}:{}",
+            self.portal_id, self.subscription_id, self.event_id, self.object_id, self.occurred_at
+        );
+        if let (Some(from), Some(to)) = (self.from_object_id, self.to_object_id) {
+            key.push_str(&format!(":{from}>{to}"));
+        }
+        key
     }
 
     /// The CRM object type (`contacts`, `companies`, ...) the event is about, if it is a CRM
@@ -90,5 +111,35 @@ pub fn subscription_prefix(object_type: &str) -> &str {
         "line_items" => "line_item",
         "products" => "product",
         _ => "object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn association_change_without_object_id_parses() {
+        let body = r#"[{"eventId":7,"subscriptionId":3,"portalId":62515,"appId":54321,"occurredAt":1700000000000,
+            "subscriptionType":"contact.associationChange","attemptNumber":0,"changeSource":"USER",
+            "associationType":"CONTACT_TO_COMPANY","fromObjectId":123,"toObjectId":456,"associationRemoved":false,
+            "isPrimaryAssociation":false}]"#;
+        let events: Vec<WebhookEvent> = serde_json::from_str(body).unwrap();
+        assert_eq!(events[0].action(), "associationChange");
+        assert_eq!((events[0].from_object_id, events[0].to_object_id), (Some(123), Some(456)));
+        assert_eq!(events[0].dedup_key(), "62515:3:7:0:1700000000000:123>456");
+    }
+
+    #[test]
+    fn object_events_name_their_type() {
+        let mut e: WebhookEvent = serde_json::from_str(
+            r#"{"eventId":1,"subscriptionId":1,"portalId":1,"occurredAt":1,"subscriptionType":"object.creation","objectId":9,"objectTypeId":"0-2"}"#,
+        )
+        .unwrap();
+        assert_eq!(e.object_type().as_deref(), Some("companies"));
+        e.subscription_type = "deal.propertyChange".into();
+        assert_eq!(e.object_type().as_deref(), Some("deals"));
+        e.subscription_type = "conversation.creation".into();
+        assert_eq!(e.object_type(), None);
     }
 }

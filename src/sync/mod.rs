@@ -1,1 +1,307 @@
-//! The sync worker.
+//! The sync worker: drains the event log, reads the current state of the changed objects from
+//! HubSpot (only the mapped properties), and delivers records to every destination of every
+//! mapping. Acknowledgement is end to end: an event leaves the log only after every destination
+//! that needed it has the resulting records. Nothing is dropped when a destination fails.
+
+pub mod backoff;
+pub mod plan;
+pub mod sinks;
+pub mod state;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use prometheus_client::metrics::gauge::Gauge;
+
+pub use backoff::Backoff;
+pub use plan::{Op, Record};
+pub use sinks::{Sink, SinkError};
+pub use state::CheckpointStore;
+
+use crate::config::{MappingConfig, ReceiverConfig};
+use crate::eventlog::EventLog;
+use crate::hubspot::{self, HubSpotClient};
+use crate::telemetry::{Metrics, OutcomeLabels, SinkLabels};
+
+/// Events taken from the log per step.
+const EVENTS_PER_STEP: usize = 1000;
+/// Records per delivery call, so one request stays a sensible size.
+const RECORDS_PER_DELIVERY: usize = 100;
+/// How long an idle worker waits for a notification before looking at the log anyway.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// When HubSpot's daily limit is spent, retrying sooner than this only burns calls.
+const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(300);
+
+/// The sync worker of one integration.
+pub struct Worker {
+    log: Arc<dyn EventLog>,
+    client: HubSpotClient,
+    metrics: Arc<Metrics>,
+    checkpoints: CheckpointStore,
+    mappings: Vec<MappingRuntime>,
+}
+
+struct MappingRuntime {
+    config: MappingConfig,
+    destinations: Vec<Destination>,
+}
+
+struct Destination {
+    /// `http-0`, `file-1`: position in the mapping's sink list, for metrics and logs.
+    label: String,
+    checkpoint_id: String,
+    sink: Sink,
+}
+
+/// What one drain step did.
+#[derive(Debug, Default)]
+struct StepOutcome {
+    /// Events taken from the log.
+    taken: usize,
+    /// Events released from the log.
+    released: usize,
+    /// Why some events stay pending, if they do.
+    failure: Option<Failure>,
+}
+
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    /// Wait at least this long (a destination's `Retry-After`, HubSpot's daily limit).
+    retry_after: Option<Duration>,
+    /// Retrying soon will not help (a destination refuses the records).
+    slow: bool,
+}
+
+impl StepOutcome {
+    fn fail(&mut self, failure: Failure) {
+        let merged = match self.failure.take() {
+            None => failure,
+            Some(first) => Failure {
+                message: first.message,
+                retry_after: first.retry_after.max(failure.retry_after),
+                slow: first.slow || failure.slow,
+            },
+        };
+        self.failure = Some(merged);
+    }
+}
+
+impl Worker {
+    pub fn new(
+        config: &ReceiverConfig,
+        log: Arc<dyn EventLog>,
+        client: HubSpotClient,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Worker> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let checkpoints = CheckpointStore::open(&config.data_dir.join("sync.db"))?;
+        let mappings = config
+            .mappings
+            .iter()
+            .map(|mapping| {
+                let destinations = mapping
+                    .sinks
+                    .iter()
+                    .enumerate()
+                    .map(|(index, sink_config)| {
+                        let sink = Sink::from_config(sink_config, &config.data_dir)
+                            .with_context(|| format!("mapping {}: destination {index}", mapping.name))?;
+                        Ok(Destination {
+                            label: format!("{}-{index}", sink.kind()),
+                            checkpoint_id: sink.checkpoint_id(),
+                            sink,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok(MappingRuntime { config: mapping.clone(), destinations })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Worker { log, client, metrics, checkpoints, mappings })
+    }
+
+    /// Drains the log until `shutdown` resolves. Failed steps are retried with backoff; the
+    /// events they concern stay in the log meanwhile.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        loop {
+            let outcome = tokio::select! {
+                _ = &mut shutdown => return,
+                outcome = self.step() => outcome,
+            };
+            let wait = match outcome.failure {
+                Some(failure) => {
+                    let wait = if failure.slow { backoff.slowest() } else { backoff.next_delay(failure.retry_after) };
+                    tracing::warn!(error = %failure.message, retry_in_ms = wait.as_millis() as u64, "sync step incomplete; events stay pending");
+                    tokio::time::sleep(wait)
+                }
+                // There may be more behind what this step took.
+                None if outcome.taken > 0 => {
+                    backoff.reset();
+                    continue;
+                }
+                None => {
+                    backoff.reset();
+                    tokio::time::sleep(IDLE_TICK)
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = wait => {}
+                _ = self.log.notified(), if outcome.taken == 0 => {}
+            }
+        }
+    }
+
+    /// One drain step: returns how many events were released, or why some stay pending.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let outcome = self.step().await;
+        match outcome.failure {
+            None => Ok(outcome.released),
+            Some(failure) => Err(anyhow::anyhow!(failure.message)),
+        }
+    }
+
+    async fn step(&self) -> StepOutcome {
+        let mut outcome = StepOutcome::default();
+        let events = match self.log.pending(EVENTS_PER_STEP).await {
+            Ok(events) => events,
+            Err(e) => {
+                outcome.fail(Failure {
+                    message: format!("reading the event log: {e:#}"),
+                    retry_after: None,
+                    slow: false,
+                });
+                return outcome;
+            }
+        };
+        outcome.taken = events.len();
+        if events.is_empty() {
+            self.update_pending_gauge().await;
+            return outcome;
+        }
+        let configs: Vec<MappingConfig> = self.mappings.iter().map(|m| m.config.clone()).collect();
+        let plan = plan::plan(&events, &configs);
+
+        if !plan.ignored.is_empty() {
+            let ignored = plan.ignored.len();
+            match self.log.release(plan.ignored).await {
+                Ok(()) => {
+                    outcome.released += ignored;
+                    self.metrics
+                        .webhook_events
+                        .get_or_create(&OutcomeLabels { outcome: "ignored".into() })
+                        .inc_by(ignored as u64);
+                }
+                Err(e) => outcome.fail(release_failure(e)),
+            }
+        }
+
+        for (object_type, type_plan) in &plan.by_type {
+            match self.sync_object_type(object_type, type_plan).await {
+                Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
+                    Ok(()) => outcome.released += type_plan.seqs.len(),
+                    Err(e) => outcome.fail(release_failure(e)),
+                },
+                Err(failure) => outcome.fail(failure),
+            }
+        }
+        tracing::debug!(
+            taken = outcome.taken,
+            released = outcome.released,
+            complete = outcome.failure.is_none(),
+            "sync step"
+        );
+        self.update_pending_gauge().await;
+        outcome
+    }
+
+    /// Reads the objects of one type once (the union of the mappings' properties) and delivers
+    /// each mapping's records to each of its destinations. `Ok` when every destination has them.
+    async fn sync_object_type(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), Failure> {
+        let mappings: Vec<&MappingRuntime> =
+            self.mappings.iter().filter(|m| m.config.object_type == object_type).collect();
+        let ids = type_plan.ids_to_fetch();
+        let fetched = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut properties: Vec<String> = mappings.iter().flat_map(|m| m.config.hubspot_properties()).collect();
+            properties.sort();
+            properties.dedup();
+            self.client.batch_read(object_type, &properties, &ids).await.map_err(|e| hubspot_failure(object_type, e))?
+        };
+
+        let mut result = Ok(());
+        for mapping in mappings {
+            let records = plan::build_records(&mapping.config, type_plan, &fetched);
+            let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
+            for destination in &mapping.destinations {
+                if let Err(failure) = self.deliver(&mapping.config.name, destination, &records).await {
+                    result = Err(failure);
+                }
+            }
+        }
+        result
+    }
+
+    /// Delivers to one destination the records it has not seen yet, noting each delivery.
+    async fn deliver(&self, mapping: &str, destination: &Destination, records: &[Record]) -> Result<(), Failure> {
+        let fresh = self.checkpoints.fresh(&destination.checkpoint_id, records).await.map_err(store_failure)?;
+        let labels = SinkLabels { mapping: mapping.to_string(), sink: destination.label.clone() };
+        for chunk in fresh.chunks(RECORDS_PER_DELIVERY) {
+            if let Err(e) = destination.sink.deliver(chunk).await {
+                self.metrics.sink_failures.get_or_create(&labels).inc();
+                if e.is_permanent() {
+                    // Kept and retried slowly until a dead-letter store exists; never dropped.
+                    tracing::error!(mapping, sink = %destination.label, error = %e, records = chunk.len(), "destination refused records");
+                } else {
+                    tracing::warn!(mapping, sink = %destination.label, error = %e, records = chunk.len(), "delivery failed");
+                }
+                return Err(Failure {
+                    message: format!("mapping {mapping}, destination {}: {e}", destination.label),
+                    retry_after: e.retry_after(),
+                    slow: e.is_permanent(),
+                });
+            }
+            self.metrics.records_delivered.get_or_create(&labels).inc_by(chunk.len() as u64);
+            self.checkpoints.mark_delivered(&destination.checkpoint_id, chunk).await.map_err(store_failure)?;
+        }
+        Ok(())
+    }
+
+    async fn update_pending_gauge(&self) {
+        if let Ok(count) = self.log.pending_count().await {
+            set_gauge(&self.metrics.events_pending, count);
+        }
+    }
+}
+
+fn set_gauge(gauge: &Gauge, value: u64) {
+    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
+}
+
+/// Logs HubSpot's category and correlationId (what HubSpot support asks for) and keeps the
+/// events pending.
+fn hubspot_failure(object_type: &str, error: hubspot::Error) -> Failure {
+    let (category, correlation_id) = match &error {
+        hubspot::Error::Api(api) => (api.category.as_str(), api.correlation_id.as_str()),
+        hubspot::Error::DailyLimitExhausted { correlation_id } => ("RATE_LIMIT", correlation_id.as_str()),
+        hubspot::Error::Transport(_) => ("TRANSPORT", ""),
+        hubspot::Error::Decode(_) => ("DECODE", ""),
+    };
+    tracing::warn!(object_type, category, correlation_id, error = %error, "HubSpot batch read failed");
+    let retry_after = matches!(error, hubspot::Error::DailyLimitExhausted { .. }).then_some(DAILY_LIMIT_WAIT);
+    Failure { message: format!("reading {object_type} from HubSpot: {error}"), retry_after, slow: false }
+}
+
+fn store_failure(error: anyhow::Error) -> Failure {
+    Failure { message: format!("checkpoint store: {error:#}"), retry_after: None, slow: false }
+}
+
+fn release_failure(error: anyhow::Error) -> Failure {
+    Failure { message: format!("releasing events: {error:#}"), retry_after: None, slow: false }
+}

@@ -44,6 +44,7 @@ pub fn sample_event(event_id: u64, object_id: u64) -> WebhookEvent {
         primary_object_id: None,
         merged_object_ids: None,
         new_object_id: None,
+        ..Default::default()
     }
 }
 

@@ -1,0 +1,85 @@
+//! Destinations of mapped records. A sink reports success only once the destination has the
+//! records (HTTP 2xx, or the file fsync'd); the worker releases events only after that.
+
+pub mod file;
+pub mod http;
+
+use std::path::Path;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+pub use file::FileSink;
+pub use http::HttpSink;
+
+use super::plan::Record;
+use crate::config::SinkConfig;
+
+/// Why a delivery failed. Either way nothing is dropped: the records are offered again.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SinkError {
+    /// The destination may take the records later (5xx, 429, timeout, connection error, I/O).
+    #[error("destination temporarily unavailable: {reason}")]
+    Retryable { reason: String, retry_after: Option<Duration> },
+    /// The destination refused the records (4xx other than 429); retrying as-is is unlikely to help.
+    #[error("destination refused the records: {reason}")]
+    Permanent { reason: String },
+}
+
+impl SinkError {
+    /// How long the destination asked us to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            SinkError::Retryable { retry_after, .. } => *retry_after,
+            SinkError::Permanent { .. } => None,
+        }
+    }
+
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, SinkError::Permanent { .. })
+    }
+}
+
+/// A configured destination.
+#[derive(Debug)]
+pub enum Sink {
+    Http(HttpSink),
+    File(FileSink),
+}
+
+impl Sink {
+    /// Builds the destination `config` describes; relative file paths are under `data_dir`.
+    pub fn from_config(config: &SinkConfig, data_dir: &Path) -> anyhow::Result<Sink> {
+        Ok(match config {
+            SinkConfig::Http { url, signing_secret } => Sink::Http(HttpSink::new(url, signing_secret.as_deref())?),
+            SinkConfig::File { path } => Sink::File(FileSink::new(data_dir.join(path))),
+        })
+    }
+
+    /// Delivers `records`; `Ok` means the destination has them.
+    pub async fn deliver(&self, records: &[Record]) -> Result<(), SinkError> {
+        match self {
+            Sink::Http(sink) => sink.deliver(records).await,
+            Sink::File(sink) => sink.deliver(records).await,
+        }
+    }
+
+    /// `http` or `file`, for labels.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Sink::Http(_) => "http",
+            Sink::File(_) => "file",
+        }
+    }
+
+    /// A stable identity of the destination (kind and target, hashed so that no URL with
+    /// credentials in it is stored), for delivered checkpoints.
+    pub fn checkpoint_id(&self) -> String {
+        let target = match self {
+            Sink::Http(sink) => sink.url().to_string(),
+            Sink::File(sink) => sink.path().display().to_string(),
+        };
+        let digest = Sha256::new().chain_update(self.kind()).chain_update([0u8]).chain_update(target).finalize();
+        format!("{}-{}", self.kind(), hex::encode(&digest[..8]))
+    }
+}
