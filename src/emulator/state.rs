@@ -395,10 +395,6 @@ impl Store {
             source_id: Some(source_id),
             property_name,
             property_value,
-            object_type_id: None,
-            primary_object_id: None,
-            merged_object_ids: None,
-            new_object_id: None,
             ..Default::default()
         };
         sink.queue.push(event);
