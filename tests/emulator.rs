@@ -410,6 +410,19 @@ async fn property_create_is_validated() {
     let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"customer_number": "C-1"}})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["category"], "CONFLICT");
+    // HubSpot-defined properties stay; archived custom ones take no more values.
+    let path = "/crm/v3/properties/contacts/email";
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::BAD_REQUEST);
+    let path = "/crm/v3/properties/contacts/customer_number";
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::NO_CONTENT);
+    let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"customer_number": "C-2"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("PROPERTY_DOESNT_EXIST"));
+    let (_, archived) = emu.get("/crm/v3/properties/contacts?archived=true").await;
+    assert_eq!(archived["results"][0]["name"], "customer_number");
+    let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "not-an-email"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("INVALID_EMAIL"));
     emu.emulator.shutdown().await;
 }
 

@@ -67,7 +67,7 @@ pub fn search(t: ObjectType, store: &TypeStore, request: SearchRequest) -> ApiRe
     }
     check_filter_counts(&request.filter_groups)?;
     for f in request.filter_groups.iter().flat_map(|g| &g.filters) {
-        if !store.properties.contains_key(&f.property_name) {
+        if store.live_property(&f.property_name).is_none() {
             return Err(ApiFailure::validation(&format!("Property {} does not exist", f.property_name)));
         }
     }
@@ -142,7 +142,7 @@ fn parse_sort(sorts: &[Value], store: &TypeStore) -> ApiResult<Option<(String, b
         }
         _ => return Err(ApiFailure::validation("Invalid sort")),
     };
-    if !store.properties.contains_key(&property) {
+    if store.live_property(&property).is_none() {
         return Err(ApiFailure::validation(&format!("Cannot sort by unknown property {property}")));
     }
     Ok(Some((property, descending)))

@@ -55,7 +55,7 @@ impl StoredObject {
             Selection::Named(names) => {
                 let always = object_type.always_returned();
                 for name in names.iter().map(String::as_str).chain(always) {
-                    if defs.contains_key(name) {
+                    if defs.get(name).is_some_and(|d| !d.archived) {
                         props.insert(name.to_string(), self.properties.get(name).map_or(Value::Null, |v| json!(v)));
                     }
                 }
@@ -90,6 +90,13 @@ pub struct TypeStore {
     pub properties: BTreeMap<String, PropertyDef>,
     pub groups: Vec<PropertyGroup>,
     next_id: u64,
+}
+
+impl TypeStore {
+    /// A property definition that is not archived.
+    pub fn live_property(&self, name: &str) -> Option<&PropertyDef> {
+        self.properties.get(name).filter(|p| !p.archived)
+    }
 }
 
 /// A write to be made, once every input of its call has passed the checks.
@@ -168,8 +175,7 @@ impl Store {
             None => Ok(id.parse::<u64>().ok().and_then(|n| store.objects.get(&n)).filter(|o| !o.is_archived())),
             Some(prop) => {
                 let def = store
-                    .properties
-                    .get(prop)
+                    .live_property(prop)
                     .ok_or_else(|| ApiFailure::validation(&format!("Property {prop} does not exist")))?;
                 if !def.has_unique_value {
                     return Err(ApiFailure::validation(&format!(
@@ -221,7 +227,7 @@ impl Store {
         };
         let mut invalid = vec![];
         for (name, value) in properties {
-            match store.properties.get(name) {
+            match store.live_property(name) {
                 None => invalid.push(json!({
                     "isValid": false,
                     "message": format!("Property \"{name}\" does not exist"),
