@@ -732,6 +732,8 @@ async fn admin_api_acts_as_a_user_and_shows_raw_state() {
     assert_eq!(raw["properties"]["email"], "u@example.com");
     let (status, _) = emu.get(&format!("/crm/v3/objects/contacts/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, all) = emu.call(Method::GET, "/_emulator/objects/contacts", None, None).await;
+    assert_eq!(all, json!([raw]));
     let (_, _, requests) = emu.call(Method::GET, "/_emulator/requests", None, None).await;
     assert_eq!(requests.as_array().unwrap().len(), 1, "admin calls are not API calls");
     emu.emulator.shutdown().await;

@@ -79,7 +79,7 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
 
 pub fn router() -> Router<Arc<Emulator>> {
     Router::new()
-        .route("/objects/{t}", axum::routing::post(create_as_user))
+        .route("/objects/{t}", get(raw_objects).post(create_as_user))
         .route("/objects/{t}/{id}", get(raw_object).patch(update_as_user).delete(archive_as_user))
         .route("/requests", get(list_requests).delete(clear_requests))
         .route("/webhooks", get(webhook_status))
@@ -136,6 +136,14 @@ async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(Strin
     let store = emu.store.lock().expect("store lock");
     let object = store.of(t).objects.get(&id).ok_or_else(|| ApiFailure::not_found("resource not found"))?;
     Ok(axum::Json(object.to_json(t, &store.of(t).properties, Selection::All)).into_response())
+}
+
+async fn raw_objects(State(emu): State<Arc<Emulator>>, Path(t): Path<String>) -> ApiResult<Response> {
+    let t = ObjectType::parse(&t)?;
+    let store = emu.store.lock().expect("store lock");
+    let of = store.of(t);
+    let objects: Vec<Value> = of.objects.values().map(|o| o.to_json(t, &of.properties, Selection::All)).collect();
+    Ok(axum::Json(objects).into_response())
 }
 
 async fn list_requests(State(emu): State<Arc<Emulator>>) -> Response {

@@ -37,6 +37,7 @@
 //! - `PATCH /_emulator/objects/{t}/{id}` `{"properties":{...}}`: update as a user.
 //! - `DELETE /_emulator/objects/{t}/{id}`: archive as a user (204; 404 when not live).
 //! - `GET /_emulator/objects/{t}/{id}`: the stored object with every property, archived or not.
+//! - `GET /_emulator/objects/{t}`: every stored object of the type, archived ones included.
 //! - `GET /_emulator/requests`: the API calls received, oldest first (the last 10,000), as
 //!   `[{method, path, query, body, status}]`; tokens are never recorded. `DELETE` clears it.
 //! - `PUT /_emulator/faults` `{status?, policyName?, delayMs?, count?, pathPrefix?}`: the next
