@@ -836,3 +836,37 @@ async fn at_most_ten_webhook_requests_are_in_flight() {
     assert!((1..=10).contains(&max), "{max} requests were in flight at once");
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn reads_can_include_each_value_with_its_source() {
+    let emu = start(config_with_token()).await;
+    let (_, created) =
+        emu.post("/crm/v3/objects/deals", json!({"properties": {"dealname": "H", "amount": "10"}})).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, _, _) = emu
+        .call(
+            Method::PATCH,
+            &format!("/_emulator/objects/deals/{id}"),
+            None,
+            Some(json!({"properties": {"amount": "20"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let read = json!({"properties": ["amount"], "propertiesWithHistory": ["amount"], "inputs": [{"id": id}]});
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/read", read).await;
+    assert_eq!(status, StatusCode::OK);
+    let history = body["results"][0]["propertiesWithHistory"]["amount"].as_array().unwrap();
+    let values: Vec<(&str, &str)> =
+        history.iter().map(|h| (h["value"].as_str().unwrap(), h["sourceType"].as_str().unwrap())).collect();
+    assert_eq!(values, vec![("20", "CRM_UI"), ("10", "INTEGRATION")], "newest first");
+    assert_eq!(history[1]["sourceId"], "54321");
+    assert!(history[0]["timestamp"].as_str().unwrap() >= history[1]["timestamp"].as_str().unwrap());
+    let (_, single) = emu.get(&format!("/crm/v3/objects/deals/{id}?propertiesWithHistory=dealname")).await;
+    assert_eq!(single["propertiesWithHistory"]["dealname"][0]["value"], "H");
+    let too_many: Vec<Value> = (0..51).map(|i| json!({"id": i.to_string()})).collect();
+    let (status, _) = emu
+        .post("/crm/v3/objects/deals/batch/read", json!({"propertiesWithHistory": ["amount"], "inputs": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}

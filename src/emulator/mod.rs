@@ -8,7 +8,8 @@
 //!   appId, scopes}`.
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
-//!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs). A batch fails as a whole
+//!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
+//!   `propertiesWithHistory` at most 50, each value with its timestamp and source). A batch fails as a whole
 //!   when one input fails, unless its inputs carry `objectWriteTraceId`: then the good inputs are
 //!   written and the others come back as `errors` with HTTP 207.
 //! - Search at `.../{t}/search`: filter groups, one sort, `query`, `after`/`limit` (≤200), at

@@ -20,7 +20,7 @@ use super::admin;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
-use super::schema::{self, ObjectType, PropertyCreateBody, PropertyGroup, PropertyUpdateBody};
+use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
 use super::search;
 use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
 
@@ -144,6 +144,25 @@ fn requested_properties(t: ObjectType, named: Vec<String>) -> Vec<String> {
     if named.is_empty() { t.default_properties().iter().map(|s| s.to_string()).collect() } else { named }
 }
 
+/// Most objects one read returns when values come with their history.
+const MAX_WITH_HISTORY: usize = 50;
+
+/// An object as a read shows it: the `names` properties, and the `history` ones with every
+/// value they have had.
+fn object_json(
+    t: ObjectType,
+    object: &StoredObject,
+    defs: &BTreeMap<String, PropertyDef>,
+    names: &[String],
+    history: &[String],
+) -> Value {
+    let mut v = object.to_json(t, defs, Selection::Named(names));
+    if !history.is_empty() {
+        v["propertiesWithHistory"] = object.history_json(defs, history);
+    }
+    v
+}
+
 /// Properties a write response shows: those written plus the ones always returned.
 fn written_names(properties: &BTreeMap<String, String>) -> Vec<String> {
     properties.keys().cloned().collect()
@@ -202,11 +221,13 @@ async fn list_objects(
     };
     let archived = bool_param(&params, "archived");
     let names = requested_properties(t, list_param(&params, "properties"));
+    let history = list_param(&params, "propertiesWithHistory");
+    let limit = if history.is_empty() { limit } else { limit.min(MAX_WITH_HISTORY) };
     let store = emu.store.lock().expect("store lock");
     let of = store.of(t);
     let mut matching = of.objects.range(after..).map(|(_, o)| o).filter(|o| o.is_archived() == archived);
     let results: Vec<Value> =
-        matching.by_ref().take(limit).map(|o| o.to_json(t, &of.properties, Selection::Named(&names))).collect();
+        matching.by_ref().take(limit).map(|o| object_json(t, o, &of.properties, &names, &history)).collect();
     let next_id = matching.next().map(|o| o.id);
     drop(store);
     let mut body = json!({ "results": results });
@@ -256,7 +277,8 @@ async fn get_object(
         store.find(t, &id, param(&params, "idProperty"))?
     };
     let object = found.ok_or_else(|| ApiFailure::not_found("resource not found"))?;
-    Ok(json_response(StatusCode::OK, object.to_json(t, &store.of(t).properties, Selection::Named(&names))))
+    let history = list_param(&params, "propertiesWithHistory");
+    Ok(json_response(StatusCode::OK, object_json(t, object, &store.of(t).properties, &names, &history)))
 }
 
 #[derive(Deserialize)]
@@ -334,6 +356,8 @@ struct BatchBody {
     inputs: Option<Vec<Value>>,
     #[serde(default)]
     properties: Vec<String>,
+    #[serde(default)]
+    properties_with_history: Vec<String>,
     id_property: Option<String>,
 }
 
@@ -398,8 +422,15 @@ async fn batch_read(
     let started = now_ms();
     let t = object_type_with_scope(&t, &caller, false)?;
     let (body, inputs) = BatchBody::parse(&body)?;
+    if !body.properties_with_history.is_empty() && inputs.len() > MAX_WITH_HISTORY {
+        return Err(ApiFailure::validation(&format!(
+            "Batch input contains {} inputs; with propertiesWithHistory the maximum is {MAX_WITH_HISTORY}.",
+            inputs.len()
+        )));
+    }
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     let names = requested_properties(t, body.properties);
+    let history = body.properties_with_history;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let mut results = vec![];
@@ -413,9 +444,7 @@ async fn batch_read(
         };
         match found {
             // Asking twice for one object returns it once.
-            Some(o) if seen.insert(o.id) => {
-                results.push(o.to_json(t, &store.of(t).properties, Selection::Named(&names)))
-            }
+            Some(o) if seen.insert(o.id) => results.push(object_json(t, o, &store.of(t).properties, &names, &history)),
             Some(_) => {}
             None => missing.push(id),
         }

@@ -28,9 +28,48 @@ pub struct StoredObject {
     pub id: u64,
     /// Values written by users and integrations, plus the ones HubSpot maintains.
     pub properties: BTreeMap<String, String>,
+    /// Every value each property has had, oldest first.
+    pub history: BTreeMap<String, Vec<HistoryEntry>>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub archived_at_ms: Option<i64>,
+}
+
+/// Where a property value came from, as `propertiesWithHistory` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    Written(Actor),
+    /// Maintained by HubSpot (ids, timestamps).
+    Calculated,
+    /// Seeded data, as if imported.
+    Import,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryEntry {
+    pub value: String,
+    pub timestamp_ms: i64,
+    pub source: ValueSource,
+}
+
+impl HistoryEntry {
+    fn to_json(&self) -> Value {
+        let mut v = json!({ "value": self.value, "timestamp": iso8601(self.timestamp_ms) });
+        match self.source {
+            ValueSource::Written(Actor::Integration { app_id }) => {
+                v["sourceType"] = json!("INTEGRATION");
+                v["sourceId"] = json!(app_id.to_string());
+            }
+            ValueSource::Written(Actor::User { user_id }) => {
+                v["sourceType"] = json!("CRM_UI");
+                v["sourceId"] = json!(format!("userId:{user_id}"));
+                v["updatedByUserId"] = json!(user_id);
+            }
+            ValueSource::Calculated => v["sourceType"] = json!("CALCULATED"),
+            ValueSource::Import => v["sourceType"] = json!("IMPORT"),
+        }
+        v
+    }
 }
 
 /// Which properties an answer shows.
@@ -81,6 +120,42 @@ impl StoredObject {
 
     pub fn is_archived(&self) -> bool {
         self.archived_at_ms.is_some()
+    }
+
+    /// A new object with the values HubSpot sets on every object.
+    fn new(t: ObjectType, id: u64, at_ms: i64) -> Self {
+        let mut object = StoredObject {
+            id,
+            properties: BTreeMap::new(),
+            history: BTreeMap::new(),
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            archived_at_ms: None,
+        };
+        object.set("hs_object_id", id.to_string(), at_ms, ValueSource::Calculated);
+        object.set("createdate", iso8601(at_ms), at_ms, ValueSource::Calculated);
+        object.set(t.last_modified_property(), iso8601(at_ms), at_ms, ValueSource::Calculated);
+        object
+    }
+
+    fn set(&mut self, name: &str, value: String, at_ms: i64, source: ValueSource) {
+        self.history.entry(name.to_string()).or_default().push(HistoryEntry {
+            value: value.clone(),
+            timestamp_ms: at_ms,
+            source,
+        });
+        self.properties.insert(name.to_string(), value);
+    }
+
+    /// `propertiesWithHistory`: for each named property the portal defines, its values newest first.
+    pub fn history_json(&self, defs: &BTreeMap<String, PropertyDef>, names: &[String]) -> Value {
+        let mut out = serde_json::Map::new();
+        for name in names.iter().filter(|n| defs.get(n.as_str()).is_some_and(|d| !d.archived)) {
+            let entries =
+                self.history.get(name).map_or(vec![], |h| h.iter().rev().map(HistoryEntry::to_json).collect());
+            out.insert(name.clone(), Value::Array(entries));
+        }
+        Value::Object(out)
     }
 }
 
@@ -283,26 +358,21 @@ impl Store {
     /// Makes a checked write and emits its events.
     fn apply(&mut self, t: ObjectType, write: Write, actor: Actor) -> StoredObject {
         let now = now_ms();
-        let last_modified = t.last_modified_property();
+        let source = ValueSource::Written(actor);
         let (object, changed, created) = {
             let store = self.of_mut(t);
             match write {
                 Write::Create { properties } => {
                     let id = store.next_id;
                     store.next_id += 1;
-                    let changed: Vec<(String, String)> =
-                        properties.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
-                    let mut props = properties;
-                    props.insert("hs_object_id".into(), id.to_string());
-                    props.insert("createdate".into(), iso8601(now));
-                    props.insert(last_modified.into(), iso8601(now));
-                    let object = StoredObject {
-                        id,
-                        properties: props,
-                        created_at_ms: now,
-                        updated_at_ms: now,
-                        archived_at_ms: None,
-                    };
+                    let mut object = StoredObject::new(t, id, now);
+                    let mut changed = vec![];
+                    for (k, v) in properties {
+                        if !v.is_empty() {
+                            changed.push((k.clone(), v.clone()));
+                        }
+                        object.set(&k, v, now, source);
+                    }
                     store.objects.insert(id, object.clone());
                     (object, changed, true)
                 }
@@ -312,12 +382,12 @@ impl Store {
                     for (k, v) in properties {
                         if object.properties.get(&k).map_or("", String::as_str) != v {
                             changed.push((k.clone(), v.clone()));
-                            object.properties.insert(k, v);
+                            object.set(&k, v, now, source);
                         }
                     }
                     if !changed.is_empty() {
                         object.updated_at_ms = now;
-                        object.properties.insert(last_modified.into(), iso8601(now));
+                        object.set(t.last_modified_property(), iso8601(now), now, ValueSource::Calculated);
                     }
                     (object.clone(), changed, false)
                 }
@@ -349,20 +419,16 @@ impl Store {
         archived
     }
 
-    /// Stores an object without any webhook (for seeding).
+    /// Stores an object without any webhook (for seeding), as if imported at `at_ms`.
     pub fn insert_quietly(&mut self, t: ObjectType, properties: BTreeMap<String, String>, at_ms: i64) -> u64 {
-        let last_modified = t.last_modified_property();
         let store = self.of_mut(t);
         let id = store.next_id;
         store.next_id += 1;
-        let mut props = properties;
-        props.insert("hs_object_id".into(), id.to_string());
-        props.insert("createdate".into(), iso8601(at_ms));
-        props.insert(last_modified.into(), iso8601(at_ms));
-        store.objects.insert(
-            id,
-            StoredObject { id, properties: props, created_at_ms: at_ms, updated_at_ms: at_ms, archived_at_ms: None },
-        );
+        let mut object = StoredObject::new(t, id, at_ms);
+        for (k, v) in properties {
+            object.set(&k, v, at_ms, ValueSource::Import);
+        }
+        store.objects.insert(id, object);
         id
     }
 

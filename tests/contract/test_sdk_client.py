@@ -55,6 +55,12 @@ def test_contacts_pages_and_batch_read(emulator):
     assert batch.errors[0].category == "OBJECT_NOT_FOUND"
     assert batch.errors[0].context["ids"] == ["999"]
 
+    with_history = client.crm.contacts.basic_api.get_by_id(contact_id="2", properties_with_history=["email"])
+    (seeded,) = with_history.properties_with_history["email"]
+    assert seeded.value == "grace.hopper2@cobolworks.example"
+    assert seeded.source_type == "IMPORT"
+    assert seeded.timestamp.tzinfo is not None
+
 
 def test_batch_upsert(emulator):
     client = sdk(emulator)
