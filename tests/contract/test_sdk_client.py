@@ -151,3 +151,12 @@ def test_single_object_calls_and_search(emulator):
         contacts.basic_api.get_by_id(contact_id=created.id)
     assert gone.value.status == 404
     assert '"category":"OBJECT_NOT_FOUND"' in gone.value.body
+
+
+def test_tier_flag_sizes_the_rate_limit(start_emulator):
+    emulator = start_emulator("--tier", "free", "--token", TOKEN)
+    page = sdk(emulator).crm.contacts.basic_api.get_page_with_http_info()
+    headers = page[2]
+    assert headers["X-HubSpot-RateLimit-Max"] == "100"
+    assert headers["X-HubSpot-RateLimit-Daily"] == "250000"
+    assert headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
