@@ -3,6 +3,13 @@
 //! semantics, scope checks and rate limits, and sends real signed webhook batches when its
 //! objects change. Users run it in CI (`hubspot-operator emulator`); `dev` mode embeds it.
 //!
+//! ```text
+//! hubspot-operator emulator --listen 127.0.0.1:8090 --seed 50 --tier free \
+//!     --token pat-na1-ci --token readonly=crm.objects.contacts.read \
+//!     --webhook-url http://127.0.0.1:8080/webhooks --client-secret ci-secret
+//! curl -H 'Authorization: Bearer pat-na1-ci' 'http://127.0.0.1:8090/crm/v3/objects/contacts?limit=5'
+//! ```
+//!
 //! # HubSpot surfaces
 //! - `POST /oauth/v2/private-apps/get/access-token-info` `{"tokenKey"}` → `{userId, hubId,
 //!   appId, scopes}`.
