@@ -96,6 +96,20 @@ pub enum SinkConfig {
     File { path: PathBuf },
 }
 
+impl SinkConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Http { .. } => "http",
+            SinkConfig::File { .. } => "file",
+        }
+    }
+
+    /// The destination's `sink` label in metrics and logs: its kind and position, `http-0`.
+    pub fn label(&self, index: usize) -> String {
+        format!("{}-{index}", self.kind())
+    }
+}
+
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
@@ -104,6 +118,17 @@ fn default_api_version() -> String {
 }
 fn default_max_body_bytes() -> usize {
     1024 * 1024
+}
+
+impl HubSpotConnection {
+    pub fn client_settings(&self) -> crate::hubspot::ClientSettings {
+        crate::hubspot::ClientSettings {
+            base_url: self.base_url.clone(),
+            api_version: self.api_version.clone(),
+            access_token: self.access_token.clone(),
+            tier: self.tier,
+        }
+    }
 }
 
 impl ReceiverConfig {

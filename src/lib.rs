@@ -8,5 +8,6 @@ pub mod emulator;
 pub mod eventlog;
 pub mod hubspot;
 pub mod receiver;
+pub mod shutdown;
 pub mod sync;
 pub mod telemetry;

@@ -15,6 +15,12 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply -f -`).
     Crd,
+    /// Run the webhook receiver and sync worker of one integration.
+    Receiver {
+        /// Receiver config file (YAML or JSON), as the controller renders it.
+        #[arg(long, env = "HUBSPOT_OPERATOR_CONFIG")]
+        config: std::path::PathBuf,
+    },
     /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
     Emulator(hubspot_operator::emulator::EmulatorArgs),
 }
@@ -26,6 +32,17 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
         Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
+        Command::Receiver { config } => run_receiver(&config).await?,
     }
     Ok(())
+}
+
+async fn run_receiver(path: &std::path::Path) -> anyhow::Result<()> {
+    let config = hubspot_operator::config::ReceiverConfig::load(path)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    tracing::info!(integration = %config.integration, listen = %config.listen, mappings = config.mappings.len(), "receiver starting");
+    let metrics = std::sync::Arc::new(hubspot_operator::telemetry::Metrics::default());
+    hubspot_operator::receiver::run(config, listener, metrics, hubspot_operator::shutdown::signal()).await
 }

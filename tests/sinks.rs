@@ -1,70 +1,21 @@
 //! The destinations against real endpoints: an axum server on 127.0.0.1:0, files in tempdirs.
 
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod common;
+
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
+use common::{Reply, SeenDelivery, TestDestination};
 use hubspot_operator::config::SinkConfig;
 use hubspot_operator::sync::sinks::{FileSink, HttpSink};
 use hubspot_operator::sync::{Op, Record, Sink, SinkError};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
-
-/// One request the destination received.
-#[derive(Clone, Debug)]
-struct Seen {
-    headers: HeaderMap,
-    body: Vec<u8>,
-    answered: u16,
-}
-
-/// How the destination answers the next request; 200 once the script is used up.
-#[derive(Clone, Debug)]
-struct Reply {
-    status: u16,
-    retry_after: Option<&'static str>,
-}
-
-#[derive(Clone, Default)]
-struct Destination {
-    script: Arc<Mutex<VecDeque<Reply>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl Destination {
-    async fn start(script: Vec<Reply>) -> (Destination, String) {
-        let destination = Destination { script: Arc::new(Mutex::new(script.into())), ..Default::default() };
-        let app = Router::new().route("/records", post(receive)).with_state(destination.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/records", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (destination, url)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-async fn receive(State(destination): State<Destination>, headers: HeaderMap, body: axum::body::Bytes) -> Response {
-    let reply = destination.script.lock().unwrap().pop_front().unwrap_or(Reply { status: 200, retry_after: None });
-    destination.seen.lock().unwrap().push(Seen { headers, body: body.to_vec(), answered: reply.status });
-    let status = StatusCode::from_u16(reply.status).unwrap();
-    match reply.retry_after {
-        Some(wait) => (status, [("retry-after", wait)]).into_response(),
-        None => status.into_response(),
-    }
-}
 
 fn record(object_id: &str, email: &str, updated_at: &str) -> Record {
     Record {
@@ -86,12 +37,12 @@ fn records() -> Vec<Record> {
     ]
 }
 
-fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
+fn header<'a>(seen: &'a SeenDelivery, name: &str) -> &'a str {
     seen.headers.get(name).unwrap_or_else(|| panic!("missing header {name}")).to_str().unwrap()
 }
 
 /// Verifies a Standard Webhooks signature the way a receiving service would.
-fn signature_verifies(seen: &Seen, secret: &str) -> bool {
+fn signature_verifies(seen: &SeenDelivery, secret: &str) -> bool {
     let key = BASE64.decode(secret.strip_prefix("whsec_").unwrap()).unwrap();
     let id = header(seen, "webhook-id");
     let timestamp = header(seen, "webhook-timestamp");
@@ -109,7 +60,8 @@ async fn deliver(sink: &HttpSink, records: &[Record]) -> Result<(), SinkError> {
 
 #[tokio::test]
 async fn http_posts_records_signed_in_standard_webhooks_format() {
-    let (destination, url) = Destination::start(vec![]).await;
+    let destination = TestDestination::start(vec![]).await;
+    let url = destination.url.clone();
     let sink = HttpSink::new(&url, Some(SECRET)).unwrap();
     deliver(&sink, &records()).await.unwrap();
     deliver(&sink, &records()).await.unwrap();
@@ -132,7 +84,8 @@ async fn http_posts_records_signed_in_standard_webhooks_format() {
 
 #[tokio::test]
 async fn http_without_secret_sends_no_signature() {
-    let (destination, url) = Destination::start(vec![]).await;
+    let destination = TestDestination::start(vec![]).await;
+    let url = destination.url.clone();
     deliver(&HttpSink::new(&url, None).unwrap(), &records()).await.unwrap();
     let seen = destination.seen();
     assert_eq!(seen.len(), 1);
@@ -141,27 +94,29 @@ async fn http_without_secret_sends_no_signature() {
 
 #[tokio::test]
 async fn http_503_is_retryable_and_the_retry_is_the_same_message() {
-    let (destination, url) = Destination::start(vec![Reply { status: 503, retry_after: None }]).await;
+    let destination = TestDestination::start(vec![Reply { status: 503, retry_after: None }]).await;
+    let url = destination.url.clone();
     let sink = HttpSink::new(&url, Some(SECRET)).unwrap();
     let first = deliver(&sink, &records()).await.unwrap_err();
     assert!(matches!(first, SinkError::Retryable { retry_after: None, .. }), "{first:?}");
     deliver(&sink, &records()).await.unwrap();
 
     let seen = destination.seen();
-    assert_eq!(seen.iter().map(|s| s.answered).collect::<Vec<_>>(), vec![503, 200]);
+    assert_eq!(seen.iter().map(|s| s.status).collect::<Vec<_>>(), vec![503, 200]);
     assert_eq!(seen[0].body, seen[1].body);
     assert_eq!(header(&seen[0], "webhook-id"), header(&seen[1], "webhook-id"));
 }
 
 #[tokio::test]
 async fn http_429_reports_retry_after_without_retrying_on_its_own() {
-    let (destination, url) = Destination::start(vec![Reply { status: 429, retry_after: Some("7") }]).await;
+    let destination = TestDestination::start(vec![Reply { status: 429, retry_after: Some("7") }]).await;
+    let url = destination.url.clone();
     let sink = HttpSink::new(&url, None).unwrap();
     let error = deliver(&sink, &records()).await.unwrap_err();
     assert_eq!(error.retry_after(), Some(Duration::from_secs(7)));
     assert!(!error.is_permanent());
     // The sink left the waiting to the worker: the destination saw exactly one request.
-    assert_eq!(destination.seen().iter().map(|s| s.answered).collect::<Vec<_>>(), vec![429]);
+    assert_eq!(destination.seen().iter().map(|s| s.status).collect::<Vec<_>>(), vec![429]);
     // The worker's backoff never undercuts the destination's wish.
     let mut backoff = hubspot_operator::sync::Backoff::default();
     assert!(backoff.next_delay(error.retry_after()) >= Duration::from_secs(7));
@@ -169,11 +124,12 @@ async fn http_429_reports_retry_after_without_retrying_on_its_own() {
 
 #[tokio::test]
 async fn http_400_is_permanent_and_not_delivered() {
-    let (destination, url) = Destination::start(vec![Reply { status: 400, retry_after: None }]).await;
+    let destination = TestDestination::start(vec![Reply { status: 400, retry_after: None }]).await;
+    let url = destination.url.clone();
     let sink = HttpSink::new(&url, None).unwrap();
     let error = deliver(&sink, &records()).await.unwrap_err();
     assert!(error.is_permanent(), "{error:?}");
-    assert_eq!(destination.seen().iter().map(|s| s.answered).collect::<Vec<_>>(), vec![400]);
+    assert_eq!(destination.seen().iter().map(|s| s.status).collect::<Vec<_>>(), vec![400]);
 }
 
 #[tokio::test]

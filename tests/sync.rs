@@ -3,146 +3,20 @@
 
 mod common;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::post;
-use serde_json::{Value, json};
-use tokio::sync::watch;
+use serde_json::json;
 
-use common::{WAIT, receiver_config, sample_event};
+use common::{TestDestination, TestEmulator, WAIT, eventually, receiver_config, sample_event};
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, RunningEmulator, TokenGrant};
+use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
 use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
-use hubspot_operator::hubspot::{ClientSettings, HubSpotClient, WebhookEvent};
+use hubspot_operator::hubspot::WebhookEvent;
 use hubspot_operator::sync::{Op, Record, Worker};
 use hubspot_operator::telemetry::{Metrics, SinkLabels};
-
-/// One request the destination received, and how many events were pending in the log then.
-#[derive(Clone, Debug)]
-struct Seen {
-    status: u16,
-    pending_in_log: u64,
-    records: Vec<Record>,
-}
-
-/// An HTTP destination that answers with scripted statuses (then 200) and notes what the log
-/// held at the moment each request arrived.
-#[derive(Clone)]
-struct Destination {
-    log: Arc<dyn EventLog>,
-    script: Arc<Mutex<VecDeque<u16>>>,
-    seen: Arc<Mutex<Vec<Seen>>>,
-    accepted: watch::Sender<usize>,
-}
-
-impl Destination {
-    async fn start(log: Arc<dyn EventLog>, script: Vec<u16>) -> (Destination, String) {
-        let destination = Destination {
-            log,
-            script: Arc::new(Mutex::new(script.into())),
-            seen: Arc::default(),
-            accepted: watch::channel(0).0,
-        };
-        let app = Router::new().route("/records", post(receive)).with_state(destination.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/records", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        (destination, url)
-    }
-
-    fn seen(&self) -> Vec<Seen> {
-        self.seen.lock().unwrap().clone()
-    }
-
-    fn statuses(&self) -> Vec<u16> {
-        self.seen().iter().map(|s| s.status).collect()
-    }
-
-    /// Records of the requests answered 2xx, in arrival order.
-    fn delivered(&self) -> Vec<Record> {
-        self.seen().into_iter().filter(|s| s.status == 200).flat_map(|s| s.records).collect()
-    }
-}
-
-async fn receive(State(destination): State<Destination>, body: axum::body::Bytes) -> StatusCode {
-    let body: Value = serde_json::from_slice(&body).unwrap();
-    let records: Vec<Record> = serde_json::from_value(body["records"].clone()).unwrap();
-    let pending_in_log = destination.log.pending_count().await.unwrap();
-    let status = destination.script.lock().unwrap().pop_front().unwrap_or(200);
-    destination.seen.lock().unwrap().push(Seen { status, pending_in_log, records });
-    if status == 200 {
-        destination.accepted.send_modify(|n| *n += 1);
-    }
-    StatusCode::from_u16(status).unwrap()
-}
-
-struct Emulator {
-    running: RunningEmulator,
-    http: reqwest::Client,
-}
-
-impl Emulator {
-    async fn start() -> Emulator {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = RunningEmulator::start(EmulatorConfig::default(), listener).await.unwrap();
-        Emulator { running, http: reqwest::Client::new() }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.running.base_url())
-    }
-
-    /// Creates a contact as a HubSpot user would; returns its id.
-    async fn create_contact(&self, properties: Value) -> String {
-        let response = self
-            .http
-            .post(self.url("/_emulator/objects/contacts"))
-            .json(&json!({ "properties": properties }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
-    }
-
-    async fn update_contact(&self, id: &str, properties: Value) {
-        let response = self
-            .http
-            .patch(self.url(&format!("/_emulator/objects/contacts/{id}")))
-            .json(&json!({ "properties": properties }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-    }
-
-    /// Bodies of the batch reads the emulator received.
-    async fn batch_reads(&self) -> Vec<Value> {
-        let requests: Vec<Value> =
-            self.http.get(self.url("/_emulator/requests")).send().await.unwrap().json().await.unwrap();
-        requests
-            .into_iter()
-            .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/batch/read"))
-            .map(|r| r["body"].clone())
-            .collect()
-    }
-
-    fn client(&self) -> HubSpotClient {
-        HubSpotClient::new(ClientSettings {
-            base_url: self.running.base_url(),
-            api_version: "v3".into(),
-            access_token: DEFAULT_TOKEN.into(),
-            tier: Default::default(),
-        })
-    }
-}
 
 /// Contacts: email is the match key; firstname and lifecyclestage flow out; phone only flows
 /// into HubSpot, so it must never be read.
@@ -165,7 +39,7 @@ fn contacts_mapping(sinks: Vec<SinkConfig>) -> MappingConfig {
     }
 }
 
-fn config(data_dir: &Path, emulator: &Emulator, sinks: Vec<SinkConfig>) -> ReceiverConfig {
+fn config(data_dir: &Path, emulator: &TestEmulator, sinks: Vec<SinkConfig>) -> ReceiverConfig {
     let mut config = receiver_config(data_dir);
     config.hubspot.base_url = emulator.running.base_url();
     config.hubspot.access_token = DEFAULT_TOKEN.into();
@@ -213,12 +87,13 @@ fn file_records(data_dir: &Path) -> Vec<Record> {
 #[tokio::test]
 async fn worker_delivers_the_latest_state_once_and_empties_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = Emulator::start().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
-    let (destination, url) = Destination::start(log.clone(), vec![]).await;
+    let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+    let url = destination.url.clone();
     let config = config(dir.path(), &emulator, vec![http_sink(&url), file_sink()]);
     let metrics = Arc::new(Metrics::default());
-    let worker = Worker::new(&config, log.clone(), emulator.client(), metrics.clone()).unwrap();
+    let worker = Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), metrics.clone()).unwrap();
 
     let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada", "phone": "+1 555"})).await;
     emulator.update_contact(&ada, json!({"firstname": "Adeline", "lifecyclestage": "customer"})).await;
@@ -298,7 +173,7 @@ async fn worker_delivers_the_latest_state_once_and_empties_the_log() {
     emulator.update_contact(&ada, json!({"firstname": "Ada Lovelace"})).await;
     log.append(vec![contact_event(20, "contact.propertyChange", &ada, 5_000)]).await.unwrap();
     assert_eq!(run_once(&worker).await.unwrap(), 1);
-    let latest = destination.seen().last().unwrap().records.clone();
+    let latest = destination.seen().last().unwrap().records();
     assert_eq!(latest.len(), 1);
     assert_eq!(latest[0].fields["first_name"].as_deref(), Some("Ada Lovelace"));
     assert_ne!(latest[0].idempotency_key, ada_record.idempotency_key);
@@ -310,12 +185,13 @@ async fn worker_delivers_the_latest_state_once_and_empties_the_log() {
 #[tokio::test]
 async fn events_stay_pending_until_a_failing_destination_takes_the_records() {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = Emulator::start().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
-    let (destination, url) = Destination::start(log.clone(), vec![503]).await;
+    let destination = TestDestination::start_observing(vec![503.into()], Some(log.clone())).await;
+    let url = destination.url.clone();
     let config = config(dir.path(), &emulator, vec![http_sink(&url), file_sink()]);
     let metrics = Arc::new(Metrics::default());
-    let worker = Worker::new(&config, log.clone(), emulator.client(), metrics.clone()).unwrap();
+    let worker = Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), metrics.clone()).unwrap();
 
     let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
     log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
@@ -330,8 +206,8 @@ async fn events_stay_pending_until_a_failing_destination_takes_the_records() {
 
     let seen = destination.seen();
     assert_eq!(destination.statuses(), vec![503, 200]);
-    assert!(seen.iter().all(|s| s.pending_in_log == 1), "both attempts happened before the release: {seen:#?}");
-    assert_eq!(seen[0].records, seen[1].records, "the retry is the same message");
+    assert!(seen.iter().all(|s| s.pending_in_log == Some(1)), "both attempts happened before the release: {seen:#?}");
+    assert_eq!(seen[0].records(), seen[1].records(), "the retry is the same message");
     let delivered = destination.delivered();
     assert_eq!(delivered.len(), 1);
     assert_eq!(delivered[0].object_id, ada);
@@ -344,11 +220,13 @@ async fn events_stay_pending_until_a_failing_destination_takes_the_records() {
 #[tokio::test]
 async fn running_worker_retries_with_backoff_and_stops_on_shutdown() {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = Emulator::start().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
-    let (destination, url) = Destination::start(log.clone(), vec![503, 429]).await;
+    let destination = TestDestination::start_observing(vec![503.into(), 429.into()], Some(log.clone())).await;
+    let url = destination.url.clone();
     let config = config(dir.path(), &emulator, vec![http_sink(&url)]);
-    let worker = Worker::new(&config, log.clone(), emulator.client(), Arc::new(Metrics::default())).unwrap();
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(worker.run(async move {
         let _ = stopped.await;
@@ -357,15 +235,10 @@ async fn running_worker_retries_with_backoff_and_stops_on_shutdown() {
     let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
     log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
 
-    let mut accepted = destination.accepted.subscribe();
-    tokio::time::timeout(WAIT, accepted.wait_for(|n| *n == 1)).await.expect("never delivered").unwrap();
-    tokio::time::timeout(WAIT, async {
-        while log.pending_count().await.unwrap() > 0 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    eventually("the records to be delivered and the events released", || async {
+        destination.delivered().len() == 1 && log.pending_count().await.unwrap() == 0
     })
-    .await
-    .expect("events never released");
+    .await;
 
     assert_eq!(destination.statuses(), vec![503, 429, 200]);
     assert_eq!(destination.delivered().len(), 1);
@@ -378,24 +251,16 @@ async fn running_worker_retries_with_backoff_and_stops_on_shutdown() {
 #[tokio::test]
 async fn hubspot_errors_keep_events_pending() {
     let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     // A token without the contacts read scope: HubSpot answers 403 MISSING_SCOPES.
     let scopeless = TokenGrant { token: "scopeless".into(), scopes: Some(vec!["oauth".into()]) };
     let emulator_config = EmulatorConfig { tokens: vec![scopeless], ..Default::default() };
-    let emulator = Emulator {
-        running: RunningEmulator::start(emulator_config, listener).await.unwrap(),
-        http: reqwest::Client::new(),
-    };
+    let emulator = TestEmulator::start(emulator_config).await;
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
-    let (destination, url) = Destination::start(log.clone(), vec![]).await;
+    let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+    let url = destination.url.clone();
     let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
     config.hubspot.access_token = "scopeless".into();
-    let client = HubSpotClient::new(ClientSettings {
-        base_url: emulator.running.base_url(),
-        api_version: "v3".into(),
-        access_token: "scopeless".into(),
-        tier: Default::default(),
-    });
+    let client = emulator.client("scopeless");
     let worker = Worker::new(&config, log.clone(), client, Arc::new(Metrics::default())).unwrap();
 
     log.append(vec![contact_event(1, "contact.creation", "1", 1_000)]).await.unwrap();
@@ -410,9 +275,10 @@ async fn hubspot_errors_keep_events_pending() {
 #[tokio::test]
 async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
     let dir = tempfile::tempdir().unwrap();
-    let emulator = Emulator::start().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
-    let (destination, url) = Destination::start(log.clone(), vec![]).await;
+    let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+    let url = destination.url.clone();
     let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
     config.mappings.push(MappingConfig {
         name: "crm/contact-cities".into(),
@@ -425,7 +291,8 @@ async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
         }],
         sinks: vec![file_sink()],
     });
-    let worker = Worker::new(&config, log.clone(), emulator.client(), Arc::new(Metrics::default())).unwrap();
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
 
     let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada", "city": "London"})).await;
     log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();

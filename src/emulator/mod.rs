@@ -338,31 +338,10 @@ pub async fn run_cli(args: EmulatorArgs) -> anyhow::Result<()> {
         webhook_url = webhooks.as_deref().unwrap_or("(none)"),
         "HubSpot emulator listening"
     );
-    wait_for_termination().await;
+    crate::shutdown::signal().await;
     tracing::info!("HubSpot emulator stopping");
     emulator.shutdown().await;
     Ok(())
-}
-
-async fn wait_for_termination() {
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 #[cfg(test)]

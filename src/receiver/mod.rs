@@ -94,3 +94,24 @@ async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
     }
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
 }
+
+/// Runs one integration's receiver until `shutdown` resolves: the webhook ingress and the sync
+/// worker, sharing the embedded event log in `config.data_dir`.
+pub async fn run(
+    config: ReceiverConfig,
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let log: Arc<dyn EventLog> = Arc::new(crate::eventlog::EmbeddedEventLog::open(&config.event_log_path())?);
+    let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
+    let worker = crate::sync::Worker::new(&config, log.clone(), client, metrics.clone())?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    let served = serve(listener, router(ReceiverState::new(&config, log, metrics)), shutdown).await;
+    // The ingress has answered every request it accepted; the worker may stop mid-step, as
+    // whatever it had not released is delivered again on the next start.
+    stop.cancel();
+    worker.await?;
+    served
+}

@@ -111,7 +111,7 @@ impl Worker {
                         let sink = Sink::from_config(sink_config, &config.data_dir)
                             .with_context(|| format!("mapping {}: destination {index}", mapping.name))?;
                         Ok(Destination {
-                            label: format!("{}-{index}", sink.kind()),
+                            label: sink_config.label(index),
                             checkpoint_id: sink.checkpoint_id(),
                             sink,
                         })

@@ -137,3 +137,215 @@ impl RunningReceiver {
         tokio::time::timeout(WAIT, &mut self.server).await.expect("server did not shut down").unwrap()
     }
 }
+
+/// The HubSpot emulator on an ephemeral port, with helpers for its admin API.
+pub struct TestEmulator {
+    pub running: hubspot_operator::emulator::RunningEmulator,
+    pub http: reqwest::Client,
+}
+
+impl TestEmulator {
+    pub async fn start(config: hubspot_operator::emulator::EmulatorConfig) -> TestEmulator {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = hubspot_operator::emulator::RunningEmulator::start(config, listener).await.unwrap();
+        TestEmulator { running, http: reqwest::Client::new() }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.running.base_url())
+    }
+
+    async fn admin(&self, method: reqwest::Method, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+        let mut request = self.http.request(method.clone(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_success(), "{method} {path}: {}", response.status());
+        let bytes = response.bytes().await.unwrap();
+        if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes).unwrap() }
+    }
+
+    /// Creates an object as a HubSpot user would; returns its id.
+    pub async fn create(&self, object_type: &str, properties: serde_json::Value) -> String {
+        let body = serde_json::json!({ "properties": properties });
+        let created = self.admin(reqwest::Method::POST, &format!("/_emulator/objects/{object_type}"), Some(body)).await;
+        created["id"].as_str().unwrap().to_string()
+    }
+
+    pub async fn create_contact(&self, properties: serde_json::Value) -> String {
+        self.create("contacts", properties).await
+    }
+
+    /// Updates an object as a HubSpot user would.
+    pub async fn update(&self, object_type: &str, id: &str, properties: serde_json::Value) {
+        let body = serde_json::json!({ "properties": properties });
+        self.admin(reqwest::Method::PATCH, &format!("/_emulator/objects/{object_type}/{id}"), Some(body)).await;
+    }
+
+    pub async fn update_contact(&self, id: &str, properties: serde_json::Value) {
+        self.update("contacts", id, properties).await
+    }
+
+    /// Archives an object as a HubSpot user would.
+    pub async fn archive(&self, object_type: &str, id: &str) {
+        self.admin(reqwest::Method::DELETE, &format!("/_emulator/objects/{object_type}/{id}"), None).await;
+    }
+
+    /// The object as the emulator stores it.
+    pub async fn object(&self, object_type: &str, id: &str) -> serde_json::Value {
+        self.admin(reqwest::Method::GET, &format!("/_emulator/objects/{object_type}/{id}"), None).await
+    }
+
+    /// Every API call the emulator received.
+    pub async fn requests(&self) -> Vec<serde_json::Value> {
+        serde_json::from_value(self.admin(reqwest::Method::GET, "/_emulator/requests", None).await).unwrap()
+    }
+
+    /// Bodies of the batch reads the emulator received.
+    pub async fn batch_reads(&self) -> Vec<serde_json::Value> {
+        self.requests()
+            .await
+            .into_iter()
+            .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/batch/read"))
+            .map(|r| r["body"].clone())
+            .collect()
+    }
+
+    /// Webhook delivery state: `pending`, `delivered`, `failedAttempts`, `log`.
+    pub async fn webhooks(&self) -> serde_json::Value {
+        self.admin(reqwest::Method::GET, "/_emulator/webhooks", None).await
+    }
+
+    pub fn client(&self, token: &str) -> hubspot_operator::hubspot::HubSpotClient {
+        hubspot_operator::hubspot::HubSpotClient::new(hubspot_operator::hubspot::ClientSettings {
+            base_url: self.running.base_url(),
+            api_version: "v3".into(),
+            access_token: token.into(),
+            tier: Default::default(),
+        })
+    }
+}
+
+/// One request a `TestDestination` received.
+#[derive(Clone, Debug)]
+pub struct SeenDelivery {
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Vec<u8>,
+    pub status: u16,
+    /// Events pending in the observed event log when the request arrived.
+    pub pending_in_log: Option<u64>,
+}
+
+impl SeenDelivery {
+    pub fn records(&self) -> Vec<hubspot_operator::sync::Record> {
+        let body: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
+        serde_json::from_value(body["records"].clone()).unwrap()
+    }
+}
+
+/// How a `TestDestination` answers one request.
+#[derive(Clone, Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub retry_after: Option<&'static str>,
+}
+
+impl From<u16> for Reply {
+    fn from(status: u16) -> Reply {
+        Reply { status, retry_after: None }
+    }
+}
+
+/// An HTTP destination of records: answers with scripted replies, then with `fallback` (200
+/// unless changed), and keeps every request.
+#[derive(Clone)]
+pub struct TestDestination {
+    pub url: String,
+    script: Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
+    fallback: Arc<std::sync::atomic::AtomicU16>,
+    seen: Arc<std::sync::Mutex<Vec<SeenDelivery>>>,
+    observed_log: Option<Arc<dyn EventLog>>,
+}
+
+impl TestDestination {
+    pub async fn start(script: Vec<Reply>) -> TestDestination {
+        Self::start_observing(script, None).await
+    }
+
+    /// Also notes how many events `log` held when each request arrived.
+    pub async fn start_observing(script: Vec<Reply>, observed_log: Option<Arc<dyn EventLog>>) -> TestDestination {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let destination = TestDestination {
+            url: format!("http://{}/records", listener.local_addr().unwrap()),
+            script: Arc::new(std::sync::Mutex::new(script.into())),
+            fallback: Arc::new(std::sync::atomic::AtomicU16::new(200)),
+            seen: Arc::default(),
+            observed_log,
+        };
+        let app =
+            axum::Router::new().route("/records", axum::routing::post(Self::receive)).with_state(destination.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        destination
+    }
+
+    /// Answers `status` from now on, once the script is used up.
+    pub fn answer(&self, status: u16) {
+        self.fallback.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn seen(&self) -> Vec<SeenDelivery> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn statuses(&self) -> Vec<u16> {
+        self.seen().iter().map(|s| s.status).collect()
+    }
+
+    /// Records of the requests answered 2xx, in arrival order.
+    pub fn delivered(&self) -> Vec<hubspot_operator::sync::Record> {
+        self.seen().iter().filter(|s| (200..300).contains(&s.status)).flat_map(|s| s.records()).collect()
+    }
+
+    async fn receive(
+        axum::extract::State(destination): axum::extract::State<TestDestination>,
+        headers: reqwest::header::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let pending_in_log = match &destination.observed_log {
+            Some(log) => Some(log.pending_count().await.unwrap()),
+            None => None,
+        };
+        let reply = destination
+            .script
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or_else(|| Reply::from(destination.fallback.load(std::sync::atomic::Ordering::SeqCst)));
+        destination.seen.lock().unwrap().push(SeenDelivery {
+            headers,
+            body: body.to_vec(),
+            status: reply.status,
+            pending_in_log,
+        });
+        let status = axum::http::StatusCode::from_u16(reply.status).unwrap();
+        match reply.retry_after {
+            Some(wait) => (status, [("retry-after", wait)]).into_response(),
+            None => status.into_response(),
+        }
+    }
+}
+
+/// Waits until `condition` holds, checking every 50 ms, for at most `WAIT`.
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -64,22 +64,14 @@ impl Sink {
         }
     }
 
-    /// `http` or `file`, for labels.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Sink::Http(_) => "http",
-            Sink::File(_) => "file",
-        }
-    }
-
     /// A stable identity of the destination (kind and target, hashed so that no URL with
     /// credentials in it is stored), for delivered checkpoints.
     pub fn checkpoint_id(&self) -> String {
-        let target = match self {
-            Sink::Http(sink) => sink.url().to_string(),
-            Sink::File(sink) => sink.path().display().to_string(),
+        let (kind, target) = match self {
+            Sink::Http(sink) => ("http", sink.url().to_string()),
+            Sink::File(sink) => ("file", sink.path().display().to_string()),
         };
-        let digest = Sha256::new().chain_update(self.kind()).chain_update([0u8]).chain_update(target).finalize();
-        format!("{}-{}", self.kind(), hex::encode(&digest[..8]))
+        let digest = Sha256::new().chain_update(kind).chain_update([0u8]).chain_update(target).finalize();
+        format!("{kind}-{}", hex::encode(&digest[..8]))
     }
 }

@@ -1,0 +1,129 @@
+//! Acknowledged means durable: the receiver binary is killed with SIGKILL right after it
+//! answered 2xx, before any destination took the records; after a restart every acknowledged
+//! event still reaches the destination.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::{
+    CLIENT_SECRET, TestDestination, TestEmulator, batch_body, eventually, receiver_config, sample_event, signed_request,
+};
+use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
+use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
+use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
+use serde_json::json;
+
+const TOKEN: &str = "pat-na1-crash";
+
+struct ReceiverProcess(Child);
+
+impl ReceiverProcess {
+    fn spawn(config_path: &std::path::Path) -> ReceiverProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
+            .args(["receiver", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the receiver binary starts");
+        ReceiverProcess(child)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_ready(base_url: &str) {
+    let http = reqwest::Client::new();
+    eventually("the receiver to be ready", || async {
+        http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_events_survive_sigkill() {
+    let emulator = TestEmulator::start(EmulatorConfig {
+        tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }],
+        ..Default::default()
+    })
+    .await;
+    let mut ids = Vec::new();
+    for i in 0..40 {
+        ids.push(
+            emulator.create_contact(json!({"email": format!("k{i}@example.com"), "firstname": format!("K{i}")})).await,
+        );
+    }
+    // The destination is down while the receiver acknowledges: nothing can leave the log.
+    let destination = TestDestination::start(vec![]).await;
+    destination.answer(503);
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let mut config: ReceiverConfig = receiver_config(data_dir.path());
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.hubspot.base_url = emulator.running.base_url();
+    config.hubspot.access_token = TOKEN.into();
+    config.mappings = vec![MappingConfig {
+        name: "crm/contacts".into(),
+        object_type: "contacts".into(),
+        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+        fields: vec![FieldMapping {
+            hubspot_property: "firstname".into(),
+            external_field: "first_name".into(),
+            direction: Direction::ToExternal,
+        }],
+        sinks: vec![SinkConfig::Http { url: destination.url.clone(), signing_secret: None }],
+    }];
+    assert_eq!(config.webhooks.client_secret, CLIENT_SECRET);
+    let config_path = data_dir.path().join("config.yaml");
+    std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
+
+    let receiver = ReceiverProcess::spawn(&config_path);
+    wait_ready(&base_url).await;
+    let http = reqwest::Client::new();
+    let webhook_url = format!("{base_url}/webhooks/hubspot");
+    let mut acknowledged = Vec::new();
+    for (batch, chunk) in ids.chunks(8).enumerate() {
+        let events: Vec<_> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| sample_event((batch * 8 + i) as u64 + 1, id.parse().unwrap()))
+            .collect();
+        let response = signed_request(&http, &webhook_url, batch_body(&events)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        acknowledged.extend(chunk.iter().cloned());
+    }
+    receiver.kill();
+    assert!(destination.delivered().is_empty(), "the destination refused everything so far");
+
+    destination.answer(200);
+    let _receiver = ReceiverProcess::spawn(&config_path);
+    wait_ready(&base_url).await;
+    eventually("every acknowledged event to reach the destination", || async {
+        let delivered: std::collections::BTreeSet<String> =
+            destination.delivered().into_iter().map(|r| r.object_id).collect();
+        acknowledged.iter().all(|id| delivered.contains(id))
+    })
+    .await;
+    for record in destination.delivered() {
+        let i: usize = acknowledged.iter().position(|id| *id == record.object_id).unwrap();
+        assert_eq!(record.fields["first_name"].as_deref(), Some(format!("K{i}").as_str()));
+    }
+}

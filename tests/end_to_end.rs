@@ -1,0 +1,176 @@
+//! The whole path over real HTTP: the HubSpot emulator delivers signed webhook batches, each
+//! twice and reordered, to the receiver; the worker fetches the changed records and delivers
+//! them to an HTTP destination and a JSON-lines file. Every record must end up with its latest
+//! values, each state delivered once, and HubSpot asked only for mapped properties.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use common::{CLIENT_SECRET, TestDestination, TestEmulator, eventually, receiver_config};
+use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
+use hubspot_operator::config::{MappingConfig, SinkConfig};
+use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
+use hubspot_operator::hubspot::UpsertInput;
+use hubspot_operator::sync::{Op, Record};
+use hubspot_operator::telemetry::{Metrics, OutcomeLabels};
+use serde_json::json;
+
+const TOKEN: &str = "pat-na1-end-to-end";
+
+fn contacts_mapping(http_url: &str) -> MappingConfig {
+    let field = |hubspot: &str, external: &str| FieldMapping {
+        hubspot_property: hubspot.into(),
+        external_field: external.into(),
+        direction: Direction::ToExternal,
+    };
+    MappingConfig {
+        name: "crm/contacts".into(),
+        object_type: "contacts".into(),
+        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+        fields: vec![field("firstname", "first_name"), field("lastname", "last_name")],
+        sinks: vec![
+            SinkConfig::Http { url: http_url.into(), signing_secret: Some("whsec_ZW5kLXRvLWVuZA==".into()) },
+            SinkConfig::File { path: "contacts.jsonl".into() },
+        ],
+    }
+}
+
+/// What a destination holds once every record is applied in order: the last record per object.
+fn latest_by_object(records: &[Record]) -> BTreeMap<String, Record> {
+    records.iter().map(|r| (r.object_id.clone(), r.clone())).collect()
+}
+
+/// The emulator's current state as the mapping would deliver it: `None` for archived objects.
+async fn expected_state(emulator: &TestEmulator, ids: &[String]) -> BTreeMap<String, Option<BTreeMap<String, String>>> {
+    let mut expected = BTreeMap::new();
+    for id in ids {
+        let object = emulator.object("contacts", id).await;
+        let state = (!object["archived"].as_bool().unwrap_or(false)).then(|| {
+            ["email", "firstname", "lastname"]
+                .iter()
+                .map(|p| (p.to_string(), object["properties"][p].as_str().unwrap_or_default().to_string()))
+                .collect()
+        });
+        expected.insert(id.clone(), state);
+    }
+    expected
+}
+
+fn matches(
+    delivered: &BTreeMap<String, Record>,
+    expected: &BTreeMap<String, Option<BTreeMap<String, String>>>,
+) -> bool {
+    expected.iter().all(|(id, state)| match (delivered.get(id), state) {
+        (Some(record), None) => record.op == Op::Delete,
+        (Some(record), Some(values)) => {
+            let field = |name: &str| record.fields.get(name).cloned().flatten().unwrap_or_default();
+            record.op == Op::Upsert
+                && record.key.as_deref() == Some(values["email"].as_str())
+                && field("first_name") == values["firstname"]
+                && field("last_name") == values["lastname"]
+        }
+        (None, _) => false,
+    })
+}
+
+fn assert_each_state_once(records: &[Record], destination: &str) {
+    let mut keys = BTreeSet::new();
+    for record in records {
+        assert!(keys.insert(&record.idempotency_key), "{destination} got {record:?} twice");
+    }
+    let mut last_seen: BTreeMap<&str, i64> = BTreeMap::new();
+    for record in records {
+        let at = record.updated_at_ms().unwrap();
+        let previous = last_seen.insert(&record.object_id, at);
+        assert!(previous.is_none_or(|p| p <= at), "{destination} went back in time for object {}", record.object_id);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_latest_values() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let destination = TestDestination::start(vec![]).await;
+    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let webhook_url = format!("http://{}/webhooks/hubspot", receiver_listener.local_addr().unwrap());
+    let emulator = TestEmulator::start(EmulatorConfig {
+        tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }],
+        webhook_url: Some(webhook_url),
+        client_secret: CLIENT_SECRET.into(),
+        duplicate_rate: 1.0,
+        reorder: true,
+        ..Default::default()
+    })
+    .await;
+
+    let mut config = receiver_config(data_dir.path());
+    config.hubspot.base_url = emulator.running.base_url();
+    config.hubspot.access_token = TOKEN.into();
+    config.mappings = vec![contacts_mapping(&destination.url)];
+    let metrics = Arc::new(Metrics::default());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let receiver = tokio::spawn(hubspot_operator::receiver::run(config, receiver_listener, metrics.clone(), async {
+        let _ = stopped.await;
+    }));
+
+    // Users create and edit contacts, an integration upserts some, and a few are deleted.
+    let mut ids = Vec::new();
+    for i in 0..25 {
+        ids.push(
+            emulator
+                .create_contact(json!({"email": format!("c{i}@example.com"), "firstname": format!("F{i}"), "lastname": "L", "phone": "555"}))
+                .await,
+        );
+    }
+    for round in 0..3 {
+        for (i, id) in ids.iter().enumerate() {
+            emulator.update_contact(id, json!({"firstname": format!("F{i}-r{round}")})).await;
+        }
+    }
+    let upserts: Vec<UpsertInput> = (0..10)
+        .map(|i| UpsertInput {
+            id: format!("c{i}@example.com"),
+            id_property: "email".into(),
+            properties: BTreeMap::from([("lastname".to_string(), format!("Upserted{i}"))]),
+        })
+        .collect();
+    emulator.client(TOKEN).batch_upsert("contacts", &upserts).await.unwrap();
+    for id in &ids[20..] {
+        emulator.archive("contacts", id).await;
+    }
+
+    eventually("every change to reach the HTTP destination", || async {
+        let pending = emulator.webhooks().await["pending"].as_u64().unwrap();
+        pending == 0 && matches(&latest_by_object(&destination.delivered()), &expected_state(&emulator, &ids).await)
+    })
+    .await;
+    eventually("the file destination to catch up", || async {
+        let lines = std::fs::read_to_string(data_dir.path().join("contacts.jsonl")).unwrap_or_default();
+        let records: Vec<Record> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        matches(&latest_by_object(&records), &expected_state(&emulator, &ids).await)
+    })
+    .await;
+
+    let http_records = destination.delivered();
+    assert_each_state_once(&http_records, "the HTTP destination");
+    let lines = std::fs::read_to_string(data_dir.path().join("contacts.jsonl")).unwrap();
+    let file_records: Vec<Record> = lines.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_each_state_once(&file_records, "the file destination");
+
+    // The duplicates really arrived, and the receiver kept each event once.
+    let duplicates = metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: "duplicate".into() }).get();
+    assert!(duplicates > 0, "the emulator was asked to deliver every batch twice");
+
+    // HubSpot was asked for the mapped properties only, never `phone` or anything else.
+    let reads = emulator.batch_reads().await;
+    assert!(!reads.is_empty());
+    for read in reads {
+        let asked: BTreeSet<&str> =
+            read["properties"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        assert_eq!(asked, BTreeSet::from(["email", "firstname", "lastname"]));
+    }
+
+    let _ = stop.send(());
+    tokio::time::timeout(common::WAIT, receiver).await.unwrap().unwrap().unwrap();
+}
