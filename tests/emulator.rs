@@ -632,27 +632,31 @@ async fn webhooks_are_signed_batched_and_describe_api_writes() {
 
 #[tokio::test]
 async fn failed_deliveries_are_retried_with_the_next_attempt_number() {
-    let (target, url) = Target::serve(vec![500]).await;
+    let (target, url) = Target::serve(vec![500, 302]).await;
     let emu = start(webhook_config(url)).await;
     let (status, _, created) = emu
         .call(Method::POST, "/_emulator/objects/companies", None, Some(json!({"properties": {"name": "Acme"}})))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let received = target.wait_for(|r| r.len() >= 2).await;
-    assert_eq!(received[0].events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>(), BTreeSet::from([0]));
-    assert_eq!(received[1].events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>(), BTreeSet::from([1]));
+    let received = target.wait_for(|r| r.len() >= 3).await;
+    let attempts = |r: &Received| r.events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>();
+    assert_eq!(attempts(&received[0]), BTreeSet::from([0]));
+    assert_eq!(attempts(&received[1]), BTreeSet::from([1]));
+    assert_eq!(attempts(&received[2]), BTreeSet::from([2]), "a redirect is a failed delivery too");
     let keys = |r: &Received| r.events.iter().map(WebhookEvent::dedup_key).collect::<Vec<_>>();
     assert_eq!(keys(&received[0]), keys(&received[1]), "the retry carries the same events");
+    assert_eq!(keys(&received[0]), keys(&received[2]));
     assert_ne!(header(&received[0], "x-hubspot-signature"), header(&received[1], "x-hubspot-signature"));
     assert_eq!(header(&received[1], "x-hubspot-signature"), sign_v1(SECRET, &received[1].body));
     let creation = received[1].events.iter().find(|e| e.subscription_type == "company.creation").unwrap();
     assert_eq!(creation.object_id.to_string(), created["id"].as_str().unwrap());
     assert_eq!(creation.change_source.as_deref(), Some("CRM_UI"), "admin writes are user changes");
     let status = wait_until_quiet(&emu).await;
-    assert_eq!(status["failedAttempts"], 1);
+    assert_eq!(status["failedAttempts"], 2);
     assert_eq!(status["delivered"], 1);
     assert_eq!(status["log"][0], json!({"batchSize": 2, "attemptNumber": 0, "status": 500}));
-    assert_eq!(status["log"][1], json!({"batchSize": 2, "attemptNumber": 1, "status": 200}));
+    assert_eq!(status["log"][1], json!({"batchSize": 2, "attemptNumber": 1, "status": 302}));
+    assert_eq!(status["log"][2], json!({"batchSize": 2, "attemptNumber": 2, "status": 200}));
     emu.emulator.shutdown().await;
 }
 

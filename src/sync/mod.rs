@@ -110,11 +110,7 @@ impl Worker {
                     .map(|(index, sink_config)| {
                         let sink = Sink::from_config(sink_config, &config.data_dir)
                             .with_context(|| format!("mapping {}: destination {index}", mapping.name))?;
-                        Ok(Destination {
-                            label: sink_config.label(index),
-                            checkpoint_id: sink.checkpoint_id(),
-                            sink,
-                        })
+                        Ok(Destination { label: sink_config.label(index), checkpoint_id: sink.checkpoint_id(), sink })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 Ok(MappingRuntime { config: mapping.clone(), destinations })
