@@ -420,6 +420,20 @@ async fn property_create_is_validated() {
     assert!(body["message"].as_str().unwrap().contains("PROPERTY_DOESNT_EXIST"));
     let (_, archived) = emu.get("/crm/v3/properties/contacts?archived=true").await;
     assert_eq!(archived["results"][0]["name"], "customer_number");
+    // Groups: create, rename, and archive once empty.
+    let (status, _) =
+        emu.post("/crm/v3/properties/contacts/groups", json!({"name": "loyalty", "label": "Loyalty"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let group = json!({"name": "tier", "label": "Tier", "type": "string", "fieldType": "text", "groupName": "loyalty"});
+    assert_eq!(emu.post("/crm/v3/properties/contacts", group).await.0, StatusCode::CREATED);
+    let path = "/crm/v3/properties/contacts/groups/loyalty";
+    let (status, _, renamed) =
+        emu.call(Method::PATCH, path, Some(TOKEN), Some(json!({"label": "Loyalty programme"}))).await;
+    assert_eq!((status, &renamed["label"]), (StatusCode::OK, &json!("Loyalty programme")));
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::BAD_REQUEST, "tier is in it");
+    emu.call(Method::DELETE, "/crm/v3/properties/contacts/tier", Some(TOKEN), None).await;
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(emu.get(path).await.0, StatusCode::NOT_FOUND);
     let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "not-an-email"}})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(body["message"].as_str().unwrap().contains("INVALID_EMAIL"));

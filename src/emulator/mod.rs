@@ -24,7 +24,8 @@
 //!   the other limits, and its answers carry no rate-limit headers. Results show writes at once
 //!   (HubSpot's indexing lag is not emulated).
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
-//!   create, update, archive; groups at `.../{t}/groups[/{name}]`.
+//!   create, update, archive; groups at `.../{t}/groups[/{name}]` (list, create, get, update,
+//!   archive once no live property is in the group).
 //!
 //! Every call needs `Authorization: Bearer <token>` (except token introspection, which names
 //! its token in the body) and the scopes HubSpot requires. Each configured token is its own

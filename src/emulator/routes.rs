@@ -50,7 +50,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
             .route("/{t}", get(list_properties).post(create_property))
             .route("/{t}/{name}", get(get_property).patch(update_property).delete(archive_property))
             .route("/{t}/groups", get(list_groups).post(create_group))
-            .route("/{t}/groups/{name}", get(get_group))
+            .route("/{t}/groups/{name}", get(get_group).patch(update_group).delete(archive_group))
     };
     let crm = Router::new()
         .nest("/crm/v3/objects", objects())
@@ -779,13 +779,65 @@ async fn get_group(
 ) -> ApiResult<Response> {
     let t = schema_type_for_read(&t, &caller)?;
     let store = emu.store.lock().expect("store lock");
-    let group = store
-        .of(t)
-        .groups
-        .iter()
-        .find(|g| g.name == name && !g.archived)
-        .ok_or_else(|| ApiFailure::not_found(&format!("Unable to find property group {name}")))?;
+    let group =
+        store.of(t).groups.iter().find(|g| g.name == name && !g.archived).ok_or_else(|| group_not_found(&name))?;
     Ok(json_response(StatusCode::OK, group.to_json()))
+}
+
+fn group_not_found(name: &str) -> ApiFailure {
+    ApiFailure::not_found(&format!("Unable to find property group {name}"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupUpdateBody {
+    label: Option<String>,
+    display_order: Option<i64>,
+}
+
+async fn update_group(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let body: GroupUpdateBody = parse_json(&body)?;
+    if body.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
+        return Err(ApiFailure::validation("A property group's label must not be empty."));
+    }
+    let mut store = emu.store.lock().expect("store lock");
+    let group = store
+        .of_mut(t)
+        .groups
+        .iter_mut()
+        .find(|g| g.name == name && !g.archived)
+        .ok_or_else(|| group_not_found(&name))?;
+    if let Some(label) = body.label {
+        group.label = label;
+    }
+    if let Some(order) = body.display_order {
+        group.display_order = order;
+    }
+    Ok(json_response(StatusCode::OK, group.to_json()))
+}
+
+async fn archive_group(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let of = store.of_mut(t);
+    if of.properties.values().any(|p| p.group_name == name && !p.archived) {
+        return Err(ApiFailure::validation(&format!(
+            "Property group {name} still holds properties; move or archive them first."
+        )));
+    }
+    let group = of.groups.iter_mut().find(|g| g.name == name && !g.archived).ok_or_else(|| group_not_found(&name))?;
+    group.archived = true;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
