@@ -888,3 +888,39 @@ async fn reads_can_include_each_value_with_its_source() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn only_subscribed_events_are_sent() {
+    let (target, url) = Target::serve(vec![]).await;
+    let subscriptions = vec!["contact.creation".parse().unwrap(), "contact.propertyChange:email".parse().unwrap()];
+    let emu = start(EmulatorConfig { subscriptions, ..webhook_config(url) }).await;
+    let (_, _, created) = emu
+        .call(
+            Method::POST,
+            "/_emulator/objects/contacts",
+            None,
+            Some(json!({"properties": {"email": "s@example.com", "firstname": "S"}})),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/_emulator/objects/contacts/{id}");
+    emu.call(Method::PATCH, &path, None, Some(json!({"properties": {"firstname": "Sam"}}))).await;
+    emu.call(Method::PATCH, &path, None, Some(json!({"properties": {"email": "sam@example.com"}}))).await;
+    emu.call(Method::DELETE, &path, None, None).await;
+    emu.post("/crm/v3/objects/deals", json!({"properties": {"dealname": "unsubscribed"}})).await;
+    wait_until_quiet(&emu).await;
+    // Batches may arrive in any order: compare in the order the changes happened.
+    let mut received: Vec<WebhookEvent> = target.received().iter().flat_map(|r| r.events.clone()).collect();
+    received.sort_by_key(|e| e.event_id);
+    let events: Vec<(String, Option<String>, Option<String>)> =
+        received.into_iter().map(|e| (e.subscription_type, e.property_name, e.property_value)).collect();
+    assert_eq!(
+        events,
+        vec![
+            ("contact.creation".to_string(), None, None),
+            ("contact.propertyChange".to_string(), Some("email".to_string()), Some("s@example.com".to_string())),
+            ("contact.propertyChange".to_string(), Some("email".to_string()), Some("sam@example.com".to_string())),
+        ]
+    );
+    emu.emulator.shutdown().await;
+}

@@ -34,7 +34,8 @@
 //!
 //! # Webhooks
 //! Every change becomes events (`{contact,company,deal}.creation`, one `.propertyChange` per
-//! changed property, `.deletion`); API writes carry `changeSource: INTEGRATION` and `sourceId`
+//! changed property, `.deletion`; only the subscribed ones when `--subscription` is given);
+//! API writes carry `changeSource: INTEGRATION` and `sourceId`
 //! = the writing app's id, admin writes `CRM_UI` and `sourceId: userId:N`. With `--webhook-url`
 //! set, events are sent in batches of at most 100 after a short flush delay, signed (v1 or v2
 //! in `X-HubSpot-Signature`, v3 in `X-HubSpot-Signature-v3`), at most 10 requests in flight,
@@ -108,6 +109,49 @@ impl FromStr for TokenGrant {
     }
 }
 
+/// A webhook subscription: `contact.creation`, `deal.propertyChange`, or one property's
+/// changes, `contact.propertyChange:email`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub subscription_type: String,
+    /// For `propertyChange`: only this property's changes.
+    pub property_name: Option<String>,
+}
+
+impl Subscription {
+    /// Whether an event of this type (about this property) is subscribed to.
+    pub fn covers(&self, subscription_type: &str, property: Option<&str>) -> bool {
+        self.subscription_type == subscription_type
+            && self.property_name.as_deref().is_none_or(|wanted| property == Some(wanted))
+    }
+}
+
+impl FromStr for Subscription {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (subscription_type, property_name) = match s.split_once(':') {
+            Some((t, p)) => (t.trim(), Some(p.trim().to_string())),
+            None => (s.trim(), None),
+        };
+        let known = ["contact", "company", "deal"]
+            .iter()
+            .flat_map(|o| ["creation", "deletion", "propertyChange"].map(|a| format!("{o}.{a}")))
+            .any(|t| t == subscription_type);
+        if !known {
+            return Err(format!(
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal}}.{{creation,deletion,propertyChange}}"
+            ));
+        }
+        if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {
+            return Err("only propertyChange subscriptions name a property".into());
+        }
+        if property_name.as_deref() == Some("") {
+            return Err("the property name after ':' must not be empty".into());
+        }
+        Ok(Subscription { subscription_type: subscription_type.to_string(), property_name })
+    }
+}
+
 /// Which legacy scheme goes in `X-HubSpot-Signature`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LegacySignatureVersion {
@@ -156,6 +200,11 @@ pub struct EmulatorArgs {
     /// Which scheme goes in X-HubSpot-Signature (v3 is always sent as well).
     #[arg(long, value_enum, default_value = "v1")]
     pub legacy_signature_version: LegacySignatureVersion,
+    /// A webhook subscription, as in the app's settings: `contact.creation`, `deal.deletion`,
+    /// `company.propertyChange` or one property's changes (`contact.propertyChange:email`).
+    /// Repeatable. Default: every event.
+    #[arg(long = "subscription", value_name = "TYPE[:PROPERTY]")]
+    pub subscriptions: Vec<Subscription>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -177,6 +226,8 @@ pub struct EmulatorConfig {
     pub duplicate_rate: f64,
     pub reorder: bool,
     pub legacy_signature_version: LegacySignatureVersion,
+    /// Webhook subscriptions; empty: every event.
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// The token used when none is configured.
@@ -195,6 +246,7 @@ impl Default for EmulatorConfig {
             duplicate_rate: 0.0,
             reorder: false,
             legacy_signature_version: LegacySignatureVersion::V1,
+            subscriptions: vec![],
         }
     }
 }
@@ -212,6 +264,7 @@ impl From<EmulatorArgs> for EmulatorConfig {
             duplicate_rate: a.duplicate_rate,
             reorder: a.reorder,
             legacy_signature_version: a.legacy_signature_version,
+            subscriptions: a.subscriptions,
         }
     }
 }
@@ -258,7 +311,12 @@ impl RunningEmulator {
             Some(url) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                 let queue = webhooks::EventQueue::new(tx, stats.clone());
-                let sink = state::EventSink { queue, portal_id: config.portal_id, app_id: config.app_id };
+                let sink = state::EventSink {
+                    queue,
+                    portal_id: config.portal_id,
+                    app_id: config.app_id,
+                    subscriptions: config.subscriptions.clone(),
+                };
                 let settings = webhooks::DeliverySettings::from_config(&config, url.clone());
                 (Some(sink), Some(tokio::spawn(webhooks::run(settings, rx, stats.clone()))))
             }
@@ -360,6 +418,19 @@ mod tests {
         assert!("=x".parse::<TokenGrant>().is_err());
     }
 
+    #[test]
+    fn subscriptions_parse_and_match() {
+        let email: Subscription = "contact.propertyChange:email".parse().unwrap();
+        assert!(email.covers("contact.propertyChange", Some("email")));
+        assert!(!email.covers("contact.propertyChange", Some("firstname")));
+        assert!(!email.covers("deal.propertyChange", Some("email")));
+        let creation: Subscription = "deal.creation".parse().unwrap();
+        assert!(creation.covers("deal.creation", None));
+        assert!("ticket.creation".parse::<Subscription>().is_err());
+        assert!("deal.creation:amount".parse::<Subscription>().is_err());
+        assert!("deal.propertyChange:".parse::<Subscription>().is_err());
+    }
+
     #[derive(clap::Parser)]
     struct Cli {
         #[command(flatten)]
@@ -384,6 +455,8 @@ mod tests {
             "v2",
             "--seed",
             "7",
+            "--subscription",
+            "deal.propertyChange:amount",
         ])
         .unwrap();
         let config = EmulatorConfig::from(cli.args);
@@ -391,6 +464,7 @@ mod tests {
         assert_eq!(config.tokens[1].scopes, Some(vec!["crm.objects.contacts.read".to_string()]));
         assert_eq!((config.tier, config.duplicate_rate, config.reorder, config.seed), (Tier::Free, 0.25, true, 7));
         assert_eq!(config.legacy_signature_version, LegacySignatureVersion::V2);
+        assert_eq!(config.subscriptions, vec!["deal.propertyChange:amount".parse::<Subscription>().unwrap()]);
         assert!(Cli::try_parse_from(["emulator", "--duplicate-rate", "1.5"]).is_err());
         let defaults = EmulatorConfig::from(Cli::try_parse_from(["emulator"]).unwrap().args);
         assert_eq!(defaults.effective_tokens(), vec![TokenGrant { token: DEFAULT_TOKEN.into(), scopes: None }]);

@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
+use super::Subscription;
 use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult};
 use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema};
@@ -186,6 +187,14 @@ pub struct EventSink {
     pub queue: EventQueue,
     pub portal_id: u64,
     pub app_id: u64,
+    /// The events the app subscribes to; empty: every event.
+    pub subscriptions: Vec<Subscription>,
+}
+
+impl EventSink {
+    fn wants(&self, subscription_type: &str, property: Option<&str>) -> bool {
+        self.subscriptions.is_empty() || self.subscriptions.iter().any(|s| s.covers(subscription_type, property))
+    }
 }
 
 /// The whole portal. Held under one lock; no call awaits while holding it.
@@ -442,6 +451,10 @@ impl Store {
         change: Option<(String, String)>,
     ) {
         let Some(sink) = &self.sink else { return };
+        let subscription_type = format!("{}.{action}", subscription_prefix(t.plural()));
+        if !sink.wants(&subscription_type, change.as_ref().map(|(name, _)| name.as_str())) {
+            return;
+        }
         let event_id = self.next_event_id;
         self.next_event_id += 1;
         let (change_source, source_id) = match actor {
@@ -455,7 +468,7 @@ impl Store {
             portal_id: sink.portal_id,
             app_id: sink.app_id,
             occurred_at,
-            subscription_type: format!("{}.{action}", subscription_prefix(t.plural())),
+            subscription_type,
             attempt_number: 0,
             object_id,
             change_source: Some(change_source.into()),
@@ -547,7 +560,7 @@ mod tests {
     fn events_follow_changes() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let queue = EventQueue::new(tx, Default::default());
-        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7 }));
+        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
         let t = ObjectType::Deals;
         let o = store
             .apply_all(t, vec![Write::Create { properties: props(&[("dealname", "D"), ("amount", "")]) }], API)
