@@ -86,11 +86,26 @@ use crate::hubspot::Tier;
 pub use auth::all_scopes;
 
 /// A token the emulator accepts: `VALUE` (every scope) or `VALUE=scope1,scope2`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenGrant {
     pub token: String,
     /// `None`: every scope.
     pub scopes: Option<Vec<String>>,
+}
+
+/// Tokens and secrets never reach logs: Debug shows only their length.
+struct Redacted<'a>(&'a str);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} characters>", self.0.len())
+    }
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant").field("token", &Redacted(&self.token)).field("scopes", &self.scopes).finish()
+    }
 }
 
 impl FromStr for TokenGrant {
@@ -163,7 +178,7 @@ pub enum LegacySignatureVersion {
 }
 
 /// Runs a local HubSpot API emulator.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone)]
 pub struct EmulatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090", env = "EMULATOR_LISTEN")]
@@ -213,7 +228,7 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 }
 
 /// Settings of one emulator.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Accepted tokens; when empty, `emulator-token` with every scope.
     pub tokens: Vec<TokenGrant>,
@@ -248,6 +263,33 @@ impl Default for EmulatorConfig {
             legacy_signature_version: LegacySignatureVersion::V1,
             subscriptions: vec![],
         }
+    }
+}
+
+impl std::fmt::Debug for EmulatorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorArgs")
+            .field("listen", &self.listen)
+            .field("config", &EmulatorConfig::from(self.clone()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("tokens", &self.tokens)
+            .field("webhook_url", &self.webhook_url)
+            .field("client_secret", &Redacted(&self.client_secret))
+            .field("portal_id", &self.portal_id)
+            .field("app_id", &self.app_id)
+            .field("seed", &self.seed)
+            .field("tier", &self.tier)
+            .field("duplicate_rate", &self.duplicate_rate)
+            .field("reorder", &self.reorder)
+            .field("legacy_signature_version", &self.legacy_signature_version)
+            .field("subscriptions", &self.subscriptions)
+            .finish()
     }
 }
 
@@ -416,6 +458,18 @@ mod tests {
         );
         assert_eq!("abc=".parse::<TokenGrant>().unwrap().scopes, Some(vec![]));
         assert!("=x".parse::<TokenGrant>().is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_tokens_and_secrets() {
+        let config = EmulatorConfig {
+            tokens: vec!["pat-na1-secret-token".parse().unwrap()],
+            client_secret: "very-secret".into(),
+            ..Default::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pat-na1-secret-token") && !shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("portal_id: 62515"));
     }
 
     #[test]
