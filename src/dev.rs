@@ -2,27 +2,302 @@
 //! Secrets) are read from files, reconciled against HubSpot (the built-in emulator unless a
 //! real API is given), and the receiver and worker run in-process.
 
-use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use k8s_openapi::api::core::v1::Secret;
 
-use crate::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
+use kube::ResourceExt;
+
+use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::controller::resources;
+use crate::controller::secrets::SecretStore;
+use crate::controller::status::{self, Authentication, PropertyLookup, ReceiverState};
+use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+use crate::hubspot::HubSpotClient;
+use crate::telemetry::{Metrics, OutcomeLabels, SinkLabels};
+
+/// `hubspot-operator dev` flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct DevArgs {
+    /// Manifest files or directories (non-recursive) with HubSpotIntegration, PropertyMapping and
+    /// Secret resources.
+    #[arg(short = 'f', long = "filename", default_value = "examples")]
+    pub files: Vec<PathBuf>,
+    /// The HubSpotIntegration to run, when the manifests hold several.
+    #[arg(long)]
+    pub integration: Option<String>,
+    /// Call this HubSpot API (for example https://api.hubapi.com) instead of the built-in emulator.
+    /// HubSpot must be able to reach the receiver for webhooks.
+    #[arg(long, env = "HUBSPOT_BASE_URL")]
+    pub hubspot_url: Option<String>,
+    /// Token for --hubspot-url, instead of the one in the manifests' Secret.
+    #[arg(long, env = "HUBSPOT_TOKEN", hide_env_values = true, requires = "hubspot_url")]
+    pub token: Option<String>,
+    /// Address of the built-in HubSpot emulator.
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub emulator_listen: SocketAddr,
+    /// Contacts the emulator starts with.
+    #[arg(long, default_value_t = 25)]
+    pub seed: u32,
+    /// Address of the webhook receiver.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Directory for the event log, checkpoints and file destinations.
+    #[arg(long, default_value = "dev-data")]
+    pub data_dir: PathBuf,
+    /// How often the resources are reconciled against HubSpot again.
+    #[arg(long, default_value = "30s", value_parser = parse_seconds)]
+    pub resync: Duration,
+}
+
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let number = text.strip_suffix('s').unwrap_or(text);
+    number.parse::<u64>().map(Duration::from_secs).map_err(|_| format!("{text:?} is not a number of seconds"))
+}
+
+/// Runs one integration from manifests until Ctrl-C: emulator (unless a real HubSpot is given),
+/// reconcile, receiver and worker, and a status display that prints whenever something changed.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    let manifests = Manifests::load(&args.files)?;
+    let mut integration = pick_integration(&manifests, args.integration.as_deref())?;
+    let namespace = integration.namespace().unwrap_or_else(|| DEFAULT_NAMESPACE.into());
+    let secrets = manifests.secrets_of(&namespace);
+    let token = match &args.token {
+        Some(token) => token.clone(),
+        None => secrets.value(&integration.spec.credentials.private_app_token)?,
+    };
+    let client_secret = match &integration.spec.webhooks {
+        Some(webhooks) => secrets.value(&webhooks.client_secret)?,
+        None => bail!("HubSpotIntegration {namespace}/{} has no spec.webhooks", integration.name_any()),
+    };
+
+    let receiver_listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} for the receiver", args.listen))?;
+    let webhook_url = format!("http://{}{}", receiver_listener.local_addr()?, crate::receiver::WEBHOOK_PATH);
+    let emulator = match &args.hubspot_url {
+        Some(url) => {
+            integration.spec.api.base_url = url.clone();
+            None
+        }
+        None => {
+            let listener = tokio::net::TcpListener::bind(args.emulator_listen)
+                .await
+                .with_context(|| format!("cannot listen on {} for the emulator", args.emulator_listen))?;
+            let emulator = RunningEmulator::start(
+                EmulatorConfig {
+                    tokens: vec![TokenGrant { token: token.clone(), scopes: None }],
+                    webhook_url: Some(webhook_url.clone()),
+                    client_secret: client_secret.clone(),
+                    portal_id: integration.spec.portal_id.unwrap_or(EmulatorConfig::default().portal_id),
+                    seed: args.seed,
+                    tier: integration.spec.api.tier,
+                    ..Default::default()
+                },
+                listener,
+            )
+            .await?;
+            integration.spec.api.base_url = emulator.base_url();
+            Some(emulator)
+        }
+    };
+
+    let mut config = resources::receiver_config(&integration, &manifests.mappings, &secrets)?;
+    config.hubspot.access_token = token.clone();
+    config.listen = receiver_listener.local_addr()?;
+    config.data_dir = args.data_dir.clone();
+    let metrics = Arc::new(Metrics::default());
+    let client = HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
+
+    println!("hubspot-operator dev: {} manifests from {}", manifests.len(), display_paths(&args.files));
+    match &emulator {
+        Some(emulator) => {
+            let base = emulator.base_url();
+            println!("  HubSpot emulator  {base} ({} seeded contacts)", args.seed);
+            println!("  webhook receiver  {webhook_url}");
+            println!("  data              {}/", args.data_dir.display());
+            println!("Change a contact as a HubSpot user would:");
+            println!(
+                "  curl -s -X PATCH {base}/_emulator/objects/contacts/1 -H 'content-type: application/json' \\\n    -d '{{\"properties\":{{\"firstname\":\"Augusta Ada\"}}}}'"
+            );
+        }
+        None => println!("  HubSpot {}; point your app's webhooks at {webhook_url}", integration.spec.api.base_url),
+    }
+
+    let receiver = tokio::spawn(crate::receiver::run(config.clone(), receiver_listener, metrics.clone(), async {
+        crate::shutdown::signal().await;
+    }));
+    let mut display = StatusDisplay::default();
+    let mut statuses = reconcile(&client, &integration, &manifests.mappings).await;
+    let mut next_resync = tokio::time::Instant::now() + args.resync;
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut receiver = std::pin::pin!(receiver);
+    loop {
+        tokio::select! {
+            finished = &mut receiver => {
+                if let Some(emulator) = emulator {
+                    emulator.shutdown().await;
+                }
+                return finished?;
+            }
+            _ = tick.tick() => {}
+        }
+        if tokio::time::Instant::now() >= next_resync {
+            statuses = reconcile(&client, &integration, &manifests.mappings).await;
+            next_resync = tokio::time::Instant::now() + args.resync;
+        }
+        display.show(&statuses, &sync_counters(&metrics, &config));
+    }
+}
+
+fn pick_integration(manifests: &Manifests, name: Option<&str>) -> anyhow::Result<HubSpotIntegration> {
+    let names = || manifests.integrations.iter().map(|i| i.name_any()).collect::<Vec<_>>().join(", ");
+    match (name, manifests.integrations.as_slice()) {
+        (_, []) => bail!("the manifests hold no HubSpotIntegration"),
+        (None, [only]) => Ok(only.clone()),
+        (None, _) => {
+            bail!("the manifests hold several HubSpotIntegrations ({}): choose one with --integration", names())
+        }
+        (Some(name), all) => all
+            .iter()
+            .find(|i| i.name_any() == name)
+            .cloned()
+            .with_context(|| format!("no HubSpotIntegration {name:?} in the manifests ({})", names())),
+    }
+}
+
+fn display_paths(paths: &[PathBuf]) -> String {
+    paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Each resource's name and conditions after one reconcile.
+struct ResourceStatus {
+    kind: &'static str,
+    name: String,
+    conditions: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition>,
+}
+
+/// What the controller would decide, with the in-process receiver standing in for the
+/// Deployment.
+async fn reconcile(
+    client: &HubSpotClient,
+    integration: &HubSpotIntegration,
+    mappings: &[PropertyMapping],
+) -> Vec<ResourceStatus> {
+    let auth = match client.introspect_token().await {
+        Ok(info) => Authentication::Succeeded(info),
+        Err(e) => Authentication::Failed(e),
+    };
+    let receiver = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
+    let integration_status = status::integration_status(integration, &auth, &receiver, None);
+    let qualified = |r: &dyn Fn() -> (Option<String>, String)| {
+        let (namespace, name) = r();
+        format!("{}/{name}", namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()))
+    };
+    let mut statuses = vec![ResourceStatus {
+        kind: "HubSpotIntegration",
+        name: qualified(&|| (integration.namespace(), integration.name_any())),
+        conditions: integration_status.conditions,
+    }];
+    for mapping in mappings {
+        let lookup = if resources::mappings_of(integration, [mapping]).is_empty() {
+            PropertyLookup::IntegrationNotFound
+        } else {
+            match client.list_properties(&mapping.spec.object_type).await {
+                Ok(properties) => PropertyLookup::Listed(properties),
+                Err(e) => PropertyLookup::Failed(e),
+            }
+        };
+        statuses.push(ResourceStatus {
+            kind: "PropertyMapping",
+            name: qualified(&|| (mapping.namespace(), mapping.name_any())),
+            conditions: status::mapping_status(mapping, &lookup).conditions,
+        });
+    }
+    statuses
+}
+
+fn sync_counters(metrics: &Metrics, config: &crate::config::ReceiverConfig) -> String {
+    let requests =
+        |outcome: &str| metrics.webhook_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).get();
+    let events = |outcome: &str| metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: outcome.into() }).get();
+    let rejected: u64 = ["unauthorized", "malformed", "too_large", "unavailable"].iter().map(|o| requests(o)).sum();
+    let mut line = format!(
+        "webhooks {} accepted, {rejected} rejected; events {} stored, {} duplicate, {} ignored, {} pending",
+        requests("accepted"),
+        events("appended"),
+        events("duplicate"),
+        events("ignored"),
+        metrics.events_pending.get(),
+    );
+    for mapping in &config.mappings {
+        for (index, sink) in mapping.sinks.iter().enumerate() {
+            let labels = SinkLabels { mapping: mapping.name.clone(), sink: sink.label(index) };
+            line.push_str(&format!(
+                "\n    {} → {}: {} delivered, {} failed attempts",
+                mapping.name,
+                labels.sink,
+                metrics.records_delivered.get_or_create(&labels).get(),
+                metrics.sink_failures.get_or_create(&labels).get()
+            ));
+        }
+    }
+    line
+}
+
+/// Prints the status block whenever it differs from the last one printed.
+#[derive(Default)]
+struct StatusDisplay {
+    last: String,
+}
+
+impl StatusDisplay {
+    fn show(&mut self, statuses: &[ResourceStatus], counters: &str) {
+        let mut block = String::new();
+        for resource in statuses {
+            let summary: Vec<String> =
+                resource.conditions.iter().map(|c| format!("{}={} ({})", c.type_, c.status, c.reason)).collect();
+            block.push_str(&format!("  {:<19} {:<24} {}\n", resource.kind, resource.name, summary.join("  ")));
+            for c in
+                resource.conditions.iter().filter(|c| c.status != crate::api::conditions::TRUE && c.type_ != "Ready")
+            {
+                block.push_str(&format!("      {}: {}\n", c.type_, c.message));
+            }
+        }
+        block.push_str(&format!("  sync: {counters}\n"));
+        if block != self.last {
+            let now = k8s_openapi::jiff::Timestamp::now().strftime("%H:%M:%S");
+            println!("\n[{now}]\n{block}");
+            self.last = block;
+        }
+    }
+}
 
 /// The resources of a set of manifest files.
 #[derive(Debug, Default)]
 pub struct Manifests {
     pub integrations: Vec<HubSpotIntegration>,
     pub mappings: Vec<PropertyMapping>,
-    /// Secret data by (namespace, name).
-    pub secrets: BTreeMap<(String, String), BTreeMap<String, String>>,
+    pub secrets: Vec<Secret>,
 }
 
 /// Namespace given to manifests that name none, as `kubectl apply` would.
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 impl Manifests {
+    /// Number of resources read.
+    pub fn len(&self) -> usize {
+        self.integrations.len() + self.mappings.len() + self.secrets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     /// Reads every `.yaml`/`.yml` file in `paths` (files, or directories read non-recursively).
     pub fn load(paths: &[PathBuf]) -> anyhow::Result<Self> {
         let mut manifests = Manifests::default();
@@ -62,12 +337,7 @@ impl Manifests {
                     self.mappings.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
                 }
                 "Secret" => {
-                    let secret: Secret = with_namespace(serde_yaml::from_value(value).with_context(at)?);
-                    let key = (
-                        secret.metadata.namespace.clone().unwrap_or_default(),
-                        secret.metadata.name.clone().unwrap_or_default(),
-                    );
-                    self.secrets.insert(key, secret_data(&secret).with_context(at)?);
+                    self.secrets.push(with_namespace(serde_yaml::from_value::<Secret>(value).with_context(at)?));
                 }
                 "" => bail!("{}: missing `kind`", at()),
                 other => bail!("{}: kind {other} is not used by hubspot-operator", at()),
@@ -76,15 +346,9 @@ impl Manifests {
         Ok(())
     }
 
-    /// The value of a Secret key, as the controller would read it.
-    pub fn secret_value(&self, namespace: &str, reference: &SecretKeyRef) -> anyhow::Result<String> {
-        let data = self
-            .secrets
-            .get(&(namespace.to_string(), reference.name.clone()))
-            .with_context(|| format!("Secret {namespace}/{} not found in the manifests", reference.name))?;
-        data.get(&reference.key)
-            .cloned()
-            .with_context(|| format!("Secret {namespace}/{} has no key {}", reference.name, reference.key))
+    /// The Secrets of `namespace`, as the controller would read them.
+    pub fn secrets_of(&self, namespace: &str) -> SecretStore {
+        SecretStore::new(self.secrets.iter().filter(|s| s.metadata.namespace.as_deref() == Some(namespace)).cloned())
     }
 }
 
@@ -102,20 +366,6 @@ fn with_namespace<T: Namespaced>(mut resource: T) -> T {
     resource
 }
 
-fn secret_data(secret: &Secret) -> anyhow::Result<BTreeMap<String, String>> {
-    let mut data = BTreeMap::new();
-    for (key, value) in secret.data.iter().flatten() {
-        data.insert(
-            key.clone(),
-            String::from_utf8(value.0.clone()).with_context(|| format!("key {key} is not UTF-8"))?,
-        );
-    }
-    for (key, value) in secret.string_data.iter().flatten() {
-        data.insert(key.clone(), value.clone());
-    }
-    Ok(data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,7 +377,7 @@ mod tests {
         assert_eq!(m.mappings.len(), 1);
         let integration = &m.integrations[0];
         assert_eq!(integration.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
-        let token = m.secret_value(DEFAULT_NAMESPACE, &integration.spec.credentials.private_app_token).unwrap();
+        let token = m.secrets_of(DEFAULT_NAMESPACE).value(&integration.spec.credentials.private_app_token).unwrap();
         assert!(token.starts_with("pat-"));
     }
 

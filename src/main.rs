@@ -15,6 +15,11 @@ struct Cli {
 enum Command {
     /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply -f -`).
     Crd,
+    /// Run the operator: reconcile HubSpotIntegrations and PropertyMappings.
+    Controller(hubspot_operator::controller::ControllerArgs),
+    /// Run the whole system on this machine, no cluster: HubSpot emulator, reconcile, receiver
+    /// and worker, with live status.
+    Dev(hubspot_operator::dev::DevArgs),
     /// Run the webhook receiver and sync worker of one integration.
     Receiver {
         /// Receiver config file (YAML or JSON), as the controller renders it.
@@ -31,8 +36,10 @@ async fn main() -> anyhow::Result<()> {
     hubspot_operator::telemetry::init_logging(cli.log_json);
     match cli.command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
+        Command::Controller(args) => hubspot_operator::controller::run(args).await?,
         Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
         Command::Receiver { config } => run_receiver(&config).await?,
+        Command::Dev(args) => hubspot_operator::dev::run(args).await?,
     }
     Ok(())
 }

@@ -1,0 +1,282 @@
+//! Test fixtures: a scripted Kubernetes API server (tower-test mock) that asserts each call
+//! the reconcilers make, in order, and answers as the API server would.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tower_test::mock::{Handle, SendResponse};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+
+use super::Context;
+use crate::api::integration::{ApiSettings, Credentials, HubSpotIntegrationSpec, WebhookSettings};
+use crate::api::mapping::{
+    Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
+};
+use crate::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
+use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+
+/// Upper bound on one scripted scenario; only reached when the reconciler and the script
+/// disagree about the calls.
+const SCENARIO_LIMIT: Duration = Duration::from_secs(30);
+
+/// A context whose Kubernetes client talks to the returned scripted API server.
+pub fn test_context() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    (Arc::new(Context::new(client, "ghcr.io/hubspot-operator/hubspot-operator:test")), ApiServer(handle))
+}
+
+/// One request the reconciler sent.
+pub struct Call {
+    pub method: Method,
+    pub path: String,
+    pub query: String,
+    pub content_type: String,
+    pub body: Value,
+}
+
+/// The scripted API server.
+pub struct ApiServer(Handle<Request<Body>, Response<Body>>);
+
+impl ApiServer {
+    /// Takes the next request and asserts its method and path.
+    pub async fn expect(&mut self, method: Method, path: &str) -> (Call, SendResponse<Response<Body>>) {
+        let (request, send) =
+            self.0.next_request().await.unwrap_or_else(|| panic!("expected {method} {path}, but the client is gone"));
+        let (parts, body) = request.into_parts();
+        let bytes = body.collect_bytes().await.expect("request body");
+        let call = Call {
+            method: parts.method,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .map(|v| v.to_str().unwrap().to_string())
+                .unwrap_or_default(),
+            body: if bytes.is_empty() {
+                Value::Null
+            } else {
+                serde_json::from_slice(&bytes).expect("JSON request body")
+            },
+        };
+        assert_eq!((&call.method, call.path.as_str()), (&method, path), "unexpected call (query {:?})", call.query);
+        (call, send)
+    }
+
+    /// `GET path`, answered with `object`, or 404 when `None`.
+    pub async fn get(&mut self, path: &str, object: Option<Value>) {
+        let (_, send) = self.expect(Method::GET, path).await;
+        match object {
+            Some(object) => reply(send, StatusCode::OK, &object),
+            None => reply(
+                send,
+                StatusCode::NOT_FOUND,
+                &json!({
+                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                    "message": format!("{path} not found"), "reason": "NotFound", "code": 404
+                }),
+            ),
+        }
+    }
+
+    /// `GET path` of a collection, answered with `items`.
+    pub async fn list(&mut self, path: &str, kind: &str, api_version: &str, items: Vec<Value>) {
+        let (_, send) = self.expect(Method::GET, path).await;
+        let list = json!({
+            "kind": format!("{kind}List"), "apiVersion": api_version,
+            "metadata": { "resourceVersion": "1" }, "items": items
+        });
+        reply(send, StatusCode::OK, &list);
+    }
+
+    /// A server-side apply of `path` by the operator's field manager; answered with the applied
+    /// object plus `status`. Returns the applied object.
+    pub async fn apply(&mut self, path: &str, status: Option<Value>) -> Value {
+        let (call, send) = self.expect(Method::PATCH, path).await;
+        assert_eq!(call.content_type, "application/apply-patch+yaml");
+        assert!(call.query.split('&').any(|p| p == "fieldManager=hubspot-operator"), "query {}", call.query);
+        assert!(call.query.split('&').any(|p| p == "force=true"), "query {}", call.query);
+        let mut answer = call.body.clone();
+        if let Some(status) = status {
+            answer["status"] = status;
+        }
+        reply(send, StatusCode::OK, &answer);
+        call.body
+    }
+
+    /// A merge patch of `path` (a status subresource); answered with `object` patched as the
+    /// API server would. Returns the patch.
+    pub async fn merge_status(&mut self, path: &str, mut object: Value) -> Value {
+        let (call, send) = self.expect(Method::PATCH, path).await;
+        assert_eq!(call.content_type, "application/merge-patch+json");
+        assert_eq!(call.body.as_object().map(|o| o.keys().collect::<Vec<_>>()), Some(vec![&"status".to_string()]));
+        merge_patch(&mut object, &call.body);
+        reply(send, StatusCode::OK, &object);
+        call.body
+    }
+
+    /// Asserts the client made no further call: the next request finds every client dropped.
+    pub async fn assert_no_more_calls(mut self) {
+        if let Some((request, _)) = self.0.next_request().await {
+            panic!("unexpected extra call {} {}", request.method(), request.uri());
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(target), Some(patch)) => {
+            for (key, value) in patch {
+                if value.is_null() {
+                    target.remove(key);
+                } else {
+                    merge_patch(target.entry(key.clone()).or_insert(Value::Null), value);
+                }
+            }
+        }
+        (_, Some(_)) => {
+            *target = Value::Object(Default::default());
+            merge_patch(target, patch);
+        }
+        _ => *target = patch.clone(),
+    }
+}
+
+fn reply(send: SendResponse<Response<Body>>, status: StatusCode, body: &Value) {
+    let bytes = serde_json::to_vec(body).unwrap();
+    send.send_response(Response::builder().status(status).body(Body::from(bytes)).unwrap());
+}
+
+/// Runs `reconcile` against the `script` of API server answers, both bounded in time; then
+/// checks that nothing beyond the script was called.
+pub async fn run_scenario<R, S>(api: ApiServer, reconcile: R, script: impl FnOnce(ApiServer) -> S) -> R::Output
+where
+    R: Future,
+    S: Future<Output = ApiServer> + Send + 'static,
+{
+    let server = tokio::spawn(script(api));
+    let outcome = tokio::time::timeout(SCENARIO_LIMIT, reconcile).await.expect("reconcile did not finish");
+    let api = tokio::time::timeout(SCENARIO_LIMIT, server)
+        .await
+        .expect("the script waited for a call that never came")
+        .expect("script assertions");
+    tokio::time::timeout(SCENARIO_LIMIT, api.assert_no_more_calls()).await.expect("client still alive");
+    outcome
+}
+
+/// Namespace of every fixture object.
+pub const NAMESPACE: &str = "default";
+
+/// Integration `crm` of portal 62515, token in Secret `hubspot` key `token`, client secret in
+/// the same Secret under `client-secret`, calling HubSpot at `base_url`.
+pub fn integration(base_url: &str, required_scopes: &[&str]) -> HubSpotIntegration {
+    let mut i = HubSpotIntegration::new(
+        "crm",
+        HubSpotIntegrationSpec {
+            portal_id: Some(62515),
+            api: ApiSettings { base_url: base_url.into(), ..Default::default() },
+            credentials: Credentials {
+                private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+            },
+            required_scopes: required_scopes.iter().map(|s| s.to_string()).collect(),
+            webhooks: Some(WebhookSettings {
+                client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
+                public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
+            }),
+            receiver: Default::default(),
+        },
+    );
+    i.metadata.namespace = Some(NAMESPACE.into());
+    i.metadata.uid = Some("5f0e7f55-0c1e-4c38-9d43-1f1e6a1b2c3d".into());
+    i.metadata.generation = Some(1);
+    i.metadata.resource_version = Some("10".into());
+    i
+}
+
+/// Mapping `contacts` of integration `integration`: match on `email`, map `fields`, deliver
+/// to a file.
+pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
+    let mut m = PropertyMapping::new(
+        "contacts",
+        PropertyMappingSpec {
+            integration_ref: IntegrationRef { name: integration.into() },
+            object_type: "contacts".into(),
+            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+            fields: fields
+                .iter()
+                .map(|f| FieldMapping {
+                    hubspot_property: f.to_string(),
+                    external_field: f.to_string(),
+                    direction: Direction::ToExternal,
+                })
+                .collect(),
+            destinations: vec![Destination {
+                http: None,
+                file: Some(FileDestination { path: "contacts.jsonl".into() }),
+            }],
+        },
+    );
+    m.metadata.namespace = Some(NAMESPACE.into());
+    m.metadata.uid = Some("8a4d1c7e-2b3f-4e5a-9c6d-7e8f9a0b1c2d".into());
+    m.metadata.generation = Some(4);
+    m.metadata.resource_version = Some("20".into());
+    m
+}
+
+/// Secret `hubspot` with the given keys, as the API server returns it (base64 `data`).
+pub fn hubspot_secret(entries: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> =
+        entries.iter().map(|(k, v)| (k.to_string(), Value::String(BASE64.encode(v)))).collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "hubspot", "namespace": NAMESPACE, "resourceVersion": "5" },
+        "type": "Opaque", "data": data
+    })
+}
+
+pub fn to_json(object: &impl serde::Serialize) -> Value {
+    serde_json::to_value(object).unwrap()
+}
+
+/// The condition of `type_` in a status patch body.
+pub fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
+    patch["status"]["conditions"]
+        .as_array()
+        .expect("conditions in the status patch")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {patch}"))
+}
+
+/// `(status, reason)` of the condition of `type_` in a status patch body.
+pub fn condition_state(patch: &Value, type_: &str) -> (String, String) {
+    let c = condition(patch, type_);
+    (c["status"].as_str().unwrap().to_string(), c["reason"].as_str().unwrap().to_string())
+}
+
+/// A HubSpot emulator on an ephemeral port, for portal 62515, accepting each token with
+/// exactly the scopes listed.
+pub async fn hubspot(tokens: &[(&str, &[&str])]) -> RunningEmulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding an ephemeral port");
+    let config = EmulatorConfig {
+        tokens: tokens
+            .iter()
+            .map(|(token, scopes)| TokenGrant {
+                token: token.to_string(),
+                scopes: Some(scopes.iter().map(|s| s.to_string()).collect()),
+            })
+            .collect(),
+        portal_id: 62515,
+        ..Default::default()
+    };
+    RunningEmulator::start(config, listener).await.expect("starting the emulator")
+}

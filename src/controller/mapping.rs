@@ -1,0 +1,206 @@
+//! The `PropertyMapping` reconciler: checks that the referenced integration exists and that
+//! every mapped property exists in HubSpot, and reports conditions.
+
+use std::sync::Arc;
+
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Client, ResourceExt};
+
+use super::status::{PropertyLookup, mapping_status};
+use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, patch_status, read_secrets, scoped_api};
+use crate::api::conditions::is_true;
+use crate::api::mapping::condition_types::READY;
+use crate::api::{HubSpotIntegration, PropertyMapping};
+
+/// The mapping controller: reconciles on changes of mappings and of the integrations they
+/// reference (an integration appearing, or its API settings changing).
+pub fn controller(client: Client, namespace: Option<&str>) -> Controller<PropertyMapping> {
+    let controller =
+        Controller::new(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default());
+    let mappings = controller.store();
+    controller.watches(
+        scoped_api::<HubSpotIntegration>(client, namespace),
+        watcher::Config::default(),
+        move |integration| {
+            let (namespace, name) = (integration.namespace(), integration.name_any());
+            mappings
+                .state()
+                .into_iter()
+                .filter(|m| m.namespace() == namespace && m.spec.integration_ref.name == name)
+                .map(|m| ObjectRef::from_obj(m.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    )
+}
+
+/// One reconcile of `mapping`.
+pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = mapping.namespace().ok_or_else(|| Error::MissingObjectKey(mapping.name_any(), "namespace"))?;
+    let name = mapping.name_any();
+
+    let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
+    let lookup = match integrations.get_opt(&mapping.spec.integration_ref.name).await? {
+        None => PropertyLookup::IntegrationNotFound,
+        Some(integration) => {
+            let token_ref = &integration.spec.credentials.private_app_token;
+            let secrets = read_secrets(&ctx.client, &namespace, std::slice::from_ref(&token_ref.name)).await?;
+            match secrets.value(token_ref) {
+                Err(e) => PropertyLookup::TokenUnavailable(e),
+                Ok(token) => {
+                    match ctx.hubspot_client(&integration, token).list_properties(&mapping.spec.object_type).await {
+                        Ok(properties) => PropertyLookup::Listed(properties),
+                        Err(e) => PropertyLookup::Failed(e),
+                    }
+                }
+            }
+        }
+    };
+
+    let status = mapping_status(&mapping, &lookup);
+    let api = Api::<PropertyMapping>::namespaced(ctx.client.clone(), &namespace);
+    patch_status(&api, &name, mapping.status.as_ref(), &status).await?;
+    ctx.succeeded(mapping.as_ref());
+
+    let ready = is_true(&status.conditions, READY);
+    tracing::info!(mapping = %format!("{namespace}/{name}"), ready, "reconciled PropertyMapping");
+    Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::controller::fixtures::*;
+
+    const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
+    const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
+    const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
+    const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+    const SCHEMA_READ: &str = "crm.schemas.contacts.read";
+
+    #[tokio::test]
+    async fn mapping_whose_properties_exist_is_ready() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
+        let mut mapping = mapping("crm", &["firstname", "lastname"]);
+        // A previous visit found properties missing; the status patch must clear the list.
+        mapping.status = Some(crate::api::PropertyMappingStatus {
+            missing_properties: vec!["lastname".into()],
+            ..Default::default()
+        });
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            for type_ in ["Ready", "IntegrationFound", "PropertiesExist"] {
+                let c = condition(&patch, type_);
+                assert_eq!(c["status"], "True", "{c}");
+                assert_eq!(c["observedGeneration"], 4, "{c}");
+            }
+            let status = patch["status"].as_object().unwrap();
+            assert_eq!(status.get("missingProperties"), Some(&serde_json::Value::Null));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn missing_properties_are_listed() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
+        let mapping = mapping("crm", &["firstname", "loyalty_tier", "favourite_colour"]);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "PropertiesMissing".into()));
+            assert_eq!(
+                condition(&patch, "PropertiesExist")["message"],
+                "Properties missing on contacts: loyalty_tier, favourite_colour"
+            );
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "PropertiesMissing".into()));
+            assert_eq!(patch["status"]["missingProperties"], serde_json::json!(["loyalty_tier", "favourite_colour"]));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn token_without_contact_scopes_is_reported_with_the_required_scopes() {
+        let hubspot = hubspot(&[(TOKEN, &["crm.objects.deals.read"])]).await;
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "MISSING_SCOPES".into()));
+            let message = condition(&patch, "PropertiesExist")["message"].as_str().unwrap().to_string();
+            assert!(message.starts_with("HubSpot answered 403: "), "{message}");
+            assert!(message.contains("Required scopes: "), "{message}");
+            assert!(message.contains(SCHEMA_READ), "{message}");
+            assert!(message.contains("(correlationId "), "{message}");
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "MISSING_SCOPES".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn missing_token_secret_leaves_properties_unknown() {
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&integration("http://127.0.0.1:9", &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("Unknown".into(), "SecretNotFound".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "SecretNotFound".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn mapping_of_an_absent_integration_is_not_ready() {
+        let mapping = mapping("crm", &["firstname"]);
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "IntegrationFound"), ("False".into(), "IntegrationNotFound".into()));
+            assert_eq!(
+                condition(&patch, "IntegrationFound")["message"],
+                r#"HubSpotIntegration "crm" not found in namespace "default""#
+            );
+            assert_eq!(condition_state(&patch, "PropertiesExist"), ("Unknown".into(), "IntegrationNotFound".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "IntegrationNotFound".into()));
+            assert_eq!(patch["status"]["observedGeneration"], 4);
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+    }
+}

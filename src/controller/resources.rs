@@ -1,0 +1,602 @@
+//! Pure desired-state builders: the receiver config an integration renders to, and the
+//! Secret, Deployment and Service that run it. No I/O here; the reconciler applies the results.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort,
+    ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+
+use super::secrets::{SecretError, SecretStore};
+use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+
+/// Where the receiver keeps its event log and file destinations.
+pub const DATA_DIR: &str = "/var/lib/hubspot-operator";
+/// Directory the config Secret is mounted at.
+pub const CONFIG_DIR: &str = "/etc/hubspot-operator";
+/// Key of the rendered config in the config Secret.
+pub const CONFIG_KEY: &str = "config.yaml";
+/// Pod annotation holding the hash of the rendered config, so a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "hubspot.io/config-hash";
+/// Port the receiver listens on inside the pod.
+pub const RECEIVER_PORT: u16 = 8080;
+/// Path HubSpot posts webhooks to.
+pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
+/// User and group the receiver runs as (the conventional distroless `nonroot`).
+const RECEIVER_UID: i64 = 65532;
+
+/// Name of the receiver's Deployment and Service.
+pub fn receiver_name(integration: &HubSpotIntegration) -> String {
+    format!("{}-receiver", integration.name_any())
+}
+
+/// Name of the Secret holding the rendered receiver config.
+pub fn config_secret_name(integration: &HubSpotIntegration) -> String {
+    format!("{}-receiver-config", integration.name_any())
+}
+
+/// In-cluster URL of the receiver's webhook endpoint.
+pub fn receiver_url(integration: &HubSpotIntegration) -> String {
+    format!(
+        "http://{}.{}.svc{WEBHOOK_PATH}",
+        receiver_name(integration),
+        integration.namespace().unwrap_or_else(|| "default".into())
+    )
+}
+
+/// `namespace/name` of an object, as the receiver config names integrations and mappings.
+fn qualified_name(object: &impl ResourceExt) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+/// The mappings in `candidates` that belong to `integration` (same namespace, referenced by
+/// name), sorted by name so the rendered config does not depend on listing order.
+pub fn mappings_of<'a>(
+    integration: &HubSpotIntegration,
+    candidates: impl IntoIterator<Item = &'a PropertyMapping>,
+) -> Vec<&'a PropertyMapping> {
+    let mut mine: Vec<&PropertyMapping> = candidates
+        .into_iter()
+        .filter(|m| m.namespace() == integration.namespace() && m.spec.integration_ref.name == integration.name_any())
+        .collect();
+    mine.sort_by_key(|m| m.name_any());
+    mine
+}
+
+/// Every Secret name that rendering the config of `integration` with `mappings` reads, in
+/// first-use order without repeats.
+pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&PropertyMapping]) -> Vec<String> {
+    let token = std::iter::once(&integration.spec.credentials.private_app_token);
+    let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
+    let signing =
+        mappings.iter().flat_map(|m| &m.spec.destinations).filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
+    let mut names: Vec<String> = Vec::new();
+    for reference in token.chain(client_secret).chain(signing) {
+        if !names.contains(&reference.name) {
+            names.push(reference.name.clone());
+        }
+    }
+    names
+}
+
+/// One mapping as the receiver reads it, with its destinations' Secrets resolved.
+pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Result<MappingConfig, SecretError> {
+    let mut sinks = Vec::new();
+    for destination in &mapping.spec.destinations {
+        if let Some(http) = &destination.http {
+            let signing_secret = http.signing_secret.as_ref().map(|r| secrets.value(r)).transpose()?;
+            sinks.push(SinkConfig::Http { url: http.url.clone(), signing_secret });
+        }
+        if let Some(file) = &destination.file {
+            sinks.push(SinkConfig::File { path: file.path.clone().into() });
+        }
+    }
+    Ok(MappingConfig {
+        name: qualified_name(mapping),
+        object_type: mapping.spec.object_type.clone(),
+        match_key: mapping.spec.match_key.clone(),
+        fields: mapping.spec.fields.clone(),
+        sinks,
+    })
+}
+
+/// The receiver config of `integration`, from already-resolved secret values and mappings.
+pub fn render_receiver_config(
+    integration: &HubSpotIntegration,
+    token: &str,
+    client_secret: &str,
+    mappings: Vec<MappingConfig>,
+) -> ReceiverConfig {
+    let api = &integration.spec.api;
+    ReceiverConfig {
+        integration: qualified_name(integration),
+        listen: SocketAddr::from(([0, 0, 0, 0], RECEIVER_PORT)),
+        data_dir: DATA_DIR.into(),
+        hubspot: HubSpotConnection {
+            base_url: api.base_url.clone(),
+            api_version: api.version.clone(),
+            access_token: token.to_string(),
+            tier: api.tier,
+        },
+        webhooks: WebhookConfig {
+            client_secret: client_secret.to_string(),
+            public_url: integration.spec.webhooks.as_ref().and_then(|w| w.public_url.as_deref()).map(public_base_url),
+            accept_legacy_signatures: false,
+            max_body_bytes: 1024 * 1024,
+        },
+        mappings,
+    }
+}
+
+/// `spec.webhooks.publicUrl` is the full URL HubSpot calls; the receiver wants the base it puts
+/// in front of the request path when checking signatures, so the webhook path comes off.
+fn public_base_url(public_url: &str) -> String {
+    let url = public_url.trim_end_matches('/');
+    url.strip_suffix(WEBHOOK_PATH).unwrap_or(url).to_string()
+}
+
+/// Why no receiver config can be rendered.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error("spec.webhooks is not set: the receiver needs the app's client secret to verify webhook signatures")]
+    WebhooksNotConfigured,
+}
+
+impl ConfigError {
+    /// The condition reason for this problem.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ConfigError::Secret(e) => e.reason(),
+            ConfigError::WebhooksNotConfigured => "WebhooksNotConfigured",
+        }
+    }
+}
+
+/// Resolves every Secret the receiver config of `integration` needs and renders it, with the
+/// mappings among `mappings` that reference the integration.
+pub fn receiver_config<'a>(
+    integration: &HubSpotIntegration,
+    mappings: impl IntoIterator<Item = &'a PropertyMapping>,
+    secrets: &SecretStore,
+) -> Result<ReceiverConfig, ConfigError> {
+    let token = secrets.value(&integration.spec.credentials.private_app_token)?;
+    let webhooks = integration.spec.webhooks.as_ref().ok_or(ConfigError::WebhooksNotConfigured)?;
+    let client_secret = secrets.value(&webhooks.client_secret)?;
+    let mappings = mappings_of(integration, mappings)
+        .into_iter()
+        .map(|m| mapping_config(m, secrets))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(render_receiver_config(integration, &token, client_secret.as_str(), mappings))
+}
+
+/// The config as the receiver reads it from its file.
+pub fn config_yaml(config: &ReceiverConfig) -> String {
+    serde_yaml::to_string(config).expect("the receiver config always serialises")
+}
+
+/// Hex SHA-256 of the rendered config file.
+pub fn config_hash(config_yaml: &str) -> String {
+    hex::encode(Sha256::digest(config_yaml.as_bytes()))
+}
+
+/// Labels of every child object; the first two also select the receiver pods.
+pub fn receiver_labels(integration: &HubSpotIntegration) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(integration);
+    labels.insert("app.kubernetes.io/managed-by".into(), "hubspot-operator".into());
+    labels.insert("app.kubernetes.io/component".into(), "receiver".into());
+    labels
+}
+
+fn selector_labels(integration: &HubSpotIntegration) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "hubspot-operator".to_string()),
+        ("app.kubernetes.io/instance".to_string(), integration.name_any()),
+    ])
+}
+
+fn child_metadata(integration: &HubSpotIntegration, name: String, owner: &OwnerReference) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: integration.namespace(),
+        labels: Some(receiver_labels(integration)),
+        owner_references: Some(vec![owner.clone()]),
+        ..Default::default()
+    }
+}
+
+/// The Secret holding the rendered config file.
+pub fn config_secret(integration: &HubSpotIntegration, owner: &OwnerReference, config_yaml: &str) -> Secret {
+    Secret {
+        metadata: child_metadata(integration, config_secret_name(integration), owner),
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), ByteString(config_yaml.as_bytes().to_vec()))])),
+        ..Default::default()
+    }
+}
+
+/// The receiver Deployment. `config_hash` goes into the pod template, so pods restart with a
+/// new config.
+pub fn receiver_deployment(
+    integration: &HubSpotIntegration,
+    owner: &OwnerReference,
+    default_image: &str,
+    config_hash: &str,
+) -> Deployment {
+    let receiver = &integration.spec.receiver;
+    let http_probe = |path: &str| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..Default::default()
+        }),
+        period_seconds: Some(10),
+        ..Default::default()
+    };
+    let container = Container {
+        name: "receiver".into(),
+        image: Some(receiver.image.clone().unwrap_or_else(|| default_image.to_string())),
+        args: Some(vec!["receiver".into(), "--config".into(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: RECEIVER_PORT.into(),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        liveness_probe: Some(http_probe("/healthz")),
+        readiness_probe: Some(http_probe("/readyz")),
+        resources: receiver.resources.clone(),
+        volume_mounts: Some(vec![
+            VolumeMount {
+                name: "config".into(),
+                mount_path: CONFIG_DIR.into(),
+                read_only: Some(true),
+                ..Default::default()
+            },
+            VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..Default::default() },
+        ]),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            seccomp_profile: Some(runtime_default_seccomp()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        containers: vec![container],
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(RECEIVER_UID),
+            run_as_group: Some(RECEIVER_UID),
+            // Makes the config files (mode 0440) readable by the receiver's group.
+            fs_group: Some(RECEIVER_UID),
+            seccomp_profile: Some(runtime_default_seccomp()),
+            ..Default::default()
+        }),
+        volumes: Some(vec![
+            Volume {
+                name: "config".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(config_secret_name(integration)),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            // The embedded event log lives here; a PVC replaces it once the event-log backend
+            // is configurable.
+            Volume { name: "data".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
+        ]),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: child_metadata(integration, receiver_name(integration), owner),
+        spec: Some(DeploymentSpec {
+            replicas: Some(receiver.replicas),
+            selector: LabelSelector { match_labels: Some(selector_labels(integration)), ..Default::default() },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(receiver_labels(integration)),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), config_hash.to_string())])),
+                    ..Default::default()
+                }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+fn runtime_default_seccomp() -> SeccompProfile {
+    SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
+}
+
+/// The ClusterIP Service in front of the receiver pods: port 80 to the container's `http` port.
+pub fn receiver_service(integration: &HubSpotIntegration, owner: &OwnerReference) -> Service {
+    Service {
+        metadata: child_metadata(integration, receiver_name(integration), owner),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(integration)),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: 80,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::Resource;
+
+    use super::*;
+    use crate::api::SecretKeyRef;
+    use crate::api::integration::{Credentials, HubSpotIntegrationSpec, WebhookSettings};
+    use crate::api::mapping::{
+        Destination, Direction, FieldMapping, FileDestination, HttpDestination, IntegrationRef, MatchKey,
+        PropertyMappingSpec,
+    };
+
+    fn integration() -> HubSpotIntegration {
+        let mut i = HubSpotIntegration::new(
+            "crm",
+            HubSpotIntegrationSpec {
+                portal_id: Some(62515),
+                api: Default::default(),
+                credentials: Credentials {
+                    private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                },
+                required_scopes: vec![],
+                webhooks: Some(WebhookSettings {
+                    client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
+                    public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
+                }),
+                receiver: Default::default(),
+            },
+        );
+        i.metadata.namespace = Some("sales".into());
+        i.metadata.uid = Some("0b5c2a8e-1111-2222-3333-444455556666".into());
+        i
+    }
+
+    fn mapping(name: &str, integration: &str, destinations: Vec<Destination>) -> PropertyMapping {
+        let mut m = PropertyMapping::new(
+            name,
+            PropertyMappingSpec {
+                integration_ref: IntegrationRef { name: integration.into() },
+                object_type: "contacts".into(),
+                match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+                fields: vec![FieldMapping {
+                    hubspot_property: "firstname".into(),
+                    external_field: "first_name".into(),
+                    direction: Direction::ToExternal,
+                }],
+                destinations,
+            },
+        );
+        m.metadata.namespace = Some("sales".into());
+        m
+    }
+
+    fn secrets() -> SecretStore {
+        let mut s = Secret::default();
+        s.metadata.name = Some("hubspot".into());
+        s.string_data = Some(BTreeMap::from([
+            ("token".into(), "pat-na1-token".into()),
+            ("client-secret".into(), "client-secret-value".into()),
+        ]));
+        let mut signing = Secret::default();
+        signing.metadata.name = Some("sink-signing".into());
+        signing.string_data = Some(BTreeMap::from([("key".into(), "sign-me".into())]));
+        SecretStore::new([s, signing])
+    }
+
+    fn owner(i: &HubSpotIntegration) -> OwnerReference {
+        i.controller_owner_ref(&()).unwrap()
+    }
+
+    fn http_destination(signing: Option<&str>) -> Destination {
+        Destination {
+            http: Some(HttpDestination {
+                url: "https://crm.example.com/ingest".into(),
+                signing_secret: signing.map(|name| SecretKeyRef { name: name.into(), key: "key".into() }),
+            }),
+            file: None,
+        }
+    }
+
+    #[test]
+    fn renders_config_with_resolved_secrets_and_only_this_integrations_mappings() {
+        let i = integration();
+        let mappings = [
+            mapping("z-contacts", "crm", vec![http_destination(Some("sink-signing"))]),
+            mapping(
+                "a-file",
+                "crm",
+                vec![Destination { http: None, file: Some(FileDestination { path: "out.jsonl".into() }) }],
+            ),
+            mapping("other", "another-integration", vec![]),
+        ];
+        let config = receiver_config(&i, &mappings, &secrets()).unwrap();
+        assert_eq!(config.integration, "sales/crm");
+        assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.data_dir.to_str(), Some("/var/lib/hubspot-operator"));
+        assert_eq!(config.hubspot.access_token, "pat-na1-token");
+        assert_eq!(config.hubspot.base_url, "https://api.hubapi.com");
+        assert_eq!(config.hubspot.api_version, "v3");
+        assert_eq!(config.webhooks.client_secret, "client-secret-value");
+        assert_eq!(config.webhooks.public_url.as_deref(), Some("https://hooks.example.com"));
+        let names: Vec<&str> = config.mappings.iter().map(|m| m.name.as_str()).collect();
+        assert_eq!(names, ["sales/a-file", "sales/z-contacts"]);
+        assert_eq!(config.mappings[0].sinks, [SinkConfig::File { path: "out.jsonl".into() }]);
+        assert_eq!(
+            config.mappings[1].sinks,
+            [SinkConfig::Http { url: "https://crm.example.com/ingest".into(), signing_secret: Some("sign-me".into()) }]
+        );
+        // The rendered file is what `receiver --config` loads.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_KEY);
+        std::fs::write(&path, config_yaml(&config)).unwrap();
+        assert_eq!(ReceiverConfig::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn public_url_becomes_the_base_the_receiver_prefixes_to_the_request_path() {
+        assert_eq!(public_base_url("https://hooks.example.com/webhooks/hubspot"), "https://hooks.example.com");
+        assert_eq!(public_base_url("https://hooks.example.com/webhooks/hubspot/"), "https://hooks.example.com");
+        assert_eq!(public_base_url("https://example.com/hs/webhooks/hubspot"), "https://example.com/hs");
+        assert_eq!(public_base_url("https://hooks.example.com"), "https://hooks.example.com");
+    }
+
+    #[test]
+    fn missing_destination_secret_or_webhooks_prevent_rendering() {
+        let i = integration();
+        let mappings = [mapping("contacts", "crm", vec![http_destination(Some("absent"))])];
+        let err = receiver_config(&i, &mappings, &secrets()).unwrap_err();
+        assert_eq!(err.reason(), "SecretNotFound");
+        assert_eq!(err.to_string(), r#"Secret "absent" not found"#);
+
+        let mut no_webhooks = integration();
+        no_webhooks.spec.webhooks = None;
+        let err = receiver_config(&no_webhooks, &[], &secrets()).unwrap_err();
+        assert_eq!(err, ConfigError::WebhooksNotConfigured);
+    }
+
+    #[test]
+    fn referenced_secrets_are_listed_once_in_first_use_order() {
+        let i = integration();
+        let m1 = mapping("a", "crm", vec![http_destination(Some("sink-signing")), http_destination(None)]);
+        let m2 = mapping("b", "crm", vec![http_destination(Some("hubspot"))]);
+        assert_eq!(referenced_secret_names(&i, &[&m1, &m2]), ["hubspot", "sink-signing"]);
+    }
+
+    #[test]
+    fn deployment_runs_the_receiver_restricted_with_the_config_mounted() {
+        let i = integration();
+        let d = receiver_deployment(&i, &owner(&i), "ghcr.io/hubspot-operator/hubspot-operator:0.1.0", "abc");
+        assert_eq!(d.metadata.name.as_deref(), Some("crm-receiver"));
+        assert_eq!(d.metadata.namespace.as_deref(), Some("sales"));
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(1));
+        let template_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
+        for (k, v) in spec.selector.match_labels.as_ref().unwrap() {
+            assert_eq!(template_labels.get(k), Some(v), "selector label {k} must be on the pods");
+        }
+        assert_eq!(template_labels["app.kubernetes.io/component"], "receiver");
+        assert_eq!(template_labels["app.kubernetes.io/managed-by"], "hubspot-operator");
+        assert_eq!(template_labels["app.kubernetes.io/instance"], "crm");
+        let pod = spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let pod_sc = pod.security_context.unwrap();
+        assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let c = &pod.containers[0];
+        assert_eq!(c.image.as_deref(), Some("ghcr.io/hubspot-operator/hubspot-operator:0.1.0"));
+        assert_eq!(c.args.as_deref().unwrap(), ["receiver", "--config", "/etc/hubspot-operator/config.yaml"]);
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(sc.run_as_non_root, Some(true));
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref().unwrap(), ["ALL"]);
+        assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
+        let port = &c.ports.as_ref().unwrap()[0];
+        assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 8080));
+        let probe_path = |p: &Option<Probe>| p.as_ref().unwrap().http_get.as_ref().unwrap().path.clone().unwrap();
+        assert_eq!(probe_path(&c.liveness_probe), "/healthz");
+        assert_eq!(probe_path(&c.readiness_probe), "/readyz");
+        let mounts = c.volume_mounts.as_ref().unwrap();
+        let config_mount = mounts.iter().find(|m| m.mount_path == CONFIG_DIR).unwrap();
+        assert_eq!(config_mount.read_only, Some(true));
+        assert!(mounts.iter().any(|m| m.mount_path == DATA_DIR));
+        let volumes = pod.volumes.unwrap();
+        let config_volume = volumes.iter().find(|v| v.name == config_mount.name).unwrap();
+        assert_eq!(config_volume.secret.as_ref().unwrap().secret_name.as_deref(), Some("crm-receiver-config"));
+    }
+
+    #[test]
+    fn image_and_replicas_come_from_the_spec_when_set() {
+        let mut i = integration();
+        i.spec.receiver.image = Some("registry.example.com/receiver:pinned".into());
+        i.spec.receiver.replicas = 0;
+        let d = receiver_deployment(&i, &owner(&i), "default:image", "abc");
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(0));
+        assert_eq!(
+            spec.template.spec.unwrap().containers[0].image.as_deref(),
+            Some("registry.example.com/receiver:pinned")
+        );
+    }
+
+    #[test]
+    fn config_hash_annotation_follows_the_rendered_config() {
+        let i = integration();
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        let mut rotated = config.clone();
+        rotated.hubspot.access_token = "pat-na1-rotated".into();
+        let annotation = |cfg: &ReceiverConfig| {
+            let d = receiver_deployment(&i, &owner(&i), "img", &config_hash(&config_yaml(cfg)));
+            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+        };
+        assert_eq!(annotation(&config), annotation(&config.clone()), "same config, same hash");
+        assert_ne!(annotation(&config), annotation(&rotated), "a changed config rolls the pods");
+        assert_eq!(annotation(&config).len(), 64);
+    }
+
+    #[test]
+    fn every_child_is_controlled_by_the_integration() {
+        let i = integration();
+        let o = owner(&i);
+        let children = [
+            config_secret(&i, &o, "x").metadata,
+            receiver_deployment(&i, &o, "img", "h").metadata,
+            receiver_service(&i, &o).metadata,
+        ];
+        for meta in children {
+            let refs = meta.owner_references.unwrap();
+            assert_eq!(refs.len(), 1);
+            assert_eq!(refs[0].kind, "HubSpotIntegration");
+            assert_eq!(refs[0].api_version, "hubspot.io/v1alpha1");
+            assert_eq!(refs[0].name, "crm");
+            assert_eq!(refs[0].uid, "0b5c2a8e-1111-2222-3333-444455556666");
+            assert_eq!(refs[0].controller, Some(true));
+            assert_eq!(meta.namespace.as_deref(), Some("sales"));
+        }
+    }
+
+    #[test]
+    fn service_and_secret_shapes() {
+        let i = integration();
+        let o = owner(&i);
+        let svc = receiver_service(&i, &o);
+        assert_eq!(svc.metadata.name.as_deref(), Some("crm-receiver"));
+        let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
+        assert_eq!(port.port, 80);
+        assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
+        let secret = config_secret(&i, &o, "listen: 0.0.0.0:8080\n");
+        assert_eq!(secret.metadata.name.as_deref(), Some("crm-receiver-config"));
+        assert_eq!(secret.data.unwrap()["config.yaml"].0, b"listen: 0.0.0.0:8080\n");
+        assert_eq!(receiver_url(&i), "http://crm-receiver.sales.svc/webhooks/hubspot");
+    }
+}

@@ -1,0 +1,535 @@
+//! Pure status decisions: from what was observed (Secrets, HubSpot answers, the Deployment) to
+//! conditions. The reconcilers and `dev` mode both call these.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::ResourceExt;
+
+use super::resources::ConfigError;
+use super::secrets::SecretError;
+use crate::api::conditions::{condition, set_condition};
+use crate::api::integration::condition_types as integration_conditions;
+use crate::api::mapping::condition_types as mapping_conditions;
+use crate::api::{HubSpotIntegration, HubSpotIntegrationStatus, PropertyMapping, PropertyMappingStatus};
+use crate::hubspot::{self, Property, TokenInfo};
+
+/// What came of checking an integration's token.
+#[derive(Debug)]
+pub enum Authentication {
+    /// The token could not be read from its Secret.
+    TokenUnavailable(SecretError),
+    /// HubSpot's token introspection failed.
+    Failed(hubspot::Error),
+    /// HubSpot described the token.
+    Succeeded(TokenInfo),
+}
+
+/// What came of rendering and deploying an integration's receiver.
+#[derive(Debug)]
+pub enum ReceiverState {
+    /// No config could be rendered, so nothing was applied.
+    NotRendered(ConfigError),
+    /// The receiver runs with the current config; counts are from the Deployment's status.
+    Deployed { available_replicas: i32, desired_replicas: i32 },
+}
+
+/// A condition reason and message describing a failed HubSpot call. The message carries
+/// HubSpot's own words and correlation id, so support can trace the call.
+pub fn hubspot_error_reason(error: &hubspot::Error) -> (String, String) {
+    match error {
+        hubspot::Error::Api(api) => {
+            let mut message = format!("HubSpot answered {}: {}", api.status, api.message.trim());
+            if !api.required_scopes.is_empty() {
+                message.push_str(&format!(" Required scopes: {}.", api.required_scopes.join(", ")));
+            }
+            if !api.correlation_id.is_empty() {
+                message.push_str(&format!(" (correlationId {})", api.correlation_id));
+            }
+            (condition_reason(&api.category), message)
+        }
+        hubspot::Error::DailyLimitExhausted { .. } => ("DailyLimitExhausted".into(), error.to_string()),
+        hubspot::Error::Transport(_) => ("HubSpotUnreachable".into(), error.to_string()),
+        hubspot::Error::Decode(_) => ("UnexpectedResponse".into(), error.to_string()),
+    }
+}
+
+/// HubSpot's error category as a condition reason, which must match
+/// `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`.
+fn condition_reason(category: &str) -> String {
+    let cleaned: String = category.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+    if cleaned.starts_with(|c: char| c.is_ascii_alphabetic()) { cleaned } else { "HubSpotError".into() }
+}
+
+/// The `Authenticated` condition. A token of another portal than `portal_id` is refused.
+pub fn authenticated_condition(portal_id: Option<u64>, auth: &Authentication, generation: Option<i64>) -> Condition {
+    let (ok, reason, message) = match auth {
+        Authentication::TokenUnavailable(e) => (false, e.reason().to_string(), format!("Cannot read the token: {e}")),
+        Authentication::Failed(e) => {
+            let (reason, message) = hubspot_error_reason(e);
+            (false, reason, message)
+        }
+        Authentication::Succeeded(info) => match portal_id {
+            Some(expected) if expected != info.hub_id => (
+                false,
+                "PortalMismatch".into(),
+                format!("The token belongs to portal {}, but spec.portalId is {expected}", info.hub_id),
+            ),
+            _ => {
+                (true, "TokenValid".into(), format!("Token of app {} accepted by portal {}", info.app_id, info.hub_id))
+            }
+        },
+    };
+    condition(integration_conditions::AUTHENTICATED, Some(ok), &reason, message, generation)
+}
+
+/// Which of `required` scopes are not `granted`, in the order required, and the
+/// `ScopesGranted` condition saying so.
+pub fn scope_check(required: &[String], granted: &[String], generation: Option<i64>) -> (Vec<String>, Condition) {
+    let mut missing: Vec<String> = Vec::new();
+    for scope in required {
+        if !granted.contains(scope) && !missing.contains(scope) {
+            missing.push(scope.clone());
+        }
+    }
+    let condition = if missing.is_empty() {
+        condition(
+            integration_conditions::SCOPES_GRANTED,
+            Some(true),
+            "AllScopesGranted",
+            format!("All {} required scopes are granted", required.len()),
+            generation,
+        )
+    } else {
+        condition(
+            integration_conditions::SCOPES_GRANTED,
+            Some(false),
+            "MissingScopes",
+            format!("The token lacks required scopes: {}", missing.join(", ")),
+            generation,
+        )
+    };
+    (missing, condition)
+}
+
+/// The `ReceiverAvailable` condition.
+pub fn receiver_condition(receiver: &ReceiverState, generation: Option<i64>) -> Condition {
+    let (ok, reason, message) = match receiver {
+        ReceiverState::NotRendered(e) => (false, e.reason(), format!("The receiver config cannot be rendered: {e}")),
+        ReceiverState::Deployed { available_replicas, desired_replicas } if *available_replicas >= 1 => {
+            (true, "ReceiverAvailable", format!("{available_replicas} of {desired_replicas} receiver pods available"))
+        }
+        ReceiverState::Deployed { desired_replicas, .. } => {
+            (false, "ReceiverUnavailable", format!("No receiver pod is available yet ({desired_replicas} desired)"))
+        }
+    };
+    condition(integration_conditions::RECEIVER_AVAILABLE, Some(ok), reason, message, generation)
+}
+
+/// The `Ready` condition from the others: True when all are; otherwise the first that is not
+/// names the reason.
+fn ready_condition(type_: &str, parts: &[&Condition], generation: Option<i64>) -> Condition {
+    match parts.iter().find(|c| c.status != crate::api::conditions::TRUE) {
+        None => condition(type_, Some(true), "Ready", "All conditions are met", generation),
+        Some(blocking) => condition(
+            type_,
+            Some(false),
+            &blocking.reason,
+            format!("{}: {}", blocking.type_, blocking.message),
+            generation,
+        ),
+    }
+}
+
+/// The whole status of `integration` after one reconcile, keeping the transition times of
+/// conditions whose status did not change.
+pub fn integration_status(
+    integration: &HubSpotIntegration,
+    auth: &Authentication,
+    receiver: &ReceiverState,
+    receiver_url: Option<String>,
+) -> HubSpotIntegrationStatus {
+    let generation = integration.metadata.generation;
+    let authenticated = authenticated_condition(integration.spec.portal_id, auth, generation);
+    let (token, granted_scopes) = match auth {
+        Authentication::Succeeded(info) => (Some(info), info.scopes.clone()),
+        _ => (None, Vec::new()),
+    };
+    let (missing_scopes, scopes) = match token {
+        Some(info) => scope_check(&integration.spec.required_scopes, &info.scopes, generation),
+        None => (
+            Vec::new(),
+            condition(
+                integration_conditions::SCOPES_GRANTED,
+                None,
+                "NotAuthenticated",
+                "Scopes are checked once the token is accepted",
+                generation,
+            ),
+        ),
+    };
+    let available = receiver_condition(receiver, generation);
+    let ready = ready_condition(integration_conditions::READY, &[&authenticated, &scopes, &available], generation);
+
+    let previous = integration.status.clone().unwrap_or_default();
+    let mut conditions = previous.conditions;
+    for c in [ready, authenticated, scopes, available] {
+        set_condition(&mut conditions, c);
+    }
+    HubSpotIntegrationStatus {
+        conditions,
+        observed_generation: generation,
+        hub_id: token.map(|info| info.hub_id),
+        granted_scopes,
+        missing_scopes,
+        receiver_url,
+    }
+}
+
+/// What came of looking up a mapping's integration and the properties of its object type.
+#[derive(Debug)]
+pub enum PropertyLookup {
+    /// The referenced `HubSpotIntegration` does not exist.
+    IntegrationNotFound,
+    /// The integration's token could not be read from its Secret.
+    TokenUnavailable(SecretError),
+    /// HubSpot's property listing failed.
+    Failed(hubspot::Error),
+    /// HubSpot listed the object type's properties.
+    Listed(Vec<Property>),
+}
+
+/// The HubSpot properties `mapping` needs (its match key and every field), in spec order.
+pub fn required_properties(mapping: &PropertyMapping) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let spec = &mapping.spec;
+    for name in std::iter::once(&spec.match_key.hubspot_property).chain(spec.fields.iter().map(|f| &f.hubspot_property))
+    {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// Which properties `mapping` needs that are not among `properties`, and the `PropertiesExist`
+/// condition saying so.
+pub fn mapping_property_check(
+    mapping: &PropertyMapping,
+    properties: &[Property],
+    generation: Option<i64>,
+) -> (Vec<String>, Condition) {
+    let required = required_properties(mapping);
+    let missing: Vec<String> =
+        required.iter().filter(|name| !properties.iter().any(|p| &p.name == *name)).cloned().collect();
+    let object_type = &mapping.spec.object_type;
+    let condition = if missing.is_empty() {
+        condition(
+            mapping_conditions::PROPERTIES_EXIST,
+            Some(true),
+            "PropertiesExist",
+            format!("All {} mapped properties exist on {object_type}", required.len()),
+            generation,
+        )
+    } else {
+        condition(
+            mapping_conditions::PROPERTIES_EXIST,
+            Some(false),
+            "PropertiesMissing",
+            format!("Properties missing on {object_type}: {}", missing.join(", ")),
+            generation,
+        )
+    };
+    (missing, condition)
+}
+
+/// The whole status of `mapping` after one reconcile.
+pub fn mapping_status(mapping: &PropertyMapping, lookup: &PropertyLookup) -> PropertyMappingStatus {
+    let generation = mapping.metadata.generation;
+    let integration = &mapping.spec.integration_ref.name;
+    let found = match lookup {
+        PropertyLookup::IntegrationNotFound => condition(
+            mapping_conditions::INTEGRATION_FOUND,
+            Some(false),
+            "IntegrationNotFound",
+            format!(
+                "HubSpotIntegration {integration:?} not found in namespace {:?}",
+                mapping.namespace().unwrap_or_default()
+            ),
+            generation,
+        ),
+        _ => condition(
+            mapping_conditions::INTEGRATION_FOUND,
+            Some(true),
+            "IntegrationFound",
+            format!("HubSpotIntegration {integration:?} found"),
+            generation,
+        ),
+    };
+    let (missing_properties, exist) = match lookup {
+        PropertyLookup::IntegrationNotFound => (
+            Vec::new(),
+            condition(
+                mapping_conditions::PROPERTIES_EXIST,
+                None,
+                "IntegrationNotFound",
+                "Properties are checked once the integration exists",
+                generation,
+            ),
+        ),
+        PropertyLookup::TokenUnavailable(e) => (
+            Vec::new(),
+            condition(
+                mapping_conditions::PROPERTIES_EXIST,
+                None,
+                e.reason(),
+                format!("Cannot read the integration's token: {e}"),
+                generation,
+            ),
+        ),
+        PropertyLookup::Failed(e) => {
+            let (reason, message) = hubspot_error_reason(e);
+            (Vec::new(), condition(mapping_conditions::PROPERTIES_EXIST, Some(false), &reason, message, generation))
+        }
+        PropertyLookup::Listed(properties) => mapping_property_check(mapping, properties, generation),
+    };
+    let ready = ready_condition(mapping_conditions::READY, &[&found, &exist], generation);
+
+    let mut conditions = mapping.status.clone().unwrap_or_default().conditions;
+    for c in [ready, found, exist] {
+        set_condition(&mut conditions, c);
+    }
+    PropertyMappingStatus { conditions, observed_generation: generation, missing_properties }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    use super::*;
+    use crate::api::SecretKeyRef;
+    use crate::api::integration::{Credentials, HubSpotIntegrationSpec};
+    use crate::api::mapping::{Direction, FieldMapping, IntegrationRef, MatchKey, PropertyMappingSpec};
+    use crate::hubspot::ApiError;
+
+    fn integration(required: &[&str], portal: Option<u64>) -> HubSpotIntegration {
+        let mut i = HubSpotIntegration::new(
+            "crm",
+            HubSpotIntegrationSpec {
+                portal_id: portal,
+                api: Default::default(),
+                credentials: Credentials {
+                    private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                },
+                required_scopes: required.iter().map(|s| s.to_string()).collect(),
+                webhooks: None,
+                receiver: Default::default(),
+            },
+        );
+        i.metadata.namespace = Some("sales".into());
+        i.metadata.generation = Some(3);
+        i
+    }
+
+    fn token(hub_id: u64, scopes: &[&str]) -> Authentication {
+        Authentication::Succeeded(TokenInfo {
+            user_id: 1,
+            hub_id,
+            app_id: 77,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        })
+    }
+
+    const DEPLOYED: ReceiverState = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
+
+    fn find<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
+        conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"))
+    }
+
+    #[test]
+    fn healthy_integration_is_ready_with_every_condition_set() {
+        let i = integration(&["crm.objects.contacts.read"], Some(62515));
+        let status = integration_status(&i, &token(62515, &["crm.objects.contacts.read", "oauth"]), &DEPLOYED, None);
+        assert_eq!(status.conditions.len(), 4);
+        for c in &status.conditions {
+            assert_eq!(c.status, "True", "{c:?}");
+            assert_eq!(c.observed_generation, Some(3));
+        }
+        assert_eq!(status.observed_generation, Some(3));
+        assert_eq!(status.hub_id, Some(62515));
+        assert_eq!(status.granted_scopes, ["crm.objects.contacts.read", "oauth"]);
+        assert!(status.missing_scopes.is_empty());
+    }
+
+    #[test]
+    fn missing_scopes_are_listed_in_condition_and_status() {
+        let i = integration(&["crm.objects.contacts.read", "crm.objects.deals.write", "oauth"], None);
+        let status = integration_status(&i, &token(1, &["crm.objects.contacts.read"]), &DEPLOYED, None);
+        assert_eq!(status.missing_scopes, ["crm.objects.deals.write", "oauth"]);
+        let scopes = find(&status.conditions, "ScopesGranted");
+        assert_eq!((scopes.status.as_str(), scopes.reason.as_str()), ("False", "MissingScopes"));
+        assert_eq!(scopes.message, "The token lacks required scopes: crm.objects.deals.write, oauth");
+        let ready = find(&status.conditions, "Ready");
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "MissingScopes"));
+        assert_eq!(find(&status.conditions, "Authenticated").status, "True");
+    }
+
+    #[test]
+    fn token_of_another_portal_is_not_authenticated() {
+        let i = integration(&[], Some(62515));
+        let status = integration_status(&i, &token(99, &[]), &DEPLOYED, None);
+        let auth = find(&status.conditions, "Authenticated");
+        assert_eq!((auth.status.as_str(), auth.reason.as_str()), ("False", "PortalMismatch"));
+        assert_eq!(auth.message, "The token belongs to portal 99, but spec.portalId is 62515");
+        assert_eq!(find(&status.conditions, "Ready").reason, "PortalMismatch");
+    }
+
+    #[test]
+    fn hubspot_refusal_keeps_category_message_and_correlation_id() {
+        let i = integration(&["oauth"], None);
+        let refused = Authentication::Failed(hubspot::Error::Api(ApiError::from_body(
+            401,
+            br#"{"status":"error","message":"Authentication credentials not found.","correlationId":"4b5c-1","category":"INVALID_AUTHENTICATION"}"#,
+        )));
+        let status = integration_status(&i, &refused, &DEPLOYED, None);
+        let auth = find(&status.conditions, "Authenticated");
+        assert_eq!(auth.reason, "INVALID_AUTHENTICATION");
+        assert_eq!(auth.message, "HubSpot answered 401: Authentication credentials not found. (correlationId 4b5c-1)");
+        let scopes = find(&status.conditions, "ScopesGranted");
+        assert_eq!((scopes.status.as_str(), scopes.reason.as_str()), ("Unknown", "NotAuthenticated"));
+        assert_eq!(status.hub_id, None);
+    }
+
+    #[test]
+    fn missing_token_secret_names_the_secret() {
+        let i = integration(&[], None);
+        let auth =
+            Authentication::TokenUnavailable(SecretError::KeyMissing { name: "hubspot".into(), key: "token".into() });
+        let c = authenticated_condition(None, &auth, Some(1));
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretKeyMissing"));
+        assert_eq!(c.message, r#"Cannot read the token: Secret "hubspot" has no key "token""#);
+        let status =
+            integration_status(&i, &auth, &ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured), None);
+        let receiver = find(&status.conditions, "ReceiverAvailable");
+        assert_eq!((receiver.status.as_str(), receiver.reason.as_str()), ("False", "WebhooksNotConfigured"));
+    }
+
+    #[test]
+    fn receiver_without_available_pods_is_not_available() {
+        let c = receiver_condition(&ReceiverState::Deployed { available_replicas: 0, desired_replicas: 2 }, None);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ReceiverUnavailable"));
+    }
+
+    #[test]
+    fn unchanged_condition_keeps_its_transition_time() {
+        let mut i = integration(&[], None);
+        let first = integration_status(&i, &token(1, &[]), &DEPLOYED, None);
+        let mut earlier = first.clone();
+        let old_time = Time("2020-01-01T00:00:00Z".parse().unwrap());
+        for c in &mut earlier.conditions {
+            c.last_transition_time = old_time.clone();
+        }
+        i.status = Some(earlier);
+        let second = integration_status(
+            &i,
+            &token(1, &[]),
+            &ReceiverState::Deployed { available_replicas: 0, desired_replicas: 1 },
+            None,
+        );
+        assert_eq!(find(&second.conditions, "Authenticated").last_transition_time, old_time);
+        assert_ne!(find(&second.conditions, "ReceiverAvailable").last_transition_time, old_time);
+        assert_eq!(second.conditions.len(), 4);
+    }
+
+    #[test]
+    fn odd_categories_become_valid_reasons() {
+        assert_eq!(condition_reason("MISSING_SCOPES"), "MISSING_SCOPES");
+        assert_eq!(condition_reason("rate-limit"), "ratelimit");
+        assert_eq!(condition_reason(""), "HubSpotError");
+        assert_eq!(condition_reason("429"), "HubSpotError");
+    }
+
+    fn mapping(fields: &[&str]) -> PropertyMapping {
+        let mut m = PropertyMapping::new(
+            "contacts",
+            PropertyMappingSpec {
+                integration_ref: IntegrationRef { name: "crm".into() },
+                object_type: "contacts".into(),
+                match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+                fields: fields
+                    .iter()
+                    .map(|f| FieldMapping {
+                        hubspot_property: f.to_string(),
+                        external_field: f.to_string(),
+                        direction: Direction::Both,
+                    })
+                    .collect(),
+                destinations: vec![],
+            },
+        );
+        m.metadata.namespace = Some("sales".into());
+        m.metadata.generation = Some(2);
+        m
+    }
+
+    fn property(name: &str) -> Property {
+        Property {
+            name: name.into(),
+            label: name.into(),
+            type_: "string".into(),
+            field_type: "text".into(),
+            group_name: "contactinformation".into(),
+            description: String::new(),
+            has_unique_value: false,
+            hubspot_defined: Some(true),
+            options: vec![],
+        }
+    }
+
+    #[test]
+    fn missing_properties_are_listed() {
+        let m = mapping(&["firstname", "loyalty_tier", "email"]);
+        let (missing, c) = mapping_property_check(&m, &[property("email"), property("firstname")], Some(2));
+        assert_eq!(missing, ["loyalty_tier"]);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "PropertiesMissing"));
+        assert_eq!(c.message, "Properties missing on contacts: loyalty_tier");
+
+        let status = mapping_status(&m, &PropertyLookup::Listed(vec![property("firstname")]));
+        assert_eq!(status.missing_properties, ["email", "loyalty_tier"]);
+        assert_eq!(find(&status.conditions, "Ready").reason, "PropertiesMissing");
+        assert_eq!(find(&status.conditions, "IntegrationFound").status, "True");
+    }
+
+    #[test]
+    fn mapping_with_all_properties_is_ready() {
+        let m = mapping(&["firstname"]);
+        let status = mapping_status(&m, &PropertyLookup::Listed(vec![property("email"), property("firstname")]));
+        assert!(status.missing_properties.is_empty());
+        assert_eq!(status.conditions.len(), 3);
+        assert!(status.conditions.iter().all(|c| c.status == "True" && c.observed_generation == Some(2)));
+    }
+
+    #[test]
+    fn mapping_without_integration_is_not_ready() {
+        let status = mapping_status(&mapping(&["firstname"]), &PropertyLookup::IntegrationNotFound);
+        let found = find(&status.conditions, "IntegrationFound");
+        assert_eq!((found.status.as_str(), found.reason.as_str()), ("False", "IntegrationNotFound"));
+        assert_eq!(found.message, r#"HubSpotIntegration "crm" not found in namespace "sales""#);
+        assert_eq!(find(&status.conditions, "PropertiesExist").status, "Unknown");
+        assert_eq!(find(&status.conditions, "Ready").reason, "IntegrationNotFound");
+    }
+
+    #[test]
+    fn missing_scope_answer_lists_the_required_scopes() {
+        let err = hubspot::Error::Api(ApiError::from_body(
+            403,
+            br#"{"status":"error","message":"This app hasn't been granted all required scopes to make this call.","correlationId":"c-9","errors":[{"message":"One or more of the following scopes are required.","context":{"requiredScopes":["crm.schemas.contacts.read"]}}],"category":"MISSING_SCOPES"}"#,
+        ));
+        let status = mapping_status(&mapping(&[]), &PropertyLookup::Failed(err));
+        let exist = find(&status.conditions, "PropertiesExist");
+        assert_eq!((exist.status.as_str(), exist.reason.as_str()), ("False", "MISSING_SCOPES"));
+        assert_eq!(
+            exist.message,
+            "HubSpot answered 403: This app hasn't been granted all required scopes to make this call. \
+             Required scopes: crm.schemas.contacts.read. (correlationId c-9)"
+        );
+    }
+}

@@ -1,0 +1,64 @@
+//! `hubspot-operator dev` as a user runs it: the examples against the built-in emulator; a
+//! change made in the emulator reaches the file destination within seconds.
+
+mod common;
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use common::eventually;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_in_the_emulator_reaches_the_file_destination() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let (emulator_port, receiver_port) = (free_port(), free_port());
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
+        .args(["dev", "-f", "examples", "--seed", "5"])
+        .args(["--emulator-listen", &format!("127.0.0.1:{emulator_port}")])
+        .args(["--listen", &format!("127.0.0.1:{receiver_port}")])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let shown = Arc::new(Mutex::new(String::new()));
+    let mut stdout = dev.stdout.take().unwrap();
+    let collected = shown.clone();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+            collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    });
+    let http = reqwest::Client::new();
+    let emulator = format!("http://127.0.0.1:{emulator_port}");
+    let contact = format!("{emulator}/_emulator/objects/contacts/1");
+    eventually("the emulator to answer", || async { http.get(&contact).send().await.is_ok() }).await;
+
+    let patched = http.patch(&contact).json(&serde_json::json!({"properties": {"firstname": "Augusta Ada"}})).send();
+    assert!(patched.await.unwrap().status().is_success());
+    let file = data_dir.path().join("contacts.jsonl");
+    eventually("the record in the file destination", || async {
+        std::fs::read_to_string(&file).unwrap_or_default().lines().any(|line| {
+            let record: serde_json::Value = serde_json::from_str(line).unwrap();
+            record["objectId"] == "1" && record["fields"]["first_name"] == "Augusta Ada"
+        })
+    })
+    .await;
+
+    eventually("the status display to show the delivery", || async {
+        shown.lock().unwrap().contains("default/contacts → file-0: 1 delivered")
+    })
+    .await;
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    let shown = shown.lock().unwrap();
+    assert!(shown.contains("HubSpotIntegration  default/crm"), "{shown}");
+    assert!(shown.contains("Ready=True (Ready)  Authenticated=True"), "{shown}");
+}
