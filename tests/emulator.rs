@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,6 +89,8 @@ async fn unknown_or_missing_token_is_401() {
         assert!(!body["message"].as_str().unwrap().is_empty());
         assert_uuid_shaped(&body["correlationId"]);
     }
+    let (_, headers, body) = emu.call(Method::GET, "/crm/v3/objects/contacts", Some("wrong"), None).await;
+    assert_eq!(headers["x-hubspot-correlation-id"], body["correlationId"].as_str().unwrap());
     emu.emulator.shutdown().await;
 }
 
@@ -351,6 +354,22 @@ async fn batches_take_at_most_100_inputs_and_fail_as_a_whole() {
     assert_eq!(body["errors"][0]["context"]["objectWriteTraceId"], json!(["b"]));
     let (_, all) = emu.get("/crm/v3/objects/deals?limit=100&after=101").await;
     assert_eq!(all["results"].as_array().unwrap().len(), 1, "only the traced good input was written");
+    // Updates of unknown records: the whole call fails, or only that input when traced.
+    let update = |traced: bool| {
+        let trace = |id: &str| if traced { json!(id) } else { Value::Null };
+        json!({"inputs": [
+            {"id": "1", "properties": {"amount": "7"}, "objectWriteTraceId": trace("one")},
+            {"id": "999999", "properties": {"amount": "8"}, "objectWriteTraceId": trace("ghost")},
+        ]})
+    };
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/update", update(false)).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["category"], "OBJECT_NOT_FOUND");
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/update", update(true)).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS);
+    assert_eq!(body["results"][0]["properties"]["amount"], "7");
+    assert_eq!(body["errors"][0]["category"], "OBJECT_NOT_FOUND");
+    assert_eq!(body["errors"][0]["context"]["objectWriteTraceId"], json!(["ghost"]));
     emu.emulator.shutdown().await;
 }
 
@@ -391,6 +410,33 @@ async fn property_create_is_validated() {
     let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"customer_number": "C-1"}})).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["category"], "CONFLICT");
+    // HubSpot-defined properties stay; archived custom ones take no more values.
+    let path = "/crm/v3/properties/contacts/email";
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::BAD_REQUEST);
+    let path = "/crm/v3/properties/contacts/customer_number";
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::NO_CONTENT);
+    let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"customer_number": "C-2"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("PROPERTY_DOESNT_EXIST"));
+    let (_, archived) = emu.get("/crm/v3/properties/contacts?archived=true").await;
+    assert_eq!(archived["results"][0]["name"], "customer_number");
+    // Groups: create, rename, and archive once empty.
+    let (status, _) =
+        emu.post("/crm/v3/properties/contacts/groups", json!({"name": "loyalty", "label": "Loyalty"})).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let group = json!({"name": "tier", "label": "Tier", "type": "string", "fieldType": "text", "groupName": "loyalty"});
+    assert_eq!(emu.post("/crm/v3/properties/contacts", group).await.0, StatusCode::CREATED);
+    let path = "/crm/v3/properties/contacts/groups/loyalty";
+    let (status, _, renamed) =
+        emu.call(Method::PATCH, path, Some(TOKEN), Some(json!({"label": "Loyalty programme"}))).await;
+    assert_eq!((status, &renamed["label"]), (StatusCode::OK, &json!("Loyalty programme")));
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::BAD_REQUEST, "tier is in it");
+    emu.call(Method::DELETE, "/crm/v3/properties/contacts/tier", Some(TOKEN), None).await;
+    assert_eq!(emu.call(Method::DELETE, path, Some(TOKEN), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(emu.get(path).await.0, StatusCode::NOT_FOUND);
+    let (status, body) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "not-an-email"}})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(body["message"].as_str().unwrap().contains("INVALID_EMAIL"));
     emu.emulator.shutdown().await;
 }
 
@@ -452,17 +498,29 @@ struct Received {
 struct Target {
     received: Arc<Mutex<Vec<Received>>>,
     planned: Arc<Mutex<Vec<u16>>>,
+    /// How long each answer takes.
+    answer_after: Duration,
+    in_flight: Arc<AtomicUsize>,
+    max_in_flight: Arc<AtomicUsize>,
 }
 
 impl Target {
     async fn serve(planned: Vec<u16>) -> (Target, String) {
-        let target = Target { planned: Arc::new(Mutex::new(planned)), ..Default::default() };
+        Self::serve_with(planned, Duration::ZERO).await
+    }
+
+    async fn serve_with(planned: Vec<u16>, answer_after: Duration) -> (Target, String) {
+        let target = Target { planned: Arc::new(Mutex::new(planned)), answer_after, ..Default::default() };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}/hubspot/webhooks?source=emulator", listener.local_addr().unwrap());
         let state = target.clone();
         let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, body: Bytes| {
             let state = state.clone();
             async move {
+                let now_in_flight = state.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                state.max_in_flight.fetch_max(now_in_flight, Ordering::SeqCst);
+                tokio::time::sleep(state.answer_after).await;
+                state.in_flight.fetch_sub(1, Ordering::SeqCst);
                 let host = headers["host"].to_str().unwrap().to_string();
                 let events = serde_json::from_slice(&body).unwrap();
                 let uri = format!("http://{host}{uri}");
@@ -588,27 +646,31 @@ async fn webhooks_are_signed_batched_and_describe_api_writes() {
 
 #[tokio::test]
 async fn failed_deliveries_are_retried_with_the_next_attempt_number() {
-    let (target, url) = Target::serve(vec![500]).await;
+    let (target, url) = Target::serve(vec![500, 302]).await;
     let emu = start(webhook_config(url)).await;
     let (status, _, created) = emu
         .call(Method::POST, "/_emulator/objects/companies", None, Some(json!({"properties": {"name": "Acme"}})))
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let received = target.wait_for(|r| r.len() >= 2).await;
-    assert_eq!(received[0].events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>(), BTreeSet::from([0]));
-    assert_eq!(received[1].events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>(), BTreeSet::from([1]));
+    let received = target.wait_for(|r| r.len() >= 3).await;
+    let attempts = |r: &Received| r.events.iter().map(|e| e.attempt_number).collect::<BTreeSet<_>>();
+    assert_eq!(attempts(&received[0]), BTreeSet::from([0]));
+    assert_eq!(attempts(&received[1]), BTreeSet::from([1]));
+    assert_eq!(attempts(&received[2]), BTreeSet::from([2]), "a redirect is a failed delivery too");
     let keys = |r: &Received| r.events.iter().map(WebhookEvent::dedup_key).collect::<Vec<_>>();
     assert_eq!(keys(&received[0]), keys(&received[1]), "the retry carries the same events");
+    assert_eq!(keys(&received[0]), keys(&received[2]));
     assert_ne!(header(&received[0], "x-hubspot-signature"), header(&received[1], "x-hubspot-signature"));
     assert_eq!(header(&received[1], "x-hubspot-signature"), sign_v1(SECRET, &received[1].body));
     let creation = received[1].events.iter().find(|e| e.subscription_type == "company.creation").unwrap();
     assert_eq!(creation.object_id.to_string(), created["id"].as_str().unwrap());
     assert_eq!(creation.change_source.as_deref(), Some("CRM_UI"), "admin writes are user changes");
     let status = wait_until_quiet(&emu).await;
-    assert_eq!(status["failedAttempts"], 1);
+    assert_eq!(status["failedAttempts"], 2);
     assert_eq!(status["delivered"], 1);
     assert_eq!(status["log"][0], json!({"batchSize": 2, "attemptNumber": 0, "status": 500}));
-    assert_eq!(status["log"][1], json!({"batchSize": 2, "attemptNumber": 1, "status": 200}));
+    assert_eq!(status["log"][1], json!({"batchSize": 2, "attemptNumber": 1, "status": 302}));
+    assert_eq!(status["log"][2], json!({"batchSize": 2, "attemptNumber": 2, "status": 200}));
     emu.emulator.shutdown().await;
 }
 
@@ -688,7 +750,177 @@ async fn admin_api_acts_as_a_user_and_shows_raw_state() {
     assert_eq!(raw["properties"]["email"], "u@example.com");
     let (status, _) = emu.get(&format!("/crm/v3/objects/contacts/{id}")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, all) = emu.call(Method::GET, "/_emulator/objects/contacts", None, None).await;
+    assert_eq!(all, json!([raw]));
     let (_, _, requests) = emu.call(Method::GET, "/_emulator/requests", None, None).await;
     assert_eq!(requests.as_array().unwrap().len(), 1, "admin calls are not API calls");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn injected_faults_answer_like_hubspot_under_load() {
+    let emu = start(config_with_token()).await;
+    let (status, _, plan) = emu
+        .call(
+            Method::PUT,
+            "/_emulator/faults",
+            None,
+            Some(json!({"status": 503, "count": 2, "pathPrefix": "/crm/v3/objects"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(plan["count"], 2);
+    assert_eq!(emu.get("/crm/v3/properties/contacts").await.0, StatusCode::OK, "other paths are served");
+    for _ in 0..2 {
+        let (status, headers, body) = emu.call(Method::GET, "/crm/v3/objects/contacts", Some(TOKEN), None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["status"], "error");
+        assert!(headers.contains_key("x-hubspot-ratelimit-remaining"));
+    }
+    assert_eq!(emu.get("/crm/v3/objects/contacts").await.0, StatusCode::OK, "the plan ran out");
+    assert_eq!(emu.call(Method::GET, "/_emulator/faults", None, None).await.2, Value::Null);
+    emu.call(Method::PUT, "/_emulator/faults", None, Some(json!({"status": 429, "policyName": "DAILY"}))).await;
+    let (status, body) = emu.get("/crm/v3/objects/deals").await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!((&body["errorType"], &body["policyName"]), (&json!("RATE_LIMIT"), &json!("DAILY")));
+    assert_eq!(emu.call(Method::DELETE, "/_emulator/faults", None, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(emu.get("/crm/v3/objects/deals").await.0, StatusCode::OK);
+    let (status, _, _) = emu.call(Method::PUT, "/_emulator/faults", None, Some(json!({"status": 404}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn reorder_shuffles_events_but_delivers_all() {
+    let (target, url) = Target::serve(vec![]).await;
+    let emu = start(EmulatorConfig { reorder: true, ..webhook_config(url) }).await;
+    let inputs: Vec<Value> = (0..100).map(|i| json!({"properties": {"dealname": format!("R{i}")}})).collect();
+    let (status, _) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+    assert_eq!(status, StatusCode::CREATED);
+    wait_until_quiet(&emu).await;
+    let received = target.received();
+    let ids: Vec<u64> = received.iter().flat_map(|r| r.events.iter().map(|e| e.event_id)).collect();
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), 200, "every event arrives once");
+    assert_eq!(ids.len(), 200);
+    // 200 events in shuffled batches: arriving in creation order would take odds of 1 in 100!.
+    assert!(ids.windows(2).any(|w| w[0] > w[1]), "events arrived in creation order");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn search_filters_and_carries_no_rate_limit_headers() {
+    let emu = start(EmulatorConfig { seed: 30, ..config_with_token() }).await;
+    let body = json!({
+        "filterGroups": [{"filters": [
+            {"propertyName": "city", "operator": "EQ", "value": "london"},
+            {"propertyName": "lifecyclestage", "operator": "IN", "values": ["lead", "customer", "subscriber"]},
+        ]}],
+        "sorts": [{"propertyName": "email", "direction": "ASCENDING"}],
+        "properties": ["email", "city"],
+        "limit": 2,
+    });
+    let (status, headers, page) =
+        emu.call(Method::POST, "/crm/v3/objects/contacts/search", Some(TOKEN), Some(body)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!headers.keys().any(|k| k.as_str().starts_with("x-hubspot-ratelimit")), "{headers:?}");
+    let results = page["results"].as_array().unwrap();
+    assert!(page["total"].as_u64().unwrap() > 2);
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r["properties"]["city"] == "London"));
+    assert!(results[0]["properties"]["email"].as_str() < results[1]["properties"]["email"].as_str());
+    assert_eq!(page["paging"]["next"]["after"], "2");
+    let (status, _, _) =
+        emu.call(Method::POST, "/crm/objects/2026-03/deals/search", Some(TOKEN), Some(json!({"limit": 500}))).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_most_ten_webhook_requests_are_in_flight() {
+    let (target, url) = Target::serve_with(vec![], Duration::from_millis(200)).await;
+    let emu = start(webhook_config(url)).await;
+    for chunk in 0..6 {
+        let inputs: Vec<Value> =
+            (0..100).map(|i| json!({"properties": {"dealname": format!("C{chunk}-{i}")}})).collect();
+        let (status, _) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let status = wait_until_quiet(&emu).await;
+    let received = target.received();
+    assert_eq!(received.iter().map(|r| r.events.len()).sum::<usize>(), 1200);
+    assert!(received.len() >= 12);
+    assert_eq!(status["delivered"], received.len());
+    let max = target.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=10).contains(&max), "{max} requests were in flight at once");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn reads_can_include_each_value_with_its_source() {
+    let emu = start(config_with_token()).await;
+    let (_, created) =
+        emu.post("/crm/v3/objects/deals", json!({"properties": {"dealname": "H", "amount": "10"}})).await;
+    let id = created["id"].as_str().unwrap();
+    let (status, _, _) = emu
+        .call(
+            Method::PATCH,
+            &format!("/_emulator/objects/deals/{id}"),
+            None,
+            Some(json!({"properties": {"amount": "20"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let read = json!({"properties": ["amount"], "propertiesWithHistory": ["amount"], "inputs": [{"id": id}]});
+    let (status, body) = emu.post("/crm/v3/objects/deals/batch/read", read).await;
+    assert_eq!(status, StatusCode::OK);
+    let history = body["results"][0]["propertiesWithHistory"]["amount"].as_array().unwrap();
+    let values: Vec<(&str, &str)> =
+        history.iter().map(|h| (h["value"].as_str().unwrap(), h["sourceType"].as_str().unwrap())).collect();
+    assert_eq!(values, vec![("20", "CRM_UI"), ("10", "INTEGRATION")], "newest first");
+    assert_eq!(history[1]["sourceId"], "54321");
+    assert!(history[0]["timestamp"].as_str().unwrap() >= history[1]["timestamp"].as_str().unwrap());
+    let (_, single) = emu.get(&format!("/crm/v3/objects/deals/{id}?propertiesWithHistory=dealname")).await;
+    assert_eq!(single["propertiesWithHistory"]["dealname"][0]["value"], "H");
+    let too_many: Vec<Value> = (0..51).map(|i| json!({"id": i.to_string()})).collect();
+    let (status, _) = emu
+        .post("/crm/v3/objects/deals/batch/read", json!({"propertiesWithHistory": ["amount"], "inputs": too_many}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_subscribed_events_are_sent() {
+    let (target, url) = Target::serve(vec![]).await;
+    let subscriptions = vec!["contact.creation".parse().unwrap(), "contact.propertyChange:email".parse().unwrap()];
+    let emu = start(EmulatorConfig { subscriptions, ..webhook_config(url) }).await;
+    let (_, _, created) = emu
+        .call(
+            Method::POST,
+            "/_emulator/objects/contacts",
+            None,
+            Some(json!({"properties": {"email": "s@example.com", "firstname": "S"}})),
+        )
+        .await;
+    let id = created["id"].as_str().unwrap();
+    let path = format!("/_emulator/objects/contacts/{id}");
+    emu.call(Method::PATCH, &path, None, Some(json!({"properties": {"firstname": "Sam"}}))).await;
+    emu.call(Method::PATCH, &path, None, Some(json!({"properties": {"email": "sam@example.com"}}))).await;
+    emu.call(Method::DELETE, &path, None, None).await;
+    emu.post("/crm/v3/objects/deals", json!({"properties": {"dealname": "unsubscribed"}})).await;
+    wait_until_quiet(&emu).await;
+    // Batches may arrive in any order: compare in the order the changes happened.
+    let mut received: Vec<WebhookEvent> = target.received().iter().flat_map(|r| r.events.clone()).collect();
+    received.sort_by_key(|e| e.event_id);
+    let events: Vec<(String, Option<String>, Option<String>)> =
+        received.into_iter().map(|e| (e.subscription_type, e.property_name, e.property_value)).collect();
+    assert_eq!(
+        events,
+        vec![
+            ("contact.creation".to_string(), None, None),
+            ("contact.propertyChange".to_string(), Some("email".to_string()), Some("s@example.com".to_string())),
+            ("contact.propertyChange".to_string(), Some("email".to_string()), Some("sam@example.com".to_string())),
+        ]
+    );
     emu.emulator.shutdown().await;
 }

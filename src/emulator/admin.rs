@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 use super::Emulator;
 use super::auth::FIRST_USER_ID;
 use super::error::{ApiFailure, ApiResult};
+use super::faults::FaultPlan;
 use super::schema::ObjectType;
 use super::state::{Actor, Selection, Write, parse_properties};
 
@@ -78,10 +79,11 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
 
 pub fn router() -> Router<Arc<Emulator>> {
     Router::new()
-        .route("/objects/{t}", axum::routing::post(create_as_user))
+        .route("/objects/{t}", get(raw_objects).post(create_as_user))
         .route("/objects/{t}/{id}", get(raw_object).patch(update_as_user).delete(archive_as_user))
         .route("/requests", get(list_requests).delete(clear_requests))
         .route("/webhooks", get(webhook_status))
+        .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
 }
 
 fn object_id(id: &str) -> ApiResult<u64> {
@@ -136,6 +138,14 @@ async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(Strin
     Ok(axum::Json(object.to_json(t, &store.of(t).properties, Selection::All)).into_response())
 }
 
+async fn raw_objects(State(emu): State<Arc<Emulator>>, Path(t): Path<String>) -> ApiResult<Response> {
+    let t = ObjectType::parse(&t)?;
+    let store = emu.store.lock().expect("store lock");
+    let of = store.of(t);
+    let objects: Vec<Value> = of.objects.values().map(|o| o.to_json(t, &of.properties, Selection::All)).collect();
+    Ok(axum::Json(objects).into_response())
+}
+
 async fn list_requests(State(emu): State<Arc<Emulator>>) -> Response {
     let log = emu.requests.lock().expect("request log lock");
     axum::Json(log.entries.iter().collect::<Vec<_>>()).into_response()
@@ -148,4 +158,21 @@ async fn clear_requests(State(emu): State<Arc<Emulator>>) -> StatusCode {
 
 async fn webhook_status(State(emu): State<Arc<Emulator>>) -> Response {
     axum::Json(emu.webhooks.snapshot()).into_response()
+}
+
+async fn show_faults(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(emu.faults.lock().expect("faults lock").current().cloned()).into_response()
+}
+
+async fn set_faults(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let plan: FaultPlan =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid fault plan: {e}")))?;
+    plan.validate()?;
+    emu.faults.lock().expect("faults lock").set(plan.clone());
+    Ok(axum::Json(plan).into_response())
+}
+
+async fn clear_faults(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.faults.lock().expect("faults lock").clear();
+    StatusCode::NO_CONTENT
 }

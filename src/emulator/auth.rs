@@ -96,7 +96,8 @@ const WINDOW: Duration = Duration::from_secs(10);
 /// HubSpot's limits: a rolling ten-second window per app, a daily count per account that
 /// resets at midnight (the emulated account's time zone is UTC).
 pub struct RateLimiter {
-    tier: Tier,
+    burst: usize,
+    daily: u64,
     windows: HashMap<u64, VecDeque<Instant>>,
     day: i64,
     daily_used: u64,
@@ -104,7 +105,11 @@ pub struct RateLimiter {
 
 impl RateLimiter {
     pub fn new(tier: Tier) -> Self {
-        Self { tier, windows: HashMap::new(), day: epoch_day(now_ms()), daily_used: 0 }
+        Self::with_limits(tier.burst_limit() as usize, tier.daily_limit())
+    }
+
+    fn with_limits(burst: usize, daily: u64) -> Self {
+        Self { burst, daily, windows: HashMap::new(), day: epoch_day(now_ms()), daily_used: 0 }
     }
 
     /// Counts one request of `app_id`, or refuses it. Either way, the `X-HubSpot-RateLimit-*`
@@ -116,8 +121,7 @@ impl RateLimiter {
             self.day = today;
             self.daily_used = 0;
         }
-        let burst = self.tier.burst_limit() as usize;
-        let daily = self.tier.daily_limit();
+        let (burst, daily) = (self.burst, self.daily);
         let window = self.windows.entry(app_id).or_default();
         while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
             window.pop_front();
@@ -144,6 +148,36 @@ impl RateLimiter {
     }
 }
 
+/// CRM search has its own limit: requests per second for the whole account.
+pub struct SearchLimiter {
+    per_second: usize,
+    recent: VecDeque<Instant>,
+}
+
+/// Search requests per second per account.
+pub const SEARCH_PER_SECOND: usize = 5;
+
+impl Default for SearchLimiter {
+    fn default() -> Self {
+        Self { per_second: SEARCH_PER_SECOND, recent: VecDeque::new() }
+    }
+}
+
+impl SearchLimiter {
+    /// Counts one search, or refuses it with HubSpot's 429.
+    pub fn admit(&mut self) -> Result<(), ApiFailure> {
+        let now = Instant::now();
+        while self.recent.front().is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1)) {
+            self.recent.pop_front();
+        }
+        if self.recent.len() >= self.per_second {
+            return Err(ApiFailure::rate_limited(RateLimitPolicy::Secondly));
+        }
+        self.recent.push_back(now);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +196,27 @@ mod tests {
         assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
         assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "249900");
         assert!(limiter.admit(2).1.is_ok(), "another app has its own window");
+    }
+
+    #[test]
+    fn search_has_its_own_per_second_limit() {
+        let mut limiter = SearchLimiter::default();
+        for _ in 0..SEARCH_PER_SECOND {
+            assert!(limiter.admit().is_ok());
+        }
+        assert_eq!(limiter.admit().unwrap_err().body["policyName"], "SECONDLY");
+    }
+
+    #[test]
+    fn daily_limit_is_shared_by_every_app() {
+        let mut limiter = RateLimiter::with_limits(10, 3);
+        assert!(limiter.admit(1).1.is_ok());
+        assert!(limiter.admit(2).1.is_ok());
+        assert!(limiter.admit(3).1.is_ok());
+        let (headers, verdict) = limiter.admit(4);
+        assert_eq!(verdict.unwrap_err().body["policyName"], "DAILY");
+        assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "0");
+        assert_eq!(headers["x-hubspot-ratelimit-remaining"], "10", "app 4 has sent nothing");
     }
 
     #[test]

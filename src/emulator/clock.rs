@@ -23,6 +23,37 @@ pub fn epoch_day(epoch_ms: i64) -> i64 {
     epoch_ms.div_euclid(86_400_000)
 }
 
+/// Epoch milliseconds of `2024-05-01`, `2024-05-01T09:30:00Z` or `2024-05-01T09:30:00.123Z`
+/// (UTC; a `+00:00` suffix is accepted too), or of a plain millisecond count.
+pub fn parse_instant_ms(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms);
+    }
+    let s = s.trim_end_matches('Z').trim_end_matches("+00:00");
+    let (date, time) = s.split_once('T').unwrap_or((s, "00:00:00"));
+    let mut d = date.splitn(3, '-').map(|p| p.parse::<i64>().ok());
+    let (y, m, day) = (d.next()??, d.next()??, d.next()??);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (hms, frac) = time.split_once('.').unwrap_or((time, "0"));
+    let mut t = hms.splitn(3, ':').map(|p| p.parse::<i64>().ok());
+    let (h, min, sec) = (t.next()??, t.next().unwrap_or(Some(0))?, t.next().unwrap_or(Some(0))?);
+    let ms: i64 = format!("{frac:0<3}").get(..3)?.parse().ok()?;
+    Some(days_from_civil(y, m, day) * 86_400_000 + h * 3_600_000 + min * 60_000 + sec * 1000 + ms)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
 /// Proleptic Gregorian date of a day count (Howard Hinnant's algorithm).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
@@ -47,5 +78,17 @@ mod tests {
         assert_eq!(iso8601(1_564_113_600_000), "2019-07-26T04:00:00.000Z");
         assert_eq!(iso8601(1_709_251_199_999), "2024-02-29T23:59:59.999Z");
         assert_eq!(iso8601(951_782_400_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for ms in [0, 1_564_113_600_000, 1_709_251_199_999, 951_782_400_000, 1_893_456_000_123] {
+            assert_eq!(parse_instant_ms(&iso8601(ms)), Some(ms));
+        }
+        assert_eq!(parse_instant_ms("2019-07-26"), Some(1_564_099_200_000));
+        assert_eq!(parse_instant_ms("2019-07-26T04:00:00Z"), Some(1_564_113_600_000));
+        assert_eq!(parse_instant_ms("1564113600000"), Some(1_564_113_600_000));
+        assert_eq!(parse_instant_ms("soon"), None);
+        assert_eq!(parse_instant_ms("2019-13-01"), None);
     }
 }

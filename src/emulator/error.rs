@@ -1,6 +1,6 @@
 //! HubSpot's error answers: status code plus the JSON body HubSpot sends with it.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -11,9 +11,17 @@ pub struct ApiFailure {
     pub body: Value,
 }
 
+/// HubSpot names each request's correlation id in this header too.
+pub const CORRELATION_ID_HEADER: &str = "x-hubspot-correlation-id";
+
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {
-        (self.status, axum::Json(self.body)).into_response()
+        let id = self.body["correlationId"].as_str().and_then(|id| HeaderValue::from_str(id).ok());
+        let mut response = (self.status, axum::Json(self.body)).into_response();
+        if let Some(id) = id {
+            response.headers_mut().insert(CORRELATION_ID_HEADER, id);
+        }
+        response
     }
 }
 
@@ -77,6 +85,7 @@ impl ApiFailure {
                 ("TEN_SECONDLY_ROLLING", "You have reached your ten_secondly_rolling limit.")
             }
             RateLimitPolicy::Daily => ("DAILY", "You have reached your daily limit."),
+            RateLimitPolicy::Secondly => ("SECONDLY", "You have reached your secondly limit."),
         };
         ApiFailure {
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -128,6 +137,8 @@ impl ApiFailure {
 pub enum RateLimitPolicy {
     TenSecondly,
     Daily,
+    /// CRM search's per-second limit.
+    Secondly,
 }
 
 pub type ApiResult<T> = Result<T, ApiFailure>;

@@ -3,16 +3,29 @@
 //! semantics, scope checks and rate limits, and sends real signed webhook batches when its
 //! objects change. Users run it in CI (`hubspot-operator emulator`); `dev` mode embeds it.
 //!
+//! ```text
+//! hubspot-operator emulator --listen 127.0.0.1:8090 --seed 50 --tier free \
+//!     --token pat-na1-ci --token readonly=crm.objects.contacts.read \
+//!     --webhook-url http://127.0.0.1:8080/webhooks --client-secret ci-secret
+//! curl -H 'Authorization: Bearer pat-na1-ci' 'http://127.0.0.1:8090/crm/v3/objects/contacts?limit=5'
+//! ```
+//!
 //! # HubSpot surfaces
 //! - `POST /oauth/v2/private-apps/get/access-token-info` `{"tokenKey"}` → `{userId, hubId,
 //!   appId, scopes}`.
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
-//!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs). A batch fails as a whole
+//!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
+//!   `propertiesWithHistory` at most 50, each value with its timestamp and source). A batch fails as a whole
 //!   when one input fails, unless its inputs carry `objectWriteTraceId`: then the good inputs are
 //!   written and the others come back as `errors` with HTTP 207.
+//! - Search at `.../{t}/search`: filter groups, one sort, `query`, `after`/`limit` (≤200), at
+//!   most 10,000 results deep; limited to 5 requests per second per account, counted apart from
+//!   the other limits, and its answers carry no rate-limit headers. Results show writes at once
+//!   (HubSpot's indexing lag is not emulated).
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
-//!   create, update, archive; groups at `.../{t}/groups[/{name}]`.
+//!   create, update, archive; groups at `.../{t}/groups[/{name}]` (list, create, get, update,
+//!   archive once no live property is in the group).
 //!
 //! Every call needs `Authorization: Bearer <token>` (except token introspection, which names
 //! its token in the body) and the scopes HubSpot requires. Each configured token is its own
@@ -21,7 +34,8 @@
 //!
 //! # Webhooks
 //! Every change becomes events (`{contact,company,deal}.creation`, one `.propertyChange` per
-//! changed property, `.deletion`); API writes carry `changeSource: INTEGRATION` and `sourceId`
+//! changed property, `.deletion`; only the subscribed ones when `--subscription` is given);
+//! API writes carry `changeSource: INTEGRATION` and `sourceId`
 //! = the writing app's id, admin writes `CRM_UI` and `sourceId: userId:N`. With `--webhook-url`
 //! set, events are sent in batches of at most 100 after a short flush delay, signed (v1 or v2
 //! in `X-HubSpot-Signature`, v3 in `X-HubSpot-Signature-v3`), at most 10 requests in flight,
@@ -33,8 +47,14 @@
 //! - `PATCH /_emulator/objects/{t}/{id}` `{"properties":{...}}`: update as a user.
 //! - `DELETE /_emulator/objects/{t}/{id}`: archive as a user (204; 404 when not live).
 //! - `GET /_emulator/objects/{t}/{id}`: the stored object with every property, archived or not.
+//! - `GET /_emulator/objects/{t}`: every stored object of the type, archived ones included.
 //! - `GET /_emulator/requests`: the API calls received, oldest first (the last 10,000), as
 //!   `[{method, path, query, body, status}]`; tokens are never recorded. `DELETE` clears it.
+//! - `PUT /_emulator/faults` `{status?, policyName?, delayMs?, count?, pathPrefix?}`: the next
+//!   `count` authenticated API calls (all until cleared when `count` is absent) whose path starts
+//!   with `pathPrefix` wait `delayMs`, then answer `status` (429 with HubSpot's rate-limit body
+//!   and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a 5xx) or, without `status`, are
+//!   served late. `GET` shows the plan (`null` when none), `DELETE` clears it.
 //! - `GET /_emulator/webhooks`: `{pending, delivered, failedAttempts, abandoned, log}`;
 //!   `pending` counts events not yet acknowledged (queued, in flight or awaiting a retry),
 //!   `delivered` acknowledged batch deliveries (duplicates included), `log` one entry per
@@ -45,8 +65,10 @@ mod admin;
 mod auth;
 mod clock;
 mod error;
+mod faults;
 mod routes;
 mod schema;
+mod search;
 mod seed;
 mod state;
 mod webhooks;
@@ -64,11 +86,26 @@ use crate::hubspot::Tier;
 pub use auth::all_scopes;
 
 /// A token the emulator accepts: `VALUE` (every scope) or `VALUE=scope1,scope2`.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct TokenGrant {
     pub token: String,
     /// `None`: every scope.
     pub scopes: Option<Vec<String>>,
+}
+
+/// Tokens and secrets never reach logs: Debug shows only their length.
+struct Redacted<'a>(&'a str);
+
+impl std::fmt::Debug for Redacted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "<{} characters>", self.0.len())
+    }
+}
+
+impl std::fmt::Debug for TokenGrant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenGrant").field("token", &Redacted(&self.token)).field("scopes", &self.scopes).finish()
+    }
 }
 
 impl FromStr for TokenGrant {
@@ -87,6 +124,49 @@ impl FromStr for TokenGrant {
     }
 }
 
+/// A webhook subscription: `contact.creation`, `deal.propertyChange`, or one property's
+/// changes, `contact.propertyChange:email`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Subscription {
+    pub subscription_type: String,
+    /// For `propertyChange`: only this property's changes.
+    pub property_name: Option<String>,
+}
+
+impl Subscription {
+    /// Whether an event of this type (about this property) is subscribed to.
+    pub fn covers(&self, subscription_type: &str, property: Option<&str>) -> bool {
+        self.subscription_type == subscription_type
+            && self.property_name.as_deref().is_none_or(|wanted| property == Some(wanted))
+    }
+}
+
+impl FromStr for Subscription {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (subscription_type, property_name) = match s.split_once(':') {
+            Some((t, p)) => (t.trim(), Some(p.trim().to_string())),
+            None => (s.trim(), None),
+        };
+        let known = ["contact", "company", "deal"]
+            .iter()
+            .flat_map(|o| ["creation", "deletion", "propertyChange"].map(|a| format!("{o}.{a}")))
+            .any(|t| t == subscription_type);
+        if !known {
+            return Err(format!(
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal}}.{{creation,deletion,propertyChange}}"
+            ));
+        }
+        if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {
+            return Err("only propertyChange subscriptions name a property".into());
+        }
+        if property_name.as_deref() == Some("") {
+            return Err("the property name after ':' must not be empty".into());
+        }
+        Ok(Subscription { subscription_type: subscription_type.to_string(), property_name })
+    }
+}
+
 /// Which legacy scheme goes in `X-HubSpot-Signature`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LegacySignatureVersion {
@@ -98,7 +178,7 @@ pub enum LegacySignatureVersion {
 }
 
 /// Runs a local HubSpot API emulator.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Args, Clone)]
 pub struct EmulatorArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8090", env = "EMULATOR_LISTEN")]
@@ -135,6 +215,11 @@ pub struct EmulatorArgs {
     /// Which scheme goes in X-HubSpot-Signature (v3 is always sent as well).
     #[arg(long, value_enum, default_value = "v1")]
     pub legacy_signature_version: LegacySignatureVersion,
+    /// A webhook subscription, as in the app's settings: `contact.creation`, `deal.deletion`,
+    /// `company.propertyChange` or one property's changes (`contact.propertyChange:email`).
+    /// Repeatable. Default: every event.
+    #[arg(long = "subscription", value_name = "TYPE[:PROPERTY]")]
+    pub subscriptions: Vec<Subscription>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -143,7 +228,7 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 }
 
 /// Settings of one emulator.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct EmulatorConfig {
     /// Accepted tokens; when empty, `emulator-token` with every scope.
     pub tokens: Vec<TokenGrant>,
@@ -156,6 +241,8 @@ pub struct EmulatorConfig {
     pub duplicate_rate: f64,
     pub reorder: bool,
     pub legacy_signature_version: LegacySignatureVersion,
+    /// Webhook subscriptions; empty: every event.
+    pub subscriptions: Vec<Subscription>,
 }
 
 /// The token used when none is configured.
@@ -174,7 +261,35 @@ impl Default for EmulatorConfig {
             duplicate_rate: 0.0,
             reorder: false,
             legacy_signature_version: LegacySignatureVersion::V1,
+            subscriptions: vec![],
         }
+    }
+}
+
+impl std::fmt::Debug for EmulatorArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorArgs")
+            .field("listen", &self.listen)
+            .field("config", &EmulatorConfig::from(self.clone()))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for EmulatorConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatorConfig")
+            .field("tokens", &self.tokens)
+            .field("webhook_url", &self.webhook_url)
+            .field("client_secret", &Redacted(&self.client_secret))
+            .field("portal_id", &self.portal_id)
+            .field("app_id", &self.app_id)
+            .field("seed", &self.seed)
+            .field("tier", &self.tier)
+            .field("duplicate_rate", &self.duplicate_rate)
+            .field("reorder", &self.reorder)
+            .field("legacy_signature_version", &self.legacy_signature_version)
+            .field("subscriptions", &self.subscriptions)
+            .finish()
     }
 }
 
@@ -191,6 +306,7 @@ impl From<EmulatorArgs> for EmulatorConfig {
             duplicate_rate: a.duplicate_rate,
             reorder: a.reorder,
             legacy_signature_version: a.legacy_signature_version,
+            subscriptions: a.subscriptions,
         }
     }
 }
@@ -211,7 +327,9 @@ pub(crate) struct Emulator {
     pub store: Mutex<state::Store>,
     pub tokens: auth::Tokens,
     pub limiter: Mutex<auth::RateLimiter>,
+    pub search_limiter: Mutex<auth::SearchLimiter>,
     pub requests: Mutex<admin::RequestLog>,
+    pub faults: Mutex<faults::Faults>,
     pub webhooks: Arc<webhooks::DeliveryStats>,
 }
 
@@ -235,7 +353,12 @@ impl RunningEmulator {
             Some(url) => {
                 let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
                 let queue = webhooks::EventQueue::new(tx, stats.clone());
-                let sink = state::EventSink { queue, portal_id: config.portal_id, app_id: config.app_id };
+                let sink = state::EventSink {
+                    queue,
+                    portal_id: config.portal_id,
+                    app_id: config.app_id,
+                    subscriptions: config.subscriptions.clone(),
+                };
                 let settings = webhooks::DeliverySettings::from_config(&config, url.clone());
                 (Some(sink), Some(tokio::spawn(webhooks::run(settings, rx, stats.clone()))))
             }
@@ -246,8 +369,10 @@ impl RunningEmulator {
         let emulator = Arc::new(Emulator {
             tokens: auth::Tokens::new(&config.effective_tokens(), config.app_id),
             limiter: Mutex::new(auth::RateLimiter::new(config.tier)),
+            search_limiter: Mutex::new(auth::SearchLimiter::default()),
             store: Mutex::new(store),
             requests: Mutex::new(admin::RequestLog::default()),
+            faults: Mutex::new(faults::Faults::default()),
             webhooks: stats,
             config,
         });
@@ -333,5 +458,71 @@ mod tests {
         );
         assert_eq!("abc=".parse::<TokenGrant>().unwrap().scopes, Some(vec![]));
         assert!("=x".parse::<TokenGrant>().is_err());
+    }
+
+    #[test]
+    fn debug_output_hides_tokens_and_secrets() {
+        let config = EmulatorConfig {
+            tokens: vec!["pat-na1-secret-token".parse().unwrap()],
+            client_secret: "very-secret".into(),
+            ..Default::default()
+        };
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("pat-na1-secret-token") && !shown.contains("very-secret"), "{shown}");
+        assert!(shown.contains("portal_id: 62515"));
+    }
+
+    #[test]
+    fn subscriptions_parse_and_match() {
+        let email: Subscription = "contact.propertyChange:email".parse().unwrap();
+        assert!(email.covers("contact.propertyChange", Some("email")));
+        assert!(!email.covers("contact.propertyChange", Some("firstname")));
+        assert!(!email.covers("deal.propertyChange", Some("email")));
+        let creation: Subscription = "deal.creation".parse().unwrap();
+        assert!(creation.covers("deal.creation", None));
+        assert!("ticket.creation".parse::<Subscription>().is_err());
+        assert!("deal.creation:amount".parse::<Subscription>().is_err());
+        assert!("deal.propertyChange:".parse::<Subscription>().is_err());
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: EmulatorArgs,
+    }
+
+    #[test]
+    fn flags_become_the_config() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "emulator",
+            "--token",
+            "a",
+            "--token",
+            "b=crm.objects.contacts.read",
+            "--tier",
+            "free",
+            "--duplicate-rate",
+            "0.25",
+            "--reorder",
+            "--legacy-signature-version",
+            "v2",
+            "--seed",
+            "7",
+            "--subscription",
+            "deal.propertyChange:amount",
+        ])
+        .unwrap();
+        let config = EmulatorConfig::from(cli.args);
+        assert_eq!(config.tokens.len(), 2);
+        assert_eq!(config.tokens[1].scopes, Some(vec!["crm.objects.contacts.read".to_string()]));
+        assert_eq!((config.tier, config.duplicate_rate, config.reorder, config.seed), (Tier::Free, 0.25, true, 7));
+        assert_eq!(config.legacy_signature_version, LegacySignatureVersion::V2);
+        assert_eq!(config.subscriptions, vec!["deal.propertyChange:amount".parse::<Subscription>().unwrap()]);
+        assert!(Cli::try_parse_from(["emulator", "--duplicate-rate", "1.5"]).is_err());
+        let defaults = EmulatorConfig::from(Cli::try_parse_from(["emulator"]).unwrap().args);
+        assert_eq!(defaults.effective_tokens(), vec![TokenGrant { token: DEFAULT_TOKEN.into(), scopes: None }]);
+        assert_eq!((defaults.portal_id, defaults.app_id, defaults.tier), (62515, 54321, Tier::Professional));
+        assert_eq!(defaults.client_secret, EmulatorConfig::default().client_secret);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -19,9 +19,10 @@ use super::Emulator;
 use super::admin;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
-use super::error::{ApiFailure, ApiResult};
-use super::schema::{self, ObjectType, PropertyCreateBody, PropertyGroup, PropertyUpdateBody};
-use super::state::{Actor, Selection, Write, parse_properties};
+use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
+use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
+use super::search;
+use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
 
 type Shared = State<Arc<Emulator>>;
 type Params = Query<Vec<(String, String)>>;
@@ -37,6 +38,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         Router::new()
             .route("/{t}", get(list_objects).post(create_object))
             .route("/{t}/{id}", get(get_object).patch(update_object).delete(archive_object))
+            .route("/{t}/search", post(search_objects))
             .route("/{t}/batch/read", post(batch_read))
             .route("/{t}/batch/create", post(batch_create))
             .route("/{t}/batch/update", post(batch_update))
@@ -48,7 +50,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
             .route("/{t}", get(list_properties).post(create_property))
             .route("/{t}/{name}", get(get_property).patch(update_property).delete(archive_property))
             .route("/{t}/groups", get(list_groups).post(create_group))
-            .route("/{t}/groups/{name}", get(get_group))
+            .route("/{t}/groups/{name}", get(get_group).patch(update_group).delete(archive_group))
     };
     let crm = Router::new()
         .nest("/crm/v3/objects", objects())
@@ -69,23 +71,42 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
 #[derive(Clone)]
 struct FullPath(String);
 
-/// Resolves the bearer token and counts the call against the rate limits; every answer to an
-/// authenticated call carries the `X-HubSpot-RateLimit-*` headers.
+/// Resolves the bearer token, counts the call against the rate limits and applies any injected
+/// fault; every answer to an authenticated call carries the `X-HubSpot-RateLimit-*` headers.
 async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> Response {
     let Some(caller) = emu.tokens.caller_for(request.headers()).cloned() else {
         return ApiFailure::invalid_authentication().into_response();
     };
-    let (limit_headers, verdict) = emu.limiter.lock().expect("limiter lock").admit(caller.app_id);
+    // Search is limited per second on its own, and its answers carry no rate-limit headers.
+    let (limit_headers, verdict) = if request.uri().path().ends_with("/search") {
+        (HeaderMap::new(), emu.search_limiter.lock().expect("search limiter lock").admit())
+    } else {
+        emu.limiter.lock().expect("limiter lock").admit(caller.app_id)
+    };
     let mut response = match verdict {
         Ok(()) => {
-            let path = FullPath(request.uri().path().to_string());
-            request.extensions_mut().insert(path);
-            request.extensions_mut().insert(caller);
-            next.run(request).await
+            let path = request.uri().path().to_string();
+            let fault = emu.faults.lock().expect("faults lock").take(&path);
+            if let Some(delay) = fault.as_ref().map(|f| f.delay).filter(|d| !d.is_zero()) {
+                tokio::time::sleep(delay).await;
+            }
+            match fault.and_then(|f| f.answer) {
+                Some(failure) => failure.into_response(),
+                None => {
+                    request.extensions_mut().insert(FullPath(path));
+                    request.extensions_mut().insert(caller);
+                    next.run(request).await
+                }
+            }
         }
         Err(failure) => failure.into_response(),
     };
     response.headers_mut().extend(limit_headers);
+    if !response.headers().contains_key(CORRELATION_ID_HEADER)
+        && let Ok(id) = HeaderValue::from_str(&correlation_id())
+    {
+        response.headers_mut().insert(CORRELATION_ID_HEADER, id);
+    }
     response
 }
 
@@ -121,6 +142,25 @@ fn bool_param(params: &[(String, String)], name: &str) -> bool {
 /// The requested properties, or the type's defaults when none are named.
 fn requested_properties(t: ObjectType, named: Vec<String>) -> Vec<String> {
     if named.is_empty() { t.default_properties().iter().map(|s| s.to_string()).collect() } else { named }
+}
+
+/// Most objects one read returns when values come with their history.
+const MAX_WITH_HISTORY: usize = 50;
+
+/// An object as a read shows it: the `names` properties, and the `history` ones with every
+/// value they have had.
+fn object_json(
+    t: ObjectType,
+    object: &StoredObject,
+    defs: &BTreeMap<String, PropertyDef>,
+    names: &[String],
+    history: &[String],
+) -> Value {
+    let mut v = object.to_json(t, defs, Selection::Named(names));
+    if !history.is_empty() {
+        v["propertiesWithHistory"] = object.history_json(defs, history);
+    }
+    v
 }
 
 /// Properties a write response shows: those written plus the ones always returned.
@@ -181,11 +221,13 @@ async fn list_objects(
     };
     let archived = bool_param(&params, "archived");
     let names = requested_properties(t, list_param(&params, "properties"));
+    let history = list_param(&params, "propertiesWithHistory");
+    let limit = if history.is_empty() { limit } else { limit.min(MAX_WITH_HISTORY) };
     let store = emu.store.lock().expect("store lock");
     let of = store.of(t);
     let mut matching = of.objects.range(after..).map(|(_, o)| o).filter(|o| o.is_archived() == archived);
     let results: Vec<Value> =
-        matching.by_ref().take(limit).map(|o| o.to_json(t, &of.properties, Selection::Named(&names))).collect();
+        matching.by_ref().take(limit).map(|o| object_json(t, o, &of.properties, &names, &history)).collect();
     let next_id = matching.next().map(|o| o.id);
     drop(store);
     let mut body = json!({ "results": results });
@@ -201,11 +243,11 @@ fn next_link(headers: &HeaderMap, path: &str, params: &[(String, String)], after
     let host = headers.get(axum::http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
     let mut query: Vec<(String, String)> = params.iter().filter(|(k, _)| k != "after").cloned().collect();
     query.push(("after".into(), after.to_string()));
-    let encoded = serde_urlencoded_pairs(&query);
+    let encoded = encode_query(&query);
     format!("http://{host}{path}?{encoded}")
 }
 
-fn serde_urlencoded_pairs(pairs: &[(String, String)]) -> String {
+fn encode_query(pairs: &[(String, String)]) -> String {
     pairs.iter().map(|(k, v)| format!("{}={}", percent_encode(k), percent_encode(v))).collect::<Vec<_>>().join("&")
 }
 
@@ -235,7 +277,8 @@ async fn get_object(
         store.find(t, &id, param(&params, "idProperty"))?
     };
     let object = found.ok_or_else(|| ApiFailure::not_found("resource not found"))?;
-    Ok(json_response(StatusCode::OK, object.to_json(t, &store.of(t).properties, Selection::Named(&names))))
+    let history = list_param(&params, "propertiesWithHistory");
+    Ok(json_response(StatusCode::OK, object_json(t, object, &store.of(t).properties, &names, &history)))
 }
 
 #[derive(Deserialize)]
@@ -295,12 +338,26 @@ async fn archive_object(
     Ok(StatusCode::NO_CONTENT)
 }
 
+async fn search_objects(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = object_type_with_scope(&t, &caller, false)?;
+    let request: search::SearchRequest = parse_json(&body)?;
+    let store = emu.store.lock().expect("store lock");
+    Ok(json_response(StatusCode::OK, search::search(t, store.of(t), request)?))
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct BatchBody {
     inputs: Option<Vec<Value>>,
     #[serde(default)]
     properties: Vec<String>,
+    #[serde(default)]
+    properties_with_history: Vec<String>,
     id_property: Option<String>,
 }
 
@@ -365,8 +422,15 @@ async fn batch_read(
     let started = now_ms();
     let t = object_type_with_scope(&t, &caller, false)?;
     let (body, inputs) = BatchBody::parse(&body)?;
+    if !body.properties_with_history.is_empty() && inputs.len() > MAX_WITH_HISTORY {
+        return Err(ApiFailure::validation(&format!(
+            "Batch input contains {} inputs; with propertiesWithHistory the maximum is {MAX_WITH_HISTORY}.",
+            inputs.len()
+        )));
+    }
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     let names = requested_properties(t, body.properties);
+    let history = body.properties_with_history;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let mut results = vec![];
@@ -380,9 +444,7 @@ async fn batch_read(
         };
         match found {
             // Asking twice for one object returns it once.
-            Some(o) if seen.insert(o.id) => {
-                results.push(o.to_json(t, &store.of(t).properties, Selection::Named(&names)))
-            }
+            Some(o) if seen.insert(o.id) => results.push(object_json(t, o, &store.of(t).properties, &names, &history)),
             Some(_) => {}
             None => missing.push(id),
         }
@@ -402,30 +464,53 @@ async fn batch_read(
     Ok(batch_response(StatusCode::OK, started, results, errors))
 }
 
-/// Writes a batch. Without `objectWriteTraceId` on its inputs, one bad input fails the whole
-/// call and nothing is written; with them, each input succeeds or fails on its own.
+/// The batch write endpoints.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BatchKind {
+    Create,
+    Update,
+    Upsert,
+}
+
+/// Writes a batch. `plan` turns the inputs into writes while the store is locked, so nothing
+/// changes between looking records up and writing them; an input it cannot plan fails like a
+/// write that fails its checks. Without `objectWriteTraceId` on the inputs, one bad input fails
+/// the whole call and nothing is written; with them, each input succeeds or fails on its own.
 fn write_batch(
     emu: &Emulator,
     t: ObjectType,
     caller: &Caller,
-    traced_writes: Vec<(Option<String>, Write)>,
+    kind: BatchKind,
+    inputs: &[Value],
     started: i64,
-    ok_status: StatusCode,
-    decorate: impl Fn(usize, &mut Value),
+    plan: impl FnOnce(&Store) -> ApiResult<Vec<ApiResult<Write>>>,
 ) -> ApiResult<Response> {
-    let (trace_ids, writes): (Vec<Option<String>>, Vec<Write>) = traced_writes.into_iter().unzip();
+    let trace_ids: Vec<Option<String>> = inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).collect();
     let per_input = trace_ids.iter().any(Option::is_some);
-    let names: Vec<Vec<String>> = writes
-        .iter()
-        .map(|w| match w {
-            Write::Create { properties } | Write::Update { properties, .. } => written_names(properties),
-        })
-        .collect();
     let actor = Actor::Integration { app_id: caller.app_id };
     let mut store = emu.store.lock().expect("store lock");
-    let outcomes = if per_input {
-        store.apply_each(t, writes, actor)
+    let planned = plan(&store)?;
+    // What each result shows: the properties written, and for upserts whether it was created.
+    let shown: Vec<(Vec<String>, bool)> = planned
+        .iter()
+        .map(|w| match w {
+            Ok(Write::Create { properties }) => (written_names(properties), true),
+            Ok(Write::Update { properties, .. }) => (written_names(properties), false),
+            Err(_) => (vec![], false),
+        })
+        .collect();
+    let outcomes: Vec<ApiResult<StoredObject>> = if per_input {
+        let writes: Vec<Write> = planned.iter().filter_map(|w| w.as_ref().ok().cloned()).collect();
+        let mut applied = store.apply_each(t, writes, actor).into_iter();
+        planned
+            .into_iter()
+            .map(|w| match w {
+                Ok(_) => applied.next().expect("one outcome per planned write"),
+                Err(failure) => Err(failure),
+            })
+            .collect()
     } else {
+        let writes = planned.into_iter().collect::<ApiResult<Vec<Write>>>()?;
         store.apply_all(t, writes, actor)?.into_iter().map(Ok).collect()
     };
     let defs = &store.of(t).properties;
@@ -434,11 +519,14 @@ fn write_batch(
     for (i, outcome) in outcomes.into_iter().enumerate() {
         match outcome {
             Ok(object) => {
-                let mut v = object.to_json(t, defs, Selection::Named(&names[i]));
+                let (names, created) = &shown[i];
+                let mut v = object.to_json(t, defs, Selection::Named(names));
+                if kind == BatchKind::Upsert {
+                    v["new"] = json!(created);
+                }
                 if let Some(trace) = &trace_ids[i] {
                     v["objectWriteTraceId"] = json!(trace);
                 }
-                decorate(i, &mut v);
                 results.push(v);
             }
             Err(failure) => {
@@ -447,12 +535,8 @@ fn write_batch(
             }
         }
     }
+    let ok_status = if kind == BatchKind::Create { StatusCode::CREATED } else { StatusCode::OK };
     Ok(batch_response(ok_status, started, results, errors))
-}
-
-/// Pairs each write with its input's `objectWriteTraceId`.
-fn with_trace_ids(inputs: &[Value], writes: Vec<Write>) -> Vec<(Option<String>, Write)> {
-    inputs.iter().map(|i| input_str(i, "objectWriteTraceId")).zip(writes).collect()
 }
 
 async fn batch_create(
@@ -466,9 +550,9 @@ async fn batch_create(
     let (_, inputs) = BatchBody::parse(&body)?;
     let writes = inputs
         .iter()
-        .map(|i| Ok(Write::Create { properties: parse_properties(i.get("properties"))? }))
+        .map(|i| Ok(Ok(Write::Create { properties: parse_properties(i.get("properties"))? })))
         .collect::<ApiResult<Vec<_>>>()?;
-    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::CREATED, |_, _| {})
+    write_batch(&emu, t, &caller, BatchKind::Create, &inputs, started, |_| Ok(writes))
 }
 
 /// Rejects inputs naming the same record twice, as HubSpot does for updates and upserts.
@@ -496,21 +580,20 @@ async fn batch_update(
     let (body, inputs) = BatchBody::parse(&body)?;
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     reject_duplicate_ids(&ids)?;
-    let mut writes = vec![];
-    {
-        let store = emu.store.lock().expect("store lock");
-        for (input, id) in inputs.iter().zip(&ids) {
+    let properties = inputs.iter().map(|i| parse_properties(i.get("properties"))).collect::<ApiResult<Vec<_>>>()?;
+    write_batch(&emu, t, &caller, BatchKind::Update, &inputs, started, |store| {
+        let mut writes = vec![];
+        for ((input, id), properties) in inputs.iter().zip(&ids).zip(properties) {
             let id_property = input_str(input, "idProperty").or_else(|| body.id_property.clone());
-            let properties = parse_properties(input.get("properties"))?;
-            let id = match store.find(t, id, id_property.as_deref())? {
-                Some(o) => o.id,
-                // Unknown ids fail in the store's check with HubSpot's not-found answer.
-                None => id.parse::<u64>().unwrap_or(0),
-            };
-            writes.push(Write::Update { id, properties });
+            writes.push(match store.find(t, id, id_property.as_deref())? {
+                Some(o) => Ok(Write::Update { id: o.id, properties }),
+                None => {
+                    Err(ApiFailure::not_found(&format!("resource not found: {} {id} does not exist", t.shouting())))
+                }
+            });
         }
-    }
-    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::OK, |_, _| {})
+        Ok(writes)
+    })
 }
 
 async fn batch_upsert(
@@ -522,33 +605,26 @@ async fn batch_upsert(
     let started = now_ms();
     let t = object_type_with_scope(&t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
-    let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
-    let mut writes = vec![];
-    let mut created = vec![];
-    {
-        let store = emu.store.lock().expect("store lock");
-        let mut keys = vec![];
-        for (input, id) in inputs.iter().zip(&ids) {
-            let id_property = input_str(input, "idProperty")
-                .ok_or_else(|| ApiFailure::validation("Invalid input JSON: every upsert input needs idProperty"))?;
-            keys.push(format!("{id_property}={}", id.to_ascii_lowercase()));
-            let mut properties = parse_properties(input.get("properties"))?;
-            match store.find(t, id, Some(&id_property))? {
-                Some(existing) => {
-                    writes.push(Write::Update { id: existing.id, properties });
-                    created.push(false);
-                }
-                None => {
-                    properties.insert(id_property, id.clone());
-                    writes.push(Write::Create { properties });
-                    created.push(true);
-                }
-            }
-        }
-        reject_duplicate_ids(&keys)?;
+    let mut keyed = vec![];
+    for input in &inputs {
+        let id = required_input_str(input, "id")?;
+        let id_property = input_str(input, "idProperty")
+            .ok_or_else(|| ApiFailure::validation("Invalid input JSON: every upsert input needs idProperty"))?;
+        keyed.push((normalize(&id_property, &id), id_property, parse_properties(input.get("properties"))?));
     }
-    write_batch(&emu, t, &caller, with_trace_ids(&inputs, writes), started, StatusCode::OK, |i, v| {
-        v["new"] = json!(created[i])
+    reject_duplicate_ids(&keyed.iter().map(|(id, prop, _)| format!("{prop}={id}")).collect::<Vec<_>>())?;
+    write_batch(&emu, t, &caller, BatchKind::Upsert, &inputs, started, |store| {
+        let mut writes = vec![];
+        for (id, id_property, mut properties) in keyed {
+            writes.push(Ok(match store.find(t, &id, Some(&id_property))? {
+                Some(existing) => Write::Update { id: existing.id, properties },
+                None => {
+                    properties.insert(id_property, id);
+                    Write::Create { properties }
+                }
+            }));
+        }
+        Ok(writes)
     })
 }
 
@@ -703,13 +779,65 @@ async fn get_group(
 ) -> ApiResult<Response> {
     let t = schema_type_for_read(&t, &caller)?;
     let store = emu.store.lock().expect("store lock");
-    let group = store
-        .of(t)
-        .groups
-        .iter()
-        .find(|g| g.name == name && !g.archived)
-        .ok_or_else(|| ApiFailure::not_found(&format!("Unable to find property group {name}")))?;
+    let group =
+        store.of(t).groups.iter().find(|g| g.name == name && !g.archived).ok_or_else(|| group_not_found(&name))?;
     Ok(json_response(StatusCode::OK, group.to_json()))
+}
+
+fn group_not_found(name: &str) -> ApiFailure {
+    ApiFailure::not_found(&format!("Unable to find property group {name}"))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct GroupUpdateBody {
+    label: Option<String>,
+    display_order: Option<i64>,
+}
+
+async fn update_group(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let body: GroupUpdateBody = parse_json(&body)?;
+    if body.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
+        return Err(ApiFailure::validation("A property group's label must not be empty."));
+    }
+    let mut store = emu.store.lock().expect("store lock");
+    let group = store
+        .of_mut(t)
+        .groups
+        .iter_mut()
+        .find(|g| g.name == name && !g.archived)
+        .ok_or_else(|| group_not_found(&name))?;
+    if let Some(label) = body.label {
+        group.label = label;
+    }
+    if let Some(order) = body.display_order {
+        group.display_order = order;
+    }
+    Ok(json_response(StatusCode::OK, group.to_json()))
+}
+
+async fn archive_group(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path((t, name)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let of = store.of_mut(t);
+    if of.properties.values().any(|p| p.group_name == name && !p.archived) {
+        return Err(ApiFailure::validation(&format!(
+            "Property group {name} still holds properties; move or archive them first."
+        )));
+    }
+    let group = of.groups.iter_mut().find(|g| g.name == name && !g.archived).ok_or_else(|| group_not_found(&name))?;
+    group.archived = true;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]

@@ -176,6 +176,10 @@ impl PropertyDef {
                 "localizedErrorMessage": message,
             }))
         };
+        // HubSpot checks the shape of contact emails.
+        if self.name == "email" && self.hubspot_defined && !looks_like_email(value) {
+            return invalid("INVALID_EMAIL", format!("Email address {value} is invalid"));
+        }
         match self.type_.as_str() {
             "number" if value.trim().parse::<f64>().map(|n| !n.is_finite()).unwrap_or(true) => {
                 invalid("INVALID_FLOAT", format!("{value} was not a valid number."))
@@ -202,6 +206,21 @@ impl PropertyDef {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// `local@domain.tld`, without spaces.
+fn looks_like_email(value: &str) -> bool {
+    let value = value.trim();
+    match value.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !domain.contains('@')
+                && domain.split('.').count() >= 2
+                && domain.split('.').all(|part| !part.is_empty())
+                && !value.contains(char::is_whitespace)
+        }
+        None => false,
     }
 }
 
@@ -620,6 +639,11 @@ mod tests {
         assert!(props["closedate"].check_value("1714521600000").is_ok());
         assert!(props["closedate"].check_value("May 1st").is_err());
         assert!(props["dealname"].check_value("anything").is_ok());
+        let (contact_props, _) = builtin_schema(ObjectType::Contacts, 0);
+        assert!(contact_props["email"].check_value("a.b@example.co.uk").is_ok());
+        for bad in ["nobody", "a@b", "a@@b.io", "a b@c.io", "@c.io", "a@.io"] {
+            assert_eq!(contact_props["email"].check_value(bad).unwrap_err()["error"], "INVALID_EMAIL", "{bad}");
+        }
     }
 
     #[test]

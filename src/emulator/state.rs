@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
+use super::Subscription;
 use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult};
 use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema};
@@ -28,9 +29,48 @@ pub struct StoredObject {
     pub id: u64,
     /// Values written by users and integrations, plus the ones HubSpot maintains.
     pub properties: BTreeMap<String, String>,
+    /// Every value each property has had, oldest first.
+    pub history: BTreeMap<String, Vec<HistoryEntry>>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub archived_at_ms: Option<i64>,
+}
+
+/// Where a property value came from, as `propertiesWithHistory` reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    Written(Actor),
+    /// Maintained by HubSpot (ids, timestamps).
+    Calculated,
+    /// Seeded data, as if imported.
+    Import,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryEntry {
+    pub value: String,
+    pub timestamp_ms: i64,
+    pub source: ValueSource,
+}
+
+impl HistoryEntry {
+    fn to_json(&self) -> Value {
+        let mut v = json!({ "value": self.value, "timestamp": iso8601(self.timestamp_ms) });
+        match self.source {
+            ValueSource::Written(Actor::Integration { app_id }) => {
+                v["sourceType"] = json!("INTEGRATION");
+                v["sourceId"] = json!(app_id.to_string());
+            }
+            ValueSource::Written(Actor::User { user_id }) => {
+                v["sourceType"] = json!("CRM_UI");
+                v["sourceId"] = json!(format!("userId:{user_id}"));
+                v["updatedByUserId"] = json!(user_id);
+            }
+            ValueSource::Calculated => v["sourceType"] = json!("CALCULATED"),
+            ValueSource::Import => v["sourceType"] = json!("IMPORT"),
+        }
+        v
+    }
 }
 
 /// Which properties an answer shows.
@@ -55,7 +95,7 @@ impl StoredObject {
             Selection::Named(names) => {
                 let always = object_type.always_returned();
                 for name in names.iter().map(String::as_str).chain(always) {
-                    if defs.contains_key(name) {
+                    if defs.get(name).is_some_and(|d| !d.archived) {
                         props.insert(name.to_string(), self.properties.get(name).map_or(Value::Null, |v| json!(v)));
                     }
                 }
@@ -82,6 +122,42 @@ impl StoredObject {
     pub fn is_archived(&self) -> bool {
         self.archived_at_ms.is_some()
     }
+
+    /// A new object with the values HubSpot sets on every object.
+    fn new(t: ObjectType, id: u64, at_ms: i64) -> Self {
+        let mut object = StoredObject {
+            id,
+            properties: BTreeMap::new(),
+            history: BTreeMap::new(),
+            created_at_ms: at_ms,
+            updated_at_ms: at_ms,
+            archived_at_ms: None,
+        };
+        object.set("hs_object_id", id.to_string(), at_ms, ValueSource::Calculated);
+        object.set("createdate", iso8601(at_ms), at_ms, ValueSource::Calculated);
+        object.set(t.last_modified_property(), iso8601(at_ms), at_ms, ValueSource::Calculated);
+        object
+    }
+
+    fn set(&mut self, name: &str, value: String, at_ms: i64, source: ValueSource) {
+        self.history.entry(name.to_string()).or_default().push(HistoryEntry {
+            value: value.clone(),
+            timestamp_ms: at_ms,
+            source,
+        });
+        self.properties.insert(name.to_string(), value);
+    }
+
+    /// `propertiesWithHistory`: for each named property the portal defines, its values newest first.
+    pub fn history_json(&self, defs: &BTreeMap<String, PropertyDef>, names: &[String]) -> Value {
+        let mut out = serde_json::Map::new();
+        for name in names.iter().filter(|n| defs.get(n.as_str()).is_some_and(|d| !d.archived)) {
+            let entries =
+                self.history.get(name).map_or(vec![], |h| h.iter().rev().map(HistoryEntry::to_json).collect());
+            out.insert(name.clone(), Value::Array(entries));
+        }
+        Value::Object(out)
+    }
 }
 
 /// Objects, properties and groups of one object type.
@@ -90,6 +166,13 @@ pub struct TypeStore {
     pub properties: BTreeMap<String, PropertyDef>,
     pub groups: Vec<PropertyGroup>,
     next_id: u64,
+}
+
+impl TypeStore {
+    /// A property definition that is not archived.
+    pub fn live_property(&self, name: &str) -> Option<&PropertyDef> {
+        self.properties.get(name).filter(|p| !p.archived)
+    }
 }
 
 /// A write to be made, once every input of its call has passed the checks.
@@ -104,6 +187,14 @@ pub struct EventSink {
     pub queue: EventQueue,
     pub portal_id: u64,
     pub app_id: u64,
+    /// The events the app subscribes to; empty: every event.
+    pub subscriptions: Vec<Subscription>,
+}
+
+impl EventSink {
+    fn wants(&self, subscription_type: &str, property: Option<&str>) -> bool {
+        self.subscriptions.is_empty() || self.subscriptions.iter().any(|s| s.covers(subscription_type, property))
+    }
 }
 
 /// The whole portal. Held under one lock; no call awaits while holding it.
@@ -168,8 +259,7 @@ impl Store {
             None => Ok(id.parse::<u64>().ok().and_then(|n| store.objects.get(&n)).filter(|o| !o.is_archived())),
             Some(prop) => {
                 let def = store
-                    .properties
-                    .get(prop)
+                    .live_property(prop)
                     .ok_or_else(|| ApiFailure::validation(&format!("Property {prop} does not exist")))?;
                 if !def.has_unique_value {
                     return Err(ApiFailure::validation(&format!(
@@ -221,7 +311,7 @@ impl Store {
         };
         let mut invalid = vec![];
         for (name, value) in properties {
-            match store.properties.get(name) {
+            match store.live_property(name) {
                 None => invalid.push(json!({
                     "isValid": false,
                     "message": format!("Property \"{name}\" does not exist"),
@@ -277,26 +367,21 @@ impl Store {
     /// Makes a checked write and emits its events.
     fn apply(&mut self, t: ObjectType, write: Write, actor: Actor) -> StoredObject {
         let now = now_ms();
-        let last_modified = t.last_modified_property();
+        let source = ValueSource::Written(actor);
         let (object, changed, created) = {
             let store = self.of_mut(t);
             match write {
                 Write::Create { properties } => {
                     let id = store.next_id;
                     store.next_id += 1;
-                    let changed: Vec<(String, String)> =
-                        properties.iter().filter(|(_, v)| !v.is_empty()).map(|(k, v)| (k.clone(), v.clone())).collect();
-                    let mut props = properties;
-                    props.insert("hs_object_id".into(), id.to_string());
-                    props.insert("createdate".into(), iso8601(now));
-                    props.insert(last_modified.into(), iso8601(now));
-                    let object = StoredObject {
-                        id,
-                        properties: props,
-                        created_at_ms: now,
-                        updated_at_ms: now,
-                        archived_at_ms: None,
-                    };
+                    let mut object = StoredObject::new(t, id, now);
+                    let mut changed = vec![];
+                    for (k, v) in properties {
+                        if !v.is_empty() {
+                            changed.push((k.clone(), v.clone()));
+                        }
+                        object.set(&k, v, now, source);
+                    }
                     store.objects.insert(id, object.clone());
                     (object, changed, true)
                 }
@@ -306,12 +391,12 @@ impl Store {
                     for (k, v) in properties {
                         if object.properties.get(&k).map_or("", String::as_str) != v {
                             changed.push((k.clone(), v.clone()));
-                            object.properties.insert(k, v);
+                            object.set(&k, v, now, source);
                         }
                     }
                     if !changed.is_empty() {
                         object.updated_at_ms = now;
-                        object.properties.insert(last_modified.into(), iso8601(now));
+                        object.set(t.last_modified_property(), iso8601(now), now, ValueSource::Calculated);
                     }
                     (object.clone(), changed, false)
                 }
@@ -343,20 +428,16 @@ impl Store {
         archived
     }
 
-    /// Stores an object without any webhook (for seeding).
+    /// Stores an object without any webhook (for seeding), as if imported at `at_ms`.
     pub fn insert_quietly(&mut self, t: ObjectType, properties: BTreeMap<String, String>, at_ms: i64) -> u64 {
-        let last_modified = t.last_modified_property();
         let store = self.of_mut(t);
         let id = store.next_id;
         store.next_id += 1;
-        let mut props = properties;
-        props.insert("hs_object_id".into(), id.to_string());
-        props.insert("createdate".into(), iso8601(at_ms));
-        props.insert(last_modified.into(), iso8601(at_ms));
-        store.objects.insert(
-            id,
-            StoredObject { id, properties: props, created_at_ms: at_ms, updated_at_ms: at_ms, archived_at_ms: None },
-        );
+        let mut object = StoredObject::new(t, id, at_ms);
+        for (k, v) in properties {
+            object.set(&k, v, at_ms, ValueSource::Import);
+        }
+        store.objects.insert(id, object);
         id
     }
 
@@ -370,6 +451,10 @@ impl Store {
         change: Option<(String, String)>,
     ) {
         let Some(sink) = &self.sink else { return };
+        let subscription_type = format!("{}.{action}", subscription_prefix(t.plural()));
+        if !sink.wants(&subscription_type, change.as_ref().map(|(name, _)| name.as_str())) {
+            return;
+        }
         let event_id = self.next_event_id;
         self.next_event_id += 1;
         let (change_source, source_id) = match actor {
@@ -383,7 +468,7 @@ impl Store {
             portal_id: sink.portal_id,
             app_id: sink.app_id,
             occurred_at,
-            subscription_type: format!("{}.{action}", subscription_prefix(t.plural())),
+            subscription_type,
             attempt_number: 0,
             object_id,
             change_source: Some(change_source.into()),
@@ -395,10 +480,6 @@ impl Store {
             source_id: Some(source_id),
             property_name,
             property_value,
-            object_type_id: None,
-            primary_object_id: None,
-            merged_object_ids: None,
-            new_object_id: None,
             ..Default::default()
         };
         sink.queue.push(event);
@@ -411,7 +492,7 @@ impl Store {
 }
 
 /// HubSpot keeps contact emails in lower case; other values as written.
-fn normalize(property: &str, value: &str) -> String {
+pub fn normalize(property: &str, value: &str) -> String {
     if property == "email" { value.trim().to_ascii_lowercase() } else { value.to_string() }
 }
 
@@ -479,7 +560,7 @@ mod tests {
     fn events_follow_changes() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let queue = EventQueue::new(tx, Default::default());
-        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7 }));
+        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
         let t = ObjectType::Deals;
         let o = store
             .apply_all(t, vec![Write::Create { properties: props(&[("dealname", "D"), ("amount", "")]) }], API)

@@ -129,7 +129,13 @@ struct Deliverer {
 /// Takes events from the store and delivers them until the store's side closes (or the task is
 /// aborted, which also aborts every delivery under way).
 pub async fn run(settings: DeliverySettings, mut rx: mpsc::UnboundedReceiver<WebhookEvent>, stats: Arc<DeliveryStats>) {
-    let client = match reqwest::Client::builder().timeout(REQUEST_TIMEOUT).user_agent(USER_AGENT).build() {
+    // A redirect is an answer other than 2xx, so it is a failed delivery, not a new target.
+    let client = match reqwest::Client::builder()
+        .timeout(REQUEST_TIMEOUT)
+        .user_agent(USER_AGENT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the webhook HTTP client; no webhooks will be sent");

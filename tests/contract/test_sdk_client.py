@@ -5,8 +5,13 @@ import pytest
 from hubspot.crm.contacts import (
     BatchInputSimplePublicObjectBatchInputUpsert,
     BatchReadInputSimplePublicObjectId,
+    Filter,
+    FilterGroup,
+    PublicObjectSearchRequest,
     SimplePublicObjectBatchInputUpsert,
     SimplePublicObjectId,
+    SimplePublicObjectInput,
+    SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.contacts.exceptions import ApiException
 from hubspot.crm.properties import PropertyCreate
@@ -49,6 +54,12 @@ def test_contacts_pages_and_batch_read(emulator):
     assert batch.num_errors == 1
     assert batch.errors[0].category == "OBJECT_NOT_FOUND"
     assert batch.errors[0].context["ids"] == ["999"]
+
+    with_history = client.crm.contacts.basic_api.get_by_id(contact_id="2", properties_with_history=["email"])
+    (seeded,) = with_history.properties_with_history["email"]
+    assert seeded.value == "grace.hopper2@cobolworks.example"
+    assert seeded.source_type == "IMPORT"
+    assert seeded.timestamp.tzinfo is not None
 
 
 def test_batch_upsert(emulator):
@@ -101,3 +112,51 @@ def test_errors_reach_the_sdk_as_hubspot_errors(emulator):
     assert forbidden.value.status == 403
     assert '"requiredScopes":["crm.objects.contacts.write"]' in forbidden.value.body
     assert forbidden.value.headers["X-HubSpot-RateLimit-Max"] == "190"
+
+
+def test_single_object_calls_and_search(emulator):
+    client = sdk(emulator)
+    contacts = client.crm.contacts
+    created = contacts.basic_api.create(
+        simple_public_object_input_for_create=SimplePublicObjectInputForCreate(
+            properties={"email": "Sdk.User@Example.com", "firstname": "Sdk"}
+        )
+    )
+    assert created.properties["email"] == "sdk.user@example.com"
+
+    fetched = contacts.basic_api.get_by_id(
+        contact_id="sdk.user@example.com", id_property="email", properties=["firstname"]
+    )
+    assert fetched.id == created.id
+    assert fetched.properties["firstname"] == "Sdk"
+
+    updated = contacts.basic_api.update(
+        contact_id=created.id, simple_public_object_input=SimplePublicObjectInput(properties={"city": "Leiden"})
+    )
+    assert updated.properties["city"] == "Leiden"
+    assert updated.updated_at >= created.updated_at
+
+    found = contacts.search_api.do_search(
+        public_object_search_request=PublicObjectSearchRequest(
+            filter_groups=[FilterGroup(filters=[Filter(property_name="city", operator="EQ", value="leiden")])],
+            properties=["email", "city"],
+            limit=5,
+        )
+    )
+    assert found.total == 1
+    assert found.results[0].id == created.id
+
+    contacts.basic_api.archive(contact_id=created.id)
+    with pytest.raises(ApiException) as gone:
+        contacts.basic_api.get_by_id(contact_id=created.id)
+    assert gone.value.status == 404
+    assert '"category":"OBJECT_NOT_FOUND"' in gone.value.body
+
+
+def test_tier_flag_sizes_the_rate_limit(start_emulator):
+    emulator = start_emulator("--tier", "free", "--token", TOKEN)
+    page = sdk(emulator).crm.contacts.basic_api.get_page_with_http_info()
+    headers = page[2]
+    assert headers["X-HubSpot-RateLimit-Max"] == "100"
+    assert headers["X-HubSpot-RateLimit-Daily"] == "250000"
+    assert headers["X-HubSpot-RateLimit-Interval-Milliseconds"] == "10000"
