@@ -182,7 +182,7 @@ struct ResourceStatus {
 }
 
 /// What the controller would decide, with the in-process receiver standing in for the
-/// Deployment.
+/// StatefulSet.
 async fn reconcile(
     client: &HubSpotClient,
     integration: &HubSpotIntegration,

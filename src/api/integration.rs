@@ -111,7 +111,9 @@ pub struct ReceiverSettings {
     /// Container image of the receiver. Defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Number of receiver pods. The embedded event log supports one.
+    /// Number of receiver pods. Each pod keeps its own event log, so a delivery HubSpot repeats
+    /// to another pod is deduplicated only by the destinations (idempotency key); one pod is
+    /// the recommended setting.
     #[serde(default = "default_replicas")]
     pub replicas: i32,
     /// Compute resources of the receiver container.
