@@ -475,3 +475,535 @@ async fn publish(ctx: &Context, property: &HubSpotProperty, changes: &[Change]) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::api::property::{FieldType, PropertyGroupSpec, PropertyOptionSpec};
+    use crate::controller::fixtures::*;
+    use crate::hubspot::ClientSettings;
+    use crate::hubspot::models::PropertyOption;
+
+    const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
+    const PROPERTY: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotproperties/loyalty-tier";
+    const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotproperties/loyalty-tier/status";
+    const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+    const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
+    const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+    const SCOPES: &[&str] = &["crm.schemas.contacts.read", "crm.schemas.contacts.write"];
+    const HUBSPOT_PROPERTY: &str = "/crm/v3/properties/contacts/loyalty_tier";
+
+    fn spec() -> HubSpotPropertySpec {
+        HubSpotPropertySpec {
+            integration_ref: crate::api::property::IntegrationRef { name: "crm".into() },
+            object_type: "contacts".into(),
+            name: "loyalty_tier".into(),
+            label: "Loyalty tier".into(),
+            description: Some("Tier in the loyalty programme".into()),
+            type_: PropertyType::Enumeration,
+            field_type: FieldType::Select,
+            group_name: "loyalty".into(),
+            group: Some(PropertyGroupSpec { name: "loyalty".into(), label: "Loyalty".into() }),
+            options: vec![
+                PropertyOptionSpec { label: "Gold".into(), value: "gold".into(), display_order: None, hidden: false },
+                PropertyOptionSpec {
+                    label: "Silver".into(),
+                    value: "silver".into(),
+                    display_order: None,
+                    hidden: false,
+                },
+            ],
+            has_unique_value: false,
+            hidden: None,
+            form_field: Some(true),
+            display_order: None,
+            deletion_policy: DeletionPolicy::Orphan,
+            management_policy: ManagementPolicy::Manage,
+        }
+    }
+
+    /// HubSpot's property exactly as `spec()` declares it.
+    fn hubspot_property() -> Property {
+        Property {
+            name: "loyalty_tier".into(),
+            label: "Loyalty tier".into(),
+            type_: "enumeration".into(),
+            field_type: "select".into(),
+            group_name: "loyalty".into(),
+            description: "Tier in the loyalty programme".into(),
+            has_unique_value: false,
+            hubspot_defined: None,
+            options: vec![
+                PropertyOption { label: "Gold".into(), value: "gold".into(), display_order: 0, hidden: false },
+                PropertyOption { label: "Silver".into(), value: "silver".into(), display_order: 1, hidden: false },
+            ],
+            hidden: false,
+            form_field: true,
+            display_order: -1,
+        }
+    }
+
+    // ------------------------------------------------------------ pure plan
+
+    #[test]
+    fn missing_property_is_created_with_every_declared_field() {
+        let Plan::Create(create) = plan(&spec(), None) else { panic!("expected a create") };
+        assert_eq!(
+            serde_json::to_value(&create).unwrap(),
+            json!({
+                "name": "loyalty_tier", "label": "Loyalty tier", "type": "enumeration", "fieldType": "select",
+                "groupName": "loyalty", "description": "Tier in the loyalty programme", "formField": true,
+                "options": [
+                    {"label": "Gold", "value": "gold", "displayOrder": 0, "hidden": false},
+                    {"label": "Silver", "value": "silver", "displayOrder": 1, "hidden": false}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn matching_property_is_in_sync() {
+        assert_eq!(plan(&spec(), Some(&hubspot_property())), Plan::InSync);
+    }
+
+    #[test]
+    fn unset_optional_fields_are_hubspots_to_decide() {
+        let mut spec = spec();
+        (spec.description, spec.form_field) = (None, None);
+        let mut actual = hubspot_property();
+        (actual.description, actual.form_field, actual.hidden) = ("Edited in HubSpot".into(), false, true);
+        assert_eq!(plan(&spec, Some(&actual)), Plan::InSync);
+    }
+
+    #[test]
+    fn drift_in_label_description_and_options_patches_exactly_those() {
+        let mut actual = hubspot_property();
+        actual.label = "Tier".into();
+        actual.description = "old".into();
+        actual.options.pop();
+        let Plan::Update { drift, patch } = plan(&spec(), Some(&actual)) else { panic!("expected an update") };
+        assert_eq!(drift, ["label", "description", "options"]);
+        // The whole option list is sent: HubSpot replaces it.
+        assert_eq!(
+            serde_json::to_value(&patch).unwrap(),
+            json!({
+                "label": "Loyalty tier", "description": "Tier in the loyalty programme",
+                "options": [
+                    {"label": "Gold", "value": "gold", "displayOrder": 0, "hidden": false},
+                    {"label": "Silver", "value": "silver", "displayOrder": 1, "hidden": false}
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn type_and_uniqueness_changes_are_conflicts() {
+        let mut actual = hubspot_property();
+        actual.type_ = "string".into();
+        let Plan::Conflict(message) = plan(&spec(), Some(&actual)) else { panic!("expected a conflict") };
+        assert!(message.contains("has type string, the spec asks for enumeration"), "{message}");
+        let mut actual = hubspot_property();
+        actual.has_unique_value = true;
+        let Plan::Conflict(message) = plan(&spec(), Some(&actual)) else { panic!("expected a conflict") };
+        assert!(message.contains("hasUniqueValue true, the spec asks for false"), "{message}");
+    }
+
+    #[test]
+    fn hubspot_defined_property_is_never_changed() {
+        let mut actual = hubspot_property();
+        actual.hubspot_defined = Some(true);
+        assert_eq!(plan(&spec(), Some(&actual)), Plan::HubSpotDefined { drift: vec![] });
+        actual.label = "Tier".into();
+        actual.type_ = "string".into();
+        assert_eq!(plan(&spec(), Some(&actual)), Plan::HubSpotDefined { drift: vec!["label".into()] });
+    }
+
+    #[test]
+    fn failed_call_keeps_hubspots_correlation_id_in_the_status() {
+        let property = HubSpotProperty::new("loyalty-tier", spec());
+        let error = hubspot::Error::Api(hubspot::ApiError::from_body(
+            400,
+            br#"{"status":"error","message":"Property group loyalty does not exist.","correlationId":"c-42","category":"VALIDATION_ERROR"}"#,
+        ));
+        let status = property_status(&property, &SyncResult::Failed(error), Time(Timestamp::UNIX_EPOCH));
+        let last_error = status.last_error.unwrap();
+        assert_eq!(last_error.correlation_id.as_deref(), Some("c-42"));
+        assert_eq!(
+            last_error.message,
+            "HubSpot answered 400: Property group loyalty does not exist. (correlationId c-42)"
+        );
+        let synced = status.conditions.iter().find(|c| c.type_ == SYNCED).unwrap();
+        assert_eq!((synced.status.as_str(), synced.reason.as_str()), ("False", FAILED));
+        let ready = status.conditions.iter().find(|c| c.type_ == READY).unwrap();
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "VALIDATION_ERROR"));
+        assert_eq!(status.last_sync_time, None);
+    }
+
+    // ------------------------------------------------------------ CRD rules (client-side CEL)
+
+    fn object(edit: impl FnOnce(&mut HubSpotPropertySpec)) -> HubSpotProperty {
+        let mut spec = spec();
+        edit(&mut spec);
+        HubSpotProperty::new("loyalty-tier", spec)
+    }
+
+    fn cel_errors(object: &HubSpotProperty, old: Option<&HubSpotProperty>) -> String {
+        let outcome = match old {
+            None => kube::core::cel::validate_cel(object),
+            Some(old) => kube::core::cel::validate_cel_update(object, old),
+        };
+        outcome.err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_accepts_valid_type_field_type_pairs() {
+        let pairs = [
+            (PropertyType::Bool, FieldType::Booleancheckbox),
+            (PropertyType::Enumeration, FieldType::Radio),
+            (PropertyType::Date, FieldType::Date),
+            (PropertyType::Datetime, FieldType::Date),
+            (PropertyType::String, FieldType::Textarea),
+            (PropertyType::Number, FieldType::Number),
+            (PropertyType::PhoneNumber, FieldType::Phonenumber),
+        ];
+        for (type_, field_type) in pairs {
+            let o = object(|s| (s.type_, s.field_type) = (type_, field_type));
+            assert_eq!(cel_errors(&o, None), "", "{type_:?}/{field_type:?}");
+        }
+    }
+
+    #[test]
+    fn cel_refuses_invalid_pairs_enumerations_without_options_and_bad_names() {
+        let o = object(|s| (s.type_, s.field_type) = (PropertyType::Number, FieldType::Text));
+        assert!(cel_errors(&o, None).contains("fieldType is not valid for this type"));
+        let o = object(|s| s.options.clear());
+        assert!(cel_errors(&o, None).contains("a property of type enumeration needs options"));
+        let o = object(|s| s.name = "Loyalty Tier".into());
+        assert!(cel_errors(&o, None).contains("name must start with a lowercase letter"));
+        let o = object(|s| s.group.as_mut().unwrap().name = "other".into());
+        assert!(cel_errors(&o, None).contains("group.name must equal groupName"));
+    }
+
+    #[test]
+    fn cel_keeps_name_and_uniqueness_immutable() {
+        let old = object(|_| {});
+        assert_eq!(cel_errors(&object(|s| s.label = "Tier".into()), Some(&old)), "");
+        assert!(cel_errors(&object(|s| s.name = "tier".into()), Some(&old)).contains("name is immutable"));
+        assert!(cel_errors(&object(|s| s.has_unique_value = true), Some(&old)).contains("hasUniqueValue is immutable"));
+    }
+
+    // ------------------------------------------------------------ reconciler scenarios
+
+    /// The resource `loyalty-tier` with `spec`, already carrying the finalizer.
+    fn resource(spec: HubSpotPropertySpec) -> HubSpotProperty {
+        let mut p = HubSpotProperty::new("loyalty-tier", spec);
+        p.metadata.namespace = Some(NAMESPACE.into());
+        p.metadata.uid = Some("3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f".into());
+        p.metadata.generation = Some(2);
+        p.metadata.resource_version = Some("30".into());
+        p.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        p
+    }
+
+    /// The resource as seen after an earlier successful sync.
+    fn synced_before(mut p: HubSpotProperty) -> HubSpotProperty {
+        p.status = Some(HubSpotPropertyStatus {
+            last_sync_time: Some(Time(Timestamp::UNIX_EPOCH)),
+            hubspot_defined: Some(false),
+            ..Default::default()
+        });
+        p
+    }
+
+    fn deleting(mut p: HubSpotProperty, policy: DeletionPolicy) -> HubSpotProperty {
+        p.spec.deletion_policy = policy;
+        p.metadata.deletion_timestamp = Some(Time(Timestamp::UNIX_EPOCH));
+        p
+    }
+
+    fn client(hubspot: &crate::emulator::RunningEmulator) -> HubSpotClient {
+        HubSpotClient::new(ClientSettings {
+            base_url: hubspot.base_url(),
+            api_version: "v3".into(),
+            access_token: TOKEN.into(),
+            tier: Default::default(),
+        })
+    }
+
+    /// Gives the emulator `spec`'s group and property as `edit` changes it, then forgets those calls.
+    async fn seed(hubspot: &crate::emulator::RunningEmulator, edit: impl FnOnce(&mut PropertyCreate)) {
+        let client = client(hubspot);
+        let group = PropertyGroup { name: "loyalty".into(), label: "Loyalty".into(), display_order: None };
+        client.create_property_group("contacts", &group).await.unwrap();
+        let mut create = desired_create(&spec());
+        edit(&mut create);
+        client.create_property("contacts", &create).await.unwrap();
+        reqwest::Client::new().delete(format!("{}/_emulator/requests", hubspot.base_url())).send().await.unwrap();
+    }
+
+    /// `(method, path, status)` of each HubSpot API call the emulator received, and the bodies.
+    async fn hubspot_calls(hubspot: &crate::emulator::RunningEmulator) -> (Vec<(String, String, u64)>, Vec<Value>) {
+        let log: Vec<Value> = reqwest::Client::new()
+            .get(format!("{}/_emulator/requests", hubspot.base_url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let calls = log
+            .iter()
+            .map(|r| {
+                (
+                    r["method"].as_str().unwrap().into(),
+                    r["path"].as_str().unwrap().into(),
+                    r["status"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        (calls, log.iter().map(|r| r["body"].clone()).collect())
+    }
+
+    fn calls(expected: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
+        expected.iter().map(|(m, p, s)| (m.to_string(), p.to_string(), *s)).collect()
+    }
+
+    async fn integration_and_token(api: &mut ApiServer, integration: Value) {
+        api.get(INTEGRATION, Some(integration)).await;
+        api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+    }
+
+    #[tokio::test]
+    async fn first_visit_only_adds_the_finalizer() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        let mut property = resource(spec());
+        property.metadata.finalizers = None;
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            let patch = api.json_patch(PROPERTY, object).await;
+            assert_eq!(
+                patch,
+                json!([
+                    {"op": "test", "path": "/metadata/finalizers", "value": null},
+                    {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]}
+                ])
+            );
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
+    }
+
+    #[tokio::test]
+    async fn missing_property_and_group_are_created_with_events() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        let property = resource(spec());
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let event = api.create(EVENTS).await;
+            assert_eq!(
+                (event["reason"].as_str(), event["type"].as_str()),
+                (Some("PropertyGroupCreated"), Some("Normal"))
+            );
+            let event = api.create(EVENTS).await;
+            assert_eq!(event["reason"], "PropertyCreated");
+            assert_eq!(event["note"], "Created HubSpot property loyalty_tier on contacts");
+            assert_eq!(event["regarding"]["name"], "loyalty-tier");
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "Created".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Created".into()));
+            assert_eq!(patch["status"]["observedGeneration"], 2);
+            assert_eq!(patch["status"]["hubspotDefined"], false);
+            assert!(patch["status"]["lastSyncTime"].is_string());
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(DRIFT_CHECK_INTERVAL));
+        let (log, bodies) = hubspot_calls(&hubspot).await;
+        assert_eq!(
+            log,
+            calls(&[
+                ("GET", HUBSPOT_PROPERTY, 404),
+                ("GET", "/crm/v3/properties/contacts/groups", 200),
+                ("POST", "/crm/v3/properties/contacts/groups", 201),
+                ("POST", "/crm/v3/properties/contacts", 201),
+            ])
+        );
+        assert_eq!(bodies[2], json!({"name": "loyalty", "label": "Loyalty"}));
+        assert_eq!(bodies[3], serde_json::to_value(desired_create(&spec())).unwrap());
+    }
+
+    #[tokio::test]
+    async fn steady_state_reads_once_and_writes_nothing() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |_| {}).await;
+        let property = synced_before(resource(spec()));
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "InSync".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "InSync".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(DRIFT_CHECK_INTERVAL));
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("GET", HUBSPOT_PROPERTY, 200)]));
+    }
+
+    #[tokio::test]
+    async fn drift_is_repaired_with_one_patch() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |p| {
+            p.label = "Tier".into();
+            p.options.truncate(1);
+        })
+        .await;
+        let property = synced_before(resource(spec()));
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let event = api.create(EVENTS).await;
+            assert_eq!(event["reason"], "PropertyUpdated");
+            assert_eq!(event["note"], "Updated HubSpot property loyalty_tier on contacts: label, options");
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "Updated".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        let (log, bodies) = hubspot_calls(&hubspot).await;
+        assert_eq!(log, calls(&[("GET", HUBSPOT_PROPERTY, 200), ("PATCH", HUBSPOT_PROPERTY, 200)]));
+        assert_eq!(bodies[1]["label"], "Loyalty tier");
+        assert_eq!(bodies[1]["options"].as_array().unwrap().len(), 2);
+        let repaired = client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().unwrap();
+        assert_eq!(plan(&spec(), Some(&repaired)), Plan::InSync);
+    }
+
+    #[tokio::test]
+    async fn existing_property_is_adopted_without_writes() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |_| {}).await;
+        let property = resource(spec());
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "Adopted".into()));
+            assert_eq!(
+                crate::controller::fixtures::condition(&patch, "Synced")["message"],
+                "Adopted the existing property loyalty_tier"
+            );
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("GET", HUBSPOT_PROPERTY, 200)]));
+    }
+
+    #[tokio::test]
+    async fn observe_only_reports_drift_and_writes_nothing() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |p| p.label = "Tier".into()).await;
+        let mut spec = spec();
+        spec.management_policy = ManagementPolicy::ObserveOnly;
+        let property = resource(spec);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("False".into(), "Drifted".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Observed".into()));
+            assert_eq!(patch["status"]["drift"], json!(["label"]));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("GET", HUBSPOT_PROPERTY, 200)]));
+    }
+
+    #[tokio::test]
+    async fn deletion_with_delete_policy_archives_then_drops_the_finalizer() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |_| {}).await;
+        let property = deleting(synced_before(resource(spec())), DeletionPolicy::Delete);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let mut released = to_json(&property);
+        released["metadata"]["finalizers"] = json!([]);
+        let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let event = api.create(EVENTS).await;
+            assert_eq!(event["reason"], "PropertyArchived");
+            let patch = api.json_patch(PROPERTY, released).await;
+            assert_eq!(
+                patch,
+                json!([
+                    {"op": "test", "path": "/metadata/finalizers/0", "value": FINALIZER},
+                    {"op": "remove", "path": "/metadata/finalizers/0"}
+                ])
+            );
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("DELETE", HUBSPOT_PROPERTY, 204)]));
+        assert_eq!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn deletion_keeps_the_finalizer_while_hubspot_refuses() {
+        let hubspot = hubspot(&[(TOKEN, &["crm.schemas.contacts.read"])]).await;
+        let property = deleting(synced_before(resource(spec())), DeletionPolicy::Delete);
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        let outcome = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "MISSING_SCOPES".into()));
+            assert!(patch["status"]["lastError"]["correlationId"].is_string(), "{patch}");
+            api
+        })
+        .await;
+        assert!(matches!(outcome, Err(Error::Finalizer(_))), "{outcome:?}");
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("DELETE", HUBSPOT_PROPERTY, 403)]));
+    }
+
+    #[tokio::test]
+    async fn deletion_with_orphan_policy_leaves_hubspot_alone() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |_| {}).await;
+        let property = deleting(synced_before(resource(spec())), DeletionPolicy::Orphan);
+        let (ctx, api) = test_context();
+        let mut released = to_json(&property);
+        released["metadata"]["finalizers"] = json!([]);
+        run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            api.json_patch(PROPERTY, released).await;
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
+        assert!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
+    }
+}
