@@ -187,7 +187,7 @@ pub fn property_status(property: &HubSpotProperty, result: &SyncResult, now: Tim
         last_error: None,
     };
     let name = &property.spec.name;
-    let (ready, synced): ((bool, String, String), (Option<bool>, String, String)) = match result {
+    let (ready, synced): ConditionParts = match result {
         SyncResult::IntegrationNotFound(message) => (
             (false, "IntegrationNotFound".into(), message.clone()),
             (None, "IntegrationNotFound".into(), message.clone()),
@@ -218,6 +218,7 @@ pub fn property_status(property: &HubSpotProperty, result: &SyncResult, now: Tim
     status
 }
 
+/// `(status, reason, message)` of the `Ready` and `Synced` conditions.
 type ConditionParts = ((bool, String, String), (Option<bool>, String, String));
 
 fn synced_conditions(name: &str, outcome: &SyncOutcome) -> ConditionParts {
