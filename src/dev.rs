@@ -336,6 +336,11 @@ impl Manifests {
                 "PropertyMapping" => {
                     self.mappings.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
                 }
+                // Read so mistakes are named, but not reconciled: dev mode does not manage
+                // HubSpot properties yet (the controller does).
+                "HubSpotProperty" => {
+                    serde_yaml::from_value::<crate::api::HubSpotProperty>(value).with_context(at)?;
+                }
                 "Secret" => {
                     self.secrets.push(with_namespace(serde_yaml::from_value::<Secret>(value).with_context(at)?));
                 }

@@ -132,6 +132,21 @@ impl ApiServer {
         call.body
     }
 
+    /// A create (`POST path`); answered 201 with the posted object. Returns the posted object.
+    pub async fn create(&mut self, path: &str) -> Value {
+        let (call, send) = self.expect(Method::POST, path).await;
+        reply(send, StatusCode::CREATED, &call.body);
+        call.body
+    }
+
+    /// A JSON patch (`PATCH path`, RFC 6902) answered with `object`. Returns the patch.
+    pub async fn json_patch(&mut self, path: &str, object: Value) -> Value {
+        let (call, send) = self.expect(Method::PATCH, path).await;
+        assert_eq!(call.content_type, "application/json-patch+json");
+        reply(send, StatusCode::OK, &object);
+        call.body
+    }
+
     /// Asserts the client made no further call: the next request finds every client dropped.
     pub async fn assert_no_more_calls(mut self) {
         if let Some((request, _)) = self.0.next_request().await {

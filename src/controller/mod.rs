@@ -6,6 +6,7 @@
 
 pub mod integration;
 pub mod mapping;
+pub mod property;
 pub mod resources;
 pub mod secrets;
 pub mod status;
@@ -74,6 +75,11 @@ pub enum Error {
     Kube(#[from] kube::Error),
     #[error("{0} has no metadata.{1}")]
     MissingObjectKey(String, &'static str),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// The HubSpot side of a deleted object could not be cleaned up; the finalizer stays.
+    #[error("cleanup failed: {0}")]
+    Cleanup(String),
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -247,7 +253,7 @@ where
     Ok(())
 }
 
-/// Runs both controllers until SIGTERM or Ctrl-C, serving metrics and health on
+/// Runs every controller until SIGTERM or Ctrl-C, serving metrics and health on
 /// `args.metrics_listen`.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
@@ -262,12 +268,17 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
 
     let integrations = integration::controller(client.clone(), namespace);
     let mappings = mapping::controller(client.clone(), namespace);
+    let properties = property::controller(client.clone(), namespace);
     let ready = Arc::new(AtomicBool::new(false));
-    let (integration_store, mapping_store) = (integrations.store(), mappings.store());
+    let (integration_store, mapping_store, property_store) =
+        (integrations.store(), mappings.store(), properties.store());
     let ready_flag = ready.clone();
     tokio::spawn(async move {
-        // Ready once both caches hold a complete first listing.
-        if integration_store.wait_until_ready().await.is_ok() && mapping_store.wait_until_ready().await.is_ok() {
+        // Ready once every cache holds a complete first listing.
+        if integration_store.wait_until_ready().await.is_ok()
+            && mapping_store.wait_until_ready().await.is_ok()
+            && property_store.wait_until_ready().await.is_ok()
+        {
             ready_flag.store(true, Ordering::Relaxed);
         }
     });
@@ -285,12 +296,16 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
         .graceful_shutdown_on(shutdown.clone())
         .run(mapping::reconcile, error_policy, ctx.clone())
         .for_each(log_outcome);
-    let everything = async { tokio::join!(integrations, mappings, server) };
+    let properties = properties
+        .graceful_shutdown_on(shutdown.clone())
+        .run(property::reconcile, error_policy, ctx.clone())
+        .for_each(log_outcome);
+    let everything = async { tokio::join!(integrations, mappings, properties, server) };
     // A graceful shutdown waits for running reconciles, and for the first listing of each
     // cache, which never comes while the API server is unreachable: do not wait forever.
     let grace_over = shutdown.then(|()| tokio::time::sleep(SHUTDOWN_GRACE));
     tokio::select! {
-        (_, _, served) = everything => served?,
+        (_, _, _, served) = everything => served?,
         () = grace_over => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "still busy after the shutdown grace period; exiting"),
     }
     tracing::info!("controller stopped");

@@ -481,6 +481,9 @@ mod tests {
             has_unique_value: false,
             hubspot_defined: Some(true),
             options: vec![],
+            hidden: false,
+            form_field: true,
+            display_order: -1,
         }
     }
 

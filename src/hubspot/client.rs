@@ -198,6 +198,46 @@ impl HubSpotClient {
         self.send("create_property", Method::POST, self.properties_path(object_type), &[], Some(property)).await
     }
 
+    /// `GET /crm/v3/properties/{t}/{name}`; `None` when HubSpot has no live property of that name.
+    pub async fn get_property(&self, object_type: &str, name: &str) -> Result<Option<Property>> {
+        let path = format!("{}/{name}", self.properties_path(object_type));
+        match self.send::<(), Property>("get_property", Method::GET, path, &[], None).await {
+            Ok(property) => Ok(Some(property)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PATCH /crm/v3/properties/{t}/{name}`: changes only the fields `update` sets; its
+    /// `options` replace the whole list.
+    pub async fn update_property(&self, object_type: &str, name: &str, update: &PropertyUpdate) -> Result<Property> {
+        let path = format!("{}/{name}", self.properties_path(object_type));
+        self.send("update_property", Method::PATCH, path, &[], Some(update)).await
+    }
+
+    /// `DELETE /crm/v3/properties/{t}/{name}` (HubSpot archives the property).
+    pub async fn archive_property(&self, object_type: &str, name: &str) -> Result<()> {
+        let path = format!("{}/{name}", self.properties_path(object_type));
+        self.send::<(), ()>("archive_property", Method::DELETE, path, &[], None).await
+    }
+
+    /// `GET /crm/v3/properties/{t}/groups`.
+    pub async fn list_property_groups(&self, object_type: &str) -> Result<Vec<PropertyGroup>> {
+        #[derive(serde::Deserialize)]
+        struct Groups {
+            results: Vec<PropertyGroup>,
+        }
+        let path = format!("{}/groups", self.properties_path(object_type));
+        let list: Groups = self.send::<(), _>("list_property_groups", Method::GET, path, &[], None).await?;
+        Ok(list.results)
+    }
+
+    /// `POST /crm/v3/properties/{t}/groups`.
+    pub async fn create_property_group(&self, object_type: &str, group: &PropertyGroup) -> Result<PropertyGroup> {
+        let path = format!("{}/groups", self.properties_path(object_type));
+        self.send("create_property_group", Method::POST, path, &[], Some(group)).await
+    }
+
     fn objects_path(&self, object_type: &str, suffix: &str) -> String {
         match self.settings.api_version.as_str() {
             "v3" => format!("/crm/v3/objects/{object_type}{suffix}"),

@@ -95,6 +95,12 @@ pub struct Property {
     pub hubspot_defined: Option<bool>,
     #[serde(default)]
     pub options: Vec<PropertyOption>,
+    #[serde(default)]
+    pub hidden: bool,
+    #[serde(default)]
+    pub form_field: bool,
+    #[serde(default)]
+    pub display_order: i32,
 }
 
 /// Body of a property create call.
@@ -113,6 +119,45 @@ pub struct PropertyCreate {
     pub has_unique_value: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub options: Vec<PropertyOption>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_field: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_order: Option<i32>,
+}
+
+/// Body of a property update (PATCH): only the fields to change. `options` replaces the
+/// whole list.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_name: Option<String>,
+    #[serde(rename = "fieldType", default, skip_serializing_if = "Option::is_none")]
+    pub field_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Vec<PropertyOption>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hidden: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub form_field: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_order: Option<i32>,
+}
+
+/// A property group.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyGroup {
+    pub name: String,
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_order: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
