@@ -367,13 +367,13 @@ pub fn unique_suffix() -> String {
 }
 
 /// Runs `work` to completion on a runtime of its own, from anywhere (including `Drop` inside
-/// a test's runtime).
+/// a test's runtime). A panic in `work` is reported on stderr, not passed on: cleanup must not
+/// abort a test that is already failing.
 fn run_detached<F: std::future::Future<Output = ()> + Send + 'static>(work: F) {
-    std::thread::spawn(move || {
+    let cleanup = std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(work)
-    })
-    .join()
-    .unwrap()
+    });
+    let _ = cleanup.join();
 }
 
 /// A PostgreSQL database of its own for one test, dropped when this value is.
@@ -404,8 +404,11 @@ impl Drop for TestDatabase {
     fn drop(&mut self) {
         let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
         run_detached(async move {
+            // No panic here: during a failing test's unwinding it would abort and hide the failure.
             let admin = pg_connect(&admin_url).await;
-            admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await.unwrap();
+            if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await {
+                eprintln!("dropping test database {name}: {e}");
+            }
         });
     }
 }
@@ -469,7 +472,10 @@ impl Drop for TestStream {
     fn drop(&mut self) {
         let (url, name) = (self.url.clone(), self.name.clone());
         run_detached(async move {
-            nats_jetstream(&url).await.delete_stream(&name).await.unwrap();
+            // No panic here: during a failing test's unwinding it would abort and hide the failure.
+            if let Err(e) = nats_jetstream(&url).await.delete_stream(&name).await {
+                eprintln!("deleting test stream {name}: {e}");
+            }
         });
     }
 }
