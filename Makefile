@@ -4,6 +4,10 @@ PYTHON_DEPS := $(VENV)/.installed-$(shell sha256sum tests/requirements.txt | cut
 
 .PHONY: test dev crds lint
 
+# Real PostgreSQL and NATS JetStream servers the destination tests use; override to point elsewhere.
+export HUBSPOT_OPERATOR_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
+export HUBSPOT_OPERATOR_TEST_NATS_URL ?= nats://127.0.0.1:4222
+
 ## Run every test: Rust unit and integration tests, then the Python contract and chart tests.
 test: $(PYTHON_DEPS)
 	cargo build --locked --bins

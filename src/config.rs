@@ -82,8 +82,8 @@ impl MappingConfig {
     }
 }
 
-/// A destination with its Secrets resolved.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+/// A destination with its Secrets resolved. `Debug` leaves out secrets and connection URLs.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
 pub enum SinkConfig {
     /// POST JSON batches, HMAC-signed when a secret is given.
@@ -94,6 +94,40 @@ pub enum SinkConfig {
     },
     /// Append JSON lines to a file (relative paths are under `dataDir`).
     File { path: PathBuf },
+    /// Upsert into a PostgreSQL table, guarded by HubSpot's `updatedAt`.
+    #[serde(rename_all = "camelCase")]
+    Postgres {
+        /// Connection string (`postgres://user:password@host/db` or `host=... dbname=...`).
+        url: String,
+        /// Table, optionally schema-qualified (`crm.contacts`).
+        table: String,
+        /// Create the table (and its index on `hubspot_object_id`) when it does not exist.
+        #[serde(default)]
+        create_table: bool,
+    },
+    /// Publish one message per record to a NATS JetStream subject.
+    Nats { url: String, subject: String },
+}
+
+impl std::fmt::Debug for SinkConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SinkConfig::Http { url, signing_secret } => f
+                .debug_struct("Http")
+                .field("url", url)
+                .field("signed", &signing_secret.is_some())
+                .finish_non_exhaustive(),
+            SinkConfig::File { path } => f.debug_struct("File").field("path", path).finish(),
+            SinkConfig::Postgres { table, create_table, .. } => f
+                .debug_struct("Postgres")
+                .field("table", table)
+                .field("create_table", create_table)
+                .finish_non_exhaustive(),
+            SinkConfig::Nats { subject, .. } => {
+                f.debug_struct("Nats").field("subject", subject).finish_non_exhaustive()
+            }
+        }
+    }
 }
 
 impl SinkConfig {
@@ -101,6 +135,8 @@ impl SinkConfig {
         match self {
             SinkConfig::Http { .. } => "http",
             SinkConfig::File { .. } => "file",
+            SinkConfig::Postgres { .. } => "postgres",
+            SinkConfig::Nats { .. } => "nats",
         }
     }
 

@@ -149,7 +149,7 @@ fn read_lines(path: &std::path::Path) -> Vec<Record> {
 async fn file_appends_json_lines_and_keeps_them_across_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let config = SinkConfig::File { path: "out/records.jsonl".into() };
-    let sink = Sink::from_config(&config, dir.path()).unwrap();
+    let sink = Sink::from_config(&config, &common::contacts_mapping(vec![]), dir.path()).unwrap();
     sink.deliver(&records()).await.unwrap();
     drop(sink);
 

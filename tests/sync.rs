@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use common::{TestDestination, TestEmulator, WAIT, eventually, receiver_config, sample_event};
+use common::{
+    TestDatabase, TestDestination, TestEmulator, WAIT, contacts_mapping, eventually, receiver_config, sample_event,
+};
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
@@ -17,27 +19,6 @@ use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
 use hubspot_operator::hubspot::WebhookEvent;
 use hubspot_operator::sync::{Op, Record, Worker};
 use hubspot_operator::telemetry::{Metrics, SinkLabels};
-
-/// Contacts: email is the match key; firstname and lifecyclestage flow out; phone only flows
-/// into HubSpot, so it must never be read.
-fn contacts_mapping(sinks: Vec<SinkConfig>) -> MappingConfig {
-    let field = |hubspot: &str, external: &str, direction| FieldMapping {
-        hubspot_property: hubspot.into(),
-        external_field: external.into(),
-        direction,
-    };
-    MappingConfig {
-        name: "crm/contacts".into(),
-        object_type: "contacts".into(),
-        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-        fields: vec![
-            field("firstname", "first_name", Direction::ToExternal),
-            field("lifecyclestage", "stage", Direction::Both),
-            field("phone", "phone", Direction::ToHubSpot),
-        ],
-        sinks,
-    }
-}
 
 fn config(data_dir: &Path, emulator: &TestEmulator, sinks: Vec<SinkConfig>) -> ReceiverConfig {
     let mut config = receiver_config(data_dir);
@@ -311,4 +292,66 @@ async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
     assert_eq!(file[0].fields, BTreeMap::from([("town".to_string(), Some("London".to_string()))]));
 
     emulator.running.shutdown().await;
+}
+
+#[tokio::test]
+async fn worker_upserts_into_postgres_and_marks_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::create().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let postgres = SinkConfig::Postgres { url: db.url.clone(), table: "crm_contacts".into(), create_table: true };
+    let config = config(dir.path(), &emulator, vec![postgres]);
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada", "phone": "+1 555"})).await;
+    let bob = emulator.create_contact(json!({"email": "bob@example.com", "firstname": "Bob"})).await;
+    emulator.update_contact(&ada, json!({"lifecyclestage": "customer"})).await;
+    let events =
+        vec![contact_event(1, "contact.creation", &ada, 1_000), contact_event(2, "contact.creation", &bob, 1_000)];
+    log.append(events).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 2);
+
+    let client = db.client().await;
+    let rows = || async {
+        let query = "SELECT email, first_name, stage, hubspot_object_id, deleted FROM crm_contacts ORDER BY email";
+        let rows = client.query(query, &[]).await.unwrap();
+        rows.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))).collect::<Vec<(
+            String,
+            Option<String>,
+            Option<String>,
+            String,
+            bool,
+        )>>()
+    };
+    let live = |email: &str, name: &str, stage: Option<&str>, id: &str| {
+        (email.to_string(), Some(name.to_string()), stage.map(str::to_string), id.to_string(), false)
+    };
+    assert_eq!(
+        rows().await,
+        [live("ada@example.com", "Ada", Some("customer"), &ada), live("bob@example.com", "Bob", None, &bob)]
+    );
+    let updated_at: std::time::SystemTime = client
+        .query_one("SELECT hubspot_updated_at FROM crm_contacts WHERE email = 'ada@example.com'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let emulated = emulator.object("contacts", &ada).await["updatedAt"].as_str().unwrap().to_string();
+    let emulated_ms = hubspot_operator::sync::plan::timestamp_ms(&emulated).unwrap();
+    assert_eq!(updated_at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64, emulated_ms);
+
+    // A change, then Bob is deleted in HubSpot.
+    emulator.update_contact(&ada, json!({"firstname": "Adeline"})).await;
+    emulator.archive("contacts", &bob).await;
+    let later = vec![
+        contact_event(3, "contact.propertyChange", &ada, 2_000),
+        contact_event(4, "contact.deletion", &bob, common::now_ms()),
+    ];
+    log.append(later).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 2);
+    let mut bob_row = live("bob@example.com", "Bob", None, &bob);
+    bob_row.4 = true;
+    assert_eq!(rows().await, [live("ada@example.com", "Adeline", Some("customer"), &ada), bob_row]);
+    assert_eq!(log.pending_count().await.unwrap(), 0);
 }

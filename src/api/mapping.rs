@@ -96,7 +96,7 @@ impl Direction {
 }
 
 /// One destination of mapped records; exactly one of the fields is set.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Destination {
     /// POST batches of records as JSON to an HTTP endpoint.
@@ -105,6 +105,12 @@ pub struct Destination {
     /// Append records as JSON lines to a file on the receiver's volume.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileDestination>,
+    /// Upsert records into a PostgreSQL table, guarded by HubSpot's `updatedAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresDestination>,
+    /// Publish one message per record change to a NATS JetStream subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsDestination>,
 }
 
 /// An HTTP endpoint that accepts batches of records.
@@ -124,6 +130,43 @@ pub struct HttpDestination {
 pub struct FileDestination {
     /// Path of the file; relative paths are under the receiver's data directory.
     pub path: String,
+}
+
+/// A PostgreSQL table with one row per match key. Its columns: the match key's `externalField`
+/// (primary key), every field's `externalField` that flows to external systems, and
+/// `hubspot_object_id`, `hubspot_updated_at` (timestamptz) and `deleted` (boolean). A row is
+/// only written when the record is at least as new as the row (`hubspot_updated_at`), so
+/// replays and late records never overwrite newer data. Deletions set `deleted = true`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresDestination {
+    /// Secret key holding the connection string, e.g. `postgres://user:password@host:5432/db`.
+    pub connection_secret: SecretKeyRef,
+    /// Table name, optionally schema-qualified (`crm.contacts`); used exactly as written (quoted).
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"))]
+    pub table: String,
+    /// Create the table (text columns) and an index on `hubspot_object_id` if the table is missing.
+    #[serde(default)]
+    pub create_table: bool,
+}
+
+/// A NATS subject bound to a JetStream stream: one JSON message per record, with the record's
+/// idempotency key as `Nats-Msg-Id` so the stream drops replays.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.url) != has(self.urlSecret)",
+    "message": "set exactly one of url and urlSecret"
+}]))]
+pub struct NatsDestination {
+    /// Server URL, e.g. `nats://nats.messaging:4222`. Set this or `urlSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Secret key holding the server URL, for URLs that carry credentials (`nats://user:password@host`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret: Option<SecretKeyRef>,
+    /// Subject the messages are published to; a JetStream stream must capture it.
+    pub subject: String,
 }
 
 /// Observed state of a `PropertyMapping`.

@@ -252,8 +252,8 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
                 })
                 .collect(),
             destinations: vec![Destination {
-                http: None,
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
+                ..Default::default()
             }],
         },
     );

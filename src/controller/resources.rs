@@ -94,10 +94,12 @@ pub fn mappings_of<'a>(
 pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&PropertyMapping]) -> Vec<String> {
     let token = std::iter::once(&integration.spec.credentials.private_app_token);
     let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
-    let signing =
-        mappings.iter().flat_map(|m| &m.spec.destinations).filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
+    let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
+    let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
+    let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
+    let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
     let mut names: Vec<String> = Vec::new();
-    for reference in token.chain(client_secret).chain(signing) {
+    for reference in token.chain(client_secret).chain(signing).chain(postgres).chain(nats) {
         if !names.contains(&reference.name) {
             names.push(reference.name.clone());
         }
@@ -115,6 +117,22 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         }
         if let Some(file) = &destination.file {
             sinks.push(SinkConfig::File { path: file.path.clone().into() });
+        }
+        if let Some(postgres) = &destination.postgres {
+            sinks.push(SinkConfig::Postgres {
+                url: secrets.value(&postgres.connection_secret)?,
+                table: postgres.table.clone(),
+                create_table: postgres.create_table,
+            });
+        }
+        if let Some(nats) = &destination.nats {
+            // The CRD requires exactly one of the two; without either the receiver refuses the
+            // empty URL when it starts.
+            let url = match &nats.url_secret {
+                Some(reference) => secrets.value(reference)?,
+                None => nats.url.clone().unwrap_or_default(),
+            };
+            sinks.push(SinkConfig::Nats { url, subject: nats.subject.clone() });
         }
     }
     Ok(MappingConfig {
@@ -467,7 +485,7 @@ mod tests {
     use crate::api::integration::{Credentials, HubSpotIntegrationSpec, WebhookSettings};
     use crate::api::mapping::{
         Destination, Direction, FieldMapping, FileDestination, HttpDestination, IntegrationRef, MatchKey,
-        PropertyMappingSpec,
+        NatsDestination, PostgresDestination, PropertyMappingSpec,
     };
 
     fn integration() -> HubSpotIntegration {
@@ -534,7 +552,7 @@ mod tests {
                 url: "https://crm.example.com/ingest".into(),
                 signing_secret: signing.map(|name| SecretKeyRef { name: name.into(), key: "key".into() }),
             }),
-            file: None,
+            ..Default::default()
         }
     }
 
@@ -546,7 +564,7 @@ mod tests {
             mapping(
                 "a-file",
                 "crm",
-                vec![Destination { http: None, file: Some(FileDestination { path: "out.jsonl".into() }) }],
+                vec![Destination { file: Some(FileDestination { path: "out.jsonl".into() }), ..Default::default() }],
             ),
             mapping("other", "another-integration", vec![]),
         ];
@@ -593,6 +611,60 @@ mod tests {
         no_webhooks.spec.webhooks = None;
         let err = receiver_config(&no_webhooks, &[], &secrets()).unwrap_err();
         assert_eq!(err, ConfigError::WebhooksNotConfigured);
+    }
+
+    #[test]
+    fn postgres_and_nats_destinations_resolve_their_secrets() {
+        let mut store = secrets();
+        store.insert_values(
+            "warehouse",
+            BTreeMap::from([
+                ("dsn".into(), "postgres://sync:pw@db:5432/crm\n".into()),
+                ("nats-url".into(), "nats://user:pw@nats:4222".into()),
+            ]),
+        );
+        let postgres = PostgresDestination {
+            connection_secret: SecretKeyRef { name: "warehouse".into(), key: "dsn".into() },
+            table: "crm.contacts".into(),
+            create_table: true,
+        };
+        let nats = |url: Option<&str>, secret: Option<&str>| NatsDestination {
+            url: url.map(Into::into),
+            url_secret: secret.map(|key| SecretKeyRef { name: "warehouse".into(), key: key.into() }),
+            subject: "crm.contacts".into(),
+        };
+        let m = mapping(
+            "contacts",
+            "crm",
+            vec![
+                Destination { postgres: Some(postgres), ..Default::default() },
+                Destination { nats: Some(nats(None, Some("nats-url"))), ..Default::default() },
+                Destination { nats: Some(nats(Some("nats://nats:4222"), None)), ..Default::default() },
+            ],
+        );
+        assert_eq!(referenced_secret_names(&integration(), &[&m]), ["hubspot", "warehouse"]);
+        let config = mapping_config(&m, &store).unwrap();
+        assert_eq!(
+            config.sinks,
+            [
+                SinkConfig::Postgres {
+                    url: "postgres://sync:pw@db:5432/crm".into(),
+                    table: "crm.contacts".into(),
+                    create_table: true,
+                },
+                SinkConfig::Nats { url: "nats://user:pw@nats:4222".into(), subject: "crm.contacts".into() },
+                SinkConfig::Nats { url: "nats://nats:4222".into(), subject: "crm.contacts".into() },
+            ]
+        );
+        // Connection strings stay out of debug output.
+        assert!(!format!("{config:?}").contains("pw"), "{config:?}");
+
+        let missing = mapping(
+            "contacts",
+            "crm",
+            vec![Destination { nats: Some(nats(None, Some("absent-key"))), ..Default::default() }],
+        );
+        assert_eq!(mapping_config(&missing, &store).unwrap_err().reason(), "SecretKeyMissing");
     }
 
     #[test]

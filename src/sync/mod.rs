@@ -108,7 +108,7 @@ impl Worker {
                     .iter()
                     .enumerate()
                     .map(|(index, sink_config)| {
-                        let sink = Sink::from_config(sink_config, &config.data_dir)
+                        let sink = Sink::from_config(sink_config, mapping, &config.data_dir)
                             .with_context(|| format!("mapping {}: destination {index}", mapping.name))?;
                         Ok(Destination { label: sink_config.label(index), checkpoint_id: sink.checkpoint_id(), sink })
                     })

@@ -349,3 +349,164 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The address of a service the tests need, from environment variable `var`. Missing is a
+/// failure, never a skip: `make test` and CI set these.
+pub fn service_url(var: &str, example: &str) -> String {
+    match std::env::var(var) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => panic!("{var} is not set: point it at the test server (e.g. {example}); `make test` sets it"),
+    }
+}
+
+/// A random lowercase suffix for names that parallel tests must not share.
+pub fn unique_suffix() -> String {
+    use rand::Rng;
+    let mut rng = rand::rng();
+    (0..12).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+}
+
+/// Runs `work` to completion on a runtime of its own, from anywhere (including `Drop` inside
+/// a test's runtime). A panic in `work` is reported on stderr, not passed on: cleanup must not
+/// abort a test that is already failing.
+fn run_detached<F: std::future::Future<Output = ()> + Send + 'static>(work: F) {
+    let cleanup = std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(work)
+    });
+    let _ = cleanup.join();
+}
+
+/// A PostgreSQL database of its own for one test, dropped when this value is.
+pub struct TestDatabase {
+    /// Connection string of the test database.
+    pub url: String,
+    pub name: String,
+    admin_url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> TestDatabase {
+        let admin_url = service_url("HUBSPOT_OPERATOR_TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test");
+        let name = format!("hsop_test_{}", unique_suffix());
+        let admin = pg_connect(&admin_url).await;
+        admin.batch_execute(&format!("CREATE DATABASE \"{name}\"")).await.unwrap();
+        let url = with_database(&admin_url, &name);
+        TestDatabase { url, name, admin_url }
+    }
+
+    /// A client of the test database.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        pg_connect(&self.url).await
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (admin_url, name) = (self.admin_url.clone(), self.name.clone());
+        run_detached(async move {
+            // No panic here: during a failing test's unwinding it would abort and hide the failure.
+            let admin = pg_connect(&admin_url).await;
+            if let Err(e) = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await {
+                eprintln!("dropping test database {name}: {e}");
+            }
+        });
+    }
+}
+
+pub async fn pg_connect(url: &str) -> tokio_postgres::Client {
+    let connect = tokio_postgres::connect(url, tokio_postgres::NoTls);
+    let (client, connection) = tokio::time::timeout(WAIT, connect).await.expect("connecting timed out").unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// `url` (a `postgres://` URL) with its database replaced by `database`.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let authority_start = base.find("://").expect("a postgres:// URL") + 3;
+    let authority_end = base[authority_start..].find('/').map_or(base.len(), |i| authority_start + i);
+    let query = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!("{}/{database}{query}", &base[..authority_end])
+}
+
+/// A JetStream stream of its own for one test, capturing `subject`; deleted when this value is.
+pub struct TestStream {
+    pub url: String,
+    pub name: String,
+    pub subject: String,
+    pub jetstream: async_nats::jetstream::Context,
+}
+
+impl TestStream {
+    pub async fn create() -> TestStream {
+        let url = nats_url();
+        let suffix = unique_suffix();
+        let (name, subject) = (format!("HSOP_TEST_{suffix}"), format!("hsop.test.{suffix}.records"));
+        let jetstream = nats_jetstream(&url).await;
+        let config = async_nats::jetstream::stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            ..Default::default()
+        };
+        tokio::time::timeout(WAIT, jetstream.create_stream(config))
+            .await
+            .expect("creating a stream timed out")
+            .unwrap();
+        TestStream { url, name, subject, jetstream }
+    }
+
+    /// Messages the stream holds.
+    pub async fn message_count(&self) -> u64 {
+        let mut stream = self.jetstream.get_stream(&self.name).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    }
+
+    /// The message at `sequence`.
+    pub async fn message(&self, sequence: u64) -> async_nats::jetstream::message::StreamMessage {
+        let stream = self.jetstream.get_stream(&self.name).await.unwrap();
+        stream.get_raw_message(sequence).await.unwrap()
+    }
+}
+
+impl Drop for TestStream {
+    fn drop(&mut self) {
+        let (url, name) = (self.url.clone(), self.name.clone());
+        run_detached(async move {
+            // No panic here: during a failing test's unwinding it would abort and hide the failure.
+            if let Err(e) = nats_jetstream(&url).await.delete_stream(&name).await {
+                eprintln!("deleting test stream {name}: {e}");
+            }
+        });
+    }
+}
+
+pub fn nats_url() -> String {
+    service_url("HUBSPOT_OPERATOR_TEST_NATS_URL", "nats://127.0.0.1:4222")
+}
+
+pub async fn nats_jetstream(url: &str) -> async_nats::jetstream::Context {
+    let client = tokio::time::timeout(WAIT, async_nats::connect(url)).await.expect("connecting timed out").unwrap();
+    async_nats::jetstream::new(client)
+}
+
+/// Contacts: email is the match key; firstname and lifecyclestage flow out; phone only flows
+/// into HubSpot, so it must never be read.
+pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hubspot_operator::config::MappingConfig {
+    use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
+    let field = |hubspot: &str, external: &str, direction| FieldMapping {
+        hubspot_property: hubspot.into(),
+        external_field: external.into(),
+        direction,
+    };
+    hubspot_operator::config::MappingConfig {
+        name: "crm/contacts".into(),
+        object_type: "contacts".into(),
+        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+        fields: vec![
+            field("firstname", "first_name", Direction::ToExternal),
+            field("lifecyclestage", "stage", Direction::Both),
+            field("phone", "phone", Direction::ToHubSpot),
+        ],
+        sinks,
+    }
+}

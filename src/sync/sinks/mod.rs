@@ -1,8 +1,11 @@
 //! Destinations of mapped records. A sink reports success only once the destination has the
-//! records (HTTP 2xx, or the file fsync'd); the worker releases events only after that.
+//! records (HTTP 2xx, the file fsync'd, the PostgreSQL transaction committed, every JetStream
+//! publish acknowledged); the worker releases events only after that.
 
 pub mod file;
 pub mod http;
+pub mod nats;
+pub mod postgres;
 
 use std::path::Path;
 use std::time::Duration;
@@ -11,17 +14,21 @@ use sha2::{Digest, Sha256};
 
 pub use file::FileSink;
 pub use http::HttpSink;
+pub use nats::NatsSink;
+pub use postgres::PostgresSink;
 
 use super::plan::Record;
-use crate::config::SinkConfig;
+use crate::config::{MappingConfig, SinkConfig};
 
 /// Why a delivery failed. Either way nothing is dropped: the records are offered again.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SinkError {
-    /// The destination may take the records later (5xx, 429, timeout, connection error, I/O).
+    /// The destination may take the records later (5xx, 429, timeout, connection error, I/O,
+    /// a serialization failure, no stream for a subject).
     #[error("destination temporarily unavailable: {reason}")]
     Retryable { reason: String, retry_after: Option<Duration> },
-    /// The destination refused the records (4xx other than 429); retrying as-is is unlikely to help.
+    /// The destination refused the records (4xx other than 429, a constraint, an undefined
+    /// column); retrying as-is is unlikely to help.
     #[error("destination refused the records: {reason}")]
     Permanent { reason: String },
 }
@@ -45,14 +52,22 @@ impl SinkError {
 pub enum Sink {
     Http(HttpSink),
     File(FileSink),
+    // Boxed: their connection state makes them several times the others' size.
+    Postgres(Box<PostgresSink>),
+    Nats(Box<NatsSink>),
 }
 
 impl Sink {
-    /// Builds the destination `config` describes; relative file paths are under `data_dir`.
-    pub fn from_config(config: &SinkConfig, data_dir: &Path) -> anyhow::Result<Sink> {
+    /// Builds the destination `config` describes for `mapping` (whose fields name a table's
+    /// columns); relative file paths are under `data_dir`. Connections open on first delivery.
+    pub fn from_config(config: &SinkConfig, mapping: &MappingConfig, data_dir: &Path) -> anyhow::Result<Sink> {
         Ok(match config {
             SinkConfig::Http { url, signing_secret } => Sink::Http(HttpSink::new(url, signing_secret.as_deref())?),
             SinkConfig::File { path } => Sink::File(FileSink::new(data_dir.join(path))),
+            SinkConfig::Postgres { url, table, create_table } => {
+                Sink::Postgres(Box::new(PostgresSink::new(url, table, *create_table, mapping)?))
+            }
+            SinkConfig::Nats { url, subject } => Sink::Nats(Box::new(NatsSink::new(url, subject)?)),
         })
     }
 
@@ -61,6 +76,8 @@ impl Sink {
         match self {
             Sink::Http(sink) => sink.deliver(records).await,
             Sink::File(sink) => sink.deliver(records).await,
+            Sink::Postgres(sink) => sink.deliver(records).await,
+            Sink::Nats(sink) => sink.deliver(records).await,
         }
     }
 
@@ -70,6 +87,8 @@ impl Sink {
         let (kind, target) = match self {
             Sink::Http(sink) => ("http", sink.url().to_string()),
             Sink::File(sink) => ("file", sink.path().display().to_string()),
+            Sink::Postgres(sink) => ("postgres", sink.target()),
+            Sink::Nats(sink) => ("nats", sink.target()),
         };
         let digest = Sha256::new().chain_update(kind).chain_update([0u8]).chain_update(target).finalize();
         format!("{kind}-{}", hex::encode(&digest[..8]))
