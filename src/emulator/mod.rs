@@ -66,6 +66,7 @@ mod auth;
 mod clock;
 mod error;
 mod faults;
+mod oauth;
 mod routes;
 mod schema;
 mod search;
@@ -84,6 +85,7 @@ use tokio::task::JoinHandle;
 use crate::hubspot::Tier;
 
 pub use auth::all_scopes;
+pub use oauth::{DEFAULT_ACCESS_TOKEN_TTL_SECS, OAuthApp, RefreshTokenGrant};
 
 /// A token the emulator accepts: `VALUE` (every scope) or `VALUE=scope1,scope2`.
 #[derive(Clone, PartialEq, Eq)]
@@ -220,6 +222,17 @@ pub struct EmulatorArgs {
     /// Repeatable. Default: every event.
     #[arg(long = "subscription", value_name = "TYPE[:PROPERTY]")]
     pub subscriptions: Vec<Subscription>,
+    /// An OAuth (public) app installed in the account: `CLIENT_ID:CLIENT_SECRET` grants every
+    /// scope, `CLIENT_ID:CLIENT_SECRET=scope1,scope2` only those. Repeatable; app ids follow
+    /// the private apps' (see --token).
+    #[arg(long = "oauth-app", value_name = "CLIENT_ID:CLIENT_SECRET[=SCOPES]")]
+    pub oauth_apps: Vec<OAuthApp>,
+    /// A refresh token valid from the start: `REFRESH_TOKEN=CLIENT_ID`. Repeatable.
+    #[arg(long = "refresh-token", value_name = "REFRESH_TOKEN=CLIENT_ID")]
+    pub refresh_tokens: Vec<RefreshTokenGrant>,
+    /// Lifetime of issued OAuth access tokens, in seconds (HubSpot's: 30 minutes).
+    #[arg(long, default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECS, value_name = "SECONDS")]
+    pub access_token_ttl: u64,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -243,6 +256,10 @@ pub struct EmulatorConfig {
     pub legacy_signature_version: LegacySignatureVersion,
     /// Webhook subscriptions; empty: every event.
     pub subscriptions: Vec<Subscription>,
+    pub oauth_apps: Vec<OAuthApp>,
+    /// Refresh tokens valid from the start.
+    pub refresh_tokens: Vec<RefreshTokenGrant>,
+    pub access_token_ttl_secs: u64,
 }
 
 /// The token used when none is configured.
@@ -262,6 +279,9 @@ impl Default for EmulatorConfig {
             reorder: false,
             legacy_signature_version: LegacySignatureVersion::V1,
             subscriptions: vec![],
+            oauth_apps: vec![],
+            refresh_tokens: vec![],
+            access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
         }
     }
 }
@@ -289,6 +309,9 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("reorder", &self.reorder)
             .field("legacy_signature_version", &self.legacy_signature_version)
             .field("subscriptions", &self.subscriptions)
+            .field("oauth_apps", &self.oauth_apps)
+            .field("refresh_tokens", &self.refresh_tokens)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .finish()
     }
 }
@@ -307,6 +330,9 @@ impl From<EmulatorArgs> for EmulatorConfig {
             reorder: a.reorder,
             legacy_signature_version: a.legacy_signature_version,
             subscriptions: a.subscriptions,
+            oauth_apps: a.oauth_apps,
+            refresh_tokens: a.refresh_tokens,
+            access_token_ttl_secs: a.access_token_ttl,
         }
     }
 }
@@ -331,6 +357,9 @@ pub(crate) struct Emulator {
     pub requests: Mutex<admin::RequestLog>,
     pub faults: Mutex<faults::Faults>,
     pub webhooks: Arc<webhooks::DeliveryStats>,
+    pub oauth: Mutex<oauth::OAuthState>,
+    /// Time as token expiry sees it; `/_emulator/clock/advance` moves it.
+    pub clock: oauth::Clock,
 }
 
 /// An emulator serving on a listener, with its webhook delivery running.
@@ -345,6 +374,16 @@ impl RunningEmulator {
     /// Serves the emulator on `listener` until `shutdown` (or drop).
     pub async fn start(config: EmulatorConfig, listener: TcpListener) -> anyhow::Result<RunningEmulator> {
         let addr = listener.local_addr()?;
+        let tokens = config.effective_tokens();
+        // OAuth apps' ids follow the private apps'.
+        let first_oauth_app_id = config.app_id + tokens.len() as u64;
+        let oauth = oauth::OAuthState::new(
+            &config.oauth_apps,
+            &config.refresh_tokens,
+            config.access_token_ttl_secs,
+            first_oauth_app_id,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         if let Some(url) = &config.webhook_url {
             reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
         }
@@ -367,7 +406,9 @@ impl RunningEmulator {
         let mut store = state::Store::new(sink);
         seed::seed_contacts(&mut store, config.seed);
         let emulator = Arc::new(Emulator {
-            tokens: auth::Tokens::new(&config.effective_tokens(), config.app_id),
+            tokens: auth::Tokens::new(&tokens, config.app_id),
+            oauth: Mutex::new(oauth),
+            clock: oauth::Clock::default(),
             limiter: Mutex::new(auth::RateLimiter::new(config.tier)),
             search_limiter: Mutex::new(auth::SearchLimiter::default()),
             store: Mutex::new(store),
