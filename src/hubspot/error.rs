@@ -28,6 +28,10 @@ impl ApiError {
             correlation_id: String,
             #[serde(default)]
             category: Option<String>,
+            /// `"error"` on API answers; the OAuth token endpoints put their error code here
+            /// (`BAD_REFRESH_TOKEN`, ...).
+            #[serde(default)]
+            status: Option<String>,
             #[serde(default)]
             error_type: Option<String>,
             #[serde(default)]
@@ -49,7 +53,11 @@ impl ApiError {
         match serde_json::from_slice::<Body>(body) {
             Ok(b) => ApiError {
                 status,
-                category: b.category.or(b.error_type).unwrap_or_else(|| "UNKNOWN".into()),
+                category: b
+                    .category
+                    .or(b.error_type)
+                    .or(b.status.filter(|s| s != "error"))
+                    .unwrap_or_else(|| "UNKNOWN".into()),
                 message: b.message,
                 correlation_id: b.correlation_id,
                 required_scopes: b
