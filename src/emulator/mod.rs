@@ -10,9 +10,17 @@
 //! curl -H 'Authorization: Bearer pat-na1-ci' 'http://127.0.0.1:8090/crm/v3/objects/contacts?limit=5'
 //! ```
 //!
+//! Flags, admin API and fidelity limits for users: `docs/emulator.md`.
+//!
 //! # HubSpot surfaces
 //! - `POST /oauth/v2/private-apps/get/access-token-info` `{"tokenKey"}` → `{userId, hubId,
 //!   appId, scopes}`.
+//! - OAuth apps (`--oauth-app`): `POST /oauth/v1/token` and `/oauth/v3/token` (grants
+//!   `refresh_token`, `authorization_code`, `client_credentials`), `GET
+//!   /oauth/v1/access-tokens/{token}`, `GET|DELETE /oauth/v1/refresh-tokens/{token}`, `POST
+//!   /oauth/v3/token/introspect`. Access tokens live `--access-token-ttl` seconds on the clock
+//!   `/_emulator/clock/advance` moves, then answer 401 `EXPIRED_AUTHENTICATION`; OAuth apps
+//!   have their own ten-second window (110) and no daily limit.
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
 //!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
@@ -55,6 +63,10 @@
 //!   with `pathPrefix` wait `delayMs`, then answer `status` (429 with HubSpot's rate-limit body
 //!   and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a 5xx) or, without `status`, are
 //!   served late. `GET` shows the plan (`null` when none), `DELETE` clears it.
+//! - `POST /_emulator/oauth/codes` `{clientId, redirectUri?}` → `{code}`; `POST
+//!   /_emulator/oauth/refresh-tokens` `{clientId, refreshToken?}` → `{refreshToken}`.
+//! - `POST /_emulator/clock/advance` `{"seconds"}` moves token expiry's clock; `GET
+//!   /_emulator/clock` shows it.
 //! - `GET /_emulator/webhooks`: `{pending, delivered, failedAttempts, abandoned, log}`;
 //!   `pending` counts events not yet acknowledged (queued, in flight or awaiting a retry),
 //!   `delivered` acknowledged batch deliveries (duplicates included), `log` one entry per
