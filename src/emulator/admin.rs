@@ -65,7 +65,13 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
         Ok(b) => b,
         Err(_) => return ApiFailure::validation("Request body is too large").into_response(),
     };
-    let mut logged_body: Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| form_fields(&bytes));
+    let is_form = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let mut logged_body: Value =
+        if is_form { form_fields(&bytes) } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
     if let Some(token) = logged_body.get_mut("tokenKey") {
         *token = json!("[redacted]");
     }

@@ -564,6 +564,12 @@ mod tests {
             "7",
             "--subscription",
             "deal.propertyChange:amount",
+            "--oauth-app",
+            "cid:csecret=crm.objects.deals.read",
+            "--refresh-token",
+            "na1-rt=cid",
+            "--access-token-ttl",
+            "60",
         ])
         .unwrap();
         let config = EmulatorConfig::from(cli.args);
@@ -572,10 +578,16 @@ mod tests {
         assert_eq!((config.tier, config.duplicate_rate, config.reorder, config.seed), (Tier::Free, 0.25, true, 7));
         assert_eq!(config.legacy_signature_version, LegacySignatureVersion::V2);
         assert_eq!(config.subscriptions, vec!["deal.propertyChange:amount".parse::<Subscription>().unwrap()]);
+        assert_eq!(config.oauth_apps, vec!["cid:csecret=crm.objects.deals.read".parse::<OAuthApp>().unwrap()]);
+        assert_eq!(config.refresh_tokens, vec!["na1-rt=cid".parse::<RefreshTokenGrant>().unwrap()]);
+        assert_eq!(config.access_token_ttl_secs, 60);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("csecret") && !shown.contains("na1-rt"), "{shown}");
         assert!(Cli::try_parse_from(["emulator", "--duplicate-rate", "1.5"]).is_err());
         let defaults = EmulatorConfig::from(Cli::try_parse_from(["emulator"]).unwrap().args);
         assert_eq!(defaults.effective_tokens(), vec![TokenGrant { token: DEFAULT_TOKEN.into(), scopes: None }]);
         assert_eq!((defaults.portal_id, defaults.app_id, defaults.tier), (62515, 54321, Tier::Professional));
         assert_eq!(defaults.client_secret, EmulatorConfig::default().client_secret);
+        assert_eq!(defaults.access_token_ttl_secs, 1800);
     }
 }

@@ -231,7 +231,7 @@ impl OAuthState {
     }
 
     /// `POST /oauth/v{1,3}/token`.
-    fn grant(&mut self, form: &TokenForm, now_ms: i64) -> Result<Value, TokenError> {
+    fn grant(&mut self, form: &TokenForm, portal_id: u64, now_ms: i64) -> Result<Value, TokenError> {
         let client_id = form.client_id.as_deref().filter(|c| !c.is_empty()).ok_or(TokenError::BadClientId)?;
         let app = self.app(client_id).ok_or(TokenError::BadClientId)?;
         if form.client_secret.as_deref() != Some(app.config.client_secret.as_str()) {
@@ -268,7 +268,7 @@ impl OAuthState {
             "token_type": "bearer",
             "access_token": access_token,
             "expires_in": self.ttl_ms / 1000,
-            "hub_id": Value::Null,
+            "hub_id": portal_id,
             "scopes": scopes,
         });
         if let Some(refresh_token) = refresh_token {
@@ -355,11 +355,8 @@ pub async fn token(State(emu): Shared, body: Bytes) -> Response {
     };
     let now = emu.clock.now_ms();
     let mut oauth = emu.oauth.lock().expect("oauth lock");
-    match oauth.grant(&form, now) {
-        Ok(mut body) => {
-            body["hub_id"] = json!(emu.config.portal_id);
-            (StatusCode::OK, axum::Json(body)).into_response()
-        }
+    match oauth.grant(&form, emu.config.portal_id, now) {
+        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
         Err(e) => e.into_failure().into_response(),
     }
 }
@@ -487,14 +484,16 @@ mod tests {
 
     #[test]
     fn apps_and_grants_parse() {
-        let app: OAuthApp = "id:sec=a, b".parse().unwrap();
-        assert_eq!((app.client_id.as_str(), app.client_secret.as_str()), ("id", "sec"));
+        let app: OAuthApp = "id:very-secret=a, b".parse().unwrap();
+        assert_eq!((app.client_id.as_str(), app.client_secret.as_str()), ("id", "very-secret"));
         assert_eq!(app.scopes, Some(vec!["a".to_string(), "b".to_string()]));
         assert_eq!("id:sec".parse::<OAuthApp>().unwrap().scopes, None);
         assert!("id".parse::<OAuthApp>().is_err());
         assert!(":sec".parse::<OAuthApp>().is_err());
         assert!("rt".parse::<RefreshTokenGrant>().is_err());
-        assert!(!format!("{app:?}").contains("sec\""), "Debug hides the secret");
+        assert!(!format!("{app:?}").contains("very-secret"), "Debug hides the secret");
+        let grant: RefreshTokenGrant = "na1-refresh=id".parse().unwrap();
+        assert!(!format!("{grant:?}").contains("na1-refresh"), "Debug hides the token");
         let err = OAuthState::new(&[], &["rt=nobody".parse().unwrap()], 1800, 1).err().unwrap();
         assert!(err.contains("nobody"));
     }
@@ -508,7 +507,7 @@ mod tests {
             ("client_secret", "secret"),
             ("refresh_token", "rt-1"),
         ]);
-        let answer = oauth.grant(&ok, 0).unwrap();
+        let answer = oauth.grant(&ok, 62515, 0).unwrap();
         assert_eq!((answer["token_type"].as_str(), answer["expires_in"].as_i64()), (Some("bearer"), Some(1800)));
         assert_eq!(answer["refresh_token"], "rt-1");
         let token = answer["access_token"].as_str().unwrap();
@@ -525,7 +524,7 @@ mod tests {
     fn refusals_name_what_is_wrong() {
         let mut oauth = state();
         let status = |oauth: &mut OAuthState, pairs: &[(&str, &str)]| {
-            oauth.grant(&form(pairs), 0).unwrap_err().into_failure().body["status"].as_str().unwrap().to_string()
+            oauth.grant(&form(pairs), 62515, 0).unwrap_err().into_failure().body["status"].as_str().unwrap().to_string()
         };
         let app = [("client_id", "cid"), ("client_secret", "secret")];
         let with = |extra: &[(&'static str, &'static str)]| [&app[..], extra].concat();
@@ -567,13 +566,20 @@ mod tests {
             f.redirect_uri = Some(uri.into());
             f
         };
-        assert_eq!(oauth.grant(&exchange("https://evil.example/cb"), 0).unwrap_err(), TokenError::RedirectUriMismatch);
-        let answer = oauth.grant(&exchange("https://app.example/cb"), 0).unwrap();
+        assert_eq!(
+            oauth.grant(&exchange("https://evil.example/cb"), 62515, 0).unwrap_err(),
+            TokenError::RedirectUriMismatch
+        );
+        let answer = oauth.grant(&exchange("https://app.example/cb"), 62515, 0).unwrap();
         let refresh = answer["refresh_token"].as_str().unwrap();
         assert!(oauth.refresh_tokens.contains_key(refresh));
-        assert_eq!(oauth.grant(&exchange("https://app.example/cb"), 0).unwrap_err(), TokenError::BadAuthCode);
+        assert_eq!(oauth.grant(&exchange("https://app.example/cb"), 62515, 0).unwrap_err(), TokenError::BadAuthCode);
         let app_token = oauth
-            .grant(&form(&[("grant_type", "client_credentials"), ("client_id", "cid"), ("client_secret", "secret")]), 0)
+            .grant(
+                &form(&[("grant_type", "client_credentials"), ("client_id", "cid"), ("client_secret", "secret")]),
+                62515,
+                0,
+            )
             .unwrap();
         assert!(app_token.get("refresh_token").is_none());
     }

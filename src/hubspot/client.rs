@@ -30,14 +30,6 @@ pub struct ClientSettings {
     pub tier: Tier,
 }
 
-/// What a request body is.
-enum Payload {
-    Empty,
-    Json(Vec<u8>),
-    /// `application/x-www-form-urlencoded` (the OAuth token endpoints).
-    Form(Vec<(&'static str, String)>),
-}
-
 impl std::fmt::Debug for ClientSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientSettings")
@@ -46,6 +38,14 @@ impl std::fmt::Debug for ClientSettings {
             .field("tier", &self.tier)
             .finish_non_exhaustive()
     }
+}
+
+/// What a request body is.
+enum Payload {
+    Empty,
+    Json(Vec<u8>),
+    /// `application/x-www-form-urlencoded` (the OAuth token endpoints).
+    Form(Vec<(&'static str, String)>),
 }
 
 /// How often and how patiently a call is retried.
