@@ -27,7 +27,7 @@ pub struct ReceiverConfig {
 }
 
 /// How to call HubSpot.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HubSpotConnection {
     pub base_url: String,
@@ -39,7 +39,7 @@ pub struct HubSpotConnection {
 }
 
 /// How webhook requests are accepted.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct WebhookConfig {
     /// The app's client secret (signature key).
@@ -120,6 +120,27 @@ fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
 
+// Secrets never reach a log line through `{:?}`.
+impl std::fmt::Debug for HubSpotConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HubSpotConnection")
+            .field("base_url", &self.base_url)
+            .field("api_version", &self.api_version)
+            .field("tier", &self.tier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("public_url", &self.public_url)
+            .field("accept_legacy_signatures", &self.accept_legacy_signatures)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
 impl HubSpotConnection {
     pub fn client_settings(&self) -> crate::hubspot::ClientSettings {
         crate::hubspot::ClientSettings {
@@ -141,5 +162,25 @@ impl ReceiverConfig {
     /// Path of the embedded event log file.
     pub fn event_log_path(&self) -> PathBuf {
         self.data_dir.join("events.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let config: ReceiverConfig = serde_yaml::from_str(
+            "integration: ns/crm
+dataDir: /data
+hubspot: {baseUrl: 'http://h', accessToken: pat-na1-do-not-print}
+webhooks: {clientSecret: client-secret-do-not-print}
+",
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("do-not-print"), "{shown}");
+        assert!(shown.contains("http://h"));
     }
 }

@@ -1,6 +1,7 @@
 //! hubspot-operator: declare a HubSpot integration as Kubernetes resources and keep it running.
 
 pub mod api;
+pub mod bench;
 pub mod config;
 pub mod controller;
 pub mod dev;

@@ -20,6 +20,8 @@ enum Command {
     /// Run the whole system on this machine, no cluster: HubSpot emulator, reconcile, receiver
     /// and worker, with live status.
     Dev(hubspot_operator::dev::DevArgs),
+    /// Measure the webhook ingress: signed batches at several sizes and concurrencies.
+    Bench(hubspot_operator::bench::BenchArgs),
     /// Run the webhook receiver and sync worker of one integration.
     Receiver {
         /// Receiver config file (YAML or JSON), as the controller renders it.
@@ -40,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
         Command::Receiver { config } => run_receiver(&config).await?,
         Command::Dev(args) => hubspot_operator::dev::run(args).await?,
+        Command::Bench(args) => hubspot_operator::bench::run(args).await?,
     }
     Ok(())
 }

@@ -324,3 +324,66 @@ async fn serve_stops_on_shutdown() {
     receiver.stop().await.unwrap();
     assert!(client.get(url.replace("/webhooks/hubspot", "/healthz")).send().await.is_err());
 }
+
+/// The embedded log, with every append held until the test opens the gate.
+struct GatedLog {
+    inner: EmbeddedEventLog,
+    /// Signalled when an append is waiting at the gate.
+    entered: tokio::sync::Notify,
+    gate: tokio::sync::Semaphore,
+}
+
+impl EventLog for GatedLog {
+    fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+        Box::pin(async move {
+            self.entered.notify_one();
+            let _pass = self.gate.acquire().await?;
+            self.inner.append(events).await
+        })
+    }
+    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+        self.inner.pending(max)
+    }
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+        self.inner.release(seqs)
+    }
+    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        self.inner.pending_count()
+    }
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        self.inner.notified()
+    }
+}
+
+/// What a pod replacement relies on: after SIGTERM (here the shutdown future) the receiver takes
+/// no new connections, but a batch it is already storing is stored and answered 2xx.
+#[tokio::test]
+async fn a_batch_in_flight_at_shutdown_is_stored_and_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = receiver_config(dir.path());
+    let log = Arc::new(GatedLog {
+        inner: EmbeddedEventLog::open(&config.event_log_path()).unwrap(),
+        entered: tokio::sync::Notify::new(),
+        gate: tokio::sync::Semaphore::new(0),
+    });
+    let receiver = RunningReceiver::start(&config, log.clone()).await;
+    let address = receiver.base_url.trim_start_matches("http://").to_string();
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let in_flight =
+        tokio::spawn(signed_request(&client, &receiver.webhook_url(), batch_body(&[sample_event(7, 100)])).send());
+    tokio::time::timeout(WAIT, log.entered.notified()).await.expect("the batch reached the event log");
+
+    let stopped = tokio::spawn(receiver.stop());
+    common::eventually("the receiver to stop accepting connections", || async {
+        tokio::net::TcpStream::connect(&address).await.is_err()
+    })
+    .await;
+    assert!(!stopped.is_finished(), "the server waits for the request in flight");
+
+    log.gate.add_permits(1);
+    let response = tokio::time::timeout(WAIT, in_flight).await.unwrap().unwrap().unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    tokio::time::timeout(WAIT, stopped).await.unwrap().unwrap().expect("a clean shutdown");
+    let stored = log.pending(10).await.unwrap();
+    assert_eq!(stored.iter().map(|s| s.event.event_id).collect::<Vec<_>>(), [7]);
+}

@@ -104,7 +104,7 @@ pub struct WebhookSettings {
     pub public_url: Option<String>,
 }
 
-/// The receiver Deployment rendered for this integration.
+/// The receiver StatefulSet rendered for this integration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiverSettings {
@@ -117,16 +117,52 @@ pub struct ReceiverSettings {
     /// Compute resources of the receiver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+    /// The PersistentVolumeClaim each receiver pod keeps its event log on (`data-<name>-receiver-<n>`).
+    /// Immutable, as a StatefulSet's volume claim templates are: to grow the volume, resize the
+    /// PVC itself if its storage class allows expansion. The PVC outlives the integration, so
+    /// acknowledged events that were not yet delivered are never deleted with it.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "storage is immutable: a StatefulSet's volume claim templates cannot change"
+    }]))]
+    pub storage: ReceiverStorage,
 }
 
 impl Default for ReceiverSettings {
     fn default() -> Self {
-        Self { image: None, replicas: default_replicas(), resources: None }
+        Self { image: None, replicas: default_replicas(), resources: None, storage: ReceiverStorage::default() }
     }
 }
 
 fn default_replicas() -> i32 {
     1
+}
+
+/// The receiver's persistent volume for its embedded event log.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverStorage {
+    /// Size of the volume, as a Kubernetes quantity such as `1Gi`. The log holds events only
+    /// until every destination accepted them, so it stays small unless a destination is down.
+    #[serde(default = "default_storage_size")]
+    #[schemars(regex(
+        pattern = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+    ))]
+    pub size: String,
+    /// StorageClass of the volume; the cluster's default class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_class_name: Option<String>,
+}
+
+impl Default for ReceiverStorage {
+    fn default() -> Self {
+        Self { size: default_storage_size(), storage_class_name: None }
+    }
+}
+
+fn default_storage_size() -> String {
+    "1Gi".into()
 }
 
 /// Observed state of a `HubSpotIntegration`.

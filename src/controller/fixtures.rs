@@ -76,14 +76,7 @@ impl ApiServer {
         let (_, send) = self.expect(Method::GET, path).await;
         match object {
             Some(object) => reply(send, StatusCode::OK, &object),
-            None => reply(
-                send,
-                StatusCode::NOT_FOUND,
-                &json!({
-                    "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                    "message": format!("{path} not found"), "reason": "NotFound", "code": 404
-                }),
-            ),
+            None => reply(send, StatusCode::NOT_FOUND, &not_found(path)),
         }
     }
 
@@ -110,6 +103,22 @@ impl ApiServer {
         }
         reply(send, StatusCode::OK, &answer);
         call.body
+    }
+
+    /// `DELETE path`, answered as the API server answers a deletion that cascades in the
+    /// background (the object, now with a deletion timestamp). Returns the delete options sent.
+    pub async fn delete(&mut self, path: &str, object: Value) -> Value {
+        let (call, send) = self.expect(Method::DELETE, path).await;
+        let mut answer = object;
+        answer["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        reply(send, StatusCode::OK, &answer);
+        call.body
+    }
+
+    /// `DELETE path`, answered 404: the object is already gone.
+    pub async fn delete_not_found(&mut self, path: &str) {
+        let (_, send) = self.expect(Method::DELETE, path).await;
+        reply(send, StatusCode::NOT_FOUND, &not_found(path));
     }
 
     /// A merge patch of `path` (a status subresource); answered with `object` patched as the
@@ -149,6 +158,14 @@ fn merge_patch(target: &mut Value, patch: &Value) {
         }
         _ => *target = patch.clone(),
     }
+}
+
+/// The API server's answer for an object that does not exist.
+fn not_found(path: &str) -> Value {
+    json!({
+        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+        "message": format!("{path} not found"), "reason": "NotFound", "code": 404
+    })
 }
 
 fn reply(send: SendResponse<Response<Body>>, status: StatusCode, body: &Value) {

@@ -1,11 +1,14 @@
 //! The `HubSpotIntegration` reconciler: checks the token with HubSpot, renders the receiver's
-//! config, applies the receiver's Secret, Deployment and Service, and reports conditions.
+//! config, applies the receiver's Secret, StatefulSet, Service, PodDisruptionBudget and
+//! NetworkPolicy, and reports conditions.
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -23,11 +26,14 @@ use crate::config::ReceiverConfig;
 /// and of the `PropertyMapping`s that reference it.
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotIntegration> {
     // Only our own children, not every Secret in the cluster.
-    let children = watcher::Config::default().labels("app.kubernetes.io/managed-by=hubspot-operator");
+    let children =
+        watcher::Config::default().labels(&format!("{}={}", resources::MANAGED_BY_LABEL, resources::MANAGED_BY));
     Controller::new(scoped_api::<HubSpotIntegration>(client.clone(), namespace), watcher::Config::default())
         .owns(scoped_api::<Secret>(client.clone(), namespace), children.clone())
-        .owns(scoped_api::<Deployment>(client.clone(), namespace), children.clone())
-        .owns(scoped_api::<Service>(client.clone(), namespace), children)
+        .owns(scoped_api::<StatefulSet>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<Service>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<PodDisruptionBudget>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children)
         .watches(scoped_api::<PropertyMapping>(client, namespace), watcher::Config::default(), |mapping| {
             let namespace = mapping.namespace()?;
             Some(ObjectRef::new(&mapping.spec.integration_ref.name).within(&namespace))
@@ -75,8 +81,9 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
 }
 
-/// Applies the config Secret, the Deployment and the Service, and reads availability from the
-/// Deployment the API server returned.
+/// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget and the
+/// NetworkPolicy, and reads availability from the StatefulSet the API server returned. Once the
+/// StatefulSet has a pod available, removes the receiver Deployment of earlier versions.
 async fn apply_receiver(
     integration: &HubSpotIntegration,
     config: &ReceiverConfig,
@@ -86,19 +93,55 @@ async fn apply_receiver(
     let owner =
         integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
     let yaml = config_yaml(config);
+    let client = &ctx.client;
 
     let secret = resources::config_secret(integration, &owner, &yaml);
-    apply(&Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &secret).await?;
-    let deployment = resources::receiver_deployment(integration, &owner, &ctx.receiver_image, &config_hash(&yaml));
-    let deployed = apply(&Api::<Deployment>::namespaced(ctx.client.clone(), &namespace), &deployment).await?;
+    apply(&Api::<Secret>::namespaced(client.clone(), &namespace), &secret).await?;
+    let statefulset = resources::receiver_statefulset(integration, &owner, &ctx.receiver_image, &config_hash(&yaml));
+    let applied = apply(&Api::<StatefulSet>::namespaced(client.clone(), &namespace), &statefulset).await?;
     let service = resources::receiver_service(integration, &owner);
-    apply(&Api::<Service>::namespaced(ctx.client.clone(), &namespace), &service).await?;
+    apply(&Api::<Service>::namespaced(client.clone(), &namespace), &service).await?;
+    let budget = resources::receiver_pod_disruption_budget(integration, &owner);
+    apply(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace), &budget).await?;
+    let policy = resources::receiver_network_policy(integration, &owner);
+    apply(&Api::<NetworkPolicy>::namespaced(client.clone(), &namespace), &policy).await?;
 
-    let status = deployed.status.unwrap_or_default();
-    Ok(ReceiverState::Deployed {
-        available_replicas: status.available_replicas.unwrap_or(0),
-        desired_replicas: integration.spec.receiver.replicas,
-    })
+    let status = applied.status.unwrap_or_default();
+    // `availableReplicas` honours minReadySeconds; API servers that do not report it still
+    // report ready pods.
+    let available_replicas = status.available_replicas.or(status.ready_replicas).unwrap_or(0);
+    if available_replicas >= 1 {
+        // Both workloads match the Service's selector, so until now the old pod kept taking
+        // webhooks: removing it only after the new one is available keeps them flowing.
+        delete_legacy_deployment(integration, &Api::namespaced(client.clone(), &namespace)).await?;
+    }
+    Ok(ReceiverState::Deployed { available_replicas, desired_replicas: integration.spec.receiver.replicas })
+}
+
+/// Deletes the receiver Deployment an earlier operator version created for `integration`, if
+/// there is one and it is ours. Its emptyDir goes with it; the StatefulSet's volume is what
+/// keeps events from now on.
+async fn delete_legacy_deployment(integration: &HubSpotIntegration, api: &Api<Deployment>) -> Result<(), Error> {
+    let Some(deployment) = api.get_opt(&resources::receiver_name(integration)).await? else {
+        return Ok(());
+    };
+    if !resources::is_legacy_receiver_deployment(integration, &deployment) {
+        return Ok(());
+    }
+    // The precondition makes sure the object inspected is the one deleted.
+    let params = DeleteParams {
+        preconditions: Some(Preconditions { uid: deployment.metadata.uid.clone(), resource_version: None }),
+        ..DeleteParams::background()
+    };
+    match api.delete(&deployment.name_any(), &params).await {
+        Ok(_) => {
+            tracing::info!(deployment = %deployment.name_any(), namespace = ?deployment.namespace(), "deleted the receiver Deployment of an earlier version");
+            Ok(())
+        }
+        // Already gone, or replaced by another object since it was read: nothing of ours to delete.
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
@@ -114,8 +157,12 @@ mod tests {
     const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
     const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm/status";
     const CONFIG_SECRET: &str = "/api/v1/namespaces/default/secrets/crm-receiver-config";
-    const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/crm-receiver";
+    const STATEFULSET: &str = "/apis/apps/v1/namespaces/default/statefulsets/crm-receiver";
     const SERVICE: &str = "/api/v1/namespaces/default/services/crm-receiver";
+    const PDB: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets/crm-receiver";
+    const NETWORK_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/crm-receiver";
+    /// Where earlier versions ran the receiver.
+    const LEGACY_DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/crm-receiver";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
 
     /// The receiver config inside an applied config Secret.
@@ -125,6 +172,46 @@ mod tests {
         let yaml = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
         let config = serde_yaml::from_str(&yaml).expect("a valid receiver config");
         (yaml, config)
+    }
+
+    /// A StatefulSet status with `n` of one replica available.
+    fn available(n: i32) -> serde_json::Value {
+        json!({ "replicas": 1, "readyReplicas": n, "availableReplicas": n })
+    }
+
+    /// The receiver Deployment an earlier version created: our label, owned by `crm`.
+    fn legacy_deployment(managed_by: Option<&str>) -> serde_json::Value {
+        let mut labels = json!({ "app.kubernetes.io/name": "hubspot-operator", "app.kubernetes.io/instance": "crm" });
+        if let Some(manager) = managed_by {
+            labels["app.kubernetes.io/managed-by"] = json!(manager);
+        }
+        json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {
+                "name": "crm-receiver", "namespace": "default", "uid": "d3b07384-d9a0-4c1b-9e2f-000000000001",
+                "resourceVersion": "7", "labels": labels,
+                "ownerReferences": [{
+                    "apiVersion": "hubspot.io/v1alpha1", "kind": "HubSpotIntegration", "name": "crm",
+                    "uid": "5f0e7f55-0c1e-4c38-9d43-1f1e6a1b2c3d", "controller": true, "blockOwnerDeletion": true
+                }]
+            },
+            "spec": {
+                "selector": { "matchLabels": { "app.kubernetes.io/name": "hubspot-operator", "app.kubernetes.io/instance": "crm" } },
+                "template": { "spec": { "containers": [{ "name": "receiver" }] } }
+            }
+        })
+    }
+
+    /// The calls of one reconcile of a healthy integration up to the receiver's NetworkPolicy,
+    /// the StatefulSet reporting `available_replicas`.
+    async fn apply_receiver_calls(api: &mut ApiServer, available_replicas: i32) {
+        api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+        api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
+        api.apply(CONFIG_SECRET, None).await;
+        api.apply(STATEFULSET, Some(available(available_replicas))).await;
+        api.apply(SERVICE, None).await;
+        api.apply(PDB, None).await;
+        api.apply(NETWORK_POLICY, None).await;
     }
 
     fn assert_controlled_by_crm(object: &serde_json::Value) {
@@ -165,15 +252,31 @@ mod tests {
             assert_eq!(config.webhooks.public_url.as_deref(), Some("https://hooks.example.com"));
             assert_eq!(config.mappings.iter().map(|m| m.name.as_str()).collect::<Vec<_>>(), ["default/contacts"]);
 
-            let deployment = api.apply(DEPLOYMENT, Some(json!({ "replicas": 1, "availableReplicas": 1 }))).await;
-            assert_controlled_by_crm(&deployment);
-            let template = &deployment["spec"]["template"];
+            let statefulset = api.apply(STATEFULSET, Some(available(1))).await;
+            assert_controlled_by_crm(&statefulset);
+            assert_eq!(
+                (statefulset["apiVersion"].as_str(), statefulset["kind"].as_str()),
+                (Some("apps/v1"), Some("StatefulSet"))
+            );
+            let template = &statefulset["spec"]["template"];
             assert_eq!(template["metadata"]["annotations"]["hubspot.io/config-hash"], resources::config_hash(&yaml));
             assert_eq!(template["spec"]["containers"][0]["image"], "ghcr.io/hubspot-operator/hubspot-operator:test");
+            assert_eq!(template["spec"]["securityContext"]["fsGroup"], 65532);
+            let claim = &statefulset["spec"]["volumeClaimTemplates"][0];
+            assert_eq!(claim["metadata"]["name"], "data");
+            assert_eq!(claim["spec"]["resources"]["requests"]["storage"], "1Gi");
 
             let service = api.apply(SERVICE, None).await;
             assert_controlled_by_crm(&service);
             assert_eq!(service["spec"]["ports"][0]["port"], 80);
+            let budget = api.apply(PDB, None).await;
+            assert_controlled_by_crm(&budget);
+            assert_eq!(budget["spec"]["maxUnavailable"], 1);
+            let policy = api.apply(NETWORK_POLICY, None).await;
+            assert_controlled_by_crm(&policy);
+            assert_eq!(policy["spec"]["ingress"][0]["ports"][0]["port"], 8080);
+            // The StatefulSet has a pod available: a Deployment of an earlier version is looked for.
+            api.get(LEGACY_DEPLOYMENT, None).await;
 
             let patch = api.merge_status(STATUS, object).await;
             for type_ in ["Ready", "Authenticated", "ScopesGranted", "ReceiverAvailable"] {
@@ -205,8 +308,11 @@ mod tests {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
             api.apply(CONFIG_SECRET, None).await;
-            api.apply(DEPLOYMENT, Some(json!({ "replicas": 1, "availableReplicas": 1 }))).await;
+            api.apply(STATEFULSET, Some(available(1))).await;
             api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
             assert_eq!(condition_state(&patch, "ScopesGranted"), ("False".into(), "MissingScopes".into()));
@@ -236,8 +342,10 @@ mod tests {
             let secret = hubspot_secret(&[("token", "pat-na1-revoked"), ("client-secret", "s3cret")]);
             api.get(TOKEN_SECRET, Some(secret)).await;
             api.apply(CONFIG_SECRET, None).await;
-            api.apply(DEPLOYMENT, Some(json!({ "replicas": 1, "availableReplicas": 0 }))).await;
+            api.apply(STATEFULSET, Some(available(0))).await;
             api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("False".into(), "INVALID_AUTHENTICATION".into()));
             let message = condition(&patch, "Authenticated")["message"].as_str().unwrap().to_string();
@@ -300,5 +408,79 @@ mod tests {
         })
         .await
         .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn upgrade_deletes_the_old_receiver_deployment_once_the_statefulset_is_available() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = integration(&hubspot.base_url(), &[]);
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            let deployment = legacy_deployment(Some("hubspot-operator"));
+            api.get(LEGACY_DEPLOYMENT, Some(deployment.clone())).await;
+            let options = api.delete(LEGACY_DEPLOYMENT, deployment).await;
+            assert_eq!(
+                options,
+                json!({ "propagationPolicy": "Background", "preconditions": { "uid": "d3b07384-d9a0-4c1b-9e2f-000000000001" } })
+            );
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("True".into(), "ReceiverAvailable".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn old_receiver_deployment_keeps_taking_webhooks_until_the_statefulset_is_available() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = integration(&hubspot.base_url(), &[]);
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 0).await;
+            // No look for the Deployment, let alone a delete.
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("False".into(), "ReceiverUnavailable".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn a_deployment_without_our_label_is_left_alone() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = integration(&hubspot.base_url(), &[]);
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(None))).await;
+            api.merge_status(STATUS, object).await;
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn an_old_deployment_already_gone_at_delete_time_is_not_an_error() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = integration(&hubspot.base_url(), &[]);
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let action = run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(Some("hubspot-operator")))).await;
+            api.delete_not_found(LEGACY_DEPLOYMENT).await;
+            api.merge_status(STATUS, object).await;
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
     }
 }

@@ -1,16 +1,23 @@
 //! Pure desired-state builders: the receiver config an integration renders to, and the
-//! Secret, Deployment and Service that run it. No I/O here; the reconciler applies the results.
+//! Secret, StatefulSet, Service, PodDisruptionBudget and NetworkPolicy that run it. No I/O
+//! here; the reconciler applies the results.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
-use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, HTTPGetAction, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, SecurityContext, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount,
+use k8s_openapi::api::apps::v1::{
+    Deployment, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+    StatefulSetUpdateStrategy,
 };
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
+    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+};
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -33,8 +40,18 @@ pub const CONFIG_HASH_ANNOTATION: &str = "hubspot.io/config-hash";
 pub const RECEIVER_PORT: u16 = 8080;
 /// User and group the receiver runs as (the conventional distroless `nonroot`).
 const RECEIVER_UID: i64 = 65532;
+/// Name of the volume claim template (and volume) holding [`DATA_DIR`]; the PVCs are named
+/// `data-<name>-receiver-<ordinal>`.
+pub const DATA_VOLUME: &str = "data";
+/// How long a stopping receiver may take. HubSpot gives up on a request after 5 s, so requests
+/// in flight at SIGTERM are answered well within this; the rest is for the event log to close.
+const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// Label every child object carries; only objects with it are watched or ever deleted.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`] on the operator's objects.
+pub const MANAGED_BY: &str = "hubspot-operator";
 
-/// Name of the receiver's Deployment and Service.
+/// Name of the receiver's StatefulSet, Service, PodDisruptionBudget and NetworkPolicy.
 pub fn receiver_name(integration: &HubSpotIntegration) -> String {
     format!("{}-receiver", integration.name_any())
 }
@@ -193,7 +210,7 @@ pub fn config_hash(config_yaml: &str) -> String {
 /// Labels of every child object; the first two also select the receiver pods.
 pub fn receiver_labels(integration: &HubSpotIntegration) -> BTreeMap<String, String> {
     let mut labels = selector_labels(integration);
-    labels.insert("app.kubernetes.io/managed-by".into(), "hubspot-operator".into());
+    labels.insert(MANAGED_BY_LABEL.into(), MANAGED_BY.into());
     labels.insert("app.kubernetes.io/component".into(), "receiver".into());
     labels
 }
@@ -225,14 +242,15 @@ pub fn config_secret(integration: &HubSpotIntegration, owner: &OwnerReference, c
     }
 }
 
-/// The receiver Deployment. `config_hash` goes into the pod template, so pods restart with a
-/// new config.
-pub fn receiver_deployment(
+/// The receiver StatefulSet: each pod keeps its event log on its own PersistentVolumeClaim, so
+/// events acknowledged to HubSpot survive rollouts, evictions and node loss. `config_hash` goes
+/// into the pod template, so pods restart with a new config.
+pub fn receiver_statefulset(
     integration: &HubSpotIntegration,
     owner: &OwnerReference,
     default_image: &str,
     config_hash: &str,
-) -> Deployment {
+) -> StatefulSet {
     let receiver = &integration.spec.receiver;
     let http_probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
@@ -263,7 +281,7 @@ pub fn receiver_deployment(
                 read_only: Some(true),
                 ..Default::default()
             },
-            VolumeMount { name: "data".into(), mount_path: DATA_DIR.into(), ..Default::default() },
+            VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..Default::default() },
         ]),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
@@ -278,35 +296,61 @@ pub fn receiver_deployment(
     let pod = PodSpec {
         containers: vec![container],
         automount_service_account_token: Some(false),
+        termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
         security_context: Some(PodSecurityContext {
             run_as_non_root: Some(true),
             run_as_user: Some(RECEIVER_UID),
             run_as_group: Some(RECEIVER_UID),
-            // Makes the config files (mode 0440) readable by the receiver's group.
+            // Gives the receiver's group the data volume (writable) and the config files
+            // (mode 0440, readable).
             fs_group: Some(RECEIVER_UID),
+            // Ownership is fixed once on a new volume, not walked again on every start.
+            fs_group_change_policy: Some("OnRootMismatch".into()),
             seccomp_profile: Some(runtime_default_seccomp()),
             ..Default::default()
         }),
-        volumes: Some(vec![
-            Volume {
-                name: "config".into(),
-                secret: Some(SecretVolumeSource {
-                    secret_name: Some(config_secret_name(integration)),
-                    default_mode: Some(0o440),
-                    ..Default::default()
-                }),
+        volumes: Some(vec![Volume {
+            name: "config".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(config_secret_name(integration)),
+                default_mode: Some(0o440),
                 ..Default::default()
-            },
-            // The embedded event log lives here; a PVC replaces it once the event-log backend
-            // is configurable.
-            Volume { name: "data".into(), empty_dir: Some(EmptyDirVolumeSource::default()), ..Default::default() },
-        ]),
+            }),
+            ..Default::default()
+        }]),
         ..Default::default()
     };
-    Deployment {
+    let storage = &receiver.storage;
+    let data_claim = PersistentVolumeClaim {
+        metadata: ObjectMeta {
+            name: Some(DATA_VOLUME.into()),
+            // Claim templates are immutable: only labels that can never change go here.
+            labels: Some(selector_labels(integration)),
+            ..Default::default()
+        },
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage.storage_class_name.clone(),
+            resources: Some(VolumeResourceRequirements {
+                requests: Some(BTreeMap::from([("storage".to_string(), Quantity(storage.size.clone()))])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        status: None,
+    };
+    StatefulSet {
         metadata: child_metadata(integration, receiver_name(integration), owner),
-        spec: Some(DeploymentSpec {
+        spec: Some(StatefulSetSpec {
             replicas: Some(receiver.replicas),
+            // The receiver needs no per-pod DNS names; the StatefulSet only has to name a Service.
+            service_name: Some(receiver_name(integration)),
+            // Each pod has its own log and needs no peer to start, so none waits for another.
+            pod_management_policy: Some("Parallel".into()),
+            update_strategy: Some(StatefulSetUpdateStrategy {
+                type_: Some("RollingUpdate".into()),
+                ..Default::default()
+            }),
             selector: LabelSelector { match_labels: Some(selector_labels(integration)), ..Default::default() },
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
@@ -316,10 +360,78 @@ pub fn receiver_deployment(
                 }),
                 spec: Some(pod),
             },
+            volume_claim_templates: Some(vec![data_claim]),
+            // A log may hold acknowledged events not yet delivered: neither scaling down nor
+            // deleting the integration may discard it. Removing a PVC is the user's decision.
+            persistent_volume_claim_retention_policy: Some(StatefulSetPersistentVolumeClaimRetentionPolicy {
+                when_deleted: Some("Retain".into()),
+                when_scaled: Some("Retain".into()),
+            }),
             ..Default::default()
         }),
         status: None,
     }
+}
+
+/// The receiver's PodDisruptionBudget: voluntary disruptions (node drains, cluster upgrades)
+/// take at most one receiver pod at a time.
+///
+/// `maxUnavailable: 1` rather than `minAvailable: 1`: with the usual single replica the latter
+/// would block every node drain forever. Moving the one pod interrupts webhooks for a few
+/// seconds only, and HubSpot retries failed deliveries (up to 10 times over 24 hours) while
+/// everything already acknowledged waits on the volume, so nothing is lost.
+pub fn receiver_pod_disruption_budget(integration: &HubSpotIntegration, owner: &OwnerReference) -> PodDisruptionBudget {
+    PodDisruptionBudget {
+        metadata: child_metadata(integration, receiver_name(integration), owner),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(integration)), ..Default::default() }),
+            // A pod that is not ready takes no webhooks anyway; it must not hold up a drain.
+            unhealthy_pod_eviction_policy: Some("AlwaysAllow".into()),
+            ..Default::default()
+        }),
+        status: None,
+    }
+}
+
+/// The receiver's NetworkPolicy: ingress only to the receiver port, from anywhere, since
+/// HubSpot's requests arrive through whatever ingress or gateway the cluster runs (and
+/// Prometheus scrapes `/metrics` on the same port). Egress stays open: the receiver calls the
+/// HubSpot API and the mappings' destinations, which can be anywhere.
+pub fn receiver_network_policy(integration: &HubSpotIntegration, owner: &OwnerReference) -> NetworkPolicy {
+    NetworkPolicy {
+        metadata: child_metadata(integration, receiver_name(integration), owner),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(selector_labels(integration)),
+                ..Default::default()
+            }),
+            // Only `Ingress` is listed, so the policy leaves egress alone.
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                from: None,
+                ports: Some(vec![NetworkPolicyPort {
+                    port: Some(IntOrString::Int(RECEIVER_PORT.into())),
+                    protocol: Some("TCP".into()),
+                    ..Default::default()
+                }]),
+            }]),
+            ..Default::default()
+        }),
+    }
+}
+
+/// Whether `deployment` is the receiver Deployment an earlier operator version created for
+/// `integration`, which the StatefulSet replaces: the receiver's name, our managed-by label,
+/// and the integration as its owner.
+pub fn is_legacy_receiver_deployment(integration: &HubSpotIntegration, deployment: &Deployment) -> bool {
+    let meta = &deployment.metadata;
+    let managed_by_us =
+        meta.labels.as_ref().and_then(|labels| labels.get(MANAGED_BY_LABEL)).is_some_and(|v| v == MANAGED_BY);
+    let owned_by_integration = integration.metadata.uid.as_ref().is_some_and(|uid| {
+        meta.owner_references.iter().flatten().any(|o| &o.uid == uid && o.kind == "HubSpotIntegration")
+    });
+    meta.name.as_deref() == Some(receiver_name(integration).as_str()) && managed_by_us && owned_by_integration
 }
 
 fn runtime_default_seccomp() -> SeccompProfile {
@@ -492,13 +604,15 @@ mod tests {
     }
 
     #[test]
-    fn deployment_runs_the_receiver_restricted_with_the_config_mounted() {
+    fn statefulset_runs_the_receiver_restricted_with_the_config_mounted() {
         let i = integration();
-        let d = receiver_deployment(&i, &owner(&i), "ghcr.io/hubspot-operator/hubspot-operator:0.1.0", "abc");
-        assert_eq!(d.metadata.name.as_deref(), Some("crm-receiver"));
-        assert_eq!(d.metadata.namespace.as_deref(), Some("sales"));
-        let spec = d.spec.unwrap();
+        let sts = receiver_statefulset(&i, &owner(&i), "ghcr.io/hubspot-operator/hubspot-operator:0.1.0", "abc");
+        assert_eq!(sts.metadata.name.as_deref(), Some("crm-receiver"));
+        assert_eq!(sts.metadata.namespace.as_deref(), Some("sales"));
+        let spec = sts.spec.unwrap();
         assert_eq!(spec.replicas, Some(1));
+        assert_eq!(spec.service_name.as_deref(), Some("crm-receiver"));
+        assert_eq!(spec.update_strategy.unwrap().type_.as_deref(), Some("RollingUpdate"));
         let template_labels = spec.template.metadata.as_ref().unwrap().labels.clone().unwrap();
         for (k, v) in spec.selector.match_labels.as_ref().unwrap() {
             assert_eq!(template_labels.get(k), Some(v), "selector label {k} must be on the pods");
@@ -508,8 +622,12 @@ mod tests {
         assert_eq!(template_labels["app.kubernetes.io/instance"], "crm");
         let pod = spec.template.spec.unwrap();
         assert_eq!(pod.automount_service_account_token, Some(false));
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
         let pod_sc = pod.security_context.unwrap();
         assert_eq!(pod_sc.run_as_non_root, Some(true));
+        assert_eq!((pod_sc.run_as_user, pod_sc.run_as_group), (Some(65532), Some(65532)));
+        assert_eq!(pod_sc.fs_group, Some(65532), "the non-root user must be able to write the volume");
+        assert_eq!(pod_sc.fs_group_change_policy.as_deref(), Some("OnRootMismatch"));
         assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
         let c = &pod.containers[0];
         assert_eq!(c.image.as_deref(), Some("ghcr.io/hubspot-operator/hubspot-operator:0.1.0"));
@@ -528,10 +646,60 @@ mod tests {
         let mounts = c.volume_mounts.as_ref().unwrap();
         let config_mount = mounts.iter().find(|m| m.mount_path == CONFIG_DIR).unwrap();
         assert_eq!(config_mount.read_only, Some(true));
-        assert!(mounts.iter().any(|m| m.mount_path == DATA_DIR));
         let volumes = pod.volumes.unwrap();
         let config_volume = volumes.iter().find(|v| v.name == config_mount.name).unwrap();
         assert_eq!(config_volume.secret.as_ref().unwrap().secret_name.as_deref(), Some("crm-receiver-config"));
+        // The data directory is the claim template's volume, not a pod volume such as emptyDir.
+        let data_mount = mounts.iter().find(|m| m.mount_path == DATA_DIR).unwrap();
+        assert_eq!(data_mount.read_only, None);
+        assert!(volumes.iter().all(|v| v.name != data_mount.name), "{volumes:?}");
+        let claims = spec.volume_claim_templates.unwrap();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(claims[0].metadata.name.as_deref(), Some(data_mount.name.as_str()));
+    }
+
+    #[test]
+    fn data_volume_claim_follows_the_storage_settings() {
+        let claim = |i: &HubSpotIntegration| {
+            let sts = receiver_statefulset(i, &owner(i), "img", "h");
+            let spec = sts.spec.unwrap();
+            let retention = spec.persistent_volume_claim_retention_policy.unwrap();
+            assert_eq!(
+                (retention.when_deleted.as_deref(), retention.when_scaled.as_deref()),
+                (Some("Retain"), Some("Retain"))
+            );
+            spec.volume_claim_templates.unwrap().remove(0)
+        };
+        let i = integration();
+        let default = claim(&i);
+        assert_eq!(default.metadata.name.as_deref(), Some("data"));
+        let spec = default.spec.unwrap();
+        assert_eq!(spec.access_modes.as_deref().unwrap(), ["ReadWriteOnce"]);
+        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], Quantity("1Gi".into()));
+        assert_eq!(spec.storage_class_name, None, "the cluster's default class");
+
+        let mut sized = integration();
+        sized.spec.receiver.storage.size = "20Gi".into();
+        sized.spec.receiver.storage.storage_class_name = Some("fast-ssd".into());
+        let spec = claim(&sized).spec.unwrap();
+        assert_eq!(spec.resources.unwrap().requests.unwrap()["storage"], Quantity("20Gi".into()));
+        assert_eq!(spec.storage_class_name.as_deref(), Some("fast-ssd"));
+    }
+
+    #[test]
+    fn storage_settings_default_when_the_manifest_omits_them() {
+        let spec: HubSpotIntegrationSpec = serde_yaml::from_str(
+            "credentials: {privateAppToken: {name: hubspot, key: token}}\nreceiver: {replicas: 1}\n",
+        )
+        .unwrap();
+        assert_eq!(spec.receiver.storage.size, "1Gi");
+        assert_eq!(spec.receiver.storage.storage_class_name, None);
+        let spec: HubSpotIntegrationSpec = serde_yaml::from_str(
+            "credentials: {privateAppToken: {name: hubspot, key: token}}\nreceiver: {storage: {storageClassName: gp3}}\n",
+        )
+        .unwrap();
+        assert_eq!(spec.receiver.storage.size, "1Gi");
+        assert_eq!(spec.receiver.storage.storage_class_name.as_deref(), Some("gp3"));
     }
 
     #[test]
@@ -539,8 +707,8 @@ mod tests {
         let mut i = integration();
         i.spec.receiver.image = Some("registry.example.com/receiver:pinned".into());
         i.spec.receiver.replicas = 0;
-        let d = receiver_deployment(&i, &owner(&i), "default:image", "abc");
-        let spec = d.spec.unwrap();
+        let sts = receiver_statefulset(&i, &owner(&i), "default:image", "abc");
+        let spec = sts.spec.unwrap();
         assert_eq!(spec.replicas, Some(0));
         assert_eq!(
             spec.template.spec.unwrap().containers[0].image.as_deref(),
@@ -555,12 +723,67 @@ mod tests {
         let mut rotated = config.clone();
         rotated.hubspot.access_token = "pat-na1-rotated".into();
         let annotation = |cfg: &ReceiverConfig| {
-            let d = receiver_deployment(&i, &owner(&i), "img", &config_hash(&config_yaml(cfg)));
-            d.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
+            let sts = receiver_statefulset(&i, &owner(&i), "img", &config_hash(&config_yaml(cfg)));
+            sts.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
         };
         assert_eq!(annotation(&config), annotation(&config.clone()), "same config, same hash");
         assert_ne!(annotation(&config), annotation(&rotated), "a changed config rolls the pods");
         assert_eq!(annotation(&config).len(), 64);
+    }
+
+    #[test]
+    fn disruption_budget_lets_one_receiver_pod_go_at_a_time() {
+        let i = integration();
+        let pdb = receiver_pod_disruption_budget(&i, &owner(&i));
+        assert_eq!(pdb.metadata.name.as_deref(), Some("crm-receiver"));
+        let spec = pdb.spec.unwrap();
+        assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
+        assert_eq!(spec.min_available, None, "minAvailable 1 would block every drain of a single replica");
+        assert_eq!(spec.unhealthy_pod_eviction_policy.as_deref(), Some("AlwaysAllow"));
+        let sts = receiver_statefulset(&i, &owner(&i), "img", "h").spec.unwrap();
+        assert_eq!(spec.selector.unwrap().match_labels, sts.selector.match_labels, "selects the receiver pods");
+    }
+
+    #[test]
+    fn network_policy_admits_the_receiver_port_and_leaves_egress_open() {
+        let i = integration();
+        let policy = receiver_network_policy(&i, &owner(&i));
+        assert_eq!(policy.metadata.name.as_deref(), Some("crm-receiver"));
+        let spec = policy.spec.unwrap();
+        let sts = receiver_statefulset(&i, &owner(&i), "img", "h").spec.unwrap();
+        assert_eq!(spec.pod_selector.unwrap().match_labels, sts.selector.match_labels, "selects the receiver pods");
+        assert_eq!(spec.policy_types.as_deref().unwrap(), ["Ingress"], "egress is not restricted");
+        assert_eq!(spec.egress, None);
+        let rules = spec.ingress.unwrap();
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].from, None, "from anywhere: HubSpot comes through the cluster's ingress");
+        let ports = rules[0].ports.as_ref().unwrap();
+        assert_eq!(ports.len(), 1);
+        assert_eq!(ports[0].port, Some(IntOrString::Int(8080)));
+        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+    }
+
+    #[test]
+    fn only_our_own_receiver_deployment_counts_as_legacy() {
+        let i = integration();
+        let ours = || Deployment { metadata: child_metadata(&i, receiver_name(&i), &owner(&i)), ..Default::default() };
+        assert!(is_legacy_receiver_deployment(&i, &ours()));
+
+        let mut unlabelled = ours();
+        unlabelled.metadata.labels.as_mut().unwrap().remove(MANAGED_BY_LABEL);
+        assert!(!is_legacy_receiver_deployment(&i, &unlabelled));
+        let mut managed_by_someone_else = ours();
+        managed_by_someone_else.metadata.labels.as_mut().unwrap().insert(MANAGED_BY_LABEL.into(), "helm".into());
+        assert!(!is_legacy_receiver_deployment(&i, &managed_by_someone_else));
+        let mut other_owner = ours();
+        other_owner.metadata.owner_references.as_mut().unwrap()[0].uid = "another-uid".into();
+        assert!(!is_legacy_receiver_deployment(&i, &other_owner));
+        let mut unowned = ours();
+        unowned.metadata.owner_references = None;
+        assert!(!is_legacy_receiver_deployment(&i, &unowned));
+        let mut other_name = ours();
+        other_name.metadata.name = Some("crm-receiver-v2".into());
+        assert!(!is_legacy_receiver_deployment(&i, &other_name));
     }
 
     #[test]
@@ -569,8 +792,10 @@ mod tests {
         let o = owner(&i);
         let children = [
             config_secret(&i, &o, "x").metadata,
-            receiver_deployment(&i, &o, "img", "h").metadata,
+            receiver_statefulset(&i, &o, "img", "h").metadata,
             receiver_service(&i, &o).metadata,
+            receiver_pod_disruption_budget(&i, &o).metadata,
+            receiver_network_policy(&i, &o).metadata,
         ];
         for meta in children {
             let refs = meta.owner_references.unwrap();
@@ -581,6 +806,7 @@ mod tests {
             assert_eq!(refs[0].uid, "0b5c2a8e-1111-2222-3333-444455556666");
             assert_eq!(refs[0].controller, Some(true));
             assert_eq!(meta.namespace.as_deref(), Some("sales"));
+            assert_eq!(meta.labels.unwrap()[MANAGED_BY_LABEL], MANAGED_BY, "watched by the controller");
         }
     }
 

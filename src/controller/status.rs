@@ -1,4 +1,4 @@
-//! Pure status decisions: from what was observed (Secrets, HubSpot answers, the Deployment) to
+//! Pure status decisions: from what was observed (Secrets, HubSpot answers, the StatefulSet) to
 //! conditions. The reconcilers and `dev` mode both call these.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
@@ -28,7 +28,7 @@ pub enum Authentication {
 pub enum ReceiverState {
     /// No config could be rendered, so nothing was applied.
     NotRendered(ConfigError),
-    /// The receiver runs with the current config; counts are from the Deployment's status.
+    /// The receiver runs with the current config; counts are from the StatefulSet's status.
     Deployed { available_replicas: i32, desired_replicas: i32 },
 }
 

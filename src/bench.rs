@@ -1,0 +1,219 @@
+//! `hubspot-operator bench`: load the webhook ingress the way HubSpot does (signed batches, a
+//! fixed number of requests in flight) and report throughput, acknowledgement latency and
+//! memory. The load generator runs in the same process, on the same cores.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
+use crate::eventlog::{EmbeddedEventLog, EventLog};
+use crate::hubspot::WebhookEvent;
+use crate::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
+use crate::receiver::{ReceiverState, WEBHOOK_PATH, router, serve};
+use crate::telemetry::Metrics;
+
+const CLIENT_SECRET: &str = "bench-client-secret";
+
+/// `hubspot-operator bench` flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct BenchArgs {
+    /// Events per webhook request (HubSpot sends up to 100).
+    #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
+    pub batch_sizes: Vec<usize>,
+    /// Requests in flight (HubSpot's default is 10).
+    #[arg(long, value_delimiter = ',', default_value = "10,64")]
+    pub concurrency: Vec<usize>,
+    /// How long each combination runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Directory for the event log files (use the disk you will deploy on).
+    #[arg(long)]
+    pub data_dir: Option<std::path::PathBuf>,
+}
+
+/// One measured combination.
+#[derive(Debug, Clone)]
+pub struct IngestFigures {
+    pub batch_size: usize,
+    pub concurrency: usize,
+    pub requests: usize,
+    pub events_per_second: f64,
+    pub p50: Duration,
+    pub p99: Duration,
+    pub max: Duration,
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    println!("| batch size | in flight | requests | events/s | p50 ack | p99 ack | max ack |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    for &batch_size in &args.batch_sizes {
+        for &concurrency in &args.concurrency {
+            let dir = match &args.data_dir {
+                Some(base) => tempfile::TempDir::new_in(base)?,
+                None => tempfile::TempDir::new()?,
+            };
+            let f = ingest(dir.path(), batch_size, concurrency, Duration::from_secs(args.seconds)).await?;
+            println!(
+                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                f.batch_size,
+                f.concurrency,
+                f.requests,
+                f.events_per_second,
+                ms(f.p50),
+                ms(f.p99),
+                ms(f.max)
+            );
+        }
+    }
+    if let Some(peak) = peak_rss_kib() {
+        println!("\npeak RSS of the process (receiver and load generator): {:.1} MiB", peak as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+/// Runs the receiver's ingress over a fresh embedded log in `dir` and loads it for `duration`.
+pub async fn ingest(
+    dir: &std::path::Path,
+    batch_size: usize,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<IngestFigures> {
+    let config = bench_config(dir);
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&config.event_log_path())?);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let app = router(ReceiverState::new(&config, log, Arc::new(Metrics::default())));
+    let server = tokio::spawn(serve(listener, app, async {
+        let _ = stopped.await;
+    }));
+
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let started = Instant::now();
+    let deadline = started + duration;
+    let next_event = Arc::new(std::sync::atomic::AtomicU64::new(1));
+    let mut senders = Vec::new();
+    for _ in 0..concurrency {
+        let (http, url, next_event) = (http.clone(), url.clone(), next_event.clone());
+        senders.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            while Instant::now() < deadline {
+                let first = next_event.fetch_add(batch_size as u64, std::sync::atomic::Ordering::Relaxed);
+                let body = batch(first, batch_size);
+                let now_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                let sent = Instant::now();
+                let response = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header(HEADER_SIGNATURE_V3, sign_v3(CLIENT_SECRET, "POST", &url, &body, now_ms))
+                    .header(HEADER_TIMESTAMP, now_ms.to_string())
+                    .body(body)
+                    .send()
+                    .await?;
+                anyhow::ensure!(response.status().is_success(), "the receiver answered {}", response.status());
+                latencies.push(sent.elapsed());
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let mut latencies = Vec::new();
+    for sender in senders {
+        latencies.extend(sender.await.context("load generator task")??);
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(());
+    server.await??;
+
+    latencies.sort();
+    let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+    Ok(IngestFigures {
+        batch_size,
+        concurrency,
+        requests: latencies.len(),
+        events_per_second: (latencies.len() * batch_size) as f64 / elapsed.as_secs_f64(),
+        p50: at(0.50),
+        p99: at(0.99),
+        max: *latencies.last().expect("at least one request"),
+    })
+}
+
+fn bench_config(dir: &std::path::Path) -> ReceiverConfig {
+    ReceiverConfig {
+        integration: "bench/ingest".into(),
+        listen: ([127, 0, 0, 1], 0).into(),
+        data_dir: dir.to_path_buf(),
+        hubspot: HubSpotConnection {
+            base_url: "http://127.0.0.1:9".into(),
+            api_version: "v3".into(),
+            access_token: "unused".into(),
+            tier: Default::default(),
+        },
+        webhooks: WebhookConfig {
+            client_secret: CLIENT_SECRET.into(),
+            public_url: None,
+            accept_legacy_signatures: false,
+            max_body_bytes: 1024 * 1024,
+        },
+        mappings: vec![],
+    }
+}
+
+/// A webhook body of `size` distinct, realistic property-change events.
+fn batch(first_event_id: u64, size: usize) -> Vec<u8> {
+    let events: Vec<WebhookEvent> = (first_event_id..first_event_id + size as u64)
+        .map(|id| WebhookEvent {
+            event_id: id,
+            subscription_id: 2_940_017,
+            portal_id: 62515,
+            app_id: 54321,
+            occurred_at: 1_764_000_000_000 + id as i64,
+            subscription_type: "contact.propertyChange".into(),
+            attempt_number: 0,
+            object_id: 1_000_000 + id % 50_000,
+            change_source: Some("CRM_UI".into()),
+            source_id: Some("userId:1234567".into()),
+            property_name: Some("firstname".into()),
+            property_value: Some(format!("Name {id}")),
+            ..Default::default()
+        })
+        .collect();
+    serde_json::to_vec(&events).expect("events serialise")
+}
+
+/// Peak resident set size of this process, from /proc (Linux only).
+fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The benchmark itself works (figures are not asserted: they belong in docs/benchmarks.md).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ingest_measures_acknowledged_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let figures = ingest(dir.path(), 10, 4, Duration::from_millis(300)).await.unwrap();
+        assert!(figures.requests > 0);
+        assert!(figures.p50 <= figures.p99 && figures.p99 <= figures.max);
+        let log = EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap();
+        assert_eq!(
+            log.pending_count().await.unwrap(),
+            (figures.requests * 10) as u64,
+            "every acknowledged event is stored"
+        );
+    }
+}
