@@ -10,14 +10,15 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde::Serialize;
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Emulator;
 use super::auth::FIRST_USER_ID;
 use super::error::{ApiFailure, ApiResult};
 use super::faults::FaultPlan;
+use super::oauth::SECRET_FORM_FIELDS;
 use super::schema::ObjectType;
 use super::state::{Actor, Selection, Write, parse_properties};
 
@@ -64,17 +65,49 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
         Ok(b) => b,
         Err(_) => return ApiFailure::validation("Request body is too large").into_response(),
     };
-    let mut logged_body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    let is_form = parts
+        .headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let mut logged_body: Value =
+        if is_form { form_fields(&bytes) } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
     if let Some(token) = logged_body.get_mut("tokenKey") {
         *token = json!("[redacted]");
     }
+    for field in SECRET_FORM_FIELDS {
+        if let Some(secret) = logged_body.get_mut(*field) {
+            *secret = json!("[redacted]");
+        }
+    }
     let method = parts.method.to_string();
-    let path = parts.uri.path().to_string();
+    let path = redact_token_path(parts.uri.path());
     let query = parts.uri.query().map(String::from);
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let entry = LoggedRequest { method, path, query, body: logged_body, status: response.status().as_u16() };
     emu.requests.lock().expect("request log lock").push(entry);
     response
+}
+
+/// A form body (the OAuth endpoints') as a JSON object of its fields; `null` when it is none.
+fn form_fields(bytes: &[u8]) -> Value {
+    let Ok(uri) = format!("/?{}", String::from_utf8_lossy(bytes)).parse::<axum::http::Uri>() else {
+        return Value::Null;
+    };
+    match axum::extract::Query::<std::collections::BTreeMap<String, String>>::try_from_uri(&uri) {
+        Ok(fields) if !bytes.is_empty() => json!(fields.0),
+        _ => Value::Null,
+    }
+}
+
+/// Token metadata paths name the token: the log shows `[redacted]` in its place.
+fn redact_token_path(path: &str) -> String {
+    for prefix in ["/oauth/v1/access-tokens/", "/oauth/v1/refresh-tokens/"] {
+        if path.starts_with(prefix) && path.len() > prefix.len() {
+            return format!("{prefix}[redacted]");
+        }
+    }
+    path.to_string()
 }
 
 pub fn router() -> Router<Arc<Emulator>> {
@@ -84,6 +117,68 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/requests", get(list_requests).delete(clear_requests))
         .route("/webhooks", get(webhook_status))
         .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
+        .route("/oauth/codes", post(issue_code))
+        .route("/oauth/refresh-tokens", post(issue_refresh_token))
+        .route("/clock", get(show_clock))
+        .route("/clock/advance", post(advance_clock))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct CodeRequest {
+    client_id: String,
+    redirect_uri: Option<String>,
+}
+
+/// `POST /_emulator/oauth/codes` `{clientId, redirectUri?}` → `{code}`: what HubSpot hands the
+/// app's redirect URL when a user installs it.
+async fn issue_code(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let request: CodeRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let code = emu.oauth.lock().expect("oauth lock").issue_code(&request.client_id, request.redirect_uri)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "code": code }))).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RefreshTokenRequest {
+    client_id: String,
+    /// The token's value; a random one when absent.
+    refresh_token: Option<String>,
+}
+
+/// `POST /_emulator/oauth/refresh-tokens` `{clientId, refreshToken?}` → `{refreshToken}`.
+async fn issue_refresh_token(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let request: RefreshTokenRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let token = emu.oauth.lock().expect("oauth lock").issue_refresh_token(&request.client_id, request.refresh_token)?;
+    Ok((StatusCode::CREATED, axum::Json(json!({ "refreshToken": token }))).into_response())
+}
+
+fn clock_json(emu: &Emulator) -> Value {
+    json!({ "nowMs": emu.clock.now_ms(), "offsetMs": emu.clock.offset_ms() })
+}
+
+async fn show_clock(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(clock_json(&emu)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdvanceRequest {
+    seconds: u64,
+}
+
+/// `POST /_emulator/clock/advance` `{seconds}`: moves the clock token expiry uses forward.
+async fn advance_clock(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let request: AdvanceRequest =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let ms = i64::try_from(request.seconds)
+        .ok()
+        .and_then(|s| s.checked_mul(1000))
+        .ok_or_else(|| ApiFailure::validation("seconds is too large"))?;
+    emu.clock.advance(ms);
+    Ok(axum::Json(clock_json(&emu)).into_response())
 }
 
 fn object_id(id: &str) -> ApiResult<u64> {

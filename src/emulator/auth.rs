@@ -35,6 +35,9 @@ pub struct Caller {
     pub app_id: u64,
     pub user_id: u64,
     pub scopes: Arc<BTreeSet<String>>,
+    /// An OAuth (public) app's access token rather than a private app's token: limited per
+    /// installing account, with no daily limit.
+    pub public_app: bool,
 }
 
 impl Caller {
@@ -69,6 +72,7 @@ impl Tokens {
                     app_id: app_id + i as u64,
                     user_id: FIRST_USER_ID + i as u64,
                     scopes: Arc::new(scopes.into_iter().collect()),
+                    public_app: false,
                 };
                 (g.token.clone(), caller)
             })
@@ -82,16 +86,21 @@ impl Tokens {
 
     /// The caller named by an `Authorization: Bearer` header.
     pub fn caller_for(&self, headers: &HeaderMap) -> Option<&Caller> {
-        let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        self.get(token.trim())
+        self.get(bearer_token(headers)?)
     }
 }
 
+/// The token of an `Authorization: Bearer` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
 const WINDOW: Duration = Duration::from_secs(10);
+
+/// Requests per ten seconds a public (OAuth) app may make per installing account.
+pub const PUBLIC_APP_BURST: usize = 110;
 
 /// HubSpot's limits: a rolling ten-second window per app, a daily count per account that
 /// resets at midnight (the emulated account's time zone is UTC).
@@ -99,6 +108,8 @@ pub struct RateLimiter {
     burst: usize,
     daily: u64,
     windows: HashMap<u64, VecDeque<Instant>>,
+    /// Ten-second windows of public (OAuth) apps, which have no daily limit.
+    public_windows: HashMap<u64, VecDeque<Instant>>,
     day: i64,
     daily_used: u64,
 }
@@ -109,7 +120,14 @@ impl RateLimiter {
     }
 
     fn with_limits(burst: usize, daily: u64) -> Self {
-        Self { burst, daily, windows: HashMap::new(), day: epoch_day(now_ms()), daily_used: 0 }
+        Self {
+            burst,
+            daily,
+            windows: HashMap::new(),
+            public_windows: HashMap::new(),
+            day: epoch_day(now_ms()),
+            daily_used: 0,
+        }
     }
 
     /// Counts one request of `app_id`, or refuses it. Either way, the `X-HubSpot-RateLimit-*`
@@ -144,6 +162,30 @@ impl RateLimiter {
         put("x-hubspot-ratelimit-interval-milliseconds", WINDOW.as_millis() as u64);
         put("x-hubspot-ratelimit-daily", daily);
         put("x-hubspot-ratelimit-daily-remaining", daily.saturating_sub(self.daily_used));
+        (headers, verdict)
+    }
+
+    /// Counts one request of public (OAuth) app `app_id` in the emulated account, or refuses
+    /// it: 110 per ten seconds, no daily limit, so no daily headers.
+    pub fn admit_public_app(&mut self, app_id: u64) -> (HeaderMap, Result<(), ApiFailure>) {
+        let now = Instant::now();
+        let window = self.public_windows.entry(app_id).or_default();
+        while window.front().is_some_and(|t| now.duration_since(*t) >= WINDOW) {
+            window.pop_front();
+        }
+        let verdict = if window.len() >= PUBLIC_APP_BURST {
+            Err(ApiFailure::rate_limited(RateLimitPolicy::TenSecondly))
+        } else {
+            window.push_back(now);
+            Ok(())
+        };
+        let mut headers = HeaderMap::new();
+        headers.insert("x-hubspot-ratelimit-max", HeaderValue::from(PUBLIC_APP_BURST as u64));
+        headers.insert(
+            "x-hubspot-ratelimit-remaining",
+            HeaderValue::from(PUBLIC_APP_BURST.saturating_sub(window.len()) as u64),
+        );
+        headers.insert("x-hubspot-ratelimit-interval-milliseconds", HeaderValue::from(WINDOW.as_millis() as u64));
         (headers, verdict)
     }
 }
@@ -196,6 +238,19 @@ mod tests {
         assert_eq!(headers["x-hubspot-ratelimit-remaining"], "0");
         assert_eq!(headers["x-hubspot-ratelimit-daily-remaining"], "249900");
         assert!(limiter.admit(2).1.is_ok(), "another app has its own window");
+    }
+
+    #[test]
+    fn public_apps_have_their_own_window_and_no_daily_limit() {
+        let mut limiter = RateLimiter::with_limits(10, 1);
+        for i in 0..PUBLIC_APP_BURST {
+            let (headers, verdict) = limiter.admit_public_app(7);
+            assert!(verdict.is_ok(), "request {i}");
+            assert!(!headers.contains_key("x-hubspot-ratelimit-daily"));
+            assert_eq!(headers["x-hubspot-ratelimit-max"], "110");
+        }
+        assert_eq!(limiter.admit_public_app(7).1.unwrap_err().body["policyName"], "TEN_SECONDLY_ROLLING");
+        assert!(limiter.admit(1).1.is_ok(), "public app calls are not counted against the daily limit");
     }
 
     #[test]

@@ -10,9 +10,17 @@
 //! curl -H 'Authorization: Bearer pat-na1-ci' 'http://127.0.0.1:8090/crm/v3/objects/contacts?limit=5'
 //! ```
 //!
+//! Flags, admin API and fidelity limits for users: `docs/emulator.md`.
+//!
 //! # HubSpot surfaces
 //! - `POST /oauth/v2/private-apps/get/access-token-info` `{"tokenKey"}` → `{userId, hubId,
 //!   appId, scopes}`.
+//! - OAuth apps (`--oauth-app`): `POST /oauth/v1/token` and `/oauth/v3/token` (grants
+//!   `refresh_token`, `authorization_code`, `client_credentials`), `GET
+//!   /oauth/v1/access-tokens/{token}`, `GET|DELETE /oauth/v1/refresh-tokens/{token}`, `POST
+//!   /oauth/v3/token/introspect`. Access tokens live `--access-token-ttl` seconds on the clock
+//!   `/_emulator/clock/advance` moves, then answer 401 `EXPIRED_AUTHENTICATION`; OAuth apps
+//!   have their own ten-second window (110) and no daily limit.
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
 //!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
@@ -55,6 +63,10 @@
 //!   with `pathPrefix` wait `delayMs`, then answer `status` (429 with HubSpot's rate-limit body
 //!   and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a 5xx) or, without `status`, are
 //!   served late. `GET` shows the plan (`null` when none), `DELETE` clears it.
+//! - `POST /_emulator/oauth/codes` `{clientId, redirectUri?}` → `{code}`; `POST
+//!   /_emulator/oauth/refresh-tokens` `{clientId, refreshToken?}` → `{refreshToken}`.
+//! - `POST /_emulator/clock/advance` `{"seconds"}` moves token expiry's clock; `GET
+//!   /_emulator/clock` shows it.
 //! - `GET /_emulator/webhooks`: `{pending, delivered, failedAttempts, abandoned, log}`;
 //!   `pending` counts events not yet acknowledged (queued, in flight or awaiting a retry),
 //!   `delivered` acknowledged batch deliveries (duplicates included), `log` one entry per
@@ -66,6 +78,7 @@ mod auth;
 mod clock;
 mod error;
 mod faults;
+mod oauth;
 mod routes;
 mod schema;
 mod search;
@@ -84,6 +97,7 @@ use tokio::task::JoinHandle;
 use crate::hubspot::Tier;
 
 pub use auth::all_scopes;
+pub use oauth::{DEFAULT_ACCESS_TOKEN_TTL_SECS, OAuthApp, RefreshTokenGrant};
 
 /// A token the emulator accepts: `VALUE` (every scope) or `VALUE=scope1,scope2`.
 #[derive(Clone, PartialEq, Eq)]
@@ -220,6 +234,17 @@ pub struct EmulatorArgs {
     /// Repeatable. Default: every event.
     #[arg(long = "subscription", value_name = "TYPE[:PROPERTY]")]
     pub subscriptions: Vec<Subscription>,
+    /// An OAuth (public) app installed in the account: `CLIENT_ID:CLIENT_SECRET` grants every
+    /// scope, `CLIENT_ID:CLIENT_SECRET=scope1,scope2` only those. Repeatable; app ids follow
+    /// the private apps' (see --token).
+    #[arg(long = "oauth-app", value_name = "CLIENT_ID:CLIENT_SECRET[=SCOPES]")]
+    pub oauth_apps: Vec<OAuthApp>,
+    /// A refresh token valid from the start: `REFRESH_TOKEN=CLIENT_ID`. Repeatable.
+    #[arg(long = "refresh-token", value_name = "REFRESH_TOKEN=CLIENT_ID")]
+    pub refresh_tokens: Vec<RefreshTokenGrant>,
+    /// Lifetime of issued OAuth access tokens, in seconds (HubSpot's: 30 minutes).
+    #[arg(long, default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECS, value_name = "SECONDS")]
+    pub access_token_ttl: u64,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -243,6 +268,10 @@ pub struct EmulatorConfig {
     pub legacy_signature_version: LegacySignatureVersion,
     /// Webhook subscriptions; empty: every event.
     pub subscriptions: Vec<Subscription>,
+    pub oauth_apps: Vec<OAuthApp>,
+    /// Refresh tokens valid from the start.
+    pub refresh_tokens: Vec<RefreshTokenGrant>,
+    pub access_token_ttl_secs: u64,
 }
 
 /// The token used when none is configured.
@@ -262,6 +291,9 @@ impl Default for EmulatorConfig {
             reorder: false,
             legacy_signature_version: LegacySignatureVersion::V1,
             subscriptions: vec![],
+            oauth_apps: vec![],
+            refresh_tokens: vec![],
+            access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
         }
     }
 }
@@ -289,6 +321,9 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("reorder", &self.reorder)
             .field("legacy_signature_version", &self.legacy_signature_version)
             .field("subscriptions", &self.subscriptions)
+            .field("oauth_apps", &self.oauth_apps)
+            .field("refresh_tokens", &self.refresh_tokens)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .finish()
     }
 }
@@ -307,6 +342,9 @@ impl From<EmulatorArgs> for EmulatorConfig {
             reorder: a.reorder,
             legacy_signature_version: a.legacy_signature_version,
             subscriptions: a.subscriptions,
+            oauth_apps: a.oauth_apps,
+            refresh_tokens: a.refresh_tokens,
+            access_token_ttl_secs: a.access_token_ttl,
         }
     }
 }
@@ -331,6 +369,9 @@ pub(crate) struct Emulator {
     pub requests: Mutex<admin::RequestLog>,
     pub faults: Mutex<faults::Faults>,
     pub webhooks: Arc<webhooks::DeliveryStats>,
+    pub oauth: Mutex<oauth::OAuthState>,
+    /// Time as token expiry sees it; `/_emulator/clock/advance` moves it.
+    pub clock: oauth::Clock,
 }
 
 /// An emulator serving on a listener, with its webhook delivery running.
@@ -345,6 +386,16 @@ impl RunningEmulator {
     /// Serves the emulator on `listener` until `shutdown` (or drop).
     pub async fn start(config: EmulatorConfig, listener: TcpListener) -> anyhow::Result<RunningEmulator> {
         let addr = listener.local_addr()?;
+        let tokens = config.effective_tokens();
+        // OAuth apps' ids follow the private apps'.
+        let first_oauth_app_id = config.app_id + tokens.len() as u64;
+        let oauth = oauth::OAuthState::new(
+            &config.oauth_apps,
+            &config.refresh_tokens,
+            config.access_token_ttl_secs,
+            first_oauth_app_id,
+        )
+        .map_err(|e| anyhow::anyhow!(e))?;
         if let Some(url) = &config.webhook_url {
             reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
         }
@@ -367,7 +418,9 @@ impl RunningEmulator {
         let mut store = state::Store::new(sink);
         seed::seed_contacts(&mut store, config.seed);
         let emulator = Arc::new(Emulator {
-            tokens: auth::Tokens::new(&config.effective_tokens(), config.app_id),
+            tokens: auth::Tokens::new(&tokens, config.app_id),
+            oauth: Mutex::new(oauth),
+            clock: oauth::Clock::default(),
             limiter: Mutex::new(auth::RateLimiter::new(config.tier)),
             search_limiter: Mutex::new(auth::SearchLimiter::default()),
             store: Mutex::new(store),
@@ -511,6 +564,12 @@ mod tests {
             "7",
             "--subscription",
             "deal.propertyChange:amount",
+            "--oauth-app",
+            "cid:csecret=crm.objects.deals.read",
+            "--refresh-token",
+            "na1-rt=cid",
+            "--access-token-ttl",
+            "60",
         ])
         .unwrap();
         let config = EmulatorConfig::from(cli.args);
@@ -519,10 +578,16 @@ mod tests {
         assert_eq!((config.tier, config.duplicate_rate, config.reorder, config.seed), (Tier::Free, 0.25, true, 7));
         assert_eq!(config.legacy_signature_version, LegacySignatureVersion::V2);
         assert_eq!(config.subscriptions, vec!["deal.propertyChange:amount".parse::<Subscription>().unwrap()]);
+        assert_eq!(config.oauth_apps, vec!["cid:csecret=crm.objects.deals.read".parse::<OAuthApp>().unwrap()]);
+        assert_eq!(config.refresh_tokens, vec!["na1-rt=cid".parse::<RefreshTokenGrant>().unwrap()]);
+        assert_eq!(config.access_token_ttl_secs, 60);
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("csecret") && !shown.contains("na1-rt"), "{shown}");
         assert!(Cli::try_parse_from(["emulator", "--duplicate-rate", "1.5"]).is_err());
         let defaults = EmulatorConfig::from(Cli::try_parse_from(["emulator"]).unwrap().args);
         assert_eq!(defaults.effective_tokens(), vec![TokenGrant { token: DEFAULT_TOKEN.into(), scopes: None }]);
         assert_eq!((defaults.portal_id, defaults.app_id, defaults.tier), (62515, 54321, Tier::Professional));
         assert_eq!(defaults.client_secret, EmulatorConfig::default().client_secret);
+        assert_eq!(defaults.access_token_ttl_secs, 1800);
     }
 }

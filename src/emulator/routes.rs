@@ -20,6 +20,7 @@ use super::admin;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
+use super::oauth;
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
 use super::search;
 use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
@@ -61,6 +62,11 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
     Router::new()
         .merge(crm)
         .route("/oauth/v2/private-apps/get/access-token-info", post(introspect))
+        .route("/oauth/v1/token", post(oauth::token))
+        .route("/oauth/v3/token", post(oauth::token))
+        .route("/oauth/v3/token/introspect", post(oauth::introspect))
+        .route("/oauth/v1/access-tokens/{token}", get(oauth::access_token_info))
+        .route("/oauth/v1/refresh-tokens/{token}", get(oauth::refresh_token_info).delete(oauth::revoke_refresh_token))
         .fallback(|| async { ApiFailure::route_not_found() })
         .layer(middleware::from_fn_with_state(emulator.clone(), admin::record_request))
         .nest("/_emulator", admin::router())
@@ -74,12 +80,15 @@ struct FullPath(String);
 /// Resolves the bearer token, counts the call against the rate limits and applies any injected
 /// fault; every answer to an authenticated call carries the `X-HubSpot-RateLimit-*` headers.
 async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> Response {
-    let Some(caller) = emu.tokens.caller_for(request.headers()).cloned() else {
-        return ApiFailure::invalid_authentication().into_response();
+    let caller = match oauth::bearer_caller(&emu, request.headers()) {
+        Ok(caller) => caller,
+        Err(failure) => return failure.into_response(),
     };
     // Search is limited per second on its own, and its answers carry no rate-limit headers.
     let (limit_headers, verdict) = if request.uri().path().ends_with("/search") {
         (HeaderMap::new(), emu.search_limiter.lock().expect("search limiter lock").admit())
+    } else if caller.public_app {
+        emu.limiter.lock().expect("limiter lock").admit_public_app(caller.app_id)
     } else {
         emu.limiter.lock().expect("limiter lock").admit(caller.app_id)
     };

@@ -10,6 +10,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
+use super::auth::{Clock, Credentials, OAuthCredentials, Secret, SystemClock, TokenResponse, TokenSource};
 use super::budget::{RequestBudget, Tier};
 use super::error::{ApiError, Error, Result};
 use super::models::*;
@@ -18,7 +19,8 @@ use crate::telemetry::Metrics;
 /// HubSpot accepts at most this many inputs per batch call.
 pub const BATCH_LIMIT: usize = 100;
 
-/// How to reach HubSpot.
+/// How to reach HubSpot with a static token (private app or service key). OAuth apps use
+/// `HubSpotClient::new_oauth`.
 #[derive(Clone)]
 pub struct ClientSettings {
     pub base_url: String,
@@ -36,6 +38,14 @@ impl std::fmt::Debug for ClientSettings {
             .field("tier", &self.tier)
             .finish_non_exhaustive()
     }
+}
+
+/// What a request body is.
+enum Payload {
+    Empty,
+    Json(Vec<u8>),
+    /// `application/x-www-form-urlencoded` (the OAuth token endpoints).
+    Form(Vec<(&'static str, String)>),
 }
 
 /// How often and how patiently a call is retried.
@@ -67,15 +77,35 @@ impl Default for RetryPolicy {
 #[derive(Clone)]
 pub struct HubSpotClient {
     http: reqwest::Client,
-    settings: Arc<ClientSettings>,
+    base_url: Arc<str>,
+    api_version: Arc<str>,
+    credentials: Arc<Credentials>,
     budget: Arc<RequestBudget>,
     retry: RetryPolicy,
     metrics: Option<Arc<Metrics>>,
 }
 
 impl HubSpotClient {
+    /// A client authenticating with the static token of `settings`.
     pub fn new(settings: ClientSettings) -> Self {
-        let budget = Arc::new(RequestBudget::for_tier(settings.tier));
+        let credentials = Credentials::Static(Secret::new(settings.access_token));
+        Self::with_credentials(settings.base_url, settings.api_version, settings.tier, credentials)
+    }
+
+    /// A client of an OAuth app's installation: it gets access tokens with the refresh token
+    /// and renews them ahead of their expiry.
+    pub fn new_oauth(
+        base_url: impl Into<String>,
+        api_version: impl Into<String>,
+        tier: Tier,
+        credentials: OAuthCredentials,
+    ) -> Self {
+        let source = TokenSource::new(credentials, Arc::new(SystemClock));
+        Self::with_credentials(base_url.into(), api_version.into(), tier, Credentials::OAuth(source))
+    }
+
+    fn with_credentials(base_url: String, api_version: String, tier: Tier, credentials: Credentials) -> Self {
+        let budget = Arc::new(RequestBudget::for_tier(tier));
         let retry = RetryPolicy::default();
         let http = reqwest::Client::builder()
             .user_agent(concat!("hubspot-operator/", env!("CARGO_PKG_VERSION")))
@@ -83,7 +113,25 @@ impl HubSpotClient {
             .timeout(retry.request_timeout)
             .build()
             .expect("the TLS backend initialises");
-        Self { http, settings: Arc::new(settings), budget, retry, metrics: None }
+        Self {
+            http,
+            base_url: base_url.into(),
+            api_version: api_version.into(),
+            credentials: Arc::new(credentials),
+            budget,
+            retry,
+            metrics: None,
+        }
+    }
+
+    /// Reads the time for access token expiry from `clock` (tests use a `ManualClock`). Call it
+    /// before the first request: the cached access token is dropped.
+    pub async fn with_token_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        if let Credentials::OAuth(source) = self.credentials.as_ref() {
+            let credentials = source.credentials().await;
+            self.credentials = Arc::new(Credentials::OAuth(TokenSource::new(credentials, clock)));
+        }
+        self
     }
 
     /// Shares `budget` with other clients of the same integration.
@@ -107,17 +155,50 @@ impl HubSpotClient {
         &self.budget
     }
 
-    /// `POST /oauth/v2/private-apps/get/access-token-info` for this client's token.
+    /// Who this client's token belongs to and its scopes: `POST
+    /// /oauth/v2/private-apps/get/access-token-info` for a static token, `GET
+    /// /oauth/v1/access-tokens/{token}` for an OAuth access token.
     pub async fn introspect_token(&self) -> Result<TokenInfo> {
-        let body = serde_json::json!({ "tokenKey": self.settings.access_token });
-        self.send(
-            "introspect_token",
-            Method::POST,
-            "/oauth/v2/private-apps/get/access-token-info".into(),
-            &[],
-            Some(&body),
-        )
-        .await
+        match self.credentials.as_ref() {
+            Credentials::Static(token) => {
+                let body = serde_json::json!({ "tokenKey": token.expose() });
+                self.send(
+                    "introspect_token",
+                    Method::POST,
+                    "/oauth/v2/private-apps/get/access-token-info".into(),
+                    &[],
+                    Some(&body),
+                )
+                .await
+            }
+            Credentials::OAuth(source) => {
+                #[derive(serde::Deserialize)]
+                struct AccessTokenInfo {
+                    user_id: u64,
+                    hub_id: u64,
+                    app_id: u64,
+                    scopes: Vec<String>,
+                }
+                let token = source.access_token(self).await?;
+                let info: AccessTokenInfo = self
+                    .perform(
+                        "introspect_token",
+                        Method::GET,
+                        &format!("{ACCESS_TOKEN_INFO_PATH}{}", token.expose()),
+                        &[],
+                        &Payload::Empty,
+                        None,
+                    )
+                    .await?;
+                Ok(TokenInfo { user_id: info.user_id, hub_id: info.hub_id, app_id: info.app_id, scopes: info.scopes })
+            }
+        }
+    }
+
+    /// One token request (`POST /oauth/v{1,3}/token`), through the same budget and retries as
+    /// every call, without a bearer token.
+    pub(crate) async fn request_token(&self, path: &str, form: Vec<(&'static str, String)>) -> Result<TokenResponse> {
+        self.perform("oauth_token", Method::POST, path, &[], &Payload::Form(form), None).await
     }
 
     /// One page of `GET /crm/v3/objects/{t}` with only `properties`.
@@ -239,20 +320,21 @@ impl HubSpotClient {
     }
 
     fn objects_path(&self, object_type: &str, suffix: &str) -> String {
-        match self.settings.api_version.as_str() {
+        match &*self.api_version {
             "v3" => format!("/crm/v3/objects/{object_type}{suffix}"),
             date => format!("/crm/objects/{date}/{object_type}{suffix}"),
         }
     }
 
     fn properties_path(&self, object_type: &str) -> String {
-        match self.settings.api_version.as_str() {
+        match &*self.api_version {
             "v3" => format!("/crm/v3/properties/{object_type}"),
             date => format!("/crm/properties/{date}/{object_type}"),
         }
     }
 
-    /// The one place a request is made: budget, retries, error mapping, metrics.
+    /// An authenticated call with a JSON body. An OAuth client sends a fresh access token and,
+    /// should HubSpot still call it expired, renews it and tries once more.
     async fn send<B: Serialize + ?Sized, T: DeserializeOwned>(
         &self,
         operation: &'static str,
@@ -261,20 +343,59 @@ impl HubSpotClient {
         query: &[(&str, String)],
         body: Option<&B>,
     ) -> Result<T> {
-        let url = format!("{}{}", self.settings.base_url.trim_end_matches('/'), path);
-        let span = tracing::debug_span!("hubspot.request", operation, method = %method, path = %path);
+        let payload = match body {
+            Some(body) => {
+                Payload::Json(serde_json::to_vec(body).map_err(|e| Error::Decode(format!("{operation}: {e}")))?)
+            }
+            None => Payload::Empty,
+        };
+        match self.credentials.as_ref() {
+            Credentials::Static(token) => self.perform(operation, method, &path, query, &payload, Some(token)).await,
+            Credentials::OAuth(source) => {
+                let token = source.access_token(self).await?;
+                match self.perform(operation, method.clone(), &path, query, &payload, Some(&token)).await {
+                    Err(Error::Api(e)) if e.status == 401 && e.category == "EXPIRED_AUTHENTICATION" => {
+                        tracing::warn!(correlation_id = %e.correlation_id, "HubSpot called the access token expired; renewing it");
+                        let renewed = source.replace_expired(self, &token).await?;
+                        self.perform(operation, method, &path, query, &payload, Some(&renewed)).await
+                    }
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// The one place a request is made: budget, retries, error mapping, metrics.
+    async fn perform<T: DeserializeOwned>(
+        &self,
+        operation: &'static str,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        payload: &Payload,
+        bearer: Option<&Secret>,
+    ) -> Result<T> {
+        let url = format!("{}{}", self.base_url.trim_end_matches('/'), path);
+        let span = tracing::debug_span!("hubspot.request", operation, method = %method, path = %loggable_path(path));
         async {
             let mut failures = 0u32;
             let mut rate_limited = 0u32;
             loop {
                 self.budget.acquire().await;
-                let mut request = self.http.request(method.clone(), &url).bearer_auth(&self.settings.access_token);
+                let mut request = self.http.request(method.clone(), &url);
+                if let Some(token) = bearer {
+                    request = request.bearer_auth(token.expose());
+                }
                 if !query.is_empty() {
                     request = request.query(query);
                 }
-                if let Some(body) = body {
-                    request = request.json(body);
-                }
+                request = match payload {
+                    Payload::Empty => request,
+                    Payload::Json(bytes) => {
+                        request.header(http::header::CONTENT_TYPE, "application/json").body(bytes.clone())
+                    }
+                    Payload::Form(fields) => request.form(fields),
+                };
                 let started = std::time::Instant::now();
                 let outcome = request.send().await;
                 if let Some(m) = &self.metrics {
@@ -344,6 +465,14 @@ impl HubSpotClient {
             m.hubspot_call(operation, outcome);
         }
     }
+}
+
+/// The path of OAuth access token metadata, which ends with the token.
+const ACCESS_TOKEN_INFO_PATH: &str = "/oauth/v1/access-tokens/";
+
+/// `path` as logs may show it: without a token in it.
+fn loggable_path(path: &str) -> &str {
+    if path.starts_with(ACCESS_TOKEN_INFO_PATH) { "/oauth/v1/access-tokens/[redacted]" } else { path }
 }
 
 fn is_retryable(status: StatusCode) -> bool {

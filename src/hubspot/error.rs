@@ -28,6 +28,10 @@ impl ApiError {
             correlation_id: String,
             #[serde(default)]
             category: Option<String>,
+            /// `"error"` on API answers; the OAuth token endpoints put their error code here
+            /// (`BAD_REFRESH_TOKEN`, ...).
+            #[serde(default)]
+            status: Option<String>,
             #[serde(default)]
             error_type: Option<String>,
             #[serde(default)]
@@ -49,7 +53,11 @@ impl ApiError {
         match serde_json::from_slice::<Body>(body) {
             Ok(b) => ApiError {
                 status,
-                category: b.category.or(b.error_type).unwrap_or_else(|| "UNKNOWN".into()),
+                category: b
+                    .category
+                    .or(b.error_type)
+                    .or(b.status.filter(|s| s != "error"))
+                    .unwrap_or_else(|| "UNKNOWN".into()),
                 message: b.message,
                 correlation_id: b.correlation_id,
                 required_scopes: b
@@ -108,3 +116,19 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_endpoint_errors_keep_their_code() {
+        let body =
+            br#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token","correlationId":"c-1"}"#;
+        let error = ApiError::from_body(400, body);
+        assert_eq!((error.category.as_str(), error.correlation_id.as_str()), ("BAD_REFRESH_TOKEN", "c-1"));
+        let api = ApiError::from_body(401, br#"{"status":"error","message":"m","category":"EXPIRED_AUTHENTICATION"}"#);
+        assert_eq!(api.category, "EXPIRED_AUTHENTICATION");
+        assert_eq!(ApiError::from_body(500, br#"{"status":"error","message":"m"}"#).category, "UNKNOWN");
+    }
+}

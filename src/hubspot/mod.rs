@@ -1,6 +1,7 @@
 //! Everything about talking to HubSpot: the API client with its request budget, the models of
 //! HubSpot's JSON, webhook events and their signatures.
 
+pub mod auth;
 pub mod budget;
 pub mod client;
 pub mod error;
@@ -8,6 +9,7 @@ pub mod models;
 pub mod signature;
 pub mod webhook;
 
+pub use auth::{OAuthCredentials, Secret, TokenEndpoint};
 pub use budget::{RequestBudget, Tier};
 pub use client::{ClientSettings, HubSpotClient};
 pub use error::{ApiError, Error};

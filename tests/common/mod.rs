@@ -217,6 +217,44 @@ impl TestEmulator {
         self.admin(reqwest::Method::GET, "/_emulator/webhooks", None).await
     }
 
+    /// Moves the emulator's token-expiry clock forward by `seconds`.
+    pub async fn advance_clock(&self, seconds: u64) {
+        self.admin(reqwest::Method::POST, "/_emulator/clock/advance", Some(serde_json::json!({ "seconds": seconds })))
+            .await;
+    }
+
+    /// Issues a refresh token to the OAuth app `client_id`; returns it.
+    pub async fn issue_refresh_token(&self, client_id: &str) -> String {
+        let body = serde_json::json!({ "clientId": client_id });
+        let issued = self.admin(reqwest::Method::POST, "/_emulator/oauth/refresh-tokens", Some(body)).await;
+        issued["refreshToken"].as_str().unwrap().to_string()
+    }
+
+    /// The API calls received whose path is exactly `path`.
+    pub async fn requests_to(&self, path: &str) -> Vec<serde_json::Value> {
+        self.requests().await.into_iter().filter(|r| r["path"] == path).collect()
+    }
+
+    /// A client of the OAuth app `client_id` that renews its access token with `refresh_token`.
+    pub fn oauth_client(
+        &self,
+        client_id: &str,
+        client_secret: &str,
+        refresh_token: &str,
+    ) -> hubspot_operator::hubspot::HubSpotClient {
+        hubspot_operator::hubspot::HubSpotClient::new_oauth(
+            self.running.base_url(),
+            "v3",
+            Default::default(),
+            hubspot_operator::hubspot::OAuthCredentials {
+                client_id: client_id.into(),
+                client_secret: hubspot_operator::hubspot::Secret::new(client_secret),
+                refresh_token: hubspot_operator::hubspot::Secret::new(refresh_token),
+                token_endpoint: Default::default(),
+            },
+        )
+    }
+
     pub fn client(&self, token: &str) -> hubspot_operator::hubspot::HubSpotClient {
         hubspot_operator::hubspot::HubSpotClient::new(hubspot_operator::hubspot::ClientSettings {
             base_url: self.running.base_url(),
