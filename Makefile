@@ -18,10 +18,10 @@ test: $(PYTHON_DEPS)
 dev:
 	cargo run -- dev
 
-## Regenerate crds/ and the chart's CRDs from the Rust types.
+## Regenerate crds/ and the chart's copy (which templates/crds.yaml wraps) from the Rust types.
 crds:
 	cargo run --quiet -- crd > crds/hubspot-operator.yaml
-	cp crds/hubspot-operator.yaml charts/hubspot-operator/crds/hubspot-operator.yaml
+	cp crds/hubspot-operator.yaml charts/hubspot-operator/files/crds.yaml
 
 lint:
 	cargo fmt --check

@@ -1,61 +1,298 @@
-"""The Helm chart lints clean with the real Helm engine and every rendered object is valid
-Kubernetes for every supported version."""
+"""The Helm chart lints clean with the real Helm engine, every rendered object is valid Kubernetes
+for every supported version, values.schema.json rejects bad values, and the rendered objects
+keep the promises the chart's README makes (CRDs that upgrade, least privilege, restricted pods)."""
 
 import pathlib
 
 import helm_python
+import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
 
-CHART = pathlib.Path(__file__).resolve().parents[2] / "charts" / "hubspot-operator"
+REPO = pathlib.Path(__file__).resolve().parents[2]
+CHART = REPO / "charts" / "hubspot-operator"
 KUBERNETES_VERSIONS = ["1.33.0", "1.34.0", "1.35.0", "1.36.0", "1.37.0"]
-VALUE_SETS = {
-    "defaults": {},
-    "one-namespace": {"watchNamespace": "crm", "receiverImage": "registry.example.com/hs:1", "logJson": False},
+NAMESPACE = "hubspot-system"
+
+# Every option switched on or away from its default.
+EVERYTHING = {
+    "image": {"repository": "registry.example.com/hubspot-operator", "tag": "1.2.3", "pullPolicy": "Always"},
+    "imagePullSecrets": [{"name": "regcred"}],
+    "receiverImage": "registry.example.com/hs:1",
+    "watchNamespace": "crm",
+    "logJson": False,
+    "replicas": 1,
+    "crds": {"install": True, "keep": False},
+    "resources": {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": 1, "memory": "256Mi"}},
+    "serviceAccount": {"name": "hubspot", "annotations": {"example.com/role": "operator"}},
+    "podAnnotations": {"example.com/team": "platform"},
+    "podLabels": {"team": "platform"},
+    "priorityClassName": "system-cluster-critical",
+    "nodeSelector": {"kubernetes.io/os": "linux"},
+    "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ops", "effect": "NoSchedule"}],
+    "affinity": {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "kubernetes.io/arch", "operator": "In", "values": ["amd64"]}]}
+                ]
+            }
+        }
+    },
+    "metrics": {
+        "serviceMonitor": {"enabled": True, "interval": "30s", "scrapeTimeout": "10s", "labels": {"release": "prom"}}
+    },
+    "networkPolicy": {
+        "enabled": True,
+        "metricsFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "egressPorts": [443, 6443],
+        "extraEgress": [
+            {
+                "to": [{"podSelector": {"matchLabels": {"app": "hubspot-emulator"}}}],
+                "ports": [{"port": 8090, "protocol": "TCP"}],
+            }
+        ],
+    },
+}
+VALUE_SETS = {"defaults": {}, "everything": EVERYTHING, "no-crds": {"crds": {"install": False}}}
+
+# The fields of monitoring.coreos.com/v1 ServiceMonitor the chart renders, with the constraints of
+# prometheus-operator's CRD. kubernetes-validate knows only built-in kinds, so this kind is
+# checked against this schema instead.
+PROMETHEUS_DURATION = "^(0|(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?)$"
+SERVICE_MONITOR_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object",
+            "required": ["name", "namespace"],
+            "properties": {
+                "name": {"type": "string"},
+                "namespace": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+                },
+                "namespaceSelector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchNames": {"type": "array", "items": {"type": "string"}}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": PROMETHEUS_DURATION},
+                            "scrapeTimeout": {"type": "string", "pattern": PROMETHEUS_DURATION},
+                        },
+                    },
+                },
+            },
+        },
+    },
 }
 
 
 def rendered_objects(values):
-    manifests = helm_python.Chart.load(str(CHART)).render(values, name="hs", namespace="hubspot-system")
+    manifests = helm_python.Chart.load(str(CHART)).render(values, name="hs", namespace=NAMESPACE)
     objects = []
     for path, text in manifests.items():
         for doc in yaml.safe_load_all(text):
             if doc:
                 objects.append((path, doc))
-    crd_text = (CHART / "crds" / "hubspot-operator.yaml").read_text()
-    objects += [("crds", doc) for doc in yaml.safe_load_all(crd_text) if doc]
     return objects
 
 
+def only(objects, kind):
+    matching = [doc for _, doc in objects if doc["kind"] == kind]
+    assert len(matching) == 1, f"expected one {kind}, got {len(matching)}"
+    return matching[0]
+
+
+def controller_pod(objects):
+    return only(objects, "Deployment")["spec"]["template"]
+
+
 def test_lint_is_clean():
-    report = helm_python.lint(str(CHART), strict=True)
-    problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
-    assert problems == []
+    for values in VALUE_SETS.values():
+        report = helm_python.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+        problems = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert problems == [], values
 
 
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 @pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 def test_rendered_objects_validate(values, version):
     objects = rendered_objects(values)
-    kinds = {doc["kind"] for _, doc in objects}
-    assert {"Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"} <= kinds
     for path, doc in objects:
+        if doc["kind"] == "ServiceMonitor":
+            jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
+            continue
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as e:
             pytest.fail(f"{path} {doc['kind']}/{doc['metadata']['name']} invalid for {version}: {e.message}")
 
 
-def test_rbac_has_no_wildcards():
-    for _, doc in rendered_objects({}):
-        for rule in doc.get("rules", []):
-            for field in ("apiGroups", "resources", "verbs"):
+def test_defaults_render_the_controller_and_its_crds_but_no_optional_objects():
+    kinds = sorted(doc["kind"] for _, doc in rendered_objects({}))
+    assert kinds == sorted(
+        [
+            "ClusterRole",
+            "ClusterRoleBinding",
+            "CustomResourceDefinition",
+            "CustomResourceDefinition",
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+        ]
+    )
+
+
+def test_crds_are_templates_equal_to_the_generated_ones_and_kept_on_uninstall():
+    generated = [doc for doc in yaml.safe_load_all((REPO / "crds" / "hubspot-operator.yaml").read_text()) if doc]
+    rendered = [doc for _, doc in rendered_objects({}) if doc["kind"] == "CustomResourceDefinition"]
+    assert [crd["metadata"]["name"] for crd in rendered] == [crd["metadata"]["name"] for crd in generated]
+    for crd, expected in zip(rendered, generated):
+        metadata = crd["metadata"]
+        assert metadata["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert metadata["labels"]["app.kubernetes.io/managed-by"] == "Helm"
+        assert {k: v for k, v in crd.items() if k != "metadata"} == {k: v for k, v in expected.items() if k != "metadata"}
+
+    not_kept = [doc for _, doc in rendered_objects({"crds": {"keep": False}}) if doc["kind"] == "CustomResourceDefinition"]
+    assert len(not_kept) == len(generated)
+    assert all("annotations" not in crd["metadata"] for crd in not_kept)
+    assert not [doc for _, doc in rendered_objects({"crds": {"install": False}}) if doc["kind"] == "CustomResourceDefinition"]
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicas": 2}, "at '/replicas'"),
+        ({"replica": 1}, "additional properties 'replica' not allowed"),
+        ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "at '/image/pullPolicy'"),
+        ({"image": {"repository": ""}}, "at '/image/repository'"),
+        ({"logJson": "yes"}, "at '/logJson'"),
+        ({"watchNamespace": "Not_A_Namespace"}, "at '/watchNamespace'"),
+        ({"crds": {"install": True, "upgrade": True}}, "at '/crds'"),
+        ({"imagePullSecrets": ["regcred"]}, "at '/imagePullSecrets/0'"),
+        ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}}, "at '/metrics/serviceMonitor/interval'"),
+        ({"networkPolicy": {"egressPorts": [0]}}, "at '/networkPolicy/egressPorts/0'"),
+        ({"leaderElection": {"enabled": True}}, "additional properties 'leaderElection' not allowed"),
+    ],
+)
+def test_values_breaking_the_schema_are_rejected_by_the_engine(values, complaint):
+    with pytest.raises(helm_python.HelmValuesError) as rejected:
+        rendered_objects(values)
+    message = str(rejected.value)
+    assert "values don't meet the specifications of the schema" in message
+    assert complaint in message
+
+
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_rbac_has_no_wildcards(values):
+    roles = [doc for _, doc in rendered_objects(values) if doc["kind"] in ("ClusterRole", "Role")]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs", "resourceNames"):
                 assert "*" not in rule.get(field, []), rule
+            assert "nonResourceURLs" not in rule, rule
 
 
-def test_namespace_flag_follows_values():
-    deployment = next(d for _, d in rendered_objects(VALUE_SETS["one-namespace"]) if d["kind"] == "Deployment")
-    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
-    assert "--namespace=crm" in args
-    assert "--receiver-image=registry.example.com/hs:1" in args
+@pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
+def test_controller_pod_meets_the_restricted_pod_security_standard(values):
+    pod = controller_pod(rendered_objects(values))["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
+    assert all("hostPath" not in volume for volume in pod.get("volumes", []))
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["readOnlyRootFilesystem"] is True
+        assert context["capabilities"] == {"drop": ["ALL"]}
+        assert not context.get("privileged")
+
+
+def test_options_reach_the_controller_pod():
+    pod = controller_pod(rendered_objects(EVERYTHING))
+    spec = pod["spec"]
+    container = spec["containers"][0]
+    assert container["image"] == "registry.example.com/hubspot-operator:1.2.3"
+    assert container["imagePullPolicy"] == "Always"
+    assert "--namespace=crm" in container["args"]
+    assert "--receiver-image=registry.example.com/hs:1" in container["args"]
+    assert {"name": "LOG_JSON", "value": "false"} in container["env"]
+    assert container["resources"] == EVERYTHING["resources"]
+    assert spec["imagePullSecrets"] == [{"name": "regcred"}]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    assert spec["serviceAccountName"] == "hubspot"
+    assert spec["nodeSelector"] == EVERYTHING["nodeSelector"]
+    assert spec["tolerations"] == EVERYTHING["tolerations"]
+    assert spec["affinity"] == EVERYTHING["affinity"]
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    assert pod["metadata"]["annotations"] == {"example.com/team": "platform"}
+
+
+def test_defaults_use_the_chart_app_version_and_watch_every_namespace():
+    container = controller_pod(rendered_objects({}))["spec"]["containers"][0]
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    assert container["image"] == f"ghcr.io/hubspot-operator/hubspot-operator:{app_version}"
+    assert not [arg for arg in container["args"] if arg.startswith("--namespace")]
+    # The controller has no leader election yet: the flag must not be passed.
+    assert not [arg for arg in container["args"] if "leader" in arg]
+
+
+def test_metrics_service_and_service_monitor_reach_the_controller_metrics_port():
+    objects = rendered_objects(EVERYTHING)
+    pod = controller_pod(objects)
+    service = only(objects, "Service")
+    monitor = only(objects, "ServiceMonitor")
+    container_ports = {p["name"]: p["containerPort"] for p in pod["spec"]["containers"][0]["ports"]}
+    assert container_ports["metrics"] == 8081
+    assert service["spec"]["selector"].items() <= pod["metadata"]["labels"].items()
+    assert service["spec"]["ports"] == [{"name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP"}]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
+    assert monitor["spec"]["endpoints"] == [{"port": "metrics", "path": "/metrics", "interval": "30s", "scrapeTimeout": "10s"}]
+    assert monitor["metadata"]["labels"]["release"] == "prom"
+
+
+def test_network_policy_selects_the_controller_and_allows_only_what_it_needs():
+    objects = rendered_objects(EVERYTHING)
+    pod = controller_pod(objects)
+    policy = only(objects, "NetworkPolicy")["spec"]
+    assert policy["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert policy["policyTypes"] == ["Ingress", "Egress"]
+    assert policy["ingress"] == [
+        {"ports": [{"port": "metrics", "protocol": "TCP"}], "from": EVERYTHING["networkPolicy"]["metricsFrom"]}
+    ]
+    assert policy["egress"] == [
+        {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
+        *EVERYTHING["networkPolicy"]["extraEgress"],
+    ]
+    without_peers = only(rendered_objects({"networkPolicy": {"enabled": True}}), "NetworkPolicy")["spec"]
+    assert without_peers["ingress"] == [{"ports": [{"port": "metrics", "protocol": "TCP"}]}]

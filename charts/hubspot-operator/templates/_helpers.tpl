@@ -23,3 +23,18 @@ app.kubernetes.io/name: hubspot-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: controller
 {{- end }}
+
+{{- /*
+The metadata block of each CRD in files/crds.yaml (which is `hubspot-operator crd` verbatim,
+where metadata holds only the name), with the chart's labels and, unless crds.keep is off, the
+annotation that keeps the CRDs on `helm uninstall`.
+*/}}
+{{- define "hubspot-operator.crdMetadata" -}}
+metadata:
+{{- if .Values.crds.keep }}
+  annotations:
+    helm.sh/resource-policy: keep
+{{- end }}
+  labels:
+    {{- include "hubspot-operator.labels" . | nindent 4 }}
+{{ end }}
