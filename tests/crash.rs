@@ -7,7 +7,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 
 use common::{
-    CLIENT_SECRET, TestDestination, TestEmulator, batch_body, eventually, receiver_config, sample_event, signed_request,
+    CLIENT_SECRET, TestDestination, TestEmulator, batch_body, eventually, free_port, receiver_config, sample_event,
+    signed_request,
 };
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
@@ -50,10 +51,6 @@ async fn wait_ready(base_url: &str) {
         http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
     })
     .await;
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

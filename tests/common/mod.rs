@@ -548,3 +548,8 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
         sinks,
     }
 }
+
+/// A port on 127.0.0.1 that was free a moment ago, for processes that bind it themselves.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
