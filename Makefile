@@ -1,6 +1,9 @@
 # Developer entry points. `make test` is what CI runs (after fmt and clippy checks).
 VENV := .venv
 PYTHON_DEPS := $(VENV)/.installed-$(shell sha256sum tests/requirements.txt | cut -c1-12)
+# HubSpot's published OpenAPI descriptions (an npm package), which the emulator's answers are checked against.
+OPENAPI_DIR := tests/contract/openapi
+OPENAPI_DEPS := $(OPENAPI_DIR)/node_modules/.package-lock.json
 
 .PHONY: test dev crds lint
 
@@ -9,7 +12,7 @@ export HUBSPOT_OPERATOR_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/
 export HUBSPOT_OPERATOR_TEST_NATS_URL ?= nats://127.0.0.1:4222
 
 ## Run every test: Rust unit and integration tests, then the Python contract and chart tests.
-test: $(PYTHON_DEPS)
+test: $(PYTHON_DEPS) $(OPENAPI_DEPS)
 	cargo build --locked --bins
 	cargo test --locked --all-targets
 	HUBSPOT_OPERATOR_BIN=$(CURDIR)/target/debug/hubspot-operator $(VENV)/bin/python -m pytest -q tests/contract tests/chart
@@ -32,3 +35,6 @@ $(PYTHON_DEPS): tests/requirements.txt
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
+
+$(OPENAPI_DEPS): $(OPENAPI_DIR)/package-lock.json
+	npm ci --prefix $(OPENAPI_DIR) --ignore-scripts --no-audit --no-fund

@@ -291,8 +291,9 @@ fn expired_authentication(minutes_ago: i64) -> ApiFailure {
     }
 }
 
-/// Why a token request was refused. The token endpoints answer 400 with their own shape:
-/// `{"status": "BAD_REFRESH_TOKEN", "message": "...", "correlationId": "..."}`.
+/// Why a token request was refused. The token endpoints answer 400 with their own `status` code
+/// (`{"status": "BAD_REFRESH_TOKEN", "message": "...", "correlationId": "..."}`), which clients
+/// match on, plus the `category` HubSpot's OpenAPI description of the endpoint requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TokenError {
     BadGrantType,
@@ -317,7 +318,12 @@ impl TokenError {
         };
         ApiFailure {
             status: StatusCode::BAD_REQUEST,
-            body: json!({ "status": status, "message": message, "correlationId": correlation_id() }),
+            body: json!({
+                "status": status,
+                "message": message,
+                "correlationId": correlation_id(),
+                "category": "VALIDATION_ERROR",
+            }),
         }
     }
 }
@@ -371,11 +377,17 @@ pub async fn access_token_info(State(emu): Shared, Path(token): Path<String>) ->
     let oauth = emu.oauth.lock().expect("oauth lock");
     let issued = oauth.access_tokens.get(&token).filter(|t| t.expires_at_ms > now).ok_or_else(token_not_found)?;
     let app = oauth.app(&issued.client_id).ok_or_else(token_not_found)?;
+    // HubSpot lists the internal id of each scope's scope group beside the scopes; the numbers
+    // mean nothing outside HubSpot, so positions stand in for them.
+    let scope_group_pks: Vec<usize> = (1..=app.scopes.len()).collect();
     Ok(axum::Json(json!({
         "token": token,
         "user": INSTALLING_USER,
         "hub_domain": hub_domain(emu.config.portal_id),
         "scopes": app.scopes.iter().collect::<Vec<_>>(),
+        "scope_to_scope_group_pks": scope_group_pks,
+        "trial_scopes": [],
+        "trial_scope_to_scope_group_pks": [],
         "hub_id": emu.config.portal_id,
         "app_id": app.app_id,
         "expires_in": (issued.expires_at_ms - now) / 1000,

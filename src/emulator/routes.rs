@@ -50,6 +50,9 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         Router::new()
             .route("/{t}", get(list_properties).post(create_property))
             .route("/{t}/{name}", get(get_property).patch(update_property).delete(archive_property))
+            .route("/{t}/batch/read", post(batch_read_properties))
+            .route("/{t}/batch/create", post(batch_create_properties))
+            .route("/{t}/batch/archive", post(batch_archive_properties))
             .route("/{t}/groups", get(list_groups).post(create_group))
             .route("/{t}/groups/{name}", get(get_group).patch(update_group).delete(archive_group))
     };
@@ -711,8 +714,15 @@ async fn create_property(
 ) -> ApiResult<Response> {
     let t = schema_type_for_write(&t, &caller)?;
     let body: PropertyCreateBody = parse_json(&body)?;
-    let def = schema::validate_create(body, now_ms())?;
     let mut store = emu.store.lock().expect("store lock");
+    let created = add_property(&mut store, t, body)?;
+    Ok(json_response(StatusCode::CREATED, created))
+}
+
+/// Validates a property definition against the type's schema and stores it; the JSON of the
+/// stored property.
+fn add_property(store: &mut Store, t: ObjectType, body: PropertyCreateBody) -> ApiResult<Value> {
+    let def = schema::validate_create(body, now_ms())?;
     if store.of(t).properties.contains_key(&def.name) {
         return Err(ApiFailure::already_exists(&format!("Property named '{}' already exists.", def.name)));
     }
@@ -722,9 +732,111 @@ async fn create_property(
     if def.has_unique_value && store.custom_unique_count(t) >= 10 {
         return Err(ApiFailure::validation("An object type can have at most 10 unique value properties."));
     }
-    let response = def.to_json();
+    let created = def.to_json();
     store.of_mut(t).properties.insert(def.name.clone(), def);
-    Ok(json_response(StatusCode::CREATED, response))
+    Ok(created)
+}
+
+#[derive(Deserialize)]
+struct PropertyNameInput {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct PropertyBatchBody<T> {
+    inputs: Vec<T>,
+    #[serde(default)]
+    archived: bool,
+}
+
+fn parse_property_batch<T: DeserializeOwned>(body: &Bytes) -> ApiResult<PropertyBatchBody<T>> {
+    let batch: PropertyBatchBody<T> = parse_json(body)?;
+    if batch.inputs.len() > MAX_BATCH_INPUTS {
+        return Err(ApiFailure::validation(&format!(
+            "Batch input contains {} inputs; the maximum is {MAX_BATCH_INPUTS}.",
+            batch.inputs.len()
+        )));
+    }
+    Ok(batch)
+}
+
+/// `POST /crm/v3/properties/{t}/batch/read`: the named properties; unknown names are reported
+/// per input (207), as object batch reads do.
+async fn batch_read_properties(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = now_ms();
+    let t = schema_type_for_read(&t, &caller)?;
+    let batch: PropertyBatchBody<PropertyNameInput> = parse_property_batch(&body)?;
+    let store = emu.store.lock().expect("store lock");
+    let mut results = vec![];
+    let mut errors = vec![];
+    for input in batch.inputs {
+        match store.of(t).properties.get(&input.name).filter(|p| p.archived == batch.archived) {
+            Some(property) => results.push(property.to_json()),
+            None => errors.push(property_not_found(t, &input.name).as_batch_error(json!({ "name": [input.name] }))),
+        }
+    }
+    Ok(batch_response(StatusCode::OK, started, results, errors))
+}
+
+/// `POST /crm/v3/properties/{t}/batch/create`: each definition is validated and created on its
+/// own; refused ones are reported per input (207) and do not stop the others.
+async fn batch_create_properties(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let started = now_ms();
+    let t = schema_type_for_write(&t, &caller)?;
+    let batch: PropertyBatchBody<PropertyCreateBody> = parse_property_batch(&body)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let mut results = vec![];
+    let mut errors = vec![];
+    for input in batch.inputs {
+        let name = input.name.clone().unwrap_or_default();
+        match add_property(&mut store, t, input) {
+            Ok(created) => results.push(created),
+            Err(refused) => errors.push(refused.as_batch_error(json!({ "name": [name] }))),
+        }
+    }
+    Ok(batch_response(StatusCode::CREATED, started, results, errors))
+}
+
+/// `POST /crm/v3/properties/{t}/batch/archive`: all or nothing, like the single archive.
+async fn batch_archive_properties(
+    State(emu): Shared,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<StatusCode> {
+    let t = schema_type_for_write(&t, &caller)?;
+    let batch: PropertyBatchBody<PropertyNameInput> = parse_property_batch(&body)?;
+    let mut store = emu.store.lock().expect("store lock");
+    for input in &batch.inputs {
+        match store.of(t).properties.get(&input.name) {
+            None => return Err(property_not_found(t, &input.name)),
+            Some(def) if def.hubspot_defined => {
+                return Err(ApiFailure::validation(&format!(
+                    "{} is a HubSpot-defined property and cannot be archived.",
+                    input.name
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let now = now_ms();
+    for input in batch.inputs {
+        if let Some(def) = store.of_mut(t).properties.get_mut(&input.name) {
+            def.archived = true;
+            def.updated_at_ms = now;
+        }
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn update_property(

@@ -14,7 +14,14 @@ from hubspot.crm.contacts import (
     SimplePublicObjectInputForCreate,
 )
 from hubspot.crm.contacts.exceptions import ApiException
-from hubspot.crm.properties import PropertyCreate
+from hubspot.crm.properties import (
+    BatchInputPropertyCreate,
+    BatchInputPropertyName,
+    BatchReadInputPropertyName,
+    PropertyCreate,
+    PropertyName,
+)
+from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
 
 TOKEN = "pat-na1-contract-test"
 
@@ -99,6 +106,45 @@ def test_properties(emulator):
     assert created.name == "customer_number"
     assert created.has_unique_value is True
     assert client.crm.properties.core_api.get_by_name(object_type="contacts", property_name="customer_number").label == "Customer number"
+
+
+def test_property_batches(emulator):
+    batch = sdk(emulator).crm.properties.batch_api
+
+    def definition(name, type_="string", field_type="text"):
+        return PropertyCreate(name=name, label=name, type=type_, field_type=field_type, group_name="contactinformation")
+
+    created = batch.create(
+        object_type="contacts",
+        batch_input_property_create=BatchInputPropertyCreate(
+            inputs=[definition("plan_code"), definition("seats", "number", "number"), definition("email")]
+        ),
+    )
+    assert sorted(p.name for p in created.results) == ["plan_code", "seats"]
+    (refused,) = created.errors
+    assert (refused.category, refused.context) == ("OBJECT_ALREADY_EXISTS", {"name": ["email"]})
+
+    read = batch.read(
+        object_type="contacts",
+        batch_read_input_property_name=BatchReadInputPropertyName(
+            archived=False, inputs=[PropertyName(name="seats"), PropertyName(name="no_such_property")]
+        ),
+    )
+    assert [p.type for p in read.results] == ["number"]
+    assert read.errors[0].category == "OBJECT_NOT_FOUND"
+
+    with pytest.raises(PropertiesApiException) as hubspot_defined:
+        batch.archive(
+            object_type="contacts",
+            batch_input_property_name=BatchInputPropertyName(inputs=[PropertyName(name="seats"), PropertyName(name="email")]),
+        )
+    assert hubspot_defined.value.status == 400
+    batch.archive(object_type="contacts", batch_input_property_name=BatchInputPropertyName(inputs=[PropertyName(name="seats")]))
+    archived = batch.read(
+        object_type="contacts",
+        batch_read_input_property_name=BatchReadInputPropertyName(archived=True, inputs=[PropertyName(name="seats")]),
+    )
+    assert [p.archived for p in archived.results] == [True]
 
 
 def test_errors_reach_the_sdk_as_hubspot_errors(emulator):
