@@ -49,6 +49,7 @@ pub fn hubspot_error_reason(error: &hubspot::Error) -> (String, String) {
         hubspot::Error::DailyLimitExhausted { .. } => ("DailyLimitExhausted".into(), error.to_string()),
         hubspot::Error::Transport(_) => ("HubSpotUnreachable".into(), error.to_string()),
         hubspot::Error::Decode(_) => ("UnexpectedResponse".into(), error.to_string()),
+        hubspot::Error::SearchCapped { .. } => ("SearchTooBroad".into(), error.to_string()),
     }
 }
 

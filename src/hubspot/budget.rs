@@ -1,7 +1,6 @@
 //! One request budget per integration: a rolling-window limiter sized from the declared tier and
 //! corrected by HubSpot's `X-HubSpot-RateLimit-*` headers, so no caller exceeds the burst limit.
 
-use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -62,22 +61,43 @@ pub struct RequestBudget {
     state: Mutex<Window>,
 }
 
+/// A request counted in the window, to be `settle`d when its answer arrives.
+#[derive(Debug)]
+#[must_use = "settle the permit when the answer arrives"]
+pub struct Permit {
+    id: u64,
+}
+
 #[derive(Debug)]
 struct Window {
     max: u32,
     interval: Duration,
-    /// Start times of requests counted in the current rolling window (ours, and ones HubSpot
-    /// reported that we did not send).
-    sent: VecDeque<Instant>,
+    /// Requests counted in the current rolling window (ours, and ones HubSpot reported that we
+    /// did not send), each with the latest time HubSpot may have counted it: its send time
+    /// until its answer arrives, then the answer's arrival. HubSpot's window runs from when a
+    /// request reached it, which can be later than when it was sent, so a slot is free only
+    /// one interval after the answer; counting from the send would let a request overtake a
+    /// slower earlier one and exceed the limit at HubSpot's end.
+    counted: Vec<(u64, Instant)>,
+    next_id: u64,
     /// Nothing may be sent before this (after a 429).
     paused_until: Option<Instant>,
 }
 
 impl Window {
     fn expire(&mut self, now: Instant) {
-        while self.sent.front().is_some_and(|t| now.duration_since(*t) >= self.interval) {
-            self.sent.pop_front();
-        }
+        let interval = self.interval;
+        self.counted.retain(|(_, at)| now.duration_since(*at) < interval);
+    }
+
+    fn count(&mut self, at: Instant) -> u64 {
+        self.next_id += 1;
+        self.counted.push((self.next_id, at));
+        self.next_id
+    }
+
+    fn oldest(&self) -> Option<Instant> {
+        self.counted.iter().map(|(_, at)| *at).min()
     }
 }
 
@@ -87,7 +107,8 @@ impl RequestBudget {
             state: Mutex::new(Window {
                 max: max_per_interval.max(1),
                 interval,
-                sent: VecDeque::new(),
+                counted: Vec::new(),
+                next_id: 0,
                 paused_until: None,
             }),
         }
@@ -98,25 +119,29 @@ impl RequestBudget {
     }
 
     /// Waits until one more request fits in the rolling window, then counts it.
-    pub async fn acquire(&self) {
+    pub async fn acquire(&self) -> Permit {
         loop {
             let wait_until = {
                 let mut w = self.state.lock().expect("budget lock");
                 let now = Instant::now();
                 w.expire(now);
                 match w.paused_until {
-                    Some(until) if until > now => Some(until),
-                    _ if (w.sent.len() as u32) < w.max => {
-                        w.sent.push_back(now);
-                        None
-                    }
-                    _ => Some(*w.sent.front().expect("window is full") + w.interval),
+                    Some(until) if until > now => until,
+                    _ if (w.counted.len() as u32) < w.max => return Permit { id: w.count(now) },
+                    _ => w.oldest().expect("window is full") + w.interval,
                 }
             };
-            match wait_until {
-                None => return,
-                Some(until) => tokio::time::sleep_until(until).await,
-            }
+            tokio::time::sleep_until(wait_until).await;
+        }
+    }
+
+    /// The answer to the permit's request arrived (or the request failed): HubSpot counted it
+    /// no later than now.
+    pub fn settle(&self, permit: Permit) {
+        let mut w = self.state.lock().expect("budget lock");
+        let now = Instant::now();
+        if let Some(slot) = w.counted.iter_mut().find(|(id, _)| *id == permit.id) {
+            slot.1 = now;
         }
     }
 
@@ -136,8 +161,8 @@ impl RequestBudget {
         w.expire(now);
         if let Some(remaining) = num(HEADER_REMAINING) {
             let used_by_hubspot = u64::from(w.max).saturating_sub(remaining) as usize;
-            while w.sent.len() < used_by_hubspot {
-                w.sent.push_back(now);
+            while w.counted.len() < used_by_hubspot {
+                w.count(now);
             }
         }
     }
@@ -157,7 +182,7 @@ impl RequestBudget {
         let mut w = self.state.lock().expect("budget lock");
         let now = Instant::now();
         w.expire(now);
-        w.sent.front().map(|t| (*t + w.interval).saturating_duration_since(now)).unwrap_or(w.interval)
+        w.oldest().map(|t| (t + w.interval).saturating_duration_since(now)).unwrap_or(w.interval)
     }
 
     /// Current limit per window, as last seen.
@@ -176,7 +201,7 @@ mod tests {
         let start = Instant::now();
         let mut times = vec![];
         for _ in 0..12 {
-            budget.acquire().await;
+            let _counted = budget.acquire().await;
             times.push(start.elapsed());
         }
         for (i, t) in times.iter().enumerate() {
@@ -197,9 +222,9 @@ mod tests {
         budget.observe(&h);
         assert_eq!(budget.max_per_interval(), 4);
         let start = Instant::now();
-        budget.acquire().await;
+        let _counted = budget.acquire().await;
         assert_eq!(start.elapsed(), Duration::ZERO);
-        budget.acquire().await;
+        let _counted = budget.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(2));
     }
 
@@ -208,8 +233,25 @@ mod tests {
         let budget = RequestBudget::new(100, Duration::from_secs(10));
         budget.pause(Duration::from_secs(3));
         let start = Instant::now();
-        budget.acquire().await;
+        let _counted = budget.acquire().await;
         assert_eq!(start.elapsed(), Duration::from_secs(3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_frees_one_interval_after_the_answer() {
+        let budget = RequestBudget::new(2, Duration::from_secs(10));
+        let start = Instant::now();
+        let slow = budget.acquire().await;
+        let fast = budget.acquire().await;
+        budget.settle(fast);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        // The slow request's answer arrives 3 s after it was sent: HubSpot may have counted it
+        // as late as that.
+        budget.settle(slow);
+        let _third = budget.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(10), "the fast request's slot");
+        let _fourth = budget.acquire().await;
+        assert_eq!(start.elapsed(), Duration::from_secs(13), "the slow request's slot");
     }
 
     #[test]

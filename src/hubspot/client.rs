@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{Stream, TryStreamExt, stream};
 use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
@@ -18,6 +19,12 @@ use crate::telemetry::Metrics;
 
 /// HubSpot accepts at most this many inputs per batch call.
 pub const BATCH_LIMIT: usize = 100;
+/// Largest page of a search.
+pub const SEARCH_PAGE_LIMIT: u32 = 200;
+/// HubSpot pages through at most this many results of one search.
+pub const SEARCH_RESULTS_CAP: u64 = 10_000;
+/// HubSpot's search endpoints have their own limit per account, beside the burst limit.
+const SEARCHES_PER_SECOND: u32 = 5;
 
 /// How to reach HubSpot with a static token (private app or service key). OAuth apps use
 /// `HubSpotClient::new_oauth`.
@@ -81,6 +88,9 @@ pub struct HubSpotClient {
     api_version: Arc<str>,
     credentials: Arc<Credentials>,
     budget: Arc<RequestBudget>,
+    /// Search calls spend this instead of `budget`: HubSpot limits them separately, per second,
+    /// and their answers carry no rate-limit headers.
+    search_budget: Arc<RequestBudget>,
     retry: RetryPolicy,
     metrics: Option<Arc<Metrics>>,
 }
@@ -119,6 +129,7 @@ impl HubSpotClient {
             api_version: api_version.into(),
             credentials: Arc::new(credentials),
             budget,
+            search_budget: Arc::new(RequestBudget::new(SEARCHES_PER_SECOND, Duration::from_secs(1))),
             retry,
             metrics: None,
         }
@@ -140,6 +151,12 @@ impl HubSpotClient {
         self
     }
 
+    /// Shares the search budget with other clients of the same account.
+    pub fn with_search_budget(mut self, budget: Arc<RequestBudget>) -> Self {
+        self.search_budget = budget;
+        self
+    }
+
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
@@ -153,6 +170,10 @@ impl HubSpotClient {
 
     pub fn budget(&self) -> &Arc<RequestBudget> {
         &self.budget
+    }
+
+    pub fn search_budget(&self) -> &Arc<RequestBudget> {
+        &self.search_budget
     }
 
     /// Who this client's token belongs to and its scopes: `POST
@@ -219,18 +240,51 @@ impl HubSpotClient {
         self.send::<(), _>("list_objects", Method::GET, self.objects_path(object_type, ""), &query, None).await
     }
 
-    /// Every object of a type, following `paging.next.after` until the last page.
-    pub async fn list_all_objects(&self, object_type: &str, properties: &[String]) -> Result<Vec<CrmObject>> {
-        let mut all = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
+    /// Every object of a type, page by page (`paging.next.after`) as the stream is consumed.
+    pub fn objects<'a>(
+        &'a self,
+        object_type: &'a str,
+        properties: &'a [String],
+    ) -> impl Stream<Item = Result<CrmObject>> + Send + 'a {
+        pages(move |after| async move {
             let page = self.list_objects_page(object_type, properties, after.as_deref(), 100).await?;
-            all.extend(page.results.iter().cloned());
-            match page.next_after() {
-                Some(next) => after = Some(next.to_string()),
-                None => return Ok(all),
+            let next = page.next_after().map(str::to_string);
+            Ok((page.results, next))
+        })
+    }
+
+    /// Every object of a type, collected.
+    pub async fn list_all_objects(&self, object_type: &str, properties: &[String]) -> Result<Vec<CrmObject>> {
+        self.objects(object_type, properties).try_collect().await
+    }
+
+    /// One page of `POST /crm/v3/objects/{t}/search`, on the search budget.
+    pub async fn search(&self, object_type: &str, request: &SearchRequest) -> Result<SearchPage> {
+        self.send("search", Method::POST, self.objects_path(object_type, "/search"), &[], Some(request)).await
+    }
+
+    /// Every match of `request`, page by page (200 at a time). Fails with
+    /// `Error::SearchCapped` before the first result when the search matches more than HubSpot
+    /// pages through, so a caller never takes a truncated result for the whole.
+    pub fn search_all<'a>(
+        &'a self,
+        object_type: &'a str,
+        request: SearchRequest,
+    ) -> impl Stream<Item = Result<CrmObject>> + Send + 'a {
+        pages(move |after| {
+            let mut request = request.clone();
+            async move {
+                request.limit = Some(request.limit.unwrap_or(SEARCH_PAGE_LIMIT).min(SEARCH_PAGE_LIMIT));
+                let first = after.is_none();
+                request.after = after;
+                let page = self.search(object_type, &request).await?;
+                if first && page.total > SEARCH_RESULTS_CAP {
+                    return Err(Error::SearchCapped { total: page.total });
+                }
+                let next = page.next_after().map(str::to_string);
+                Ok((page.results, next))
             }
-        }
+        })
     }
 
     /// `POST /crm/v3/objects/{t}/batch/read` in chunks of 100; ids HubSpot does not know are absent.
@@ -380,8 +434,9 @@ impl HubSpotClient {
         async {
             let mut failures = 0u32;
             let mut rate_limited = 0u32;
+            let budget = if operation == "search" { &self.search_budget } else { &self.budget };
             loop {
-                self.budget.acquire().await;
+                let permit = budget.acquire().await;
                 let mut request = self.http.request(method.clone(), &url);
                 if let Some(token) = bearer {
                     request = request.bearer_auth(token.expose());
@@ -398,6 +453,7 @@ impl HubSpotClient {
                 };
                 let started = std::time::Instant::now();
                 let outcome = request.send().await;
+                budget.settle(permit);
                 if let Some(m) = &self.metrics {
                     m.hubspot_latency.observe(started.elapsed().as_secs_f64());
                 }
@@ -412,7 +468,9 @@ impl HubSpotClient {
                         self.backoff(failures)
                     }
                     Ok(response) => {
-                        self.budget.observe(response.headers());
+                        if operation != "search" {
+                            self.budget.observe(response.headers());
+                        }
                         let status = response.status();
                         let retry_after = retry_after(response.headers());
                         let bytes = response.bytes().await.map_err(|e| Error::Transport(without_url(e)))?;
@@ -431,8 +489,8 @@ impl HubSpotClient {
                             if rate_limited > self.retry.max_rate_limited {
                                 return Err(error.into());
                             }
-                            let wait = retry_after.unwrap_or_else(|| self.budget.time_to_window_end());
-                            self.budget.pause(wait);
+                            let wait = retry_after.unwrap_or_else(|| budget.time_to_window_end());
+                            budget.pause(wait);
                             tracing::warn!(correlation_id = %error.correlation_id, wait_ms = wait.as_millis() as u64, "HubSpot rate limit reached; waiting");
                             Duration::ZERO
                         } else if is_retryable(status) {
@@ -465,6 +523,23 @@ impl HubSpotClient {
             m.hubspot_call(operation, outcome);
         }
     }
+}
+
+/// Items of consecutive pages: `fetch(after)` returns a page's items and the cursor of the next
+/// page, `None` on the last. Pages are fetched only as the stream is consumed.
+fn pages<'a, T, F, Fut>(fetch: F) -> impl Stream<Item = Result<T>> + Send + 'a
+where
+    T: Send + 'a,
+    F: Fn(Option<String>) -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Result<(Vec<T>, Option<String>)>> + Send + 'a,
+{
+    // `None`: the last page was taken; `Some(after)`: the cursor of the next.
+    stream::try_unfold((fetch, Some(None::<String>)), |(fetch, cursor)| async move {
+        let Some(after) = cursor else { return Ok::<_, Error>(None) };
+        let (items, next) = fetch(after).await?;
+        Ok(Some((stream::iter(items.into_iter().map(Ok::<T, Error>)), (fetch, next.map(Some)))))
+    })
+    .try_flatten()
 }
 
 /// The path of OAuth access token metadata, which ends with the token.

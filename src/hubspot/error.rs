@@ -53,10 +53,13 @@ impl ApiError {
         match serde_json::from_slice::<Body>(body) {
             Ok(b) => ApiError {
                 status,
+                // A token endpoint's own code (`BAD_REFRESH_TOKEN`) is more telling than the
+                // generic category it may carry beside it.
                 category: b
-                    .category
+                    .status
+                    .filter(|s| s != "error")
+                    .or(b.category)
                     .or(b.error_type)
-                    .or(b.status.filter(|s| s != "error"))
                     .unwrap_or_else(|| "UNKNOWN".into()),
                 message: b.message,
                 correlation_id: b.correlation_id,
@@ -95,6 +98,9 @@ pub enum Error {
     /// HubSpot answered 2xx with a body we could not read.
     #[error("unexpected HubSpot response: {0}")]
     Decode(String),
+    /// A search matches more than HubSpot pages through (10,000 results); narrow its filters.
+    #[error("the search matches {total} objects; HubSpot returns at most 10,000 per search")]
+    SearchCapped { total: u64 },
 }
 
 impl Error {
@@ -127,6 +133,9 @@ mod tests {
             br#"{"status":"BAD_REFRESH_TOKEN","message":"missing or invalid refresh token","correlationId":"c-1"}"#;
         let error = ApiError::from_body(400, body);
         assert_eq!((error.category.as_str(), error.correlation_id.as_str()), ("BAD_REFRESH_TOKEN", "c-1"));
+        let with_category =
+            br#"{"status":"BAD_CLIENT_ID","message":"m","correlationId":"c-2","category":"VALIDATION_ERROR"}"#;
+        assert_eq!(ApiError::from_body(400, with_category).category, "BAD_CLIENT_ID");
         let api = ApiError::from_body(401, br#"{"status":"error","message":"m","category":"EXPIRED_AUTHENTICATION"}"#);
         assert_eq!(api.category, "EXPIRED_AUTHENTICATION");
         assert_eq!(ApiError::from_body(500, br#"{"status":"error","message":"m"}"#).category, "UNKNOWN");

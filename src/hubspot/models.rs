@@ -47,6 +47,107 @@ impl ObjectPage {
     }
 }
 
+/// Body of `POST /crm/v3/objects/{t}/search`: filter groups are ORed, the filters of a group
+/// ANDed. HubSpot allows one sort, `limit` ≤ 200, and pages no deeper than 10,000 results.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchRequest {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub filter_groups: Vec<FilterGroup>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sorts: Vec<SearchSort>,
+    /// Text searched in the type's default searchable properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Properties to return; HubSpot's defaults for the type when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub properties: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FilterGroup {
+    pub filters: Vec<Filter>,
+}
+
+/// One condition on a property. `value` for comparisons, `highValue` too for `BETWEEN`,
+/// `values` for `IN`/`NOT_IN`, nothing for `HAS_PROPERTY`/`NOT_HAS_PROPERTY`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filter {
+    pub property_name: String,
+    pub operator: FilterOperator,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_value: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl Filter {
+    /// `property <operator> value`.
+    pub fn compare(property: &str, operator: FilterOperator, value: impl Into<String>) -> Filter {
+        Filter {
+            property_name: property.to_string(),
+            operator,
+            value: Some(value.into()),
+            high_value: None,
+            values: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FilterOperator {
+    Eq,
+    Neq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+    Between,
+    In,
+    NotIn,
+    HasProperty,
+    NotHasProperty,
+    ContainsToken,
+    NotContainsToken,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SearchSort {
+    pub property_name: String,
+    pub direction: SortDirection,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum SortDirection {
+    Ascending,
+    Descending,
+}
+
+/// One page of search results; `total` counts every match, not only this page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SearchPage {
+    pub total: u64,
+    pub results: Vec<CrmObject>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+impl SearchPage {
+    pub fn next_after(&self) -> Option<&str> {
+        self.paging.as_ref()?.next.as_ref().map(|n| n.after.as_str())
+    }
+}
+
 /// One input of a batch upsert: `id` is the value of the unique `idProperty`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

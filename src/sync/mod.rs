@@ -288,6 +288,7 @@ fn hubspot_failure(object_type: &str, error: hubspot::Error) -> Failure {
         hubspot::Error::DailyLimitExhausted { correlation_id } => ("RATE_LIMIT", correlation_id.as_str()),
         hubspot::Error::Transport(_) => ("TRANSPORT", ""),
         hubspot::Error::Decode(_) => ("DECODE", ""),
+        hubspot::Error::SearchCapped { .. } => ("SEARCH_CAPPED", ""),
     };
     tracing::warn!(object_type, category, correlation_id, error = %error, "HubSpot batch read failed");
     let retry_after = matches!(error, hubspot::Error::DailyLimitExhausted { .. }).then_some(DAILY_LIMIT_WAIT);
