@@ -67,6 +67,9 @@ pub struct MappingConfig {
     pub fields: Vec<FieldMapping>,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Search HubSpot at start for what webhooks did not bring (see `sync::backfill`).
+    #[serde(default = "default_backfill")]
+    pub backfill: bool,
 }
 
 impl MappingConfig {
@@ -152,6 +155,9 @@ fn default_listen() -> SocketAddr {
 fn default_api_version() -> String {
     "v3".into()
 }
+fn default_backfill() -> bool {
+    true
+}
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
@@ -198,6 +204,11 @@ impl ReceiverConfig {
     /// Path of the embedded event log file.
     pub fn event_log_path(&self) -> PathBuf {
         self.data_dir.join("events.db")
+    }
+
+    /// Path of the sync worker's state: delivered checkpoints and backfill cursors.
+    pub fn sync_state_path(&self) -> PathBuf {
+        self.data_dir.join("sync.db")
     }
 }
 

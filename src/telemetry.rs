@@ -49,6 +49,8 @@ pub struct Metrics {
     pub hubspot_requests: Family<HubSpotCallLabels, Counter>,
     /// HubSpot API call latency in seconds.
     pub hubspot_latency: Histogram,
+    /// Change hints the catch-up search appended to the event log.
+    pub backfill_hints: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +64,7 @@ impl Default for Metrics {
             sink_failures: Family::default(),
             hubspot_requests: Family::default(),
             hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            backfill_hints: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());
@@ -71,6 +74,7 @@ impl Default for Metrics {
         registry.register("sink_failures", "Failed delivery attempts to a destination", m.sink_failures.clone());
         registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
         registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
+        registry.register("backfill_hints", "Change hints appended by the catch-up search", m.backfill_hints.clone());
         Metrics { registry, ..m }
     }
 }

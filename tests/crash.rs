@@ -78,6 +78,7 @@ async fn acknowledged_events_survive_sigkill() {
     config.hubspot.base_url = emulator.running.base_url();
     config.hubspot.access_token = TOKEN.into();
     config.mappings = vec![MappingConfig {
+        backfill: true,
         name: "crm/contacts".into(),
         object_type: "contacts".into(),
         match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

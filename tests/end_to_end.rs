@@ -26,6 +26,7 @@ fn contacts_mapping(http_url: &str) -> MappingConfig {
         direction: Direction::ToExternal,
     };
     MappingConfig {
+        backfill: true,
         name: "crm/contacts".into(),
         object_type: "contacts".into(),
         match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

@@ -262,6 +262,7 @@ async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
     let url = destination.url.clone();
     let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
     config.mappings.push(MappingConfig {
+        backfill: true,
         name: "crm/contact-cities".into(),
         object_type: "contacts".into(),
         match_key: MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() },

@@ -44,6 +44,16 @@ pub struct PropertyMappingSpec {
     /// Where mapped records are delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<Destination>,
+    /// Deliver the records that existed before the mapping, and catch up on changes made while
+    /// the receiver was down: at each receiver start, HubSpot is searched for objects modified
+    /// since the mapping last caught up (every object the first time). Destinations skip what
+    /// they already have. Turn it off to deliver only changes from now on.
+    #[serde(default = "default_backfill")]
+    pub backfill: bool,
+}
+
+fn default_backfill() -> bool {
+    true
 }
 
 /// Reference to a `HubSpotIntegration` in the same namespace.

@@ -240,6 +240,7 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
     let mut m = PropertyMapping::new(
         "contacts",
         PropertyMappingSpec {
+            backfill: true,
             integration_ref: IntegrationRef { name: integration.into() },
             object_type: "contacts".into(),
             match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

@@ -141,6 +141,7 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         match_key: mapping.spec.match_key.clone(),
         fields: mapping.spec.fields.clone(),
         sinks,
+        backfill: mapping.spec.backfill,
     })
 }
 
@@ -514,6 +515,7 @@ mod tests {
         let mut m = PropertyMapping::new(
             name,
             PropertyMappingSpec {
+                backfill: true,
                 integration_ref: IntegrationRef { name: integration.into() },
                 object_type: "contacts".into(),
                 match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

@@ -452,6 +452,7 @@ mod tests {
         let mut m = PropertyMapping::new(
             "contacts",
             PropertyMappingSpec {
+                backfill: true,
                 integration_ref: IntegrationRef { name: "crm".into() },
                 object_type: "contacts".into(),
                 match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

@@ -105,13 +105,18 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let log: Arc<dyn EventLog> = Arc::new(crate::eventlog::EmbeddedEventLog::open(&config.event_log_path())?);
     let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
-    let worker = crate::sync::Worker::new(&config, log.clone(), client, metrics.clone())?;
+    let worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
+    let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;
+    let backfill =
+        crate::sync::backfill::Backfill::new(&config.mappings, client, log.clone(), cursors, metrics.clone());
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
     let served = serve(listener, router(ReceiverState::new(&config, log, metrics)), shutdown).await;
     // The ingress has answered every request it accepted; the worker may stop mid-step, as
     // whatever it had not released is delivered again on the next start.
     stop.cancel();
     worker.await?;
+    backfill.await?;
     served
 }

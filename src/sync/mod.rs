@@ -3,6 +3,7 @@
 //! mapping. Acknowledgement is end to end: an event leaves the log only after every destination
 //! that needed it has the resulting records. Nothing is dropped when a destination fails.
 
+pub mod backfill;
 pub mod backoff;
 pub mod plan;
 pub mod sinks;
@@ -98,7 +99,7 @@ impl Worker {
     ) -> anyhow::Result<Worker> {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
-        let checkpoints = CheckpointStore::open(&config.data_dir.join("sync.db"))?;
+        let checkpoints = CheckpointStore::open(&config.sync_state_path())?;
         let mappings = config
             .mappings
             .iter()

@@ -279,6 +279,7 @@ mod tests {
             direction,
         };
         MappingConfig {
+            backfill: true,
             name: name.into(),
             object_type: object_type.into(),
             match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

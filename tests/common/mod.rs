@@ -537,6 +537,7 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
         direction,
     };
     hubspot_operator::config::MappingConfig {
+        backfill: true,
         name: "crm/contacts".into(),
         object_type: "contacts".into(),
         match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },

@@ -402,6 +402,7 @@ mod tests {
 
     fn mapping(key: &str, fields: &[(&str, &str)]) -> MappingConfig {
         MappingConfig {
+            backfill: true,
             name: "crm/contacts".into(),
             object_type: "contacts".into(),
             match_key: MatchKey { hubspot_property: "email".into(), external_field: key.into() },
