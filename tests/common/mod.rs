@@ -71,6 +71,8 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
             max_body_bytes: 1024 * 1024,
         },
         mappings: vec![],
+        // An ephemeral port: tests run receivers side by side.
+        admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
     }
 }
 
