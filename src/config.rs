@@ -196,7 +196,7 @@ fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
 /// Loopback only; the port is the admin CLI's default too.
-pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8081";
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8082";
 
 fn default_admin_listen() -> SocketAddr {
     DEFAULT_ADMIN_LISTEN.parse().expect("a valid socket address")
@@ -281,10 +281,10 @@ admin: {token: admin-token-do-not-print}
         let admin: AdminConfig = serde_yaml::from_str("{}").unwrap();
         assert!(admin.listen.ip().is_loopback());
         admin.validate().unwrap();
-        let open: AdminConfig = serde_yaml::from_str("listen: 0.0.0.0:8081").unwrap();
+        let open: AdminConfig = serde_yaml::from_str("listen: 0.0.0.0:8082").unwrap();
         let error = open.validate().unwrap_err().to_string();
         assert!(error.contains("admin.token"), "{error}");
-        let guarded: AdminConfig = serde_yaml::from_str("{listen: '0.0.0.0:8081', token: s3cret}").unwrap();
+        let guarded: AdminConfig = serde_yaml::from_str("{listen: '0.0.0.0:8082', token: s3cret}").unwrap();
         guarded.validate().unwrap();
         let blank: AdminConfig = serde_yaml::from_str("{token: ' '}").unwrap();
         assert!(blank.validate().is_err());

@@ -1,6 +1,6 @@
 //! `hubspot-operator dead-letters`: the command-line client of a receiver's admin API
 //! (`src/receiver/admin.rs`). Reach a receiver in a cluster with
-//! `kubectl port-forward pod/<integration>-receiver-0 8081`.
+//! `kubectl port-forward pod/<integration>-receiver-0 8082`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
@@ -11,7 +11,7 @@ use crate::sync::DeadLetter;
 #[derive(Args, Debug)]
 pub struct DeadLettersArgs {
     /// Base URL of the receiver's admin API.
-    #[arg(long, global = true, env = "HUBSPOT_OPERATOR_RECEIVER", default_value = "http://127.0.0.1:8081")]
+    #[arg(long, global = true, env = "HUBSPOT_OPERATOR_RECEIVER", default_value = "http://127.0.0.1:8082")]
     pub receiver: String,
     /// Bearer token, when the receiver's config sets `admin.token`.
     #[arg(long, global = true, env = "HUBSPOT_OPERATOR_ADMIN_TOKEN", hide_env_values = true)]
@@ -198,4 +198,28 @@ fn summary(report: &Value, fields: &[&str]) -> String {
     let counts: Vec<String> = fields.iter().map(|f| format!("{f}: {}", report[*f])).collect();
     let errors = report["errors"].as_array().into_iter().flatten().filter_map(Value::as_str);
     std::iter::once(counts.join(", ")).chain(errors.map(|e| format!("error: {e}"))).collect::<Vec<_>>().join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: DeadLettersArgs,
+    }
+
+    #[test]
+    fn calls_the_default_admin_address_unless_told_otherwise() {
+        let cli = Cli::try_parse_from(["dead-letters", "list"]).unwrap();
+        assert_eq!(cli.args.receiver, format!("http://{}", crate::config::DEFAULT_ADMIN_LISTEN));
+        let cli = Cli::try_parse_from(["dead-letters", "redrive", "3", "4", "--json"]).unwrap();
+        assert!(cli.args.json);
+        assert!(matches!(cli.args.command, DeadLettersCommand::Redrive(Selection { ref ids, .. }) if *ids == [3, 4]));
+        assert!(Cli::try_parse_from(["dead-letters", "discard", "3", "--all"]).is_err());
+        assert!(Cli::try_parse_from(["dead-letters", "replay", "--mapping", "a/b"]).is_err(), "--since is required");
+    }
 }
