@@ -234,15 +234,20 @@ fn sync_counters(metrics: &Metrics, config: &crate::config::ReceiverConfig) -> S
         events("ignored"),
         metrics.events_pending.get(),
     );
+    let dead_letters = metrics.dead_letters.get();
+    if dead_letters > 0 {
+        line.push_str(&format!("; {dead_letters} dead letters (`hubspot-operator dead-letters list`)"));
+    }
     for mapping in &config.mappings {
         for (index, sink) in mapping.sinks.iter().enumerate() {
             let labels = SinkLabels { mapping: mapping.name.clone(), sink: sink.label(index) };
             line.push_str(&format!(
-                "\n    {} → {}: {} delivered, {} failed attempts",
+                "\n    {} → {}: {} delivered, {} failed attempts, {} dead-lettered",
                 mapping.name,
                 labels.sink,
                 metrics.records_delivered.get_or_create(&labels).get(),
-                metrics.sink_failures.get_or_create(&labels).get()
+                metrics.sink_failures.get_or_create(&labels).get(),
+                metrics.records_dead_lettered.get_or_create(&labels).get()
             ));
         }
     }

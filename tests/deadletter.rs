@@ -537,3 +537,32 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
 
     emulator.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_refused_deletion_is_redriven_as_the_same_deletion() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log = open_log(dir.path());
+    let destination = TestDestination::start(vec![]).await;
+    let config = emulator_receiver_config(dir.path(), &emulator, vec![http_sink(&destination.url)]);
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+    let ids = five_contacts(&emulator, &log).await;
+    assert_eq!(run_once(&worker).await.unwrap(), 5);
+
+    emulator.archive("contacts", &ids[0]).await;
+    destination.refuse_objects(&[&ids[0]]);
+    log.append(vec![contact_event(10, "contact.deletion", &ids[0], common::now_ms())]).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 1);
+    let letter = worker.dead_letters().list(&Filter::default(), 10).await.unwrap().remove(0);
+    assert_eq!(letter.record.op, hubspot_operator::sync::Op::Delete);
+    assert_eq!(letter.record.key.as_deref(), Some("c0@example.com"), "the key last delivered");
+
+    destination.refuse_objects(&[]);
+    let report = worker.redrive(&Filter::default()).await.unwrap();
+    assert_eq!(report.delivered, 1);
+    let deletion = destination.delivered().pop().unwrap();
+    assert_eq!(deletion, letter.record, "the same deletion, same time and key");
+
+    emulator.running.shutdown().await;
+}

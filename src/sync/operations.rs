@@ -137,7 +137,8 @@ impl Worker {
                     .await?;
                 let Some(last) = ids.last().cloned() else { break };
                 after = Some(last);
-                let changed = ids.into_iter().map(|id| (id, Hint::Changed));
+                let now = now_ms();
+                let changed = ids.into_iter().map(|id| (id, Hint::Changed, now));
                 let records = match self.read_current(runtime, changed).await {
                     Ok(records) => records,
                     Err(reason) => {
@@ -162,32 +163,29 @@ impl Worker {
     }
 
     /// The current state of the objects of `records`: upserts are read again from HubSpot,
-    /// deletions stay deletions.
+    /// deletions stay deletions of the same time.
     async fn current_records(
         &self,
         runtime: &MappingRuntime,
         records: impl Iterator<Item = &Record>,
     ) -> Result<Vec<Record>, String> {
-        let hints = records.map(|r| {
-            let hint = match r.op {
-                Op::Upsert => Hint::Changed,
-                Op::Delete => Hint::Deleted,
-            };
-            (r.object_id.clone(), hint)
+        let now = now_ms();
+        let hints = records.map(|r| match r.op {
+            Op::Upsert => (r.object_id.clone(), Hint::Changed, now),
+            Op::Delete => (r.object_id.clone(), Hint::Deleted, r.updated_at_ms().unwrap_or(now)),
         });
         self.read_current(runtime, hints).await
     }
 
-    /// Builds records of `objects` the way the drain does: those hinted as changed are read
-    /// from HubSpot (missing ones become deletions).
+    /// Builds records of `objects` (id, hint, when) the way the drain does: those hinted as
+    /// changed are read from HubSpot; missing ones become deletions at that time.
     async fn read_current(
         &self,
         runtime: &MappingRuntime,
-        objects: impl Iterator<Item = (String, Hint)>,
+        objects: impl Iterator<Item = (String, Hint, i64)>,
     ) -> Result<Vec<Record>, String> {
-        let occurred_at = now_ms();
         let mut type_plan = TypePlan::default();
-        for (id, hint) in objects {
+        for (id, hint, occurred_at) in objects {
             type_plan.objects.insert(id, ObjectHint { hint, occurred_at });
         }
         let config = &runtime.config;
