@@ -150,7 +150,9 @@ impl AdminClient {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("calling the receiver's admin API at {url}"))?;
+        let response = request.send().await.with_context(|| {
+            format!("calling the receiver's admin API at {url} (in a cluster, is `kubectl port-forward` running?)")
+        })?;
         let status = response.status();
         let body: Value = response.json().await.with_context(|| format!("reading the answer of {url}"))?;
         if !status.is_success() {
