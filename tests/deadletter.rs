@@ -566,3 +566,29 @@ async fn a_refused_deletion_is_redriven_as_the_same_deletion() {
 
     emulator.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_record_jetstream_refuses_is_dead_lettered_by_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let stream = common::TestStream::create().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log = open_log(dir.path());
+    let nats = SinkConfig::Nats { url: stream.url.clone(), subject: stream.subject.clone() };
+    let config = emulator_receiver_config(dir.path(), &emulator, vec![nats]);
+    let metrics = Arc::new(Metrics::default());
+    let worker = Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), metrics.clone()).unwrap();
+    let ids = five_contacts(&emulator, &log).await;
+    let too_large = "x".repeat(common::nats_max_payload(&stream.url).await);
+    emulator.update_contact(&ids[2], json!({"firstname": too_large})).await;
+
+    assert_eq!(run_once(&worker).await.unwrap(), 5);
+    assert_eq!(stream.message_count().await, 4);
+    let letters = worker.dead_letters().list(&Filter::default(), 10).await.unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!((letters[0].object_id.as_str(), letters[0].sink.as_str()), (ids[2].as_str(), "nats-0"));
+    assert!(letters[0].reason.contains("JetStream refused the message"), "{}", letters[0].reason);
+    let labels = SinkLabels { mapping: "crm/contacts".into(), sink: "nats-0".into() };
+    assert_eq!(metrics.sink_failures.get_or_create(&labels).get(), 1, "named, not searched for");
+
+    emulator.running.shutdown().await;
+}

@@ -265,8 +265,9 @@ impl Worker {
     }
 
     /// Delivers `records` to one destination, noting each delivery. When the destination
-    /// refuses a batch, the batch is split in halves until the refused records stand alone:
-    /// those go to the dead-letter store and the others are delivered. `Ok` when every record
+    /// refuses a batch, the batch is split in halves until the refused records stand alone
+    /// (or split around the record the destination names): those go to the dead-letter store
+    /// and the others are delivered. `Ok` when every record
     /// is delivered or dead-lettered; a temporary failure stops there (what was delivered
     /// stays delivered, the rest is offered again).
     async fn deliver(
@@ -279,6 +280,9 @@ impl Worker {
         let mut outcome = Delivered::default();
         let mut parts: VecDeque<&[Record]> = records.chunks(RECORDS_PER_DELIVERY).collect();
         while let Some(part) = parts.pop_front() {
+            if part.is_empty() {
+                continue;
+            }
             let error = match destination.sink.deliver(part).await {
                 Ok(()) => {
                     self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
@@ -297,18 +301,27 @@ impl Worker {
                     retry_after: error.retry_after(),
                 });
             }
-            match part {
-                [record] => {
+            // The record the destination names, or the only one there is.
+            let refused = match (&error, part) {
+                (SinkError::Refused { record, .. }, _) if *record < part.len() => Some(*record),
+                (_, [_]) => Some(0),
+                _ => None,
+            };
+            match refused {
+                Some(position) => {
+                    let record = &part[position];
                     tracing::error!(mapping, sink = %destination.label, object_id = %record.object_id, error = %error, "destination refused a record; dead-lettered");
-                    let reason = error.to_string();
                     self.dead_letters
-                        .add(&destination.label, &destination.checkpoint_id, record, &reason, now_ms())
+                        .add(&destination.label, &destination.checkpoint_id, record, &error.to_string(), now_ms())
                         .await
                         .map_err(dead_letter_failure)?;
                     self.metrics.records_dead_lettered.get_or_create(&labels).inc();
                     outcome.dead_lettered += 1;
+                    // What the destination may have taken of the rest is offered again.
+                    parts.push_front(&part[position + 1..]);
+                    parts.push_front(&part[..position]);
                 }
-                _ => {
+                None => {
                     tracing::info!(mapping, sink = %destination.label, error = %error, records = part.len(), "destination refused a batch; splitting it to find the refused records");
                     let (first, second) = part.split_at(part.len() / 2);
                     parts.push_front(second);

@@ -545,6 +545,12 @@ pub fn nats_url() -> String {
     service_url("HUBSPOT_OPERATOR_TEST_NATS_URL", "nats://127.0.0.1:4222")
 }
 
+/// The largest message the NATS server at `url` takes.
+pub async fn nats_max_payload(url: &str) -> usize {
+    let client = tokio::time::timeout(WAIT, async_nats::connect(url)).await.expect("connecting timed out").unwrap();
+    client.server_info().max_payload
+}
+
 pub async fn nats_jetstream(url: &str) -> async_nats::jetstream::Context {
     let client = tokio::time::timeout(WAIT, async_nats::connect(url)).await.expect("connecting timed out").unwrap();
     async_nats::jetstream::new(client)
