@@ -267,9 +267,9 @@ impl Worker {
     /// Delivers `records` to one destination, noting each delivery. When the destination
     /// refuses a batch, the batch is split in halves until the refused records stand alone
     /// (or split around the record the destination names): those go to the dead-letter store
-    /// and the others are delivered. `Ok` when every record
-    /// is delivered or dead-lettered; a temporary failure stops there (what was delivered
-    /// stays delivered, the rest is offered again).
+    /// and the others are delivered. `Ok` when every record is delivered or dead-lettered; a
+    /// temporary failure stops there (what was delivered stays delivered, the rest is offered
+    /// again).
     async fn deliver(
         &self,
         mapping: &str,
