@@ -482,6 +482,10 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
         signed_request(&http, &format!("{base_url}/webhooks/hubspot"), batch_body(&events)).send().await.unwrap();
     assert_eq!(response.status(), 200);
 
+    // The admin API is not on the webhook listener.
+    let on_webhook_port = http.get(format!("{base_url}/admin/dead-letters")).send().await.unwrap();
+    assert_eq!(on_webhook_port.status(), 404);
+
     let receiver = format!("http://127.0.0.1:{admin_port}");
     let with = |args: &[&str]| {
         let mut all = vec!["--receiver", receiver.as_str(), "--token", "cli-s3cret"];

@@ -277,6 +277,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_store_from_before_delivery_times_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE delivered (mapping TEXT NOT NULL, sink TEXT NOT NULL, object_id TEXT NOT NULL,
+                 updated_at_ms INTEGER NOT NULL, idempotency_key TEXT NOT NULL, match_key TEXT,
+                 PRIMARY KEY (mapping, sink, object_id)) WITHOUT ROWID;
+             INSERT INTO delivered VALUES ('ns/m', 'http-0', '1', 1767225601000, 'k', 'a@x');",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = CheckpointStore::open(&path).unwrap();
+        let v1 = record("1", Op::Upsert, "2026-01-01T00:00:01.000Z", Some("a@x"));
+        assert_eq!(store.fresh("http-0", std::slice::from_ref(&v1)).await.unwrap().len(), 1, "another key, same time");
+        let older = record("1", Op::Upsert, "2026-01-01T00:00:00.000Z", Some("a@x"));
+        assert!(store.fresh("http-0", &[older]).await.unwrap().is_empty(), "the old checkpoint still counts");
+        // Deliveries of unknown time are not replayed; new ones are.
+        assert!(store.delivered_since("ns/m", "http-0", 0, None, 10).await.unwrap().is_empty());
+        store.mark_delivered("http-0", &[v1]).await.unwrap();
+        assert_eq!(store.delivered_since("ns/m", "http-0", 0, None, 10).await.unwrap(), vec!["1"]);
+        drop(store);
+        CheckpointStore::open(&path).unwrap();
+    }
+
+    #[tokio::test]
     async fn deletions_get_the_last_delivered_key() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(&dir.path().join("sync.db")).unwrap();
