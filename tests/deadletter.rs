@@ -596,3 +596,34 @@ async fn a_record_jetstream_refuses_is_dead_lettered_by_its_position() {
 
     emulator.running.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_redrive_that_cannot_reach_the_destination_keeps_the_letters_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log = open_log(dir.path());
+    let destination = TestDestination::start(vec![]).await;
+    let config = emulator_receiver_config(dir.path(), &emulator, vec![http_sink(&destination.url)]);
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+    let ids = five_contacts(&emulator, &log).await;
+    destination.refuse_objects(&[&ids[0]]);
+    run_once(&worker).await.unwrap();
+
+    destination.refuse_objects(&[]);
+    destination.answer(503);
+    let report = worker.redrive(&Filter::default()).await.unwrap();
+    assert_eq!((report.selected, report.delivered, report.failed), (1, 0, 1));
+    assert!(report.errors[0].contains("503"), "{report:?}");
+    let kept = worker.dead_letters().list(&Filter::default(), 10).await.unwrap();
+    assert_eq!(kept.len(), 1);
+    assert!(kept[0].reason.contains("503"), "{}", kept[0].reason);
+    assert_eq!(kept[0].attempts, 2);
+    assert!(kept[0].last_failed_at_ms >= kept[0].first_failed_at_ms);
+
+    destination.answer(200);
+    assert_eq!(worker.redrive(&Filter::default()).await.unwrap().delivered, 1);
+    assert_eq!(worker.dead_letters().count().await.unwrap(), 0);
+
+    emulator.running.shutdown().await;
+}
