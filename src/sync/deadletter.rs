@@ -164,12 +164,12 @@ impl DeadLetterStore {
             let mut query = conn.prepare_cached(&format!("{SELECT} ORDER BY id"))?;
             let mut found = Vec::new();
             for letter in query.query_map([], read_row)? {
+                if found.len() >= limit {
+                    break;
+                }
                 let letter = letter?;
                 if matches(&filter, &letter) {
                     found.push(letter);
-                    if found.len() >= limit {
-                        break;
-                    }
                 }
             }
             Ok(found)
@@ -317,6 +317,7 @@ mod tests {
         let http = Filter { sink: Some("http-0".into()), ..Default::default() };
         assert_eq!(store.list(&http, 10).await.unwrap().iter().map(|l| l.id).collect::<Vec<_>>(), vec![1, 2]);
         assert_eq!(store.list(&Filter::default(), 1).await.unwrap().len(), 1);
+        assert!(store.list(&Filter::default(), 0).await.unwrap().is_empty());
 
         // A delivery of the object resolves its letter at that destination only.
         store.resolve("http-abc", &[v2]).await.unwrap();
