@@ -164,6 +164,7 @@ fn bench_config(dir: &std::path::Path) -> ReceiverConfig {
             max_body_bytes: 1024 * 1024,
         },
         mappings: vec![],
+        admin: Default::default(),
     }
 }
 

@@ -24,6 +24,52 @@ pub struct ReceiverConfig {
     pub webhooks: WebhookConfig,
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// The admin API (dead letters, replays). It changes what destinations receive, so it listens
+/// on loopback by default: only `kubectl port-forward` or `kubectl exec` reach it, and those
+/// are guarded by Kubernetes RBAC (`pods/portforward`, `pods/exec`). Bound elsewhere it must
+/// have a bearer token.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminConfig {
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// Bearer token every admin request must carry (`Authorization: Bearer ...`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: default_admin_listen(), token: None }
+    }
+}
+
+impl AdminConfig {
+    /// Refuses an admin API reachable from the network without a token.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if let Some(token) = &self.token
+            && token.trim().is_empty()
+        {
+            anyhow::bail!("admin.token is empty: set a token or leave it out");
+        }
+        if !self.listen.ip().is_loopback() && self.token.is_none() {
+            anyhow::bail!(
+                "admin.listen {} is not a loopback address: set admin.token, or listen on 127.0.0.1",
+                self.listen
+            );
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &self.token.is_some()).finish()
+    }
 }
 
 /// How to call HubSpot.
@@ -152,6 +198,12 @@ impl SinkConfig {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
+/// Loopback only; the port is the admin CLI's default too.
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8082";
+
+fn default_admin_listen() -> SocketAddr {
+    DEFAULT_ADMIN_LISTEN.parse().expect("a valid socket address")
+}
 fn default_api_version() -> String {
     "v3".into()
 }
@@ -198,7 +250,10 @@ impl ReceiverConfig {
     /// Reads a YAML or JSON config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        serde_yaml::from_str(&text).map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))
+        let config: Self = serde_yaml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
+        config.admin.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
+        Ok(config)
     }
 
     /// Path of the embedded event log file.
@@ -223,11 +278,26 @@ mod tests {
 dataDir: /data
 hubspot: {baseUrl: 'http://h', accessToken: pat-na1-do-not-print}
 webhooks: {clientSecret: client-secret-do-not-print}
+admin: {token: admin-token-do-not-print}
 ",
         )
         .unwrap();
         let shown = format!("{config:?}");
         assert!(!shown.contains("do-not-print"), "{shown}");
         assert!(shown.contains("http://h"));
+    }
+
+    #[test]
+    fn admin_api_stays_on_loopback_unless_it_has_a_token() {
+        let admin: AdminConfig = serde_yaml::from_str("{}").unwrap();
+        assert!(admin.listen.ip().is_loopback());
+        admin.validate().unwrap();
+        let open: AdminConfig = serde_yaml::from_str("listen: 0.0.0.0:8082").unwrap();
+        let error = open.validate().unwrap_err().to_string();
+        assert!(error.contains("admin.token"), "{error}");
+        let guarded: AdminConfig = serde_yaml::from_str("{listen: '0.0.0.0:8082', token: s3cret}").unwrap();
+        guarded.validate().unwrap();
+        let blank: AdminConfig = serde_yaml::from_str("{token: ' '}").unwrap();
+        assert!(blank.validate().is_err());
     }
 }

@@ -46,6 +46,9 @@ pub struct DevArgs {
     /// Address of the webhook receiver.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the receiver's admin API (`hubspot-operator dead-letters --receiver`).
+    #[arg(long, default_value = crate::config::DEFAULT_ADMIN_LISTEN)]
+    pub admin_listen: SocketAddr,
     /// Directory for the event log, checkpoints and file destinations.
     #[arg(long, default_value = "dev-data")]
     pub data_dir: PathBuf,
@@ -110,6 +113,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.hubspot.access_token = token.clone();
     config.listen = receiver_listener.local_addr()?;
     config.data_dir = args.data_dir.clone();
+    config.admin.listen = args.admin_listen;
     let metrics = Arc::new(Metrics::default());
     let client = HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
 
@@ -119,6 +123,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             let base = emulator.base_url();
             println!("  HubSpot emulator  {base} ({} seeded contacts)", args.seed);
             println!("  webhook receiver  {webhook_url}");
+            println!("  admin API         http://{} (hubspot-operator dead-letters)", args.admin_listen);
             println!("  data              {}/", args.data_dir.display());
             println!("Change a contact as a HubSpot user would:");
             println!(
@@ -234,15 +239,20 @@ fn sync_counters(metrics: &Metrics, config: &crate::config::ReceiverConfig) -> S
         events("ignored"),
         metrics.events_pending.get(),
     );
+    let dead_letters = metrics.dead_letters.get();
+    if dead_letters > 0 {
+        line.push_str(&format!("; {dead_letters} dead letters (`hubspot-operator dead-letters list`)"));
+    }
     for mapping in &config.mappings {
         for (index, sink) in mapping.sinks.iter().enumerate() {
             let labels = SinkLabels { mapping: mapping.name.clone(), sink: sink.label(index) };
             line.push_str(&format!(
-                "\n    {} → {}: {} delivered, {} failed attempts",
+                "\n    {} → {}: {} delivered, {} failed attempts, {} dead-lettered",
                 mapping.name,
                 labels.sink,
                 metrics.records_delivered.get_or_create(&labels).get(),
-                metrics.sink_failures.get_or_create(&labels).get()
+                metrics.sink_failures.get_or_create(&labels).get(),
+                metrics.records_dead_lettered.get_or_create(&labels).get()
             ));
         }
     }

@@ -4,6 +4,7 @@ pub mod api;
 pub mod bench;
 pub mod config;
 pub mod controller;
+pub mod dead_letters;
 pub mod dev;
 pub mod emulator;
 pub mod eventlog;

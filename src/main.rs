@@ -28,6 +28,8 @@ enum Command {
         #[arg(long, env = "HUBSPOT_OPERATOR_CONFIG")]
         config: std::path::PathBuf,
     },
+    /// Inspect, redrive and discard a receiver's dead letters; replay deliveries since a time.
+    DeadLetters(hubspot_operator::dead_letters::DeadLettersArgs),
     /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
     Emulator(hubspot_operator::emulator::EmulatorArgs),
 }
@@ -43,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Receiver { config } => run_receiver(&config).await?,
         Command::Dev(args) => hubspot_operator::dev::run(args).await?,
         Command::Bench(args) => hubspot_operator::bench::run(args).await?,
+        Command::DeadLetters(args) => hubspot_operator::dead_letters::run(args).await?,
     }
     Ok(())
 }

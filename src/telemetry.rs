@@ -45,6 +45,10 @@ pub struct Metrics {
     pub records_delivered: Family<SinkLabels, Counter>,
     /// Failed delivery attempts to a destination (retried).
     pub sink_failures: Family<SinkLabels, Counter>,
+    /// Records a destination refused permanently, put in the dead-letter store.
+    pub records_dead_lettered: Family<SinkLabels, Counter>,
+    /// Records currently in the dead-letter store.
+    pub dead_letters: Gauge,
     /// HubSpot API calls by operation and outcome (ok, retried status, error).
     pub hubspot_requests: Family<HubSpotCallLabels, Counter>,
     /// HubSpot API call latency in seconds.
@@ -62,6 +66,8 @@ impl Default for Metrics {
             events_pending: Gauge::default(),
             records_delivered: Family::default(),
             sink_failures: Family::default(),
+            records_dead_lettered: Family::default(),
+            dead_letters: Gauge::default(),
             hubspot_requests: Family::default(),
             hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             backfill_hints: Counter::default(),
@@ -72,6 +78,12 @@ impl Default for Metrics {
         registry.register("events_pending", "Events not yet delivered to every destination", m.events_pending.clone());
         registry.register("records_delivered", "Records delivered to a destination", m.records_delivered.clone());
         registry.register("sink_failures", "Failed delivery attempts to a destination", m.sink_failures.clone());
+        registry.register(
+            "records_dead_lettered",
+            "Records a destination refused, put in the dead-letter store",
+            m.records_dead_lettered.clone(),
+        );
+        registry.register("dead_letters", "Records currently in the dead-letter store", m.dead_letters.clone());
         registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
         registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
         registry.register("backfill_hints", "Change hints appended by the catch-up search", m.backfill_hints.clone());

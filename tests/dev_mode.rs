@@ -13,11 +13,12 @@ use common::{eventually, free_port};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_in_the_emulator_reaches_the_file_destination() {
     let data_dir = tempfile::tempdir().unwrap();
-    let (emulator_port, receiver_port) = (free_port(), free_port());
+    let (emulator_port, receiver_port, admin_port) = (free_port(), free_port(), free_port());
     let mut dev = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
         .args(["dev", "-f", "examples", "--seed", "5"])
         .args(["--emulator-listen", &format!("127.0.0.1:{emulator_port}")])
         .args(["--listen", &format!("127.0.0.1:{receiver_port}")])
+        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
         .arg("--data-dir")
         .arg(data_dir.path())
         .env("RUST_LOG", "warn")
@@ -62,6 +63,16 @@ async fn a_change_in_the_emulator_reaches_the_file_destination() {
         ["5", "6"].iter().any(|n| shown.contains(&format!("default/contacts → file-0: {n} delivered")))
     })
     .await;
+    // The admin API is up beside the receiver, with nothing refused.
+    let listed: serde_json::Value = http
+        .get(format!("http://127.0.0.1:{admin_port}/admin/dead-letters"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 0, "{listed}");
     dev.kill().unwrap();
     dev.wait().unwrap();
     let shown = shown.lock().unwrap();

@@ -86,3 +86,14 @@ async fn bad_subjects_are_refused_when_the_sink_is_built() {
     let no_url = SinkConfig::Nats { url: String::new(), subject: "crm.contacts".into() };
     assert!(Sink::from_config(&no_url, &mapping, dir.path()).is_err());
 }
+
+#[tokio::test]
+async fn a_message_over_the_servers_limit_is_refused_by_its_position() {
+    let stream = TestStream::create().await;
+    let sink = NatsSink::new(&stream.url, &stream.subject).unwrap();
+    let huge = record("2", &"x".repeat(common::nats_max_payload(&stream.url).await + 1));
+    let error = deliver(&sink, &[record("1", "Ada"), huge, record("3", "Cy")]).await.unwrap_err();
+    assert!(matches!(error, SinkError::Refused { record: 1, .. }), "{error:?}");
+    assert!(error.is_permanent());
+    assert!(error.to_string().contains("JetStream refused the message"), "{error}");
+}

@@ -9,23 +9,16 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use common::{
-    TestDatabase, TestDestination, TestEmulator, WAIT, contacts_mapping, eventually, receiver_config, sample_event,
-};
+use common::{TestDatabase, TestDestination, TestEmulator, WAIT, contact_event, eventually};
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
 use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
-use hubspot_operator::hubspot::WebhookEvent;
 use hubspot_operator::sync::{Op, Record, Worker};
 use hubspot_operator::telemetry::{Metrics, SinkLabels};
 
 fn config(data_dir: &Path, emulator: &TestEmulator, sinks: Vec<SinkConfig>) -> ReceiverConfig {
-    let mut config = receiver_config(data_dir);
-    config.hubspot.base_url = emulator.running.base_url();
-    config.hubspot.access_token = DEFAULT_TOKEN.into();
-    config.mappings = vec![contacts_mapping(sinks)];
-    config
+    common::emulator_receiver_config(data_dir, emulator, sinks)
 }
 
 fn http_sink(url: &str) -> SinkConfig {
@@ -34,15 +27,6 @@ fn http_sink(url: &str) -> SinkConfig {
 
 fn file_sink() -> SinkConfig {
     SinkConfig::File { path: "out/contacts.jsonl".into() }
-}
-
-/// A contact event `event_id` about `object_id` at `occurred_at`.
-fn contact_event(event_id: u64, subscription_type: &str, object_id: &str, occurred_at: i64) -> WebhookEvent {
-    let mut event = sample_event(event_id, object_id.parse().unwrap());
-    event.subscription_type = subscription_type.into();
-    event.occurred_at = occurred_at;
-    event.property_name = subscription_type.ends_with("propertyChange").then(|| "firstname".into());
-    event
 }
 
 async fn run_once(worker: &Worker) -> anyhow::Result<usize> {

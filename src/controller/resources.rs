@@ -170,6 +170,7 @@ pub fn render_receiver_config(
             max_body_bytes: 1024 * 1024,
         },
         mappings,
+        admin: Default::default(),
     }
 }
 

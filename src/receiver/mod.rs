@@ -1,7 +1,8 @@
 //! The webhook receiver's HTTP ingress: HubSpot's signed webhook batches go into the durable
 //! event log and are answered 2xx only once stored; health, readiness and metrics endpoints
-//! sit beside them.
+//! sit beside them. The admin API (dead letters, replays) has a listener of its own.
 
+pub mod admin;
 mod webhook;
 
 use std::future::Future;
@@ -95,14 +96,20 @@ async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
 }
 
-/// Runs one integration's receiver until `shutdown` resolves: the webhook ingress and the sync
-/// worker, sharing the embedded event log in `config.data_dir`.
+/// Runs one integration's receiver until `shutdown` resolves: the webhook ingress, the admin
+/// API on `config.admin.listen`, and the sync worker, sharing the embedded event log in
+/// `config.data_dir`.
 pub async fn run(
     config: ReceiverConfig,
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    config.admin.validate()?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for the admin API: {e}", config.admin.listen))?;
+    tracing::info!(listen = %admin_listener.local_addr()?, token = config.admin.token.is_some(), "admin API listening");
     let log: Arc<dyn EventLog> = Arc::new(crate::eventlog::EmbeddedEventLog::open(&config.event_log_path())?);
     let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
     let worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
@@ -110,6 +117,11 @@ pub async fn run(
     let backfill =
         crate::sync::backfill::Backfill::new(&config.mappings, client, log.clone(), cursors, metrics.clone());
     let stop = tokio_util::sync::CancellationToken::new();
+    let admin = tokio::spawn(serve(
+        admin_listener,
+        admin::router(worker.clone(), config.admin.token.clone()),
+        stop.clone().cancelled_owned(),
+    ));
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
     let served = serve(listener, router(ReceiverState::new(&config, log, metrics)), shutdown).await;
@@ -118,5 +130,6 @@ pub async fn run(
     stop.cancel();
     worker.await?;
     backfill.await?;
+    admin.await??;
     served
 }

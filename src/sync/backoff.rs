@@ -33,12 +33,6 @@ impl Backoff {
         jittered.max(at_least.unwrap_or_default())
     }
 
-    /// The longest delay, for failures that retrying soon will not fix.
-    pub fn slowest(&mut self) -> Duration {
-        self.failures = self.failures.saturating_add(1);
-        self.max
-    }
-
     /// After a success the next failure starts from `initial` again.
     pub fn reset(&mut self) {
         self.failures = 0;
@@ -65,6 +59,5 @@ mod tests {
     fn never_undercuts_retry_after() {
         let mut backoff = Backoff::default();
         assert_eq!(backoff.next_delay(Some(Duration::from_secs(7))), Duration::from_secs(7));
-        assert_eq!(backoff.slowest(), Duration::from_secs(30));
     }
 }

@@ -1,14 +1,19 @@
 //! The sync worker: drains the event log, reads the current state of the changed objects from
 //! HubSpot (only the mapped properties), and delivers records to every destination of every
 //! mapping. Acknowledgement is end to end: an event leaves the log only after every destination
-//! that needed it has the resulting records. Nothing is dropped when a destination fails.
+//! that needed it has the resulting records, or has refused them and they are in the
+//! dead-letter store. Nothing is dropped when a destination fails, and a record a destination
+//! refuses does not hold back the others.
 
 pub mod backfill;
 pub mod backoff;
+pub mod deadletter;
+mod operations;
 pub mod plan;
 pub mod sinks;
 pub mod state;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +22,8 @@ use anyhow::Context;
 use prometheus_client::metrics::gauge::Gauge;
 
 pub use backoff::Backoff;
+pub use deadletter::{DeadLetter, DeadLetterStore, Filter};
+pub use operations::{OperationError, RedriveReport, ReplayReport};
 pub use plan::{Op, Record};
 pub use sinks::{Sink, SinkError};
 pub use state::CheckpointStore;
@@ -35,13 +42,16 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// When HubSpot's daily limit is spent, retrying sooner than this only burns calls.
 const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(300);
 
-/// The sync worker of one integration.
+/// The sync worker of one integration. Clones share everything; the admin API holds one to
+/// redrive dead letters and replay deliveries with the same delivery path as the drain.
+#[derive(Clone)]
 pub struct Worker {
     log: Arc<dyn EventLog>,
     client: HubSpotClient,
     metrics: Arc<Metrics>,
     checkpoints: CheckpointStore,
-    mappings: Vec<MappingRuntime>,
+    dead_letters: DeadLetterStore,
+    mappings: Arc<[MappingRuntime]>,
 }
 
 struct MappingRuntime {
@@ -67,24 +77,25 @@ struct StepOutcome {
     failure: Option<Failure>,
 }
 
+/// What became of the records offered to one destination.
+#[derive(Debug, Default)]
+struct Delivered {
+    delivered: usize,
+    dead_lettered: usize,
+}
+
 #[derive(Debug)]
 struct Failure {
     message: String,
     /// Wait at least this long (a destination's `Retry-After`, HubSpot's daily limit).
     retry_after: Option<Duration>,
-    /// Retrying soon will not help (a destination refuses the records).
-    slow: bool,
 }
 
 impl StepOutcome {
     fn fail(&mut self, failure: Failure) {
         let merged = match self.failure.take() {
             None => failure,
-            Some(first) => Failure {
-                message: first.message,
-                retry_after: first.retry_after.max(failure.retry_after),
-                slow: first.slow || failure.slow,
-            },
+            Some(first) => Failure { message: first.message, retry_after: first.retry_after.max(failure.retry_after) },
         };
         self.failure = Some(merged);
     }
@@ -100,6 +111,8 @@ impl Worker {
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
         let checkpoints = CheckpointStore::open(&config.sync_state_path())?;
+        let dead_letters =
+            DeadLetterStore::open(&config.data_dir.join("dead-letters.db"), metrics.dead_letters.clone())?;
         let mappings = config
             .mappings
             .iter()
@@ -116,8 +129,13 @@ impl Worker {
                     .collect::<anyhow::Result<Vec<_>>>()?;
                 Ok(MappingRuntime { config: mapping.clone(), destinations })
             })
-            .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Worker { log, client, metrics, checkpoints, mappings })
+            .collect::<anyhow::Result<Arc<[_]>>>()?;
+        Ok(Worker { log, client, metrics, checkpoints, dead_letters, mappings })
+    }
+
+    /// The dead-letter store, for inspection.
+    pub fn dead_letters(&self) -> &DeadLetterStore {
+        &self.dead_letters
     }
 
     /// Drains the log until `shutdown` resolves. Failed steps are retried with backoff; the
@@ -132,7 +150,7 @@ impl Worker {
             };
             let wait = match outcome.failure {
                 Some(failure) => {
-                    let wait = if failure.slow { backoff.slowest() } else { backoff.next_delay(failure.retry_after) };
+                    let wait = backoff.next_delay(failure.retry_after);
                     tracing::warn!(error = %failure.message, retry_in_ms = wait.as_millis() as u64, "sync step incomplete; events stay pending");
                     tokio::time::sleep(wait)
                 }
@@ -168,11 +186,7 @@ impl Worker {
         let events = match self.log.pending(EVENTS_PER_STEP).await {
             Ok(events) => events,
             Err(e) => {
-                outcome.fail(Failure {
-                    message: format!("reading the event log: {e:#}"),
-                    retry_after: None,
-                    slow: false,
-                });
+                outcome.fail(Failure { message: format!("reading the event log: {e:#}"), retry_after: None });
                 return outcome;
             }
         };
@@ -237,7 +251,7 @@ impl Worker {
             let records = plan::build_records(&mapping.config, type_plan, &fetched);
             let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
             for destination in &mapping.destinations {
-                if let Err(failure) = self.deliver(&mapping.config.name, destination, &records).await {
+                if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
                     result = Err(failure);
                 }
             }
@@ -245,29 +259,78 @@ impl Worker {
         result
     }
 
-    /// Delivers to one destination the records it has not seen yet, noting each delivery.
-    async fn deliver(&self, mapping: &str, destination: &Destination, records: &[Record]) -> Result<(), Failure> {
+    /// Delivers to one destination the records it has not seen yet.
+    async fn deliver_fresh(&self, mapping: &str, destination: &Destination, records: &[Record]) -> Result<(), Failure> {
         let fresh = self.checkpoints.fresh(&destination.checkpoint_id, records).await.map_err(store_failure)?;
+        self.deliver(mapping, destination, &fresh).await.map(|_| ())
+    }
+
+    /// Delivers `records` to one destination, noting each delivery. When the destination
+    /// refuses a batch, the batch is split in halves until the refused records stand alone
+    /// (or split around the record the destination names): those go to the dead-letter store
+    /// and the others are delivered. `Ok` when every record is delivered or dead-lettered; a
+    /// temporary failure stops there (what was delivered stays delivered, the rest is offered
+    /// again).
+    async fn deliver(
+        &self,
+        mapping: &str,
+        destination: &Destination,
+        records: &[Record],
+    ) -> Result<Delivered, Failure> {
         let labels = SinkLabels { mapping: mapping.to_string(), sink: destination.label.clone() };
-        for chunk in fresh.chunks(RECORDS_PER_DELIVERY) {
-            if let Err(e) = destination.sink.deliver(chunk).await {
-                self.metrics.sink_failures.get_or_create(&labels).inc();
-                if e.is_permanent() {
-                    // Kept and retried slowly until a dead-letter store exists; never dropped.
-                    tracing::error!(mapping, sink = %destination.label, error = %e, records = chunk.len(), "destination refused records");
-                } else {
-                    tracing::warn!(mapping, sink = %destination.label, error = %e, records = chunk.len(), "delivery failed");
+        let mut outcome = Delivered::default();
+        let mut parts: VecDeque<&[Record]> = records.chunks(RECORDS_PER_DELIVERY).collect();
+        while let Some(part) = parts.pop_front() {
+            if part.is_empty() {
+                continue;
+            }
+            let error = match destination.sink.deliver(part).await {
+                Ok(()) => {
+                    self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
+                    self.checkpoints.mark_delivered(&destination.checkpoint_id, part).await.map_err(store_failure)?;
+                    self.dead_letters.resolve(&destination.checkpoint_id, part).await.map_err(dead_letter_failure)?;
+                    outcome.delivered += part.len();
+                    continue;
                 }
+                Err(error) => error,
+            };
+            self.metrics.sink_failures.get_or_create(&labels).inc();
+            if !error.is_permanent() {
+                tracing::warn!(mapping, sink = %destination.label, error = %error, records = part.len(), "delivery failed");
                 return Err(Failure {
-                    message: format!("mapping {mapping}, destination {}: {e}", destination.label),
-                    retry_after: e.retry_after(),
-                    slow: e.is_permanent(),
+                    message: format!("mapping {mapping}, destination {}: {error}", destination.label),
+                    retry_after: error.retry_after(),
                 });
             }
-            self.metrics.records_delivered.get_or_create(&labels).inc_by(chunk.len() as u64);
-            self.checkpoints.mark_delivered(&destination.checkpoint_id, chunk).await.map_err(store_failure)?;
+            // The record the destination names, or the only one there is.
+            let refused = match (&error, part) {
+                (SinkError::Refused { record, .. }, _) if *record < part.len() => Some(*record),
+                (_, [_]) => Some(0),
+                _ => None,
+            };
+            match refused {
+                Some(position) => {
+                    let record = &part[position];
+                    tracing::error!(mapping, sink = %destination.label, object_id = %record.object_id, error = %error, "destination refused a record; dead-lettered");
+                    self.dead_letters
+                        .add(&destination.label, &destination.checkpoint_id, record, &error.to_string(), now_ms())
+                        .await
+                        .map_err(dead_letter_failure)?;
+                    self.metrics.records_dead_lettered.get_or_create(&labels).inc();
+                    outcome.dead_lettered += 1;
+                    // What the destination may have taken of the rest is offered again.
+                    parts.push_front(&part[position + 1..]);
+                    parts.push_front(&part[..position]);
+                }
+                None => {
+                    tracing::info!(mapping, sink = %destination.label, error = %error, records = part.len(), "destination refused a batch; splitting it to find the refused records");
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push_front(second);
+                    parts.push_front(first);
+                }
+            }
         }
-        Ok(())
+        Ok(outcome)
     }
 
     async fn update_pending_gauge(&self) {
@@ -293,13 +356,21 @@ fn hubspot_failure(object_type: &str, error: hubspot::Error) -> Failure {
     };
     tracing::warn!(object_type, category, correlation_id, error = %error, "HubSpot batch read failed");
     let retry_after = matches!(error, hubspot::Error::DailyLimitExhausted { .. }).then_some(DAILY_LIMIT_WAIT);
-    Failure { message: format!("reading {object_type} from HubSpot: {error}"), retry_after, slow: false }
+    Failure { message: format!("reading {object_type} from HubSpot: {error}"), retry_after }
 }
 
 fn store_failure(error: anyhow::Error) -> Failure {
-    Failure { message: format!("checkpoint store: {error:#}"), retry_after: None, slow: false }
+    Failure { message: format!("checkpoint store: {error:#}"), retry_after: None }
+}
+
+fn dead_letter_failure(error: anyhow::Error) -> Failure {
+    Failure { message: format!("dead-letter store: {error:#}"), retry_after: None }
+}
+
+fn now_ms() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_millisecond()
 }
 
 fn release_failure(error: anyhow::Error) -> Failure {
-    Failure { message: format!("releasing events: {error:#}"), retry_after: None, slow: false }
+    Failure { message: format!("releasing events: {error:#}"), retry_after: None }
 }

@@ -3,7 +3,8 @@
 //! never regress it. A record with the same `updatedAt` but another key is a second write in
 //! the same millisecond: records are fetched one drain after another, so it is the newer one.
 //! Checkpoints are kept per destination so that one failing destination does not make the
-//! others receive the same records again on every retry.
+//! others receive the same records again on every retry. Each checkpoint also notes when the
+//! destination last took the object, so a replay can find what was delivered since a time.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -37,6 +38,19 @@ impl CheckpointStore {
              ) WITHOUT ROWID;",
         )
         .context("creating checkpoint table")?;
+        // Stores written before replays existed lack the column; their rows have no time.
+        let has_delivered_at: bool = conn
+            .query_row(
+                "SELECT count(*) FROM pragma_table_info('delivered') WHERE name = 'delivered_at_ms'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .map(|n| n > 0)
+            .context("reading the checkpoint table's columns")?;
+        if !has_delivered_at {
+            conn.execute_batch("ALTER TABLE delivered ADD COLUMN delivered_at_ms INTEGER")
+                .context("adding the delivery time to the checkpoint table")?;
+        }
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
@@ -70,17 +84,20 @@ impl CheckpointStore {
         .await
     }
 
-    /// Notes that `sink` took `records`. A checkpoint never moves backwards.
+    /// Notes that `sink` took `records` now. A checkpoint never moves backwards.
     pub async fn mark_delivered(&self, sink: &str, records: &[Record]) -> anyhow::Result<()> {
         let records = records.to_vec();
         let sink = sink.to_string();
+        let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
             {
                 let mut upsert = tx.prepare_cached(
-                    "INSERT INTO delivered (mapping, sink, object_id, updated_at_ms, idempotency_key, match_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO delivered
+                         (mapping, sink, object_id, updated_at_ms, idempotency_key, match_key, delivered_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (mapping, sink, object_id) DO UPDATE SET
+                         delivered_at_ms = excluded.delivered_at_ms,
                          idempotency_key = CASE WHEN excluded.updated_at_ms >= updated_at_ms
                              THEN excluded.idempotency_key ELSE idempotency_key END,
                          updated_at_ms = max(updated_at_ms, excluded.updated_at_ms),
@@ -94,13 +111,39 @@ impl CheckpointStore {
                             record.object_id,
                             updated_at,
                             record.idempotency_key,
-                            record.key
+                            record.key,
+                            now_ms
                         ])?;
                     }
                 }
             }
             tx.commit()?;
             Ok(())
+        })
+        .await
+    }
+
+    /// Ids of the objects of `mapping` that `sink` took at or after `since_ms`, in id order,
+    /// after `after` (paging), at most `limit`.
+    pub async fn delivered_since(
+        &self,
+        mapping: &str,
+        sink: &str,
+        since_ms: i64,
+        after: Option<String>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<String>> {
+        let (mapping, sink) = (mapping.to_string(), sink.to_string());
+        self.with_conn(move |conn| {
+            let mut query = conn.prepare_cached(
+                "SELECT object_id FROM delivered
+                 WHERE mapping = ?1 AND sink = ?2 AND delivered_at_ms >= ?3 AND object_id > ?4
+                 ORDER BY object_id LIMIT ?5",
+            )?;
+            let ids = query
+                .query_map(params![mapping, sink, since_ms, after.unwrap_or_default(), limit as i64], |row| row.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()?;
+            Ok(ids)
         })
         .await
     }
@@ -211,6 +254,53 @@ mod tests {
         // An older state never comes back, whatever its key.
         let older = record("1", Op::Upsert, "2026-01-01T00:00:00.999Z", Some("b@x"));
         assert!(store.fresh("http-0", &[older]).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_found_by_time_per_destination() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CheckpointStore::open(&dir.path().join("sync.db")).unwrap();
+        let before = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+        let records: Vec<Record> =
+            ["1", "2", "3"].iter().map(|id| record(id, Op::Upsert, "2026-01-01T00:00:01.000Z", None)).collect();
+        store.mark_delivered("http-0", &records).await.unwrap();
+        store.mark_delivered("file-1", &records[..1]).await.unwrap();
+        let since = |sink: &'static str, at: i64, after: Option<&'static str>, limit| {
+            let store = store.clone();
+            async move { store.delivered_since("ns/m", sink, at, after.map(str::to_string), limit).await.unwrap() }
+        };
+        assert_eq!(since("http-0", before, None, 10).await, vec!["1", "2", "3"]);
+        assert_eq!(since("http-0", before, None, 2).await, vec!["1", "2"]);
+        assert_eq!(since("http-0", before, Some("2"), 2).await, vec!["3"]);
+        assert_eq!(since("file-1", before, None, 10).await, vec!["1"]);
+        assert!(since("http-0", i64::MAX, None, 10).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_store_from_before_delivery_times_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sync.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE delivered (mapping TEXT NOT NULL, sink TEXT NOT NULL, object_id TEXT NOT NULL,
+                 updated_at_ms INTEGER NOT NULL, idempotency_key TEXT NOT NULL, match_key TEXT,
+                 PRIMARY KEY (mapping, sink, object_id)) WITHOUT ROWID;
+             INSERT INTO delivered VALUES ('ns/m', 'http-0', '1', 1767225601000, 'k', 'a@x');",
+        )
+        .unwrap();
+        drop(old);
+
+        let store = CheckpointStore::open(&path).unwrap();
+        let v1 = record("1", Op::Upsert, "2026-01-01T00:00:01.000Z", Some("a@x"));
+        assert_eq!(store.fresh("http-0", std::slice::from_ref(&v1)).await.unwrap().len(), 1, "another key, same time");
+        let older = record("1", Op::Upsert, "2026-01-01T00:00:00.000Z", Some("a@x"));
+        assert!(store.fresh("http-0", &[older]).await.unwrap().is_empty(), "the old checkpoint still counts");
+        // Deliveries of unknown time are not replayed; new ones are.
+        assert!(store.delivered_since("ns/m", "http-0", 0, None, 10).await.unwrap().is_empty());
+        store.mark_delivered("http-0", &[v1]).await.unwrap();
+        assert_eq!(store.delivered_since("ns/m", "http-0", 0, None, 10).await.unwrap(), vec!["1"]);
+        drop(store);
+        CheckpointStore::open(&path).unwrap();
     }
 
     #[tokio::test]

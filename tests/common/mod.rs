@@ -71,6 +71,8 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
             max_body_bytes: 1024 * 1024,
         },
         mappings: vec![],
+        // An ephemeral port: tests run receivers side by side.
+        admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
     }
 }
 
@@ -296,12 +298,14 @@ impl From<u16> for Reply {
 }
 
 /// An HTTP destination of records: answers with scripted replies, then with `fallback` (200
-/// unless changed), and keeps every request.
+/// unless changed), and keeps every request. Requests carrying a record of an object it was
+/// told to refuse get 400, as a destination that finds one record invalid answers.
 #[derive(Clone)]
 pub struct TestDestination {
     pub url: String,
     script: Arc<std::sync::Mutex<std::collections::VecDeque<Reply>>>,
     fallback: Arc<std::sync::atomic::AtomicU16>,
+    refused_objects: Arc<std::sync::Mutex<std::collections::BTreeSet<String>>>,
     seen: Arc<std::sync::Mutex<Vec<SeenDelivery>>>,
     observed_log: Option<Arc<dyn EventLog>>,
 }
@@ -318,6 +322,7 @@ impl TestDestination {
             url: format!("http://{}/records", listener.local_addr().unwrap()),
             script: Arc::new(std::sync::Mutex::new(script.into())),
             fallback: Arc::new(std::sync::atomic::AtomicU16::new(200)),
+            refused_objects: Arc::default(),
             seen: Arc::default(),
             observed_log,
         };
@@ -330,6 +335,11 @@ impl TestDestination {
     /// Answers `status` from now on, once the script is used up.
     pub fn answer(&self, status: u16) {
         self.fallback.store(status, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Refuses (400) every request with a record of one of `object_ids`, until told otherwise.
+    pub fn refuse_objects(&self, object_ids: &[&str]) {
+        *self.refused_objects.lock().unwrap() = object_ids.iter().map(|id| id.to_string()).collect();
     }
 
     pub fn seen(&self) -> Vec<SeenDelivery> {
@@ -355,12 +365,25 @@ impl TestDestination {
             Some(log) => Some(log.pending_count().await.unwrap()),
             None => None,
         };
-        let reply = destination
-            .script
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or_else(|| Reply::from(destination.fallback.load(std::sync::atomic::Ordering::SeqCst)));
+        let refused = {
+            let refused_objects = destination.refused_objects.lock().unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            body["records"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|record| record["objectId"].as_str().is_some_and(|id| refused_objects.contains(id)))
+        };
+        let reply = if refused {
+            Reply::from(400)
+        } else {
+            destination
+                .script
+                .lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| Reply::from(destination.fallback.load(std::sync::atomic::Ordering::SeqCst)))
+        };
         destination.seen.lock().unwrap().push(SeenDelivery {
             headers,
             body: body.to_vec(),
@@ -522,6 +545,12 @@ pub fn nats_url() -> String {
     service_url("HUBSPOT_OPERATOR_TEST_NATS_URL", "nats://127.0.0.1:4222")
 }
 
+/// The largest message the NATS server at `url` takes.
+pub async fn nats_max_payload(url: &str) -> usize {
+    let client = tokio::time::timeout(WAIT, async_nats::connect(url)).await.expect("connecting timed out").unwrap();
+    client.server_info().max_payload
+}
+
 pub async fn nats_jetstream(url: &str) -> async_nats::jetstream::Context {
     let client = tokio::time::timeout(WAIT, async_nats::connect(url)).await.expect("connecting timed out").unwrap();
     async_nats::jetstream::new(client)
@@ -553,4 +582,27 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
 /// A port on 127.0.0.1 that was free a moment ago, for processes that bind it themselves.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A receiver config whose HubSpot is `emulator` (with its default token) and whose one
+/// mapping is `contacts_mapping(sinks)`.
+pub fn emulator_receiver_config(
+    data_dir: &Path,
+    emulator: &TestEmulator,
+    sinks: Vec<hubspot_operator::config::SinkConfig>,
+) -> ReceiverConfig {
+    let mut config = receiver_config(data_dir);
+    config.hubspot.base_url = emulator.running.base_url();
+    config.hubspot.access_token = hubspot_operator::emulator::DEFAULT_TOKEN.into();
+    config.mappings = vec![contacts_mapping(sinks)];
+    config
+}
+
+/// A contact event `event_id` about `object_id` at `occurred_at`.
+pub fn contact_event(event_id: u64, subscription_type: &str, object_id: &str, occurred_at: i64) -> WebhookEvent {
+    let mut event = sample_event(event_id, object_id.parse().unwrap());
+    event.subscription_type = subscription_type.into();
+    event.occurred_at = occurred_at;
+    event.property_name = subscription_type.ends_with("propertyChange").then(|| "firstname".into());
+    event
 }

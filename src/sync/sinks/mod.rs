@@ -31,6 +31,10 @@ pub enum SinkError {
     /// column); retrying as-is is unlikely to help.
     #[error("destination refused the records: {reason}")]
     Permanent { reason: String },
+    /// The destination refused the record at position `record` of the batch and says so; the
+    /// others may be offered again (destinations drop repeats by their idempotency key).
+    #[error("destination refused a record: {reason}")]
+    Refused { record: usize, reason: String },
 }
 
 impl SinkError {
@@ -38,12 +42,12 @@ impl SinkError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             SinkError::Retryable { retry_after, .. } => *retry_after,
-            SinkError::Permanent { .. } => None,
+            SinkError::Permanent { .. } | SinkError::Refused { .. } => None,
         }
     }
 
     pub fn is_permanent(&self) -> bool {
-        matches!(self, SinkError::Permanent { .. })
+        matches!(self, SinkError::Permanent { .. } | SinkError::Refused { .. })
     }
 }
 

@@ -51,19 +51,22 @@ impl NatsSink {
         format!("{}/{}", servers.join(","), self.subject)
     }
 
-    /// Publishes every record, then waits for every acknowledgement.
+    /// Publishes every record, then waits for every acknowledgement. A message refused for
+    /// good is reported with its record's position.
     pub async fn deliver(&self, records: &[Record]) -> Result<(), SinkError> {
         let jetstream = self.jetstream.get_or_try_init(|| self.connect()).await?;
         let mut acks = Vec::with_capacity(records.len());
-        for record in records {
-            let payload = serde_json::to_vec(record)
-                .map_err(|e| SinkError::Permanent { reason: format!("record is not serialisable: {e}") })?;
+        for (position, record) in records.iter().enumerate() {
+            let payload = serde_json::to_vec(record).map_err(|e| SinkError::Refused {
+                record: position,
+                reason: format!("record is not serialisable: {e}"),
+            })?;
             let message = PublishMessage::build().payload(payload.into()).message_id(&record.idempotency_key);
             let ack = jetstream.send_publish(self.subject.clone(), message).await;
-            acks.push(ack.map_err(|e| self.publish_error(e.kind()))?);
+            acks.push(ack.map_err(|e| self.publish_error(position, e.kind()))?);
         }
-        for ack in acks {
-            ack.await.map_err(|e| self.publish_error(e.kind()))?;
+        for (position, ack) in acks.into_iter().enumerate() {
+            ack.await.map_err(|e| self.publish_error(position, e.kind()))?;
         }
         Ok(())
     }
@@ -83,7 +86,7 @@ impl NatsSink {
         Ok(context)
     }
 
-    fn publish_error(&self, kind: PublishErrorKind) -> SinkError {
+    fn publish_error(&self, position: usize, kind: PublishErrorKind) -> SinkError {
         match kind {
             // Nothing will store the messages until someone creates a stream; not the records' fault.
             PublishErrorKind::StreamNotFound => SinkError::Retryable {
@@ -93,7 +96,7 @@ impl NatsSink {
             PublishErrorKind::MaxPayloadExceeded
             | PublishErrorKind::WrongLastMessageId
             | PublishErrorKind::WrongLastSequence => {
-                SinkError::Permanent { reason: format!("JetStream refused the message: {kind}") }
+                SinkError::Refused { record: position, reason: format!("JetStream refused the message: {kind}") }
             }
             _ => SinkError::Retryable { reason: format!("publishing to JetStream: {kind}"), retry_after: None },
         }

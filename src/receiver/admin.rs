@@ -1,0 +1,179 @@
+//! The receiver's admin API: inspect, redrive and discard dead letters, replay deliveries.
+//! It listens apart from the webhook ingress (loopback by default, see `AdminConfig`) and, when
+//! a token is configured, requires `Authorization: Bearer <token>` on every request.
+//! `hubspot-operator dead-letters` is its command-line client.
+
+use axum::Router;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, extract::rejection::JsonRejection};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::sync::{DeadLetter, Filter, OperationError, Worker};
+
+/// Dead letters listed when the request names no limit.
+pub const DEFAULT_LIST_LIMIT: usize = 100;
+
+#[derive(Clone)]
+struct AdminState {
+    worker: Worker,
+    token: Option<String>,
+}
+
+/// The admin routes, on a listener of their own.
+pub fn router(worker: Worker, token: Option<String>) -> Router {
+    let state = AdminState { worker, token };
+    Router::new()
+        .route("/admin/dead-letters", get(list))
+        .route("/admin/dead-letters/{id}", get(show).delete(discard_one))
+        .route("/admin/dead-letters/redrive", post(redrive))
+        .route("/admin/dead-letters/discard", post(discard))
+        .route("/admin/replay", post(replay))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state)
+}
+
+async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    if let Some(token) = &state.token {
+        let presented = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
+            return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
+        }
+    }
+    next.run(request).await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    mapping: Option<String>,
+    sink: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list(State(state): State<AdminState>, Query(query): Query<ListQuery>) -> Response {
+    let filter = Filter { ids: vec![], mapping: query.mapping, sink: query.sink };
+    let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
+    let store = state.worker.dead_letters();
+    match (store.list(&filter, limit).await, store.count().await) {
+        (Ok(letters), Ok(total)) => Json(json!({ "deadLetters": letters, "total": total })).into_response(),
+        (Err(e), _) | (_, Err(e)) => failed(e.into()),
+    }
+}
+
+async fn show(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
+    match state.worker.dead_letters().get(id).await {
+        Ok(Some(letter)) => Json::<DeadLetter>(letter).into_response(),
+        Ok(None) => error(StatusCode::NOT_FOUND, &format!("no dead letter {id}")),
+        Err(e) => failed(e.into()),
+    }
+}
+
+async fn discard_one(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
+    match state.worker.discard(&Filter { ids: vec![id], ..Default::default() }).await {
+        Ok(0) => error(StatusCode::NOT_FOUND, &format!("no dead letter {id}")),
+        Ok(discarded) => Json(json!({ "discarded": discarded })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+/// Which dead letters a redrive or discard is about: ids, a filter, or explicitly all.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Selection {
+    #[serde(default)]
+    ids: Vec<i64>,
+    mapping: Option<String>,
+    sink: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+impl Selection {
+    /// Nothing named is a mistake, not "everything": that takes `all`.
+    fn filter(self) -> Result<Filter, String> {
+        let filter = Filter { ids: self.ids, mapping: self.mapping, sink: self.sink };
+        match (filter.is_everything(), self.all) {
+            (false, false) | (true, true) => Ok(filter),
+            (true, false) => Err("name ids, a mapping or sink, or \"all\": true".into()),
+            (false, true) => Err("\"all\" cannot be combined with ids or a filter".into()),
+        }
+    }
+}
+
+async fn redrive(State(state): State<AdminState>, body: Result<Json<Selection>, JsonRejection>) -> Response {
+    let filter = match selection(body) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match state.worker.redrive(&filter).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+async fn discard(State(state): State<AdminState>, body: Result<Json<Selection>, JsonRejection>) -> Response {
+    let filter = match selection(body) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match state.worker.discard(&filter).await {
+        Ok(discarded) => Json(json!({ "discarded": discarded })).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ReplayRequest {
+    /// RFC 3339 time: objects delivered at or after it are sent again.
+    since: String,
+    mapping: String,
+    sink: Option<String>,
+}
+
+async fn replay(State(state): State<AdminState>, body: Result<Json<ReplayRequest>, JsonRejection>) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => return error(StatusCode::BAD_REQUEST, &rejection.body_text()),
+    };
+    let Some(since_ms) = crate::sync::plan::timestamp_ms(&request.since) else {
+        let message = format!("since {:?} is not an RFC 3339 time such as 2026-11-26T18:00:00Z", request.since);
+        return error(StatusCode::BAD_REQUEST, &message);
+    };
+    match state.worker.replay(&request.mapping, request.sink.as_deref(), since_ms).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => failed(e),
+    }
+}
+
+fn selection(body: Result<Json<Selection>, JsonRejection>) -> Result<Filter, String> {
+    match body {
+        Ok(Json(selection)) => selection.filter(),
+        Err(rejection) => Err(rejection.body_text()),
+    }
+}
+
+fn failed(e: OperationError) -> Response {
+    match e {
+        OperationError::BadRequest(message) => error(StatusCode::BAD_REQUEST, &message),
+        OperationError::Failed(e) => {
+            tracing::error!(error = format!("{e:#}"), "admin operation failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e:#}"))
+        }
+    }
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
+}
