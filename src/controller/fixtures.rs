@@ -139,6 +139,41 @@ impl ApiServer {
         call.body
     }
 
+    /// A replace (`PUT path`); answered with the object sent. Returns the object sent.
+    pub async fn replace(&mut self, path: &str) -> Value {
+        let (call, send) = self.expect(Method::PUT, path).await;
+        reply(send, StatusCode::OK, &call.body);
+        call.body
+    }
+
+    /// `method path`, answered with an API error of `code` (409 Conflict, 500, ...). Returns
+    /// the body sent.
+    pub async fn fail(&mut self, method: Method, path: &str, code: u16) -> Value {
+        let (call, send) = self.expect(method, path).await;
+        let status = StatusCode::from_u16(code).expect("an HTTP status code");
+        let reason = status.canonical_reason().unwrap_or("Failure").replace(' ', "");
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{path}: {reason}"), "reason": reason, "code": code
+        });
+        reply(send, status, &body);
+        call.body
+    }
+
+    /// Answers the next call, whatever it is, with an API error of `code`; `None` once the
+    /// client is gone.
+    pub async fn fail_any(&mut self, code: u16) -> Option<()> {
+        let (request, send) = self.0.next_request().await?;
+        let path = request.uri().path().to_string();
+        let status = StatusCode::from_u16(code).expect("an HTTP status code");
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{path}: failed"), "reason": "InternalError", "code": code
+        });
+        reply(send, status, &body);
+        Some(())
+    }
+
     /// A JSON patch (`PATCH path`, RFC 6902) answered with `object`. Returns the patch.
     pub async fn json_patch(&mut self, path: &str, object: Value) -> Value {
         let (call, send) = self.expect(Method::PATCH, path).await;
