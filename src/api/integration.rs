@@ -189,4 +189,7 @@ pub struct HubSpotIntegrationStatus {
     /// In-cluster URL of the receiver's webhook endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver_url: Option<String>,
+    /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }

@@ -182,4 +182,7 @@ pub struct PropertyMappingStatus {
     /// Mapped HubSpot properties that do not exist in the portal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_properties: Vec<String>,
+    /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }

@@ -299,6 +299,12 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
     m
 }
 
+/// `object` with the annotation `key: value` added.
+pub fn annotated<K: kube::Resource>(mut object: K, key: &str, value: &str) -> K {
+    object.meta_mut().annotations.get_or_insert_with(Default::default).insert(key.into(), value.into());
+    object
+}
+
 /// Secret `hubspot` with the given keys, as the API server returns it (base64 `data`).
 pub fn hubspot_secret(entries: &[(&str, &str)]) -> Value {
     let data: serde_json::Map<String, Value> =

@@ -15,11 +15,11 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::resources::{self, config_hash, config_yaml, receiver_config};
-use super::status::{Authentication, ReceiverState, integration_status};
+use super::status::{Authentication, ReceiverState, integration_status, mark_paused};
 use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, read_secrets, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::integration::condition_types::READY;
-use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use crate::config::ReceiverConfig;
 
 /// The integration controller: reconciles on changes of integrations, of the children it owns
@@ -45,6 +45,15 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     let namespace =
         integration.namespace().ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "namespace"))?;
     let name = integration.name_any();
+    let api = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
+    if is_paused(integration.as_ref()) {
+        let mut status = integration.status.clone().unwrap_or_default();
+        if mark_paused(&mut status.conditions, READY, integration.metadata.generation) {
+            patch_status(&api, &name, integration.status.as_ref(), &status).await?;
+        }
+        ctx.succeeded(integration.as_ref());
+        return Ok(Action::await_change());
+    }
 
     // Dereference: the mappings of this namespace and every Secret the config needs. Secrets
     // are not watched, so they are read afresh on each visit.
@@ -72,7 +81,6 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
         matches!(receiver, ReceiverState::Deployed { .. }).then(|| resources::receiver_url(&integration));
 
     let status = integration_status(&integration, &auth, &receiver, receiver_url);
-    let api = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
     patch_status(&api, &name, integration.status.as_ref(), &status).await?;
     ctx.succeeded(integration.as_ref());
 
@@ -482,5 +490,80 @@ mod tests {
         .await
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn paused_integration_reports_it_and_touches_nothing_until_resumed() {
+        let mut integration = annotated(integration("http://127.0.0.1:9", &[]), "hubspot.io/paused", "true");
+        let previous = crate::api::conditions::condition("Authenticated", Some(true), "TokenValid", "ok", Some(1));
+        integration.status = Some(crate::api::HubSpotIntegrationStatus {
+            conditions: vec![previous],
+            hub_id: Some(62515),
+            ..Default::default()
+        });
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let paused = Arc::new(integration);
+        let action = run_scenario(api, reconcile(paused.clone(), ctx), |mut api| async move {
+            // No Secret read, no HubSpot call, no apply: only the status says why.
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("Unknown".into(), "Paused".into()));
+            assert_eq!(
+                condition(&patch, "Ready")["message"],
+                "Reconciliation is paused by the hubspot.io/paused annotation; remove it to resume"
+            );
+            assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+            assert_eq!(patch["status"]["hubId"], 62515);
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+
+        // Visited again while paused and already reported: no call at all.
+        let mut reported = paused.as_ref().clone();
+        let status = reported.status.as_mut().unwrap();
+        super::mark_paused(&mut status.conditions, READY, Some(1));
+        let (ctx, api) = test_context();
+        let action =
+            run_scenario(api, reconcile(Arc::new(reported.clone()), ctx), |api| async move { api }).await.unwrap();
+        assert_eq!(action, Action::await_change());
+
+        // "false" is not paused: the full reconcile runs again.
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        reported.spec.api.base_url = hubspot.base_url();
+        let resumed = annotated(reported, "hubspot.io/paused", "false");
+        let object = to_json(&resumed);
+        let (ctx, api) = test_context();
+        run_scenario(api, reconcile(Arc::new(resumed), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_request_is_echoed_in_the_status() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = annotated(
+            integration(&hubspot.base_url(), &[]),
+            "hubspot.io/reconcile-requested-at",
+            "2026-11-26T21:00:00Z",
+        );
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(patch["status"]["lastHandledReconcileAt"], "2026-11-26T21:00:00Z");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
     }
 }

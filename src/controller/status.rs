@@ -9,8 +9,24 @@ use super::secrets::SecretError;
 use crate::api::conditions::{condition, set_condition};
 use crate::api::integration::condition_types as integration_conditions;
 use crate::api::mapping::condition_types as mapping_conditions;
-use crate::api::{HubSpotIntegration, HubSpotIntegrationStatus, PropertyMapping, PropertyMappingStatus};
+use crate::api::{
+    HubSpotIntegration, HubSpotIntegrationStatus, PAUSED_ANNOTATION, PAUSED_REASON, PropertyMapping,
+    PropertyMappingStatus, reconcile_request,
+};
 use crate::hubspot::{self, Property, TokenInfo};
+
+/// Marks `conditions` paused: the `type_` condition becomes Unknown with reason `Paused`, the
+/// others keep what was last observed. Whether anything changed, so that a paused object is
+/// written once rather than on every visit.
+pub fn mark_paused(conditions: &mut Vec<Condition>, type_: &str, generation: Option<i64>) -> bool {
+    let already =
+        conditions.iter().any(|c| c.type_ == type_ && c.reason == PAUSED_REASON && c.observed_generation == generation);
+    if !already {
+        let message = format!("Reconciliation is paused by the {PAUSED_ANNOTATION} annotation; remove it to resume");
+        set_condition(conditions, condition(type_, None, PAUSED_REASON, message, generation));
+    }
+    !already
+}
 
 /// What came of checking an integration's token.
 #[derive(Debug)]
@@ -181,6 +197,7 @@ pub fn integration_status(
         granted_scopes,
         missing_scopes,
         receiver_url,
+        last_handled_reconcile_at: reconcile_request(integration).or(previous.last_handled_reconcile_at),
     }
 }
 
@@ -293,11 +310,17 @@ pub fn mapping_status(mapping: &PropertyMapping, lookup: &PropertyLookup) -> Pro
     };
     let ready = ready_condition(mapping_conditions::READY, &[&found, &exist], generation);
 
-    let mut conditions = mapping.status.clone().unwrap_or_default().conditions;
+    let previous = mapping.status.clone().unwrap_or_default();
+    let mut conditions = previous.conditions;
     for c in [ready, found, exist] {
         set_condition(&mut conditions, c);
     }
-    PropertyMappingStatus { conditions, observed_generation: generation, missing_properties }
+    PropertyMappingStatus {
+        conditions,
+        observed_generation: generation,
+        missing_properties,
+        last_handled_reconcile_at: reconcile_request(mapping).or(previous.last_handled_reconcile_at),
+    }
 }
 
 #[cfg(test)]
