@@ -197,6 +197,10 @@ pub struct HubSpotIntegrationStatus {
     /// In-cluster URL of the receiver's webhook endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver_url: Option<String>,
+    /// Hash of the config the receiver pods run with (their `hubspot.io/config-hash`); it
+    /// changes when a referenced Secret is rotated or the webhook settings or mappings change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_config_hash: Option<String>,
     /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,

@@ -174,6 +174,14 @@ impl ApiServer {
         Some(())
     }
 
+    /// An Event published in the fixtures' namespace, asserted to have `reason` and `type_`
+    /// (`Normal` or `Warning`). Returns the Event.
+    pub async fn event(&mut self, type_: &str, reason: &str) -> Value {
+        let event = self.create(&format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")).await;
+        assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some(type_), Some(reason)), "{event}");
+        event
+    }
+
     /// A JSON patch (`PATCH path`, RFC 6902) answered with `object`. Returns the patch.
     pub async fn json_patch(&mut self, path: &str, object: Value) -> Value {
         let (call, send) = self.expect(Method::PATCH, path).await;

@@ -9,8 +9,8 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use super::status::{PropertyLookup, mapping_status, mark_paused};
-use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, patch_status, read_secrets, scoped_api};
+use super::status::{MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused};
+use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, patch_status, publish, read_secrets, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
@@ -69,6 +69,8 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     };
 
     let status = mapping_status(&mapping, &lookup);
+    let previous = mapping.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    publish(&ctx, mapping.as_ref(), &condition_events(previous, &status.conditions, MAPPING_EVENTS)).await;
     patch_status(&api, &name, mapping.status.as_ref(), &status).await?;
     ctx.succeeded(mapping.as_ref());
 
@@ -105,6 +107,7 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             for type_ in ["Ready", "IntegrationFound", "PropertiesExist"] {
                 let c = condition(&patch, type_);
@@ -130,6 +133,7 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
             assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "PropertiesMissing".into()));
@@ -156,6 +160,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "MISSING_SCOPES".into()));
             let message = condition(&patch, "PropertiesExist")["message"].as_str().unwrap().to_string();
@@ -196,6 +201,7 @@ mod tests {
         let object = to_json(&mapping);
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, None).await;
+            api.event("Warning", "IntegrationNotFound").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "IntegrationFound"), ("False".into(), "IntegrationNotFound".into()));
             assert_eq!(
@@ -235,6 +241,7 @@ mod tests {
         let object = to_json(&mapping);
         run_scenario(api, reconcile(Arc::new(mapping.clone()), ctx), |mut api| async move {
             api.get(INTEGRATION, None).await;
+            api.event("Warning", "IntegrationNotFound").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(patch["status"]["lastHandledReconcileAt"], "1");
             api

@@ -27,6 +27,7 @@ use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Error as ControllerError};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -362,6 +363,48 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error
     let wait = ERROR_BACKOFF_INITIAL.saturating_mul(1 << (failures - 1).min(10)).min(ERROR_BACKOFF_MAX);
     tracing::warn!(kind = %K::kind(&()), object = %object_key(object.as_ref()), %error, failures, retry_in_s = wait.as_secs(), "reconcile failed");
     Action::requeue(wait)
+}
+
+/// Something that happened to an object, announced as a Kubernetes Event on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// A Warning (something needs attention) rather than a Normal event.
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Change {
+    pub fn normal(reason: &'static str, note: impl Into<String>) -> Self {
+        Self { warning: false, reason, note: note.into() }
+    }
+
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Self {
+        Self { warning: true, reason, note: note.into() }
+    }
+}
+
+/// Publishes each change as an Event on `object`. Events are informative: a failure to
+/// publish one is logged, not retried.
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, changes: &[Change]) {
+    if changes.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+    let reference = object.object_ref(&());
+    for change in changes {
+        let event = KubeEvent {
+            type_: if change.warning { EventType::Warning } else { EventType::Normal },
+            reason: change.reason.into(),
+            // Event notes are limited to 1 kB.
+            note: Some(change.note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(reason = change.reason, error = %e, "could not publish a Kubernetes Event");
+        }
+    }
 }
 
 /// An Api over one namespace, or all namespaces when `namespace` is unset.
@@ -716,6 +759,7 @@ mod tests {
         let script = tokio::spawn(async move {
             let mut api = api;
             api.get(INTEGRATION, None).await;
+            api.event("Warning", "IntegrationNotFound").await;
             api.merge_status(STATUS, object).await;
             api.fail(http::Method::GET, INTEGRATION, 500).await;
         });

@@ -9,15 +9,14 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, mark_paused};
-use super::{Context, Error, FIELD_MANAGER, UNHEALTHY_REQUEUE, patch_status, read_secrets, scoped_api};
+use super::{Change, Context, Error, UNHEALTHY_REQUEUE, patch_status, publish, read_secrets, scoped_api};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::property::condition_types::{READY, SYNCED};
 use crate::api::property::synced_reasons::*;
@@ -274,12 +273,6 @@ fn last_error(error: &hubspot::Error, now: Time) -> LastError {
     LastError { message: hubspot_error_reason(error).1, correlation_id, time: Some(now) }
 }
 
-/// A change made in HubSpot, announced as a Kubernetes Event.
-struct Change {
-    reason: &'static str,
-    note: String,
-}
-
 /// The property controller: reconciles on changes of properties and of the integrations they
 /// reference.
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotProperty> {
@@ -410,10 +403,10 @@ async fn sync_with_hubspot(
             if let Err(e) = hubspot.create_property(&spec.object_type, &create).await {
                 return SyncResult::Failed(e);
             }
-            changes.push(Change {
-                reason: "PropertyCreated",
-                note: format!("Created HubSpot property {} on {}", spec.name, spec.object_type),
-            });
+            changes.push(Change::normal(
+                "PropertyCreated",
+                format!("Created HubSpot property {} on {}", spec.name, spec.object_type),
+            ));
             SyncOutcome::Created
         }
         Plan::Update { drift, .. } if observe_only => SyncOutcome::Drifted(drift),
@@ -426,10 +419,10 @@ async fn sync_with_hubspot(
             if let Err(e) = hubspot.update_property(&spec.object_type, &spec.name, &patch).await {
                 return SyncResult::Failed(e);
             }
-            changes.push(Change {
-                reason: "PropertyUpdated",
-                note: format!("Updated HubSpot property {} on {}: {}", spec.name, spec.object_type, drift.join(", ")),
-            });
+            changes.push(Change::normal(
+                "PropertyUpdated",
+                format!("Updated HubSpot property {} on {}: {}", spec.name, spec.object_type, drift.join(", ")),
+            ));
             if first_visit { SyncOutcome::Adopted { updated: drift } } else { SyncOutcome::Updated(drift) }
         }
         Plan::InSync if first_visit => SyncOutcome::Adopted { updated: vec![] },
@@ -453,10 +446,10 @@ async fn ensure_group(
     }
     let create = PropertyGroup { name: group.name.clone(), label: group.label.clone(), display_order: None };
     hubspot.create_property_group(&spec.object_type, &create).await?;
-    changes.push(Change {
-        reason: "PropertyGroupCreated",
-        note: format!("Created HubSpot property group {} on {}", group.name, spec.object_type),
-    });
+    changes.push(Change::normal(
+        "PropertyGroupCreated",
+        format!("Created HubSpot property group {} on {}", group.name, spec.object_type),
+    ));
     Ok(())
 }
 
@@ -475,10 +468,10 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
         Err(unavailable) => unavailable,
         Ok(hubspot) => match hubspot.archive_property(&spec.object_type, &spec.name).await {
             Ok(()) => {
-                let change = Change {
-                    reason: "PropertyArchived",
-                    note: format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
-                };
+                let change = Change::normal(
+                    "PropertyArchived",
+                    format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
+                );
                 publish(ctx, property, &[change]).await;
                 return Ok(Action::await_change());
             }
@@ -491,28 +484,6 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
     patch_status(api, &property.name_any(), property.status.as_ref(), &status).await?;
     let message = status.conditions.iter().find(|c| c.type_ == READY).map(|c| c.message.clone()).unwrap_or_default();
     Err(Error::Cleanup(message))
-}
-
-/// Announces each change as a Normal Event on the property. Events are informative: a
-/// failure to publish one is logged, not retried.
-async fn publish(ctx: &Context, property: &HubSpotProperty, changes: &[Change]) {
-    if changes.is_empty() {
-        return;
-    }
-    let recorder = Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-    let reference = property.object_ref(&());
-    for change in changes {
-        let event = KubeEvent {
-            type_: EventType::Normal,
-            reason: change.reason.into(),
-            note: Some(change.note.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::warn!(reason = change.reason, error = %e, "could not publish a Kubernetes Event");
-        }
-    }
 }
 
 #[cfg(test)]
