@@ -131,6 +131,14 @@ impl LeaderElector {
         self.observed.as_ref().map(|seen| seen.since)
     }
 
+    /// Whether the lease, as last read, names another holder.
+    fn held_by_another(&self) -> bool {
+        self.observed
+            .as_ref()
+            .and_then(|seen| seen.holder.as_deref())
+            .is_some_and(|holder| holder != self.settings.identity)
+    }
+
     /// The lease spec of a fresh acquisition by this replica.
     fn acquired_spec(&self, transitions: i32) -> LeaseSpec {
         let now = now_micro();
@@ -183,9 +191,14 @@ impl LeaderElector {
             let attempt = tokio::time::timeout_at(deadline, self.try_acquire_or_renew(Instant::now())).await;
             match attempt {
                 Ok(Ok(true)) => last_renewal = Instant::now(),
-                Ok(Ok(false)) => {
+                Ok(Ok(false)) if self.held_by_another() => {
                     tracing::error!(lease = %self.settings.name, "another replica holds the leader lease");
                     return HoldEnd::Lost;
+                }
+                // A write conflict: someone wrote the lease between read and renewal; the next
+                // attempt reads who holds it.
+                Ok(Ok(false)) => {
+                    tracing::warn!(lease = %self.settings.name, "the leader lease changed while renewing it")
                 }
                 Ok(Err(e)) => {
                     tracing::warn!(lease = %self.settings.name, error = %e, "could not renew the leader lease")
@@ -404,6 +417,30 @@ mod tests {
         })
         .await;
         assert_eq!(end, HoldEnd::Lost);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conflicting_renewal_is_retried_and_holding_goes_on() {
+        let (mut elector, api) = elector();
+        let stop = tokio::sync::oneshot::channel::<()>();
+        let (stop_tx, stop_rx) = stop;
+        let holding = async move {
+            elector
+                .hold(async {
+                    let _ = stop_rx.await;
+                })
+                .await
+        };
+        let end = run_scenario(api, holding, |mut api| async move {
+            api.get(LEASE, Some(lease(Some(ME), "2026-01-01T00:00:00.000000Z", 1))).await;
+            api.fail(Method::PUT, LEASE, 409).await;
+            api.get(LEASE, Some(lease(Some(ME), "2026-01-01T00:00:01.000000Z", 1))).await;
+            api.replace(LEASE).await;
+            stop_tx.send(()).unwrap();
+            api
+        })
+        .await;
+        assert_eq!(end, HoldEnd::Stopped);
     }
 
     #[tokio::test(start_paused = true)]

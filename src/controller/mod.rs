@@ -520,9 +520,15 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
             // No elector, or it stopped without losing: never a reason to stop.
             std::future::pending::<()>().await;
         }
-    };
-    let stop = futures::future::select(shutdown.clone(), lost.boxed()).map(|_| ()).shared();
-    run_controllers(client, ctx.clone(), args.namespace.as_deref(), ready, stop).await;
+    }
+    .boxed()
+    .shared();
+    let stop = futures::future::select(shutdown.clone(), lost.clone()).map(|_| ()).shared();
+    tokio::select! {
+        () = run_controllers(client, ctx.clone(), args.namespace.as_deref(), ready, stop) => {}
+        // Another replica may be leading already: drop running reconciles rather than finish them.
+        () = lost => tracing::error!("stopping the controllers at once"),
+    }
     let _ = controllers_done.send(());
     if let Some(holder) = holder {
         let (mut elector, end) = holder.await?;
