@@ -32,9 +32,13 @@ pub mod condition_types {
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!has(oldSelf.portalId) || (has(self.portalId) && self.portalId == oldSelf.portalId)",
+    "message": "portalId is immutable once set: create a new integration for another portal"
+}]))]
 pub struct HubSpotIntegrationSpec {
     /// HubSpot account (portal/hub) id this integration is for. When set, the token must
-    /// belong to this account.
+    /// belong to this account; once set it cannot change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub portal_id: Option<u64>,
     /// Where and how to call the HubSpot API.
@@ -115,6 +119,10 @@ pub struct ReceiverSettings {
     /// to another pod is deduplicated only by the destinations (idempotency key); one pod is
     /// the recommended setting.
     #[serde(default = "default_replicas")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self >= 1",
+        "message": "replicas must be at least 1: the receiver is what keeps HubSpot's webhooks"
+    }]))]
     pub replicas: i32,
     /// Compute resources of the receiver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,4 +197,60 @@ pub struct HubSpotIntegrationStatus {
     /// In-cluster URL of the receiver's webhook endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receiver_url: Option<String>,
+    /// Hash of the config the receiver pods run with (their `hubspot.io/config-hash`); it
+    /// changes when a referenced Secret is rotated or the webhook settings or mappings change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_config_hash: Option<String>,
+    /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn integration(edit: impl FnOnce(&mut HubSpotIntegrationSpec)) -> HubSpotIntegration {
+        let mut spec = HubSpotIntegrationSpec {
+            portal_id: Some(62515),
+            api: ApiSettings::default(),
+            credentials: Credentials {
+                private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+            },
+            required_scopes: vec!["crm.objects.contacts.read".into()],
+            webhooks: None,
+            receiver: ReceiverSettings::default(),
+        };
+        edit(&mut spec);
+        HubSpotIntegration::new("crm", spec)
+    }
+
+    fn cel_errors(object: &HubSpotIntegration, old: Option<&HubSpotIntegration>) -> String {
+        let outcome = match old {
+            None => kube::core::cel::validate_cel(object),
+            Some(old) => kube::core::cel::validate_cel_update(object, old),
+        };
+        outcome.err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_keeps_the_portal_id_once_set() {
+        let unset = integration(|s| s.portal_id = None);
+        let set = integration(|_| {});
+        assert_eq!(cel_errors(&set, Some(&unset)), "", "setting it later is allowed");
+        assert_eq!(cel_errors(&integration(|s| s.required_scopes.clear()), Some(&set)), "");
+        let other = integration(|s| s.portal_id = Some(1));
+        assert!(cel_errors(&other, Some(&set)).contains("portalId is immutable once set"));
+        assert!(cel_errors(&unset, Some(&set)).contains("portalId is immutable once set"));
+    }
+
+    #[test]
+    fn cel_wants_at_least_one_receiver_and_keeps_its_storage() {
+        assert_eq!(cel_errors(&integration(|s| s.receiver.replicas = 2), None), "");
+        let none = integration(|s| s.receiver.replicas = 0);
+        assert!(cel_errors(&none, None).contains("replicas must be at least 1"));
+        let old = integration(|_| {});
+        let bigger = integration(|s| s.receiver.storage.size = "2Gi".into());
+        assert!(cel_errors(&bigger, Some(&old)).contains("storage is immutable"));
+    }
 }

@@ -32,14 +32,36 @@ pub mod condition_types {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyMappingSpec {
-    /// The `HubSpotIntegration` (same namespace) whose receiver runs this mapping.
+    /// The `HubSpotIntegration` (same namespace) whose receiver runs this mapping. Immutable:
+    /// to move a mapping to another integration, create a new one.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "integrationRef is immutable: create a new mapping for another integration"
+    }]))]
     pub integration_ref: IntegrationRef,
-    /// HubSpot object type: contacts, companies, deals, tickets, or a custom object type id.
+    /// HubSpot object type: contacts, companies, deals, tickets and the other standard object
+    /// names, or a custom object type id (`2-123456`).
+    #[schemars(length(min = 1, max = 100))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([a-z][a-z0-9_]*|[0-9]+-[0-9]+)$')",
+        "message": "objectType must be an object name such as contacts, or a custom object type id such as 2-123456"
+    }]))]
     pub object_type: String,
     /// How a HubSpot record is identified in the external system.
     pub match_key: MatchKey,
-    /// The properties that sync. Only these are ever read from HubSpot.
-    #[schemars(length(min = 1))]
+    /// The properties that sync (at most 100). Only these are ever read from HubSpot. Each
+    /// `hubspotProperty` and each `externalField` appears once.
+    #[schemars(length(min = 1, max = 100))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.all(f, self.exists_one(g, g.hubspotProperty == f.hubspotProperty))",
+            "message": "each hubspotProperty may be mapped only once"
+        },
+        {
+            "rule": "self.all(f, self.exists_one(g, g.externalField == f.externalField))",
+            "message": "each externalField may be mapped only once"
+        }
+    ]))]
     pub fields: Vec<FieldMapping>,
     /// Where mapped records are delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -66,6 +88,10 @@ pub struct IntegrationRef {
 /// The pair of keys that identify one record on both sides.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "size(self.hubspotProperty) > 0 && size(self.externalField) > 0",
+    "message": "matchKey.hubspotProperty and matchKey.externalField must not be empty"
+}]))]
 pub struct MatchKey {
     /// HubSpot property whose value identifies the record (for example `email` or `hs_object_id`).
     pub hubspot_property: String,
@@ -78,8 +104,10 @@ pub struct MatchKey {
 #[serde(rename_all = "camelCase")]
 pub struct FieldMapping {
     /// Internal name of the HubSpot property.
+    #[schemars(length(min = 1, max = 100))]
     pub hubspot_property: String,
     /// Name of the field in the external record.
+    #[schemars(length(min = 1, max = 100))]
     pub external_field: String,
     /// Which way values flow.
     #[serde(default)]
@@ -108,6 +136,10 @@ impl Direction {
 /// One destination of mapped records; exactly one of the fields is set.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "[has(self.http), has(self.file), has(self.postgres), has(self.nats)].filter(x, x).size() == 1",
+    "message": "set exactly one of http, file, postgres and nats"
+}]))]
 pub struct Destination {
     /// POST batches of records as JSON to an HTTP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -192,4 +224,100 @@ pub struct PropertyMappingStatus {
     /// Mapped HubSpot properties that do not exist in the portal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_properties: Vec<String>,
+    /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(hubspot: &str, external: &str) -> FieldMapping {
+        FieldMapping {
+            hubspot_property: hubspot.into(),
+            external_field: external.into(),
+            direction: Direction::ToExternal,
+        }
+    }
+
+    fn file() -> Destination {
+        Destination { file: Some(FileDestination { path: "contacts.jsonl".into() }), ..Default::default() }
+    }
+
+    fn mapping(edit: impl FnOnce(&mut PropertyMappingSpec)) -> PropertyMapping {
+        let mut spec = PropertyMappingSpec {
+            integration_ref: IntegrationRef { name: "crm".into() },
+            object_type: "contacts".into(),
+            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+            fields: vec![field("firstname", "first_name"), field("lastname", "last_name")],
+            destinations: vec![file()],
+            backfill: true,
+        };
+        edit(&mut spec);
+        PropertyMapping::new("contacts", spec)
+    }
+
+    fn cel_errors(object: &PropertyMapping, old: Option<&PropertyMapping>) -> String {
+        let outcome = match old {
+            None => kube::core::cel::validate_cel(object),
+            Some(old) => kube::core::cel::validate_cel_update(object, old),
+        };
+        outcome.err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_accepts_a_valid_mapping_and_custom_object_types() {
+        assert_eq!(cel_errors(&mapping(|_| {}), None), "");
+        for object_type in ["companies", "line_items", "2-123456", "p62515_cars"] {
+            assert_eq!(cel_errors(&mapping(|s| s.object_type = object_type.into()), None), "", "{object_type}");
+        }
+        assert_eq!(cel_errors(&mapping(|s| s.destinations.clear()), None), "");
+    }
+
+    #[test]
+    fn cel_refuses_a_destination_without_exactly_one_kind() {
+        let none = mapping(|s| s.destinations = vec![Destination::default()]);
+        assert!(cel_errors(&none, None).contains("set exactly one of http, file, postgres and nats"));
+        let two = mapping(|s| {
+            s.destinations[0].http = Some(HttpDestination { url: "https://example.com".into(), signing_secret: None })
+        });
+        assert!(cel_errors(&two, None).contains("set exactly one of http, file, postgres and nats"));
+    }
+
+    #[test]
+    fn cel_refuses_a_property_or_external_field_mapped_twice() {
+        let twice = mapping(|s| s.fields.push(field("firstname", "given_name")));
+        let errors = cel_errors(&twice, None);
+        assert!(errors.contains("each hubspotProperty may be mapped only once"), "{errors}");
+        assert!(!errors.contains("each externalField"), "{errors}");
+        let twice = mapping(|s| s.fields.push(field("nickname", "first_name")));
+        let errors = cel_errors(&twice, None);
+        assert!(errors.contains("each externalField may be mapped only once"), "{errors}");
+        assert!(!errors.contains("each hubspotProperty"), "{errors}");
+    }
+
+    #[test]
+    fn cel_refuses_an_empty_match_key_and_a_malformed_object_type() {
+        let empty = mapping(|s| s.match_key.external_field.clear());
+        assert!(
+            cel_errors(&empty, None).contains("matchKey.hubspotProperty and matchKey.externalField must not be empty")
+        );
+        let empty = mapping(|s| s.match_key.hubspot_property.clear());
+        assert!(
+            cel_errors(&empty, None).contains("matchKey.hubspotProperty and matchKey.externalField must not be empty")
+        );
+        for object_type in ["Contacts", "contacts/1", "../deals", "2-"] {
+            let bad = mapping(|s| s.object_type = object_type.into());
+            assert!(cel_errors(&bad, None).contains("objectType must be an object name"), "{object_type}");
+        }
+    }
+
+    #[test]
+    fn cel_keeps_the_integration_ref_immutable() {
+        let old = mapping(|_| {});
+        assert_eq!(cel_errors(&mapping(|s| s.destinations.clear()), Some(&old)), "");
+        let moved = mapping(|s| s.integration_ref.name = "billing".into());
+        assert!(cel_errors(&moved, Some(&old)).contains("integrationRef is immutable"));
+    }
 }

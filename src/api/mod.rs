@@ -16,6 +16,26 @@ use serde::{Deserialize, Serialize};
 /// API group of every kind this operator owns.
 pub const GROUP: &str = "hubspot.io";
 
+/// Annotation that pauses reconciliation of an object while its value is `"true"`: the
+/// operator changes nothing in HubSpot or in the object's children, keeps its finalizer, and
+/// reports `Paused` in the status. Removing it resumes.
+pub const PAUSED_ANNOTATION: &str = "hubspot.io/paused";
+/// Annotation whose changed value (any string, e.g. a timestamp) asks for an immediate full
+/// reconcile; the value handled is echoed in `status.lastHandledReconcileAt`.
+pub const RECONCILE_REQUESTED_ANNOTATION: &str = "hubspot.io/reconcile-requested-at";
+/// Condition reason of a paused object.
+pub const PAUSED_REASON: &str = "Paused";
+
+/// Whether `object` carries `hubspot.io/paused: "true"`.
+pub fn is_paused(object: &impl kube::Resource) -> bool {
+    object.meta().annotations.as_ref().and_then(|a| a.get(PAUSED_ANNOTATION)).is_some_and(|v| v == "true")
+}
+
+/// The value of `object`'s `hubspot.io/reconcile-requested-at` annotation.
+pub fn reconcile_request(object: &impl kube::Resource) -> Option<String> {
+    object.meta().annotations.as_ref().and_then(|a| a.get(RECONCILE_REQUESTED_ANNOTATION)).cloned()
+}
+
 /// A key of a Secret in the resource's own namespace.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

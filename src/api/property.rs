@@ -266,6 +266,9 @@ pub struct HubSpotPropertyStatus {
     /// The last failed HubSpot call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+    /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_handled_reconcile_at: Option<String>,
 }
 
 /// A failed HubSpot call, as HubSpot described it.

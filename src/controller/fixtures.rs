@@ -139,6 +139,49 @@ impl ApiServer {
         call.body
     }
 
+    /// A replace (`PUT path`); answered with the object sent. Returns the object sent.
+    pub async fn replace(&mut self, path: &str) -> Value {
+        let (call, send) = self.expect(Method::PUT, path).await;
+        reply(send, StatusCode::OK, &call.body);
+        call.body
+    }
+
+    /// `method path`, answered with an API error of `code` (409 Conflict, 500, ...). Returns
+    /// the body sent.
+    pub async fn fail(&mut self, method: Method, path: &str, code: u16) -> Value {
+        let (call, send) = self.expect(method, path).await;
+        let status = StatusCode::from_u16(code).expect("an HTTP status code");
+        let reason = status.canonical_reason().unwrap_or("Failure").replace(' ', "");
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{path}: {reason}"), "reason": reason, "code": code
+        });
+        reply(send, status, &body);
+        call.body
+    }
+
+    /// Answers the next call, whatever it is, with an API error of `code`; `None` once the
+    /// client is gone.
+    pub async fn fail_any(&mut self, code: u16) -> Option<()> {
+        let (request, send) = self.0.next_request().await?;
+        let path = request.uri().path().to_string();
+        let status = StatusCode::from_u16(code).expect("an HTTP status code");
+        let body = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("{path}: failed"), "reason": "InternalError", "code": code
+        });
+        reply(send, status, &body);
+        Some(())
+    }
+
+    /// An Event published in the fixtures' namespace, asserted to have `reason` and `type_`
+    /// (`Normal` or `Warning`). Returns the Event.
+    pub async fn event(&mut self, type_: &str, reason: &str) -> Value {
+        let event = self.create(&format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")).await;
+        assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some(type_), Some(reason)), "{event}");
+        event
+    }
+
     /// A JSON patch (`PATCH path`, RFC 6902) answered with `object`. Returns the patch.
     pub async fn json_patch(&mut self, path: &str, object: Value) -> Value {
         let (call, send) = self.expect(Method::PATCH, path).await;
@@ -263,6 +306,12 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
     m.metadata.generation = Some(4);
     m.metadata.resource_version = Some("20".into());
     m
+}
+
+/// `object` with the annotation `key: value` added.
+pub fn annotated<K: kube::Resource>(mut object: K, key: &str, value: &str) -> K {
+    object.meta_mut().annotations.get_or_insert_with(Default::default).insert(key.into(), value.into());
+    object
 }
 
 /// Secret `hubspot` with the given keys, as the API server returns it (base64 `data`).

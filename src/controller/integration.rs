@@ -15,11 +15,16 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::resources::{self, config_hash, config_yaml, receiver_config};
-use super::status::{Authentication, ReceiverState, integration_status};
-use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, read_secrets, scoped_api};
+use super::status::{
+    Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
+    mark_paused,
+};
+use super::{
+    Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
+};
 use crate::api::conditions::is_true;
 use crate::api::integration::condition_types::READY;
-use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use crate::config::ReceiverConfig;
 
 /// The integration controller: reconciles on changes of integrations, of the children it owns
@@ -45,6 +50,15 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     let namespace =
         integration.namespace().ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "namespace"))?;
     let name = integration.name_any();
+    let api = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
+    if is_paused(integration.as_ref()) {
+        let mut status = integration.status.clone().unwrap_or_default();
+        if mark_paused(&mut status.conditions, READY, integration.metadata.generation) {
+            patch_status(&api, &name, integration.status.as_ref(), &status).await?;
+        }
+        ctx.succeeded(integration.as_ref());
+        return Ok(Action::await_change());
+    }
 
     // Dereference: the mappings of this namespace and every Secret the config needs. Secrets
     // are not watched, so they are read afresh on each visit.
@@ -64,15 +78,25 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 
     // The receiver runs whenever its config can be rendered, even while HubSpot refuses the
     // token: webhooks are still taken and kept until the token works again.
-    let receiver = match receiver_config(&integration, &mappings, &secrets) {
-        Err(e) => ReceiverState::NotRendered(e),
-        Ok(config) => apply_receiver(&integration, &config, &ctx).await?,
+    let (receiver, config_hash) = match receiver_config(&integration, &mappings, &secrets) {
+        Err(e) => (ReceiverState::NotRendered(e), None),
+        Ok(config) => {
+            let (state, hash) = apply_receiver(&integration, &config, &ctx).await?;
+            (state, Some(hash))
+        }
     };
     let receiver_url =
         matches!(receiver, ReceiverState::Deployed { .. }).then(|| resources::receiver_url(&integration));
 
-    let status = integration_status(&integration, &auth, &receiver, receiver_url);
-    let api = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
+    let mut status = integration_status(&integration, &auth, &receiver, receiver_url);
+    let previous = integration.status.clone().unwrap_or_default();
+    if config_hash.is_some() {
+        status.receiver_config_hash = config_hash;
+    }
+    let mut changes = condition_events(&previous.conditions, &status.conditions, INTEGRATION_EVENTS);
+    changes
+        .extend(config_change_event(previous.receiver_config_hash.as_deref(), status.receiver_config_hash.as_deref()));
+    publish(&ctx, integration.as_ref(), &changes).await;
     patch_status(&api, &name, integration.status.as_ref(), &status).await?;
     ctx.succeeded(integration.as_ref());
 
@@ -84,11 +108,12 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 /// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget and the
 /// NetworkPolicy, and reads availability from the StatefulSet the API server returned. Once the
 /// StatefulSet has a pod available, removes the receiver Deployment of earlier versions.
+/// Returns the receiver's state and the hash of the config it runs.
 async fn apply_receiver(
     integration: &HubSpotIntegration,
     config: &ReceiverConfig,
     ctx: &Context,
-) -> Result<ReceiverState, Error> {
+) -> Result<(ReceiverState, String), Error> {
     let namespace = integration.namespace().unwrap_or_default();
     let owner =
         integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
@@ -97,7 +122,8 @@ async fn apply_receiver(
 
     let secret = resources::config_secret(integration, &owner, &yaml);
     apply(&Api::<Secret>::namespaced(client.clone(), &namespace), &secret).await?;
-    let statefulset = resources::receiver_statefulset(integration, &owner, &ctx.receiver_image, &config_hash(&yaml));
+    let hash = config_hash(&yaml);
+    let statefulset = resources::receiver_statefulset(integration, &owner, &ctx.receiver_image, &hash);
     let applied = apply(&Api::<StatefulSet>::namespaced(client.clone(), &namespace), &statefulset).await?;
     let service = resources::receiver_service(integration, &owner);
     apply(&Api::<Service>::namespaced(client.clone(), &namespace), &service).await?;
@@ -115,7 +141,8 @@ async fn apply_receiver(
         // webhooks: removing it only after the new one is available keeps them flowing.
         delete_legacy_deployment(integration, &Api::namespaced(client.clone(), &namespace)).await?;
     }
-    Ok(ReceiverState::Deployed { available_replicas, desired_replicas: integration.spec.receiver.replicas })
+    let state = ReceiverState::Deployed { available_replicas, desired_replicas: integration.spec.receiver.replicas };
+    Ok((state, hash))
 }
 
 /// Deletes the receiver Deployment an earlier operator version created for `integration`, if
@@ -278,6 +305,7 @@ mod tests {
             // The StatefulSet has a pod available: a Deployment of an earlier version is looked for.
             api.get(LEGACY_DEPLOYMENT, None).await;
 
+            api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             for type_ in ["Ready", "Authenticated", "ScopesGranted", "ReceiverAvailable"] {
                 let c = condition(&patch, type_);
@@ -313,6 +341,7 @@ mod tests {
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.event("Warning", "ScopesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
             assert_eq!(condition_state(&patch, "ScopesGranted"), ("False".into(), "MissingScopes".into()));
@@ -346,6 +375,8 @@ mod tests {
             api.apply(SERVICE, None).await;
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
+            api.event("Warning", "AuthenticationFailed").await;
+            api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("False".into(), "INVALID_AUTHENTICATION".into()));
             let message = condition(&patch, "Authenticated")["message"].as_str().unwrap().to_string();
@@ -369,6 +400,8 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, None).await;
+            api.event("Warning", "AuthenticationFailed").await;
+            api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("False".into(), "SecretNotFound".into()));
             assert_eq!(
@@ -398,6 +431,8 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.event("Warning", "AuthenticationFailed").await;
+            api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("False".into(), "SecretKeyMissing".into()));
             assert_eq!(
@@ -425,6 +460,7 @@ mod tests {
                 options,
                 json!({ "propagationPolicy": "Background", "preconditions": { "uid": "d3b07384-d9a0-4c1b-9e2f-000000000001" } })
             );
+            api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("True".into(), "ReceiverAvailable".into()));
             api
@@ -442,6 +478,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 0).await;
             // No look for the Deployment, let alone a delete.
+            api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("False".into(), "ReceiverUnavailable".into()));
             api
@@ -459,6 +496,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(None))).await;
+            api.event("Normal", "Ready").await;
             api.merge_status(STATUS, object).await;
             api
         })
@@ -476,11 +514,198 @@ mod tests {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(Some("hubspot-operator")))).await;
             api.delete_not_found(LEGACY_DEPLOYMENT).await;
+            api.event("Normal", "Ready").await;
             api.merge_status(STATUS, object).await;
             api
         })
         .await
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn paused_integration_reports_it_and_touches_nothing_until_resumed() {
+        let mut integration = annotated(integration("http://127.0.0.1:9", &[]), "hubspot.io/paused", "true");
+        let previous = crate::api::conditions::condition("Authenticated", Some(true), "TokenValid", "ok", Some(1));
+        integration.status = Some(crate::api::HubSpotIntegrationStatus {
+            conditions: vec![previous],
+            hub_id: Some(62515),
+            ..Default::default()
+        });
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let paused = Arc::new(integration);
+        let action = run_scenario(api, reconcile(paused.clone(), ctx), |mut api| async move {
+            // No Secret read, no HubSpot call, no apply: only the status says why.
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("Unknown".into(), "Paused".into()));
+            assert_eq!(
+                condition(&patch, "Ready")["message"],
+                "Reconciliation is paused by the hubspot.io/paused annotation; remove it to resume"
+            );
+            assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+            assert_eq!(patch["status"]["hubId"], 62515);
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+
+        // Visited again while paused and already reported: no call at all.
+        let mut reported = paused.as_ref().clone();
+        let status = reported.status.as_mut().unwrap();
+        super::mark_paused(&mut status.conditions, READY, Some(1));
+        let (ctx, api) = test_context();
+        let action =
+            run_scenario(api, reconcile(Arc::new(reported.clone()), ctx), |api| async move { api }).await.unwrap();
+        assert_eq!(action, Action::await_change());
+
+        // "false" is not paused: the full reconcile runs again.
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        reported.spec.api.base_url = hubspot.base_url();
+        let resumed = annotated(reported, "hubspot.io/paused", "false");
+        let object = to_json(&resumed);
+        let (ctx, api) = test_context();
+        run_scenario(api, reconcile(Arc::new(resumed), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // Ready again after the pause: announced.
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_request_is_echoed_in_the_status() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = annotated(
+            integration(&hubspot.base_url(), &[]),
+            "hubspot.io/reconcile-requested-at",
+            "2026-11-26T21:00:00Z",
+        );
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(patch["status"]["lastHandledReconcileAt"], "2026-11-26T21:00:00Z");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    /// `integration` as left by an earlier healthy visit whose receiver ran config `hash`.
+    fn healthy_before(mut integration: HubSpotIntegration, hash: &str) -> HubSpotIntegration {
+        let ok =
+            |type_: &str, reason: &str| crate::api::conditions::condition(type_, Some(true), reason, "ok", Some(1));
+        integration.status = Some(crate::api::HubSpotIntegrationStatus {
+            conditions: vec![
+                ok("Ready", "Ready"),
+                ok("Authenticated", "TokenValid"),
+                ok("ScopesGranted", "AllScopesGranted"),
+                ok("ReceiverAvailable", "ReceiverAvailable"),
+            ],
+            observed_generation: Some(1),
+            hub_id: Some(62515),
+            receiver_config_hash: Some(hash.into()),
+            ..Default::default()
+        });
+        integration
+    }
+
+    #[tokio::test]
+    async fn a_rotated_secret_is_announced_once_the_receiver_runs_the_new_config() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = healthy_before(integration(&hubspot.base_url(), &[]), "before-rotation");
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // Every condition stays True: only the new config is announced.
+            let event = api.event("Normal", "ReceiverConfigChanged").await;
+            assert_eq!(event["regarding"]["kind"], "HubSpotIntegration");
+            assert_eq!(event["regarding"]["name"], "crm");
+            let patch = api.merge_status(STATUS, object).await;
+            let hash = patch["status"]["receiverConfigHash"].as_str().expect("the new hash");
+            assert_ne!(hash, "before-rotation");
+            assert_eq!(hash.len(), 64, "{hash}");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn a_steady_integration_announces_nothing() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let first = integration(&hubspot.base_url(), &[]);
+        let (ctx, api) = test_context();
+        let object = to_json(&first);
+        run_scenario(api, reconcile(Arc::new(first.clone()), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert!(patch["status"]["receiverConfigHash"].is_string());
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        // Visited again with what the first visit rendered: no Event at all.
+        let (ctx, api) = test_context();
+        let rendered = {
+            let secrets = hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]);
+            let mut store = crate::controller::secrets::SecretStore::default();
+            store.insert(serde_json::from_value(secrets).unwrap());
+            resources::config_hash(&resources::config_yaml(&receiver_config(&first, &[], &store).unwrap()))
+        };
+        let again = healthy_before(first, &rendered);
+        let object = to_json(&again);
+        run_scenario(api, reconcile(Arc::new(again), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.merge_status(STATUS, object).await;
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn a_revoked_token_is_announced_as_a_warning_without_the_token() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = healthy_before(integration(&hubspot.base_url(), &[]), "h");
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            let secret = hubspot_secret(&[("token", "pat-na1-revoked"), ("client-secret", "s3cret")]);
+            api.get(TOKEN_SECRET, Some(secret)).await;
+            api.apply(CONFIG_SECRET, None).await;
+            api.apply(STATEFULSET, Some(available(1))).await;
+            api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            let event = api.event("Warning", "AuthenticationFailed").await;
+            let note = event["note"].as_str().unwrap();
+            assert!(note.starts_with("HubSpot answered 401: "), "{note}");
+            assert!(!note.contains("pat-na1-revoked"), "no token in Events: {note}");
+            // The new token is also a new receiver config.
+            api.event("Normal", "ReceiverConfigChanged").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "INVALID_AUTHENTICATION".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
     }
 }

@@ -9,11 +9,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use super::status::{PropertyLookup, mapping_status};
-use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, patch_status, read_secrets, scoped_api};
+use super::status::{MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused};
+use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, patch_status, publish, read_secrets, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
-use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 
 /// The mapping controller: reconciles on changes of mappings and of the integrations they
 /// reference (an integration appearing, or its API settings changing).
@@ -40,6 +40,15 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<Propert
 pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = mapping.namespace().ok_or_else(|| Error::MissingObjectKey(mapping.name_any(), "namespace"))?;
     let name = mapping.name_any();
+    let api = Api::<PropertyMapping>::namespaced(ctx.client.clone(), &namespace);
+    if is_paused(mapping.as_ref()) {
+        let mut status = mapping.status.clone().unwrap_or_default();
+        if mark_paused(&mut status.conditions, READY, mapping.metadata.generation) {
+            patch_status(&api, &name, mapping.status.as_ref(), &status).await?;
+        }
+        ctx.succeeded(mapping.as_ref());
+        return Ok(Action::await_change());
+    }
 
     let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
     let lookup = match integrations.get_opt(&mapping.spec.integration_ref.name).await? {
@@ -60,7 +69,8 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     };
 
     let status = mapping_status(&mapping, &lookup);
-    let api = Api::<PropertyMapping>::namespaced(ctx.client.clone(), &namespace);
+    let previous = mapping.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    publish(&ctx, mapping.as_ref(), &condition_events(previous, &status.conditions, MAPPING_EVENTS)).await;
     patch_status(&api, &name, mapping.status.as_ref(), &status).await?;
     ctx.succeeded(mapping.as_ref());
 
@@ -97,6 +107,7 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             for type_ in ["Ready", "IntegrationFound", "PropertiesExist"] {
                 let c = condition(&patch, type_);
@@ -122,6 +133,7 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
             assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "PropertiesMissing".into()));
@@ -148,6 +160,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "MISSING_SCOPES".into()));
             let message = condition(&patch, "PropertiesExist")["message"].as_str().unwrap().to_string();
@@ -188,6 +201,7 @@ mod tests {
         let object = to_json(&mapping);
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
             api.get(INTEGRATION, None).await;
+            api.event("Warning", "IntegrationNotFound").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "IntegrationFound"), ("False".into(), "IntegrationNotFound".into()));
             assert_eq!(
@@ -202,5 +216,46 @@ mod tests {
         .await
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn paused_mapping_reports_it_and_looks_nothing_up() {
+        let mapping = annotated(mapping("crm", &["firstname"]), "hubspot.io/paused", "true");
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("Unknown".into(), "Paused".into()));
+            assert_eq!(condition(&patch, "Ready")["observedGeneration"], 4);
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+    }
+
+    #[tokio::test]
+    async fn a_reconcile_request_is_echoed_and_kept_until_the_next_one() {
+        let mapping = annotated(mapping("crm", &["firstname"]), "hubspot.io/reconcile-requested-at", "1");
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping.clone()), ctx), |mut api| async move {
+            api.get(INTEGRATION, None).await;
+            api.event("Warning", "IntegrationNotFound").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(patch["status"]["lastHandledReconcileAt"], "1");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        // The annotation removed later: the last handled request stays on record.
+        let mut later = mapping;
+        later.metadata.annotations = None;
+        later.status = Some(crate::api::PropertyMappingStatus {
+            last_handled_reconcile_at: Some("1".into()),
+            ..Default::default()
+        });
+        let status = crate::controller::status::mapping_status(&later, &PropertyLookup::IntegrationNotFound);
+        assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("1"));
     }
 }

@@ -5,6 +5,7 @@
 //! can run them on manifests without a cluster.
 
 pub mod integration;
+pub mod leader;
 pub mod mapping;
 pub mod property;
 pub mod resources;
@@ -21,15 +22,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Error as ControllerError};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -66,6 +71,47 @@ pub struct ControllerArgs {
     /// Address serving /metrics, /healthz and /readyz.
     #[arg(long, env = "METRICS_LISTEN", default_value = "0.0.0.0:8081")]
     pub metrics_listen: SocketAddr,
+    /// Reconcile only while holding a coordination.k8s.io Lease, so that of several replicas
+    /// exactly one is active and the others stand by.
+    #[arg(long, env = "LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// Name of the leader Lease.
+    #[arg(long, env = "LEADER_ELECT_LEASE_NAME", default_value = "hubspot-operator")]
+    pub leader_elect_lease_name: String,
+    /// Namespace of the leader Lease; the controller's own namespace when unset.
+    #[arg(long, env = "LEADER_ELECT_NAMESPACE")]
+    pub leader_elect_namespace: Option<String>,
+    /// Seconds a leader that stops renewing keeps the Lease from the other replicas.
+    #[arg(long, env = "LEADER_ELECT_LEASE_DURATION", default_value_t = 15, value_name = "SECONDS")]
+    pub leader_elect_lease_duration: u64,
+    /// Seconds the leader keeps trying to renew before it stops reconciling and exits.
+    #[arg(long, env = "LEADER_ELECT_RENEW_DEADLINE", default_value_t = 10, value_name = "SECONDS")]
+    pub leader_elect_renew_deadline: u64,
+    /// Seconds between two attempts to acquire or renew the Lease.
+    #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD", default_value_t = 2, value_name = "SECONDS")]
+    pub leader_elect_retry_period: u64,
+}
+
+impl ControllerArgs {
+    /// The leader Lease settings when leader election is on. The identity is the pod name
+    /// (`POD_NAME`, else `HOSTNAME`) with a random suffix, unique across restarts.
+    pub fn lease_settings(&self, default_namespace: &str) -> Result<Option<leader::LeaseSettings>, String> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let pod =
+            std::env::var("POD_NAME").or_else(|_| std::env::var("HOSTNAME")).unwrap_or_else(|_| "controller".into());
+        let settings = leader::LeaseSettings {
+            name: self.leader_elect_lease_name.clone(),
+            namespace: self.leader_elect_namespace.clone().unwrap_or_else(|| default_namespace.to_string()),
+            identity: format!("{pod}_{:08x}", rand::random::<u32>()),
+            lease_duration: Duration::from_secs(self.leader_elect_lease_duration),
+            renew_deadline: Duration::from_secs(self.leader_elect_renew_deadline),
+            retry_period: Duration::from_secs(self.leader_elect_retry_period),
+        };
+        settings.validate()?;
+        Ok(Some(settings))
+    }
 }
 
 /// Why a reconcile failed. HubSpot problems are not errors: they end up in conditions.
@@ -83,32 +129,108 @@ pub enum Error {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReconcileLabels {
-    pub kind: String,
-    pub outcome: String,
+pub struct ControllerLabels {
+    pub controller: String,
 }
 
-/// Metrics of the controller process.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub controller: String,
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    pub name: String,
+}
+
+type HistogramFamily = Family<ControllerLabels, Histogram, fn() -> Histogram>;
+
+/// Metrics of the controller process, named as controller-runtime names them so that
+/// dashboards and alerts written for Go operators work unchanged.
 pub struct ControllerMetrics {
     registry: Registry,
-    /// Reconciles by kind and outcome (`ok`, `error`).
-    pub reconciliations: Family<ReconcileLabels, Counter>,
+    /// Finished reconciles by controller and result (`success`, `error`, `requeue`).
+    pub reconcile_total: Family<ResultLabels, Counter>,
+    /// Failed reconciles by controller.
+    pub reconcile_errors: Family<ControllerLabels, Counter>,
+    /// Reconcile duration by controller.
+    pub reconcile_time: HistogramFamily,
+    /// Reconciles in flight by controller (see [`instrumented`]).
+    pub workqueue_depth: Family<NameLabels, Gauge>,
+    /// 1 while this replica holds the leader Lease `name`, else 0 (leader election only).
+    pub leader: Family<NameLabels, Gauge>,
+    /// HubSpot API calls of the reconcilers.
+    pub hubspot: Arc<crate::telemetry::Metrics>,
 }
 
 impl Default for ControllerMetrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("hubspot_operator");
-        let reconciliations = Family::<ReconcileLabels, Counter>::default();
-        registry.register("reconciliations", "Reconciles by kind and outcome", reconciliations.clone());
-        Self { registry, reconciliations }
+        let mut registry = Registry::default();
+        let reconcile_total = Family::<ResultLabels, Counter>::default();
+        let reconcile_errors = Family::<ControllerLabels, Counter>::default();
+        let reconcile_time: HistogramFamily =
+            Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 15)));
+        let workqueue_depth = Family::<NameLabels, Gauge>::default();
+        let leader = Family::<NameLabels, Gauge>::default();
+        let hubspot = Arc::new(crate::telemetry::Metrics::default());
+        registry.register(
+            "controller_runtime_reconcile",
+            "Total number of reconciliations per controller",
+            reconcile_total.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_errors",
+            "Total number of reconciliation errors per controller",
+            reconcile_errors.clone(),
+        );
+        registry.register(
+            "controller_runtime_reconcile_time_seconds",
+            "Length of time per reconciliation per controller",
+            reconcile_time.clone(),
+        );
+        registry.register(
+            "workqueue_depth",
+            "Objects of a controller being reconciled now (kube-runtime starts every due reconcile at once)",
+            workqueue_depth.clone(),
+        );
+        registry.register(
+            "leader_election_master_status",
+            "1 while this replica holds the leader Lease, else 0",
+            leader.clone(),
+        );
+        let prefixed = registry.sub_registry_with_prefix("hubspot_operator");
+        prefixed.register(
+            "hubspot_requests",
+            "HubSpot API calls by operation and outcome",
+            hubspot.hubspot_requests.clone(),
+        );
+        prefixed.register(
+            "hubspot_request_duration_seconds",
+            "HubSpot API call latency",
+            hubspot.hubspot_latency.clone(),
+        );
+        Self { registry, reconcile_total, reconcile_errors, reconcile_time, workqueue_depth, leader, hubspot }
     }
 }
 
 impl ControllerMetrics {
-    fn count<K: Resource<DynamicType = ()>>(&self, outcome: &str) {
-        self.reconciliations
-            .get_or_create(&ReconcileLabels { kind: K::kind(&()).into_owned(), outcome: outcome.into() })
+    /// Records a finished reconcile of `controller`.
+    fn observe(&self, controller: &str, outcome: &Result<Action, Error>, took: Duration) {
+        let labels = ControllerLabels { controller: controller.into() };
+        let result = match outcome {
+            Err(_) => {
+                self.reconcile_errors.get_or_create(&labels).inc();
+                "error"
+            }
+            // Not ready yet: visited again soon rather than at the periodic check.
+            Ok(action) if *action == Action::requeue(UNHEALTHY_REQUEUE) => "requeue",
+            Ok(_) => "success",
+        };
+        self.reconcile_total
+            .get_or_create(&ResultLabels { controller: controller.into(), result: result.into() })
             .inc();
+        self.reconcile_time.get_or_create(&labels).observe(took.as_secs_f64());
     }
 
     /// Prometheus text exposition.
@@ -116,6 +238,50 @@ impl ControllerMetrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The controller label of kind `K`: its lowercase kind, as controller-runtime names controllers.
+fn controller_name<K: Resource<DynamicType = ()>>() -> String {
+    K::kind(&()).to_lowercase()
+}
+
+/// Counts a reconcile in flight while it lives, also when it is cancelled.
+struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// `reconcile` with the controller-runtime metrics: result, errors, duration and
+/// `workqueue_depth`. kube-runtime keeps its scheduling queue private and, with no concurrency
+/// limit set, starts a reconcile as soon as an object is due (only a second trigger for an
+/// object already being reconciled waits for it). So the objects waiting to be worked on are
+/// the ones being reconciled, and `workqueue_depth` counts those; requeues scheduled for later
+/// are not counted.
+pub fn instrumented<K, F, Fut>(
+    reconcile: F,
+) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
+where
+    K: Resource<DynamicType = ()> + Send + Sync + 'static,
+    F: Fn(Arc<K>, Arc<Context>) -> Fut + Copy + Send + 'static,
+    Fut: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        async move {
+            let controller = controller_name::<K>();
+            let depth = ctx.metrics.workqueue_depth.get_or_create(&NameLabels { name: controller.clone() }).clone();
+            depth.inc();
+            let in_flight = InFlight(depth);
+            let started = std::time::Instant::now();
+            let outcome = reconcile(object, ctx.clone()).await;
+            drop(in_flight);
+            ctx.metrics.observe(&controller, &outcome, started.elapsed());
+            outcome
+        }
+        .boxed()
     }
 }
 
@@ -170,12 +336,12 @@ impl Context {
             tier: api.tier,
         })
         .with_budget(budget)
+        .with_metrics(self.metrics.hubspot.clone())
         .with_retry(self.hubspot_retry.clone())
     }
 
     /// Records a finished reconcile: resets the object's error backoff.
     fn succeeded<K: Resource<DynamicType = ()>>(&self, object: &K) {
-        self.metrics.count::<K>("ok");
         self.failures.lock().expect("failure map lock").remove(&object_key(object));
     }
 }
@@ -188,7 +354,6 @@ fn object_key<K: Resource>(object: &K) -> String {
 /// After a failed reconcile, retry with a per-object exponential backoff (5 s doubling to
 /// 5 min), so one broken object neither spins nor waits as long as a healthy one.
 pub fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.count::<K>("error");
     let failures = {
         let mut map = ctx.failures.lock().expect("failure map lock");
         let n = map.entry(object_key(object.as_ref())).or_insert(0);
@@ -198,6 +363,48 @@ pub fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error
     let wait = ERROR_BACKOFF_INITIAL.saturating_mul(1 << (failures - 1).min(10)).min(ERROR_BACKOFF_MAX);
     tracing::warn!(kind = %K::kind(&()), object = %object_key(object.as_ref()), %error, failures, retry_in_s = wait.as_secs(), "reconcile failed");
     Action::requeue(wait)
+}
+
+/// Something that happened to an object, announced as a Kubernetes Event on it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// A Warning (something needs attention) rather than a Normal event.
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+impl Change {
+    pub fn normal(reason: &'static str, note: impl Into<String>) -> Self {
+        Self { warning: false, reason, note: note.into() }
+    }
+
+    pub fn warning(reason: &'static str, note: impl Into<String>) -> Self {
+        Self { warning: true, reason, note: note.into() }
+    }
+}
+
+/// Publishes each change as an Event on `object`. Events are informative: a failure to
+/// publish one is logged, not retried.
+async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, changes: &[Change]) {
+    if changes.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
+    let reference = object.object_ref(&());
+    for change in changes {
+        let event = KubeEvent {
+            type_: if change.warning { EventType::Warning } else { EventType::Normal },
+            reason: change.reason.into(),
+            // Event notes are limited to 1 kB.
+            note: Some(change.note.chars().take(1000).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = recorder.publish(&event, &reference).await {
+            tracing::warn!(reason = change.reason, error = %e, "could not publish a Kubernetes Event");
+        }
+    }
 }
 
 /// An Api over one namespace, or all namespaces when `namespace` is unset.
@@ -254,9 +461,12 @@ where
 }
 
 /// Runs every controller until SIGTERM or Ctrl-C, serving metrics and health on
-/// `args.metrics_listen`.
+/// `args.metrics_listen`. With leader election, the controllers run only while this replica
+/// holds the Lease; losing it stops them and ends in an error, so the pod restarts as a
+/// follower; a shutdown releases it.
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
+    let lease = args.lease_settings(client.default_namespace()).map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
     let ctx = Arc::new(Context::new(client.clone(), args.receiver_image.clone()));
     let shutdown = async {
         crate::shutdown::signal().await;
@@ -264,52 +474,122 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     }
     .boxed()
     .shared();
-    let namespace = args.namespace.as_deref();
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("binding the metrics address {}: {e}", args.metrics_listen))?;
+    let server = tokio::spawn(serve_health(listener, ctx.clone(), ready.clone(), shutdown.clone()));
 
+    let mut elector = lease.map(|settings| leader::LeaderElector::new(client.clone(), settings));
+    if let Some(elector) = elector.as_mut() {
+        // A replica standing by is ready: it serves its purpose by waiting, and a rollout must
+        // not wait for it to lead.
+        ready.store(true, Ordering::Relaxed);
+        tracing::info!(lease = %elector.settings().name, namespace = %elector.settings().namespace, identity = %elector.settings().identity, "waiting for the leader lease");
+        if !elector.acquire(shutdown.clone()).await {
+            server.await??;
+            return Ok(());
+        }
+        ready.store(false, Ordering::Relaxed);
+    }
+    let leader_gauge = elector
+        .as_ref()
+        .map(|e| ctx.metrics.leader.get_or_create(&NameLabels { name: e.settings().name.clone() }).clone());
+    if let Some(gauge) = &leader_gauge {
+        gauge.set(1);
+    }
+
+    let (controllers_done, controllers_done_rx) = tokio::sync::oneshot::channel::<()>();
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel::<()>();
+    let holder = elector.map(|mut elector| {
+        tokio::spawn(async move {
+            // Renew until the controllers have stopped, so no other replica starts meanwhile.
+            let end = elector
+                .hold(async {
+                    let _ = controllers_done_rx.await;
+                })
+                .await;
+            if end == leader::HoldEnd::Lost {
+                let _ = lost_tx.send(());
+            }
+            (elector, end)
+        })
+    });
+    let lost = async {
+        if lost_rx.await.is_err() {
+            // No elector, or it stopped without losing: never a reason to stop.
+            std::future::pending::<()>().await;
+        }
+    }
+    .boxed()
+    .shared();
+    let stop = futures::future::select(shutdown.clone(), lost.clone()).map(|_| ()).shared();
+    tokio::select! {
+        () = run_controllers(client, ctx.clone(), args.namespace.as_deref(), ready, stop) => {}
+        // Another replica may be leading already: drop running reconciles rather than finish them.
+        () = lost => tracing::error!("stopping the controllers at once"),
+    }
+    let _ = controllers_done.send(());
+    if let Some(holder) = holder {
+        let (mut elector, end) = holder.await?;
+        if let Some(gauge) = &leader_gauge {
+            gauge.set(0);
+        }
+        if end == leader::HoldEnd::Lost {
+            anyhow::bail!("lost the leader lease; exiting so that this replica restarts as a follower");
+        }
+        if let Err(e) = elector.release().await {
+            tracing::warn!(error = %e, "could not release the leader lease; another replica takes over once it expires");
+        }
+    }
+    server.await??;
+    tracing::info!("controller stopped");
+    Ok(())
+}
+
+/// Runs the three controllers until `stop`, then waits for running reconciles, at most
+/// [`SHUTDOWN_GRACE`]. Sets `ready` once every cache holds a complete first listing.
+async fn run_controllers(
+    client: Client,
+    ctx: Arc<Context>,
+    namespace: Option<&str>,
+    ready: Arc<AtomicBool>,
+    stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
+) {
     let integrations = integration::controller(client.clone(), namespace);
     let mappings = mapping::controller(client.clone(), namespace);
     let properties = property::controller(client.clone(), namespace);
-    let ready = Arc::new(AtomicBool::new(false));
     let (integration_store, mapping_store, property_store) =
         (integrations.store(), mappings.store(), properties.store());
-    let ready_flag = ready.clone();
     tokio::spawn(async move {
-        // Ready once every cache holds a complete first listing.
         if integration_store.wait_until_ready().await.is_ok()
             && mapping_store.wait_until_ready().await.is_ok()
             && property_store.wait_until_ready().await.is_ok()
         {
-            ready_flag.store(true, Ordering::Relaxed);
+            ready.store(true, Ordering::Relaxed);
         }
     });
-
-    let listener = tokio::net::TcpListener::bind(args.metrics_listen)
-        .await
-        .map_err(|e| anyhow::anyhow!("binding the metrics address {}: {e}", args.metrics_listen))?;
-    let server = serve_health(listener, ctx.clone(), ready, shutdown.clone());
-    tracing::info!(namespace = namespace.unwrap_or("*"), image = %args.receiver_image, "controller started");
+    tracing::info!(namespace = namespace.unwrap_or("*"), image = %ctx.receiver_image, "controllers started");
     let integrations = integrations
-        .graceful_shutdown_on(shutdown.clone())
-        .run(integration::reconcile, error_policy, ctx.clone())
+        .graceful_shutdown_on(stop.clone())
+        .run(instrumented(integration::reconcile), error_policy, ctx.clone())
         .for_each(log_outcome);
     let mappings = mappings
-        .graceful_shutdown_on(shutdown.clone())
-        .run(mapping::reconcile, error_policy, ctx.clone())
+        .graceful_shutdown_on(stop.clone())
+        .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
         .for_each(log_outcome);
     let properties = properties
-        .graceful_shutdown_on(shutdown.clone())
-        .run(property::reconcile, error_policy, ctx.clone())
+        .graceful_shutdown_on(stop.clone())
+        .run(instrumented(property::reconcile), error_policy, ctx.clone())
         .for_each(log_outcome);
-    let everything = async { tokio::join!(integrations, mappings, properties, server) };
+    let everything = async { tokio::join!(integrations, mappings, properties) };
     // A graceful shutdown waits for running reconciles, and for the first listing of each
     // cache, which never comes while the API server is unreachable: do not wait forever.
-    let grace_over = shutdown.then(|()| tokio::time::sleep(SHUTDOWN_GRACE));
+    let grace_over = stop.then(|()| tokio::time::sleep(SHUTDOWN_GRACE));
     tokio::select! {
-        (_, _, _, served) = everything => served?,
-        () = grace_over => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "still busy after the shutdown grace period; exiting"),
+        _ = everything => {}
+        () = grace_over => tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "still busy after the shutdown grace period; stopping"),
     }
-    tracing::info!("controller stopped");
-    Ok(())
 }
 
 async fn log_outcome<K, QE>(outcome: Result<(ObjectRef<K>, Action), ControllerError<Error, QE>>)
@@ -367,8 +647,8 @@ mod tests {
     #[tokio::test]
     async fn health_server_reports_liveness_readiness_and_metrics_until_shutdown() {
         let (ctx, _api) = fixtures::test_context();
-        let error = Error::MissingObjectKey("crm".into(), "uid");
-        error_policy(Arc::new(fixtures::integration("http://127.0.0.1:9", &[])), &error, ctx.clone());
+        let error = Err(Error::MissingObjectKey("crm".into(), "uid"));
+        ctx.metrics.observe("hubspotintegration", &error, Duration::from_millis(3));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let ready = Arc::new(AtomicBool::new(false));
@@ -391,9 +671,10 @@ mod tests {
         let (status, metrics) = get("/metrics").await;
         assert_eq!(status, 200);
         assert!(
-            metrics.contains(r#"hubspot_operator_reconciliations_total{kind="HubSpotIntegration",outcome="error"} 1"#),
+            metrics.contains(r#"controller_runtime_reconcile_total{controller="hubspotintegration",result="error"} 1"#),
             "{metrics}"
         );
+        assert!(metrics.ends_with("# EOF\n"), "{metrics}");
         stop.send(()).unwrap();
         tokio::time::timeout(Duration::from_secs(10), server).await.unwrap().unwrap().unwrap();
     }
@@ -415,14 +696,124 @@ mod tests {
             error_policy(crm.clone(), &error, ctx.clone());
         }
         assert_eq!(error_policy(crm, &error, ctx.clone()), Action::requeue(ERROR_BACKOFF_MAX));
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ControllerArgs,
+    }
+
+    #[test]
+    fn leader_election_flags_become_lease_settings() {
+        use clap::Parser;
+        let off = Cli::try_parse_from(["controller"]).unwrap();
+        assert_eq!(off.args.lease_settings("hubspot-system"), Ok(None));
+        let on = Cli::try_parse_from([
+            "controller",
+            "--leader-elect",
+            "--leader-elect-lease-name=crm-operator",
+            "--leader-elect-lease-duration=30",
+            "--leader-elect-renew-deadline=20",
+            "--leader-elect-retry-period=4",
+        ])
+        .unwrap();
+        let settings = on.args.lease_settings("hubspot-system").unwrap().expect("leader election on");
+        assert_eq!(
+            (settings.name.as_str(), settings.namespace.as_str()),
+            ("crm-operator", "hubspot-system"),
+            "the Lease lives in the controller's own namespace unless told otherwise"
+        );
+        assert_eq!(
+            (settings.lease_duration, settings.renew_deadline, settings.retry_period),
+            (Duration::from_secs(30), Duration::from_secs(20), Duration::from_secs(4))
+        );
+        let (_, suffix) = settings.identity.rsplit_once('_').expect("pod name and random suffix");
+        assert!(suffix.len() == 8 && suffix.chars().all(|c| c.is_ascii_hexdigit()), "{}", settings.identity);
+        let bad = Cli::try_parse_from(["controller", "--leader-elect", "--leader-elect-renew-deadline=20"]).unwrap();
+        assert!(bad.args.lease_settings("ns").unwrap_err().contains("longer than the renew deadline"));
+    }
+
+    /// The value of the sample `line_start` (metric name and labels) in `metrics`.
+    fn sample(metrics: &str, line_start: &str) -> Option<f64> {
+        metrics.lines().find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
+    }
+
+    static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+    /// A reconcile that finishes, settled, once [`RELEASE`] is notified.
+    async fn held_reconcile(_: Arc<crate::api::PropertyMapping>, _: Arc<Context>) -> Result<Action, Error> {
+        RELEASE.notified().await;
+        Ok(Action::requeue(HEALTHY_REQUEUE))
+    }
+
+    #[tokio::test]
+    async fn reconciles_are_counted_by_result_timed_and_in_flight_ones_are_the_queue_depth() {
+        let (ctx, api) = fixtures::test_context();
+        let mapping = Arc::new(fixtures::mapping("crm", &["firstname"]));
+        const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
+        const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
+        let object = fixtures::to_json(mapping.as_ref());
+        let mut reconcile = instrumented(mapping::reconcile);
+        let reconciles = async {
+            // The integration does not exist: not ready, visited again soon.
+            let requeued = reconcile(mapping.clone(), ctx.clone()).await;
+            // The API server fails.
+            let failed = reconcile(mapping.clone(), ctx.clone()).await;
+            (requeued, failed)
+        };
+        let script = tokio::spawn(async move {
+            let mut api = api;
+            api.get(INTEGRATION, None).await;
+            api.event("Warning", "IntegrationNotFound").await;
+            api.merge_status(STATUS, object).await;
+            api.fail(http::Method::GET, INTEGRATION, 500).await;
+        });
+        let (requeued, failed) = reconciles.await;
+        script.await.expect("the scripted calls");
+        assert_eq!(requeued.unwrap(), Action::requeue(UNHEALTHY_REQUEUE));
+        assert!(failed.is_err());
+
+        let mut held = instrumented(held_reconcile);
+        let running = tokio::spawn(held(mapping.clone(), ctx.clone()));
+        let depth = r#"workqueue_depth{name="propertymapping"}"#;
+        while sample(&ctx.metrics.encode(), depth) != Some(1.0) {
+            tokio::task::yield_now().await;
+        }
+        RELEASE.notify_one();
+        assert_eq!(running.await.unwrap().unwrap(), Action::requeue(HEALTHY_REQUEUE));
+
         let metrics = ctx.metrics.encode();
-        assert!(
-            metrics.contains(r#"hubspot_operator_reconciliations_total{kind="HubSpotIntegration",outcome="error"} 26"#),
+        let result = |r: &str| {
+            sample(
+                &metrics,
+                &format!(r#"controller_runtime_reconcile_total{{controller="propertymapping",result="{r}"}}"#),
+            )
+        };
+        assert_eq!(
+            (result("success"), result("requeue"), result("error")),
+            (Some(1.0), Some(1.0), Some(1.0)),
             "{metrics}"
         );
-        assert!(
-            metrics.contains(r#"hubspot_operator_reconciliations_total{kind="HubSpotIntegration",outcome="ok"} 1"#),
-            "{metrics}"
+        assert_eq!(
+            sample(&metrics, r#"controller_runtime_reconcile_errors_total{controller="propertymapping"}"#),
+            Some(1.0)
         );
+        assert_eq!(
+            sample(&metrics, r#"controller_runtime_reconcile_time_seconds_count{controller="propertymapping"}"#),
+            Some(3.0)
+        );
+        assert_eq!(sample(&metrics, depth), Some(0.0));
+    }
+
+    #[tokio::test]
+    async fn hubspot_calls_of_the_reconcilers_are_counted() {
+        let hubspot = fixtures::hubspot(&[("pat-na1-1", &["oauth"])]).await;
+        let (ctx, _api) = fixtures::test_context();
+        let integration = fixtures::integration(&hubspot.base_url(), &[]);
+        ctx.hubspot_client(&integration, "pat-na1-1".into()).introspect_token().await.unwrap();
+        let metrics = ctx.metrics.encode();
+        assert!(metrics.contains("hubspot_operator_hubspot_requests_total{"), "{metrics}");
+        assert!(metrics.contains("hubspot_operator_hubspot_request_duration_seconds_count 1"), "{metrics}");
     }
 }

@@ -9,20 +9,19 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, Resource, ResourceExt};
+use kube::{Client, ResourceExt};
 
 use super::secrets::SecretError;
-use super::status::hubspot_error_reason;
-use super::{Context, Error, FIELD_MANAGER, UNHEALTHY_REQUEUE, patch_status, read_secrets, scoped_api};
+use super::status::{hubspot_error_reason, mark_paused};
+use super::{Change, Context, Error, UNHEALTHY_REQUEUE, patch_status, publish, read_secrets, scoped_api};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::property::condition_types::{READY, SYNCED};
 use crate::api::property::synced_reasons::*;
 use crate::api::property::{DeletionPolicy, HubSpotPropertySpec, LastError, ManagementPolicy, PropertyType};
-use crate::api::{HubSpotIntegration, HubSpotProperty, HubSpotPropertyStatus};
+use crate::api::{HubSpotIntegration, HubSpotProperty, HubSpotPropertyStatus, is_paused};
 use crate::hubspot::models::{Property, PropertyCreate, PropertyGroup, PropertyOption, PropertyUpdate};
 use crate::hubspot::{self, HubSpotClient};
 
@@ -185,6 +184,7 @@ pub fn property_status(property: &HubSpotProperty, result: &SyncResult, now: Tim
         last_sync_time: previous.last_sync_time,
         drift: previous.drift,
         last_error: None,
+        last_handled_reconcile_at: crate::api::reconcile_request(property).or(previous.last_handled_reconcile_at),
     };
     let name = &property.spec.name;
     let (ready, synced): ConditionParts = match result {
@@ -273,12 +273,6 @@ fn last_error(error: &hubspot::Error, now: Time) -> LastError {
     LastError { message: hubspot_error_reason(error).1, correlation_id, time: Some(now) }
 }
 
-/// A change made in HubSpot, announced as a Kubernetes Event.
-struct Change {
-    reason: &'static str,
-    note: String,
-}
-
 /// The property controller: reconciles on changes of properties and of the integrations they
 /// reference.
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotProperty> {
@@ -300,10 +294,44 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
     )
 }
 
+/// How long until HubSpot is due to be read again, or `None` when it is due now. It is due
+/// once [`DRIFT_CHECK_INTERVAL`] passed since the last visit (a failed one: [`UNHEALTHY_REQUEUE`]),
+/// and at once when the spec changed since (generation) or a reconcile was requested through
+/// `hubspot.io/reconcile-requested-at`. Every visit writes the status (`lastSyncTime`,
+/// `lastError.time`), which triggers a reconcile of its own: without this, each visit would
+/// cause the next, and HubSpot would be read in a loop.
+pub fn drift_check_wait(property: &HubSpotProperty, now: Timestamp) -> Option<Duration> {
+    let status = property.status.as_ref()?;
+    if status.observed_generation != property.metadata.generation
+        || crate::api::reconcile_request(property) != status.last_handled_reconcile_at
+    {
+        return None;
+    }
+    let (last_visit, interval) = match (&status.last_error, &status.last_sync_time) {
+        (Some(LastError { time: Some(failed), .. }), _) => (failed, UNHEALTHY_REQUEUE),
+        (_, Some(synced)) if crate::api::conditions::is_true(&status.conditions, READY) => {
+            (synced, DRIFT_CHECK_INTERVAL)
+        }
+        (_, Some(synced)) => (synced, UNHEALTHY_REQUEUE),
+        _ => return None,
+    };
+    let elapsed = Duration::try_from(now.duration_since(last_visit.0)).unwrap_or(Duration::ZERO);
+    interval.checked_sub(elapsed).filter(|wait| !wait.is_zero())
+}
+
 /// One reconcile of `property`: the finalizer first, then sync or cleanup.
 pub async fn reconcile(property: Arc<HubSpotProperty>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = property.namespace().ok_or_else(|| Error::MissingObjectKey(property.name_any(), "namespace"))?;
     let api = Api::<HubSpotProperty>::namespaced(ctx.client.clone(), &namespace);
+    if is_paused(property.as_ref()) {
+        // Neither HubSpot nor the finalizer is touched, also when the object is being deleted.
+        let mut status = property.status.clone().unwrap_or_default();
+        if mark_paused(&mut status.conditions, SYNCED, property.metadata.generation) {
+            patch_status(&api, &property.name_any(), property.status.as_ref(), &status).await?;
+        }
+        ctx.succeeded(property.as_ref());
+        return Ok(Action::await_change());
+    }
     let action = finalizer(&api, FINALIZER, property.clone(), |event| async {
         match event {
             Finalizer::Apply(property) => sync(&property, &api, &ctx).await,
@@ -335,6 +363,9 @@ async fn hubspot_client(property: &HubSpotProperty, ctx: &Context) -> Result<Res
 }
 
 async fn sync(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Context) -> Result<Action, Error> {
+    if let Some(wait) = drift_check_wait(property, Timestamp::now()) {
+        return Ok(Action::requeue(wait));
+    }
     let mut changes = Vec::new();
     let result = match hubspot_client(property, ctx).await? {
         Err(unavailable) => unavailable,
@@ -372,10 +403,10 @@ async fn sync_with_hubspot(
             if let Err(e) = hubspot.create_property(&spec.object_type, &create).await {
                 return SyncResult::Failed(e);
             }
-            changes.push(Change {
-                reason: "PropertyCreated",
-                note: format!("Created HubSpot property {} on {}", spec.name, spec.object_type),
-            });
+            changes.push(Change::normal(
+                "PropertyCreated",
+                format!("Created HubSpot property {} on {}", spec.name, spec.object_type),
+            ));
             SyncOutcome::Created
         }
         Plan::Update { drift, .. } if observe_only => SyncOutcome::Drifted(drift),
@@ -388,10 +419,10 @@ async fn sync_with_hubspot(
             if let Err(e) = hubspot.update_property(&spec.object_type, &spec.name, &patch).await {
                 return SyncResult::Failed(e);
             }
-            changes.push(Change {
-                reason: "PropertyUpdated",
-                note: format!("Updated HubSpot property {} on {}: {}", spec.name, spec.object_type, drift.join(", ")),
-            });
+            changes.push(Change::normal(
+                "PropertyUpdated",
+                format!("Updated HubSpot property {} on {}: {}", spec.name, spec.object_type, drift.join(", ")),
+            ));
             if first_visit { SyncOutcome::Adopted { updated: drift } } else { SyncOutcome::Updated(drift) }
         }
         Plan::InSync if first_visit => SyncOutcome::Adopted { updated: vec![] },
@@ -415,10 +446,10 @@ async fn ensure_group(
     }
     let create = PropertyGroup { name: group.name.clone(), label: group.label.clone(), display_order: None };
     hubspot.create_property_group(&spec.object_type, &create).await?;
-    changes.push(Change {
-        reason: "PropertyGroupCreated",
-        note: format!("Created HubSpot property group {} on {}", group.name, spec.object_type),
-    });
+    changes.push(Change::normal(
+        "PropertyGroupCreated",
+        format!("Created HubSpot property group {} on {}", group.name, spec.object_type),
+    ));
     Ok(())
 }
 
@@ -437,10 +468,10 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
         Err(unavailable) => unavailable,
         Ok(hubspot) => match hubspot.archive_property(&spec.object_type, &spec.name).await {
             Ok(()) => {
-                let change = Change {
-                    reason: "PropertyArchived",
-                    note: format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
-                };
+                let change = Change::normal(
+                    "PropertyArchived",
+                    format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
+                );
                 publish(ctx, property, &[change]).await;
                 return Ok(Action::await_change());
             }
@@ -453,28 +484,6 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
     patch_status(api, &property.name_any(), property.status.as_ref(), &status).await?;
     let message = status.conditions.iter().find(|c| c.type_ == READY).map(|c| c.message.clone()).unwrap_or_default();
     Err(Error::Cleanup(message))
-}
-
-/// Announces each change as a Normal Event on the property. Events are informative: a
-/// failure to publish one is logged, not retried.
-async fn publish(ctx: &Context, property: &HubSpotProperty, changes: &[Change]) {
-    if changes.is_empty() {
-        return;
-    }
-    let recorder = Recorder::new(ctx.client.clone(), Reporter { controller: FIELD_MANAGER.into(), instance: None });
-    let reference = property.object_ref(&());
-    for change in changes {
-        let event = KubeEvent {
-            type_: EventType::Normal,
-            reason: change.reason.into(),
-            note: Some(change.note.clone()),
-            action: "Reconcile".into(),
-            secondary: None,
-        };
-        if let Err(e) = recorder.publish(&event, &reference).await {
-            tracing::warn!(reason = change.reason, error = %e, "could not publish a Kubernetes Event");
-        }
-    }
 }
 
 #[cfg(test)]
@@ -1006,5 +1015,100 @@ mod tests {
         .expect("reconcile succeeds");
         assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
         assert!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn paused_property_keeps_its_finalizer_and_hubspot_untouched_even_when_deleted() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |_| {}).await;
+        let property =
+            annotated(deleting(synced_before(resource(spec())), DeletionPolicy::Delete), "hubspot.io/paused", "true");
+        let (ctx, api) = test_context();
+        let object = to_json(&property);
+        let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            // No integration or Secret read, no finalizer patch: only the status.
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("Unknown".into(), "Paused".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::await_change());
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
+        assert!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
+    }
+
+    /// The resource as seen right after a successful visit at `at` that handled `request`.
+    fn fresh(at: Timestamp, request: Option<&str>) -> HubSpotProperty {
+        let mut p = resource(spec());
+        let ready = crate::api::conditions::condition(READY, Some(true), IN_SYNC, "in sync", Some(2));
+        p.status = Some(HubSpotPropertyStatus {
+            conditions: vec![ready],
+            observed_generation: Some(2),
+            last_sync_time: Some(Time(at)),
+            hubspot_defined: Some(false),
+            last_handled_reconcile_at: request.map(String::from),
+            ..Default::default()
+        });
+        p
+    }
+
+    #[test]
+    fn hubspot_is_read_again_after_the_interval_a_spec_change_or_a_request() {
+        let visit = Timestamp::from_second(1_800_000_000).unwrap();
+        let later = |s: i64| visit.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(s)).unwrap();
+        assert_eq!(
+            drift_check_wait(&fresh(visit, None), later(60)),
+            Some(DRIFT_CHECK_INTERVAL - Duration::from_secs(60))
+        );
+        assert_eq!(drift_check_wait(&fresh(visit, None), later(300)), None);
+        let mut edited = fresh(visit, None);
+        edited.metadata.generation = Some(3);
+        assert_eq!(drift_check_wait(&edited, later(60)), None);
+        let requested = annotated(fresh(visit, None), "hubspot.io/reconcile-requested-at", "now");
+        assert_eq!(drift_check_wait(&requested, later(60)), None);
+        let handled = annotated(fresh(visit, Some("now")), "hubspot.io/reconcile-requested-at", "now");
+        assert!(drift_check_wait(&handled, later(60)).is_some());
+        // A failed visit is retried sooner.
+        let mut failed = fresh(visit, None);
+        let status = failed.status.as_mut().unwrap();
+        status.last_error =
+            Some(LastError { message: "HubSpot answered 500".into(), correlation_id: None, time: Some(Time(visit)) });
+        assert_eq!(drift_check_wait(&failed, later(10)), Some(UNHEALTHY_REQUEUE - Duration::from_secs(10)));
+        assert_eq!(drift_check_wait(&failed, later(30)), None);
+    }
+
+    #[tokio::test]
+    async fn a_fresh_status_makes_no_call_but_a_reconcile_request_checks_drift_at_once() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |p| p.label = "Tier".into()).await;
+        let (ctx, api) = test_context();
+        let action =
+            run_scenario(api, reconcile(Arc::new(fresh(Timestamp::now(), None)), ctx), |api| async move { api })
+                .await
+                .expect("reconcile succeeds");
+        assert_ne!(action, Action::await_change(), "visited again when the drift check is due");
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
+
+        let requested =
+            annotated(fresh(Timestamp::now(), None), "hubspot.io/reconcile-requested-at", "2026-11-26T21:00:00Z");
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let object = to_json(&requested);
+        let (ctx, api) = test_context();
+        run_scenario(api, reconcile(Arc::new(requested), ctx), |mut api| async move {
+            integration_and_token(&mut api, integration).await;
+            let event = api.create(EVENTS).await;
+            assert_eq!(event["reason"], "PropertyUpdated");
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "Updated".into()));
+            assert_eq!(patch["status"]["lastHandledReconcileAt"], "2026-11-26T21:00:00Z");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(
+            hubspot_calls(&hubspot).await.0,
+            calls(&[("GET", HUBSPOT_PROPERTY, 200), ("PATCH", HUBSPOT_PROPERTY, 200)])
+        );
     }
 }

@@ -9,8 +9,109 @@ use super::secrets::SecretError;
 use crate::api::conditions::{condition, set_condition};
 use crate::api::integration::condition_types as integration_conditions;
 use crate::api::mapping::condition_types as mapping_conditions;
-use crate::api::{HubSpotIntegration, HubSpotIntegrationStatus, PropertyMapping, PropertyMappingStatus};
+use crate::api::{
+    HubSpotIntegration, HubSpotIntegrationStatus, PAUSED_ANNOTATION, PAUSED_REASON, PropertyMapping,
+    PropertyMappingStatus, reconcile_request,
+};
 use crate::hubspot::{self, Property, TokenInfo};
+
+/// Marks `conditions` paused: the `type_` condition becomes Unknown with reason `Paused`, the
+/// others keep what was last observed. Whether anything changed, so that a paused object is
+/// written once rather than on every visit.
+pub fn mark_paused(conditions: &mut Vec<Condition>, type_: &str, generation: Option<i64>) -> bool {
+    let already =
+        conditions.iter().any(|c| c.type_ == type_ && c.reason == PAUSED_REASON && c.observed_generation == generation);
+    if !already {
+        let message = format!("Reconciliation is paused by the {PAUSED_ANNOTATION} annotation; remove it to resume");
+        set_condition(conditions, condition(type_, None, PAUSED_REASON, message, generation));
+    }
+    !already
+}
+
+/// How a condition's transitions are announced: the Event reason when it becomes True after
+/// having been observed otherwise (for `Ready`, also on the first visit), and the Warning
+/// reason when it becomes False.
+pub struct Announced {
+    pub type_: &'static str,
+    pub became_true: Option<&'static str>,
+    pub became_false: Option<&'static str>,
+}
+
+/// Conditions of a `HubSpotIntegration` announced as Events. `Ready` turning False is
+/// announced by the condition that caused it.
+pub const INTEGRATION_EVENTS: &[Announced] = &[
+    Announced { type_: integration_conditions::READY, became_true: Some("Ready"), became_false: None },
+    Announced {
+        type_: integration_conditions::AUTHENTICATED,
+        became_true: Some("Authenticated"),
+        became_false: Some("AuthenticationFailed"),
+    },
+    Announced {
+        type_: integration_conditions::SCOPES_GRANTED,
+        became_true: Some("ScopesGranted"),
+        became_false: Some("ScopesMissing"),
+    },
+    Announced {
+        type_: integration_conditions::RECEIVER_AVAILABLE,
+        became_true: Some("ReceiverAvailable"),
+        became_false: Some("ReceiverUnavailable"),
+    },
+];
+
+/// Conditions of a `PropertyMapping` announced as Events.
+pub const MAPPING_EVENTS: &[Announced] = &[
+    Announced { type_: mapping_conditions::READY, became_true: Some("Ready"), became_false: None },
+    Announced {
+        type_: mapping_conditions::INTEGRATION_FOUND,
+        became_true: Some("IntegrationFound"),
+        became_false: Some("IntegrationNotFound"),
+    },
+    Announced {
+        type_: mapping_conditions::PROPERTIES_EXIST,
+        became_true: Some("PropertiesExist"),
+        became_false: Some("PropertiesMissing"),
+    },
+];
+
+/// The Events announcing how `current` conditions differ from `previous` ones. A condition
+/// that keeps its status is not announced again; one that turns Unknown is not announced.
+pub fn condition_events(previous: &[Condition], current: &[Condition], announced: &[Announced]) -> Vec<super::Change> {
+    let status_of =
+        |conditions: &[Condition], type_: &str| conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.clone());
+    let mut events = Vec::new();
+    for rule in announced {
+        let Some(now) = current.iter().find(|c| c.type_ == rule.type_) else { continue };
+        let before = status_of(previous, rule.type_);
+        if before.as_deref() == Some(now.status.as_str()) {
+            continue;
+        }
+        let first_visit = before.is_none();
+        match (now.status.as_str(), rule.became_true, rule.became_false) {
+            (crate::api::conditions::TRUE, Some(reason), _)
+                if !first_visit || rule.type_ == integration_conditions::READY =>
+            {
+                events.push(super::Change::normal(reason, now.message.clone()))
+            }
+            (crate::api::conditions::FALSE, _, Some(reason)) => {
+                events.push(super::Change::warning(reason, now.message.clone()))
+            }
+            _ => {}
+        }
+    }
+    events
+}
+
+/// The Event announcing that the receiver runs a new config (credentials rotated, webhook
+/// settings or mappings changed), when `previous` was a different one.
+pub fn config_change_event(previous: Option<&str>, current: Option<&str>) -> Option<super::Change> {
+    match (previous, current) {
+        (Some(before), Some(now)) if before != now => Some(super::Change::normal(
+            "ReceiverConfigChanged",
+            "The receiver config changed (a referenced Secret, the webhook settings or a mapping); the receiver pods roll to it",
+        )),
+        _ => None,
+    }
+}
 
 /// What came of checking an integration's token.
 #[derive(Debug)]
@@ -182,6 +283,8 @@ pub fn integration_status(
         granted_scopes,
         missing_scopes,
         receiver_url,
+        receiver_config_hash: previous.receiver_config_hash,
+        last_handled_reconcile_at: reconcile_request(integration).or(previous.last_handled_reconcile_at),
     }
 }
 
@@ -294,11 +397,17 @@ pub fn mapping_status(mapping: &PropertyMapping, lookup: &PropertyLookup) -> Pro
     };
     let ready = ready_condition(mapping_conditions::READY, &[&found, &exist], generation);
 
-    let mut conditions = mapping.status.clone().unwrap_or_default().conditions;
+    let previous = mapping.status.clone().unwrap_or_default();
+    let mut conditions = previous.conditions;
     for c in [ready, found, exist] {
         set_condition(&mut conditions, c);
     }
-    PropertyMappingStatus { conditions, observed_generation: generation, missing_properties }
+    PropertyMappingStatus {
+        conditions,
+        observed_generation: generation,
+        missing_properties,
+        last_handled_reconcile_at: reconcile_request(mapping).or(previous.last_handled_reconcile_at),
+    }
 }
 
 #[cfg(test)]
@@ -535,6 +644,54 @@ mod tests {
             exist.message,
             "HubSpot answered 403: This app hasn't been granted all required scopes to make this call. \
              Required scopes: crm.schemas.contacts.read. (correlationId c-9)"
+        );
+    }
+
+    fn with(type_: &str, ok: Option<bool>, message: &str) -> Condition {
+        condition(type_, ok, "Reason", message, Some(1))
+    }
+
+    #[test]
+    fn condition_transitions_are_announced_once_and_unknown_is_not() {
+        let events = |before: &[Condition], after: &[Condition]| -> Vec<(bool, &'static str, String)> {
+            condition_events(before, after, INTEGRATION_EVENTS)
+                .into_iter()
+                .map(|c| (c.warning, c.reason, c.note))
+                .collect()
+        };
+        // First visit: Ready announced; a False condition warned about; True ones are the normal case.
+        let first = [with("Ready", Some(true), "all good"), with("Authenticated", Some(true), "token ok")];
+        assert_eq!(events(&[], &first), [(false, "Ready", "all good".to_string())]);
+        let failing = [with("Ready", Some(false), "x"), with("ScopesGranted", Some(false), "lacks timeline")];
+        assert_eq!(events(&[], &failing), [(true, "ScopesMissing", "lacks timeline".to_string())]);
+        // Unchanged: nothing.
+        assert_eq!(events(&first, &first), []);
+        // Lost and regained.
+        let lost = [with("Ready", Some(false), "x"), with("Authenticated", Some(false), "HubSpot answered 401")];
+        assert_eq!(events(&first, &lost), [(true, "AuthenticationFailed", "HubSpot answered 401".to_string())]);
+        assert_eq!(
+            events(&lost, &first),
+            [(false, "Ready", "all good".to_string()), (false, "Authenticated", "token ok".to_string())]
+        );
+        // Turning Unknown (paused, or not checked) is not announced.
+        assert_eq!(events(&first, &[with("Ready", None, "paused")]), []);
+        // Mappings announce missing properties.
+        let missing = [with("PropertiesExist", Some(false), "Properties missing on contacts: tier")];
+        let mapping = condition_events(&[], &missing, MAPPING_EVENTS);
+        assert_eq!(
+            mapping,
+            [crate::controller::Change::warning("PropertiesMissing", "Properties missing on contacts: tier")]
+        );
+    }
+
+    #[test]
+    fn a_new_receiver_config_is_announced_but_not_the_first_one() {
+        assert_eq!(config_change_event(None, Some("a")), None);
+        assert_eq!(config_change_event(Some("a"), Some("a")), None);
+        assert_eq!(config_change_event(Some("a"), None), None);
+        assert_eq!(
+            config_change_event(Some("a"), Some("b")).map(|c| (c.warning, c.reason)),
+            Some((false, "ReceiverConfigChanged"))
         );
     }
 }

@@ -22,7 +22,8 @@ EVERYTHING = {
     "receiverImage": "registry.example.com/hs:1",
     "watchNamespace": "crm",
     "logJson": False,
-    "replicas": 1,
+    "replicas": 3,
+    "leaderElection": {"enabled": True, "leaseName": "crm-operator", "leaseDuration": 30, "renewDeadline": 20, "retryPeriod": 4},
     "crds": {"install": True, "keep": False},
     "resources": {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": 1, "memory": "256Mi"}},
     "serviceAccount": {"name": "hubspot", "annotations": {"example.com/role": "operator"}},
@@ -55,7 +56,12 @@ EVERYTHING = {
         ],
     },
 }
-VALUE_SETS = {"defaults": {}, "everything": EVERYTHING, "no-crds": {"crds": {"install": False}}}
+VALUE_SETS = {
+    "defaults": {},
+    "everything": EVERYTHING,
+    "no-crds": {"crds": {"install": False}},
+    "no-leader-election": {"leaderElection": {"enabled": False}},
+}
 
 # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart renders, with the constraints of
 # prometheus-operator's CRD. kubernetes-validate knows only built-in kinds, so this kind is
@@ -159,7 +165,7 @@ def test_defaults_render_the_controller_and_its_crds_but_no_optional_objects():
     generated_crds = [doc for doc in yaml.safe_load_all((REPO / "crds" / "hubspot-operator.yaml").read_text()) if doc]
     assert len(generated_crds) == 3
     assert kinds == sorted(
-        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Service", "ServiceAccount"]
+        ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
         + ["CustomResourceDefinition"] * len(generated_crds)
     )
 
@@ -183,7 +189,10 @@ def test_crds_are_templates_equal_to_the_generated_ones_and_kept_on_uninstall():
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"replicas": 2}, "at '/replicas'"),
+        ({"replicas": 2, "leaderElection": {"enabled": False}}, "at '/leaderElection/enabled'"),
+        ({"replicas": -1}, "at '/replicas'"),
+        ({"leaderElection": {"retryPeriod": 0}}, "at '/leaderElection/retryPeriod'"),
+        ({"leaderElection": {"leaseName": "Not A Name"}}, "at '/leaderElection/leaseName'"),
         ({"replica": 1}, "additional properties 'replica' not allowed"),
         ({"image": {"repository": "x", "pullPolicy": "Sometimes"}}, "at '/image/pullPolicy'"),
         ({"image": {"repository": ""}}, "at '/image/repository'"),
@@ -193,7 +202,7 @@ def test_crds_are_templates_equal_to_the_generated_ones_and_kept_on_uninstall():
         ({"imagePullSecrets": ["regcred"]}, "at '/imagePullSecrets/0'"),
         ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}}, "at '/metrics/serviceMonitor/interval'"),
         ({"networkPolicy": {"egressPorts": [0]}}, "at '/networkPolicy/egressPorts/0'"),
-        ({"leaderElection": {"enabled": True}}, "additional properties 'leaderElection' not allowed"),
+        ({"leaderElection": {"enabled": True, "lease": "x"}}, "additional properties 'lease' not allowed"),
     ],
 )
 def test_values_breaking_the_schema_are_rejected_by_the_engine(values, complaint):
@@ -256,8 +265,48 @@ def test_defaults_use_the_chart_app_version_and_watch_every_namespace():
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert container["image"] == f"ghcr.io/hubspot-operator/hubspot-operator:{app_version}"
     assert not [arg for arg in container["args"] if arg.startswith("--namespace")]
-    # The controller has no leader election yet: the flag must not be passed.
-    assert not [arg for arg in container["args"] if "leader" in arg]
+
+
+def test_leader_election_passes_its_settings_and_may_touch_only_its_own_lease():
+    objects = rendered_objects(EVERYTHING)
+    assert only(objects, "Deployment")["spec"]["replicas"] == 3
+    container = controller_pod(objects)["spec"]["containers"][0]
+    leader_args = [arg for arg in container["args"] if arg.startswith("--leader-elect")]
+    assert leader_args == [
+        "--leader-elect",
+        "--leader-elect-lease-name=crm-operator",
+        f"--leader-elect-namespace={NAMESPACE}",
+        "--leader-elect-lease-duration=30",
+        "--leader-elect-renew-deadline=20",
+        "--leader-elect-retry-period=4",
+    ]
+    assert {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}} in container["env"]
+    role = only(objects, "Role")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["crm-operator"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    binding = only(objects, "RoleBinding")
+    assert binding["metadata"]["namespace"] == NAMESPACE
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "hubspot", "namespace": NAMESPACE}]
+
+
+def test_leader_election_is_on_by_default_and_can_be_turned_off_for_one_replica():
+    defaults = rendered_objects({})
+    args = controller_pod(defaults)["spec"]["containers"][0]["args"]
+    assert "--leader-elect" in args
+    assert "--leader-elect-lease-name=hs-hubspot-operator" in args
+    assert only(defaults, "Role")["rules"][1]["resourceNames"] == ["hs-hubspot-operator"]
+    off = rendered_objects({"leaderElection": {"enabled": False}})
+    assert not [arg for arg in controller_pod(off)["spec"]["containers"][0]["args"] if "leader" in arg]
+    assert not [doc for _, doc in off if doc["kind"] in ("Role", "RoleBinding")]
 
 
 def test_metrics_service_and_service_monitor_reach_the_controller_metrics_port():

@@ -2,6 +2,10 @@
 {{- if contains .Chart.Name .Release.Name }}{{ .Release.Name | trunc 63 | trimSuffix "-" }}{{- else }}{{ printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" }}{{- end }}
 {{- end }}
 
+{{- define "hubspot-operator.leaseName" -}}
+{{- default (include "hubspot-operator.fullname" .) .Values.leaderElection.leaseName }}
+{{- end }}
+
 {{- define "hubspot-operator.serviceAccountName" -}}
 {{- default (include "hubspot-operator.fullname" .) .Values.serviceAccount.name }}
 {{- end }}
