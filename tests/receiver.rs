@@ -266,6 +266,9 @@ impl EventLog for BrokenLog {
     fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
         Box::pin(async { Err(anyhow::anyhow!("disk full")) })
     }
+    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<std::time::Duration>>> {
+        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    }
     fn notified(&self) -> BoxFuture<'_, ()> {
         Box::pin(futures::future::pending())
     }
@@ -349,6 +352,9 @@ impl EventLog for GatedLog {
     }
     fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
         self.inner.pending_count()
+    }
+    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<std::time::Duration>>> {
+        self.inner.oldest_pending_age()
     }
     fn notified(&self) -> BoxFuture<'_, ()> {
         self.inner.notified()

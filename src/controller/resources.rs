@@ -24,8 +24,12 @@ use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use super::secrets::{SecretError, SecretStore};
+use crate::api::integration::JetStreamLogSettings;
 use crate::api::{HubSpotIntegration, PropertyMapping};
-use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+use crate::config::{
+    EventLogConfig, HubSpotConnection, JetStreamLogConfig, LogLimits, MappingConfig, ReceiverConfig, SinkConfig,
+    WebhookConfig,
+};
 use crate::receiver::WEBHOOK_PATH;
 
 /// Where the receiver keeps its event log and file destinations.
@@ -98,13 +102,49 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
     let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
     let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
+    let event_log = jetstream_log(integration).and_then(|j| j.url_secret.as_ref());
     let mut names: Vec<String> = Vec::new();
-    for reference in token.chain(client_secret).chain(signing).chain(postgres).chain(nats) {
+    for reference in token.chain(client_secret).chain(event_log).chain(signing).chain(postgres).chain(nats) {
         if !names.contains(&reference.name) {
             names.push(reference.name.clone());
         }
     }
     names
+}
+
+fn jetstream_log(integration: &HubSpotIntegration) -> Option<&JetStreamLogSettings> {
+    integration.spec.receiver.event_log.as_ref()?.jetstream.as_ref()
+}
+
+/// The event log section of the receiver config, with its Secret resolved.
+pub fn event_log_config(
+    integration: &HubSpotIntegration,
+    secrets: &SecretStore,
+) -> Result<EventLogConfig, SecretError> {
+    let defaults = LogLimits::default();
+    let settings = integration.spec.receiver.event_log.as_ref();
+    if let Some(jetstream) = settings.and_then(|s| s.jetstream.as_ref()) {
+        // The CRD requires exactly one of the two; without either the receiver refuses the
+        // empty URL when it starts.
+        let url = match &jetstream.url_secret {
+            Some(reference) => secrets.value(reference)?,
+            None => jetstream.url.clone().unwrap_or_default(),
+        };
+        return Ok(EventLogConfig::JetStream(JetStreamLogConfig {
+            url,
+            stream: jetstream.stream.clone(),
+            subject: jetstream.subject.clone(),
+            replicas: jetstream.replicas.map_or(1, usize::from),
+            max_pending_events: jetstream.max_pending_events.unwrap_or(defaults.max_pending_events),
+            max_pending_bytes: jetstream.max_pending_bytes.unwrap_or(defaults.max_pending_bytes),
+            ack_wait_seconds: JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS,
+        }));
+    }
+    let embedded = settings.and_then(|s| s.embedded.as_ref());
+    Ok(EventLogConfig::Embedded(LogLimits {
+        max_pending_events: embedded.and_then(|e| e.max_pending_events).unwrap_or(defaults.max_pending_events),
+        max_pending_bytes: embedded.and_then(|e| e.max_pending_bytes).unwrap_or(defaults.max_pending_bytes),
+    }))
 }
 
 /// One mapping as the receiver reads it, with its destinations' Secrets resolved.
@@ -149,6 +189,7 @@ pub fn render_receiver_config(
     integration: &HubSpotIntegration,
     token: &str,
     client_secret: &str,
+    event_log: EventLogConfig,
     mappings: Vec<MappingConfig>,
 ) -> ReceiverConfig {
     let api = &integration.spec.api;
@@ -168,6 +209,7 @@ pub fn render_receiver_config(
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        event_log,
         mappings,
     }
 }
@@ -208,11 +250,12 @@ pub fn receiver_config<'a>(
     let token = secrets.value(&integration.spec.credentials.private_app_token)?;
     let webhooks = integration.spec.webhooks.as_ref().ok_or(ConfigError::WebhooksNotConfigured)?;
     let client_secret = secrets.value(&webhooks.client_secret)?;
+    let event_log = event_log_config(integration, secrets)?;
     let mappings = mappings_of(integration, mappings)
         .into_iter()
         .map(|m| mapping_config(m, secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(render_receiver_config(integration, &token, client_secret.as_str(), mappings))
+    Ok(render_receiver_config(integration, &token, client_secret.as_str(), event_log, mappings))
 }
 
 /// The config as the receiver reads it from its file.

@@ -85,33 +85,30 @@ async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
-    // Refreshed per scrape: one count query, and the gauge is exact whoever released events.
-    match state.log.pending_count().await {
-        Ok(pending) => {
-            state.metrics.events_pending.set(pending as i64);
-        }
-        Err(e) => tracing::warn!(error = %e, "event log unavailable for the pending gauge"),
-    }
+    // Refreshed per scrape, so the gauges are exact whoever released events.
+    crate::eventlog::update_gauges(state.log.as_ref(), &state.metrics).await;
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
 }
 
 /// Runs one integration's receiver until `shutdown` resolves: the webhook ingress and the sync
-/// worker, sharing the embedded event log in `config.data_dir`.
+/// worker, sharing the event log `config.event_log` chooses.
 pub async fn run(
     config: ReceiverConfig,
     listener: tokio::net::TcpListener,
     metrics: Arc<Metrics>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let log: Arc<dyn EventLog> = Arc::new(crate::eventlog::EmbeddedEventLog::open(&config.event_log_path())?);
+    let log = crate::eventlog::open(&config).await?;
     let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
     let worker = crate::sync::Worker::new(&config, log.clone(), client, metrics.clone())?;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
-    let served = serve(listener, router(ReceiverState::new(&config, log, metrics)), shutdown).await;
+    let served = serve(listener, router(ReceiverState::new(&config, log.clone(), metrics)), shutdown).await;
     // The ingress has answered every request it accepted; the worker may stop mid-step, as
-    // whatever it had not released is delivered again on the next start.
+    // whatever it had not released is delivered again on the next start (or by another
+    // receiver sharing the log, which `close` hands it to at once).
     stop.cancel();
     worker.await?;
+    log.close().await;
     served
 }
