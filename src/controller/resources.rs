@@ -525,7 +525,9 @@ mod tests {
 
     use super::*;
     use crate::api::SecretKeyRef;
-    use crate::api::integration::{Credentials, HubSpotIntegrationSpec, WebhookSettings};
+    use crate::api::integration::{
+        Credentials, EmbeddedLogSettings, EventLogSettings, HubSpotIntegrationSpec, WebhookSettings,
+    };
     use crate::api::mapping::{
         Destination, Direction, FieldMapping, FileDestination, HttpDestination, IntegrationRef, MatchKey,
         NatsDestination, PostgresDestination, PropertyMappingSpec,
@@ -938,5 +940,93 @@ mod tests {
         assert_eq!(secret.metadata.name.as_deref(), Some("crm-receiver-config"));
         assert_eq!(secret.data.unwrap()["config.yaml"].0, b"listen: 0.0.0.0:8080\n");
         assert_eq!(receiver_url(&i), "http://crm-receiver.sales.svc/webhooks/hubspot");
+    }
+
+    #[test]
+    fn event_log_renders_embedded_by_default_and_jetstream_with_its_secret() {
+        let i = integration();
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        assert_eq!(config.event_log, EventLogConfig::Embedded(LogLimits::default()));
+
+        let mut limited = integration();
+        limited.spec.receiver.event_log = Some(EventLogSettings {
+            embedded: Some(EmbeddedLogSettings { max_pending_events: Some(10), max_pending_bytes: None }),
+            jetstream: None,
+        });
+        let config = receiver_config(&limited, &[], &secrets()).unwrap();
+        assert_eq!(
+            config.event_log,
+            EventLogConfig::Embedded(LogLimits {
+                max_pending_events: 10,
+                max_pending_bytes: LogLimits::default().max_pending_bytes
+            })
+        );
+
+        let mut shared = integration();
+        shared.spec.receiver.replicas = 3;
+        shared.spec.receiver.event_log = Some(EventLogSettings {
+            embedded: None,
+            jetstream: Some(JetStreamLogSettings {
+                url_secret: Some(SecretKeyRef { name: "nats".into(), key: "url".into() }),
+                replicas: Some(3),
+                max_pending_bytes: Some(1 << 30),
+                ..Default::default()
+            }),
+        });
+        assert_eq!(referenced_secret_names(&shared, &[]), ["hubspot", "nats"]);
+        let missing = receiver_config(&shared, &[], &secrets()).unwrap_err();
+        assert_eq!(missing.reason(), "SecretNotFound");
+
+        let mut store = secrets();
+        store.insert_values("nats", BTreeMap::from([("url".into(), "nats://sync:pw@nats:4222".into())]));
+        let config = receiver_config(&shared, &[], &store).unwrap();
+        assert_eq!(
+            config.event_log,
+            EventLogConfig::JetStream(JetStreamLogConfig {
+                url: "nats://sync:pw@nats:4222".into(),
+                stream: None,
+                subject: None,
+                replicas: 3,
+                max_pending_events: LogLimits::default().max_pending_events,
+                max_pending_bytes: 1 << 30,
+                ack_wait_seconds: JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS,
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_KEY);
+        std::fs::write(&path, config_yaml(&config)).unwrap();
+        assert_eq!(ReceiverConfig::load(&path).unwrap(), config);
+    }
+
+    fn cel_errors(integration: &HubSpotIntegration) -> String {
+        kube::core::cel::validate_cel(integration).err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_wants_exactly_one_event_log_and_one_nats_url() {
+        let with_log = |event_log: EventLogSettings| {
+            let mut i = integration();
+            i.spec.receiver.event_log = Some(event_log);
+            i
+        };
+        let jetstream = |url: Option<&str>, secret: bool| JetStreamLogSettings {
+            url: url.map(Into::into),
+            url_secret: secret.then(|| SecretKeyRef { name: "nats".into(), key: "url".into() }),
+            ..Default::default()
+        };
+        assert_eq!(cel_errors(&integration()), "");
+        let embedded = EventLogSettings { embedded: Some(Default::default()), jetstream: None };
+        assert_eq!(cel_errors(&with_log(embedded)), "");
+        let by_url = EventLogSettings { embedded: None, jetstream: Some(jetstream(Some("nats://nats:4222"), false)) };
+        assert_eq!(cel_errors(&with_log(by_url)), "");
+
+        let neither = EventLogSettings::default();
+        assert!(cel_errors(&with_log(neither)).contains("set exactly one of embedded and jetstream"));
+        let both = EventLogSettings { embedded: Some(Default::default()), jetstream: Some(jetstream(None, true)) };
+        assert!(cel_errors(&with_log(both)).contains("set exactly one of embedded and jetstream"));
+        for (url, secret) in [(None, false), (Some("nats://nats:4222"), true)] {
+            let log = EventLogSettings { embedded: None, jetstream: Some(jetstream(url, secret)) };
+            assert!(cel_errors(&with_log(log)).contains("set exactly one of url and urlSecret"), "{url:?} {secret}");
+        }
     }
 }
