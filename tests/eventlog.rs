@@ -380,3 +380,13 @@ async fn jetstream_unreachable_server_fails_to_open_without_showing_credentials(
     let error = tokio::time::timeout(WAIT, open).await.expect("open timed out").err().expect("no server to open");
     assert!(!format!("{error:#}").contains("pw-not-shown"), "{error:#}");
 }
+
+/// `hubspot-operator bench --event-log jetstream` measures acknowledged, stored events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_bench_ingest_stores_every_acknowledged_event() {
+    let backend = LogBackend::jetstream();
+    let log = backend.open().await;
+    let figures = hubspot_operator::bench::ingest(log.clone(), 10, 4, Duration::from_millis(300)).await.unwrap();
+    assert!(figures.requests > 0);
+    assert_eq!(log.pending_count().await.unwrap(), (figures.requests * 10) as u64);
+}
