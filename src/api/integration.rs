@@ -121,8 +121,8 @@ pub struct ReceiverSettings {
     /// Compute resources of the receiver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// The PersistentVolumeClaim each receiver pod keeps its event log on (`data-<name>-receiver-<n>`).
-    /// Immutable, as a StatefulSet's volume claim templates are: to grow the volume, resize the
+    /// The PersistentVolumeClaim of each receiver pod (`data-<name>-receiver-<n>`): the embedded
+    /// event log, sync checkpoints and `file` destinations live on it. Immutable, as a StatefulSet's volume claim templates are: to grow the volume, resize the
     /// PVC itself if its storage class allows expansion. The PVC outlives the integration, so
     /// acknowledged events that were not yet delivered are never deleted with it.
     #[serde(default)]
@@ -226,7 +226,7 @@ fn default_replicas() -> i32 {
     1
 }
 
-/// The receiver's persistent volume for its embedded event log.
+/// The receiver's persistent volume (embedded event log, checkpoints, `file` destinations).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiverStorage {
