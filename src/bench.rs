@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::config::LogLimits;
 use crate::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
-use crate::eventlog::{EmbeddedEventLog, EventLog};
+use crate::eventlog::{EmbeddedEventLog, EventLog, JetStreamEventLog, jetstream};
 use crate::hubspot::WebhookEvent;
 use crate::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
 use crate::receiver::{ReceiverState, WEBHOOK_PATH, router, serve};
@@ -31,6 +32,20 @@ pub struct BenchArgs {
     /// Directory for the event log files (use the disk you will deploy on).
     #[arg(long)]
     pub data_dir: Option<std::path::PathBuf>,
+    /// Event log backend to store into.
+    #[arg(long, value_enum, default_value_t = BenchLog::Embedded)]
+    pub event_log: BenchLog,
+    /// NATS server for `--event-log jetstream`; each combination gets streams of its own,
+    /// deleted afterwards.
+    #[arg(long, env = "HUBSPOT_OPERATOR_BENCH_NATS_URL", required_if_eq("event_log", "jetstream"))]
+    pub nats_url: Option<String>,
+}
+
+/// The event log a benchmark run stores into.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BenchLog {
+    Embedded,
+    Jetstream,
 }
 
 /// One measured combination.
@@ -50,11 +65,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &batch_size in &args.batch_sizes {
         for &concurrency in &args.concurrency {
-            let dir = match &args.data_dir {
-                Some(base) => tempfile::TempDir::new_in(base)?,
-                None => tempfile::TempDir::new()?,
+            let duration = Duration::from_secs(args.seconds);
+            let f = match (args.event_log, &args.nats_url) {
+                (BenchLog::Jetstream, Some(url)) => {
+                    let settings = bench_stream(url);
+                    let log = Arc::new(JetStreamEventLog::open(&settings).await?);
+                    let figures = ingest(log, batch_size, concurrency, duration).await;
+                    delete_streams(&settings).await;
+                    figures?
+                }
+                (BenchLog::Jetstream, None) => anyhow::bail!("--event-log jetstream needs --nats-url"),
+                (BenchLog::Embedded, _) => {
+                    let dir = match &args.data_dir {
+                        Some(base) => tempfile::TempDir::new_in(base)?,
+                        None => tempfile::TempDir::new()?,
+                    };
+                    let log = Arc::new(EmbeddedEventLog::open_with(&dir.path().join("events.db"), UNLIMITED)?);
+                    ingest(log, batch_size, concurrency, duration).await?
+                }
             };
-            let f = ingest(dir.path(), batch_size, concurrency, Duration::from_secs(args.seconds)).await?;
             println!(
                 "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
                 f.batch_size,
@@ -77,15 +106,44 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Runs the receiver's ingress over a fresh embedded log in `dir` and loads it for `duration`.
+/// No size limit: the benchmark measures storing, not refusing.
+const UNLIMITED: LogLimits = LogLimits { max_pending_events: 0, max_pending_bytes: 0 };
+
+/// Streams of their own for one combination.
+fn bench_stream(url: &str) -> jetstream::Settings {
+    let suffix: String = {
+        use rand::Rng;
+        let mut rng = rand::rng();
+        (0..10).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+    };
+    jetstream::Settings {
+        url: url.to_string(),
+        stream: format!("hsop_bench_{suffix}"),
+        subject: format!("hsop.bench.{suffix}.events"),
+        replicas: 1,
+        limits: UNLIMITED,
+        ack_wait: Duration::from_secs(60),
+    }
+}
+
+async fn delete_streams(settings: &jetstream::Settings) {
+    let Ok(client) = async_nats::connect(settings.url.as_str()).await else { return };
+    let context = async_nats::jetstream::new(client);
+    for name in [settings.stream.clone(), format!("{}_seen", settings.stream)] {
+        if let Err(e) = context.delete_stream(&name).await {
+            eprintln!("could not delete benchmark stream {name}: {e}");
+        }
+    }
+}
+
+/// Runs the receiver's ingress over `log` and loads it for `duration`.
 pub async fn ingest(
-    dir: &std::path::Path,
+    log: Arc<dyn EventLog>,
     batch_size: usize,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<IngestFigures> {
-    let config = bench_config(dir);
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&config.event_log_path())?);
+    let config = bench_config();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -146,11 +204,12 @@ pub async fn ingest(
     })
 }
 
-fn bench_config(dir: &std::path::Path) -> ReceiverConfig {
+fn bench_config() -> ReceiverConfig {
     ReceiverConfig {
         integration: "bench/ingest".into(),
         listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: dir.to_path_buf(),
+        // The ingress alone runs; nothing is written there.
+        data_dir: std::env::temp_dir(),
         hubspot: HubSpotConnection {
             base_url: "http://127.0.0.1:9".into(),
             api_version: "v3".into(),
@@ -163,6 +222,7 @@ fn bench_config(dir: &std::path::Path) -> ReceiverConfig {
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        event_log: Default::default(),
         mappings: vec![],
         admin: Default::default(),
     }
@@ -207,7 +267,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ingest_measures_acknowledged_events() {
         let dir = tempfile::tempdir().unwrap();
-        let figures = ingest(dir.path(), 10, 4, Duration::from_millis(300)).await.unwrap();
+        let log = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+        let figures = ingest(log, 10, 4, Duration::from_millis(300)).await.unwrap();
         assert!(figures.requests > 0);
         assert!(figures.p50 <= figures.p99 && figures.p99 <= figures.max);
         let log = EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap();

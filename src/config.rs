@@ -22,6 +22,9 @@ pub struct ReceiverConfig {
     pub data_dir: PathBuf,
     pub hubspot: HubSpotConnection,
     pub webhooks: WebhookConfig,
+    /// Where webhook events are kept until every destination has them.
+    #[serde(default)]
+    pub event_log: EventLogConfig,
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
     #[serde(default)]
@@ -69,6 +72,88 @@ impl AdminConfig {
 impl std::fmt::Debug for AdminConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AdminConfig").field("listen", &self.listen).field("token", &self.token.is_some()).finish()
+    }
+}
+
+/// The event log backend: `type: embedded` (the default) or `type: jetstream`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", deny_unknown_fields)]
+pub enum EventLogConfig {
+    /// A SQLite file in `dataDir`; one receiver.
+    #[serde(rename = "embedded")]
+    Embedded(LogLimits),
+    /// A NATS JetStream stream; several receivers may share it.
+    #[serde(rename = "jetstream")]
+    JetStream(JetStreamLogConfig),
+}
+
+impl Default for EventLogConfig {
+    fn default() -> Self {
+        EventLogConfig::Embedded(LogLimits::default())
+    }
+}
+
+/// How much the log may hold before `append` refuses events (and the receiver asks HubSpot to
+/// retry later); 0 is no limit. Released events do not count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LogLimits {
+    #[serde(default = "default_max_pending_events")]
+    pub max_pending_events: u64,
+    /// Bytes of stored event JSON (JetStream: of stored messages, headers included).
+    #[serde(default = "default_max_pending_bytes")]
+    pub max_pending_bytes: u64,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits { max_pending_events: default_max_pending_events(), max_pending_bytes: default_max_pending_bytes() }
+    }
+}
+
+/// A JetStream event log. `Debug` leaves out the URL, which may carry credentials.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct JetStreamLogConfig {
+    /// Server URL(s), comma-separated; may carry credentials (`nats://user:password@host:4222`).
+    pub url: String,
+    /// Stream name; default `HUBSPOT_<namespace>_<name>` of the integration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+    /// Subject the events are published to; default `hubspot.<namespace>.<name>.events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Copies of the stream in a NATS cluster (1, 3 or 5).
+    #[serde(default = "default_stream_replicas")]
+    pub replicas: usize,
+    #[serde(default = "default_max_pending_events")]
+    pub max_pending_events: u64,
+    #[serde(default = "default_max_pending_bytes")]
+    pub max_pending_bytes: u64,
+    /// How long an event taken by a receiver stays its own without a sign of life; after that
+    /// (a receiver that died) it goes to another receiver. Live receivers renew their claim.
+    #[serde(default = "default_ack_wait_seconds")]
+    pub ack_wait_seconds: u64,
+}
+
+impl JetStreamLogConfig {
+    pub const DEFAULT_ACK_WAIT_SECONDS: u64 = 60;
+
+    pub fn limits(&self) -> LogLimits {
+        LogLimits { max_pending_events: self.max_pending_events, max_pending_bytes: self.max_pending_bytes }
+    }
+}
+
+impl std::fmt::Debug for JetStreamLogConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamLogConfig")
+            .field("stream", &self.stream)
+            .field("subject", &self.subject)
+            .field("replicas", &self.replicas)
+            .field("max_pending_events", &self.max_pending_events)
+            .field("max_pending_bytes", &self.max_pending_bytes)
+            .field("ack_wait_seconds", &self.ack_wait_seconds)
+            .finish_non_exhaustive()
     }
 }
 
@@ -213,6 +298,18 @@ fn default_backfill() -> bool {
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
+fn default_max_pending_events() -> u64 {
+    1_000_000
+}
+fn default_max_pending_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_stream_replicas() -> usize {
+    1
+}
+fn default_ack_wait_seconds() -> u64 {
+    JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS
+}
 
 // Secrets never reach a log line through `{:?}`.
 impl std::fmt::Debug for HubSpotConnection {
@@ -299,5 +396,33 @@ admin: {token: admin-token-do-not-print}
         guarded.validate().unwrap();
         let blank: AdminConfig = serde_yaml::from_str("{token: ' '}").unwrap();
         assert!(blank.validate().is_err());
+    }
+
+    #[test]
+    fn event_log_defaults_to_embedded_and_reads_jetstream() {
+        let base = "integration: ns/crm
+dataDir: /data
+hubspot: {baseUrl: 'http://h', accessToken: t}
+webhooks: {clientSecret: s}
+";
+        let config: ReceiverConfig = serde_yaml::from_str(base).unwrap();
+        assert_eq!(config.event_log, EventLogConfig::Embedded(LogLimits::default()));
+
+        let config: ReceiverConfig = serde_yaml::from_str(&format!(
+            "{base}eventLog: {{type: jetstream, url: 'nats://u:pw-do-not-print@nats:4222', replicas: 3, maxPendingEvents: 10}}\n"
+        ))
+        .unwrap();
+        let EventLogConfig::JetStream(jetstream) = &config.event_log else { panic!("{config:?}") };
+        assert_eq!((jetstream.replicas, jetstream.max_pending_events), (3, 10));
+        assert_eq!(jetstream.max_pending_bytes, default_max_pending_bytes());
+        assert_eq!(jetstream.stream, None);
+        assert!(!format!("{config:?}").contains("pw-do-not-print"));
+        // What the controller writes, the receiver reads back.
+        let again: ReceiverConfig = serde_yaml::from_str(&serde_yaml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
+
+        for bad in ["{type: jetstream}", "{type: kafka}", "{type: embedded, url: 'nats://x'}"] {
+            assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}eventLog: {bad}\n")).is_err(), "{bad}");
+        }
     }
 }

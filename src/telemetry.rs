@@ -8,6 +8,8 @@ pub fn init_logging(json: bool) {
     let _ = if json { builder.json().try_init() } else { builder.try_init() };
 }
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -35,12 +37,15 @@ pub struct HubSpotCallLabels {
 /// Every metric of a receiver process (HTTP ingress, event log, sync worker, HubSpot client).
 pub struct Metrics {
     pub registry: Registry,
-    /// Webhook requests by outcome: accepted, unauthorized, malformed, too_large, unavailable.
+    /// Webhook requests by outcome: accepted, unauthorized, malformed, too_large, log_full,
+    /// unavailable.
     pub webhook_requests: Family<OutcomeLabels, Counter>,
     /// Webhook events by outcome: appended, duplicate.
     pub webhook_events: Family<OutcomeLabels, Counter>,
     /// Events in the log not yet delivered everywhere.
     pub events_pending: Gauge,
+    /// Seconds the oldest of those has been in the log (0 when there is none).
+    pub oldest_pending_age_seconds: Gauge<f64, AtomicU64>,
     /// Records delivered to a destination.
     pub records_delivered: Family<SinkLabels, Counter>,
     /// Failed delivery attempts to a destination (retried).
@@ -64,6 +69,7 @@ impl Default for Metrics {
             webhook_requests: Family::default(),
             webhook_events: Family::default(),
             events_pending: Gauge::default(),
+            oldest_pending_age_seconds: Gauge::default(),
             records_delivered: Family::default(),
             sink_failures: Family::default(),
             records_dead_lettered: Family::default(),
@@ -76,6 +82,11 @@ impl Default for Metrics {
         registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());
         registry.register("webhook_events", "Webhook events by outcome", m.webhook_events.clone());
         registry.register("events_pending", "Events not yet delivered to every destination", m.events_pending.clone());
+        registry.register(
+            "oldest_pending_event_age_seconds",
+            "Seconds the oldest event not yet delivered to every destination has been in the event log",
+            m.oldest_pending_age_seconds.clone(),
+        );
         registry.register("records_delivered", "Records delivered to a destination", m.records_delivered.clone());
         registry.register("sink_failures", "Failed delivery attempts to a destination", m.sink_failures.clone());
         registry.register(

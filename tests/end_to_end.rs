@@ -175,3 +175,78 @@ async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_l
     let _ = stop.send(());
     tokio::time::timeout(common::WAIT, receiver).await.unwrap().unwrap().unwrap();
 }
+
+/// Two receivers share one JetStream event log (`HUBSPOT_OPERATOR_TEST_NATS_URL`), as two
+/// receiver pods do: HubSpot's batches (each delivered twice) reach one of them, both workers
+/// drain the log, and every record reaches the destination at its latest values.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_receivers_sharing_a_jetstream_log_deliver_every_change() {
+    let backend = common::LogBackend::jetstream();
+    let common::LogBackend::JetStream(streams) = &backend else { unreachable!() };
+    let event_log = hubspot_operator::config::EventLogConfig::JetStream(hubspot_operator::config::JetStreamLogConfig {
+        url: streams.settings.url.clone(),
+        stream: Some(streams.settings.stream.clone()),
+        subject: Some(streams.settings.subject.clone()),
+        replicas: 1,
+        max_pending_events: 0,
+        max_pending_bytes: 0,
+        ack_wait_seconds: 60,
+    });
+    let destination = TestDestination::start(vec![]).await;
+    let listeners = [
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let webhook_url = format!("http://{}/webhooks/hubspot", listeners[0].local_addr().unwrap());
+    let emulator = TestEmulator::start(EmulatorConfig {
+        tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }],
+        webhook_url: Some(webhook_url),
+        client_secret: CLIENT_SECRET.into(),
+        duplicate_rate: 1.0,
+        reorder: true,
+        ..Default::default()
+    })
+    .await;
+
+    let data_dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let mut receivers = Vec::new();
+    for (listener, data_dir) in listeners.into_iter().zip(&data_dirs) {
+        let mut config = receiver_config(data_dir.path());
+        config.hubspot.base_url = emulator.running.base_url();
+        config.hubspot.access_token = TOKEN.into();
+        config.event_log = event_log.clone();
+        config.mappings = vec![contacts_mapping(&destination.url)];
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let metrics = Arc::new(Metrics::default());
+        let running = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics, async {
+            let _ = stopped.await;
+        }));
+        receivers.push((stop, running));
+    }
+
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let properties = json!({"email": format!("s{i}@example.com"), "firstname": format!("F{i}"), "lastname": "L"});
+        ids.push(emulator.create_contact(properties).await);
+    }
+    for round in 0..2 {
+        for (i, id) in ids.iter().enumerate() {
+            emulator.update_contact(id, json!({"firstname": format!("F{i}-r{round}")})).await;
+        }
+    }
+    eventually("every change to reach the HTTP destination", || async {
+        let pending = emulator.webhooks().await["pending"].as_u64().unwrap();
+        pending == 0 && matches(&latest_by_object(&destination.delivered()), &expected_state(&emulator, &ids).await)
+    })
+    .await;
+    let jetstream = common::nats_jetstream(&streams.settings.url).await;
+    eventually("the shared log to be drained", || async {
+        jetstream.get_stream(&streams.settings.stream).await.unwrap().cached_info().state.messages == 0
+    })
+    .await;
+
+    for (stop, running) in receivers {
+        let _ = stop.send(());
+        tokio::time::timeout(common::WAIT, running).await.unwrap().unwrap().unwrap();
+    }
+}

@@ -9,7 +9,7 @@ use common::{
     signed_request, signed_request_at,
 };
 use futures::future::BoxFuture;
-use hubspot_operator::config::ReceiverConfig;
+use hubspot_operator::config::{LogLimits, ReceiverConfig};
 use hubspot_operator::eventlog::{AppendOutcome, EmbeddedEventLog, EventLog, StoredEvent};
 use hubspot_operator::hubspot::WebhookEvent;
 use hubspot_operator::hubspot::signature::{
@@ -266,6 +266,9 @@ impl EventLog for BrokenLog {
     fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
         Box::pin(async { Err(anyhow::anyhow!("disk full")) })
     }
+    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<std::time::Duration>>> {
+        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    }
     fn notified(&self) -> BoxFuture<'_, ()> {
         Box::pin(futures::future::pending())
     }
@@ -350,6 +353,9 @@ impl EventLog for GatedLog {
     fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
         self.inner.pending_count()
     }
+    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<std::time::Duration>>> {
+        self.inner.oldest_pending_age()
+    }
     fn notified(&self) -> BoxFuture<'_, ()> {
         self.inner.notified()
     }
@@ -386,4 +392,112 @@ async fn a_batch_in_flight_at_shutdown_is_stored_and_answered() {
     tokio::time::timeout(WAIT, stopped).await.unwrap().unwrap().expect("a clean shutdown");
     let stored = log.pending(10).await.unwrap();
     assert_eq!(stored.iter().map(|s| s.event.event_id).collect::<Vec<_>>(), [7]);
+}
+
+// Against both event-log backends.
+
+per_backend!(
+    a_full_log_is_answered_503_with_retry_after_and_stores_nothing_new,
+    a_batch_the_log_fills_up_in_is_answered_503_and_its_retry_stores_each_event_once,
+    metrics_show_pending_events_and_the_age_of_the_oldest
+);
+
+async fn metrics_of(client: &reqwest::Client, receiver: &RunningReceiver) -> String {
+    let response = client.get(format!("{}/metrics", receiver.base_url)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.text().await.unwrap()
+}
+
+async fn a_full_log_is_answered_503_with_retry_after_and_stores_nothing_new(backend: common::LogBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = backend.open_with(LogLimits { max_pending_events: 2, max_pending_bytes: 0 }).await;
+    let receiver = RunningReceiver::start(&receiver_config(dir.path()), log.clone()).await;
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let url = receiver.webhook_url();
+    let stored = [sample_event(1, 100), sample_event(2, 100)];
+    let refused = [sample_event(3, 100), sample_event(4, 100)];
+
+    let response = signed_request(&client, &url, batch_body(&stored)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = signed_request(&client, &url, batch_body(&refused)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "5");
+    assert_eq!(log.pending_count().await.unwrap(), 2);
+    assert_eq!(events_of_log(log.as_ref()).await, stored);
+
+    // HubSpot's retry of the stored batch is recognised and answered 2xx.
+    let retry: Vec<_> = stored.iter().map(redelivery).collect();
+    let response = signed_request(&client, &url, batch_body(&retry)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let metrics = metrics_of(&client, &receiver).await;
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="log_full"} 1"#), "{metrics}");
+    assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="accepted"} 2"#), "{metrics}");
+
+    // Once the worker delivered what the log held, the refused batch is taken when retried.
+    let seqs = log.pending(10).await.unwrap().iter().map(|s| s.seq).collect();
+    log.release(seqs).await.unwrap();
+    let retry: Vec<_> = refused.iter().map(redelivery).collect();
+    let response = signed_request(&client, &url, batch_body(&retry)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(events_of_log(log.as_ref()).await, retry);
+    receiver.stop().await.unwrap();
+}
+
+/// Room for one more event, a batch of two: the embedded log stores neither, JetStream may
+/// store the first. Either way the answer is not 2xx, and HubSpot's retry completes the batch.
+async fn a_batch_the_log_fills_up_in_is_answered_503_and_its_retry_stores_each_event_once(backend: common::LogBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = backend.open_with(LogLimits { max_pending_events: 3, max_pending_bytes: 0 }).await;
+    let receiver = RunningReceiver::start(&receiver_config(dir.path()), log.clone()).await;
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let url = receiver.webhook_url();
+    let earlier = [sample_event(1, 100), sample_event(2, 100)];
+    let batch = [sample_event(3, 100), sample_event(4, 100)];
+    let response = signed_request(&client, &url, batch_body(&earlier)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = signed_request(&client, &url, batch_body(&batch)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let taken = log.pending(1).await.unwrap();
+    log.release(taken.iter().map(|s| s.seq).collect()).await.unwrap();
+    let retry: Vec<_> = batch.iter().map(redelivery).collect();
+    let response = signed_request(&client, &url, batch_body(&retry)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let ids: Vec<u64> = events_of_log(log.as_ref()).await.iter().map(|e| e.event_id).collect();
+    assert_eq!(ids, [2, 3, 4]);
+    receiver.stop().await.unwrap();
+}
+
+async fn metrics_show_pending_events_and_the_age_of_the_oldest(backend: common::LogBackend) {
+    let dir = tempfile::tempdir().unwrap();
+    let log = backend.open().await;
+    let receiver = RunningReceiver::start(&receiver_config(dir.path()), log.clone()).await;
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    let metrics = metrics_of(&client, &receiver).await;
+    assert!(has_line(&metrics, "hubspot_operator_oldest_pending_event_age_seconds 0.0"), "{metrics}");
+
+    let response = signed_request(&client, &receiver.webhook_url(), batch_body(&[sample_event(1, 100)]));
+    assert_eq!(response.send().await.unwrap().status(), StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let metrics = metrics_of(&client, &receiver).await;
+    assert!(has_line(&metrics, "hubspot_operator_events_pending 1"), "{metrics}");
+    let age: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("hubspot_operator_oldest_pending_event_age_seconds "))
+        .expect("the oldest-pending gauge")
+        .parse()
+        .unwrap();
+    assert!(age >= 1.0, "{metrics}");
+
+    let seqs = log.pending(10).await.unwrap().iter().map(|s| s.seq).collect();
+    log.release(seqs).await.unwrap();
+    let metrics = metrics_of(&client, &receiver).await;
+    assert!(has_line(&metrics, "hubspot_operator_events_pending 0"), "{metrics}");
+    assert!(has_line(&metrics, "hubspot_operator_oldest_pending_event_age_seconds 0.0"), "{metrics}");
+    receiver.stop().await.unwrap();
+}
+
+async fn events_of_log(log: &dyn EventLog) -> Vec<WebhookEvent> {
+    log.pending(100).await.unwrap().into_iter().map(|s| s.event).collect()
 }

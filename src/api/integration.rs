@@ -115,9 +115,11 @@ pub struct ReceiverSettings {
     /// Container image of the receiver. Defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
-    /// Number of receiver pods. Each pod keeps its own event log, so a delivery HubSpot repeats
-    /// to another pod is deduplicated only by the destinations (idempotency key); one pod is
-    /// the recommended setting.
+    /// Number of receiver pods. With the `jetstream` event log the pods share one stream, its
+    /// duplicate detection and its consumer, so several pods are safe (each event is synced by
+    /// one of them). With the `embedded` log each pod keeps its own log, so a delivery HubSpot
+    /// repeats to another pod is deduplicated only by the destinations (idempotency key): keep
+    /// one pod there.
     #[serde(default = "default_replicas")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "self >= 1",
@@ -127,8 +129,8 @@ pub struct ReceiverSettings {
     /// Compute resources of the receiver container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
-    /// The PersistentVolumeClaim each receiver pod keeps its event log on (`data-<name>-receiver-<n>`).
-    /// Immutable, as a StatefulSet's volume claim templates are: to grow the volume, resize the
+    /// The PersistentVolumeClaim of each receiver pod (`data-<name>-receiver-<n>`): the embedded
+    /// event log, sync checkpoints and `file` destinations live on it. Immutable, as a StatefulSet's volume claim templates are: to grow the volume, resize the
     /// PVC itself if its storage class allows expansion. The PVC outlives the integration, so
     /// acknowledged events that were not yet delivered are never deleted with it.
     #[serde(default)]
@@ -137,19 +139,102 @@ pub struct ReceiverSettings {
         "message": "storage is immutable: a StatefulSet's volume claim templates cannot change"
     }]))]
     pub storage: ReceiverStorage,
+    /// Where webhook events are kept until every destination has them: `embedded` (the
+    /// default, a file on the pod's volume) or `jetstream` (a NATS JetStream stream the pods
+    /// share).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_log: Option<EventLogSettings>,
 }
 
 impl Default for ReceiverSettings {
     fn default() -> Self {
-        Self { image: None, replicas: default_replicas(), resources: None, storage: ReceiverStorage::default() }
+        Self {
+            image: None,
+            replicas: default_replicas(),
+            resources: None,
+            storage: ReceiverStorage::default(),
+            event_log: None,
+        }
     }
+}
+
+/// The event log backend; exactly one of the fields is set.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.embedded) != has(self.jetstream)",
+    "message": "set exactly one of embedded and jetstream"
+}]))]
+pub struct EventLogSettings {
+    /// A SQLite file on each receiver pod's volume (`spec.receiver.storage`), fsync'd before
+    /// HubSpot gets its answer. One receiver pod.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<EmbeddedLogSettings>,
+    /// A NATS JetStream stream (file storage), stored before HubSpot gets its answer. Receiver
+    /// pods share it, so `replicas` may be more than one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jetstream: Option<JetStreamLogSettings>,
+}
+
+/// Limits of the embedded event log. When the log holds this much, webhook requests are
+/// answered 503 with `Retry-After` until the sync worker has delivered some.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmbeddedLogSettings {
+    /// Most events not yet delivered everywhere; 0 is no limit. Default 1000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_events: Option<u64>,
+    /// Most bytes of event JSON not yet delivered everywhere; 0 is no limit. Default 268435456
+    /// (256 MiB); keep it well under `storage.size`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_bytes: Option<u64>,
+}
+
+/// A JetStream event log. The receiver creates its streams and consumer (or updates their
+/// settings): the event stream (work-queue retention, one message per event, `Nats-Msg-Id` the
+/// delivery identity), `<stream>_seen` (the identities of the last 72 hours, for duplicate
+/// detection that survives server restarts) and the durable consumer `sync-worker`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.url) != has(self.urlSecret)",
+    "message": "set exactly one of url and urlSecret"
+}]))]
+pub struct JetStreamLogSettings {
+    /// Server URL, e.g. `nats://nats.messaging:4222` (comma-separate several). Set this or
+    /// `urlSecret`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// Secret key holding the server URL, for URLs that carry credentials
+    /// (`nats://user:password@host:4222`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url_secret: Option<SecretKeyRef>,
+    /// Stream name. Default `hubspot_<namespace>_<name>` of this integration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[^.*>/\\\s]+$"))]
+    pub stream: Option<String>,
+    /// Subject the events are published to. Default `hubspot.<namespace>.<name>.events`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// Copies of the streams in the NATS cluster: 1 (default), 3 or 5.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 5))]
+    pub replicas: Option<u8>,
+    /// Most events the stream holds before refusing new ones (`discard: new`); 0 is no limit.
+    /// Default 1000000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_events: Option<u64>,
+    /// Most bytes the stream holds before refusing new messages; 0 is no limit. Default
+    /// 268435456 (256 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_pending_bytes: Option<u64>,
 }
 
 fn default_replicas() -> i32 {
     1
 }
 
-/// The receiver's persistent volume for its embedded event log.
+/// The receiver's persistent volume (embedded event log, checkpoints, `file` destinations).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ReceiverStorage {

@@ -24,8 +24,12 @@ use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use super::secrets::{SecretError, SecretStore};
+use crate::api::integration::JetStreamLogSettings;
 use crate::api::{HubSpotIntegration, PropertyMapping};
-use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+use crate::config::{
+    EventLogConfig, HubSpotConnection, JetStreamLogConfig, LogLimits, MappingConfig, ReceiverConfig, SinkConfig,
+    WebhookConfig,
+};
 use crate::receiver::WEBHOOK_PATH;
 
 /// Where the receiver keeps its event log and file destinations.
@@ -98,13 +102,49 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
     let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
     let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
+    let event_log = jetstream_log(integration).and_then(|j| j.url_secret.as_ref());
     let mut names: Vec<String> = Vec::new();
-    for reference in token.chain(client_secret).chain(signing).chain(postgres).chain(nats) {
+    for reference in token.chain(client_secret).chain(event_log).chain(signing).chain(postgres).chain(nats) {
         if !names.contains(&reference.name) {
             names.push(reference.name.clone());
         }
     }
     names
+}
+
+fn jetstream_log(integration: &HubSpotIntegration) -> Option<&JetStreamLogSettings> {
+    integration.spec.receiver.event_log.as_ref()?.jetstream.as_ref()
+}
+
+/// The event log section of the receiver config, with its Secret resolved.
+pub fn event_log_config(
+    integration: &HubSpotIntegration,
+    secrets: &SecretStore,
+) -> Result<EventLogConfig, SecretError> {
+    let defaults = LogLimits::default();
+    let settings = integration.spec.receiver.event_log.as_ref();
+    if let Some(jetstream) = settings.and_then(|s| s.jetstream.as_ref()) {
+        // The CRD requires exactly one of the two; without either the receiver refuses the
+        // empty URL when it starts.
+        let url = match &jetstream.url_secret {
+            Some(reference) => secrets.value(reference)?,
+            None => jetstream.url.clone().unwrap_or_default(),
+        };
+        return Ok(EventLogConfig::JetStream(JetStreamLogConfig {
+            url,
+            stream: jetstream.stream.clone(),
+            subject: jetstream.subject.clone(),
+            replicas: jetstream.replicas.map_or(1, usize::from),
+            max_pending_events: jetstream.max_pending_events.unwrap_or(defaults.max_pending_events),
+            max_pending_bytes: jetstream.max_pending_bytes.unwrap_or(defaults.max_pending_bytes),
+            ack_wait_seconds: JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS,
+        }));
+    }
+    let embedded = settings.and_then(|s| s.embedded.as_ref());
+    Ok(EventLogConfig::Embedded(LogLimits {
+        max_pending_events: embedded.and_then(|e| e.max_pending_events).unwrap_or(defaults.max_pending_events),
+        max_pending_bytes: embedded.and_then(|e| e.max_pending_bytes).unwrap_or(defaults.max_pending_bytes),
+    }))
 }
 
 /// One mapping as the receiver reads it, with its destinations' Secrets resolved.
@@ -150,6 +190,7 @@ pub fn render_receiver_config(
     integration: &HubSpotIntegration,
     token: &str,
     client_secret: &str,
+    event_log: EventLogConfig,
     mappings: Vec<MappingConfig>,
 ) -> ReceiverConfig {
     let api = &integration.spec.api;
@@ -169,6 +210,7 @@ pub fn render_receiver_config(
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        event_log,
         mappings,
         admin: Default::default(),
     }
@@ -210,11 +252,12 @@ pub fn receiver_config<'a>(
     let token = secrets.value(&integration.spec.credentials.private_app_token)?;
     let webhooks = integration.spec.webhooks.as_ref().ok_or(ConfigError::WebhooksNotConfigured)?;
     let client_secret = secrets.value(&webhooks.client_secret)?;
+    let event_log = event_log_config(integration, secrets)?;
     let mappings = mappings_of(integration, mappings)
         .into_iter()
         .map(|m| mapping_config(m, secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(render_receiver_config(integration, &token, client_secret.as_str(), mappings))
+    Ok(render_receiver_config(integration, &token, client_secret.as_str(), event_log, mappings))
 }
 
 /// The config as the receiver reads it from its file.
@@ -484,7 +527,9 @@ mod tests {
 
     use super::*;
     use crate::api::SecretKeyRef;
-    use crate::api::integration::{Credentials, HubSpotIntegrationSpec, WebhookSettings};
+    use crate::api::integration::{
+        Credentials, EmbeddedLogSettings, EventLogSettings, HubSpotIntegrationSpec, WebhookSettings,
+    };
     use crate::api::mapping::{
         Destination, Direction, FieldMapping, FileDestination, HttpDestination, IntegrationRef, MatchKey,
         NatsDestination, PostgresDestination, PropertyMappingSpec,
@@ -898,5 +943,93 @@ mod tests {
         assert_eq!(secret.metadata.name.as_deref(), Some("crm-receiver-config"));
         assert_eq!(secret.data.unwrap()["config.yaml"].0, b"listen: 0.0.0.0:8080\n");
         assert_eq!(receiver_url(&i), "http://crm-receiver.sales.svc/webhooks/hubspot");
+    }
+
+    #[test]
+    fn event_log_renders_embedded_by_default_and_jetstream_with_its_secret() {
+        let i = integration();
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        assert_eq!(config.event_log, EventLogConfig::Embedded(LogLimits::default()));
+
+        let mut limited = integration();
+        limited.spec.receiver.event_log = Some(EventLogSettings {
+            embedded: Some(EmbeddedLogSettings { max_pending_events: Some(10), max_pending_bytes: None }),
+            jetstream: None,
+        });
+        let config = receiver_config(&limited, &[], &secrets()).unwrap();
+        assert_eq!(
+            config.event_log,
+            EventLogConfig::Embedded(LogLimits {
+                max_pending_events: 10,
+                max_pending_bytes: LogLimits::default().max_pending_bytes
+            })
+        );
+
+        let mut shared = integration();
+        shared.spec.receiver.replicas = 3;
+        shared.spec.receiver.event_log = Some(EventLogSettings {
+            embedded: None,
+            jetstream: Some(JetStreamLogSettings {
+                url_secret: Some(SecretKeyRef { name: "nats".into(), key: "url".into() }),
+                replicas: Some(3),
+                max_pending_bytes: Some(1 << 30),
+                ..Default::default()
+            }),
+        });
+        assert_eq!(referenced_secret_names(&shared, &[]), ["hubspot", "nats"]);
+        let missing = receiver_config(&shared, &[], &secrets()).unwrap_err();
+        assert_eq!(missing.reason(), "SecretNotFound");
+
+        let mut store = secrets();
+        store.insert_values("nats", BTreeMap::from([("url".into(), "nats://sync:pw@nats:4222".into())]));
+        let config = receiver_config(&shared, &[], &store).unwrap();
+        assert_eq!(
+            config.event_log,
+            EventLogConfig::JetStream(JetStreamLogConfig {
+                url: "nats://sync:pw@nats:4222".into(),
+                stream: None,
+                subject: None,
+                replicas: 3,
+                max_pending_events: LogLimits::default().max_pending_events,
+                max_pending_bytes: 1 << 30,
+                ack_wait_seconds: JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS,
+            })
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_KEY);
+        std::fs::write(&path, config_yaml(&config)).unwrap();
+        assert_eq!(ReceiverConfig::load(&path).unwrap(), config);
+    }
+
+    fn cel_errors(integration: &HubSpotIntegration) -> String {
+        kube::core::cel::validate_cel(integration).err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_wants_exactly_one_event_log_and_one_nats_url() {
+        let with_log = |event_log: EventLogSettings| {
+            let mut i = integration();
+            i.spec.receiver.event_log = Some(event_log);
+            i
+        };
+        let jetstream = |url: Option<&str>, secret: bool| JetStreamLogSettings {
+            url: url.map(Into::into),
+            url_secret: secret.then(|| SecretKeyRef { name: "nats".into(), key: "url".into() }),
+            ..Default::default()
+        };
+        assert_eq!(cel_errors(&integration()), "");
+        let embedded = EventLogSettings { embedded: Some(Default::default()), jetstream: None };
+        assert_eq!(cel_errors(&with_log(embedded)), "");
+        let by_url = EventLogSettings { embedded: None, jetstream: Some(jetstream(Some("nats://nats:4222"), false)) };
+        assert_eq!(cel_errors(&with_log(by_url)), "");
+
+        let neither = EventLogSettings::default();
+        assert!(cel_errors(&with_log(neither)).contains("set exactly one of embedded and jetstream"));
+        let both = EventLogSettings { embedded: Some(Default::default()), jetstream: Some(jetstream(None, true)) };
+        assert!(cel_errors(&with_log(both)).contains("set exactly one of embedded and jetstream"));
+        for (url, secret) in [(None, false), (Some("nats://nats:4222"), true)] {
+            let log = EventLogSettings { embedded: None, jetstream: Some(jetstream(url, secret)) };
+            assert!(cel_errors(&with_log(log)).contains("set exactly one of url and urlSecret"), "{url:?} {secret}");
+        }
     }
 }

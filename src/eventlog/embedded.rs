@@ -6,6 +6,9 @@
 //! behind each other's. Every request is answered only after its commit is on disk
 //! (`synchronous=FULL`), which is what allows the receiver to answer HubSpot with 2xx.
 //! Reads use a second connection and never wait for the writer (WAL mode).
+//!
+//! The writer also enforces the size limits: an append that would take the unreleased events
+//! past `maxPendingEvents` or `maxPendingBytes` stores nothing and fails with [`LogFull`].
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -15,10 +18,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension as _, params};
 use tokio::sync::{Notify, oneshot};
 
-use super::{AppendOutcome, EventLog, StoredEvent};
+use super::{AppendOutcome, EventLog, LogFull, StoredEvent};
+use crate::config::LogLimits;
 use crate::hubspot::WebhookEvent;
 
 /// How long a delivery identity is remembered. HubSpot retries a delivery for up to 24 hours;
@@ -30,8 +34,9 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(10 * 60);
 
 // `AUTOINCREMENT` keeps a released `seq` from ever being handed out again (plain rowids restart
 // after the newest rows are deleted), so a position always names one event.
+// `appended_at` (ms since the epoch) is NULL in rows of logs written before it existed.
 const SCHEMA: &str = "
-    CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, appended_at INTEGER);
     CREATE TABLE IF NOT EXISTS seen (key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL) WITHOUT ROWID;
     CREATE INDEX IF NOT EXISTS seen_by_time ON seen (seen_at);
 ";
@@ -63,13 +68,20 @@ struct WriteRequest {
 }
 
 impl EmbeddedEventLog {
-    /// Opens (or creates, with its parent directory) the log file at `path`.
+    /// Opens (or creates, with its parent directory) the log file at `path`, with the default
+    /// size limits.
     pub fn open(path: &Path) -> anyhow::Result<EmbeddedEventLog> {
+        Self::open_with(path, LogLimits::default())
+    }
+
+    /// Opens (or creates, with its parent directory) the log file at `path`.
+    pub fn open_with(path: &Path, limits: LogLimits) -> anyhow::Result<EmbeddedEventLog> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut write_conn = open_connection(path)?;
         write_conn.execute_batch(SCHEMA).context("creating the event log schema")?;
+        add_appended_at_column(&write_conn).context("upgrading the event log schema")?;
         prune_seen(&mut write_conn, now_ms() - retention_ms()).context("pruning delivery identities")?;
         let reader = open_connection(path)?;
         reader.pragma_update(None, "query_only", true)?;
@@ -80,7 +92,7 @@ impl EmbeddedEventLog {
             .name("eventlog-writer".into())
             .spawn({
                 let appended = appended.clone();
-                move || run_writer(write_conn, requests, &appended)
+                move || run_writer(write_conn, limits, requests, &appended)
             })
             .context("starting the event log writer thread")?;
         Ok(EmbeddedEventLog { writes, writer: Some(writer), reader: Arc::new(Mutex::new(reader)), appended })
@@ -167,6 +179,28 @@ impl EventLog for EmbeddedEventLog {
         }))
     }
 
+    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<Duration>>> {
+        Box::pin(self.read(|conn| {
+            let oldest: Option<Option<i64>> = conn
+                .query_row("SELECT appended_at FROM events ORDER BY seq LIMIT 1", [], |row| row.get(0))
+                .optional()?;
+            // A row from before `appended_at` existed: as old as the first row that has a time.
+            let oldest = match oldest {
+                None => return Ok(None),
+                Some(Some(ms)) => ms,
+                Some(None) => {
+                    match conn
+                        .query_row("SELECT MIN(appended_at) FROM events", [], |row| row.get::<_, Option<i64>>(0))?
+                    {
+                        Some(ms) => ms,
+                        None => return Ok(None),
+                    }
+                }
+            };
+            Ok(Some(Duration::from_millis(now_ms().saturating_sub(oldest).max(0) as u64)))
+        }))
+    }
+
     fn notified(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.appended.notified())
     }
@@ -182,9 +216,58 @@ fn open_connection(path: &Path) -> anyhow::Result<Connection> {
     Ok(conn)
 }
 
+/// Adds `appended_at` to an `events` table created before it existed.
+fn add_appended_at_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column: bool =
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'appended_at'", [], |row| {
+            row.get::<_, i64>(0).map(|n| n > 0)
+        })?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN appended_at INTEGER")?;
+    }
+    Ok(())
+}
+
+/// What the unreleased events take, measured as the limits are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Occupancy {
+    events: u64,
+    bytes: u64,
+}
+
+impl Occupancy {
+    fn read(conn: &Connection) -> rusqlite::Result<Occupancy> {
+        conn.query_row("SELECT COUNT(*), COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM events", [], |row| {
+            Ok(Occupancy { events: row.get::<_, i64>(0)? as u64, bytes: row.get::<_, i64>(1)? as u64 })
+        })
+    }
+
+    /// Why one more event of `bytes` does not fit under `limits` (0: no limit), if it does not.
+    fn refuse(&self, bytes: u64, limits: &LogLimits) -> Option<LogFull> {
+        if limits.max_pending_events != 0 && self.events + 1 > limits.max_pending_events {
+            Some(LogFull(format!("{} unreleased events, the limit is {}", self.events, limits.max_pending_events)))
+        } else if limits.max_pending_bytes != 0 && self.bytes + bytes > limits.max_pending_bytes {
+            Some(LogFull(format!(
+                "{} bytes of unreleased events, the limit is {}",
+                self.bytes, limits.max_pending_bytes
+            )))
+        } else {
+            None
+        }
+    }
+}
+
 /// The writer thread: group commits until every sender is gone.
-fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, appended: &Notify) {
+fn run_writer(mut conn: Connection, limits: LogLimits, requests: mpsc::Receiver<WriteRequest>, appended: &Notify) {
     let mut last_prune = Instant::now();
+    let mut occupancy = match Occupancy::read(&conn) {
+        Ok(occupancy) => occupancy,
+        Err(e) => {
+            // Without it no limit can be kept: a log that cannot count is not a working log.
+            tracing::error!(error = %e, "event log cannot measure what it holds");
+            return;
+        }
+    };
     loop {
         let first = match requests.recv_timeout(PRUNE_INTERVAL) {
             Ok(request) => request,
@@ -196,20 +279,25 @@ fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, appe
         };
         let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
         let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
-        match commit_group(&mut conn, &writes, now_ms()) {
+        match commit_group(&mut conn, &writes, now_ms(), &limits, &mut occupancy) {
             Ok(outcomes) => {
-                if outcomes.iter().any(|o| o.appended > 0) {
+                if outcomes.iter().any(|o| o.as_ref().is_ok_and(|o| o.appended > 0)) {
                     // Wake every waiting consumer, and leave a permit for one that is between
                     // finding the log empty and starting to wait.
                     appended.notify_waiters();
                     appended.notify_one();
                 }
                 for (done, outcome) in answers.into_iter().zip(outcomes) {
-                    let _ = done.send(Ok(outcome));
+                    let _ = done.send(outcome.map_err(anyhow::Error::new));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, requests = answers.len(), "event log commit failed");
+                // Rolled back: what the log holds is what it held before, as the file says.
+                match Occupancy::read(&conn) {
+                    Ok(read) => occupancy = read,
+                    Err(e) => tracing::error!(error = %e, "event log cannot measure what it holds"),
+                }
                 for done in answers {
                     let _ = done.send(Err(anyhow::anyhow!("event log commit failed: {e}")));
                 }
@@ -230,42 +318,77 @@ fn prune_if_due(conn: &mut Connection, last_prune: &mut Instant) {
     }
 }
 
-/// Applies a group of writes in one transaction; one outcome per write, in order.
-fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> rusqlite::Result<Vec<AppendOutcome>> {
-    let tx = conn.transaction()?;
+/// Applies a group of writes in one transaction; one outcome per write, in order. An append
+/// that does not fit under `limits` stores nothing (not even its delivery identities, so the
+/// sender's retry is stored) and answers [`LogFull`]; the others are applied. `occupancy` is
+/// updated once the transaction is committed.
+fn commit_group(
+    conn: &mut Connection,
+    writes: &[Write],
+    now_ms: i64,
+    limits: &LogLimits,
+    occupancy: &mut Occupancy,
+) -> rusqlite::Result<Vec<Result<AppendOutcome, LogFull>>> {
+    let mut tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(writes.len());
-    {
-        let mut remember = tx.prepare_cached("INSERT OR IGNORE INTO seen (key, seen_at) VALUES (?1, ?2)")?;
-        let mut store = tx.prepare_cached("INSERT INTO events (body) VALUES (?1)")?;
-        let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1")?;
-        for write in writes {
-            let mut outcome = AppendOutcome::default();
+    let mut after = *occupancy;
+    for write in writes {
+        let mut outcome = AppendOutcome::default();
+        let mut refused = None;
+        let mut write_occupancy = after;
+        // One savepoint per write, so a refused append leaves the group's other writes alone.
+        let savepoint = tx.savepoint()?;
+        {
+            let mut remember = savepoint.prepare_cached("INSERT OR IGNORE INTO seen (key, seen_at) VALUES (?1, ?2)")?;
+            let mut store = savepoint.prepare_cached("INSERT INTO events (body, appended_at) VALUES (?1, ?2)")?;
+            let mut delete =
+                savepoint.prepare_cached("DELETE FROM events WHERE seq = ?1 RETURNING length(CAST(body AS BLOB))")?;
             match write {
                 Write::Append(events) => {
                     for event in events {
                         // A key already present (from any earlier write, including one earlier
                         // in this transaction) makes the event a duplicate.
-                        if remember.execute(params![event.dedup_key, now_ms])? == 1 {
-                            store.execute([&event.body])?;
-                            outcome.appended += 1;
-                        } else {
+                        if remember.execute(params![event.dedup_key, now_ms])? == 0 {
                             outcome.duplicates += 1;
+                            continue;
                         }
+                        let bytes = event.body.len() as u64;
+                        if let Some(full) = write_occupancy.refuse(bytes, limits) {
+                            refused = Some(full);
+                            break;
+                        }
+                        store.execute(params![event.body, now_ms])?;
+                        write_occupancy.events += 1;
+                        write_occupancy.bytes += bytes;
+                        outcome.appended += 1;
                     }
                 }
                 Write::Release(seqs) => {
                     for &seq in seqs {
                         // Positions beyond i64 were never handed out; there is nothing to delete.
-                        if let Ok(seq) = i64::try_from(seq) {
-                            delete.execute([seq])?;
+                        let Ok(seq) = i64::try_from(seq) else { continue };
+                        if let Some(bytes) = delete.query_row([seq], |row| row.get::<_, i64>(0)).optional()? {
+                            write_occupancy.events -= 1;
+                            write_occupancy.bytes = write_occupancy.bytes.saturating_sub(bytes as u64);
                         }
                     }
                 }
             }
-            outcomes.push(outcome);
+        }
+        match refused {
+            Some(full) => {
+                drop(savepoint); // rolls this write back
+                outcomes.push(Err(full));
+            }
+            None => {
+                savepoint.commit()?;
+                after = write_occupancy;
+                outcomes.push(Ok(outcome));
+            }
         }
     }
     tx.commit()?;
+    *occupancy = after;
     Ok(outcomes)
 }
 
@@ -284,9 +407,14 @@ fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::OptionalExtension as _;
-
     use super::*;
+
+    /// Commits `writes` without limits, as the log of an empty file would.
+    fn commit(conn: &mut Connection, writes: &[Write], now_ms: i64) -> Vec<AppendOutcome> {
+        let limits = LogLimits { max_pending_events: u64::MAX, max_pending_bytes: u64::MAX };
+        let mut occupancy = Occupancy::read(conn).unwrap();
+        commit_group(conn, writes, now_ms, &limits, &mut occupancy).unwrap().into_iter().map(Result::unwrap).collect()
+    }
 
     fn event(key: &str) -> EncodedEvent {
         EncodedEvent { dedup_key: key.into(), body: "{}".into() }
@@ -301,8 +429,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
         conn.execute_batch(SCHEMA).unwrap();
-        commit_group(&mut conn, &[Write::Append(vec![event("old")])], 1_000).unwrap();
-        commit_group(&mut conn, &[Write::Append(vec![event("new")])], 5_000).unwrap();
+        commit(&mut conn, &[Write::Append(vec![event("old")])], 1_000);
+        commit(&mut conn, &[Write::Append(vec![event("new")])], 5_000);
 
         assert_eq!(prune_seen(&mut conn, 5_000).unwrap(), 1);
         assert!(!key_known(&conn, "old"));
@@ -310,8 +438,7 @@ mod tests {
 
         // A forgotten identity is stored again; a remembered one is still a duplicate.
         let outcomes =
-            commit_group(&mut conn, &[Write::Append(vec![event("old")]), Write::Append(vec![event("new")])], 6_000)
-                .unwrap();
+            commit(&mut conn, &[Write::Append(vec![event("old")]), Write::Append(vec![event("new")])], 6_000);
         assert_eq!(outcomes[0], AppendOutcome { appended: 1, duplicates: 0 });
         assert_eq!(outcomes[1], AppendOutcome { appended: 0, duplicates: 1 });
     }
@@ -321,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
         conn.execute_batch(SCHEMA).unwrap();
-        let outcomes = commit_group(
+        let outcomes = commit(
             &mut conn,
             &[
                 Write::Append(vec![event("a"), event("b"), event("a")]),
@@ -329,8 +456,7 @@ mod tests {
                 Write::Release(vec![1]),
             ],
             1_000,
-        )
-        .unwrap();
+        );
         assert_eq!(
             outcomes,
             vec![
@@ -347,5 +473,53 @@ mod tests {
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(seqs, vec![2, 3]);
+    }
+
+    #[test]
+    fn an_append_past_the_limit_stores_nothing_and_the_rest_of_the_group_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let limits = LogLimits { max_pending_events: 3, max_pending_bytes: u64::MAX };
+        let mut occupancy = Occupancy::default();
+        let outcomes = commit_group(
+            &mut conn,
+            &[
+                Write::Append(vec![event("a"), event("b")]),
+                // Would make four: refused as a whole, its keys not remembered.
+                Write::Append(vec![event("c"), event("d")]),
+                Write::Append(vec![event("a"), event("e")]),
+            ],
+            1_000,
+            &limits,
+            &mut occupancy,
+        )
+        .unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap(), &AppendOutcome { appended: 2, duplicates: 0 });
+        assert!(outcomes[1].is_err());
+        assert_eq!(outcomes[2].as_ref().unwrap(), &AppendOutcome { appended: 1, duplicates: 1 });
+        assert_eq!(occupancy, Occupancy::read(&conn).unwrap());
+        assert_eq!(occupancy.events, 3);
+        assert!(!key_known(&conn, "c") && !key_known(&conn, "d"));
+
+        // Releasing makes room; the refused events are then stored.
+        let outcomes = commit_group(
+            &mut conn,
+            &[Write::Release(vec![1, 2]), Write::Append(vec![event("c"), event("d")])],
+            2_000,
+            &limits,
+            &mut occupancy,
+        )
+        .unwrap();
+        assert_eq!(outcomes[1].as_ref().unwrap(), &AppendOutcome { appended: 2, duplicates: 0 });
+        assert_eq!(occupancy, Occupancy::read(&conn).unwrap());
+
+        let bytes = LogLimits { max_pending_events: u64::MAX, max_pending_bytes: occupancy.bytes + 2 };
+        let outcomes =
+            commit_group(&mut conn, &[Write::Append(vec![event("f")])], 3_000, &bytes, &mut occupancy).unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap().appended, 1, "2 bytes fit");
+        let outcomes =
+            commit_group(&mut conn, &[Write::Append(vec![event("g")])], 3_000, &bytes, &mut occupancy).unwrap();
+        assert!(outcomes[0].is_err(), "no room for 2 more bytes");
     }
 }

@@ -86,19 +86,14 @@ async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
-    // Refreshed per scrape: one count query, and the gauge is exact whoever released events.
-    match state.log.pending_count().await {
-        Ok(pending) => {
-            state.metrics.events_pending.set(pending as i64);
-        }
-        Err(e) => tracing::warn!(error = %e, "event log unavailable for the pending gauge"),
-    }
+    // Refreshed per scrape, so the gauges are exact whoever released events.
+    crate::eventlog::update_gauges(state.log.as_ref(), &state.metrics).await;
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
 }
 
 /// Runs one integration's receiver until `shutdown` resolves: the webhook ingress, the admin
-/// API on `config.admin.listen`, and the sync worker, sharing the embedded event log in
-/// `config.data_dir`.
+/// API on `config.admin.listen`, the sync worker and the catch-up backfill, sharing the event log
+/// `config.event_log` chooses.
 pub async fn run(
     config: ReceiverConfig,
     listener: tokio::net::TcpListener,
@@ -110,7 +105,7 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the admin API: {e}", config.admin.listen))?;
     tracing::info!(listen = %admin_listener.local_addr()?, token = config.admin.token.is_some(), "admin API listening");
-    let log: Arc<dyn EventLog> = Arc::new(crate::eventlog::EmbeddedEventLog::open(&config.event_log_path())?);
+    let log = crate::eventlog::open(&config).await?;
     let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
     let worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
     let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;
@@ -124,12 +119,14 @@ pub async fn run(
     ));
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
-    let served = serve(listener, router(ReceiverState::new(&config, log, metrics)), shutdown).await;
+    let served = serve(listener, router(ReceiverState::new(&config, log.clone(), metrics)), shutdown).await;
     // The ingress has answered every request it accepted; the worker may stop mid-step, as
-    // whatever it had not released is delivered again on the next start.
+    // whatever it had not released is delivered again on the next start (or by another
+    // receiver sharing the log, which `close` hands it to at once).
     stop.cancel();
     worker.await?;
     backfill.await?;
     admin.await??;
+    log.close().await;
     served
 }

@@ -12,13 +12,14 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::ReceiverState;
+use crate::eventlog::LogFull;
 use crate::hubspot::WebhookEvent;
 use crate::hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, SignatureHeaders,
 };
 use crate::telemetry::OutcomeLabels;
 
-/// Seconds HubSpot is asked to wait before retrying when the log cannot store.
+/// Seconds HubSpot is asked to wait before retrying when the log cannot store (full or down).
 const RETRY_AFTER_SECONDS: &str = "5";
 
 pub(super) async fn receive(
@@ -74,14 +75,17 @@ pub(super) async fn receive(
             Json(json!({ "appended": outcome.appended, "duplicates": outcome.duplicates })).into_response()
         }
         Err(e) => {
-            state.metrics.webhook_request("unavailable");
-            tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)],
-                "event log unavailable, retry later",
-            )
-                .into_response()
+            // Either way nothing of the batch may be answered 2xx: what was stored before the
+            // log filled or failed is a duplicate when HubSpot retries.
+            let (outcome, body) = if let Some(full) = e.downcast_ref::<LogFull>() {
+                tracing::warn!(reason = %full, "event log is full; asking HubSpot to retry");
+                ("log_full", "event log is full, retry later")
+            } else {
+                tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
+                ("unavailable", "event log unavailable, retry later")
+            };
+            state.metrics.webhook_request(outcome);
+            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], body).into_response()
         }
     }
 }

@@ -19,7 +19,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use prometheus_client::metrics::gauge::Gauge;
 
 pub use backoff::Backoff;
 pub use deadletter::{DeadLetter, DeadLetterStore, Filter};
@@ -334,14 +333,8 @@ impl Worker {
     }
 
     async fn update_pending_gauge(&self) {
-        if let Ok(count) = self.log.pending_count().await {
-            set_gauge(&self.metrics.events_pending, count);
-        }
+        crate::eventlog::update_gauges(self.log.as_ref(), &self.metrics).await;
     }
-}
-
-fn set_gauge(gauge: &Gauge, value: u64) {
-    gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
 }
 
 /// Logs HubSpot's category and correlationId (what HubSpot support asks for) and keeps the

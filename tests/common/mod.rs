@@ -70,6 +70,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        event_log: Default::default(),
         mappings: vec![],
         // An ephemeral port: tests run receivers side by side.
         admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
@@ -605,4 +606,99 @@ pub fn contact_event(event_id: u64, subscription_type: &str, object_id: &str, oc
     event.occurred_at = occurred_at;
     event.property_name = subscription_type.ends_with("propertyChange").then(|| "firstname".into());
     event
+}
+
+/// An event-log backend under test, with the storage every log it opens shares: a temporary
+/// directory, or a pair of JetStream streams of their own (deleted when this value is).
+pub enum LogBackend {
+    Embedded(tempfile::TempDir),
+    JetStream(TestLogStreams),
+}
+
+/// The streams of a JetStream event log for one test; both are deleted when this value is.
+pub struct TestLogStreams {
+    pub settings: hubspot_operator::eventlog::jetstream::Settings,
+}
+
+impl Drop for TestLogStreams {
+    fn drop(&mut self) {
+        let (url, names) =
+            (self.settings.url.clone(), [self.settings.stream.clone(), format!("{}_seen", self.settings.stream)]);
+        run_detached(async move {
+            let jetstream = nats_jetstream(&url).await;
+            for name in names {
+                // Absent when the test failed before opening a log; nothing to report then.
+                if let Err(e) = jetstream.delete_stream(&name).await {
+                    eprintln!("deleting test stream {name}: {e}");
+                }
+            }
+        });
+    }
+}
+
+impl LogBackend {
+    pub fn embedded() -> LogBackend {
+        LogBackend::Embedded(tempfile::tempdir().unwrap())
+    }
+
+    /// Streams named for this test only; `ack_wait` is how long a dead log's events stay claimed.
+    pub fn jetstream_with_ack_wait(ack_wait: Duration) -> LogBackend {
+        let suffix = unique_suffix();
+        LogBackend::JetStream(TestLogStreams {
+            settings: hubspot_operator::eventlog::jetstream::Settings {
+                url: nats_url(),
+                stream: format!("hsop_test_log_{suffix}"),
+                subject: format!("hsop.test.{suffix}.events"),
+                replicas: 1,
+                limits: Default::default(),
+                ack_wait,
+            },
+        })
+    }
+
+    pub fn jetstream() -> LogBackend {
+        Self::jetstream_with_ack_wait(Duration::from_secs(60))
+    }
+
+    /// A log over this backend's storage, with the default limits.
+    pub async fn open(&self) -> Arc<dyn EventLog> {
+        self.open_with(Default::default()).await
+    }
+
+    pub async fn open_with(&self, limits: hubspot_operator::config::LogLimits) -> Arc<dyn EventLog> {
+        match self {
+            LogBackend::Embedded(dir) => Arc::new(
+                hubspot_operator::eventlog::EmbeddedEventLog::open_with(&dir.path().join("events.db"), limits).unwrap(),
+            ),
+            LogBackend::JetStream(streams) => {
+                let settings = hubspot_operator::eventlog::jetstream::Settings { limits, ..streams.settings.clone() };
+                let open = hubspot_operator::eventlog::JetStreamEventLog::open(&settings);
+                Arc::new(tokio::time::timeout(WAIT, open).await.expect("opening the log timed out").unwrap())
+            }
+        }
+    }
+}
+
+/// Runs each listed `async fn name(backend: LogBackend)` of the calling file once per event-log
+/// backend, as the tests `embedded::name` and `jetstream::name`.
+#[macro_export]
+macro_rules! per_backend {
+    ($($name:ident),* $(,)?) => {
+        mod embedded {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::LogBackend::embedded()).await
+                }
+            )*
+        }
+        mod jetstream {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::common::LogBackend::jetstream()).await
+                }
+            )*
+        }
+    };
 }

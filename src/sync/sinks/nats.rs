@@ -104,7 +104,7 @@ impl NatsSink {
 }
 
 /// A publish subject: dot-separated non-empty tokens, no wildcards, no whitespace.
-fn validate_subject(subject: &str) -> anyhow::Result<()> {
+pub(crate) fn validate_subject(subject: &str) -> anyhow::Result<()> {
     let valid = !subject.is_empty()
         && subject
             .split('.')
