@@ -163,6 +163,7 @@ fn bench_config(dir: &std::path::Path) -> ReceiverConfig {
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        ingest: None,
         mappings: vec![],
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::mapping::{FieldMapping, MatchKey};
+use crate::api::mapping::{ConflictPolicy, FieldMapping, MatchKey};
 use crate::hubspot::Tier;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
@@ -22,8 +22,28 @@ pub struct ReceiverConfig {
     pub data_dir: PathBuf,
     pub hubspot: HubSpotConnection,
     pub webhooks: WebhookConfig,
+    /// The ingest API for writes to HubSpot; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestConfig>,
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
+}
+
+/// How external systems write records to HubSpot through the receiver.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bearer token every ingest request must present.
+    pub token: String,
+    /// Largest accepted request body.
+    #[serde(default = "default_ingest_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestConfig").field("max_body_bytes", &self.max_body_bytes).finish_non_exhaustive()
+    }
 }
 
 /// How to call HubSpot.
@@ -67,6 +87,12 @@ pub struct MappingConfig {
     pub fields: Vec<FieldMapping>,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
+    /// Who wins when a field changed on both sides since it last synced.
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// External field of ingested records holding when the record changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_timestamp_field: Option<String>,
 }
 
 impl MappingConfig {
@@ -155,6 +181,9 @@ fn default_api_version() -> String {
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
+pub fn default_ingest_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
 
 // Secrets never reach a log line through `{:?}`.
 impl std::fmt::Debug for HubSpotConnection {
@@ -199,6 +228,12 @@ impl ReceiverConfig {
     pub fn event_log_path(&self) -> PathBuf {
         self.data_dir.join("events.db")
     }
+
+    /// Path of the reverse sync store (ingested records waiting for HubSpot, rejections, and
+    /// what was written).
+    pub fn reverse_store_path(&self) -> PathBuf {
+        self.data_dir.join("reverse.db")
+    }
 }
 
 #[cfg(test)]
@@ -212,6 +247,7 @@ mod tests {
 dataDir: /data
 hubspot: {baseUrl: 'http://h', accessToken: pat-na1-do-not-print}
 webhooks: {clientSecret: client-secret-do-not-print}
+ingest: {token: ingest-token-do-not-print}
 ",
         )
         .unwrap();

@@ -129,12 +129,38 @@ pub struct ReceiverSettings {
         "message": "storage is immutable: a StatefulSet's volume claim templates cannot change"
     }]))]
     pub storage: ReceiverStorage,
+    /// The ingest API (`POST /ingest/{namespace}/{mapping}`), through which external systems
+    /// write records to HubSpot. Off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestSettings>,
 }
 
 impl Default for ReceiverSettings {
     fn default() -> Self {
-        Self { image: None, replicas: default_replicas(), resources: None, storage: ReceiverStorage::default() }
+        Self {
+            image: None,
+            replicas: default_replicas(),
+            resources: None,
+            storage: ReceiverStorage::default(),
+            ingest: None,
+        }
     }
+}
+
+/// The receiver's ingest API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestSettings {
+    /// Secret key holding the bearer token callers of the ingest API must present.
+    pub token_secret_ref: SecretKeyRef,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_ingest_max_body_bytes")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub max_body_bytes: u64,
+}
+
+fn default_ingest_max_body_bytes() -> u64 {
+    4 * 1024 * 1024
 }
 
 fn default_replicas() -> i32 {

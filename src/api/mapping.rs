@@ -44,6 +44,31 @@ pub struct PropertyMappingSpec {
     /// Where mapped records are delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<Destination>,
+    /// Which side wins when a field changed both in HubSpot and in the external system since it
+    /// last synced: `newestWins` (default: the later change, by the external record's timestamp
+    /// and HubSpot's modification time of the property), `hubspotWins` or `externalWins`.
+    /// Only fields flowing to HubSpot (`ToHubSpot`, `Both`) can conflict.
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// External field of ingested records that holds when the record last changed (RFC 3339 or
+    /// epoch milliseconds). `newestWins` compares it with HubSpot's modification time; without
+    /// it, the time the receiver accepted the record is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_timestamp_field: Option<String>,
+}
+
+/// Which side wins a conflict: a field changed on both sides since it last synced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictPolicy {
+    /// The later change wins (external record timestamp vs. HubSpot's property modification
+    /// time); a tie goes to the external change, which arrived last.
+    #[default]
+    NewestWins,
+    /// HubSpot's value is kept; the external change to that field is dropped.
+    HubspotWins,
+    /// The external value is written whatever changed in HubSpot.
+    ExternalWins,
 }
 
 /// Reference to a `HubSpotIntegration` in the same namespace.
@@ -92,6 +117,11 @@ impl Direction {
     /// Whether values of this field are read from HubSpot and delivered to destinations.
     pub fn to_external(self) -> bool {
         matches!(self, Direction::ToExternal | Direction::Both)
+    }
+
+    /// Whether external systems may write values of this field to HubSpot.
+    pub fn to_hubspot(self) -> bool {
+        matches!(self, Direction::ToHubSpot | Direction::Both)
     }
 }
 

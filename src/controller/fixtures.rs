@@ -255,6 +255,8 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
                 ..Default::default()
             }],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
         },
     );
     m.metadata.namespace = Some(NAMESPACE.into());

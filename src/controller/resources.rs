@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 use super::secrets::{SecretError, SecretStore};
 use crate::api::{HubSpotIntegration, PropertyMapping};
-use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+use crate::config::{HubSpotConnection, IngestConfig, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
 use crate::receiver::WEBHOOK_PATH;
 
 /// Where the receiver keeps its event log and file destinations.
@@ -94,12 +94,13 @@ pub fn mappings_of<'a>(
 pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&PropertyMapping]) -> Vec<String> {
     let token = std::iter::once(&integration.spec.credentials.private_app_token);
     let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
+    let ingest_token = integration.spec.receiver.ingest.iter().map(|i| &i.token_secret_ref);
     let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
     let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
     let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
     let mut names: Vec<String> = Vec::new();
-    for reference in token.chain(client_secret).chain(signing).chain(postgres).chain(nats) {
+    for reference in token.chain(client_secret).chain(ingest_token).chain(signing).chain(postgres).chain(nats) {
         if !names.contains(&reference.name) {
             names.push(reference.name.clone());
         }
@@ -141,6 +142,8 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         match_key: mapping.spec.match_key.clone(),
         fields: mapping.spec.fields.clone(),
         sinks,
+        conflict_policy: mapping.spec.conflict_policy,
+        external_timestamp_field: mapping.spec.external_timestamp_field.clone(),
     })
 }
 
@@ -168,6 +171,7 @@ pub fn render_receiver_config(
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        ingest: None,
         mappings,
     }
 }
@@ -212,7 +216,15 @@ pub fn receiver_config<'a>(
         .into_iter()
         .map(|m| mapping_config(m, secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(render_receiver_config(integration, &token, client_secret.as_str(), mappings))
+    let mut config = render_receiver_config(integration, &token, client_secret.as_str(), mappings);
+    config.ingest = match &integration.spec.receiver.ingest {
+        Some(ingest) => Some(IngestConfig {
+            token: secrets.value(&ingest.token_secret_ref)?,
+            max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
+        }),
+        None => None,
+    };
+    Ok(config)
 }
 
 /// The config as the receiver reads it from its file.
@@ -523,6 +535,8 @@ mod tests {
                     direction: Direction::ToExternal,
                 }],
                 destinations,
+                conflict_policy: Default::default(),
+                external_timestamp_field: None,
             },
         );
         m.metadata.namespace = Some("sales".into());

@@ -463,6 +463,8 @@ mod tests {
                     })
                     .collect(),
                 destinations: vec![],
+                conflict_policy: Default::default(),
+                external_timestamp_field: None,
             },
         );
         m.metadata.namespace = Some("sales".into());

@@ -288,6 +288,8 @@ mod tests {
                 field("crm_note", "note", Direction::ToHubSpot),
             ],
             sinks: vec![],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
         }
     }
 

@@ -70,6 +70,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
+        ingest: None,
         mappings: vec![],
     }
 }
@@ -546,6 +547,8 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
             field("phone", "phone", Direction::ToHubSpot),
         ],
         sinks,
+        conflict_policy: Default::default(),
+        external_timestamp_field: None,
     }
 }
 

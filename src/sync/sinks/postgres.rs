@@ -414,6 +414,8 @@ mod tests {
                 })
                 .collect(),
             sinks: vec![],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
         }
     }
 
