@@ -339,7 +339,8 @@ impl HubSpotClient {
     }
 
     /// `POST /crm/v3/objects/{t}/batch/read` by `id_property` with the history of
-    /// `properties`, in chunks of 50; values HubSpot holds no record for are absent.
+    /// `properties`, in chunks of 50; values HubSpot holds no record for are absent. The
+    /// results carry `id_property` too, so that each names the id it was read by.
     pub async fn batch_read_with_history(
         &self,
         object_type: &str,
@@ -349,8 +350,10 @@ impl HubSpotClient {
     ) -> Result<Vec<ObjectWithHistory>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_WITH_HISTORY_LIMIT) {
+            let mut shown = properties.to_vec();
+            shown.push(id_property.to_string());
             let body = serde_json::json!({
-                "properties": properties,
+                "properties": shown,
                 "propertiesWithHistory": properties,
                 "idProperty": id_property,
                 "inputs": chunk.iter().map(|id| serde_json::json!({ "id": id })).collect::<Vec<_>>(),

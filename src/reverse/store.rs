@@ -150,6 +150,11 @@ pub struct ReverseStore {
     writer: Option<JoinHandle<()>>,
     reader: Arc<Mutex<Connection>>,
     enqueued: Arc<Notify>,
+    /// Held for writing from before an upsert is sent until what it wrote is committed, and
+    /// for reading while echoes are looked for. HubSpot may deliver the webhooks of a write
+    /// before its answer is back, so without it such a webhook could be checked against a
+    /// ledger that does not know the write yet.
+    write_gate: tokio::sync::RwLock<()>,
 }
 
 impl ReverseStore {
@@ -171,7 +176,13 @@ impl ReverseStore {
                 move || run_writer(write_conn, requests, &enqueued)
             })
             .context("starting the reverse sync writer thread")?;
-        Ok(ReverseStore { writes, writer: Some(writer), reader: Arc::new(Mutex::new(reader)), enqueued })
+        Ok(ReverseStore {
+            writes,
+            writer: Some(writer),
+            reader: Arc::new(Mutex::new(reader)),
+            enqueued,
+            write_gate: tokio::sync::RwLock::new(()),
+        })
     }
 
     /// Stores `records` durably; returns once they are on disk.
@@ -263,7 +274,11 @@ impl ReverseStore {
     /// object to the value this receiver last wrote there, or creations of objects its upserts
     /// created, within `ECHO_WINDOW` of that write. Another app's write of a different value,
     /// or at another time, is no echo: it still flows to the destinations.
+    ///
+    /// Call it after taking `events` from the event log: it waits for a write in flight to be
+    /// committed, so an echo of a write that had started by then is always recognised.
     pub async fn echoes(&self, events: Vec<StoredEvent>) -> anyhow::Result<Vec<u64>> {
+        let _no_write_in_flight = self.write_gate.read().await;
         self.read(move |conn| {
             let window = ECHO_WINDOW.as_millis() as i64;
             let mut value_written = conn.prepare_cached(
@@ -302,6 +317,12 @@ impl ReverseStore {
             Ok(echoes)
         })
         .await
+    }
+
+    /// Marks a write to HubSpot as in flight until the guard is dropped; drop it only after
+    /// `complete` committed what the write did (see `echoes`).
+    pub async fn hold_for_write(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.write_gate.write().await
     }
 
     /// Resolves after records were enqueued, or spuriously.

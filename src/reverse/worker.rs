@@ -190,6 +190,7 @@ impl ReverseWorker {
                 UpsertInput { id: m.key.clone(), id_property: id_property.clone(), properties }
             })
             .collect();
+        let write_in_flight = self.store.hold_for_write().await;
         let batch = self.client.batch_upsert_isolated(&mapping.object_type, &inputs).await;
 
         for &index in &batch.accepted {
@@ -244,6 +245,7 @@ impl ReverseWorker {
         self.count("written", batch.accepted.len());
         self.count("rejected", batch.rejected.len());
         self.store.complete(completion).await.map_err(StepError::store)?;
+        drop(write_in_flight);
         match batch.failure {
             Some(error) => Err(StepError::hubspot(&mapping.name, error)),
             None => Ok(settled),
