@@ -119,6 +119,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             let base = emulator.base_url();
             println!("  HubSpot emulator  {base} ({} seeded contacts)", args.seed);
             println!("  webhook receiver  {webhook_url}");
+            if config.ingest.is_some() {
+                for mapping in &config.mappings {
+                    println!("  ingest API        http://{}/ingest/{}", config.listen, mapping.name);
+                }
+            }
             println!("  data              {}/", args.data_dir.display());
             println!("Change a contact as a HubSpot user would:");
             println!(

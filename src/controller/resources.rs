@@ -606,6 +606,30 @@ mod tests {
     }
 
     #[test]
+    fn ingest_token_and_conflict_policy_are_rendered_when_set() {
+        let mut i = integration();
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        assert_eq!(config.ingest, None, "the ingest API is off unless spec.receiver.ingest is set");
+
+        i.spec.receiver.ingest = Some(crate::api::integration::IngestSettings {
+            token_secret_ref: SecretKeyRef { name: "sink-signing".into(), key: "key".into() },
+            max_body_bytes: 65536,
+        });
+        let mut m = mapping("contacts", "crm", vec![]);
+        m.spec.conflict_policy = crate::api::mapping::ConflictPolicy::HubspotWins;
+        m.spec.external_timestamp_field = Some("updated_at".into());
+        let mappings = [m];
+        assert!(referenced_secret_names(&i, &mappings_of(&i, &mappings)).contains(&"sink-signing".to_string()));
+        let config = receiver_config(&i, &mappings, &secrets()).unwrap();
+        assert_eq!(config.ingest, Some(IngestConfig { token: "sign-me".into(), max_body_bytes: 65536 }));
+        assert_eq!(config.mappings[0].conflict_policy, crate::api::mapping::ConflictPolicy::HubspotWins);
+        assert_eq!(config.mappings[0].external_timestamp_field.as_deref(), Some("updated_at"));
+
+        i.spec.receiver.ingest.as_mut().unwrap().token_secret_ref.name = "absent".into();
+        assert!(receiver_config(&i, &mappings, &secrets()).is_err(), "a missing token Secret is an error");
+    }
+
+    #[test]
     fn public_url_becomes_the_base_the_receiver_prefixes_to_the_request_path() {
         assert_eq!(public_base_url("https://hooks.example.com/webhooks/hubspot"), "https://hooks.example.com");
         assert_eq!(public_base_url("https://hooks.example.com/webhooks/hubspot/"), "https://hooks.example.com");
