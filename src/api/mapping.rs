@@ -1,7 +1,7 @@
 //! `PropertyMapping`: which HubSpot properties of one object type sync to which external fields.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ pub mod condition_types {
 }
 
 /// Maps HubSpot properties of one object type to fields of external destinations.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "hubspot.io",
     version = "v1alpha1",
@@ -29,6 +29,13 @@ pub mod condition_types {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.externalTimestampField) || \
+         (self.externalTimestampField != self.matchKey.externalField && \
+          self.fields.all(f, f.externalField != self.externalTimestampField))"
+    ).message("externalTimestampField must not be the match key's or a mapped field's externalField"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyMappingSpec {
@@ -212,4 +219,41 @@ pub struct PropertyMappingStatus {
     /// Mapped HubSpot properties that do not exist in the portal.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub missing_properties: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mapping(timestamp_field: Option<&str>) -> PropertyMapping {
+        PropertyMapping::new(
+            "contacts",
+            PropertyMappingSpec {
+                integration_ref: IntegrationRef { name: "crm".into() },
+                object_type: "contacts".into(),
+                match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+                fields: vec![FieldMapping {
+                    hubspot_property: "phone".into(),
+                    external_field: "phone".into(),
+                    direction: Direction::ToHubSpot,
+                }],
+                destinations: vec![],
+                conflict_policy: ConflictPolicy::default(),
+                external_timestamp_field: timestamp_field.map(str::to_string),
+            },
+        )
+    }
+
+    fn cel_errors(object: &PropertyMapping) -> String {
+        kube::core::cel::validate_cel(object).err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_keeps_the_timestamp_field_apart_from_mapped_fields() {
+        assert_eq!(cel_errors(&mapping(None)), "");
+        assert_eq!(cel_errors(&mapping(Some("updated_at"))), "");
+        for taken in ["email", "phone"] {
+            assert!(cel_errors(&mapping(Some(taken))).contains("externalTimestampField must not be"), "{taken}");
+        }
+    }
 }
