@@ -93,6 +93,43 @@ pub struct MappingConfig {
     /// External field of ingested records holding when the record changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_timestamp_field: Option<String>,
+    /// Systems polled for records to write to HubSpot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// A source of records for HubSpot, with its Secrets resolved. `Debug` leaves out the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Poll a PostgreSQL table or query for rows whose cursor column grew.
+    #[serde(rename_all = "camelCase")]
+    Postgres {
+        /// Connection string.
+        url: String,
+        /// Table, optionally schema-qualified; or `query`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        table: Option<String>,
+        /// A `SELECT` whose rows are the records; or `table`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+        cursor_column: String,
+        interval_seconds: u32,
+    },
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceConfig::Postgres { table, query, cursor_column, interval_seconds, .. } => f
+                .debug_struct("Postgres")
+                .field("table", table)
+                .field("query", query)
+                .field("cursor_column", cursor_column)
+                .field("interval_seconds", interval_seconds)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl MappingConfig {

@@ -36,6 +36,7 @@ fn contacts_mapping(http_url: &str) -> MappingConfig {
         ],
         conflict_policy: Default::default(),
         external_timestamp_field: None,
+        sources: vec![],
     }
 }
 

@@ -461,3 +461,67 @@ async fn conflict_policies_decide_fields_changed_on_both_sides() {
     assert_eq!(store.pending_count().await.unwrap(), 0);
     assert!(store.rejected().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let emulator = emulator(None).await;
+    let database = common::TestDatabase::create().await;
+    let db = database.client().await;
+    db.batch_execute(
+        "CREATE TABLE crm_contacts (email text, stage text, phone text, internal_note text, changed timestamptz);
+         INSERT INTO crm_contacts VALUES
+           ('pg1@example.com', 'lead', '555-1', 'not mapped', '2026-01-01T00:00:00Z'),
+           ('pg2@example.com', NULL, '555-2', 'not mapped', '2026-01-02T00:00:00Z'),
+           (NULL, 'lead', '555-3', 'no key', '2026-01-03T00:00:00Z'),
+           ('pg4@example.com', 'lead', '555-4', 'no cursor yet', NULL);",
+    )
+    .await
+    .unwrap();
+    let mut mapping = mapping("crm/contacts", ConflictPolicy::ExternalWins, vec![]);
+    mapping.external_timestamp_field = Some("changed".into());
+    mapping.sources = vec![hubspot_operator::config::SourceConfig::Postgres {
+        url: database.url.clone(),
+        table: Some("crm_contacts".into()),
+        query: None,
+        cursor_column: "changed".into(),
+        interval_seconds: 30,
+    }];
+    let store = Arc::new(ReverseStore::open(&data_dir.path().join("reverse.db")).unwrap());
+    let source = hubspot_operator::reverse::PostgresSource::new(&mapping, 0).unwrap();
+
+    assert_eq!(source.poll_once(&store).await.unwrap(), 3, "rows with a cursor value");
+    let queued = store.pending(10).await.unwrap();
+    let keys: Vec<&str> = queued.iter().map(|q| q.record.key.as_str()).collect();
+    assert_eq!(keys, ["pg1@example.com", "pg2@example.com"]);
+    assert_eq!(
+        queued[0].record.properties,
+        BTreeMap::from([
+            ("lifecyclestage".to_string(), "lead".to_string()),
+            ("phone".to_string(), "555-1".to_string())
+        ])
+    );
+    assert_eq!(queued[0].record.changed_at, 1_767_225_600_000, "the row's timestamp column");
+    let rejected = store.rejected().await.unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].category, "INVALID_RECORD");
+    assert!(rejected[0].message.contains("match key field `email` is missing"), "{}", rejected[0].message);
+
+    // Nothing changed: nothing is read again.
+    assert_eq!(source.poll_once(&store).await.unwrap(), 0);
+    db.batch_execute(
+        "UPDATE crm_contacts SET phone = '555-1b', changed = '2026-02-01T00:00:00Z' WHERE email = 'pg1@example.com';
+         UPDATE crm_contacts SET changed = '2026-02-02T00:00:00Z' WHERE email = 'pg4@example.com';",
+    )
+    .await
+    .unwrap();
+    assert_eq!(source.poll_once(&store).await.unwrap(), 2);
+    assert_eq!(store.pending_count().await.unwrap(), 4);
+
+    let worker = ReverseWorker::new(store.clone(), &[mapping], emulator.client(TOKEN), Arc::new(Metrics::default()));
+    assert_eq!(worker.run_once().await.unwrap(), 4);
+    assert_eq!(contact_property(&emulator, "pg1@example.com", "phone").await.as_deref(), Some("555-1b"));
+    assert_eq!(contact_property(&emulator, "pg2@example.com", "phone").await.as_deref(), Some("555-2"));
+    assert_eq!(contact_property(&emulator, "pg4@example.com", "lifecyclestage").await.as_deref(), Some("lead"));
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+}

@@ -62,6 +62,51 @@ pub struct PropertyMappingSpec {
     /// it, the time the receiver accepted the record is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_timestamp_field: Option<String>,
+    /// Systems the receiver polls for records to write to HubSpot, besides the ingest API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+}
+
+/// One source of records for HubSpot; exactly one of the fields is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// Poll a PostgreSQL table or query for rows changed since the last poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSource>,
+}
+
+/// A PostgreSQL table or query polled for changed rows. Each row is a record keyed by column
+/// names (the match key's `externalField`, fields flowing to HubSpot, `externalTimestampField`;
+/// other columns are ignored). Rows whose cursor column is above the last value read are taken,
+/// in cursor order; rows with a NULL cursor are never taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.table) != has(self.query)",
+    "message": "set exactly one of table and query"
+}]))]
+pub struct PostgresSource {
+    /// Secret key holding the connection string, e.g. `postgres://user:password@host:5432/db`.
+    pub connection_secret: SecretKeyRef,
+    /// Table to read, optionally schema-qualified (`crm.contacts`). Set this or `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"))]
+    pub table: Option<String>,
+    /// A `SELECT` whose rows are the records. Set this or `table`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Column that grows whenever a row changes (an `updated_at` timestamp or a sequence).
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"))]
+    pub cursor_column: String,
+    /// Seconds between polls.
+    #[serde(default = "default_poll_interval_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub interval_seconds: u32,
+}
+
+fn default_poll_interval_seconds() -> u32 {
+    30
 }
 
 /// Which side wins a conflict: a field changed on both sides since it last synced.
@@ -240,12 +285,34 @@ mod tests {
                 destinations: vec![],
                 conflict_policy: ConflictPolicy::default(),
                 external_timestamp_field: timestamp_field.map(str::to_string),
+                sources: vec![],
             },
         )
     }
 
     fn cel_errors(object: &PropertyMapping) -> String {
         kube::core::cel::validate_cel(object).err().map(|e| format!("{e:?}")).unwrap_or_default()
+    }
+
+    #[test]
+    fn cel_wants_exactly_one_of_table_and_query_in_a_postgres_source() {
+        let source = |table: Option<&str>, query: Option<&str>| {
+            let mut m = mapping(None);
+            m.spec.sources = vec![Source {
+                postgres: Some(PostgresSource {
+                    connection_secret: SecretKeyRef { name: "db".into(), key: "url".into() },
+                    table: table.map(str::to_string),
+                    query: query.map(str::to_string),
+                    cursor_column: "updated_at".into(),
+                    interval_seconds: 30,
+                }),
+            }];
+            cel_errors(&m)
+        };
+        assert_eq!(source(Some("crm.contacts"), None), "");
+        assert_eq!(source(None, Some("SELECT * FROM contacts")), "");
+        assert!(source(Some("contacts"), Some("SELECT 1")).contains("set exactly one of table and query"));
+        assert!(source(None, None).contains("set exactly one of table and query"));
     }
 
     #[test]

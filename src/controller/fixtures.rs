@@ -257,6 +257,7 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
             }],
             conflict_policy: Default::default(),
             external_timestamp_field: None,
+            sources: vec![],
         },
     );
     m.metadata.namespace = Some(NAMESPACE.into());

@@ -25,7 +25,9 @@ use sha2::{Digest, Sha256};
 
 use super::secrets::{SecretError, SecretStore};
 use crate::api::{HubSpotIntegration, PropertyMapping};
-use crate::config::{HubSpotConnection, IngestConfig, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+use crate::config::{
+    HubSpotConnection, IngestConfig, MappingConfig, ReceiverConfig, SinkConfig, SourceConfig, WebhookConfig,
+};
 use crate::receiver::WEBHOOK_PATH;
 
 /// Where the receiver keeps its event log and file destinations.
@@ -99,8 +101,12 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
     let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
     let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
+    let sources =
+        mappings.iter().flat_map(|m| &m.spec.sources).filter_map(|s| Some(&s.postgres.as_ref()?.connection_secret));
     let mut names: Vec<String> = Vec::new();
-    for reference in token.chain(client_secret).chain(ingest_token).chain(signing).chain(postgres).chain(nats) {
+    for reference in
+        token.chain(client_secret).chain(ingest_token).chain(signing).chain(postgres).chain(nats).chain(sources)
+    {
         if !names.contains(&reference.name) {
             names.push(reference.name.clone());
         }
@@ -136,6 +142,18 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
             sinks.push(SinkConfig::Nats { url, subject: nats.subject.clone() });
         }
     }
+    let mut sources = Vec::new();
+    for source in &mapping.spec.sources {
+        if let Some(postgres) = &source.postgres {
+            sources.push(SourceConfig::Postgres {
+                url: secrets.value(&postgres.connection_secret)?,
+                table: postgres.table.clone(),
+                query: postgres.query.clone(),
+                cursor_column: postgres.cursor_column.clone(),
+                interval_seconds: postgres.interval_seconds,
+            });
+        }
+    }
     Ok(MappingConfig {
         name: qualified_name(mapping),
         object_type: mapping.spec.object_type.clone(),
@@ -144,6 +162,7 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         sinks,
         conflict_policy: mapping.spec.conflict_policy,
         external_timestamp_field: mapping.spec.external_timestamp_field.clone(),
+        sources,
     })
 }
 
@@ -537,6 +556,7 @@ mod tests {
                 destinations,
                 conflict_policy: Default::default(),
                 external_timestamp_field: None,
+                sources: vec![],
             },
         );
         m.metadata.namespace = Some("sales".into());
@@ -616,6 +636,15 @@ mod tests {
             max_body_bytes: 65536,
         });
         let mut m = mapping("contacts", "crm", vec![]);
+        m.spec.sources = vec![crate::api::mapping::Source {
+            postgres: Some(crate::api::mapping::PostgresSource {
+                connection_secret: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                table: Some("crm.contacts".into()),
+                query: None,
+                cursor_column: "updated_at".into(),
+                interval_seconds: 15,
+            }),
+        }];
         m.spec.conflict_policy = crate::api::mapping::ConflictPolicy::HubspotWins;
         m.spec.external_timestamp_field = Some("updated_at".into());
         let mappings = [m];
@@ -624,6 +653,16 @@ mod tests {
         assert_eq!(config.ingest, Some(IngestConfig { token: "sign-me".into(), max_body_bytes: 65536 }));
         assert_eq!(config.mappings[0].conflict_policy, crate::api::mapping::ConflictPolicy::HubspotWins);
         assert_eq!(config.mappings[0].external_timestamp_field.as_deref(), Some("updated_at"));
+        assert_eq!(
+            config.mappings[0].sources,
+            [SourceConfig::Postgres {
+                url: "pat-na1-token".into(),
+                table: Some("crm.contacts".into()),
+                query: None,
+                cursor_column: "updated_at".into(),
+                interval_seconds: 15,
+            }]
+        );
 
         i.spec.receiver.ingest.as_mut().unwrap().token_secret_ref.name = "absent".into();
         assert!(receiver_config(&i, &mappings, &secrets()).is_err(), "a missing token Secret is an error");

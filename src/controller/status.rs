@@ -465,6 +465,7 @@ mod tests {
                 destinations: vec![],
                 conflict_policy: Default::default(),
                 external_timestamp_field: None,
+                sources: vec![],
             },
         );
         m.metadata.namespace = Some("sales".into());

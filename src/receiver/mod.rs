@@ -143,23 +143,29 @@ pub async fn run(
     let stop = tokio_util::sync::CancellationToken::new();
     // The store is kept while records may be queued in it, even after the ingest API is
     // turned off, so that nothing accepted is left behind.
-    let reverse = if config.ingest.is_some() || config.reverse_store_path().exists() {
+    let has_sources = config.mappings.iter().any(|m| !m.sources.is_empty());
+    let mut reverse = Vec::new();
+    if config.ingest.is_some() || has_sources || config.reverse_store_path().exists() {
         let store = Arc::new(ReverseStore::open(&config.reverse_store_path())?);
         worker = worker.with_echo_ledger(store.clone());
         state = state.with_ingest(&config, store.clone());
-        let reverse = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics);
-        Some(tokio::spawn(reverse.run(stop.clone().cancelled_owned())))
-    } else {
-        None
-    };
+        for mapping in &config.mappings {
+            for index in 0..mapping.sources.len() {
+                let source = crate::reverse::PostgresSource::new(mapping, index)?;
+                reverse.push(tokio::spawn(source.run(store.clone(), stop.clone().cancelled_owned())));
+            }
+        }
+        let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics);
+        reverse.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
+    }
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let served = serve(listener, router(state), shutdown).await;
     // The ingress has answered every request it accepted; the workers may stop mid-step, as
     // whatever they had not settled is taken up again on the next start.
     stop.cancel();
     worker.await?;
-    if let Some(reverse) = reverse {
-        reverse.await?;
+    for task in reverse {
+        task.await?;
     }
     served
 }

@@ -302,6 +302,7 @@ mod tests {
             sinks: vec![],
             conflict_policy: Default::default(),
             external_timestamp_field: Some("modified".into()),
+            sources: vec![],
         }
     }
 

@@ -4,7 +4,8 @@
 //! - `rejected`: records HubSpot refused, with its message and correlationId,
 //! - `written` and `created`: what this receiver wrote to HubSpot (per object and property the
 //!   last value and HubSpot's time of the write), which the forward worker uses to recognise
-//!   the webhooks its own writes cause and the conflict policy uses as the last sync time.
+//!   the webhooks its own writes cause and the conflict policy uses as the last sync time,
+//! - `source_cursors`: how far each polled source has been read.
 //!
 //! Writes go through one writer thread that commits every request waiting in one transaction
 //! (group commit) and answers each only after the commit is on disk (`synchronous=FULL`), as
@@ -57,6 +58,10 @@ const SCHEMA: &str = "
         value TEXT NOT NULL,
         written_at INTEGER NOT NULL,
         PRIMARY KEY (object_type, object_id, property)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS source_cursors (
+        source TEXT PRIMARY KEY,
+        cursor TEXT NOT NULL
     ) WITHOUT ROWID;
     CREATE TABLE IF NOT EXISTS created (
         object_type TEXT NOT NULL,
@@ -136,6 +141,14 @@ pub struct Completion {
 enum Write {
     Enqueue(Vec<IngestRecord>),
     Complete(Completion),
+    /// What one poll of a source read, and how far it got: committed together, so a row is
+    /// queued exactly once.
+    Polled {
+        records: Vec<IngestRecord>,
+        rejected: Vec<Rejection>,
+        source: String,
+        cursor: String,
+    },
 }
 
 struct WriteRequest {
@@ -191,6 +204,29 @@ impl ReverseStore {
             return Ok(());
         }
         self.submit(Write::Enqueue(records)).await
+    }
+
+    /// Queues what one poll of `source` read (valid rows as records, invalid ones as
+    /// rejections) and moves its cursor to `cursor`, in one transaction.
+    pub async fn polled(
+        &self,
+        source: &str,
+        records: Vec<IngestRecord>,
+        rejected: Vec<Rejection>,
+        cursor: String,
+    ) -> anyhow::Result<()> {
+        self.submit(Write::Polled { records, rejected, source: source.to_string(), cursor }).await
+    }
+
+    /// The cursor value up to which `source` has been read.
+    pub async fn source_cursor(&self, source: &str) -> anyhow::Result<Option<String>> {
+        let source = source.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT cursor FROM source_cursors WHERE source = ?1", [source], |row| row.get(0))
+                .optional()?)
+        })
+        .await
     }
 
     /// Applies what an upsert round settled, in one transaction.
@@ -365,6 +401,21 @@ impl Drop for ReverseStore {
     }
 }
 
+fn insert_rejection(statement: &mut rusqlite::CachedStatement<'_>, r: &Rejection) -> anyhow::Result<()> {
+    let properties = serde_json::to_string(&r.properties)?;
+    statement.execute(params![
+        r.mapping,
+        r.key,
+        properties,
+        r.status,
+        r.category,
+        r.message,
+        r.correlation_id,
+        r.rejected_at
+    ])?;
+    Ok(())
+}
+
 fn select_rejections(conn: &Connection, order: &str) -> anyhow::Result<Vec<Rejection>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT mapping, match_key, properties, status, category, message, correlation_id, rejected_at
@@ -410,7 +461,7 @@ fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, enqu
         let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
         match commit_group(&mut conn, &writes, now_ms()) {
             Ok(()) => {
-                if writes.iter().any(|w| matches!(w, Write::Enqueue(_))) {
+                if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. })) {
                     enqueued.notify_waiters();
                     enqueued.notify_one();
                 }
@@ -446,6 +497,8 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
         let mut remember_creation = tx.prepare_cached(
             "INSERT OR REPLACE INTO created (object_type, object_id, created_at) VALUES (?1, ?2, ?3)",
         )?;
+        let mut move_cursor =
+            tx.prepare_cached("INSERT OR REPLACE INTO source_cursors (source, cursor) VALUES (?1, ?2)")?;
         for write in writes {
             match write {
                 Write::Enqueue(records) => {
@@ -454,6 +507,16 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
                         enqueue.execute(params![r.mapping, r.key, properties, r.changed_at, now_ms])?;
                     }
                 }
+                Write::Polled { records, rejected, source, cursor } => {
+                    for r in records {
+                        let properties = serde_json::to_string(&r.properties)?;
+                        enqueue.execute(params![r.mapping, r.key, properties, r.changed_at, now_ms])?;
+                    }
+                    for r in rejected {
+                        insert_rejection(&mut reject, r)?;
+                    }
+                    move_cursor.execute(params![source, cursor])?;
+                }
                 Write::Complete(completion) => {
                     for &seq in &completion.done {
                         if let Ok(seq) = i64::try_from(seq) {
@@ -461,17 +524,7 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
                         }
                     }
                     for r in &completion.rejected {
-                        let properties = serde_json::to_string(&r.properties)?;
-                        reject.execute(params![
-                            r.mapping,
-                            r.key,
-                            properties,
-                            r.status,
-                            r.category,
-                            r.message,
-                            r.correlation_id,
-                            r.rejected_at
-                        ])?;
+                        insert_rejection(&mut reject, r)?;
                     }
                     for w in &completion.written {
                         remember_value.execute(params![

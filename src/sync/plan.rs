@@ -290,6 +290,7 @@ mod tests {
             sinks: vec![],
             conflict_policy: Default::default(),
             external_timestamp_field: None,
+            sources: vec![],
         }
     }
 

@@ -595,6 +595,7 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
         sinks,
         conflict_policy: Default::default(),
         external_timestamp_field: None,
+        sources: vec![],
     }
 }
 
