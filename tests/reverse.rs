@@ -251,6 +251,7 @@ async fn accepted_records_survive_a_restart_and_are_written_afterwards() {
         let body = json!([
             {"email": "kept1@example.com", "phone": "1", "stage": "lead"},
             {"email": "kept2@example.com", "phone": "2"},
+            {"email": "bare@example.com"},
         ]);
         let response =
             post_records(&format!("{}/ingest/crm/contacts", receiver.base_url), Some(INGEST_TOKEN), body.to_string())
@@ -265,16 +266,20 @@ async fn accepted_records_survive_a_restart_and_are_written_afterwards() {
 
     let store = Arc::new(ReverseStore::open(&config.reverse_store_path()).unwrap());
     let pending = store.pending(10).await.unwrap();
-    assert_eq!(pending.len(), 2);
+    assert_eq!(pending.len(), 3);
     assert_eq!(pending[0].record.key, "kept1@example.com");
     assert_eq!(
         pending[0].record.properties,
         BTreeMap::from([("lifecyclestage".to_string(), "lead".to_string()), ("phone".to_string(), "1".to_string())])
     );
     let worker = ReverseWorker::new(store.clone(), &mappings, emulator.client(TOKEN), Arc::new(Metrics::default()));
-    assert_eq!(worker.run_once().await.unwrap(), 2);
+    assert_eq!(worker.run_once().await.unwrap(), 3);
     assert_eq!(contact_property(&emulator, "kept1@example.com", "lifecyclestage").await.as_deref(), Some("lead"));
     assert_eq!(contact_property(&emulator, "kept2@example.com", "phone").await.as_deref(), Some("2"));
+    assert!(
+        emulator.contact_by_email("bare@example.com").await.is_some(),
+        "a record of only its key creates the contact"
+    );
     assert_eq!(store.pending_count().await.unwrap(), 0);
 }
 

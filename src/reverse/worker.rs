@@ -168,12 +168,16 @@ impl ReverseWorker {
     async fn sync_mapping(&self, mapping: &MappingConfig, records: &[QueuedRecord]) -> Result<usize, StepError> {
         let id_property = &mapping.match_key.hubspot_property;
         let mut merged = coalesce(records);
+        // A record of only its key still creates the HubSpot record when it is missing.
+        let key_only: std::collections::BTreeSet<String> =
+            merged.iter().filter(|m| m.values.is_empty()).map(|m| m.key.clone()).collect();
         if mapping.conflict_policy != ConflictPolicy::ExternalWins {
             self.drop_conflicting_fields(mapping, &mut merged).await?;
         }
         let mut completion = Completion::default();
         // Nothing left to write (HubSpot kept every field): settled.
-        let (nothing, merged): (Vec<Merged>, Vec<Merged>) = merged.into_iter().partition(|m| m.values.is_empty());
+        let (nothing, merged): (Vec<Merged>, Vec<Merged>) =
+            merged.into_iter().partition(|m| m.values.is_empty() && !key_only.contains(&m.key));
         completion.done.extend(nothing.iter().flat_map(|m| m.seqs.iter().copied()));
 
         let inputs: Vec<UpsertInput> = merged
