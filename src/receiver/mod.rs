@@ -38,7 +38,7 @@ pub struct ReceiverState {
     public_url: Option<String>,
     max_body_bytes: usize,
     /// The reverse sync store, for the gauges `/metrics` refreshes.
-    metrics_ingest_store: Option<Arc<ReverseStore>>,
+    reverse_store: Option<Arc<ReverseStore>>,
     /// The ingest API; `None` when it is off.
     pub(crate) ingest: Option<crate::reverse::IngestState>,
 }
@@ -53,7 +53,7 @@ impl ReceiverState {
             public_url: webhooks.public_url.as_deref().map(|url| url.trim_end_matches('/').to_string()),
             max_body_bytes: webhooks.max_body_bytes,
             ingest: None,
-            metrics_ingest_store: None,
+            reverse_store: None,
         }
     }
 
@@ -63,7 +63,7 @@ impl ReceiverState {
         if let Some(ingest) = &config.ingest {
             self.ingest = Some(crate::reverse::IngestState::new(ingest, &config.mappings, store.clone()));
         }
-        self.metrics_ingest_store = Some(store);
+        self.reverse_store = Some(store);
         self
     }
 }
@@ -117,7 +117,7 @@ async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
         }
         Err(e) => tracing::warn!(error = %e, "event log unavailable for the pending gauge"),
     }
-    if let Some(store) = &state.metrics_ingest_store {
+    if let Some(store) = &state.reverse_store {
         if let Ok(pending) = store.pending_count().await {
             state.metrics.reverse_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
         }
