@@ -549,3 +549,59 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
 pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hubspot::WebhookEvent;
+
+    fn event(seq: u64, action: &str, property: Option<(&str, &str)>, source: &str, occurred_at: i64) -> StoredEvent {
+        StoredEvent {
+            seq,
+            event: WebhookEvent {
+                event_id: seq,
+                occurred_at,
+                subscription_type: format!("contact.{action}"),
+                object_id: 7,
+                change_source: Some(source.into()),
+                source_id: Some("54321".into()),
+                property_name: property.map(|(name, _)| name.into()),
+                property_value: property.map(|(_, value)| value.into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn echoes_are_integration_changes_to_the_written_value_near_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReverseStore::open(&dir.path().join("reverse.db")).unwrap();
+        let at = 1_000_000_000;
+        store
+            .complete(Completion {
+                written: vec![WrittenValue {
+                    object_type: "contacts".into(),
+                    object_id: "7".into(),
+                    property: "phone".into(),
+                    value: "555".into(),
+                    written_at: at,
+                }],
+                created: vec![("contacts".into(), "7".into(), at)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let window = ECHO_WINDOW.as_millis() as i64;
+        let events = vec![
+            event(1, "propertyChange", Some(("phone", "555")), "INTEGRATION", at + 5),
+            event(2, "creation", None, "INTEGRATION", at),
+            // Another value, another property, a person, or long after: real changes.
+            event(3, "propertyChange", Some(("phone", "556")), "INTEGRATION", at + 5),
+            event(4, "propertyChange", Some(("firstname", "555")), "INTEGRATION", at + 5),
+            event(5, "propertyChange", Some(("phone", "555")), "CRM_UI", at + 5),
+            event(6, "propertyChange", Some(("phone", "555")), "INTEGRATION", at + window + 1),
+            event(7, "deletion", None, "INTEGRATION", at),
+        ];
+        assert_eq!(store.echoes(events).await.unwrap(), vec![1, 2]);
+    }
+}
