@@ -223,6 +223,7 @@ fn bench_config() -> ReceiverConfig {
             max_body_bytes: 1024 * 1024,
         },
         event_log: Default::default(),
+        ingest: None,
         mappings: vec![],
         admin: Default::default(),
     }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::mapping::{FieldMapping, MatchKey};
+use crate::api::mapping::{ConflictPolicy, FieldMapping, MatchKey};
 use crate::hubspot::Tier;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
@@ -25,6 +25,9 @@ pub struct ReceiverConfig {
     /// Where webhook events are kept until every destination has them.
     #[serde(default)]
     pub event_log: EventLogConfig,
+    /// The ingest API for writes to HubSpot; off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestConfig>,
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
     #[serde(default)]
@@ -157,6 +160,23 @@ impl std::fmt::Debug for JetStreamLogConfig {
     }
 }
 
+/// How external systems write records to HubSpot through the receiver.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Bearer token every ingest request must present.
+    pub token: String,
+    /// Largest accepted request body.
+    #[serde(default = "default_ingest_max_body_bytes")]
+    pub max_body_bytes: usize,
+}
+
+impl std::fmt::Debug for IngestConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IngestConfig").field("max_body_bytes", &self.max_body_bytes).finish_non_exhaustive()
+    }
+}
+
 /// How to call HubSpot.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -201,6 +221,49 @@ pub struct MappingConfig {
     /// Search HubSpot at start for what webhooks did not bring (see `sync::backfill`).
     #[serde(default = "default_backfill")]
     pub backfill: bool,
+    /// Who wins when a field changed on both sides since it last synced.
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// External field of ingested records holding when the record changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_timestamp_field: Option<String>,
+    /// Systems polled for records to write to HubSpot.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<SourceConfig>,
+}
+
+/// A source of records for HubSpot, with its Secrets resolved. `Debug` leaves out the URL.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Poll a PostgreSQL table or query for rows whose cursor column grew.
+    #[serde(rename_all = "camelCase")]
+    Postgres {
+        /// Connection string.
+        url: String,
+        /// Table, optionally schema-qualified; or `query`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        table: Option<String>,
+        /// A `SELECT` whose rows are the records; or `table`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        query: Option<String>,
+        cursor_column: String,
+        interval_seconds: u32,
+    },
+}
+
+impl std::fmt::Debug for SourceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceConfig::Postgres { table, query, cursor_column, interval_seconds, .. } => f
+                .debug_struct("Postgres")
+                .field("table", table)
+                .field("query", query)
+                .field("cursor_column", cursor_column)
+                .field("interval_seconds", interval_seconds)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 impl MappingConfig {
@@ -310,6 +373,9 @@ fn default_stream_replicas() -> usize {
 fn default_ack_wait_seconds() -> u64 {
     JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS
 }
+pub fn default_ingest_max_body_bytes() -> usize {
+    4 * 1024 * 1024
+}
 
 // Secrets never reach a log line through `{:?}`.
 impl std::fmt::Debug for HubSpotConnection {
@@ -362,6 +428,12 @@ impl ReceiverConfig {
     pub fn sync_state_path(&self) -> PathBuf {
         self.data_dir.join("sync.db")
     }
+
+    /// Path of the reverse sync store (ingested records waiting for HubSpot, rejections, and
+    /// what was written).
+    pub fn reverse_store_path(&self) -> PathBuf {
+        self.data_dir.join("reverse.db")
+    }
 }
 
 #[cfg(test)]
@@ -376,6 +448,7 @@ dataDir: /data
 hubspot: {baseUrl: 'http://h', accessToken: pat-na1-do-not-print}
 webhooks: {clientSecret: client-secret-do-not-print}
 admin: {token: admin-token-do-not-print}
+ingest: {token: ingest-token-do-not-print}
 ",
         )
         .unwrap();

@@ -124,6 +124,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             println!("  HubSpot emulator  {base} ({} seeded contacts)", args.seed);
             println!("  webhook receiver  {webhook_url}");
             println!("  admin API         http://{} (hubspot-operator dead-letters)", args.admin_listen);
+            if config.ingest.is_some() {
+                for mapping in &config.mappings {
+                    println!("  ingest API        http://{}/ingest/{}", config.listen, mapping.name);
+                }
+            }
             println!("  data              {}/", args.data_dir.display());
             println!("Change a contact as a HubSpot user would:");
             println!(

@@ -60,6 +60,17 @@ pub struct Metrics {
     pub hubspot_latency: Histogram,
     /// Change hints the catch-up search appended to the event log.
     pub backfill_hints: Counter,
+    /// Ingest API requests by outcome: accepted, invalid, unauthorized, disabled,
+    /// unknown_mapping, read_only_mapping, malformed, too_large, unavailable.
+    pub ingest_requests: Family<OutcomeLabels, Counter>,
+    /// Ingested records by outcome: accepted, invalid.
+    pub ingest_records: Family<OutcomeLabels, Counter>,
+    /// Records the reverse worker settled, by outcome: written, rejected, kept_hubspot_value.
+    pub reverse_records: Family<OutcomeLabels, Counter>,
+    /// Ingested records waiting to be written to HubSpot.
+    pub reverse_pending: Gauge,
+    /// Records HubSpot refused, kept in the reverse sync store.
+    pub reverse_rejected: Gauge,
 }
 
 impl Default for Metrics {
@@ -77,6 +88,11 @@ impl Default for Metrics {
             hubspot_requests: Family::default(),
             hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
             backfill_hints: Counter::default(),
+            ingest_requests: Family::default(),
+            ingest_records: Family::default(),
+            reverse_records: Family::default(),
+            reverse_pending: Gauge::default(),
+            reverse_rejected: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());
@@ -98,6 +114,11 @@ impl Default for Metrics {
         registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
         registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
         registry.register("backfill_hints", "Change hints appended by the catch-up search", m.backfill_hints.clone());
+        registry.register("ingest_requests", "Ingest API requests by outcome", m.ingest_requests.clone());
+        registry.register("ingest_records", "Ingested records by outcome", m.ingest_records.clone());
+        registry.register("reverse_records", "Records written to or refused by HubSpot", m.reverse_records.clone());
+        registry.register("reverse_pending", "Ingested records waiting for HubSpot", m.reverse_pending.clone());
+        registry.register("reverse_rejected", "Ingested records HubSpot refused", m.reverse_rejected.clone());
         Metrics { registry, ..m }
     }
 }

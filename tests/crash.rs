@@ -88,6 +88,9 @@ async fn acknowledged_events_survive_sigkill() {
             direction: Direction::ToExternal,
         }],
         sinks: vec![SinkConfig::Http { url: destination.url.clone(), signing_secret: None }],
+        conflict_policy: Default::default(),
+        external_timestamp_field: None,
+        sources: vec![],
     }];
     assert_eq!(config.webhooks.client_secret, CLIENT_SECRET);
     let config_path = data_dir.path().join("config.yaml");

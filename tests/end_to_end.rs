@@ -35,6 +35,9 @@ fn contacts_mapping(http_url: &str) -> MappingConfig {
             SinkConfig::Http { url: http_url.into(), signing_secret: Some("whsec_ZW5kLXRvLWVuZA==".into()) },
             SinkConfig::File { path: "contacts.jsonl".into() },
         ],
+        conflict_policy: Default::default(),
+        external_timestamp_field: None,
+        sources: vec![],
     }
 }
 

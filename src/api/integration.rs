@@ -144,6 +144,10 @@ pub struct ReceiverSettings {
     /// share).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_log: Option<EventLogSettings>,
+    /// The ingest API (`POST /ingest/{namespace}/{mapping}`), through which external systems
+    /// write records to HubSpot. Off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingest: Option<IngestSettings>,
 }
 
 impl Default for ReceiverSettings {
@@ -154,6 +158,7 @@ impl Default for ReceiverSettings {
             resources: None,
             storage: ReceiverStorage::default(),
             event_log: None,
+            ingest: None,
         }
     }
 }
@@ -228,6 +233,22 @@ pub struct JetStreamLogSettings {
     /// 268435456 (256 MiB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_pending_bytes: Option<u64>,
+}
+
+/// The receiver's ingest API.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestSettings {
+    /// Secret key holding the bearer token callers of the ingest API must present.
+    pub token_secret_ref: SecretKeyRef,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_ingest_max_body_bytes")]
+    #[schemars(range(min = 1024, max = 67108864))]
+    pub max_body_bytes: u64,
+}
+
+fn default_ingest_max_body_bytes() -> u64 {
+    4 * 1024 * 1024
 }
 
 fn default_replicas() -> i32 {

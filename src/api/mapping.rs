@@ -1,7 +1,7 @@
 //! `PropertyMapping`: which HubSpot properties of one object type sync to which external fields.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -15,7 +15,7 @@ pub mod condition_types {
 }
 
 /// Maps HubSpot properties of one object type to fields of external destinations.
-#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "hubspot.io",
     version = "v1alpha1",
@@ -29,6 +29,13 @@ pub mod condition_types {
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[x_kube(
+    validation = Rule::new(
+        "!has(self.externalTimestampField) || \
+         (self.externalTimestampField != self.matchKey.externalField && \
+          self.fields.all(f, f.externalField != self.externalTimestampField))"
+    ).message("externalTimestampField must not be the match key's or a mapped field's externalField"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyMappingSpec {
@@ -72,10 +79,80 @@ pub struct PropertyMappingSpec {
     /// they already have. Turn it off to deliver only changes from now on.
     #[serde(default = "default_backfill")]
     pub backfill: bool,
+    /// Which side wins when a field changed both in HubSpot and in the external system since it
+    /// last synced: `newestWins` (default: the later change, by the external record's timestamp
+    /// and HubSpot's modification time of the property), `hubspotWins` or `externalWins`.
+    /// Only fields flowing to HubSpot (`ToHubSpot`, `Both`) can conflict.
+    #[serde(default)]
+    pub conflict_policy: ConflictPolicy,
+    /// External field of ingested records that holds when the record last changed (RFC 3339 or
+    /// epoch milliseconds). `newestWins` compares it with HubSpot's modification time; without
+    /// it, the time the receiver accepted the record is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_timestamp_field: Option<String>,
+    /// Systems the receiver polls for records to write to HubSpot, besides the ingest API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
 }
 
 fn default_backfill() -> bool {
     true
+}
+
+/// One source of records for HubSpot; exactly one of the fields is set.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Source {
+    /// Poll a PostgreSQL table or query for rows changed since the last poll.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PostgresSource>,
+}
+
+/// A PostgreSQL table or query polled for changed rows. Each row is a record keyed by column
+/// names (the match key's `externalField`, fields flowing to HubSpot, `externalTimestampField`;
+/// other columns are ignored). Rows whose cursor column is above the last value read are taken,
+/// in cursor order; rows with a NULL cursor are never taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.table) != has(self.query)",
+    "message": "set exactly one of table and query"
+}]))]
+pub struct PostgresSource {
+    /// Secret key holding the connection string, e.g. `postgres://user:password@host:5432/db`.
+    pub connection_secret: SecretKeyRef,
+    /// Table to read, optionally schema-qualified (`crm.contacts`). Set this or `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"))]
+    pub table: Option<String>,
+    /// A `SELECT` whose rows are the records. Set this or `table`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    /// Column that grows whenever a row changes (an `updated_at` timestamp or a sequence).
+    #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"))]
+    pub cursor_column: String,
+    /// Seconds between polls.
+    #[serde(default = "default_poll_interval_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
+    pub interval_seconds: u32,
+}
+
+fn default_poll_interval_seconds() -> u32 {
+    30
+}
+
+/// Which side wins a conflict: a field changed on both sides since it last synced.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ConflictPolicy {
+    /// The later change wins (external record timestamp vs. HubSpot's property modification
+    /// time); a tie goes to the external change, which arrived last.
+    #[default]
+    NewestWins,
+    /// HubSpot's value is kept; the external change to that field is dropped.
+    HubspotWins,
+    /// The external value is written whatever changed in HubSpot.
+    ExternalWins,
 }
 
 /// Reference to a `HubSpotIntegration` in the same namespace.
@@ -130,6 +207,11 @@ impl Direction {
     /// Whether values of this field are read from HubSpot and delivered to destinations.
     pub fn to_external(self) -> bool {
         matches!(self, Direction::ToExternal | Direction::Both)
+    }
+
+    /// Whether external systems may write values of this field to HubSpot.
+    pub fn to_hubspot(self) -> bool {
+        matches!(self, Direction::ToHubSpot | Direction::Both)
     }
 }
 
@@ -253,6 +335,9 @@ mod tests {
             fields: vec![field("firstname", "first_name"), field("lastname", "last_name")],
             destinations: vec![file()],
             backfill: true,
+            conflict_policy: ConflictPolicy::default(),
+            external_timestamp_field: None,
+            sources: vec![],
         };
         edit(&mut spec);
         PropertyMapping::new("contacts", spec)
@@ -319,5 +404,47 @@ mod tests {
         assert_eq!(cel_errors(&mapping(|s| s.destinations.clear()), Some(&old)), "");
         let moved = mapping(|s| s.integration_ref.name = "billing".into());
         assert!(cel_errors(&moved, Some(&old)).contains("integrationRef is immutable"));
+    }
+
+    fn two_way(timestamp_field: Option<&str>) -> PropertyMapping {
+        mapping(|s| {
+            s.fields = vec![FieldMapping {
+                hubspot_property: "phone".into(),
+                external_field: "phone".into(),
+                direction: Direction::ToHubSpot,
+            }];
+            s.destinations.clear();
+            s.external_timestamp_field = timestamp_field.map(str::to_string);
+        })
+    }
+
+    #[test]
+    fn cel_wants_exactly_one_of_table_and_query_in_a_postgres_source() {
+        let source = |table: Option<&str>, query: Option<&str>| {
+            let mut m = two_way(None);
+            m.spec.sources = vec![Source {
+                postgres: Some(PostgresSource {
+                    connection_secret: SecretKeyRef { name: "db".into(), key: "url".into() },
+                    table: table.map(str::to_string),
+                    query: query.map(str::to_string),
+                    cursor_column: "updated_at".into(),
+                    interval_seconds: 30,
+                }),
+            }];
+            cel_errors(&m, None)
+        };
+        assert_eq!(source(Some("crm.contacts"), None), "");
+        assert_eq!(source(None, Some("SELECT * FROM contacts")), "");
+        assert!(source(Some("contacts"), Some("SELECT 1")).contains("set exactly one of table and query"));
+        assert!(source(None, None).contains("set exactly one of table and query"));
+    }
+
+    #[test]
+    fn cel_keeps_the_timestamp_field_apart_from_mapped_fields() {
+        assert_eq!(cel_errors(&two_way(None), None), "");
+        assert_eq!(cel_errors(&two_way(Some("updated_at")), None), "");
+        for taken in ["email", "phone"] {
+            assert!(cel_errors(&two_way(Some(taken)), None).contains("externalTimestampField must not be"), "{taken}");
+        }
     }
 }

@@ -299,6 +299,9 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
                 ..Default::default()
             }],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
+            sources: vec![],
         },
     );
     m.metadata.namespace = Some(NAMESPACE.into());

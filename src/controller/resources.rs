@@ -27,8 +27,8 @@ use super::secrets::{SecretError, SecretStore};
 use crate::api::integration::JetStreamLogSettings;
 use crate::api::{HubSpotIntegration, PropertyMapping};
 use crate::config::{
-    EventLogConfig, HubSpotConnection, JetStreamLogConfig, LogLimits, MappingConfig, ReceiverConfig, SinkConfig,
-    WebhookConfig,
+    EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig, ReceiverConfig,
+    SinkConfig, SourceConfig, WebhookConfig,
 };
 use crate::receiver::WEBHOOK_PATH;
 
@@ -98,13 +98,24 @@ pub fn mappings_of<'a>(
 pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&PropertyMapping]) -> Vec<String> {
     let token = std::iter::once(&integration.spec.credentials.private_app_token);
     let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
+    let ingest_token = integration.spec.receiver.ingest.iter().map(|i| &i.token_secret_ref);
     let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
     let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
     let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
     let event_log = jetstream_log(integration).and_then(|j| j.url_secret.as_ref());
+    let sources =
+        mappings.iter().flat_map(|m| &m.spec.sources).filter_map(|s| Some(&s.postgres.as_ref()?.connection_secret));
     let mut names: Vec<String> = Vec::new();
-    for reference in token.chain(client_secret).chain(event_log).chain(signing).chain(postgres).chain(nats) {
+    for reference in token
+        .chain(client_secret)
+        .chain(ingest_token)
+        .chain(event_log)
+        .chain(signing)
+        .chain(postgres)
+        .chain(nats)
+        .chain(sources)
+    {
         if !names.contains(&reference.name) {
             names.push(reference.name.clone());
         }
@@ -175,6 +186,18 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
             sinks.push(SinkConfig::Nats { url, subject: nats.subject.clone() });
         }
     }
+    let mut sources = Vec::new();
+    for source in &mapping.spec.sources {
+        if let Some(postgres) = &source.postgres {
+            sources.push(SourceConfig::Postgres {
+                url: secrets.value(&postgres.connection_secret)?,
+                table: postgres.table.clone(),
+                query: postgres.query.clone(),
+                cursor_column: postgres.cursor_column.clone(),
+                interval_seconds: postgres.interval_seconds,
+            });
+        }
+    }
     Ok(MappingConfig {
         name: qualified_name(mapping),
         object_type: mapping.spec.object_type.clone(),
@@ -182,6 +205,9 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         fields: mapping.spec.fields.clone(),
         sinks,
         backfill: mapping.spec.backfill,
+        conflict_policy: mapping.spec.conflict_policy,
+        external_timestamp_field: mapping.spec.external_timestamp_field.clone(),
+        sources,
     })
 }
 
@@ -211,6 +237,7 @@ pub fn render_receiver_config(
             max_body_bytes: 1024 * 1024,
         },
         event_log,
+        ingest: None,
         mappings,
         admin: Default::default(),
     }
@@ -257,7 +284,15 @@ pub fn receiver_config<'a>(
         .into_iter()
         .map(|m| mapping_config(m, secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(render_receiver_config(integration, &token, client_secret.as_str(), event_log, mappings))
+    let mut config = render_receiver_config(integration, &token, client_secret.as_str(), event_log, mappings);
+    config.ingest = match &integration.spec.receiver.ingest {
+        Some(ingest) => Some(IngestConfig {
+            token: secrets.value(&ingest.token_secret_ref)?,
+            max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
+        }),
+        None => None,
+    };
+    Ok(config)
 }
 
 /// The config as the receiver reads it from its file.
@@ -571,6 +606,9 @@ mod tests {
                     direction: Direction::ToExternal,
                 }],
                 destinations,
+                conflict_policy: Default::default(),
+                external_timestamp_field: None,
+                sources: vec![],
             },
         );
         m.metadata.namespace = Some("sales".into());
@@ -637,6 +675,49 @@ mod tests {
         let path = dir.path().join(CONFIG_KEY);
         std::fs::write(&path, config_yaml(&config)).unwrap();
         assert_eq!(ReceiverConfig::load(&path).unwrap(), config);
+    }
+
+    #[test]
+    fn ingest_token_and_conflict_policy_are_rendered_when_set() {
+        let mut i = integration();
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        assert_eq!(config.ingest, None, "the ingest API is off unless spec.receiver.ingest is set");
+
+        i.spec.receiver.ingest = Some(crate::api::integration::IngestSettings {
+            token_secret_ref: SecretKeyRef { name: "sink-signing".into(), key: "key".into() },
+            max_body_bytes: 65536,
+        });
+        let mut m = mapping("contacts", "crm", vec![]);
+        m.spec.sources = vec![crate::api::mapping::Source {
+            postgres: Some(crate::api::mapping::PostgresSource {
+                connection_secret: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                table: Some("crm.contacts".into()),
+                query: None,
+                cursor_column: "updated_at".into(),
+                interval_seconds: 15,
+            }),
+        }];
+        m.spec.conflict_policy = crate::api::mapping::ConflictPolicy::HubspotWins;
+        m.spec.external_timestamp_field = Some("updated_at".into());
+        let mappings = [m];
+        assert!(referenced_secret_names(&i, &mappings_of(&i, &mappings)).contains(&"sink-signing".to_string()));
+        let config = receiver_config(&i, &mappings, &secrets()).unwrap();
+        assert_eq!(config.ingest, Some(IngestConfig { token: "sign-me".into(), max_body_bytes: 65536 }));
+        assert_eq!(config.mappings[0].conflict_policy, crate::api::mapping::ConflictPolicy::HubspotWins);
+        assert_eq!(config.mappings[0].external_timestamp_field.as_deref(), Some("updated_at"));
+        assert_eq!(
+            config.mappings[0].sources,
+            [SourceConfig::Postgres {
+                url: "pat-na1-token".into(),
+                table: Some("crm.contacts".into()),
+                query: None,
+                cursor_column: "updated_at".into(),
+                interval_seconds: 15,
+            }]
+        );
+
+        i.spec.receiver.ingest.as_mut().unwrap().token_secret_ref.name = "absent".into();
+        assert!(receiver_config(&i, &mappings, &secrets()).is_err(), "a missing token Secret is an error");
     }
 
     #[test]

@@ -574,6 +574,9 @@ mod tests {
                     })
                     .collect(),
                 destinations: vec![],
+                conflict_policy: Default::default(),
+                external_timestamp_field: None,
+                sources: vec![],
             },
         );
         m.metadata.namespace = Some("sales".into());

@@ -11,7 +11,7 @@ pub mod webhook;
 
 pub use auth::{OAuthCredentials, Secret, TokenEndpoint};
 pub use budget::{RequestBudget, Tier};
-pub use client::{ClientSettings, HubSpotClient};
+pub use client::{ClientSettings, HubSpotClient, IsolatedBatch, isolate_bad_inputs};
 pub use error::{ApiError, Error};
 pub use models::*;
 pub use signature::SignatureVerifier;

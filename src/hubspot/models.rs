@@ -19,6 +19,31 @@ pub struct CrmObject {
     pub archived: bool,
 }
 
+/// A CRM object with the history of some of its properties (`propertiesWithHistory`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectWithHistory {
+    #[serde(flatten)]
+    pub object: CrmObject,
+    /// Per property its values, newest first.
+    #[serde(default)]
+    pub properties_with_history: BTreeMap<String, Vec<PropertyVersion>>,
+}
+
+/// One value a property had.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PropertyVersion {
+    #[serde(default)]
+    pub value: String,
+    /// When the value was set (RFC 3339).
+    pub timestamp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_id: Option<String>,
+}
+
 /// `paging.next` of a list response.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NextPage {

@@ -17,10 +17,14 @@ use axum::routing::{get, post};
 use crate::config::ReceiverConfig;
 use crate::eventlog::EventLog;
 use crate::hubspot::SignatureVerifier;
+use crate::reverse::ReverseStore;
 use crate::telemetry::Metrics;
 
 /// Path HubSpot delivers webhook batches to.
 pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
+
+/// Path external systems POST records for HubSpot to: `/ingest/{namespace}/{mapping}`.
+pub const INGEST_PATH: &str = "/ingest/{namespace}/{mapping}";
 
 /// Content type of `/metrics` (OpenMetrics text, which is what `Metrics::encode` writes).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -30,10 +34,14 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 pub struct ReceiverState {
     verifier: SignatureVerifier,
     log: Arc<dyn EventLog>,
-    metrics: Arc<Metrics>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Base URL HubSpot calls (scheme, host, optional path prefix), without a trailing slash.
     public_url: Option<String>,
     max_body_bytes: usize,
+    /// The reverse sync store, for the gauges `/metrics` refreshes.
+    reverse_store: Option<Arc<ReverseStore>>,
+    /// The ingest API; `None` when it is off.
+    pub(crate) ingest: Option<crate::reverse::IngestState>,
 }
 
 impl ReceiverState {
@@ -45,15 +53,32 @@ impl ReceiverState {
             metrics,
             public_url: webhooks.public_url.as_deref().map(|url| url.trim_end_matches('/').to_string()),
             max_body_bytes: webhooks.max_body_bytes,
+            ingest: None,
+            reverse_store: None,
         }
+    }
+
+    /// Turns the ingest API on: records are validated against `config`'s mappings and queued
+    /// in `store`. Without an ingest section in `config` the API stays off.
+    pub fn with_ingest(mut self, config: &ReceiverConfig, store: Arc<ReverseStore>) -> Self {
+        if let Some(ingest) = &config.ingest {
+            self.ingest = Some(crate::reverse::IngestState::new(ingest, &config.mappings, store.clone()));
+        }
+        self.reverse_store = Some(store);
+        self
     }
 }
 
-/// The receiver's routes: `POST /webhooks/hubspot`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+/// The receiver's routes: `POST /webhooks/hubspot`, `POST /ingest/{namespace}/{mapping}`,
+/// `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
 pub fn router(state: ReceiverState) -> Router {
     let max_body_bytes = state.max_body_bytes;
+    let ingest_max_body_bytes =
+        state.ingest.as_ref().map_or(crate::config::default_ingest_max_body_bytes(), |i| i.max_body_bytes);
     Router::new()
         .route(WEBHOOK_PATH, post(webhook::receive).layer(DefaultBodyLimit::max(max_body_bytes)))
+        .route(INGEST_PATH, post(crate::reverse::ingest::receive).layer(DefaultBodyLimit::max(ingest_max_body_bytes)))
+        .route("/ingest/rejected", get(crate::reverse::ingest::rejected))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -88,6 +113,14 @@ async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
 async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
     // Refreshed per scrape, so the gauges are exact whoever released events.
     crate::eventlog::update_gauges(state.log.as_ref(), &state.metrics).await;
+    if let Some(store) = &state.reverse_store {
+        if let Ok(pending) = store.pending_count().await {
+            state.metrics.reverse_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
+        if let Ok(summary) = store.rejected_summary().await {
+            state.metrics.reverse_rejected.set(i64::try_from(summary.count).unwrap_or(i64::MAX));
+        }
+    }
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
 }
 
@@ -107,11 +140,29 @@ pub async fn run(
     tracing::info!(listen = %admin_listener.local_addr()?, token = config.admin.token.is_some(), "admin API listening");
     let log = crate::eventlog::open(&config).await?;
     let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
-    let worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
+    let mut worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
+    let mut state = ReceiverState::new(&config, log.clone(), metrics.clone());
     let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;
     let backfill =
-        crate::sync::backfill::Backfill::new(&config.mappings, client, log.clone(), cursors, metrics.clone());
+        crate::sync::backfill::Backfill::new(&config.mappings, client.clone(), log.clone(), cursors, metrics.clone());
     let stop = tokio_util::sync::CancellationToken::new();
+    // The store is kept while records may be queued in it, even after the ingest API is
+    // turned off, so that nothing accepted is left behind.
+    let has_sources = config.mappings.iter().any(|m| !m.sources.is_empty());
+    let mut reverse = Vec::new();
+    if config.ingest.is_some() || has_sources || config.reverse_store_path().exists() {
+        let store = Arc::new(ReverseStore::open(&config.reverse_store_path())?);
+        worker = worker.with_echo_ledger(store.clone());
+        state = state.with_ingest(&config, store.clone());
+        for mapping in &config.mappings {
+            for index in 0..mapping.sources.len() {
+                let source = crate::reverse::PostgresSource::new(mapping, index)?;
+                reverse.push(tokio::spawn(source.run(store.clone(), stop.clone().cancelled_owned())));
+            }
+        }
+        let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics);
+        reverse.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
+    }
     let admin = tokio::spawn(serve(
         admin_listener,
         admin::router(worker.clone(), config.admin.token.clone()),
@@ -119,13 +170,16 @@ pub async fn run(
     ));
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
-    let served = serve(listener, router(ReceiverState::new(&config, log.clone(), metrics)), shutdown).await;
-    // The ingress has answered every request it accepted; the worker may stop mid-step, as
-    // whatever it had not released is delivered again on the next start (or by another
-    // receiver sharing the log, which `close` hands it to at once).
+    let served = serve(listener, router(state), shutdown).await;
+    // The ingress has answered every request it accepted; the workers may stop mid-step, as
+    // whatever they had not settled is taken up again on the next start (or, for webhook
+    // events, by another receiver sharing the log, which `close` hands them to at once).
     stop.cancel();
     worker.await?;
     backfill.await?;
+    for task in reverse {
+        task.await?;
+    }
     admin.await??;
     log.close().await;
     served

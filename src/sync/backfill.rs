@@ -300,6 +300,9 @@ mod tests {
             fields: vec![],
             sinks: vec![],
             backfill: true,
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
+            sources: vec![],
         }
     }
 

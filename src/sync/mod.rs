@@ -28,8 +28,9 @@ pub use sinks::{Sink, SinkError};
 pub use state::CheckpointStore;
 
 use crate::config::{MappingConfig, ReceiverConfig};
-use crate::eventlog::EventLog;
+use crate::eventlog::{EventLog, StoredEvent};
 use crate::hubspot::{self, HubSpotClient};
+use crate::reverse::ReverseStore;
 use crate::telemetry::{Metrics, OutcomeLabels, SinkLabels};
 
 /// Events taken from the log per step.
@@ -51,6 +52,8 @@ pub struct Worker {
     checkpoints: CheckpointStore,
     dead_letters: DeadLetterStore,
     mappings: Arc<[MappingRuntime]>,
+    /// What the reverse worker wrote to HubSpot, to recognise the webhooks it causes.
+    echo_ledger: Option<Arc<ReverseStore>>,
 }
 
 struct MappingRuntime {
@@ -129,12 +132,19 @@ impl Worker {
                 Ok(MappingRuntime { config: mapping.clone(), destinations })
             })
             .collect::<anyhow::Result<Arc<[_]>>>()?;
-        Ok(Worker { log, client, metrics, checkpoints, dead_letters, mappings })
+        Ok(Worker { log, client, metrics, checkpoints, dead_letters, mappings, echo_ledger: None })
     }
 
     /// The dead-letter store, for inspection.
     pub fn dead_letters(&self) -> &DeadLetterStore {
         &self.dead_letters
+    }
+
+    /// Releases, without delivering them, the webhooks that echo the reverse worker's own
+    /// writes (see `ReverseStore::echoes`).
+    pub fn with_echo_ledger(mut self, ledger: Arc<ReverseStore>) -> Self {
+        self.echo_ledger = Some(ledger);
+        self
     }
 
     /// Drains the log until `shutdown` resolves. Failed steps are retried with backoff; the
@@ -194,6 +204,10 @@ impl Worker {
             self.update_pending_gauge().await;
             return outcome;
         }
+        let events = match self.release_echoes(events, &mut outcome).await {
+            Some(events) => events,
+            None => return outcome,
+        };
         let configs: Vec<MappingConfig> = self.mappings.iter().map(|m| m.config.clone()).collect();
         let plan = plan::plan(&events, &configs);
 
@@ -330,6 +344,32 @@ impl Worker {
             }
         }
         Ok(outcome)
+    }
+
+    /// The events that are not echoes of this receiver's own writes; the echoes are released.
+    /// `None` when the echoes could not be told apart (the step is retried).
+    async fn release_echoes(&self, events: Vec<StoredEvent>, outcome: &mut StepOutcome) -> Option<Vec<StoredEvent>> {
+        let Some(ledger) = &self.echo_ledger else { return Some(events) };
+        let echoes = match ledger.echoes(events.clone()).await {
+            Ok(echoes) => echoes,
+            Err(e) => {
+                outcome.fail(Failure { message: format!("echo ledger: {e:#}"), retry_after: None });
+                return None;
+            }
+        };
+        if echoes.is_empty() {
+            return Some(events);
+        }
+        let count = echoes.len();
+        let echo_set: std::collections::BTreeSet<u64> = echoes.iter().copied().collect();
+        if let Err(e) = self.log.release(echoes).await {
+            outcome.fail(release_failure(e));
+            return None;
+        }
+        outcome.released += count;
+        self.metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: "echo".into() }).inc_by(count as u64);
+        tracing::debug!(echoes = count, "released webhooks caused by this receiver's own writes");
+        Some(events.into_iter().filter(|e| !echo_set.contains(&e.seq)).collect())
     }
 
     async fn update_pending_gauge(&self) {

@@ -289,6 +289,9 @@ mod tests {
                 field("crm_note", "note", Direction::ToHubSpot),
             ],
             sinks: vec![],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
+            sources: vec![],
         }
     }
 

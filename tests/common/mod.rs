@@ -71,6 +71,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
             max_body_bytes: 1024 * 1024,
         },
         event_log: Default::default(),
+        ingest: None,
         mappings: vec![],
         // An ephemeral port: tests run receivers side by side.
         admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
@@ -119,10 +120,31 @@ pub struct RunningReceiver {
 
 impl RunningReceiver {
     pub async fn start(config: &ReceiverConfig, log: Arc<dyn EventLog>) -> RunningReceiver {
+        Self::start_with(config, log, None).await
+    }
+
+    /// With the ingest API of `config` queueing into `store`.
+    pub async fn start_with_ingest(
+        config: &ReceiverConfig,
+        log: Arc<dyn EventLog>,
+        store: Arc<hubspot_operator::reverse::ReverseStore>,
+    ) -> RunningReceiver {
+        Self::start_with(config, log, Some(store)).await
+    }
+
+    async fn start_with(
+        config: &ReceiverConfig,
+        log: Arc<dyn EventLog>,
+        store: Option<Arc<hubspot_operator::reverse::ReverseStore>>,
+    ) -> RunningReceiver {
         let metrics = Arc::new(Metrics::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(ReceiverState::new(config, log, metrics.clone()));
+        let mut state = ReceiverState::new(config, log, metrics.clone());
+        if let Some(store) = store {
+            state = state.with_ingest(config, store);
+        }
+        let app = router(state);
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(serve(listener, app, async move {
             let _ = stop.await;
@@ -198,6 +220,31 @@ impl TestEmulator {
     /// The object as the emulator stores it.
     pub async fn object(&self, object_type: &str, id: &str) -> serde_json::Value {
         self.admin(reqwest::Method::GET, &format!("/_emulator/objects/{object_type}/{id}"), None).await
+    }
+
+    /// Every object of `object_type` the emulator stores, archived ones included.
+    pub async fn objects(&self, object_type: &str) -> Vec<serde_json::Value> {
+        serde_json::from_value(
+            self.admin(reqwest::Method::GET, &format!("/_emulator/objects/{object_type}"), None).await,
+        )
+        .unwrap()
+    }
+
+    /// The live contact with this email, if any.
+    pub async fn contact_by_email(&self, email: &str) -> Option<serde_json::Value> {
+        self.objects("contacts")
+            .await
+            .into_iter()
+            .find(|o| o["properties"]["email"] == email && !o["archived"].as_bool().unwrap_or(false))
+    }
+
+    /// Makes the next API calls fail as `plan` says (`{status, count, pathPrefix, ...}`).
+    pub async fn set_faults(&self, plan: serde_json::Value) {
+        self.admin(reqwest::Method::PUT, "/_emulator/faults", Some(plan)).await;
+    }
+
+    pub async fn clear_faults(&self) {
+        self.admin(reqwest::Method::DELETE, "/_emulator/faults", None).await;
     }
 
     /// Every API call the emulator received.
@@ -577,6 +624,9 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
             field("phone", "phone", Direction::ToHubSpot),
         ],
         sinks,
+        conflict_policy: Default::default(),
+        external_timestamp_field: None,
+        sources: vec![],
     }
 }
 

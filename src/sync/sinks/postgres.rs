@@ -79,13 +79,13 @@ struct Sql {
 
 /// A validated, optionally schema-qualified table name.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct TableName {
+pub(crate) struct TableName {
     schema: Option<String>,
     name: String,
 }
 
 impl TableName {
-    fn parse(text: &str) -> anyhow::Result<TableName> {
+    pub(crate) fn parse(text: &str) -> anyhow::Result<TableName> {
         let (schema, name) = match text.split_once('.') {
             Some((schema, name)) => (Some(identifier(schema, "schema")?), identifier(name, "table")?),
             None => (None, identifier(text, "table")?),
@@ -93,7 +93,7 @@ impl TableName {
         Ok(TableName { schema, name })
     }
 
-    fn quoted(&self) -> String {
+    pub(crate) fn quoted(&self) -> String {
         match &self.schema {
             Some(schema) => format!("{}.{}", quote(schema), quote(&self.name)),
             None => quote(&self.name),
@@ -112,7 +112,7 @@ impl std::fmt::Display for TableName {
 
 /// Accepts `[A-Za-z_][A-Za-z0-9_]*` of at most 63 bytes. Quoting alone would make any name
 /// safe; the narrow alphabet also keeps names unambiguous in logs, psql and `kubectl`.
-fn identifier(text: &str, what: &str) -> anyhow::Result<String> {
+pub(crate) fn identifier(text: &str, what: &str) -> anyhow::Result<String> {
     let mut chars = text.chars();
     let valid_start = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
     if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
@@ -127,7 +127,7 @@ fn identifier(text: &str, what: &str) -> anyhow::Result<String> {
 }
 
 /// A double-quoted identifier. Validated names contain no quote; doubling keeps it safe anyway.
-fn quote(name: &str) -> String {
+pub(crate) fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
@@ -415,6 +415,9 @@ mod tests {
                 })
                 .collect(),
             sinks: vec![],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
+            sources: vec![],
         }
     }
 

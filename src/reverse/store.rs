@@ -1,0 +1,607 @@
+//! The reverse sync store: one SQLite file on the receiver's volume (`reverse.db`) holding
+//!
+//! - `queue`: ingested records not yet accepted or refused by HubSpot,
+//! - `rejected`: records HubSpot refused, with its message and correlationId,
+//! - `written` and `created`: what this receiver wrote to HubSpot (per object and property the
+//!   last value and HubSpot's time of the write), which the forward worker uses to recognise
+//!   the webhooks its own writes cause and the conflict policy uses as the last sync time,
+//! - `source_cursors`: how far each polled source has been read.
+//!
+//! Writes go through one writer thread that commits every request waiting in one transaction
+//! (group commit) and answers each only after the commit is on disk (`synchronous=FULL`), as
+//! the embedded event log does; so an ingest request is answered 202 only once its records are
+//! durable. Reads use a second connection (WAL mode) and never wait for the writer.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use rusqlite::{Connection, OptionalExtension as _, params};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, oneshot};
+
+use crate::eventlog::StoredEvent;
+
+/// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
+/// webhook to count as that write's echo. HubSpot stamps both from its own clock; the margin
+/// covers the time between the write and the events it emits.
+pub const ECHO_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS queue (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        mapping TEXT NOT NULL,
+        match_key TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        changed_at INTEGER NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS rejected (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        mapping TEXT NOT NULL,
+        match_key TEXT NOT NULL,
+        properties TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        category TEXT NOT NULL,
+        message TEXT NOT NULL,
+        correlation_id TEXT NOT NULL,
+        rejected_at INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS written (
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        property TEXT NOT NULL,
+        value TEXT NOT NULL,
+        written_at INTEGER NOT NULL,
+        PRIMARY KEY (object_type, object_id, property)
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS source_cursors (
+        source TEXT PRIMARY KEY,
+        cursor TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS created (
+        object_type TEXT NOT NULL,
+        object_id TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        PRIMARY KEY (object_type, object_id)
+    ) WITHOUT ROWID;
+";
+
+/// One external record bound for HubSpot, as validated at ingest.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestRecord {
+    /// `namespace/name` of the mapping.
+    pub mapping: String,
+    /// Value of the match key (the HubSpot `idProperty` value).
+    pub key: String,
+    /// HubSpot property → value; an empty string clears the property.
+    pub properties: BTreeMap<String, String>,
+    /// When the external system changed the record (epoch ms).
+    pub changed_at: i64,
+}
+
+/// A queued record and its position.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueuedRecord {
+    pub seq: u64,
+    pub record: IngestRecord,
+}
+
+/// A record HubSpot refused, with HubSpot's reasons.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Rejection {
+    pub mapping: String,
+    pub key: String,
+    pub properties: BTreeMap<String, String>,
+    /// HTTP status of HubSpot's answer.
+    pub status: u16,
+    pub category: String,
+    pub message: String,
+    pub correlation_id: String,
+    /// Epoch ms.
+    pub rejected_at: i64,
+}
+
+/// Rejected records: how many, and the newest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RejectedSummary {
+    pub count: u64,
+    pub last: Option<Rejection>,
+}
+
+/// A value this receiver wrote to a HubSpot object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WrittenValue {
+    pub object_type: String,
+    pub object_id: String,
+    pub property: String,
+    pub value: String,
+    /// HubSpot's time of the write (the object's `updatedAt` in the answer), epoch ms.
+    pub written_at: i64,
+}
+
+/// What one upsert round settled; committed at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Completion {
+    /// Queue positions that leave the queue (written, refused or superseded).
+    pub done: Vec<u64>,
+    pub rejected: Vec<Rejection>,
+    pub written: Vec<WrittenValue>,
+    /// Objects this receiver's upserts created: (object type, object id, HubSpot's time).
+    pub created: Vec<(String, String, i64)>,
+}
+
+enum Write {
+    Enqueue(Vec<IngestRecord>),
+    Complete(Completion),
+    /// What one poll of a source read, and how far it got: committed together, so a row is
+    /// queued exactly once.
+    Polled {
+        records: Vec<IngestRecord>,
+        rejected: Vec<Rejection>,
+        source: String,
+        cursor: String,
+    },
+}
+
+struct WriteRequest {
+    write: Write,
+    done: oneshot::Sender<anyhow::Result<()>>,
+}
+
+/// The reverse sync store, see the module documentation.
+pub struct ReverseStore {
+    writes: mpsc::Sender<WriteRequest>,
+    /// Taken only by `Drop`.
+    writer: Option<JoinHandle<()>>,
+    reader: Arc<Mutex<Connection>>,
+    enqueued: Arc<Notify>,
+    /// Held for writing from before an upsert is sent until what it wrote is committed, and
+    /// for reading while echoes are looked for. HubSpot may deliver the webhooks of a write
+    /// before its answer is back, so without it such a webhook could be checked against a
+    /// ledger that does not know the write yet.
+    write_gate: tokio::sync::RwLock<()>,
+}
+
+impl ReverseStore {
+    /// Opens (or creates, with its parent directory) the store at `path`.
+    pub fn open(path: &Path) -> anyhow::Result<ReverseStore> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let write_conn = open_connection(path)?;
+        write_conn.execute_batch(SCHEMA).context("creating the reverse sync schema")?;
+        let reader = open_connection(path)?;
+        reader.pragma_update(None, "query_only", true)?;
+        let (writes, requests) = mpsc::channel();
+        let enqueued = Arc::new(Notify::new());
+        let writer = std::thread::Builder::new()
+            .name("reverse-writer".into())
+            .spawn({
+                let enqueued = enqueued.clone();
+                move || run_writer(write_conn, requests, &enqueued)
+            })
+            .context("starting the reverse sync writer thread")?;
+        Ok(ReverseStore {
+            writes,
+            writer: Some(writer),
+            reader: Arc::new(Mutex::new(reader)),
+            enqueued,
+            write_gate: tokio::sync::RwLock::new(()),
+        })
+    }
+
+    /// Stores `records` durably; returns once they are on disk.
+    pub async fn enqueue(&self, records: Vec<IngestRecord>) -> anyhow::Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.submit(Write::Enqueue(records)).await
+    }
+
+    /// Queues what one poll of `source` read (valid rows as records, invalid ones as
+    /// rejections) and moves its cursor to `cursor`, in one transaction.
+    pub async fn polled(
+        &self,
+        source: &str,
+        records: Vec<IngestRecord>,
+        rejected: Vec<Rejection>,
+        cursor: String,
+    ) -> anyhow::Result<()> {
+        self.submit(Write::Polled { records, rejected, source: source.to_string(), cursor }).await
+    }
+
+    /// The cursor value up to which `source` has been read.
+    pub async fn source_cursor(&self, source: &str) -> anyhow::Result<Option<String>> {
+        let source = source.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .query_row("SELECT cursor FROM source_cursors WHERE source = ?1", [source], |row| row.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    /// Applies what an upsert round settled, in one transaction.
+    pub async fn complete(&self, completion: Completion) -> anyhow::Result<()> {
+        self.submit(Write::Complete(completion)).await
+    }
+
+    /// Up to `max` queued records, oldest first.
+    pub async fn pending(&self, max: usize) -> anyhow::Result<Vec<QueuedRecord>> {
+        self.read(move |conn| {
+            let limit = i64::try_from(max).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, mapping, match_key, properties, changed_at FROM queue ORDER BY seq LIMIT ?1",
+            )?;
+            let rows = stmt.query_map([limit], |row| {
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                ))
+            })?;
+            rows.map(|row| {
+                let (seq, mapping, key, properties, changed_at) = row?;
+                let properties =
+                    serde_json::from_str(&properties).with_context(|| format!("decoding queued record {seq}"))?;
+                Ok(QueuedRecord { seq: seq as u64, record: IngestRecord { mapping, key, properties, changed_at } })
+            })
+            .collect()
+        })
+        .await
+    }
+
+    /// Number of queued records.
+    pub async fn pending_count(&self) -> anyhow::Result<u64> {
+        self.read(|conn| Ok(conn.query_row("SELECT COUNT(*) FROM queue", [], |row| row.get::<_, i64>(0))? as u64)).await
+    }
+
+    /// How many records HubSpot refused, and the newest refusal.
+    pub async fn rejected_summary(&self) -> anyhow::Result<RejectedSummary> {
+        self.read(|conn| {
+            let count = conn.query_row("SELECT COUNT(*) FROM rejected", [], |row| row.get::<_, i64>(0))? as u64;
+            let last = select_rejections(conn, "ORDER BY id DESC LIMIT 1")?.pop();
+            Ok(RejectedSummary { count, last })
+        })
+        .await
+    }
+
+    /// Every rejected record, oldest first.
+    pub async fn rejected(&self) -> anyhow::Result<Vec<Rejection>> {
+        self.read(|conn| select_rejections(conn, "ORDER BY id")).await
+    }
+
+    /// HubSpot's time of this receiver's last write of each `(object id, property)` asked for.
+    pub async fn last_written(
+        &self,
+        object_type: &str,
+        wanted: Vec<(String, String)>,
+    ) -> anyhow::Result<BTreeMap<(String, String), i64>> {
+        let object_type = object_type.to_string();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT written_at FROM written WHERE object_type = ?1 AND object_id = ?2 AND property = ?3",
+            )?;
+            let mut found = BTreeMap::new();
+            for (object_id, property) in wanted {
+                if let Some(at) =
+                    stmt.query_row(params![object_type, object_id, property], |row| row.get::<_, i64>(0)).optional()?
+                {
+                    found.insert((object_id, property), at);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
+    /// Positions of the events that are echoes of this receiver's own writes: changes HubSpot
+    /// attributes to an integration (`changeSource` INTEGRATION) that set a property of an
+    /// object to the value this receiver last wrote there, or creations of objects its upserts
+    /// created, within `ECHO_WINDOW` of that write. Another app's write of a different value,
+    /// or at another time, is no echo: it still flows to the destinations.
+    ///
+    /// Call it after taking `events` from the event log: it waits for a write in flight to be
+    /// committed, so an echo of a write that had started by then is always recognised.
+    pub async fn echoes(&self, events: Vec<StoredEvent>) -> anyhow::Result<Vec<u64>> {
+        let _no_write_in_flight = self.write_gate.read().await;
+        self.read(move |conn| {
+            let window = ECHO_WINDOW.as_millis() as i64;
+            let mut value_written = conn.prepare_cached(
+                "SELECT value, written_at FROM written WHERE object_type = ?1 AND object_id = ?2 AND property = ?3",
+            )?;
+            let mut object_created =
+                conn.prepare_cached("SELECT created_at FROM created WHERE object_type = ?1 AND object_id = ?2")?;
+            let mut echoes = Vec::new();
+            for stored in &events {
+                let event = &stored.event;
+                if event.change_source.as_deref() != Some("INTEGRATION") {
+                    continue;
+                }
+                let Some(object_type) = event.object_type() else { continue };
+                let object_id = event.object_id.to_string();
+                let echo = match (event.action(), event.property_name.as_deref()) {
+                    ("propertyChange", Some(property)) => value_written
+                        .query_row(params![object_type, object_id, property], |row| {
+                            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                        })
+                        .optional()?
+                        .is_some_and(|(value, at)| {
+                            value == event.property_value.as_deref().unwrap_or("")
+                                && (event.occurred_at - at).abs() <= window
+                        }),
+                    ("creation", _) => object_created
+                        .query_row(params![object_type, object_id], |row| row.get::<_, i64>(0))
+                        .optional()?
+                        .is_some_and(|at| (event.occurred_at - at).abs() <= window),
+                    _ => false,
+                };
+                if echo {
+                    echoes.push(stored.seq);
+                }
+            }
+            Ok(echoes)
+        })
+        .await
+    }
+
+    /// Marks a write to HubSpot as in flight until the guard is dropped; drop it only after
+    /// `complete` committed what the write did (see `echoes`).
+    pub async fn hold_for_write(&self) -> tokio::sync::RwLockWriteGuard<'_, ()> {
+        self.write_gate.write().await
+    }
+
+    /// Resolves after records were enqueued, or spuriously.
+    pub async fn notified(&self) {
+        self.enqueued.notified().await
+    }
+
+    async fn submit(&self, write: Write) -> anyhow::Result<()> {
+        let (done, answer) = oneshot::channel();
+        self.writes
+            .send(WriteRequest { write, done })
+            .map_err(|_| anyhow::anyhow!("reverse sync writer has stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("reverse sync writer stopped before committing"))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        if self.writer.as_ref().is_none_or(|writer| writer.is_finished()) {
+            anyhow::bail!("reverse sync writer has stopped");
+        }
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| anyhow::anyhow!("reverse sync reader poisoned"))?;
+            read(&conn)
+        })
+        .await
+        .context("reverse sync read task failed")?
+    }
+}
+
+impl Drop for ReverseStore {
+    fn drop(&mut self) {
+        // The writer commits what it holds, then stops; the file is closed when this returns.
+        drop(std::mem::replace(&mut self.writes, mpsc::channel().0));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn insert_rejection(statement: &mut rusqlite::CachedStatement<'_>, r: &Rejection) -> anyhow::Result<()> {
+    let properties = serde_json::to_string(&r.properties)?;
+    statement.execute(params![
+        r.mapping,
+        r.key,
+        properties,
+        r.status,
+        r.category,
+        r.message,
+        r.correlation_id,
+        r.rejected_at
+    ])?;
+    Ok(())
+}
+
+fn select_rejections(conn: &Connection, order: &str) -> anyhow::Result<Vec<Rejection>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT mapping, match_key, properties, status, category, message, correlation_id, rejected_at
+         FROM rejected {order}"
+    ))?;
+    let rows = stmt.query_map([], |row| {
+        Ok((
+            Rejection {
+                mapping: row.get(0)?,
+                key: row.get(1)?,
+                properties: BTreeMap::new(),
+                status: row.get(3)?,
+                category: row.get(4)?,
+                message: row.get(5)?,
+                correlation_id: row.get(6)?,
+                rejected_at: row.get(7)?,
+            },
+            row.get::<_, String>(2)?,
+        ))
+    })?;
+    rows.map(|row| {
+        let (mut rejection, properties) = row?;
+        rejection.properties = serde_json::from_str(&properties).context("decoding a rejected record")?;
+        Ok(rejection)
+    })
+    .collect()
+}
+
+fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening reverse sync store {}", path.display()))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL mode (got {mode})", path.display());
+    // FULL: every commit is fsync'd, so a record answered 202 survives a crash or power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// The writer thread: group commits until every sender is gone.
+fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, enqueued: &Notify) {
+    while let Ok(first) = requests.recv() {
+        let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
+        let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
+        match commit_group(&mut conn, &writes, now_ms()) {
+            Ok(()) => {
+                if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. })) {
+                    enqueued.notify_waiters();
+                    enqueued.notify_one();
+                }
+                for done in answers {
+                    let _ = done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = answers.len(), "reverse sync commit failed");
+                for done in answers {
+                    let _ = done.send(Err(anyhow::anyhow!("reverse sync commit failed: {e}")));
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut enqueue = tx.prepare_cached(
+            "INSERT INTO queue (mapping, match_key, properties, changed_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut dequeue = tx.prepare_cached("DELETE FROM queue WHERE seq = ?1")?;
+        let mut reject = tx.prepare_cached(
+            "INSERT INTO rejected (mapping, match_key, properties, status, category, message, correlation_id, rejected_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )?;
+        let mut remember_value = tx.prepare_cached(
+            "INSERT INTO written (object_type, object_id, property, value, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (object_type, object_id, property) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
+        )?;
+        let mut remember_creation = tx.prepare_cached(
+            "INSERT OR REPLACE INTO created (object_type, object_id, created_at) VALUES (?1, ?2, ?3)",
+        )?;
+        let mut move_cursor =
+            tx.prepare_cached("INSERT OR REPLACE INTO source_cursors (source, cursor) VALUES (?1, ?2)")?;
+        for write in writes {
+            match write {
+                Write::Enqueue(records) => {
+                    for r in records {
+                        let properties = serde_json::to_string(&r.properties)?;
+                        enqueue.execute(params![r.mapping, r.key, properties, r.changed_at, now_ms])?;
+                    }
+                }
+                Write::Polled { records, rejected, source, cursor } => {
+                    for r in records {
+                        let properties = serde_json::to_string(&r.properties)?;
+                        enqueue.execute(params![r.mapping, r.key, properties, r.changed_at, now_ms])?;
+                    }
+                    for r in rejected {
+                        insert_rejection(&mut reject, r)?;
+                    }
+                    move_cursor.execute(params![source, cursor])?;
+                }
+                Write::Complete(completion) => {
+                    for &seq in &completion.done {
+                        if let Ok(seq) = i64::try_from(seq) {
+                            dequeue.execute([seq])?;
+                        }
+                    }
+                    for r in &completion.rejected {
+                        insert_rejection(&mut reject, r)?;
+                    }
+                    for w in &completion.written {
+                        remember_value.execute(params![
+                            w.object_type,
+                            w.object_id,
+                            w.property,
+                            w.value,
+                            w.written_at
+                        ])?;
+                    }
+                    for (object_type, object_id, at) in &completion.created {
+                        remember_creation.execute(params![object_type, object_id, at])?;
+                    }
+                }
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hubspot::WebhookEvent;
+
+    fn event(seq: u64, action: &str, property: Option<(&str, &str)>, source: &str, occurred_at: i64) -> StoredEvent {
+        StoredEvent {
+            seq,
+            event: WebhookEvent {
+                event_id: seq,
+                occurred_at,
+                subscription_type: format!("contact.{action}"),
+                object_id: 7,
+                change_source: Some(source.into()),
+                source_id: Some("54321".into()),
+                property_name: property.map(|(name, _)| name.into()),
+                property_value: property.map(|(_, value)| value.into()),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn echoes_are_integration_changes_to_the_written_value_near_the_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ReverseStore::open(&dir.path().join("reverse.db")).unwrap();
+        let at = 1_000_000_000;
+        store
+            .complete(Completion {
+                written: vec![WrittenValue {
+                    object_type: "contacts".into(),
+                    object_id: "7".into(),
+                    property: "phone".into(),
+                    value: "555".into(),
+                    written_at: at,
+                }],
+                created: vec![("contacts".into(), "7".into(), at)],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let window = ECHO_WINDOW.as_millis() as i64;
+        let events = vec![
+            event(1, "propertyChange", Some(("phone", "555")), "INTEGRATION", at + 5),
+            event(2, "creation", None, "INTEGRATION", at),
+            // Another value, another property, a person, or long after: real changes.
+            event(3, "propertyChange", Some(("phone", "556")), "INTEGRATION", at + 5),
+            event(4, "propertyChange", Some(("firstname", "555")), "INTEGRATION", at + 5),
+            event(5, "propertyChange", Some(("phone", "555")), "CRM_UI", at + 5),
+            event(6, "propertyChange", Some(("phone", "555")), "INTEGRATION", at + window + 1),
+            event(7, "deletion", None, "INTEGRATION", at),
+        ];
+        assert_eq!(store.echoes(events).await.unwrap(), vec![1, 2]);
+    }
+}
