@@ -162,13 +162,13 @@ impl FromStr for Subscription {
             Some((t, p)) => (t.trim(), Some(p.trim().to_string())),
             None => (s.trim(), None),
         };
-        let known = ["contact", "company", "deal"]
+        let known = ["contact", "company", "deal", "ticket"]
             .iter()
             .flat_map(|o| ["creation", "deletion", "propertyChange"].map(|a| format!("{o}.{a}")))
             .any(|t| t == subscription_type);
         if !known {
             return Err(format!(
-                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal}}.{{creation,deletion,propertyChange}}"
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket}}.{{creation,deletion,propertyChange}}"
             ));
         }
         if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {
@@ -533,7 +533,8 @@ mod tests {
         assert!(!email.covers("deal.propertyChange", Some("email")));
         let creation: Subscription = "deal.creation".parse().unwrap();
         assert!(creation.covers("deal.creation", None));
-        assert!("ticket.creation".parse::<Subscription>().is_err());
+        assert!("ticket.creation".parse::<Subscription>().is_ok());
+        assert!("quote.creation".parse::<Subscription>().is_err());
         assert!("deal.creation:amount".parse::<Subscription>().is_err());
         assert!("deal.propertyChange:".parse::<Subscription>().is_err());
     }

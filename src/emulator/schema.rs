@@ -15,18 +15,21 @@ pub enum ObjectType {
     Contacts,
     Companies,
     Deals,
+    Tickets,
 }
 
 impl ObjectType {
-    pub const ALL: [ObjectType; 3] = [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals];
+    pub const ALL: [ObjectType; 4] =
+        [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Tickets];
 
     /// Accepts what HubSpot accepts in paths: the plural name, the singular name or the
-    /// object type id (`0-1`, `0-2`, `0-3`).
+    /// object type id (`0-1`, `0-2`, `0-3`, `0-5`).
     pub fn parse(s: &str) -> ApiResult<Self> {
         match s.to_ascii_lowercase().as_str() {
             "contacts" | "contact" | "0-1" => Ok(ObjectType::Contacts),
             "companies" | "company" | "0-2" => Ok(ObjectType::Companies),
             "deals" | "deal" | "0-3" => Ok(ObjectType::Deals),
+            "tickets" | "ticket" | "0-5" => Ok(ObjectType::Tickets),
             _ => Err(ApiFailure::validation(&format!("Unable to infer object type from: {s}"))),
         }
     }
@@ -37,6 +40,7 @@ impl ObjectType {
             ObjectType::Contacts => "contacts",
             ObjectType::Companies => "companies",
             ObjectType::Deals => "deals",
+            ObjectType::Tickets => "tickets",
         }
     }
 
@@ -46,6 +50,7 @@ impl ObjectType {
             ObjectType::Contacts => "CONTACT",
             ObjectType::Companies => "COMPANY",
             ObjectType::Deals => "DEAL",
+            ObjectType::Tickets => "TICKET",
         }
     }
 
@@ -63,6 +68,9 @@ impl ObjectType {
             ObjectType::Contacts => &["firstname", "lastname", "email"],
             ObjectType::Companies => &["name", "domain"],
             ObjectType::Deals => &["dealname", "amount", "closedate", "pipeline", "dealstage"],
+            ObjectType::Tickets => {
+                &["subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_category", "hs_ticket_priority"]
+            }
         }
     }
 
@@ -71,20 +79,52 @@ impl ObjectType {
         ["hs_object_id", "createdate", self.last_modified_property()]
     }
 
+    /// Values HubSpot requires when an object is created, beyond what the schema checks.
+    pub fn required_on_create(self) -> &'static [&'static str] {
+        match self {
+            // A ticket needs its status; its pipeline defaults to the account's default one.
+            ObjectType::Tickets => &["hs_pipeline_stage"],
+            _ => &[],
+        }
+    }
+
+    /// Values HubSpot fills in on create when the caller gives none.
+    pub fn create_defaults(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            ObjectType::Tickets => &[("hs_pipeline", DEFAULT_TICKET_PIPELINE)],
+            _ => &[],
+        }
+    }
+
+    // Tickets predate the `crm.objects.*` scope names: HubSpot guards their objects and their
+    // properties with the one `tickets` scope.
+
     pub fn read_scope(self) -> String {
-        format!("crm.objects.{}.read", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.objects.{}.read", self.plural()),
+        }
     }
 
     pub fn write_scope(self) -> String {
-        format!("crm.objects.{}.write", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.objects.{}.write", self.plural()),
+        }
     }
 
     pub fn schema_read_scope(self) -> String {
-        format!("crm.schemas.{}.read", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.schemas.{}.read", self.plural()),
+        }
     }
 
     pub fn schema_write_scope(self) -> String {
-        format!("crm.schemas.{}.write", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.schemas.{}.write", self.plural()),
+        }
     }
 }
 
@@ -453,11 +493,13 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
         ObjectType::Contacts => "contactinformation",
         ObjectType::Companies => "companyinformation",
         ObjectType::Deals => "dealinformation",
+        ObjectType::Tickets => "ticketinformation",
     };
     let group_label = match object_type {
         ObjectType::Contacts => "Contact information",
         ObjectType::Companies => "Company information",
         ObjectType::Deals => "Deal information",
+        ObjectType::Tickets => "Ticket information",
     };
     let groups = vec![
         PropertyGroup { name: group_name.into(), label: group_label.into(), display_order: 0, archived: false },
@@ -502,6 +544,15 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
             ("closedate", "Close Date", "datetime", "date", &[], false, false),
             ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
         ],
+        ObjectType::Tickets => vec![
+            ("subject", "Ticket name", "string", "text", &[], false, false),
+            ("content", "Ticket description", "string", "textarea", &[], false, false),
+            ("hs_pipeline", "Pipeline", "enumeration", "select", TICKET_PIPELINES, false, false),
+            ("hs_pipeline_stage", "Ticket status", "enumeration", "select", TICKET_STAGES, false, false),
+            ("hs_ticket_priority", "Priority", "enumeration", "select", TICKET_PRIORITIES, false, false),
+            ("hs_ticket_category", "Category", "enumeration", "checkbox", TICKET_CATEGORIES, false, false),
+            ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
+        ],
     };
     let properties = specific
         .into_iter()
@@ -520,8 +571,8 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
                     .iter()
                     .enumerate()
                     .map(|(j, v)| PropertyOption {
-                        label: option_label(v),
-                        value: (*v).into(),
+                        label: v.split_once('=').map_or_else(|| option_label(v), |(_, label)| label.into()),
+                        value: v.split_once('=').map_or(*v, |(value, _)| value).into(),
                         description: None,
                         display_order: Some(j as i64),
                         hidden: false,
@@ -553,6 +604,16 @@ const LIFECYCLE_STAGES: &[&str] = &[
     "evangelist",
     "other",
 ];
+
+/// Id of the ticket pipeline every account starts with.
+pub const DEFAULT_TICKET_PIPELINE: &str = "0";
+
+// Options written `value=Label` have a label that is not derived from the value.
+const TICKET_PIPELINES: &[&str] = &["0=Support Pipeline"];
+/// The default ticket pipeline's stages, by their internal ids.
+const TICKET_STAGES: &[&str] = &["1=New", "2=Waiting on contact", "3=Waiting on us", "4=Closed"];
+const TICKET_PRIORITIES: &[&str] = &["LOW", "MEDIUM", "HIGH", "URGENT"];
+const TICKET_CATEGORIES: &[&str] = &["PRODUCT_ISSUE", "BILLING_ISSUE", "FEATURE_REQUEST", "GENERAL_INQUIRY"];
 
 const DEAL_STAGES: &[&str] = &[
     "appointmentscheduled",

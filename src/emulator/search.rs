@@ -158,6 +158,7 @@ fn matches_query(t: ObjectType, object: &StoredObject, query: &str) -> bool {
         ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company", "website"],
         ObjectType::Companies => &["name", "domain", "website", "phone"],
         ObjectType::Deals => &["dealname"],
+        ObjectType::Tickets => &["subject", "content"],
     };
     searched.iter().filter_map(|p| value_of(object, p)).any(|v| v.to_lowercase().contains(query))
 }

@@ -333,11 +333,30 @@ impl Store {
                 }
             }
         }
+        if target.is_none() {
+            for name in t.required_on_create() {
+                if properties.get(*name).is_none_or(String::is_empty) {
+                    let message = format!("{name} is required to create a {}", t.shouting().to_ascii_lowercase());
+                    invalid.push(json!({
+                        "isValid": false,
+                        "message": message,
+                        "error": "REQUIRED_PROPERTY",
+                        "name": name,
+                        "localizedErrorMessage": message,
+                    }));
+                }
+            }
+        }
         if !invalid.is_empty() {
             return Err(ApiFailure::validation(&format!("Property values were not valid: {}", Value::Array(invalid))));
         }
-        let properties: BTreeMap<String, String> =
+        let mut properties: BTreeMap<String, String> =
             properties.iter().map(|(k, v)| (k.clone(), normalize(k, v))).collect();
+        if target.is_none() {
+            for (name, value) in t.create_defaults() {
+                properties.entry(name.to_string()).or_insert_with(|| value.to_string());
+            }
+        }
         for (name, value) in &properties {
             if value.is_empty() || !store.properties[name].has_unique_value {
                 continue;
@@ -514,6 +533,7 @@ pub fn subscription_id(t: ObjectType, action: &str) -> u64 {
         ObjectType::Contacts => 1,
         ObjectType::Companies => 2,
         ObjectType::Deals => 3,
+        ObjectType::Tickets => 5,
     };
     let action_part = match action {
         "creation" => 1,
