@@ -19,7 +19,6 @@ use super::auth::FIRST_USER_ID;
 use super::error::{ApiFailure, ApiResult};
 use super::faults::FaultPlan;
 use super::oauth::SECRET_FORM_FIELDS;
-use super::schema::ObjectType;
 use super::state::{Actor, Selection, Write, parse_properties};
 
 /// How many API calls the request log keeps.
@@ -186,7 +185,7 @@ fn object_id(id: &str) -> ApiResult<u64> {
 }
 
 async fn create_as_user(State(emu): State<Arc<Emulator>>, Path(t): Path<String>, body: Bytes) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
     let properties = parse_properties(body.get("properties"))?;
@@ -201,7 +200,7 @@ async fn update_as_user(
     Path((t, id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let id = object_id(&id)?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
@@ -215,7 +214,7 @@ async fn archive_as_user(
     State(emu): State<Arc<Emulator>>,
     Path((t, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let id = object_id(&id)?;
     let mut store = emu.store.lock().expect("store lock");
     if store.archive(t, id, UI_USER) {
@@ -226,7 +225,7 @@ async fn archive_as_user(
 }
 
 async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(String, String)>) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let id = object_id(&id)?;
     let store = emu.store.lock().expect("store lock");
     let object = store.of(t).objects.get(&id).ok_or_else(|| ApiFailure::not_found("resource not found"))?;
@@ -234,7 +233,7 @@ async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(Strin
 }
 
 async fn raw_objects(State(emu): State<Arc<Emulator>>, Path(t): Path<String>) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let store = emu.store.lock().expect("store lock");
     let of = store.of(t);
     let objects: Vec<Value> = of.objects.values().map(|o| o.to_json(t, &of.properties, Selection::All)).collect();

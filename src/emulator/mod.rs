@@ -76,6 +76,7 @@
 mod admin;
 mod auth;
 mod clock;
+mod custom_objects;
 mod error;
 mod faults;
 mod oauth;
@@ -162,13 +163,14 @@ impl FromStr for Subscription {
             Some((t, p)) => (t.trim(), Some(p.trim().to_string())),
             None => (s.trim(), None),
         };
-        let known = ["contact", "company", "deal", "ticket"]
+        // `object.*`: the generic events, which custom objects' changes come as.
+        let known = ["contact", "company", "deal", "ticket", "object"]
             .iter()
             .flat_map(|o| ["creation", "deletion", "propertyChange"].map(|a| format!("{o}.{a}")))
             .any(|t| t == subscription_type);
         if !known {
             return Err(format!(
-                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket}}.{{creation,deletion,propertyChange}}"
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket,object}}.{{creation,deletion,propertyChange}}"
             ));
         }
         if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {
@@ -415,7 +417,7 @@ impl RunningEmulator {
             }
             None => (None, None),
         };
-        let mut store = state::Store::new(sink);
+        let mut store = state::Store::new(config.portal_id, sink);
         seed::seed_contacts(&mut store, config.seed);
         let emulator = Arc::new(Emulator {
             tokens: auth::Tokens::new(&tokens, config.app_id),

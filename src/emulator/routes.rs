@@ -19,6 +19,7 @@ use super::Emulator;
 use super::admin;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
+use super::custom_objects;
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
 use super::oauth;
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
@@ -58,6 +59,8 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/crm/objects/2026-03", objects())
         .nest("/crm/v3/properties", properties())
         .nest("/crm/properties/2026-03", properties())
+        .nest("/crm/v3/schemas", custom_objects::router())
+        .nest("/crm-object-schemas/v3/schemas", custom_objects::router())
         .route_layer(middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()
         .merge(crm)
@@ -119,16 +122,16 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
     response
 }
 
-fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(super) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
 /// Last value of a query parameter.
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -144,7 +147,7 @@ fn list_param(params: &[(String, String)], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn bool_param(params: &[(String, String)], name: &str) -> bool {
+pub(super) fn bool_param(params: &[(String, String)], name: &str) -> bool {
     param(params, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
@@ -202,8 +205,13 @@ async fn introspect(State(emu): Shared, body: Bytes) -> ApiResult<Response> {
 
 // ---------------------------------------------------------------- objects
 
-fn object_type_with_scope(t: &str, caller: &Caller, write: bool) -> ApiResult<ObjectType> {
-    let t = ObjectType::parse(t)?;
+/// The object type a path names (built-in or a live custom type).
+pub(super) fn resolve_type(emu: &Emulator, t: &str) -> ApiResult<ObjectType> {
+    emu.store.lock().expect("store lock").resolve_type(t)
+}
+
+fn object_type_with_scope(emu: &Emulator, t: &str, caller: &Caller, write: bool) -> ApiResult<ObjectType> {
+    let t = resolve_type(emu, t)?;
     caller.require_any(&[if write { t.write_scope() } else { t.read_scope() }])?;
     Ok(t)
 }
@@ -216,7 +224,7 @@ async fn list_objects(
     headers: HeaderMap,
     Extension(FullPath(path)): Extension<FullPath>,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let limit = match param(&params, "limit") {
         None => DEFAULT_PAGE,
         Some(l) => l
@@ -275,7 +283,7 @@ async fn get_object(
     Path((t, id)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let names = requested_properties(t, list_param(&params, "properties"));
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
@@ -301,7 +309,7 @@ async fn create_object(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let body: PropertiesBody = parse_json(&body)?;
     let properties = parse_properties(body.properties.as_ref())?;
     let names = written_names(&properties);
@@ -318,7 +326,7 @@ async fn update_object(
     Query(params): Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let body: PropertiesBody = parse_json(&body)?;
     let properties = parse_properties(body.properties.as_ref())?;
     let names = written_names(&properties);
@@ -338,7 +346,7 @@ async fn archive_object(
     Path((t, id)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<StatusCode> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let mut store = emu.store.lock().expect("store lock");
     // Archiving is idempotent: an unknown or already archived id is no error.
     if let Some(id) = store.find(t, &id, param(&params, "idProperty"))?.map(|o| o.id) {
@@ -353,7 +361,7 @@ async fn search_objects(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let request: search::SearchRequest = parse_json(&body)?;
     let store = emu.store.lock().expect("store lock");
     Ok(json_response(StatusCode::OK, search::search(t, store.of(t), request)?))
@@ -429,7 +437,7 @@ async fn batch_read(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let (body, inputs) = BatchBody::parse(&body)?;
     if !body.properties_with_history.is_empty() && inputs.len() > MAX_WITH_HISTORY {
         return Err(ApiFailure::validation(&format!(
@@ -555,7 +563,7 @@ async fn batch_create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
     let writes = inputs
         .iter()
@@ -585,7 +593,7 @@ async fn batch_update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (body, inputs) = BatchBody::parse(&body)?;
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     reject_duplicate_ids(&ids)?;
@@ -612,7 +620,7 @@ async fn batch_upsert(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
     let mut keyed = vec![];
     for input in &inputs {
@@ -643,7 +651,7 @@ async fn batch_archive(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     let mut store = emu.store.lock().expect("store lock");
@@ -655,14 +663,14 @@ async fn batch_archive(
 
 // ---------------------------------------------------------------- properties
 
-fn schema_type_for_read(t: &str, caller: &Caller) -> ApiResult<ObjectType> {
-    let t = ObjectType::parse(t)?;
+fn schema_type_for_read(emu: &Emulator, t: &str, caller: &Caller) -> ApiResult<ObjectType> {
+    let t = resolve_type(emu, t)?;
     caller.require_any(&[t.read_scope(), t.schema_read_scope()])?;
     Ok(t)
 }
 
-fn schema_type_for_write(t: &str, caller: &Caller) -> ApiResult<ObjectType> {
-    let t = ObjectType::parse(t)?;
+fn schema_type_for_write(emu: &Emulator, t: &str, caller: &Caller) -> ApiResult<ObjectType> {
+    let t = resolve_type(emu, t)?;
     caller.require_any(&[t.schema_write_scope()])?;
     Ok(t)
 }
@@ -677,7 +685,7 @@ async fn list_properties(
     Path(t): Path<String>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let results: Vec<Value> =
@@ -691,7 +699,7 @@ async fn get_property(
     Path((t, name)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let property = store
@@ -709,7 +717,7 @@ async fn create_property(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: PropertyCreateBody = parse_json(&body)?;
     let def = schema::validate_create(body, now_ms())?;
     let mut store = emu.store.lock().expect("store lock");
@@ -733,7 +741,7 @@ async fn update_property(
     Path((t, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: PropertyUpdateBody = parse_json(&body)?;
     let mut store = emu.store.lock().expect("store lock");
     if let Some(group) = &body.group_name
@@ -759,7 +767,7 @@ async fn archive_property(
     Extension(caller): Extension<Caller>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let mut store = emu.store.lock().expect("store lock");
     let def = store.of_mut(t).properties.get_mut(&name).ok_or_else(|| property_not_found(t, &name))?;
     if def.hubspot_defined {
@@ -775,7 +783,7 @@ async fn list_groups(
     Extension(caller): Extension<Caller>,
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let store = emu.store.lock().expect("store lock");
     let results: Vec<Value> = store.of(t).groups.iter().filter(|g| !g.archived).map(PropertyGroup::to_json).collect();
     Ok(json_response(StatusCode::OK, json!({ "results": results })))
@@ -786,7 +794,7 @@ async fn get_group(
     Extension(caller): Extension<Caller>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let store = emu.store.lock().expect("store lock");
     let group =
         store.of(t).groups.iter().find(|g| g.name == name && !g.archived).ok_or_else(|| group_not_found(&name))?;
@@ -810,7 +818,7 @@ async fn update_group(
     Path((t, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: GroupUpdateBody = parse_json(&body)?;
     if body.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
         return Err(ApiFailure::validation("A property group's label must not be empty."));
@@ -836,7 +844,7 @@ async fn archive_group(
     Extension(caller): Extension<Caller>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let mut store = emu.store.lock().expect("store lock");
     let of = store.of_mut(t);
     if of.properties.values().any(|p| p.group_name == name && !p.archived) {
@@ -863,7 +871,7 @@ async fn create_group(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: GroupCreateBody = parse_json(&body)?;
     let (Some(name), Some(label)) = (body.name.filter(|n| !n.is_empty()), body.label.filter(|l| !l.is_empty())) else {
         return Err(ApiFailure::validation("A property group needs a name and a label."));

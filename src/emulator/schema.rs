@@ -8,6 +8,12 @@ use serde_json::{Value, json};
 
 use super::clock::iso8601;
 use super::error::{ApiFailure, ApiResult};
+use crate::hubspot::webhook::subscription_prefix;
+
+/// HubSpot's answer to a path naming no object type it knows.
+pub fn unknown_object_type(s: &str) -> ApiFailure {
+    ApiFailure::validation(&format!("Unable to infer object type from: {s}"))
+}
 
 /// The CRM object types the emulator serves.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -16,9 +22,12 @@ pub enum ObjectType {
     Companies,
     Deals,
     Tickets,
+    /// A custom object type defined through `/crm/v3/schemas`: objectTypeId `2-<n>`.
+    Custom(u32),
 }
 
 impl ObjectType {
+    /// The types every account has.
     pub const ALL: [ObjectType; 4] =
         [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Tickets];
 
@@ -30,27 +39,60 @@ impl ObjectType {
             "companies" | "company" | "0-2" => Ok(ObjectType::Companies),
             "deals" | "deal" | "0-3" => Ok(ObjectType::Deals),
             "tickets" | "ticket" | "0-5" => Ok(ObjectType::Tickets),
-            _ => Err(ApiFailure::validation(&format!("Unable to infer object type from: {s}"))),
+            other => match other.strip_prefix("2-").and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) => Ok(ObjectType::Custom(n)),
+                None => Err(unknown_object_type(s)),
+            },
         }
     }
 
-    /// Plural name used in paths and scopes (`contacts`).
+    /// HubSpot's object type id: `0-1` for contacts, `2-<n>` for custom objects.
+    pub fn object_type_id(self) -> String {
+        match self {
+            ObjectType::Contacts => "0-1".into(),
+            ObjectType::Companies => "0-2".into(),
+            ObjectType::Deals => "0-3".into(),
+            ObjectType::Tickets => "0-5".into(),
+            ObjectType::Custom(n) => format!("2-{n}"),
+        }
+    }
+
+    /// The prefix of the type's webhook subscription types (`contact`); custom objects have
+    /// the generic `object.*` events, which name the type in `objectTypeId`.
+    pub fn event_prefix(self) -> &'static str {
+        match self {
+            ObjectType::Custom(_) => "object",
+            t => subscription_prefix(t.plural()),
+        }
+    }
+
+    /// Plural name used in paths and scopes (`contacts`; `custom` for every custom type).
     pub fn plural(self) -> &'static str {
         match self {
             ObjectType::Contacts => "contacts",
             ObjectType::Companies => "companies",
             ObjectType::Deals => "deals",
             ObjectType::Tickets => "tickets",
+            ObjectType::Custom(_) => "custom",
         }
     }
 
-    /// The upper-case singular HubSpot uses in messages (`CONTACT`).
-    pub fn shouting(self) -> &'static str {
+    /// The upper-case singular HubSpot uses in messages (`CONTACT`); a custom type's id.
+    pub fn shouting(self) -> String {
         match self {
-            ObjectType::Contacts => "CONTACT",
-            ObjectType::Companies => "COMPANY",
-            ObjectType::Deals => "DEAL",
-            ObjectType::Tickets => "TICKET",
+            ObjectType::Contacts => "CONTACT".into(),
+            ObjectType::Companies => "COMPANY".into(),
+            ObjectType::Deals => "DEAL".into(),
+            ObjectType::Tickets => "TICKET".into(),
+            ObjectType::Custom(_) => self.object_type_id(),
+        }
+    }
+
+    /// `hs_createdate` for custom objects, `createdate` for the others.
+    pub fn create_date_property(self) -> &'static str {
+        match self {
+            ObjectType::Custom(_) => "hs_createdate",
+            _ => "createdate",
         }
     }
 
@@ -59,6 +101,17 @@ impl ObjectType {
         match self {
             ObjectType::Contacts => "lastmodifieddate",
             _ => "hs_lastmodifieddate",
+        }
+    }
+
+    /// Properties a search's `query` looks in.
+    pub fn builtin_searchable(self) -> &'static [&'static str] {
+        match self {
+            ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company", "website"],
+            ObjectType::Companies => &["name", "domain", "website", "phone"],
+            ObjectType::Deals => &["dealname"],
+            ObjectType::Tickets => &["subject", "content"],
+            ObjectType::Custom(_) => &[],
         }
     }
 
@@ -71,16 +124,18 @@ impl ObjectType {
             ObjectType::Tickets => {
                 &["subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_category", "hs_ticket_priority"]
             }
+            ObjectType::Custom(_) => &[],
         }
     }
 
     /// Properties every object answer carries, whatever was asked for.
     pub fn always_returned(self) -> [&'static str; 3] {
-        ["hs_object_id", "createdate", self.last_modified_property()]
+        ["hs_object_id", self.create_date_property(), self.last_modified_property()]
     }
 
-    /// Values HubSpot requires when an object is created, beyond what the schema checks.
-    pub fn required_on_create(self) -> &'static [&'static str] {
+    /// Values HubSpot requires when an object of a built-in type is created (a custom type's
+    /// come from its schema).
+    pub fn builtin_required_on_create(self) -> &'static [&'static str] {
         match self {
             // A ticket needs its status; its pipeline defaults to the account's default one.
             ObjectType::Tickets => &["hs_pipeline_stage"],
@@ -494,12 +549,14 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
         ObjectType::Companies => "companyinformation",
         ObjectType::Deals => "dealinformation",
         ObjectType::Tickets => "ticketinformation",
+        ObjectType::Custom(_) => super::custom_objects::DEFAULT_GROUP,
     };
     let group_label = match object_type {
         ObjectType::Contacts => "Contact information",
         ObjectType::Companies => "Company information",
         ObjectType::Deals => "Deal information",
         ObjectType::Tickets => "Ticket information",
+        ObjectType::Custom(_) => "Custom object information",
     };
     let groups = vec![
         PropertyGroup { name: group_name.into(), label: group_label.into(), display_order: 0, archived: false },
@@ -514,7 +571,7 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
     type Spec = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], bool, bool);
     let common_tail: [Spec; 2] = [
         ("hs_object_id", "Record ID", "number", "number", &[], true, true),
-        ("createdate", "Create Date", "datetime", "date", &[], true, false),
+        (object_type.create_date_property(), "Create Date", "datetime", "date", &[], true, false),
     ];
     let specific: Vec<Spec> = match object_type {
         ObjectType::Contacts => vec![
@@ -553,6 +610,9 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
             ("hs_ticket_category", "Category", "enumeration", "checkbox", TICKET_CATEGORIES, false, false),
             ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
         ],
+        ObjectType::Custom(_) => {
+            vec![("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false)]
+        }
     };
     let properties = specific
         .into_iter()

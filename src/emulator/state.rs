@@ -8,11 +8,11 @@ use serde_json::{Value, json};
 
 use super::Subscription;
 use super::clock::{iso8601, now_ms};
+use super::custom_objects::CustomSchema;
 use super::error::{ApiFailure, ApiResult};
-use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema};
+use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema, unknown_object_type};
 use super::webhooks::EventQueue;
 use crate::hubspot::WebhookEvent;
-use crate::hubspot::webhook::subscription_prefix;
 
 /// Who made a change: it decides `changeSource` and `sourceId` of the webhook events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,7 +134,7 @@ impl StoredObject {
             archived_at_ms: None,
         };
         object.set("hs_object_id", id.to_string(), at_ms, ValueSource::Calculated);
-        object.set("createdate", iso8601(at_ms), at_ms, ValueSource::Calculated);
+        object.set(t.create_date_property(), iso8601(at_ms), at_ms, ValueSource::Calculated);
         object.set(t.last_modified_property(), iso8601(at_ms), at_ms, ValueSource::Calculated);
         object
     }
@@ -165,7 +165,27 @@ pub struct TypeStore {
     pub objects: BTreeMap<u64, StoredObject>,
     pub properties: BTreeMap<String, PropertyDef>,
     pub groups: Vec<PropertyGroup>,
+    /// Properties a create must set.
+    pub required: Vec<String>,
+    /// Properties a search's `query` looks in.
+    pub searchable: Vec<String>,
     next_id: u64,
+}
+
+impl TypeStore {
+    /// A type with HubSpot's own properties for it and no objects.
+    pub fn new(t: ObjectType, now_ms: i64) -> Self {
+        let (properties, groups) = builtin_schema(t, now_ms);
+        let strings = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        Self {
+            objects: BTreeMap::new(),
+            properties,
+            groups,
+            required: strings(t.builtin_required_on_create()),
+            searchable: strings(t.builtin_searchable()),
+            next_id: 1,
+        }
+    }
 }
 
 impl TypeStore {
@@ -199,7 +219,10 @@ impl EventSink {
 
 /// The whole portal. Held under one lock; no call awaits while holding it.
 pub struct Store {
+    portal_id: u64,
     types: BTreeMap<ObjectType, TypeStore>,
+    /// Custom object schemas by the `n` of their objectTypeId `2-n`, archived ones included.
+    pub schemas: BTreeMap<u32, CustomSchema>,
     sink: Option<EventSink>,
     next_event_id: u64,
 }
@@ -232,16 +255,45 @@ pub fn parse_properties(v: Option<&Value>) -> ApiResult<BTreeMap<String, String>
 }
 
 impl Store {
-    pub fn new(sink: Option<EventSink>) -> Self {
+    pub fn new(portal_id: u64, sink: Option<EventSink>) -> Self {
         let now = now_ms();
-        let types = ObjectType::ALL
-            .into_iter()
-            .map(|t| {
-                let (properties, groups) = builtin_schema(t, now);
-                (t, TypeStore { objects: BTreeMap::new(), properties, groups, next_id: 1 })
-            })
-            .collect();
-        Self { types, sink, next_event_id: 1 }
+        let types = ObjectType::ALL.into_iter().map(|t| (t, TypeStore::new(t, now))).collect();
+        Self { portal_id, types, schemas: BTreeMap::new(), sink, next_event_id: 1 }
+    }
+
+    pub fn portal_id(&self) -> u64 {
+        self.portal_id
+    }
+
+    /// The object type a path names: a built-in type's name or id, or a live custom type's
+    /// objectTypeId (`2-<n>`), fullyQualifiedName (`p{portalId}_{name}`) or name.
+    pub fn resolve_type(&self, s: &str) -> ApiResult<ObjectType> {
+        let found = match ObjectType::parse(s) {
+            Ok(ObjectType::Custom(n)) => self.schemas.get(&n).filter(|c| !c.archived).map(|c| c.object_type()),
+            Ok(t) => Some(t),
+            Err(_) => self
+                .schemas
+                .values()
+                .filter(|c| !c.archived)
+                .find(|c| {
+                    s.eq_ignore_ascii_case(&c.fully_qualified_name(self.portal_id)) || s.eq_ignore_ascii_case(&c.name)
+                })
+                .map(CustomSchema::object_type),
+        };
+        found.ok_or_else(|| unknown_object_type(s))
+    }
+
+    /// Adds a custom object type with its own properties besides HubSpot's.
+    pub fn add_custom_type(&mut self, schema: CustomSchema, properties: Vec<PropertyDef>, now_ms: i64) {
+        let t = schema.object_type();
+        let mut store = TypeStore::new(t, now_ms);
+        for def in properties {
+            store.properties.insert(def.name.clone(), def);
+        }
+        store.required = schema.required_properties.clone();
+        store.searchable = schema.searchable_properties.clone();
+        self.types.insert(t, store);
+        self.schemas.insert(schema.id, schema);
     }
 
     pub fn of(&self, t: ObjectType) -> &TypeStore {
@@ -334,8 +386,8 @@ impl Store {
             }
         }
         if target.is_none() {
-            for name in t.required_on_create() {
-                if properties.get(*name).is_none_or(String::is_empty) {
+            for name in &store.required {
+                if properties.get(name).is_none_or(String::is_empty) {
                     let message = format!("{name} is required to create a {}", t.shouting().to_ascii_lowercase());
                     invalid.push(json!({
                         "isValid": false,
@@ -470,7 +522,7 @@ impl Store {
         change: Option<(String, String)>,
     ) {
         let Some(sink) = &self.sink else { return };
-        let subscription_type = format!("{}.{action}", subscription_prefix(t.plural()));
+        let subscription_type = format!("{}.{action}", t.event_prefix());
         if !sink.wants(&subscription_type, change.as_ref().map(|(name, _)| name.as_str())) {
             return;
         }
@@ -499,6 +551,7 @@ impl Store {
             source_id: Some(source_id),
             property_name,
             property_value,
+            object_type_id: matches!(t, ObjectType::Custom(_)).then(|| t.object_type_id()),
             ..Default::default()
         };
         sink.queue.push(event);
@@ -520,7 +573,7 @@ fn unique_conflict(t: ObjectType, property: &str, value: &str, existing: Option<
     if t == ObjectType::Contacts && property == "email" {
         ApiFailure::conflict(&format!("Contact already exists. Existing ID: {existing}"))
     } else {
-        let singular = subscription_prefix(t.plural());
+        let singular = t.event_prefix();
         ApiFailure::conflict(&format!(
             "A {singular} with the value \"{value}\" for the unique property \"{property}\" already exists. Existing ID: {existing}"
         ))
@@ -534,6 +587,7 @@ pub fn subscription_id(t: ObjectType, action: &str) -> u64 {
         ObjectType::Companies => 2,
         ObjectType::Deals => 3,
         ObjectType::Tickets => 5,
+        ObjectType::Custom(_) => 6,
     };
     let action_part = match action {
         "creation" => 1,
@@ -557,7 +611,7 @@ mod tests {
 
     #[test]
     fn unique_email_conflicts_within_and_across_calls() {
-        let mut store = Store::new(None);
+        let mut store = Store::new(1, None);
         let t = ObjectType::Contacts;
         let created =
             store.apply_all(t, vec![Write::Create { properties: props(&[("email", "A@x.io")]) }], API).unwrap();
@@ -580,7 +634,7 @@ mod tests {
     fn events_follow_changes() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let queue = EventQueue::new(tx, Default::default());
-        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
+        let mut store = Store::new(1, Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
         let t = ObjectType::Deals;
         let o = store
             .apply_all(t, vec![Write::Create { properties: props(&[("dealname", "D"), ("amount", "")]) }], API)
@@ -613,8 +667,44 @@ mod tests {
     }
 
     #[test]
+    fn custom_objects_come_as_generic_events_and_need_their_required_properties() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let queue = EventQueue::new(tx, Default::default());
+        let mut store = Store::new(62515, Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
+        let schema = CustomSchema {
+            id: 3_000_001,
+            name: "cars".into(),
+            singular_label: "Car".into(),
+            plural_label: "Cars".into(),
+            description: None,
+            required_properties: vec!["hs_object_id".into()],
+            searchable_properties: vec![],
+            primary_display_property: None,
+            secondary_display_properties: vec![],
+            associated_objects: vec![],
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            archived: false,
+        };
+        store.add_custom_type(schema, vec![], 0);
+        for name in ["2-3000001", "p62515_cars", "cars", "P62515_CARS"] {
+            assert_eq!(store.resolve_type(name).unwrap(), ObjectType::Custom(3_000_001), "{name}");
+        }
+        assert!(store.resolve_type("2-3000002").is_err());
+        let t = ObjectType::Custom(3_000_001);
+        let refused = store.apply_all(t, vec![Write::Create { properties: props(&[]) }], API).unwrap_err();
+        assert!(refused.message().contains("REQUIRED_PROPERTY"), "{}", refused.message());
+        store.of_mut(t).required.clear();
+        let created = store.apply_all(t, vec![Write::Create { properties: props(&[]) }], API).unwrap();
+        assert!(created[0].properties.contains_key("hs_createdate"));
+        let event = rx.try_recv().unwrap();
+        assert_eq!(event.subscription_type, "object.creation");
+        assert_eq!(event.object_type_id.as_deref(), Some("2-3000001"));
+    }
+
+    #[test]
     fn unknown_and_read_only_properties_are_refused() {
-        let mut store = Store::new(None);
+        let mut store = Store::new(1, None);
         let err = store
             .apply_all(
                 ObjectType::Companies,
