@@ -924,3 +924,41 @@ async fn only_subscribed_events_are_sent() {
     );
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn association_changes_are_sent_from_both_sides_when_subscribed() {
+    let (target, url) = Target::serve(vec![]).await;
+    let subscriptions =
+        vec!["contact.associationChange".parse().unwrap(), "company.associationChange".parse().unwrap()];
+    let emu = start(EmulatorConfig { subscriptions, ..webhook_config(url) }).await;
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "a@example.com"}})).await;
+    let (_, company) = emu.post("/crm/v3/objects/companies", json!({"properties": {"name": "Acme"}})).await;
+    let (contact, company) = (contact["id"].as_str().unwrap(), company["id"].as_str().unwrap());
+    let path = format!("/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}");
+    let (status, _, _) = emu.call(Method::PUT, &path, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/crm/v4/objects/contacts/{contact}/associations/companies/{company}");
+    let (status, _, _) = emu.call(Method::DELETE, &path, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    wait_until_quiet(&emu).await;
+    let mut received: Vec<WebhookEvent> = target.received().iter().flat_map(|r| r.events.clone()).collect();
+    received.sort_by_key(|e| e.event_id);
+    let (contact, company): (u64, u64) = (contact.parse().unwrap(), company.parse().unwrap());
+    type Change = (String, Option<String>, Option<u64>, Option<u64>, Option<bool>);
+    let seen: Vec<Change> = received
+        .into_iter()
+        .map(|e| (e.subscription_type, e.association_type, e.from_object_id, e.to_object_id, e.association_removed))
+        .collect();
+    let change =
+        |t: &str, a: &str, from, to, removed| (t.to_string(), Some(a.to_string()), Some(from), Some(to), Some(removed));
+    assert_eq!(
+        seen,
+        vec![
+            change("contact.associationChange", "CONTACT_TO_COMPANY", contact, company, false),
+            change("company.associationChange", "COMPANY_TO_CONTACT", company, contact, false),
+            change("contact.associationChange", "CONTACT_TO_COMPANY", contact, company, true),
+            change("company.associationChange", "COMPANY_TO_CONTACT", company, contact, true),
+        ]
+    );
+    emu.emulator.shutdown().await;
+}

@@ -100,7 +100,7 @@ impl CustomSchema {
             .iter()
             .map(|to| {
                 json!({
-                    "id": association_type_id(self.id, to).to_string(),
+                    "id": association_type_ids(self.id, to).0.to_string(),
                     "fromObjectTypeId": from,
                     "toObjectTypeId": to,
                     "createdAt": at,
@@ -112,12 +112,15 @@ impl CustomSchema {
     }
 }
 
-/// The association type id between a custom type and another type. HubSpot allocates these
-/// per account; a stable number derived from the pair serves the same purpose here.
-pub fn association_type_id(custom: u32, other_type_id: &str) -> u32 {
+/// The association type ids between a custom type and another type: (custom → other,
+/// other → custom). HubSpot allocates these per account; numbers derived from the pair serve
+/// the same purpose here.
+pub fn association_type_ids(custom: u32, other_type_id: &str) -> (u32, u32) {
     let other: u32 = other_type_id.split('-').nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
-    let base = 10_000 + (custom - FIRST_TYPE_NUMBER) * 100;
-    if other_type_id.starts_with("2-") { base + 50 + (other % 50) } else { base + other }
+    let slot =
+        if other_type_id.starts_with("2-") { 50 + other.saturating_sub(FIRST_TYPE_NUMBER) % 50 } else { other % 50 };
+    let forward = 10_000 + custom.saturating_sub(FIRST_TYPE_NUMBER) * 200 + slot * 2;
+    (forward, forward + 1)
 }
 
 pub fn router() -> Router<Arc<Emulator>> {
@@ -412,10 +415,14 @@ mod tests {
 
     #[test]
     fn association_type_ids_are_distinct_per_pair() {
-        let a = association_type_id(FIRST_TYPE_NUMBER, "0-1");
-        let b = association_type_id(FIRST_TYPE_NUMBER, "0-2");
-        let c = association_type_id(FIRST_TYPE_NUMBER + 1, "0-1");
-        assert!(a != b && a != c && b != c);
+        let pairs = [
+            association_type_ids(FIRST_TYPE_NUMBER, "0-1"),
+            association_type_ids(FIRST_TYPE_NUMBER, "0-2"),
+            association_type_ids(FIRST_TYPE_NUMBER, "2-3000002"),
+            association_type_ids(FIRST_TYPE_NUMBER + 1, "0-1"),
+        ];
+        let ids: std::collections::BTreeSet<u32> = pairs.iter().flat_map(|(a, b)| [*a, *b]).collect();
+        assert_eq!(ids.len(), 8);
         assert!(valid_type_name("cars_2") && !valid_type_name("2cars") && !valid_type_name("my cars"));
     }
 }

@@ -74,6 +74,7 @@
 //!   or `"error"`.
 
 mod admin;
+mod associations;
 mod auth;
 mod clock;
 mod custom_objects;
@@ -166,11 +167,13 @@ impl FromStr for Subscription {
         // `object.*`: the generic events, which custom objects' changes come as.
         let known = ["contact", "company", "deal", "ticket", "object"]
             .iter()
-            .flat_map(|o| ["creation", "deletion", "propertyChange"].map(|a| format!("{o}.{a}")))
+            .flat_map(|o| {
+                ["creation", "deletion", "propertyChange", "associationChange", "merge"].map(|a| format!("{o}.{a}"))
+            })
             .any(|t| t == subscription_type);
         if !known {
             return Err(format!(
-                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket,object}}.{{creation,deletion,propertyChange}}"
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket,object}}.{{creation,deletion,propertyChange,associationChange,merge}}"
             ));
         }
         if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {

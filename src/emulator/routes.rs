@@ -17,6 +17,7 @@ use serde_json::{Value, json};
 
 use super::Emulator;
 use super::admin;
+use super::associations;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
 use super::custom_objects;
@@ -60,6 +61,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/crm/v3/properties", properties())
         .nest("/crm/properties/2026-03", properties())
         .nest("/crm/v3/schemas", custom_objects::router())
+        .nest("/crm/v4", associations::router())
         .nest("/crm-object-schemas/v3/schemas", custom_objects::router())
         .route_layer(middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()

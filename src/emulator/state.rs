@@ -2,11 +2,12 @@
 //! write follows (known properties, valid values, unique values). Every change becomes webhook
 //! events, in the order the changes happened.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
 use super::Subscription;
+use super::associations::{Link, ObjectRef};
 use super::clock::{iso8601, now_ms};
 use super::custom_objects::CustomSchema;
 use super::error::{ApiFailure, ApiResult};
@@ -220,6 +221,8 @@ impl EventSink {
 /// The whole portal. Held under one lock; no call awaits while holding it.
 pub struct Store {
     portal_id: u64,
+    /// Associations from each object; every association is stored in both directions.
+    pub(super) associations: BTreeMap<ObjectRef, BTreeSet<Link>>,
     types: BTreeMap<ObjectType, TypeStore>,
     /// Custom object schemas by the `n` of their objectTypeId `2-n`, archived ones included.
     pub schemas: BTreeMap<u32, CustomSchema>,
@@ -258,7 +261,7 @@ impl Store {
     pub fn new(portal_id: u64, sink: Option<EventSink>) -> Self {
         let now = now_ms();
         let types = ObjectType::ALL.into_iter().map(|t| (t, TypeStore::new(t, now))).collect();
-        Self { portal_id, types, schemas: BTreeMap::new(), sink, next_event_id: 1 }
+        Self { portal_id, types, schemas: BTreeMap::new(), associations: BTreeMap::new(), sink, next_event_id: 1 }
     }
 
     pub fn portal_id(&self) -> u64 {
@@ -494,6 +497,8 @@ impl Store {
             _ => false,
         };
         if archived {
+            // HubSpot drops a deleted record's associations with it.
+            self.remove_associations_of((t, id));
             self.emit(t, "deletion", id, now, actor, None);
         }
         archived
@@ -521,39 +526,49 @@ impl Store {
         actor: Actor,
         change: Option<(String, String)>,
     ) {
+        let (property_name, property_value) = change.unzip();
+        self.emit_event(
+            t,
+            action,
+            actor,
+            WebhookEvent {
+                occurred_at,
+                object_id,
+                change_flag: match action {
+                    "creation" => Some("NEW".into()),
+                    "deletion" => Some("DELETED".into()),
+                    _ => None,
+                },
+                property_name,
+                property_value,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Sends `event` (its action-specific fields filled in) when the app subscribes to it,
+    /// completing what every event carries: ids, subscription, source.
+    pub(super) fn emit_event(&mut self, t: ObjectType, action: &str, actor: Actor, mut event: WebhookEvent) {
         let Some(sink) = &self.sink else { return };
         let subscription_type = format!("{}.{action}", t.event_prefix());
-        if !sink.wants(&subscription_type, change.as_ref().map(|(name, _)| name.as_str())) {
+        if !sink.wants(&subscription_type, event.property_name.as_deref()) {
             return;
         }
-        let event_id = self.next_event_id;
+        event.event_id = self.next_event_id;
         self.next_event_id += 1;
         let (change_source, source_id) = match actor {
             Actor::Integration { app_id } => ("INTEGRATION", app_id.to_string()),
             Actor::User { user_id } => ("CRM_UI", format!("userId:{user_id}")),
         };
-        let (property_name, property_value) = change.unzip();
-        let event = WebhookEvent {
-            event_id,
-            subscription_id: subscription_id(t, action),
-            portal_id: sink.portal_id,
-            app_id: sink.app_id,
-            occurred_at,
-            subscription_type,
-            attempt_number: 0,
-            object_id,
-            change_source: Some(change_source.into()),
-            change_flag: match action {
-                "creation" => Some("NEW".into()),
-                "deletion" => Some("DELETED".into()),
-                _ => None,
-            },
-            source_id: Some(source_id),
-            property_name,
-            property_value,
-            object_type_id: matches!(t, ObjectType::Custom(_)).then(|| t.object_type_id()),
-            ..Default::default()
-        };
+        event.subscription_id = subscription_id(t, action);
+        event.portal_id = sink.portal_id;
+        event.app_id = sink.app_id;
+        event.subscription_type = subscription_type;
+        event.change_source = Some(change_source.into());
+        event.source_id = Some(source_id);
+        if matches!(t, ObjectType::Custom(_)) {
+            event.object_type_id = Some(t.object_type_id());
+        }
         sink.queue.push(event);
     }
 
@@ -593,6 +608,8 @@ pub fn subscription_id(t: ObjectType, action: &str) -> u64 {
         "creation" => 1,
         "deletion" => 2,
         "propertyChange" => 3,
+        "associationChange" => 4,
+        "merge" => 5,
         _ => 9,
     };
     2_100_000 + type_part * 10 + action_part
