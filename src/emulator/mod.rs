@@ -80,6 +80,7 @@ mod clock;
 mod custom_objects;
 mod error;
 mod faults;
+mod merge;
 mod oauth;
 mod routes;
 mod schema;

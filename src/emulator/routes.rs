@@ -22,6 +22,7 @@ use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
 use super::custom_objects;
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
+use super::merge;
 use super::oauth;
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
 use super::search;
@@ -42,6 +43,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
             .route("/{t}", get(list_objects).post(create_object))
             .route("/{t}/{id}", get(get_object).patch(update_object).delete(archive_object))
             .route("/{t}/search", post(search_objects))
+            .route("/{t}/merge", post(merge::merge_objects))
             .route("/{t}/batch/read", post(batch_read))
             .route("/{t}/batch/create", post(batch_create))
             .route("/{t}/batch/update", post(batch_update))

@@ -140,7 +140,7 @@ impl StoredObject {
         object
     }
 
-    fn set(&mut self, name: &str, value: String, at_ms: i64, source: ValueSource) {
+    pub(super) fn set(&mut self, name: &str, value: String, at_ms: i64, source: ValueSource) {
         self.history.entry(name.to_string()).or_default().push(HistoryEntry {
             value: value.clone(),
             timestamp_ms: at_ms,
@@ -170,10 +170,17 @@ pub struct TypeStore {
     pub required: Vec<String>,
     /// Properties a search's `query` looks in.
     pub searchable: Vec<String>,
+    /// Ids of records merged away, each with the id of the record it lives on in.
+    pub merged: BTreeMap<u64, u64>,
     next_id: u64,
 }
 
 impl TypeStore {
+    /// The id a record now has: a merged record's id leads to the record it was merged into.
+    pub fn merged_into(&self, id: u64) -> u64 {
+        self.merged.get(&id).copied().unwrap_or(id)
+    }
+
     /// A type with HubSpot's own properties for it and no objects.
     pub fn new(t: ObjectType, now_ms: i64) -> Self {
         let (properties, groups) = builtin_schema(t, now_ms);
@@ -184,6 +191,7 @@ impl TypeStore {
             groups,
             required: strings(t.builtin_required_on_create()),
             searchable: strings(t.builtin_searchable()),
+            merged: BTreeMap::new(),
             next_id: 1,
         }
     }
@@ -311,7 +319,11 @@ impl Store {
     pub fn find(&self, t: ObjectType, id: &str, id_property: Option<&str>) -> ApiResult<Option<&StoredObject>> {
         let store = self.of(t);
         match id_property.filter(|p| *p != "hs_object_id") {
-            None => Ok(id.parse::<u64>().ok().and_then(|n| store.objects.get(&n)).filter(|o| !o.is_archived())),
+            None => Ok(id
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| store.objects.get(&store.merged_into(n)))
+                .filter(|o| !o.is_archived())),
             Some(prop) => {
                 let def = store
                     .live_property(prop)
