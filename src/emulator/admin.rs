@@ -81,7 +81,7 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
     }
     let method = parts.method.to_string();
     let path = redact_token_path(parts.uri.path());
-    let query = parts.uri.query().map(String::from);
+    let query = parts.uri.query().map(redact_query);
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let entry = LoggedRequest { method, path, query, body: logged_body, status: response.status().as_u16() };
     emu.requests.lock().expect("request log lock").push(entry);
@@ -97,6 +97,18 @@ fn form_fields(bytes: &[u8]) -> Value {
         Ok(fields) if !bytes.is_empty() => json!(fields.0),
         _ => Value::Null,
     }
+}
+
+/// The developer API key travels in `?hapikey=`: the log shows `[redacted]` in its place.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("hapikey") => format!("{name}=[redacted]"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Token metadata paths name the token: the log shows `[redacted]` in its place.

@@ -87,6 +87,7 @@ mod schema;
 mod search;
 mod seed;
 mod state;
+mod webhook_settings;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -251,6 +252,15 @@ pub struct EmulatorArgs {
     /// Lifetime of issued OAuth access tokens, in seconds (HubSpot's: 30 minutes).
     #[arg(long, default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECS, value_name = "SECONDS")]
     pub access_token_ttl: u64,
+    /// The developer API key (`?hapikey=`) the webhooks management API accepts.
+    #[arg(
+        long,
+        default_value = DEFAULT_DEVELOPER_API_KEY,
+        env = "EMULATOR_DEVELOPER_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub developer_api_key: String,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -278,7 +288,12 @@ pub struct EmulatorConfig {
     /// Refresh tokens valid from the start.
     pub refresh_tokens: Vec<RefreshTokenGrant>,
     pub access_token_ttl_secs: u64,
+    /// The developer API key of the webhooks management API.
+    pub developer_api_key: String,
 }
+
+/// The developer API key accepted when none is configured.
+pub const DEFAULT_DEVELOPER_API_KEY: &str = "emulator-developer-api-key";
 
 /// The token used when none is configured.
 pub const DEFAULT_TOKEN: &str = "emulator-token";
@@ -300,6 +315,7 @@ impl Default for EmulatorConfig {
             oauth_apps: vec![],
             refresh_tokens: vec![],
             access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
+            developer_api_key: DEFAULT_DEVELOPER_API_KEY.into(),
         }
     }
 }
@@ -330,6 +346,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("oauth_apps", &self.oauth_apps)
             .field("refresh_tokens", &self.refresh_tokens)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("developer_api_key", &Redacted(&self.developer_api_key))
             .finish()
     }
 }
@@ -351,6 +368,7 @@ impl From<EmulatorArgs> for EmulatorConfig {
             oauth_apps: a.oauth_apps,
             refresh_tokens: a.refresh_tokens,
             access_token_ttl_secs: a.access_token_ttl,
+            developer_api_key: a.developer_api_key,
         }
     }
 }
@@ -378,6 +396,8 @@ pub(crate) struct Emulator {
     pub oauth: Mutex<oauth::OAuthState>,
     /// Time as token expiry sees it; `/_emulator/clock/advance` moves it.
     pub clock: oauth::Clock,
+    /// The app's webhook settings and subscriptions (`/webhooks/v3/{appId}/...`).
+    pub app_webhooks: webhook_settings::SharedWebhooks,
 }
 
 /// An emulator serving on a listener, with its webhook delivery running.
@@ -406,22 +426,22 @@ impl RunningEmulator {
             reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
         }
         let stats = Arc::new(webhooks::DeliveryStats::default());
-        let (sink, delivery) = match &config.webhook_url {
-            Some(url) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let queue = webhooks::EventQueue::new(tx, stats.clone());
-                let sink = state::EventSink {
-                    queue,
-                    portal_id: config.portal_id,
-                    app_id: config.app_id,
-                    subscriptions: config.subscriptions.clone(),
-                };
-                let settings = webhooks::DeliverySettings::from_config(&config, url.clone());
-                (Some(sink), Some(tokio::spawn(webhooks::run(settings, rx, stats.clone()))))
-            }
-            None => (None, None),
+        // The flags are the app's initial webhook settings; the management API changes them.
+        let app_webhooks = Arc::new(Mutex::new(webhook_settings::AppWebhooks::new(
+            config.webhook_url.clone(),
+            &config.subscriptions,
+            clock::now_ms(),
+        )));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = state::EventSink {
+            queue: webhooks::EventQueue::new(tx, stats.clone()),
+            portal_id: config.portal_id,
+            app_id: config.app_id,
+            webhooks: app_webhooks.clone(),
         };
-        let mut store = state::Store::new(config.portal_id, sink);
+        let settings = webhooks::DeliverySettings::from_config(&config);
+        let delivery = Some(tokio::spawn(webhooks::run(settings, app_webhooks.clone(), rx, stats.clone())));
+        let mut store = state::Store::new(config.portal_id, Some(sink));
         seed::seed_contacts(&mut store, config.seed);
         let emulator = Arc::new(Emulator {
             tokens: auth::Tokens::new(&tokens, config.app_id),
@@ -433,6 +453,7 @@ impl RunningEmulator {
             requests: Mutex::new(admin::RequestLog::default()),
             faults: Mutex::new(faults::Faults::default()),
             webhooks: stats,
+            app_webhooks,
             config,
         });
         let app = routes::router(emulator);
@@ -524,10 +545,12 @@ mod tests {
         let config = EmulatorConfig {
             tokens: vec!["pat-na1-secret-token".parse().unwrap()],
             client_secret: "very-secret".into(),
+            developer_api_key: "dev-key-secret".into(),
             ..Default::default()
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("pat-na1-secret-token") && !shown.contains("very-secret"), "{shown}");
+        assert!(!shown.contains("dev-key-secret"), "{shown}");
         assert!(shown.contains("portal_id: 62515"));
     }
 

@@ -27,6 +27,7 @@ use super::oauth;
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
 use super::search;
 use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
+use super::webhook_settings;
 
 type Shared = State<Arc<Emulator>>;
 type Params = Query<Vec<(String, String)>>;
@@ -69,6 +70,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
     Router::new()
         .merge(crm)
         .route("/oauth/v2/private-apps/get/access-token-info", post(introspect))
+        .nest("/webhooks/v3", webhook_settings::router())
         .route("/oauth/v1/token", post(oauth::token))
         .route("/oauth/v3/token", post(oauth::token))
         .route("/oauth/v3/token/introspect", post(oauth::introspect))

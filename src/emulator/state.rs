@@ -6,12 +6,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
-use super::Subscription;
 use super::associations::{Link, ObjectRef};
 use super::clock::{iso8601, now_ms};
 use super::custom_objects::CustomSchema;
 use super::error::{ApiFailure, ApiResult};
 use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema, unknown_object_type};
+use super::webhook_settings::SharedWebhooks;
 use super::webhooks::EventQueue;
 use crate::hubspot::WebhookEvent;
 
@@ -216,14 +216,8 @@ pub struct EventSink {
     pub queue: EventQueue,
     pub portal_id: u64,
     pub app_id: u64,
-    /// The events the app subscribes to; empty: every event.
-    pub subscriptions: Vec<Subscription>,
-}
-
-impl EventSink {
-    fn wants(&self, subscription_type: &str, property: Option<&str>) -> bool {
-        self.subscriptions.is_empty() || self.subscriptions.iter().any(|s| s.covers(subscription_type, property))
-    }
+    /// The app's webhook settings and subscriptions, which decide what is sent.
+    pub webhooks: SharedWebhooks,
 }
 
 /// The whole portal. Held under one lock; no call awaits while holding it.
@@ -563,16 +557,19 @@ impl Store {
     pub(super) fn emit_event(&mut self, t: ObjectType, action: &str, actor: Actor, mut event: WebhookEvent) {
         let Some(sink) = &self.sink else { return };
         let subscription_type = format!("{}.{action}", t.event_prefix());
-        if !sink.wants(&subscription_type, event.property_name.as_deref()) {
-            return;
-        }
+        let subscribed = sink
+            .webhooks
+            .lock()
+            .expect("webhook settings lock")
+            .subscription_for(&subscription_type, event.property_name.as_deref());
+        let Some(subscription_id) = subscribed else { return };
         event.event_id = self.next_event_id;
         self.next_event_id += 1;
         let (change_source, source_id) = match actor {
             Actor::Integration { app_id } => ("INTEGRATION", app_id.to_string()),
             Actor::User { user_id } => ("CRM_UI", format!("userId:{user_id}")),
         };
-        event.subscription_id = subscription_id(t, action);
+        event.subscription_id = subscription_id;
         event.portal_id = sink.portal_id;
         event.app_id = sink.app_id;
         event.subscription_type = subscription_type;
@@ -607,26 +604,6 @@ fn unique_conflict(t: ObjectType, property: &str, value: &str, existing: Option<
     }
 }
 
-/// A fixed subscription id per subscription type, as a portal's webhook settings would have.
-pub fn subscription_id(t: ObjectType, action: &str) -> u64 {
-    let type_part = match t {
-        ObjectType::Contacts => 1,
-        ObjectType::Companies => 2,
-        ObjectType::Deals => 3,
-        ObjectType::Tickets => 5,
-        ObjectType::Custom(_) => 6,
-    };
-    let action_part = match action {
-        "creation" => 1,
-        "deletion" => 2,
-        "propertyChange" => 3,
-        "associationChange" => 4,
-        "merge" => 5,
-        _ => 9,
-    };
-    2_100_000 + type_part * 10 + action_part
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -637,6 +614,11 @@ mod tests {
     }
 
     const API: Actor = Actor::Integration { app_id: 7 };
+
+    fn every_event() -> SharedWebhooks {
+        let webhooks = crate::emulator::webhook_settings::AppWebhooks::new(Some("http://127.0.0.1:1/".into()), &[], 0);
+        std::sync::Arc::new(std::sync::Mutex::new(webhooks))
+    }
 
     #[test]
     fn unique_email_conflicts_within_and_across_calls() {
@@ -663,7 +645,7 @@ mod tests {
     fn events_follow_changes() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let queue = EventQueue::new(tx, Default::default());
-        let mut store = Store::new(1, Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
+        let mut store = Store::new(1, Some(EventSink { queue, portal_id: 1, app_id: 7, webhooks: every_event() }));
         let t = ObjectType::Deals;
         let o = store
             .apply_all(t, vec![Write::Create { properties: props(&[("dealname", "D"), ("amount", "")]) }], API)
@@ -699,7 +681,7 @@ mod tests {
     fn custom_objects_come_as_generic_events_and_need_their_required_properties() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let queue = EventQueue::new(tx, Default::default());
-        let mut store = Store::new(62515, Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
+        let mut store = Store::new(62515, Some(EventSink { queue, portal_id: 1, app_id: 7, webhooks: every_event() }));
         let schema = CustomSchema {
             id: 3_000_001,
             name: "cars".into(),
