@@ -962,3 +962,74 @@ async fn association_changes_are_sent_from_both_sides_when_subscribed() {
     );
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn state_file_keeps_data_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("emulator-state.json");
+    let config = || EmulatorConfig { state_file: Some(state.clone()), seed: 3, ..config_with_token() };
+
+    let emu = start(config()).await;
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "kept@example.com"}})).await;
+    let (status, schema) = emu
+        .post(
+            "/crm/v3/schemas",
+            json!({
+                "name": "cars",
+                "labels": {"singular": "Car", "plural": "Cars"},
+                "requiredProperties": ["vin"],
+                "associatedObjects": ["CONTACT"],
+                "properties": [{"name": "vin", "label": "VIN", "type": "string", "fieldType": "text"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{schema}");
+    let car_type = schema["objectTypeId"].as_str().unwrap().to_string();
+    let (_, car) = emu.post(&format!("/crm/v3/objects/{car_type}"), json!({"properties": {"vin": "V1"}})).await;
+    let (contact_id, car_id) = (contact["id"].as_str().unwrap(), car["id"].as_str().unwrap());
+    let path = format!("/crm/v4/objects/contacts/{contact_id}/associations/default/{car_type}/{car_id}");
+    assert_eq!(emu.call(Method::PUT, &path, Some(TOKEN), None).await.0, StatusCode::OK);
+    let hooks =
+        format!("/webhooks/v3/54321/subscriptions?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY);
+    let subscription = json!({"eventType": "contact.propertyChange", "propertyName": "email", "active": true});
+    let (status, _, created_subscription) = emu.call(Method::POST, &hooks, None, Some(subscription)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Changes are saved while the emulator runs, not only when it stops.
+    let saved = || std::fs::read_to_string(&state).unwrap_or_default();
+    let subscription_id = created_subscription["id"].as_str().unwrap().to_string();
+    let has_subscription = || Value::Bool(saved().contains(&subscription_id));
+    wait_for_value(|| std::future::ready(has_subscription()), |v| v == &Value::Bool(true)).await;
+    assert!(saved().contains("kept@example.com"));
+    emu.emulator.shutdown().await;
+
+    let emu = start(config()).await;
+    let (status, contacts) = emu.get("/crm/v3/objects/contacts?limit=100&properties=email").await;
+    assert_eq!(status, StatusCode::OK);
+    let emails: Vec<&str> =
+        contacts["results"].as_array().unwrap().iter().map(|c| c["properties"]["email"].as_str().unwrap()).collect();
+    assert_eq!(emails.len(), 4, "three seeded once, plus the one written: {emails:?}");
+    assert!(emails.contains(&"kept@example.com"));
+    let (status, car_back) = emu.get(&format!("/crm/v3/objects/p62515_cars/{car_id}?properties=vin")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(car_back["properties"]["vin"], "V1");
+    let (_, associated) = emu.get(&format!("/crm/v4/objects/contacts/{contact_id}/associations/{car_type}")).await;
+    assert_eq!(associated["results"][0]["toObjectId"].to_string(), car_id);
+    let (_, _, subscriptions) = emu.call(Method::GET, &hooks, None, None).await;
+    assert!(subscriptions["results"].as_array().unwrap().contains(&created_subscription));
+    // Id counters carry on where they were.
+    let (_, next) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "next@example.com"}})).await;
+    assert!(next["id"].as_str().unwrap().parse::<u64>().unwrap() > contact_id.parse::<u64>().unwrap());
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreadable_state_file_stops_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, b"{ not json").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = EmulatorConfig { state_file: Some(state.clone()), ..config_with_token() };
+    let error = RunningEmulator::start(config, listener).await.err().expect("refused");
+    assert!(error.to_string().contains("not an emulator state file"), "{error}");
+    assert_eq!(std::fs::read(&state).unwrap(), b"{ not json");
+}

@@ -12,7 +12,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::{get, post, put};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Emulator;
@@ -29,7 +29,7 @@ use crate::hubspot::WebhookEvent;
 pub type ObjectRef = (ObjectType, u64);
 
 /// One association from a record: to this record, of this association type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Link {
     pub to_type: ObjectType,
     pub to_id: u64,
@@ -152,8 +152,8 @@ impl Store {
                 }
             }
             let forward = Link { to_type: to.0, to_id: to.1, type_id: t.type_id };
-            let inserted = self.associations.entry(from).or_default().insert(forward);
-            self.associations.entry(to).or_default().insert(Link {
+            let inserted = self.associations_mut().entry(from).or_default().insert(forward);
+            self.associations_mut().entry(to).or_default().insert(Link {
                 to_type: from.0,
                 to_id: from.1,
                 type_id: t.inverse,
@@ -168,7 +168,7 @@ impl Store {
     /// Removes every association between two records; whether there was any.
     pub fn dissociate(&mut self, from: ObjectRef, to: ObjectRef, actor: Actor) -> bool {
         let had = |store: &mut Store, a: ObjectRef, b: ObjectRef| {
-            let links = store.associations.entry(a).or_default();
+            let links = store.associations_mut().entry(a).or_default();
             let before = links.len();
             links.retain(|l| (l.to_type, l.to_id) != b);
             before != links.len()
@@ -183,18 +183,18 @@ impl Store {
 
     /// Drops every association of a record that is gone.
     pub fn remove_associations_of(&mut self, record: ObjectRef) {
-        for link in self.associations.remove(&record).unwrap_or_default() {
-            if let Some(back) = self.associations.get_mut(&(link.to_type, link.to_id)) {
+        for link in self.associations_mut().remove(&record).unwrap_or_default() {
+            if let Some(back) = self.associations_mut().get_mut(&(link.to_type, link.to_id)) {
                 back.retain(|l| (l.to_type, l.to_id) != record);
             }
         }
     }
 
     fn unlink(&mut self, from: ObjectRef, to: ObjectRef, type_id: u32, inverse: u32) {
-        if let Some(links) = self.associations.get_mut(&from) {
+        if let Some(links) = self.associations_mut().get_mut(&from) {
             links.remove(&Link { to_type: to.0, to_id: to.1, type_id });
         }
-        if let Some(links) = self.associations.get_mut(&to) {
+        if let Some(links) = self.associations_mut().get_mut(&to) {
             links.remove(&Link { to_type: from.0, to_id: from.1, type_id: inverse });
         }
     }

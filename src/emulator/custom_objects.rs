@@ -11,7 +11,7 @@ use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use axum::routing::get;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::Emulator;
@@ -30,7 +30,7 @@ const FIRST_TYPE_NUMBER: u32 = 3_000_001;
 pub const DEFAULT_GROUP: &str = "custom_object_information";
 
 /// A custom object type's definition.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CustomSchema {
     pub id: u32,
     pub name: String,
@@ -356,7 +356,7 @@ async fn update_schema(
         return Err(schema_validation_failure(problems));
     }
     let portal_id = store.portal_id();
-    let schema = store.schemas.get_mut(&id).expect("found above");
+    let schema = store.schemas_mut().get_mut(&id).expect("found above");
     if let Some(labels) = body.labels {
         if let Some(s) = labels.singular {
             schema.singular_label = s;
@@ -403,7 +403,7 @@ async fn archive_schema(
             "Object type {t} still has records; delete them before deleting the object type."
         )));
     }
-    let schema = store.schemas.get_mut(&id).expect("found above");
+    let schema = store.schemas_mut().get_mut(&id).expect("found above");
     schema.archived = true;
     schema.updated_at_ms = now_ms();
     Ok(StatusCode::NO_CONTENT)

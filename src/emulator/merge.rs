@@ -69,8 +69,8 @@ impl Store {
                 .iter()
                 .find(|a| a.type_id == link.type_id)
                 .map_or(link.type_id, |a| a.inverse);
-            self.associations.entry((t, primary)).or_default().insert(link);
-            self.associations.entry((link.to_type, link.to_id)).or_default().insert(Link {
+            self.associations_mut().entry((t, primary)).or_default().insert(link);
+            self.associations_mut().entry((link.to_type, link.to_id)).or_default().insert(Link {
                 to_type: t,
                 to_id: primary,
                 type_id: inverse,

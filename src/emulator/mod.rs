@@ -82,6 +82,7 @@ mod error;
 mod faults;
 mod merge;
 mod oauth;
+mod persist;
 mod routes;
 mod schema;
 mod search;
@@ -91,6 +92,7 @@ mod webhook_settings;
 mod webhooks;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -261,6 +263,10 @@ pub struct EmulatorArgs {
         value_name = "KEY"
     )]
     pub developer_api_key: String,
+    /// Keep the emulator's data in this file: loaded at start (when it exists), saved shortly
+    /// after each change and at shutdown. `--seed` applies only when the file does not exist yet.
+    #[arg(long = "state", value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -290,6 +296,8 @@ pub struct EmulatorConfig {
     pub access_token_ttl_secs: u64,
     /// The developer API key of the webhooks management API.
     pub developer_api_key: String,
+    /// Where the data is kept across restarts; in memory only when absent.
+    pub state_file: Option<PathBuf>,
 }
 
 /// The developer API key accepted when none is configured.
@@ -316,6 +324,7 @@ impl Default for EmulatorConfig {
             refresh_tokens: vec![],
             access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
             developer_api_key: DEFAULT_DEVELOPER_API_KEY.into(),
+            state_file: None,
         }
     }
 }
@@ -347,6 +356,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("refresh_tokens", &self.refresh_tokens)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("developer_api_key", &Redacted(&self.developer_api_key))
+            .field("state_file", &self.state_file)
             .finish()
     }
 }
@@ -369,6 +379,7 @@ impl From<EmulatorArgs> for EmulatorConfig {
             refresh_tokens: a.refresh_tokens,
             access_token_ttl_secs: a.access_token_ttl,
             developer_api_key: a.developer_api_key,
+            state_file: a.state_file,
         }
     }
 }
@@ -406,6 +417,7 @@ pub struct RunningEmulator {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     delivery: Option<JoinHandle<()>>,
+    saver: Option<persist::Saver>,
 }
 
 impl RunningEmulator {
@@ -425,13 +437,26 @@ impl RunningEmulator {
         if let Some(url) = &config.webhook_url {
             reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
         }
+        let saved = match &config.state_file {
+            Some(path) => persist::load(path)?,
+            None => None,
+        };
         let stats = Arc::new(webhooks::DeliveryStats::default());
         // The flags are the app's initial webhook settings; the management API changes them.
-        let app_webhooks = Arc::new(Mutex::new(webhook_settings::AppWebhooks::new(
-            config.webhook_url.clone(),
-            &config.subscriptions,
-            clock::now_ms(),
-        )));
+        // Saved settings win, except that an explicit --webhook-url names the target.
+        let initial_webhooks = match &saved {
+            Some(saved) => {
+                let mut webhooks = saved.webhooks.clone();
+                if config.webhook_url.is_some() {
+                    webhooks.target_url = config.webhook_url.clone();
+                }
+                webhooks
+            }
+            None => {
+                webhook_settings::AppWebhooks::new(config.webhook_url.clone(), &config.subscriptions, clock::now_ms())
+            }
+        };
+        let app_webhooks = Arc::new(Mutex::new(initial_webhooks));
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let sink = state::EventSink {
             queue: webhooks::EventQueue::new(tx, stats.clone()),
@@ -442,7 +467,11 @@ impl RunningEmulator {
         let settings = webhooks::DeliverySettings::from_config(&config);
         let delivery = Some(tokio::spawn(webhooks::run(settings, app_webhooks.clone(), rx, stats.clone())));
         let mut store = state::Store::new(config.portal_id, Some(sink));
-        seed::seed_contacts(&mut store, config.seed);
+        match saved {
+            Some(saved) => store.restore(saved.store),
+            None => seed::seed_contacts(&mut store, config.seed),
+        }
+        let config_state_file = config.state_file.clone();
         let emulator = Arc::new(Emulator {
             tokens: auth::Tokens::new(&tokens, config.app_id),
             oauth: Mutex::new(oauth),
@@ -456,6 +485,7 @@ impl RunningEmulator {
             app_webhooks,
             config,
         });
+        let saver = config_state_file.map(|path| persist::Saver::start(emulator.clone(), path));
         let app = routes::router(emulator);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -466,7 +496,7 @@ impl RunningEmulator {
                 tracing::error!(error = %e, "emulator server failed");
             }
         });
-        Ok(RunningEmulator { addr, stop: Some(stop), server: Some(server), delivery })
+        Ok(RunningEmulator { addr, stop: Some(stop), server: Some(server), delivery, saver })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -490,6 +520,9 @@ impl RunningEmulator {
                 server.abort();
                 let _ = server.await;
             }
+        }
+        if let Some(saver) = self.saver.take() {
+            saver.finish().await;
         }
     }
 }

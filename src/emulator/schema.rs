@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::clock::iso8601;
@@ -16,7 +16,7 @@ pub fn unknown_object_type(s: &str) -> ApiFailure {
 }
 
 /// The CRM object types the emulator serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ObjectType {
     Contacts,
     Companies,
@@ -184,7 +184,7 @@ impl ObjectType {
 }
 
 /// One option of an enumeration property.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyOption {
     pub label: String,
@@ -198,7 +198,7 @@ pub struct PropertyOption {
 }
 
 /// A property definition as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PropertyDef {
     pub name: String,
     pub label: String,
@@ -334,7 +334,7 @@ fn looks_like_date(value: &str) -> bool {
 }
 
 /// A property group as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PropertyGroup {
     pub name: String,
     pub label: String,

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::associations::{Link, ObjectRef};
@@ -16,7 +17,7 @@ use super::webhooks::EventQueue;
 use crate::hubspot::WebhookEvent;
 
 /// Who made a change: it decides `changeSource` and `sourceId` of the webhook events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Actor {
     /// A call through the API with a token of this app.
     Integration { app_id: u64 },
@@ -25,7 +26,7 @@ pub enum Actor {
 }
 
 /// One stored CRM object.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredObject {
     pub id: u64,
     /// Values written by users and integrations, plus the ones HubSpot maintains.
@@ -38,7 +39,7 @@ pub struct StoredObject {
 }
 
 /// Where a property value came from, as `propertiesWithHistory` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ValueSource {
     Written(Actor),
     /// Maintained by HubSpot (ids, timestamps).
@@ -47,7 +48,7 @@ pub enum ValueSource {
     Import,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub value: String,
     pub timestamp_ms: i64,
@@ -162,6 +163,7 @@ impl StoredObject {
 }
 
 /// Objects, properties and groups of one object type.
+#[derive(Serialize, Deserialize)]
 pub struct TypeStore {
     pub objects: BTreeMap<u64, StoredObject>,
     pub properties: BTreeMap<String, PropertyDef>,
@@ -230,6 +232,18 @@ pub struct Store {
     pub schemas: BTreeMap<u32, CustomSchema>,
     sink: Option<EventSink>,
     next_event_id: u64,
+    /// Counts changes, so that persistence knows when there is something to save.
+    revision: u64,
+}
+
+/// Everything a store holds, in a form that survives a restart (`--state FILE`).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreSnapshot {
+    types: Vec<(ObjectType, TypeStore)>,
+    schemas: Vec<CustomSchema>,
+    associations: Vec<(ObjectRef, BTreeSet<Link>)>,
+    next_event_id: u64,
 }
 
 /// Turns a JSON property value into HubSpot's string form (`null` clears the value).
@@ -263,7 +277,15 @@ impl Store {
     pub fn new(portal_id: u64, sink: Option<EventSink>) -> Self {
         let now = now_ms();
         let types = ObjectType::ALL.into_iter().map(|t| (t, TypeStore::new(t, now))).collect();
-        Self { portal_id, types, schemas: BTreeMap::new(), associations: BTreeMap::new(), sink, next_event_id: 1 }
+        Self {
+            portal_id,
+            types,
+            schemas: BTreeMap::new(),
+            associations: BTreeMap::new(),
+            sink,
+            next_event_id: 1,
+            revision: 0,
+        }
     }
 
     pub fn portal_id(&self) -> u64 {
@@ -298,14 +320,57 @@ impl Store {
         store.required = schema.required_properties.clone();
         store.searchable = schema.searchable_properties.clone();
         self.types.insert(t, store);
-        self.schemas.insert(schema.id, schema);
+        self.schemas_mut().insert(schema.id, schema);
     }
 
     pub fn of(&self, t: ObjectType) -> &TypeStore {
         &self.types[&t]
     }
 
+    /// Changes so far: any call that may change the store counts.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The store's contents, to be saved.
+    pub fn snapshot(&self) -> serde_json::Result<Value> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Borrowed<'a> {
+            types: Vec<(&'a ObjectType, &'a TypeStore)>,
+            schemas: Vec<&'a CustomSchema>,
+            associations: Vec<(&'a ObjectRef, &'a BTreeSet<Link>)>,
+            next_event_id: u64,
+        }
+        serde_json::to_value(Borrowed {
+            types: self.types.iter().collect(),
+            schemas: self.schemas.values().collect(),
+            associations: self.associations.iter().filter(|(_, links)| !links.is_empty()).collect(),
+            next_event_id: self.next_event_id,
+        })
+    }
+
+    /// Replaces the contents with saved ones.
+    pub fn restore(&mut self, snapshot: StoreSnapshot) {
+        self.types.extend(snapshot.types);
+        self.schemas = snapshot.schemas.into_iter().map(|s| (s.id, s)).collect();
+        self.associations = snapshot.associations.into_iter().collect();
+        self.next_event_id = snapshot.next_event_id;
+        self.revision += 1;
+    }
+
+    pub fn associations_mut(&mut self) -> &mut BTreeMap<ObjectRef, BTreeSet<Link>> {
+        self.revision += 1;
+        &mut self.associations
+    }
+
+    pub fn schemas_mut(&mut self) -> &mut BTreeMap<u32, CustomSchema> {
+        self.revision += 1;
+        &mut self.schemas
+    }
+
     pub fn of_mut(&mut self, t: ObjectType) -> &mut TypeStore {
+        self.revision += 1;
         self.types.get_mut(&t).expect("every object type has a store")
     }
 
@@ -565,6 +630,7 @@ impl Store {
         let Some(subscription_id) = subscribed else { return };
         event.event_id = self.next_event_id;
         self.next_event_id += 1;
+        self.revision += 1;
         let (change_source, source_id) = match actor {
             Actor::Integration { app_id } => ("INTEGRATION", app_id.to_string()),
             Actor::User { user_id } => ("CRM_UI", format!("userId:{user_id}")),

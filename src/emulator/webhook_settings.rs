@@ -15,7 +15,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::clock::{iso8601, now_ms};
@@ -42,7 +42,7 @@ fn every_event_type() -> Vec<String> {
         .collect()
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SubscriptionRecord {
     pub id: u64,
     pub event_type: String,
@@ -76,7 +76,7 @@ impl SubscriptionRecord {
 }
 
 /// The app's webhook settings and subscriptions.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AppWebhooks {
     pub target_url: Option<String>,
     pub max_concurrent_requests: usize,
