@@ -21,6 +21,10 @@
 //!   /oauth/v3/token/introspect`. Access tokens live `--access-token-ttl` seconds on the clock
 //!   `/_emulator/clock/advance` moves, then answer 401 `EXPIRED_AUTHENTICATION`; OAuth apps
 //!   have their own ten-second window (110) and no daily limit.
+//! - Tickets and custom object types (`/crm/v3/schemas`, `custom_objects.rs`) alongside the
+//!   types below; associations v4 (`associations.rs`); merges (`merge.rs`); the webhooks
+//!   management API with the developer API key (`webhook_settings.rs`); `--state FILE`
+//!   persistence (`persist.rs`).
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
 //!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
