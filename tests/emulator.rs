@@ -1033,3 +1033,27 @@ async fn unreadable_state_file_stops_the_start_and_is_left_alone() {
     assert!(error.to_string().contains("not an emulator state file"), "{error}");
     assert_eq!(std::fs::read(&state).unwrap(), b"{ not json");
 }
+
+#[tokio::test]
+async fn webhook_settings_set_the_target_and_the_concurrency() {
+    let (target, url) = Target::serve_with(vec![], Duration::from_millis(200)).await;
+    // No --webhook-url: the management API configures delivery.
+    let emu = start(config_with_token()).await;
+    let settings =
+        format!("/webhooks/v3/54321/settings?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY);
+    let body = json!({"targetUrl": url, "throttling": {"maxConcurrentRequests": 5}});
+    let (status, _, answer) = emu.call(Method::PUT, &settings, None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for chunk in 0..6 {
+        let inputs: Vec<Value> =
+            (0..100).map(|i| json!({"properties": {"dealname": format!("S{chunk}-{i}")}})).collect();
+        let (status, _) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    wait_until_quiet(&emu).await;
+    let received = target.received();
+    assert_eq!(received.iter().map(|r| r.events.len()).sum::<usize>(), 1200);
+    let max = target.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=5).contains(&max), "{max} requests were in flight at once");
+    emu.emulator.shutdown().await;
+}
