@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -95,21 +95,21 @@ impl CustomSchema {
         v["properties"] = Value::Array(properties);
         let from = self.object_type().object_type_id();
         let at = iso8601(self.created_at_ms);
-        v["associations"] = self
-            .associated_objects
-            .iter()
-            .map(|to| {
-                json!({
-                    "id": association_type_ids(self.id, to).0.to_string(),
-                    "fromObjectTypeId": from,
-                    "toObjectTypeId": to,
-                    "createdAt": at,
-                    "updatedAt": at,
-                })
-            })
-            .collect();
+        v["associations"] =
+            self.associated_objects.iter().map(|to| association_json(self.id, &from, to, &at)).collect();
         v
     }
+}
+
+/// HubSpot's AssociationDefinition of a custom type's association with another type.
+fn association_json(custom: u32, from: &str, to: &str, at: &str) -> Value {
+    json!({
+        "id": association_type_ids(custom, to).0.to_string(),
+        "fromObjectTypeId": from,
+        "toObjectTypeId": to,
+        "createdAt": at,
+        "updatedAt": at,
+    })
 }
 
 /// The association type ids between a custom type and another type: (custom → other,
@@ -127,6 +127,8 @@ pub fn router() -> Router<Arc<Emulator>> {
     Router::new()
         .route("/", get(list_schemas).post(create_schema))
         .route("/{t}", get(get_schema).patch(update_schema).delete(archive_schema))
+        .route("/{t}/associations", post(create_association))
+        .route("/{t}/associations/{association_id}", delete(archive_association))
 }
 
 fn require(caller: &Caller, scope: &str) -> ApiResult<()> {
@@ -388,6 +390,66 @@ async fn update_schema(
         types.searchable = v;
     }
     Ok(json_response(StatusCode::OK, answer))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AssociationBody {
+    from_object_type_id: Option<String>,
+    to_object_type_id: Option<String>,
+}
+
+/// `POST /crm/v3/schemas/{t}/associations` `{fromObjectTypeId, toObjectTypeId}`: lets the
+/// custom type's records be associated with another type's.
+async fn create_association(
+    State(emu): State<Arc<Emulator>>,
+    Extension(caller): Extension<Caller>,
+    Path(t): Path<String>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    require(&caller, WRITE_SCOPE)?;
+    let body: AssociationBody = parse_json(&body)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let id = find_schema(&store, &t)?.id;
+    let own = ObjectType::Custom(id).object_type_id();
+    let (Some(from), Some(to)) = (body.from_object_type_id, body.to_object_type_id) else {
+        return Err(ApiFailure::validation("fromObjectTypeId and toObjectTypeId are required"));
+    };
+    let (from, to) = (store.resolve_type(&from)?.object_type_id(), store.resolve_type(&to)?.object_type_id());
+    let other = match (from == own, to == own) {
+        (true, _) => to,
+        (false, true) => from,
+        (false, false) => {
+            return Err(ApiFailure::validation(&format!("An association of {t} must start or end at {own}")));
+        }
+    };
+    let now = now_ms();
+    let schema = store.schemas_mut().get_mut(&id).expect("found above");
+    if schema.associated_objects.contains(&other) {
+        return Err(ApiFailure::conflict(&format!("{own} is already associated with {other}")));
+    }
+    schema.associated_objects.push(other.clone());
+    schema.updated_at_ms = now;
+    Ok(json_response(StatusCode::CREATED, association_json(id, &own, &other, &iso8601(now))))
+}
+
+/// `DELETE /crm/v3/schemas/{t}/associations/{associationId}`.
+async fn archive_association(
+    State(emu): State<Arc<Emulator>>,
+    Extension(caller): Extension<Caller>,
+    Path((t, association_id)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    require(&caller, WRITE_SCOPE)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let id = find_schema(&store, &t)?.id;
+    let schema = store.schemas_mut().get_mut(&id).expect("found above");
+    let before = schema.associated_objects.len();
+    schema.associated_objects.retain(|other| association_type_ids(id, other).0.to_string() != association_id);
+    if schema.associated_objects.len() == before {
+        return Err(ApiFailure::not_found(&format!("Association {association_id} not found on {t}")));
+    }
+    schema.updated_at_ms = now_ms();
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn archive_schema(

@@ -4,6 +4,7 @@ import json
 
 import hubspot
 import pytest
+from hubspot.crm.associations.v4.exceptions import ApiException as AssociationsApiException
 from hubspot.crm.objects import (
     BatchInputSimplePublicObjectBatchInputForCreate,
     BatchReadInputSimplePublicObjectId,
@@ -16,7 +17,7 @@ from hubspot.crm.objects import (
 from hubspot.crm.objects.exceptions import ApiException as ObjectsApiException
 from hubspot.crm.properties import PropertyCreate
 from hubspot.crm.schemas import ObjectSchemaEgg, ObjectTypeDefinitionLabels, ObjectTypeDefinitionPatch
-from hubspot.crm.schemas import ObjectTypePropertyCreate
+from hubspot.crm.schemas import AssociationDefinitionEgg, ObjectTypePropertyCreate
 from hubspot.crm.schemas.exceptions import ApiException as SchemasApiException
 
 TOKEN = "pat-na1-custom"
@@ -186,4 +187,48 @@ def test_custom_object_scopes(emulator):
         reader.crm.objects.basic_api.get_page(object_type=f"p{PORTAL_ID}_cars")
     assert json.loads(objects_denied.value.body)["errors"][0]["context"]["requiredScopes"] == [
         "crm.objects.custom.read"
+    ]
+
+
+def test_schema_associations_let_records_associate(emulator):
+    client = sdk(emulator)
+    schema = define_cars(client)
+    type_id = schema.object_type_id
+    car = client.crm.objects.basic_api.create(
+        object_type=type_id, simple_public_object_input_for_create=SimplePublicObjectInputForCreate(properties={"vin": "A1"})
+    ).id
+    owner = client.crm.objects.basic_api.create(
+        object_type="contacts",
+        simple_public_object_input_for_create=SimplePublicObjectInputForCreate(properties={"email": "o@example.com"}),
+    ).id
+    company = client.crm.objects.basic_api.create(
+        object_type="companies",
+        simple_public_object_input_for_create=SimplePublicObjectInputForCreate(properties={"name": "Fleet"}),
+    ).id
+    v4 = client.crm.associations.v4.basic_api
+
+    # associatedObjects gave the contact association at creation.
+    contact_link = v4.create_default(
+        from_object_type=type_id, from_object_id=car, to_object_type="contacts", to_object_id=owner
+    ).results[0]
+    assert contact_link.association_spec.association_category == "USER_DEFINED"
+    back = v4.get_page(object_type="contacts", object_id=owner, to_object_type=type_id)
+    assert [str(r.to_object_id) for r in back.results] == [car]
+
+    with pytest.raises(AssociationsApiException) as not_yet:
+        v4.create_default(from_object_type=type_id, from_object_id=car, to_object_type="companies", to_object_id=company)
+    assert not_yet.value.status == 400
+    definition = client.crm.schemas.core_api.create_association(
+        object_type=type_id,
+        association_definition_egg=AssociationDefinitionEgg(
+            from_object_type_id=type_id, to_object_type_id="0-2", name="car_to_company"
+        ),
+    )
+    assert (definition.from_object_type_id, definition.to_object_type_id) == (type_id, "0-2")
+    v4.create_default(from_object_type=type_id, from_object_id=car, to_object_type="companies", to_object_id=company)
+    assert len(client.crm.schemas.core_api.get_by_id(object_type=type_id).associations) == 2
+
+    client.crm.schemas.core_api.archive_association(object_type=type_id, association_identifier=definition.id)
+    assert [a.to_object_type_id for a in client.crm.schemas.core_api.get_by_id(object_type=type_id).associations] == [
+        "0-1"
     ]
