@@ -924,3 +924,136 @@ async fn only_subscribed_events_are_sent() {
     );
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn association_changes_are_sent_from_both_sides_when_subscribed() {
+    let (target, url) = Target::serve(vec![]).await;
+    let subscriptions =
+        vec!["contact.associationChange".parse().unwrap(), "company.associationChange".parse().unwrap()];
+    let emu = start(EmulatorConfig { subscriptions, ..webhook_config(url) }).await;
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "a@example.com"}})).await;
+    let (_, company) = emu.post("/crm/v3/objects/companies", json!({"properties": {"name": "Acme"}})).await;
+    let (contact, company) = (contact["id"].as_str().unwrap(), company["id"].as_str().unwrap());
+    let path = format!("/crm/v4/objects/contacts/{contact}/associations/default/companies/{company}");
+    let (status, _, _) = emu.call(Method::PUT, &path, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/crm/v4/objects/contacts/{contact}/associations/companies/{company}");
+    let (status, _, _) = emu.call(Method::DELETE, &path, Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    wait_until_quiet(&emu).await;
+    let mut received: Vec<WebhookEvent> = target.received().iter().flat_map(|r| r.events.clone()).collect();
+    received.sort_by_key(|e| e.event_id);
+    let (contact, company): (u64, u64) = (contact.parse().unwrap(), company.parse().unwrap());
+    type Change = (String, Option<String>, Option<u64>, Option<u64>, Option<bool>);
+    let seen: Vec<Change> = received
+        .into_iter()
+        .map(|e| (e.subscription_type, e.association_type, e.from_object_id, e.to_object_id, e.association_removed))
+        .collect();
+    let change =
+        |t: &str, a: &str, from, to, removed| (t.to_string(), Some(a.to_string()), Some(from), Some(to), Some(removed));
+    assert_eq!(
+        seen,
+        vec![
+            change("contact.associationChange", "CONTACT_TO_COMPANY", contact, company, false),
+            change("company.associationChange", "COMPANY_TO_CONTACT", company, contact, false),
+            change("contact.associationChange", "CONTACT_TO_COMPANY", contact, company, true),
+            change("company.associationChange", "COMPANY_TO_CONTACT", company, contact, true),
+        ]
+    );
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn state_file_keeps_data_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("emulator-state.json");
+    let config = || EmulatorConfig { state_file: Some(state.clone()), seed: 3, ..config_with_token() };
+
+    let emu = start(config()).await;
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "kept@example.com"}})).await;
+    let (status, schema) = emu
+        .post(
+            "/crm/v3/schemas",
+            json!({
+                "name": "cars",
+                "labels": {"singular": "Car", "plural": "Cars"},
+                "requiredProperties": ["vin"],
+                "associatedObjects": ["CONTACT"],
+                "properties": [{"name": "vin", "label": "VIN", "type": "string", "fieldType": "text"}],
+            }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{schema}");
+    let car_type = schema["objectTypeId"].as_str().unwrap().to_string();
+    let (_, car) = emu.post(&format!("/crm/v3/objects/{car_type}"), json!({"properties": {"vin": "V1"}})).await;
+    let (contact_id, car_id) = (contact["id"].as_str().unwrap(), car["id"].as_str().unwrap());
+    let path = format!("/crm/v4/objects/contacts/{contact_id}/associations/default/{car_type}/{car_id}");
+    assert_eq!(emu.call(Method::PUT, &path, Some(TOKEN), None).await.0, StatusCode::OK);
+    let hooks =
+        format!("/webhooks/v3/54321/subscriptions?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY);
+    let subscription = json!({"eventType": "contact.propertyChange", "propertyName": "email", "active": true});
+    let (status, _, created_subscription) = emu.call(Method::POST, &hooks, None, Some(subscription)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    // Changes are saved while the emulator runs, not only when it stops.
+    let saved = || std::fs::read_to_string(&state).unwrap_or_default();
+    let subscription_id = created_subscription["id"].as_str().unwrap().to_string();
+    let has_subscription = || Value::Bool(saved().contains(&subscription_id));
+    wait_for_value(|| std::future::ready(has_subscription()), |v| v == &Value::Bool(true)).await;
+    assert!(saved().contains("kept@example.com"));
+    emu.emulator.shutdown().await;
+
+    let emu = start(config()).await;
+    let (status, contacts) = emu.get("/crm/v3/objects/contacts?limit=100&properties=email").await;
+    assert_eq!(status, StatusCode::OK);
+    let emails: Vec<&str> =
+        contacts["results"].as_array().unwrap().iter().map(|c| c["properties"]["email"].as_str().unwrap()).collect();
+    assert_eq!(emails.len(), 4, "three seeded once, plus the one written: {emails:?}");
+    assert!(emails.contains(&"kept@example.com"));
+    let (status, car_back) = emu.get(&format!("/crm/v3/objects/p62515_cars/{car_id}?properties=vin")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(car_back["properties"]["vin"], "V1");
+    let (_, associated) = emu.get(&format!("/crm/v4/objects/contacts/{contact_id}/associations/{car_type}")).await;
+    assert_eq!(associated["results"][0]["toObjectId"].to_string(), car_id);
+    let (_, _, subscriptions) = emu.call(Method::GET, &hooks, None, None).await;
+    assert!(subscriptions["results"].as_array().unwrap().contains(&created_subscription));
+    // Id counters carry on where they were.
+    let (_, next) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "next@example.com"}})).await;
+    assert!(next["id"].as_str().unwrap().parse::<u64>().unwrap() > contact_id.parse::<u64>().unwrap());
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn unreadable_state_file_stops_the_start_and_is_left_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state.json");
+    std::fs::write(&state, b"{ not json").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = EmulatorConfig { state_file: Some(state.clone()), ..config_with_token() };
+    let error = RunningEmulator::start(config, listener).await.err().expect("refused");
+    assert!(error.to_string().contains("not an emulator state file"), "{error}");
+    assert_eq!(std::fs::read(&state).unwrap(), b"{ not json");
+}
+
+#[tokio::test]
+async fn webhook_settings_set_the_target_and_the_concurrency() {
+    let (target, url) = Target::serve_with(vec![], Duration::from_millis(200)).await;
+    // No --webhook-url: the management API configures delivery.
+    let emu = start(config_with_token()).await;
+    let settings =
+        format!("/webhooks/v3/54321/settings?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY);
+    let body = json!({"targetUrl": url, "throttling": {"maxConcurrentRequests": 5}});
+    let (status, _, answer) = emu.call(Method::PUT, &settings, None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    for chunk in 0..6 {
+        let inputs: Vec<Value> =
+            (0..100).map(|i| json!({"properties": {"dealname": format!("S{chunk}-{i}")}})).collect();
+        let (status, _) = emu.post("/crm/v3/objects/deals/batch/create", json!({ "inputs": inputs })).await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    wait_until_quiet(&emu).await;
+    let received = target.received();
+    assert_eq!(received.iter().map(|r| r.events.len()).sum::<usize>(), 1200);
+    let max = target.max_in_flight.load(Ordering::SeqCst);
+    assert!((1..=5).contains(&max), "{max} requests were in flight at once");
+    emu.emulator.shutdown().await;
+}

@@ -19,7 +19,6 @@ use super::auth::FIRST_USER_ID;
 use super::error::{ApiFailure, ApiResult};
 use super::faults::FaultPlan;
 use super::oauth::SECRET_FORM_FIELDS;
-use super::schema::ObjectType;
 use super::state::{Actor, Selection, Write, parse_properties};
 
 /// How many API calls the request log keeps.
@@ -82,7 +81,7 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
     }
     let method = parts.method.to_string();
     let path = redact_token_path(parts.uri.path());
-    let query = parts.uri.query().map(String::from);
+    let query = parts.uri.query().map(redact_query);
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     let entry = LoggedRequest { method, path, query, body: logged_body, status: response.status().as_u16() };
     emu.requests.lock().expect("request log lock").push(entry);
@@ -98,6 +97,18 @@ fn form_fields(bytes: &[u8]) -> Value {
         Ok(fields) if !bytes.is_empty() => json!(fields.0),
         _ => Value::Null,
     }
+}
+
+/// The developer API key travels in `?hapikey=`: the log shows `[redacted]` in its place.
+fn redact_query(query: &str) -> String {
+    query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("hapikey") => format!("{name}=[redacted]"),
+            _ => pair.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// Token metadata paths name the token: the log shows `[redacted]` in its place.
@@ -186,7 +197,7 @@ fn object_id(id: &str) -> ApiResult<u64> {
 }
 
 async fn create_as_user(State(emu): State<Arc<Emulator>>, Path(t): Path<String>, body: Bytes) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
     let properties = parse_properties(body.get("properties"))?;
@@ -201,7 +212,7 @@ async fn update_as_user(
     Path((t, id)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let id = object_id(&id)?;
     let body: Value =
         serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
@@ -215,7 +226,7 @@ async fn archive_as_user(
     State(emu): State<Arc<Emulator>>,
     Path((t, id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let id = object_id(&id)?;
     let mut store = emu.store.lock().expect("store lock");
     if store.archive(t, id, UI_USER) {
@@ -226,7 +237,7 @@ async fn archive_as_user(
 }
 
 async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(String, String)>) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let id = object_id(&id)?;
     let store = emu.store.lock().expect("store lock");
     let object = store.of(t).objects.get(&id).ok_or_else(|| ApiFailure::not_found("resource not found"))?;
@@ -234,7 +245,7 @@ async fn raw_object(State(emu): State<Arc<Emulator>>, Path((t, id)): Path<(Strin
 }
 
 async fn raw_objects(State(emu): State<Arc<Emulator>>, Path(t): Path<String>) -> ApiResult<Response> {
-    let t = ObjectType::parse(&t)?;
+    let t = super::routes::resolve_type(&emu, &t)?;
     let store = emu.store.lock().expect("store lock");
     let of = store.of(t);
     let objects: Vec<Value> = of.objects.values().map(|o| o.to_json(t, &of.properties, Selection::All)).collect();

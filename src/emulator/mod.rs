@@ -21,6 +21,10 @@
 //!   /oauth/v3/token/introspect`. Access tokens live `--access-token-ttl` seconds on the clock
 //!   `/_emulator/clock/advance` moves, then answer 401 `EXPIRED_AUTHENTICATION`; OAuth apps
 //!   have their own ten-second window (110) and no daily limit.
+//! - Tickets and custom object types (`/crm/v3/schemas`, `custom_objects.rs`) alongside the
+//!   types below; associations v4 (`associations.rs`); merges (`merge.rs`); the webhooks
+//!   management API with the developer API key (`webhook_settings.rs`); `--state FILE`
+//!   persistence (`persist.rs`).
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
 //!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
@@ -74,19 +78,25 @@
 //!   or `"error"`.
 
 mod admin;
+mod associations;
 mod auth;
 mod clock;
+mod custom_objects;
 mod error;
 mod faults;
+mod merge;
 mod oauth;
+mod persist;
 mod routes;
 mod schema;
 mod search;
 mod seed;
 mod state;
+mod webhook_settings;
 mod webhooks;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
@@ -162,13 +172,16 @@ impl FromStr for Subscription {
             Some((t, p)) => (t.trim(), Some(p.trim().to_string())),
             None => (s.trim(), None),
         };
-        let known = ["contact", "company", "deal"]
+        // `object.*`: the generic events, which custom objects' changes come as.
+        let known = ["contact", "company", "deal", "ticket", "object"]
             .iter()
-            .flat_map(|o| ["creation", "deletion", "propertyChange"].map(|a| format!("{o}.{a}")))
+            .flat_map(|o| {
+                ["creation", "deletion", "propertyChange", "associationChange", "merge"].map(|a| format!("{o}.{a}"))
+            })
             .any(|t| t == subscription_type);
         if !known {
             return Err(format!(
-                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal}}.{{creation,deletion,propertyChange}}"
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket,object}}.{{creation,deletion,propertyChange,associationChange,merge}}"
             ));
         }
         if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {
@@ -245,6 +258,19 @@ pub struct EmulatorArgs {
     /// Lifetime of issued OAuth access tokens, in seconds (HubSpot's: 30 minutes).
     #[arg(long, default_value_t = DEFAULT_ACCESS_TOKEN_TTL_SECS, value_name = "SECONDS")]
     pub access_token_ttl: u64,
+    /// The developer API key (`?hapikey=`) the webhooks management API accepts.
+    #[arg(
+        long,
+        default_value = DEFAULT_DEVELOPER_API_KEY,
+        env = "EMULATOR_DEVELOPER_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub developer_api_key: String,
+    /// Keep the emulator's data in this file: loaded at start (when it exists), saved shortly
+    /// after each change and at shutdown. `--seed` applies only when the file does not exist yet.
+    #[arg(long = "state", value_name = "FILE")]
+    pub state_file: Option<PathBuf>,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -272,7 +298,14 @@ pub struct EmulatorConfig {
     /// Refresh tokens valid from the start.
     pub refresh_tokens: Vec<RefreshTokenGrant>,
     pub access_token_ttl_secs: u64,
+    /// The developer API key of the webhooks management API.
+    pub developer_api_key: String,
+    /// Where the data is kept across restarts; in memory only when absent.
+    pub state_file: Option<PathBuf>,
 }
+
+/// The developer API key accepted when none is configured.
+pub const DEFAULT_DEVELOPER_API_KEY: &str = "emulator-developer-api-key";
 
 /// The token used when none is configured.
 pub const DEFAULT_TOKEN: &str = "emulator-token";
@@ -294,6 +327,8 @@ impl Default for EmulatorConfig {
             oauth_apps: vec![],
             refresh_tokens: vec![],
             access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
+            developer_api_key: DEFAULT_DEVELOPER_API_KEY.into(),
+            state_file: None,
         }
     }
 }
@@ -324,6 +359,8 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("oauth_apps", &self.oauth_apps)
             .field("refresh_tokens", &self.refresh_tokens)
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("developer_api_key", &Redacted(&self.developer_api_key))
+            .field("state_file", &self.state_file)
             .finish()
     }
 }
@@ -345,6 +382,8 @@ impl From<EmulatorArgs> for EmulatorConfig {
             oauth_apps: a.oauth_apps,
             refresh_tokens: a.refresh_tokens,
             access_token_ttl_secs: a.access_token_ttl,
+            developer_api_key: a.developer_api_key,
+            state_file: a.state_file,
         }
     }
 }
@@ -372,6 +411,8 @@ pub(crate) struct Emulator {
     pub oauth: Mutex<oauth::OAuthState>,
     /// Time as token expiry sees it; `/_emulator/clock/advance` moves it.
     pub clock: oauth::Clock,
+    /// The app's webhook settings and subscriptions (`/webhooks/v3/{appId}/...`).
+    pub app_webhooks: webhook_settings::SharedWebhooks,
 }
 
 /// An emulator serving on a listener, with its webhook delivery running.
@@ -380,6 +421,7 @@ pub struct RunningEmulator {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     delivery: Option<JoinHandle<()>>,
+    saver: Option<persist::Saver>,
 }
 
 impl RunningEmulator {
@@ -399,24 +441,41 @@ impl RunningEmulator {
         if let Some(url) = &config.webhook_url {
             reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--webhook-url {url:?} is not a URL: {e}"))?;
         }
-        let stats = Arc::new(webhooks::DeliveryStats::default());
-        let (sink, delivery) = match &config.webhook_url {
-            Some(url) => {
-                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-                let queue = webhooks::EventQueue::new(tx, stats.clone());
-                let sink = state::EventSink {
-                    queue,
-                    portal_id: config.portal_id,
-                    app_id: config.app_id,
-                    subscriptions: config.subscriptions.clone(),
-                };
-                let settings = webhooks::DeliverySettings::from_config(&config, url.clone());
-                (Some(sink), Some(tokio::spawn(webhooks::run(settings, rx, stats.clone()))))
-            }
-            None => (None, None),
+        let saved = match &config.state_file {
+            Some(path) => persist::load(path)?,
+            None => None,
         };
-        let mut store = state::Store::new(sink);
-        seed::seed_contacts(&mut store, config.seed);
+        let stats = Arc::new(webhooks::DeliveryStats::default());
+        // The flags are the app's initial webhook settings; the management API changes them.
+        // Saved settings win, except that an explicit --webhook-url names the target.
+        let initial_webhooks = match &saved {
+            Some(saved) => {
+                let mut webhooks = saved.webhooks.clone();
+                if config.webhook_url.is_some() {
+                    webhooks.target_url = config.webhook_url.clone();
+                }
+                webhooks
+            }
+            None => {
+                webhook_settings::AppWebhooks::new(config.webhook_url.clone(), &config.subscriptions, clock::now_ms())
+            }
+        };
+        let app_webhooks = Arc::new(Mutex::new(initial_webhooks));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let sink = state::EventSink {
+            queue: webhooks::EventQueue::new(tx, stats.clone()),
+            portal_id: config.portal_id,
+            app_id: config.app_id,
+            webhooks: app_webhooks.clone(),
+        };
+        let settings = webhooks::DeliverySettings::from_config(&config);
+        let delivery = Some(tokio::spawn(webhooks::run(settings, app_webhooks.clone(), rx, stats.clone())));
+        let mut store = state::Store::new(config.portal_id, Some(sink));
+        match saved {
+            Some(saved) => store.restore(saved.store),
+            None => seed::seed_contacts(&mut store, config.seed),
+        }
+        let config_state_file = config.state_file.clone();
         let emulator = Arc::new(Emulator {
             tokens: auth::Tokens::new(&tokens, config.app_id),
             oauth: Mutex::new(oauth),
@@ -427,8 +486,10 @@ impl RunningEmulator {
             requests: Mutex::new(admin::RequestLog::default()),
             faults: Mutex::new(faults::Faults::default()),
             webhooks: stats,
+            app_webhooks,
             config,
         });
+        let saver = config_state_file.map(|path| persist::Saver::start(emulator.clone(), path));
         let app = routes::router(emulator);
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -439,7 +500,7 @@ impl RunningEmulator {
                 tracing::error!(error = %e, "emulator server failed");
             }
         });
-        Ok(RunningEmulator { addr, stop: Some(stop), server: Some(server), delivery })
+        Ok(RunningEmulator { addr, stop: Some(stop), server: Some(server), delivery, saver })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -463,6 +524,9 @@ impl RunningEmulator {
                 server.abort();
                 let _ = server.await;
             }
+        }
+        if let Some(saver) = self.saver.take() {
+            saver.finish().await;
         }
     }
 }
@@ -518,10 +582,12 @@ mod tests {
         let config = EmulatorConfig {
             tokens: vec!["pat-na1-secret-token".parse().unwrap()],
             client_secret: "very-secret".into(),
+            developer_api_key: "dev-key-secret".into(),
             ..Default::default()
         };
         let shown = format!("{config:?}");
         assert!(!shown.contains("pat-na1-secret-token") && !shown.contains("very-secret"), "{shown}");
+        assert!(!shown.contains("dev-key-secret"), "{shown}");
         assert!(shown.contains("portal_id: 62515"));
     }
 
@@ -533,7 +599,8 @@ mod tests {
         assert!(!email.covers("deal.propertyChange", Some("email")));
         let creation: Subscription = "deal.creation".parse().unwrap();
         assert!(creation.covers("deal.creation", None));
-        assert!("ticket.creation".parse::<Subscription>().is_err());
+        assert!("ticket.creation".parse::<Subscription>().is_ok());
+        assert!("quote.creation".parse::<Subscription>().is_err());
         assert!("deal.creation:amount".parse::<Subscription>().is_err());
         assert!("deal.propertyChange:".parse::<Subscription>().is_err());
     }

@@ -17,13 +17,17 @@ use serde_json::{Value, json};
 
 use super::Emulator;
 use super::admin;
+use super::associations;
 use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
+use super::custom_objects;
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
+use super::merge;
 use super::oauth;
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
 use super::search;
 use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
+use super::webhook_settings;
 
 type Shared = State<Arc<Emulator>>;
 type Params = Query<Vec<(String, String)>>;
@@ -40,6 +44,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
             .route("/{t}", get(list_objects).post(create_object))
             .route("/{t}/{id}", get(get_object).patch(update_object).delete(archive_object))
             .route("/{t}/search", post(search_objects))
+            .route("/{t}/merge", post(merge::merge_objects))
             .route("/{t}/batch/read", post(batch_read))
             .route("/{t}/batch/create", post(batch_create))
             .route("/{t}/batch/update", post(batch_update))
@@ -61,10 +66,14 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/crm/objects/2026-03", objects())
         .nest("/crm/v3/properties", properties())
         .nest("/crm/properties/2026-03", properties())
+        .nest("/crm/v3/schemas", custom_objects::router())
+        .nest("/crm/v4", associations::router())
+        .nest("/crm-object-schemas/v3/schemas", custom_objects::router())
         .route_layer(middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()
         .merge(crm)
         .route("/oauth/v2/private-apps/get/access-token-info", post(introspect))
+        .nest("/webhooks/v3", webhook_settings::router())
         .route("/oauth/v1/token", post(oauth::token))
         .route("/oauth/v3/token", post(oauth::token))
         .route("/oauth/v3/token/introspect", post(oauth::introspect))
@@ -122,16 +131,16 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
     response
 }
 
-fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
+pub(super) fn parse_json<T: DeserializeOwned>(body: &Bytes) -> ApiResult<T> {
     serde_json::from_slice(body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))
 }
 
-fn json_response(status: StatusCode, body: Value) -> Response {
+pub(super) fn json_response(status: StatusCode, body: Value) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
 /// Last value of a query parameter.
-fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
     params.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
@@ -147,7 +156,7 @@ fn list_param(params: &[(String, String)], name: &str) -> Vec<String> {
         .collect()
 }
 
-fn bool_param(params: &[(String, String)], name: &str) -> bool {
+pub(super) fn bool_param(params: &[(String, String)], name: &str) -> bool {
     param(params, name).is_some_and(|v| v.eq_ignore_ascii_case("true"))
 }
 
@@ -205,8 +214,13 @@ async fn introspect(State(emu): Shared, body: Bytes) -> ApiResult<Response> {
 
 // ---------------------------------------------------------------- objects
 
-fn object_type_with_scope(t: &str, caller: &Caller, write: bool) -> ApiResult<ObjectType> {
-    let t = ObjectType::parse(t)?;
+/// The object type a path names (built-in or a live custom type).
+pub(super) fn resolve_type(emu: &Emulator, t: &str) -> ApiResult<ObjectType> {
+    emu.store.lock().expect("store lock").resolve_type(t)
+}
+
+fn object_type_with_scope(emu: &Emulator, t: &str, caller: &Caller, write: bool) -> ApiResult<ObjectType> {
+    let t = resolve_type(emu, t)?;
     caller.require_any(&[if write { t.write_scope() } else { t.read_scope() }])?;
     Ok(t)
 }
@@ -219,7 +233,7 @@ async fn list_objects(
     headers: HeaderMap,
     Extension(FullPath(path)): Extension<FullPath>,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let limit = match param(&params, "limit") {
         None => DEFAULT_PAGE,
         Some(l) => l
@@ -278,7 +292,7 @@ async fn get_object(
     Path((t, id)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let names = requested_properties(t, list_param(&params, "properties"));
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
@@ -304,7 +318,7 @@ async fn create_object(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let body: PropertiesBody = parse_json(&body)?;
     let properties = parse_properties(body.properties.as_ref())?;
     let names = written_names(&properties);
@@ -321,7 +335,7 @@ async fn update_object(
     Query(params): Params,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let body: PropertiesBody = parse_json(&body)?;
     let properties = parse_properties(body.properties.as_ref())?;
     let names = written_names(&properties);
@@ -341,7 +355,7 @@ async fn archive_object(
     Path((t, id)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<StatusCode> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let mut store = emu.store.lock().expect("store lock");
     // Archiving is idempotent: an unknown or already archived id is no error.
     if let Some(id) = store.find(t, &id, param(&params, "idProperty"))?.map(|o| o.id) {
@@ -356,7 +370,7 @@ async fn search_objects(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let request: search::SearchRequest = parse_json(&body)?;
     let store = emu.store.lock().expect("store lock");
     Ok(json_response(StatusCode::OK, search::search(t, store.of(t), request)?))
@@ -432,7 +446,7 @@ async fn batch_read(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, false)?;
+    let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let (body, inputs) = BatchBody::parse(&body)?;
     if !body.properties_with_history.is_empty() && inputs.len() > MAX_WITH_HISTORY {
         return Err(ApiFailure::validation(&format!(
@@ -558,7 +572,7 @@ async fn batch_create(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
     let writes = inputs
         .iter()
@@ -588,7 +602,7 @@ async fn batch_update(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (body, inputs) = BatchBody::parse(&body)?;
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     reject_duplicate_ids(&ids)?;
@@ -615,7 +629,7 @@ async fn batch_upsert(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
     let mut keyed = vec![];
     for input in &inputs {
@@ -646,7 +660,7 @@ async fn batch_archive(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let t = object_type_with_scope(&t, &caller, true)?;
+    let t = object_type_with_scope(&emu, &t, &caller, true)?;
     let (_, inputs) = BatchBody::parse(&body)?;
     let ids = inputs.iter().map(|i| required_input_str(i, "id")).collect::<ApiResult<Vec<_>>>()?;
     let mut store = emu.store.lock().expect("store lock");
@@ -658,14 +672,14 @@ async fn batch_archive(
 
 // ---------------------------------------------------------------- properties
 
-fn schema_type_for_read(t: &str, caller: &Caller) -> ApiResult<ObjectType> {
-    let t = ObjectType::parse(t)?;
+fn schema_type_for_read(emu: &Emulator, t: &str, caller: &Caller) -> ApiResult<ObjectType> {
+    let t = resolve_type(emu, t)?;
     caller.require_any(&[t.read_scope(), t.schema_read_scope()])?;
     Ok(t)
 }
 
-fn schema_type_for_write(t: &str, caller: &Caller) -> ApiResult<ObjectType> {
-    let t = ObjectType::parse(t)?;
+fn schema_type_for_write(emu: &Emulator, t: &str, caller: &Caller) -> ApiResult<ObjectType> {
+    let t = resolve_type(emu, t)?;
     caller.require_any(&[t.schema_write_scope()])?;
     Ok(t)
 }
@@ -680,7 +694,7 @@ async fn list_properties(
     Path(t): Path<String>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let results: Vec<Value> =
@@ -694,7 +708,7 @@ async fn get_property(
     Path((t, name)): Path<(String, String)>,
     Query(params): Params,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let property = store
@@ -712,7 +726,7 @@ async fn create_property(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: PropertyCreateBody = parse_json(&body)?;
     let mut store = emu.store.lock().expect("store lock");
     let created = add_property(&mut store, t, body)?;
@@ -769,7 +783,7 @@ async fn batch_read_properties(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let batch: PropertyBatchBody<PropertyNameInput> = parse_property_batch(&body)?;
     let store = emu.store.lock().expect("store lock");
     let mut results = vec![];
@@ -792,7 +806,7 @@ async fn batch_create_properties(
     body: Bytes,
 ) -> ApiResult<Response> {
     let started = now_ms();
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let batch: PropertyBatchBody<PropertyCreateBody> = parse_property_batch(&body)?;
     let mut store = emu.store.lock().expect("store lock");
     let mut results = vec![];
@@ -814,7 +828,7 @@ async fn batch_archive_properties(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<StatusCode> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let batch: PropertyBatchBody<PropertyNameInput> = parse_property_batch(&body)?;
     let mut store = emu.store.lock().expect("store lock");
     for input in &batch.inputs {
@@ -845,7 +859,7 @@ async fn update_property(
     Path((t, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: PropertyUpdateBody = parse_json(&body)?;
     let mut store = emu.store.lock().expect("store lock");
     if let Some(group) = &body.group_name
@@ -871,7 +885,7 @@ async fn archive_property(
     Extension(caller): Extension<Caller>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let mut store = emu.store.lock().expect("store lock");
     let def = store.of_mut(t).properties.get_mut(&name).ok_or_else(|| property_not_found(t, &name))?;
     if def.hubspot_defined {
@@ -887,7 +901,7 @@ async fn list_groups(
     Extension(caller): Extension<Caller>,
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let store = emu.store.lock().expect("store lock");
     let results: Vec<Value> = store.of(t).groups.iter().filter(|g| !g.archived).map(PropertyGroup::to_json).collect();
     Ok(json_response(StatusCode::OK, json!({ "results": results })))
@@ -898,7 +912,7 @@ async fn get_group(
     Extension(caller): Extension<Caller>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_read(&t, &caller)?;
+    let t = schema_type_for_read(&emu, &t, &caller)?;
     let store = emu.store.lock().expect("store lock");
     let group =
         store.of(t).groups.iter().find(|g| g.name == name && !g.archived).ok_or_else(|| group_not_found(&name))?;
@@ -922,7 +936,7 @@ async fn update_group(
     Path((t, name)): Path<(String, String)>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: GroupUpdateBody = parse_json(&body)?;
     if body.label.as_deref().is_some_and(|l| l.trim().is_empty()) {
         return Err(ApiFailure::validation("A property group's label must not be empty."));
@@ -948,7 +962,7 @@ async fn archive_group(
     Extension(caller): Extension<Caller>,
     Path((t, name)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let mut store = emu.store.lock().expect("store lock");
     let of = store.of_mut(t);
     if of.properties.values().any(|p| p.group_name == name && !p.archived) {
@@ -975,7 +989,7 @@ async fn create_group(
     Path(t): Path<String>,
     body: Bytes,
 ) -> ApiResult<Response> {
-    let t = schema_type_for_write(&t, &caller)?;
+    let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: GroupCreateBody = parse_json(&body)?;
     let (Some(name), Some(label)) = (body.name.filter(|n| !n.is_empty()), body.label.filter(|l| !l.is_empty())) else {
         return Err(ApiFailure::validation("A property group needs a name and a label."));

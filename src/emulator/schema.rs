@@ -3,49 +3,96 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::clock::iso8601;
 use super::error::{ApiFailure, ApiResult};
+use crate::hubspot::webhook::subscription_prefix;
+
+/// HubSpot's answer to a path naming no object type it knows.
+pub fn unknown_object_type(s: &str) -> ApiFailure {
+    ApiFailure::validation(&format!("Unable to infer object type from: {s}"))
+}
 
 /// The CRM object types the emulator serves.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum ObjectType {
     Contacts,
     Companies,
     Deals,
+    Tickets,
+    /// A custom object type defined through `/crm/v3/schemas`: objectTypeId `2-<n>`.
+    Custom(u32),
 }
 
 impl ObjectType {
-    pub const ALL: [ObjectType; 3] = [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals];
+    /// The types every account has.
+    pub const ALL: [ObjectType; 4] =
+        [ObjectType::Contacts, ObjectType::Companies, ObjectType::Deals, ObjectType::Tickets];
 
     /// Accepts what HubSpot accepts in paths: the plural name, the singular name or the
-    /// object type id (`0-1`, `0-2`, `0-3`).
+    /// object type id (`0-1`, `0-2`, `0-3`, `0-5`).
     pub fn parse(s: &str) -> ApiResult<Self> {
         match s.to_ascii_lowercase().as_str() {
             "contacts" | "contact" | "0-1" => Ok(ObjectType::Contacts),
             "companies" | "company" | "0-2" => Ok(ObjectType::Companies),
             "deals" | "deal" | "0-3" => Ok(ObjectType::Deals),
-            _ => Err(ApiFailure::validation(&format!("Unable to infer object type from: {s}"))),
+            "tickets" | "ticket" | "0-5" => Ok(ObjectType::Tickets),
+            other => match other.strip_prefix("2-").and_then(|n| n.parse::<u32>().ok()) {
+                Some(n) => Ok(ObjectType::Custom(n)),
+                None => Err(unknown_object_type(s)),
+            },
         }
     }
 
-    /// Plural name used in paths and scopes (`contacts`).
+    /// HubSpot's object type id: `0-1` for contacts, `2-<n>` for custom objects.
+    pub fn object_type_id(self) -> String {
+        match self {
+            ObjectType::Contacts => "0-1".into(),
+            ObjectType::Companies => "0-2".into(),
+            ObjectType::Deals => "0-3".into(),
+            ObjectType::Tickets => "0-5".into(),
+            ObjectType::Custom(n) => format!("2-{n}"),
+        }
+    }
+
+    /// The prefix of the type's webhook subscription types (`contact`); custom objects have
+    /// the generic `object.*` events, which name the type in `objectTypeId`.
+    pub fn event_prefix(self) -> &'static str {
+        match self {
+            ObjectType::Custom(_) => "object",
+            t => subscription_prefix(t.plural()),
+        }
+    }
+
+    /// Plural name used in paths and scopes (`contacts`; `custom` for every custom type).
     pub fn plural(self) -> &'static str {
         match self {
             ObjectType::Contacts => "contacts",
             ObjectType::Companies => "companies",
             ObjectType::Deals => "deals",
+            ObjectType::Tickets => "tickets",
+            ObjectType::Custom(_) => "custom",
         }
     }
 
-    /// The upper-case singular HubSpot uses in messages (`CONTACT`).
-    pub fn shouting(self) -> &'static str {
+    /// The upper-case singular HubSpot uses in messages (`CONTACT`); a custom type's id.
+    pub fn shouting(self) -> String {
         match self {
-            ObjectType::Contacts => "CONTACT",
-            ObjectType::Companies => "COMPANY",
-            ObjectType::Deals => "DEAL",
+            ObjectType::Contacts => "CONTACT".into(),
+            ObjectType::Companies => "COMPANY".into(),
+            ObjectType::Deals => "DEAL".into(),
+            ObjectType::Tickets => "TICKET".into(),
+            ObjectType::Custom(_) => self.object_type_id(),
+        }
+    }
+
+    /// `hs_createdate` for custom objects, `createdate` for the others.
+    pub fn create_date_property(self) -> &'static str {
+        match self {
+            ObjectType::Custom(_) => "hs_createdate",
+            _ => "createdate",
         }
     }
 
@@ -57,39 +104,87 @@ impl ObjectType {
         }
     }
 
+    /// Properties a search's `query` looks in.
+    pub fn builtin_searchable(self) -> &'static [&'static str] {
+        match self {
+            ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company", "website"],
+            ObjectType::Companies => &["name", "domain", "website", "phone"],
+            ObjectType::Deals => &["dealname"],
+            ObjectType::Tickets => &["subject", "content"],
+            ObjectType::Custom(_) => &[],
+        }
+    }
+
     /// Properties a list or read without `properties` returns.
     pub fn default_properties(self) -> &'static [&'static str] {
         match self {
             ObjectType::Contacts => &["firstname", "lastname", "email"],
             ObjectType::Companies => &["name", "domain"],
             ObjectType::Deals => &["dealname", "amount", "closedate", "pipeline", "dealstage"],
+            ObjectType::Tickets => {
+                &["subject", "content", "hs_pipeline", "hs_pipeline_stage", "hs_ticket_category", "hs_ticket_priority"]
+            }
+            ObjectType::Custom(_) => &[],
         }
     }
 
     /// Properties every object answer carries, whatever was asked for.
     pub fn always_returned(self) -> [&'static str; 3] {
-        ["hs_object_id", "createdate", self.last_modified_property()]
+        ["hs_object_id", self.create_date_property(), self.last_modified_property()]
     }
 
+    /// Values HubSpot requires when an object of a built-in type is created (a custom type's
+    /// come from its schema).
+    pub fn builtin_required_on_create(self) -> &'static [&'static str] {
+        match self {
+            // A ticket needs its status; its pipeline defaults to the account's default one.
+            ObjectType::Tickets => &["hs_pipeline_stage"],
+            _ => &[],
+        }
+    }
+
+    /// Values HubSpot fills in on create when the caller gives none.
+    pub fn create_defaults(self) -> &'static [(&'static str, &'static str)] {
+        match self {
+            ObjectType::Tickets => &[("hs_pipeline", DEFAULT_TICKET_PIPELINE)],
+            _ => &[],
+        }
+    }
+
+    // Tickets predate the `crm.objects.*` scope names: HubSpot guards their objects and their
+    // properties with the one `tickets` scope.
+
     pub fn read_scope(self) -> String {
-        format!("crm.objects.{}.read", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.objects.{}.read", self.plural()),
+        }
     }
 
     pub fn write_scope(self) -> String {
-        format!("crm.objects.{}.write", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.objects.{}.write", self.plural()),
+        }
     }
 
     pub fn schema_read_scope(self) -> String {
-        format!("crm.schemas.{}.read", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.schemas.{}.read", self.plural()),
+        }
     }
 
     pub fn schema_write_scope(self) -> String {
-        format!("crm.schemas.{}.write", self.plural())
+        match self {
+            ObjectType::Tickets => "tickets".into(),
+            _ => format!("crm.schemas.{}.write", self.plural()),
+        }
     }
 }
 
 /// One option of an enumeration property.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyOption {
     pub label: String,
@@ -103,7 +198,7 @@ pub struct PropertyOption {
 }
 
 /// A property definition as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PropertyDef {
     pub name: String,
     pub label: String,
@@ -239,7 +334,7 @@ fn looks_like_date(value: &str) -> bool {
 }
 
 /// A property group as stored.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PropertyGroup {
     pub name: String,
     pub label: String,
@@ -453,11 +548,15 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
         ObjectType::Contacts => "contactinformation",
         ObjectType::Companies => "companyinformation",
         ObjectType::Deals => "dealinformation",
+        ObjectType::Tickets => "ticketinformation",
+        ObjectType::Custom(_) => super::custom_objects::DEFAULT_GROUP,
     };
     let group_label = match object_type {
         ObjectType::Contacts => "Contact information",
         ObjectType::Companies => "Company information",
         ObjectType::Deals => "Deal information",
+        ObjectType::Tickets => "Ticket information",
+        ObjectType::Custom(_) => "Custom object information",
     };
     let groups = vec![
         PropertyGroup { name: group_name.into(), label: group_label.into(), display_order: 0, archived: false },
@@ -472,7 +571,7 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
     type Spec = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], bool, bool);
     let common_tail: [Spec; 2] = [
         ("hs_object_id", "Record ID", "number", "number", &[], true, true),
-        ("createdate", "Create Date", "datetime", "date", &[], true, false),
+        (object_type.create_date_property(), "Create Date", "datetime", "date", &[], true, false),
     ];
     let specific: Vec<Spec> = match object_type {
         ObjectType::Contacts => vec![
@@ -502,6 +601,18 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
             ("closedate", "Close Date", "datetime", "date", &[], false, false),
             ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
         ],
+        ObjectType::Tickets => vec![
+            ("subject", "Ticket name", "string", "text", &[], false, false),
+            ("content", "Ticket description", "string", "textarea", &[], false, false),
+            ("hs_pipeline", "Pipeline", "enumeration", "select", TICKET_PIPELINES, false, false),
+            ("hs_pipeline_stage", "Ticket status", "enumeration", "select", TICKET_STAGES, false, false),
+            ("hs_ticket_priority", "Priority", "enumeration", "select", TICKET_PRIORITIES, false, false),
+            ("hs_ticket_category", "Category", "enumeration", "checkbox", TICKET_CATEGORIES, false, false),
+            ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
+        ],
+        ObjectType::Custom(_) => {
+            vec![("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false)]
+        }
     };
     let properties = specific
         .into_iter()
@@ -520,8 +631,8 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
                     .iter()
                     .enumerate()
                     .map(|(j, v)| PropertyOption {
-                        label: option_label(v),
-                        value: (*v).into(),
+                        label: v.split_once('=').map_or_else(|| option_label(v), |(_, label)| label.into()),
+                        value: v.split_once('=').map_or(*v, |(value, _)| value).into(),
                         description: None,
                         display_order: Some(j as i64),
                         hidden: false,
@@ -553,6 +664,16 @@ const LIFECYCLE_STAGES: &[&str] = &[
     "evangelist",
     "other",
 ];
+
+/// Id of the ticket pipeline every account starts with.
+pub const DEFAULT_TICKET_PIPELINE: &str = "0";
+
+// Options written `value=Label` have a label that is not derived from the value.
+const TICKET_PIPELINES: &[&str] = &["0=Support Pipeline"];
+/// The default ticket pipeline's stages, by their internal ids.
+const TICKET_STAGES: &[&str] = &["1=New", "2=Waiting on contact", "3=Waiting on us", "4=Closed"];
+const TICKET_PRIORITIES: &[&str] = &["LOW", "MEDIUM", "HIGH", "URGENT"];
+const TICKET_CATEGORIES: &[&str] = &["PRODUCT_ISSUE", "BILLING_ISSUE", "FEATURE_REQUEST", "GENERAL_INQUIRY"];
 
 const DEAL_STAGES: &[&str] = &[
     "appointmentscheduled",

@@ -76,7 +76,7 @@ pub fn search(t: ObjectType, store: &TypeStore, request: SearchRequest) -> ApiRe
     let mut matched = vec![];
     for object in store.objects.values().filter(|o| !o.is_archived()) {
         if let Some(q) = &query
-            && !matches_query(t, object, q)
+            && !matches_query(store, object, q)
         {
             continue;
         }
@@ -152,14 +152,9 @@ fn value_of<'a>(object: &'a StoredObject, property: &str) -> Option<&'a str> {
     object.properties.get(property).map(String::as_str).filter(|v| !v.is_empty())
 }
 
-/// Text search over the properties HubSpot searches by default.
-fn matches_query(t: ObjectType, object: &StoredObject, query: &str) -> bool {
-    let searched: &[&str] = match t {
-        ObjectType::Contacts => &["firstname", "lastname", "email", "phone", "company", "website"],
-        ObjectType::Companies => &["name", "domain", "website", "phone"],
-        ObjectType::Deals => &["dealname"],
-    };
-    searched.iter().filter_map(|p| value_of(object, p)).any(|v| v.to_lowercase().contains(query))
+/// Text search over the type's searchable properties.
+fn matches_query(store: &TypeStore, object: &StoredObject, query: &str) -> bool {
+    store.searchable.iter().filter_map(|p| value_of(object, p)).any(|v| v.to_lowercase().contains(query))
 }
 
 fn any_group_matches(groups: &[FilterGroup], object: &StoredObject, store: &TypeStore) -> ApiResult<bool> {
@@ -261,7 +256,7 @@ mod tests {
     use crate::emulator::state::{Actor, Store, Write};
 
     fn store_with_deals() -> Store {
-        let mut store = Store::new(None);
+        let mut store = Store::new(1, None);
         let writes =
             [("Alpha deal", "100", "2024-01-10"), ("Beta", "2500", "2024-03-01"), ("Gamma deal", "", "2024-02-01")]
                 .iter()

@@ -97,8 +97,8 @@ mod tests {
 
     #[test]
     fn seeding_is_deterministic_and_unique() {
-        let mut a = Store::new(None);
-        let mut b = Store::new(None);
+        let mut a = Store::new(1, None);
+        let mut b = Store::new(1, None);
         seed_contacts(&mut a, 450);
         seed_contacts(&mut b, 450);
         let emails = |s: &Store| -> Vec<String> {

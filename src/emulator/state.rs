@@ -2,20 +2,22 @@
 //! write follows (known properties, valid values, unique values). Every change becomes webhook
 //! events, in the order the changes happened.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::Subscription;
+use super::associations::{Link, ObjectRef};
 use super::clock::{iso8601, now_ms};
+use super::custom_objects::CustomSchema;
 use super::error::{ApiFailure, ApiResult};
-use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema};
+use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema, unknown_object_type};
+use super::webhook_settings::SharedWebhooks;
 use super::webhooks::EventQueue;
 use crate::hubspot::WebhookEvent;
-use crate::hubspot::webhook::subscription_prefix;
 
 /// Who made a change: it decides `changeSource` and `sourceId` of the webhook events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Actor {
     /// A call through the API with a token of this app.
     Integration { app_id: u64 },
@@ -24,7 +26,7 @@ pub enum Actor {
 }
 
 /// One stored CRM object.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredObject {
     pub id: u64,
     /// Values written by users and integrations, plus the ones HubSpot maintains.
@@ -37,7 +39,7 @@ pub struct StoredObject {
 }
 
 /// Where a property value came from, as `propertiesWithHistory` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ValueSource {
     Written(Actor),
     /// Maintained by HubSpot (ids, timestamps).
@@ -46,7 +48,7 @@ pub enum ValueSource {
     Import,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub value: String,
     pub timestamp_ms: i64,
@@ -134,12 +136,12 @@ impl StoredObject {
             archived_at_ms: None,
         };
         object.set("hs_object_id", id.to_string(), at_ms, ValueSource::Calculated);
-        object.set("createdate", iso8601(at_ms), at_ms, ValueSource::Calculated);
+        object.set(t.create_date_property(), iso8601(at_ms), at_ms, ValueSource::Calculated);
         object.set(t.last_modified_property(), iso8601(at_ms), at_ms, ValueSource::Calculated);
         object
     }
 
-    fn set(&mut self, name: &str, value: String, at_ms: i64, source: ValueSource) {
+    pub(super) fn set(&mut self, name: &str, value: String, at_ms: i64, source: ValueSource) {
         self.history.entry(name.to_string()).or_default().push(HistoryEntry {
             value: value.clone(),
             timestamp_ms: at_ms,
@@ -161,11 +163,40 @@ impl StoredObject {
 }
 
 /// Objects, properties and groups of one object type.
+#[derive(Serialize, Deserialize)]
 pub struct TypeStore {
     pub objects: BTreeMap<u64, StoredObject>,
     pub properties: BTreeMap<String, PropertyDef>,
     pub groups: Vec<PropertyGroup>,
+    /// Properties a create must set.
+    pub required: Vec<String>,
+    /// Properties a search's `query` looks in.
+    pub searchable: Vec<String>,
+    /// Ids of records merged away, each with the id of the record it lives on in.
+    pub merged: BTreeMap<u64, u64>,
     next_id: u64,
+}
+
+impl TypeStore {
+    /// The id a record now has: a merged record's id leads to the record it was merged into.
+    pub fn merged_into(&self, id: u64) -> u64 {
+        self.merged.get(&id).copied().unwrap_or(id)
+    }
+
+    /// A type with HubSpot's own properties for it and no objects.
+    pub fn new(t: ObjectType, now_ms: i64) -> Self {
+        let (properties, groups) = builtin_schema(t, now_ms);
+        let strings = |names: &[&str]| names.iter().map(|s| s.to_string()).collect();
+        Self {
+            objects: BTreeMap::new(),
+            properties,
+            groups,
+            required: strings(t.builtin_required_on_create()),
+            searchable: strings(t.builtin_searchable()),
+            merged: BTreeMap::new(),
+            next_id: 1,
+        }
+    }
 }
 
 impl TypeStore {
@@ -187,20 +218,31 @@ pub struct EventSink {
     pub queue: EventQueue,
     pub portal_id: u64,
     pub app_id: u64,
-    /// The events the app subscribes to; empty: every event.
-    pub subscriptions: Vec<Subscription>,
-}
-
-impl EventSink {
-    fn wants(&self, subscription_type: &str, property: Option<&str>) -> bool {
-        self.subscriptions.is_empty() || self.subscriptions.iter().any(|s| s.covers(subscription_type, property))
-    }
+    /// The app's webhook settings and subscriptions, which decide what is sent.
+    pub webhooks: SharedWebhooks,
 }
 
 /// The whole portal. Held under one lock; no call awaits while holding it.
 pub struct Store {
+    portal_id: u64,
+    /// Associations from each object; every association is stored in both directions.
+    pub(super) associations: BTreeMap<ObjectRef, BTreeSet<Link>>,
     types: BTreeMap<ObjectType, TypeStore>,
+    /// Custom object schemas by the `n` of their objectTypeId `2-n`, archived ones included.
+    pub schemas: BTreeMap<u32, CustomSchema>,
     sink: Option<EventSink>,
+    next_event_id: u64,
+    /// Counts changes, so that persistence knows when there is something to save.
+    revision: u64,
+}
+
+/// Everything a store holds, in a form that survives a restart (`--state FILE`).
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreSnapshot {
+    types: Vec<(ObjectType, TypeStore)>,
+    schemas: Vec<CustomSchema>,
+    associations: Vec<(ObjectRef, BTreeSet<Link>)>,
     next_event_id: u64,
 }
 
@@ -232,23 +274,103 @@ pub fn parse_properties(v: Option<&Value>) -> ApiResult<BTreeMap<String, String>
 }
 
 impl Store {
-    pub fn new(sink: Option<EventSink>) -> Self {
+    pub fn new(portal_id: u64, sink: Option<EventSink>) -> Self {
         let now = now_ms();
-        let types = ObjectType::ALL
-            .into_iter()
-            .map(|t| {
-                let (properties, groups) = builtin_schema(t, now);
-                (t, TypeStore { objects: BTreeMap::new(), properties, groups, next_id: 1 })
-            })
-            .collect();
-        Self { types, sink, next_event_id: 1 }
+        let types = ObjectType::ALL.into_iter().map(|t| (t, TypeStore::new(t, now))).collect();
+        Self {
+            portal_id,
+            types,
+            schemas: BTreeMap::new(),
+            associations: BTreeMap::new(),
+            sink,
+            next_event_id: 1,
+            revision: 0,
+        }
+    }
+
+    pub fn portal_id(&self) -> u64 {
+        self.portal_id
+    }
+
+    /// The object type a path names: a built-in type's name or id, or a live custom type's
+    /// objectTypeId (`2-<n>`), fullyQualifiedName (`p{portalId}_{name}`) or name.
+    pub fn resolve_type(&self, s: &str) -> ApiResult<ObjectType> {
+        let found = match ObjectType::parse(s) {
+            Ok(ObjectType::Custom(n)) => self.schemas.get(&n).filter(|c| !c.archived).map(|c| c.object_type()),
+            Ok(t) => Some(t),
+            Err(_) => self
+                .schemas
+                .values()
+                .filter(|c| !c.archived)
+                .find(|c| {
+                    s.eq_ignore_ascii_case(&c.fully_qualified_name(self.portal_id)) || s.eq_ignore_ascii_case(&c.name)
+                })
+                .map(CustomSchema::object_type),
+        };
+        found.ok_or_else(|| unknown_object_type(s))
+    }
+
+    /// Adds a custom object type with its own properties besides HubSpot's.
+    pub fn add_custom_type(&mut self, schema: CustomSchema, properties: Vec<PropertyDef>, now_ms: i64) {
+        let t = schema.object_type();
+        let mut store = TypeStore::new(t, now_ms);
+        for def in properties {
+            store.properties.insert(def.name.clone(), def);
+        }
+        store.required = schema.required_properties.clone();
+        store.searchable = schema.searchable_properties.clone();
+        self.types.insert(t, store);
+        self.schemas_mut().insert(schema.id, schema);
     }
 
     pub fn of(&self, t: ObjectType) -> &TypeStore {
         &self.types[&t]
     }
 
+    /// Changes so far: any call that may change the store counts.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// The store's contents, to be saved.
+    pub fn snapshot(&self) -> serde_json::Result<Value> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Borrowed<'a> {
+            types: Vec<(&'a ObjectType, &'a TypeStore)>,
+            schemas: Vec<&'a CustomSchema>,
+            associations: Vec<(&'a ObjectRef, &'a BTreeSet<Link>)>,
+            next_event_id: u64,
+        }
+        serde_json::to_value(Borrowed {
+            types: self.types.iter().collect(),
+            schemas: self.schemas.values().collect(),
+            associations: self.associations.iter().filter(|(_, links)| !links.is_empty()).collect(),
+            next_event_id: self.next_event_id,
+        })
+    }
+
+    /// Replaces the contents with saved ones.
+    pub fn restore(&mut self, snapshot: StoreSnapshot) {
+        self.types.extend(snapshot.types);
+        self.schemas = snapshot.schemas.into_iter().map(|s| (s.id, s)).collect();
+        self.associations = snapshot.associations.into_iter().collect();
+        self.next_event_id = snapshot.next_event_id;
+        self.revision += 1;
+    }
+
+    pub fn associations_mut(&mut self) -> &mut BTreeMap<ObjectRef, BTreeSet<Link>> {
+        self.revision += 1;
+        &mut self.associations
+    }
+
+    pub fn schemas_mut(&mut self) -> &mut BTreeMap<u32, CustomSchema> {
+        self.revision += 1;
+        &mut self.schemas
+    }
+
     pub fn of_mut(&mut self, t: ObjectType) -> &mut TypeStore {
+        self.revision += 1;
         self.types.get_mut(&t).expect("every object type has a store")
     }
 
@@ -256,7 +378,11 @@ impl Store {
     pub fn find(&self, t: ObjectType, id: &str, id_property: Option<&str>) -> ApiResult<Option<&StoredObject>> {
         let store = self.of(t);
         match id_property.filter(|p| *p != "hs_object_id") {
-            None => Ok(id.parse::<u64>().ok().and_then(|n| store.objects.get(&n)).filter(|o| !o.is_archived())),
+            None => Ok(id
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| store.objects.get(&store.merged_into(n)))
+                .filter(|o| !o.is_archived())),
             Some(prop) => {
                 let def = store
                     .live_property(prop)
@@ -333,11 +459,30 @@ impl Store {
                 }
             }
         }
+        if target.is_none() {
+            for name in &store.required {
+                if properties.get(name).is_none_or(String::is_empty) {
+                    let message = format!("{name} is required to create a {}", t.shouting().to_ascii_lowercase());
+                    invalid.push(json!({
+                        "isValid": false,
+                        "message": message,
+                        "error": "REQUIRED_PROPERTY",
+                        "name": name,
+                        "localizedErrorMessage": message,
+                    }));
+                }
+            }
+        }
         if !invalid.is_empty() {
             return Err(ApiFailure::validation(&format!("Property values were not valid: {}", Value::Array(invalid))));
         }
-        let properties: BTreeMap<String, String> =
+        let mut properties: BTreeMap<String, String> =
             properties.iter().map(|(k, v)| (k.clone(), normalize(k, v))).collect();
+        if target.is_none() {
+            for (name, value) in t.create_defaults() {
+                properties.entry(name.to_string()).or_insert_with(|| value.to_string());
+            }
+        }
         for (name, value) in &properties {
             if value.is_empty() || !store.properties[name].has_unique_value {
                 continue;
@@ -423,6 +568,8 @@ impl Store {
             _ => false,
         };
         if archived {
+            // HubSpot drops a deleted record's associations with it.
+            self.remove_associations_of((t, id));
             self.emit(t, "deletion", id, now, actor, None);
         }
         archived
@@ -450,38 +597,53 @@ impl Store {
         actor: Actor,
         change: Option<(String, String)>,
     ) {
+        let (property_name, property_value) = change.unzip();
+        self.emit_event(
+            t,
+            action,
+            actor,
+            WebhookEvent {
+                occurred_at,
+                object_id,
+                change_flag: match action {
+                    "creation" => Some("NEW".into()),
+                    "deletion" => Some("DELETED".into()),
+                    _ => None,
+                },
+                property_name,
+                property_value,
+                ..Default::default()
+            },
+        );
+    }
+
+    /// Sends `event` (its action-specific fields filled in) when the app subscribes to it,
+    /// completing what every event carries: ids, subscription, source.
+    pub(super) fn emit_event(&mut self, t: ObjectType, action: &str, actor: Actor, mut event: WebhookEvent) {
         let Some(sink) = &self.sink else { return };
-        let subscription_type = format!("{}.{action}", subscription_prefix(t.plural()));
-        if !sink.wants(&subscription_type, change.as_ref().map(|(name, _)| name.as_str())) {
-            return;
-        }
-        let event_id = self.next_event_id;
+        let subscription_type = format!("{}.{action}", t.event_prefix());
+        let subscribed = sink
+            .webhooks
+            .lock()
+            .expect("webhook settings lock")
+            .subscription_for(&subscription_type, event.property_name.as_deref());
+        let Some(subscription_id) = subscribed else { return };
+        event.event_id = self.next_event_id;
         self.next_event_id += 1;
+        self.revision += 1;
         let (change_source, source_id) = match actor {
             Actor::Integration { app_id } => ("INTEGRATION", app_id.to_string()),
             Actor::User { user_id } => ("CRM_UI", format!("userId:{user_id}")),
         };
-        let (property_name, property_value) = change.unzip();
-        let event = WebhookEvent {
-            event_id,
-            subscription_id: subscription_id(t, action),
-            portal_id: sink.portal_id,
-            app_id: sink.app_id,
-            occurred_at,
-            subscription_type,
-            attempt_number: 0,
-            object_id,
-            change_source: Some(change_source.into()),
-            change_flag: match action {
-                "creation" => Some("NEW".into()),
-                "deletion" => Some("DELETED".into()),
-                _ => None,
-            },
-            source_id: Some(source_id),
-            property_name,
-            property_value,
-            ..Default::default()
-        };
+        event.subscription_id = subscription_id;
+        event.portal_id = sink.portal_id;
+        event.app_id = sink.app_id;
+        event.subscription_type = subscription_type;
+        event.change_source = Some(change_source.into());
+        event.source_id = Some(source_id);
+        if matches!(t, ObjectType::Custom(_)) {
+            event.object_type_id = Some(t.object_type_id());
+        }
         sink.queue.push(event);
     }
 
@@ -501,27 +663,11 @@ fn unique_conflict(t: ObjectType, property: &str, value: &str, existing: Option<
     if t == ObjectType::Contacts && property == "email" {
         ApiFailure::conflict(&format!("Contact already exists. Existing ID: {existing}"))
     } else {
-        let singular = subscription_prefix(t.plural());
+        let singular = t.event_prefix();
         ApiFailure::conflict(&format!(
             "A {singular} with the value \"{value}\" for the unique property \"{property}\" already exists. Existing ID: {existing}"
         ))
     }
-}
-
-/// A fixed subscription id per subscription type, as a portal's webhook settings would have.
-pub fn subscription_id(t: ObjectType, action: &str) -> u64 {
-    let type_part = match t {
-        ObjectType::Contacts => 1,
-        ObjectType::Companies => 2,
-        ObjectType::Deals => 3,
-    };
-    let action_part = match action {
-        "creation" => 1,
-        "deletion" => 2,
-        "propertyChange" => 3,
-        _ => 9,
-    };
-    2_100_000 + type_part * 10 + action_part
 }
 
 #[cfg(test)]
@@ -535,9 +681,14 @@ mod tests {
 
     const API: Actor = Actor::Integration { app_id: 7 };
 
+    fn every_event() -> SharedWebhooks {
+        let webhooks = crate::emulator::webhook_settings::AppWebhooks::new(Some("http://127.0.0.1:1/".into()), &[], 0);
+        std::sync::Arc::new(std::sync::Mutex::new(webhooks))
+    }
+
     #[test]
     fn unique_email_conflicts_within_and_across_calls() {
-        let mut store = Store::new(None);
+        let mut store = Store::new(1, None);
         let t = ObjectType::Contacts;
         let created =
             store.apply_all(t, vec![Write::Create { properties: props(&[("email", "A@x.io")]) }], API).unwrap();
@@ -560,7 +711,7 @@ mod tests {
     fn events_follow_changes() {
         let (tx, mut rx) = mpsc::unbounded_channel();
         let queue = EventQueue::new(tx, Default::default());
-        let mut store = Store::new(Some(EventSink { queue, portal_id: 1, app_id: 7, subscriptions: vec![] }));
+        let mut store = Store::new(1, Some(EventSink { queue, portal_id: 1, app_id: 7, webhooks: every_event() }));
         let t = ObjectType::Deals;
         let o = store
             .apply_all(t, vec![Write::Create { properties: props(&[("dealname", "D"), ("amount", "")]) }], API)
@@ -593,8 +744,44 @@ mod tests {
     }
 
     #[test]
+    fn custom_objects_come_as_generic_events_and_need_their_required_properties() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let queue = EventQueue::new(tx, Default::default());
+        let mut store = Store::new(62515, Some(EventSink { queue, portal_id: 1, app_id: 7, webhooks: every_event() }));
+        let schema = CustomSchema {
+            id: 3_000_001,
+            name: "cars".into(),
+            singular_label: "Car".into(),
+            plural_label: "Cars".into(),
+            description: None,
+            required_properties: vec!["hs_object_id".into()],
+            searchable_properties: vec![],
+            primary_display_property: None,
+            secondary_display_properties: vec![],
+            associated_objects: vec![],
+            created_at_ms: 0,
+            updated_at_ms: 0,
+            archived: false,
+        };
+        store.add_custom_type(schema, vec![], 0);
+        for name in ["2-3000001", "p62515_cars", "cars", "P62515_CARS"] {
+            assert_eq!(store.resolve_type(name).unwrap(), ObjectType::Custom(3_000_001), "{name}");
+        }
+        assert!(store.resolve_type("2-3000002").is_err());
+        let t = ObjectType::Custom(3_000_001);
+        let refused = store.apply_all(t, vec![Write::Create { properties: props(&[]) }], API).unwrap_err();
+        assert!(refused.message().contains("REQUIRED_PROPERTY"), "{}", refused.message());
+        store.of_mut(t).required.clear();
+        let created = store.apply_all(t, vec![Write::Create { properties: props(&[]) }], API).unwrap();
+        assert!(created[0].properties.contains_key("hs_createdate"));
+        let event = rx.try_recv().unwrap();
+        assert_eq!(event.subscription_type, "object.creation");
+        assert_eq!(event.object_type_id.as_deref(), Some("2-3000001"));
+    }
+
+    #[test]
     fn unknown_and_read_only_properties_are_refused() {
-        let mut store = Store::new(None);
+        let mut store = Store::new(1, None);
         let err = store
             .apply_all(
                 ObjectType::Companies,

@@ -9,10 +9,11 @@ use std::time::Duration;
 use rand::Rng;
 use rand::seq::SliceRandom;
 use serde_json::{Value, json};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
 use super::clock::now_ms;
+use super::webhook_settings::SharedWebhooks;
 use super::{EmulatorConfig, LegacySignatureVersion};
 use crate::hubspot::WebhookEvent;
 use crate::hubspot::signature::{
@@ -21,7 +22,6 @@ use crate::hubspot::signature::{
 
 pub const USER_AGENT: &str = "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon";
 pub const MAX_BATCH_EVENTS: usize = 100;
-const MAX_IN_FLIGHT: usize = 10;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: u32 = 10;
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -32,11 +32,9 @@ const FLUSH_DELAY: Duration = Duration::from_millis(75);
 const MAX_REORDER_JITTER_MS: u64 = 200;
 const ATTEMPT_LOG_CAPACITY: usize = 10_000;
 
-/// How webhooks are delivered.
+/// How webhooks are delivered (the target URL and concurrency come from the app's settings).
 #[derive(Clone, Debug)]
 pub struct DeliverySettings {
-    /// The target URL as requested (and signed).
-    pub url: String,
     pub client_secret: String,
     pub legacy_signature: LegacySignatureVersion,
     pub duplicate_rate: f64,
@@ -44,11 +42,8 @@ pub struct DeliverySettings {
 }
 
 impl DeliverySettings {
-    pub fn from_config(config: &EmulatorConfig, url: String) -> Self {
-        // Sign the URL in the form it is requested in (`http://host` is requested as `http://host/`).
-        let url = reqwest::Url::parse(&url).map(|u| u.to_string()).unwrap_or(url);
+    pub fn from_config(config: &EmulatorConfig) -> Self {
         Self {
-            url,
             client_secret: config.client_secret.clone(),
             legacy_signature: config.legacy_signature_version,
             duplicate_rate: config.duplicate_rate,
@@ -121,14 +116,52 @@ impl DeliveryStats {
 
 struct Deliverer {
     settings: DeliverySettings,
+    app: SharedWebhooks,
     client: reqwest::Client,
-    in_flight: Semaphore,
+    in_flight: InFlight,
     stats: Arc<DeliveryStats>,
+}
+
+/// Counts requests in flight against the app's current `maxConcurrentRequests`.
+#[derive(Default)]
+struct InFlight {
+    count: Mutex<usize>,
+    freed: Notify,
+}
+
+impl InFlight {
+    async fn acquire(&self, limit: impl Fn() -> usize) -> InFlightPermit<'_> {
+        loop {
+            let freed = self.freed.notified();
+            {
+                let mut count = self.count.lock().expect("in-flight lock");
+                if *count < limit() {
+                    *count += 1;
+                    return InFlightPermit(self);
+                }
+            }
+            freed.await;
+        }
+    }
+}
+
+struct InFlightPermit<'a>(&'a InFlight);
+
+impl Drop for InFlightPermit<'_> {
+    fn drop(&mut self) {
+        *self.0.count.lock().expect("in-flight lock") -= 1;
+        self.0.freed.notify_waiters();
+    }
 }
 
 /// Takes events from the store and delivers them until the store's side closes (or the task is
 /// aborted, which also aborts every delivery under way).
-pub async fn run(settings: DeliverySettings, mut rx: mpsc::UnboundedReceiver<WebhookEvent>, stats: Arc<DeliveryStats>) {
+pub async fn run(
+    settings: DeliverySettings,
+    app: SharedWebhooks,
+    mut rx: mpsc::UnboundedReceiver<WebhookEvent>,
+    stats: Arc<DeliveryStats>,
+) {
     // A redirect is an answer other than 2xx, so it is a failed delivery, not a new target.
     let client = match reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
@@ -142,7 +175,7 @@ pub async fn run(settings: DeliverySettings, mut rx: mpsc::UnboundedReceiver<Web
             return;
         }
     };
-    let deliverer = Arc::new(Deliverer { settings, client, in_flight: Semaphore::new(MAX_IN_FLIGHT), stats });
+    let deliverer = Arc::new(Deliverer { settings, app, client, in_flight: InFlight::default(), stats });
     let mut deliveries = JoinSet::new();
     while let Some(first) = rx.recv().await {
         tokio::time::sleep(FLUSH_DELAY).await;
@@ -200,7 +233,7 @@ impl Deliverer {
                 tokio::time::sleep(Duration::from_millis(jitter)).await;
             }
             let outcome = {
-                let _permit = self.in_flight.acquire().await.expect("the semaphore is never closed");
+                let _permit = self.in_flight.acquire(|| self.app_settings().1).await;
                 self.send(&batch).await
             };
             match outcome {
@@ -230,21 +263,31 @@ impl Deliverer {
         }
     }
 
+    /// The app's current target URL (in the form it is requested and signed in: `http://host`
+    /// is requested as `http://host/`) and `maxConcurrentRequests`.
+    fn app_settings(&self) -> (Option<String>, usize) {
+        let app = self.app.lock().expect("webhook settings lock");
+        let url = app.target_url.as_ref().map(|u| reqwest::Url::parse(u).map(|u| u.to_string()).unwrap_or(u.clone()));
+        (url, app.max_concurrent_requests)
+    }
+
     async fn send(&self, batch: &[WebhookEvent]) -> Outcome {
         let body = match serde_json::to_vec(batch) {
             Ok(b) => b,
             Err(e) => return Outcome::Failed(json!(format!("error: {e}"))),
         };
+        // The target may have been removed since the events were made.
+        let Some(url) = self.app_settings().0 else { return Outcome::Failed(json!("no target URL")) };
         let s = &self.settings;
         let timestamp = now_ms();
         let (legacy, version) = match s.legacy_signature {
             LegacySignatureVersion::V1 => (sign_v1(&s.client_secret, &body), "v1"),
-            LegacySignatureVersion::V2 => (sign_v2(&s.client_secret, "POST", &s.url, &body), "v2"),
+            LegacySignatureVersion::V2 => (sign_v2(&s.client_secret, "POST", &url, &body), "v2"),
         };
-        let v3 = sign_v3(&s.client_secret, "POST", &s.url, &body, timestamp);
+        let v3 = sign_v3(&s.client_secret, "POST", &url, &body, timestamp);
         let sent = self
             .client
-            .post(&s.url)
+            .post(&url)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .header(HEADER_SIGNATURE, legacy)
             .header(HEADER_SIGNATURE_VERSION, version)
