@@ -224,8 +224,14 @@ impl Store {
     }
 }
 
+/// An association type as HubSpot's `AssociationSpecWithLabel`: an unlabelled type has no
+/// `label` (the published description allows leaving it out, not null).
 fn type_json(t: &AssociationType) -> Value {
-    json!({ "category": t.category, "typeId": t.type_id, "label": t.label })
+    let mut spec = json!({ "category": t.category, "typeId": t.type_id });
+    if let Some(label) = &t.label {
+        spec["label"] = json!(label);
+    }
+    spec
 }
 
 pub fn router() -> Router<Arc<Emulator>> {

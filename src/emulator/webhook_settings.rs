@@ -51,6 +51,12 @@ pub struct SubscriptionRecord {
     pub active: bool,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// One of the "every event" subscriptions the emulator starts with when no
+    /// `--subscription` is given: they deliver, but the management API neither lists nor
+    /// changes them (HubSpot's API cannot express `object.*` or an all-properties
+    /// `propertyChange`), and the app's first subscription made through the API replaces them.
+    #[serde(default)]
+    pub implicit: bool,
 }
 
 impl SubscriptionRecord {
@@ -92,7 +98,8 @@ impl AppWebhooks {
     /// The configuration flags describe: their target URL and subscriptions (every event type
     /// when none are given), all active.
     pub fn new(target_url: Option<String>, subscriptions: &[Subscription], now: i64) -> Self {
-        let initial: Vec<(String, Option<String>)> = if subscriptions.is_empty() {
+        let implicit = subscriptions.is_empty();
+        let initial: Vec<(String, Option<String>)> = if implicit {
             every_event_type().into_iter().map(|t| (t, None)).collect()
         } else {
             subscriptions.iter().map(|s| (s.subscription_type.clone(), s.property_name.clone())).collect()
@@ -108,6 +115,7 @@ impl AppWebhooks {
                     active: true,
                     created_at_ms: now,
                     updated_at_ms: now,
+                    implicit,
                 };
                 (id, record)
             })
@@ -244,7 +252,8 @@ async fn list_subscriptions(
     Query(params): Params,
 ) -> ApiResult<Response> {
     let webhooks = lock(authorize(&emu, &params, &app_id)?);
-    let results: Vec<Value> = webhooks.subscriptions.values().map(SubscriptionRecord::to_json).collect();
+    let results: Vec<Value> =
+        webhooks.subscriptions.values().filter(|s| !s.implicit).map(SubscriptionRecord::to_json).collect();
     Ok(json_response(StatusCode::OK, json!({ "results": results })))
 }
 
@@ -275,6 +284,7 @@ async fn create_subscription(
         return Err(ApiFailure::validation("propertyName is required for propertyChange subscriptions"));
     }
     let mut webhooks = lock(shared);
+    webhooks.subscriptions.retain(|_, s| !s.implicit);
     if webhooks.subscriptions.len() >= MAX_SUBSCRIPTIONS {
         return Err(ApiFailure::validation(&format!(
             "App {app_id} has reached the limit of {MAX_SUBSCRIPTIONS} webhook subscriptions"
@@ -296,6 +306,7 @@ async fn create_subscription(
         active: body.active,
         created_at_ms: now,
         updated_at_ms: now,
+        implicit: false,
     };
     let answer = record.to_json();
     webhooks.subscriptions.insert(id, record);
@@ -316,7 +327,11 @@ async fn get_subscription(
     Query(params): Params,
 ) -> ApiResult<Response> {
     let webhooks = lock(authorize(&emu, &params, &app_id)?);
-    let record = webhooks.subscriptions.get(&subscription_id(&id)?).ok_or_else(|| subscription_not_found(&id))?;
+    let record = webhooks
+        .subscriptions
+        .get(&subscription_id(&id)?)
+        .filter(|s| !s.implicit)
+        .ok_or_else(|| subscription_not_found(&id))?;
     Ok(json_response(StatusCode::OK, record.to_json()))
 }
 
@@ -334,7 +349,11 @@ async fn patch_subscription(
     let shared = authorize(&emu, &params, &app_id)?;
     let body: PatchBody = parse_json(&body)?;
     let mut webhooks = lock(shared);
-    let record = webhooks.subscriptions.get_mut(&subscription_id(&id)?).ok_or_else(|| subscription_not_found(&id))?;
+    let record = webhooks
+        .subscriptions
+        .get_mut(&subscription_id(&id)?)
+        .filter(|s| !s.implicit)
+        .ok_or_else(|| subscription_not_found(&id))?;
     if let Some(active) = body.active {
         record.active = active;
         record.updated_at_ms = now_ms();
@@ -348,7 +367,11 @@ async fn delete_subscription(
     Query(params): Params,
 ) -> ApiResult<Response> {
     let mut webhooks = lock(authorize(&emu, &params, &app_id)?);
-    webhooks.subscriptions.remove(&subscription_id(&id)?).ok_or_else(|| subscription_not_found(&id))?;
+    let id_number = subscription_id(&id)?;
+    if webhooks.subscriptions.get(&id_number).is_none_or(|s| s.implicit) {
+        return Err(subscription_not_found(&id));
+    }
+    webhooks.subscriptions.remove(&id_number);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -375,7 +398,7 @@ async fn batch_update(
     let mut webhooks = lock(shared);
     let (mut results, mut missing) = (vec![], vec![]);
     for input in body.inputs {
-        match webhooks.subscriptions.get_mut(&input.id) {
+        match webhooks.subscriptions.get_mut(&input.id).filter(|s| !s.implicit) {
             Some(record) => {
                 record.active = input.active;
                 record.updated_at_ms = now_ms();

@@ -26,6 +26,14 @@ def load_spec(name: str) -> dict:
             "`npm ci --prefix tests/contract/openapi` (make test does this)"
         )
     spec = normalize(json.loads(path.read_text()))
+    # Authentication is checked by the SDK tests and by explicit 401/403 tests: the descriptions
+    # name a private app's bearer token as an OAuth2 flow or as an API key header
+    # (`private-app-legacy`), neither of which openapi-core can check against a bearer token.
+    spec.pop("security", None)
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            if isinstance(operation, dict):
+                operation.pop("security", None)
     # The OAuth description has no title, which OpenAPI requires; openapi-core refuses it without.
     spec["info"].setdefault("title", name)
     return spec

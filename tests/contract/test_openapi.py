@@ -3,9 +3,6 @@
 import pytest
 from openapi_contract import ApiContract
 
-# openapi-core cannot check OAuth2 security schemes; the emulator's auth is tested by the SDK tests.
-pytestmark = pytest.mark.filterwarnings("ignore:Unsupported scheme type")
-
 TOKEN = "pat-na1-openapi-contract"
 READER = "pat-na1-openapi-reader"
 
@@ -203,3 +200,162 @@ def test_oauth(start_emulator):
     assert (refused["status"], refused["category"]) == ("BAD_CLIENT_SECRET", "VALIDATION_ERROR")
     api.call("DELETE", f"/v1/refresh-tokens/{REFRESH_TOKEN}", expect=204)
     api.call("GET", f"/v1/refresh-tokens/{REFRESH_TOKEN}", expect=404)
+
+
+def test_tickets(emulator):
+    api = ApiContract(emulator, "hubspot_crm_tickets", TOKEN)
+    base = "/crm/v3/objects/tickets"
+    created = api.call(
+        "POST",
+        base,
+        json_body={"properties": {"subject": "Printer on fire", "hs_pipeline_stage": "1"}, "associations": []},
+        expect=201,
+    )
+    ticket_id = created["id"]
+    api.call("GET", base, params={"limit": 5, "properties": "subject"}, expect=200)
+    api.call("GET", f"{base}/{ticket_id}", params={"properties": "subject,hs_pipeline"}, expect=200)
+    api.call("PATCH", f"{base}/{ticket_id}", json_body={"properties": {"hs_pipeline_stage": "4"}}, expect=200)
+    batch = api.call(
+        "POST",
+        f"{base}/batch/create",
+        json_body={"inputs": [{"properties": {"subject": f"T{i}", "hs_pipeline_stage": "1"}, "associations": []} for i in range(2)]},
+        expect=201,
+    )
+    ids = [t["id"] for t in batch["results"]]
+    api.call(
+        "POST",
+        f"{base}/batch/read",
+        json_body={"properties": ["subject"], "propertiesWithHistory": [], "inputs": [{"id": i} for i in ids]},
+        expect=200,
+    )
+    api.call(
+        "POST",
+        f"{base}/batch/update",
+        json_body={"inputs": [{"id": i, "properties": {"hs_ticket_priority": "HIGH"}} for i in ids]},
+        expect=200,
+    )
+    found = api.call(
+        "POST",
+        f"{base}/search",
+        json_body={
+            "filterGroups": [{"filters": [{"propertyName": "hs_ticket_priority", "operator": "EQ", "value": "HIGH"}]}],
+            "sorts": ["subject"],
+            "properties": ["subject"],
+            "limit": 10,
+            "after": "0",
+        },
+        expect=200,
+    )
+    assert found["total"] == 2
+    merged = api.call("POST", f"{base}/merge", json_body={"primaryObjectId": ids[0], "objectIdToMerge": ids[1]}, expect=200)
+    assert merged["id"] == ids[0]
+    missing_stage = api.call("POST", base, json_body={"properties": {"subject": "x"}, "associations": []}, expect=400)
+    assert missing_stage["category"] == "VALIDATION_ERROR"
+    api.call("POST", f"{base}/batch/archive", json_body={"inputs": [{"id": ids[0]}]}, expect=204)
+    api.call("DELETE", f"{base}/{ticket_id}", expect=204)
+
+
+def test_custom_object_schemas(emulator):
+    api = ApiContract(emulator, "hubspot_crm_schemas", TOKEN)
+    created = api.call(
+        "POST",
+        "/crm/v3/schemas",
+        json_body={
+            "name": "cars",
+            "labels": {"singular": "Car", "plural": "Cars"},
+            "requiredProperties": ["vin"],
+            "searchableProperties": ["vin"],
+            "primaryDisplayProperty": "vin",
+            "secondaryDisplayProperties": [],
+            "associatedObjects": ["CONTACT"],
+            "properties": [{"name": "vin", "label": "VIN", "type": "string", "fieldType": "text", "hasUniqueValue": True}],
+        },
+        expect=201,
+    )
+    type_id = created["objectTypeId"]
+    assert type_id.startswith("2-") and created["fullyQualifiedName"] == "p62515_cars"
+    listed = api.call("GET", "/crm/v3/schemas", params={"archived": "false"}, expect=200)
+    assert [s["name"] for s in listed["results"]] == ["cars"]
+    api.call("GET", f"/crm/v3/schemas/{type_id}", expect=200)
+    api.call("PATCH", f"/crm/v3/schemas/{type_id}", json_body={"labels": {"singular": "Auto", "plural": "Autos"}}, expect=200)
+    association = api.call(
+        "POST",
+        f"/crm/v3/schemas/{type_id}/associations",
+        json_body={"fromObjectTypeId": type_id, "toObjectTypeId": "0-2"},
+        expect=201,
+    )
+    api.call("DELETE", f"/crm/v3/schemas/{type_id}/associations/{association['id']}", expect=204)
+    taken = api.call(
+        "POST",
+        "/crm/v3/schemas",
+        json_body={
+            "name": "cars",
+            "labels": {"singular": "Car", "plural": "Cars"},
+            "requiredProperties": [],
+            "associatedObjects": [],
+            "properties": [{"name": "vin", "label": "VIN", "type": "string", "fieldType": "text"}],
+        },
+        expect=409,
+    )
+    assert taken["category"] == "CONFLICT" or taken["category"] == "OBJECT_ALREADY_EXISTS"
+    api.call("DELETE", f"/crm/v3/schemas/{type_id}", expect=204)
+
+
+def test_associations_v4_batches_and_labels(emulator):
+    objects = ApiContract(emulator, "hubspot_crm_objects", TOKEN)
+    company = objects.call("POST", "/crm/v3/objects/companies", json_body={"properties": {"name": "Acme"}, "associations": []}, expect=201)
+    api = ApiContract(emulator, "hubspot_crm_crm_associations", TOKEN)
+    labels = api.call("GET", "/contacts/companies/labels", expect=200)
+    assert {(label["category"], label["typeId"]) for label in labels["results"]} >= {("HUBSPOT_DEFINED", 279), ("HUBSPOT_DEFINED", 1)}
+    pair = {"from": {"id": "1"}, "to": {"id": company["id"]}}
+    api.call(
+        "POST",
+        "/contacts/companies/batch/create",
+        json_body={"inputs": [dict(pair, types=[{"associationCategory": "HUBSPOT_DEFINED", "associationTypeId": 1}])]},
+        expect=201,
+    )
+    api.call("POST", "/contacts/companies/batch/associate/default", json_body={"inputs": [{"from": {"id": "2"}, "to": {"id": company["id"]}}]}, expect=200)
+    read = api.call("POST", "/contacts/companies/batch/read", json_body={"inputs": [{"id": "1"}, {"id": "2"}]}, expect=200)
+    assert {r["from"]["id"] for r in read["results"]} == {"1", "2"}
+    api.call("POST", "/contacts/companies/batch/archive", json_body={"inputs": [{"from": {"id": "1"}, "to": [{"id": company["id"]}]}]}, expect=204)
+
+
+DEVELOPER_KEY = "openapi-developer-key"
+APP_ID = 54321
+
+
+def test_webhooks_management(start_emulator):
+    emulator = start_emulator("--developer-api-key", DEVELOPER_KEY)
+    api = ApiContract(emulator, "hubspot_webhooks_webhooks")
+    key = {"hapikey": DEVELOPER_KEY}
+    base = f"/webhooks/v3/{APP_ID}"
+    api.call(
+        "PUT",
+        f"{base}/settings",
+        params=key,
+        json_body={"targetUrl": "https://hooks.example.com/webhooks/hubspot", "throttling": {"maxConcurrentRequests": 10, "period": "SECONDLY"}},
+        expect=200,
+    )
+    api.call("GET", f"{base}/settings", params=key, expect=200)
+    created = api.call(
+        "POST",
+        f"{base}/subscriptions",
+        params=key,
+        json_body={"eventType": "contact.propertyChange", "propertyName": "email", "active": True},
+        expect=201,
+    )
+    listed = api.call("GET", f"{base}/subscriptions", params=key, expect=200)
+    assert [s["id"] for s in listed["results"]] == [created["id"]], "only subscriptions made through the API"
+    api.call("GET", f"{base}/subscriptions/{created['id']}", params=key, expect=200)
+    api.call("PATCH", f"{base}/subscriptions/{created['id']}", params=key, json_body={"active": False}, expect=200)
+    api.call(
+        "POST",
+        f"{base}/subscriptions/batch/update",
+        params=key,
+        json_body={"inputs": [{"id": int(created["id"]), "active": True}]},
+        expect=200,
+    )
+    api.call("DELETE", f"{base}/subscriptions/{created['id']}", params=key, expect=204)
+    api.call("DELETE", f"{base}/settings", params=key, expect=204)
+    refused = api.call("GET", f"{base}/settings", params={"hapikey": "wrong"}, expect=401)
+    assert refused["category"] == "INVALID_AUTHENTICATION"
