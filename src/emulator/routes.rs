@@ -393,18 +393,20 @@ impl BatchBody {
         let inputs =
             parsed.inputs.take().ok_or_else(|| ApiFailure::validation("Invalid input JSON: inputs is required"))?;
         if inputs.len() > MAX_BATCH_INPUTS {
-            return Err(ApiFailure::validation(&format!(
-                "Batch input contains {} inputs; the maximum is {MAX_BATCH_INPUTS}.",
-                inputs.len()
-            ))
-            .with_errors(vec![json!({
-                "message": format!("size must be between 0 and {MAX_BATCH_INPUTS}"),
-                "code": "INVALID_SIZE",
-                "context": { "field": ["inputs"] },
-            })]));
+            return Err(too_many_inputs(inputs.len()));
         }
         Ok((parsed, inputs))
     }
+}
+
+/// HubSpot's answer to a batch of more than 100 inputs.
+fn too_many_inputs(count: usize) -> ApiFailure {
+    ApiFailure::validation(&format!("Batch input contains {count} inputs; the maximum is {MAX_BATCH_INPUTS}."))
+        .with_errors(vec![json!({
+            "message": format!("size must be between 0 and {MAX_BATCH_INPUTS}"),
+            "code": "INVALID_SIZE",
+            "context": { "field": ["inputs"] },
+        })])
 }
 
 fn input_str(input: &Value, field: &str) -> Option<String> {
@@ -766,10 +768,7 @@ struct PropertyBatchBody<T> {
 fn parse_property_batch<T: DeserializeOwned>(body: &Bytes) -> ApiResult<PropertyBatchBody<T>> {
     let batch: PropertyBatchBody<T> = parse_json(body)?;
     if batch.inputs.len() > MAX_BATCH_INPUTS {
-        return Err(ApiFailure::validation(&format!(
-            "Batch input contains {} inputs; the maximum is {MAX_BATCH_INPUTS}.",
-            batch.inputs.len()
-        )));
+        return Err(too_many_inputs(batch.inputs.len()));
     }
     Ok(batch)
 }
