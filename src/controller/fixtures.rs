@@ -260,7 +260,8 @@ pub fn integration(base_url: &str, required_scopes: &[&str]) -> HubSpotIntegrati
             portal_id: Some(62515),
             api: ApiSettings { base_url: base_url.into(), ..Default::default() },
             credentials: Credentials {
-                private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                private_app_token: Some(SecretKeyRef { name: "hubspot".into(), key: "token".into() }),
+                oauth: None,
             },
             required_scopes: required_scopes.iter().map(|s| s.to_string()).collect(),
             webhooks: Some(WebhookSettings {

@@ -3,11 +3,13 @@
 //! NetworkPolicy, and reports conditions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -15,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::resources::{self, config_hash, config_yaml, receiver_config};
+use super::secrets::SecretStore;
 use super::status::{
     Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
     mark_paused,
@@ -23,9 +26,11 @@ use super::{
     Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
 };
 use crate::api::conditions::is_true;
+use crate::api::integration::CredentialKind;
 use crate::api::integration::condition_types::READY;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use crate::config::ReceiverConfig;
+use crate::hubspot::{HubSpotClient, OAuthCredentials, Secret as HubSpotSecret};
 
 /// The integration controller: reconciles on changes of integrations, of the children it owns
 /// and of the `PropertyMapping`s that reference it.
@@ -64,17 +69,14 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     // are not watched, so they are read afresh on each visit.
     let mappings =
         Api::<PropertyMapping>::namespaced(ctx.client.clone(), &namespace).list(&ListParams::default()).await?.items;
-    let secret_names =
+    let mut secret_names =
         resources::referenced_secret_names(&integration, &resources::mappings_of(&integration, &mappings));
+    if integration.spec.credentials.oauth.is_some() {
+        secret_names.push(resources::access_token_secret_name(&integration));
+    }
     let secrets = read_secrets(&ctx.client, &namespace, &secret_names).await?;
 
-    let auth = match secrets.value(&integration.spec.credentials.private_app_token) {
-        Err(e) => Authentication::TokenUnavailable(e),
-        Ok(token) => match ctx.hubspot_client(&integration, token).introspect_token().await {
-            Ok(info) => Authentication::Succeeded(info),
-            Err(e) => Authentication::Failed(e),
-        },
-    };
+    let (auth, token_refresh_at) = authenticate(&integration, &secrets, &ctx).await?;
 
     // The receiver runs whenever its config can be rendered, even while HubSpot refuses the
     // token: webhooks are still taken and kept until the token works again.
@@ -102,7 +104,88 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 
     let ready = is_true(&status.conditions, READY);
     tracing::info!(integration = %format!("{namespace}/{name}"), ready, "reconciled HubSpotIntegration");
-    Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
+    let requeue = if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE };
+    Ok(Action::requeue(match token_refresh_at {
+        // Back when the managed access token is due, so the receivers never hold an expired one.
+        Some(at) => requeue.min(until(at).max(MIN_TOKEN_REQUEUE)),
+        None => requeue,
+    }))
+}
+
+/// The shortest wait before replacing a managed access token, so that a token HubSpot issues
+/// with a very short lifetime does not make the reconciler spin.
+const MIN_TOKEN_REQUEUE: Duration = Duration::from_secs(5);
+
+/// How long from now until `at`; zero once it has passed.
+fn until(at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
+}
+
+/// Checks `integration`'s credentials with HubSpot. For an OAuth app, also keeps its access
+/// token in the managed Secret fresh and returns when that token is next due for replacement.
+async fn authenticate(
+    integration: &HubSpotIntegration,
+    secrets: &SecretStore,
+    ctx: &Context,
+) -> Result<(Authentication, Option<Timestamp>), Error> {
+    let oauth = match integration.spec.credentials.kind() {
+        Err(e) => return Ok((Authentication::TokenUnavailable(e.into()), None)),
+        Ok(CredentialKind::PrivateAppToken(reference)) => {
+            let auth = match secrets.value(reference) {
+                Err(e) => Authentication::TokenUnavailable(e),
+                Ok(token) => introspect(&ctx.hubspot_client(integration, token)).await,
+            };
+            return Ok((auth, None));
+        }
+        Ok(CredentialKind::OAuth(oauth)) => oauth,
+    };
+    // Read on every reconcile, so rotated client secrets and refresh tokens take effect.
+    let credentials = match (secrets.value(&oauth.client_secret), secrets.value(&oauth.refresh_token)) {
+        (Ok(client_secret), Ok(refresh_token)) => OAuthCredentials {
+            client_id: oauth.client_id.clone(),
+            client_secret: HubSpotSecret::new(client_secret),
+            refresh_token: HubSpotSecret::new(refresh_token),
+            token_endpoint: oauth.token_endpoint.unwrap_or_default(),
+        },
+        (Err(e), _) | (_, Err(e)) => return Ok((Authentication::TokenUnavailable(e), None)),
+    };
+    let client = ctx.hubspot_oauth_client(integration, credentials);
+    let now = Timestamp::now();
+    let stored =
+        secrets.get(&resources::access_token_secret_name(integration)).and_then(resources::stored_access_token);
+    let (client, refresh_at) = match stored {
+        Some((token, refresh_at)) if now < refresh_at => {
+            (client.with_access_token(HubSpotSecret::new(token), until(refresh_at)).await, refresh_at)
+        }
+        _ => {
+            let issued = match client.renew_access_token().await {
+                Some(Ok(issued)) => issued,
+                // The managed Secret keeps the last good token, which may still be valid.
+                Some(Err(e)) => return Ok((Authentication::Failed(e), None)),
+                None => unreachable!("an OAuth client has a token endpoint"),
+            };
+            // Counted from before the request: HubSpot's lifetime started no earlier.
+            let lifetime = SignedDuration::try_from(issued.expires_in).unwrap_or(SignedDuration::MAX);
+            let expires_at = now.saturating_add(lifetime).expect("a duration");
+            let refresh_at = now.saturating_add(lifetime / 2).expect("a duration");
+            let owner = integration
+                .controller_owner_ref(&())
+                .ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
+            let secret =
+                resources::access_token_secret(integration, &owner, issued.token.expose(), refresh_at, expires_at);
+            let namespace = integration.namespace().unwrap_or_default();
+            apply(&Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &secret).await?;
+            (client, refresh_at)
+        }
+    };
+    Ok((introspect(&client).await, Some(refresh_at)))
+}
+
+async fn introspect(client: &HubSpotClient) -> Authentication {
+    match client.introspect_token().await {
+        Ok(info) => Authentication::Succeeded(info),
+        Err(e) => Authentication::Failed(e),
+    }
 }
 
 /// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget and the
