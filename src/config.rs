@@ -527,4 +527,26 @@ webhooks: {clientSecret: s}
             assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}eventLog: {bad}\n")).is_err(), "{bad}");
         }
     }
+
+    #[test]
+    fn hubspot_takes_exactly_one_of_access_token_and_access_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |hubspot: &str| {
+            let path = dir.path().join("config.yaml");
+            std::fs::write(
+                &path,
+                format!("integration: ns/crm\ndataDir: /data\nhubspot: {hubspot}\nwebhooks: {{clientSecret: s}}\n"),
+            )
+            .unwrap();
+            ReceiverConfig::load(&path).map_err(|e| e.to_string())
+        };
+        let file = load("{baseUrl: 'http://h', accessTokenFile: /var/run/token}").unwrap();
+        assert_eq!(file.hubspot.access_token_file, Some(PathBuf::from("/var/run/token")));
+        assert_eq!(file.hubspot.access_token, "");
+        load("{baseUrl: 'http://h', accessToken: t}").unwrap();
+        for bad in ["{baseUrl: 'http://h'}", "{baseUrl: 'http://h', accessToken: t, accessTokenFile: /f}"] {
+            let error = load(bad).unwrap_err();
+            assert!(error.contains("set exactly one of accessToken and accessTokenFile"), "{bad}: {error}");
+        }
+    }
 }
