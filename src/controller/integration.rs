@@ -161,31 +161,33 @@ async fn authenticate(
     let now = Timestamp::now();
     let stored =
         secrets.get(&resources::access_token_secret_name(integration)).and_then(resources::stored_access_token);
-    let (client, refresh_at) = match stored {
-        Some((token, refresh_at)) if now < refresh_at => {
-            (client.with_access_token(HubSpotSecret::new(token), until(refresh_at)).await, refresh_at)
+    if let Some((token, refresh_at)) = stored.filter(|(_, refresh_at)| now < *refresh_at) {
+        let with_stored = client.clone().with_access_token(HubSpotSecret::new(token), until(refresh_at)).await;
+        match with_stored.introspect_token().await {
+            Ok(info) => return Ok((Authentication::Succeeded(info), Some(refresh_at))),
+            // HubSpot no longer knows the stored token (revoked, or the Secret was restored
+            // from elsewhere): replace it now rather than when it is due.
+            Err(crate::hubspot::Error::Api(e)) if e.status == 401 || e.status == 404 => {
+                tracing::info!(integration = %integration.name_any(), category = %e.category, "HubSpot refused the stored access token; requesting a new one");
+            }
+            Err(e) => return Ok((Authentication::Failed(e), Some(refresh_at))),
         }
-        _ => {
-            let issued = match client.renew_access_token().await {
-                Some(Ok(issued)) => issued,
-                // The managed Secret keeps the last good token, which may still be valid.
-                Some(Err(e)) => return Ok((Authentication::Failed(e), None)),
-                None => unreachable!("an OAuth client has a token endpoint"),
-            };
-            // Counted from before the request: HubSpot's lifetime started no earlier.
-            let lifetime = SignedDuration::try_from(issued.expires_in).unwrap_or(SignedDuration::MAX);
-            let expires_at = now.saturating_add(lifetime).expect("a duration");
-            let refresh_at = now.saturating_add(lifetime / 2).expect("a duration");
-            let owner = integration
-                .controller_owner_ref(&())
-                .ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
-            let secret =
-                resources::access_token_secret(integration, &owner, issued.token.expose(), refresh_at, expires_at);
-            let namespace = integration.namespace().unwrap_or_default();
-            apply(&Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &secret).await?;
-            (client, refresh_at)
-        }
+    }
+    let issued = match client.renew_access_token().await {
+        Some(Ok(issued)) => issued,
+        // The managed Secret keeps the last good token, which may still be valid.
+        Some(Err(e)) => return Ok((Authentication::Failed(e), None)),
+        None => unreachable!("an OAuth client has a token endpoint"),
     };
+    // Counted from before the request: HubSpot's lifetime started no earlier.
+    let lifetime = SignedDuration::try_from(issued.expires_in).unwrap_or(SignedDuration::MAX);
+    let expires_at = now.saturating_add(lifetime).expect("a duration");
+    let refresh_at = now.saturating_add(lifetime / 2).expect("a duration");
+    let owner =
+        integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
+    let secret = resources::access_token_secret(integration, &owner, issued.token.expose(), refresh_at, expires_at);
+    let namespace = integration.namespace().unwrap_or_default();
+    apply(&Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &secret).await?;
     Ok((introspect(&client).await, Some(refresh_at)))
 }
 
@@ -997,6 +999,48 @@ mod tests {
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
         assert_eq!(hubspot_calls(&hubspot).await, ["/oauth/v3/token"], "one refused token request");
+    }
+
+    #[tokio::test]
+    async fn a_stored_token_hubspot_does_not_know_is_replaced_before_it_is_due() {
+        let hubspot = hubspot_oauth().await;
+        let integration = with_oauth(integration(&hubspot.base_url(), &[]));
+        let object = to_json(&integration);
+        let (ctx, api) = test_context();
+        let later = Timestamp::now().saturating_add(SignedDuration::from_secs(600)).unwrap();
+        let stored = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": "crm-hubspot-access-token", "namespace": "default",
+                "annotations": {
+                    "hubspot.io/access-token-refresh-at": later.to_string(),
+                    "hubspot.io/access-token-expires-at": later.to_string(),
+                }
+            },
+            "data": { "token": "Q0pULW9sZA==" }
+        });
+        let written = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+        let applied = written.clone();
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            api.get(APP_SECRET, Some(app_secret(OAUTH_REFRESH_TOKEN))).await;
+            api.get(WEBHOOK_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.get(ACCESS_TOKEN_SECRET, Some(stored)).await;
+            *applied.lock().unwrap() = api.apply(ACCESS_TOKEN_SECRET, None).await;
+            oauth_receiver_calls(&mut api).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        let (token, _, _) = applied_token(&written.lock().unwrap());
+        assert_ne!(token, "CJT-old");
+        assert_eq!(
+            hubspot_calls(&hubspot).await,
+            ["/oauth/v1/access-tokens/[redacted]", "/oauth/v3/token", "/oauth/v1/access-tokens/[redacted]"]
+        );
     }
 
     #[test]
