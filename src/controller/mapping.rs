@@ -120,6 +120,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_oauth_integration_is_called_with_its_managed_access_token() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&with_oauth(integration(&hubspot.base_url(), &[])));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            // The token the integration reconciler keeps, not the app's refresh token.
+            let mut managed = hubspot_secret(&[("token", TOKEN)]);
+            managed["metadata"]["name"] = serde_json::json!("crm-hubspot-access-token");
+            api.get("/api/v1/namespaces/default/secrets/crm-hubspot-access-token", Some(managed)).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "PropertiesExist").0, "True");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
     async fn missing_properties_are_listed() {
         let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
         let mapping = mapping("crm", &["firstname", "loyalty_tier", "favourite_colour"]);
