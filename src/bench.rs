@@ -214,6 +214,7 @@ fn bench_config() -> ReceiverConfig {
             base_url: "http://127.0.0.1:9".into(),
             api_version: "v3".into(),
             access_token: "unused".into(),
+            access_token_file: None,
             tier: Default::default(),
         },
         webhooks: WebhookConfig {

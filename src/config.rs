@@ -184,7 +184,13 @@ pub struct HubSpotConnection {
     pub base_url: String,
     #[serde(default = "default_api_version")]
     pub api_version: String,
+    /// A static token (private app, service key). Set this or `access_token_file`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub access_token: String,
+    /// A file holding an OAuth access token that something else keeps fresh (the operator's
+    /// managed Secret, mounted in the pod); read for every request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token_file: Option<PathBuf>,
     #[serde(default)]
     pub tier: Tier,
 }
@@ -383,6 +389,7 @@ impl std::fmt::Debug for HubSpotConnection {
         f.debug_struct("HubSpotConnection")
             .field("base_url", &self.base_url)
             .field("api_version", &self.api_version)
+            .field("access_token_file", &self.access_token_file)
             .field("tier", &self.tier)
             .finish_non_exhaustive()
     }
@@ -399,6 +406,27 @@ impl std::fmt::Debug for WebhookConfig {
 }
 
 impl HubSpotConnection {
+    /// A client with this connection's credentials.
+    pub fn client(&self) -> crate::hubspot::HubSpotClient {
+        match &self.access_token_file {
+            Some(path) => crate::hubspot::HubSpotClient::new_with_token_file(
+                self.base_url.clone(),
+                self.api_version.clone(),
+                self.tier,
+                path.clone(),
+            ),
+            None => crate::hubspot::HubSpotClient::new(self.client_settings()),
+        }
+    }
+
+    /// Exactly one of `accessToken` and `accessTokenFile`.
+    pub fn validate(&self) -> Result<(), String> {
+        match (self.access_token.is_empty(), &self.access_token_file) {
+            (false, None) | (true, Some(_)) => Ok(()),
+            _ => Err("hubspot: set exactly one of accessToken and accessTokenFile".into()),
+        }
+    }
+
     pub fn client_settings(&self) -> crate::hubspot::ClientSettings {
         crate::hubspot::ClientSettings {
             base_url: self.base_url.clone(),
@@ -416,6 +444,7 @@ impl ReceiverConfig {
         let config: Self = serde_yaml::from_str(&text)
             .map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         config.admin.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
+        config.hubspot.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -496,6 +525,28 @@ webhooks: {clientSecret: s}
 
         for bad in ["{type: jetstream}", "{type: kafka}", "{type: embedded, url: 'nats://x'}"] {
             assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}eventLog: {bad}\n")).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hubspot_takes_exactly_one_of_access_token_and_access_token_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |hubspot: &str| {
+            let path = dir.path().join("config.yaml");
+            std::fs::write(
+                &path,
+                format!("integration: ns/crm\ndataDir: /data\nhubspot: {hubspot}\nwebhooks: {{clientSecret: s}}\n"),
+            )
+            .unwrap();
+            ReceiverConfig::load(&path).map_err(|e| e.to_string())
+        };
+        let file = load("{baseUrl: 'http://h', accessTokenFile: /var/run/token}").unwrap();
+        assert_eq!(file.hubspot.access_token_file, Some(PathBuf::from("/var/run/token")));
+        assert_eq!(file.hubspot.access_token, "");
+        load("{baseUrl: 'http://h', accessToken: t}").unwrap();
+        for bad in ["{baseUrl: 'http://h'}", "{baseUrl: 'http://h', accessToken: t, accessTokenFile: /f}"] {
+            let error = load(bad).unwrap_err();
+            assert!(error.contains("set exactly one of accessToken and accessTokenFile"), "{bad}: {error}");
         }
     }
 }

@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 
 use kube::ResourceExt;
 
+use crate::api::integration::CredentialKind;
 use crate::api::{HubSpotIntegration, PropertyMapping};
 use crate::controller::resources;
 use crate::controller::secrets::SecretStore;
@@ -71,7 +72,13 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let secrets = manifests.secrets_of(&namespace);
     let token = match &args.token {
         Some(token) => token.clone(),
-        None => secrets.value(&integration.spec.credentials.private_app_token)?,
+        None => match integration.spec.credentials.kind()? {
+            CredentialKind::PrivateAppToken(reference) => secrets.value(reference)?,
+            CredentialKind::OAuth(_) => bail!(
+                "HubSpotIntegration {namespace}/{} uses OAuth credentials; dev mode needs a static token: pass --token",
+                integration.name_any()
+            ),
+        },
     };
     let client_secret = match &integration.spec.webhooks {
         Some(webhooks) => secrets.value(&webhooks.client_secret)?,
@@ -111,6 +118,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     let mut config = resources::receiver_config(&integration, &manifests.mappings, &secrets)?;
     config.hubspot.access_token = token.clone();
+    config.hubspot.access_token_file = None;
     config.listen = receiver_listener.local_addr()?;
     config.data_dir = args.data_dir.clone();
     config.admin.listen = args.admin_listen;
@@ -397,7 +405,8 @@ mod tests {
         assert_eq!(m.mappings.len(), 1);
         let integration = &m.integrations[0];
         assert_eq!(integration.metadata.namespace.as_deref(), Some(DEFAULT_NAMESPACE));
-        let token = m.secrets_of(DEFAULT_NAMESPACE).value(&integration.spec.credentials.private_app_token).unwrap();
+        let token_ref = integration.spec.credentials.private_app_token.as_ref().unwrap();
+        let token = m.secrets_of(DEFAULT_NAMESPACE).value(token_ref).unwrap();
         assert!(token.starts_with("pat-"));
     }
 

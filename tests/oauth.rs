@@ -298,3 +298,62 @@ async fn authorization_code_and_token_metadata() {
     let logged = serde_json::to_string(&emu.requests().await).unwrap();
     assert!(!logged.contains(access) && !logged.contains(refresh) && !logged.contains(&code), "{logged}");
 }
+
+/// An access token for the OAuth app, straight from the token endpoint.
+async fn issued_access_token(emu: &TestEmulator) -> String {
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", CLIENT_ID),
+        ("client_secret", CLIENT_SECRET),
+        ("refresh_token", REFRESH_TOKEN),
+    ];
+    let answer: Value = token_by_form(emu, TOKEN_PATH, &form).await.json().await.unwrap();
+    answer["access_token"].as_str().unwrap().to_string()
+}
+
+#[tokio::test]
+async fn token_file_client_uses_whatever_token_the_file_holds_now() {
+    let emu = emulator().await;
+    emu.create_contact(json!({ "email": "ada@example.com" })).await;
+    let first = issued_access_token(&emu).await;
+    let second = issued_access_token(&emu).await;
+    assert_ne!(first, second);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("token");
+    let client = hubspot_operator::hubspot::HubSpotClient::new_with_token_file(
+        emu.running.base_url(),
+        "v3",
+        Default::default(),
+        path.clone(),
+    );
+
+    // No file yet (the operator has not written the Secret): the call fails, nothing is sent.
+    let missing = bounded(client.list_objects_page("contacts", &["email".into()], None, 10)).await.unwrap_err();
+    assert!(matches!(missing, Error::Transport(ref m) if m.contains("access token file")), "{missing}");
+
+    std::fs::write(&path, format!("{first}\n")).unwrap();
+    let page = bounded(client.list_objects_page("contacts", &["email".into()], None, 10)).await.unwrap();
+    assert_eq!(page.results.len(), 1);
+    let info = bounded(client.introspect_token()).await.unwrap();
+    assert_eq!(info.app_id, 54322, "introspected as an OAuth access token");
+
+    // Replaced by a token HubSpot refuses, then by a good one: each next call uses the new file.
+    std::fs::write(&path, "CJT-not-a-token").unwrap();
+    let refused = bounded(client.list_objects_page("contacts", &["email".into()], None, 10)).await.unwrap_err();
+    assert_eq!(refused.status(), Some(401), "{refused}");
+    std::fs::write(&path, &second).unwrap();
+    let page = bounded(client.list_objects_page("contacts", &["email".into()], None, 10)).await.unwrap();
+    assert_eq!(page.results.len(), 1);
+
+    let log = emu.requests().await;
+    assert_eq!(
+        statuses(&log)[2..],
+        [
+            ("/crm/v3/objects/contacts".to_string(), 200),
+            ("/oauth/v1/access-tokens/[redacted]".to_string(), 200),
+            ("/crm/v3/objects/contacts".to_string(), 401),
+            ("/crm/v3/objects/contacts".to_string(), 200),
+        ],
+        "the two token requests, then the calls with the file's tokens"
+    );
+}

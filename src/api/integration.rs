@@ -87,13 +87,65 @@ fn default_api_version() -> String {
     "v3".into()
 }
 
-/// Credentials to call HubSpot with.
+/// Credentials to call HubSpot with: exactly one of `privateAppToken` and `oauth`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "has(self.privateAppToken) != has(self.oauth)",
+    "message": "exactly one credential kind: set privateAppToken or oauth"
+}]))]
 pub struct Credentials {
     /// A private app or service key access token (`pat-…`), read from a Secret.
-    pub private_app_token: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_app_token: Option<SecretKeyRef>,
+    /// An OAuth app's installation. The operator exchanges the refresh token for access tokens
+    /// and keeps the current one in the Secret `<integration>-hubspot-access-token`, which the
+    /// receiver pods mount.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<OAuthSettings>,
 }
+
+/// The credentials of an OAuth app's installation in one HubSpot account.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OAuthSettings {
+    /// The app's client id (not secret).
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    /// Secret key holding the app's client secret.
+    pub client_secret: SecretKeyRef,
+    /// Secret key holding the installation's refresh token. A rotated value takes effect on the
+    /// next reconcile.
+    pub refresh_token: SecretKeyRef,
+    /// Which token endpoint issues access tokens: `v3` (the default) or `v1` (deprecated by
+    /// HubSpot, unsupported from 2027-02-16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_endpoint: Option<crate::hubspot::auth::TokenEndpoint>,
+}
+
+/// The credential kind of an integration, as `Credentials::kind` finds it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum CredentialKind<'a> {
+    PrivateAppToken(&'a SecretKeyRef),
+    OAuth(&'a OAuthSettings),
+}
+
+impl Credentials {
+    /// The one credential kind set. The API server enforces exactly one; manifests read without
+    /// it (`dev` mode) get this error.
+    pub fn kind(&self) -> Result<CredentialKind<'_>, CredentialsError> {
+        match (&self.private_app_token, &self.oauth) {
+            (Some(token), None) => Ok(CredentialKind::PrivateAppToken(token)),
+            (None, Some(oauth)) => Ok(CredentialKind::OAuth(oauth)),
+            _ => Err(CredentialsError),
+        }
+    }
+}
+
+/// `spec.credentials` sets both or neither credential kind.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("spec.credentials must set exactly one of privateAppToken and oauth")]
+pub struct CredentialsError;
 
 /// Webhook verification and delivery settings.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -321,7 +373,8 @@ mod tests {
             portal_id: Some(62515),
             api: ApiSettings::default(),
             credentials: Credentials {
-                private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                private_app_token: Some(SecretKeyRef { name: "hubspot".into(), key: "token".into() }),
+                oauth: None,
             },
             required_scopes: vec!["crm.objects.contacts.read".into()],
             webhooks: None,
@@ -358,5 +411,47 @@ mod tests {
         let old = integration(|_| {});
         let bigger = integration(|s| s.receiver.storage.size = "2Gi".into());
         assert!(cel_errors(&bigger, Some(&old)).contains("storage is immutable"));
+    }
+
+    fn oauth() -> OAuthSettings {
+        OAuthSettings {
+            client_id: "client-1".into(),
+            client_secret: SecretKeyRef { name: "hubspot-app".into(), key: "client-secret".into() },
+            refresh_token: SecretKeyRef { name: "hubspot-app".into(), key: "refresh-token".into() },
+            token_endpoint: None,
+        }
+    }
+
+    #[test]
+    fn cel_wants_exactly_one_credential_kind() {
+        let oauth_only = integration(|s| {
+            s.credentials.private_app_token = None;
+            s.credentials.oauth = Some(oauth());
+        });
+        assert_eq!(cel_errors(&oauth_only, None), "");
+        assert!(matches!(oauth_only.spec.credentials.kind(), Ok(CredentialKind::OAuth(_))));
+        let both = integration(|s| s.credentials.oauth = Some(oauth()));
+        assert!(cel_errors(&both, None).contains("exactly one credential kind"));
+        assert_eq!(both.spec.credentials.kind(), Err(CredentialsError));
+        let neither = integration(|s| s.credentials.private_app_token = None);
+        assert!(cel_errors(&neither, None).contains("exactly one credential kind"));
+        assert_eq!(neither.spec.credentials.kind(), Err(CredentialsError));
+    }
+
+    #[test]
+    fn token_endpoint_is_v1_or_v3() {
+        let parsed: OAuthSettings = serde_json::from_value(serde_json::json!({
+            "clientId": "client-1",
+            "clientSecret": { "name": "app", "key": "secret" },
+            "refreshToken": { "name": "app", "key": "refresh" },
+            "tokenEndpoint": "v1"
+        }))
+        .unwrap();
+        assert_eq!(parsed.token_endpoint, Some(crate::hubspot::auth::TokenEndpoint::V1));
+        let wrong = serde_json::json!({
+            "clientId": "c", "clientSecret": { "name": "a", "key": "b" },
+            "refreshToken": { "name": "a", "key": "b" }, "tokenEndpoint": "v2"
+        });
+        assert!(serde_json::from_value::<OAuthSettings>(wrong).is_err());
     }
 }

@@ -260,7 +260,8 @@ pub fn integration(base_url: &str, required_scopes: &[&str]) -> HubSpotIntegrati
             portal_id: Some(62515),
             api: ApiSettings { base_url: base_url.into(), ..Default::default() },
             credentials: Credentials {
-                private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                private_app_token: Some(SecretKeyRef { name: "hubspot".into(), key: "token".into() }),
+                oauth: None,
             },
             required_scopes: required_scopes.iter().map(|s| s.to_string()).collect(),
             webhooks: Some(WebhookSettings {
@@ -364,4 +365,44 @@ pub async fn hubspot(tokens: &[(&str, &[&str])]) -> RunningEmulator {
         ..Default::default()
     };
     RunningEmulator::start(config, listener).await.expect("starting the emulator")
+}
+
+/// The OAuth app the emulator of [`hubspot_oauth`] knows.
+pub const OAUTH_CLIENT_ID: &str = "client-1";
+pub const OAUTH_CLIENT_SECRET: &str = "client-secret-1";
+pub const OAUTH_REFRESH_TOKEN: &str = "na1-refresh-token-1";
+
+/// An emulated HubSpot portal 62515 with the OAuth app [`OAUTH_CLIENT_ID`] installed (every
+/// scope) and its refresh token [`OAUTH_REFRESH_TOKEN`].
+pub async fn hubspot_oauth() -> RunningEmulator {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding an ephemeral port");
+    let config = EmulatorConfig {
+        oauth_apps: vec![format!("{OAUTH_CLIENT_ID}:{OAUTH_CLIENT_SECRET}").parse().unwrap()],
+        refresh_tokens: vec![format!("{OAUTH_REFRESH_TOKEN}={OAUTH_CLIENT_ID}").parse().unwrap()],
+        portal_id: 62515,
+        ..Default::default()
+    };
+    RunningEmulator::start(config, listener).await.expect("starting the emulator")
+}
+
+/// `integration` with the OAuth app's credentials in Secret `hubspot-app` (keys
+/// `client-secret` and `refresh-token`) instead of a private app token.
+pub fn with_oauth(mut integration: HubSpotIntegration) -> HubSpotIntegration {
+    integration.spec.credentials = Credentials {
+        private_app_token: None,
+        oauth: Some(crate::api::integration::OAuthSettings {
+            client_id: OAUTH_CLIENT_ID.into(),
+            client_secret: SecretKeyRef { name: "hubspot-app".into(), key: "client-secret".into() },
+            refresh_token: SecretKeyRef { name: "hubspot-app".into(), key: "refresh-token".into() },
+            token_endpoint: None,
+        }),
+    };
+    integration
+}
+
+/// The paths of the requests the emulator answered, in order (tokens in paths redacted).
+pub async fn hubspot_calls(emulator: &RunningEmulator) -> Vec<String> {
+    let url = format!("{}/_emulator/requests", emulator.base_url());
+    let log: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+    log.iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
 }

@@ -3,11 +3,13 @@
 //! NetworkPolicy, and reports conditions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
@@ -15,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::resources::{self, config_hash, config_yaml, receiver_config};
+use super::secrets::SecretStore;
 use super::status::{
     Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
     mark_paused,
@@ -23,9 +26,11 @@ use super::{
     Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
 };
 use crate::api::conditions::is_true;
+use crate::api::integration::CredentialKind;
 use crate::api::integration::condition_types::READY;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use crate::config::ReceiverConfig;
+use crate::hubspot::{HubSpotClient, OAuthCredentials, Secret as HubSpotSecret};
 
 /// The integration controller: reconciles on changes of integrations, of the children it owns
 /// and of the `PropertyMapping`s that reference it.
@@ -64,17 +69,14 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     // are not watched, so they are read afresh on each visit.
     let mappings =
         Api::<PropertyMapping>::namespaced(ctx.client.clone(), &namespace).list(&ListParams::default()).await?.items;
-    let secret_names =
+    let mut secret_names =
         resources::referenced_secret_names(&integration, &resources::mappings_of(&integration, &mappings));
+    if integration.spec.credentials.oauth.is_some() {
+        secret_names.push(resources::access_token_secret_name(&integration));
+    }
     let secrets = read_secrets(&ctx.client, &namespace, &secret_names).await?;
 
-    let auth = match secrets.value(&integration.spec.credentials.private_app_token) {
-        Err(e) => Authentication::TokenUnavailable(e),
-        Ok(token) => match ctx.hubspot_client(&integration, token).introspect_token().await {
-            Ok(info) => Authentication::Succeeded(info),
-            Err(e) => Authentication::Failed(e),
-        },
-    };
+    let (auth, token_refresh_at) = authenticate(&integration, &secrets, &ctx).await?;
 
     // The receiver runs whenever its config can be rendered, even while HubSpot refuses the
     // token: webhooks are still taken and kept until the token works again.
@@ -102,7 +104,98 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 
     let ready = is_true(&status.conditions, READY);
     tracing::info!(integration = %format!("{namespace}/{name}"), ready, "reconciled HubSpotIntegration");
-    Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
+    Ok(Action::requeue(requeue_after(ready, token_refresh_at, Timestamp::now())))
+}
+
+/// When to visit again: soon while not ready, and no later than when the managed access token
+/// is due for replacement, so the receivers never hold an expired one.
+fn requeue_after(ready: bool, token_refresh_at: Option<Timestamp>, now: Timestamp) -> Duration {
+    let requeue = if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE };
+    match token_refresh_at {
+        Some(at) => {
+            let until_due = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+            requeue.min(until_due.max(MIN_TOKEN_REQUEUE))
+        }
+        None => requeue,
+    }
+}
+
+/// The shortest wait before replacing a managed access token, so that a token HubSpot issues
+/// with a very short lifetime does not make the reconciler spin.
+const MIN_TOKEN_REQUEUE: Duration = Duration::from_secs(5);
+
+/// How long from now until `at`; zero once it has passed.
+fn until(at: Timestamp) -> Duration {
+    Duration::try_from(at.duration_since(Timestamp::now())).unwrap_or(Duration::ZERO)
+}
+
+/// Checks `integration`'s credentials with HubSpot. For an OAuth app, also keeps its access
+/// token in the managed Secret fresh and returns when that token is next due for replacement.
+async fn authenticate(
+    integration: &HubSpotIntegration,
+    secrets: &SecretStore,
+    ctx: &Context,
+) -> Result<(Authentication, Option<Timestamp>), Error> {
+    let oauth = match integration.spec.credentials.kind() {
+        Err(e) => return Ok((Authentication::TokenUnavailable(e.into()), None)),
+        Ok(CredentialKind::PrivateAppToken(reference)) => {
+            let auth = match secrets.value(reference) {
+                Err(e) => Authentication::TokenUnavailable(e),
+                Ok(token) => introspect(&ctx.hubspot_client(integration, token)).await,
+            };
+            return Ok((auth, None));
+        }
+        Ok(CredentialKind::OAuth(oauth)) => oauth,
+    };
+    // Read on every reconcile, so rotated client secrets and refresh tokens take effect.
+    let credentials = match (secrets.value(&oauth.client_secret), secrets.value(&oauth.refresh_token)) {
+        (Ok(client_secret), Ok(refresh_token)) => OAuthCredentials {
+            client_id: oauth.client_id.clone(),
+            client_secret: HubSpotSecret::new(client_secret),
+            refresh_token: HubSpotSecret::new(refresh_token),
+            token_endpoint: oauth.token_endpoint.unwrap_or_default(),
+        },
+        (Err(e), _) | (_, Err(e)) => return Ok((Authentication::TokenUnavailable(e), None)),
+    };
+    let client = ctx.hubspot_oauth_client(integration, credentials);
+    let now = Timestamp::now();
+    let stored =
+        secrets.get(&resources::access_token_secret_name(integration)).and_then(resources::stored_access_token);
+    if let Some((token, refresh_at)) = stored.filter(|(_, refresh_at)| now < *refresh_at) {
+        let with_stored = client.clone().with_access_token(HubSpotSecret::new(token), until(refresh_at)).await;
+        match with_stored.introspect_token().await {
+            Ok(info) => return Ok((Authentication::Succeeded(info), Some(refresh_at))),
+            // HubSpot no longer knows the stored token (revoked, or the Secret was restored
+            // from elsewhere): replace it now rather than when it is due.
+            Err(crate::hubspot::Error::Api(e)) if e.status == 401 || e.status == 404 => {
+                tracing::info!(integration = %integration.name_any(), category = %e.category, "HubSpot refused the stored access token; requesting a new one");
+            }
+            Err(e) => return Ok((Authentication::Failed(e), Some(refresh_at))),
+        }
+    }
+    let issued = match client.renew_access_token().await {
+        Some(Ok(issued)) => issued,
+        // The managed Secret keeps the last good token, which may still be valid.
+        Some(Err(e)) => return Ok((Authentication::Failed(e), None)),
+        None => unreachable!("an OAuth client has a token endpoint"),
+    };
+    // Counted from before the request: HubSpot's lifetime started no earlier.
+    let lifetime = SignedDuration::try_from(issued.expires_in).unwrap_or(SignedDuration::MAX);
+    let expires_at = now.saturating_add(lifetime).expect("a duration");
+    let refresh_at = now.saturating_add(lifetime / 2).expect("a duration");
+    let owner =
+        integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
+    let secret = resources::access_token_secret(integration, &owner, issued.token.expose(), refresh_at, expires_at);
+    let namespace = integration.namespace().unwrap_or_default();
+    apply(&Api::<Secret>::namespaced(ctx.client.clone(), &namespace), &secret).await?;
+    Ok((introspect(&client).await, Some(refresh_at)))
+}
+
+async fn introspect(client: &HubSpotClient) -> Authentication {
+    match client.introspect_token().await {
+        Ok(info) => Authentication::Succeeded(info),
+        Err(e) => Authentication::Failed(e),
+    }
 }
 
 /// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget and the
@@ -707,5 +800,259 @@ mod tests {
         })
         .await
         .expect("reconcile succeeds");
+    }
+
+    const APP_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot-app";
+    const WEBHOOK_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
+    const ACCESS_TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/crm-hubspot-access-token";
+
+    fn app_secret(refresh_token: &str) -> serde_json::Value {
+        let mut secret = hubspot_secret(&[("client-secret", OAUTH_CLIENT_SECRET), ("refresh-token", refresh_token)]);
+        secret["metadata"]["name"] = json!("hubspot-app");
+        secret
+    }
+
+    /// The token and annotations of an applied managed access token Secret.
+    fn applied_token(secret: &serde_json::Value) -> (String, Timestamp, Timestamp) {
+        use base64::Engine;
+        let encoded = secret["data"]["token"].as_str().expect("token in the Secret");
+        let token = String::from_utf8(base64::engine::general_purpose::STANDARD.decode(encoded).unwrap()).unwrap();
+        let annotations = &secret["metadata"]["annotations"];
+        let time = |key: &str| annotations[key].as_str().expect(key).parse::<Timestamp>().unwrap();
+        (token, time("hubspot.io/access-token-refresh-at"), time("hubspot.io/access-token-expires-at"))
+    }
+
+    /// `secret` (as applied) with its refresh time moved to `refresh_at`, as the API server
+    /// would return it.
+    fn refreshing_at(mut secret: serde_json::Value, refresh_at: Timestamp) -> serde_json::Value {
+        secret["metadata"]["annotations"]["hubspot.io/access-token-refresh-at"] = json!(refresh_at.to_string());
+        secret
+    }
+
+    /// The receiver's Kubernetes calls after authentication, up to the status patch.
+    async fn oauth_receiver_calls(api: &mut ApiServer) -> (serde_json::Value, serde_json::Value) {
+        let config_secret = api.apply(CONFIG_SECRET, None).await;
+        let statefulset = api.apply(STATEFULSET, Some(available(1))).await;
+        api.apply(SERVICE, None).await;
+        api.apply(PDB, None).await;
+        api.apply(NETWORK_POLICY, None).await;
+        api.get(LEGACY_DEPLOYMENT, None).await;
+        (config_secret, statefulset)
+    }
+
+    #[tokio::test]
+    async fn oauth_integration_keeps_a_fresh_access_token_in_its_managed_secret() {
+        let hubspot = hubspot_oauth().await;
+        let integration = with_oauth(integration(&hubspot.base_url(), &["crm.objects.contacts.read"]));
+        let object = to_json(&integration);
+
+        // First visit: no managed Secret yet, so a token is issued and written.
+        let (ctx, api) = test_context();
+        let started = Timestamp::now();
+        let (action, managed) = {
+            let object = object.clone();
+            let managed = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+            let written = managed.clone();
+            let action = run_scenario(api, reconcile(Arc::new(integration.clone()), ctx), |mut api| async move {
+                api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+                api.get(APP_SECRET, Some(app_secret(OAUTH_REFRESH_TOKEN))).await;
+                api.get(WEBHOOK_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+                api.get(ACCESS_TOKEN_SECRET, None).await;
+                let secret = api.apply(ACCESS_TOKEN_SECRET, None).await;
+                assert_controlled_by_crm(&secret);
+                assert_eq!(secret["metadata"]["labels"]["app.kubernetes.io/managed-by"], "hubspot-operator");
+                *written.lock().unwrap() = secret;
+
+                let (config_secret, statefulset) = oauth_receiver_calls(&mut api).await;
+                let (yaml, config) = applied_config(&config_secret);
+                assert_eq!(
+                    config.hubspot.access_token_file.as_deref(),
+                    Some(std::path::Path::new("/var/run/hubspot-operator/access-token/token"))
+                );
+                assert_eq!(config.hubspot.access_token, "");
+                assert!(!yaml.contains(OAUTH_REFRESH_TOKEN) && !yaml.contains(OAUTH_CLIENT_SECRET), "{yaml}");
+                let pod = &statefulset["spec"]["template"]["spec"];
+                let volume = pod["volumes"].as_array().unwrap().iter().find(|v| v["name"] == "access-token").unwrap();
+                assert_eq!(volume["secret"]["secretName"], "crm-hubspot-access-token");
+                assert_eq!(volume["secret"]["optional"], true);
+                let mounts = pod["containers"][0]["volumeMounts"].as_array().unwrap();
+                let mount = mounts.iter().find(|m| m["name"] == "access-token").unwrap();
+                assert_eq!(mount["mountPath"], "/var/run/hubspot-operator/access-token");
+                assert_eq!(mount["readOnly"], true);
+
+                api.event("Normal", "Ready").await;
+                let patch = api.merge_status(STATUS, object).await;
+                assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+                assert_eq!(condition_state(&patch, "ScopesGranted"), ("True".into(), "AllScopesGranted".into()));
+                assert_eq!(patch["status"]["hubId"], 62515);
+                api
+            })
+            .await
+            .expect("reconcile succeeds");
+            let managed = managed.lock().unwrap().clone();
+            (action, managed)
+        };
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+        let (first_token, refresh_at, expires_at) = applied_token(&managed);
+        // The emulator's tokens live 30 minutes; the operator replaces them at half that.
+        assert_eq!(expires_at.duration_since(refresh_at), SignedDuration::from_secs(900));
+        assert!(refresh_at >= started.saturating_add(SignedDuration::from_secs(900)).unwrap());
+        assert_eq!(
+            hubspot_calls(&hubspot).await,
+            ["/oauth/v3/token", "/oauth/v1/access-tokens/[redacted]"],
+            "one token request, then the token is introspected"
+        );
+
+        // Visited while the token is fresh: no token request and no write, and back before the
+        // token is due.
+        let due_soon = Timestamp::now().saturating_add(SignedDuration::from_secs(60)).unwrap();
+        let stored = refreshing_at(managed.clone(), due_soon);
+        let (ctx, api) = test_context();
+        let action = run_scenario(api, reconcile(Arc::new(integration.clone()), ctx), {
+            let object = object.clone();
+            |mut api| async move {
+                api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+                api.get(APP_SECRET, Some(app_secret(OAUTH_REFRESH_TOKEN))).await;
+                api.get(WEBHOOK_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+                api.get(ACCESS_TOKEN_SECRET, Some(stored)).await;
+                oauth_receiver_calls(&mut api).await;
+                api.event("Normal", "Ready").await;
+                let patch = api.merge_status(STATUS, object).await;
+                assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+                api
+            }
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_ne!(action, Action::requeue(HEALTHY_REQUEUE), "back before the token is due");
+        assert_eq!(
+            hubspot_calls(&hubspot).await[2..],
+            ["/oauth/v1/access-tokens/[redacted]"],
+            "the stored token is used as it is"
+        );
+
+        // Visited once the token is due: a new one replaces it.
+        let due = refreshing_at(managed, Timestamp::now().saturating_sub(SignedDuration::from_secs(1)).unwrap());
+        let (ctx, api) = test_context();
+        let replaced = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+        let written = replaced.clone();
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            api.get(APP_SECRET, Some(app_secret(OAUTH_REFRESH_TOKEN))).await;
+            api.get(WEBHOOK_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.get(ACCESS_TOKEN_SECRET, Some(due)).await;
+            *written.lock().unwrap() = api.apply(ACCESS_TOKEN_SECRET, None).await;
+            oauth_receiver_calls(&mut api).await;
+            api.event("Normal", "Ready").await;
+            api.merge_status(STATUS, object).await;
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        let (new_token, new_refresh_at, _) = applied_token(&replaced.lock().unwrap());
+        assert_ne!(new_token, first_token);
+        assert!(new_refresh_at > refresh_at);
+        assert_eq!(
+            hubspot_calls(&hubspot).await[3..],
+            ["/oauth/v3/token", "/oauth/v1/access-tokens/[redacted]"],
+            "a due token is replaced"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_refresh_token_is_reported_and_the_managed_secret_is_kept() {
+        let hubspot = hubspot_oauth().await;
+        let integration = healthy_before(with_oauth(integration(&hubspot.base_url(), &[])), "h");
+        let object = to_json(&integration);
+        let (ctx, api) = test_context();
+        let due = Timestamp::now().saturating_sub(SignedDuration::from_secs(60)).unwrap();
+        let stored = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": "crm-hubspot-access-token", "namespace": "default",
+                "annotations": {
+                    "hubspot.io/access-token-refresh-at": due.to_string(),
+                    "hubspot.io/access-token-expires-at": due.to_string(),
+                }
+            },
+            "data": { "token": "Q0pULW9sZA==" }
+        });
+        let action = run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            api.get(APP_SECRET, Some(app_secret("na1-revoked-refresh-token"))).await;
+            api.get(WEBHOOK_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.get(ACCESS_TOKEN_SECRET, Some(stored)).await;
+            // No apply of the managed Secret: the receiver keeps the last token it had.
+            oauth_receiver_calls(&mut api).await;
+            let event = api.event("Warning", "AuthenticationFailed").await;
+            let note = event["note"].as_str().unwrap();
+            assert!(note.contains("missing or invalid refresh token"), "HubSpot's message: {note}");
+            assert!(!note.contains("na1-revoked-refresh-token") && !note.contains(OAUTH_CLIENT_SECRET), "{note}");
+            api.event("Normal", "ReceiverConfigChanged").await;
+            let patch = api.merge_status(STATUS, object).await;
+            let (status, reason) = condition_state(&patch, "Authenticated");
+            assert_eq!((status.as_str(), reason.as_str()), ("False", "BAD_REFRESH_TOKEN"));
+            assert_eq!(condition_state(&patch, "Ready").0, "False");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+        assert_eq!(hubspot_calls(&hubspot).await, ["/oauth/v3/token"], "one refused token request");
+    }
+
+    #[tokio::test]
+    async fn a_stored_token_hubspot_does_not_know_is_replaced_before_it_is_due() {
+        let hubspot = hubspot_oauth().await;
+        let integration = with_oauth(integration(&hubspot.base_url(), &[]));
+        let object = to_json(&integration);
+        let (ctx, api) = test_context();
+        let later = Timestamp::now().saturating_add(SignedDuration::from_secs(600)).unwrap();
+        let stored = json!({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {
+                "name": "crm-hubspot-access-token", "namespace": "default",
+                "annotations": {
+                    "hubspot.io/access-token-refresh-at": later.to_string(),
+                    "hubspot.io/access-token-expires-at": later.to_string(),
+                }
+            },
+            "data": { "token": "Q0pULW9sZA==" }
+        });
+        let written = Arc::new(std::sync::Mutex::new(serde_json::Value::Null));
+        let applied = written.clone();
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            api.get(APP_SECRET, Some(app_secret(OAUTH_REFRESH_TOKEN))).await;
+            api.get(WEBHOOK_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.get(ACCESS_TOKEN_SECRET, Some(stored)).await;
+            *applied.lock().unwrap() = api.apply(ACCESS_TOKEN_SECRET, None).await;
+            oauth_receiver_calls(&mut api).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        let (token, _, _) = applied_token(&written.lock().unwrap());
+        assert_ne!(token, "CJT-old");
+        assert_eq!(
+            hubspot_calls(&hubspot).await,
+            ["/oauth/v1/access-tokens/[redacted]", "/oauth/v3/token", "/oauth/v1/access-tokens/[redacted]"]
+        );
+    }
+
+    #[test]
+    fn requeue_comes_before_the_access_token_is_due() {
+        let now: Timestamp = "2026-11-26T22:00:00Z".parse().unwrap();
+        let at = |s: i64| now.saturating_add(SignedDuration::from_secs(s)).unwrap();
+        assert_eq!(requeue_after(true, None, now), HEALTHY_REQUEUE);
+        assert_eq!(requeue_after(false, None, now), UNHEALTHY_REQUEUE);
+        assert_eq!(requeue_after(true, Some(at(60)), now), Duration::from_secs(60));
+        assert_eq!(requeue_after(true, Some(at(900)), now), HEALTHY_REQUEUE);
+        assert_eq!(requeue_after(false, Some(at(20)), now), Duration::from_secs(20));
+        // Due already (or about to be): soon, but not in a loop.
+        assert_eq!(requeue_after(true, Some(at(-10)), now), MIN_TOKEN_REQUEUE);
     }
 }

@@ -10,7 +10,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::status::{MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused};
-use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, patch_status, publish, read_secrets, scoped_api};
+use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, api_token, patch_status, publish, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
@@ -53,19 +53,15 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
     let lookup = match integrations.get_opt(&mapping.spec.integration_ref.name).await? {
         None => PropertyLookup::IntegrationNotFound,
-        Some(integration) => {
-            let token_ref = &integration.spec.credentials.private_app_token;
-            let secrets = read_secrets(&ctx.client, &namespace, std::slice::from_ref(&token_ref.name)).await?;
-            match secrets.value(token_ref) {
-                Err(e) => PropertyLookup::TokenUnavailable(e),
-                Ok(token) => {
-                    match ctx.hubspot_client(&integration, token).list_properties(&mapping.spec.object_type).await {
-                        Ok(properties) => PropertyLookup::Listed(properties),
-                        Err(e) => PropertyLookup::Failed(e),
-                    }
+        Some(integration) => match api_token(&ctx.client, &integration).await? {
+            Err(e) => PropertyLookup::TokenUnavailable(e),
+            Ok(token) => {
+                match ctx.hubspot_client(&integration, token).list_properties(&mapping.spec.object_type).await {
+                    Ok(properties) => PropertyLookup::Listed(properties),
+                    Err(e) => PropertyLookup::Failed(e),
                 }
             }
-        }
+        },
     };
 
     let status = mapping_status(&mapping, &lookup);
@@ -121,6 +117,28 @@ mod tests {
         .await
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn an_oauth_integration_is_called_with_its_managed_access_token() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&with_oauth(integration(&hubspot.base_url(), &[])));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            // The token the integration reconciler keeps, not the app's refresh token.
+            let mut managed = hubspot_secret(&[("token", TOKEN)]);
+            managed["metadata"]["name"] = serde_json::json!("crm-hubspot-access-token");
+            api.get("/api/v1/namespaces/default/secrets/crm-hubspot-access-token", Some(managed)).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "PropertiesExist").0, "True");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
     }
 
     #[tokio::test]

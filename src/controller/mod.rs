@@ -42,7 +42,7 @@ use serde::de::DeserializeOwned;
 use crate::api::HubSpotIntegration;
 use crate::hubspot::client::RetryPolicy;
 use crate::hubspot::{ClientSettings, HubSpotClient, RequestBudget};
-use secrets::SecretStore;
+use secrets::{SecretError, SecretStore};
 
 /// Field manager of every server-side apply and status patch.
 pub const FIELD_MANAGER: &str = "hubspot-operator";
@@ -322,22 +322,38 @@ impl Context {
     /// integration's budget.
     pub fn hubspot_client(&self, integration: &HubSpotIntegration, token: String) -> HubSpotClient {
         let api = &integration.spec.api;
+        let client = HubSpotClient::new(ClientSettings {
+            base_url: api.base_url.clone(),
+            api_version: api.version.clone(),
+            access_token: token,
+            tier: api.tier,
+        });
+        self.shared_settings(integration, client)
+    }
+
+    /// A HubSpot client for `integration`'s API settings and OAuth app `credentials`, sharing
+    /// the integration's budget.
+    pub fn hubspot_oauth_client(
+        &self,
+        integration: &HubSpotIntegration,
+        credentials: crate::hubspot::OAuthCredentials,
+    ) -> HubSpotClient {
+        let api = &integration.spec.api;
+        let client = HubSpotClient::new_oauth(api.base_url.clone(), api.version.clone(), api.tier, credentials);
+        self.shared_settings(integration, client)
+    }
+
+    /// The integration's budget, the controller's metrics and retry policy.
+    fn shared_settings(&self, integration: &HubSpotIntegration, client: HubSpotClient) -> HubSpotClient {
+        let tier = integration.spec.api.tier;
         let budget = self
             .budgets
             .lock()
             .expect("budget map lock")
             .entry(object_key(integration))
-            .or_insert_with(|| Arc::new(RequestBudget::for_tier(api.tier)))
+            .or_insert_with(|| Arc::new(RequestBudget::for_tier(tier)))
             .clone();
-        HubSpotClient::new(ClientSettings {
-            base_url: api.base_url.clone(),
-            api_version: api.version.clone(),
-            access_token: token,
-            tier: api.tier,
-        })
-        .with_budget(budget)
-        .with_metrics(self.metrics.hubspot.clone())
-        .with_retry(self.hubspot_retry.clone())
+        client.with_budget(budget).with_metrics(self.metrics.hubspot.clone()).with_retry(self.hubspot_retry.clone())
     }
 
     /// Records a finished reconcile: resets the object's error backoff.
@@ -428,6 +444,19 @@ async fn read_secrets(client: &Client, namespace: &str, names: &[String]) -> Res
         }
     }
     Ok(store)
+}
+
+/// The token the property and mapping controllers call HubSpot with for `integration`: its
+/// private app token, or for an OAuth app the access token the integration reconciler keeps in
+/// its managed Secret (so only that reconciler ever uses the refresh token).
+async fn api_token(client: &Client, integration: &HubSpotIntegration) -> Result<Result<String, SecretError>, Error> {
+    let reference = match resources::api_token_ref(integration) {
+        Ok(reference) => reference,
+        Err(e) => return Ok(Err(e)),
+    };
+    let namespace = integration.namespace().unwrap_or_default();
+    let secrets = read_secrets(client, &namespace, std::slice::from_ref(&reference.name)).await?;
+    Ok(secrets.value(&reference))
 }
 
 /// Server-side apply of `object` as [`FIELD_MANAGER`], taking over conflicting fields.

@@ -16,7 +16,7 @@ use kube::{Client, ResourceExt};
 
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, mark_paused};
-use super::{Change, Context, Error, UNHEALTHY_REQUEUE, patch_status, publish, read_secrets, scoped_api};
+use super::{Change, Context, Error, UNHEALTHY_REQUEUE, api_token, patch_status, publish, scoped_api};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::property::condition_types::{READY, SYNCED};
 use crate::api::property::synced_reasons::*;
@@ -354,9 +354,7 @@ async fn hubspot_client(property: &HubSpotProperty, ctx: &Context) -> Result<Res
             "HubSpotIntegration {integration_name:?} not found in namespace {namespace:?}"
         ))));
     };
-    let token_ref = &integration.spec.credentials.private_app_token;
-    let secrets = read_secrets(&ctx.client, &namespace, std::slice::from_ref(&token_ref.name)).await?;
-    Ok(match secrets.value(token_ref) {
+    Ok(match api_token(&ctx.client, &integration).await? {
         Ok(token) => Ok(ctx.hubspot_client(&integration, token)),
         Err(e) => Err(SyncResult::TokenUnavailable(e)),
     })

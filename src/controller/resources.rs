@@ -20,12 +20,13 @@ use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec}
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use sha2::{Digest, Sha256};
 
 use super::secrets::{SecretError, SecretStore};
-use crate::api::integration::JetStreamLogSettings;
-use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::api::integration::{CredentialKind, JetStreamLogSettings};
+use crate::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
 use crate::config::{
     EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig, ReceiverConfig,
     SinkConfig, SourceConfig, WebhookConfig,
@@ -47,9 +48,19 @@ const RECEIVER_UID: i64 = 65532;
 /// Name of the volume claim template (and volume) holding [`DATA_DIR`]; the PVCs are named
 /// `data-<name>-receiver-<ordinal>`.
 pub const DATA_VOLUME: &str = "data";
+/// Name of the volume holding the managed access token Secret of an OAuth integration.
+const ACCESS_TOKEN_VOLUME: &str = "access-token";
 /// How long a stopping receiver may take. HubSpot gives up on a request after 5 s, so requests
 /// in flight at SIGTERM are answered well within this; the rest is for the event log to close.
 const TERMINATION_GRACE_SECONDS: i64 = 30;
+/// Directory the managed access token Secret of an OAuth integration is mounted at.
+pub const ACCESS_TOKEN_DIR: &str = "/var/run/hubspot-operator/access-token";
+/// Key of the access token in the managed access token Secret (and its file name).
+pub const ACCESS_TOKEN_KEY: &str = "token";
+/// Annotation of the managed access token Secret: when HubSpot stops accepting the token.
+pub const ACCESS_TOKEN_EXPIRES_AT_ANNOTATION: &str = "hubspot.io/access-token-expires-at";
+/// Annotation of the managed access token Secret: when the operator replaces the token.
+pub const ACCESS_TOKEN_REFRESH_AT_ANNOTATION: &str = "hubspot.io/access-token-refresh-at";
 /// Label every child object carries; only objects with it are watched or ever deleted.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on the operator's objects.
@@ -93,10 +104,29 @@ pub fn mappings_of<'a>(
     mine
 }
 
-/// Every Secret name that rendering the config of `integration` with `mappings` reads, in
-/// first-use order without repeats.
+/// The Secret the integration reconciler keeps an OAuth app's current access token in:
+/// `<integration>-hubspot-access-token`.
+pub fn access_token_secret_name(integration: &HubSpotIntegration) -> String {
+    format!("{}-hubspot-access-token", integration.name_any())
+}
+
+/// The Secret key holding the token to call HubSpot with: the private app token, or for an
+/// OAuth app the access token in the managed Secret.
+pub fn api_token_ref(integration: &HubSpotIntegration) -> Result<SecretKeyRef, SecretError> {
+    Ok(match integration.spec.credentials.kind()? {
+        CredentialKind::PrivateAppToken(reference) => reference.clone(),
+        CredentialKind::OAuth(_) => {
+            SecretKeyRef { name: access_token_secret_name(integration), key: ACCESS_TOKEN_KEY.into() }
+        }
+    })
+}
+
+/// Every Secret name that rendering the config of `integration` with `mappings` reads, and that
+/// authenticating with its credentials reads, in first-use order without repeats.
 pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&PropertyMapping]) -> Vec<String> {
-    let token = std::iter::once(&integration.spec.credentials.private_app_token);
+    let credentials = &integration.spec.credentials;
+    let oauth = credentials.oauth.iter().flat_map(|o| [&o.client_secret, &o.refresh_token]);
+    let token = credentials.private_app_token.iter().chain(oauth);
     let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
     let ingest_token = integration.spec.receiver.ingest.iter().map(|i| &i.token_secret_ref);
     let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
@@ -211,10 +241,19 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
     })
 }
 
+/// How the receiver gets its HubSpot token.
+#[derive(Clone, Debug)]
+pub enum ReceiverToken {
+    /// A private app token, written into the config.
+    Static(String),
+    /// An OAuth app's access token, read from the mounted managed Secret.
+    File,
+}
+
 /// The receiver config of `integration`, from already-resolved secret values and mappings.
 pub fn render_receiver_config(
     integration: &HubSpotIntegration,
-    token: &str,
+    token: ReceiverToken,
     client_secret: &str,
     event_log: EventLogConfig,
     mappings: Vec<MappingConfig>,
@@ -227,7 +266,14 @@ pub fn render_receiver_config(
         hubspot: HubSpotConnection {
             base_url: api.base_url.clone(),
             api_version: api.version.clone(),
-            access_token: token.to_string(),
+            access_token: match &token {
+                ReceiverToken::Static(token) => token.clone(),
+                ReceiverToken::File => String::new(),
+            },
+            access_token_file: match token {
+                ReceiverToken::Static(_) => None,
+                ReceiverToken::File => Some(format!("{ACCESS_TOKEN_DIR}/{ACCESS_TOKEN_KEY}").into()),
+            },
             tier: api.tier,
         },
         webhooks: WebhookConfig {
@@ -276,7 +322,10 @@ pub fn receiver_config<'a>(
     mappings: impl IntoIterator<Item = &'a PropertyMapping>,
     secrets: &SecretStore,
 ) -> Result<ReceiverConfig, ConfigError> {
-    let token = secrets.value(&integration.spec.credentials.private_app_token)?;
+    let token = match integration.spec.credentials.kind().map_err(SecretError::from)? {
+        CredentialKind::PrivateAppToken(reference) => ReceiverToken::Static(secrets.value(reference)?),
+        CredentialKind::OAuth(_) => ReceiverToken::File,
+    };
     let webhooks = integration.spec.webhooks.as_ref().ok_or(ConfigError::WebhooksNotConfigured)?;
     let client_secret = secrets.value(&webhooks.client_secret)?;
     let event_log = event_log_config(integration, secrets)?;
@@ -284,7 +333,7 @@ pub fn receiver_config<'a>(
         .into_iter()
         .map(|m| mapping_config(m, secrets))
         .collect::<Result<Vec<_>, _>>()?;
-    let mut config = render_receiver_config(integration, &token, client_secret.as_str(), event_log, mappings);
+    let mut config = render_receiver_config(integration, token, client_secret.as_str(), event_log, mappings);
     config.ingest = match &integration.spec.receiver.ingest {
         Some(ingest) => Some(IngestConfig {
             token: secrets.value(&ingest.token_secret_ref)?,
@@ -340,6 +389,37 @@ pub fn config_secret(integration: &HubSpotIntegration, owner: &OwnerReference, c
     }
 }
 
+/// The managed Secret holding an OAuth app's current access token, which the receiver pods
+/// mount. Its annotations say when the token expires and when the operator replaces it
+/// (RFC 3339 times).
+pub fn access_token_secret(
+    integration: &HubSpotIntegration,
+    owner: &OwnerReference,
+    token: &str,
+    refresh_at: Timestamp,
+    expires_at: Timestamp,
+) -> Secret {
+    let mut metadata = child_metadata(integration, access_token_secret_name(integration), owner);
+    metadata.annotations = Some(BTreeMap::from([
+        (ACCESS_TOKEN_EXPIRES_AT_ANNOTATION.to_string(), expires_at.to_string()),
+        (ACCESS_TOKEN_REFRESH_AT_ANNOTATION.to_string(), refresh_at.to_string()),
+    ]));
+    Secret {
+        metadata,
+        type_: Some("Opaque".into()),
+        data: Some(BTreeMap::from([(ACCESS_TOKEN_KEY.to_string(), ByteString(token.as_bytes().to_vec()))])),
+        ..Default::default()
+    }
+}
+
+/// The access token in a managed access token Secret and when it is due for replacement, if
+/// the Secret holds both.
+pub fn stored_access_token(secret: &Secret) -> Option<(String, Timestamp)> {
+    let refresh_at = secret.annotations().get(ACCESS_TOKEN_REFRESH_AT_ANNOTATION)?.parse().ok()?;
+    let token = std::str::from_utf8(&secret.data.as_ref()?.get(ACCESS_TOKEN_KEY)?.0).ok()?.trim().to_string();
+    (!token.is_empty()).then_some((token, refresh_at))
+}
+
 /// The receiver StatefulSet: each pod keeps its event log on its own PersistentVolumeClaim, so
 /// events acknowledged to HubSpot survive rollouts, evictions and node loss. `config_hash` goes
 /// into the pod template, so pods restart with a new config.
@@ -350,6 +430,7 @@ pub fn receiver_statefulset(
     config_hash: &str,
 ) -> StatefulSet {
     let receiver = &integration.spec.receiver;
+    let oauth = integration.spec.credentials.oauth.is_some();
     let http_probe = |path: &str| Probe {
         http_get: Some(HTTPGetAction {
             path: Some(path.into()),
@@ -372,15 +453,25 @@ pub fn receiver_statefulset(
         liveness_probe: Some(http_probe("/healthz")),
         readiness_probe: Some(http_probe("/readyz")),
         resources: receiver.resources.clone(),
-        volume_mounts: Some(vec![
-            VolumeMount {
-                name: "config".into(),
-                mount_path: CONFIG_DIR.into(),
+        volume_mounts: Some(
+            [
+                VolumeMount {
+                    name: "config".into(),
+                    mount_path: CONFIG_DIR.into(),
+                    read_only: Some(true),
+                    ..Default::default()
+                },
+                VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..Default::default() },
+            ]
+            .into_iter()
+            .chain(oauth.then(|| VolumeMount {
+                name: ACCESS_TOKEN_VOLUME.into(),
+                mount_path: ACCESS_TOKEN_DIR.into(),
                 read_only: Some(true),
                 ..Default::default()
-            },
-            VolumeMount { name: DATA_VOLUME.into(), mount_path: DATA_DIR.into(), ..Default::default() },
-        ]),
+            }))
+            .collect(),
+        ),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
@@ -407,15 +498,32 @@ pub fn receiver_statefulset(
             seccomp_profile: Some(runtime_default_seccomp()),
             ..Default::default()
         }),
-        volumes: Some(vec![Volume {
-            name: "config".into(),
-            secret: Some(SecretVolumeSource {
-                secret_name: Some(config_secret_name(integration)),
-                default_mode: Some(0o440),
+        volumes: Some(
+            [Volume {
+                name: "config".into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(config_secret_name(integration)),
+                    default_mode: Some(0o440),
+                    ..Default::default()
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        }]),
+            }]
+            .into_iter()
+            .chain(oauth.then(|| Volume {
+                name: ACCESS_TOKEN_VOLUME.into(),
+                secret: Some(SecretVolumeSource {
+                    secret_name: Some(access_token_secret_name(integration)),
+                    default_mode: Some(0o440),
+                    // The pod starts before the first token is issued (and while HubSpot
+                    // refuses the refresh token), so webhooks are still taken; the kubelet
+                    // fills the file in once the Secret exists.
+                    optional: Some(true),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }))
+            .collect(),
+        ),
         ..Default::default()
     };
     let storage = &receiver.storage;
@@ -577,7 +685,8 @@ mod tests {
                 portal_id: Some(62515),
                 api: Default::default(),
                 credentials: Credentials {
-                    private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                    private_app_token: Some(SecretKeyRef { name: "hubspot".into(), key: "token".into() }),
+                    oauth: None,
                 },
                 required_scopes: vec![],
                 webhooks: Some(WebhookSettings {

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use crate::api::SecretKeyRef;
+use crate::api::integration::CredentialsError;
 
 /// Why a referenced Secret value cannot be used. `reason()` is the condition reason.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -17,6 +18,9 @@ pub enum SecretError {
     KeyMissing { name: String, key: String },
     #[error("key {key:?} of Secret {name:?} is not UTF-8 text")]
     NotText { name: String, key: String },
+    /// No Secret is named because the credentials name none or two kinds.
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
 }
 
 impl SecretError {
@@ -26,6 +30,7 @@ impl SecretError {
             SecretError::NotFound { .. } => "SecretNotFound",
             SecretError::KeyMissing { .. } => "SecretKeyMissing",
             SecretError::NotText { .. } => "SecretKeyInvalid",
+            SecretError::Credentials(_) => "InvalidCredentials",
         }
     }
 }
@@ -52,6 +57,11 @@ impl SecretStore {
         secret.metadata.name = Some(name.to_string());
         secret.string_data = Some(values);
         self.insert(secret);
+    }
+
+    /// Secret `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<&Secret> {
+        self.secrets.get(name)
     }
 
     /// The value of `reference`, without surrounding whitespace: Secrets created from files

@@ -427,7 +427,8 @@ mod tests {
                 portal_id: portal,
                 api: Default::default(),
                 credentials: Credentials {
-                    private_app_token: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
+                    private_app_token: Some(SecretKeyRef { name: "hubspot".into(), key: "token".into() }),
+                    oauth: None,
                 },
                 required_scopes: required.iter().map(|s| s.to_string()).collect(),
                 webhooks: None,

@@ -7,13 +7,14 @@
 //! flight at a time: callers wait on the token lock, and whoever finds the token stale refreshes
 //! it for everyone. Tokens and secrets are `Secret`s, whose Debug output shows nothing.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::client::HubSpotClient;
-use super::error::Result;
+use super::error::{Error, Result};
 
 /// A token or secret: readable only through `expose`, never through Debug.
 #[derive(Clone, PartialEq, Eq)]
@@ -36,7 +37,8 @@ impl std::fmt::Debug for Secret {
 }
 
 /// Which token endpoint refreshes the access token.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
 pub enum TokenEndpoint {
     /// `POST /oauth/v1/token`: deprecated, unsupported from 2027-02-16.
     V1,
@@ -135,6 +137,13 @@ struct AccessToken {
     refresh_at: Instant,
 }
 
+/// An access token just issued by the token endpoint, and how long HubSpot said it lives.
+#[derive(Clone, Debug)]
+pub struct IssuedToken {
+    pub token: Secret,
+    pub expires_in: Duration,
+}
+
 struct TokenState {
     refresh_token: Secret,
     access: Option<AccessToken>,
@@ -172,6 +181,18 @@ impl TokenSource {
         }
     }
 
+    /// Uses `token` (issued earlier, kept elsewhere) until `valid_for` has passed, instead of
+    /// asking the token endpoint for a new one.
+    pub async fn adopt(&self, token: Secret, valid_for: Duration) {
+        self.state.lock().await.access = Some(AccessToken { token, refresh_at: self.clock.now() + valid_for });
+    }
+
+    /// A new access token from the token endpoint, whatever the state of the current one.
+    pub async fn renew(&self, client: &HubSpotClient) -> Result<IssuedToken> {
+        let mut state = self.state.lock().await;
+        self.refresh(&mut state, client).await
+    }
+
     /// A fresh access token, refreshed first when it is missing or near its expiry.
     pub async fn access_token(&self, client: &HubSpotClient) -> Result<Secret> {
         let mut state = self.state.lock().await;
@@ -180,7 +201,7 @@ impl TokenSource {
         {
             return Ok(access.token.clone());
         }
-        self.refresh(&mut state, client).await
+        Ok(self.refresh(&mut state, client).await?.token)
     }
 
     /// HubSpot refused `rejected` as expired (our clock and HubSpot's disagree): a new token,
@@ -192,10 +213,10 @@ impl TokenSource {
         {
             return Ok(access.token.clone());
         }
-        self.refresh(&mut state, client).await
+        Ok(self.refresh(&mut state, client).await?.token)
     }
 
-    async fn refresh(&self, state: &mut TokenState, client: &HubSpotClient) -> Result<Secret> {
+    async fn refresh(&self, state: &mut TokenState, client: &HubSpotClient) -> Result<IssuedToken> {
         let form = vec![
             ("grant_type", "refresh_token".to_string()),
             ("client_id", self.client_id.clone()),
@@ -212,7 +233,40 @@ impl TokenSource {
         // Counted from when the request was sent: HubSpot's lifetime started no earlier.
         state.access = Some(AccessToken { token: token.clone(), refresh_at: requested_at + ttl - refresh_margin(ttl) });
         tracing::debug!(expires_in_s = answer.expires_in, "HubSpot access token refreshed");
-        Ok(token)
+        Ok(IssuedToken { token, expires_in: ttl })
+    }
+}
+
+/// An access token that something else keeps fresh in a file: the operator's managed Secret,
+/// mounted in the receiver pod, whose file the kubelet replaces when the Secret changes.
+///
+/// The file is read for every request. It is a few bytes on a local (tmpfs) volume, next to an
+/// HTTPS round trip to HubSpot, and reading it every time means a replaced token is used from
+/// the very next request, without watching the file or guessing from a 401.
+#[derive(Debug)]
+pub(crate) struct TokenFile {
+    path: PathBuf,
+}
+
+impl TokenFile {
+    pub fn new(path: PathBuf) -> Self {
+        TokenFile { path }
+    }
+
+    /// The token now in the file, without surrounding whitespace.
+    // The client's own error, which every request returns.
+    #[allow(clippy::result_large_err)]
+    pub fn read(&self) -> Result<Secret> {
+        // A transport error: like an unreachable HubSpot, the call cannot be made now and may
+        // succeed later (the operator has not yet written the token, or the volume is
+        // remounting), so callers retry instead of giving up on the record.
+        let unreadable = |why: String| Error::Transport(format!("access token file {}: {why}", self.path.display()));
+        let text = std::fs::read_to_string(&self.path).map_err(|e| unreadable(e.to_string()))?;
+        let token = text.trim();
+        if token.is_empty() {
+            return Err(unreadable("empty".into()));
+        }
+        Ok(Secret(token.to_string()))
     }
 }
 
@@ -220,6 +274,8 @@ impl TokenSource {
 pub(crate) enum Credentials {
     Static(Secret),
     OAuth(TokenSource),
+    /// An OAuth access token read from a file (see `TokenFile`).
+    File(TokenFile),
 }
 
 #[cfg(test)]
@@ -244,6 +300,24 @@ mod tests {
         let shown = format!("{credentials:?} {:?}", credentials.refresh_token);
         assert!(shown.contains("client-1") && shown.contains("V3"), "{shown}");
         assert!(!shown.contains("s3cr3t-value") && !shown.contains("na1-refresh-value"), "{shown}");
+    }
+
+    #[test]
+    fn token_file_is_read_afresh_and_must_hold_a_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let file = TokenFile::new(path.clone());
+        let missing = file.read().unwrap_err().to_string();
+        assert!(
+            missing.starts_with(&format!("HubSpot request failed: access token file {}: ", path.display())),
+            "{missing}"
+        );
+        std::fs::write(&path, "").unwrap();
+        assert!(file.read().unwrap_err().to_string().ends_with(": empty"));
+        std::fs::write(&path, "CJT-first\n").unwrap();
+        assert_eq!(file.read().unwrap().expose(), "CJT-first");
+        std::fs::write(&path, "CJT-second").unwrap();
+        assert_eq!(file.read().unwrap().expose(), "CJT-second");
     }
 
     #[test]

@@ -11,7 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tracing::Instrument;
 
-use super::auth::{Clock, Credentials, OAuthCredentials, Secret, SystemClock, TokenResponse, TokenSource};
+use super::auth::{
+    Clock, Credentials, IssuedToken, OAuthCredentials, Secret, SystemClock, TokenFile, TokenResponse, TokenSource,
+};
 use super::budget::{RequestBudget, Tier};
 use super::error::{ApiError, Error, Result};
 use super::models::*;
@@ -180,6 +182,19 @@ impl HubSpotClient {
         Self::with_credentials(base_url.into(), api_version.into(), tier, Credentials::OAuth(source))
     }
 
+    /// A client that sends the OAuth access token found in the file at `path`, which something
+    /// else keeps fresh (the receiver reads the operator's managed Secret this way). The file is
+    /// read for every request, so a replaced token is used from the next request on.
+    pub fn new_with_token_file(
+        base_url: impl Into<String>,
+        api_version: impl Into<String>,
+        tier: Tier,
+        path: impl Into<std::path::PathBuf>,
+    ) -> Self {
+        let file = TokenFile::new(path.into());
+        Self::with_credentials(base_url.into(), api_version.into(), tier, Credentials::File(file))
+    }
+
     fn with_credentials(base_url: String, api_version: String, tier: Tier, credentials: Credentials) -> Self {
         let budget = Arc::new(RequestBudget::for_tier(tier));
         let retry = RetryPolicy::default();
@@ -209,6 +224,24 @@ impl HubSpotClient {
             self.credentials = Arc::new(Credentials::OAuth(TokenSource::new(credentials, clock)));
         }
         self
+    }
+
+    /// An OAuth client uses `token`, issued earlier, until `valid_for` has passed instead of
+    /// asking for a new one first. Other clients are unchanged.
+    pub async fn with_access_token(self, token: Secret, valid_for: Duration) -> Self {
+        if let Credentials::OAuth(source) = self.credentials.as_ref() {
+            source.adopt(token, valid_for).await;
+        }
+        self
+    }
+
+    /// A new access token from an OAuth client's token endpoint, which the client uses from now
+    /// on. `None` for a client of another kind, which has no token endpoint.
+    pub async fn renew_access_token(&self) -> Option<Result<IssuedToken>> {
+        match self.credentials.as_ref() {
+            Credentials::OAuth(source) => Some(source.renew(self).await),
+            Credentials::Static(_) | Credentials::File(_) => None,
+        }
     }
 
     /// Shares `budget` with other clients of the same integration.
@@ -258,7 +291,7 @@ impl HubSpotClient {
                 )
                 .await
             }
-            Credentials::OAuth(source) => {
+            Credentials::OAuth(_) | Credentials::File(_) => {
                 #[derive(serde::Deserialize)]
                 struct AccessTokenInfo {
                     user_id: u64,
@@ -266,7 +299,11 @@ impl HubSpotClient {
                     app_id: u64,
                     scopes: Vec<String>,
                 }
-                let token = source.access_token(self).await?;
+                let token = match self.credentials.as_ref() {
+                    Credentials::OAuth(source) => source.access_token(self).await?,
+                    Credentials::File(file) => file.read()?,
+                    Credentials::Static(_) => unreachable!("matched above"),
+                };
                 let info: AccessTokenInfo = self
                     .perform(
                         "introspect_token",
@@ -508,6 +545,9 @@ impl HubSpotClient {
         };
         match self.credentials.as_ref() {
             Credentials::Static(token) => self.perform(operation, method, &path, query, &payload, Some(token)).await,
+            Credentials::File(file) => {
+                self.perform(operation, method, &path, query, &payload, Some(&file.read()?)).await
+            }
             Credentials::OAuth(source) => {
                 let token = source.access_token(self).await?;
                 match self.perform(operation, method.clone(), &path, query, &payload, Some(&token)).await {

@@ -139,7 +139,7 @@ pub async fn run(
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the admin API: {e}", config.admin.listen))?;
     tracing::info!(listen = %admin_listener.local_addr()?, token = config.admin.token.is_some(), "admin API listening");
     let log = crate::eventlog::open(&config).await?;
-    let client = crate::hubspot::HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
+    let client = config.hubspot.client().with_metrics(metrics.clone());
     let mut worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
     let mut state = ReceiverState::new(&config, log.clone(), metrics.clone());
     let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;

@@ -62,6 +62,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
             base_url: "http://127.0.0.1:9".into(),
             api_version: "v3".into(),
             access_token: "pat-na1-test".into(),
+            access_token_file: None,
             tier: Default::default(),
         },
         webhooks: WebhookConfig {
