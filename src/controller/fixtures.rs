@@ -266,6 +266,9 @@ pub fn integration(base_url: &str, required_scopes: &[&str]) -> HubSpotIntegrati
             webhooks: Some(WebhookSettings {
                 client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
                 public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
+                subscriptions: vec![],
+                max_concurrent_requests: None,
+                management: None,
             }),
             receiver: Default::default(),
         },

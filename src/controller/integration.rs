@@ -1,11 +1,12 @@
 //! The `HubSpotIntegration` reconciler: checks the token with HubSpot, renders the receiver's
 //! config, applies the receiver's Secret, StatefulSet, Service, PodDisruptionBudget and
-//! NetworkPolicy, and reports conditions.
+//! NetworkPolicy, applies the app's webhook configuration (through HubSpot's management API, or
+//! rendered into a ConfigMap), and reports conditions.
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions};
@@ -15,10 +16,12 @@ use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
 use super::resources::{self, config_hash, config_yaml, receiver_config};
+use super::secrets::SecretStore;
 use super::status::{
     Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
     mark_paused,
 };
+use super::webhooks::{self, DesiredWebhooks, WebhooksError, WebhooksOutcome};
 use super::{
     Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
 };
@@ -38,7 +41,8 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
         .owns(scoped_api::<StatefulSet>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<Service>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<PodDisruptionBudget>(client.clone(), namespace), children.clone())
-        .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children)
+        .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<ConfigMap>(client.clone(), namespace), children)
         .watches(scoped_api::<PropertyMapping>(client, namespace), watcher::Config::default(), |mapping| {
             let namespace = mapping.namespace()?;
             Some(ObjectRef::new(&mapping.spec.integration_ref.name).within(&namespace))
@@ -88,8 +92,19 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     let receiver_url =
         matches!(receiver, ReceiverState::Deployed { .. }).then(|| resources::receiver_url(&integration));
 
-    let mut status = integration_status(&integration, &auth, &receiver, receiver_url);
     let previous = integration.status.clone().unwrap_or_default();
+    let mut owned_subscriptions = previous.webhook_subscription_ids.clone();
+    let desired_webhooks = webhooks::desired_webhooks(&integration, &resources::mappings_of(&integration, &mappings));
+    let webhooks_condition = match desired_webhooks {
+        None => None,
+        Some(desired) => {
+            let outcome = apply_webhooks(&integration, desired, &secrets, &mut owned_subscriptions, &ctx).await?;
+            Some(webhooks::webhooks_condition(&outcome, integration.metadata.generation))
+        }
+    };
+
+    let mut status = integration_status(&integration, &auth, &receiver, receiver_url, webhooks_condition);
+    status.webhook_subscription_ids = owned_subscriptions;
     if config_hash.is_some() {
         status.receiver_config_hash = config_hash;
     }
@@ -143,6 +158,47 @@ async fn apply_receiver(
     }
     let state = ReceiverState::Deployed { available_replicas, desired_replicas: integration.spec.receiver.replicas };
     Ok((state, hash))
+}
+
+/// Applies the app's webhook configuration: through HubSpot's management API with
+/// `management.api` (recording the ids of the subscriptions it creates in `owned`), otherwise
+/// as `webhooks-hsmeta.json` in a ConfigMap. HubSpot's refusals are outcomes, not errors; only
+/// Kubernetes failures are.
+async fn apply_webhooks(
+    integration: &HubSpotIntegration,
+    desired: Result<DesiredWebhooks, WebhooksError>,
+    secrets: &SecretStore,
+    owned: &mut Vec<String>,
+    ctx: &Context,
+) -> Result<WebhooksOutcome, Error> {
+    let desired = match desired {
+        Ok(desired) => desired,
+        Err(e) => return Ok(WebhooksOutcome::Invalid(e)),
+    };
+    let management = integration.spec.webhooks.as_ref().and_then(|w| w.management.as_ref()?.api.as_ref());
+    let Some(management) = management else {
+        let owner = integration
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
+        let config_map = resources::webhooks_hsmeta_config_map(integration, &owner, &webhooks::hsmeta_json(&desired));
+        let namespace = integration.namespace().unwrap_or_default();
+        apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace), &config_map).await?;
+        return Ok(WebhooksOutcome::Rendered {
+            config_map: config_map.name_any(),
+            subscriptions: desired.subscriptions.len(),
+        });
+    };
+    let api_key = match secrets.value(&management.developer_api_key) {
+        Ok(key) => crate::hubspot::Secret::new(key),
+        Err(e) => return Ok(WebhooksOutcome::KeyUnavailable(e)),
+    };
+    // The management API authenticates with the developer API key alone, never the token.
+    let client = ctx.hubspot_client(integration, String::new());
+    let app_id = management.app_id;
+    Ok(match webhooks::apply_through_api(&client, app_id, &api_key, &desired, owned).await {
+        Ok(sync) => WebhooksOutcome::Applied { app_id, subscriptions: desired.subscriptions.len(), sync },
+        Err(e) => WebhooksOutcome::Failed(e),
+    })
 }
 
 /// Deletes the receiver Deployment an earlier operator version created for `integration`, if

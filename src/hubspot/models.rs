@@ -306,3 +306,44 @@ pub struct TokenInfo {
     pub app_id: u64,
     pub scopes: Vec<String>,
 }
+
+/// An app's webhook settings (`/webhooks/v3/{appId}/settings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppWebhookSettings {
+    pub target_url: String,
+    pub throttling: WebhookThrottling,
+}
+
+/// How many webhook requests HubSpot sends at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookThrottling {
+    pub max_concurrent_requests: u32,
+}
+
+/// One of an app's webhook subscriptions (`/webhooks/v3/{appId}/subscriptions`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppWebhookSubscription {
+    /// HubSpot's documentation shows it as a number, its SDKs as a string: both are read.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_name: Option<String>,
+    pub active: bool,
+}
+
+fn id_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    })
+}
