@@ -247,6 +247,7 @@ mod tests {
     /// Where earlier versions ran the receiver.
     const LEGACY_DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/crm-receiver";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+    const WEBHOOKS_CONFIG_MAP: &str = "/api/v1/namespaces/default/configmaps/crm-webhooks-hsmeta";
 
     /// The receiver config inside an applied config Secret.
     fn applied_config(secret: &serde_json::Value) -> (String, crate::config::ReceiverConfig) {
@@ -361,6 +362,7 @@ mod tests {
             // The StatefulSet has a pod available: a Deployment of an earlier version is looked for.
             api.get(LEGACY_DEPLOYMENT, None).await;
 
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             for type_ in ["Ready", "Authenticated", "ScopesGranted", "ReceiverAvailable"] {
@@ -397,6 +399,7 @@ mod tests {
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "ScopesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
@@ -431,6 +434,7 @@ mod tests {
             api.apply(SERVICE, None).await;
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "AuthenticationFailed").await;
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -456,6 +460,7 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "AuthenticationFailed").await;
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -487,6 +492,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "AuthenticationFailed").await;
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -516,6 +522,7 @@ mod tests {
                 options,
                 json!({ "propagationPolicy": "Background", "preconditions": { "uid": "d3b07384-d9a0-4c1b-9e2f-000000000001" } })
             );
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("True".into(), "ReceiverAvailable".into()));
@@ -533,6 +540,7 @@ mod tests {
         let object = to_json(&integration);
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 0).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             // No look for the Deployment, let alone a delete.
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -552,6 +560,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(None))).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             api.merge_status(STATUS, object).await;
             api
@@ -570,6 +579,7 @@ mod tests {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(Some("hubspot-operator")))).await;
             api.delete_not_found(LEGACY_DEPLOYMENT).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             api.merge_status(STATUS, object).await;
             api
@@ -625,6 +635,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(resumed), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             // Ready again after the pause: announced.
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -648,6 +659,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(patch["status"]["lastHandledReconcileAt"], "2026-11-26T21:00:00Z");
@@ -685,6 +697,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             // Every condition stays True: only the new config is announced.
             let event = api.event("Normal", "ReceiverConfigChanged").await;
             assert_eq!(event["regarding"]["kind"], "HubSpotIntegration");
@@ -708,6 +721,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(first.clone()), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert!(patch["status"]["receiverConfigHash"].is_string());
@@ -728,6 +742,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(again), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.merge_status(STATUS, object).await;
             api
         })
@@ -751,6 +766,7 @@ mod tests {
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             let event = api.event("Warning", "AuthenticationFailed").await;
             let note = event["note"].as_str().unwrap();
             assert!(note.starts_with("HubSpot answered 401: "), "{note}");
