@@ -433,4 +433,32 @@ mod tests {
         let bigger = integration(|s| s.receiver.storage.size = "2Gi".into());
         assert!(cel_errors(&bigger, Some(&old)).contains("storage is immutable"));
     }
+
+    #[test]
+    fn cel_wants_a_property_exactly_for_property_changes() {
+        let with = |subscriptions: Vec<WebhookSubscription>| {
+            integration(|s| {
+                s.webhooks = Some(WebhookSettings {
+                    client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
+                    public_url: Some("https://hooks.example.com".into()),
+                    subscriptions,
+                    max_concurrent_requests: None,
+                    management: None,
+                })
+            })
+        };
+        let sub = |event_type: &str, property_name: Option<&str>| WebhookSubscription {
+            event_type: event_type.into(),
+            property_name: property_name.map(Into::into),
+            active: true,
+        };
+        let fine = with(vec![sub("contact.propertyChange", Some("email")), sub("deal.creation", None)]);
+        assert_eq!(cel_errors(&fine, None), "");
+        let bare = with(vec![sub("contact.propertyChange", None)]);
+        assert!(cel_errors(&bare, None).contains("propertyChange subscriptions need propertyName"));
+        let named = with(vec![sub("contact.creation", Some("email"))]);
+        assert!(cel_errors(&named, None).contains("only propertyChange subscriptions name a property"));
+        let active: WebhookSubscription = serde_json::from_str(r#"{"eventType":"deal.creation"}"#).unwrap();
+        assert!(active.active, "active defaults to true");
+    }
 }

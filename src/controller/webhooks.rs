@@ -298,3 +298,198 @@ pub fn webhooks_condition(outcome: &WebhooksOutcome, generation: Option<i64>) ->
     };
     condition(WEBHOOKS_READY, Some(ok), &reason, message, generation)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::SecretKeyRef;
+    use crate::api::integration::{WebhookApiManagement, WebhookManagement};
+    use crate::controller::fixtures::{integration, mapping};
+
+    fn subscription(event_type: &str, property_name: Option<&str>, active: bool) -> WebhookSubscription {
+        WebhookSubscription { event_type: event_type.into(), property_name: property_name.map(Into::into), active }
+    }
+
+    fn existing(id: &str, event_type: &str, property_name: Option<&str>, active: bool) -> AppWebhookSubscription {
+        AppWebhookSubscription {
+            id: id.into(),
+            event_type: event_type.into(),
+            property_name: property_name.map(Into::into),
+            active,
+        }
+    }
+
+    fn keys(desired: &DesiredWebhooks) -> Vec<String> {
+        desired
+            .subscriptions
+            .iter()
+            .map(|s| match &s.property_name {
+                Some(p) => format!("{}:{p}:{}", s.event_type, s.active),
+                None => format!("{}:{}", s.event_type, s.active),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn without_subscriptions_they_are_derived_from_the_mappings() {
+        let i = integration("http://127.0.0.1:9", &[]);
+        let contacts = mapping("crm", &["firstname", "email"]);
+        let mut custom = mapping("crm", &["name"]);
+        custom.spec.object_type = "2-123456".into();
+        let mut deals = mapping("crm", &["amount"]);
+        deals.spec.object_type = "deals".into();
+        deals.spec.match_key.hubspot_property = "dealname".into();
+        let desired = desired_webhooks(&i, &[&contacts, &custom, &deals]).unwrap().unwrap();
+        assert_eq!(
+            keys(&desired),
+            [
+                "contact.creation:true",
+                "contact.deletion:true",
+                "contact.merge:true",
+                "contact.propertyChange:email:true",
+                "contact.propertyChange:firstname:true",
+                "contact.restore:true",
+                "deal.creation:true",
+                "deal.deletion:true",
+                "deal.merge:true",
+                "deal.propertyChange:amount:true",
+                "deal.propertyChange:dealname:true",
+                "deal.restore:true",
+            ]
+        );
+        assert_eq!(desired.settings.target_url, "https://hooks.example.com/webhooks/hubspot");
+        assert_eq!(desired.settings.throttling.max_concurrent_requests, 10);
+        assert!(desired_webhooks(&i, &[]).unwrap().unwrap().subscriptions.is_empty());
+    }
+
+    #[test]
+    fn given_subscriptions_win_and_the_target_url_gets_the_webhook_path() {
+        let mut i = integration("http://127.0.0.1:9", &[]);
+        let webhooks = i.spec.webhooks.as_mut().unwrap();
+        webhooks.public_url = Some("https://example.com/hs/".into());
+        webhooks.max_concurrent_requests = Some(25);
+        webhooks.subscriptions = vec![
+            subscription("deal.creation", None, false),
+            subscription("contact.propertyChange", Some("email"), true),
+            subscription("deal.creation", None, false),
+        ];
+        let desired = desired_webhooks(&i, &[&mapping("crm", &["firstname"])]).unwrap().unwrap();
+        assert_eq!(keys(&desired), ["contact.propertyChange:email:true", "deal.creation:false"]);
+        assert_eq!(desired.settings.target_url, "https://example.com/hs/webhooks/hubspot");
+        assert_eq!(desired.settings.throttling.max_concurrent_requests, 25);
+    }
+
+    #[test]
+    fn a_missing_public_url_or_too_many_subscriptions_is_an_error() {
+        let mut i = integration("http://127.0.0.1:9", &[]);
+        i.spec.webhooks.as_mut().unwrap().public_url = None;
+        let error = desired_webhooks(&i, &[]).unwrap().unwrap_err();
+        assert_eq!(error, WebhooksError::PublicUrlMissing);
+        assert_eq!(error.reason(), "PublicUrlMissing");
+
+        let mut i = integration("http://127.0.0.1:9", &[]);
+        i.spec.webhooks.as_mut().unwrap().subscriptions =
+            (0..1001).map(|n| subscription("contact.propertyChange", Some(&format!("p{n}")), true)).collect();
+        let error = desired_webhooks(&i, &[]).unwrap().unwrap_err();
+        assert_eq!(error.to_string(), "1001 subscriptions wanted, but HubSpot allows at most 1000 per app");
+
+        i.spec.webhooks = None;
+        assert_eq!(desired_webhooks(&i, &[]), None, "no spec.webhooks: nothing to manage");
+    }
+
+    #[test]
+    fn hsmeta_has_hubspots_project_shape() {
+        let mut i = integration("http://127.0.0.1:9", &[]);
+        i.spec.webhooks.as_mut().unwrap().subscriptions = vec![
+            subscription("contact.propertyChange", Some("email"), true),
+            subscription("deal.deletion", None, false),
+            subscription("contact.privacyDeletion", None, true),
+        ];
+        let desired = desired_webhooks(&i, &[]).unwrap().unwrap();
+        assert_eq!(
+            hsmeta_json(&desired),
+            json!({
+                "uid": "webhooks",
+                "type": "webhooks",
+                "config": {
+                    "settings": { "targetUrl": "https://hooks.example.com/webhooks/hubspot", "maxConcurrentRequests": 10 },
+                    "subscriptions": {
+                        "crmObjects": [
+                            { "subscriptionType": "object.propertyChange", "objectType": "contact", "propertyName": "email", "active": true },
+                            { "subscriptionType": "object.deletion", "objectType": "deal", "active": false }
+                        ],
+                        "legacyCrmObjects": [{ "subscriptionType": "contact.privacyDeletion", "active": true }]
+                    }
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn the_plan_creates_missing_flips_active_and_deletes_only_its_own() {
+        let desired = [
+            subscription("contact.creation", None, true),
+            subscription("contact.deletion", None, false),
+            subscription("contact.propertyChange", Some("email"), true),
+        ];
+        let current = [
+            existing("1", "contact.creation", None, false),
+            existing("2", "contact.deletion", None, false),
+            existing("3", "contact.propertyChange", Some("firstname"), true),
+            existing("4", "deal.creation", None, true),
+        ];
+        // "9" was created by the operator but deleted by someone else since.
+        let owned = ["2".to_string(), "3".to_string(), "9".to_string()];
+        let plan = plan_subscriptions(&desired, &current, &owned);
+        assert_eq!(plan.create, vec![subscription("contact.propertyChange", Some("email"), true)]);
+        assert_eq!(plan.update, vec![("1".to_string(), true)]);
+        assert_eq!(plan.delete, vec!["3".to_string()], "deal.creation (4) is not the operator's");
+        assert_eq!(plan.keep, vec!["2".to_string()]);
+
+        let settled = [
+            existing("1", "contact.creation", None, true),
+            existing("2", "contact.deletion", None, false),
+            existing("5", "contact.propertyChange", Some("email"), true),
+        ];
+        let plan = plan_subscriptions(&desired, &settled, &["2".into(), "5".into()]);
+        assert_eq!(
+            plan,
+            SubscriptionPlan { keep: vec!["2".into(), "5".into()], ..Default::default() },
+            "nothing to do"
+        );
+    }
+
+    #[test]
+    fn the_condition_says_who_manages_hubspots_side() {
+        let rendered = WebhooksOutcome::Rendered { config_map: "crm-webhooks-hsmeta".into(), subscriptions: 3 };
+        let c = webhooks_condition(&rendered, Some(2));
+        assert_eq!(
+            (c.type_.as_str(), c.status.as_str(), c.reason.as_str()),
+            ("WebhooksReady", "True", "ManagedByUser")
+        );
+        assert!(
+            c.message.starts_with("HubSpot's webhook settings and subscriptions are managed by you"),
+            "{}",
+            c.message
+        );
+        assert!(c.message.contains("ConfigMap crm-webhooks-hsmeta as webhooks-hsmeta.json"), "{}", c.message);
+        assert_eq!(c.observed_generation, Some(2));
+
+        let missing = WebhooksOutcome::KeyUnavailable(SecretError::NotFound { name: "dev".into() });
+        let c = webhooks_condition(&missing, None);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretNotFound"));
+        assert_eq!(c.message, r#"Cannot read the developer API key: Secret "dev" not found"#);
+    }
+
+    #[test]
+    fn the_developer_api_key_secret_is_read_with_the_others() {
+        let mut i = integration("http://127.0.0.1:9", &[]);
+        i.spec.webhooks.as_mut().unwrap().management = Some(WebhookManagement {
+            api: Some(WebhookApiManagement {
+                app_id: 54321,
+                developer_api_key: SecretKeyRef { name: "developer".into(), key: "key".into() },
+            }),
+        });
+        assert_eq!(super::super::resources::referenced_secret_names(&i, &[]), ["hubspot", "developer"]);
+    }
+}
