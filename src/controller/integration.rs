@@ -780,4 +780,235 @@ mod tests {
         .await
         .expect("reconcile succeeds");
     }
+
+    /// `crm` with these subscriptions, managed through the API of app 54321 with the developer
+    /// API key in Secret `hubspot` under `developer-api-key`.
+    fn api_managed(base_url: &str, subscriptions: &[(&str, Option<&str>, bool)]) -> HubSpotIntegration {
+        use crate::api::integration::{WebhookApiManagement, WebhookManagement, WebhookSubscription};
+        let mut integration = integration(base_url, &[]);
+        let webhooks = integration.spec.webhooks.as_mut().unwrap();
+        webhooks.subscriptions = subscriptions
+            .iter()
+            .map(|(event_type, property, active)| WebhookSubscription {
+                event_type: event_type.to_string(),
+                property_name: property.map(Into::into),
+                active: *active,
+            })
+            .collect();
+        webhooks.management = Some(WebhookManagement {
+            api: Some(WebhookApiManagement {
+                app_id: 54321,
+                developer_api_key: crate::api::SecretKeyRef { name: "hubspot".into(), key: "developer-api-key".into() },
+            }),
+        });
+        integration
+    }
+
+    /// One reconcile of `integration` whose Secret holds `developer_key`, announcing `events`;
+    /// the status patch.
+    async fn reconcile_api_managed(
+        integration: HubSpotIntegration,
+        developer_key: &'static str,
+        events: &'static [(&'static str, &'static str)],
+    ) -> serde_json::Value {
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let (patch_tx, patch_rx) = tokio::sync::oneshot::channel();
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            let secret =
+                hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret"), ("developer-api-key", developer_key)]);
+            api.get(TOKEN_SECRET, Some(secret)).await;
+            api.apply(CONFIG_SECRET, None).await;
+            api.apply(STATEFULSET, Some(available(1))).await;
+            api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // HubSpot's side is managed through its API: no ConfigMap.
+            for (type_, reason) in events {
+                api.event(type_, reason).await;
+            }
+            patch_tx.send(api.merge_status(STATUS, object).await).unwrap();
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        patch_rx.await.unwrap()
+    }
+
+    /// The webhooks management calls the emulator received since the last look, as
+    /// `METHOD path status body`; each must carry the (redacted) developer API key.
+    async fn management_calls(hubspot: &crate::emulator::RunningEmulator) -> Vec<String> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/_emulator/requests", hubspot.base_url());
+        let log: Vec<serde_json::Value> = http.get(&url).send().await.unwrap().json().await.unwrap();
+        http.delete(&url).send().await.unwrap().error_for_status().unwrap();
+        log.iter()
+            .filter(|r| r["path"].as_str().unwrap().starts_with("/webhooks/"))
+            .map(|r| {
+                assert_eq!(r["query"], "hapikey=[redacted]", "{r}");
+                let body = if r["body"].is_null() { String::new() } else { format!(" {}", r["body"]) };
+                format!("{} {} {}{body}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap(), r["status"])
+            })
+            .collect()
+    }
+
+    /// The app's subscriptions in the emulator: `id eventType[:property] active`.
+    async fn app_subscriptions(hubspot: &crate::emulator::RunningEmulator) -> Vec<String> {
+        let url = format!("{}/webhooks/v3/54321/subscriptions?hapikey=emulator-developer-api-key", hubspot.base_url());
+        let list: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        // This look is not one of the operator's calls.
+        management_calls(hubspot).await;
+        let listed = list["results"].as_array().unwrap().iter().map(|s| {
+            let property = s["propertyName"].as_str().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{} {}{property} {}", s["id"].as_str().unwrap(), s["eventType"].as_str().unwrap(), s["active"])
+        });
+        listed.collect()
+    }
+
+    fn with_status(mut integration: HubSpotIntegration, patch: &serde_json::Value) -> HubSpotIntegration {
+        integration.status = Some(serde_json::from_value(patch["status"].clone()).unwrap());
+        integration
+    }
+
+    #[tokio::test]
+    async fn api_management_creates_keeps_changes_and_removes_only_its_own_subscriptions() {
+        const KEY: &str = "emulator-developer-api-key";
+        // The app starts with two subscriptions the operator did not create (ids 2100001, 2100002).
+        let hubspot = hubspot_app(&[(TOKEN, &["oauth"])], &["contact.creation", "deal.creation"]).await;
+        let base = hubspot.base_url();
+        let wanted = [
+            ("contact.creation", None, true),
+            ("contact.deletion", None, false),
+            ("contact.propertyChange", Some("firstname"), true),
+        ];
+        let first = api_managed(&base, &wanted);
+        let patch = reconcile_api_managed(first.clone(), KEY, &[("Normal", "Ready")]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            [
+                "GET /webhooks/v3/54321/settings 404",
+                r#"PUT /webhooks/v3/54321/settings 200 {"targetUrl":"https://hooks.example.com/webhooks/hubspot","throttling":{"maxConcurrentRequests":10}}"#,
+                "GET /webhooks/v3/54321/subscriptions 200",
+                r#"POST /webhooks/v3/54321/subscriptions 201 {"active":false,"eventType":"contact.deletion"}"#,
+                r#"POST /webhooks/v3/54321/subscriptions 201 {"active":true,"eventType":"contact.propertyChange","propertyName":"firstname"}"#,
+            ]
+        );
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], json!(["2100003", "2100004"]));
+        assert_eq!(condition_state(&patch, "WebhooksReady"), ("True".into(), "Applied".into()));
+        assert_eq!(
+            condition(&patch, "WebhooksReady")["message"],
+            "3 subscriptions of app 54321 are as wanted (this visit: settings updated, 2 created, 0 changed, 0 deleted)"
+        );
+        assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+
+        // Visited again unchanged: HubSpot is read, nothing written.
+        let patch = reconcile_api_managed(with_status(first, &patch), KEY, &[]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            ["GET /webhooks/v3/54321/settings 200", "GET /webhooks/v3/54321/subscriptions 200"]
+        );
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], json!(["2100003", "2100004"]));
+
+        // contact.deletion turned on, firstname's changes no longer wanted, more concurrency;
+        // contact.creation is dropped from the spec too, but it is not the operator's.
+        let mut changed = with_status(api_managed(&base, &[("contact.deletion", None, true)]), &patch);
+        changed.spec.webhooks.as_mut().unwrap().max_concurrent_requests = Some(20);
+        let patch = reconcile_api_managed(changed.clone(), KEY, &[]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            [
+                "GET /webhooks/v3/54321/settings 200",
+                r#"PUT /webhooks/v3/54321/settings 200 {"targetUrl":"https://hooks.example.com/webhooks/hubspot","throttling":{"maxConcurrentRequests":20}}"#,
+                "GET /webhooks/v3/54321/subscriptions 200",
+                r#"POST /webhooks/v3/54321/subscriptions/batch/update 200 {"inputs":[{"active":true,"id":2100003}]}"#,
+                "DELETE /webhooks/v3/54321/subscriptions/2100004 204",
+            ]
+        );
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], json!(["2100003"]));
+        assert_eq!(
+            app_subscriptions(&hubspot).await,
+            ["2100001 contact.creation true", "2100002 deal.creation true", "2100003 contact.deletion true"]
+        );
+
+        // Nothing wanted any more: the operator's last subscription goes, the others stay.
+        let none = with_status(api_managed(&base, &[]), &patch);
+        let patch = reconcile_api_managed(none, KEY, &[]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            [
+                "GET /webhooks/v3/54321/settings 200",
+                r#"PUT /webhooks/v3/54321/settings 200 {"targetUrl":"https://hooks.example.com/webhooks/hubspot","throttling":{"maxConcurrentRequests":10}}"#,
+                "GET /webhooks/v3/54321/subscriptions 200",
+                "DELETE /webhooks/v3/54321/subscriptions/2100003 204",
+            ]
+        );
+        // The merge patch clears the list the previous status had.
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], serde_json::Value::Null, "{patch}");
+        assert_eq!(app_subscriptions(&hubspot).await, ["2100001 contact.creation true", "2100002 deal.creation true"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_developer_api_key_is_reported_with_hubspots_answer_and_never_shown() {
+        let hubspot = hubspot_app(&[(TOKEN, &["oauth"])], &["contact.creation"]).await;
+        let integration = api_managed(&hubspot.base_url(), &[("contact.deletion", None, true)]);
+        let patch = reconcile_api_managed(integration, "wrong-developer-key", &[("Warning", "WebhooksFailed")]).await;
+        assert_eq!(management_calls(&hubspot).await, ["GET /webhooks/v3/54321/settings 401"]);
+        let (status, reason) = condition_state(&patch, "WebhooksReady");
+        assert_eq!(status, "False");
+        assert_eq!(reason, "INVALID_AUTHENTICATION");
+        let message = condition(&patch, "WebhooksReady")["message"].as_str().unwrap();
+        assert!(message.starts_with("HubSpot answered 401: "), "{message}");
+        assert!(message.contains("(correlationId "), "{message}");
+        assert!(!message.contains("wrong-developer-key"), "{message}");
+        assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "INVALID_AUTHENTICATION".into()));
+        assert!(patch["status"].get("webhookSubscriptionIds").is_none());
+    }
+
+    #[tokio::test]
+    async fn rendered_webhooks_go_into_a_config_map_and_are_managed_by_the_user() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let mut integration = api_managed(&hubspot.base_url(), &[("deal.creation", None, true)]);
+        integration.spec.webhooks.as_mut().unwrap().management = None;
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let mine = to_json(&mapping("crm", &["firstname"]));
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![mine]).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
+            api.apply(CONFIG_SECRET, None).await;
+            api.apply(STATEFULSET, Some(available(1))).await;
+            api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            let config_map = api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            assert_controlled_by_crm(&config_map);
+            assert_eq!(config_map["metadata"]["labels"]["app.kubernetes.io/managed-by"], "hubspot-operator");
+            let file = config_map["data"]["webhooks-hsmeta.json"].as_str().expect("the file");
+            let hsmeta: serde_json::Value = serde_json::from_str(file).unwrap();
+            assert_eq!(
+                hsmeta,
+                json!({
+                    "uid": "webhooks", "type": "webhooks",
+                    "config": {
+                        "settings": { "targetUrl": "https://hooks.example.com/webhooks/hubspot", "maxConcurrentRequests": 10 },
+                        "subscriptions": { "crmObjects": [{ "subscriptionType": "object.creation", "objectType": "deal", "active": true }] }
+                    }
+                })
+            );
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "WebhooksReady"), ("True".into(), "ManagedByUser".into()));
+            let message = condition(&patch, "WebhooksReady")["message"].as_str().unwrap();
+            assert!(message.contains("managed by you: the operator does not change them"), "{message}");
+            assert!(message.contains("(1 subscriptions) are in ConfigMap crm-webhooks-hsmeta"), "{message}");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        // Nothing was asked of HubSpot's webhooks API.
+        assert!(management_calls(&hubspot).await.is_empty());
+    }
 }
