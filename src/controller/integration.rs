@@ -171,11 +171,13 @@ async fn apply_webhooks(
     owned: &mut Vec<String>,
     ctx: &Context,
 ) -> Result<WebhooksOutcome, Error> {
+    let management = integration.spec.webhooks.as_ref().and_then(|w| w.management.as_ref()?.api.as_ref());
     let desired = match desired {
         Ok(desired) => desired,
+        // publicUrl is optional as long as HubSpot's side is the user's.
+        Err(WebhooksError::PublicUrlMissing) if management.is_none() => return Ok(WebhooksOutcome::NotRendered),
         Err(e) => return Ok(WebhooksOutcome::Invalid(e)),
     };
-    let management = integration.spec.webhooks.as_ref().and_then(|w| w.management.as_ref()?.api.as_ref());
     let Some(management) = management else {
         let owner = integration
             .controller_owner_ref(&())
@@ -1010,5 +1012,26 @@ mod tests {
         .expect("reconcile succeeds");
         // Nothing was asked of HubSpot's webhooks API.
         assert!(management_calls(&hubspot).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_public_url_nothing_is_rendered_and_the_integration_stays_ready() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let mut integration = integration(&hubspot.base_url(), &[]);
+        integration.spec.webhooks.as_mut().unwrap().public_url = None;
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // No ConfigMap apply.
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "WebhooksReady"), ("True".into(), "ManagedByUser".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
     }
 }

@@ -255,6 +255,8 @@ pub enum WebhooksOutcome {
     Invalid(WebhooksError),
     /// Rendered into the ConfigMap; HubSpot's side is the user's.
     Rendered { config_map: String, subscriptions: usize },
+    /// Nothing to render without `publicUrl`; HubSpot's side is the user's all the same.
+    NotRendered,
     /// The developer API key could not be read.
     KeyUnavailable(SecretError),
     /// Applied through the management API.
@@ -275,6 +277,13 @@ pub fn webhooks_condition(outcome: &WebhooksOutcome, generation: Option<i64>) ->
                  The wanted ones ({subscriptions} subscriptions) are in ConfigMap {config_map} as {HSMETA_KEY}: \
                  deploy it with your project app, or enter them in your private app's settings"
             ),
+        ),
+        WebhooksOutcome::NotRendered => (
+            true,
+            "ManagedByUser".into(),
+            "HubSpot's webhook settings and subscriptions are managed by you: the operator does not change them. \
+             Set spec.webhooks.publicUrl to have the wanted ones rendered as webhooks-hsmeta.json"
+                .into(),
         ),
         WebhooksOutcome::KeyUnavailable(e) => {
             (false, e.reason().to_string(), format!("Cannot read the developer API key: {e}"))
@@ -474,6 +483,12 @@ mod tests {
         );
         assert!(c.message.contains("ConfigMap crm-webhooks-hsmeta as webhooks-hsmeta.json"), "{}", c.message);
         assert_eq!(c.observed_generation, Some(2));
+
+        let c = webhooks_condition(&WebhooksOutcome::NotRendered, None);
+        assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "ManagedByUser"));
+        assert!(
+            c.message.ends_with("Set spec.webhooks.publicUrl to have the wanted ones rendered as webhooks-hsmeta.json")
+        );
 
         let missing = WebhooksOutcome::KeyUnavailable(SecretError::NotFound { name: "dev".into() });
         let c = webhooks_condition(&missing, None);
