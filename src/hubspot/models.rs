@@ -347,3 +347,23 @@ fn id_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String
         Id::Number(number) => number.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_are_read_as_numbers_or_strings() {
+        let number: AppWebhookSubscription =
+            serde_json::from_str(r#"{"id":2100001,"eventType":"contact.creation","active":true}"#).unwrap();
+        let text: AppWebhookSubscription = serde_json::from_str(
+            r#"{"id":"2100001","eventType":"contact.creation","active":true,"createdAt":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(number, text);
+        assert_eq!(number.id, "2100001");
+        assert!(
+            serde_json::from_str::<AppWebhookSubscription>(r#"{"id":true,"eventType":"x","active":true}"#).is_err()
+        );
+    }
+}
