@@ -13,6 +13,7 @@ pub mod condition_types {
     pub const AUTHENTICATED: &str = "Authenticated";
     pub const SCOPES_GRANTED: &str = "ScopesGranted";
     pub const RECEIVER_AVAILABLE: &str = "ReceiverAvailable";
+    pub const WEBHOOKS_READY: &str = "WebhooksReady";
 }
 
 /// Declares a HubSpot integration: which portal, with which credentials and scopes, and the
@@ -158,6 +159,75 @@ pub struct WebhookSettings {
     /// front of the receiver.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// The webhook subscriptions the app should have. Empty: derived from this integration's
+    /// PropertyMappings (creation, deletion, merge, restore and the propertyChange of each
+    /// mapped property, per mapped standard object type).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 1000))]
+    pub subscriptions: Vec<WebhookSubscription>,
+    /// Most webhook requests HubSpot sends at once (`throttling.maxConcurrentRequests`), 5 to
+    /// 1000. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 1000))]
+    pub max_concurrent_requests: Option<u32>,
+    /// Who applies the subscriptions and settings to HubSpot. Unset: the operator renders them
+    /// as `webhooks-hsmeta.json` into the ConfigMap `<integration>-webhooks-hsmeta`, for a
+    /// project app's source (private apps: enter them in the app's settings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub management: Option<WebhookManagement>,
+}
+
+/// One webhook subscription, in the legacy event type form HubSpot's management API uses.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!self.eventType.endsWith('.propertyChange') || has(self.propertyName)",
+        "message": "propertyChange subscriptions need propertyName"
+    },
+    {
+        "rule": "self.eventType.endsWith('.propertyChange') || !has(self.propertyName)",
+        "message": "only propertyChange subscriptions name a property"
+    }
+]))]
+pub struct WebhookSubscription {
+    /// `<object>.<event>`: object contact, company, deal or ticket; event creation, deletion,
+    /// merge, restore, associationChange, propertyChange or privacyDeletion (contacts), for
+    /// example `contact.propertyChange`.
+    #[schemars(regex(
+        pattern = r"^(contact|company|deal|ticket)\.(creation|deletion|merge|restore|associationChange|propertyChange|privacyDeletion)$"
+    ))]
+    pub event_type: String,
+    /// The property whose changes are sent; required for `propertyChange`, refused otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_name: Option<String>,
+    /// Whether HubSpot sends these events. Default true.
+    #[serde(default = "default_true")]
+    pub active: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// How the webhook configuration reaches HubSpot.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookManagement {
+    /// Apply it through HubSpot's webhooks API (legacy public apps only, authenticated with
+    /// the developer API key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<WebhookApiManagement>,
+}
+
+/// A legacy public app whose webhooks the operator manages through `/webhooks/v3/{appId}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookApiManagement {
+    /// The public app's id.
+    pub app_id: u64,
+    /// Secret key holding the developer account's API key (sent as `?hapikey=`).
+    pub developer_api_key: SecretKeyRef,
 }
 
 /// The receiver StatefulSet rendered for this integration.
@@ -337,7 +407,7 @@ fn default_storage_size() -> String {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HubSpotIntegrationStatus {
-    /// `Ready`, `Authenticated`, `ScopesGranted` and `ReceiverAvailable`.
+    /// `Ready`, `Authenticated`, `ScopesGranted`, `ReceiverAvailable` and `WebhooksReady`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation the conditions describe.
@@ -362,6 +432,10 @@ pub struct HubSpotIntegrationStatus {
     /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// Ids of the HubSpot webhook subscriptions the operator created (API management); only
+    /// these are ever deleted by it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub webhook_subscription_ids: Vec<String>,
 }
 
 #[cfg(test)]
@@ -453,5 +527,33 @@ mod tests {
             "refreshToken": { "name": "a", "key": "b" }, "tokenEndpoint": "v2"
         });
         assert!(serde_json::from_value::<OAuthSettings>(wrong).is_err());
+    }
+
+    #[test]
+    fn cel_wants_a_property_exactly_for_property_changes() {
+        let with = |subscriptions: Vec<WebhookSubscription>| {
+            integration(|s| {
+                s.webhooks = Some(WebhookSettings {
+                    client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
+                    public_url: Some("https://hooks.example.com".into()),
+                    subscriptions,
+                    max_concurrent_requests: None,
+                    management: None,
+                })
+            })
+        };
+        let sub = |event_type: &str, property_name: Option<&str>| WebhookSubscription {
+            event_type: event_type.into(),
+            property_name: property_name.map(Into::into),
+            active: true,
+        };
+        let fine = with(vec![sub("contact.propertyChange", Some("email")), sub("deal.creation", None)]);
+        assert_eq!(cel_errors(&fine, None), "");
+        let bare = with(vec![sub("contact.propertyChange", None)]);
+        assert!(cel_errors(&bare, None).contains("propertyChange subscriptions need propertyName"));
+        let named = with(vec![sub("contact.creation", Some("email"))]);
+        assert!(cel_errors(&named, None).contains("only propertyChange subscriptions name a property"));
+        let active: WebhookSubscription = serde_json::from_str(r#"{"eventType":"deal.creation"}"#).unwrap();
+        assert!(active.active, "active defaults to true");
     }
 }

@@ -267,6 +267,9 @@ pub fn integration(base_url: &str, required_scopes: &[&str]) -> HubSpotIntegrati
             webhooks: Some(WebhookSettings {
                 client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
                 public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
+                subscriptions: vec![],
+                max_concurrent_requests: None,
+                management: None,
             }),
             receiver: Default::default(),
         },
@@ -352,6 +355,13 @@ pub fn condition_state(patch: &Value, type_: &str) -> (String, String) {
 /// A HubSpot emulator on an ephemeral port, for portal 62515, accepting each token with
 /// exactly the scopes listed.
 pub async fn hubspot(tokens: &[(&str, &[&str])]) -> RunningEmulator {
+    hubspot_app(tokens, &[]).await
+}
+
+/// `hubspot(tokens)` whose app (id 54321, developer API key `emulator-developer-api-key`)
+/// starts with these webhook subscriptions (`contact.creation`, `contact.propertyChange:email`);
+/// none: every event type.
+pub async fn hubspot_app(tokens: &[(&str, &[&str])], subscriptions: &[&str]) -> RunningEmulator {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binding an ephemeral port");
     let config = EmulatorConfig {
         tokens: tokens
@@ -362,6 +372,7 @@ pub async fn hubspot(tokens: &[(&str, &[&str])]) -> RunningEmulator {
             })
             .collect(),
         portal_id: 62515,
+        subscriptions: subscriptions.iter().map(|s| s.parse().expect("a subscription flag")).collect(),
         ..Default::default()
     };
     RunningEmulator::start(config, listener).await.expect("starting the emulator")

@@ -1,12 +1,13 @@
 //! The `HubSpotIntegration` reconciler: checks the token with HubSpot, renders the receiver's
 //! config, applies the receiver's Secret, StatefulSet, Service, PodDisruptionBudget and
-//! NetworkPolicy, and reports conditions.
+//! NetworkPolicy, applies the app's webhook configuration (through HubSpot's management API, or
+//! rendered into a ConfigMap), and reports conditions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
-use k8s_openapi::api::core::v1::{Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
@@ -22,6 +23,7 @@ use super::status::{
     Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
     mark_paused,
 };
+use super::webhooks::{self, DesiredWebhooks, WebhooksError, WebhooksOutcome};
 use super::{
     Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
 };
@@ -43,7 +45,8 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
         .owns(scoped_api::<StatefulSet>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<Service>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<PodDisruptionBudget>(client.clone(), namespace), children.clone())
-        .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children)
+        .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<ConfigMap>(client.clone(), namespace), children)
         .watches(scoped_api::<PropertyMapping>(client, namespace), watcher::Config::default(), |mapping| {
             let namespace = mapping.namespace()?;
             Some(ObjectRef::new(&mapping.spec.integration_ref.name).within(&namespace))
@@ -90,8 +93,19 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
     let receiver_url =
         matches!(receiver, ReceiverState::Deployed { .. }).then(|| resources::receiver_url(&integration));
 
-    let mut status = integration_status(&integration, &auth, &receiver, receiver_url);
     let previous = integration.status.clone().unwrap_or_default();
+    let mut owned_subscriptions = previous.webhook_subscription_ids.clone();
+    let desired_webhooks = webhooks::desired_webhooks(&integration, &resources::mappings_of(&integration, &mappings));
+    let webhooks_condition = match desired_webhooks {
+        None => None,
+        Some(desired) => {
+            let outcome = apply_webhooks(&integration, desired, &secrets, &mut owned_subscriptions, &ctx).await?;
+            Some(webhooks::webhooks_condition(&outcome, integration.metadata.generation))
+        }
+    };
+
+    let mut status = integration_status(&integration, &auth, &receiver, receiver_url, webhooks_condition);
+    status.webhook_subscription_ids = owned_subscriptions;
     if config_hash.is_some() {
         status.receiver_config_hash = config_hash;
     }
@@ -238,6 +252,49 @@ async fn apply_receiver(
     Ok((state, hash))
 }
 
+/// Applies the app's webhook configuration: through HubSpot's management API with
+/// `management.api` (recording the ids of the subscriptions it creates in `owned`), otherwise
+/// as `webhooks-hsmeta.json` in a ConfigMap. HubSpot's refusals are outcomes, not errors; only
+/// Kubernetes failures are.
+async fn apply_webhooks(
+    integration: &HubSpotIntegration,
+    desired: Result<DesiredWebhooks, WebhooksError>,
+    secrets: &SecretStore,
+    owned: &mut Vec<String>,
+    ctx: &Context,
+) -> Result<WebhooksOutcome, Error> {
+    let management = integration.spec.webhooks.as_ref().and_then(|w| w.management.as_ref()?.api.as_ref());
+    let desired = match desired {
+        Ok(desired) => desired,
+        // publicUrl is optional as long as HubSpot's side is the user's.
+        Err(WebhooksError::PublicUrlMissing) if management.is_none() => return Ok(WebhooksOutcome::NotRendered),
+        Err(e) => return Ok(WebhooksOutcome::Invalid(e)),
+    };
+    let Some(management) = management else {
+        let owner = integration
+            .controller_owner_ref(&())
+            .ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
+        let config_map = resources::webhooks_hsmeta_config_map(integration, &owner, &webhooks::hsmeta_json(&desired));
+        let namespace = integration.namespace().unwrap_or_default();
+        apply(&Api::<ConfigMap>::namespaced(ctx.client.clone(), &namespace), &config_map).await?;
+        return Ok(WebhooksOutcome::Rendered {
+            config_map: config_map.name_any(),
+            subscriptions: desired.subscriptions.len(),
+        });
+    };
+    let api_key = match secrets.value(&management.developer_api_key) {
+        Ok(key) => crate::hubspot::Secret::new(key),
+        Err(e) => return Ok(WebhooksOutcome::KeyUnavailable(e)),
+    };
+    // The management API authenticates with the developer API key alone, never the token.
+    let client = ctx.hubspot_client(integration, String::new());
+    let app_id = management.app_id;
+    Ok(match webhooks::apply_through_api(&client, app_id, &api_key, &desired, owned).await {
+        Ok(sync) => WebhooksOutcome::Applied { app_id, subscriptions: desired.subscriptions.len(), sync },
+        Err(e) => WebhooksOutcome::Failed(e),
+    })
+}
+
 /// Deletes the receiver Deployment an earlier operator version created for `integration`, if
 /// there is one and it is ours. Its emptyDir goes with it; the StatefulSet's volume is what
 /// keeps events from now on.
@@ -284,6 +341,7 @@ mod tests {
     /// Where earlier versions ran the receiver.
     const LEGACY_DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/crm-receiver";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
+    const WEBHOOKS_CONFIG_MAP: &str = "/api/v1/namespaces/default/configmaps/crm-webhooks-hsmeta";
 
     /// The receiver config inside an applied config Secret.
     fn applied_config(secret: &serde_json::Value) -> (String, crate::config::ReceiverConfig) {
@@ -398,6 +456,7 @@ mod tests {
             // The StatefulSet has a pod available: a Deployment of an earlier version is looked for.
             api.get(LEGACY_DEPLOYMENT, None).await;
 
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             for type_ in ["Ready", "Authenticated", "ScopesGranted", "ReceiverAvailable"] {
@@ -434,6 +493,7 @@ mod tests {
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "ScopesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
@@ -468,6 +528,7 @@ mod tests {
             api.apply(SERVICE, None).await;
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "AuthenticationFailed").await;
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -493,6 +554,7 @@ mod tests {
         let action = run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "AuthenticationFailed").await;
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -524,6 +586,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("client-secret", "s3cret")]))).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Warning", "AuthenticationFailed").await;
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -553,6 +616,7 @@ mod tests {
                 options,
                 json!({ "propagationPolicy": "Background", "preconditions": { "uid": "d3b07384-d9a0-4c1b-9e2f-000000000001" } })
             );
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("True".into(), "ReceiverAvailable".into()));
@@ -570,6 +634,7 @@ mod tests {
         let object = to_json(&integration);
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 0).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             // No look for the Deployment, let alone a delete.
             api.event("Warning", "ReceiverUnavailable").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -589,6 +654,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(None))).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             api.merge_status(STATUS, object).await;
             api
@@ -607,6 +673,7 @@ mod tests {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, Some(legacy_deployment(Some("hubspot-operator")))).await;
             api.delete_not_found(LEGACY_DEPLOYMENT).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             api.merge_status(STATUS, object).await;
             api
@@ -662,6 +729,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(resumed), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             // Ready again after the pause: announced.
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -685,6 +753,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(patch["status"]["lastHandledReconcileAt"], "2026-11-26T21:00:00Z");
@@ -722,6 +791,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             // Every condition stays True: only the new config is announced.
             let event = api.event("Normal", "ReceiverConfigChanged").await;
             assert_eq!(event["regarding"]["kind"], "HubSpotIntegration");
@@ -745,6 +815,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(first.clone()), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
             assert!(patch["status"]["receiverConfigHash"].is_string());
@@ -765,6 +836,7 @@ mod tests {
         run_scenario(api, reconcile(Arc::new(again), ctx), |mut api| async move {
             apply_receiver_calls(&mut api, 1).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             api.merge_status(STATUS, object).await;
             api
         })
@@ -788,6 +860,7 @@ mod tests {
             api.apply(PDB, None).await;
             api.apply(NETWORK_POLICY, None).await;
             api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
             let event = api.event("Warning", "AuthenticationFailed").await;
             let note = event["note"].as_str().unwrap();
             assert!(note.starts_with("HubSpot answered 401: "), "{note}");
@@ -837,6 +910,7 @@ mod tests {
         api.apply(PDB, None).await;
         api.apply(NETWORK_POLICY, None).await;
         api.get(LEGACY_DEPLOYMENT, None).await;
+        api.apply(WEBHOOKS_CONFIG_MAP, None).await;
         (config_secret, statefulset)
     }
 
@@ -1054,5 +1128,257 @@ mod tests {
         assert_eq!(requeue_after(false, Some(at(20)), now), Duration::from_secs(20));
         // Due already (or about to be): soon, but not in a loop.
         assert_eq!(requeue_after(true, Some(at(-10)), now), MIN_TOKEN_REQUEUE);
+    }
+
+    /// `crm` with these subscriptions, managed through the API of app 54321 with the developer
+    /// API key in Secret `hubspot` under `developer-api-key`.
+    fn api_managed(base_url: &str, subscriptions: &[(&str, Option<&str>, bool)]) -> HubSpotIntegration {
+        use crate::api::integration::{WebhookApiManagement, WebhookManagement, WebhookSubscription};
+        let mut integration = integration(base_url, &[]);
+        let webhooks = integration.spec.webhooks.as_mut().unwrap();
+        webhooks.subscriptions = subscriptions
+            .iter()
+            .map(|(event_type, property, active)| WebhookSubscription {
+                event_type: event_type.to_string(),
+                property_name: property.map(Into::into),
+                active: *active,
+            })
+            .collect();
+        webhooks.management = Some(WebhookManagement {
+            api: Some(WebhookApiManagement {
+                app_id: 54321,
+                developer_api_key: crate::api::SecretKeyRef { name: "hubspot".into(), key: "developer-api-key".into() },
+            }),
+        });
+        integration
+    }
+
+    /// One reconcile of `integration` whose Secret holds `developer_key`, announcing `events`;
+    /// the status patch.
+    async fn reconcile_api_managed(
+        integration: HubSpotIntegration,
+        developer_key: &'static str,
+        events: &'static [(&'static str, &'static str)],
+    ) -> serde_json::Value {
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let (patch_tx, patch_rx) = tokio::sync::oneshot::channel();
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+            let secret =
+                hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret"), ("developer-api-key", developer_key)]);
+            api.get(TOKEN_SECRET, Some(secret)).await;
+            api.apply(CONFIG_SECRET, None).await;
+            api.apply(STATEFULSET, Some(available(1))).await;
+            api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // HubSpot's side is managed through its API: no ConfigMap.
+            for (type_, reason) in events {
+                api.event(type_, reason).await;
+            }
+            patch_tx.send(api.merge_status(STATUS, object).await).unwrap();
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        patch_rx.await.unwrap()
+    }
+
+    /// The webhooks management calls the emulator received since the last look, as
+    /// `METHOD path status body`; each must carry the (redacted) developer API key.
+    async fn management_calls(hubspot: &crate::emulator::RunningEmulator) -> Vec<String> {
+        let http = reqwest::Client::new();
+        let url = format!("{}/_emulator/requests", hubspot.base_url());
+        let log: Vec<serde_json::Value> = http.get(&url).send().await.unwrap().json().await.unwrap();
+        http.delete(&url).send().await.unwrap().error_for_status().unwrap();
+        log.iter()
+            .filter(|r| r["path"].as_str().unwrap().starts_with("/webhooks/"))
+            .map(|r| {
+                assert_eq!(r["query"], "hapikey=[redacted]", "{r}");
+                let body = if r["body"].is_null() { String::new() } else { format!(" {}", r["body"]) };
+                format!("{} {} {}{body}", r["method"].as_str().unwrap(), r["path"].as_str().unwrap(), r["status"])
+            })
+            .collect()
+    }
+
+    /// The app's subscriptions in the emulator: `id eventType[:property] active`.
+    async fn app_subscriptions(hubspot: &crate::emulator::RunningEmulator) -> Vec<String> {
+        let url = format!("{}/webhooks/v3/54321/subscriptions?hapikey=emulator-developer-api-key", hubspot.base_url());
+        let list: serde_json::Value = reqwest::get(&url).await.unwrap().json().await.unwrap();
+        // This look is not one of the operator's calls.
+        management_calls(hubspot).await;
+        let listed = list["results"].as_array().unwrap().iter().map(|s| {
+            let property = s["propertyName"].as_str().map(|p| format!(":{p}")).unwrap_or_default();
+            format!("{} {}{property} {}", s["id"].as_str().unwrap(), s["eventType"].as_str().unwrap(), s["active"])
+        });
+        listed.collect()
+    }
+
+    fn with_status(mut integration: HubSpotIntegration, patch: &serde_json::Value) -> HubSpotIntegration {
+        integration.status = Some(serde_json::from_value(patch["status"].clone()).unwrap());
+        integration
+    }
+
+    #[tokio::test]
+    async fn api_management_creates_keeps_changes_and_removes_only_its_own_subscriptions() {
+        const KEY: &str = "emulator-developer-api-key";
+        // The app starts with two subscriptions the operator did not create (ids 2100001, 2100002).
+        let hubspot = hubspot_app(&[(TOKEN, &["oauth"])], &["contact.creation", "deal.creation"]).await;
+        let base = hubspot.base_url();
+        let wanted = [
+            ("contact.creation", None, true),
+            ("contact.deletion", None, false),
+            ("contact.propertyChange", Some("firstname"), true),
+        ];
+        let first = api_managed(&base, &wanted);
+        let patch = reconcile_api_managed(first.clone(), KEY, &[("Normal", "Ready")]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            [
+                "GET /webhooks/v3/54321/settings 404",
+                r#"PUT /webhooks/v3/54321/settings 200 {"targetUrl":"https://hooks.example.com/webhooks/hubspot","throttling":{"maxConcurrentRequests":10}}"#,
+                "GET /webhooks/v3/54321/subscriptions 200",
+                r#"POST /webhooks/v3/54321/subscriptions 201 {"active":false,"eventType":"contact.deletion"}"#,
+                r#"POST /webhooks/v3/54321/subscriptions 201 {"active":true,"eventType":"contact.propertyChange","propertyName":"firstname"}"#,
+            ]
+        );
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], json!(["2100003", "2100004"]));
+        assert_eq!(condition_state(&patch, "WebhooksReady"), ("True".into(), "Applied".into()));
+        assert_eq!(
+            condition(&patch, "WebhooksReady")["message"],
+            "3 subscriptions of app 54321 are as wanted (this visit: settings updated, 2 created, 0 changed, 0 deleted)"
+        );
+        assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+
+        // Visited again unchanged: HubSpot is read, nothing written.
+        let patch = reconcile_api_managed(with_status(first, &patch), KEY, &[]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            ["GET /webhooks/v3/54321/settings 200", "GET /webhooks/v3/54321/subscriptions 200"]
+        );
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], json!(["2100003", "2100004"]));
+
+        // contact.deletion turned on, firstname's changes no longer wanted, more concurrency;
+        // contact.creation is dropped from the spec too, but it is not the operator's.
+        let mut changed = with_status(api_managed(&base, &[("contact.deletion", None, true)]), &patch);
+        changed.spec.webhooks.as_mut().unwrap().max_concurrent_requests = Some(20);
+        let patch = reconcile_api_managed(changed.clone(), KEY, &[]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            [
+                "GET /webhooks/v3/54321/settings 200",
+                r#"PUT /webhooks/v3/54321/settings 200 {"targetUrl":"https://hooks.example.com/webhooks/hubspot","throttling":{"maxConcurrentRequests":20}}"#,
+                "GET /webhooks/v3/54321/subscriptions 200",
+                r#"POST /webhooks/v3/54321/subscriptions/batch/update 200 {"inputs":[{"active":true,"id":2100003}]}"#,
+                "DELETE /webhooks/v3/54321/subscriptions/2100004 204",
+            ]
+        );
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], json!(["2100003"]));
+        assert_eq!(
+            app_subscriptions(&hubspot).await,
+            ["2100001 contact.creation true", "2100002 deal.creation true", "2100003 contact.deletion true"]
+        );
+
+        // Nothing wanted any more: the operator's last subscription goes, the others stay.
+        let none = with_status(api_managed(&base, &[]), &patch);
+        let patch = reconcile_api_managed(none, KEY, &[]).await;
+        assert_eq!(
+            management_calls(&hubspot).await,
+            [
+                "GET /webhooks/v3/54321/settings 200",
+                r#"PUT /webhooks/v3/54321/settings 200 {"targetUrl":"https://hooks.example.com/webhooks/hubspot","throttling":{"maxConcurrentRequests":10}}"#,
+                "GET /webhooks/v3/54321/subscriptions 200",
+                "DELETE /webhooks/v3/54321/subscriptions/2100003 204",
+            ]
+        );
+        // The merge patch clears the list the previous status had.
+        assert_eq!(patch["status"]["webhookSubscriptionIds"], serde_json::Value::Null, "{patch}");
+        assert_eq!(app_subscriptions(&hubspot).await, ["2100001 contact.creation true", "2100002 deal.creation true"]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_developer_api_key_is_reported_with_hubspots_answer_and_never_shown() {
+        let hubspot = hubspot_app(&[(TOKEN, &["oauth"])], &["contact.creation"]).await;
+        let integration = api_managed(&hubspot.base_url(), &[("contact.deletion", None, true)]);
+        let patch = reconcile_api_managed(integration, "wrong-developer-key", &[("Warning", "WebhooksFailed")]).await;
+        assert_eq!(management_calls(&hubspot).await, ["GET /webhooks/v3/54321/settings 401"]);
+        let (status, reason) = condition_state(&patch, "WebhooksReady");
+        assert_eq!(status, "False");
+        assert_eq!(reason, "INVALID_AUTHENTICATION");
+        let message = condition(&patch, "WebhooksReady")["message"].as_str().unwrap();
+        assert!(message.starts_with("HubSpot answered 401: "), "{message}");
+        assert!(message.contains("(correlationId "), "{message}");
+        assert!(!message.contains("wrong-developer-key"), "{message}");
+        assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "INVALID_AUTHENTICATION".into()));
+        assert!(patch["status"].get("webhookSubscriptionIds").is_none());
+    }
+
+    #[tokio::test]
+    async fn rendered_webhooks_go_into_a_config_map_and_are_managed_by_the_user() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let mut integration = api_managed(&hubspot.base_url(), &[("deal.creation", None, true)]);
+        integration.spec.webhooks.as_mut().unwrap().management = None;
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        let mine = to_json(&mapping("crm", &["firstname"]));
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![mine]).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
+            api.apply(CONFIG_SECRET, None).await;
+            api.apply(STATEFULSET, Some(available(1))).await;
+            api.apply(SERVICE, None).await;
+            api.apply(PDB, None).await;
+            api.apply(NETWORK_POLICY, None).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            let config_map = api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            assert_controlled_by_crm(&config_map);
+            assert_eq!(config_map["metadata"]["labels"]["app.kubernetes.io/managed-by"], "hubspot-operator");
+            let file = config_map["data"]["webhooks-hsmeta.json"].as_str().expect("the file");
+            let hsmeta: serde_json::Value = serde_json::from_str(file).unwrap();
+            assert_eq!(
+                hsmeta,
+                json!({
+                    "uid": "webhooks", "type": "webhooks",
+                    "config": {
+                        "settings": { "targetUrl": "https://hooks.example.com/webhooks/hubspot", "maxConcurrentRequests": 10 },
+                        "subscriptions": { "crmObjects": [{ "subscriptionType": "object.creation", "objectType": "deal", "active": true }] }
+                    }
+                })
+            );
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "WebhooksReady"), ("True".into(), "ManagedByUser".into()));
+            let message = condition(&patch, "WebhooksReady")["message"].as_str().unwrap();
+            assert!(message.contains("managed by you: the operator does not change them"), "{message}");
+            assert!(message.contains("(1 subscriptions) are in ConfigMap crm-webhooks-hsmeta"), "{message}");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        // Nothing was asked of HubSpot's webhooks API.
+        assert!(management_calls(&hubspot).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn without_a_public_url_nothing_is_rendered_and_the_integration_stays_ready() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let mut integration = integration(&hubspot.base_url(), &[]);
+        integration.spec.webhooks.as_mut().unwrap().public_url = None;
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |mut api| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // No ConfigMap apply.
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "WebhooksReady"), ("True".into(), "ManagedByUser".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
     }
 }

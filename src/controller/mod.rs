@@ -11,6 +11,7 @@ pub mod property;
 pub mod resources;
 pub mod secrets;
 pub mod status;
+pub mod webhooks;
 
 #[cfg(test)]
 mod fixtures;

@@ -11,7 +11,7 @@ use k8s_openapi::api::apps::v1::{
     StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    Capabilities, ConfigMap, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
     Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
@@ -128,6 +128,8 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
     let oauth = credentials.oauth.iter().flat_map(|o| [&o.client_secret, &o.refresh_token]);
     let token = credentials.private_app_token.iter().chain(oauth);
     let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
+    let developer_api_key =
+        integration.spec.webhooks.iter().filter_map(|w| Some(&w.management.as_ref()?.api.as_ref()?.developer_api_key));
     let ingest_token = integration.spec.receiver.ingest.iter().map(|i| &i.token_secret_ref);
     let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
@@ -139,6 +141,7 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
     let mut names: Vec<String> = Vec::new();
     for reference in token
         .chain(client_secret)
+        .chain(developer_api_key)
         .chain(ingest_token)
         .chain(event_log)
         .chain(signing)
@@ -408,6 +411,24 @@ pub fn access_token_secret(
         metadata,
         type_: Some("Opaque".into()),
         data: Some(BTreeMap::from([(ACCESS_TOKEN_KEY.to_string(), ByteString(token.as_bytes().to_vec()))])),
+        ..Default::default()
+    }
+}
+
+/// The ConfigMap holding `webhooks-hsmeta.json` (pretty-printed, as it goes into a project).
+pub fn webhooks_hsmeta_config_map(
+    integration: &HubSpotIntegration,
+    owner: &OwnerReference,
+    hsmeta: &serde_json::Value,
+) -> ConfigMap {
+    let file = serde_json::to_string_pretty(hsmeta).expect("JSON values always serialise") + "\n";
+    let mut metadata = child_metadata(integration, super::webhooks::hsmeta_config_map_name(integration), owner);
+    if let Some(labels) = metadata.labels.as_mut() {
+        labels.insert("app.kubernetes.io/component".into(), "webhooks".into());
+    }
+    ConfigMap {
+        metadata,
+        data: Some(BTreeMap::from([(super::webhooks::HSMETA_KEY.to_string(), file)])),
         ..Default::default()
     }
 }
@@ -692,6 +713,9 @@ mod tests {
                 webhooks: Some(WebhookSettings {
                     client_secret: SecretKeyRef { name: "hubspot".into(), key: "client-secret".into() },
                     public_url: Some("https://hooks.example.com/webhooks/hubspot".into()),
+                    subscriptions: vec![],
+                    max_concurrent_requests: None,
+                    management: None,
                 }),
                 receiver: Default::default(),
             },

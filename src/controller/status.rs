@@ -56,6 +56,11 @@ pub const INTEGRATION_EVENTS: &[Announced] = &[
         became_true: Some("ReceiverAvailable"),
         became_false: Some("ReceiverUnavailable"),
     },
+    Announced {
+        type_: integration_conditions::WEBHOOKS_READY,
+        became_true: Some("WebhooksReady"),
+        became_false: Some("WebhooksFailed"),
+    },
 ];
 
 /// Conditions of a `PropertyMapping` announced as Events.
@@ -248,6 +253,7 @@ pub fn integration_status(
     auth: &Authentication,
     receiver: &ReceiverState,
     receiver_url: Option<String>,
+    webhooks: Option<Condition>,
 ) -> HubSpotIntegrationStatus {
     let generation = integration.metadata.generation;
     let authenticated = authenticated_condition(integration.spec.portal_id, auth, generation);
@@ -269,11 +275,13 @@ pub fn integration_status(
         ),
     };
     let available = receiver_condition(receiver, generation);
-    let ready = ready_condition(integration_conditions::READY, &[&authenticated, &scopes, &available], generation);
+    let mut parts = vec![&authenticated, &scopes, &available];
+    parts.extend(webhooks.as_ref());
+    let ready = ready_condition(integration_conditions::READY, &parts, generation);
 
     let previous = integration.status.clone().unwrap_or_default();
     let mut conditions = previous.conditions;
-    for c in [ready, authenticated, scopes, available] {
+    for c in [Some(ready), Some(authenticated), Some(scopes), Some(available), webhooks].into_iter().flatten() {
         set_condition(&mut conditions, c);
     }
     HubSpotIntegrationStatus {
@@ -285,6 +293,7 @@ pub fn integration_status(
         receiver_url,
         receiver_config_hash: previous.receiver_config_hash,
         last_handled_reconcile_at: reconcile_request(integration).or(previous.last_handled_reconcile_at),
+        webhook_subscription_ids: previous.webhook_subscription_ids,
     }
 }
 
@@ -458,7 +467,8 @@ mod tests {
     #[test]
     fn healthy_integration_is_ready_with_every_condition_set() {
         let i = integration(&["crm.objects.contacts.read"], Some(62515));
-        let status = integration_status(&i, &token(62515, &["crm.objects.contacts.read", "oauth"]), &DEPLOYED, None);
+        let status =
+            integration_status(&i, &token(62515, &["crm.objects.contacts.read", "oauth"]), &DEPLOYED, None, None);
         assert_eq!(status.conditions.len(), 4);
         for c in &status.conditions {
             assert_eq!(c.status, "True", "{c:?}");
@@ -473,7 +483,7 @@ mod tests {
     #[test]
     fn missing_scopes_are_listed_in_condition_and_status() {
         let i = integration(&["crm.objects.contacts.read", "crm.objects.deals.write", "oauth"], None);
-        let status = integration_status(&i, &token(1, &["crm.objects.contacts.read"]), &DEPLOYED, None);
+        let status = integration_status(&i, &token(1, &["crm.objects.contacts.read"]), &DEPLOYED, None, None);
         assert_eq!(status.missing_scopes, ["crm.objects.deals.write", "oauth"]);
         let scopes = find(&status.conditions, "ScopesGranted");
         assert_eq!((scopes.status.as_str(), scopes.reason.as_str()), ("False", "MissingScopes"));
@@ -486,7 +496,7 @@ mod tests {
     #[test]
     fn token_of_another_portal_is_not_authenticated() {
         let i = integration(&[], Some(62515));
-        let status = integration_status(&i, &token(99, &[]), &DEPLOYED, None);
+        let status = integration_status(&i, &token(99, &[]), &DEPLOYED, None, None);
         let auth = find(&status.conditions, "Authenticated");
         assert_eq!((auth.status.as_str(), auth.reason.as_str()), ("False", "PortalMismatch"));
         assert_eq!(auth.message, "The token belongs to portal 99, but spec.portalId is 62515");
@@ -500,7 +510,7 @@ mod tests {
             401,
             br#"{"status":"error","message":"Authentication credentials not found.","correlationId":"4b5c-1","category":"INVALID_AUTHENTICATION"}"#,
         )));
-        let status = integration_status(&i, &refused, &DEPLOYED, None);
+        let status = integration_status(&i, &refused, &DEPLOYED, None, None);
         let auth = find(&status.conditions, "Authenticated");
         assert_eq!(auth.reason, "INVALID_AUTHENTICATION");
         assert_eq!(auth.message, "HubSpot answered 401: Authentication credentials not found. (correlationId 4b5c-1)");
@@ -518,7 +528,7 @@ mod tests {
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretKeyMissing"));
         assert_eq!(c.message, r#"Cannot read the token: Secret "hubspot" has no key "token""#);
         let status =
-            integration_status(&i, &auth, &ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured), None);
+            integration_status(&i, &auth, &ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured), None, None);
         let receiver = find(&status.conditions, "ReceiverAvailable");
         assert_eq!((receiver.status.as_str(), receiver.reason.as_str()), ("False", "WebhooksNotConfigured"));
     }
@@ -532,7 +542,7 @@ mod tests {
     #[test]
     fn unchanged_condition_keeps_its_transition_time() {
         let mut i = integration(&[], None);
-        let first = integration_status(&i, &token(1, &[]), &DEPLOYED, None);
+        let first = integration_status(&i, &token(1, &[]), &DEPLOYED, None, None);
         let mut earlier = first.clone();
         let old_time = Time("2020-01-01T00:00:00Z".parse().unwrap());
         for c in &mut earlier.conditions {
@@ -543,6 +553,7 @@ mod tests {
             &i,
             &token(1, &[]),
             &ReceiverState::Deployed { available_replicas: 0, desired_replicas: 1 },
+            None,
             None,
         );
         assert_eq!(find(&second.conditions, "Authenticated").last_transition_time, old_time);

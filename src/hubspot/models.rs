@@ -306,3 +306,64 @@ pub struct TokenInfo {
     pub app_id: u64,
     pub scopes: Vec<String>,
 }
+
+/// An app's webhook settings (`/webhooks/v3/{appId}/settings`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppWebhookSettings {
+    pub target_url: String,
+    pub throttling: WebhookThrottling,
+}
+
+/// How many webhook requests HubSpot sends at once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebhookThrottling {
+    pub max_concurrent_requests: u32,
+}
+
+/// One of an app's webhook subscriptions (`/webhooks/v3/{appId}/subscriptions`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppWebhookSubscription {
+    /// HubSpot's documentation shows it as a number, its SDKs as a string: both are read.
+    #[serde(deserialize_with = "id_string")]
+    pub id: String,
+    pub event_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property_name: Option<String>,
+    pub active: bool,
+}
+
+fn id_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    Ok(match Id::deserialize(deserializer)? {
+        Id::Text(text) => text,
+        Id::Number(number) => number.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subscription_ids_are_read_as_numbers_or_strings() {
+        let number: AppWebhookSubscription =
+            serde_json::from_str(r#"{"id":2100001,"eventType":"contact.creation","active":true}"#).unwrap();
+        let text: AppWebhookSubscription = serde_json::from_str(
+            r#"{"id":"2100001","eventType":"contact.creation","active":true,"createdAt":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        assert_eq!(number, text);
+        assert_eq!(number.id, "2100001");
+        assert!(
+            serde_json::from_str::<AppWebhookSubscription>(r#"{"id":true,"eventType":"x","active":true}"#).is_err()
+        );
+    }
+}
