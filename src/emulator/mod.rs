@@ -172,16 +172,20 @@ impl FromStr for Subscription {
             Some((t, p)) => (t.trim(), Some(p.trim().to_string())),
             None => (s.trim(), None),
         };
-        // `object.*`: the generic events, which custom objects' changes come as.
+        // `object.*`: the generic events, which custom objects' changes come as. HubSpot takes
+        // subscriptions to restores and contacts' privacy deletions too, which the emulator
+        // never has occasion to send.
         let known = ["contact", "company", "deal", "ticket", "object"]
             .iter()
             .flat_map(|o| {
-                ["creation", "deletion", "propertyChange", "associationChange", "merge"].map(|a| format!("{o}.{a}"))
+                ["creation", "deletion", "propertyChange", "associationChange", "merge", "restore"]
+                    .map(|a| format!("{o}.{a}"))
             })
+            .chain(["contact.privacyDeletion".to_string()])
             .any(|t| t == subscription_type);
         if !known {
             return Err(format!(
-                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket,object}}.{{creation,deletion,propertyChange,associationChange,merge}}"
+                "unknown subscription type {subscription_type:?}: expected {{contact,company,deal,ticket,object}}.{{creation,deletion,propertyChange,associationChange,merge,restore}} or contact.privacyDeletion"
             ));
         }
         if property_name.is_some() && !subscription_type.ends_with(".propertyChange") {
