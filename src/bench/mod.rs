@@ -15,6 +15,7 @@ use serde_json::Value;
 
 pub mod ingest;
 pub mod soak;
+pub mod sync;
 
 pub use ingest::{BenchLog, IngestArgs, IngestFigures};
 
@@ -32,6 +33,10 @@ pub struct BenchArgs {
 pub enum BenchMode {
     /// The webhook ingress: throughput and acknowledgement latency (the default).
     Ingest(IngestArgs),
+    /// HubSpot calls per changed record, and the budget used draining a backlog.
+    ApiEfficiency(sync::EfficiencyArgs),
+    /// Time from a change in HubSpot to its delivery at the destination.
+    Lag(sync::LagArgs),
     /// Many tasks calling one HubSpot client against the emulator with injected faults.
     Soak(soak::SoakArgs),
 }
@@ -40,6 +45,14 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.mode {
         None => ingest::run(args.ingest).await,
         Some(BenchMode::Ingest(ingest)) => ingest::run(ingest).await,
+        Some(BenchMode::ApiEfficiency(efficiency)) => {
+            println!("{}", sync::api_efficiency(&efficiency).await?.table());
+            Ok(())
+        }
+        Some(BenchMode::Lag(lag)) => {
+            println!("{}", sync::lag(&lag).await?.table());
+            Ok(())
+        }
         Some(BenchMode::Soak(soak)) => {
             let report = soak::run(&soak).await?;
             println!("{}", report.table());
@@ -105,6 +118,11 @@ impl EmulatorAdmin {
             rate_limited: number("rateLimited")?,
             injected_faults: number("injectedFaults")?,
         })
+    }
+
+    /// Clears the request log and its counts.
+    async fn clear_requests(&self) -> anyhow::Result<()> {
+        self.call(reqwest::Method::DELETE, "/_emulator/requests", None).await.map(drop)
     }
 
     async fn set_faults(&self, plan: Value) -> anyhow::Result<()> {
