@@ -20,7 +20,7 @@ enum Command {
     /// Run the whole system on this machine, no cluster: HubSpot emulator, reconcile, receiver
     /// and worker, with live status.
     Dev(hubspot_operator::dev::DevArgs),
-    /// Measure the webhook ingress: signed batches at several sizes and concurrencies.
+    /// Benchmarks: webhook ingress (default), HubSpot API efficiency, change lag, client soak.
     Bench(hubspot_operator::bench::BenchArgs),
     /// Run the webhook receiver and sync worker of one integration.
     Receiver {

@@ -758,6 +758,33 @@ async fn admin_api_acts_as_a_user_and_shows_raw_state() {
 }
 
 #[tokio::test]
+async fn request_counts_tell_rate_limit_refusals_from_injected_faults() {
+    let emu = start(EmulatorConfig { tier: Tier::Free, ..config_with_token() }).await;
+    emu.call(Method::PUT, "/_emulator/faults", None, Some(json!({"status": 429, "count": 3}))).await;
+    let mut statuses = Vec::new();
+    for _ in 0..102 {
+        statuses.push(emu.call(Method::GET, "/crm/v3/objects/contacts", Some(TOKEN), None).await.0);
+    }
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    // 3 injected, then 97 served (the window also counted the injected 3), then 2 refused.
+    assert_eq!(refused, 5);
+    let (_, _, counts) = emu.call(Method::GET, "/_emulator/requests/counts", None, None).await;
+    assert_eq!(counts["rateLimited"], 2);
+    assert_eq!(counts["injectedFaults"], 3);
+    assert_eq!(
+        counts["calls"],
+        json!([
+            {"method": "GET", "path": "/crm/v3/objects/contacts", "status": 200, "count": 97},
+            {"method": "GET", "path": "/crm/v3/objects/contacts", "status": 429, "count": 5},
+        ])
+    );
+    emu.call(Method::DELETE, "/_emulator/requests", None, None).await;
+    let (_, _, counts) = emu.call(Method::GET, "/_emulator/requests/counts", None, None).await;
+    assert_eq!(counts, json!({"calls": [], "rateLimited": 0, "injectedFaults": 0}));
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
 async fn injected_faults_answer_like_hubspot_under_load() {
     let emu = start(config_with_token()).await;
     let (status, _, plan) = emu

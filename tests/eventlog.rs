@@ -386,7 +386,8 @@ async fn jetstream_unreachable_server_fails_to_open_without_showing_credentials(
 async fn jetstream_bench_ingest_stores_every_acknowledged_event() {
     let backend = LogBackend::jetstream();
     let log = backend.open().await;
-    let figures = hubspot_operator::bench::ingest(log.clone(), 10, 4, Duration::from_millis(300)).await.unwrap();
+    let figures =
+        hubspot_operator::bench::ingest::ingest(log.clone(), 10, 4, Duration::from_millis(300)).await.unwrap();
     assert!(figures.requests > 0);
     assert_eq!(log.pending_count().await.unwrap(), (figures.requests * 10) as u64);
 }

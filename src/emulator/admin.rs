@@ -1,7 +1,7 @@
 //! The emulator's own API under `/_emulator/` (no authentication): act as a HubSpot user in the
 //! UI, inspect stored objects, the log of API calls received and webhook delivery.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 
 use axum::Router;
@@ -39,17 +39,47 @@ pub struct LoggedRequest {
     pub status: u16,
 }
 
+/// The last API calls, and counts of every call since the start (or the last clear), which
+/// long load runs read when the log itself has long rolled over.
 #[derive(Default)]
 pub struct RequestLog {
     entries: VecDeque<LoggedRequest>,
+    /// Calls by (method, path, status).
+    counts: BTreeMap<(String, String, u16), u64>,
+    /// Calls the rate limits refused (429s the emulator's limiters answered).
+    rate_limited: u64,
+    /// Calls answered by an injected fault (`/_emulator/faults` with a status).
+    injected_faults: u64,
 }
 
 impl RequestLog {
     fn push(&mut self, entry: LoggedRequest) {
+        *self.counts.entry((entry.method.clone(), entry.path.clone(), entry.status)).or_default() += 1;
         if self.entries.len() == REQUEST_LOG_CAPACITY {
             self.entries.pop_front();
         }
         self.entries.push_back(entry);
+    }
+
+    pub fn count_rate_limited(&mut self) {
+        self.rate_limited += 1;
+    }
+
+    pub fn count_injected_fault(&mut self) {
+        self.injected_faults += 1;
+    }
+
+    fn clear(&mut self) {
+        *self = RequestLog::default();
+    }
+
+    fn counts_json(&self) -> Value {
+        let calls: Vec<Value> = self
+            .counts
+            .iter()
+            .map(|((method, path, status), count)| json!({"method": method, "path": path, "status": status, "count": count}))
+            .collect();
+        json!({"calls": calls, "rateLimited": self.rate_limited, "injectedFaults": self.injected_faults})
     }
 }
 
@@ -126,6 +156,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/objects/{t}", get(raw_objects).post(create_as_user))
         .route("/objects/{t}/{id}", get(raw_object).patch(update_as_user).delete(archive_as_user))
         .route("/requests", get(list_requests).delete(clear_requests))
+        .route("/requests/counts", get(request_counts))
         .route("/webhooks", get(webhook_status))
         .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
         .route("/oauth/codes", post(issue_code))
@@ -257,8 +288,15 @@ async fn list_requests(State(emu): State<Arc<Emulator>>) -> Response {
     axum::Json(log.entries.iter().collect::<Vec<_>>()).into_response()
 }
 
+/// `GET /_emulator/requests/counts`: every API call since the start or the last clear, counted
+/// by method, path and status, with how many 429s the rate limits answered and how many answers
+/// were injected faults.
+async fn request_counts(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(emu.requests.lock().expect("request log lock").counts_json()).into_response()
+}
+
 async fn clear_requests(State(emu): State<Arc<Emulator>>) -> StatusCode {
-    emu.requests.lock().expect("request log lock").entries.clear();
+    emu.requests.lock().expect("request log lock").clear();
     StatusCode::NO_CONTENT
 }
 

@@ -62,6 +62,9 @@
 //! - `GET /_emulator/objects/{t}`: every stored object of the type, archived ones included.
 //! - `GET /_emulator/requests`: the API calls received, oldest first (the last 10,000), as
 //!   `[{method, path, query, body, status}]`; tokens are never recorded. `DELETE` clears it.
+//! - `GET /_emulator/requests/counts`: every API call since the start (or the last `DELETE`),
+//!   `{calls: [{method, path, status, count}], rateLimited, injectedFaults}`: the 429s the rate
+//!   limits answered apart from the injected faults.
 //! - `PUT /_emulator/faults` `{status?, policyName?, delayMs?, count?, pathPrefix?}`: the next
 //!   `count` authenticated API calls (all until cleared when `count` is absent) whose path starts
 //!   with `pathPrefix` wait `delayMs`, then answer `status` (429 with HubSpot's rate-limit body

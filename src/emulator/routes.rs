@@ -112,7 +112,10 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
                 tokio::time::sleep(delay).await;
             }
             match fault.and_then(|f| f.answer) {
-                Some(failure) => failure.into_response(),
+                Some(failure) => {
+                    emu.requests.lock().expect("request log lock").count_injected_fault();
+                    failure.into_response()
+                }
                 None => {
                     request.extensions_mut().insert(FullPath(path));
                     request.extensions_mut().insert(caller);
@@ -120,7 +123,10 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
                 }
             }
         }
-        Err(failure) => failure.into_response(),
+        Err(failure) => {
+            emu.requests.lock().expect("request log lock").count_rate_limited();
+            failure.into_response()
+        }
     };
     response.headers_mut().extend(limit_headers);
     if !response.headers().contains_key(CORRELATION_ID_HEADER)

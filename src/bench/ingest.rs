@@ -1,4 +1,4 @@
-//! `hubspot-operator bench`: load the webhook ingress the way HubSpot does (signed batches, a
+//! `hubspot-operator bench [ingest]`: load the webhook ingress the way HubSpot does (signed batches, a
 //! fixed number of requests in flight) and report throughput, acknowledgement latency and
 //! memory. The load generator runs in the same process, on the same cores.
 
@@ -15,11 +15,13 @@ use crate::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
 use crate::receiver::{ReceiverState, WEBHOOK_PATH, router, serve};
 use crate::telemetry::Metrics;
 
+use super::{ms, peak_rss_kib};
+
 const CLIENT_SECRET: &str = "bench-client-secret";
 
-/// `hubspot-operator bench` flags.
+/// `hubspot-operator bench ingest` flags (also `bench` with no mode).
 #[derive(clap::Args, Clone, Debug)]
-pub struct BenchArgs {
+pub struct IngestArgs {
     /// Events per webhook request (HubSpot sends up to 100).
     #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
     pub batch_sizes: Vec<usize>,
@@ -60,7 +62,7 @@ pub struct IngestFigures {
     pub max: Duration,
 }
 
-pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
     println!("| batch size | in flight | requests | events/s | p50 ack | p99 ack | max ack |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &batch_size in &args.batch_sizes {
@@ -100,10 +102,6 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("\npeak RSS of the process (receiver and load generator): {:.1} MiB", peak as f64 / 1024.0);
     }
     Ok(())
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// No size limit: the benchmark measures storing, not refusing.
@@ -250,15 +248,6 @@ fn batch(first_event_id: u64, size: usize) -> Vec<u8> {
         })
         .collect();
     serde_json::to_vec(&events).expect("events serialise")
-}
-
-/// Peak resident set size of this process, from /proc (Linux only).
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 #[cfg(test)]
