@@ -19,9 +19,7 @@ use super::status::{
     Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
     mark_paused,
 };
-use super::{
-    Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
-};
+use super::{Context, Error, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::integration::condition_types::READY;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
@@ -102,7 +100,7 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 
     let ready = is_true(&status.conditions, READY);
     tracing::info!(integration = %format!("{namespace}/{name}"), ready, "reconciled HubSpotIntegration");
-    Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
+    Ok(Action::requeue(if ready { ctx.drift_interval } else { UNHEALTHY_REQUEUE }))
 }
 
 /// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget and the
@@ -174,6 +172,8 @@ async fn delete_legacy_deployment(integration: &HubSpotIntegration, api: &Api<De
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use crate::controller::HEALTHY_REQUEUE;
 
     use serde_json::json;
 

@@ -1,6 +1,11 @@
 //! `hubspot-operator bench`: load the webhook ingress the way HubSpot does (signed batches, a
 //! fixed number of requests in flight) and report throughput, acknowledgement latency and
 //! memory. The load generator runs in the same process, on the same cores.
+//!
+//! `hubspot-operator bench controller` measures the controllers instead ([`controller`]).
+
+pub mod controller;
+pub mod fake_api;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +24,10 @@ const CLIENT_SECRET: &str = "bench-client-secret";
 
 /// `hubspot-operator bench` flags.
 #[derive(clap::Args, Clone, Debug)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    #[command(subcommand)]
+    pub workload: Option<Workload>,
     /// Events per webhook request (HubSpot sends up to 100).
     #[arg(long, value_delimiter = ',', default_value = "1,10,100")]
     pub batch_sizes: Vec<usize>,
@@ -39,6 +47,13 @@ pub struct BenchArgs {
     /// deleted afterwards.
     #[arg(long, env = "HUBSPOT_OPERATOR_BENCH_NATS_URL", required_if_eq("event_log", "jetstream"))]
     pub nats_url: Option<String>,
+}
+
+/// What `bench` loads other than the webhook ingress (the default).
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum Workload {
+    /// The property and mapping controllers reconciling many objects against the emulator.
+    Controller(controller::ControllerBenchArgs),
 }
 
 /// The event log a benchmark run stores into.
@@ -61,6 +76,9 @@ pub struct IngestFigures {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(Workload::Controller(args)) = args.workload {
+        return controller::run(args).await;
+    }
     println!("| batch size | in flight | requests | events/s | p50 ack | p99 ack | max ack |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     for &batch_size in &args.batch_sizes {
