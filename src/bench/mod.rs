@@ -7,12 +7,16 @@
 //! - `lag`: time from a change in HubSpot to its delivery at the destination (`sync.rs`).
 //! - `soak`: many tasks on one client under injected 429 storms, 5xx and latency; the budget
 //!   is never overrun and no acknowledged write is lost (`soak.rs`).
+//! - `controller`: the property and mapping controllers reconciling many objects against the
+//!   emulator, with an in-process Kubernetes API stand-in (`controller.rs`, `fake_api.rs`).
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::Value;
 
+pub mod controller;
+pub mod fake_api;
 pub mod ingest;
 pub mod soak;
 pub mod sync;
@@ -39,6 +43,8 @@ pub enum BenchMode {
     Lag(sync::LagArgs),
     /// Many tasks calling one HubSpot client against the emulator with injected faults.
     Soak(soak::SoakArgs),
+    /// The property and mapping controllers reconciling many objects against the emulator.
+    Controller(controller::ControllerBenchArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -58,6 +64,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{}", report.table());
             Ok(())
         }
+        Some(BenchMode::Controller(controller)) => controller::run(controller).await,
     }
 }
 

@@ -251,6 +251,7 @@ fn receiver_config(data_dir: &std::path::Path, hubspot_url: &str, tier: Tier, de
             base_url: hubspot_url.into(),
             api_version: "v3".into(),
             access_token: TOKEN.into(),
+            access_token_file: None,
             tier,
         },
         webhooks: WebhookConfig {

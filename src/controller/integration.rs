@@ -325,6 +325,8 @@ async fn delete_legacy_deployment(integration: &HubSpotIntegration, api: &Api<De
 mod tests {
     use std::sync::Arc;
 
+    use crate::controller::HEALTHY_REQUEUE;
+
     use serde_json::json;
 
     use super::*;

@@ -10,7 +10,7 @@ use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
 use super::status::{MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused};
-use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, api_token, patch_status, publish, scoped_api};
+use super::{Context, Error, UNHEALTHY_REQUEUE, api_token, patch_status, publish, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
@@ -72,12 +72,14 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
 
     let ready = is_true(&status.conditions, READY);
     tracing::info!(mapping = %format!("{namespace}/{name}"), ready, "reconciled PropertyMapping");
-    Ok(Action::requeue(if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE }))
+    Ok(Action::requeue(if ready { ctx.drift_interval } else { UNHEALTHY_REQUEUE }))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use crate::controller::HEALTHY_REQUEUE;
 
     use super::*;
     use crate::controller::fixtures::*;

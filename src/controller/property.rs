@@ -300,7 +300,7 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
 /// `hubspot.io/reconcile-requested-at`. Every visit writes the status (`lastSyncTime`,
 /// `lastError.time`), which triggers a reconcile of its own: without this, each visit would
 /// cause the next, and HubSpot would be read in a loop.
-pub fn drift_check_wait(property: &HubSpotProperty, now: Timestamp) -> Option<Duration> {
+pub fn drift_check_wait(property: &HubSpotProperty, now: Timestamp, drift_interval: Duration) -> Option<Duration> {
     let status = property.status.as_ref()?;
     if status.observed_generation != property.metadata.generation
         || crate::api::reconcile_request(property) != status.last_handled_reconcile_at
@@ -309,9 +309,7 @@ pub fn drift_check_wait(property: &HubSpotProperty, now: Timestamp) -> Option<Du
     }
     let (last_visit, interval) = match (&status.last_error, &status.last_sync_time) {
         (Some(LastError { time: Some(failed), .. }), _) => (failed, UNHEALTHY_REQUEUE),
-        (_, Some(synced)) if crate::api::conditions::is_true(&status.conditions, READY) => {
-            (synced, DRIFT_CHECK_INTERVAL)
-        }
+        (_, Some(synced)) if crate::api::conditions::is_true(&status.conditions, READY) => (synced, drift_interval),
         (_, Some(synced)) => (synced, UNHEALTHY_REQUEUE),
         _ => return None,
     };
@@ -361,7 +359,7 @@ async fn hubspot_client(property: &HubSpotProperty, ctx: &Context) -> Result<Res
 }
 
 async fn sync(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Context) -> Result<Action, Error> {
-    if let Some(wait) = drift_check_wait(property, Timestamp::now()) {
+    if let Some(wait) = drift_check_wait(property, Timestamp::now(), ctx.drift_interval) {
         return Ok(Action::requeue(wait));
     }
     let mut changes = Vec::new();
@@ -374,7 +372,7 @@ async fn sync(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Cont
     patch_status(api, &property.name_any(), property.status.as_ref(), &status).await?;
     let ready = crate::api::conditions::is_true(&status.conditions, READY);
     tracing::info!(property = %format!("{}/{}", property.namespace().unwrap_or_default(), property.name_any()), ready, "reconciled HubSpotProperty");
-    Ok(Action::requeue(if ready { DRIFT_CHECK_INTERVAL } else { UNHEALTHY_REQUEUE }))
+    Ok(Action::requeue(if ready { ctx.drift_interval } else { UNHEALTHY_REQUEUE }))
 }
 
 /// Reads HubSpot's property and acts on the [`plan`] as the management policy allows.
@@ -1056,24 +1054,27 @@ mod tests {
         let visit = Timestamp::from_second(1_800_000_000).unwrap();
         let later = |s: i64| visit.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(s)).unwrap();
         assert_eq!(
-            drift_check_wait(&fresh(visit, None), later(60)),
+            drift_check_wait(&fresh(visit, None), later(60), DRIFT_CHECK_INTERVAL),
             Some(DRIFT_CHECK_INTERVAL - Duration::from_secs(60))
         );
-        assert_eq!(drift_check_wait(&fresh(visit, None), later(300)), None);
+        assert_eq!(drift_check_wait(&fresh(visit, None), later(300), DRIFT_CHECK_INTERVAL), None);
         let mut edited = fresh(visit, None);
         edited.metadata.generation = Some(3);
-        assert_eq!(drift_check_wait(&edited, later(60)), None);
+        assert_eq!(drift_check_wait(&edited, later(60), DRIFT_CHECK_INTERVAL), None);
         let requested = annotated(fresh(visit, None), "hubspot.io/reconcile-requested-at", "now");
-        assert_eq!(drift_check_wait(&requested, later(60)), None);
+        assert_eq!(drift_check_wait(&requested, later(60), DRIFT_CHECK_INTERVAL), None);
         let handled = annotated(fresh(visit, Some("now")), "hubspot.io/reconcile-requested-at", "now");
-        assert!(drift_check_wait(&handled, later(60)).is_some());
+        assert!(drift_check_wait(&handled, later(60), DRIFT_CHECK_INTERVAL).is_some());
         // A failed visit is retried sooner.
         let mut failed = fresh(visit, None);
         let status = failed.status.as_mut().unwrap();
         status.last_error =
             Some(LastError { message: "HubSpot answered 500".into(), correlation_id: None, time: Some(Time(visit)) });
-        assert_eq!(drift_check_wait(&failed, later(10)), Some(UNHEALTHY_REQUEUE - Duration::from_secs(10)));
-        assert_eq!(drift_check_wait(&failed, later(30)), None);
+        assert_eq!(
+            drift_check_wait(&failed, later(10), DRIFT_CHECK_INTERVAL),
+            Some(UNHEALTHY_REQUEUE - Duration::from_secs(10))
+        );
+        assert_eq!(drift_check_wait(&failed, later(30), DRIFT_CHECK_INTERVAL), None);
     }
 
     #[tokio::test]

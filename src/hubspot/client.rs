@@ -96,7 +96,7 @@ where
 
 /// How to reach HubSpot with a static token (private app or service key). OAuth apps use
 /// `HubSpotClient::new_oauth`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientSettings {
     pub base_url: String,
     /// `v3` or a date version such as `2026-03`.

@@ -1,0 +1,381 @@
+//! `hubspot-operator bench controller`: the property and mapping controllers (kube-runtime,
+//! real reconcilers, real HubSpot client over HTTP) reconcile many objects against the HubSpot
+//! emulator, with an in-process Kubernetes API stand-in ([`FakeApiServer`]) serving the objects.
+//! Measured from the emulator's request log: the first pass (creates), then HubSpot writes and
+//! reads per object per drift interval in the steady state.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use super::fake_api::{ApiCalls, FakeApiServer};
+use crate::api::mapping::{
+    Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
+};
+use crate::api::property::{FieldType, PropertyType};
+use crate::api::{HubSpotPropertySpec, PropertyMapping};
+use crate::controller::{Context, error_policy, instrumented, mapping, property};
+use crate::hubspot::Tier;
+
+const NAMESPACE: &str = "bench";
+const TOKEN: &str = "bench-token";
+const PROPERTIES: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/hubspotproperties";
+const MAPPINGS: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/propertymappings";
+
+/// `hubspot-operator bench controller` flags.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ControllerBenchArgs {
+    /// HubSpotProperty objects, and as many PropertyMapping objects (each maps one of them).
+    #[arg(long, default_value_t = 1000)]
+    pub objects: usize,
+    /// Drift interval of the controllers (5 minutes in production), shortened for the run.
+    #[arg(long, default_value_t = 150, value_name = "SECONDS")]
+    pub drift_interval: u64,
+    /// Drift intervals the steady state is observed for.
+    #[arg(long, default_value_t = 2)]
+    pub intervals: u32,
+    /// Subscription tier of the emulated portal (sizes HubSpot's rate limits and the client's
+    /// request budget).
+    #[arg(long, default_value = "professional")]
+    pub tier: Tier,
+}
+
+/// HubSpot API calls in one phase, from the emulator's request log.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HubSpotCalls {
+    pub reads: u64,
+    pub writes: u64,
+    pub property_creates: u64,
+    /// Reads of the whole property list (the mapping reconciler's).
+    pub list_reads: u64,
+    /// The most reads of any single property (the property reconciler's).
+    pub most_reads_of_one_property: u64,
+    /// Answers other than 2xx and 404 (404 is the expected answer to reading a missing property).
+    pub failures: u64,
+}
+
+/// Figures of one run.
+#[derive(Clone, Debug)]
+pub struct ControllerFigures {
+    pub objects: usize,
+    pub first_pass: Duration,
+    pub first_pass_calls: HubSpotCalls,
+    pub steady_calls: HubSpotCalls,
+    pub steady_window: Duration,
+    pub intervals: u32,
+    /// Kubernetes API calls in the steady state.
+    pub steady_api_calls: ApiCalls,
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl ControllerFigures {
+    /// HubSpot reads per object (properties and mappings) per drift interval in the steady state.
+    pub fn reads_per_object_per_interval(&self) -> f64 {
+        self.steady_calls.reads as f64 / (2 * self.objects) as f64 / f64::from(self.intervals)
+    }
+}
+
+/// Runs the emulator as a child process (so the peak RSS is the controllers', not the
+/// emulator's), then the benchmark, and prints the figures.
+pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        listener.local_addr()?.port()
+    };
+    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
+    let mut emulator = tokio::process::Command::new(exe)
+        .args(["emulator", "--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN, "--tier"])
+        .arg(tier_name(args.tier))
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the emulator")?;
+    let base_url = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{base_url}/_emulator/requests")).send().await.is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the emulator did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let figures = measure(&args, &base_url).await;
+    emulator.kill().await.ok();
+    let f = figures?;
+    let per_interval = |n: u64| n as f64 / f64::from(f.intervals);
+    println!("objects: {} HubSpotProperty + {} PropertyMapping", f.objects, f.objects);
+    println!(
+        "first pass: {:.1} s, HubSpot reads {}, writes {} ({} property creates), failed calls {}",
+        f.first_pass.as_secs_f64(),
+        f.first_pass_calls.reads,
+        f.first_pass_calls.writes,
+        f.first_pass_calls.property_creates,
+        f.first_pass_calls.failures
+    );
+    println!(
+        "steady state: {} drift intervals of {} s ({:.1} s observed)",
+        f.intervals,
+        args.drift_interval,
+        f.steady_window.as_secs_f64()
+    );
+    println!(
+        "  HubSpot writes: {}; reads: {} ({:.2} per object per interval); failed calls {}",
+        f.steady_calls.writes,
+        f.steady_calls.reads,
+        f.reads_per_object_per_interval(),
+        f.steady_calls.failures
+    );
+    let api = f.steady_api_calls;
+    println!(
+        "  Kubernetes API per interval: {:.0} status patches ({:.0} changing the object), {:.0} gets, {:.0} events",
+        per_interval(api.status_patches),
+        per_interval(api.status_changes),
+        per_interval(api.gets),
+        per_interval(api.events)
+    );
+    if let Some(peak) = f.peak_rss_kib {
+        println!("peak RSS (controllers and the Kubernetes API stand-in): {:.1} MiB", peak as f64 / 1024.0);
+    }
+    Ok(())
+}
+
+fn tier_name(tier: Tier) -> String {
+    serde_json::to_value(tier)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "professional".into())
+}
+
+/// Loads the objects, runs the controllers against the emulator at `hubspot_url` (accepting
+/// the token `bench-token`) until every object is ready, then for `args.intervals` drift
+/// intervals.
+pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::Result<ControllerFigures> {
+    let api = FakeApiServer::default();
+    load_objects(&api, args, hubspot_url);
+    let mut ctx = Context::new(api.client(NAMESPACE), "unused");
+    ctx.drift_interval = Duration::from_secs(args.drift_interval);
+    let ctx = Arc::new(ctx);
+    let client = api.client(NAMESPACE);
+    let log = RequestLog::new(hubspot_url);
+    log.take().await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = futures::FutureExt::shared(async move {
+        let _ = stop_rx.await;
+    });
+    let properties = property::controller(client.clone(), Some(NAMESPACE))
+        .graceful_shutdown_on(stop.clone())
+        .run(instrumented(property::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let mappings = mapping::controller(client, Some(NAMESPACE))
+        .graceful_shutdown_on(stop)
+        .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let controllers = tokio::spawn(futures::future::join(properties, mappings));
+
+    let started = Instant::now();
+    while !(all_ready(&api.objects(PROPERTIES)) && all_ready(&api.objects(MAPPINGS))) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let first_pass = started.elapsed();
+    let first_pass_calls = log.take().await?;
+
+    let api_before = api.calls();
+    let steady_started = Instant::now();
+    let mut steady_calls = HubSpotCalls::default();
+    for _ in 0..args.intervals {
+        // Taken every interval: the emulator keeps the last 10,000 calls only.
+        tokio::time::sleep(Duration::from_secs(args.drift_interval)).await;
+        let calls = log.take().await?;
+        steady_calls.reads += calls.reads;
+        steady_calls.writes += calls.writes;
+        steady_calls.property_creates += calls.property_creates;
+        steady_calls.failures += calls.failures;
+        steady_calls.list_reads += calls.list_reads;
+        // Per interval, so the bound below is one per interval.
+        steady_calls.most_reads_of_one_property =
+            steady_calls.most_reads_of_one_property.max(calls.most_reads_of_one_property);
+    }
+    let steady_window = steady_started.elapsed();
+    let after = api.calls();
+    let _ = stop_tx.send(());
+    controllers.await?;
+    Ok(ControllerFigures {
+        objects: args.objects,
+        first_pass,
+        first_pass_calls,
+        steady_calls,
+        steady_window,
+        intervals: args.intervals,
+        steady_api_calls: ApiCalls {
+            gets: after.gets - api_before.gets,
+            lists: after.lists - api_before.lists,
+            watches: after.watches - api_before.watches,
+            status_patches: after.status_patches - api_before.status_patches,
+            status_changes: after.status_changes - api_before.status_changes,
+            other_patches: after.other_patches - api_before.other_patches,
+            events: after.events - api_before.events,
+            unexpected: after.unexpected - api_before.unexpected,
+        },
+        peak_rss_kib: super::peak_rss_kib(),
+    })
+}
+
+/// Integration `crm` calling `hubspot_url`, its token Secret, and `args.objects` properties
+/// `bench_NNNN` (text on contacts) with one mapping each.
+fn load_objects(api: &FakeApiServer, args: &ControllerBenchArgs, hubspot_url: &str) {
+    api.insert(
+        "secrets",
+        json!({
+            "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "metadata": { "name": "hubspot", "namespace": NAMESPACE },
+            "data": { "token": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TOKEN) }
+        }),
+    );
+    api.insert(
+        "hubspotintegrations",
+        json!({
+            "apiVersion": "hubspot.io/v1alpha1", "kind": "HubSpotIntegration",
+            "metadata": { "name": "crm", "namespace": NAMESPACE },
+            "spec": {
+                "api": { "baseUrl": hubspot_url, "tier": args.tier },
+                "credentials": { "privateAppToken": { "name": "hubspot", "key": "token" } }
+            }
+        }),
+    );
+    for i in 0..args.objects {
+        let name = format!("bench_{i:04}");
+        let spec = HubSpotPropertySpec {
+            integration_ref: IntegrationRef { name: "crm".into() },
+            object_type: "contacts".into(),
+            name: name.clone(),
+            label: format!("Bench {i}"),
+            description: None,
+            type_: PropertyType::String,
+            field_type: FieldType::Text,
+            group_name: "contactinformation".into(),
+            group: None,
+            options: vec![],
+            has_unique_value: false,
+            hidden: None,
+            form_field: None,
+            display_order: None,
+            deletion_policy: Default::default(),
+            management_policy: Default::default(),
+        };
+        api.insert("hubspotproperties", resource("HubSpotProperty", &name.replace('_', "-"), json!(spec)));
+        let spec = PropertyMappingSpec {
+            backfill: false,
+            integration_ref: IntegrationRef { name: "crm".into() },
+            object_type: "contacts".into(),
+            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
+            fields: vec![FieldMapping {
+                hubspot_property: name.clone(),
+                external_field: name.clone(),
+                direction: Direction::ToExternal,
+            }],
+            destinations: vec![Destination {
+                file: Some(FileDestination { path: "contacts.jsonl".into() }),
+                ..Default::default()
+            }],
+            conflict_policy: Default::default(),
+            external_timestamp_field: None,
+            sources: vec![],
+        };
+        let mapping = PropertyMapping::new(&name.replace('_', "-"), spec);
+        api.insert(
+            "propertymappings",
+            resource("PropertyMapping", &mapping.metadata.name.clone().unwrap(), json!(mapping.spec)),
+        );
+    }
+}
+
+fn resource(kind: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "hubspot.io/v1alpha1", "kind": kind,
+        "metadata": { "name": name, "namespace": NAMESPACE, "uid": format!("{kind}-{name}") },
+        "spec": spec
+    })
+}
+
+fn all_ready(objects: &[Value]) -> bool {
+    objects.iter().all(|o| {
+        o["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    })
+}
+
+/// The emulator's request log.
+struct RequestLog {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl RequestLog {
+    fn new(hubspot_url: &str) -> Self {
+        Self { url: format!("{hubspot_url}/_emulator/requests"), http: reqwest::Client::new() }
+    }
+
+    /// The calls logged since the last take, counted; clears the log.
+    async fn take(&self) -> anyhow::Result<HubSpotCalls> {
+        let entries: Vec<Value> =
+            self.http.get(&self.url).send().await?.error_for_status()?.json().await.context("the request log")?;
+        self.http.delete(&self.url).send().await?.error_for_status()?;
+        let mut calls = HubSpotCalls::default();
+        let mut property_reads = std::collections::HashMap::<&str, u64>::new();
+        for entry in &entries {
+            let method = entry["method"].as_str().unwrap_or_default();
+            let path = entry["path"].as_str().unwrap_or_default();
+            let status = entry["status"].as_u64().unwrap_or_default();
+            if method == "GET" {
+                calls.reads += 1;
+                if path.ends_with("/properties/contacts") {
+                    calls.list_reads += 1;
+                } else if path.contains("/properties/contacts/") {
+                    *property_reads.entry(path).or_default() += 1;
+                }
+            } else {
+                calls.writes += 1;
+            }
+            if method == "POST" && path.starts_with("/crm/") && path.ends_with("/properties/contacts") {
+                calls.property_creates += 1;
+            }
+            if !(200..300).contains(&status) && status != 404 {
+                calls.failures += 1;
+            }
+        }
+        calls.most_reads_of_one_property = property_reads.into_values().max().unwrap_or(0);
+        Ok(calls)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+
+    /// 50 properties and 50 mappings: the first pass creates each property once, and the
+    /// steady state reads HubSpot at most once per object per drift interval and never writes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn steady_state_reads_each_object_at_most_once_per_interval_and_never_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let config =
+            EmulatorConfig { tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }], ..Default::default() };
+        let emulator = RunningEmulator::start(config, listener).await.unwrap();
+        let args = ControllerBenchArgs { objects: 50, drift_interval: 4, intervals: 2, tier: Tier::default() };
+
+        let f = measure(&args, &emulator.base_url()).await.unwrap();
+
+        assert_eq!(f.first_pass_calls.property_creates, 50, "{f:?}");
+        assert_eq!(f.first_pass_calls.failures, 0, "{f:?}");
+        assert_eq!(f.steady_calls.writes, 0, "{f:?}");
+        assert_eq!(f.steady_calls.failures, 0, "{f:?}");
+        // Each object is due once per interval: objects were read, none more than once per interval.
+        assert!(f.steady_calls.reads > 0, "{f:?}");
+        assert!(f.steady_calls.most_reads_of_one_property <= 1, "{f:?}");
+        assert!(f.steady_calls.list_reads <= 50 * u64::from(args.intervals), "{f:?}");
+        assert_eq!(f.steady_api_calls.unexpected, 0, "{f:?}");
+    }
+}
