@@ -17,10 +17,10 @@ use serde_json::{Value, json};
 
 use super::Emulator;
 use super::auth::Caller;
-use super::clock::{iso8601, now_ms};
+use super::clock::now_ms;
 use super::custom_objects::association_type_ids;
 use super::error::{ApiFailure, ApiResult};
-use super::routes::{MAX_BATCH_INPUTS, json_response, param, parse_json, resolve_type};
+use super::routes::{MAX_BATCH_INPUTS, batch_response, json_response, param, parse_json, resolve_type};
 use super::schema::ObjectType;
 use super::state::{Actor, Store};
 use crate::hubspot::WebhookEvent;
@@ -277,22 +277,6 @@ fn default_association_json(from_id: u64, to_id: u64, t: &AssociationType) -> Va
     })
 }
 
-fn batch_json(started: i64, results: Vec<Value>, errors: Vec<Value>, ok: StatusCode) -> Response {
-    let mut body = json!({
-        "status": "COMPLETE",
-        "results": results,
-        "startedAt": iso8601(started),
-        "completedAt": iso8601(now_ms()),
-    });
-    if errors.is_empty() {
-        json_response(ok, body)
-    } else {
-        body["numErrors"] = json!(errors.len());
-        body["errors"] = Value::Array(errors);
-        json_response(StatusCode::MULTI_STATUS, body)
-    }
-}
-
 async fn associate_default(
     State(emu): State<Arc<Emulator>>,
     Extension(caller): Extension<Caller>,
@@ -304,7 +288,7 @@ async fn associate_default(
     let mut store = emu.store.lock().expect("store lock");
     let t = default_type(&store, from, to)?;
     store.associate((from, id), (to, to_id), &[t.type_id], Actor::Integration { app_id: caller.app_id })?;
-    Ok(batch_json(started, vec![default_association_json(id, to_id, &t)], vec![], StatusCode::OK))
+    Ok(batch_response(StatusCode::OK, started, vec![default_association_json(id, to_id, &t)], vec![]))
 }
 
 /// One `{associationCategory, associationTypeId}` of a labelled create.
@@ -498,7 +482,7 @@ async fn batch_create(
             Err(failure) => errors.push(failure.as_batch_error(json!({}))),
         }
     }
-    Ok(batch_json(started, results, errors, StatusCode::CREATED))
+    Ok(batch_response(StatusCode::CREATED, started, results, errors))
 }
 
 #[derive(Deserialize)]
@@ -531,7 +515,7 @@ async fn batch_associate_default(
             Err(failure) => errors.push(failure.as_batch_error(json!({}))),
         }
     }
-    Ok(batch_json(started, results, errors, StatusCode::OK))
+    Ok(batch_response(StatusCode::OK, started, results, errors))
 }
 
 #[derive(Deserialize)]
@@ -577,7 +561,7 @@ async fn batch_read(
             "errors": [],
         })]
     };
-    Ok(batch_json(started, results, errors, StatusCode::OK))
+    Ok(batch_response(StatusCode::OK, started, results, errors))
 }
 
 #[derive(Deserialize)]

@@ -430,7 +430,12 @@ fn required_input_str(input: &Value, field: &str) -> ApiResult<String> {
 
 /// `{status, results, startedAt, completedAt}`, with `numErrors` and `errors` (and HTTP 207)
 /// when some inputs failed.
-fn batch_response(ok_status: StatusCode, started_ms: i64, results: Vec<Value>, errors: Vec<Value>) -> Response {
+pub(super) fn batch_response(
+    ok_status: StatusCode,
+    started_ms: i64,
+    results: Vec<Value>,
+    errors: Vec<Value>,
+) -> Response {
     let mut body = json!({
         "status": "COMPLETE",
         "results": results,
