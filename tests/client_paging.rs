@@ -1,13 +1,18 @@
-//! The client's paging streams and search calls against the emulator: every page is read, no
-//! search goes beyond HubSpot's per-second limit, and a search too broad to page through fails
-//! instead of returning part of its matches.
+//! The client's calls against the emulator: paging streams read every page, no search goes
+//! beyond HubSpot's per-second limit, a search too broad to page through fails instead of
+//! returning part of its matches, a dropped connection is retried, and timeline and app
+//! events are sent in batches that report each refusal.
 
 mod common;
 
 use common::TestEmulator;
 use futures::{StreamExt, TryStreamExt};
 use hubspot_operator::emulator::EmulatorConfig;
-use hubspot_operator::hubspot::{Error, Filter, FilterGroup, FilterOperator, SearchRequest, SearchSort, SortDirection};
+use hubspot_operator::hubspot::{
+    AppEventInput, Error, Filter, FilterGroup, FilterOperator, SearchRequest, SearchSort, SortDirection,
+    TimelineEventInput,
+};
+use serde_json::json;
 
 const SEARCH_PATH: &str = "/crm/v3/objects/contacts/search";
 
@@ -81,4 +86,62 @@ async fn too_broad_a_search_fails_before_returning_anything() {
         other => panic!("expected SearchCapped, got {other:?}"),
     }
     assert_eq!(emulator.requests_to(SEARCH_PATH).await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_is_retried() {
+    let emulator = emulator(3).await;
+    let client = emulator.client("emulator-token");
+    emulator.set_faults(json!({"dropConnection": true, "count": 1, "pathPrefix": "/crm/v3/objects"})).await;
+    let read = client.batch_read("contacts", &["email".into()], &["1".into(), "2".into()]).await.unwrap();
+    assert_eq!(read.len(), 2);
+    let statuses: Vec<u64> = emulator
+        .requests_to("/crm/v3/objects/contacts/batch/read")
+        .await
+        .iter()
+        .map(|r| r["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, vec![0, 200], "dropped once, then answered");
+}
+
+#[tokio::test]
+async fn timeline_and_app_events_go_in_batches_that_name_each_refusal() {
+    let emulator = emulator(2).await;
+    let client = emulator.client("emulator-token");
+    let templates = emulator.url(&format!(
+        "/integrators/timeline/v3/54321/event-templates?hapikey={}",
+        hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY
+    ));
+    let template = json!({"name": "Order", "objectType": "contacts",
+                          "tokens": [{"name": "total", "label": "Total", "type": "number"}]});
+    let created: serde_json::Value =
+        emulator.http.post(templates).json(&template).send().await.unwrap().json().await.unwrap();
+    let template_id = created["id"].as_str().unwrap().to_string();
+    let events: Vec<TimelineEventInput> = (0..150)
+        .map(|n| TimelineEventInput {
+            event_template_id: template_id.clone(),
+            id: Some(format!("order-{n}")),
+            object_id: Some("1".into()),
+            tokens: [("total".to_string(), if n == 7 { "lots".to_string() } else { n.to_string() })].into(),
+            ..Default::default()
+        })
+        .collect();
+    let answers = client.create_timeline_events(&events).await.unwrap();
+    assert_eq!(answers.len(), 2, "150 events take two calls of at most 100");
+    assert_eq!((answers[0].results.len(), answers[0].num_errors), (99, Some(1)));
+    assert_eq!(answers[1].results.len(), 50);
+    assert_eq!(answers[0].results[0].tokens["total"], "0");
+
+    let definition = json!({"uid": "signup", "config": {"name": "Signup", "objectType": "contacts", "properties": []}});
+    let defined =
+        emulator.http.post(emulator.url("/_emulator/app-event-types")).json(&definition).send().await.unwrap();
+    assert!(defined.status().is_success());
+    let app_event = AppEventInput {
+        event_type_name: "ae62515_signup".into(),
+        email: Some("signup@example.com".into()),
+        ..Default::default()
+    };
+    let sent = client.send_app_events(&[app_event]).await.unwrap();
+    assert_eq!((sent[0].results.len(), sent[0].num_errors), (1, None));
+    assert_eq!(emulator.requests_to("/integrators/timeline/v4/events/batch/create").await.len(), 1);
 }

@@ -1021,6 +1021,11 @@ async fn state_file_keeps_data_across_a_restart() {
     let subscription = json!({"eventType": "contact.propertyChange", "propertyName": "email", "active": true});
     let (status, _, created_subscription) = emu.call(Method::POST, &hooks, None, Some(subscription)).await;
     assert_eq!(status, StatusCode::CREATED);
+    let templates = developer_path("/crm/v3/timeline/54321/event-templates");
+    let template = json!({"name": "Visit", "objectType": "contacts", "tokens": []});
+    let (_, _, template) = emu.call(Method::POST, &templates, None, Some(template)).await;
+    let event = json!({"eventTemplateId": template["id"], "id": "visit-1", "objectId": contact_id, "tokens": {}});
+    assert_eq!(emu.post("/crm/v3/timeline/events", event).await.0, StatusCode::CREATED);
     // Changes are saved while the emulator runs, not only when it stops.
     let saved = || std::fs::read_to_string(&state).unwrap_or_default();
     let subscription_id = created_subscription["id"].as_str().unwrap().to_string();
@@ -1043,6 +1048,9 @@ async fn state_file_keeps_data_across_a_restart() {
     assert_eq!(associated["results"][0]["toObjectId"].to_string(), car_id);
     let (_, _, subscriptions) = emu.call(Method::GET, &hooks, None, None).await;
     assert!(subscriptions["results"].as_array().unwrap().contains(&created_subscription));
+    let (status, visit) =
+        emu.get(&format!("/crm/v3/timeline/events/{}/visit-1", template["id"].as_str().unwrap())).await;
+    assert_eq!((status, visit["objectId"].as_str()), (StatusCode::OK, Some(contact_id)));
     // Id counters carry on where they were.
     let (_, next) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "next@example.com"}})).await;
     assert!(next["id"].as_str().unwrap().parse::<u64>().unwrap() > contact_id.parse::<u64>().unwrap());
@@ -1082,5 +1090,313 @@ async fn webhook_settings_set_the_target_and_the_concurrency() {
     assert_eq!(received.iter().map(|r| r.events.len()).sum::<usize>(), 1200);
     let max = target.max_in_flight.load(Ordering::SeqCst);
     assert!((1..=5).contains(&max), "{max} requests were in flight at once");
+    emu.emulator.shutdown().await;
+}
+
+fn developer_path(path: &str) -> String {
+    format!("{path}?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY)
+}
+
+#[tokio::test]
+async fn timeline_templates_and_events_follow_hubspots_contract() {
+    let emu = start(config_with_token()).await;
+    let templates = developer_path("/integrators/timeline/v3/54321/event-templates");
+    let template = json!({
+        "name": "Webinar registration",
+        "objectType": "contacts",
+        "headerTemplate": "Registered for {{webinarName}}",
+        "detailTemplate": "Seats: {{seats}}, level {{level}}, via {{extraData.channel}}",
+        "tokens": [
+            {"name": "webinarName", "label": "Webinar", "type": "string", "objectPropertyName": "lastname"},
+            {"name": "seats", "label": "Seats", "type": "number"},
+            {"name": "level", "label": "Level", "type": "enumeration",
+             "options": [{"label": "Beginner", "value": "beginner"}, {"label": "Expert", "value": "expert"}]},
+        ],
+    });
+    let (status, _, created) = emu.call(Method::POST, &templates, None, Some(template.clone())).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let template_id = created["id"].as_str().unwrap().to_string();
+    assert_eq!(created["objectType"], "contacts");
+    assert_eq!(created["tokens"][2]["options"][1]["value"], "expert");
+    // The developer API key and the app id guard templates; HubSpot's reference path serves them too.
+    let (status, _, _) =
+        emu.call(Method::GET, "/crm/v3/timeline/54321/event-templates?hapikey=wrong", None, None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _, _) =
+        emu.call(Method::GET, &developer_path("/crm/v3/timeline/999/event-templates"), None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, _, listed) =
+        emu.call(Method::GET, &developer_path("/crm/v3/timeline/54321/event-templates"), None, None).await;
+    assert_eq!(listed["results"][0]["id"], template_id.as_str());
+    let bad_pair =
+        json!({"name": "x", "objectType": "contacts", "tokens": [{"name": "t", "label": "T", "type": "enumeration"}]});
+    assert_eq!(emu.call(Method::POST, &templates, None, Some(bad_pair)).await.0, StatusCode::BAD_REQUEST);
+
+    // An event for an email nobody has creates the contact, and stamps lastname.
+    let event = json!({
+        "eventTemplateId": template_id, "id": "reg-1", "email": "New.Person@example.com",
+        "tokens": {"webinarName": "Rust 101", "seats": 2, "level": "expert"},
+        "extraData": {"channel": "ads"}, "timestamp": "2026-11-30T10:00:00.000Z",
+    });
+    let (status, answer) = emu.post("/integrators/timeline/v3/events", event.clone()).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    assert_eq!((answer["id"].as_str(), answer["objectType"].as_str()), (Some("reg-1"), Some("contacts")));
+    assert_eq!(answer["timestamp"], "2026-11-30T10:00:00.000Z");
+    let contact_id = answer["objectId"].as_str().unwrap().to_string();
+    let (_, contact) = emu.get(&format!("/crm/v3/objects/contacts/{contact_id}?properties=email,lastname")).await;
+    assert_eq!(contact["properties"]["email"], "new.person@example.com");
+    assert_eq!(contact["properties"]["lastname"], "Rust 101");
+    // Events are immutable: the same id again is a conflict; bad tokens are refused.
+    assert_eq!(emu.post("/crm/v3/timeline/events", event.clone()).await.0, StatusCode::CONFLICT);
+    let wrong_level = json!({"eventTemplateId": template_id, "objectId": contact_id, "tokens": {"level": "guru"}});
+    let (status, refused) = emu.post("/crm/v3/timeline/events", wrong_level).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["message"].as_str().unwrap().contains("beginner"), "{refused}");
+    let unknown_token = json!({"eventTemplateId": template_id, "objectId": contact_id, "tokens": {"color": "red"}});
+    assert_eq!(emu.post("/crm/v3/timeline/events", unknown_token).await.0, StatusCode::BAD_REQUEST);
+
+    // A batch creates what it can and names what it could not.
+    let batch = json!({"inputs": [
+        {"eventTemplateId": template_id, "id": "reg-2", "objectId": contact_id, "tokens": {"seats": "3"}},
+        {"eventTemplateId": template_id, "id": "reg-3", "objectId": "999999", "tokens": {}},
+    ]});
+    let (status, answer) = emu.post("/integrators/timeline/v3/events/batch/create", batch).await;
+    assert_eq!(status, StatusCode::MULTI_STATUS, "{answer}");
+    assert_eq!((answer["numErrors"].as_u64(), answer["results"][0]["id"].as_str()), (Some(1), Some("reg-2")));
+
+    let (status, read) = emu.get(&format!("/integrators/timeline/v3/events/{template_id}/reg-1")).await;
+    assert_eq!((status, read["tokens"]["seats"].clone()), (StatusCode::OK, json!(2)));
+    let (_, detail) = emu.get(&format!("/crm/v3/timeline/events/{template_id}/reg-1/detail")).await;
+    assert_eq!(detail["details"], "Seats: 2, level expert, via ads");
+    let rendered = emu
+        .http
+        .get(format!("{}/crm/v3/timeline/events/{template_id}/reg-1/render", emu.base))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(rendered.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert_eq!(rendered.text().await.unwrap(), "Registered for Rust 101");
+
+    // Deleting the template removes its events.
+    let one = developer_path(&format!("/integrators/timeline/v3/54321/event-templates/{template_id}"));
+    assert_eq!(emu.call(Method::DELETE, &one, None, None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(emu.get(&format!("/integrators/timeline/v3/events/{template_id}/reg-1")).await.0, StatusCode::NOT_FOUND);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn timeline_events_need_the_timeline_or_the_object_scope() {
+    let config = EmulatorConfig {
+        tokens: vec![
+            TokenGrant { token: TOKEN.into(), scopes: None },
+            TokenGrant { token: "deals-only".into(), scopes: Some(vec!["crm.objects.deals.write".into()]) },
+        ],
+        ..Default::default()
+    };
+    let emu = start(config).await;
+    let templates = developer_path("/crm/v3/timeline/54321/event-templates");
+    let template = json!({"name": "Call", "objectType": "contacts", "tokens": []});
+    let (_, _, created) = emu.call(Method::POST, &templates, None, Some(template)).await;
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "a@example.com"}})).await;
+    let event = json!({"eventTemplateId": created["id"], "objectId": contact["id"], "tokens": {}});
+    let (status, _, refused) = emu.call(Method::POST, "/crm/v3/timeline/events", Some("deals-only"), Some(event)).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(refused["category"], "MISSING_SCOPES");
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn app_events_follow_their_event_type() {
+    let emu = start(config_with_token()).await;
+    let definition = json!({
+        "uid": "customer_login", "type": "app-event",
+        "config": {"name": "Customer login", "objectType": "contacts",
+                   "properties": [{"name": "channel", "label": "Channel", "type": "enumeration",
+                                   "options": [{"label": "Mobile", "value": "mobile"}]}]},
+    });
+    let (status, _, defined) = emu.call(Method::POST, "/_emulator/app-event-types", None, Some(definition)).await;
+    assert_eq!(status, StatusCode::CREATED, "{defined}");
+    let name = defined["fullyQualifiedName"].as_str().unwrap().to_string();
+    assert_eq!(name, "ae62515_customer_login");
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "l@example.com"}})).await;
+    for prefix in ["/integrators/timeline/v4", "/integrators/timeline/2026-03"] {
+        let id = format!("login{}", prefix.len());
+        let event =
+            json!({"eventTypeName": name, "id": id, "objectId": contact["id"], "properties": {"channel": "mobile"}});
+        let (status, sent) = emu.post(&format!("{prefix}/events"), event.clone()).await;
+        assert_eq!(status, StatusCode::CREATED, "{sent}");
+        assert_eq!(emu.post(&format!("{prefix}/events"), event).await.0, StatusCode::CONFLICT);
+        let (status, read) = emu.get(&format!("{prefix}/events/{name}/{id}")).await;
+        assert_eq!((status, read["properties"]["channel"].as_str()), (StatusCode::OK, Some("mobile")));
+    }
+    let batch = json!({"inputs": [
+        {"eventTypeName": name, "email": "l@example.com", "properties": {"channel": "mobile"}},
+        {"eventTypeName": name, "email": "l@example.com", "properties": {"channel": "desktop"}},
+        {"eventTypeName": "ae62515_nope", "email": "l@example.com", "properties": {}},
+    ]});
+    let (status, answer) = emu.post("/integrators/timeline/v4/events/batch/create", batch).await;
+    assert_eq!((status, answer["numErrors"].as_u64()), (StatusCode::MULTI_STATUS, Some(2)), "{answer}");
+    assert_eq!(answer["results"][0]["objectId"], contact["id"]);
+    emu.emulator.shutdown().await;
+}
+
+const FIXTURE: &str = r#"
+propertyGroups:
+  contacts: [{name: loyalty, label: Loyalty}]
+properties:
+  contacts:
+    - {name: tier, label: Tier, type: enumeration, fieldType: select, groupName: loyalty,
+       options: [{label: Gold, value: gold}, {label: Silver, value: silver}]}
+objects:
+  contacts:
+    - {ref: alice, properties: {email: alice@example.com, tier: gold}}
+  companies:
+    - {ref: acme, properties: {name: Acme}}
+associations:
+  - {from: contacts/alice, to: companies/acme}
+"#;
+
+#[tokio::test]
+async fn fixtures_load_quietly_whole_or_not_at_all_and_reset_empties_the_account() {
+    let (target, url) = Target::serve_with(vec![], Duration::ZERO).await;
+    let emu = start(EmulatorConfig { webhook_url: Some(url), ..config_with_token() }).await;
+    let post_fixture = |body: &'static str| {
+        emu.http
+            .post(format!("{}/_emulator/fixtures", emu.base))
+            .header("content-type", "application/yaml")
+            .body(body)
+            .send()
+    };
+    let loaded = post_fixture(FIXTURE).await.unwrap();
+    assert_eq!(loaded.status(), StatusCode::CREATED);
+    let summary: Value = loaded.json().await.unwrap();
+    assert_eq!(summary["objects"]["contacts"][0]["ref"], "alice");
+    let alice = summary["objects"]["contacts"][0]["id"].as_str().unwrap().to_string();
+    let (_, read) = emu.get(&format!("/crm/v3/objects/contacts/{alice}?properties=tier")).await;
+    assert_eq!(read["properties"]["tier"], "gold");
+    let (_, linked) = emu.get(&format!("/crm/v4/objects/contacts/{alice}/associations/companies")).await;
+    assert_eq!(linked["results"].as_array().unwrap().len(), 1, "{linked}");
+
+    // The second load refuses (alice exists) and leaves no second company behind.
+    let refused = post_fixture(&FIXTURE[FIXTURE.find("objects:").unwrap()..]).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let (_, companies) = emu.get("/crm/v3/objects/companies").await;
+    assert_eq!(companies["results"].as_array().unwrap().len(), 1);
+    // A fixture whose last entry fails leaves none of its properties behind either.
+    let refused = post_fixture(
+        "properties: {companies: [{name: size, label: Size, type: number, fieldType: number, groupName: companyinformation}]}\n\
+         associations: [{from: contacts/nobody, to: companies/acme}]",
+    )
+    .await
+    .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let message = refused.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("contacts/nobody"), "{message}");
+    assert_eq!(emu.get("/crm/v3/properties/companies/size").await.0, StatusCode::NOT_FOUND);
+    let unknown = post_fixture("contacts: []").await.unwrap();
+    assert_eq!(unknown.status(), StatusCode::BAD_REQUEST);
+    let status = wait_until_quiet(&emu).await;
+    assert_eq!(status["delivered"], 0, "fixtures send no webhooks: {status}");
+    assert!(target.received().is_empty());
+
+    let (status, _, _) = emu.call(Method::POST, "/_emulator/reset", None, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = emu.get(&format!("/crm/v3/objects/contacts/{alice}")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(emu.get("/crm/v3/properties/contacts/tier").await.0, StatusCode::NOT_FOUND);
+    let (_, _, log) = emu.call(Method::GET, "/_emulator/requests", None, None).await;
+    assert_eq!(log.as_array().unwrap().len(), 2, "only the two calls after the reset: {log}");
+    emu.emulator.shutdown().await;
+
+    // --fixtures loads at start; a broken fixture stops the start.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("fixture.yaml");
+    std::fs::write(&file, FIXTURE).unwrap();
+    let emu = start(EmulatorConfig { fixtures: vec![file.clone()], ..config_with_token() }).await;
+    let (_, found) = emu.get("/crm/v3/objects/contacts/alice@example.com?idProperty=email&properties=tier").await;
+    assert_eq!(found["properties"]["tier"], "gold");
+    emu.emulator.shutdown().await;
+    std::fs::write(&file, "objects: {contacts: [{properties: {tier: bronze}}]}").unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let error = RunningEmulator::start(EmulatorConfig { fixtures: vec![file], ..config_with_token() }, listener)
+        .await
+        .err()
+        .expect("refused");
+    assert!(error.to_string().contains("fixture.yaml"), "{error}");
+}
+
+#[tokio::test]
+async fn search_sees_writes_only_after_the_indexing_lag() {
+    let emu = start(EmulatorConfig { seed: 3, ..config_with_token() }).await;
+    let (_, _, lag) = emu.call(Method::PUT, "/_emulator/search", None, Some(json!({"indexingLagMs": 600_000}))).await;
+    assert_eq!(lag["indexingLagMs"], 600_000);
+    let (_, listed) = emu.get("/crm/v3/objects/contacts?properties=firstname").await;
+    let seeded = listed["results"][0].clone();
+    let (id, old_name) = (seeded["id"].as_str().unwrap(), seeded["properties"]["firstname"].clone());
+    emu.call(
+        Method::PATCH,
+        &format!("/crm/v3/objects/contacts/{id}"),
+        Some(TOKEN),
+        Some(json!({"properties": {"firstname": "Renamed"}})),
+    )
+    .await;
+    emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "fresh@example.com"}})).await;
+    let search = |value: Value| {
+        json!({"filterGroups": [{"filters": [{"propertyName": "firstname", "operator": "EQ", "value": value}]}],
+               "properties": ["firstname"]})
+    };
+    // The index still holds the old name and knows nothing of the new contact.
+    let (_, by_new) = emu.post("/crm/v3/objects/contacts/search", search(json!("Renamed"))).await;
+    assert_eq!(by_new["total"], 0, "{by_new}");
+    let (_, by_old) = emu.post("/crm/v3/objects/contacts/search", search(old_name.clone())).await;
+    assert_eq!(by_old["results"][0]["properties"]["firstname"], old_name);
+    let (_, all) = emu.post("/crm/v3/objects/contacts/search", json!({})).await;
+    assert_eq!(all["total"], 3);
+    // Reads by id are never lagged.
+    let (_, read) = emu.get(&format!("/crm/v3/objects/contacts/{id}?properties=firstname")).await;
+    assert_eq!(read["properties"]["firstname"], "Renamed");
+    emu.call(Method::PUT, "/_emulator/search", None, Some(json!({"indexingLagMs": 0}))).await;
+    let (_, by_new) = emu.post("/crm/v3/objects/contacts/search", search(json!("Renamed"))).await;
+    assert_eq!(by_new["total"], 1);
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_answers_nothing_and_is_counted() {
+    let emu = start(config_with_token()).await;
+    let plan = json!({"dropConnection": true, "count": 1, "pathPrefix": "/crm/v3/objects"});
+    emu.call(Method::PUT, "/_emulator/faults", None, Some(plan)).await;
+    let dropped = emu.http.get(format!("{}/crm/v3/objects/contacts", emu.base)).bearer_auth(TOKEN).send().await;
+    let error = dropped.expect_err("no response at all");
+    assert!(error.is_request() || error.is_connect() || error.is_body(), "{error:?}");
+    assert_eq!(emu.get("/crm/v3/objects/contacts").await.0, StatusCode::OK);
+    let (_, _, counts) = emu.call(Method::GET, "/_emulator/requests/counts", None, None).await;
+    assert_eq!(counts["injectedFaults"], 1);
+    assert_eq!(
+        counts["calls"][0],
+        json!({"method": "GET", "path": "/crm/v3/objects/contacts", "status": 0, "count": 1})
+    );
+    emu.emulator.shutdown().await;
+}
+
+#[tokio::test]
+async fn date_versioned_webhook_and_oauth_paths_answer_like_v3() {
+    let emu = start(config_with_token()).await;
+    let settings = developer_path("/webhooks/2026-03/54321/settings");
+    let body = json!({"targetUrl": "https://example.com/hooks", "throttling": {"maxConcurrentRequests": 7}});
+    assert_eq!(emu.call(Method::PUT, &settings, None, Some(body)).await.0, StatusCode::OK);
+    let (_, _, v3) = emu.call(Method::GET, &developer_path("/webhooks/v3/54321/settings"), None, None).await;
+    assert_eq!(v3["throttling"]["maxConcurrentRequests"], 7);
+    let refused = emu
+        .http
+        .post(format!("{}/oauth/2026-03/token", emu.base))
+        .form(&[("grant_type", "refresh_token"), ("client_id", "x"), ("client_secret", "y"), ("refresh_token", "z")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::BAD_REQUEST);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["status"], "BAD_CLIENT_ID");
     emu.emulator.shutdown().await;
 }

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -20,6 +21,7 @@ use super::error::{ApiFailure, ApiResult};
 use super::faults::FaultPlan;
 use super::oauth::SECRET_FORM_FIELDS;
 use super::state::{Actor, Selection, Write, parse_properties};
+use super::{fixtures, timeline};
 
 /// How many API calls the request log keeps.
 const REQUEST_LOG_CAPACITY: usize = 10_000;
@@ -28,6 +30,10 @@ const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
 
 /// The user the admin API acts as.
 const UI_USER: Actor = Actor::User { user_id: FIRST_USER_ID };
+
+/// Marks an answer that is a dropped connection: logged with status 0.
+#[derive(Clone, Copy)]
+pub struct DroppedConnection;
 
 /// One API call received.
 #[derive(Clone, Debug, Serialize)]
@@ -113,7 +119,9 @@ pub async fn record_request(State(emu): State<Arc<Emulator>>, request: Request, 
     let path = redact_token_path(parts.uri.path());
     let query = parts.uri.query().map(redact_query);
     let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
-    let entry = LoggedRequest { method, path, query, body: logged_body, status: response.status().as_u16() };
+    let status =
+        if response.extensions().get::<DroppedConnection>().is_some() { 0 } else { response.status().as_u16() };
+    let entry = LoggedRequest { method, path, query, body: logged_body, status };
     emu.requests.lock().expect("request log lock").push(entry);
     response
 }
@@ -161,6 +169,10 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
         .route("/oauth/codes", post(issue_code))
         .route("/oauth/refresh-tokens", post(issue_refresh_token))
+        .route("/fixtures", post(load_fixture))
+        .route("/reset", post(reset))
+        .route("/search", get(show_search).put(set_search))
+        .route("/app-event-types", get(list_app_event_types).post(define_app_event_type))
         .route("/clock", get(show_clock))
         .route("/clock/advance", post(advance_clock))
 }
@@ -319,4 +331,67 @@ async fn set_faults(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<
 async fn clear_faults(State(emu): State<Arc<Emulator>>) -> StatusCode {
     emu.faults.lock().expect("faults lock").clear();
     StatusCode::NO_CONTENT
+}
+
+/// `POST /_emulator/fixtures` with a YAML or JSON fixture (see `fixtures.rs`): 201 with what
+/// was created, or 400 naming what is wrong, with nothing loaded.
+async fn load_fixture(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let document = fixtures::parse(&body)?;
+    let mut store = emu.store.lock().expect("store lock");
+    let created = fixtures::load(&mut store, document)?;
+    Ok((StatusCode::CREATED, axum::Json(created)).into_response())
+}
+
+/// `POST /_emulator/reset`: an empty account again (HubSpot's own types and properties), the
+/// webhook settings the flags gave, no request log, no faults, the flag's search lag. Tokens
+/// and issued OAuth tokens stay valid; events already made are still delivered.
+async fn reset(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.store.lock().expect("store lock").reset();
+    *emu.app_webhooks.lock().expect("webhook settings lock") = super::webhook_settings::AppWebhooks::new(
+        emu.config.webhook_url.clone(),
+        &emu.config.subscriptions,
+        super::clock::now_ms(),
+    );
+    emu.requests.lock().expect("request log lock").clear();
+    emu.faults.lock().expect("faults lock").clear();
+    emu.search_lag_ms.store(emu.config.search_lag_ms, Ordering::Relaxed);
+    StatusCode::NO_CONTENT
+}
+
+fn search_json(emu: &Emulator) -> Value {
+    json!({ "indexingLagMs": emu.search_lag_ms.load(Ordering::Relaxed) })
+}
+
+async fn show_search(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(search_json(&emu)).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SearchSettings {
+    indexing_lag_ms: u64,
+}
+
+/// `PUT /_emulator/search` `{indexingLagMs}`: how long writes take to show in search results.
+async fn set_search(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let settings: SearchSettings =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    emu.search_lag_ms.store(settings.indexing_lag_ms, Ordering::Relaxed);
+    Ok(axum::Json(search_json(&emu)).into_response())
+}
+
+async fn list_app_event_types(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(timeline::app_event_types_json(&emu.store.lock().expect("store lock"))).into_response()
+}
+
+/// `POST /_emulator/app-event-types` with a project's `app-event` component (`{uid, type,
+/// config}`), as `hs project upload` would deploy it: 201 with the event type.
+async fn define_app_event_type(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let definition: Value =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let mut store = emu.store.lock().expect("store lock");
+    let event_type = timeline::AppEventType::from_definition(&definition, store.portal_id())?;
+    let defined = event_type.to_json();
+    store.timeline_mut().define_app_event_type(event_type)?;
+    Ok((StatusCode::CREATED, axum::Json(defined)).into_response())
 }

@@ -259,7 +259,7 @@ fn record_id(id: &str) -> ApiResult<u64> {
     id.parse().map_err(|_| ApiFailure::validation(&format!("{id} is not a valid object id")))
 }
 
-fn default_type(store: &Store, from: ObjectType, to: ObjectType) -> ApiResult<AssociationType> {
+pub(super) fn default_type(store: &Store, from: ObjectType, to: ObjectType) -> ApiResult<AssociationType> {
     store.association_types(from, to).first().copied().ok_or_else(|| {
         ApiFailure::validation(&format!(
             "There are no association types from {} to {}",

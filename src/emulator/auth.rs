@@ -90,6 +90,18 @@ impl Tokens {
     }
 }
 
+/// App-level APIs (webhook settings, timeline templates) take the developer API key in
+/// `?hapikey=` and a path naming the emulated app; that app's id.
+pub fn check_developer_key(emu: &super::Emulator, params: &[(String, String)], app_id: &str) -> ApiResult<u64> {
+    if super::routes::param(params, "hapikey") != Some(emu.config.developer_api_key.as_str()) {
+        return Err(ApiFailure::invalid_authentication());
+    }
+    match app_id.parse::<u64>() {
+        Ok(id) if id == emu.config.app_id => Ok(id),
+        _ => Err(ApiFailure::not_found(&format!("App {app_id} not found for this developer account"))),
+    }
+}
+
 /// The token of an `Authorization: Bearer` header.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;

@@ -28,6 +28,10 @@ pub struct FaultPlan {
     /// Only calls whose path starts with this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path_prefix: Option<String>,
+    /// Close the connection without any answer (after `delayMs`), as a load balancer does when
+    /// it drops a request.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop_connection: bool,
 }
 
 impl FaultPlan {
@@ -37,6 +41,11 @@ impl FaultPlan {
             && !(status == 423 || status == 429 || (500..=599).contains(&status))
         {
             return Err(ApiFailure::validation("status must be 423, 429 or a 5xx status"));
+        }
+        if self.drop_connection && self.status.is_some() {
+            return Err(ApiFailure::validation(
+                "a dropped connection answers no status: give status or dropConnection",
+            ));
         }
         match self.policy_name.as_deref() {
             None | Some("TEN_SECONDLY_ROLLING") | Some("DAILY") => Ok(()),
@@ -48,7 +57,14 @@ impl FaultPlan {
 /// What one call suffers.
 pub struct Fault {
     pub delay: Duration,
-    pub answer: Option<ApiFailure>,
+    pub answer: FaultAnswer,
+}
+
+pub enum FaultAnswer {
+    /// Served as usual (late, when the plan has a delay).
+    Serve,
+    Fail(ApiFailure),
+    DropConnection,
 }
 
 /// The current plan, if any.
@@ -76,7 +92,12 @@ impl Faults {
         if plan.path_prefix.as_deref().is_some_and(|p| !path.starts_with(p)) {
             return None;
         }
-        let fault = Fault { delay: Duration::from_millis(plan.delay_ms), answer: plan.status.map(|s| answer(s, plan)) };
+        let answer = match plan.status {
+            Some(status) => FaultAnswer::Fail(answer(status, plan)),
+            None if plan.drop_connection => FaultAnswer::DropConnection,
+            None => FaultAnswer::Serve,
+        };
+        let fault = Fault { delay: Duration::from_millis(plan.delay_ms), answer };
         if let Some(count) = plan.count.as_mut() {
             *count = count.saturating_sub(1);
             if *count == 0 {
@@ -122,7 +143,7 @@ mod tests {
         faults.set(plan(json!({"status": 503, "count": 2, "pathPrefix": "/crm/v3/objects"})));
         assert!(faults.take("/crm/v3/properties/contacts").is_none());
         let first = faults.take("/crm/v3/objects/contacts").unwrap();
-        assert_eq!(first.answer.unwrap().status, StatusCode::SERVICE_UNAVAILABLE);
+        assert!(matches!(first.answer, FaultAnswer::Fail(f) if f.status == StatusCode::SERVICE_UNAVAILABLE));
         assert!(faults.take("/crm/v3/objects/deals").is_some());
         assert!(faults.take("/crm/v3/objects/deals").is_none());
         assert!(faults.current().is_none());
@@ -132,14 +153,18 @@ mod tests {
     fn rate_limit_faults_use_hubspots_body() {
         let mut faults = Faults::default();
         faults.set(plan(json!({"status": 429, "policyName": "DAILY"})));
-        let answer = faults.take("/x").unwrap().answer.unwrap();
+        let FaultAnswer::Fail(answer) = faults.take("/x").unwrap().answer else { panic!("a 429 fails the call") };
         assert_eq!(answer.body["policyName"], "DAILY");
         assert_eq!(answer.body["errorType"], "RATE_LIMIT");
         assert!(faults.take("/x").is_some(), "an uncounted plan stays");
         faults.set(plan(json!({"delayMs": 250})));
         let slow = faults.take("/x").unwrap();
-        assert_eq!((slow.delay, slow.answer.is_none()), (Duration::from_millis(250), true));
+        assert_eq!(slow.delay, Duration::from_millis(250));
+        assert!(matches!(slow.answer, FaultAnswer::Serve));
+        faults.set(plan(json!({"dropConnection": true})));
+        assert!(matches!(faults.take("/x").unwrap().answer, FaultAnswer::DropConnection));
         assert!(plan(json!({"status": 404})).validate().is_err());
         assert!(plan(json!({"status": 502})).validate().is_ok());
+        assert!(plan(json!({"status": 502, "dropConnection": true})).validate().is_err());
     }
 }

@@ -23,8 +23,9 @@
 //!   have their own ten-second window (110) and no daily limit.
 //! - Tickets and custom object types (`/crm/v3/schemas`, `custom_objects.rs`) alongside the
 //!   types below; associations v4 (`associations.rs`); merges (`merge.rs`); the webhooks
-//!   management API with the developer API key (`webhook_settings.rs`); `--state FILE`
-//!   persistence (`persist.rs`).
+//!   management API with the developer API key (`webhook_settings.rs`); timeline templates and
+//!   events and app events (`timeline.rs`); `--state FILE` persistence (`persist.rs`);
+//!   fixtures (`fixtures.rs`, `--fixtures` and `/_emulator/fixtures`).
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and
 //!   `batch/{read,create,update,upsert,archive}` (at most 100 inputs; reads with
@@ -33,8 +34,9 @@
 //!   written and the others come back as `errors` with HTTP 207.
 //! - Search at `.../{t}/search`: filter groups, one sort, `query`, `after`/`limit` (≤200), at
 //!   most 10,000 results deep; limited to 5 requests per second per account, counted apart from
-//!   the other limits, and its answers carry no rate-limit headers. Results show writes at once
-//!   (HubSpot's indexing lag is not emulated).
+//!   the other limits, and its answers carry no rate-limit headers. With `--search-lag-ms` (or
+//!   `/_emulator/search`) results show objects as they were that long ago, as HubSpot's index
+//!   lags behind writes.
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
 //!   create, update, archive; groups at `.../{t}/groups[/{name}]` (list, create, get, update,
 //!   archive once no live property is in the group).
@@ -65,11 +67,14 @@
 //! - `GET /_emulator/requests/counts`: every API call since the start (or the last `DELETE`),
 //!   `{calls: [{method, path, status, count}], rateLimited, injectedFaults}`: the 429s the rate
 //!   limits answered apart from the injected faults.
-//! - `PUT /_emulator/faults` `{status?, policyName?, delayMs?, count?, pathPrefix?}`: the next
-//!   `count` authenticated API calls (all until cleared when `count` is absent) whose path starts
-//!   with `pathPrefix` wait `delayMs`, then answer `status` (429 with HubSpot's rate-limit body
-//!   and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a 5xx) or, without `status`, are
-//!   served late. `GET` shows the plan (`null` when none), `DELETE` clears it.
+//! - `PUT /_emulator/faults` `{status?, policyName?, delayMs?, count?, pathPrefix?,
+//!   dropConnection?}`: the next `count` authenticated API calls (all until cleared when `count`
+//!   is absent) whose path starts with `pathPrefix` wait `delayMs`, then answer `status` (429
+//!   with HubSpot's rate-limit body and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a
+//!   5xx), get their connection closed with no answer (`dropConnection`), or are served late.
+//!   `GET` shows the plan (`null` when none), `DELETE` clears it.
+//! - `POST /_emulator/fixtures` (YAML or JSON), `POST /_emulator/reset`, `GET|PUT
+//!   /_emulator/search` `{indexingLagMs}`, `GET|POST /_emulator/app-event-types`.
 //! - `POST /_emulator/oauth/codes` `{clientId, redirectUri?}` → `{code}`; `POST
 //!   /_emulator/oauth/refresh-tokens` `{clientId, refreshToken?}` → `{refreshToken}`.
 //! - `POST /_emulator/clock/advance` `{"seconds"}` moves token expiry's clock; `GET
@@ -87,6 +92,7 @@ mod clock;
 mod custom_objects;
 mod error;
 mod faults;
+mod fixtures;
 mod merge;
 mod oauth;
 mod persist;
@@ -95,12 +101,14 @@ mod schema;
 mod search;
 mod seed;
 mod state;
+mod timeline;
 mod webhook_settings;
 mod webhooks;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use tokio::net::TcpListener;
@@ -201,6 +209,16 @@ impl FromStr for Subscription {
     }
 }
 
+/// How far apart webhook retries are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetrySchedule {
+    /// 1 s, 2 s, 4 s, ... at most 30 s: every attempt within about 4 minutes.
+    #[default]
+    Compressed,
+    /// HubSpot's: 10 attempts over 24 hours.
+    Realtime,
+}
+
 /// Which legacy scheme goes in `X-HubSpot-Signature`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LegacySignatureVersion {
@@ -278,6 +296,18 @@ pub struct EmulatorArgs {
     /// after each change and at shutdown. `--seed` applies only when the file does not exist yet.
     #[arg(long = "state", value_name = "FILE")]
     pub state_file: Option<PathBuf>,
+    /// Load this fixture file (YAML or JSON: property groups, properties, objects,
+    /// associations, app event types) at start, without webhooks. Repeatable.
+    #[arg(long = "fixtures", value_name = "FILE")]
+    pub fixtures: Vec<PathBuf>,
+    /// How long a write takes to show in search results (HubSpot's indexing lag), in
+    /// milliseconds; `/_emulator/search` changes it at runtime.
+    #[arg(long, default_value_t = 0, value_name = "MS")]
+    pub search_lag_ms: u64,
+    /// Webhook retry timing: `compressed` (1 s doubling to 30 s, about 4 minutes in all) or
+    /// `realtime` (HubSpot's: 10 attempts spread over 24 hours).
+    #[arg(long, value_enum, default_value = "compressed")]
+    pub webhook_retry_schedule: RetrySchedule,
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -309,6 +339,11 @@ pub struct EmulatorConfig {
     pub developer_api_key: String,
     /// Where the data is kept across restarts; in memory only when absent.
     pub state_file: Option<PathBuf>,
+    /// Fixture files loaded at start (after `--state`, not when a saved state was loaded).
+    pub fixtures: Vec<PathBuf>,
+    /// Search indexing lag, in milliseconds.
+    pub search_lag_ms: u64,
+    pub webhook_retry_schedule: RetrySchedule,
 }
 
 /// The developer API key accepted when none is configured.
@@ -336,6 +371,9 @@ impl Default for EmulatorConfig {
             access_token_ttl_secs: DEFAULT_ACCESS_TOKEN_TTL_SECS,
             developer_api_key: DEFAULT_DEVELOPER_API_KEY.into(),
             state_file: None,
+            fixtures: vec![],
+            search_lag_ms: 0,
+            webhook_retry_schedule: RetrySchedule::Compressed,
         }
     }
 }
@@ -368,6 +406,9 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
             .field("developer_api_key", &Redacted(&self.developer_api_key))
             .field("state_file", &self.state_file)
+            .field("fixtures", &self.fixtures)
+            .field("search_lag_ms", &self.search_lag_ms)
+            .field("webhook_retry_schedule", &self.webhook_retry_schedule)
             .finish()
     }
 }
@@ -391,6 +432,9 @@ impl From<EmulatorArgs> for EmulatorConfig {
             access_token_ttl_secs: a.access_token_ttl,
             developer_api_key: a.developer_api_key,
             state_file: a.state_file,
+            fixtures: a.fixtures,
+            search_lag_ms: a.search_lag_ms,
+            webhook_retry_schedule: a.webhook_retry_schedule,
         }
     }
 }
@@ -420,6 +464,8 @@ pub(crate) struct Emulator {
     pub clock: oauth::Clock,
     /// The app's webhook settings and subscriptions (`/webhooks/v3/{appId}/...`).
     pub app_webhooks: webhook_settings::SharedWebhooks,
+    /// Search indexing lag in milliseconds; `/_emulator/search` changes it.
+    pub search_lag_ms: AtomicU64,
 }
 
 /// An emulator serving on a listener, with its webhook delivery running.
@@ -480,7 +526,16 @@ impl RunningEmulator {
         let mut store = state::Store::new(config.portal_id, Some(sink));
         match saved {
             Some(saved) => store.restore(saved.store),
-            None => seed::seed_contacts(&mut store, config.seed),
+            None => {
+                seed::seed_contacts(&mut store, config.seed);
+                for path in &config.fixtures {
+                    let bytes = std::fs::read(path)
+                        .map_err(|e| anyhow::anyhow!("cannot read the fixture {}: {e}", path.display()))?;
+                    fixtures::parse(&bytes)
+                        .and_then(|document| fixtures::load(&mut store, document))
+                        .map_err(|e| anyhow::anyhow!("fixture {}: {}", path.display(), e.message()))?;
+                }
+            }
         }
         let config_state_file = config.state_file.clone();
         let emulator = Arc::new(Emulator {
@@ -494,6 +549,7 @@ impl RunningEmulator {
             faults: Mutex::new(faults::Faults::default()),
             webhooks: stats,
             app_webhooks,
+            search_lag_ms: AtomicU64::new(config.search_lag_ms),
             config,
         });
         let saver = config_state_file.map(|path| persist::Saver::start(emulator.clone(), path));

@@ -22,11 +22,13 @@ use super::auth::Caller;
 use super::clock::{iso8601, now_ms};
 use super::custom_objects;
 use super::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
+use super::faults::FaultAnswer;
 use super::merge;
 use super::oauth;
 use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef, PropertyGroup, PropertyUpdateBody};
 use super::search;
 use super::state::{Actor, Selection, Store, StoredObject, Write, normalize, parse_properties};
+use super::timeline;
 use super::webhook_settings;
 
 type Shared = State<Arc<Emulator>>;
@@ -69,14 +71,23 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/crm/v3/schemas", custom_objects::router())
         .nest("/crm/v4", associations::router())
         .nest("/crm-object-schemas/v3/schemas", custom_objects::router())
+        .nest("/crm/v3/timeline", timeline::event_router())
+        .nest("/integrators/timeline/v3", timeline::event_router())
+        .nest("/integrators/timeline/v4", timeline::app_event_router())
+        .nest("/integrators/timeline/2026-03", timeline::app_event_router())
         .route_layer(middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()
         .merge(crm)
         .route("/oauth/v2/private-apps/get/access-token-info", post(introspect))
         .nest("/webhooks/v3", webhook_settings::router())
+        .nest("/webhooks/2026-03", webhook_settings::router())
+        .nest("/crm/v3/timeline", timeline::template_router())
+        .nest("/integrators/timeline/v3", timeline::template_router())
         .route("/oauth/v1/token", post(oauth::token))
         .route("/oauth/v3/token", post(oauth::token))
+        .route("/oauth/2026-03/token", post(oauth::token))
         .route("/oauth/v3/token/introspect", post(oauth::introspect))
+        .route("/oauth/2026-03/token/introspect", post(oauth::introspect))
         .route("/oauth/v1/access-tokens/{token}", get(oauth::access_token_info))
         .route("/oauth/v1/refresh-tokens/{token}", get(oauth::refresh_token_info).delete(oauth::revoke_refresh_token))
         .fallback(|| async { ApiFailure::route_not_found() })
@@ -111,12 +122,16 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
             if let Some(delay) = fault.as_ref().map(|f| f.delay).filter(|d| !d.is_zero()) {
                 tokio::time::sleep(delay).await;
             }
-            match fault.and_then(|f| f.answer) {
-                Some(failure) => {
+            match fault.map_or(FaultAnswer::Serve, |f| f.answer) {
+                FaultAnswer::Fail(failure) => {
                     emu.requests.lock().expect("request log lock").count_injected_fault();
                     failure.into_response()
                 }
-                None => {
+                FaultAnswer::DropConnection => {
+                    emu.requests.lock().expect("request log lock").count_injected_fault();
+                    return dropped_connection();
+                }
+                FaultAnswer::Serve => {
                     request.extensions_mut().insert(FullPath(path));
                     request.extensions_mut().insert(caller);
                     next.run(request).await
@@ -134,6 +149,20 @@ async fn authenticate(State(emu): Shared, mut request: Request, next: Next) -> R
     {
         response.headers_mut().insert(CORRELATION_ID_HEADER, id);
     }
+    response
+}
+
+/// An answer whose body fails before its first byte: the server closes the connection and
+/// the client sees it end with no response.
+fn dropped_connection() -> Response {
+    let failing = futures::stream::once(async {
+        Err::<Bytes, _>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionAborted,
+            "injected fault: connection dropped",
+        ))
+    });
+    let mut response = Response::new(axum::body::Body::from_stream(failing));
+    response.extensions_mut().insert(admin::DroppedConnection);
     response
 }
 
@@ -378,8 +407,10 @@ async fn search_objects(
 ) -> ApiResult<Response> {
     let t = object_type_with_scope(&emu, &t, &caller, false)?;
     let request: search::SearchRequest = parse_json(&body)?;
+    let lag_ms = emu.search_lag_ms.load(std::sync::atomic::Ordering::Relaxed);
+    let indexed_until = (lag_ms > 0).then(|| now_ms() - lag_ms as i64);
     let store = emu.store.lock().expect("store lock");
-    Ok(json_response(StatusCode::OK, search::search(t, store.of(t), request)?))
+    Ok(json_response(StatusCode::OK, search::search(t, store.of(t), request, indexed_until)?))
 }
 
 #[derive(Deserialize)]
@@ -748,7 +779,7 @@ async fn create_property(
 
 /// Validates a property definition against the type's schema and stores it; the JSON of the
 /// stored property.
-fn add_property(store: &mut Store, t: ObjectType, body: PropertyCreateBody) -> ApiResult<Value> {
+pub(super) fn add_property(store: &mut Store, t: ObjectType, body: PropertyCreateBody) -> ApiResult<Value> {
     let def = schema::validate_create(body, now_ms())?;
     if store.of(t).properties.contains_key(&def.name) {
         return Err(ApiFailure::already_exists(&format!("Property named '{}' already exists.", def.name)));
@@ -987,7 +1018,7 @@ async fn archive_group(
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupCreateBody {
+pub(super) struct GroupCreateBody {
     name: Option<String>,
     label: Option<String>,
     display_order: Option<i64>,
@@ -1001,17 +1032,22 @@ async fn create_group(
 ) -> ApiResult<Response> {
     let t = schema_type_for_write(&emu, &t, &caller)?;
     let body: GroupCreateBody = parse_json(&body)?;
+    let mut store = emu.store.lock().expect("store lock");
+    Ok(json_response(StatusCode::CREATED, add_group(&mut store, t, body)?))
+}
+
+/// Stores a new property group; its JSON.
+pub(super) fn add_group(store: &mut Store, t: ObjectType, body: GroupCreateBody) -> ApiResult<Value> {
     let (Some(name), Some(label)) = (body.name.filter(|n| !n.is_empty()), body.label.filter(|l| !l.is_empty())) else {
         return Err(ApiFailure::validation("A property group needs a name and a label."));
     };
-    let mut store = emu.store.lock().expect("store lock");
     if store.of(t).groups.iter().any(|g| g.name == name) {
         return Err(ApiFailure::already_exists(&format!("Property group named '{name}' already exists.")));
     }
     let group = PropertyGroup { name, label, display_order: body.display_order.unwrap_or(-1), archived: false };
-    let response = group.to_json();
+    let created = group.to_json();
     store.of_mut(t).groups.push(group);
-    Ok(json_response(StatusCode::CREATED, response))
+    Ok(created)
 }
 
 #[cfg(test)]

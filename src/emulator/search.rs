@@ -1,6 +1,7 @@
 //! CRM search (`POST /crm/v3/objects/{t}/search`): filter groups (OR of ANDs), one sort, a text
 //! query, offset paging, with HubSpot's limits on filters, page size and result depth.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 
 use serde::Deserialize;
@@ -51,7 +52,14 @@ struct Filter {
 }
 
 /// Runs a search over one type's live objects; HubSpot's answer `{total, results, paging?}`.
-pub fn search(t: ObjectType, store: &TypeStore, request: SearchRequest) -> ApiResult<Value> {
+/// With `indexed_until`, the search index holds the objects as they were at that instant:
+/// HubSpot indexes writes a short while after they are made.
+pub fn search(
+    t: ObjectType,
+    store: &TypeStore,
+    request: SearchRequest,
+    indexed_until: Option<i64>,
+) -> ApiResult<Value> {
     let limit = request.limit.unwrap_or(DEFAULT_LIMIT);
     if limit > MAX_LIMIT {
         return Err(ApiFailure::validation(&format!("limit must be at most {MAX_LIMIT}, was {limit}")));
@@ -73,8 +81,12 @@ pub fn search(t: ObjectType, store: &TypeStore, request: SearchRequest) -> ApiRe
     }
     let sort = parse_sort(&request.sorts, store)?;
     let query = request.query.as_deref().map(str::to_lowercase).filter(|q| !q.trim().is_empty());
+    let indexed: Vec<Cow<StoredObject>> = match indexed_until {
+        None => store.objects.values().filter(|o| !o.is_archived()).map(Cow::Borrowed).collect(),
+        Some(instant) => store.objects.values().filter_map(|o| o.as_of(instant)).map(Cow::Owned).collect(),
+    };
     let mut matched = vec![];
-    for object in store.objects.values().filter(|o| !o.is_archived()) {
+    for object in indexed.iter().map(Cow::as_ref) {
         if let Some(q) = &query
             && !matches_query(store, object, q)
         {
@@ -272,7 +284,7 @@ mod tests {
     }
 
     fn run(store: &Store, request: Value) -> ApiResult<Value> {
-        search(ObjectType::Deals, store.of(ObjectType::Deals), serde_json::from_value(request).unwrap())
+        search(ObjectType::Deals, store.of(ObjectType::Deals), serde_json::from_value(request).unwrap(), None)
     }
 
     fn ids(body: &Value) -> Vec<&str> {

@@ -12,6 +12,7 @@ use super::clock::{iso8601, now_ms};
 use super::custom_objects::CustomSchema;
 use super::error::{ApiFailure, ApiResult};
 use super::schema::{ObjectType, PropertyDef, PropertyGroup, builtin_schema, unknown_object_type};
+use super::timeline::TimelineStore;
 use super::webhook_settings::SharedWebhooks;
 use super::webhooks::EventQueue;
 use crate::hubspot::WebhookEvent;
@@ -125,6 +126,27 @@ impl StoredObject {
         self.archived_at_ms.is_some()
     }
 
+    /// The object as it was at `instant`, from its value history: `None` when it did not exist
+    /// yet or was already archived.
+    pub fn as_of(&self, instant: i64) -> Option<StoredObject> {
+        if self.created_at_ms > instant || self.archived_at_ms.is_some_and(|at| at <= instant) {
+            return None;
+        }
+        let mut then = StoredObject {
+            archived_at_ms: None,
+            properties: BTreeMap::new(),
+            updated_at_ms: self.created_at_ms,
+            ..self.clone()
+        };
+        for (name, entries) in &self.history {
+            if let Some(entry) = entries.iter().rev().find(|e| e.timestamp_ms <= instant) {
+                then.properties.insert(name.clone(), entry.value.clone());
+                then.updated_at_ms = then.updated_at_ms.max(entry.timestamp_ms);
+            }
+        }
+        Some(then)
+    }
+
     /// A new object with the values HubSpot sets on every object.
     fn new(t: ObjectType, id: u64, at_ms: i64) -> Self {
         let mut object = StoredObject {
@@ -230,6 +252,8 @@ pub struct Store {
     types: BTreeMap<ObjectType, TypeStore>,
     /// Custom object schemas by the `n` of their objectTypeId `2-n`, archived ones included.
     pub schemas: BTreeMap<u32, CustomSchema>,
+    /// Timeline templates and events, app event types and app events.
+    pub timeline: TimelineStore,
     sink: Option<EventSink>,
     next_event_id: u64,
     /// Counts changes, so that persistence knows when there is something to save.
@@ -243,6 +267,9 @@ pub struct StoreSnapshot {
     types: Vec<(ObjectType, TypeStore)>,
     schemas: Vec<CustomSchema>,
     associations: Vec<(ObjectRef, BTreeSet<Link>)>,
+    /// Absent from files saved before the emulator had timelines.
+    #[serde(default)]
+    timeline: TimelineStore,
     next_event_id: u64,
 }
 
@@ -282,6 +309,7 @@ impl Store {
             types,
             schemas: BTreeMap::new(),
             associations: BTreeMap::new(),
+            timeline: TimelineStore::default(),
             sink,
             next_event_id: 1,
             revision: 0,
@@ -290,6 +318,25 @@ impl Store {
 
     pub fn portal_id(&self) -> u64 {
         self.portal_id
+    }
+
+    /// Runs `change` with webhooks off: for data that was there before anyone watched
+    /// (fixtures).
+    pub fn without_webhooks<R>(&mut self, change: impl FnOnce(&mut Store) -> R) -> R {
+        let sink = self.sink.take();
+        let result = change(self);
+        self.sink = sink;
+        result
+    }
+
+    /// Back to an empty portal: HubSpot's own object types and properties only.
+    pub fn reset(&mut self) {
+        // Event ids keep counting up: a receiver may still hold events from before.
+        let (revision, next_event_id) = (self.revision, self.next_event_id);
+        let sink = self.sink.take();
+        *self = Store::new(self.portal_id, sink);
+        self.revision = revision + 1;
+        self.next_event_id = next_event_id;
     }
 
     /// The object type a path names: a built-in type's name or id, or a live custom type's
@@ -340,12 +387,14 @@ impl Store {
             types: Vec<(&'a ObjectType, &'a TypeStore)>,
             schemas: Vec<&'a CustomSchema>,
             associations: Vec<(&'a ObjectRef, &'a BTreeSet<Link>)>,
+            timeline: &'a TimelineStore,
             next_event_id: u64,
         }
         serde_json::to_value(Borrowed {
             types: self.types.iter().collect(),
             schemas: self.schemas.values().collect(),
             associations: self.associations.iter().filter(|(_, links)| !links.is_empty()).collect(),
+            timeline: &self.timeline,
             next_event_id: self.next_event_id,
         })
     }
@@ -355,6 +404,7 @@ impl Store {
         self.types.extend(snapshot.types);
         self.schemas = snapshot.schemas.into_iter().map(|s| (s.id, s)).collect();
         self.associations = snapshot.associations.into_iter().collect();
+        self.timeline = snapshot.timeline;
         self.next_event_id = snapshot.next_event_id;
         self.revision += 1;
     }
@@ -362,6 +412,11 @@ impl Store {
     pub fn associations_mut(&mut self) -> &mut BTreeMap<ObjectRef, BTreeSet<Link>> {
         self.revision += 1;
         &mut self.associations
+    }
+
+    pub fn timeline_mut(&mut self) -> &mut TimelineStore {
+        self.revision += 1;
+        &mut self.timeline
     }
 
     pub fn schemas_mut(&mut self) -> &mut BTreeMap<u32, CustomSchema> {

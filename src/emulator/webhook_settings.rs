@@ -18,9 +18,10 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::auth::check_developer_key;
 use super::clock::{iso8601, now_ms};
 use super::error::{ApiFailure, ApiResult};
-use super::routes::{json_response, param, parse_json};
+use super::routes::{json_response, parse_json};
 use super::{Emulator, Subscription};
 
 /// Most subscriptions one app may have.
@@ -166,12 +167,7 @@ type Params = Query<Vec<(String, String)>>;
 
 /// Checks the developer API key and that the path names the emulated app; its configuration.
 fn authorize<'a>(emu: &'a Emulator, params: &[(String, String)], app_id: &str) -> ApiResult<&'a SharedWebhooks> {
-    if param(params, "hapikey") != Some(emu.config.developer_api_key.as_str()) {
-        return Err(ApiFailure::invalid_authentication());
-    }
-    if app_id.parse::<u64>().ok() != Some(emu.config.app_id) {
-        return Err(ApiFailure::not_found(&format!("App {app_id} not found for this developer account")));
-    }
+    check_developer_key(emu, params, app_id)?;
     Ok(&emu.app_webhooks)
 }
 

@@ -14,7 +14,7 @@ use tokio::task::JoinSet;
 
 use super::clock::now_ms;
 use super::webhook_settings::SharedWebhooks;
-use super::{EmulatorConfig, LegacySignatureVersion};
+use super::{EmulatorConfig, LegacySignatureVersion, RetrySchedule};
 use crate::hubspot::WebhookEvent;
 use crate::hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, sign_v1, sign_v2, sign_v3,
@@ -26,6 +26,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const MAX_ATTEMPTS: u32 = 10;
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+/// HubSpot spreads its retries over a day: doubling from this, the nine waits add up to 24 h.
+const FIRST_REALTIME_RETRY_DELAY: Duration = Duration::from_secs(86_400 / 511);
 /// How long changes gather before a batch goes out.
 const FLUSH_DELAY: Duration = Duration::from_millis(75);
 /// With reordering on, each request waits up to this long, so later batches can overtake.
@@ -39,6 +41,7 @@ pub struct DeliverySettings {
     pub legacy_signature: LegacySignatureVersion,
     pub duplicate_rate: f64,
     pub reorder: bool,
+    pub retry_schedule: RetrySchedule,
 }
 
 impl DeliverySettings {
@@ -48,6 +51,7 @@ impl DeliverySettings {
             legacy_signature: config.legacy_signature_version,
             duplicate_rate: config.duplicate_rate,
             reorder: config.reorder,
+            retry_schedule: config.webhook_retry_schedule,
         }
     }
 }
@@ -257,7 +261,7 @@ impl Deliverer {
                         return false;
                     }
                     tracing::debug!(events = batch.len(), attempt, last_status = %status, "webhook delivery failed; retrying");
-                    tokio::time::sleep(retry_delay(attempt)).await;
+                    tokio::time::sleep(retry_delay(self.settings.retry_schedule, attempt)).await;
                 }
             }
         }
@@ -305,9 +309,15 @@ impl Deliverer {
     }
 }
 
-/// Wait before attempt `attempt` (1 = the first retry): 1 s, 2 s, 4 s, ... at most 30 s.
-fn retry_delay(attempt: u32) -> Duration {
-    FIRST_RETRY_DELAY.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY)
+/// Wait before attempt `attempt` (1 = the first retry). Compressed: 1 s, 2 s, 4 s, ... at most
+/// 30 s. Real time: about 2.8 minutes doubling each time, the last retry a day after the first
+/// attempt.
+fn retry_delay(schedule: RetrySchedule, attempt: u32) -> Duration {
+    let doubling = 1 << attempt.saturating_sub(1).min(16);
+    match schedule {
+        RetrySchedule::Compressed => FIRST_RETRY_DELAY.saturating_mul(doubling).min(MAX_RETRY_DELAY),
+        RetrySchedule::Realtime => FIRST_REALTIME_RETRY_DELAY.saturating_mul(doubling),
+    }
 }
 
 #[cfg(test)]
@@ -316,7 +326,10 @@ mod tests {
 
     #[test]
     fn retry_delays_grow_and_are_capped() {
-        let delays: Vec<u64> = (1..=9).map(|a| retry_delay(a).as_secs()).collect();
+        let delays: Vec<u64> = (1..=9).map(|a| retry_delay(RetrySchedule::Compressed, a).as_secs()).collect();
         assert_eq!(delays, vec![1, 2, 4, 8, 16, 30, 30, 30, 30]);
+        let day: Duration = (1..MAX_ATTEMPTS).map(|a| retry_delay(RetrySchedule::Realtime, a)).sum();
+        assert!(day <= Duration::from_secs(86_400) && day > Duration::from_secs(86_000), "{day:?}");
+        assert_eq!(retry_delay(RetrySchedule::Realtime, 1), Duration::from_secs(169));
     }
 }

@@ -191,6 +191,71 @@ pub struct UpsertResult {
     pub new: bool,
 }
 
+/// One timeline event: the tokens of an app's event template for one record, named by
+/// `object_id` or (for contacts) `email`. Events are immutable; an `id` makes resending safe.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEventInput {
+    pub event_template_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub tokens: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_data: Option<serde_json::Value>,
+    /// ISO 8601; HubSpot uses the time of the call when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// A timeline event as HubSpot stored it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineEventResult {
+    pub id: String,
+    pub event_template_id: String,
+    pub object_type: String,
+    #[serde(default)]
+    pub object_id: Option<String>,
+    #[serde(default)]
+    pub tokens: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
+/// One app event occurrence of an event type a project app declares.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppEventInput {
+    pub event_type_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    pub properties: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+/// An app event as HubSpot stored it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppEventResult {
+    pub id: String,
+    pub event_type_name: String,
+    #[serde(default)]
+    pub object_id: Option<String>,
+    #[serde(default)]
+    pub properties: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub timestamp: Option<String>,
+}
+
 /// Response of the batch endpoints.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

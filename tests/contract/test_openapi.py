@@ -359,3 +359,62 @@ def test_webhooks_management(start_emulator):
     api.call("DELETE", f"{base}/settings", params=key, expect=204)
     refused = api.call("GET", f"{base}/settings", params={"hapikey": "wrong"}, expect=401)
     assert refused["category"] == "INVALID_AUTHENTICATION"
+
+
+def test_timeline_templates_and_events(start_emulator):
+    emulator = start_emulator("--developer-api-key", DEVELOPER_KEY, "--token", TOKEN)
+    developer = ApiContract(emulator, "hubspot_crm_timeline")
+    app = ApiContract(emulator, "hubspot_crm_timeline", TOKEN)
+    key = {"hapikey": DEVELOPER_KEY}
+    base = f"/crm/v3/timeline/{APP_ID}/event-templates"
+    template = developer.call(
+        "POST",
+        base,
+        params=key,
+        json_body={
+            "name": "Pet adoption",
+            "objectType": "contacts",
+            "headerTemplate": "Adopted {{petName}}",
+            "detailTemplate": "Color: {{petColor}}",
+            "tokens": [
+                {"name": "petName", "label": "Pet name", "type": "string"},
+                {"name": "petColor", "label": "Color", "type": "enumeration",
+                 "options": [{"label": "Black", "value": "black"}, {"label": "Yellow", "value": "yellow"}]},
+            ],
+        },
+        expect=201,
+    )
+    developer.call("GET", base, params=key, expect=200)
+    developer.call("GET", f"{base}/{template['id']}", params=key, expect=200)
+    developer.call(
+        "PUT",
+        f"{base}/{template['id']}",
+        params=key,
+        json_body={"id": template["id"], "name": "Pet adoption", "detailTemplate": "Color: {{petColor}}", "tokens": template["tokens"]},
+        expect=200,
+    )
+    developer.call("POST", f"{base}/{template['id']}/tokens", params=key, json_body={"name": "age", "label": "Age", "type": "number"}, expect=200)
+    developer.call("PUT", f"{base}/{template['id']}/tokens/age", params=key, json_body={"label": "Age in years"}, expect=200)
+    developer.call("DELETE", f"{base}/{template['id']}/tokens/age", params=key, expect=204)
+
+    event = {"eventTemplateId": template["id"], "id": "adoption-1", "email": "owner@example.com", "tokens": {"petName": "Art3mis"}}
+    app.call("POST", "/crm/v3/timeline/events", json_body=event, expect=201)
+    app.call("POST", "/crm/v3/timeline/events", json_body=event, expect=409)
+    app.call(
+        "POST",
+        "/crm/v3/timeline/events/batch/create",
+        json_body={"inputs": [dict(event, id="adoption-2"), dict(event, id="adoption-3")]},
+        expect=201,
+    )
+    partly = app.call(
+        "POST",
+        "/crm/v3/timeline/events/batch/create",
+        json_body={"inputs": [dict(event, id="adoption-4"), dict(event, id="adoption-5", tokens={"unknown": "x"})]},
+        expect=207,
+    )
+    assert partly["numErrors"] == 1
+    app.call("GET", f"/crm/v3/timeline/events/{template['id']}/adoption-1", expect=200)
+    detail = app.call("GET", f"/crm/v3/timeline/events/{template['id']}/adoption-1/detail", expect=200)
+    assert detail["details"] == "Color: "
+    developer.call("DELETE", f"{base}/{template['id']}", params=key, expect=204)
+    developer.call("GET", f"{base}/{template['id']}", params=key, expect=404)
