@@ -1400,3 +1400,40 @@ async fn date_versioned_webhook_and_oauth_paths_answer_like_v3() {
     assert_eq!(body["status"], "BAD_CLIENT_ID");
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_property_in_use_cannot_be_archived() {
+    let emu = start(config_with_token()).await;
+    for name in ["tier", "visits"] {
+        let body = json!({"name": name, "label": name, "type": "string", "fieldType": "text", "groupName": "contactinformation"});
+        assert_eq!(emu.post("/crm/v3/properties/contacts", body).await.0, StatusCode::CREATED);
+    }
+    let uses = json!({"usedBy": ["workflow Onboarding"]});
+    let (status, _, _) = emu.call(Method::PUT, "/_emulator/properties/contacts/tier/used-by", None, Some(uses)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, refused) = emu.call(Method::DELETE, "/crm/v3/properties/contacts/tier", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["message"].as_str().unwrap().contains("workflow Onboarding"), "{refused}");
+    // A batch archive with one property in use archives none.
+    let batch = json!({"inputs": [{"name": "visits"}, {"name": "tier"}]});
+    let (status, _, _) =
+        emu.call(Method::POST, "/crm/v3/properties/contacts/batch/archive", Some(TOKEN), Some(batch)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(emu.get("/crm/v3/properties/contacts/visits").await.0, StatusCode::OK);
+
+    // A timeline token that writes the property uses it too.
+    let template = json!({"name": "Visit", "objectType": "contacts",
+                          "tokens": [{"name": "count", "label": "Count", "type": "string", "objectPropertyName": "visits"}]});
+    let (status, _, _) =
+        emu.call(Method::POST, &developer_path("/crm/v3/timeline/54321/event-templates"), None, Some(template)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, refused) = emu.call(Method::DELETE, "/crm/v3/properties/contacts/visits", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(refused["message"].as_str().unwrap().contains("timeline event template"), "{refused}");
+
+    // Once nothing uses it, it goes.
+    emu.call(Method::PUT, "/_emulator/properties/contacts/tier/used-by", None, Some(json!({"usedBy": []}))).await;
+    let (status, _, _) = emu.call(Method::DELETE, "/crm/v3/properties/contacts/tier", Some(TOKEN), None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    emu.emulator.shutdown().await;
+}

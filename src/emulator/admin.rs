@@ -11,7 +11,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -169,6 +169,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
         .route("/oauth/codes", post(issue_code))
         .route("/oauth/refresh-tokens", post(issue_refresh_token))
+        .route("/properties/{t}/{name}/used-by", put(declare_property_uses))
         .route("/fixtures", post(load_fixture))
         .route("/reset", post(reset))
         .route("/search", get(show_search).put(set_search))
@@ -394,4 +395,32 @@ async fn define_app_event_type(State(emu): State<Arc<Emulator>>, body: Bytes) ->
     let defined = event_type.to_json();
     store.timeline_mut().define_app_event_type(event_type)?;
     Ok((StatusCode::CREATED, axum::Json(defined)).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PropertyUses {
+    used_by: Vec<String>,
+}
+
+/// `PUT /_emulator/properties/{t}/{name}/used-by` `{usedBy: ["workflow Onboarding"]}`: what in
+/// HubSpot (workflows, lists, reports the emulator does not have) uses the property, so that
+/// archiving it is refused as HubSpot refuses it. An empty list frees it.
+async fn declare_property_uses(
+    State(emu): State<Arc<Emulator>>,
+    Path((t, name)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let t = super::routes::resolve_type(&emu, &t)?;
+    let uses: PropertyUses =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: {e}")))?;
+    let mut store = emu.store.lock().expect("store lock");
+    let def = store
+        .of_mut(t)
+        .properties
+        .get_mut(&name)
+        .filter(|d| !d.archived)
+        .ok_or_else(|| ApiFailure::not_found(&format!("Property {name} does not exist")))?;
+    def.used_by = uses.used_by;
+    Ok(axum::Json(json!({ "usedBy": def.used_by })).into_response())
 }

@@ -38,7 +38,8 @@
 //!   `/_emulator/search`) results show objects as they were that long ago, as HubSpot's index
 //!   lags behind writes.
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
-//!   create, update, archive; groups at `.../{t}/groups[/{name}]` (list, create, get, update,
+//!   create, update, archive (refused while a schema, a timeline token or a declared workflow
+//!   uses the property); groups at `.../{t}/groups[/{name}]` (list, create, get, update,
 //!   archive once no live property is in the group).
 //!
 //! Every call needs `Authorization: Bearer <token>` (except token introspection, which names

@@ -873,16 +873,7 @@ async fn batch_archive_properties(
     let batch: PropertyBatchBody<PropertyNameInput> = parse_property_batch(&body)?;
     let mut store = emu.store.lock().expect("store lock");
     for input in &batch.inputs {
-        match store.of(t).properties.get(&input.name) {
-            None => return Err(property_not_found(t, &input.name)),
-            Some(def) if def.hubspot_defined => {
-                return Err(ApiFailure::validation(&format!(
-                    "{} is a HubSpot-defined property and cannot be archived.",
-                    input.name
-                )));
-            }
-            Some(_) => {}
-        }
+        check_archivable(&store, t, &input.name)?;
     }
     let now = now_ms();
     for input in batch.inputs {
@@ -928,13 +919,27 @@ async fn archive_property(
 ) -> ApiResult<StatusCode> {
     let t = schema_type_for_write(&emu, &t, &caller)?;
     let mut store = emu.store.lock().expect("store lock");
-    let def = store.of_mut(t).properties.get_mut(&name).ok_or_else(|| property_not_found(t, &name))?;
-    if def.hubspot_defined {
-        return Err(ApiFailure::validation(&format!("{name} is a HubSpot-defined property and cannot be archived.")));
-    }
+    check_archivable(&store, t, &name)?;
+    let def = store.of_mut(t).properties.get_mut(&name).expect("checked above");
     def.archived = true;
     def.updated_at_ms = now_ms();
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// HubSpot refuses to archive its own properties and properties something else uses (400).
+fn check_archivable(store: &Store, t: ObjectType, name: &str) -> ApiResult<()> {
+    let def = store.of(t).properties.get(name).ok_or_else(|| property_not_found(t, name))?;
+    if def.hubspot_defined {
+        return Err(ApiFailure::validation(&format!("{name} is a HubSpot-defined property and cannot be archived.")));
+    }
+    let uses = store.property_uses(t, name);
+    if !uses.is_empty() {
+        return Err(ApiFailure::validation(&format!(
+            "Property {name} is in use and cannot be archived: used by {}.",
+            uses.join(", ")
+        )));
+    }
+    Ok(())
 }
 
 async fn list_groups(

@@ -214,6 +214,10 @@ pub struct PropertyDef {
     pub hubspot_defined: bool,
     /// Values only HubSpot writes (ids, timestamps).
     pub read_only_value: bool,
+    /// What else in the account uses the property (a workflow, a list, a report), as
+    /// `/_emulator/properties/{t}/{name}/used-by` declares it; such a property cannot be archived.
+    #[serde(default)]
+    pub used_by: Vec<String>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
     pub archived: bool,
@@ -462,6 +466,7 @@ pub fn validate_create(body: PropertyCreateBody, now_ms: i64) -> ApiResult<Prope
         form_field: body.form_field.unwrap_or(false),
         hubspot_defined: false,
         read_only_value: false,
+        used_by: vec![],
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
         archived: false,
@@ -644,6 +649,7 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
                 form_field: !read_only_value,
                 hubspot_defined: true,
                 read_only_value,
+                used_by: vec![],
                 created_at_ms: now_ms,
                 updated_at_ms: now_ms,
                 archived: false,

@@ -702,6 +702,25 @@ impl Store {
         sink.queue.push(event);
     }
 
+    /// What uses a property: a custom object schema that requires, searches or displays it, a
+    /// timeline token that writes it, and what the admin API declared.
+    pub fn property_uses(&self, t: ObjectType, name: &str) -> Vec<String> {
+        let mut uses: Vec<String> = self.of(t).properties.get(name).map(|def| def.used_by.clone()).unwrap_or_default();
+        if let ObjectType::Custom(n) = t
+            && let Some(schema) = self.schemas.get(&n).filter(|s| !s.archived)
+        {
+            let named = schema.required_properties.iter().any(|p| p == name)
+                || schema.searchable_properties.iter().any(|p| p == name)
+                || schema.primary_display_property.as_deref() == Some(name)
+                || schema.secondary_display_properties.iter().any(|p| p == name);
+            if named {
+                uses.push(format!("the {} object schema", schema.name));
+            }
+        }
+        uses.extend(self.timeline.templates_writing(t, name).map(|id| format!("timeline event template {id}")));
+        uses
+    }
+
     /// Number of unique-value properties a type has (HubSpot allows ten custom ones).
     pub fn custom_unique_count(&self, t: ObjectType) -> usize {
         self.of(t).properties.values().filter(|p| p.has_unique_value && !p.hubspot_defined && !p.archived).count()

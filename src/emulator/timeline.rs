@@ -506,6 +506,17 @@ impl TimelineStore {
             .ok_or_else(|| template_not_found(id))
     }
 
+    /// Templates with a token that writes property `name` of type `t`.
+    pub fn templates_writing(&self, t: ObjectType, name: &str) -> impl Iterator<Item = u64> {
+        self.templates
+            .values()
+            .filter(move |template| {
+                template.object_type == t
+                    && template.tokens.iter().any(|token| token.object_property_name.as_deref() == Some(name))
+            })
+            .map(|template| template.id)
+    }
+
     /// Adds an app event type (as a project deploy does); an existing name is replaced, except
     /// its object type, which HubSpot never lets change.
     pub fn define_app_event_type(&mut self, event_type: AppEventType) -> ApiResult<()> {

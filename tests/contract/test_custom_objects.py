@@ -232,3 +232,20 @@ def test_schema_associations_let_records_associate(emulator):
     assert [a.to_object_type_id for a in client.crm.schemas.core_api.get_by_id(object_type=type_id).associations] == [
         "0-1"
     ]
+
+
+def test_a_property_the_schema_uses_cannot_be_archived(emulator):
+    from hubspot.crm.properties.exceptions import ApiException as PropertiesApiException
+
+    client = sdk(emulator)
+    cars = define_cars(client)
+    with pytest.raises(PropertiesApiException) as refused:
+        client.crm.properties.core_api.archive(object_type=cars.object_type_id, property_name="vin")
+    assert refused.value.status == 400
+    body = json.loads(refused.value.body)
+    assert body["category"] == "VALIDATION_ERROR" and "in use" in body["message"]
+    client.crm.properties.core_api.create(
+        object_type=cars.object_type_id,
+        property_create=PropertyCreate(name="color", label="Color", type="string", field_type="text", group_name="custom_object_information"),
+    )
+    client.crm.properties.core_api.archive(object_type=cars.object_type_id, property_name="color")
