@@ -31,7 +31,7 @@ enum Command {
     /// Inspect, redrive and discard a receiver's dead letters; replay deliveries since a time.
     DeadLetters(hubspot_operator::dead_letters::DeadLettersArgs),
     /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
-    Emulator(hubspot_operator::emulator::EmulatorArgs),
+    Emulator(Box<hubspot_operator::emulator::EmulatorArgs>),
 }
 
 #[tokio::main]
@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
         Command::Controller(args) => hubspot_operator::controller::run(args).await?,
-        Command::Emulator(args) => hubspot_operator::emulator::run_cli(args).await?,
+        Command::Emulator(args) => hubspot_operator::emulator::run_cli(*args).await?,
         Command::Receiver { config } => run_receiver(&config).await?,
         Command::Dev(args) => hubspot_operator::dev::run(args).await?,
         Command::Bench(args) => hubspot_operator::bench::run(args).await?,

@@ -1437,3 +1437,29 @@ async fn a_property_in_use_cannot_be_archived() {
     assert_eq!(status, StatusCode::NO_CONTENT);
     emu.emulator.shutdown().await;
 }
+
+#[tokio::test]
+async fn standing_faults_from_flags_hit_calls_until_changed() {
+    use hubspot_operator::emulator::FaultPlan;
+    let faults = vec![FaultPlan::server_errors(1.0, 502), FaultPlan::latency(Duration::from_millis(50))];
+    let emu = start(EmulatorConfig { faults, ..config_with_token() }).await;
+    let (status, body) = emu.get("/crm/v3/objects/contacts").await;
+    assert_eq!((status, body["category"].as_str()), (StatusCode::BAD_GATEWAY, Some("BAD_GATEWAY")));
+    let (_, _, standing) = emu.call(Method::GET, "/_emulator/faults/standing", None, None).await;
+    assert_eq!(standing[0], json!({"status": 502, "rate": 1.0, "delayMs": 0}));
+    let storm = json!([{"status": 429, "periodMs": 600_000, "activeMs": 600_000}]);
+    let (status, _, _) = emu.call(Method::PUT, "/_emulator/faults/standing", None, Some(storm)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = emu.get("/crm/v3/objects/contacts").await;
+    assert_eq!((status, body["policyName"].as_str()), (StatusCode::TOO_MANY_REQUESTS, Some("TEN_SECONDLY_ROLLING")));
+    let bad = json!([{"status": 502, "rate": 2.0}]);
+    assert_eq!(emu.call(Method::PUT, "/_emulator/faults/standing", None, Some(bad)).await.0, StatusCode::BAD_REQUEST);
+    // A reset brings back the flags' faults; clearing them serves calls again.
+    emu.call(Method::POST, "/_emulator/reset", None, None).await;
+    assert_eq!(emu.get("/crm/v3/objects/contacts").await.0, StatusCode::BAD_GATEWAY);
+    emu.call(Method::DELETE, "/_emulator/faults/standing", None, None).await;
+    assert_eq!(emu.get("/crm/v3/objects/contacts").await.0, StatusCode::OK);
+    let (_, _, counts) = emu.call(Method::GET, "/_emulator/requests/counts", None, None).await;
+    assert_eq!(counts["injectedFaults"], 1, "counted since the reset: {counts}");
+    emu.emulator.shutdown().await;
+}

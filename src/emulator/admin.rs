@@ -167,6 +167,7 @@ pub fn router() -> Router<Arc<Emulator>> {
         .route("/requests/counts", get(request_counts))
         .route("/webhooks", get(webhook_status))
         .route("/faults", get(show_faults).put(set_faults).delete(clear_faults))
+        .route("/faults/standing", get(show_standing_faults).put(set_standing_faults).delete(clear_standing_faults))
         .route("/oauth/codes", post(issue_code))
         .route("/oauth/refresh-tokens", post(issue_refresh_token))
         .route("/properties/{t}/{name}/used-by", put(declare_property_uses))
@@ -344,7 +345,8 @@ async fn load_fixture(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResul
 }
 
 /// `POST /_emulator/reset`: an empty account again (HubSpot's own types and properties), the
-/// webhook settings the flags gave, no request log, no faults, the flag's search lag. Tokens
+/// webhook settings the flags gave, no request log, no fault plan, the flags' standing faults
+/// and search lag. Tokens
 /// and issued OAuth tokens stay valid; events already made are still delivered.
 async fn reset(State(emu): State<Arc<Emulator>>) -> StatusCode {
     emu.store.lock().expect("store lock").reset();
@@ -354,7 +356,11 @@ async fn reset(State(emu): State<Arc<Emulator>>) -> StatusCode {
         super::clock::now_ms(),
     );
     emu.requests.lock().expect("request log lock").clear();
-    emu.faults.lock().expect("faults lock").clear();
+    {
+        let mut faults = emu.faults.lock().expect("faults lock");
+        faults.clear();
+        faults.set_standing(emu.config.faults.clone());
+    }
     emu.search_lag_ms.store(emu.config.search_lag_ms, Ordering::Relaxed);
     StatusCode::NO_CONTENT
 }
@@ -423,4 +429,23 @@ async fn declare_property_uses(
         .ok_or_else(|| ApiFailure::not_found(&format!("Property {name} does not exist")))?;
     def.used_by = uses.used_by;
     Ok(axum::Json(json!({ "usedBy": def.used_by })).into_response())
+}
+
+async fn show_standing_faults(State(emu): State<Arc<Emulator>>) -> Response {
+    axum::Json(emu.faults.lock().expect("faults lock").standing()).into_response()
+}
+
+/// `PUT /_emulator/faults/standing` `[plan, ...]`: replaces the standing faults (what the
+/// `--fault-*` flags set at start), which hit calls alongside the plan of `/_emulator/faults`.
+async fn set_standing_faults(State(emu): State<Arc<Emulator>>, body: Bytes) -> ApiResult<Response> {
+    let plans: Vec<FaultPlan> =
+        serde_json::from_slice(&body).map_err(|e| ApiFailure::validation(&format!("Invalid fault plans: {e}")))?;
+    plans.iter().try_for_each(FaultPlan::validate)?;
+    emu.faults.lock().expect("faults lock").set_standing(plans.clone());
+    Ok(axum::Json(plans).into_response())
+}
+
+async fn clear_standing_faults(State(emu): State<Arc<Emulator>>) -> StatusCode {
+    emu.faults.lock().expect("faults lock").set_standing(vec![]);
+    StatusCode::NO_CONTENT
 }

@@ -119,6 +119,7 @@ use tokio::task::JoinHandle;
 use crate::hubspot::Tier;
 
 pub use auth::all_scopes;
+pub use faults::FaultPlan;
 pub use oauth::{DEFAULT_ACCESS_TOKEN_TTL_SECS, OAuthApp, RefreshTokenGrant};
 
 /// A token the emulator accepts: `VALUE` (every scope) or `VALUE=scope1,scope2`.
@@ -309,6 +310,39 @@ pub struct EmulatorArgs {
     /// `realtime` (HubSpot's: 10 attempts spread over 24 hours).
     #[arg(long, value_enum, default_value = "compressed")]
     pub webhook_retry_schedule: RetrySchedule,
+    /// A share of API calls (0 to 1) answered with a 5xx status, as HubSpot under load:
+    /// `0.05` for 5% 503s, `0.05:502` for another status.
+    #[arg(long = "fault-5xx-rate", value_name = "P[:STATUS]", value_parser = parse_server_errors)]
+    pub fault_server_errors: Option<FaultPlan>,
+    /// Every API call answered this many milliseconds late.
+    #[arg(long, value_name = "MS")]
+    pub fault_latency_ms: Option<u64>,
+    /// A share of API calls (0 to 1) whose connection is closed with no answer.
+    #[arg(long, value_name = "P", value_parser = parse_probability)]
+    pub fault_drop_rate: Option<f64>,
+    /// 429 storms: every EVERY seconds, LASTING seconds in which every call answers 429
+    /// `TEN_SECONDLY_ROLLING` (`60:5`).
+    #[arg(long = "fault-429-storm", value_name = "EVERY:LASTING", value_parser = parse_storm)]
+    pub fault_rate_limit_storms: Option<FaultPlan>,
+}
+
+fn parse_server_errors(s: &str) -> Result<FaultPlan, String> {
+    let (rate, status) = s.split_once(':').unwrap_or((s, "503"));
+    let status: u16 = status.parse().map_err(|_| format!("{status:?} is not a status code"))?;
+    let plan = FaultPlan::server_errors(parse_probability(rate)?, status);
+    plan.validate().map_err(|e| e.message().to_string())?;
+    Ok(plan)
+}
+
+fn parse_storm(s: &str) -> Result<FaultPlan, String> {
+    let seconds = |v: &str| v.trim().parse::<u64>().map_err(|_| format!("{v:?} is not a number of seconds"));
+    let (every, lasting) = s.split_once(':').ok_or("expected EVERY:LASTING in seconds, such as 60:5")?;
+    let plan = FaultPlan::rate_limit_storms(
+        std::time::Duration::from_secs(seconds(every)?),
+        std::time::Duration::from_secs(seconds(lasting)?),
+    );
+    plan.validate().map_err(|e| e.message().to_string())?;
+    Ok(plan)
 }
 
 fn parse_probability(s: &str) -> Result<f64, String> {
@@ -345,6 +379,8 @@ pub struct EmulatorConfig {
     /// Search indexing lag, in milliseconds.
     pub search_lag_ms: u64,
     pub webhook_retry_schedule: RetrySchedule,
+    /// Standing faults, from the `--fault-*` flags.
+    pub faults: Vec<FaultPlan>,
 }
 
 /// The developer API key accepted when none is configured.
@@ -375,6 +411,7 @@ impl Default for EmulatorConfig {
             fixtures: vec![],
             search_lag_ms: 0,
             webhook_retry_schedule: RetrySchedule::Compressed,
+            faults: vec![],
         }
     }
 }
@@ -410,6 +447,7 @@ impl std::fmt::Debug for EmulatorConfig {
             .field("fixtures", &self.fixtures)
             .field("search_lag_ms", &self.search_lag_ms)
             .field("webhook_retry_schedule", &self.webhook_retry_schedule)
+            .field("faults", &self.faults)
             .finish()
     }
 }
@@ -436,6 +474,15 @@ impl From<EmulatorArgs> for EmulatorConfig {
             fixtures: a.fixtures,
             search_lag_ms: a.search_lag_ms,
             webhook_retry_schedule: a.webhook_retry_schedule,
+            faults: [
+                a.fault_server_errors,
+                a.fault_latency_ms.map(|ms| FaultPlan::latency(std::time::Duration::from_millis(ms))),
+                a.fault_drop_rate.map(FaultPlan::dropped_connections),
+                a.fault_rate_limit_storms,
+            ]
+            .into_iter()
+            .flatten()
+            .collect(),
         }
     }
 }
@@ -547,7 +594,7 @@ impl RunningEmulator {
             search_limiter: Mutex::new(auth::SearchLimiter::default()),
             store: Mutex::new(store),
             requests: Mutex::new(admin::RequestLog::default()),
-            faults: Mutex::new(faults::Faults::default()),
+            faults: Mutex::new(faults::Faults::with_standing(config.faults.clone())),
             webhooks: stats,
             app_webhooks,
             search_lag_ms: AtomicU64::new(config.search_lag_ms),
@@ -720,5 +767,32 @@ mod tests {
         assert_eq!((defaults.portal_id, defaults.app_id, defaults.tier), (62515, 54321, Tier::Professional));
         assert_eq!(defaults.client_secret, EmulatorConfig::default().client_secret);
         assert_eq!(defaults.access_token_ttl_secs, 1800);
+        assert!(defaults.faults.is_empty());
+        let faulty = EmulatorConfig::from(
+            Cli::try_parse_from([
+                "emulator",
+                "--fault-5xx-rate",
+                "0.1:502",
+                "--fault-latency-ms",
+                "250",
+                "--fault-drop-rate",
+                "0.01",
+                "--fault-429-storm",
+                "60:5",
+            ])
+            .unwrap()
+            .args,
+        );
+        assert_eq!(
+            faulty.faults,
+            vec![
+                FaultPlan::server_errors(0.1, 502),
+                FaultPlan::latency(std::time::Duration::from_millis(250)),
+                FaultPlan::dropped_connections(0.01),
+                FaultPlan::rate_limit_storms(std::time::Duration::from_secs(60), std::time::Duration::from_secs(5)),
+            ]
+        );
+        assert!(Cli::try_parse_from(["emulator", "--fault-5xx-rate", "0.1:404"]).is_err());
+        assert!(Cli::try_parse_from(["emulator", "--fault-429-storm", "5:60"]).is_err());
     }
 }
