@@ -1,6 +1,6 @@
 //! `hubspot-operator bench soak`: many tasks share one HubSpot client (one request budget) and
 //! upsert and read contacts against the emulator while faults are switched over time: calm,
-//! a 429 storm, 5xx answers, slow answers. Witnesses, all from the emulator: 429s its own rate
+//! 5xx answers, slow answers, dropped connections, a 429 storm. Witnesses, all from the emulator: 429s its own rate
 //! limits answered (the budget was overrun; must be none), and every write the client
 //! acknowledged must be stored at the end (with its value or a later one of the same writer).
 
@@ -32,7 +32,7 @@ pub struct SoakArgs {
     /// Tasks calling the client at once.
     #[arg(long, default_value_t = 16)]
     pub tasks: usize,
-    /// How long each fault phase lasts (calm, 5xx, latency, 429 storm, then again).
+    /// How long each fault phase lasts (calm, 5xx, latency, dropped connections, 429 storm, then again).
     #[arg(long, default_value_t = 30.0)]
     pub phase_seconds: f64,
     /// The tier the emulator enforces and the client's budget is sized for.
@@ -51,11 +51,14 @@ enum Phase {
     ServerErrors,
     /// Every call is answered 400 ms late.
     Latency,
+    /// One call in each 200 ms gets its connection closed with no answer.
+    DroppedConnections,
 }
 
 // The storm comes last: the client waits out a 429 until its window ends (up to 10 s), which
 // would leave a short phase after it without calls.
-const PHASES: [Phase; 4] = [Phase::Calm, Phase::ServerErrors, Phase::Latency, Phase::RateLimitStorm];
+const PHASES: [Phase; 5] =
+    [Phase::Calm, Phase::ServerErrors, Phase::Latency, Phase::DroppedConnections, Phase::RateLimitStorm];
 
 impl Phase {
     fn name(self) -> &'static str {
@@ -64,6 +67,7 @@ impl Phase {
             Phase::RateLimitStorm => "429 storm",
             Phase::ServerErrors => "5xx",
             Phase::Latency => "latency 400 ms",
+            Phase::DroppedConnections => "dropped connections",
         }
     }
 }
@@ -199,6 +203,7 @@ async fn soak(base_url: &str, args: &SoakArgs) -> anyhow::Result<SoakReport> {
             Phase::Calm | Phase::ServerErrors => {}
             Phase::RateLimitStorm => admin.set_faults(json!({"status": 429})).await?,
             Phase::Latency => admin.set_faults(json!({"delayMs": 400})).await?,
+            Phase::DroppedConnections => {}
         }
         let mut max_window_calls = 0;
         let mut next_sample = Instant::now();
@@ -212,6 +217,9 @@ async fn soak(base_url: &str, args: &SoakArgs) -> anyhow::Result<SoakReport> {
                 let status = [500, 502, 503][server_error % 3];
                 server_error += 1;
                 admin.set_faults(json!({"status": status, "count": 1})).await?;
+            }
+            if *phase == Phase::DroppedConnections {
+                admin.set_faults(json!({"dropConnection": true, "count": 1})).await?;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             if Instant::now() >= next_sample {
@@ -361,12 +369,14 @@ mod tests {
     /// every read showed the write before it.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn soak_never_overruns_the_budget_and_loses_no_acknowledged_write() {
-        let args = SoakArgs { minutes: 0.2, tasks: 8, phase_seconds: 3.0, tier: Tier::Free };
+        let args = SoakArgs { minutes: 0.25, tasks: 8, phase_seconds: 3.0, tier: Tier::Free };
         let report = run(&args).await.unwrap();
         let phases: Vec<_> = report.phases.iter().map(|p| p.phase).collect();
-        assert_eq!(phases[..4], ["calm", "5xx", "latency 400 ms", "429 storm"], "{}", report.table());
+        let expected = ["calm", "5xx", "latency 400 ms", "dropped connections", "429 storm"];
+        assert_eq!(phases[..5], expected, "{}", report.table());
         assert!(report.phases[1].injected_faults > 0, "5xx were injected:\n{}", report.table());
-        assert!(report.phases[3].injected_faults > 0, "the storm hit:\n{}", report.table());
+        assert!(report.phases[3].injected_faults > 0, "connections were dropped:\n{}", report.table());
+        assert!(report.phases[4].injected_faults > 0, "the storm hit:\n{}", report.table());
         assert_eq!(report.totals.rate_limited, 0, "the budget was overrun:\n{}", report.table());
         assert!(report.acknowledged_writes > 0 && report.reads > 0);
         assert_eq!(report.lost_writes, 0, "{}", report.table());
