@@ -7,6 +7,7 @@
 
 pub mod backfill;
 pub mod backoff;
+mod batch;
 pub mod deadletter;
 mod operations;
 pub mod plan;
@@ -54,6 +55,8 @@ pub struct Worker {
     mappings: Arc<[MappingRuntime]>,
     /// What the reverse worker wrote to HubSpot, to recognise the webhooks it causes.
     echo_ledger: Option<Arc<ReverseStore>>,
+    /// How long objects that do not fill a batch read wait for more (`sync::batch`).
+    max_batch_wait: Duration,
 }
 
 struct MappingRuntime {
@@ -77,6 +80,14 @@ struct StepOutcome {
     released: usize,
     /// Why some events stay pending, if they do.
     failure: Option<Failure>,
+    /// When events held back to fill a batch read fall due (epoch ms).
+    next_due_ms: Option<i64>,
+}
+
+/// Whether a step reads what is pending at once, or holds back what does not fill a batch read.
+enum Batching<'a> {
+    Now,
+    Gather(&'a mut batch::Arrivals),
 }
 
 /// What became of the records offered to one destination.
@@ -132,7 +143,16 @@ impl Worker {
                 Ok(MappingRuntime { config: mapping.clone(), destinations })
             })
             .collect::<anyhow::Result<Arc<[_]>>>()?;
-        Ok(Worker { log, client, metrics, checkpoints, dead_letters, mappings, echo_ledger: None })
+        Ok(Worker {
+            log,
+            client,
+            metrics,
+            checkpoints,
+            dead_letters,
+            mappings,
+            echo_ledger: None,
+            max_batch_wait: config.sync.max_batch_wait(),
+        })
     }
 
     /// The dead-letter store, for inspection.
@@ -148,15 +168,19 @@ impl Worker {
     }
 
     /// Drains the log until `shutdown` resolves. Failed steps are retried with backoff; the
-    /// events they concern stay in the log meanwhile.
+    /// events they concern stay in the log meanwhile. Objects that do not fill a batch read
+    /// wait up to `maxBatchWait` for more.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Backoff::default();
+        let mut arrivals = batch::Arrivals::default();
         loop {
             let outcome = tokio::select! {
                 _ = &mut shutdown => return,
-                outcome = self.step() => outcome,
+                outcome = self.step(Batching::Gather(&mut arrivals)) => outcome,
             };
+            // New events may fill a batch read; a failed step waits out its backoff.
+            let waiting_for_events = outcome.failure.is_none();
             let wait = match outcome.failure {
                 Some(failure) => {
                     let wait = backoff.next_delay(failure.retry_after);
@@ -164,33 +188,36 @@ impl Worker {
                     tokio::time::sleep(wait)
                 }
                 // There may be more behind what this step took.
-                None if outcome.taken > 0 => {
+                None if outcome.released > 0 => {
                     backoff.reset();
                     continue;
                 }
                 None => {
                     backoff.reset();
-                    tokio::time::sleep(IDLE_TICK)
+                    let until_due =
+                        outcome.next_due_ms.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
+                    tokio::time::sleep(until_due.unwrap_or(IDLE_TICK).min(IDLE_TICK))
                 }
             };
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = wait => {}
-                _ = self.log.notified(), if outcome.taken == 0 => {}
+                _ = self.log.notified(), if waiting_for_events => {}
             }
         }
     }
 
-    /// One drain step: returns how many events were released, or why some stay pending.
+    /// One drain step that reads everything pending at once: returns how many events were
+    /// released, or why some stay pending.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let outcome = self.step().await;
+        let outcome = self.step(Batching::Now).await;
         match outcome.failure {
             None => Ok(outcome.released),
             Some(failure) => Err(anyhow::anyhow!(failure.message)),
         }
     }
 
-    async fn step(&self) -> StepOutcome {
+    async fn step(&self, batching: Batching<'_>) -> StepOutcome {
         let mut outcome = StepOutcome::default();
         let events = match self.log.pending(EVENTS_PER_STEP).await {
             Ok(events) => events,
@@ -200,6 +227,16 @@ impl Worker {
             }
         };
         outcome.taken = events.len();
+        let now = now_ms();
+        // A full window means more is pending behind it: nothing is gained by waiting.
+        let arrived = match batching {
+            Batching::Gather(arrivals) if events.len() < EVENTS_PER_STEP => Some(arrivals.note(&events, now)),
+            Batching::Gather(arrivals) => {
+                arrivals.note(&events, now);
+                None
+            }
+            Batching::Now => None,
+        };
         if events.is_empty() {
             self.update_pending_gauge().await;
             return outcome;
@@ -226,6 +263,16 @@ impl Worker {
         }
 
         for (object_type, type_plan) in &plan.by_type {
+            let due = match &arrived {
+                Some(arrived) => {
+                    let due = batch::due(type_plan, arrived, now, self.max_batch_wait.as_millis() as i64);
+                    outcome.next_due_ms = earliest(outcome.next_due_ms, due.next_ms);
+                    due.now
+                }
+                None => Some(type_plan.clone()),
+            };
+            let Some(type_plan) = due else { continue };
+            let type_plan = &type_plan;
             match self.sync_object_type(object_type, type_plan).await {
                 Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
                     Ok(()) => outcome.released += type_plan.seqs.len(),
@@ -237,6 +284,7 @@ impl Worker {
         tracing::debug!(
             taken = outcome.taken,
             released = outcome.released,
+            waiting_until_ms = outcome.next_due_ms,
             complete = outcome.failure.is_none(),
             "sync step"
         );
@@ -398,6 +446,13 @@ fn store_failure(error: anyhow::Error) -> Failure {
 
 fn dead_letter_failure(error: anyhow::Error) -> Failure {
     Failure { message: format!("dead-letter store: {error:#}"), retry_after: None }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn now_ms() -> i64 {

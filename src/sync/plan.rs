@@ -37,6 +37,8 @@ pub struct TypePlan {
     pub objects: BTreeMap<String, ObjectHint>,
     /// Log positions of the events behind this plan; released together once delivered.
     pub seqs: Vec<u64>,
+    /// Per object, the log positions of the events about it (a merge event is about several).
+    pub events_by_object: BTreeMap<String, Vec<u64>>,
 }
 
 impl TypePlan {
@@ -45,10 +47,38 @@ impl TypePlan {
         self.objects.iter().filter(|(_, h)| h.hint == Hint::Changed).map(|(id, _)| id.clone()).collect()
     }
 
-    fn note(&mut self, object_id: u64, hint: Hint, occurred_at: i64) {
+    /// The plan of `objects` alone. It carries the events all of whose objects are among
+    /// `objects`: an event also about an object left out stays pending, so that object is
+    /// planned again from it.
+    pub fn only(&self, objects: &BTreeSet<String>) -> TypePlan {
+        let mut left_out: BTreeSet<u64> = BTreeSet::new();
+        for (id, seqs) in &self.events_by_object {
+            if !objects.contains(id) {
+                left_out.extend(seqs);
+            }
+        }
+        let keep = |id: &String| objects.contains(id);
+        TypePlan {
+            objects: self.objects.iter().filter(|(id, _)| keep(id)).map(|(id, h)| (id.clone(), h.clone())).collect(),
+            seqs: self.seqs.iter().copied().filter(|seq| !left_out.contains(seq)).collect(),
+            events_by_object: self
+                .events_by_object
+                .iter()
+                .filter(|(id, _)| keep(id))
+                .map(|(id, seqs)| (id.clone(), seqs.clone()))
+                .collect(),
+        }
+    }
+
+    fn note(&mut self, seq: u64, object_id: u64, hint: Hint, occurred_at: i64) {
         let candidate = ObjectHint { hint, occurred_at };
+        let id = object_id.to_string();
+        let seqs = self.events_by_object.entry(id.clone()).or_default();
+        if seqs.last() != Some(&seq) {
+            seqs.push(seq);
+        }
         self.objects
-            .entry(object_id.to_string())
+            .entry(id)
             .and_modify(|current| {
                 // At the same instant a deletion wins: nothing follows a deletion in the same millisecond.
                 if (candidate.occurred_at, candidate.hint) > (current.occurred_at, current.hint) {
@@ -81,15 +111,17 @@ pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
         let type_plan = plan.by_type.entry(object_type).or_default();
         type_plan.seqs.push(stored.seq);
         match event.action() {
-            "deletion" | "privacyDeletion" => type_plan.note(event.object_id, Hint::Deleted, event.occurred_at),
+            "deletion" | "privacyDeletion" => {
+                type_plan.note(stored.seq, event.object_id, Hint::Deleted, event.occurred_at)
+            }
             "merge" => {
                 let merge = Merge::of(event);
-                type_plan.note(merge.survivor, Hint::Changed, event.occurred_at);
+                type_plan.note(stored.seq, merge.survivor, Hint::Changed, event.occurred_at);
                 for gone in merge.merged_away {
-                    type_plan.note(gone, Hint::Deleted, event.occurred_at);
+                    type_plan.note(stored.seq, gone, Hint::Deleted, event.occurred_at);
                 }
             }
-            _ => type_plan.note(event.object_id, Hint::Changed, event.occurred_at),
+            _ => type_plan.note(stored.seq, event.object_id, Hint::Changed, event.occurred_at),
         }
     }
     plan
@@ -310,6 +342,7 @@ mod tests {
                 change_source: Some("CRM".into()),
                 ..Default::default()
             },
+            appended_at_ms: None,
         }
     }
 

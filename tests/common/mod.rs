@@ -76,6 +76,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
         mappings: vec![],
         // An ephemeral port: tests run receivers side by side.
         admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
+        sync: Default::default(),
     }
 }
 
@@ -261,6 +262,19 @@ impl TestEmulator {
             .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/batch/read"))
             .map(|r| r["body"].clone())
             .collect()
+    }
+
+    /// API calls answered whose method is `method` and whose path ends with `suffix`, from
+    /// the emulator's counts (`/_emulator/requests/counts`).
+    pub async fn call_count(&self, method: &str, suffix: &str) -> u64 {
+        let counts = self.admin(reqwest::Method::GET, "/_emulator/requests/counts", None).await;
+        counts["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["method"] == method && c["path"].as_str().unwrap().ends_with(suffix))
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum()
     }
 
     /// Webhook delivery state: `pending`, `delivered`, `failedAttempts`, `log`.
