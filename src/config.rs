@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::mapping::{ConflictPolicy, FieldMapping, MatchKey};
+use crate::api::mapping::{AssociationMapping, ConflictPolicy, FieldMapping, MatchKey};
 use crate::hubspot::Tier;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
@@ -276,6 +276,9 @@ pub struct MappingConfig {
     /// Systems polled for records to write to HubSpot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
+    /// Associations delivered with each record, as array fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associations: Vec<AssociationMapping>,
 }
 
 /// A source of records for HubSpot, with its Secrets resolved. `Debug` leaves out the URL.

@@ -21,6 +21,7 @@ fn upsert(object_id: &str, email: &str, first_name: &str, updated_at: &str) -> R
         fields: BTreeMap::from([("first_name".to_string(), Some(first_name.to_string())), ("stage".to_string(), None)]),
         updated_at: updated_at.into(),
         idempotency_key: String::new(),
+        associations: BTreeMap::new(),
     };
     record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
     record

@@ -377,6 +377,7 @@ async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
         conflict_policy: Default::default(),
         external_timestamp_field: None,
         sources: vec![],
+        associations: vec![],
     });
     let worker =
         Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();

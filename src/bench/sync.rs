@@ -279,6 +279,7 @@ fn receiver_config(data_dir: &std::path::Path, hubspot_url: &str, tier: Tier, de
             conflict_policy: Default::default(),
             external_timestamp_field: None,
             sources: vec![],
+            associations: vec![],
         }],
         admin: crate::config::AdminConfig { listen: ([127, 0, 0, 1], 0).into(), token: None },
         sync: Default::default(),

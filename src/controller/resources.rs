@@ -241,6 +241,7 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         conflict_policy: mapping.spec.conflict_policy,
         external_timestamp_field: mapping.spec.external_timestamp_field.clone(),
         sources,
+        associations: mapping.spec.associations.clone(),
     })
 }
 
@@ -739,6 +740,7 @@ mod tests {
                     external_field: "first_name".into(),
                     direction: Direction::ToExternal,
                 }],
+                associations: vec![],
                 destinations,
                 conflict_policy: Default::default(),
                 external_timestamp_field: None,

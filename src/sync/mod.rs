@@ -306,10 +306,12 @@ impl Worker {
             properties.dedup();
             self.client.batch_read(object_type, &properties, &ids).await.map_err(|e| hubspot_failure(object_type, e))?
         };
+        let configs: Vec<&MappingConfig> = mappings.iter().map(|m| &m.config).collect();
+        let associations = self.read_associations(object_type, &configs, &fetched).await?;
 
         let mut result = Ok(());
         for mapping in mappings {
-            let records = plan::build_records(&mapping.config, type_plan, &fetched);
+            let records = plan::build_records(&mapping.config, type_plan, &fetched, &associations);
             let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
             for destination in &mapping.destinations {
                 if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
@@ -318,6 +320,33 @@ impl Worker {
             }
         }
         result
+    }
+
+    /// The associations `mappings` deliver, of the live objects among `fetched`: one batch read
+    /// per associated object type (and 100 objects), fetched rather than taken from webhook
+    /// payloads, which may be stale or reordered.
+    async fn read_associations(
+        &self,
+        object_type: &str,
+        mappings: &[&MappingConfig],
+        fetched: &[hubspot::CrmObject],
+    ) -> Result<plan::Associations, Failure> {
+        let to_types: std::collections::BTreeSet<&str> =
+            mappings.iter().flat_map(|m| m.associations.iter().map(|a| a.to_object_type.as_str())).collect();
+        let live: Vec<String> = fetched.iter().filter(|o| !o.archived).map(|o| o.id.clone()).collect();
+        let mut associations = plan::Associations::new();
+        if live.is_empty() {
+            return Ok(associations);
+        }
+        for to_type in to_types {
+            let read = self
+                .client
+                .batch_read_associations(object_type, to_type, &live)
+                .await
+                .map_err(|e| hubspot_failure(object_type, e))?;
+            associations.insert(to_type.to_string(), read);
+        }
+        Ok(associations)
     }
 
     /// Delivers to one destination the records it has not seen yet.
