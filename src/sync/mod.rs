@@ -3,7 +3,8 @@
 //! mapping. Acknowledgement is end to end: an event leaves the log only after every destination
 //! that needed it has the resulting records, or has refused them and they are in the
 //! dead-letter store. Nothing is dropped when a destination fails, and a record a destination
-//! refuses does not hold back the others.
+//! refuses does not hold back the others. Changed objects gather until they fill a batch read
+//! or have waited `sync.maxBatchWaitMilliseconds` (see `batch`), so few changes cost few calls.
 
 pub mod backfill;
 pub mod backoff;
