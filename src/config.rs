@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::mapping::{ConflictPolicy, FieldMapping, MatchKey};
+use crate::api::mapping::{AssociationMapping, ConflictPolicy, FieldMapping, MatchKey};
 use crate::hubspot::Tier;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
@@ -32,6 +32,46 @@ pub struct ReceiverConfig {
     pub mappings: Vec<MappingConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
+    /// How the sync worker batches its HubSpot reads.
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// How the sync worker batches its HubSpot reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SyncConfig {
+    /// Longest time the changed objects of a type gather before they are read when they do
+    /// not fill a batch read (100 objects); a full batch is read at once. 0: read what is
+    /// pending at once.
+    #[serde(default = "default_max_batch_wait_milliseconds")]
+    pub max_batch_wait_milliseconds: u64,
+}
+
+impl SyncConfig {
+    pub const DEFAULT_MAX_BATCH_WAIT_MILLISECONDS: u64 = 1000;
+    /// Beyond this, waiting buys nothing at any change rate worth batching.
+    pub const MAX_BATCH_WAIT_MILLISECONDS: u64 = 60_000;
+
+    pub fn max_batch_wait(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.max_batch_wait_milliseconds)
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.max_batch_wait_milliseconds <= Self::MAX_BATCH_WAIT_MILLISECONDS,
+            "sync.maxBatchWaitMilliseconds {} is above {}",
+            self.max_batch_wait_milliseconds,
+            Self::MAX_BATCH_WAIT_MILLISECONDS
+        );
+        Ok(())
+    }
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        SyncConfig { max_batch_wait_milliseconds: default_max_batch_wait_milliseconds() }
+    }
 }
 
 /// The admin API (dead letters, replays). It changes what destinations receive, so it listens
@@ -236,6 +276,9 @@ pub struct MappingConfig {
     /// Systems polled for records to write to HubSpot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
+    /// Associations delivered with each record, as array fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub associations: Vec<AssociationMapping>,
 }
 
 /// A source of records for HubSpot, with its Secrets resolved. `Debug` leaves out the URL.
@@ -373,6 +416,9 @@ fn default_max_pending_events() -> u64 {
 fn default_max_pending_bytes() -> u64 {
     256 * 1024 * 1024
 }
+fn default_max_batch_wait_milliseconds() -> u64 {
+    SyncConfig::DEFAULT_MAX_BATCH_WAIT_MILLISECONDS
+}
 fn default_stream_replicas() -> usize {
     1
 }
@@ -445,6 +491,7 @@ impl ReceiverConfig {
             .map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         config.admin.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         config.hubspot.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
+        config.sync.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         Ok(config)
     }
 
@@ -468,6 +515,13 @@ impl ReceiverConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A config with only what is required.
+    const MINIMAL: &str = "integration: ns/crm
+dataDir: /data
+hubspot: {baseUrl: 'http://h', accessToken: t}
+webhooks: {clientSecret: s}
+";
 
     #[test]
     fn debug_output_hides_secrets() {
@@ -502,11 +556,7 @@ ingest: {token: ingest-token-do-not-print}
 
     #[test]
     fn event_log_defaults_to_embedded_and_reads_jetstream() {
-        let base = "integration: ns/crm
-dataDir: /data
-hubspot: {baseUrl: 'http://h', accessToken: t}
-webhooks: {clientSecret: s}
-";
+        let base = MINIMAL;
         let config: ReceiverConfig = serde_yaml::from_str(base).unwrap();
         assert_eq!(config.event_log, EventLogConfig::Embedded(LogLimits::default()));
 
@@ -526,6 +576,24 @@ webhooks: {clientSecret: s}
         for bad in ["{type: jetstream}", "{type: kafka}", "{type: embedded, url: 'nats://x'}"] {
             assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}eventLog: {bad}\n")).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn sync_batch_wait_has_a_default_and_an_upper_bound() {
+        let base = MINIMAL;
+        let config: ReceiverConfig = serde_yaml::from_str(base).unwrap();
+        assert_eq!(config.sync.max_batch_wait(), std::time::Duration::from_secs(1));
+        let config: ReceiverConfig =
+            serde_yaml::from_str(&format!("{base}sync: {{maxBatchWaitMilliseconds: 250}}\n")).unwrap();
+        assert_eq!(config.sync.max_batch_wait_milliseconds, 250);
+        config.sync.validate().unwrap();
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, format!("{base}sync: {{maxBatchWaitMilliseconds: 60001}}\n")).unwrap();
+        let error = ReceiverConfig::load(&path).unwrap_err().to_string();
+        assert!(error.contains("maxBatchWaitMilliseconds 60001 is above 60000"), "{error}");
+        assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}sync: {{maxBatchWait: 1}}\n")).is_err());
     }
 
     #[test]

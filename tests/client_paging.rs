@@ -1,7 +1,7 @@
 //! The client's calls against the emulator: paging streams read every page, no search goes
 //! beyond HubSpot's per-second limit, a search too broad to page through fails instead of
-//! returning part of its matches, a dropped connection is retried, and timeline and app
-//! events are sent in batches that report each refusal.
+//! returning part of its matches, a dropped connection is retried, timeline and app events
+//! are sent in batches that report each refusal, and association reads page on.
 
 mod common;
 
@@ -144,4 +144,59 @@ async fn timeline_and_app_events_go_in_batches_that_name_each_refusal() {
     let sent = client.send_app_events(&[app_event]).await.unwrap();
     assert_eq!((sent[0].results.len(), sent[0].num_errors), (1, None));
     assert_eq!(emulator.requests_to("/integrators/timeline/v4/events/batch/create").await.len(), 1);
+}
+
+/// Associations v4: one batch read for every object, read on from the cursor of an object
+/// with more associations than one answer holds (500); objects without any are absent.
+#[tokio::test]
+async fn association_batch_read_reads_on_past_a_full_page() {
+    let emulator = emulator(0).await;
+    let token = hubspot_operator::emulator::DEFAULT_TOKEN;
+    let http = reqwest::Client::new();
+    let post = |path: &str, body: serde_json::Value| {
+        let request = http.post(emulator.url(path)).bearer_auth(token).json(&body);
+        async move {
+            let response = request.send().await.unwrap();
+            assert!(response.status().is_success(), "{}", response.status());
+            response.json::<serde_json::Value>().await.unwrap_or_default()
+        }
+    };
+    let many = emulator.create_contact(serde_json::json!({"email": "many@example.com"})).await;
+    let two = emulator.create_contact(serde_json::json!({"email": "two@example.com"})).await;
+    let none = emulator.create_contact(serde_json::json!({"email": "none@example.com"})).await;
+    let mut companies: Vec<u64> = Vec::new();
+    for batch in 0..6 {
+        let inputs: Vec<_> =
+            (0..100).map(|i| serde_json::json!({"properties": {"name": format!("c{batch}-{i}")}})).collect();
+        let created = post("/crm/v3/objects/companies/batch/create", serde_json::json!({"inputs": inputs})).await;
+        companies.extend(
+            created["results"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().parse::<u64>().unwrap()),
+        );
+    }
+    companies.sort();
+    let pairs = |from: &str, to: &[u64]| {
+        let inputs: Vec<_> =
+            to.iter().map(|id| serde_json::json!({"from": {"id": from}, "to": {"id": id.to_string()}})).collect();
+        inputs
+    };
+    for chunk in pairs(&many, &companies[..501]).chunks(100) {
+        post("/crm/v4/associations/contacts/companies/batch/associate/default", serde_json::json!({"inputs": chunk}))
+            .await;
+    }
+    post(
+        "/crm/v4/associations/contacts/companies/batch/associate/default",
+        serde_json::json!({"inputs": pairs(&two, &companies[510..512])}),
+    )
+    .await;
+
+    let read = emulator
+        .client(token)
+        .batch_read_associations("contacts", "companies", &[many.clone(), two.clone(), none.clone()])
+        .await
+        .unwrap();
+    let ids = |ids: &[u64]| ids.iter().map(u64::to_string).collect::<Vec<_>>();
+    assert_eq!(read.get(&many), Some(&ids(&companies[..501])));
+    assert_eq!(read.get(&two), Some(&ids(&companies[510..512])));
+    assert_eq!(read.get(&none), None);
+    assert_eq!(emulator.call_count("POST", "/crm/v4/associations/contacts/companies/batch/read").await, 2);
 }

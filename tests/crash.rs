@@ -91,6 +91,7 @@ async fn acknowledged_events_survive_sigkill() {
         conflict_policy: Default::default(),
         external_timestamp_field: None,
         sources: vec![],
+        associations: vec![],
     }];
     assert_eq!(config.webhooks.client_secret, CLIENT_SECRET);
     let config_path = data_dir.path().join("config.yaml");

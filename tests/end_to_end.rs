@@ -38,6 +38,7 @@ fn contacts_mapping(http_url: &str) -> MappingConfig {
         conflict_policy: Default::default(),
         external_timestamp_field: None,
         sources: vec![],
+        associations: vec![],
     }
 }
 
@@ -92,13 +93,9 @@ fn assert_each_state_once(records: &[Record], destination: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_latest_values() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let destination = TestDestination::start(vec![]).await;
-    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let webhook_url = format!("http://{}/webhooks/hubspot", receiver_listener.local_addr().unwrap());
-    let emulator = TestEmulator::start(EmulatorConfig {
+/// The emulator, sending its webhooks to `webhook_url`, every batch twice and reordered.
+async fn duplicating_emulator(webhook_url: String) -> TestEmulator {
+    TestEmulator::start(EmulatorConfig {
         tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }],
         webhook_url: Some(webhook_url),
         client_secret: CLIENT_SECRET.into(),
@@ -106,17 +103,47 @@ async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_l
         reorder: true,
         ..Default::default()
     })
-    .await;
+    .await
+}
 
-    let mut config = receiver_config(data_dir.path());
-    config.hubspot.base_url = emulator.running.base_url();
-    config.hubspot.access_token = TOKEN.into();
-    config.mappings = vec![contacts_mapping(&destination.url)];
-    let metrics = Arc::new(Metrics::default());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let receiver = tokio::spawn(hubspot_operator::receiver::run(config, receiver_listener, metrics.clone(), async {
-        let _ = stopped.await;
-    }));
+/// The emulator delivering every webhook batch twice and reordered to a running receiver whose
+/// one mapping is `contacts_mapping`, delivering to an HTTP destination; `configure` adjusts
+/// the receiver config.
+struct Pipeline {
+    data_dir: tempfile::TempDir,
+    destination: TestDestination,
+    emulator: TestEmulator,
+    metrics: Arc<Metrics>,
+    stop: tokio::sync::oneshot::Sender<()>,
+    receiver: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Pipeline {
+    async fn start(configure: impl FnOnce(&mut hubspot_operator::config::ReceiverConfig)) -> Pipeline {
+        let data_dir = tempfile::tempdir().unwrap();
+        let destination = TestDestination::start(vec![]).await;
+        let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let webhook_url = format!("http://{}/webhooks/hubspot", receiver_listener.local_addr().unwrap());
+        let emulator = duplicating_emulator(webhook_url).await;
+
+        let mut config = receiver_config(data_dir.path());
+        config.hubspot.base_url = emulator.running.base_url();
+        config.hubspot.access_token = TOKEN.into();
+        config.mappings = vec![contacts_mapping(&destination.url)];
+        configure(&mut config);
+        let metrics = Arc::new(Metrics::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let receiver =
+            tokio::spawn(hubspot_operator::receiver::run(config, receiver_listener, metrics.clone(), async {
+                let _ = stopped.await;
+            }));
+        Pipeline { data_dir, destination, emulator, metrics, stop, receiver }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_latest_values() {
+    let Pipeline { data_dir, destination, emulator, metrics, stop, receiver } = Pipeline::start(|_| {}).await;
 
     // Users create and edit contacts, an integration upserts some, and a few are deleted.
     let mut ids = Vec::new();
@@ -179,6 +206,70 @@ async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_l
     tokio::time::timeout(common::WAIT, receiver).await.unwrap().unwrap().unwrap();
 }
 
+/// A mapping that asks for contacts' companies: contacts are associated, re-associated and
+/// dissociated through Associations v4 while every webhook batch arrives twice and reordered.
+/// The destination ends with each contact's current associations as HubSpot has them, each
+/// state delivered once and none older than one before it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn association_changes_reach_the_destination_as_the_current_associations() {
+    let Pipeline { data_dir: _data_dir, destination, emulator, stop, receiver, .. } = Pipeline::start(|config| {
+        config.sync.max_batch_wait_milliseconds = 100;
+        config.mappings[0].associations = vec![hubspot_operator::api::mapping::AssociationMapping {
+            to_object_type: "companies".into(),
+            field: "company_ids".into(),
+        }];
+    })
+    .await;
+
+    let mut contacts = Vec::new();
+    for i in 0..3 {
+        contacts.push(emulator.create_contact(json!({"email": format!("a{i}@example.com"), "firstname": "F"})).await);
+    }
+    let mut companies = Vec::new();
+    for i in 0..3 {
+        companies.push(emulator.create("companies", json!({"name": format!("Company {i}")})).await);
+    }
+    let contact = |i: usize| ("contacts", contacts[i].as_str());
+    let company = |i: usize| ("companies", companies[i].as_str());
+    // Associate; re-associate (one company dropped, another added); remove every association.
+    emulator.associate(TOKEN, contact(0), company(0)).await;
+    emulator.associate(TOKEN, contact(0), company(1)).await;
+    emulator.associate(TOKEN, contact(1), company(0)).await;
+    emulator.associate(TOKEN, contact(2), company(2)).await;
+    emulator.dissociate(TOKEN, contact(0), company(0)).await;
+    emulator.associate(TOKEN, contact(0), company(2)).await;
+    emulator.dissociate(TOKEN, contact(1), company(0)).await;
+
+    let expected = || async {
+        let mut expected = BTreeMap::new();
+        for id in &contacts {
+            expected.insert(id.clone(), emulator.associated_ids(TOKEN, ("contacts", id), "companies").await);
+        }
+        expected
+    };
+    let delivered = || {
+        latest_by_object(&destination.delivered())
+            .into_iter()
+            .map(|(id, record)| (id, record.associations.get("company_ids").cloned().unwrap_or_default()))
+            .collect::<BTreeMap<_, _>>()
+    };
+    eventually("the current associations to reach the destination", || async {
+        emulator.webhooks().await["pending"] == 0 && delivered() == expected().await
+    })
+    .await;
+    let mut final_state = expected().await;
+    assert_eq!(final_state.remove(&contacts[0]), Some(vec![companies[1].clone(), companies[2].clone()]));
+    assert_eq!(final_state.remove(&contacts[1]), Some(vec![]));
+    assert_eq!(final_state.remove(&contacts[2]), Some(vec![companies[2].clone()]));
+    assert_each_state_once(&destination.delivered(), "the HTTP destination");
+
+    // Associations were read from HubSpot by batch read, never taken from the webhooks.
+    assert!(emulator.call_count("POST", "/crm/v4/associations/contacts/companies/batch/read").await > 0);
+
+    let _ = stop.send(());
+    tokio::time::timeout(common::WAIT, receiver).await.unwrap().unwrap().unwrap();
+}
+
 /// Two receivers share one JetStream event log (`HUBSPOT_OPERATOR_TEST_NATS_URL`), as two
 /// receiver pods do: HubSpot's batches (each delivered twice) reach one of them, both workers
 /// drain the log, and every record reaches the destination at its latest values.
@@ -201,15 +292,7 @@ async fn two_receivers_sharing_a_jetstream_log_deliver_every_change() {
         tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap(),
     ];
     let webhook_url = format!("http://{}/webhooks/hubspot", listeners[0].local_addr().unwrap());
-    let emulator = TestEmulator::start(EmulatorConfig {
-        tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }],
-        webhook_url: Some(webhook_url),
-        client_secret: CLIENT_SECRET.into(),
-        duplicate_rate: 1.0,
-        reorder: true,
-        ..Default::default()
-    })
-    .await;
+    let emulator = duplicating_emulator(webhook_url).await;
 
     let data_dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
     let mut receivers = Vec::new();

@@ -34,6 +34,7 @@ per_backend!(
     notified_resolves_after_an_append_that_stored_events,
     a_full_log_refuses_new_events_until_some_are_released,
     oldest_pending_age_follows_the_oldest_unreleased_event,
+    pending_events_carry_when_the_log_stored_them,
 );
 
 async fn a_new_log_is_empty(backend: LogBackend) {
@@ -228,6 +229,23 @@ async fn oldest_pending_age_follows_the_oldest_unreleased_event(backend: LogBack
 
     log.release(vec![pending[1].seq]).await.unwrap();
     assert_eq!(log.oldest_pending_age().await.unwrap(), None);
+}
+
+/// The sync worker times its batching from this, so it must be the time of the append.
+async fn pending_events_carry_when_the_log_stored_them(backend: LogBackend) {
+    let log = backend.open().await;
+    let before = common::now_ms();
+    log.append(vec![sample_event(1, 100), sample_event(2, 200)]).await.unwrap();
+    let after = common::now_ms();
+    let pending = log.pending(10).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    for event in &pending {
+        let at = event.appended_at_ms.expect("the log knows when it stored the event");
+        // The NATS server stamps messages with its clock, on this host; 1 ms for rounding.
+        assert!((before - 1..=after + 1).contains(&at), "{before} <= {at} <= {after}");
+    }
+    // Taken again, the events keep their time.
+    assert_eq!(log.pending(10).await.unwrap(), pending);
 }
 
 // What only the embedded log does.

@@ -27,6 +27,7 @@ fn record(object_id: &str, email: &str, updated_at: &str) -> Record {
         fields: BTreeMap::from([("first_name".to_string(), Some("Ada".to_string())), ("phone".to_string(), None)]),
         updated_at: updated_at.into(),
         idempotency_key: format!("key-{object_id}-{updated_at}"),
+        associations: BTreeMap::new(),
     }
 }
 

@@ -20,6 +20,7 @@ fn record(object_id: &str, first_name: &str) -> Record {
         fields: BTreeMap::from([("first_name".to_string(), Some(first_name.to_string()))]),
         updated_at: "2026-11-26T18:00:00.000Z".into(),
         idempotency_key: String::new(),
+        associations: BTreeMap::new(),
     };
     record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
     record

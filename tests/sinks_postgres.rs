@@ -21,6 +21,7 @@ fn upsert(object_id: &str, email: &str, first_name: &str, updated_at: &str) -> R
         fields: BTreeMap::from([("first_name".to_string(), Some(first_name.to_string())), ("stage".to_string(), None)]),
         updated_at: updated_at.into(),
         idempotency_key: String::new(),
+        associations: BTreeMap::new(),
     };
     record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
     record
@@ -279,4 +280,34 @@ async fn bad_identifiers_are_refused_when_the_sink_is_built() {
     };
     let error = Sink::from_config(&bad_url, &mapping, dir.path()).unwrap_err();
     assert!(!format!("{error:#}").contains("secret"), "{error:#}");
+}
+
+/// Association fields are `text[]` columns: the ids arrive as an array, an empty one clears
+/// them, and a same-millisecond state with other associations applies.
+#[tokio::test]
+async fn associations_are_stored_as_text_arrays() {
+    let db = TestDatabase::create().await;
+    let mut mapping = contacts_mapping(vec![]);
+    mapping.associations = vec![hubspot_operator::api::mapping::AssociationMapping {
+        to_object_type: "companies".into(),
+        field: "company_ids".into(),
+    }];
+    let sink = PostgresSink::new(&db.url, "contacts", true, &mapping).unwrap();
+    let with_companies = |ids: &[&str]| {
+        let mut record = upsert("1", "ada@example.com", "Ada", T1);
+        record.associations = BTreeMap::from([("company_ids".into(), ids.iter().map(|id| id.to_string()).collect())]);
+        record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
+        record
+    };
+    let companies = || async {
+        let row = db.client().await.query_one("SELECT company_ids FROM contacts", &[]).await.unwrap();
+        row.get::<_, Vec<String>>(0)
+    };
+
+    deliver(&sink, &[with_companies(&["5", "40"])]).await.unwrap();
+    assert_eq!(companies().await, ["5", "40"]);
+    deliver(&sink, &[with_companies(&["41"])]).await.unwrap();
+    assert_eq!(companies().await, ["41"]);
+    deliver(&sink, &[with_companies(&[])]).await.unwrap();
+    assert!(companies().await.is_empty());
 }

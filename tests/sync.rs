@@ -213,6 +213,124 @@ async fn running_worker_retries_with_backoff_and_stops_on_shutdown() {
     emulator.running.shutdown().await;
 }
 
+/// An emulator, an embedded log, an HTTP destination observing it, and a worker whose batch
+/// wait is `max_batch_wait_milliseconds`.
+struct Batching {
+    dir: tempfile::TempDir,
+    emulator: TestEmulator,
+    log: Arc<dyn EventLog>,
+    destination: TestDestination,
+    worker: Worker,
+}
+
+impl Batching {
+    async fn start(max_batch_wait_milliseconds: u64) -> Batching {
+        let dir = tempfile::tempdir().unwrap();
+        let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+        let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+        let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
+        let mut config = config(dir.path(), &emulator, vec![http_sink(&destination.url)]);
+        config.sync.max_batch_wait_milliseconds = max_batch_wait_milliseconds;
+        let worker =
+            Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+        Batching { dir, emulator, log, destination, worker }
+    }
+}
+
+/// `Worker::run` in a task, until `stop`.
+struct RunningWorker {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningWorker {
+    fn spawn(worker: Worker) -> RunningWorker {
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        RunningWorker { stop, task }
+    }
+
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        tokio::time::timeout(WAIT, self.task).await.expect("worker did not stop").unwrap();
+    }
+}
+
+/// Changes arriving in small webhook requests gather into full batch reads: 200 changed
+/// contacts in 20 requests cost 2 reads of 100, not one read per request. What does not fill a
+/// batch waits (here longer than the test), still pending in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_worker_reads_small_webhook_requests_in_full_batches() {
+    let Batching { dir: _dir, emulator, log, destination, worker } = Batching::start(60_000).await;
+    let mut ids = Vec::new();
+    for i in 0..250 {
+        ids.push(emulator.create_contact(json!({"email": format!("c{i}@example.com"), "firstname": "A"})).await);
+    }
+    let running = RunningWorker::spawn(worker.clone());
+
+    // 25 webhook requests of 10 events, one contact each, as the receiver appends them.
+    for (request, chunk) in ids.chunks(10).enumerate() {
+        let events = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, id)| contact_event((request * 10 + i) as u64 + 1, "contact.creation", id, 1_000))
+            .collect();
+        log.append(events).await.unwrap();
+    }
+    eventually("two full batches to be delivered and released", || async {
+        destination.delivered().len() >= 200 && log.pending_count().await.unwrap() <= 50
+    })
+    .await;
+
+    assert_eq!(emulator.call_count("POST", "/batch/read").await, 2);
+    let reads = emulator.batch_reads().await;
+    assert!(reads.iter().all(|r| r["inputs"].as_array().unwrap().len() == 100), "{reads:#?}");
+    assert_eq!(destination.delivered().len(), 200);
+    assert_eq!(log.pending_count().await.unwrap(), 50, "the youngest 50 wait for a batch to fill");
+    // Each delivery happened before its events were released.
+    let seen = destination.seen();
+    assert_eq!(seen.len(), 2);
+    assert!(seen.iter().all(|s| s.pending_in_log >= Some(100)), "{seen:#?}");
+
+    running.stop().await;
+    // A step that reads at once takes the rest in one read.
+    assert_eq!(run_once(&worker).await.unwrap(), 50);
+    assert_eq!(emulator.call_count("POST", "/batch/read").await, 3);
+    let delivered: std::collections::BTreeSet<String> =
+        destination.delivered().into_iter().map(|r| r.object_id).collect();
+    assert_eq!(delivered, ids.iter().cloned().collect());
+    assert_eq!(log.pending_count().await.unwrap(), 0);
+
+    emulator.running.shutdown().await;
+}
+
+/// A batch that does not fill is read once its oldest event has waited `maxBatchWait`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partial_batch_is_read_after_the_wait() {
+    let Batching { dir: _dir, emulator, log, destination, worker } = Batching::start(300).await;
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
+    let bob = emulator.create_contact(json!({"email": "bob@example.com", "firstname": "Bob"})).await;
+    log.append(vec![
+        contact_event(1, "contact.creation", &ada, 1_000),
+        contact_event(2, "contact.creation", &bob, 1_000),
+    ])
+    .await
+    .unwrap();
+    let running = RunningWorker::spawn(worker);
+
+    eventually("the partial batch to be delivered and released", || async {
+        destination.delivered().len() == 2 && log.pending_count().await.unwrap() == 0
+    })
+    .await;
+    assert_eq!(emulator.call_count("POST", "/batch/read").await, 1);
+    assert_eq!(destination.seen().len(), 1, "one delivery of both records");
+
+    running.stop().await;
+    emulator.running.shutdown().await;
+}
+
 #[tokio::test]
 async fn hubspot_errors_keep_events_pending() {
     let dir = tempfile::tempdir().unwrap();
@@ -259,6 +377,7 @@ async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
         conflict_policy: Default::default(),
         external_timestamp_field: None,
         sources: vec![],
+        associations: vec![],
     });
     let worker =
         Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();

@@ -270,6 +270,34 @@ pub struct ReceiverSettings {
     /// write records to HubSpot. Off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ingest: Option<IngestSettings>,
+    /// How the sync worker reads changed objects from HubSpot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSettings>,
+}
+
+impl ReceiverSettings {
+    /// The receiver config's `sync` section: what is set here, defaults for the rest.
+    pub fn sync_config(&self) -> crate::config::SyncConfig {
+        let mut config = crate::config::SyncConfig::default();
+        if let Some(wait) = self.sync.as_ref().and_then(|s| s.max_batch_wait_milliseconds) {
+            config.max_batch_wait_milliseconds = wait;
+        }
+        config
+    }
+}
+
+/// How the sync worker batches its HubSpot reads.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncSettings {
+    /// Longest time, in milliseconds, the changed objects of a type gather before they are
+    /// read from HubSpot when they do not fill a batch read (100 objects); a full batch is read
+    /// at once. Longer waits spend fewer HubSpot calls when changes are few, and add up to this
+    /// much to the time a change takes to reach the destinations. 0 reads each webhook request
+    /// as it arrives. Default 1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 60000))]
+    pub max_batch_wait_milliseconds: Option<u64>,
 }
 
 impl Default for ReceiverSettings {
@@ -281,6 +309,7 @@ impl Default for ReceiverSettings {
             storage: ReceiverStorage::default(),
             event_log: None,
             ingest: None,
+            sync: None,
         }
     }
 }

@@ -36,6 +36,11 @@ pub mod condition_types {
          (self.externalTimestampField != self.matchKey.externalField && \
           self.fields.all(f, f.externalField != self.externalTimestampField))"
     ).message("externalTimestampField must not be the match key's or a mapped field's externalField"),
+    validation = Rule::new(
+        "!has(self.associations) || self.associations.all(a, a.field != self.matchKey.externalField && \
+         self.fields.all(f, f.externalField != a.field) && \
+         (!has(self.externalTimestampField) || a.field != self.externalTimestampField))"
+    ).message("an association's field must not be the match key's, a mapped field's or the timestamp's externalField"),
 )]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyMappingSpec {
@@ -70,6 +75,23 @@ pub struct PropertyMappingSpec {
         }
     ]))]
     pub fields: Vec<FieldMapping>,
+    /// Associations delivered with each record: per entry, the ids of the `toObjectType`
+    /// records the object is associated with, as the array field `field`. They are read from
+    /// HubSpot (Associations v4) whenever the object is, and when HubSpot reports an
+    /// association change. At most 10, each `toObjectType` and each `field` once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.all(a, self.exists_one(b, b.toObjectType == a.toObjectType))",
+            "message": "each toObjectType may be listed only once"
+        },
+        {
+            "rule": "self.all(a, self.exists_one(b, b.field == a.field))",
+            "message": "each association field may be listed only once"
+        }
+    ]))]
+    pub associations: Vec<AssociationMapping>,
     /// Where mapped records are delivered.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<Destination>,
@@ -189,6 +211,24 @@ pub struct FieldMapping {
     /// Which way values flow.
     #[serde(default)]
     pub direction: Direction,
+}
+
+/// Associations of the mapped object to records of another type, delivered as one field.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationMapping {
+    /// The associated object type: contacts, companies, deals, tickets or another object
+    /// name, or a custom object type id (`2-123456`).
+    #[schemars(length(min = 1, max = 100))]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self.matches('^([a-z][a-z0-9_]*|[0-9]+-[0-9]+)$')",
+        "message": "toObjectType must be an object name such as companies, or a custom object type id such as 2-123456"
+    }]))]
+    pub to_object_type: String,
+    /// Name of the field in the external record: an array of the associated records' ids,
+    /// ascending, empty when there are none.
+    #[schemars(length(min = 1, max = 100))]
+    pub field: String,
 }
 
 /// Which way a field's values flow.
@@ -333,6 +373,7 @@ mod tests {
             object_type: "contacts".into(),
             match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
             fields: vec![field("firstname", "first_name"), field("lastname", "last_name")],
+            associations: vec![],
             destinations: vec![file()],
             backfill: true,
             conflict_policy: ConflictPolicy::default(),

@@ -275,6 +275,7 @@ fn load_objects(api: &FakeApiServer, args: &ControllerBenchArgs, hubspot_url: &s
                 external_field: name.clone(),
                 direction: Direction::ToExternal,
             }],
+            associations: vec![],
             destinations: vec![Destination {
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
                 ..Default::default()

@@ -225,6 +225,7 @@ fn bench_config() -> ReceiverConfig {
         ingest: None,
         mappings: vec![],
         admin: Default::default(),
+        sync: Default::default(),
     }
 }
 

@@ -52,10 +52,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         None => ingest::run(args.ingest).await,
         Some(BenchMode::Ingest(ingest)) => ingest::run(ingest).await,
         Some(BenchMode::ApiEfficiency(efficiency)) => {
+            println!("maxBatchWaitMilliseconds: {}\n", efficiency.max_batch_wait_ms);
             println!("{}", sync::api_efficiency(&efficiency).await?.table());
             Ok(())
         }
         Some(BenchMode::Lag(lag)) => {
+            println!("maxBatchWaitMilliseconds: {}\n", lag.max_batch_wait_ms);
             println!("{}", sync::lag(&lag).await?.table());
             Ok(())
         }

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use super::{CallCounts, EmulatorAdmin, ms};
 use crate::api::mapping::{Direction, FieldMapping, MatchKey};
-use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, WebhookConfig};
+use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, SyncConfig, WebhookConfig};
 use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 use crate::hubspot::Tier;
 use crate::receiver::WEBHOOK_PATH;
@@ -43,6 +43,9 @@ pub struct EfficiencyArgs {
     /// The tier the emulator enforces and the worker's budget is sized for.
     #[arg(long, default_value = "free")]
     pub tier: Tier,
+    /// The receiver's `sync.maxBatchWaitMilliseconds`.
+    #[arg(long, default_value_t = SyncConfig::DEFAULT_MAX_BATCH_WAIT_MILLISECONDS)]
+    pub max_batch_wait_ms: u64,
 }
 
 /// `hubspot-operator bench lag` flags.
@@ -59,6 +62,9 @@ pub struct LagArgs {
     pub contacts: usize,
     #[arg(long, default_value = "professional")]
     pub tier: Tier,
+    /// The receiver's `sync.maxBatchWaitMilliseconds`.
+    #[arg(long, default_value_t = SyncConfig::DEFAULT_MAX_BATCH_WAIT_MILLISECONDS)]
+    pub max_batch_wait_ms: u64,
 }
 
 /// The HTTP destination: answers a switchable status and keeps, per object, the latest
@@ -125,7 +131,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn start(tier: Tier) -> anyhow::Result<Pipeline> {
+    async fn start(tier: Tier, sync: SyncConfig) -> anyhow::Result<Pipeline> {
         let destination = Arc::new(Destination { status: AtomicU16::new(200), ..Default::default() });
         let destination_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let destination_url = format!("http://{}/records", destination_listener.local_addr()?);
@@ -148,7 +154,8 @@ impl Pipeline {
         )
         .await?;
         let data_dir = tempfile::tempdir()?;
-        let config = receiver_config(data_dir.path(), &emulator.base_url(), tier, &destination_url);
+        let mut config = receiver_config(data_dir.path(), &emulator.base_url(), tier, &destination_url);
+        config.sync = sync;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let receiver =
             tokio::spawn(crate::receiver::run(config, receiver_listener, Arc::new(Metrics::default()), async {
@@ -272,8 +279,10 @@ fn receiver_config(data_dir: &std::path::Path, hubspot_url: &str, tier: Tier, de
             conflict_policy: Default::default(),
             external_timestamp_field: None,
             sources: vec![],
+            associations: vec![],
         }],
         admin: crate::config::AdminConfig { listen: ([127, 0, 0, 1], 0).into(), token: None },
+        sync: Default::default(),
     }
 }
 
@@ -328,7 +337,8 @@ impl EfficiencyReport {
 
 pub async fn api_efficiency(args: &EfficiencyArgs) -> anyhow::Result<EfficiencyReport> {
     anyhow::ensure!(args.changes > 0 && args.backlog > 0, "--changes and --backlog must be > 0");
-    let pipeline = Pipeline::start(args.tier).await?;
+    let pipeline =
+        Pipeline::start(args.tier, SyncConfig { max_batch_wait_milliseconds: args.max_batch_wait_ms }).await?;
     let result = measure_efficiency(&pipeline, args).await;
     pipeline.stop().await?;
     result
@@ -414,7 +424,8 @@ pub async fn lag(args: &LagArgs) -> anyhow::Result<LagReport> {
         args.rate > 0 && args.seconds > 0 && args.contacts > 0,
         "--rate, --seconds, --contacts must be > 0"
     );
-    let pipeline = Pipeline::start(args.tier).await?;
+    let pipeline =
+        Pipeline::start(args.tier, SyncConfig { max_batch_wait_milliseconds: args.max_batch_wait_ms }).await?;
     let result = measure_lag(&pipeline, args).await;
     pipeline.stop().await?;
     result
@@ -472,7 +483,7 @@ mod tests {
     /// refused a call, and the backlog drained completely.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn api_efficiency_delivers_every_change_without_rate_limit_refusals() {
-        let args = EfficiencyArgs { changes: 300, rate: 300, backlog: 600, tier: Tier::Free };
+        let args = EfficiencyArgs { changes: 300, rate: 300, backlog: 600, tier: Tier::Free, max_batch_wait_ms: 200 };
         let report = api_efficiency(&args).await.unwrap();
         assert!(report.steady.calls > 0, "the worker read the changes from HubSpot");
         assert!(report.draining.calls > 0);
@@ -484,7 +495,7 @@ mod tests {
     /// measured on each delivered record.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lag_delivers_every_change_and_measures_each_record() {
-        let args = LagArgs { rate: 200, seconds: 2, contacts: 150, tier: Tier::Free };
+        let args = LagArgs { rate: 200, seconds: 2, contacts: 150, tier: Tier::Free, max_batch_wait_ms: 200 };
         let report = lag(&args).await.unwrap();
         assert_eq!(report.changes, 400);
         assert!(report.records >= 150, "at least the last state of each contact: {}", report.table());

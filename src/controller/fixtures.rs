@@ -299,6 +299,7 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
                     direction: Direction::ToExternal,
                 })
                 .collect(),
+            associations: vec![],
             destinations: vec![Destination {
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
                 ..Default::default()

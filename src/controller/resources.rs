@@ -241,6 +241,7 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         conflict_policy: mapping.spec.conflict_policy,
         external_timestamp_field: mapping.spec.external_timestamp_field.clone(),
         sources,
+        associations: mapping.spec.associations.clone(),
     })
 }
 
@@ -289,6 +290,7 @@ pub fn render_receiver_config(
         ingest: None,
         mappings,
         admin: Default::default(),
+        sync: integration.spec.receiver.sync_config(),
     }
 }
 
@@ -738,6 +740,7 @@ mod tests {
                     external_field: "first_name".into(),
                     direction: Direction::ToExternal,
                 }],
+                associations: vec![],
                 destinations,
                 conflict_policy: Default::default(),
                 external_timestamp_field: None,
@@ -1157,6 +1160,20 @@ mod tests {
         assert_eq!(secret.metadata.name.as_deref(), Some("crm-receiver-config"));
         assert_eq!(secret.data.unwrap()["config.yaml"].0, b"listen: 0.0.0.0:8080\n");
         assert_eq!(receiver_url(&i), "http://crm-receiver.sales.svc/webhooks/hubspot");
+    }
+
+    #[test]
+    fn sync_batch_wait_renders_from_the_receiver_settings() {
+        let i = integration();
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        assert_eq!(config.sync, crate::config::SyncConfig::default());
+
+        let mut eager = integration();
+        eager.spec.receiver.sync = Some(crate::api::integration::SyncSettings { max_batch_wait_milliseconds: Some(0) });
+        let config = receiver_config(&eager, &[], &secrets()).unwrap();
+        assert_eq!(config.sync.max_batch_wait_milliseconds, 0);
+        let read_back: ReceiverConfig = serde_yaml::from_str(&config_yaml(&config)).unwrap();
+        assert_eq!(read_back.sync, config.sync);
     }
 
     #[test]

@@ -585,6 +585,7 @@ mod tests {
                         direction: Direction::Both,
                     })
                     .collect(),
+                associations: vec![],
                 destinations: vec![],
                 conflict_policy: Default::default(),
                 external_timestamp_field: None,

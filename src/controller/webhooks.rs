@@ -98,8 +98,9 @@ pub fn desired_webhooks(
     })())
 }
 
-/// Per mapped standard object type: creation, deletion, merge, restore, and the propertyChange
-/// of each property the mappings read (match key and fields).
+/// Per mapped standard object type: creation, deletion, merge, restore, the propertyChange
+/// of each property the mappings read (match key and fields), and associationChange when a
+/// mapping delivers associations.
 fn derived_subscriptions(mappings: &[&PropertyMapping]) -> Vec<WebhookSubscription> {
     let mut subscriptions = Vec::new();
     for mapping in mappings {
@@ -107,7 +108,9 @@ fn derived_subscriptions(mappings: &[&PropertyMapping]) -> Vec<WebhookSubscripti
         let whole_object = DERIVED_EVENTS.iter().map(|event| (format!("{object}.{event}"), None));
         let properties =
             required_properties(mapping).into_iter().map(|p| (format!("{object}.propertyChange"), Some(p)));
-        for (event_type, property_name) in whole_object.chain(properties) {
+        let associations =
+            (!mapping.spec.associations.is_empty()).then(|| (format!("{object}.associationChange"), None));
+        for (event_type, property_name) in whole_object.chain(properties).chain(associations) {
             subscriptions.push(WebhookSubscription { event_type, property_name, active: true });
         }
     }
@@ -348,6 +351,10 @@ mod tests {
         let mut deals = mapping("crm", &["amount"]);
         deals.spec.object_type = "deals".into();
         deals.spec.match_key.hubspot_property = "dealname".into();
+        deals.spec.associations = vec![crate::api::mapping::AssociationMapping {
+            to_object_type: "companies".into(),
+            field: "company_ids".into(),
+        }];
         let desired = desired_webhooks(&i, &[&contacts, &custom, &deals]).unwrap().unwrap();
         assert_eq!(
             keys(&desired),
@@ -358,6 +365,7 @@ mod tests {
                 "contact.propertyChange:email:true",
                 "contact.propertyChange:firstname:true",
                 "contact.restore:true",
+                "deal.associationChange:true",
                 "deal.creation:true",
                 "deal.deletion:true",
                 "deal.merge:true",

@@ -152,12 +152,14 @@ impl EventLog for EmbeddedEventLog {
     fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
         Box::pin(self.read(move |conn| {
             let limit = i64::try_from(max).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare_cached("SELECT seq, body FROM events ORDER BY seq LIMIT ?1")?;
-            let rows = stmt.query_map([limit], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?)))?;
+            let mut stmt = conn.prepare_cached("SELECT seq, body, appended_at FROM events ORDER BY seq LIMIT ?1")?;
+            let rows = stmt.query_map([limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?))
+            })?;
             rows.map(|row| {
-                let (seq, body) = row?;
+                let (seq, body, appended_at_ms) = row?;
                 let event = serde_json::from_str(&body).with_context(|| format!("decoding stored event {seq}"))?;
-                Ok(StoredEvent { seq: seq as u64, event })
+                Ok(StoredEvent { seq: seq as u64, event, appended_at_ms })
             })
             .collect()
         }))

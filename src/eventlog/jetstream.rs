@@ -123,6 +123,8 @@ pub struct JetStreamEventLog {
 
 struct Held {
     event: WebhookEvent,
+    /// When the stream stored the message (epoch milliseconds).
+    stored_at_ms: i64,
     /// Where acknowledgements of this delivery go.
     reply: Subject,
 }
@@ -231,12 +233,13 @@ impl JetStreamEventLog {
             .with_context(|| format!("fetching from consumer {CONSUMER} of stream {}", self.stream))?;
         while let Some(message) = batch.next().await {
             let message = message.map_err(|e| anyhow::anyhow!("fetching from stream {}: {e}", self.stream))?;
-            let sequence =
-                message.info().map_err(|e| anyhow::anyhow!("reading message metadata: {e}"))?.stream_sequence;
+            let info = message.info().map_err(|e| anyhow::anyhow!("reading message metadata: {e}"))?;
+            let (sequence, stored_at_ms) =
+                (info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as i64);
             let Some(reply) = message.message.reply.clone() else { continue };
             match serde_json::from_slice::<WebhookEvent>(&message.message.payload) {
                 Ok(event) => {
-                    self.held.lock().expect("held events lock").insert(sequence, Held { event, reply });
+                    self.held.lock().expect("held events lock").insert(sequence, Held { event, stored_at_ms, reply });
                 }
                 Err(e) => {
                     // Not written by a receiver (only encoded events are): redelivering it
@@ -334,7 +337,11 @@ impl EventLog for JetStreamEventLog {
                 self.take(max - held).await?;
             }
             let held = self.held.lock().expect("held events lock");
-            Ok(held.iter().take(max).map(|(&seq, h)| StoredEvent { seq, event: h.event.clone() }).collect())
+            Ok(held
+                .iter()
+                .take(max)
+                .map(|(&seq, h)| StoredEvent { seq, event: h.event.clone(), appended_at_ms: Some(h.stored_at_ms) })
+                .collect())
         })
     }
 

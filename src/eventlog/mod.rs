@@ -25,6 +25,9 @@ use crate::telemetry::Metrics;
 pub struct StoredEvent {
     pub seq: u64,
     pub event: WebhookEvent,
+    /// When the log stored it (epoch milliseconds, this host's clock); `None` for events of an
+    /// embedded log written before the time was kept.
+    pub appended_at_ms: Option<i64>,
 }
 
 /// What an append did.

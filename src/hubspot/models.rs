@@ -268,6 +268,30 @@ pub struct BatchResponse<T> {
     pub errors: Vec<serde_json::Value>,
 }
 
+/// One record's associations to another object type, as an Associations v4 batch read answers
+/// them: a page of associated records, `paging` when there are more.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociationsOf {
+    pub from: ObjectRef,
+    pub to: Vec<AssociatedRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paging: Option<Paging>,
+}
+
+/// `{"id": "123"}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub id: String,
+}
+
+/// A record an association leads to. HubSpot writes the id as a JSON number.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AssociatedRecord {
+    pub to_object_id: u64,
+}
+
 /// A property definition.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]

@@ -69,17 +69,6 @@ impl WebhookEvent {
     /// object event.
     pub fn object_type(&self) -> Option<String> {
         let prefix = self.subscription_type.split('.').next()?;
-        let from_name = |name: &str| -> Option<&'static str> {
-            Some(match name {
-                "contact" => "contacts",
-                "company" => "companies",
-                "deal" => "deals",
-                "ticket" => "tickets",
-                "line_item" => "line_items",
-                "product" => "products",
-                _ => return None,
-            })
-        };
         if prefix == "object" {
             let id = self.object_type_id.as_deref()?;
             return Some(match id {
@@ -92,13 +81,33 @@ impl WebhookEvent {
                 other => other.to_string(),
             });
         }
-        from_name(prefix).map(str::to_string)
+        object_type_of_prefix(prefix).map(str::to_string)
     }
 
     /// The event's action: `creation`, `deletion`, `propertyChange`, `merge`, ...
     pub fn action(&self) -> &str {
         self.subscription_type.split_once('.').map(|(_, a)| a).unwrap_or("")
     }
+
+    /// The object type on the other side of an `associationChange`, from its
+    /// `associationType` (`CONTACT_TO_COMPANY` → `companies`), when it is a standard object.
+    pub fn associated_object_type(&self) -> Option<&'static str> {
+        let (_, to) = self.association_type.as_deref()?.split_once("_TO_")?;
+        object_type_of_prefix(&to.to_ascii_lowercase())
+    }
+}
+
+/// The object type of a subscription type's singular prefix (`contact` → `contacts`).
+fn object_type_of_prefix(prefix: &str) -> Option<&'static str> {
+    Some(match prefix {
+        "contact" => "contacts",
+        "company" => "companies",
+        "deal" => "deals",
+        "ticket" => "tickets",
+        "line_item" => "line_items",
+        "product" => "products",
+        _ => return None,
+    })
 }
 
 /// HubSpot's singular object name used in subscription types (`contacts` → `contact`).
@@ -128,6 +137,12 @@ mod tests {
         assert_eq!(events[0].action(), "associationChange");
         assert_eq!((events[0].from_object_id, events[0].to_object_id), (Some(123), Some(456)));
         assert_eq!(events[0].dedup_key(), "62515:3:7:0:1700000000000:123>456");
+        assert_eq!(events[0].associated_object_type(), Some("companies"));
+        let mut other = events[0].clone();
+        other.association_type = Some("LINE_ITEM_TO_DEAL".into());
+        assert_eq!(other.associated_object_type(), Some("deals"));
+        other.association_type = Some("CONTACT_TO_2-123456".into());
+        assert_eq!(other.associated_object_type(), None);
     }
 
     #[test]

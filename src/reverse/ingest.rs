@@ -304,6 +304,7 @@ mod tests {
             conflict_policy: Default::default(),
             external_timestamp_field: Some("modified".into()),
             sources: vec![],
+            associations: vec![],
         }
     }
 

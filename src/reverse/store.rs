@@ -569,6 +569,7 @@ mod tests {
                 property_value: property.map(|(_, value)| value.into()),
                 ..Default::default()
             },
+            appended_at_ms: None,
         }
     }
 

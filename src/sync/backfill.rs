@@ -303,6 +303,7 @@ mod tests {
             conflict_policy: Default::default(),
             external_timestamp_field: None,
             sources: vec![],
+            associations: vec![],
         }
     }
 

@@ -286,6 +286,7 @@ mod tests {
             fields: BTreeMap::new(),
             updated_at: updated_at.into(),
             idempotency_key: String::new(),
+            associations: BTreeMap::new(),
         };
         record.idempotency_key = crate::sync::plan::idempotency_key(&record);
         record

@@ -3,10 +3,12 @@
 //! mapping. Acknowledgement is end to end: an event leaves the log only after every destination
 //! that needed it has the resulting records, or has refused them and they are in the
 //! dead-letter store. Nothing is dropped when a destination fails, and a record a destination
-//! refuses does not hold back the others.
+//! refuses does not hold back the others. Changed objects gather until they fill a batch read
+//! or have waited `sync.maxBatchWaitMilliseconds` (see `batch`), so few changes cost few calls.
 
 pub mod backfill;
 pub mod backoff;
+mod batch;
 pub mod deadletter;
 mod operations;
 pub mod plan;
@@ -54,6 +56,8 @@ pub struct Worker {
     mappings: Arc<[MappingRuntime]>,
     /// What the reverse worker wrote to HubSpot, to recognise the webhooks it causes.
     echo_ledger: Option<Arc<ReverseStore>>,
+    /// How long objects that do not fill a batch read wait for more (`sync::batch`).
+    max_batch_wait: Duration,
 }
 
 struct MappingRuntime {
@@ -77,6 +81,14 @@ struct StepOutcome {
     released: usize,
     /// Why some events stay pending, if they do.
     failure: Option<Failure>,
+    /// When events held back to fill a batch read fall due (epoch ms).
+    next_due_ms: Option<i64>,
+}
+
+/// Whether a step reads what is pending at once, or holds back what does not fill a batch read.
+enum Batching<'a> {
+    Now,
+    Gather(&'a mut batch::Arrivals),
 }
 
 /// What became of the records offered to one destination.
@@ -132,7 +144,16 @@ impl Worker {
                 Ok(MappingRuntime { config: mapping.clone(), destinations })
             })
             .collect::<anyhow::Result<Arc<[_]>>>()?;
-        Ok(Worker { log, client, metrics, checkpoints, dead_letters, mappings, echo_ledger: None })
+        Ok(Worker {
+            log,
+            client,
+            metrics,
+            checkpoints,
+            dead_letters,
+            mappings,
+            echo_ledger: None,
+            max_batch_wait: config.sync.max_batch_wait(),
+        })
     }
 
     /// The dead-letter store, for inspection.
@@ -148,15 +169,19 @@ impl Worker {
     }
 
     /// Drains the log until `shutdown` resolves. Failed steps are retried with backoff; the
-    /// events they concern stay in the log meanwhile.
+    /// events they concern stay in the log meanwhile. Objects that do not fill a batch read
+    /// wait up to `maxBatchWait` for more.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Backoff::default();
+        let mut arrivals = batch::Arrivals::default();
         loop {
             let outcome = tokio::select! {
                 _ = &mut shutdown => return,
-                outcome = self.step() => outcome,
+                outcome = self.step(Batching::Gather(&mut arrivals)) => outcome,
             };
+            // New events may fill a batch read; a failed step waits out its backoff.
+            let waiting_for_events = outcome.failure.is_none();
             let wait = match outcome.failure {
                 Some(failure) => {
                     let wait = backoff.next_delay(failure.retry_after);
@@ -164,33 +189,36 @@ impl Worker {
                     tokio::time::sleep(wait)
                 }
                 // There may be more behind what this step took.
-                None if outcome.taken > 0 => {
+                None if outcome.released > 0 => {
                     backoff.reset();
                     continue;
                 }
                 None => {
                     backoff.reset();
-                    tokio::time::sleep(IDLE_TICK)
+                    let until_due =
+                        outcome.next_due_ms.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
+                    tokio::time::sleep(until_due.unwrap_or(IDLE_TICK).min(IDLE_TICK))
                 }
             };
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = wait => {}
-                _ = self.log.notified(), if outcome.taken == 0 => {}
+                _ = self.log.notified(), if waiting_for_events => {}
             }
         }
     }
 
-    /// One drain step: returns how many events were released, or why some stay pending.
+    /// One drain step that reads everything pending at once: returns how many events were
+    /// released, or why some stay pending.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        let outcome = self.step().await;
+        let outcome = self.step(Batching::Now).await;
         match outcome.failure {
             None => Ok(outcome.released),
             Some(failure) => Err(anyhow::anyhow!(failure.message)),
         }
     }
 
-    async fn step(&self) -> StepOutcome {
+    async fn step(&self, batching: Batching<'_>) -> StepOutcome {
         let mut outcome = StepOutcome::default();
         let events = match self.log.pending(EVENTS_PER_STEP).await {
             Ok(events) => events,
@@ -200,6 +228,16 @@ impl Worker {
             }
         };
         outcome.taken = events.len();
+        let now = now_ms();
+        // A full window means more is pending behind it: nothing is gained by waiting.
+        let arrived = match batching {
+            Batching::Gather(arrivals) if events.len() < EVENTS_PER_STEP => Some(arrivals.note(&events, now)),
+            Batching::Gather(arrivals) => {
+                arrivals.note(&events, now);
+                None
+            }
+            Batching::Now => None,
+        };
         if events.is_empty() {
             self.update_pending_gauge().await;
             return outcome;
@@ -226,6 +264,16 @@ impl Worker {
         }
 
         for (object_type, type_plan) in &plan.by_type {
+            let due = match &arrived {
+                Some(arrived) => {
+                    let due = batch::due(type_plan, arrived, now, self.max_batch_wait.as_millis() as i64);
+                    outcome.next_due_ms = earliest(outcome.next_due_ms, due.next_ms);
+                    due.now
+                }
+                None => Some(type_plan.clone()),
+            };
+            let Some(type_plan) = due else { continue };
+            let type_plan = &type_plan;
             match self.sync_object_type(object_type, type_plan).await {
                 Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
                     Ok(()) => outcome.released += type_plan.seqs.len(),
@@ -237,6 +285,7 @@ impl Worker {
         tracing::debug!(
             taken = outcome.taken,
             released = outcome.released,
+            waiting_until_ms = outcome.next_due_ms,
             complete = outcome.failure.is_none(),
             "sync step"
         );
@@ -258,10 +307,12 @@ impl Worker {
             properties.dedup();
             self.client.batch_read(object_type, &properties, &ids).await.map_err(|e| hubspot_failure(object_type, e))?
         };
+        let configs: Vec<&MappingConfig> = mappings.iter().map(|m| &m.config).collect();
+        let associations = self.read_associations(object_type, &configs, &fetched).await?;
 
         let mut result = Ok(());
         for mapping in mappings {
-            let records = plan::build_records(&mapping.config, type_plan, &fetched);
+            let records = plan::build_records(&mapping.config, type_plan, &fetched, &associations);
             let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
             for destination in &mapping.destinations {
                 if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
@@ -270,6 +321,33 @@ impl Worker {
             }
         }
         result
+    }
+
+    /// The associations `mappings` deliver, of the live objects among `fetched`: one batch read
+    /// per associated object type (and 100 objects), fetched rather than taken from webhook
+    /// payloads, which may be stale or reordered.
+    async fn read_associations(
+        &self,
+        object_type: &str,
+        mappings: &[&MappingConfig],
+        fetched: &[hubspot::CrmObject],
+    ) -> Result<plan::Associations, Failure> {
+        let to_types: std::collections::BTreeSet<&str> =
+            mappings.iter().flat_map(|m| m.associations.iter().map(|a| a.to_object_type.as_str())).collect();
+        let live: Vec<String> = fetched.iter().filter(|o| !o.archived).map(|o| o.id.clone()).collect();
+        let mut associations = plan::Associations::new();
+        if live.is_empty() {
+            return Ok(associations);
+        }
+        for to_type in to_types {
+            let read = self
+                .client
+                .batch_read_associations(object_type, to_type, &live)
+                .await
+                .map_err(|e| hubspot_failure(object_type, e))?;
+            associations.insert(to_type.to_string(), read);
+        }
+        Ok(associations)
     }
 
     /// Delivers to one destination the records it has not seen yet.
@@ -398,6 +476,13 @@ fn store_failure(error: anyhow::Error) -> Failure {
 
 fn dead_letter_failure(error: anyhow::Error) -> Failure {
     Failure { message: format!("dead-letter store: {error:#}"), retry_after: None }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 fn now_ms() -> i64 {

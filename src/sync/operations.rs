@@ -198,7 +198,9 @@ impl Worker {
                 .await
                 .map_err(|e| hubspot_failure(&config.object_type, e).message)?
         };
-        let records = plan::build_records(config, &type_plan, &fetched);
+        let associations =
+            self.read_associations(&config.object_type, &[config], &fetched).await.map_err(|f| f.message)?;
+        let records = plan::build_records(config, &type_plan, &fetched, &associations);
         self.checkpoints.fill_deleted_keys(records).await.map_err(|e| format!("checkpoint store: {e:#}"))
     }
 

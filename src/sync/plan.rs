@@ -37,6 +37,8 @@ pub struct TypePlan {
     pub objects: BTreeMap<String, ObjectHint>,
     /// Log positions of the events behind this plan; released together once delivered.
     pub seqs: Vec<u64>,
+    /// Per object, the log positions of the events about it (a merge event is about several).
+    pub events_by_object: BTreeMap<String, Vec<u64>>,
 }
 
 impl TypePlan {
@@ -45,10 +47,38 @@ impl TypePlan {
         self.objects.iter().filter(|(_, h)| h.hint == Hint::Changed).map(|(id, _)| id.clone()).collect()
     }
 
-    fn note(&mut self, object_id: u64, hint: Hint, occurred_at: i64) {
+    /// The plan of `objects` alone. It carries the events all of whose objects are among
+    /// `objects`: an event also about an object left out stays pending, so that object is
+    /// planned again from it.
+    pub fn only(&self, objects: &BTreeSet<String>) -> TypePlan {
+        let mut left_out: BTreeSet<u64> = BTreeSet::new();
+        for (id, seqs) in &self.events_by_object {
+            if !objects.contains(id) {
+                left_out.extend(seqs);
+            }
+        }
+        let keep = |id: &String| objects.contains(id);
+        TypePlan {
+            objects: self.objects.iter().filter(|(id, _)| keep(id)).map(|(id, h)| (id.clone(), h.clone())).collect(),
+            seqs: self.seqs.iter().copied().filter(|seq| !left_out.contains(seq)).collect(),
+            events_by_object: self
+                .events_by_object
+                .iter()
+                .filter(|(id, _)| keep(id))
+                .map(|(id, seqs)| (id.clone(), seqs.clone()))
+                .collect(),
+        }
+    }
+
+    fn note(&mut self, seq: u64, object_id: u64, hint: Hint, occurred_at: i64) {
         let candidate = ObjectHint { hint, occurred_at };
+        let id = object_id.to_string();
+        let seqs = self.events_by_object.entry(id.clone()).or_default();
+        if seqs.last() != Some(&seq) {
+            seqs.push(seq);
+        }
         self.objects
-            .entry(object_id.to_string())
+            .entry(id)
             .and_modify(|current| {
                 // At the same instant a deletion wins: nothing follows a deletion in the same millisecond.
                 if (candidate.occurred_at, candidate.hint) > (current.occurred_at, current.hint) {
@@ -69,7 +99,8 @@ pub struct Plan {
 }
 
 /// Groups pending events per object and keeps the newest hint of each. Events about object
-/// types no mapping uses, about properties no mapping reads, or about associations are ignored.
+/// types no mapping uses, about properties no mapping reads, or about associations no mapping
+/// delivers are ignored.
 pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
     let mut plan = Plan::default();
     for stored in events {
@@ -81,15 +112,22 @@ pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
         let type_plan = plan.by_type.entry(object_type).or_default();
         type_plan.seqs.push(stored.seq);
         match event.action() {
-            "deletion" | "privacyDeletion" => type_plan.note(event.object_id, Hint::Deleted, event.occurred_at),
+            "deletion" | "privacyDeletion" => {
+                type_plan.note(stored.seq, event.object_id, Hint::Deleted, event.occurred_at)
+            }
             "merge" => {
                 let merge = Merge::of(event);
-                type_plan.note(merge.survivor, Hint::Changed, event.occurred_at);
+                type_plan.note(stored.seq, merge.survivor, Hint::Changed, event.occurred_at);
                 for gone in merge.merged_away {
-                    type_plan.note(gone, Hint::Deleted, event.occurred_at);
+                    type_plan.note(stored.seq, gone, Hint::Deleted, event.occurred_at);
                 }
             }
-            _ => type_plan.note(event.object_id, Hint::Changed, event.occurred_at),
+            // The object on the `from` side; the other side has its own event.
+            "associationChange" => {
+                let from = event.from_object_id.unwrap_or_default();
+                type_plan.note(stored.seq, from, Hint::Changed, event.occurred_at)
+            }
+            _ => type_plan.note(stored.seq, event.object_id, Hint::Changed, event.occurred_at),
         }
     }
     plan
@@ -97,9 +135,15 @@ pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
 
 fn is_relevant(event: &WebhookEvent, object_type: &str, mappings: &[MappingConfig]) -> bool {
     let mut of_type = mappings.iter().filter(|m| m.object_type == object_type).peekable();
-    // Association changes name no object of their own (and no mapping maps associations).
-    if of_type.peek().is_none() || event.action() == "associationChange" {
+    if of_type.peek().is_none() {
         return false;
+    }
+    if event.action() == "associationChange" {
+        // A custom object on the other side is not named in `associationType`: any
+        // association the mapping delivers may have changed.
+        let other_side = event.associated_object_type();
+        return event.from_object_id.is_some_and(|id| id != 0)
+            && of_type.any(|m| m.associations.iter().any(|a| other_side.is_none_or(|t| t == a.to_object_type)));
     }
     // `objectId` defaults to 0 when an event leaves it out: nothing to fetch.
     if event.object_id == 0 && event.action() != "merge" {
@@ -170,7 +214,16 @@ pub struct Record {
     pub updated_at: String,
     /// Same HubSpot state, same key: lets destinations drop replays.
     pub idempotency_key: String,
+    /// Per association field of the mapping, the ids of the associated records, ascending (an
+    /// empty array when there are none). Absent for deletions and for mappings without
+    /// associations.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub associations: BTreeMap<String, Vec<String>>,
 }
+
+/// Associations read from HubSpot: per associated object type, per object id, the ids of the
+/// associated records.
+pub type Associations = BTreeMap<String, BTreeMap<String, Vec<String>>>;
 
 impl Record {
     /// `updatedAt` in epoch milliseconds, when it is a valid RFC 3339 timestamp.
@@ -179,22 +232,27 @@ impl Record {
     }
 }
 
-/// The records a mapping makes of one object type's plan and the objects HubSpot returned
-/// for it. Objects HubSpot did not return, archived ones, and those whose newest hint is a
-/// deletion become deletions.
-pub fn build_records(mapping: &MappingConfig, type_plan: &TypePlan, fetched: &[CrmObject]) -> Vec<Record> {
+/// The records a mapping makes of one object type's plan and the objects and associations
+/// HubSpot returned for it. Objects HubSpot did not return, archived ones, and those whose
+/// newest hint is a deletion become deletions.
+pub fn build_records(
+    mapping: &MappingConfig,
+    type_plan: &TypePlan,
+    fetched: &[CrmObject],
+    associations: &Associations,
+) -> Vec<Record> {
     let fetched: BTreeMap<&str, &CrmObject> = fetched.iter().map(|o| (o.id.as_str(), o)).collect();
     type_plan
         .objects
         .iter()
         .map(|(id, hint)| match (hint.hint, fetched.get(id.as_str())) {
-            (Hint::Changed, Some(object)) if !object.archived => upsert_record(mapping, object),
+            (Hint::Changed, Some(object)) if !object.archived => upsert_record(mapping, object, associations),
             _ => delete_record(mapping, id, hint.occurred_at),
         })
         .collect()
 }
 
-fn upsert_record(mapping: &MappingConfig, object: &CrmObject) -> Record {
+fn upsert_record(mapping: &MappingConfig, object: &CrmObject, associations: &Associations) -> Record {
     let value = |property: &str| object.properties.get(property).cloned().flatten();
     let fields = mapping
         .fields
@@ -203,6 +261,12 @@ fn upsert_record(mapping: &MappingConfig, object: &CrmObject) -> Record {
         .map(|f| (f.external_field.clone(), value(&f.hubspot_property)))
         .collect();
     let updated_at = object.updated_at.clone().unwrap_or_default();
+    let associated = |to_type: &str| associations.get(to_type).and_then(|by_id| by_id.get(&object.id)).cloned();
+    let associations = mapping
+        .associations
+        .iter()
+        .map(|a| (a.field.clone(), associated(&a.to_object_type).unwrap_or_default()))
+        .collect();
     with_idempotency_key(Record {
         mapping: mapping.name.clone(),
         object_type: mapping.object_type.clone(),
@@ -212,6 +276,7 @@ fn upsert_record(mapping: &MappingConfig, object: &CrmObject) -> Record {
         fields,
         updated_at,
         idempotency_key: String::new(),
+        associations,
     })
 }
 
@@ -228,12 +293,15 @@ fn delete_record(mapping: &MappingConfig, object_id: &str, occurred_at: i64) -> 
         fields: BTreeMap::new(),
         updated_at,
         idempotency_key: String::new(),
+        associations: BTreeMap::new(),
     })
 }
 
-/// Stable hash of the state a record carries (mapping, object, op, `updatedAt` and the mapped
-/// values), hex. The values are part of it because two HubSpot writes can share one
-/// millisecond `updatedAt`; the deletion key is not, as it is filled in after the fact.
+/// Stable hash of the state a record carries (mapping, object, op, `updatedAt`, the mapped
+/// values and associations), hex. The values are part of it because two HubSpot writes can
+/// share one millisecond `updatedAt`, and associations change without changing `updatedAt`;
+/// the deletion key is not, as it is filled in after the fact. Records without associations
+/// hash as they did before associations existed, so checkpoints stay valid.
 pub fn idempotency_key(record: &Record) -> String {
     let mut hash = Sha256::new();
     let upsert_key = match record.op {
@@ -241,7 +309,12 @@ pub fn idempotency_key(record: &Record) -> String {
         Op::Delete => "",
     };
     let fields = serde_json::to_string(&record.fields).expect("a map of strings serialises");
-    for part in [&record.mapping, &record.object_id, record.op.as_str(), &record.updated_at, upsert_key, &fields] {
+    let associations = match record.associations.is_empty() {
+        true => None,
+        false => Some(serde_json::to_string(&record.associations).expect("a map of strings serialises")),
+    };
+    let parts = [&record.mapping, &record.object_id, record.op.as_str(), &record.updated_at, upsert_key, &fields];
+    for part in parts.into_iter().chain(associations.as_deref()) {
         hash.update(part.as_bytes());
         // A separator that cannot occur in the parts keeps ("a","bc") and ("ab","c") apart.
         hash.update([0u8]);
@@ -292,6 +365,7 @@ mod tests {
             conflict_policy: Default::default(),
             external_timestamp_field: None,
             sources: vec![],
+            associations: vec![],
         }
     }
 
@@ -310,6 +384,7 @@ mod tests {
                 change_source: Some("CRM".into()),
                 ..Default::default()
             },
+            appended_at_ms: None,
         }
     }
 
@@ -436,7 +511,7 @@ mod tests {
                 ("hs_object_id", Some("1")),
             ],
         )];
-        let records = build_records(&m, &type_plan, &fetched);
+        let records = build_records(&m, &type_plan, &fetched, &Associations::new());
         assert_eq!(records.len(), 3);
 
         let upsert = serde_json::to_value(&records[0]).unwrap();
@@ -465,6 +540,74 @@ mod tests {
         assert_eq!(records[2].key, None);
     }
 
+    fn association_change(seq: u64, from: u64, to: u64, association_type: &str, occurred_at: i64) -> StoredEvent {
+        let mut e = event(seq, "contact.associationChange", 0, occurred_at);
+        e.event.association_type = Some(association_type.into());
+        e.event.from_object_id = Some(from);
+        e.event.to_object_id = Some(to);
+        e.event.association_removed = Some(false);
+        e
+    }
+
+    fn with_companies(mut m: MappingConfig) -> MappingConfig {
+        m.associations = vec![crate::api::mapping::AssociationMapping {
+            to_object_type: "companies".into(),
+            field: "company_ids".into(),
+        }];
+        m
+    }
+
+    #[test]
+    fn association_changes_hint_the_from_object_of_mappings_that_deliver_them() {
+        let events = [
+            association_change(1, 7, 70, "CONTACT_TO_COMPANY", 100),
+            association_change(2, 8, 80, "CONTACT_TO_DEAL", 100),
+            association_change(3, 0, 90, "CONTACT_TO_COMPANY", 100),
+            // A custom object is not named: it may be one the mapping delivers.
+            association_change(4, 9, 95, "CONTACT_TO_2-123", 100),
+        ];
+        let without = plan(&events, &[mapping("ns/contacts", "contacts")]);
+        assert_eq!(without.ignored, vec![1, 2, 3, 4]);
+
+        let with = plan(&events, &[with_companies(mapping("ns/contacts", "contacts"))]);
+        assert_eq!(with.ignored, vec![2, 3]);
+        let contacts = &with.by_type["contacts"];
+        assert_eq!(contacts.ids_to_fetch(), vec!["7".to_string(), "9".to_string()]);
+        assert_eq!(contacts.seqs, vec![1, 4]);
+    }
+
+    #[test]
+    fn records_carry_associations_and_their_state_in_the_key() {
+        let m = with_companies(mapping("ns/contacts", "contacts"));
+        let events = [event(1, "contact.creation", 1, 100), event(2, "contact.creation", 2, 100)];
+        let type_plan = plan(&events, std::slice::from_ref(&m)).by_type.remove("contacts").unwrap();
+        let fetched = [
+            object("1", "2026-11-26T18:00:00.000Z", &[("email", Some("a@b.c"))]),
+            object("2", "2026-11-26T18:00:00.000Z", &[("email", Some("d@e.f"))]),
+        ];
+        let associations =
+            Associations::from([("companies".into(), BTreeMap::from([("1".into(), vec!["5".into(), "40".into()])]))]);
+        let records = build_records(&m, &type_plan, &fetched, &associations);
+        let json = serde_json::to_value(&records[0]).unwrap();
+        assert_eq!(json["associations"], serde_json::json!({"company_ids": ["5", "40"]}));
+        // No associations: an empty array, so the destination forgets removed ones.
+        assert_eq!(records[1].associations["company_ids"], Vec::<String>::new());
+
+        let moved = Associations::from([("companies".into(), BTreeMap::from([("1".into(), vec!["41".into()])]))]);
+        let after_move = build_records(&m, &type_plan, &fetched, &moved);
+        assert_eq!(after_move[0].updated_at, records[0].updated_at);
+        assert_ne!(after_move[0].idempotency_key, records[0].idempotency_key);
+
+        // A mapping without associations: no field, and the key it always had.
+        let plain = mapping("ns/contacts", "contacts");
+        let plain_record = &build_records(&plain, &type_plan, &fetched, &associations)[0];
+        assert!(plain_record.associations.is_empty());
+        assert!(serde_json::to_value(plain_record).unwrap().get("associations").is_none());
+        let mut without_field = plain_record.clone();
+        without_field.associations = BTreeMap::new();
+        assert_eq!(plain_record.idempotency_key, idempotency_key(&without_field));
+    }
+
     #[test]
     fn archived_objects_become_deletions() {
         let m = mapping("ns/contacts", "contacts");
@@ -472,7 +615,7 @@ mod tests {
             plan(&[event(1, "contact.creation", 1, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
         let mut archived = object("1", "2026-11-26T18:00:00.000Z", &[("email", Some("a@b.c"))]);
         archived.archived = true;
-        assert_eq!(build_records(&m, &type_plan, &[archived])[0].op, Op::Delete);
+        assert_eq!(build_records(&m, &type_plan, &[archived], &Associations::new())[0].op, Op::Delete);
     }
 
     #[test]
@@ -481,7 +624,7 @@ mod tests {
         m.match_key = MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() };
         let type_plan =
             plan(&[event(1, "contact.deletion", 5, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
-        let records = build_records(&m, &type_plan, &[]);
+        let records = build_records(&m, &type_plan, &[], &Associations::new());
         assert_eq!((records[0].op, records[0].key.as_deref()), (Op::Delete, Some("5")));
     }
 
@@ -491,8 +634,8 @@ mod tests {
         let type_plan =
             plan(&[event(1, "contact.creation", 1, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
         let state = object("1", "2026-11-26T18:00:00.000Z", &[("email", Some("a@b.c")), ("firstname", Some("A"))]);
-        let first = build_records(&m, &type_plan, std::slice::from_ref(&state));
-        let replay = build_records(&m, &type_plan, std::slice::from_ref(&state));
+        let first = build_records(&m, &type_plan, std::slice::from_ref(&state), &Associations::new());
+        let replay = build_records(&m, &type_plan, std::slice::from_ref(&state), &Associations::new());
         assert_eq!(first[0].idempotency_key, replay[0].idempotency_key);
         assert_eq!(first[0].idempotency_key.len(), 32);
 

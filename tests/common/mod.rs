@@ -76,6 +76,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
         mappings: vec![],
         // An ephemeral port: tests run receivers side by side.
         admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
+        sync: Default::default(),
     }
 }
 
@@ -261,6 +262,45 @@ impl TestEmulator {
             .filter(|r| r["method"] == "POST" && r["path"].as_str().unwrap().ends_with("/batch/read"))
             .map(|r| r["body"].clone())
             .collect()
+    }
+
+    /// API calls answered whose method is `method` and whose path ends with `suffix`, from
+    /// the emulator's counts (`/_emulator/requests/counts`).
+    pub async fn call_count(&self, method: &str, suffix: &str) -> u64 {
+        let counts = self.admin(reqwest::Method::GET, "/_emulator/requests/counts", None).await;
+        counts["calls"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["method"] == method && c["path"].as_str().unwrap().ends_with(suffix))
+            .map(|c| c["count"].as_u64().unwrap())
+            .sum()
+    }
+
+    /// Associates two records with the default type through Associations v4, as an
+    /// integration holding `token` would.
+    pub async fn associate(&self, token: &str, from: (&str, &str), to: (&str, &str)) {
+        let path = format!("/crm/v4/objects/{}/{}/associations/default/{}/{}", from.0, from.1, to.0, to.1);
+        let response = self.http.put(self.url(&path)).bearer_auth(token).send().await.unwrap();
+        assert!(response.status().is_success(), "PUT {path}: {}", response.status());
+    }
+
+    /// Removes every association between two records through Associations v4.
+    pub async fn dissociate(&self, token: &str, from: (&str, &str), to: (&str, &str)) {
+        let path = format!("/crm/v4/objects/{}/{}/associations/{}/{}", from.0, from.1, to.0, to.1);
+        let response = self.http.delete(self.url(&path)).bearer_auth(token).send().await.unwrap();
+        assert!(response.status().is_success(), "DELETE {path}: {}", response.status());
+    }
+
+    /// The ids of the `to_type` records `from` is associated with now, ascending.
+    pub async fn associated_ids(&self, token: &str, from: (&str, &str), to_type: &str) -> Vec<String> {
+        let path = format!("/crm/v4/objects/{}/{}/associations/{to_type}", from.0, from.1);
+        let body: serde_json::Value =
+            self.http.get(self.url(&path)).bearer_auth(token).send().await.unwrap().json().await.unwrap();
+        let mut ids: Vec<u64> =
+            body["results"].as_array().unwrap().iter().map(|r| r["toObjectId"].as_u64().unwrap()).collect();
+        ids.sort();
+        ids.iter().map(u64::to_string).collect()
     }
 
     /// Webhook delivery state: `pending`, `delivered`, `failedAttempts`, `log`.
@@ -628,6 +668,7 @@ pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hub
         conflict_policy: Default::default(),
         external_timestamp_field: None,
         sources: vec![],
+        associations: vec![],
     }
 }
 

@@ -1,8 +1,8 @@
 //! Upserts records into a PostgreSQL table, one transaction per batch.
 //!
 //! The table has one row per match key: the key column (the match key's external field, primary
-//! key), one column per mapped field, and `hubspot_object_id`, `hubspot_updated_at` and
-//! `deleted`. Every write is guarded by `hubspot_updated_at`, so a replayed or late record never
+//! key), one column per mapped field, one `text[]` column per association field (the associated
+//! records' ids), and `hubspot_object_id`, `hubspot_updated_at` and `deleted`. Every write is guarded by `hubspot_updated_at`, so a replayed or late record never
 //! overwrites newer data. A record with the same timestamp applies (HubSpot can write twice in
 //! one millisecond, and the worker only delivers a state it has not delivered before), except
 //! over a deletion: at the same instant a deletion wins, as in the worker's plan.
@@ -14,6 +14,7 @@
 //! table made by hand may use `integer`, `date`, `jsonb` and the like. Identifiers are validated
 //! when the sink is built and always quoted; values are never part of the SQL text.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -43,8 +44,11 @@ const MAX_IDENTIFIER_BYTES: usize = 63;
 pub struct PostgresSink {
     connection: tokio_postgres::Config,
     table: TableName,
-    /// The key column, then the field columns, in statement parameter order.
+    /// The key column, then the field columns, then the association columns, in statement
+    /// parameter order.
     columns: Vec<String>,
+    /// How many of `columns`, at the end, hold associations.
+    association_columns: usize,
     create_table: bool,
     sql: Sql,
     /// The open connection and its prepared statements; `None` until the first delivery and
@@ -132,14 +136,17 @@ pub(crate) fn quote(name: &str) -> String {
 }
 
 impl Sql {
-    fn new(table: &TableName, columns: &[String]) -> Sql {
+    fn new(table: &TableName, columns: &[String], association_columns: usize) -> Sql {
         let t = table.quoted();
         let key = quote(&columns[0]);
         let (object_id, updated_at, deleted) =
             (quote(OBJECT_ID_COLUMN), quote(UPDATED_AT_COLUMN), quote(DELETED_COLUMN));
 
         let definitions: Vec<String> = std::iter::once(format!("{key} text PRIMARY KEY"))
-            .chain(columns[1..].iter().map(|c| format!("{} text", quote(c))))
+            .chain(columns[1..].iter().enumerate().map(|(i, c)| {
+                let array = i + 1 >= columns.len() - association_columns;
+                format!("{} {}", quote(c), if array { "text[]" } else { "text" })
+            }))
             .chain([
                 format!("{object_id} text NOT NULL"),
                 format!("{updated_at} timestamptz NOT NULL"),
@@ -196,8 +203,17 @@ impl PostgresSink {
         }
         let table = TableName::parse(table)?;
         let columns = columns(mapping)?;
-        let sql = Sql::new(&table, &columns);
-        Ok(PostgresSink { connection, table, columns, create_table, sql, session: tokio::sync::Mutex::new(None) })
+        let association_columns = mapping.associations.len();
+        let sql = Sql::new(&table, &columns, association_columns);
+        Ok(PostgresSink {
+            connection,
+            table,
+            columns,
+            association_columns,
+            create_table,
+            sql,
+            session: tokio::sync::Mutex::new(None),
+        })
     }
 
     /// The database and table, without credentials: `host:port/dbname/schema.table`.
@@ -274,17 +290,21 @@ impl PostgresSink {
         }
         let upsert = match (record.op, &record.key) {
             (Op::Upsert, Some(key)) => {
-                let fields = self.columns[1..].iter().map(|c| Text(record.fields.get(c).and_then(|v| v.as_deref())));
-                Some(std::iter::once(Text(Some(key.as_str()))).chain(fields).collect())
+                let (fields, associations) =
+                    self.columns[1..].split_at(self.columns.len() - 1 - self.association_columns);
+                let fields = fields.iter().map(|c| Text::of(record.fields.get(c).and_then(|v| v.as_deref())));
+                let associations =
+                    associations.iter().map(|c| Text(record.associations.get(c).map(|ids| array_literal(ids))));
+                Some(std::iter::once(Text::of(Some(key.as_str()))).chain(fields).chain(associations).collect())
             }
             // Without a key value the object has no row: any row it had under an earlier key is
             // retired below.
             _ => None,
         };
         Ok(Row {
-            object_id: Text(Some(&record.object_id)),
-            updated_at: Text(Some(&record.updated_at)),
-            key: Text(record.key.as_deref().filter(|_| record.op == Op::Upsert)),
+            object_id: Text::of(Some(&record.object_id)),
+            updated_at: Text::of(Some(&record.updated_at)),
+            key: Text::of(record.key.as_deref().filter(|_| record.op == Op::Upsert)),
             upsert,
         })
     }
@@ -327,11 +347,24 @@ async fn write(session: &mut Session, rows: &[Row<'_>]) -> Result<(), SinkError>
 /// A parameter sent in text format: the server parses it as the column's type, as it would a
 /// literal. `None` is SQL NULL.
 #[derive(Debug)]
-struct Text<'a>(Option<&'a str>);
+struct Text<'a>(Option<Cow<'a, str>>);
+
+impl<'a> Text<'a> {
+    fn of(text: Option<&'a str>) -> Text<'a> {
+        Text(text.map(Cow::Borrowed))
+    }
+}
+
+/// A PostgreSQL array literal of `ids`, each element quoted.
+fn array_literal(ids: &[String]) -> Cow<'static, str> {
+    let elements: Vec<String> =
+        ids.iter().map(|id| format!("\"{}\"", id.replace('\\', "\\\\").replace('"', "\\\""))).collect();
+    Cow::Owned(format!("{{{}}}", elements.join(",")))
+}
 
 impl ToSql for Text<'_> {
     fn to_sql(&self, _ty: &Type, out: &mut BytesMut) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
-        match self.0 {
+        match &self.0 {
             Some(text) => {
                 out.extend_from_slice(text.as_bytes());
                 Ok(IsNull::No)
@@ -351,7 +384,7 @@ impl ToSql for Text<'_> {
     to_sql_checked!();
 }
 
-/// The key column then the field columns of `mapping`, validated: identifiers, no reserved
+/// The key column, the field columns, then the association columns of `mapping`, validated: identifiers, no reserved
 /// names, no column twice.
 fn columns(mapping: &MappingConfig) -> anyhow::Result<Vec<String>> {
     let key = &mapping.match_key;
@@ -362,6 +395,13 @@ fn columns(mapping: &MappingConfig) -> anyhow::Result<Vec<String>> {
             // The match key mapped as a field as well: the key column already holds it.
             continue;
         }
+        if columns.contains(&column) {
+            anyhow::bail!("column {column:?} is mapped twice");
+        }
+        columns.push(column);
+    }
+    for association in &mapping.associations {
+        let column = identifier(&association.field, "column")?;
         if columns.contains(&column) {
             anyhow::bail!("column {column:?} is mapped twice");
         }
@@ -418,7 +458,26 @@ mod tests {
             conflict_policy: Default::default(),
             external_timestamp_field: None,
             sources: vec![],
+            associations: vec![],
         }
+    }
+
+    #[test]
+    fn associations_are_text_array_columns_after_the_fields() {
+        let mut m = mapping("email", &[("firstname", "first_name")]);
+        m.associations = vec![crate::api::mapping::AssociationMapping {
+            to_object_type: "companies".into(),
+            field: "company_ids".into(),
+        }];
+        assert_eq!(columns(&m).unwrap(), ["email", "first_name", "company_ids"]);
+        let sql = Sql::new(&TableName::parse("contacts").unwrap(), &columns(&m).unwrap(), 1);
+        assert!(sql.create_table.contains(r#""first_name" text, "company_ids" text[], "#), "{}", sql.create_table);
+        assert_eq!(array_literal(&["12".into(), "3".into()]), r#"{"12","3"}"#);
+        assert_eq!(array_literal(&[]), "{}");
+        assert_eq!(array_literal(&[r#"a"b\c"#.into()]), r#"{"a\"b\\c"}"#);
+
+        m.associations[0].field = "first_name".into();
+        assert!(columns(&m).unwrap_err().to_string().contains("mapped twice"));
     }
 
     #[test]
@@ -455,7 +514,7 @@ mod tests {
     #[test]
     fn statements_quote_every_identifier_and_carry_the_guard() {
         let table = TableName::parse("crm.contacts").unwrap();
-        let sql = Sql::new(&table, &["email".into(), "first_name".into()]);
+        let sql = Sql::new(&table, &["email".into(), "first_name".into()], 0);
         assert_eq!(
             sql.upsert,
             "INSERT INTO \"crm\".\"contacts\" AS existing (\"email\", \"first_name\", \"hubspot_object_id\", \
