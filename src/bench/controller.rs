@@ -4,6 +4,7 @@
 //! Measured from the emulator's request log: the first pass (creates), then HubSpot writes and
 //! reads per object per drift interval in the steady state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,8 +17,8 @@ use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
 use crate::api::property::{FieldType, PropertyType};
-use crate::api::{HubSpotPropertySpec, PropertyMapping};
-use crate::controller::{Context, error_policy, instrumented, mapping, property};
+use crate::api::{HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
+use crate::controller::{Context, DEFAULT_MAX_CONCURRENT_RECONCILES, error_policy, instrumented, mapping, property};
 use crate::hubspot::Tier;
 
 const NAMESPACE: &str = "bench";
@@ -41,9 +42,12 @@ pub struct ControllerBenchArgs {
     /// request budget).
     #[arg(long, default_value = "professional")]
     pub tier: Tier,
+    /// Reconciles each controller runs at once, as the controller's flag of that name.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_RECONCILES)]
+    pub max_concurrent_reconciles: u16,
 }
 
-/// HubSpot API calls in one phase, from the emulator's request log.
+/// HubSpot API calls in one phase, from the emulator's request counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubSpotCalls {
     pub reads: u64,
@@ -55,6 +59,19 @@ pub struct HubSpotCalls {
     pub most_reads_of_one_property: u64,
     /// Answers other than 2xx and 404 (404 is the expected answer to reading a missing property).
     pub failures: u64,
+}
+
+impl HubSpotCalls {
+    /// Adds the calls of a later part of the same phase; the most reads of one property stay
+    /// the most of any part.
+    fn add(&mut self, later: HubSpotCalls) {
+        self.reads += later.reads;
+        self.writes += later.writes;
+        self.property_creates += later.property_creates;
+        self.list_reads += later.list_reads;
+        self.failures += later.failures;
+        self.most_reads_of_one_property = self.most_reads_of_one_property.max(later.most_reads_of_one_property);
+    }
 }
 
 /// Figures of one run.
@@ -104,11 +121,15 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
     emulator.kill().await.ok();
     let f = figures?;
     let per_interval = |n: u64| n as f64 / f64::from(f.intervals);
-    println!("objects: {} HubSpotProperty + {} PropertyMapping", f.objects, f.objects);
     println!(
-        "first pass: {:.1} s, HubSpot reads {}, writes {} ({} property creates), failed calls {}",
+        "objects: {} HubSpotProperty + {} PropertyMapping, {} reconciles at once per controller",
+        f.objects, f.objects, args.max_concurrent_reconciles
+    );
+    println!(
+        "first pass: {:.1} s, HubSpot reads {} ({} property lists), writes {} ({} property creates), failed calls {}",
         f.first_pass.as_secs_f64(),
         f.first_pass_calls.reads,
+        f.first_pass_calls.list_reads,
         f.first_pass_calls.writes,
         f.first_pass_calls.property_creates,
         f.first_pass_calls.failures
@@ -120,9 +141,10 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
         f.steady_window.as_secs_f64()
     );
     println!(
-        "  HubSpot writes: {}; reads: {} ({:.2} per object per interval); failed calls {}",
+        "  HubSpot writes: {}; reads: {} ({} property lists; {:.2} per object per interval); failed calls {}",
         f.steady_calls.writes,
         f.steady_calls.reads,
+        f.steady_calls.list_reads,
         f.reads_per_object_per_interval(),
         f.steady_calls.failures
     );
@@ -155,9 +177,10 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
     load_objects(&api, args, hubspot_url);
     let mut ctx = Context::new(api.client(NAMESPACE), "unused");
     ctx.drift_interval = Duration::from_secs(args.drift_interval);
+    ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
     let ctx = Arc::new(ctx);
     let client = api.client(NAMESPACE);
-    let log = RequestLog::new(hubspot_url);
+    let mut log = RequestLog::new(hubspot_url);
     log.take().await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -165,17 +188,28 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
         let _ = stop_rx.await;
     });
     let properties = property::controller(client.clone(), Some(NAMESPACE))
+        .with_config(ctx.controller_config::<HubSpotProperty>())
         .graceful_shutdown_on(stop.clone())
         .run(instrumented(property::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
     let mappings = mapping::controller(client, Some(NAMESPACE))
+        .with_config(ctx.controller_config::<PropertyMapping>())
         .graceful_shutdown_on(stop)
         .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
     let controllers = tokio::spawn(futures::future::join(properties, mappings));
 
     let started = Instant::now();
-    while !(all_ready(&api.objects(PROPERTIES)) && all_ready(&api.objects(MAPPINGS))) {
+    let mut last_progress = Instant::now();
+    loop {
+        let (properties, mappings) = (ready(&api.objects(PROPERTIES)), ready(&api.objects(MAPPINGS)));
+        if properties == args.objects && mappings == args.objects {
+            break;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            last_progress = Instant::now();
+            tracing::info!(elapsed_s = started.elapsed().as_secs(), properties, mappings, "first pass: ready so far");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let first_pass = started.elapsed();
@@ -185,17 +219,9 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
     let steady_started = Instant::now();
     let mut steady_calls = HubSpotCalls::default();
     for _ in 0..args.intervals {
-        // Taken every interval: the emulator keeps the last 10,000 calls only.
         tokio::time::sleep(Duration::from_secs(args.drift_interval)).await;
-        let calls = log.take().await?;
-        steady_calls.reads += calls.reads;
-        steady_calls.writes += calls.writes;
-        steady_calls.property_creates += calls.property_creates;
-        steady_calls.failures += calls.failures;
-        steady_calls.list_reads += calls.list_reads;
-        // Per interval, so the bound below is one per interval.
-        steady_calls.most_reads_of_one_property =
-            steady_calls.most_reads_of_one_property.max(calls.most_reads_of_one_property);
+        // Per interval, so that the most reads of one property are the most in one interval.
+        steady_calls.add(log.take().await?);
     }
     let steady_window = steady_started.elapsed();
     let after = api.calls();
@@ -299,51 +325,69 @@ fn resource(kind: &str, name: &str, spec: Value) -> Value {
     })
 }
 
-fn all_ready(objects: &[Value]) -> bool {
-    objects.iter().all(|o| {
-        o["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-    })
+/// How many of `objects` are `Ready`.
+fn ready(objects: &[Value]) -> usize {
+    objects
+        .iter()
+        .filter(|o| {
+            o["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count()
 }
 
-/// The emulator's request log.
+/// The emulator's count of every API call by method, path and status. Counts are read, never
+/// cleared: clearing between two reads would lose the calls answered in between, and unlike
+/// the request log they are not capped at the last 10,000 calls.
 struct RequestLog {
     url: String,
     http: reqwest::Client,
+    /// The counts at the last take.
+    seen: HashMap<(String, String, u64), u64>,
 }
 
 impl RequestLog {
     fn new(hubspot_url: &str) -> Self {
-        Self { url: format!("{hubspot_url}/_emulator/requests"), http: reqwest::Client::new() }
+        Self {
+            url: format!("{hubspot_url}/_emulator/requests/counts"),
+            http: reqwest::Client::new(),
+            seen: HashMap::new(),
+        }
     }
 
-    /// The calls logged since the last take, counted; clears the log.
-    async fn take(&self) -> anyhow::Result<HubSpotCalls> {
-        let entries: Vec<Value> =
-            self.http.get(&self.url).send().await?.error_for_status()?.json().await.context("the request log")?;
-        self.http.delete(&self.url).send().await?.error_for_status()?;
+    /// The calls answered since the last take.
+    async fn take(&mut self) -> anyhow::Result<HubSpotCalls> {
+        let counts: Value =
+            self.http.get(&self.url).send().await?.error_for_status()?.json().await.context("the request counts")?;
         let mut calls = HubSpotCalls::default();
-        let mut property_reads = std::collections::HashMap::<&str, u64>::new();
-        for entry in &entries {
+        // By path: a property read 404 and later 200 is one property.
+        let mut property_reads = HashMap::<&str, u64>::new();
+        for entry in counts["calls"].as_array().context("counts without calls")? {
             let method = entry["method"].as_str().unwrap_or_default();
             let path = entry["path"].as_str().unwrap_or_default();
             let status = entry["status"].as_u64().unwrap_or_default();
+            let total = entry["count"].as_u64().unwrap_or_default();
+            let seen = self.seen.insert((method.into(), path.into(), status), total).unwrap_or(0);
+            let n = total - seen;
+            if n == 0 {
+                continue;
+            }
             if method == "GET" {
-                calls.reads += 1;
+                calls.reads += n;
                 if path.ends_with("/properties/contacts") {
-                    calls.list_reads += 1;
+                    calls.list_reads += n;
                 } else if path.contains("/properties/contacts/") {
-                    *property_reads.entry(path).or_default() += 1;
+                    *property_reads.entry(path).or_default() += n;
                 }
             } else {
-                calls.writes += 1;
+                calls.writes += n;
             }
             if method == "POST" && path.starts_with("/crm/") && path.ends_with("/properties/contacts") {
-                calls.property_creates += 1;
+                calls.property_creates += n;
             }
             if !(200..300).contains(&status) && status != 404 {
-                calls.failures += 1;
+                calls.failures += n;
             }
         }
         calls.most_reads_of_one_property = property_reads.into_values().max().unwrap_or(0);
@@ -364,7 +408,13 @@ mod tests {
         let config =
             EmulatorConfig { tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }], ..Default::default() };
         let emulator = RunningEmulator::start(config, listener).await.unwrap();
-        let args = ControllerBenchArgs { objects: 50, drift_interval: 4, intervals: 2, tier: Tier::default() };
+        let args = ControllerBenchArgs {
+            objects: 50,
+            drift_interval: 4,
+            intervals: 2,
+            tier: Tier::default(),
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
+        };
 
         let f = measure(&args, &emulator.base_url()).await.unwrap();
 
