@@ -1,8 +1,9 @@
 //! `hubspot-operator bench controller`: the property and mapping controllers (kube-runtime,
 //! real reconcilers, real HubSpot client over HTTP) reconcile many objects against the HubSpot
-//! emulator, with an in-process Kubernetes API stand-in ([`FakeApiServer`]) serving the objects.
-//! Measured from the emulator's request log: the first pass (creates), then HubSpot writes and
-//! reads per object per drift interval in the steady state.
+//! emulator, with a Kubernetes API stand-in ([`FakeApiServer`]) serving the objects. The
+//! emulator and the stand-in run as child processes, so the peak RSS is the controllers'.
+//! Measured from the emulator's request counts: the first pass (creates), then HubSpot writes
+//! and reads per object per drift interval in the steady state.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::fake_api::{ApiCalls, FakeApiServer};
+use super::fake_api::{ApiCalls, CALLS_PATH, FakeApiServer};
 use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
@@ -45,6 +46,28 @@ pub struct ControllerBenchArgs {
     /// Reconciles each controller runs at once, as the controller's flag of that name.
     #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_RECONCILES)]
     pub max_concurrent_reconciles: u16,
+}
+
+/// `hubspot-operator bench kube-api-stand-in` flags: the Kubernetes API stand-in of `bench
+/// controller`, in a process of its own so that the benchmark's peak RSS is the controllers'.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StandInArgs {
+    /// Address to serve the Kubernetes API on.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// HubSpot API base URL of the benchmark's integration.
+    #[arg(long)]
+    pub hubspot_url: String,
+    #[command(flatten)]
+    pub bench: ControllerBenchArgs,
+}
+
+/// Serves the Kubernetes API stand-in holding the benchmark's objects until the process ends.
+pub async fn serve_stand_in(args: StandInArgs) -> anyhow::Result<()> {
+    let api = FakeApiServer::default();
+    load_objects(&api, &args.bench, &args.hubspot_url);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    Ok(api.serve(listener).await?)
 }
 
 /// HubSpot API calls in one phase, from the emulator's request counts.
@@ -95,29 +118,18 @@ impl ControllerFigures {
     }
 }
 
-/// Runs the emulator as a child process (so the peak RSS is the controllers', not the
-/// emulator's), then the benchmark, and prints the figures.
+/// Runs the emulator and the Kubernetes API stand-in as child processes (so the peak RSS is
+/// the controllers' alone), then the benchmark, and prints the figures.
 pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.local_addr()?.port()
-    };
-    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
-    let mut emulator = tokio::process::Command::new(exe)
-        .args(["emulator", "--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN, "--tier"])
-        .arg(tier_name(args.tier))
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the emulator")?;
-    let base_url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{base_url}/_emulator/requests")).send().await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the emulator did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let figures = measure(&args, &base_url).await;
+    let tier = tier_name(args.tier);
+    let emulator_args = ["emulator", "--token", TOKEN, "--tier", &tier];
+    let (mut emulator, base_url) = start_child("emulator", &emulator_args, "/_emulator/requests").await?;
+    let objects = args.objects.to_string();
+    let stand_in_args =
+        ["bench", "kube-api-stand-in", "--hubspot-url", &base_url, "--objects", &objects, "--tier", &tier];
+    let (mut stand_in, kube_url) = start_child("Kubernetes API stand-in", &stand_in_args, CALLS_PATH).await?;
+    let figures = measure(&args, &base_url, &kube_url).await;
+    stand_in.kill().await.ok();
     emulator.kill().await.ok();
     let f = figures?;
     let per_interval = |n: u64| n as f64 / f64::from(f.intervals);
@@ -157,9 +169,34 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
         per_interval(api.events)
     );
     if let Some(peak) = f.peak_rss_kib {
-        println!("peak RSS (controllers and the Kubernetes API stand-in): {:.1} MiB", peak as f64 / 1024.0);
+        println!(
+            "peak RSS of the controllers (the emulator and the Kubernetes API stand-in run apart): {:.1} MiB",
+            peak as f64 / 1024.0
+        );
     }
     Ok(())
+}
+
+/// Starts `hubspot-operator <args> --listen <a free local port>` and waits until it answers
+/// `ready_path`. Returns the child (killed when dropped) and its base URL.
+async fn start_child(what: &str, args: &[&str], ready_path: &str) -> anyhow::Result<(tokio::process::Child, String)> {
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
+    let child = tokio::process::Command::new(exe)
+        .args(args)
+        .args(["--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the {what}"))?;
+    let url = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}{ready_path}")).send().await.is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the {what} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((child, url))
 }
 
 fn tier_name(tier: Tier) -> String {
@@ -169,17 +206,22 @@ fn tier_name(tier: Tier) -> String {
         .unwrap_or_else(|| "professional".into())
 }
 
-/// Loads the objects, runs the controllers against the emulator at `hubspot_url` (accepting
-/// the token `bench-token`) until every object is ready, then for `args.intervals` drift
-/// intervals.
-pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::Result<ControllerFigures> {
-    let api = FakeApiServer::default();
-    load_objects(&api, args, hubspot_url);
-    let mut ctx = Context::new(api.client(NAMESPACE), "unused");
+/// Runs the controllers against the Kubernetes API stand-in at `kube_url` (holding the objects
+/// of [`load_objects`]) and the emulator at `hubspot_url` (accepting the token `bench-token`)
+/// until every object is ready, then for `args.intervals` drift intervals.
+pub async fn measure(
+    args: &ControllerBenchArgs,
+    hubspot_url: &str,
+    kube_url: &str,
+) -> anyhow::Result<ControllerFigures> {
+    let api = StandIn { http: reqwest::Client::new(), url: kube_url.to_string() };
+    let mut config = kube::Config::new(kube_url.parse()?);
+    config.default_namespace = NAMESPACE.into();
+    let client = kube::Client::try_from(config)?;
+    let mut ctx = Context::new(client.clone(), "unused");
     ctx.drift_interval = Duration::from_secs(args.drift_interval);
     ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
     let ctx = Arc::new(ctx);
-    let client = api.client(NAMESPACE);
     let mut log = RequestLog::new(hubspot_url);
     log.take().await?;
 
@@ -202,7 +244,7 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
     let started = Instant::now();
     let mut last_progress = Instant::now();
     loop {
-        let (properties, mappings) = (ready(&api.objects(PROPERTIES)), ready(&api.objects(MAPPINGS)));
+        let (properties, mappings) = (ready(&api.objects(PROPERTIES).await?), ready(&api.objects(MAPPINGS).await?));
         if properties == args.objects && mappings == args.objects {
             break;
         }
@@ -215,7 +257,7 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
     let first_pass = started.elapsed();
     let first_pass_calls = log.take().await?;
 
-    let api_before = api.calls();
+    let api_before = api.calls().await?;
     let steady_started = Instant::now();
     let mut steady_calls = HubSpotCalls::default();
     for _ in 0..args.intervals {
@@ -224,7 +266,7 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
         steady_calls.add(log.take().await?);
     }
     let steady_window = steady_started.elapsed();
-    let after = api.calls();
+    let after = api.calls().await?;
     let _ = stop_tx.send(());
     controllers.await?;
     Ok(ControllerFigures {
@@ -246,6 +288,26 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
         },
         peak_rss_kib: super::peak_rss_kib(),
     })
+}
+
+/// The Kubernetes API stand-in, over HTTP.
+struct StandIn {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl StandIn {
+    /// The objects of `collection` (a list call, as the stand-in counts it).
+    async fn objects(&self, collection: &str) -> anyhow::Result<Vec<Value>> {
+        let list: Value =
+            self.http.get(format!("{}{collection}", self.url)).send().await?.error_for_status()?.json().await?;
+        Ok(serde_json::from_value(list["items"].clone())?)
+    }
+
+    async fn calls(&self) -> anyhow::Result<ApiCalls> {
+        let url = format!("{}{CALLS_PATH}", self.url);
+        Ok(self.http.get(url).send().await?.error_for_status()?.json().await?)
+    }
 }
 
 /// Integration `crm` calling `hubspot_url`, its token Secret, and `args.objects` properties
@@ -416,7 +478,13 @@ mod tests {
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
         };
 
-        let f = measure(&args, &emulator.base_url()).await.unwrap();
+        let api = FakeApiServer::default();
+        load_objects(&api, &args, &emulator.base_url());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let kube_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(api.serve(listener));
+
+        let f = measure(&args, &emulator.base_url(), &kube_url).await.unwrap();
 
         assert_eq!(f.first_pass_calls.property_creates, 50, "{f:?}");
         assert_eq!(f.first_pass_calls.failures, 0, "{f:?}");
