@@ -1,9 +1,11 @@
 //! `hubspot-operator bench controller`: the property and mapping controllers (kube-runtime,
 //! real reconcilers, real HubSpot client over HTTP) reconcile many objects against the HubSpot
-//! emulator, with an in-process Kubernetes API stand-in ([`FakeApiServer`]) serving the objects.
-//! Measured from the emulator's request log: the first pass (creates), then HubSpot writes and
-//! reads per object per drift interval in the steady state.
+//! emulator, with a Kubernetes API stand-in ([`FakeApiServer`]) serving the objects. The
+//! emulator and the stand-in run as child processes, so the peak RSS is the controllers'.
+//! Measured from the emulator's request counts: the first pass (creates), then HubSpot writes
+//! and reads per object per drift interval in the steady state.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,13 +13,13 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::fake_api::{ApiCalls, FakeApiServer};
+use super::fake_api::{ApiCalls, CALLS_PATH, FakeApiServer};
 use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
 use crate::api::property::{FieldType, PropertyType};
-use crate::api::{HubSpotPropertySpec, PropertyMapping};
-use crate::controller::{Context, error_policy, instrumented, mapping, property};
+use crate::api::{HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
+use crate::controller::{Context, DEFAULT_MAX_CONCURRENT_RECONCILES, error_policy, instrumented, mapping, property};
 use crate::hubspot::Tier;
 
 const NAMESPACE: &str = "bench";
@@ -41,9 +43,34 @@ pub struct ControllerBenchArgs {
     /// request budget).
     #[arg(long, default_value = "professional")]
     pub tier: Tier,
+    /// Reconciles each controller runs at once, as the controller's flag of that name.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONCURRENT_RECONCILES)]
+    pub max_concurrent_reconciles: u16,
 }
 
-/// HubSpot API calls in one phase, from the emulator's request log.
+/// `hubspot-operator bench kube-api-stand-in` flags: the Kubernetes API stand-in of `bench
+/// controller`, in a process of its own so that the benchmark's peak RSS is the controllers'.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StandInArgs {
+    /// Address to serve the Kubernetes API on.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    /// HubSpot API base URL of the benchmark's integration.
+    #[arg(long)]
+    pub hubspot_url: String,
+    #[command(flatten)]
+    pub bench: ControllerBenchArgs,
+}
+
+/// Serves the Kubernetes API stand-in holding the benchmark's objects until the process ends.
+pub async fn serve_stand_in(args: StandInArgs) -> anyhow::Result<()> {
+    let api = FakeApiServer::default();
+    load_objects(&api, &args.bench, &args.hubspot_url);
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    Ok(api.serve(listener).await?)
+}
+
+/// HubSpot API calls in one phase, from the emulator's request counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct HubSpotCalls {
     pub reads: u64,
@@ -55,6 +82,19 @@ pub struct HubSpotCalls {
     pub most_reads_of_one_property: u64,
     /// Answers other than 2xx and 404 (404 is the expected answer to reading a missing property).
     pub failures: u64,
+}
+
+impl HubSpotCalls {
+    /// Adds the calls of a later part of the same phase; the most reads of one property stay
+    /// the most of any part.
+    fn add(&mut self, later: HubSpotCalls) {
+        self.reads += later.reads;
+        self.writes += later.writes;
+        self.property_creates += later.property_creates;
+        self.list_reads += later.list_reads;
+        self.failures += later.failures;
+        self.most_reads_of_one_property = self.most_reads_of_one_property.max(later.most_reads_of_one_property);
+    }
 }
 
 /// Figures of one run.
@@ -78,37 +118,30 @@ impl ControllerFigures {
     }
 }
 
-/// Runs the emulator as a child process (so the peak RSS is the controllers', not the
-/// emulator's), then the benchmark, and prints the figures.
+/// Runs the emulator and the Kubernetes API stand-in as child processes (so the peak RSS is
+/// the controllers' alone), then the benchmark, and prints the figures.
 pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
-    let port = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        listener.local_addr()?.port()
-    };
-    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
-    let mut emulator = tokio::process::Command::new(exe)
-        .args(["emulator", "--listen", &format!("127.0.0.1:{port}"), "--token", TOKEN, "--tier"])
-        .arg(tier_name(args.tier))
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the emulator")?;
-    let base_url = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{base_url}/_emulator/requests")).send().await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the emulator did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let figures = measure(&args, &base_url).await;
+    let tier = tier_name(args.tier);
+    let emulator_args = ["emulator", "--token", TOKEN, "--tier", &tier];
+    let (mut emulator, base_url) = start_child("emulator", &emulator_args, "/_emulator/requests").await?;
+    let objects = args.objects.to_string();
+    let stand_in_args =
+        ["bench", "kube-api-stand-in", "--hubspot-url", &base_url, "--objects", &objects, "--tier", &tier];
+    let (mut stand_in, kube_url) = start_child("Kubernetes API stand-in", &stand_in_args, CALLS_PATH).await?;
+    let figures = measure(&args, &base_url, &kube_url).await;
+    stand_in.kill().await.ok();
     emulator.kill().await.ok();
     let f = figures?;
     let per_interval = |n: u64| n as f64 / f64::from(f.intervals);
-    println!("objects: {} HubSpotProperty + {} PropertyMapping", f.objects, f.objects);
     println!(
-        "first pass: {:.1} s, HubSpot reads {}, writes {} ({} property creates), failed calls {}",
+        "objects: {} HubSpotProperty + {} PropertyMapping, {} reconciles at once per controller",
+        f.objects, f.objects, args.max_concurrent_reconciles
+    );
+    println!(
+        "first pass: {:.1} s, HubSpot reads {} ({} property lists), writes {} ({} property creates), failed calls {}",
         f.first_pass.as_secs_f64(),
         f.first_pass_calls.reads,
+        f.first_pass_calls.list_reads,
         f.first_pass_calls.writes,
         f.first_pass_calls.property_creates,
         f.first_pass_calls.failures
@@ -120,9 +153,10 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
         f.steady_window.as_secs_f64()
     );
     println!(
-        "  HubSpot writes: {}; reads: {} ({:.2} per object per interval); failed calls {}",
+        "  HubSpot writes: {}; reads: {} ({} property lists; {:.2} per object per interval); failed calls {}",
         f.steady_calls.writes,
         f.steady_calls.reads,
+        f.steady_calls.list_reads,
         f.reads_per_object_per_interval(),
         f.steady_calls.failures
     );
@@ -135,9 +169,34 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
         per_interval(api.events)
     );
     if let Some(peak) = f.peak_rss_kib {
-        println!("peak RSS (controllers and the Kubernetes API stand-in): {:.1} MiB", peak as f64 / 1024.0);
+        println!(
+            "peak RSS of the controllers (the emulator and the Kubernetes API stand-in run apart): {:.1} MiB",
+            peak as f64 / 1024.0
+        );
     }
     Ok(())
+}
+
+/// Starts `hubspot-operator <args> --listen <a free local port>` and waits until it answers
+/// `ready_path`. Returns the child (killed when dropped) and its base URL.
+async fn start_child(what: &str, args: &[&str], ready_path: &str) -> anyhow::Result<(tokio::process::Child, String)> {
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
+    let child = tokio::process::Command::new(exe)
+        .args(args)
+        .args(["--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the {what}"))?;
+    let url = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}{ready_path}")).send().await.is_err() {
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the {what} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((child, url))
 }
 
 fn tier_name(tier: Tier) -> String {
@@ -147,17 +206,23 @@ fn tier_name(tier: Tier) -> String {
         .unwrap_or_else(|| "professional".into())
 }
 
-/// Loads the objects, runs the controllers against the emulator at `hubspot_url` (accepting
-/// the token `bench-token`) until every object is ready, then for `args.intervals` drift
-/// intervals.
-pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::Result<ControllerFigures> {
-    let api = FakeApiServer::default();
-    load_objects(&api, args, hubspot_url);
-    let mut ctx = Context::new(api.client(NAMESPACE), "unused");
+/// Runs the controllers against the Kubernetes API stand-in at `kube_url` (holding the objects
+/// of [`load_objects`]) and the emulator at `hubspot_url` (accepting the token `bench-token`)
+/// until every object is ready, then for `args.intervals` drift intervals.
+pub async fn measure(
+    args: &ControllerBenchArgs,
+    hubspot_url: &str,
+    kube_url: &str,
+) -> anyhow::Result<ControllerFigures> {
+    let api = StandIn { http: reqwest::Client::new(), url: kube_url.to_string() };
+    let mut config = kube::Config::new(kube_url.parse()?);
+    config.default_namespace = NAMESPACE.into();
+    let client = kube::Client::try_from(config)?;
+    let mut ctx = Context::new(client.clone(), "unused");
     ctx.drift_interval = Duration::from_secs(args.drift_interval);
+    ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
     let ctx = Arc::new(ctx);
-    let client = api.client(NAMESPACE);
-    let log = RequestLog::new(hubspot_url);
+    let mut log = RequestLog::new(hubspot_url);
     log.take().await?;
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
@@ -165,40 +230,43 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
         let _ = stop_rx.await;
     });
     let properties = property::controller(client.clone(), Some(NAMESPACE))
+        .with_config(ctx.controller_config::<HubSpotProperty>())
         .graceful_shutdown_on(stop.clone())
         .run(instrumented(property::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
     let mappings = mapping::controller(client, Some(NAMESPACE))
+        .with_config(ctx.controller_config::<PropertyMapping>())
         .graceful_shutdown_on(stop)
         .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
     let controllers = tokio::spawn(futures::future::join(properties, mappings));
 
     let started = Instant::now();
-    while !(all_ready(&api.objects(PROPERTIES)) && all_ready(&api.objects(MAPPINGS))) {
+    let mut last_progress = Instant::now();
+    loop {
+        let (properties, mappings) = (ready(&api.objects(PROPERTIES).await?), ready(&api.objects(MAPPINGS).await?));
+        if properties == args.objects && mappings == args.objects {
+            break;
+        }
+        if last_progress.elapsed() >= Duration::from_secs(10) {
+            last_progress = Instant::now();
+            tracing::info!(elapsed_s = started.elapsed().as_secs(), properties, mappings, "first pass: ready so far");
+        }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let first_pass = started.elapsed();
     let first_pass_calls = log.take().await?;
 
-    let api_before = api.calls();
+    let api_before = api.calls().await?;
     let steady_started = Instant::now();
     let mut steady_calls = HubSpotCalls::default();
     for _ in 0..args.intervals {
-        // Taken every interval: the emulator keeps the last 10,000 calls only.
         tokio::time::sleep(Duration::from_secs(args.drift_interval)).await;
-        let calls = log.take().await?;
-        steady_calls.reads += calls.reads;
-        steady_calls.writes += calls.writes;
-        steady_calls.property_creates += calls.property_creates;
-        steady_calls.failures += calls.failures;
-        steady_calls.list_reads += calls.list_reads;
-        // Per interval, so the bound below is one per interval.
-        steady_calls.most_reads_of_one_property =
-            steady_calls.most_reads_of_one_property.max(calls.most_reads_of_one_property);
+        // Per interval, so that the most reads of one property are the most in one interval.
+        steady_calls.add(log.take().await?);
     }
     let steady_window = steady_started.elapsed();
-    let after = api.calls();
+    let after = api.calls().await?;
     let _ = stop_tx.send(());
     controllers.await?;
     Ok(ControllerFigures {
@@ -220,6 +288,26 @@ pub async fn measure(args: &ControllerBenchArgs, hubspot_url: &str) -> anyhow::R
         },
         peak_rss_kib: super::peak_rss_kib(),
     })
+}
+
+/// The Kubernetes API stand-in, over HTTP.
+struct StandIn {
+    http: reqwest::Client,
+    url: String,
+}
+
+impl StandIn {
+    /// The objects of `collection` (a list call, as the stand-in counts it).
+    async fn objects(&self, collection: &str) -> anyhow::Result<Vec<Value>> {
+        let list: Value =
+            self.http.get(format!("{}{collection}", self.url)).send().await?.error_for_status()?.json().await?;
+        Ok(serde_json::from_value(list["items"].clone())?)
+    }
+
+    async fn calls(&self) -> anyhow::Result<ApiCalls> {
+        let url = format!("{}{CALLS_PATH}", self.url);
+        Ok(self.http.get(url).send().await?.error_for_status()?.json().await?)
+    }
 }
 
 /// Integration `crm` calling `hubspot_url`, its token Secret, and `args.objects` properties
@@ -300,51 +388,69 @@ fn resource(kind: &str, name: &str, spec: Value) -> Value {
     })
 }
 
-fn all_ready(objects: &[Value]) -> bool {
-    objects.iter().all(|o| {
-        o["status"]["conditions"]
-            .as_array()
-            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-    })
+/// How many of `objects` are `Ready`.
+fn ready(objects: &[Value]) -> usize {
+    objects
+        .iter()
+        .filter(|o| {
+            o["status"]["conditions"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        })
+        .count()
 }
 
-/// The emulator's request log.
+/// The emulator's count of every API call by method, path and status. Counts are read, never
+/// cleared: clearing between two reads would lose the calls answered in between, and unlike
+/// the request log they are not capped at the last 10,000 calls.
 struct RequestLog {
     url: String,
     http: reqwest::Client,
+    /// The counts at the last take.
+    seen: HashMap<(String, String, u64), u64>,
 }
 
 impl RequestLog {
     fn new(hubspot_url: &str) -> Self {
-        Self { url: format!("{hubspot_url}/_emulator/requests"), http: reqwest::Client::new() }
+        Self {
+            url: format!("{hubspot_url}/_emulator/requests/counts"),
+            http: reqwest::Client::new(),
+            seen: HashMap::new(),
+        }
     }
 
-    /// The calls logged since the last take, counted; clears the log.
-    async fn take(&self) -> anyhow::Result<HubSpotCalls> {
-        let entries: Vec<Value> =
-            self.http.get(&self.url).send().await?.error_for_status()?.json().await.context("the request log")?;
-        self.http.delete(&self.url).send().await?.error_for_status()?;
+    /// The calls answered since the last take.
+    async fn take(&mut self) -> anyhow::Result<HubSpotCalls> {
+        let counts: Value =
+            self.http.get(&self.url).send().await?.error_for_status()?.json().await.context("the request counts")?;
         let mut calls = HubSpotCalls::default();
-        let mut property_reads = std::collections::HashMap::<&str, u64>::new();
-        for entry in &entries {
+        // By path: a property read 404 and later 200 is one property.
+        let mut property_reads = HashMap::<&str, u64>::new();
+        for entry in counts["calls"].as_array().context("counts without calls")? {
             let method = entry["method"].as_str().unwrap_or_default();
             let path = entry["path"].as_str().unwrap_or_default();
             let status = entry["status"].as_u64().unwrap_or_default();
+            let total = entry["count"].as_u64().unwrap_or_default();
+            let seen = self.seen.insert((method.into(), path.into(), status), total).unwrap_or(0);
+            let n = total - seen;
+            if n == 0 {
+                continue;
+            }
             if method == "GET" {
-                calls.reads += 1;
+                calls.reads += n;
                 if path.ends_with("/properties/contacts") {
-                    calls.list_reads += 1;
+                    calls.list_reads += n;
                 } else if path.contains("/properties/contacts/") {
-                    *property_reads.entry(path).or_default() += 1;
+                    *property_reads.entry(path).or_default() += n;
                 }
             } else {
-                calls.writes += 1;
+                calls.writes += n;
             }
             if method == "POST" && path.starts_with("/crm/") && path.ends_with("/properties/contacts") {
-                calls.property_creates += 1;
+                calls.property_creates += n;
             }
             if !(200..300).contains(&status) && status != 404 {
-                calls.failures += 1;
+                calls.failures += n;
             }
         }
         calls.most_reads_of_one_property = property_reads.into_values().max().unwrap_or(0);
@@ -365,9 +471,21 @@ mod tests {
         let config =
             EmulatorConfig { tokens: vec![TokenGrant { token: TOKEN.into(), scopes: None }], ..Default::default() };
         let emulator = RunningEmulator::start(config, listener).await.unwrap();
-        let args = ControllerBenchArgs { objects: 50, drift_interval: 4, intervals: 2, tier: Tier::default() };
+        let args = ControllerBenchArgs {
+            objects: 50,
+            drift_interval: 4,
+            intervals: 2,
+            tier: Tier::default(),
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
+        };
 
-        let f = measure(&args, &emulator.base_url()).await.unwrap();
+        let api = FakeApiServer::default();
+        load_objects(&api, &args, &emulator.base_url());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let kube_url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(api.serve(listener));
+
+        let f = measure(&args, &emulator.base_url(), &kube_url).await.unwrap();
 
         assert_eq!(f.first_pass_calls.property_creates, 50, "{f:?}");
         assert_eq!(f.first_pass_calls.failures, 0, "{f:?}");

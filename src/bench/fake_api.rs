@@ -1,5 +1,5 @@
-//! An in-process stand-in for the Kubernetes API server, enough for the controllers to run
-//! against: get, list and watch of namespaced objects, merge patches of the status subresource,
+//! A stand-in for the Kubernetes API server, served over HTTP, enough for the controllers to
+//! run against: get, list and watch of namespaced objects, merge patches of the status subresource,
 //! JSON patches (finalizers) and Event creation. Like the API server, it bumps an object's
 //! `resourceVersion` and tells watchers only when a write changes the object, so a status patch
 //! that changes nothing triggers no reconcile.
@@ -19,8 +19,11 @@ use tokio::sync::mpsc;
 /// `410 Gone` and list again, as with a real API server.
 const WATCH_HISTORY: usize = 4096;
 
+/// Where [`FakeApiServer::serve`] answers the calls it answered so far.
+pub const CALLS_PATH: &str = "/_stand-in/calls";
+
 /// Calls the stand-in answered, by kind of call.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ApiCalls {
     pub gets: u64,
     pub lists: u64,
@@ -50,10 +53,15 @@ struct Store {
 pub struct FakeApiServer(Arc<Mutex<Store>>);
 
 impl FakeApiServer {
-    /// A Kubernetes client whose requests this stand-in answers, in-process.
-    pub fn client(&self, default_namespace: &str) -> kube::Client {
-        let router = axum::Router::new().fallback(handle).with_state(self.clone());
-        kube::Client::new(router, default_namespace)
+    /// Serves the Kubernetes API on `listener` over HTTP, with [`ApiCalls`] as JSON on
+    /// [`CALLS_PATH`], until the process ends.
+    pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let calls = self.clone();
+        let router = axum::Router::new()
+            .route(CALLS_PATH, axum::routing::get(move || async move { axum::Json(calls.calls()) }))
+            .fallback(handle)
+            .with_state(self);
+        axum::serve(listener, router).await
     }
 
     /// Stores `object` (it needs `apiVersion`, `kind`, `metadata.name` and `metadata.namespace`)
@@ -72,18 +80,6 @@ impl FakeApiServer {
             object["metadata"]["generation"] = json!(1);
         }
         store.changed(&path, "ADDED", object);
-    }
-
-    /// Every stored object whose path starts with `collection/`.
-    pub fn objects(&self, collection: &str) -> Vec<Value> {
-        let store = self.0.lock().expect("store lock");
-        let prefix = format!("{collection}/");
-        store
-            .objects
-            .range(prefix.clone()..)
-            .take_while(|(p, _)| p.starts_with(&prefix))
-            .map(|(_, o)| o.clone())
-            .collect()
     }
 
     pub fn calls(&self) -> ApiCalls {

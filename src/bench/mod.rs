@@ -45,6 +45,9 @@ pub enum BenchMode {
     Soak(soak::SoakArgs),
     /// The property and mapping controllers reconciling many objects against the emulator.
     Controller(controller::ControllerBenchArgs),
+    /// The Kubernetes API stand-in `controller` runs as a child process.
+    #[command(hide = true)]
+    KubeApiStandIn(controller::StandInArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Some(BenchMode::Controller(controller)) => controller::run(controller).await,
+        Some(BenchMode::KubeApiStandIn(stand_in)) => controller::serve_stand_in(stand_in).await,
     }
 }
 

@@ -19,8 +19,12 @@ use crate::api::integration::{ApiSettings, Credentials, HubSpotIntegrationSpec, 
 use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
-use crate::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
+use crate::api::property::{
+    DeletionPolicy, FieldType, ManagementPolicy, PropertyGroupSpec, PropertyOptionSpec, PropertyType,
+};
+use crate::api::{HubSpotIntegration, HubSpotProperty, HubSpotPropertySpec, PropertyMapping, SecretKeyRef};
 use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+use crate::hubspot::{ClientSettings, HubSpotClient};
 
 /// Upper bound on one scripted scenario; only reached when the reconciler and the script
 /// disagree about the calls.
@@ -316,6 +320,53 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
     m
 }
 
+/// The spec of property `loyalty_tier` of integration `crm`: an enumeration (select) on
+/// contacts with options gold and silver, in group `loyalty` (created when missing).
+pub fn property_spec() -> HubSpotPropertySpec {
+    HubSpotPropertySpec {
+        integration_ref: crate::api::property::IntegrationRef { name: "crm".into() },
+        object_type: "contacts".into(),
+        name: "loyalty_tier".into(),
+        label: "Loyalty tier".into(),
+        description: Some("Tier in the loyalty programme".into()),
+        type_: PropertyType::Enumeration,
+        field_type: FieldType::Select,
+        group_name: "loyalty".into(),
+        group: Some(PropertyGroupSpec { name: "loyalty".into(), label: "Loyalty".into() }),
+        options: vec![
+            PropertyOptionSpec { label: "Gold".into(), value: "gold".into(), display_order: None, hidden: false },
+            PropertyOptionSpec { label: "Silver".into(), value: "silver".into(), display_order: None, hidden: false },
+        ],
+        has_unique_value: false,
+        hidden: None,
+        form_field: Some(true),
+        display_order: None,
+        deletion_policy: DeletionPolicy::Orphan,
+        management_policy: ManagementPolicy::Manage,
+    }
+}
+
+/// The `HubSpotProperty` `loyalty-tier` with `spec`, already carrying the finalizer.
+pub fn property_resource(spec: HubSpotPropertySpec) -> HubSpotProperty {
+    let mut p = HubSpotProperty::new("loyalty-tier", spec);
+    p.metadata.namespace = Some(NAMESPACE.into());
+    p.metadata.uid = Some("3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f".into());
+    p.metadata.generation = Some(2);
+    p.metadata.resource_version = Some("30".into());
+    p.metadata.finalizers = Some(vec![crate::controller::property::FINALIZER.into()]);
+    p
+}
+
+/// A HubSpot client of `emulator` calling with `token`.
+pub fn emulator_client(emulator: &RunningEmulator, token: &str) -> HubSpotClient {
+    HubSpotClient::new(ClientSettings {
+        base_url: emulator.base_url(),
+        api_version: "v3".into(),
+        access_token: token.into(),
+        tier: Default::default(),
+    })
+}
+
 /// `object` with the annotation `key: value` added.
 pub fn annotated<K: kube::Resource>(mut object: K, key: &str, value: &str) -> K {
     object.meta_mut().annotations.get_or_insert_with(Default::default).insert(key.into(), value.into());
@@ -414,7 +465,12 @@ pub fn with_oauth(mut integration: HubSpotIntegration) -> HubSpotIntegration {
 
 /// The paths of the requests the emulator answered, in order (tokens in paths redacted).
 pub async fn hubspot_calls(emulator: &RunningEmulator) -> Vec<String> {
-    let url = format!("{}/_emulator/requests", emulator.base_url());
+    hubspot_calls_at(&emulator.base_url()).await
+}
+
+/// [`hubspot_calls`] of the emulator at `base_url`, for futures that do not hold the emulator.
+pub async fn hubspot_calls_at(base_url: &str) -> Vec<String> {
+    let url = format!("{base_url}/_emulator/requests");
     let log: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
     log.iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
 }

@@ -1,5 +1,6 @@
 //! The `PropertyMapping` reconciler: checks that the referenced integration exists and that
-//! every mapped property exists in HubSpot, and reports conditions.
+//! every mapped property exists in HubSpot (in the integration's shared
+//! [`PropertyCatalogue`](super::catalogue::PropertyCatalogue)), and reports conditions.
 
 use std::sync::Arc;
 
@@ -9,31 +10,45 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
-use super::status::{MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused};
-use super::{Context, Error, UNHEALTHY_REQUEUE, api_token, patch_status, publish, scoped_api};
+use super::status::{
+    MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused, required_properties,
+};
+use super::{Context, Error, UNHEALTHY_REQUEUE, api_token, objects_of, patch_status, publish, scoped_api};
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
-use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
+use crate::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
 
-/// The mapping controller: reconciles on changes of mappings and of the integrations they
-/// reference (an integration appearing, or its API settings changing).
+/// The mapping controller: reconciles on changes of mappings, of the integrations they
+/// reference (an integration appearing, or its API settings changing), and of the
+/// `HubSpotProperty` objects they wait for (see [`waiting_for`]).
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<PropertyMapping> {
     let controller =
         Controller::new(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default());
-    let mappings = controller.store();
-    controller.watches(
-        scoped_api::<HubSpotIntegration>(client, namespace),
-        watcher::Config::default(),
-        move |integration| {
-            let (namespace, name) = (integration.namespace(), integration.name_any());
-            mappings
+    let (of_integration, of_property) = (controller.store(), controller.store());
+    controller
+        .watches(scoped_api::<HubSpotIntegration>(client.clone(), namespace), watcher::Config::default(), move |i| {
+            objects_of(&of_integration, &i)
+        })
+        .watches(scoped_api::<HubSpotProperty>(client, namespace), watcher::Config::default(), move |property| {
+            of_property
                 .state()
                 .into_iter()
-                .filter(|m| m.namespace() == namespace && m.spec.integration_ref.name == name)
+                .filter(|m| waiting_for(m, &property))
                 .map(|m| ObjectRef::from_obj(m.as_ref()))
                 .collect::<Vec<_>>()
-        },
-    )
+        })
+}
+
+/// Whether `mapping` was found lacking the property that the ready `property` manages. Such a
+/// mapping is checked as soon as the property exists rather than at its next retry; other
+/// property changes (every drift check writes the status) concern no mapping.
+pub fn waiting_for(mapping: &PropertyMapping, property: &HubSpotProperty) -> bool {
+    let ready = property.status.as_ref().is_some_and(|s| is_true(&s.conditions, READY));
+    ready
+        && mapping.namespace() == property.namespace()
+        && mapping.spec.integration_ref.name == property.spec.integration_ref.name
+        && mapping.spec.object_type == property.spec.object_type
+        && mapping.status.as_ref().is_some_and(|s| s.missing_properties.contains(&property.spec.name))
 }
 
 /// One reconcile of `mapping`.
@@ -56,8 +71,16 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
         Some(integration) => match api_token(&ctx.client, &integration).await? {
             Err(e) => PropertyLookup::TokenUnavailable(e),
             Ok(token) => {
-                match ctx.hubspot_client(&integration, token).list_properties(&mapping.spec.object_type).await {
-                    Ok(properties) => PropertyLookup::Listed(properties),
+                let hubspot = ctx.hubspot_client(&integration, token);
+                let object_type = &mapping.spec.object_type;
+                // A reconcile request asks for HubSpot's current state, not the catalogue's.
+                let requested = reconcile_request(mapping.as_ref()).is_some_and(|request| {
+                    mapping.status.as_ref().and_then(|s| s.last_handled_reconcile_at.as_ref()) != Some(&request)
+                });
+                let catalogue = ctx.property_catalogue(&integration, object_type);
+                let required = required_properties(&mapping);
+                match catalogue.lookup(&hubspot, object_type, &required, ctx.catalogue_freshness(), requested).await {
+                    Ok(names) => PropertyLookup::Listed(names),
                     Err(e) => PropertyLookup::Failed(e),
                 }
             }
@@ -67,7 +90,11 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     let status = mapping_status(&mapping, &lookup);
     let previous = mapping.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     publish(&ctx, mapping.as_ref(), &condition_events(previous, &status.conditions, MAPPING_EVENTS)).await;
-    patch_status(&api, &name, mapping.status.as_ref(), &status).await?;
+    // Unchanged (a visit caused by the last status write, or a periodic one finding the same):
+    // nothing to write.
+    if mapping.status.as_ref() != Some(&status) {
+        patch_status(&api, &name, mapping.status.as_ref(), &status).await?;
+    }
     ctx.succeeded(mapping.as_ref());
 
     let ready = is_true(&status.conditions, READY);
@@ -89,6 +116,8 @@ mod tests {
     const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
     const SCHEMA_READ: &str = "crm.schemas.contacts.read";
+    const LEADS_STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/leads/status";
+    const PROPERTIES: &str = "/crm/v3/properties/contacts";
 
     #[tokio::test]
     async fn mapping_whose_properties_exist_is_ready() {
@@ -119,6 +148,87 @@ mod tests {
         .await
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn mappings_share_one_property_listing_and_an_unchanged_status_is_not_written() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let contacts = mapping("crm", &["firstname"]);
+        let mut leads = mapping("crm", &["lastname"]);
+        leads.metadata.name = Some("leads".into());
+        // As the watch delivers `contacts` after its status write.
+        let mut written = contacts.clone();
+        let names = Arc::new(["email", "firstname"].map(String::from).into_iter().collect());
+        written.status = Some(mapping_status(&written, &PropertyLookup::Listed(names)));
+        let requested = annotated(written.clone(), "hubspot.io/reconcile-requested-at", "now");
+        let objects = [to_json(&contacts), to_json(&leads), to_json(&requested)];
+
+        let (ctx, api) = test_context();
+        let base_url = hubspot.base_url();
+        let visits = async move {
+            reconcile(Arc::new(contacts), ctx.clone()).await?;
+            reconcile(Arc::new(leads), ctx.clone()).await?;
+            let listed = hubspot_calls_at(&base_url).await;
+            // The visit its own status write causes: the same status, so nothing is read or written.
+            reconcile(Arc::new(written), ctx.clone()).await?;
+            let unchanged = hubspot_calls_at(&base_url).await;
+            // A reconcile request reads HubSpot again.
+            reconcile(Arc::new(requested), ctx).await?;
+            Ok::<_, Error>((listed, unchanged))
+        };
+        let (listed, unchanged) = run_scenario(api, visits, |mut api| async move {
+            let [contacts, leads, requested] = objects;
+            let token = || Some(hubspot_secret(&[("token", TOKEN)]));
+            for (status, object) in [(STATUS, contacts), (LEADS_STATUS, leads)] {
+                api.get(INTEGRATION, Some(integration.clone())).await;
+                api.get(TOKEN_SECRET, token()).await;
+                api.event("Normal", "Ready").await;
+                let patch = api.merge_status(status, object).await;
+                assert_eq!(condition_state(&patch, "PropertiesExist").0, "True");
+            }
+            api.get(INTEGRATION, Some(integration.clone())).await;
+            api.get(TOKEN_SECRET, token()).await;
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, token()).await;
+            let patch = api.merge_status(STATUS, requested).await;
+            assert_eq!(patch["status"]["lastHandledReconcileAt"], "now");
+            api
+        })
+        .await
+        .expect("reconciles succeed");
+        assert_eq!(listed, [PROPERTIES], "one listing for both mappings");
+        assert_eq!(unchanged, [PROPERTIES]);
+        assert_eq!(hubspot_calls(&hubspot).await, [PROPERTIES, PROPERTIES]);
+    }
+
+    /// The property `name` of `integration` on contacts, `Ready` or not.
+    fn property_of(integration: &str, name: &str, ready: bool) -> HubSpotProperty {
+        let mut spec = property_spec();
+        spec.integration_ref.name = integration.into();
+        spec.name = name.into();
+        let mut property = property_resource(spec);
+        let condition = crate::api::conditions::condition(READY, Some(ready), "InSync", "", Some(2));
+        property.status = Some(crate::api::HubSpotPropertyStatus { conditions: vec![condition], ..Default::default() });
+        property
+    }
+
+    #[test]
+    fn only_mappings_missing_a_ready_property_wait_for_it() {
+        let mut waiting = mapping("crm", &["loyalty_tier"]);
+        waiting.status = Some(crate::api::PropertyMappingStatus {
+            missing_properties: vec!["loyalty_tier".into()],
+            ..Default::default()
+        });
+        let ready = property_of("crm", "loyalty_tier", true);
+        assert!(waiting_for(&waiting, &ready));
+        assert!(!waiting_for(&waiting, &property_of("crm", "loyalty_tier", false)), "not ready yet");
+        assert!(!waiting_for(&waiting, &property_of("crm", "other", true)));
+        assert!(!waiting_for(&waiting, &property_of("erp", "loyalty_tier", true)), "another integration's");
+        let mut deals = ready.clone();
+        deals.spec.object_type = "deals".into();
+        assert!(!waiting_for(&waiting, &deals));
+        assert!(!waiting_for(&mapping("crm", &["loyalty_tier"]), &ready), "never checked: not waiting");
     }
 
     #[tokio::test]

@@ -4,6 +4,7 @@
 //! The deciding parts are pure and public ([`resources`], [`status`], [`secrets`]) so `dev` mode
 //! can run them on manifests without a cluster.
 
+pub mod catalogue;
 pub mod integration;
 pub mod leader;
 pub mod mapping;
@@ -27,9 +28,9 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::{Action, Error as ControllerError};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Error as ControllerError};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource, ResourceExt};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -40,9 +41,10 @@ use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::api::HubSpotIntegration;
+use crate::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping};
 use crate::hubspot::client::RetryPolicy;
 use crate::hubspot::{ClientSettings, HubSpotClient, RequestBudget};
+use catalogue::{Freshness, PropertyCatalogue};
 use secrets::{SecretError, SecretStore};
 
 /// Field manager of every server-side apply and status patch.
@@ -54,6 +56,10 @@ pub const DEFAULT_RECEIVER_IMAGE: &str =
 pub const HEALTHY_REQUEUE: Duration = Duration::from_secs(5 * 60);
 /// How soon an object that is not ready is checked again.
 pub const UNHEALTHY_REQUEUE: Duration = Duration::from_secs(30);
+/// Reconciles of one controller that run at once, unless told otherwise. Each waits mostly on
+/// HubSpot, whose request budget (about 19 calls per second on Professional) sets the pace
+/// anyway; more at once would only hold more answers in memory while they wait for it.
+pub const DEFAULT_MAX_CONCURRENT_RECONCILES: u16 = 10;
 /// How long a shutdown waits for running reconciles (well within Kubernetes' default 30 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 /// First and longest wait after a failed reconcile (Kubernetes API errors); doubles in between.
@@ -91,6 +97,10 @@ pub struct ControllerArgs {
     /// Seconds between two attempts to acquire or renew the Lease.
     #[arg(long, env = "LEADER_ELECT_RETRY_PERIOD", default_value_t = 2, value_name = "SECONDS")]
     pub leader_elect_retry_period: u64,
+    /// Reconciles each controller runs at once (at least 1); objects due meanwhile wait their
+    /// turn.
+    #[arg(long, env = "MAX_CONCURRENT_RECONCILES", default_value_t = DEFAULT_MAX_CONCURRENT_RECONCILES, value_parser = clap::value_parser!(u16).range(1..))]
+    pub max_concurrent_reconciles: u16,
 }
 
 impl ControllerArgs {
@@ -158,7 +168,9 @@ pub struct ControllerMetrics {
     /// Reconcile duration by controller.
     pub reconcile_time: HistogramFamily,
     /// Reconciles in flight by controller (see [`instrumented`]).
-    pub workqueue_depth: Family<NameLabels, Gauge>,
+    pub active_workers: Family<ControllerLabels, Gauge>,
+    /// The most reconciles each controller runs at once.
+    pub max_concurrent_reconciles: Family<ControllerLabels, Gauge>,
     /// 1 while this replica holds the leader Lease `name`, else 0 (leader election only).
     pub leader: Family<NameLabels, Gauge>,
     /// HubSpot API calls of the reconcilers.
@@ -172,7 +184,8 @@ impl Default for ControllerMetrics {
         let reconcile_errors = Family::<ControllerLabels, Counter>::default();
         let reconcile_time: HistogramFamily =
             Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 15)));
-        let workqueue_depth = Family::<NameLabels, Gauge>::default();
+        let active_workers = Family::<ControllerLabels, Gauge>::default();
+        let max_concurrent_reconciles = Family::<ControllerLabels, Gauge>::default();
         let leader = Family::<NameLabels, Gauge>::default();
         let hubspot = Arc::new(crate::telemetry::Metrics::default());
         registry.register(
@@ -191,9 +204,14 @@ impl Default for ControllerMetrics {
             reconcile_time.clone(),
         );
         registry.register(
-            "workqueue_depth",
-            "Objects of a controller being reconciled now (kube-runtime starts every due reconcile at once)",
-            workqueue_depth.clone(),
+            "controller_runtime_active_workers",
+            "Number of currently used workers per controller",
+            active_workers.clone(),
+        );
+        registry.register(
+            "controller_runtime_max_concurrent_reconciles",
+            "Maximum number of concurrent reconciles per controller",
+            max_concurrent_reconciles.clone(),
         );
         registry.register(
             "leader_election_master_status",
@@ -211,7 +229,16 @@ impl Default for ControllerMetrics {
             "HubSpot API call latency",
             hubspot.hubspot_latency.clone(),
         );
-        Self { registry, reconcile_total, reconcile_errors, reconcile_time, workqueue_depth, leader, hubspot }
+        Self {
+            registry,
+            reconcile_total,
+            reconcile_errors,
+            reconcile_time,
+            active_workers,
+            max_concurrent_reconciles,
+            leader,
+            hubspot,
+        }
     }
 }
 
@@ -256,12 +283,10 @@ impl Drop for InFlight {
     }
 }
 
-/// `reconcile` with the controller-runtime metrics: result, errors, duration and
-/// `workqueue_depth`. kube-runtime keeps its scheduling queue private and, with no concurrency
-/// limit set, starts a reconcile as soon as an object is due (only a second trigger for an
-/// object already being reconciled waits for it). So the objects waiting to be worked on are
-/// the ones being reconciled, and `workqueue_depth` counts those; requeues scheduled for later
-/// are not counted.
+/// `reconcile` with the controller-runtime metrics: result, errors, duration and the
+/// reconciles in flight (`active_workers`, at most the controller's concurrency). The objects
+/// due and waiting for a worker are not counted: kube-runtime keeps its scheduling queue
+/// private, so there is no `workqueue_depth`.
 pub fn instrumented<K, F, Fut>(
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
@@ -273,9 +298,10 @@ where
     move |object, ctx| {
         async move {
             let controller = controller_name::<K>();
-            let depth = ctx.metrics.workqueue_depth.get_or_create(&NameLabels { name: controller.clone() }).clone();
-            depth.inc();
-            let in_flight = InFlight(depth);
+            let workers =
+                ctx.metrics.active_workers.get_or_create(&ControllerLabels { controller: controller.clone() }).clone();
+            workers.inc();
+            let in_flight = InFlight(workers);
             let started = std::time::Instant::now();
             let outcome = reconcile(object, ctx.clone()).await;
             drop(in_flight);
@@ -295,6 +321,8 @@ pub struct Context {
     /// How often a healthy object is checked against HubSpot again ([`HEALTHY_REQUEUE`]; the
     /// benchmark shortens it).
     pub drift_interval: Duration,
+    /// Reconciles each controller runs at once.
+    pub max_concurrent_reconciles: u16,
     /// Retries of HubSpot calls; short, because a reconcile should not block for long.
     hubspot_retry: RetryPolicy,
     /// One HubSpot client per integration (`namespace/name`), shared by the calls both
@@ -304,6 +332,8 @@ pub struct Context {
     hubspot_clients: Mutex<HashMap<String, CachedClient>>,
     /// One request budget per integration, shared by its static-token and OAuth clients.
     budgets: Mutex<HashMap<String, Arc<RequestBudget>>>,
+    /// HubSpot's property names per integration and object type, for the mapping reconciles.
+    catalogues: Mutex<HashMap<CatalogueKey, Arc<PropertyCatalogue>>>,
     /// Consecutive failed reconciles per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -315,6 +345,7 @@ impl Context {
             receiver_image: receiver_image.into(),
             metrics: ControllerMetrics::default(),
             drift_interval: HEALTHY_REQUEUE,
+            max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             hubspot_retry: RetryPolicy {
                 max_attempts: 3,
                 max_backoff: Duration::from_secs(5),
@@ -324,8 +355,36 @@ impl Context {
             },
             hubspot_clients: Mutex::default(),
             budgets: Mutex::default(),
+            catalogues: Mutex::default(),
             failures: Mutex::default(),
         }
+    }
+
+    /// The kube-runtime settings every controller runs with; also published as
+    /// `controller_runtime_max_concurrent_reconciles` of `K`'s controller.
+    pub fn controller_config<K: Resource<DynamicType = ()>>(&self) -> ControllerConfig {
+        self.metrics
+            .max_concurrent_reconciles
+            .get_or_create(&ControllerLabels { controller: controller_name::<K>() })
+            .set(i64::from(self.max_concurrent_reconciles));
+        ControllerConfig::default().concurrency(self.max_concurrent_reconciles)
+    }
+
+    /// The catalogue of `integration`'s properties of `object_type`. It belongs to the
+    /// integration object (uid) and its API base URL: a recreated integration, or one pointed
+    /// at another HubSpot, starts a new one.
+    pub fn property_catalogue(&self, integration: &HubSpotIntegration, object_type: &str) -> Arc<PropertyCatalogue> {
+        let key = CatalogueKey {
+            integration: integration.metadata.uid.clone().unwrap_or_else(|| object_key(integration)),
+            base_url: integration.spec.api.base_url.clone(),
+            object_type: object_type.to_string(),
+        };
+        self.catalogues.lock().expect("catalogue map lock").entry(key).or_default().clone()
+    }
+
+    /// How long a property catalogue's listing serves mapping reconciles.
+    pub fn catalogue_freshness(&self) -> Freshness {
+        Freshness { complete: self.drift_interval, incomplete: UNHEALTHY_REQUEUE.min(self.drift_interval) }
     }
 
     /// The HubSpot client for `integration`'s API settings and `token`; the cached one while
@@ -379,6 +438,14 @@ impl Context {
     fn succeeded<K: Resource<DynamicType = ()>>(&self, object: &K) {
         self.failures.lock().expect("failure map lock").remove(&object_key(object));
     }
+}
+
+/// Which catalogue: an integration, the HubSpot it calls, an object type.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct CatalogueKey {
+    integration: String,
+    base_url: String,
+    object_type: String,
 }
 
 /// A HubSpot client and the settings it was built with.
@@ -446,6 +513,37 @@ async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, chang
             tracing::warn!(reason = change.reason, error = %e, "could not publish a Kubernetes Event");
         }
     }
+}
+
+/// A kind whose objects belong to one `HubSpotIntegration` of their namespace.
+pub trait OfIntegration {
+    fn integration_name(&self) -> &str;
+}
+
+impl OfIntegration for PropertyMapping {
+    fn integration_name(&self) -> &str {
+        &self.spec.integration_ref.name
+    }
+}
+
+impl OfIntegration for HubSpotProperty {
+    fn integration_name(&self) -> &str {
+        &self.spec.integration_ref.name
+    }
+}
+
+/// The objects in `store` that belong to `integration`: those to reconcile when it changes.
+fn objects_of<K>(store: &Store<K>, integration: &HubSpotIntegration) -> Vec<ObjectRef<K>>
+where
+    K: Resource<DynamicType = ()> + OfIntegration + Clone + 'static,
+{
+    let (namespace, name) = (integration.namespace(), integration.name_any());
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.namespace() == namespace && o.integration_name() == name)
+        .map(|o| ObjectRef::from_obj(o.as_ref()))
+        .collect()
 }
 
 /// An Api over one namespace, or all namespaces when `namespace` is unset.
@@ -521,7 +619,9 @@ where
 pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let client = Client::try_default().await?;
     let lease = args.lease_settings(client.default_namespace()).map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
-    let ctx = Arc::new(Context::new(client.clone(), args.receiver_image.clone()));
+    let mut ctx = Context::new(client.clone(), args.receiver_image.clone());
+    ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
+    let ctx = Arc::new(ctx);
     let shutdown = async {
         crate::shutdown::signal().await;
         tracing::info!("shutting down");
@@ -610,9 +710,12 @@ async fn run_controllers(
     ready: Arc<AtomicBool>,
     stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
-    let integrations = integration::controller(client.clone(), namespace);
-    let mappings = mapping::controller(client.clone(), namespace);
-    let properties = property::controller(client.clone(), namespace);
+    let integrations =
+        integration::controller(client.clone(), namespace).with_config(ctx.controller_config::<HubSpotIntegration>());
+    let mappings =
+        mapping::controller(client.clone(), namespace).with_config(ctx.controller_config::<PropertyMapping>());
+    let properties =
+        property::controller(client.clone(), namespace).with_config(ctx.controller_config::<HubSpotProperty>());
     let (integration_store, mapping_store, property_store) =
         (integrations.store(), mappings.store(), properties.store());
     tokio::spawn(async move {
@@ -788,6 +891,28 @@ mod tests {
         assert!(bad.args.lease_settings("ns").unwrap_err().contains("longer than the renew deadline"));
     }
 
+    #[tokio::test]
+    async fn concurrency_is_a_flag_with_a_default_and_is_published() {
+        use clap::Parser;
+        let default = Cli::try_parse_from(["controller"]).unwrap();
+        assert_eq!(default.args.max_concurrent_reconciles, DEFAULT_MAX_CONCURRENT_RECONCILES);
+        let set = Cli::try_parse_from(["controller", "--max-concurrent-reconciles=3"]).unwrap();
+        assert_eq!(set.args.max_concurrent_reconciles, 3);
+        assert!(
+            Cli::try_parse_from(["controller", "--max-concurrent-reconciles=0"]).is_err(),
+            "0 is no limit in kube-runtime"
+        );
+
+        let (ctx, _api) = fixtures::test_context();
+        ctx.controller_config::<PropertyMapping>();
+        let metrics = ctx.metrics.encode();
+        assert_eq!(
+            sample(&metrics, r#"controller_runtime_max_concurrent_reconciles{controller="propertymapping"}"#),
+            Some(f64::from(DEFAULT_MAX_CONCURRENT_RECONCILES)),
+            "{metrics}"
+        );
+    }
+
     /// The value of the sample `line_start` (metric name and labels) in `metrics`.
     fn sample(metrics: &str, line_start: &str) -> Option<f64> {
         metrics.lines().find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
@@ -802,7 +927,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn reconciles_are_counted_by_result_timed_and_in_flight_ones_are_the_queue_depth() {
+    async fn reconciles_are_counted_by_result_timed_and_in_flight_ones_are_the_active_workers() {
         let (ctx, api) = fixtures::test_context();
         let mapping = Arc::new(fixtures::mapping("crm", &["firstname"]));
         const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
@@ -830,8 +955,8 @@ mod tests {
 
         let mut held = instrumented(held_reconcile);
         let running = tokio::spawn(held(mapping.clone(), ctx.clone()));
-        let depth = r#"workqueue_depth{name="propertymapping"}"#;
-        while sample(&ctx.metrics.encode(), depth) != Some(1.0) {
+        let workers = r#"controller_runtime_active_workers{controller="propertymapping"}"#;
+        while sample(&ctx.metrics.encode(), workers) != Some(1.0) {
             tokio::task::yield_now().await;
         }
         RELEASE.notify_one();
@@ -857,7 +982,7 @@ mod tests {
             sample(&metrics, r#"controller_runtime_reconcile_time_seconds_count{controller="propertymapping"}"#),
             Some(3.0)
         );
-        assert_eq!(sample(&metrics, depth), Some(0.0));
+        assert_eq!(sample(&metrics, workers), Some(0.0));
     }
 
     #[tokio::test]

@@ -10,13 +10,13 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
-use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 
+use super::catalogue::PropertyCatalogue;
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, mark_paused};
-use super::{Change, Context, Error, UNHEALTHY_REQUEUE, api_token, patch_status, publish, scoped_api};
+use super::{Change, Context, Error, UNHEALTHY_REQUEUE, api_token, objects_of, patch_status, publish, scoped_api};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::property::condition_types::{READY, SYNCED};
 use crate::api::property::synced_reasons::*;
@@ -279,19 +279,9 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
     let controller =
         Controller::new(scoped_api::<HubSpotProperty>(client.clone(), namespace), watcher::Config::default());
     let properties = controller.store();
-    controller.watches(
-        scoped_api::<HubSpotIntegration>(client, namespace),
-        watcher::Config::default(),
-        move |integration| {
-            let (namespace, name) = (integration.namespace(), integration.name_any());
-            properties
-                .state()
-                .into_iter()
-                .filter(|p| p.namespace() == namespace && p.spec.integration_ref.name == name)
-                .map(|p| ObjectRef::from_obj(p.as_ref()))
-                .collect::<Vec<_>>()
-        },
-    )
+    controller.watches(scoped_api::<HubSpotIntegration>(client, namespace), watcher::Config::default(), move |i| {
+        objects_of(&properties, &i)
+    })
 }
 
 /// How long until HubSpot is due to be read again, or `None` when it is due now. It is due
@@ -342,8 +332,12 @@ pub async fn reconcile(property: Arc<HubSpotProperty>, ctx: Arc<Context>) -> Res
     Ok(action)
 }
 
-/// A HubSpot client for the property's integration, or why there is none.
-async fn hubspot_client(property: &HubSpotProperty, ctx: &Context) -> Result<Result<HubSpotClient, SyncResult>, Error> {
+/// A HubSpot client for the property's integration and the integration's catalogue of the
+/// property's object type, or why there are none.
+async fn hubspot_client(
+    property: &HubSpotProperty,
+    ctx: &Context,
+) -> Result<Result<(HubSpotClient, Arc<PropertyCatalogue>), SyncResult>, Error> {
     let namespace = property.namespace().unwrap_or_default();
     let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
     let integration_name = &property.spec.integration_ref.name;
@@ -353,7 +347,10 @@ async fn hubspot_client(property: &HubSpotProperty, ctx: &Context) -> Result<Res
         ))));
     };
     Ok(match api_token(&ctx.client, &integration).await? {
-        Ok(token) => Ok(ctx.hubspot_client(&integration, token)),
+        Ok(token) => Ok((
+            ctx.hubspot_client(&integration, token),
+            ctx.property_catalogue(&integration, &property.spec.object_type),
+        )),
         Err(e) => Err(SyncResult::TokenUnavailable(e)),
     })
 }
@@ -365,7 +362,14 @@ async fn sync(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Cont
     let mut changes = Vec::new();
     let result = match hubspot_client(property, ctx).await? {
         Err(unavailable) => unavailable,
-        Ok(hubspot) => sync_with_hubspot(property, &hubspot, &mut changes).await,
+        Ok((hubspot, catalogue)) => {
+            let result = sync_with_hubspot(property, &hubspot, &mut changes).await;
+            // Before the status write that tells the mappings waiting for this property.
+            if let SyncResult::Synced { outcome, .. } = &result {
+                catalogue.record(&property.spec.name, *outcome != SyncOutcome::NotFound).await;
+            }
+            result
+        }
     };
     publish(ctx, property, &changes).await;
     let status = property_status(property, &result, Time(Timestamp::now()));
@@ -462,8 +466,9 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
     }
     let failure = match hubspot_client(property, ctx).await? {
         Err(unavailable) => unavailable,
-        Ok(hubspot) => match hubspot.archive_property(&spec.object_type, &spec.name).await {
+        Ok((hubspot, catalogue)) => match hubspot.archive_property(&spec.object_type, &spec.name).await {
             Ok(()) => {
+                catalogue.record(&spec.name, false).await;
                 let change = Change::normal(
                     "PropertyArchived",
                     format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
@@ -471,7 +476,10 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
                 publish(ctx, property, &[change]).await;
                 return Ok(Action::await_change());
             }
-            Err(e) if e.status() == Some(404) => return Ok(Action::await_change()),
+            Err(e) if e.status() == Some(404) => {
+                catalogue.record(&spec.name, false).await;
+                return Ok(Action::await_change());
+            }
             Err(e) => SyncResult::Failed(e),
         },
     };
@@ -487,9 +495,9 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::api::property::{FieldType, PropertyGroupSpec, PropertyOptionSpec};
+    use crate::api::property::FieldType;
     use crate::controller::fixtures::*;
-    use crate::hubspot::ClientSettings;
+    use crate::controller::{HEALTHY_REQUEUE, mapping};
     use crate::hubspot::models::PropertyOption;
 
     const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
@@ -501,36 +509,7 @@ mod tests {
     const SCOPES: &[&str] = &["crm.schemas.contacts.read", "crm.schemas.contacts.write"];
     const HUBSPOT_PROPERTY: &str = "/crm/v3/properties/contacts/loyalty_tier";
 
-    fn spec() -> HubSpotPropertySpec {
-        HubSpotPropertySpec {
-            integration_ref: crate::api::property::IntegrationRef { name: "crm".into() },
-            object_type: "contacts".into(),
-            name: "loyalty_tier".into(),
-            label: "Loyalty tier".into(),
-            description: Some("Tier in the loyalty programme".into()),
-            type_: PropertyType::Enumeration,
-            field_type: FieldType::Select,
-            group_name: "loyalty".into(),
-            group: Some(PropertyGroupSpec { name: "loyalty".into(), label: "Loyalty".into() }),
-            options: vec![
-                PropertyOptionSpec { label: "Gold".into(), value: "gold".into(), display_order: None, hidden: false },
-                PropertyOptionSpec {
-                    label: "Silver".into(),
-                    value: "silver".into(),
-                    display_order: None,
-                    hidden: false,
-                },
-            ],
-            has_unique_value: false,
-            hidden: None,
-            form_field: Some(true),
-            display_order: None,
-            deletion_policy: DeletionPolicy::Orphan,
-            management_policy: ManagementPolicy::Manage,
-        }
-    }
-
-    /// HubSpot's property exactly as `spec()` declares it.
+    /// HubSpot's property exactly as `property_spec()` declares it.
     fn hubspot_property() -> Property {
         Property {
             name: "loyalty_tier".into(),
@@ -555,7 +534,7 @@ mod tests {
 
     #[test]
     fn missing_property_is_created_with_every_declared_field() {
-        let Plan::Create(create) = plan(&spec(), None) else { panic!("expected a create") };
+        let Plan::Create(create) = plan(&property_spec(), None) else { panic!("expected a create") };
         assert_eq!(
             serde_json::to_value(&create).unwrap(),
             json!({
@@ -571,12 +550,12 @@ mod tests {
 
     #[test]
     fn matching_property_is_in_sync() {
-        assert_eq!(plan(&spec(), Some(&hubspot_property())), Plan::InSync);
+        assert_eq!(plan(&property_spec(), Some(&hubspot_property())), Plan::InSync);
     }
 
     #[test]
     fn unset_optional_fields_are_hubspots_to_decide() {
-        let mut spec = spec();
+        let mut spec = property_spec();
         (spec.description, spec.form_field) = (None, None);
         let mut actual = hubspot_property();
         (actual.description, actual.form_field, actual.hidden) = ("Edited in HubSpot".into(), false, true);
@@ -589,7 +568,7 @@ mod tests {
         actual.label = "Tier".into();
         actual.description = "old".into();
         actual.options.pop();
-        let Plan::Update { drift, patch } = plan(&spec(), Some(&actual)) else { panic!("expected an update") };
+        let Plan::Update { drift, patch } = plan(&property_spec(), Some(&actual)) else { panic!("expected an update") };
         assert_eq!(drift, ["label", "description", "options"]);
         // The whole option list is sent: HubSpot replaces it.
         assert_eq!(
@@ -608,11 +587,11 @@ mod tests {
     fn type_and_uniqueness_changes_are_conflicts() {
         let mut actual = hubspot_property();
         actual.type_ = "string".into();
-        let Plan::Conflict(message) = plan(&spec(), Some(&actual)) else { panic!("expected a conflict") };
+        let Plan::Conflict(message) = plan(&property_spec(), Some(&actual)) else { panic!("expected a conflict") };
         assert!(message.contains("has type string, the spec asks for enumeration"), "{message}");
         let mut actual = hubspot_property();
         actual.has_unique_value = true;
-        let Plan::Conflict(message) = plan(&spec(), Some(&actual)) else { panic!("expected a conflict") };
+        let Plan::Conflict(message) = plan(&property_spec(), Some(&actual)) else { panic!("expected a conflict") };
         assert!(message.contains("hasUniqueValue true, the spec asks for false"), "{message}");
     }
 
@@ -620,15 +599,15 @@ mod tests {
     fn hubspot_defined_property_is_never_changed() {
         let mut actual = hubspot_property();
         actual.hubspot_defined = Some(true);
-        assert_eq!(plan(&spec(), Some(&actual)), Plan::HubSpotDefined { drift: vec![] });
+        assert_eq!(plan(&property_spec(), Some(&actual)), Plan::HubSpotDefined { drift: vec![] });
         actual.label = "Tier".into();
         actual.type_ = "string".into();
-        assert_eq!(plan(&spec(), Some(&actual)), Plan::HubSpotDefined { drift: vec!["label".into()] });
+        assert_eq!(plan(&property_spec(), Some(&actual)), Plan::HubSpotDefined { drift: vec!["label".into()] });
     }
 
     #[test]
     fn failed_call_keeps_hubspots_correlation_id_in_the_status() {
-        let property = HubSpotProperty::new("loyalty-tier", spec());
+        let property = HubSpotProperty::new("loyalty-tier", property_spec());
         let error = hubspot::Error::Api(hubspot::ApiError::from_body(
             400,
             br#"{"status":"error","message":"Property group loyalty does not exist.","correlationId":"c-42","category":"VALIDATION_ERROR"}"#,
@@ -650,7 +629,7 @@ mod tests {
     // ------------------------------------------------------------ CRD rules (client-side CEL)
 
     fn object(edit: impl FnOnce(&mut HubSpotPropertySpec)) -> HubSpotProperty {
-        let mut spec = spec();
+        let mut spec = property_spec();
         edit(&mut spec);
         HubSpotProperty::new("loyalty-tier", spec)
     }
@@ -702,17 +681,6 @@ mod tests {
 
     // ------------------------------------------------------------ reconciler scenarios
 
-    /// The resource `loyalty-tier` with `spec`, already carrying the finalizer.
-    fn resource(spec: HubSpotPropertySpec) -> HubSpotProperty {
-        let mut p = HubSpotProperty::new("loyalty-tier", spec);
-        p.metadata.namespace = Some(NAMESPACE.into());
-        p.metadata.uid = Some("3c1d2e4f-5a6b-4c7d-8e9f-0a1b2c3d4e5f".into());
-        p.metadata.generation = Some(2);
-        p.metadata.resource_version = Some("30".into());
-        p.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        p
-    }
-
     /// The resource as seen after an earlier successful sync.
     fn synced_before(mut p: HubSpotProperty) -> HubSpotProperty {
         p.status = Some(HubSpotPropertyStatus {
@@ -729,21 +697,12 @@ mod tests {
         p
     }
 
-    fn client(hubspot: &crate::emulator::RunningEmulator) -> HubSpotClient {
-        HubSpotClient::new(ClientSettings {
-            base_url: hubspot.base_url(),
-            api_version: "v3".into(),
-            access_token: TOKEN.into(),
-            tier: Default::default(),
-        })
-    }
-
     /// Gives the emulator `spec`'s group and property as `edit` changes it, then forgets those calls.
     async fn seed(hubspot: &crate::emulator::RunningEmulator, edit: impl FnOnce(&mut PropertyCreate)) {
-        let client = client(hubspot);
+        let client = emulator_client(hubspot, TOKEN);
         let group = PropertyGroup { name: "loyalty".into(), label: "Loyalty".into(), display_order: None };
         client.create_property_group("contacts", &group).await.unwrap();
-        let mut create = desired_create(&spec());
+        let mut create = desired_create(&property_spec());
         edit(&mut create);
         client.create_property("contacts", &create).await.unwrap();
         reqwest::Client::new().delete(format!("{}/_emulator/requests", hubspot.base_url())).send().await.unwrap();
@@ -784,7 +743,7 @@ mod tests {
     #[tokio::test]
     async fn first_visit_only_adds_the_finalizer() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
-        let mut property = resource(spec());
+        let mut property = property_resource(property_spec());
         property.metadata.finalizers = None;
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -808,7 +767,7 @@ mod tests {
     #[tokio::test]
     async fn missing_property_and_group_are_created_with_events() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
-        let property = resource(spec());
+        let property = property_resource(property_spec());
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -845,14 +804,69 @@ mod tests {
             ])
         );
         assert_eq!(bodies[2], json!({"name": "loyalty", "label": "Loyalty"}));
-        assert_eq!(bodies[3], serde_json::to_value(desired_create(&spec())).unwrap());
+        assert_eq!(bodies[3], serde_json::to_value(desired_create(&property_spec())).unwrap());
+    }
+
+    #[tokio::test]
+    async fn a_mapping_waiting_for_a_created_property_finds_it_without_listing_again() {
+        const MAPPING_STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
+        const LIST: &str = "/crm/v3/properties/contacts";
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let waiting = mapping("crm", &["loyalty_tier"]);
+        let mut found_missing = waiting.clone();
+        let listed = Arc::new(["email"].map(String::from).into_iter().collect());
+        found_missing.status = Some(crate::controller::status::mapping_status(
+            &waiting,
+            &crate::controller::status::PropertyLookup::Listed(listed),
+        ));
+        let property = property_resource(property_spec());
+        let objects = [to_json(&waiting), to_json(&property), to_json(&found_missing)];
+        let (ctx, api) = test_context();
+        let visits = async move {
+            mapping::reconcile(Arc::new(waiting), ctx.clone()).await?;
+            reconcile(Arc::new(property), ctx.clone()).await?;
+            mapping::reconcile(Arc::new(found_missing), ctx).await
+        };
+        let action = run_scenario(api, visits, |mut api| async move {
+            let [waiting, property, found_missing] = objects;
+            integration_and_token(&mut api, integration.clone()).await;
+            api.event("Warning", "PropertiesMissing").await;
+            let patch = api.merge_status(MAPPING_STATUS, waiting).await;
+            assert_eq!(patch["status"]["missingProperties"], json!(["loyalty_tier"]));
+            integration_and_token(&mut api, integration.clone()).await;
+            api.event("Normal", "PropertyGroupCreated").await;
+            api.event("Normal", "PropertyCreated").await;
+            api.merge_status(STATUS, property).await;
+            integration_and_token(&mut api, integration).await;
+            api.event("Normal", "Ready").await;
+            api.event("Normal", "PropertiesExist").await;
+            let patch = api.merge_status(MAPPING_STATUS, found_missing).await;
+            assert_eq!(condition_state(&patch, "Ready").0, "True");
+            assert_eq!(patch["status"]["missingProperties"], Value::Null);
+            api
+        })
+        .await
+        .expect("reconciles succeed");
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+        assert_eq!(
+            hubspot_calls(&hubspot).await.0,
+            calls(&[
+                ("GET", LIST, 200),
+                ("GET", HUBSPOT_PROPERTY, 404),
+                ("GET", "/crm/v3/properties/contacts/groups", 200),
+                ("POST", "/crm/v3/properties/contacts/groups", 201),
+                ("POST", "/crm/v3/properties/contacts", 201),
+            ]),
+            "the created property is in the catalogue: no second listing"
+        );
     }
 
     #[tokio::test]
     async fn steady_state_reads_once_and_writes_nothing() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
         seed(&hubspot, |_| {}).await;
-        let property = synced_before(resource(spec()));
+        let property = synced_before(property_resource(property_spec()));
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -877,7 +891,7 @@ mod tests {
             p.options.truncate(1);
         })
         .await;
-        let property = synced_before(resource(spec()));
+        let property = synced_before(property_resource(property_spec()));
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -896,15 +910,16 @@ mod tests {
         assert_eq!(log, calls(&[("GET", HUBSPOT_PROPERTY, 200), ("PATCH", HUBSPOT_PROPERTY, 200)]));
         assert_eq!(bodies[1]["label"], "Loyalty tier");
         assert_eq!(bodies[1]["options"].as_array().unwrap().len(), 2);
-        let repaired = client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().unwrap();
-        assert_eq!(plan(&spec(), Some(&repaired)), Plan::InSync);
+        let repaired =
+            emulator_client(&hubspot, TOKEN).get_property("contacts", "loyalty_tier").await.unwrap().unwrap();
+        assert_eq!(plan(&property_spec(), Some(&repaired)), Plan::InSync);
     }
 
     #[tokio::test]
     async fn existing_property_is_adopted_without_writes() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
         seed(&hubspot, |_| {}).await;
-        let property = resource(spec());
+        let property = property_resource(property_spec());
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -927,9 +942,9 @@ mod tests {
     async fn observe_only_reports_drift_and_writes_nothing() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
         seed(&hubspot, |p| p.label = "Tier".into()).await;
-        let mut spec = spec();
+        let mut spec = property_spec();
         spec.management_policy = ManagementPolicy::ObserveOnly;
-        let property = resource(spec);
+        let property = property_resource(spec);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -950,7 +965,7 @@ mod tests {
     async fn deletion_with_delete_policy_archives_then_drops_the_finalizer() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
         seed(&hubspot, |_| {}).await;
-        let property = deleting(synced_before(resource(spec())), DeletionPolicy::Delete);
+        let property = deleting(synced_before(property_resource(property_spec())), DeletionPolicy::Delete);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let mut released = to_json(&property);
@@ -973,13 +988,13 @@ mod tests {
         .expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
         assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("DELETE", HUBSPOT_PROPERTY, 204)]));
-        assert_eq!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap(), None);
+        assert_eq!(emulator_client(&hubspot, TOKEN).get_property("contacts", "loyalty_tier").await.unwrap(), None);
     }
 
     #[tokio::test]
     async fn deletion_keeps_the_finalizer_while_hubspot_refuses() {
         let hubspot = hubspot(&[(TOKEN, &["crm.schemas.contacts.read"])]).await;
-        let property = deleting(synced_before(resource(spec())), DeletionPolicy::Delete);
+        let property = deleting(synced_before(property_resource(property_spec())), DeletionPolicy::Delete);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
         let object = to_json(&property);
@@ -999,7 +1014,7 @@ mod tests {
     async fn deletion_with_orphan_policy_leaves_hubspot_alone() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
         seed(&hubspot, |_| {}).await;
-        let property = deleting(synced_before(resource(spec())), DeletionPolicy::Orphan);
+        let property = deleting(synced_before(property_resource(property_spec())), DeletionPolicy::Orphan);
         let (ctx, api) = test_context();
         let mut released = to_json(&property);
         released["metadata"]["finalizers"] = json!([]);
@@ -1010,15 +1025,18 @@ mod tests {
         .await
         .expect("reconcile succeeds");
         assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
-        assert!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
+        assert!(emulator_client(&hubspot, TOKEN).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
     }
 
     #[tokio::test]
     async fn paused_property_keeps_its_finalizer_and_hubspot_untouched_even_when_deleted() {
         let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
         seed(&hubspot, |_| {}).await;
-        let property =
-            annotated(deleting(synced_before(resource(spec())), DeletionPolicy::Delete), "hubspot.io/paused", "true");
+        let property = annotated(
+            deleting(synced_before(property_resource(property_spec())), DeletionPolicy::Delete),
+            "hubspot.io/paused",
+            "true",
+        );
         let (ctx, api) = test_context();
         let object = to_json(&property);
         let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
@@ -1031,12 +1049,12 @@ mod tests {
         .expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
         assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[]));
-        assert!(client(&hubspot).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
+        assert!(emulator_client(&hubspot, TOKEN).get_property("contacts", "loyalty_tier").await.unwrap().is_some());
     }
 
     /// The resource as seen right after a successful visit at `at` that handled `request`.
     fn fresh(at: Timestamp, request: Option<&str>) -> HubSpotProperty {
-        let mut p = resource(spec());
+        let mut p = property_resource(property_spec());
         let ready = crate::api::conditions::condition(READY, Some(true), IN_SYNC, "in sync", Some(2));
         p.status = Some(HubSpotPropertyStatus {
             conditions: vec![ready],

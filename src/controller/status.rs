@@ -1,9 +1,12 @@
 //! Pure status decisions: from what was observed (Secrets, HubSpot answers, the StatefulSet) to
 //! conditions. The reconcilers and `dev` mode both call these.
 
+use std::sync::Arc;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 
+use super::catalogue::PropertyNames;
 use super::resources::ConfigError;
 use super::secrets::SecretError;
 use crate::api::conditions::{condition, set_condition};
@@ -13,7 +16,7 @@ use crate::api::{
     HubSpotIntegration, HubSpotIntegrationStatus, PAUSED_ANNOTATION, PAUSED_REASON, PropertyMapping,
     PropertyMappingStatus, reconcile_request,
 };
-use crate::hubspot::{self, Property, TokenInfo};
+use crate::hubspot::{self, TokenInfo};
 
 /// Marks `conditions` paused: the `type_` condition becomes Unknown with reason `Paused`, the
 /// others keep what was last observed. Whether anything changed, so that a paused object is
@@ -306,8 +309,8 @@ pub enum PropertyLookup {
     TokenUnavailable(SecretError),
     /// HubSpot's property listing failed.
     Failed(hubspot::Error),
-    /// HubSpot listed the object type's properties.
-    Listed(Vec<Property>),
+    /// The names of the object type's properties in HubSpot.
+    Listed(Arc<PropertyNames>),
 }
 
 /// The HubSpot properties `mapping` needs (its match key and every field), in spec order.
@@ -327,12 +330,11 @@ pub fn required_properties(mapping: &PropertyMapping) -> Vec<String> {
 /// condition saying so.
 pub fn mapping_property_check(
     mapping: &PropertyMapping,
-    properties: &[Property],
+    properties: &PropertyNames,
     generation: Option<i64>,
 ) -> (Vec<String>, Condition) {
     let required = required_properties(mapping);
-    let missing: Vec<String> =
-        required.iter().filter(|name| !properties.iter().any(|p| &p.name == *name)).cloned().collect();
+    let missing: Vec<String> = required.iter().filter(|name| !properties.contains(*name)).cloned().collect();
     let object_type = &mapping.spec.object_type;
     let condition = if missing.is_empty() {
         condition(
@@ -597,32 +599,19 @@ mod tests {
         m
     }
 
-    fn property(name: &str) -> Property {
-        Property {
-            name: name.into(),
-            label: name.into(),
-            type_: "string".into(),
-            field_type: "text".into(),
-            group_name: "contactinformation".into(),
-            description: String::new(),
-            has_unique_value: false,
-            hubspot_defined: Some(true),
-            options: vec![],
-            hidden: false,
-            form_field: true,
-            display_order: -1,
-        }
+    fn names(list: &[&str]) -> PropertyNames {
+        list.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
     fn missing_properties_are_listed() {
         let m = mapping(&["firstname", "loyalty_tier", "email"]);
-        let (missing, c) = mapping_property_check(&m, &[property("email"), property("firstname")], Some(2));
+        let (missing, c) = mapping_property_check(&m, &names(&["email", "firstname"]), Some(2));
         assert_eq!(missing, ["loyalty_tier"]);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "PropertiesMissing"));
         assert_eq!(c.message, "Properties missing on contacts: loyalty_tier");
 
-        let status = mapping_status(&m, &PropertyLookup::Listed(vec![property("firstname")]));
+        let status = mapping_status(&m, &PropertyLookup::Listed(Arc::new(names(&["firstname"]))));
         assert_eq!(status.missing_properties, ["email", "loyalty_tier"]);
         assert_eq!(find(&status.conditions, "Ready").reason, "PropertiesMissing");
         assert_eq!(find(&status.conditions, "IntegrationFound").status, "True");
@@ -631,7 +620,7 @@ mod tests {
     #[test]
     fn mapping_with_all_properties_is_ready() {
         let m = mapping(&["firstname"]);
-        let status = mapping_status(&m, &PropertyLookup::Listed(vec![property("email"), property("firstname")]));
+        let status = mapping_status(&m, &PropertyLookup::Listed(Arc::new(names(&["email", "firstname"]))));
         assert!(status.missing_properties.is_empty());
         assert_eq!(status.conditions.len(), 3);
         assert!(status.conditions.iter().all(|c| c.status == "True" && c.observed_generation == Some(2)));

@@ -532,6 +532,22 @@ impl HubSpotClient {
         Ok(list.results)
     }
 
+    /// `GET /crm/v3/properties/{t}`, keeping only the names: the listing of a type with many
+    /// properties is large, and a presence check needs nothing else.
+    pub async fn list_property_names(&self, object_type: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            name: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Properties {
+            results: Vec<Named>,
+        }
+        let list: Properties =
+            self.send::<(), _>("list_properties", Method::GET, self.properties_path(object_type), &[], None).await?;
+        Ok(list.results.into_iter().map(|p| p.name).collect())
+    }
+
     /// `POST /crm/v3/properties/{t}`.
     pub async fn create_property(&self, object_type: &str, property: &PropertyCreate) -> Result<Property> {
         self.send("create_property", Method::POST, self.properties_path(object_type), &[], Some(property)).await

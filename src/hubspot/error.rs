@@ -84,7 +84,7 @@ impl ApiError {
 }
 
 /// Why a HubSpot call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum Error {
     /// HubSpot answered with an error that retrying will not fix (or retries ran out).
     #[error(transparent)]

@@ -23,6 +23,7 @@ EVERYTHING = {
     "watchNamespace": "crm",
     "logJson": False,
     "replicas": 3,
+    "maxConcurrentReconciles": 4,
     "leaderElection": {"enabled": True, "leaseName": "crm-operator", "leaseDuration": 30, "renewDeadline": 20, "retryPeriod": 4},
     "crds": {"install": True, "keep": False},
     "resources": {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": 1, "memory": "256Mi"}},
@@ -191,6 +192,7 @@ def test_crds_are_templates_equal_to_the_generated_ones_and_kept_on_uninstall():
     [
         ({"replicas": 2, "leaderElection": {"enabled": False}}, "at '/leaderElection/enabled'"),
         ({"replicas": -1}, "at '/replicas'"),
+        ({"maxConcurrentReconciles": 0}, "at '/maxConcurrentReconciles'"),
         ({"leaderElection": {"retryPeriod": 0}}, "at '/leaderElection/retryPeriod'"),
         ({"leaderElection": {"leaseName": "Not A Name"}}, "at '/leaderElection/leaseName'"),
         ({"replica": 1}, "additional properties 'replica' not allowed"),
@@ -248,6 +250,7 @@ def test_options_reach_the_controller_pod():
     assert container["imagePullPolicy"] == "Always"
     assert "--namespace=crm" in container["args"]
     assert "--receiver-image=registry.example.com/hs:1" in container["args"]
+    assert "--max-concurrent-reconciles=4" in container["args"]
     assert {"name": "LOG_JSON", "value": "false"} in container["env"]
     assert container["resources"] == EVERYTHING["resources"]
     assert spec["imagePullSecrets"] == [{"name": "regcred"}]
@@ -265,6 +268,7 @@ def test_defaults_use_the_chart_app_version_and_watch_every_namespace():
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     assert container["image"] == f"ghcr.io/hubspot-operator/hubspot-operator:{app_version}"
     assert not [arg for arg in container["args"] if arg.startswith("--namespace")]
+    assert "--max-concurrent-reconciles=10" in container["args"]
 
 
 def test_leader_election_passes_its_settings_and_may_touch_only_its_own_lease():
