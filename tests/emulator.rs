@@ -1154,6 +1154,17 @@ async fn timeline_templates_and_events_follow_hubspots_contract() {
     assert!(refused["message"].as_str().unwrap().contains("beginner"), "{refused}");
     let unknown_token = json!({"eventTemplateId": template_id, "objectId": contact_id, "tokens": {"color": "red"}});
     assert_eq!(emu.post("/crm/v3/timeline/events", unknown_token).await.0, StatusCode::BAD_REQUEST);
+    // A value the stamped property refuses fails the event before a contact is made for it.
+    let staged = json!({"name": "Stage", "objectType": "contacts",
+                        "tokens": [{"name": "stage", "label": "Stage", "type": "string", "objectPropertyName": "lifecyclestage"}]});
+    let (_, _, staged) = emu.call(Method::POST, &templates, None, Some(staged)).await;
+    let refused =
+        json!({"eventTemplateId": staged["id"], "email": "nobody@example.com", "tokens": {"stage": "no-such-stage"}});
+    let (status, answer) = emu.post("/crm/v3/timeline/events", refused).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer["message"].as_str().unwrap().contains("lifecyclestage"), "{answer}");
+    let (status, _) = emu.get("/crm/v3/objects/contacts/nobody@example.com?idProperty=email").await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no contact was created for the refused event");
 
     // A batch creates what it can and names what it could not.
     let batch = json!({"inputs": [

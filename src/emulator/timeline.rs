@@ -639,6 +639,16 @@ fn create_timeline_event(store: &mut Store, caller: &Caller, body: EventBody) ->
     if store.timeline.events.get(&template.id).is_some_and(|events| events.contains_key(&id)) {
         return Err(duplicate_event(&id));
     }
+    // Stamped values are checked before the target is looked up: an event naming a new email
+    // must not leave a contact behind when its event is refused.
+    for (property, value) in &stamps {
+        if let Some(Err(detail)) = store.of(t).live_property(property).map(|def| def.check_value(value)) {
+            return Err(ApiFailure::validation(&format!(
+                "The value of a token cannot be written to {property}: {}",
+                detail["message"].as_str().unwrap_or("invalid value")
+            )));
+        }
+    }
     let actor = Actor::Integration { app_id: caller.app_id };
     let object_id = target_object(store, t, body.object_id.as_ref(), body.email.as_deref(), actor)?;
     if !stamps.is_empty() {
@@ -928,7 +938,6 @@ async fn archive_token(
 ) -> ApiResult<StatusCode> {
     let app_id = check_developer_key(&emu, &params, &app_id)?;
     let mut store = emu.store.lock().expect("store lock");
-    store.timeline.template_of_app(app_id, &template_id)?;
     let template = store.timeline_mut().template_of_app_mut(app_id, &template_id)?;
     let before = template.tokens.len();
     template.tokens.retain(|t| t.name != token_name);
