@@ -6,8 +6,9 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
-use common::{TestDestination, TestEmulator, contacts_mapping, eventually, receiver_config};
+use common::{Reply, TestDestination, TestEmulator, contacts_mapping, eventually, receiver_config};
 use hubspot_operator::config::{ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::EmulatorConfig;
 use hubspot_operator::telemetry::Metrics;
@@ -32,7 +33,10 @@ async fn start_receiver(config: ReceiverConfig) -> (tokio::sync::oneshot::Sender
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn existing_records_and_changes_made_while_down_are_caught_up() {
     let data_dir = tempfile::tempdir().unwrap();
-    let destination = TestDestination::start(vec![]).await;
+    // The first delivery is answered only after the receiver was told to stop: a graceful stop
+    // settles the step under way, so nothing is read or delivered again at the next start.
+    let destination =
+        TestDestination::start(vec![Reply { delay: Duration::from_millis(500), ..Reply::from(200) }]).await;
     // No webhook URL: HubSpot tells the receiver nothing, as when it was down for days.
     let emulator = TestEmulator::start(EmulatorConfig { seed: 30, ..Default::default() }).await;
     let mut config = receiver_config(data_dir.path());

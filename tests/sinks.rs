@@ -95,7 +95,7 @@ async fn http_without_secret_sends_no_signature() {
 
 #[tokio::test]
 async fn http_503_is_retryable_and_the_retry_is_the_same_message() {
-    let destination = TestDestination::start(vec![Reply { status: 503, retry_after: None }]).await;
+    let destination = TestDestination::start(vec![Reply::from(503)]).await;
     let url = destination.url.clone();
     let sink = HttpSink::new(&url, Some(SECRET)).unwrap();
     let first = deliver(&sink, &records()).await.unwrap_err();
@@ -110,7 +110,7 @@ async fn http_503_is_retryable_and_the_retry_is_the_same_message() {
 
 #[tokio::test]
 async fn http_429_reports_retry_after_without_retrying_on_its_own() {
-    let destination = TestDestination::start(vec![Reply { status: 429, retry_after: Some("7") }]).await;
+    let destination = TestDestination::start(vec![Reply { retry_after: Some("7"), ..Reply::from(429) }]).await;
     let url = destination.url.clone();
     let sink = HttpSink::new(&url, None).unwrap();
     let error = deliver(&sink, &records()).await.unwrap_err();
@@ -125,7 +125,7 @@ async fn http_429_reports_retry_after_without_retrying_on_its_own() {
 
 #[tokio::test]
 async fn http_400_is_permanent_and_not_delivered() {
-    let destination = TestDestination::start(vec![Reply { status: 400, retry_after: None }]).await;
+    let destination = TestDestination::start(vec![Reply::from(400)]).await;
     let url = destination.url.clone();
     let sink = HttpSink::new(&url, None).unwrap();
     let error = deliver(&sink, &records()).await.unwrap_err();

@@ -171,9 +171,10 @@ pub async fn run(
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
     let served = serve(listener, router(state), shutdown).await;
-    // The ingress has answered every request it accepted; the workers may stop mid-step, as
-    // whatever they had not settled is taken up again on the next start (or, for webhook
-    // events, by another receiver sharing the log, which `close` hands them to at once).
+    // The ingress has answered every request it accepted. The sync worker settles the step
+    // under way, within its grace; whatever a worker leaves unsettled is taken up again on the
+    // next start (or, for webhook events, by another receiver sharing the log, which `close`
+    // hands them to at once).
     stop.cancel();
     worker.await?;
     backfill.await?;

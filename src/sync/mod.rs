@@ -41,6 +41,10 @@ const EVENTS_PER_STEP: usize = 1000;
 const RECORDS_PER_DELIVERY: usize = 100;
 /// How long an idle worker waits for a notification before looking at the log anyway.
 const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How long a step under way at shutdown may take to finish. A step cut short after its
+/// deliveries leaves their events pending, so the next start reads and checks them again; the
+/// receiver pod's termination grace (30 s) leaves room for this after the ingress drains.
+const STEP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 /// When HubSpot's daily limit is spent, retrying sooner than this only burns calls.
 const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(300);
 
@@ -168,17 +172,25 @@ impl Worker {
         self
     }
 
-    /// Drains the log until `shutdown` resolves. Failed steps are retried with backoff; the
-    /// events they concern stay in the log meanwhile. Objects that do not fill a batch read
+    /// Drains the log until `shutdown` resolves, letting a step under way finish (for at most
+    /// `STEP_SHUTDOWN_GRACE`). Failed steps are retried with backoff; the events they concern
+    /// stay in the log meanwhile. Objects that do not fill a batch read
     /// wait up to `maxBatchWait` for more.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         let mut backoff = Backoff::default();
         let mut arrivals = batch::Arrivals::default();
         loop {
+            let step = self.step(Batching::Gather(&mut arrivals));
+            let mut step = std::pin::pin!(step);
             let outcome = tokio::select! {
-                _ = &mut shutdown => return,
-                outcome = self.step(Batching::Gather(&mut arrivals)) => outcome,
+                outcome = &mut step => outcome,
+                _ = &mut shutdown => {
+                    if tokio::time::timeout(STEP_SHUTDOWN_GRACE, step).await.is_err() {
+                        tracing::warn!(grace_s = STEP_SHUTDOWN_GRACE.as_secs(), "sync step unfinished at shutdown; its events stay pending");
+                    }
+                    return;
+                }
             };
             // New events may fill a batch read; a failed step waits out its backoff.
             let waiting_for_events = outcome.failure.is_none();

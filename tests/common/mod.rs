@@ -378,11 +378,13 @@ impl SeenDelivery {
 pub struct Reply {
     pub status: u16,
     pub retry_after: Option<&'static str>,
+    /// How long the destination takes to answer, after noting the request.
+    pub delay: Duration,
 }
 
 impl From<u16> for Reply {
     fn from(status: u16) -> Reply {
-        Reply { status, retry_after: None }
+        Reply { status, retry_after: None, delay: Duration::ZERO }
     }
 }
 
@@ -479,6 +481,7 @@ impl TestDestination {
             status: reply.status,
             pending_in_log,
         });
+        tokio::time::sleep(reply.delay).await;
         let status = axum::http::StatusCode::from_u16(reply.status).unwrap();
         match reply.retry_after {
             Some(wait) => (status, [("retry-after", wait)]).into_response(),
