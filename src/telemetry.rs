@@ -58,6 +58,12 @@ pub struct Metrics {
     pub hubspot_requests: Family<HubSpotCallLabels, Counter>,
     /// HubSpot API call latency in seconds.
     pub hubspot_latency: Histogram,
+    /// Objects per HubSpot batch read (at most 100): how well reads are gathered.
+    pub batch_read_objects: Histogram,
+    /// How long the oldest event of a batch had waited when the worker took the batch up, in
+    /// seconds: what gathering costs in lag (about `maxBatchWaitMilliseconds` for a batch that
+    /// did not fill, more while the worker was busy or failing).
+    pub batch_wait_seconds: Histogram,
     /// Change hints the catch-up search appended to the event log.
     pub backfill_hints: Counter,
     /// Ingest API requests by outcome: accepted, invalid, unauthorized, disabled,
@@ -87,6 +93,8 @@ impl Default for Metrics {
             dead_letters: Gauge::default(),
             hubspot_requests: Family::default(),
             hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            batch_read_objects: Histogram::new([1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 99.0, 100.0]),
+            batch_wait_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0]),
             backfill_hints: Counter::default(),
             ingest_requests: Family::default(),
             ingest_records: Family::default(),
@@ -113,6 +121,12 @@ impl Default for Metrics {
         registry.register("dead_letters", "Records currently in the dead-letter store", m.dead_letters.clone());
         registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
         registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
+        registry.register("batch_read_objects", "Objects per HubSpot batch read", m.batch_read_objects.clone());
+        registry.register(
+            "batch_wait_seconds",
+            "Seconds the oldest event of a batch waited before the worker took it up",
+            m.batch_wait_seconds.clone(),
+        );
         registry.register("backfill_hints", "Change hints appended by the catch-up search", m.backfill_hints.clone());
         registry.register("ingest_requests", "Ingest API requests by outcome", m.ingest_requests.clone());
         registry.register("ingest_records", "Ingested records by outcome", m.ingest_records.clone());

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use common::{TestDatabase, TestDestination, TestEmulator, WAIT, contact_event, eventually};
+use common::{TestDatabase, TestDestination, TestEmulator, WAIT, contact_event, eventually, metric_sample};
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
@@ -221,6 +221,7 @@ struct Batching {
     log: Arc<dyn EventLog>,
     destination: TestDestination,
     worker: Worker,
+    metrics: Arc<Metrics>,
 }
 
 impl Batching {
@@ -231,9 +232,10 @@ impl Batching {
         let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
         let mut config = config(dir.path(), &emulator, vec![http_sink(&destination.url)]);
         config.sync.max_batch_wait_milliseconds = max_batch_wait_milliseconds;
-        let worker =
-            Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
-        Batching { dir, emulator, log, destination, worker }
+        let metrics = Arc::new(Metrics::default());
+        let client = emulator.client(DEFAULT_TOKEN).with_metrics(metrics.clone());
+        let worker = Worker::new(&config, log.clone(), client, metrics.clone()).unwrap();
+        Batching { dir, emulator, log, destination, worker, metrics }
     }
 }
 
@@ -263,7 +265,7 @@ impl RunningWorker {
 /// batch waits (here longer than the test), still pending in the log.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_worker_reads_small_webhook_requests_in_full_batches() {
-    let Batching { dir: _dir, emulator, log, destination, worker } = Batching::start(60_000).await;
+    let Batching { dir: _dir, emulator, log, destination, worker, metrics } = Batching::start(60_000).await;
     let mut ids = Vec::new();
     for i in 0..250 {
         ids.push(emulator.create_contact(json!({"email": format!("c{i}@example.com"), "firstname": "A"})).await);
@@ -293,11 +295,15 @@ async fn a_running_worker_reads_small_webhook_requests_in_full_batches() {
     let seen = destination.seen();
     assert_eq!(seen.len(), 2);
     assert!(seen.iter().all(|s| s.pending_in_log >= Some(100)), "{seen:#?}");
+    assert_eq!(metric_sample(&metrics, "hubspot_operator_batch_read_objects_count"), Some(2.0));
+    assert_eq!(metric_sample(&metrics, "hubspot_operator_batch_read_objects_sum"), Some(200.0));
+    assert_eq!(metric_sample(&metrics, "hubspot_operator_batch_read_objects_bucket{le=\"99.0\"}"), Some(0.0));
 
     running.stop().await;
     // A step that reads at once takes the rest in one read.
     assert_eq!(run_once(&worker).await.unwrap(), 50);
     assert_eq!(emulator.call_count("POST", "/batch/read").await, 3);
+    assert_eq!(metric_sample(&metrics, "hubspot_operator_batch_read_objects_sum"), Some(250.0));
     let delivered: std::collections::BTreeSet<String> =
         destination.delivered().into_iter().map(|r| r.object_id).collect();
     assert_eq!(delivered, ids.iter().cloned().collect());
@@ -309,7 +315,7 @@ async fn a_running_worker_reads_small_webhook_requests_in_full_batches() {
 /// A batch that does not fill is read once its oldest event has waited `maxBatchWait`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partial_batch_is_read_after_the_wait() {
-    let Batching { dir: _dir, emulator, log, destination, worker } = Batching::start(300).await;
+    let Batching { dir: _dir, emulator, log, destination, worker, metrics } = Batching::start(300).await;
     let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
     let bob = emulator.create_contact(json!({"email": "bob@example.com", "firstname": "Bob"})).await;
     log.append(vec![
@@ -326,6 +332,10 @@ async fn a_partial_batch_is_read_after_the_wait() {
     .await;
     assert_eq!(emulator.call_count("POST", "/batch/read").await, 1);
     assert_eq!(destination.seen().len(), 1, "one delivery of both records");
+    assert_eq!(metric_sample(&metrics, "hubspot_operator_batch_read_objects_sum"), Some(2.0));
+    assert_eq!(metric_sample(&metrics, "hubspot_operator_batch_wait_seconds_count"), Some(1.0));
+    let waited = metric_sample(&metrics, "hubspot_operator_batch_wait_seconds_sum").unwrap();
+    assert!(waited >= 0.3, "the partial batch waited {waited} s, less than maxBatchWait");
 
     running.stop().await;
     emulator.running.shutdown().await;

@@ -395,6 +395,9 @@ impl HubSpotClient {
     pub async fn batch_read(&self, object_type: &str, properties: &[String], ids: &[String]) -> Result<Vec<CrmObject>> {
         let mut found = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(BATCH_LIMIT) {
+            if let Some(m) = &self.metrics {
+                m.batch_read_objects.observe(chunk.len() as f64);
+            }
             let body = serde_json::json!({
                 "properties": properties,
                 "propertiesWithHistory": [],

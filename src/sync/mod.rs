@@ -286,6 +286,9 @@ impl Worker {
             };
             let Some(type_plan) = due else { continue };
             let type_plan = &type_plan;
+            if let Some(oldest) = arrived.as_ref().and_then(|a| type_plan.seqs.iter().filter_map(|s| a.get(s)).min()) {
+                self.metrics.batch_wait_seconds.observe(now.saturating_sub(*oldest).max(0) as f64 / 1000.0);
+            }
             match self.sync_object_type(object_type, type_plan).await {
                 Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
                     Ok(()) => outcome.released += type_plan.seqs.len(),

@@ -797,3 +797,9 @@ macro_rules! per_backend {
         }
     };
 }
+
+/// The value of the sample `name` (with its labels, e.g. `x_total{a="b"}`) in `metrics`'
+/// exposition, if present.
+pub fn metric_sample(metrics: &hubspot_operator::telemetry::Metrics, name: &str) -> Option<f64> {
+    metrics.encode().lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
