@@ -10,6 +10,15 @@ use crate::sync::DeadLetter;
 
 #[derive(Args, Debug)]
 pub struct DeadLettersArgs {
+    #[command(flatten)]
+    pub admin: AdminConnection,
+    #[command(subcommand)]
+    pub command: DeadLettersCommand,
+}
+
+/// How to reach a receiver's admin API, and how to print its answers.
+#[derive(Args, Debug)]
+pub struct AdminConnection {
     /// Base URL of the receiver's admin API.
     #[arg(long, global = true, env = "HUBSPOT_OPERATOR_RECEIVER", default_value = "http://127.0.0.1:8082")]
     pub receiver: String,
@@ -19,8 +28,26 @@ pub struct DeadLettersArgs {
     /// Print the API's JSON instead of a table or summary.
     #[arg(long, global = true)]
     pub json: bool,
-    #[command(subcommand)]
-    pub command: DeadLettersCommand,
+}
+
+impl AdminConnection {
+    pub(crate) fn client(&self) -> AdminClient {
+        AdminClient {
+            http: reqwest::Client::new(),
+            base: self.receiver.trim_end_matches('/').into(),
+            token: self.token.clone(),
+        }
+    }
+
+    /// Prints the API's JSON with `--json`, else `text`.
+    pub(crate) fn print(&self, output: &Value, text: &str) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(output)?);
+        } else {
+            println!("{text}");
+        }
+        Ok(())
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -81,11 +108,7 @@ impl Selection {
 }
 
 pub async fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
-    let client = AdminClient {
-        http: reqwest::Client::new(),
-        base: args.receiver.trim_end_matches('/').into(),
-        token: args.token,
-    };
+    let client = args.admin.client();
     let (output, table) = match &args.command {
         DeadLettersCommand::List { filter, limit } => {
             let mut query = vec![("limit", limit.to_string())];
@@ -119,15 +142,10 @@ pub async fn run(args: DeadLettersArgs) -> anyhow::Result<()> {
             (report, summary)
         }
     };
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&output)?);
-    } else {
-        println!("{table}");
-    }
-    Ok(())
+    args.admin.print(&output, &table)
 }
 
-struct AdminClient {
+pub(crate) struct AdminClient {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
@@ -135,7 +153,7 @@ struct AdminClient {
 
 impl AdminClient {
     /// Sends one request; a non-2xx answer is an error carrying the API's message.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -182,21 +200,22 @@ fn list_table(listed: &Value) -> anyhow::Result<String> {
             letter.reason.clone(),
         ]);
     }
-    let widths: Vec<usize> = (0..8).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
-    let mut table: Vec<String> = rows
-        .iter()
-        .map(|row| {
-            let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
-            cells.join("  ").trim_end().to_string()
-        })
-        .collect();
     let total = listed["total"].as_i64().unwrap_or_default();
-    table.push(format!("{} of {total} dead letters", letters.len()));
-    Ok(table.join("\n"))
+    Ok(table(&rows, &format!("{} of {total} dead letters", letters.len())))
+}
+
+/// `rows` in left-aligned columns, then `footer`.
+pub(crate) fn table<const N: usize>(rows: &[[String; N]], footer: &str) -> String {
+    let widths: Vec<usize> = (0..N).map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0)).collect();
+    let lines = rows.iter().map(|row| {
+        let cells: Vec<String> = row.iter().zip(&widths).map(|(cell, width)| format!("{cell:<width$}")).collect();
+        cells.join("  ").trim_end().to_string()
+    });
+    lines.chain(std::iter::once(footer.to_string())).collect::<Vec<_>>().join("\n")
 }
 
 /// `delivered: 3, refused: 1` and any errors, one per line.
-fn summary(report: &Value, fields: &[&str]) -> String {
+pub(crate) fn summary(report: &Value, fields: &[&str]) -> String {
     let counts: Vec<String> = fields.iter().map(|f| format!("{f}: {}", report[*f])).collect();
     let errors = report["errors"].as_array().into_iter().flatten().filter_map(Value::as_str);
     std::iter::once(counts.join(", ")).chain(errors.map(|e| format!("error: {e}"))).collect::<Vec<_>>().join("\n")
@@ -217,9 +236,9 @@ mod tests {
     #[test]
     fn calls_the_default_admin_address_unless_told_otherwise() {
         let cli = Cli::try_parse_from(["dead-letters", "list"]).unwrap();
-        assert_eq!(cli.args.receiver, format!("http://{}", crate::config::DEFAULT_ADMIN_LISTEN));
+        assert_eq!(cli.args.admin.receiver, format!("http://{}", crate::config::DEFAULT_ADMIN_LISTEN));
         let cli = Cli::try_parse_from(["dead-letters", "redrive", "3", "4", "--json"]).unwrap();
-        assert!(cli.args.json);
+        assert!(cli.args.admin.json);
         assert!(matches!(cli.args.command, DeadLettersCommand::Redrive(Selection { ref ids, .. }) if *ids == [3, 4]));
         assert!(Cli::try_parse_from(["dead-letters", "discard", "3", "--all"]).is_err());
         assert!(Cli::try_parse_from(["dead-letters", "replay", "--mapping", "a/b"]).is_err(), "--since is required");

@@ -10,6 +10,7 @@ pub mod emulator;
 pub mod eventlog;
 pub mod hubspot;
 pub mod receiver;
+pub mod rejected;
 pub mod reverse;
 pub mod shutdown;
 pub mod sync;

@@ -30,6 +30,8 @@ enum Command {
     },
     /// Inspect, redrive and discard a receiver's dead letters; replay deliveries since a time.
     DeadLetters(hubspot_operator::dead_letters::DeadLettersArgs),
+    /// List, resend and discard the records bound for HubSpot that HubSpot refused.
+    Rejected(hubspot_operator::rejected::RejectedArgs),
     /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
     Emulator(Box<hubspot_operator::emulator::EmulatorArgs>),
 }
@@ -46,6 +48,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => hubspot_operator::dev::run(args).await?,
         Command::Bench(args) => hubspot_operator::bench::run(args).await?,
         Command::DeadLetters(args) => hubspot_operator::dead_letters::run(args).await?,
+        Command::Rejected(args) => hubspot_operator::rejected::run(args).await?,
     }
     Ok(())
 }

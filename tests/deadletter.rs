@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use common::{
     CLIENT_SECRET, TestDatabase, TestDestination, TestEmulator, WAIT, batch_body, contact_event,
-    emulator_receiver_config, eventually, free_port, sample_event, signed_request,
+    emulator_receiver_config, eventually, free_port, sample_event, serve_admin, signed_request,
 };
 use hubspot_operator::config::{AdminConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig};
@@ -249,15 +249,6 @@ async fn replay_resends_what_was_delivered_since_a_time_to_the_chosen_destinatio
     emulator.running.shutdown().await;
 }
 
-/// The admin API of `worker` on an ephemeral loopback port; returns its base URL.
-async fn serve_admin(worker: &Worker, token: Option<&str>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = hubspot_operator::receiver::admin::router(worker.clone(), token.map(str::to_string));
-    tokio::spawn(hubspot_operator::receiver::serve(listener, router, std::future::pending()));
-    base
-}
-
 #[tokio::test]
 async fn admin_api_lists_shows_redrives_discards_and_replays() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +261,7 @@ async fn admin_api_lists_shows_redrives_discards_and_replays() {
     let ids = five_contacts(&emulator, &log).await;
     destination.refuse_objects(&[&ids[0], &ids[1]]);
     run_once(&worker).await.unwrap();
-    let base = serve_admin(&worker, None).await;
+    let base = serve_admin(&worker, None, None).await;
     let http = reqwest::Client::new();
     let get = |path: String| {
         let request = http.get(format!("{base}{path}"));
@@ -338,7 +329,7 @@ async fn admin_api_requires_its_token_and_stays_off_the_network_without_one() {
     let worker =
         Worker::new(&config, open_log(dir.path()), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default()))
             .unwrap();
-    let base = serve_admin(&worker, Some("admin-s3cret")).await;
+    let base = serve_admin(&worker, None, Some("admin-s3cret")).await;
     let http = reqwest::Client::new();
     let url = format!("{base}/admin/dead-letters");
     let status = |request: reqwest::RequestBuilder| async move { request.send().await.unwrap().status().as_u16() };

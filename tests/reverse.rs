@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use common::{
     CLIENT_SECRET, RunningReceiver, TestDestination, TestEmulator, contacts_mapping, eventually, receiver_config,
+    serve_admin,
 };
 use hubspot_operator::api::mapping::ConflictPolicy;
 use hubspot_operator::config::{IngestConfig, MappingConfig, ReceiverConfig, SinkConfig};
@@ -17,7 +18,7 @@ use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
 use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
 use hubspot_operator::hubspot::client::RetryPolicy;
 use hubspot_operator::hubspot::{HubSpotClient, UpsertInput};
-use hubspot_operator::reverse::{IngestRecord, ReverseStore, ReverseWorker};
+use hubspot_operator::reverse::{INVALID_RECORD, IngestRecord, Rejection, ReverseStore, ReverseWorker};
 use hubspot_operator::telemetry::{Metrics, OutcomeLabels};
 use serde_json::{Value, json};
 
@@ -83,6 +84,11 @@ fn property(object: &Value, name: &str) -> Option<String> {
 
 async fn contact_property(emulator: &TestEmulator, email: &str, name: &str) -> Option<String> {
     property(&emulator.contact_by_email(email).await?, name)
+}
+
+/// Every rejected record, oldest first.
+async fn rejections(store: &ReverseStore) -> Vec<Rejection> {
+    store.rejected(&Default::default(), usize::MAX).await.unwrap().0.into_iter().map(|r| r.rejection).collect()
 }
 
 type Counters = prometheus_client::metrics::family::Family<OutcomeLabels, prometheus_client::metrics::counter::Counter>;
@@ -307,7 +313,7 @@ async fn a_record_hubspot_refuses_is_kept_with_its_reason_and_the_rest_are_writt
     // The whole batch was refused first, then split until the bad record stood alone.
     assert!(emulator.requests_to(UPSERT_PATH).await.len() > 2);
 
-    let rejected = store.rejected().await.unwrap();
+    let rejected = rejections(&store).await;
     assert_eq!(rejected.len(), 1);
     let refused = &rejected[0];
     assert_eq!((refused.mapping.as_str(), refused.key.as_str()), ("crm/contacts", "r3@example.com"));
@@ -315,7 +321,7 @@ async fn a_record_hubspot_refuses_is_kept_with_its_reason_and_the_rest_are_writt
     assert!(refused.message.contains("not-a-stage"), "{}", refused.message);
     assert!(!refused.correlation_id.is_empty());
     assert_eq!(refused.properties["lifecyclestage"], "not-a-stage");
-    assert_eq!(store.rejected_summary().await.unwrap().last.as_ref(), Some(refused));
+    assert_eq!(store.rejected_summary().await.unwrap().last.map(|last| last.rejection).as_ref(), Some(refused));
     assert_eq!(store.pending_count().await.unwrap(), 0);
     assert_eq!(counter(&metrics.reverse_records, "written"), 5);
     assert_eq!(counter(&metrics.reverse_records, "rejected"), 1);
@@ -341,7 +347,7 @@ async fn rate_limits_and_server_errors_keep_records_queued_until_hubspot_takes_t
         let error = worker.run_once().await.unwrap_err();
         assert!(error.to_string().contains("writing HubSpot"), "{error}");
         assert_eq!(store.pending_count().await.unwrap(), 3, "{fault}: nothing leaves the queue");
-        assert!(store.rejected().await.unwrap().is_empty(), "{fault}: nothing is rejected");
+        assert!(rejections(&store).await.is_empty(), "{fault}: nothing is rejected");
         assert!(emulator.contact_by_email("q0@example.com").await.is_none());
     }
 
@@ -353,7 +359,7 @@ async fn rate_limits_and_server_errors_keep_records_queued_until_hubspot_takes_t
         assert_eq!(contact_property(&emulator, &email, "phone").await, Some(i.to_string()));
     }
     assert_eq!(store.pending_count().await.unwrap(), 0);
-    assert!(store.rejected().await.unwrap().is_empty());
+    assert!(rejections(&store).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -464,7 +470,7 @@ async fn conflict_policies_decide_fields_changed_on_both_sides() {
     assert_eq!(worker.run_once().await.unwrap(), 1);
     assert_eq!(phone("fresh@example.com").await.as_deref(), Some("edited-in-hubspot"));
     assert_eq!(store.pending_count().await.unwrap(), 0);
-    assert!(store.rejected().await.unwrap().is_empty());
+    assert!(rejections(&store).await.is_empty());
 }
 
 #[tokio::test]
@@ -507,7 +513,7 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
         ])
     );
     assert_eq!(queued[0].record.changed_at, 1_767_225_600_000, "the row's timestamp column");
-    let rejected = store.rejected().await.unwrap();
+    let rejected = rejections(&store).await;
     assert_eq!(rejected.len(), 1);
     assert_eq!(rejected[0].category, "INVALID_RECORD");
     assert!(rejected[0].message.contains("match key field `email` is missing"), "{}", rejected[0].message);
@@ -529,4 +535,122 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
     assert_eq!(contact_property(&emulator, "pg2@example.com", "phone").await.as_deref(), Some("555-2"));
     assert_eq!(contact_property(&emulator, "pg4@example.com", "lifecyclestage").await.as_deref(), Some("lead"));
     assert_eq!(store.pending_count().await.unwrap(), 0);
+}
+
+/// A JSON client of one admin API: every call answers its status and body.
+struct Admin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+}
+
+/// Refused records wait in the rejected table until they are resent (after the cause is fixed)
+/// or discarded through the admin API; a resent record keeps its change time, and rows that
+/// hold no record (a source row that failed validation) cannot be resent.
+#[tokio::test]
+async fn rejected_records_are_listed_resent_and_discarded_through_the_admin_api() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let emulator = emulator(None).await;
+    let contacts = mapping("crm/contacts", ConflictPolicy::ExternalWins, vec![]);
+    let leads = mapping("crm/leads", ConflictPolicy::ExternalWins, vec![]);
+    let store = Arc::new(ReverseStore::open(&data_dir.path().join("reverse.db")).unwrap());
+    store
+        .enqueue(vec![
+            record("crm/leads", "lead@example.com", 1_000, &[("phone", "555-1")]),
+            record("crm/contacts", "bad@example.com", 2_000, &[("lifecyclestage", "not-a-stage")]),
+        ])
+        .await
+        .unwrap();
+    let invalid_row = Rejection {
+        mapping: "crm/contacts".into(),
+        key: "row@example.com".into(),
+        properties: BTreeMap::new(),
+        status: 0,
+        category: INVALID_RECORD.into(),
+        message: "match key field `email` is missing".into(),
+        correlation_id: String::new(),
+        rejected_at: 3_000,
+        changed_at: 3_000,
+    };
+    store.polled("crm/contacts/0", vec![], vec![invalid_row], "c1".into()).await.unwrap();
+    // Without the leads mapping its record cannot be written; the other is refused by HubSpot.
+    let without_leads =
+        ReverseWorker::new(store.clone(), std::slice::from_ref(&contacts), emulator.client(TOKEN), Default::default());
+    assert_eq!(without_leads.run_once().await.unwrap(), 2);
+
+    let config = config_for(data_dir.path(), &emulator, vec![contacts.clone(), leads.clone()]);
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&config.event_log_path()).unwrap());
+    let sync = hubspot_operator::sync::Worker::new(&config, log, emulator.client(TOKEN), Default::default()).unwrap();
+    let admin = Admin { base: serve_admin(&sync, Some(store.clone()), None).await, http: reqwest::Client::new() };
+    let (status, listed) = admin.call(reqwest::Method::GET, "/admin/rejected", None).await;
+    assert_eq!((status, listed["total"].as_u64()), (200, Some(3)), "{listed:#}");
+    let mut categories: Vec<&str> =
+        listed["rejected"].as_array().unwrap().iter().map(|r| r["category"].as_str().unwrap()).collect();
+    categories.sort();
+    assert_eq!(categories, ["INVALID_RECORD", "UNKNOWN_MAPPING", "VALIDATION_ERROR"]);
+    let id_of = |category: &str| {
+        listed["rejected"].as_array().unwrap().iter().find(|r| r["category"] == category).unwrap()["id"]
+            .as_i64()
+            .unwrap()
+    };
+    let (invalid, orphan, refused) = (id_of("INVALID_RECORD"), id_of("UNKNOWN_MAPPING"), id_of("VALIDATION_ERROR"));
+    let refused_record = listed["rejected"].as_array().unwrap().iter().find(|r| r["id"] == refused).unwrap();
+    assert_eq!(refused_record["key"], "bad@example.com");
+    assert_eq!(refused_record["properties"]["lifecyclestage"], "not-a-stage");
+    let (_, leads_only) = admin.call(reqwest::Method::GET, "/admin/rejected?mapping=crm/leads&limit=10", None).await;
+    assert_eq!(leads_only["total"], 1);
+
+    // The leads mapping is back: its record is resent and written.
+    let (status, report) =
+        admin.call(reqwest::Method::POST, "/admin/rejected/resend", Some(json!({"ids": [orphan]}))).await;
+    assert_eq!((status, report), (200, json!({"resent": 1, "notResendable": 0})));
+    assert_eq!(store.pending_count().await.unwrap(), 1);
+    let with_leads = ReverseWorker::new(store.clone(), &[contacts, leads], emulator.client(TOKEN), Default::default());
+    assert_eq!(with_leads.run_once().await.unwrap(), 1);
+    assert_eq!(contact_property(&emulator, "lead@example.com", "phone").await.as_deref(), Some("555-1"));
+
+    // Resending everything queues what holds a record; HubSpot refuses it again, as it was.
+    let (status, report) =
+        admin.call(reqwest::Method::POST, "/admin/rejected/resend", Some(json!({"all": true}))).await;
+    assert_eq!((status, report), (200, json!({"resent": 1, "notResendable": 1})));
+    let queued = store.pending(10).await.unwrap();
+    assert_eq!(queued.len(), 1);
+    assert_eq!((queued[0].record.key.as_str(), queued[0].record.changed_at), ("bad@example.com", 2_000));
+    assert_eq!(with_leads.run_once().await.unwrap(), 1);
+    let (rejected, total) = store.rejected(&Default::default(), 10).await.unwrap();
+    assert_eq!(total, 2);
+    assert_eq!(rejected.iter().map(|r| r.id).collect::<Vec<_>>()[0], invalid);
+    assert!(rejected[1].id > refused, "refused again, as a new rejection");
+    assert_eq!(rejected[1].rejection.changed_at, 2_000);
+
+    // Discarding by mapping, then one by id; a second time it is gone.
+    let body = json!({"ids": [rejected[1].id]});
+    assert_eq!(
+        admin.call(reqwest::Method::POST, "/admin/rejected/discard", Some(body)).await,
+        (200, json!({"discarded": 1}))
+    );
+    let path = format!("/admin/rejected/{invalid}");
+    assert_eq!(admin.call(reqwest::Method::DELETE, &path, None).await, (200, json!({"discarded": 1})));
+    assert_eq!(admin.call(reqwest::Method::DELETE, &path, None).await.0, 404);
+    assert_eq!(store.rejected_summary().await.unwrap().count, 0);
+
+    // A selection must name something, and rejected records have no destination.
+    for body in [json!({}), json!({"all": true, "sink": "http-0"}), json!({"mapping": "crm/contacts", "all": true})] {
+        let (status, answer) = admin.call(reqwest::Method::POST, "/admin/rejected/resend", Some(body.clone())).await;
+        assert_eq!(status, 400, "{body}: {answer}");
+    }
+    // A receiver that writes nothing to HubSpot has nothing rejected.
+    let none = Admin { base: serve_admin(&sync, None, None).await, http: reqwest::Client::new() };
+    let (status, answer) = none.call(reqwest::Method::GET, "/admin/rejected", None).await;
+    assert_eq!(status, 404, "{answer}");
 }

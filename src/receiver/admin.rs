@@ -1,7 +1,8 @@
-//! The receiver's admin API: inspect, redrive and discard dead letters, replay deliveries.
+//! The receiver's admin API: inspect, redrive and discard dead letters, replay deliveries, and
+//! list, resend or discard the records bound for HubSpot that HubSpot refused.
 //! It listens apart from the webhook ingress (loopback by default, see `AdminConfig`) and, when
 //! a token is configured, requires `Authorization: Bearer <token>` on every request.
-//! `hubspot-operator dead-letters` is its command-line client.
+//! `hubspot-operator dead-letters` and `hubspot-operator rejected` are its command-line clients.
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
@@ -10,10 +11,13 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, extract::rejection::JsonRejection};
+use std::sync::Arc;
+
 use serde::Deserialize;
 use serde_json::json;
 use subtle::ConstantTimeEq;
 
+use crate::reverse::{RejectionFilter, ReverseStore};
 use crate::sync::{DeadLetter, Filter, OperationError, Worker};
 
 /// Dead letters listed when the request names no limit.
@@ -22,18 +26,24 @@ pub const DEFAULT_LIST_LIMIT: usize = 100;
 #[derive(Clone)]
 struct AdminState {
     worker: Worker,
+    /// `None` when the receiver writes nothing to HubSpot.
+    reverse: Option<Arc<ReverseStore>>,
     token: Option<String>,
 }
 
 /// The admin routes, on a listener of their own.
-pub fn router(worker: Worker, token: Option<String>) -> Router {
-    let state = AdminState { worker, token };
+pub fn router(worker: Worker, reverse: Option<Arc<ReverseStore>>, token: Option<String>) -> Router {
+    let state = AdminState { worker, reverse, token };
     Router::new()
         .route("/admin/dead-letters", get(list))
         .route("/admin/dead-letters/{id}", get(show).delete(discard_one))
         .route("/admin/dead-letters/redrive", post(redrive))
         .route("/admin/dead-letters/discard", post(discard))
         .route("/admin/replay", post(replay))
+        .route("/admin/rejected", get(list_rejected))
+        .route("/admin/rejected/{id}", axum::routing::delete(discard_one_rejected))
+        .route("/admin/rejected/resend", post(resend_rejected))
+        .route("/admin/rejected/discard", post(discard_rejected))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }
@@ -155,6 +165,72 @@ async fn replay(State(state): State<AdminState>, body: Result<Json<ReplayRequest
         Ok(report) => Json(report).into_response(),
         Err(e) => failed(e),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RejectedQuery {
+    mapping: Option<String>,
+    limit: Option<usize>,
+}
+
+/// The answer of a receiver without a reverse sync store.
+fn nothing_rejected() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "this receiver writes nothing to HubSpot (no ingest API and no source), so nothing was rejected",
+    )
+}
+
+async fn list_rejected(State(state): State<AdminState>, Query(query): Query<RejectedQuery>) -> Response {
+    let Some(store) = &state.reverse else { return nothing_rejected() };
+    let filter = RejectionFilter { ids: vec![], mapping: query.mapping };
+    match store.rejected(&filter, query.limit.unwrap_or(DEFAULT_LIST_LIMIT)).await {
+        Ok((rejected, total)) => Json(json!({ "rejected": rejected, "total": total })).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+async fn discard_one_rejected(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
+    let Some(store) = &state.reverse else { return nothing_rejected() };
+    match store.discard_rejected(RejectionFilter { ids: vec![id], mapping: None }).await {
+        Ok(0) => error(StatusCode::NOT_FOUND, &format!("no rejected record {id}")),
+        Ok(discarded) => Json(json!({ "discarded": discarded })).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+async fn resend_rejected(State(state): State<AdminState>, body: Result<Json<Selection>, JsonRejection>) -> Response {
+    let Some(store) = &state.reverse else { return nothing_rejected() };
+    let filter = match rejection_selection(body) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match store.resend(filter).await {
+        Ok(report) => Json(report).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+async fn discard_rejected(State(state): State<AdminState>, body: Result<Json<Selection>, JsonRejection>) -> Response {
+    let Some(store) = &state.reverse else { return nothing_rejected() };
+    let filter = match rejection_selection(body) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match store.discard_rejected(filter).await {
+        Ok(discarded) => Json(json!({ "discarded": discarded })).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+/// A selection of rejected records: ids, a mapping, or `all`; they have no destination.
+fn rejection_selection(body: Result<Json<Selection>, JsonRejection>) -> Result<RejectionFilter, String> {
+    let filter = selection(body)?;
+    if filter.sink.is_some() {
+        return Err("rejected records are bound for HubSpot: \"sink\" does not apply".into());
+    }
+    Ok(RejectionFilter { ids: filter.ids, mapping: filter.mapping })
 }
 
 fn selection(body: Result<Json<Selection>, JsonRejection>) -> Result<Filter, String> {

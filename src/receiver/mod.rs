@@ -150,8 +150,10 @@ pub async fn run(
     // turned off, so that nothing accepted is left behind.
     let has_sources = config.mappings.iter().any(|m| !m.sources.is_empty());
     let mut reverse = Vec::new();
+    let mut reverse_store = None;
     if config.ingest.is_some() || has_sources || config.reverse_store_path().exists() {
         let store = Arc::new(ReverseStore::open(&config.reverse_store_path())?);
+        reverse_store = Some(store.clone());
         worker = worker.with_echo_ledger(store.clone());
         state = state.with_ingest(&config, store.clone());
         for mapping in &config.mappings {
@@ -165,7 +167,7 @@ pub async fn run(
     }
     let admin = tokio::spawn(serve(
         admin_listener,
-        admin::router(worker.clone(), config.admin.token.clone()),
+        admin::router(worker.clone(), reverse_store, config.admin.token.clone()),
         stop.clone().cancelled_owned(),
     ));
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));

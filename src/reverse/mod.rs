@@ -14,5 +14,8 @@ pub mod worker;
 pub use conflict::{FieldChange, Resolution, resolve};
 pub use ingest::IngestState;
 pub use postgres_source::PostgresSource;
-pub use store::{IngestRecord, RejectedSummary, Rejection, ReverseStore};
+pub use store::{
+    INVALID_RECORD, IngestRecord, RejectedSummary, Rejection, RejectionFilter, ResendReport, ReverseStore,
+    StoredRejection,
+};
 pub use worker::ReverseWorker;

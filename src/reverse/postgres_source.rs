@@ -132,10 +132,11 @@ impl PostgresSource {
                         .unwrap_or_default(),
                     properties: Default::default(),
                     status: 0,
-                    category: "INVALID_RECORD".into(),
+                    category: crate::reverse::INVALID_RECORD.into(),
                     message: problems.into_iter().flat_map(|p| p.reasons).collect::<Vec<_>>().join("; "),
                     correlation_id: String::new(),
                     rejected_at: received_at,
+                    changed_at: received_at,
                 }),
             }
         }

@@ -1,7 +1,8 @@
 //! The reverse sync store: one SQLite file on the receiver's volume (`reverse.db`) holding
 //!
 //! - `queue`: ingested records not yet accepted or refused by HubSpot,
-//! - `rejected`: records HubSpot refused, with its message and correlationId,
+//! - `rejected`: records HubSpot refused, with its message and correlationId, until they are
+//!   resent (back into `queue`) or discarded,
 //! - `written` and `created`: what this receiver wrote to HubSpot (per object and property the
 //!   last value and HubSpot's time of the write), which the forward worker uses to recognise
 //!   the webhooks its own writes cause and the conflict policy uses as the last sync time,
@@ -49,7 +50,8 @@ const SCHEMA: &str = "
         category TEXT NOT NULL,
         message TEXT NOT NULL,
         correlation_id TEXT NOT NULL,
-        rejected_at INTEGER NOT NULL
+        rejected_at INTEGER NOT NULL,
+        changed_at INTEGER
     );
     CREATE TABLE IF NOT EXISTS written (
         object_type TEXT NOT NULL,
@@ -106,6 +108,54 @@ pub struct Rejection {
     pub correlation_id: String,
     /// Epoch ms.
     pub rejected_at: i64,
+    /// When the external system changed the record (epoch ms, the newest of its properties),
+    /// which a resent record keeps so that the conflict policy judges it as it was.
+    pub changed_at: i64,
+}
+
+/// A rejected record as kept, with the id that resends or discards it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StoredRejection {
+    pub id: i64,
+    #[serde(flatten)]
+    pub rejection: Rejection,
+}
+
+/// Category of the rows a PostgreSQL source read that failed the mapping's validation. They
+/// hold no record to resend: the row is fixed at the source, and read again once its cursor
+/// column moves.
+pub const INVALID_RECORD: &str = "INVALID_RECORD";
+
+/// Which rejected records an operation is about; empty fields select everything.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RejectionFilter {
+    pub ids: Vec<i64>,
+    pub mapping: Option<String>,
+}
+
+impl RejectionFilter {
+    pub fn is_everything(&self) -> bool {
+        self.ids.is_empty() && self.mapping.is_none()
+    }
+
+    /// The `WHERE` condition, over parameters `?1` (ids as a JSON array) and `?2` (mapping).
+    const CONDITION: &'static str =
+        "(?1 = '[]' OR id IN (SELECT value FROM json_each(?1))) AND (?2 IS NULL OR mapping = ?2)";
+
+    fn params(&self) -> (String, Option<String>) {
+        (serde_json::to_string(&self.ids).unwrap_or_else(|_| "[]".into()), self.mapping.clone())
+    }
+}
+
+/// What a resend did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResendReport {
+    /// Records put back in the queue, to be written to HubSpot again.
+    pub resent: u64,
+    /// Selected rows that hold no record (`INVALID_RECORD`), left as they are.
+    pub not_resendable: u64,
 }
 
 /// Rejected records: how many, and the newest.
@@ -113,7 +163,7 @@ pub struct Rejection {
 #[serde(rename_all = "camelCase")]
 pub struct RejectedSummary {
     pub count: u64,
-    pub last: Option<Rejection>,
+    pub last: Option<StoredRejection>,
 }
 
 /// A value this receiver wrote to a HubSpot object.
@@ -149,11 +199,23 @@ enum Write {
         source: String,
         cursor: String,
     },
+    /// Moves the selected rejected records back into the queue.
+    Resend(RejectionFilter),
+    /// Removes the selected rejected records.
+    Discard(RejectionFilter),
 }
 
 struct WriteRequest {
     write: Write,
-    done: oneshot::Sender<anyhow::Result<()>>,
+    /// Rows the write affected (resent or discarded records), once committed.
+    done: oneshot::Sender<anyhow::Result<Affected>>,
+}
+
+/// Rows one write affected: for a resend, the records queued again and the ones left.
+#[derive(Clone, Copy, Debug, Default)]
+struct Affected {
+    rows: u64,
+    left: u64,
 }
 
 /// The reverse sync store, see the module documentation.
@@ -178,6 +240,18 @@ impl ReverseStore {
         }
         let write_conn = open_connection(path)?;
         write_conn.execute_batch(SCHEMA).context("creating the reverse sync schema")?;
+        // Stores written before resends existed lack the change time of their rejections.
+        let has_changed_at: bool = write_conn
+            .query_row("SELECT count(*) FROM pragma_table_info('rejected') WHERE name = 'changed_at'", [], |row| {
+                row.get::<_, i64>(0)
+            })
+            .map(|n| n > 0)
+            .context("reading the rejected table's columns")?;
+        if !has_changed_at {
+            write_conn
+                .execute_batch("ALTER TABLE rejected ADD COLUMN changed_at INTEGER")
+                .context("adding the change time to the rejected table")?;
+        }
         let reader = open_connection(path)?;
         reader.pragma_update(None, "query_only", true)?;
         let (writes, requests) = mpsc::channel();
@@ -203,7 +277,7 @@ impl ReverseStore {
         if records.is_empty() {
             return Ok(());
         }
-        self.submit(Write::Enqueue(records)).await
+        self.submit(Write::Enqueue(records)).await.map(drop)
     }
 
     /// Queues what one poll of `source` read (valid rows as records, invalid ones as
@@ -215,7 +289,7 @@ impl ReverseStore {
         rejected: Vec<Rejection>,
         cursor: String,
     ) -> anyhow::Result<()> {
-        self.submit(Write::Polled { records, rejected, source: source.to_string(), cursor }).await
+        self.submit(Write::Polled { records, rejected, source: source.to_string(), cursor }).await.map(drop)
     }
 
     /// The cursor value up to which `source` has been read.
@@ -231,7 +305,7 @@ impl ReverseStore {
 
     /// Applies what an upsert round settled, in one transaction.
     pub async fn complete(&self, completion: Completion) -> anyhow::Result<()> {
-        self.submit(Write::Complete(completion)).await
+        self.submit(Write::Complete(completion)).await.map(drop)
     }
 
     /// Up to `max` queued records, oldest first.
@@ -270,15 +344,44 @@ impl ReverseStore {
     pub async fn rejected_summary(&self) -> anyhow::Result<RejectedSummary> {
         self.read(|conn| {
             let count = conn.query_row("SELECT COUNT(*) FROM rejected", [], |row| row.get::<_, i64>(0))? as u64;
-            let last = select_rejections(conn, "ORDER BY id DESC LIMIT 1")?.pop();
+            let last = select_rejections(conn, &RejectionFilter::default(), "ORDER BY id DESC LIMIT 1")?.pop();
             Ok(RejectedSummary { count, last })
         })
         .await
     }
 
-    /// Every rejected record, oldest first.
-    pub async fn rejected(&self) -> anyhow::Result<Vec<Rejection>> {
-        self.read(|conn| select_rejections(conn, "ORDER BY id")).await
+    /// The selected rejected records, oldest first, at most `limit`, and how many are selected.
+    pub async fn rejected(
+        &self,
+        filter: &RejectionFilter,
+        limit: usize,
+    ) -> anyhow::Result<(Vec<StoredRejection>, u64)> {
+        let filter = filter.clone();
+        self.read(move |conn| {
+            let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+            let listed = select_rejections(conn, &filter, &format!("ORDER BY id LIMIT {limit}"))?;
+            let (ids, mapping) = filter.params();
+            let total = conn.query_row(
+                &format!("SELECT COUNT(*) FROM rejected WHERE {}", RejectionFilter::CONDITION),
+                params![ids, mapping],
+                |row| row.get::<_, i64>(0),
+            )? as u64;
+            Ok((listed, total))
+        })
+        .await
+    }
+
+    /// Puts the selected rejected records back in the queue, oldest first and with their
+    /// original change time, for the reverse worker to write again (after the cause was fixed in
+    /// HubSpot, e.g. a missing enumeration option added). Rows without a record stay.
+    pub async fn resend(&self, filter: RejectionFilter) -> anyhow::Result<ResendReport> {
+        let affected = self.submit(Write::Resend(filter)).await?;
+        Ok(ResendReport { resent: affected.rows, not_resendable: affected.left })
+    }
+
+    /// Removes the selected rejected records; how many there were.
+    pub async fn discard_rejected(&self, filter: RejectionFilter) -> anyhow::Result<u64> {
+        Ok(self.submit(Write::Discard(filter)).await?.rows)
     }
 
     /// HubSpot's time of this receiver's last write of each `(object id, property)` asked for.
@@ -366,7 +469,7 @@ impl ReverseStore {
         self.enqueued.notified().await
     }
 
-    async fn submit(&self, write: Write) -> anyhow::Result<()> {
+    async fn submit(&self, write: Write) -> anyhow::Result<Affected> {
         let (done, answer) = oneshot::channel();
         self.writes
             .send(WriteRequest { write, done })
@@ -411,35 +514,47 @@ fn insert_rejection(statement: &mut rusqlite::CachedStatement<'_>, r: &Rejection
         r.category,
         r.message,
         r.correlation_id,
-        r.rejected_at
+        r.rejected_at,
+        r.changed_at
     ])?;
     Ok(())
 }
 
-fn select_rejections(conn: &Connection, order: &str) -> anyhow::Result<Vec<Rejection>> {
+fn select_rejections(
+    conn: &Connection,
+    filter: &RejectionFilter,
+    order_and_limit: &str,
+) -> anyhow::Result<Vec<StoredRejection>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT mapping, match_key, properties, status, category, message, correlation_id, rejected_at
-         FROM rejected {order}"
+        "SELECT id, mapping, match_key, properties, status, category, message, correlation_id, rejected_at,
+                coalesce(changed_at, rejected_at)
+         FROM rejected WHERE {} {order_and_limit}",
+        RejectionFilter::CONDITION
     ))?;
-    let rows = stmt.query_map([], |row| {
+    let (ids, mapping) = filter.params();
+    let rows = stmt.query_map(params![ids, mapping], |row| {
         Ok((
-            Rejection {
-                mapping: row.get(0)?,
-                key: row.get(1)?,
-                properties: BTreeMap::new(),
-                status: row.get(3)?,
-                category: row.get(4)?,
-                message: row.get(5)?,
-                correlation_id: row.get(6)?,
-                rejected_at: row.get(7)?,
+            StoredRejection {
+                id: row.get(0)?,
+                rejection: Rejection {
+                    mapping: row.get(1)?,
+                    key: row.get(2)?,
+                    properties: BTreeMap::new(),
+                    status: row.get(4)?,
+                    category: row.get(5)?,
+                    message: row.get(6)?,
+                    correlation_id: row.get(7)?,
+                    rejected_at: row.get(8)?,
+                    changed_at: row.get(9)?,
+                },
             },
-            row.get::<_, String>(2)?,
+            row.get::<_, String>(3)?,
         ))
     })?;
     rows.map(|row| {
-        let (mut rejection, properties) = row?;
-        rejection.properties = serde_json::from_str(&properties).context("decoding a rejected record")?;
-        Ok(rejection)
+        let (mut stored, properties) = row?;
+        stored.rejection.properties = serde_json::from_str(&properties).context("decoding a rejected record")?;
+        Ok(stored)
     })
     .collect()
 }
@@ -460,13 +575,13 @@ fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, enqu
         let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
         let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
         match commit_group(&mut conn, &writes, now_ms()) {
-            Ok(()) => {
-                if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. })) {
+            Ok(affected) => {
+                if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. } | Write::Resend(_))) {
                     enqueued.notify_waiters();
                     enqueued.notify_one();
                 }
-                for done in answers {
-                    let _ = done.send(Ok(()));
+                for (done, affected) in answers.into_iter().zip(affected) {
+                    let _ = done.send(Ok(affected));
                 }
             }
             Err(e) => {
@@ -479,17 +594,30 @@ fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, enqu
     }
 }
 
-fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow::Result<()> {
+/// Commits `writes` in one transaction; what each affected, in order.
+fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow::Result<Vec<Affected>> {
     let tx = conn.transaction()?;
+    let mut affected = Vec::with_capacity(writes.len());
     {
         let mut enqueue = tx.prepare_cached(
             "INSERT INTO queue (mapping, match_key, properties, changed_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut dequeue = tx.prepare_cached("DELETE FROM queue WHERE seq = ?1")?;
         let mut reject = tx.prepare_cached(
-            "INSERT INTO rejected (mapping, match_key, properties, status, category, message, correlation_id, rejected_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO rejected
+                 (mapping, match_key, properties, status, category, message, correlation_id, rejected_at, changed_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
+        let condition = RejectionFilter::CONDITION;
+        let mut requeue = tx.prepare_cached(&format!(
+            "INSERT INTO queue (mapping, match_key, properties, changed_at, received_at)
+             SELECT mapping, match_key, properties, coalesce(changed_at, rejected_at), ?3 FROM rejected
+             WHERE {condition} AND category <> '{INVALID_RECORD}' ORDER BY id"
+        ))?;
+        let mut unreject =
+            tx.prepare_cached(&format!("DELETE FROM rejected WHERE {condition} AND category <> '{INVALID_RECORD}'"))?;
+        let mut count_rejected = tx.prepare_cached(&format!("SELECT COUNT(*) FROM rejected WHERE {condition}"))?;
+        let mut discard = tx.prepare_cached(&format!("DELETE FROM rejected WHERE {condition}"))?;
         let mut remember_value = tx.prepare_cached(
             "INSERT INTO written (object_type, object_id, property, value, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (object_type, object_id, property) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
@@ -500,6 +628,7 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
         let mut move_cursor =
             tx.prepare_cached("INSERT OR REPLACE INTO source_cursors (source, cursor) VALUES (?1, ?2)")?;
         for write in writes {
+            let mut done = Affected::default();
             match write {
                 Write::Enqueue(records) => {
                     for r in records {
@@ -539,11 +668,22 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
                         remember_creation.execute(params![object_type, object_id, at])?;
                     }
                 }
+                Write::Resend(filter) => {
+                    let (ids, mapping) = filter.params();
+                    requeue.execute(params![ids, mapping, now_ms])?;
+                    done.rows = unreject.execute(params![ids, mapping])? as u64;
+                    done.left = count_rejected.query_row(params![ids, mapping], |row| row.get::<_, i64>(0))? as u64;
+                }
+                Write::Discard(filter) => {
+                    let (ids, mapping) = filter.params();
+                    done.rows = discard.execute(params![ids, mapping])? as u64;
+                }
             }
+            affected.push(done);
         }
     }
     tx.commit()?;
-    Ok(())
+    Ok(affected)
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -571,6 +711,36 @@ mod tests {
             },
             appended_at_ms: None,
         }
+    }
+
+    /// Rejections stored before resends existed have no change time: they are resent with
+    /// their rejection time instead.
+    #[tokio::test]
+    async fn rejections_of_an_older_store_can_be_resent() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("reverse.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE rejected (
+                 id INTEGER PRIMARY KEY AUTOINCREMENT, mapping TEXT NOT NULL, match_key TEXT NOT NULL,
+                 properties TEXT NOT NULL, status INTEGER NOT NULL, category TEXT NOT NULL,
+                 message TEXT NOT NULL, correlation_id TEXT NOT NULL, rejected_at INTEGER NOT NULL);
+             INSERT INTO rejected (mapping, match_key, properties, status, category, message, correlation_id, rejected_at)
+             VALUES ('crm/contacts', 'a@example.com', '{\"phone\":\"1\"}', 400, 'VALIDATION_ERROR', 'no', 'c-1', 5000);",
+        )
+        .unwrap();
+        drop(old);
+        let store = ReverseStore::open(&path).unwrap();
+        let (listed, total) = store.rejected(&RejectionFilter::default(), 10).await.unwrap();
+        assert_eq!((total, listed[0].rejection.changed_at), (1, 5000));
+        let only_others = RejectionFilter { ids: vec![], mapping: Some("crm/companies".into()) };
+        assert_eq!(store.resend(only_others).await.unwrap(), ResendReport::default());
+        let report = store.resend(RejectionFilter { ids: vec![listed[0].id], mapping: None }).await.unwrap();
+        assert_eq!(report, ResendReport { resent: 1, not_resendable: 0 });
+        let queued = store.pending(10).await.unwrap();
+        assert_eq!(queued[0].record.changed_at, 5000);
+        assert_eq!(queued[0].record.properties, BTreeMap::from([("phone".to_string(), "1".to_string())]));
+        assert_eq!(store.rejected_summary().await.unwrap().count, 0);
     }
 
     #[tokio::test]

@@ -156,6 +156,7 @@ impl ReverseWorker {
                     message: format!("the receiver no longer has mapping {name}"),
                     correlation_id: String::new(),
                     rejected_at,
+                    changed_at: r.record.changed_at,
                 })
                 .collect(),
             ..Default::default()
@@ -243,6 +244,7 @@ impl ReverseWorker {
                 message: error.message.clone(),
                 correlation_id: error.correlation_id.clone(),
                 rejected_at,
+                changed_at: m.values.values().map(|(_, at)| *at).max().unwrap_or(rejected_at),
             });
         }
         let settled = completion.done.len();

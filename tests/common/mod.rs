@@ -803,3 +803,17 @@ macro_rules! per_backend {
 pub fn metric_sample(metrics: &hubspot_operator::telemetry::Metrics, name: &str) -> Option<f64> {
     metrics.encode().lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
+
+/// The admin API of `worker` (and of `reverse`, the records bound for HubSpot) on an ephemeral
+/// loopback port; returns its base URL.
+pub async fn serve_admin(
+    worker: &hubspot_operator::sync::Worker,
+    reverse: Option<Arc<hubspot_operator::reverse::ReverseStore>>,
+    token: Option<&str>,
+) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let router = hubspot_operator::receiver::admin::router(worker.clone(), reverse, token.map(str::to_string));
+    tokio::spawn(hubspot_operator::receiver::serve(listener, router, std::future::pending()));
+    base
+}
