@@ -211,7 +211,7 @@ async fn reconcile(
         Err(e) => Authentication::Failed(e),
     };
     let receiver = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
-    let integration_status = status::integration_status(integration, &auth, &receiver, None, None);
+    let integration_status = status::integration_status(integration, &auth, &receiver, None, None, None);
     let qualified = |r: &dyn Fn() -> (Option<String>, String)| {
         let (namespace, name) = r();
         format!("{}/{name}", namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()))

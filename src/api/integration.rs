@@ -1,5 +1,7 @@
 //! `HubSpotIntegration`: one HubSpot portal, its credentials, required scopes, webhooks and receiver.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -14,6 +16,7 @@ pub mod condition_types {
     pub const SCOPES_GRANTED: &str = "ScopesGranted";
     pub const RECEIVER_AVAILABLE: &str = "ReceiverAvailable";
     pub const WEBHOOKS_READY: &str = "WebhooksReady";
+    pub const RECEIVER_EXPOSED: &str = "ReceiverExposed";
 }
 
 /// Declares a HubSpot integration: which portal, with which credentials and scopes, and the
@@ -233,6 +236,10 @@ pub struct WebhookApiManagement {
 /// The receiver StatefulSet rendered for this integration.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "!(has(self.ingress) && has(self.httpRoute))",
+    "message": "set at most one of ingress and httpRoute"
+}]))]
 pub struct ReceiverSettings {
     /// Container image of the receiver. Defaults to the operator's own image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -273,6 +280,16 @@ pub struct ReceiverSettings {
     /// How the sync worker reads changed objects from HubSpot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncSettings>,
+    /// An Ingress `<name>-receiver` that routes HubSpot's requests to the receiver Service.
+    /// Set this or `httpRoute`, or neither when something else exposes the receiver; removing
+    /// it deletes the Ingress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<ReceiverIngress>,
+    /// A Gateway API HTTPRoute `<name>-receiver` (`gateway.networking.k8s.io/v1`) that attaches
+    /// the receiver Service to a Gateway. Needs the Gateway API CRDs in the cluster; without
+    /// them the `ReceiverExposed` condition says so. Removing it deletes the HTTPRoute.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_route: Option<ReceiverHttpRoute>,
 }
 
 impl ReceiverSettings {
@@ -310,8 +327,120 @@ impl Default for ReceiverSettings {
             event_log: None,
             ingest: None,
             sync: None,
+            ingress: None,
+            http_route: None,
         }
     }
+}
+
+/// The receiver's Ingress. Requests reach the receiver with their path unchanged, so the path
+/// must route `/webhooks/hubspot`; HubSpot's target URL is `https://<host>/webhooks/hubspot`
+/// (`http://` without `tlsSecretName`) unless `spec.webhooks.publicUrl` says otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": "self.pathType != 'Exact' || self.path == '/webhooks/hubspot'",
+    "message": "an Exact path must be the receiver's webhook path /webhooks/hubspot"
+}]))]
+pub struct ReceiverIngress {
+    /// IngressClass that serves the Ingress (`spec.ingressClassName`); the cluster's default
+    /// class when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+    /// Host name HubSpot calls, for example `hooks.example.com`. Unset: every host the ingress
+    /// controller serves, and no public URL is derived from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
+    /// Path routed to the receiver: `/webhooks/hubspot` (the default), `/webhooks`, or `/` to
+    /// also expose the ingest API.
+    #[serde(default = "default_receiver_path")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "'/webhooks/hubspot/'.startsWith(self.endsWith('/') ? self : self + '/')",
+        "message": "path must lead to the receiver's webhook path: /, /webhooks or /webhooks/hubspot"
+    }]))]
+    pub path: String,
+    /// How `path` matches: `Prefix` (the default), `Exact` or `ImplementationSpecific`.
+    #[serde(default)]
+    pub path_type: IngressPathType,
+    /// Secret (type `kubernetes.io/tls`, in this namespace) with the certificate for `host`.
+    /// When set the Ingress terminates TLS and the derived public URL is `https://`. A
+    /// certificate controller such as cert-manager can fill it from an annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    /// Annotations of the Ingress, for the ingress controller or a certificate controller (for
+    /// example `cert-manager.io/cluster-issuer`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// An Ingress path's `pathType`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum IngressPathType {
+    /// The request path starts with `path`, element by element.
+    #[default]
+    Prefix,
+    /// The request path is `path`.
+    Exact,
+    /// Whatever the IngressClass makes of it.
+    ImplementationSpecific,
+}
+
+impl IngressPathType {
+    /// The value of the Ingress's `pathType`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngressPathType::Prefix => "Prefix",
+            IngressPathType::Exact => "Exact",
+            IngressPathType::ImplementationSpecific => "ImplementationSpecific",
+        }
+    }
+}
+
+/// The receiver's HTTPRoute: one rule matching the path prefix, backed by the receiver Service.
+/// Requests reach the receiver with their path unchanged; HubSpot's target URL is
+/// `https://<first hostname>/webhooks/hubspot` unless `spec.webhooks.publicUrl` says otherwise.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReceiverHttpRoute {
+    /// The Gateways (or their listeners) the route attaches to. A Gateway in another namespace
+    /// must allow routes from this one (`allowedRoutes`).
+    #[schemars(length(min = 1, max = 32))]
+    pub parent_refs: Vec<GatewayParentRef>,
+    /// Host names the route answers, for example `hooks.example.com`. Empty: those of the
+    /// Gateway's listeners, and no public URL is derived.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
+    pub hostnames: Vec<String>,
+    /// Path prefix routed to the receiver: `/webhooks/hubspot` (the default), `/webhooks`, or
+    /// `/` to also expose the ingest API.
+    #[serde(default = "default_receiver_path")]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "'/webhooks/hubspot/'.startsWith(self.endsWith('/') ? self : self + '/')",
+        "message": "path must lead to the receiver's webhook path: /, /webhooks or /webhooks/hubspot"
+    }]))]
+    pub path: String,
+    /// Annotations of the HTTPRoute.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// A Gateway the receiver's HTTPRoute attaches to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GatewayParentRef {
+    /// Name of the Gateway.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Namespace of the Gateway; this integration's namespace when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The Gateway listener to attach to; every listener that allows the route when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section_name: Option<String>,
+}
+
+fn default_receiver_path() -> String {
+    crate::receiver::WEBHOOK_PATH.into()
 }
 
 /// The event log backend; exactly one of the fields is set.
@@ -436,7 +565,8 @@ fn default_storage_size() -> String {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct HubSpotIntegrationStatus {
-    /// `Ready`, `Authenticated`, `ScopesGranted`, `ReceiverAvailable` and `WebhooksReady`.
+    /// `Ready`, `Authenticated`, `ScopesGranted`, `ReceiverAvailable`, `WebhooksReady`, and
+    /// `ReceiverExposed` while `spec.receiver` asks for an Ingress or HTTPRoute.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation the conditions describe.
@@ -465,6 +595,21 @@ pub struct HubSpotIntegrationStatus {
     /// these are ever deleted by it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub webhook_subscription_ids: Vec<String>,
+    /// The object the operator last applied to expose the receiver (`Ingress` or `HTTPRoute`,
+    /// named `<name>-receiver`); it is deleted once `spec.receiver` no longer asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receiver_exposed_by: Option<ReceiverExposureKind>,
+}
+
+/// The kind of object, named `<name>-receiver`, the operator applied to expose the receiver
+/// outside the cluster; it deletes that object once `spec.receiver` no longer asks for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ReceiverExposureKind {
+    /// A `networking.k8s.io/v1` Ingress.
+    Ingress,
+    /// A `gateway.networking.k8s.io/v1` HTTPRoute.
+    #[serde(rename = "HTTPRoute")]
+    HttpRoute,
 }
 
 #[cfg(test)]
@@ -514,6 +659,74 @@ mod tests {
         let old = integration(|_| {});
         let bigger = integration(|s| s.receiver.storage.size = "2Gi".into());
         assert!(cel_errors(&bigger, Some(&old)).contains("storage is immutable"));
+    }
+
+    fn ingress(path: &str, path_type: IngressPathType) -> ReceiverIngress {
+        ReceiverIngress {
+            class_name: None,
+            host: Some("hooks.example.com".into()),
+            path: path.into(),
+            path_type,
+            tls_secret_name: None,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    fn http_route(path: &str) -> ReceiverHttpRoute {
+        ReceiverHttpRoute {
+            parent_refs: vec![GatewayParentRef { name: "public".into(), namespace: None, section_name: None }],
+            hostnames: vec!["hooks.example.com".into()],
+            path: path.into(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn cel_takes_an_ingress_or_an_http_route_but_not_both() {
+        let with_ingress = integration(|s| s.receiver.ingress = Some(ingress("/webhooks/hubspot", Default::default())));
+        assert_eq!(cel_errors(&with_ingress, None), "");
+        let with_route = integration(|s| s.receiver.http_route = Some(http_route("/")));
+        assert_eq!(cel_errors(&with_route, None), "");
+        let both = integration(|s| {
+            s.receiver.ingress = Some(ingress("/", Default::default()));
+            s.receiver.http_route = Some(http_route("/"));
+        });
+        assert!(cel_errors(&both, None).contains("set at most one of ingress and httpRoute"));
+    }
+
+    #[test]
+    fn cel_wants_a_path_that_reaches_the_webhook_endpoint() {
+        let webhook_path = crate::receiver::WEBHOOK_PATH;
+        for path in ["/", "/webhooks", "/webhooks/", webhook_path, "/webhooks/hubspot/"] {
+            let i = integration(|s| s.receiver.ingress = Some(ingress(path, IngressPathType::Prefix)));
+            assert_eq!(cel_errors(&i, None), "", "{path}");
+            let r = integration(|s| s.receiver.http_route = Some(http_route(path)));
+            assert_eq!(cel_errors(&r, None), "", "{path}");
+        }
+        for path in ["/web", "/ingest", "/webhooks/hubspot/extra", "/webhooks/hub"] {
+            let i = integration(|s| s.receiver.ingress = Some(ingress(path, IngressPathType::Prefix)));
+            assert!(cel_errors(&i, None).contains("path must lead to the receiver's webhook path"), "{path}");
+            let r = integration(|s| s.receiver.http_route = Some(http_route(path)));
+            assert!(cel_errors(&r, None).contains("path must lead to the receiver's webhook path"), "{path}");
+        }
+        let exact = integration(|s| s.receiver.ingress = Some(ingress(webhook_path, IngressPathType::Exact)));
+        assert_eq!(cel_errors(&exact, None), "");
+        let exact_root = integration(|s| s.receiver.ingress = Some(ingress("/", IngressPathType::Exact)));
+        assert!(cel_errors(&exact_root, None).contains("an Exact path must be the receiver's webhook path"));
+    }
+
+    #[test]
+    fn ingress_and_http_route_default_to_the_webhook_path() {
+        let spec: ReceiverSettings = serde_json::from_value(serde_json::json!({
+            "ingress": { "host": "hooks.example.com" }
+        }))
+        .unwrap();
+        let ingress = spec.ingress.unwrap();
+        assert_eq!((ingress.path.as_str(), ingress.path_type), ("/webhooks/hubspot", IngressPathType::Prefix));
+        let spec: ReceiverSettings =
+            serde_json::from_value(serde_json::json!({ "httpRoute": { "parentRefs": [{ "name": "public" }] } }))
+                .unwrap();
+        assert_eq!(spec.http_route.unwrap().path, "/webhooks/hubspot");
     }
 
     fn oauth() -> OAuthSettings {

@@ -1,17 +1,18 @@
 //! The `HubSpotIntegration` reconciler: checks the token with HubSpot, renders the receiver's
-//! config, applies the receiver's Secret, StatefulSet, Service, PodDisruptionBudget and
-//! NetworkPolicy, applies the app's webhook configuration (through HubSpot's management API, or
-//! rendered into a ConfigMap), and reports conditions.
+//! config, applies the receiver's Secret, StatefulSet, Service, PodDisruptionBudget,
+//! NetworkPolicy and the Ingress or HTTPRoute the spec asks for, applies the app's webhook
+//! configuration (through HubSpot's management API, or rendered into a ConfigMap), and reports
+//! conditions.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
-use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, DeleteParams, ListParams, Preconditions};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Preconditions};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
@@ -20,16 +21,17 @@ use kube::{Client, Resource, ResourceExt};
 use super::resources::{self, config_hash, config_yaml, receiver_config};
 use super::secrets::SecretStore;
 use super::status::{
-    Authentication, INTEGRATION_EVENTS, ReceiverState, condition_events, config_change_event, integration_status,
-    mark_paused,
+    Authentication, INTEGRATION_EVENTS, ReceiverExposure, ReceiverState, condition_events, config_change_event,
+    integration_status, mark_paused,
 };
 use super::webhooks::{self, DesiredWebhooks, WebhooksError, WebhooksOutcome};
 use super::{
-    Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, patch_status, publish, read_secrets, scoped_api,
+    Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, apply_named, patch_status, publish, read_secrets,
+    scoped_api,
 };
 use crate::api::conditions::is_true;
-use crate::api::integration::CredentialKind;
 use crate::api::integration::condition_types::READY;
+use crate::api::integration::{CredentialKind, ReceiverExposureKind};
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use crate::config::ReceiverConfig;
 use crate::hubspot::{HubSpotClient, OAuthCredentials, Secret as HubSpotSecret};
@@ -46,6 +48,7 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
         .owns(scoped_api::<Service>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<PodDisruptionBudget>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children.clone())
+        .owns(scoped_api::<Ingress>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<ConfigMap>(client.clone(), namespace), children)
         .watches(scoped_api::<PropertyMapping>(client, namespace), watcher::Config::default(), |mapping| {
             let namespace = mapping.namespace()?;
@@ -83,11 +86,11 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 
     // The receiver runs whenever its config can be rendered, even while HubSpot refuses the
     // token: webhooks are still taken and kept until the token works again.
-    let (receiver, config_hash) = match receiver_config(&integration, &mappings, &secrets) {
-        Err(e) => (ReceiverState::NotRendered(e), None),
+    let (receiver, config_hash, exposure) = match receiver_config(&integration, &mappings, &secrets) {
+        Err(e) => (ReceiverState::NotRendered(e), None, None),
         Ok(config) => {
-            let (state, hash) = apply_receiver(&integration, &config, &ctx).await?;
-            (state, Some(hash))
+            let (state, hash, exposure) = apply_receiver(&integration, &config, &ctx).await?;
+            (state, Some(hash), Some(exposure))
         }
     };
     let receiver_url =
@@ -104,7 +107,8 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
         }
     };
 
-    let mut status = integration_status(&integration, &auth, &receiver, receiver_url, webhooks_condition);
+    let mut status =
+        integration_status(&integration, &auth, &receiver, receiver_url, webhooks_condition, exposure.as_ref());
     status.webhook_subscription_ids = owned_subscriptions;
     if config_hash.is_some() {
         status.receiver_config_hash = config_hash;
@@ -212,15 +216,16 @@ async fn introspect(client: &HubSpotClient) -> Authentication {
     }
 }
 
-/// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget and the
-/// NetworkPolicy, and reads availability from the StatefulSet the API server returned. Once the
-/// StatefulSet has a pod available, removes the receiver Deployment of earlier versions.
-/// Returns the receiver's state and the hash of the config it runs.
+/// Applies the config Secret, the StatefulSet, the Service, the PodDisruptionBudget, the
+/// NetworkPolicy and the receiver's exposure, and reads availability from the StatefulSet the
+/// API server returned. Once the StatefulSet has a pod available, removes the receiver
+/// Deployment of earlier versions. Returns the receiver's state, the hash of the config it runs
+/// and how it is exposed.
 async fn apply_receiver(
     integration: &HubSpotIntegration,
     config: &ReceiverConfig,
     ctx: &Context,
-) -> Result<(ReceiverState, String), Error> {
+) -> Result<(ReceiverState, String, ReceiverExposure), Error> {
     let namespace = integration.namespace().unwrap_or_default();
     let owner =
         integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
@@ -238,6 +243,7 @@ async fn apply_receiver(
     apply(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &namespace), &budget).await?;
     let policy = resources::receiver_network_policy(integration, &owner);
     apply(&Api::<NetworkPolicy>::namespaced(client.clone(), &namespace), &policy).await?;
+    let exposure = expose_receiver(integration, &owner, ctx).await?;
 
     let status = applied.status.unwrap_or_default();
     // `availableReplicas` honours minReadySeconds; API servers that do not report it still
@@ -246,10 +252,52 @@ async fn apply_receiver(
     if available_replicas >= 1 {
         // Both workloads match the Service's selector, so until now the old pod kept taking
         // webhooks: removing it only after the new one is available keeps them flowing.
-        delete_legacy_deployment(integration, &Api::namespaced(client.clone(), &namespace)).await?;
+        let deployments = Api::<Deployment>::namespaced(client.clone(), &namespace);
+        if delete_own_receiver_object(integration, &deployments).await? {
+            tracing::info!(integration = %integration.name_any(), namespace, "deleted the receiver Deployment of an earlier version");
+        }
     }
     let state = ReceiverState::Deployed { available_replicas, desired_replicas: integration.spec.receiver.replicas };
-    Ok((state, hash))
+    Ok((state, hash, exposure))
+}
+
+/// Applies the Ingress or HTTPRoute `spec.receiver` asks for, and deletes the one the operator
+/// applied before (as the status records) once the spec no longer asks for it: owner
+/// references only remove it with the whole integration.
+async fn expose_receiver(
+    integration: &HubSpotIntegration,
+    owner: &k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    ctx: &Context,
+) -> Result<ReceiverExposure, Error> {
+    let namespace = integration.namespace().unwrap_or_default();
+    let ingresses = Api::<Ingress>::namespaced(ctx.client.clone(), &namespace);
+    let routes =
+        Api::<DynamicObject>::namespaced_with(ctx.client.clone(), &namespace, &resources::http_route_resource());
+    let exposure = if let Some(ingress) = resources::receiver_ingress(integration, owner) {
+        apply(&ingresses, &ingress).await?;
+        ReceiverExposure::Applied(ReceiverExposureKind::Ingress)
+    } else if let Some(route) = resources::receiver_http_route(integration, owner) {
+        match apply_named(&routes, &resources::receiver_name(integration), &route).await {
+            Ok(_) => ReceiverExposure::Applied(ReceiverExposureKind::HttpRoute),
+            // A server-side apply creates a missing object, so a 404 means the resource type
+            // itself is missing.
+            Err(Error::Kube(kube::Error::Api(status))) if status.code == 404 => ReceiverExposure::GatewayApiMissing,
+            Err(e) => return Err(e),
+        }
+    } else {
+        ReceiverExposure::NotRequested
+    };
+    let previous = integration.status.as_ref().and_then(|s| s.receiver_exposed_by);
+    if let Some(previous) = previous.filter(|kind| exposure.kind() != Some(*kind)) {
+        let deleted = match previous {
+            ReceiverExposureKind::Ingress => delete_own_receiver_object(integration, &ingresses).await?,
+            ReceiverExposureKind::HttpRoute => delete_own_receiver_object(integration, &routes).await?,
+        };
+        if deleted {
+            tracing::info!(integration = %integration.name_any(), namespace, kind = ?previous, "deleted the receiver's exposure the spec no longer asks for");
+        }
+    }
+    Ok(exposure)
 }
 
 /// Applies the app's webhook configuration: through HubSpot's management API with
@@ -295,28 +343,28 @@ async fn apply_webhooks(
     })
 }
 
-/// Deletes the receiver Deployment an earlier operator version created for `integration`, if
-/// there is one and it is ours. Its emptyDir goes with it; the StatefulSet's volume is what
-/// keeps events from now on.
-async fn delete_legacy_deployment(integration: &HubSpotIntegration, api: &Api<Deployment>) -> Result<(), Error> {
-    let Some(deployment) = api.get_opt(&resources::receiver_name(integration)).await? else {
-        return Ok(());
+/// Deletes the object named like the receiver in `api` if there is one and it is ours
+/// ([`resources::is_own_receiver_object`]); whether it did. For the receiver Deployment of an
+/// earlier version its emptyDir goes with it; the StatefulSet's volume is what keeps events.
+async fn delete_own_receiver_object<K>(integration: &HubSpotIntegration, api: &Api<K>) -> Result<bool, Error>
+where
+    K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
+{
+    let Some(object) = api.get_opt(&resources::receiver_name(integration)).await? else {
+        return Ok(false);
     };
-    if !resources::is_legacy_receiver_deployment(integration, &deployment) {
-        return Ok(());
+    if !resources::is_own_receiver_object(integration, object.meta()) {
+        return Ok(false);
     }
     // The precondition makes sure the object inspected is the one deleted.
     let params = DeleteParams {
-        preconditions: Some(Preconditions { uid: deployment.metadata.uid.clone(), resource_version: None }),
+        preconditions: Some(Preconditions { uid: object.meta().uid.clone(), resource_version: None }),
         ..DeleteParams::background()
     };
-    match api.delete(&deployment.name_any(), &params).await {
-        Ok(_) => {
-            tracing::info!(deployment = %deployment.name_any(), namespace = ?deployment.namespace(), "deleted the receiver Deployment of an earlier version");
-            Ok(())
-        }
+    match api.delete(&resources::receiver_name(integration), &params).await {
+        Ok(_) => Ok(true),
         // Already gone, or replaced by another object since it was read: nothing of ours to delete.
-        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -331,6 +379,7 @@ mod tests {
 
     use super::*;
     use crate::controller::fixtures::*;
+    use http::Method;
 
     const MAPPINGS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings";
     const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
@@ -340,6 +389,8 @@ mod tests {
     const SERVICE: &str = "/api/v1/namespaces/default/services/crm-receiver";
     const PDB: &str = "/apis/policy/v1/namespaces/default/poddisruptionbudgets/crm-receiver";
     const NETWORK_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/crm-receiver";
+    const INGRESS: &str = "/apis/networking.k8s.io/v1/namespaces/default/ingresses/crm-receiver";
+    const HTTP_ROUTE: &str = "/apis/gateway.networking.k8s.io/v1/namespaces/default/httproutes/crm-receiver";
     /// Where earlier versions ran the receiver.
     const LEGACY_DEPLOYMENT: &str = "/apis/apps/v1/namespaces/default/deployments/crm-receiver";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
@@ -383,15 +434,100 @@ mod tests {
     }
 
     /// The calls of one reconcile of a healthy integration up to the receiver's NetworkPolicy,
-    /// the StatefulSet reporting `available_replicas`.
-    async fn apply_receiver_calls(api: &mut ApiServer, available_replicas: i32) {
+    /// the StatefulSet reporting `available_replicas`. Returns the config the receiver runs.
+    async fn apply_receiver_calls(api: &mut ApiServer, available_replicas: i32) -> crate::config::ReceiverConfig {
         api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
         api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
-        api.apply(CONFIG_SECRET, None).await;
+        let secret = api.apply(CONFIG_SECRET, None).await;
         api.apply(STATEFULSET, Some(available(available_replicas))).await;
         api.apply(SERVICE, None).await;
         api.apply(PDB, None).await;
         api.apply(NETWORK_POLICY, None).await;
+        applied_config(&secret).1
+    }
+
+    /// `crm` without a `publicUrl`, exposed through an Ingress for `hooks.example.com` with TLS,
+    /// or through an HTTPRoute on Gateway `gateways/public` for the same host.
+    fn exposed(base_url: &str, through: Option<ReceiverExposureKind>) -> HubSpotIntegration {
+        use crate::api::integration::{GatewayParentRef, ReceiverHttpRoute, ReceiverIngress};
+        let mut integration = integration(base_url, &[]);
+        integration.spec.webhooks.as_mut().unwrap().public_url = None;
+        let receiver = &mut integration.spec.receiver;
+        match through {
+            Some(ReceiverExposureKind::Ingress) => {
+                receiver.ingress = Some(ReceiverIngress {
+                    class_name: Some("nginx".into()),
+                    host: Some("hooks.example.com".into()),
+                    path: crate::receiver::WEBHOOK_PATH.into(),
+                    path_type: Default::default(),
+                    tls_secret_name: Some("hooks-tls".into()),
+                    annotations: Default::default(),
+                })
+            }
+            Some(ReceiverExposureKind::HttpRoute) => {
+                receiver.http_route = Some(ReceiverHttpRoute {
+                    parent_refs: vec![GatewayParentRef {
+                        name: "public".into(),
+                        namespace: Some("gateways".into()),
+                        section_name: None,
+                    }],
+                    hostnames: vec!["hooks.example.com".into()],
+                    path: crate::receiver::WEBHOOK_PATH.into(),
+                    annotations: Default::default(),
+                })
+            }
+            None => {}
+        }
+        integration
+    }
+
+    /// One reconcile of `integration` against `script`, which also gets the integration as the
+    /// API server holds it, to answer the status patch with.
+    async fn reconcile_scripted<S>(
+        integration: HubSpotIntegration,
+        script: impl FnOnce(ApiServer, serde_json::Value) -> S,
+    ) -> Action
+    where
+        S: std::future::Future<Output = ApiServer> + Send + 'static,
+    {
+        let (ctx, api) = test_context();
+        let object = to_json(&integration);
+        run_scenario(api, reconcile(Arc::new(integration), ctx), |api| script(api, object))
+            .await
+            .expect("reconcile succeeds")
+    }
+
+    /// `integration` whose last visit applied its exposure through `kind` and reported it.
+    fn previously_exposed_by(mut integration: HubSpotIntegration, kind: ReceiverExposureKind) -> HubSpotIntegration {
+        let reported =
+            crate::api::conditions::condition("ReceiverExposed", Some(true), "IngressApplied", "applied", Some(1));
+        integration.status = Some(crate::api::HubSpotIntegrationStatus {
+            conditions: vec![reported],
+            receiver_exposed_by: Some(kind),
+            ..Default::default()
+        });
+        integration
+    }
+
+    /// An object named `crm-receiver` of `kind` that the operator created for `crm`.
+    fn own_receiver_object(api_version: &str, kind: &str) -> serde_json::Value {
+        json!({
+            "apiVersion": api_version, "kind": kind,
+            "metadata": {
+                "name": "crm-receiver", "namespace": "default", "uid": "7e1c5f00-0000-4000-8000-000000000042",
+                "resourceVersion": "12",
+                "labels": { "app.kubernetes.io/managed-by": "hubspot-operator", "app.kubernetes.io/instance": "crm" },
+                "ownerReferences": [{
+                    "apiVersion": "hubspot.io/v1alpha1", "kind": "HubSpotIntegration", "name": "crm",
+                    "uid": "5f0e7f55-0c1e-4c38-9d43-1f1e6a1b2c3d", "controller": true
+                }]
+            }
+        })
+    }
+
+    /// The delete options of deleting exactly the object of [`own_receiver_object`].
+    fn delete_own_object_options() -> serde_json::Value {
+        json!({ "propagationPolicy": "Background", "preconditions": { "uid": "7e1c5f00-0000-4000-8000-000000000042" } })
     }
 
     fn assert_controlled_by_crm(object: &serde_json::Value) {
@@ -601,6 +737,163 @@ mod tests {
         })
         .await
         .expect("reconcile succeeds");
+    }
+
+    #[tokio::test]
+    async fn an_ingress_is_applied_and_its_host_becomes_hubspots_target_url() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = exposed(&hubspot.base_url(), Some(ReceiverExposureKind::Ingress));
+        let action = reconcile_scripted(integration, |mut api, object| async move {
+            let config = apply_receiver_calls(&mut api, 1).await;
+            // Signatures cover the URL HubSpot called, which is on the Ingress's host.
+            assert_eq!(config.webhooks.public_url.as_deref(), Some("https://hooks.example.com"));
+            let ingress = api.apply(INGRESS, None).await;
+            assert_controlled_by_crm(&ingress);
+            assert_eq!(ingress["metadata"]["labels"]["app.kubernetes.io/managed-by"], "hubspot-operator");
+            assert_eq!(
+                ingress["spec"],
+                json!({
+                    "ingressClassName": "nginx",
+                    "rules": [{
+                        "host": "hooks.example.com",
+                        "http": { "paths": [{
+                            "path": "/webhooks/hubspot", "pathType": "Prefix",
+                            "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } }
+                        }] }
+                    }],
+                    "tls": [{ "hosts": ["hooks.example.com"], "secretName": "hooks-tls" }]
+                })
+            );
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            let config_map = api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            let hsmeta: serde_json::Value =
+                serde_json::from_str(config_map["data"]["webhooks-hsmeta.json"].as_str().unwrap()).unwrap();
+            assert_eq!(hsmeta["config"]["settings"]["targetUrl"], "https://hooks.example.com/webhooks/hubspot");
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "ReceiverExposed"), ("True".into(), "IngressApplied".into()));
+            assert_eq!(
+                condition(&patch, "ReceiverExposed")["message"],
+                "Ingress crm-receiver routes webhooks to the receiver; HubSpot's target URL is https://hooks.example.com/webhooks/hubspot"
+            );
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+            assert_eq!(patch["status"]["receiverExposedBy"], "Ingress");
+            api
+        })
+        .await;
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn switching_from_ingress_to_http_route_deletes_the_ingress() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = previously_exposed_by(
+            exposed(&hubspot.base_url(), Some(ReceiverExposureKind::HttpRoute)),
+            ReceiverExposureKind::Ingress,
+        );
+        reconcile_scripted(integration, |mut api, object| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            let route = api.apply(HTTP_ROUTE, None).await;
+            assert_controlled_by_crm(&route);
+            assert_eq!(
+                (route["apiVersion"].as_str(), route["kind"].as_str()),
+                (Some("gateway.networking.k8s.io/v1"), Some("HTTPRoute"))
+            );
+            assert_eq!(
+                route["spec"],
+                json!({
+                    "parentRefs": [{ "name": "public", "namespace": "gateways" }],
+                    "hostnames": ["hooks.example.com"],
+                    "rules": [{
+                        "matches": [{ "path": { "type": "PathPrefix", "value": "/webhooks/hubspot" } }],
+                        "backendRefs": [{ "name": "crm-receiver", "port": 80 }]
+                    }]
+                })
+            );
+            let ingress = own_receiver_object("networking.k8s.io/v1", "Ingress");
+            api.get(INGRESS, Some(ingress.clone())).await;
+            assert_eq!(api.delete(INGRESS, ingress).await, delete_own_object_options());
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "ReceiverExposed"), ("True".into(), "HTTPRouteApplied".into()));
+            assert_eq!(patch["status"]["receiverExposedBy"], "HTTPRoute");
+            api
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn removing_the_http_route_deletes_it_and_its_condition() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let mut integration =
+            previously_exposed_by(exposed(&hubspot.base_url(), None), ReceiverExposureKind::HttpRoute);
+        integration.spec.webhooks.as_mut().unwrap().public_url =
+            Some("https://hooks.example.com/webhooks/hubspot".into());
+        reconcile_scripted(integration, |mut api, object| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            let route = own_receiver_object("gateway.networking.k8s.io/v1", "HTTPRoute");
+            api.get(HTTP_ROUTE, Some(route.clone())).await;
+            assert_eq!(api.delete(HTTP_ROUTE, route).await, delete_own_object_options());
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            let types: Vec<&str> =
+                patch["status"]["conditions"].as_array().unwrap().iter().map(|c| c["type"].as_str().unwrap()).collect();
+            assert!(!types.contains(&"ReceiverExposed"), "{types:?}");
+            assert!(patch["status"].as_object().unwrap().contains_key("receiverExposedBy"), "cleared with a null");
+            assert_eq!(patch["status"]["receiverExposedBy"], serde_json::Value::Null);
+            api
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn an_exposure_object_that_is_not_ours_is_left_alone() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = previously_exposed_by(exposed(&hubspot.base_url(), None), ReceiverExposureKind::Ingress);
+        reconcile_scripted(integration, |mut api, object| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            let mut someone_elses = own_receiver_object("networking.k8s.io/v1", "Ingress");
+            someone_elses["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("helm");
+            api.get(INGRESS, Some(someone_elses)).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            // No public URL any more: nothing rendered.
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(patch["status"]["receiverExposedBy"], serde_json::Value::Null);
+            api
+        })
+        .await;
+    }
+
+    #[tokio::test]
+    async fn without_the_gateway_api_the_http_route_is_reported_and_the_rest_still_applied() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let integration = exposed(&hubspot.base_url(), Some(ReceiverExposureKind::HttpRoute));
+        let action = reconcile_scripted(integration, |mut api, object| async move {
+            apply_receiver_calls(&mut api, 1).await;
+            api.fail(Method::PATCH, HTTP_ROUTE, 404).await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            let event = api.event("Warning", "ReceiverNotExposed").await;
+            assert!(event["note"].as_str().unwrap().contains("Install the Gateway API CRDs"), "{event}");
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "ReceiverExposed"), ("False".into(), "GatewayAPINotInstalled".into()));
+            assert_eq!(
+                condition(&patch, "ReceiverExposed")["message"],
+                "HTTPRoute crm-receiver cannot be applied: the cluster has no gateway.networking.k8s.io/v1 HTTPRoute \
+                 resource. Install the Gateway API CRDs, or expose the receiver with spec.receiver.ingress"
+            );
+            assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("True".into(), "ReceiverAvailable".into()));
+            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "GatewayAPINotInstalled".into()));
+            assert_eq!(patch["status"].get("receiverExposedBy"), None);
+            api
+        })
+        .await;
+        assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
     }
 
     #[tokio::test]

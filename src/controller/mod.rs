@@ -588,7 +588,15 @@ where
     K: Resource<DynamicType = ()> + Clone + Debug + Serialize + DeserializeOwned,
 {
     let name = object.meta().name.clone().ok_or_else(|| Error::MissingObjectKey(K::kind(&()).into(), "name"))?;
-    Ok(api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
+    apply_named(api, &name, object).await
+}
+
+/// [`apply`] of an object whose type is only known at run time (a [`kube::api::DynamicObject`]).
+async fn apply_named<K>(api: &Api<K>, name: &str, object: &K) -> Result<K, Error>
+where
+    K: Resource + Clone + Debug + Serialize + DeserializeOwned,
+{
+    Ok(api.patch(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(object)).await?)
 }
 
 /// Merge-patches `status` into the status subresource. A merge patch leaves keys it does not

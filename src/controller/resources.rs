@@ -1,27 +1,30 @@
 //! Pure desired-state builders: the receiver config an integration renders to, and the
-//! Secret, StatefulSet, Service, PodDisruptionBudget and NetworkPolicy that run it. No I/O
-//! here; the reconciler applies the results.
+//! Secret, StatefulSet, Service, PodDisruptionBudget, NetworkPolicy and optional Ingress or
+//! HTTPRoute that run and expose it. No I/O here; the reconciler applies the results.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::apps::v1::{
-    Deployment, StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
-    StatefulSetUpdateStrategy,
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
     Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
 };
-use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec};
+use k8s_openapi::api::networking::v1::{
+    HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
+    IngressTLS, NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec, ServiceBackendPort,
+};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
+use kube::api::{ApiResource, DynamicObject};
 use sha2::{Digest, Sha256};
 
 use super::secrets::{SecretError, SecretStore};
@@ -43,6 +46,8 @@ pub const CONFIG_KEY: &str = "config.yaml";
 pub const CONFIG_HASH_ANNOTATION: &str = "hubspot.io/config-hash";
 /// Port the receiver listens on inside the pod.
 pub const RECEIVER_PORT: u16 = 8080;
+/// Port of the receiver Service, which its Ingress and HTTPRoute send requests to.
+pub const RECEIVER_SERVICE_PORT: i32 = 80;
 /// User and group the receiver runs as (the conventional distroless `nonroot`).
 const RECEIVER_UID: i64 = 65532;
 /// Name of the volume claim template (and volume) holding [`DATA_DIR`]; the PVCs are named
@@ -66,7 +71,8 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on the operator's objects.
 pub const MANAGED_BY: &str = "hubspot-operator";
 
-/// Name of the receiver's StatefulSet, Service, PodDisruptionBudget and NetworkPolicy.
+/// Name of the receiver's StatefulSet, Service, PodDisruptionBudget, NetworkPolicy, Ingress
+/// and HTTPRoute.
 pub fn receiver_name(integration: &HubSpotIntegration) -> String {
     format!("{}-receiver", integration.name_any())
 }
@@ -83,6 +89,26 @@ pub fn receiver_url(integration: &HubSpotIntegration) -> String {
         receiver_name(integration),
         integration.namespace().unwrap_or_else(|| "default".into())
     )
+}
+
+/// The URL HubSpot calls to deliver webhooks: `spec.webhooks.publicUrl`, else the receiver's
+/// webhook path on the host of its Ingress (`https://` when the Ingress terminates TLS) or on
+/// the first hostname of its HTTPRoute. Wildcard hosts name no URL.
+pub fn receiver_public_url(integration: &HubSpotIntegration) -> Option<String> {
+    if let Some(url) = integration.spec.webhooks.as_ref().and_then(|w| w.public_url.as_ref()) {
+        return Some(url.clone());
+    }
+    let concrete = |host: &&String| !host.starts_with('*');
+    let receiver = &integration.spec.receiver;
+    let (scheme, host) = match (&receiver.ingress, &receiver.http_route) {
+        (Some(ingress), _) => {
+            (if ingress.tls_secret_name.is_some() { "https" } else { "http" }, ingress.host.as_ref().filter(concrete)?)
+        }
+        // A Gateway listener for HubSpot terminates TLS: HubSpot only calls HTTPS targets.
+        (None, Some(route)) => ("https", route.hostnames.iter().find(concrete)?),
+        (None, None) => return None,
+    };
+    Some(format!("{scheme}://{host}{WEBHOOK_PATH}"))
 }
 
 /// `namespace/name` of an object, as the receiver config names integrations and mappings.
@@ -282,7 +308,7 @@ pub fn render_receiver_config(
         },
         webhooks: WebhookConfig {
             client_secret: client_secret.to_string(),
-            public_url: integration.spec.webhooks.as_ref().and_then(|w| w.public_url.as_deref()).map(public_base_url),
+            public_url: receiver_public_url(integration).as_deref().map(public_base_url),
             accept_legacy_signatures: false,
             max_body_bytes: 1024 * 1024,
         },
@@ -294,8 +320,8 @@ pub fn render_receiver_config(
     }
 }
 
-/// `spec.webhooks.publicUrl` is the full URL HubSpot calls; the receiver wants the base it puts
-/// in front of the request path when checking signatures, so the webhook path comes off.
+/// The public URL is the full URL HubSpot calls; the receiver wants the base it puts in front
+/// of the request path when checking signatures, so the webhook path comes off.
 fn public_base_url(public_url: &str) -> String {
     let url = public_url.trim_end_matches('/');
     url.strip_suffix(WEBHOOK_PATH).unwrap_or(url).to_string()
@@ -650,11 +676,11 @@ pub fn receiver_network_policy(integration: &HubSpotIntegration, owner: &OwnerRe
     }
 }
 
-/// Whether `deployment` is the receiver Deployment an earlier operator version created for
-/// `integration`, which the StatefulSet replaces: the receiver's name, our managed-by label,
-/// and the integration as its owner.
-pub fn is_legacy_receiver_deployment(integration: &HubSpotIntegration, deployment: &Deployment) -> bool {
-    let meta = &deployment.metadata;
+/// Whether `meta` is that of an object the operator created for `integration` under the
+/// receiver's name: our managed-by label, and the integration as its owner. Only such objects
+/// are ever deleted (the receiver Deployment of earlier versions, an Ingress or HTTPRoute the
+/// spec no longer asks for).
+pub fn is_own_receiver_object(integration: &HubSpotIntegration, meta: &ObjectMeta) -> bool {
     let managed_by_us =
         meta.labels.as_ref().and_then(|labels| labels.get(MANAGED_BY_LABEL)).is_some_and(|v| v == MANAGED_BY);
     let owned_by_integration = integration.metadata.uid.as_ref().is_some_and(|uid| {
@@ -675,7 +701,7 @@ pub fn receiver_service(integration: &HubSpotIntegration, owner: &OwnerReference
             selector: Some(selector_labels(integration)),
             ports: Some(vec![ServicePort {
                 name: Some("http".into()),
-                port: 80,
+                port: RECEIVER_SERVICE_PORT,
                 target_port: Some(IntOrString::String("http".into())),
                 protocol: Some("TCP".into()),
                 ..Default::default()
@@ -686,6 +712,93 @@ pub fn receiver_service(integration: &HubSpotIntegration, owner: &OwnerReference
     }
 }
 
+/// The receiver's Ingress, when `spec.receiver.ingress` asks for one: `path` on `host` to the
+/// receiver Service, with TLS for `host` from `tlsSecretName`.
+pub fn receiver_ingress(integration: &HubSpotIntegration, owner: &OwnerReference) -> Option<Ingress> {
+    let settings = integration.spec.receiver.ingress.as_ref()?;
+    let mut metadata = child_metadata(integration, receiver_name(integration), owner);
+    metadata.annotations = (!settings.annotations.is_empty()).then(|| settings.annotations.clone());
+    let backend = IngressBackend {
+        service: Some(IngressServiceBackend {
+            name: receiver_name(integration),
+            port: Some(ServiceBackendPort { number: Some(RECEIVER_SERVICE_PORT), name: None }),
+        }),
+        resource: None,
+    };
+    Some(Ingress {
+        metadata,
+        spec: Some(IngressSpec {
+            ingress_class_name: settings.class_name.clone(),
+            rules: Some(vec![IngressRule {
+                host: settings.host.clone(),
+                http: Some(HTTPIngressRuleValue {
+                    paths: vec![HTTPIngressPath {
+                        path: Some(settings.path.clone()),
+                        path_type: settings.path_type.as_str().into(),
+                        backend,
+                    }],
+                }),
+            }]),
+            tls: settings.tls_secret_name.as_ref().map(|secret| {
+                vec![IngressTLS {
+                    hosts: settings.host.clone().map(|host| vec![host]),
+                    secret_name: Some(secret.clone()),
+                }]
+            }),
+            default_backend: None,
+        }),
+        status: None,
+    })
+}
+
+/// The Gateway API's `gateway.networking.k8s.io/v1` HTTPRoute, which k8s-openapi does not
+/// model; clusters without the Gateway API CRDs answer 404 for it.
+pub fn http_route_resource() -> ApiResource {
+    ApiResource {
+        group: "gateway.networking.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "gateway.networking.k8s.io/v1".into(),
+        kind: "HTTPRoute".into(),
+        plural: "httproutes".into(),
+    }
+}
+
+/// The receiver's HTTPRoute, when `spec.receiver.httpRoute` asks for one: requests for
+/// `hostnames` under the path prefix, attached to `parentRefs`, to the receiver Service.
+pub fn receiver_http_route(integration: &HubSpotIntegration, owner: &OwnerReference) -> Option<DynamicObject> {
+    let settings = integration.spec.receiver.http_route.as_ref()?;
+    let mut metadata = child_metadata(integration, receiver_name(integration), owner);
+    metadata.annotations = (!settings.annotations.is_empty()).then(|| settings.annotations.clone());
+    let parent_refs: Vec<serde_json::Value> = settings
+        .parent_refs
+        .iter()
+        .map(|parent| {
+            let mut reference = serde_json::json!({ "name": parent.name });
+            if let Some(namespace) = &parent.namespace {
+                reference["namespace"] = namespace.as_str().into();
+            }
+            if let Some(section) = &parent.section_name {
+                reference["sectionName"] = section.as_str().into();
+            }
+            reference
+        })
+        .collect();
+    let mut spec = serde_json::json!({
+        "parentRefs": parent_refs,
+        "rules": [{
+            "matches": [{ "path": { "type": "PathPrefix", "value": settings.path } }],
+            "backendRefs": [{ "name": receiver_name(integration), "port": RECEIVER_SERVICE_PORT }],
+        }],
+    });
+    if !settings.hostnames.is_empty() {
+        spec["hostnames"] = serde_json::json!(settings.hostnames);
+    }
+    let mut route = DynamicObject::new(&receiver_name(integration), &http_route_resource());
+    route.metadata = metadata;
+    route.data = serde_json::json!({ "spec": spec });
+    Some(route)
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::Secret;
@@ -694,7 +807,8 @@ mod tests {
     use super::*;
     use crate::api::SecretKeyRef;
     use crate::api::integration::{
-        Credentials, EmbeddedLogSettings, EventLogSettings, HubSpotIntegrationSpec, WebhookSettings,
+        Credentials, EmbeddedLogSettings, EventLogSettings, GatewayParentRef, HubSpotIntegrationSpec, IngressPathType,
+        ReceiverHttpRoute, ReceiverIngress, WebhookSettings,
     };
     use crate::api::mapping::{
         Destination, Direction, FieldMapping, FileDestination, HttpDestination, IntegrationRef, MatchKey,
@@ -1100,39 +1214,220 @@ mod tests {
         assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
     }
 
+    /// Labels and owner reference every receiver object of `crm` in `sales` carries, as JSON.
+    fn receiver_object_metadata(annotations: Option<serde_json::Value>) -> serde_json::Value {
+        let mut metadata = serde_json::json!({
+            "name": "crm-receiver",
+            "namespace": "sales",
+            "labels": {
+                "app.kubernetes.io/component": "receiver",
+                "app.kubernetes.io/instance": "crm",
+                "app.kubernetes.io/managed-by": "hubspot-operator",
+                "app.kubernetes.io/name": "hubspot-operator",
+            },
+            "ownerReferences": [{
+                "apiVersion": "hubspot.io/v1alpha1", "kind": "HubSpotIntegration", "name": "crm",
+                "uid": "0b5c2a8e-1111-2222-3333-444455556666", "controller": true,
+            }],
+        });
+        if let Some(annotations) = annotations {
+            metadata["annotations"] = annotations;
+        }
+        metadata
+    }
+
+    fn ingress_settings() -> ReceiverIngress {
+        ReceiverIngress {
+            class_name: Some("nginx".into()),
+            host: Some("hooks.example.com".into()),
+            path: WEBHOOK_PATH.into(),
+            path_type: IngressPathType::Prefix,
+            tls_secret_name: Some("hooks-tls".into()),
+            annotations: BTreeMap::from([("cert-manager.io/cluster-issuer".into(), "letsencrypt".into())]),
+        }
+    }
+
+    fn http_route_settings() -> ReceiverHttpRoute {
+        ReceiverHttpRoute {
+            parent_refs: vec![
+                GatewayParentRef {
+                    name: "public".into(),
+                    namespace: Some("gateways".into()),
+                    section_name: Some("https".into()),
+                },
+                GatewayParentRef { name: "internal".into(), namespace: None, section_name: None },
+            ],
+            hostnames: vec!["hooks.example.com".into()],
+            path: "/webhooks".into(),
+            annotations: BTreeMap::new(),
+        }
+    }
+
     #[test]
-    fn only_our_own_receiver_deployment_counts_as_legacy() {
+    fn ingress_routes_the_host_and_path_to_the_receiver_service_with_tls() {
+        let mut i = integration();
+        assert!(receiver_ingress(&i, &owner(&i)).is_none(), "no Ingress unless asked for");
+        i.spec.receiver.ingress = Some(ingress_settings());
+        let ingress = receiver_ingress(&i, &owner(&i)).unwrap();
+        assert_eq!(
+            serde_json::to_value(&ingress).unwrap(),
+            serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": receiver_object_metadata(Some(serde_json::json!({ "cert-manager.io/cluster-issuer": "letsencrypt" }))),
+                "spec": {
+                    "ingressClassName": "nginx",
+                    "rules": [{
+                        "host": "hooks.example.com",
+                        "http": { "paths": [{
+                            "path": "/webhooks/hubspot",
+                            "pathType": "Prefix",
+                            "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
+                        }] },
+                    }],
+                    "tls": [{ "hosts": ["hooks.example.com"], "secretName": "hooks-tls" }],
+                },
+            })
+        );
+        let service = receiver_service(&i, &owner(&i));
+        assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, RECEIVER_SERVICE_PORT, "the Service's port");
+    }
+
+    #[test]
+    fn a_bare_ingress_serves_every_host_of_the_default_class_without_tls() {
+        let mut i = integration();
+        i.spec.receiver.ingress = Some(ReceiverIngress {
+            class_name: None,
+            host: None,
+            path: "/".into(),
+            path_type: IngressPathType::ImplementationSpecific,
+            tls_secret_name: None,
+            annotations: BTreeMap::new(),
+        });
+        assert_eq!(
+            serde_json::to_value(receiver_ingress(&i, &owner(&i)).unwrap()).unwrap(),
+            serde_json::json!({
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": receiver_object_metadata(None),
+                "spec": {
+                    "rules": [{
+                        "http": { "paths": [{
+                            "path": "/",
+                            "pathType": "ImplementationSpecific",
+                            "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
+                        }] },
+                    }],
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn http_route_attaches_the_receiver_service_to_its_gateways() {
+        let mut i = integration();
+        assert!(receiver_http_route(&i, &owner(&i)).is_none(), "no HTTPRoute unless asked for");
+        let mut settings = http_route_settings();
+        settings.annotations = BTreeMap::from([("team".into(), "platform".into())]);
+        i.spec.receiver.http_route = Some(settings);
+        assert_eq!(
+            serde_json::to_value(receiver_http_route(&i, &owner(&i)).unwrap()).unwrap(),
+            serde_json::json!({
+                "apiVersion": "gateway.networking.k8s.io/v1",
+                "kind": "HTTPRoute",
+                "metadata": receiver_object_metadata(Some(serde_json::json!({ "team": "platform" }))),
+                "spec": {
+                    "parentRefs": [
+                        { "name": "public", "namespace": "gateways", "sectionName": "https" },
+                        { "name": "internal" },
+                    ],
+                    "hostnames": ["hooks.example.com"],
+                    "rules": [{
+                        "matches": [{ "path": { "type": "PathPrefix", "value": "/webhooks" } }],
+                        "backendRefs": [{ "name": "crm-receiver", "port": 80 }],
+                    }],
+                },
+            })
+        );
+        i.spec.receiver.http_route.as_mut().unwrap().hostnames.clear();
+        let route = serde_json::to_value(receiver_http_route(&i, &owner(&i)).unwrap()).unwrap();
+        assert!(route["spec"].get("hostnames").is_none(), "the Gateway's listeners decide: {route}");
+    }
+
+    #[test]
+    fn public_url_comes_from_the_spec_else_the_ingress_or_http_route_host() {
+        let mut i = integration();
+        i.spec.receiver.ingress = Some(ingress_settings());
+        assert_eq!(
+            receiver_public_url(&i).as_deref(),
+            Some("https://hooks.example.com/webhooks/hubspot"),
+            "publicUrl wins"
+        );
+        i.spec.webhooks.as_mut().unwrap().public_url = Some("https://proxy.example.com/hs/webhooks/hubspot".into());
+        assert_eq!(receiver_public_url(&i).as_deref(), Some("https://proxy.example.com/hs/webhooks/hubspot"));
+
+        i.spec.webhooks.as_mut().unwrap().public_url = None;
+        let ingress = i.spec.receiver.ingress.as_mut().unwrap();
+        // The path only routes: requests reach the receiver unchanged, at its webhook path.
+        ingress.path = "/".into();
+        assert_eq!(receiver_public_url(&i).as_deref(), Some("https://hooks.example.com/webhooks/hubspot"));
+        i.spec.receiver.ingress.as_mut().unwrap().tls_secret_name = None;
+        assert_eq!(receiver_public_url(&i).as_deref(), Some("http://hooks.example.com/webhooks/hubspot"));
+        i.spec.receiver.ingress.as_mut().unwrap().host = Some("*.example.com".into());
+        assert_eq!(receiver_public_url(&i), None, "a wildcard host names no URL");
+        i.spec.receiver.ingress.as_mut().unwrap().host = None;
+        assert_eq!(receiver_public_url(&i), None);
+
+        i.spec.receiver.ingress = None;
+        let mut route = http_route_settings();
+        route.hostnames = vec!["*.example.com".into(), "hooks.example.com".into()];
+        i.spec.receiver.http_route = Some(route);
+        assert_eq!(receiver_public_url(&i).as_deref(), Some("https://hooks.example.com/webhooks/hubspot"));
+        let config = receiver_config(&i, &[], &secrets()).unwrap();
+        assert_eq!(config.webhooks.public_url.as_deref(), Some("https://hooks.example.com"), "the signed base");
+        i.spec.receiver.http_route.as_mut().unwrap().hostnames.clear();
+        assert_eq!(receiver_public_url(&i), None);
+        assert_eq!(receiver_config(&i, &[], &secrets()).unwrap().webhooks.public_url, None);
+    }
+
+    #[test]
+    fn only_objects_of_our_own_count_as_the_receivers() {
         let i = integration();
-        let ours = || Deployment { metadata: child_metadata(&i, receiver_name(&i), &owner(&i)), ..Default::default() };
-        assert!(is_legacy_receiver_deployment(&i, &ours()));
+        let ours = || child_metadata(&i, receiver_name(&i), &owner(&i));
+        assert!(is_own_receiver_object(&i, &ours()));
 
         let mut unlabelled = ours();
-        unlabelled.metadata.labels.as_mut().unwrap().remove(MANAGED_BY_LABEL);
-        assert!(!is_legacy_receiver_deployment(&i, &unlabelled));
+        unlabelled.labels.as_mut().unwrap().remove(MANAGED_BY_LABEL);
+        assert!(!is_own_receiver_object(&i, &unlabelled));
         let mut managed_by_someone_else = ours();
-        managed_by_someone_else.metadata.labels.as_mut().unwrap().insert(MANAGED_BY_LABEL.into(), "helm".into());
-        assert!(!is_legacy_receiver_deployment(&i, &managed_by_someone_else));
+        managed_by_someone_else.labels.as_mut().unwrap().insert(MANAGED_BY_LABEL.into(), "helm".into());
+        assert!(!is_own_receiver_object(&i, &managed_by_someone_else));
         let mut other_owner = ours();
-        other_owner.metadata.owner_references.as_mut().unwrap()[0].uid = "another-uid".into();
-        assert!(!is_legacy_receiver_deployment(&i, &other_owner));
+        other_owner.owner_references.as_mut().unwrap()[0].uid = "another-uid".into();
+        assert!(!is_own_receiver_object(&i, &other_owner));
         let mut unowned = ours();
-        unowned.metadata.owner_references = None;
-        assert!(!is_legacy_receiver_deployment(&i, &unowned));
+        unowned.owner_references = None;
+        assert!(!is_own_receiver_object(&i, &unowned));
         let mut other_name = ours();
-        other_name.metadata.name = Some("crm-receiver-v2".into());
-        assert!(!is_legacy_receiver_deployment(&i, &other_name));
+        other_name.name = Some("crm-receiver-v2".into());
+        assert!(!is_own_receiver_object(&i, &other_name));
     }
 
     #[test]
     fn every_child_is_controlled_by_the_integration() {
         let i = integration();
         let o = owner(&i);
+        let mut exposed = i.clone();
+        exposed.spec.receiver.ingress = Some(ingress_settings());
+        exposed.spec.receiver.http_route = Some(http_route_settings());
         let children = [
             config_secret(&i, &o, "x").metadata,
             receiver_statefulset(&i, &o, "img", "h").metadata,
             receiver_service(&i, &o).metadata,
             receiver_pod_disruption_budget(&i, &o).metadata,
             receiver_network_policy(&i, &o).metadata,
+            receiver_ingress(&exposed, &o).unwrap().metadata,
+            receiver_http_route(&exposed, &o).unwrap().metadata,
         ];
         for meta in children {
             let refs = meta.owner_references.unwrap();

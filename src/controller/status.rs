@@ -10,6 +10,7 @@ use super::catalogue::PropertyNames;
 use super::resources::ConfigError;
 use super::secrets::SecretError;
 use crate::api::conditions::{condition, set_condition};
+use crate::api::integration::ReceiverExposureKind;
 use crate::api::integration::condition_types as integration_conditions;
 use crate::api::mapping::condition_types as mapping_conditions;
 use crate::api::{
@@ -63,6 +64,11 @@ pub const INTEGRATION_EVENTS: &[Announced] = &[
         type_: integration_conditions::WEBHOOKS_READY,
         became_true: Some("WebhooksReady"),
         became_false: Some("WebhooksFailed"),
+    },
+    Announced {
+        type_: integration_conditions::RECEIVER_EXPOSED,
+        became_true: Some("ReceiverExposed"),
+        became_false: Some("ReceiverNotExposed"),
     },
 ];
 
@@ -139,6 +145,59 @@ pub enum ReceiverState {
     NotRendered(ConfigError),
     /// The receiver runs with the current config; counts are from the StatefulSet's status.
     Deployed { available_replicas: i32, desired_replicas: i32 },
+}
+
+/// What came of exposing the receiver outside the cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReceiverExposure {
+    /// `spec.receiver` asks for neither an Ingress nor an HTTPRoute.
+    NotRequested,
+    /// The Ingress or HTTPRoute was applied.
+    Applied(ReceiverExposureKind),
+    /// The cluster has no HTTPRoute resource.
+    GatewayApiMissing,
+}
+
+impl ReceiverExposure {
+    /// The kind of object now exposing the receiver.
+    pub fn kind(&self) -> Option<ReceiverExposureKind> {
+        match self {
+            ReceiverExposure::Applied(kind) => Some(*kind),
+            _ => None,
+        }
+    }
+}
+
+/// The `ReceiverExposed` condition; `None` when no exposure is asked for.
+pub fn exposure_condition(
+    integration: &HubSpotIntegration,
+    exposure: &ReceiverExposure,
+    generation: Option<i64>,
+) -> Option<Condition> {
+    let name = super::resources::receiver_name(integration);
+    let (ok, reason, message) = match exposure {
+        ReceiverExposure::NotRequested => return None,
+        ReceiverExposure::Applied(kind) => {
+            let (kind, reason) = match kind {
+                ReceiverExposureKind::Ingress => ("Ingress", "IngressApplied"),
+                ReceiverExposureKind::HttpRoute => ("HTTPRoute", "HTTPRouteApplied"),
+            };
+            let message = match super::resources::receiver_public_url(integration) {
+                Some(url) => format!("{kind} {name} routes webhooks to the receiver; HubSpot's target URL is {url}"),
+                None => format!("{kind} {name} routes webhooks to the receiver"),
+            };
+            (true, reason, message)
+        }
+        ReceiverExposure::GatewayApiMissing => (
+            false,
+            "GatewayAPINotInstalled",
+            format!(
+                "HTTPRoute {name} cannot be applied: the cluster has no gateway.networking.k8s.io/v1 HTTPRoute \
+                 resource. Install the Gateway API CRDs, or expose the receiver with spec.receiver.ingress"
+            ),
+        ),
+    };
+    Some(condition(integration_conditions::RECEIVER_EXPOSED, Some(ok), reason, message, generation))
 }
 
 /// A condition reason and message describing a failed HubSpot call. The message carries
@@ -250,13 +309,15 @@ fn ready_condition(type_: &str, parts: &[&Condition], generation: Option<i64>) -
 }
 
 /// The whole status of `integration` after one reconcile, keeping the transition times of
-/// conditions whose status did not change.
+/// conditions whose status did not change. `exposure` is `None` when the receiver was not
+/// applied on this visit, which leaves what was last observed of it.
 pub fn integration_status(
     integration: &HubSpotIntegration,
     auth: &Authentication,
     receiver: &ReceiverState,
     receiver_url: Option<String>,
     webhooks: Option<Condition>,
+    exposure: Option<&ReceiverExposure>,
 ) -> HubSpotIntegrationStatus {
     let generation = integration.metadata.generation;
     let authenticated = authenticated_condition(integration.spec.portal_id, auth, generation);
@@ -278,13 +339,20 @@ pub fn integration_status(
         ),
     };
     let available = receiver_condition(receiver, generation);
+    let exposed = exposure.and_then(|e| exposure_condition(integration, e, generation));
     let mut parts = vec![&authenticated, &scopes, &available];
     parts.extend(webhooks.as_ref());
+    parts.extend(exposed.as_ref());
     let ready = ready_condition(integration_conditions::READY, &parts, generation);
 
     let previous = integration.status.clone().unwrap_or_default();
     let mut conditions = previous.conditions;
-    for c in [Some(ready), Some(authenticated), Some(scopes), Some(available), webhooks].into_iter().flatten() {
+    if exposure == Some(&ReceiverExposure::NotRequested) {
+        // Nothing is exposed any more, so nothing is left to report on.
+        conditions.retain(|c| c.type_ != integration_conditions::RECEIVER_EXPOSED);
+    }
+    for c in [Some(ready), Some(authenticated), Some(scopes), Some(available), webhooks, exposed].into_iter().flatten()
+    {
         set_condition(&mut conditions, c);
     }
     HubSpotIntegrationStatus {
@@ -297,6 +365,10 @@ pub fn integration_status(
         receiver_config_hash: previous.receiver_config_hash,
         last_handled_reconcile_at: reconcile_request(integration).or(previous.last_handled_reconcile_at),
         webhook_subscription_ids: previous.webhook_subscription_ids,
+        receiver_exposed_by: match exposure {
+            Some(exposure) => exposure.kind(),
+            None => previous.receiver_exposed_by,
+        },
     }
 }
 
@@ -470,7 +542,7 @@ mod tests {
     fn healthy_integration_is_ready_with_every_condition_set() {
         let i = integration(&["crm.objects.contacts.read"], Some(62515));
         let status =
-            integration_status(&i, &token(62515, &["crm.objects.contacts.read", "oauth"]), &DEPLOYED, None, None);
+            integration_status(&i, &token(62515, &["crm.objects.contacts.read", "oauth"]), &DEPLOYED, None, None, None);
         assert_eq!(status.conditions.len(), 4);
         for c in &status.conditions {
             assert_eq!(c.status, "True", "{c:?}");
@@ -483,9 +555,42 @@ mod tests {
     }
 
     #[test]
+    fn exposure_is_reported_while_asked_for_and_kept_when_the_receiver_is_not_applied() {
+        let mut i = integration(&[], None);
+        i.spec.receiver.ingress =
+            Some(serde_json::from_value(serde_json::json!({ "host": "hooks.example.com" })).unwrap());
+        let applied = ReceiverExposure::Applied(ReceiverExposureKind::Ingress);
+        let status = integration_status(&i, &token(1, &[]), &DEPLOYED, None, None, Some(&applied));
+        let exposed = find(&status.conditions, "ReceiverExposed");
+        assert_eq!((exposed.status.as_str(), exposed.reason.as_str()), ("True", "IngressApplied"));
+        assert_eq!(
+            exposed.message,
+            "Ingress crm-receiver routes webhooks to the receiver; HubSpot's target URL is http://hooks.example.com/webhooks/hubspot"
+        );
+        assert_eq!(status.receiver_exposed_by, Some(ReceiverExposureKind::Ingress));
+
+        i.status = Some(status);
+        let unrendered = ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured);
+        let status = integration_status(&i, &token(1, &[]), &unrendered, None, None, None);
+        assert_eq!(find(&status.conditions, "ReceiverExposed").status, "True", "last observed");
+        assert_eq!(
+            status.receiver_exposed_by,
+            Some(ReceiverExposureKind::Ingress),
+            "still to be deleted when unwanted"
+        );
+
+        i.spec.receiver.ingress = None;
+        let status =
+            integration_status(&i, &token(1, &[]), &DEPLOYED, None, None, Some(&ReceiverExposure::NotRequested));
+        assert!(status.conditions.iter().all(|c| c.type_ != "ReceiverExposed"), "{:?}", status.conditions);
+        assert_eq!(status.receiver_exposed_by, None);
+        assert_eq!(find(&status.conditions, "Ready").status, "True");
+    }
+
+    #[test]
     fn missing_scopes_are_listed_in_condition_and_status() {
         let i = integration(&["crm.objects.contacts.read", "crm.objects.deals.write", "oauth"], None);
-        let status = integration_status(&i, &token(1, &["crm.objects.contacts.read"]), &DEPLOYED, None, None);
+        let status = integration_status(&i, &token(1, &["crm.objects.contacts.read"]), &DEPLOYED, None, None, None);
         assert_eq!(status.missing_scopes, ["crm.objects.deals.write", "oauth"]);
         let scopes = find(&status.conditions, "ScopesGranted");
         assert_eq!((scopes.status.as_str(), scopes.reason.as_str()), ("False", "MissingScopes"));
@@ -498,7 +603,7 @@ mod tests {
     #[test]
     fn token_of_another_portal_is_not_authenticated() {
         let i = integration(&[], Some(62515));
-        let status = integration_status(&i, &token(99, &[]), &DEPLOYED, None, None);
+        let status = integration_status(&i, &token(99, &[]), &DEPLOYED, None, None, None);
         let auth = find(&status.conditions, "Authenticated");
         assert_eq!((auth.status.as_str(), auth.reason.as_str()), ("False", "PortalMismatch"));
         assert_eq!(auth.message, "The token belongs to portal 99, but spec.portalId is 62515");
@@ -512,7 +617,7 @@ mod tests {
             401,
             br#"{"status":"error","message":"Authentication credentials not found.","correlationId":"4b5c-1","category":"INVALID_AUTHENTICATION"}"#,
         )));
-        let status = integration_status(&i, &refused, &DEPLOYED, None, None);
+        let status = integration_status(&i, &refused, &DEPLOYED, None, None, None);
         let auth = find(&status.conditions, "Authenticated");
         assert_eq!(auth.reason, "INVALID_AUTHENTICATION");
         assert_eq!(auth.message, "HubSpot answered 401: Authentication credentials not found. (correlationId 4b5c-1)");
@@ -529,8 +634,14 @@ mod tests {
         let c = authenticated_condition(None, &auth, Some(1));
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "SecretKeyMissing"));
         assert_eq!(c.message, r#"Cannot read the token: Secret "hubspot" has no key "token""#);
-        let status =
-            integration_status(&i, &auth, &ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured), None, None);
+        let status = integration_status(
+            &i,
+            &auth,
+            &ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured),
+            None,
+            None,
+            None,
+        );
         let receiver = find(&status.conditions, "ReceiverAvailable");
         assert_eq!((receiver.status.as_str(), receiver.reason.as_str()), ("False", "WebhooksNotConfigured"));
     }
@@ -544,7 +655,7 @@ mod tests {
     #[test]
     fn unchanged_condition_keeps_its_transition_time() {
         let mut i = integration(&[], None);
-        let first = integration_status(&i, &token(1, &[]), &DEPLOYED, None, None);
+        let first = integration_status(&i, &token(1, &[]), &DEPLOYED, None, None, None);
         let mut earlier = first.clone();
         let old_time = Time("2020-01-01T00:00:00Z".parse().unwrap());
         for c in &mut earlier.conditions {
@@ -555,6 +666,7 @@ mod tests {
             &i,
             &token(1, &[]),
             &ReceiverState::Deployed { available_replicas: 0, desired_replicas: 1 },
+            None,
             None,
             None,
         );

@@ -6,6 +6,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::ResourceExt;
 use serde_json::{Value, json};
 
+use super::resources::receiver_public_url;
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, required_properties};
 use crate::api::conditions::condition;
@@ -36,7 +37,9 @@ pub struct DesiredWebhooks {
 /// Why no webhook configuration can be computed.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WebhooksError {
-    #[error("spec.webhooks.publicUrl is not set: HubSpot needs the public URL of the receiver as the target URL")]
+    #[error(
+        "spec.webhooks.publicUrl is not set, nor a host of spec.receiver.ingress or httpRoute: HubSpot needs the public URL of the receiver as the target URL"
+    )]
     PublicUrlMissing,
     #[error("{0} subscriptions wanted, but HubSpot allows at most {MAX_SUBSCRIPTIONS} per app")]
     TooManySubscriptions(usize),
@@ -68,7 +71,7 @@ fn legacy_object(object_type: &str) -> Option<&'static str> {
     }
 }
 
-/// What `integration` wants HubSpot to send: its `publicUrl` (the receiver's webhook path
+/// What `integration` wants HubSpot to send: the receiver's public URL (its webhook path
 /// appended when missing) and its subscriptions, or those derived from `mappings`. `None` when
 /// the integration has no `spec.webhooks`.
 pub fn desired_webhooks(
@@ -77,7 +80,7 @@ pub fn desired_webhooks(
 ) -> Option<Result<DesiredWebhooks, WebhooksError>> {
     let webhooks = integration.spec.webhooks.as_ref()?;
     Some((|| {
-        let public_url = webhooks.public_url.as_deref().ok_or(WebhooksError::PublicUrlMissing)?;
+        let public_url = receiver_public_url(integration).ok_or(WebhooksError::PublicUrlMissing)?;
         let base = public_url.trim_end_matches('/');
         let target_url = match base.ends_with(WEBHOOK_PATH) {
             true => base.to_string(),
@@ -258,7 +261,7 @@ pub enum WebhooksOutcome {
     Invalid(WebhooksError),
     /// Rendered into the ConfigMap; HubSpot's side is the user's.
     Rendered { config_map: String, subscriptions: usize },
-    /// Nothing to render without `publicUrl`; HubSpot's side is the user's all the same.
+    /// Nothing to render without a public URL; HubSpot's side is the user's all the same.
     NotRendered,
     /// The developer API key could not be read.
     KeyUnavailable(SecretError),
@@ -285,7 +288,8 @@ pub fn webhooks_condition(outcome: &WebhooksOutcome, generation: Option<i64>) ->
             true,
             "ManagedByUser".into(),
             "HubSpot's webhook settings and subscriptions are managed by you: the operator does not change them. \
-             Set spec.webhooks.publicUrl to have the wanted ones rendered as webhooks-hsmeta.json"
+             Set spec.webhooks.publicUrl (or an Ingress or HTTPRoute host) to have the wanted ones rendered as \
+             webhooks-hsmeta.json"
                 .into(),
         ),
         WebhooksOutcome::KeyUnavailable(e) => {
@@ -494,9 +498,10 @@ mod tests {
 
         let c = webhooks_condition(&WebhooksOutcome::NotRendered, None);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("True", "ManagedByUser"));
-        assert!(
-            c.message.ends_with("Set spec.webhooks.publicUrl to have the wanted ones rendered as webhooks-hsmeta.json")
-        );
+        assert!(c.message.ends_with(
+            "Set spec.webhooks.publicUrl (or an Ingress or HTTPRoute host) to have the wanted ones rendered as \
+                 webhooks-hsmeta.json"
+        ));
 
         let missing = WebhooksOutcome::KeyUnavailable(SecretError::NotFound { name: "dev".into() });
         let c = webhooks_condition(&missing, None);

@@ -226,6 +226,16 @@ def test_rbac_has_no_wildcards(values):
             assert "nonResourceURLs" not in rule, rule
 
 
+def test_the_controller_may_apply_and_delete_the_receivers_ingress_and_http_route_but_only_watch_ingresses():
+    rules = only(rendered_objects({}), "ClusterRole")["rules"]
+    assert {"apiGroups": ["networking.k8s.io"], "resources": ["ingresses"], "verbs": ["get", "list", "watch", "create", "patch", "delete"]} in rules
+    # The Gateway API is optional, so HTTPRoutes are not watched: no list or watch.
+    assert {"apiGroups": ["gateway.networking.k8s.io"], "resources": ["httproutes"], "verbs": ["get", "create", "patch", "delete"]} in rules
+    granted = [(group, resource) for rule in rules for group in rule["apiGroups"] for resource in rule["resources"]]
+    assert granted.count(("networking.k8s.io", "ingresses")) == 1
+    assert granted.count(("gateway.networking.k8s.io", "httproutes")) == 1
+
+
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_controller_pod_meets_the_restricted_pod_security_standard(values):
     pod = controller_pod(rendered_objects(values))["spec"]
