@@ -10,6 +10,9 @@ OPENAPI_DEPS := $(OPENAPI_DIR)/node_modules/.package-lock.json
 # Real PostgreSQL and NATS JetStream servers the destination tests use; override to point elsewhere.
 export HUBSPOT_OPERATOR_TEST_POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/test
 export HUBSPOT_OPERATOR_TEST_NATS_URL ?= nats://127.0.0.1:4222
+# Programs for the reliability tests' own servers, which they stop and start mid-run.
+export HUBSPOT_OPERATOR_TEST_NATS_SERVER_BIN ?= /usr/sbin/nats-server
+export HUBSPOT_OPERATOR_TEST_POSTGRES_BIN_DIR ?= /usr/lib/postgresql/15/bin
 
 ## Run every test: Rust unit and integration tests, then the Python contract and chart tests.
 test: $(PYTHON_DEPS) $(OPENAPI_DEPS)

@@ -1,14 +1,15 @@
 //! Acknowledged means durable: the receiver binary is killed with SIGKILL right after it
-//! answered 2xx, before any destination took the records; after a restart every acknowledged
-//! event still reaches the destination.
+//! answered 2xx, before any destination took the records, and again and again while HubSpot
+//! keeps sending; after each restart every acknowledged event still reaches the destination.
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 
 use common::{
-    CLIENT_SECRET, TestDestination, TestEmulator, batch_body, eventually, free_port, receiver_config, sample_event,
-    signed_request,
+    CLIENT_SECRET, ChangeSender, ReceiverProcess, TestDestination, TestEmulator, applied_contacts, batch_body,
+    emulator_receiver_config, eventually, eventually_equal, expected_contacts, free_port, receiver_config,
+    sample_event, signed_request, wait_ready,
 };
 use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
 use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
@@ -16,42 +17,6 @@ use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
 use serde_json::json;
 
 const TOKEN: &str = "pat-na1-crash";
-
-struct ReceiverProcess(Child);
-
-impl ReceiverProcess {
-    fn spawn(config_path: &std::path::Path) -> ReceiverProcess {
-        let child = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
-            .args(["receiver", "--config"])
-            .arg(config_path)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("the receiver binary starts");
-        ReceiverProcess(child)
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for ReceiverProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn wait_ready(base_url: &str) {
-    let http = reqwest::Client::new();
-    eventually("the receiver to be ready", || async {
-        http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_events_survive_sigkill() {
@@ -128,4 +93,49 @@ async fn acknowledged_events_survive_sigkill() {
         let i: usize = acknowledged.iter().position(|id| *id == record.object_id).unwrap();
         assert_eq!(record.fields["first_name"].as_deref(), Some(format!("K{i}").as_str()));
     }
+}
+
+/// Five SIGKILLs while HubSpot keeps changing contacts and sending their events: whatever was
+/// acknowledged before a kill is delivered after a restart, and the destination ends equal to
+/// HubSpot for every contact.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_sigkills_under_load_lose_no_acknowledged_event() {
+    let emulator = Arc::new(TestEmulator::start(EmulatorConfig::default()).await);
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(emulator.create_contact(json!({"email": format!("r{i}@example.com"), "firstname": "new"})).await);
+    }
+    let destination = TestDestination::start(vec![]).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let sinks = vec![SinkConfig::Http { url: destination.url.clone(), signing_secret: None }];
+    let mut config = emulator_receiver_config(data_dir.path(), &emulator, sinks);
+    config.listen = ([127, 0, 0, 1], port).into();
+    config.sync.max_batch_wait_milliseconds = 50;
+    let config_path = data_dir.path().join("config.yaml");
+    std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
+
+    let mut receiver = ReceiverProcess::spawn(&config_path);
+    wait_ready(&base_url).await;
+    let sender = ChangeSender::start(emulator.clone(), format!("{base_url}/webhooks/hubspot"), ids.clone(), 4);
+    for _ in 0..5 {
+        sender.wait_for_more(3).await;
+        receiver.kill();
+        receiver = ReceiverProcess::spawn(&config_path);
+    }
+    sender.wait_for_more(3).await;
+    let attempts = sender.finish().await;
+    assert!(attempts.iter().any(|a| a.status.is_none()), "no batch went out while the receiver was down");
+    // The last batches may still be in the log only.
+    receiver.kill();
+    let receiver = ReceiverProcess::spawn(&config_path);
+
+    let expected = expected_contacts(&emulator, &ids).await;
+    assert!(expected.values().all(|state| state.as_ref().is_some_and(|(_, name)| name.contains(" round "))));
+    eventually_equal("the destination to equal HubSpot", &expected, || async {
+        applied_contacts(&destination.delivered())
+    })
+    .await;
+    drop(receiver);
 }

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 
 use common::{
-    CLIENT_SECRET, TestDatabase, TestDestination, TestEmulator, WAIT, batch_body, contact_event,
-    emulator_receiver_config, eventually, free_port, sample_event, serve_admin, signed_request,
+    CLIENT_SECRET, ReceiverProcess, TestDatabase, TestDestination, TestEmulator, WAIT, batch_body, contact_event,
+    emulator_receiver_config, eventually, free_port, sample_event, serve_admin, signed_request, wait_ready,
 };
 use hubspot_operator::config::{AdminConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig};
@@ -410,16 +410,6 @@ async fn a_constraint_violation_is_dead_lettered_while_the_rest_commit_in_postgr
     emulator.running.shutdown().await;
 }
 
-/// The receiver binary, killed when dropped.
-struct ReceiverProcess(std::process::Child);
-
-impl Drop for ReceiverProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Runs `hubspot-operator dead-letters ARGS`; returns its exit success, stdout and stderr.
 async fn cli(args: &[&str]) -> (bool, String, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
@@ -446,21 +436,10 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     assert_eq!(config.webhooks.client_secret, CLIENT_SECRET);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
-    let _receiver = ReceiverProcess(
-        std::process::Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
-            .args(["receiver", "--config"])
-            .arg(&config_path)
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let http = reqwest::Client::new();
+    let _receiver = ReceiverProcess::spawn(&config_path);
     let base_url = format!("http://127.0.0.1:{port}");
-    eventually("the receiver to be ready", || async {
-        http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    wait_ready(&base_url).await;
+    let http = reqwest::Client::new();
 
     let mut ids = Vec::new();
     for i in 0..3 {

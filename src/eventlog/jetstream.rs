@@ -45,6 +45,8 @@ pub const CONSUMER: &str = "sync-worker";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long the server may take to answer a request or acknowledge a message.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an append may take: the receiver must answer HubSpot within its 5 s.
+const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Events the receivers of one integration may hold at once, together.
 const MAX_HELD: i64 = 100_000;
 
@@ -212,6 +214,72 @@ impl JetStreamEventLog {
         join_all(pending.into_iter().map(|sent| async move { sent?.await })).await
     }
 
+    /// Publishes `events`, then records the identities of those stored for the first time.
+    async fn store(&self, events: Vec<WebhookEvent>) -> anyhow::Result<AppendOutcome> {
+        let encoded = events
+            .iter()
+            .map(|event| Ok((event.dedup_key(), bytes::Bytes::from(serde_json::to_vec(event)?))))
+            .collect::<serde_json::Result<Vec<_>>>()
+            .context("encoding webhook events")?;
+        let keys: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
+        let stored = self.publish_all(&self.subject, encoded).await;
+
+        let mut outcome = AppendOutcome::default();
+        let mut failure: Option<anyhow::Error> = None;
+        let mut fresh = Vec::new();
+        for (key, result) in keys.into_iter().zip(stored) {
+            match result {
+                Ok(ack) if ack.duplicate => outcome.duplicates += 1,
+                Ok(ack) => fresh.push((key, ack.sequence)),
+                Err(e) => {
+                    let error = publish_failure(&self.stream, &e);
+                    // A full stream says more about what to do than any other failure.
+                    if failure.as_ref().is_none_or(|f| !f.is::<LogFull>()) {
+                        failure = Some(error);
+                    }
+                }
+            }
+        }
+
+        // Only the publisher that stored an event records its identity, so two appends of
+        // one delivery racing each other cannot take each other's for an earlier one.
+        let remembered = self
+            .publish_all(&self.seen_subject, fresh.iter().map(|(key, _)| (key.clone(), bytes::Bytes::new())).collect())
+            .await;
+        let events = self.jetstream.get_stream_no_info(&self.stream).await;
+        for ((_, sequence), result) in fresh.into_iter().zip(remembered) {
+            match result {
+                Ok(ack) if ack.duplicate => {
+                    // Released before and forgotten by the event stream since (a server
+                    // restart): not a new event.
+                    let deleted = match &events {
+                        Ok(events) => events.delete_message(sequence).await.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(e) = deleted {
+                        tracing::warn!(stream = %self.stream, sequence, error = %e, "could not delete a redelivered event; it will be delivered again");
+                    }
+                    outcome.duplicates += 1;
+                }
+                Ok(_) => outcome.appended += 1,
+                Err(e) => {
+                    // Stored: delivered whatever the answer. Its identity may be forgotten
+                    // after a server restart, which lets a later redelivery through.
+                    outcome.appended += 1;
+                    tracing::warn!(stream = %self.seen_stream, error = %e.kind(), "could not record a delivery identity");
+                }
+            }
+        }
+        if outcome.appended > 0 {
+            self.appended.notify_waiters();
+            self.appended.notify_one();
+        }
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(outcome),
+        }
+    }
+
     fn acker(&self, reply: Subject) -> Acker {
         Acker::new(self.jetstream.clone(), Some(reply))
     }
@@ -224,6 +292,15 @@ impl JetStreamEventLog {
 
     /// Takes up to `max` events no instance holds.
     async fn take(&self, max: usize) -> anyhow::Result<()> {
+        // A fetch has no expiry of its own: one whose request or answer was lost with the
+        // connection would wait forever, and the worker with it. What arrived before the
+        // timeout is held; the rest comes back after the ack wait.
+        tokio::time::timeout(REQUEST_TIMEOUT, self.fetch_into_held(max))
+            .await
+            .map_err(|_| anyhow::anyhow!("fetching from consumer {CONSUMER} of stream {} timed out", self.stream))?
+    }
+
+    async fn fetch_into_held(&self, max: usize) -> anyhow::Result<()> {
         let mut batch = self
             .consumer
             .fetch()
@@ -262,71 +339,19 @@ impl Drop for JetStreamEventLog {
 impl EventLog for JetStreamEventLog {
     fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
         Box::pin(async move {
-            let encoded = events
-                .iter()
-                .map(|event| Ok((event.dedup_key(), bytes::Bytes::from(serde_json::to_vec(event)?))))
-                .collect::<serde_json::Result<Vec<_>>>()
-                .context("encoding webhook events")?;
-            let keys: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
-            let stored = self.publish_all(&self.subject, encoded).await;
-
-            let mut outcome = AppendOutcome::default();
-            let mut failure: Option<anyhow::Error> = None;
-            let mut fresh = Vec::new();
-            for (key, result) in keys.into_iter().zip(stored) {
-                match result {
-                    Ok(ack) if ack.duplicate => outcome.duplicates += 1,
-                    Ok(ack) => fresh.push((key, ack.sequence)),
-                    Err(e) => {
-                        let error = publish_failure(&self.stream, &e);
-                        // A full stream says more about what to do than any other failure.
-                        if failure.as_ref().is_none_or(|f| !f.is::<LogFull>()) {
-                            failure = Some(error);
-                        }
-                    }
-                }
+            // HubSpot gives up on a webhook call after 5 s and then sees a failure, not the 503
+            // that tells it to retry later. Without a connection a publish would wait out the
+            // request timeout; a connection lost mid-append would too.
+            if self.jetstream.client().connection_state() != async_nats::connection::State::Connected {
+                anyhow::bail!("not connected to NATS; stream {} is out of reach", self.stream);
             }
-
-            // Only the publisher that stored an event records its identity, so two appends of
-            // one delivery racing each other cannot take each other's for an earlier one.
-            let remembered = self
-                .publish_all(
-                    &self.seen_subject,
-                    fresh.iter().map(|(key, _)| (key.clone(), bytes::Bytes::new())).collect(),
+            tokio::time::timeout(APPEND_TIMEOUT, self.store(events)).await.map_err(|_| {
+                anyhow::anyhow!(
+                    "stream {} did not confirm the events within {}s",
+                    self.stream,
+                    APPEND_TIMEOUT.as_secs()
                 )
-                .await;
-            let events = self.jetstream.get_stream_no_info(&self.stream).await;
-            for ((_, sequence), result) in fresh.into_iter().zip(remembered) {
-                match result {
-                    Ok(ack) if ack.duplicate => {
-                        // Released before and forgotten by the event stream since (a server
-                        // restart): not a new event.
-                        let deleted = match &events {
-                            Ok(events) => events.delete_message(sequence).await.map(|_| ()).map_err(|e| e.to_string()),
-                            Err(e) => Err(e.to_string()),
-                        };
-                        if let Err(e) = deleted {
-                            tracing::warn!(stream = %self.stream, sequence, error = %e, "could not delete a redelivered event; it will be delivered again");
-                        }
-                        outcome.duplicates += 1;
-                    }
-                    Ok(_) => outcome.appended += 1,
-                    Err(e) => {
-                        // Stored: delivered whatever the answer. Its identity may be forgotten
-                        // after a server restart, which lets a later redelivery through.
-                        outcome.appended += 1;
-                        tracing::warn!(stream = %self.seen_stream, error = %e.kind(), "could not record a delivery identity");
-                    }
-                }
-            }
-            if outcome.appended > 0 {
-                self.appended.notify_waiters();
-                self.appended.notify_one();
-            }
-            match failure {
-                Some(error) => Err(error),
-                None => Ok(outcome),
-            }
+            })?
         })
     }
 

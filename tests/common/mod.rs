@@ -125,6 +125,19 @@ impl RunningReceiver {
         Self::start_with(config, log, None).await
     }
 
+    /// The whole of `receiver::run`, the sync worker included, with the event log `config`
+    /// names.
+    pub async fn run(config: ReceiverConfig) -> RunningReceiver {
+        let metrics = Arc::new(Metrics::default());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics.clone(), async move {
+            let _ = stop.await;
+        }));
+        RunningReceiver { base_url, metrics, shutdown: Some(shutdown), server }
+    }
+
     /// With the ingest API of `config` queueing into `store`.
     pub async fn start_with_ingest(
         config: &ReceiverConfig,
@@ -267,14 +280,18 @@ impl TestEmulator {
     /// API calls answered whose method is `method` and whose path ends with `suffix`, from
     /// the emulator's counts (`/_emulator/requests/counts`).
     pub async fn call_count(&self, method: &str, suffix: &str) -> u64 {
-        let counts = self.admin(reqwest::Method::GET, "/_emulator/requests/counts", None).await;
-        counts["calls"]
+        self.request_counts().await["calls"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|c| c["method"] == method && c["path"].as_str().unwrap().ends_with(suffix))
             .map(|c| c["count"].as_u64().unwrap())
             .sum()
+    }
+
+    /// `/_emulator/requests/counts`: `calls`, `rateLimited`, `injectedFaults`.
+    pub async fn request_counts(&self) -> serde_json::Value {
+        self.admin(reqwest::Method::GET, "/_emulator/requests/counts", None).await
     }
 
     /// Associates two records with the default type through Associations v4, as an
@@ -491,14 +508,32 @@ impl TestDestination {
 }
 
 /// Waits until `condition` holds, checking every 50 ms, for at most `WAIT`.
-pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+pub async fn eventually<F, Fut>(what: &str, condition: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
+    eventually_equal(what, &true, condition).await
+}
+
+/// Waits until `actual` gives `expected`, checking every 50 ms, for at most `WAIT`; a timeout
+/// shows the last value beside the expected one.
+pub async fn eventually_equal<T, F, Fut>(what: &str, expected: &T, mut actual: F)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
     let deadline = tokio::time::Instant::now() + WAIT;
-    while !condition().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+    loop {
+        let value = actual().await;
+        if value == *expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}\nexpected: {expected:?}\n  actual: {value:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -592,7 +627,11 @@ pub struct TestStream {
 
 impl TestStream {
     pub async fn create() -> TestStream {
-        let url = nats_url();
+        Self::create_on(nats_url()).await
+    }
+
+    /// On the NATS server at `url`.
+    pub async fn create_on(url: String) -> TestStream {
         let suffix = unique_suffix();
         let (name, subject) = (format!("HSOP_TEST_{suffix}"), format!("hsop.test.{suffix}.records"));
         let jetstream = nats_jetstream(&url).await;
@@ -618,6 +657,15 @@ impl TestStream {
     pub async fn message(&self, sequence: u64) -> async_nats::jetstream::message::StreamMessage {
         let stream = self.jetstream.get_stream(&self.name).await.unwrap();
         stream.get_raw_message(sequence).await.unwrap()
+    }
+
+    /// Every record the stream holds, oldest first.
+    pub async fn records(&self) -> Vec<hubspot_operator::sync::Record> {
+        let mut records = Vec::new();
+        for sequence in 1..=self.message_count().await {
+            records.push(serde_json::from_slice(&self.message(sequence).await.payload).unwrap());
+        }
+        records
     }
 }
 
@@ -816,4 +864,375 @@ pub async fn serve_admin(
     let router = hubspot_operator::receiver::admin::router(worker.clone(), reverse, token.map(str::to_string));
     tokio::spawn(hubspot_operator::receiver::serve(listener, router, std::future::pending()));
     base
+}
+
+/// A program the tests run, from environment variable `var`, or a directory holding
+/// `programs` when they are named. Missing or not executable is a failure, never a skip, as
+/// for `service_url`.
+pub fn service_program(var: &str, example: &str, programs: &[&str]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = match std::env::var(var) {
+        Ok(path) if !path.trim().is_empty() => std::path::PathBuf::from(path),
+        _ => panic!("{var} is not set: point it at the program (e.g. {example}); `make test` sets it"),
+    };
+    let executables =
+        if programs.is_empty() { vec![path.clone()] } else { programs.iter().map(|p| path.join(p)).collect() };
+    for program in executables {
+        let executable = std::fs::metadata(&program).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+        assert!(
+            executable,
+            "{var}={}: {} is not an executable file (e.g. {example})",
+            path.display(),
+            program.display()
+        );
+    }
+    path
+}
+
+/// How a private server is stopped.
+#[derive(Clone, Copy, Debug)]
+pub enum Stop {
+    /// SIGTERM: the server shuts down cleanly.
+    Term,
+    /// SIGKILL: nothing of the server's shutdown runs.
+    Kill,
+}
+
+/// Sends SIGTERM to `child` and waits for it to exit.
+fn terminate(child: &mut std::process::Child) {
+    let sent = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(sent.success(), "kill -TERM {}: {sent}", child.id());
+    child.wait().unwrap();
+}
+
+/// A NATS server with JetStream of its own for one test (`HUBSPOT_OPERATOR_TEST_NATS_SERVER_BIN`),
+/// so a test may stop and restart it; killed when dropped.
+pub struct PrivateNatsServer {
+    program: std::path::PathBuf,
+    pub port: u16,
+    store: tempfile::TempDir,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateNatsServer {
+    pub async fn start() -> PrivateNatsServer {
+        let program = service_program("HUBSPOT_OPERATOR_TEST_NATS_SERVER_BIN", "/usr/sbin/nats-server", &[]);
+        let mut server =
+            PrivateNatsServer { program, port: free_port(), store: tempfile::tempdir().unwrap(), child: None };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self, how: Stop) {
+        let mut child = self.child.take().expect("the server is running");
+        match how {
+            Stop::Term => terminate(&mut child),
+            Stop::Kill => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
+    }
+
+    /// Starts the server again on the same port and store; returns once JetStream answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "the server is running");
+        let child = std::process::Command::new(&self.program)
+            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .arg(self.store.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", self.program.display()));
+        self.child = Some(child);
+        let url = self.url();
+        eventually("the private NATS server to serve JetStream", || async {
+            let Ok(client) = async_nats::connect(url.as_str()).await else { return false };
+            use futures::StreamExt as _;
+            let mut names = async_nats::jetstream::new(client).stream_names();
+            matches!(names.next().await, None | Some(Ok(_)))
+        })
+        .await;
+    }
+}
+
+impl Drop for PrivateNatsServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A PostgreSQL cluster of its own for one test, in a temporary directory, so a test may stop
+/// and start it (`HUBSPOT_OPERATOR_TEST_POSTGRES_BIN_DIR` holds `initdb` and `pg_ctl`). It runs
+/// as the `postgres` OS user, since PostgreSQL refuses to run as root; stopped when dropped.
+pub struct PrivatePostgres {
+    bin_dir: std::path::PathBuf,
+    pub port: u16,
+    dir: tempfile::TempDir,
+    running: bool,
+}
+
+impl PrivatePostgres {
+    pub async fn start() -> PrivatePostgres {
+        let bin_dir = service_program(
+            "HUBSPOT_OPERATOR_TEST_POSTGRES_BIN_DIR",
+            "/usr/lib/postgresql/15/bin",
+            &["initdb", "pg_ctl"],
+        );
+        let mut cluster =
+            PrivatePostgres { bin_dir, port: free_port(), dir: tempfile::tempdir().unwrap(), running: false };
+        succeed(std::process::Command::new("chown").arg("postgres").arg(cluster.dir.path()));
+        succeed(
+            cluster.as_postgres("initdb").arg("-D").arg(cluster.data_dir()).args(["-A", "trust", "-U", "postgres"]),
+        );
+        cluster.start_again().await;
+        cluster
+    }
+
+    fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// `program` of the bin dir, run as the `postgres` user.
+    fn as_postgres(&self, program: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("runuser");
+        command.args(["-u", "postgres", "--"]).arg(self.bin_dir.join(program)).stdin(std::process::Stdio::null());
+        command
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> std::process::Command {
+        let mut command = self.as_postgres("pg_ctl");
+        command.arg("-D").arg(self.data_dir()).arg("-w").args(args);
+        command
+    }
+
+    /// Connection string of database `postgres` as user `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the cluster on its port; returns once it accepts connections.
+    pub async fn start_again(&mut self) {
+        assert!(!self.running, "the cluster is running");
+        let log = self.dir.path().join("server.log").display().to_string();
+        // No fsync: the tests stop the server, never the machine.
+        let options = format!("-F -p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        succeed(&mut self.pg_ctl(&["-l", &log, "-o", &options, "start"]));
+        self.running = true;
+    }
+
+    /// Stops the cluster: `fast` (clients are disconnected, then a clean shutdown) or
+    /// `immediate` (every server process is killed, as in a crash).
+    pub fn stop(&mut self, mode: &str) {
+        assert!(self.running, "the cluster is stopped");
+        succeed(&mut self.pg_ctl(&["-m", mode, "stop"]));
+        self.running = false;
+    }
+}
+
+/// Runs `command`; panics with its error output unless it succeeds.
+fn succeed(command: &mut std::process::Command) {
+    let output = command.output().unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(output.status.success(), "{command:?}: {}\n{}", output.status, String::from_utf8_lossy(&output.stderr));
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if self.running {
+            // No panic here: during a failing test's unwinding it would abort and hide the failure.
+            let _ = self.pg_ctl(&["-m", "immediate", "stop"]).output();
+        }
+    }
+}
+
+/// The receiver binary running `config_path`; killed (SIGKILL) when dropped.
+pub struct ReceiverProcess(std::process::Child);
+
+impl ReceiverProcess {
+    pub fn spawn(config_path: &Path) -> ReceiverProcess {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
+            .args(["receiver", "--config"])
+            .arg(config_path)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("the receiver binary starts");
+        ReceiverProcess(child)
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill(mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for ReceiverProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Waits until the receiver at `base_url` is ready.
+pub async fn wait_ready(base_url: &str) {
+    let http = reqwest::Client::new();
+    eventually("the receiver to be ready", || async {
+        http.get(format!("{base_url}/readyz")).send().await.is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+}
+
+/// How long HubSpot waits for the answer to a webhook call before it counts it failed.
+pub const HUBSPOT_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One attempt of a `ChangeSender` to deliver a batch.
+#[derive(Clone, Debug)]
+pub struct SendAttempt {
+    /// `None`: no answer in time (the receiver was not listening, went away, or was too slow).
+    pub status: Option<u16>,
+    pub retry_after: bool,
+    /// The test had declared an outage both when the batch went out and when the answer came.
+    pub during_outage: bool,
+}
+
+/// HubSpot under load, as the receiver sees it: changes contacts in the emulator a batch at a
+/// time, round after round, and sends each batch of change events (signed) until it is
+/// answered 2xx, as HubSpot retries a delivery. So when every batch is acknowledged, the
+/// emulator's state is what every acknowledged event leads to.
+pub struct ChangeSender {
+    /// Set by the test while something the receiver needs is down.
+    pub outage: Arc<std::sync::atomic::AtomicBool>,
+    finish: Arc<std::sync::atomic::AtomicBool>,
+    acknowledged: Arc<std::sync::atomic::AtomicUsize>,
+    attempts: Arc<std::sync::Mutex<Vec<SendAttempt>>>,
+    task: JoinHandle<()>,
+}
+
+impl ChangeSender {
+    /// Changes `batch` contacts of `ids` at a time (`firstname` becomes `"{id} round {n}"`) and
+    /// sends their events to `webhook_url`.
+    pub fn start(emulator: Arc<TestEmulator>, webhook_url: String, ids: Vec<String>, batch: usize) -> ChangeSender {
+        use std::sync::atomic::Ordering::SeqCst;
+        let outage = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let finish = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acknowledged = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let attempts: Arc<std::sync::Mutex<Vec<SendAttempt>>> = Arc::default();
+        let shared = (outage.clone(), finish.clone(), acknowledged.clone(), attempts.clone());
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(HUBSPOT_WEBHOOK_TIMEOUT).build().unwrap();
+            let mut event_id = 0;
+            for round in 0.. {
+                for chunk in ids.chunks(batch) {
+                    if finish.load(SeqCst) {
+                        return;
+                    }
+                    let mut events = Vec::new();
+                    for id in chunk {
+                        emulator
+                            .update_contact(id, serde_json::json!({ "firstname": format!("{id} round {round}") }))
+                            .await;
+                        event_id += 1;
+                        events.push(contact_event(event_id, "contact.propertyChange", id, now_ms()));
+                    }
+                    let body = batch_body(&events);
+                    loop {
+                        let down_before = outage.load(SeqCst);
+                        let answer = signed_request(&http, &webhook_url, body.clone()).send().await;
+                        let attempt = SendAttempt {
+                            status: answer.as_ref().ok().map(|a| a.status().as_u16()),
+                            retry_after: answer.as_ref().is_ok_and(|a| a.headers().contains_key("retry-after")),
+                            during_outage: down_before && outage.load(SeqCst),
+                        };
+                        let accepted = attempt.status.is_some_and(|s| (200..300).contains(&s));
+                        attempts.lock().unwrap().push(attempt);
+                        if accepted {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    acknowledged.fetch_add(1, SeqCst);
+                }
+            }
+        });
+        ChangeSender { outage: shared.0, finish: shared.1, acknowledged: shared.2, attempts: shared.3, task }
+    }
+
+    /// Batches answered 2xx so far.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    pub fn attempts(&self) -> Vec<SendAttempt> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    /// Waits until `more` batches beyond those acknowledged now are acknowledged.
+    pub async fn wait_for_more(&self, more: usize) {
+        let target = self.acknowledged() + more;
+        eventually("more batches to be acknowledged", || async { self.acknowledged() >= target }).await;
+    }
+
+    /// Stops once the batch under way is acknowledged; returns every attempt.
+    pub async fn finish(self) -> Vec<SendAttempt> {
+        self.finish.store(true, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::timeout(WAIT, self.task).await.expect("the last batch was not acknowledged").unwrap();
+        self.attempts.lock().unwrap().clone()
+    }
+}
+
+/// What `contacts_mapping` makes of a contact: (email, firstname), `None` once archived.
+pub type ContactState = Option<(String, String)>;
+
+/// The emulator's contacts `ids` as `contacts_mapping` delivers them, by id.
+pub async fn expected_contacts(
+    emulator: &TestEmulator,
+    ids: &[String],
+) -> std::collections::BTreeMap<String, ContactState> {
+    let mut expected = std::collections::BTreeMap::new();
+    for id in ids {
+        let object = emulator.object("contacts", id).await;
+        let text = |p: &str| object["properties"][p].as_str().unwrap_or_default().to_string();
+        expected.insert(
+            id.clone(),
+            (!object["archived"].as_bool().unwrap_or(false)).then(|| (text("email"), text("firstname"))),
+        );
+    }
+    expected
+}
+
+/// The state a destination that applies `records` in order ends with, by object id.
+pub fn applied_contacts(
+    records: &[hubspot_operator::sync::Record],
+) -> std::collections::BTreeMap<String, ContactState> {
+    use hubspot_operator::sync::Op;
+    records
+        .iter()
+        .map(|r| {
+            let state = (r.op == Op::Upsert).then(|| {
+                let first_name = r.fields.get("first_name").cloned().flatten().unwrap_or_default();
+                (r.key.clone().unwrap_or_default(), first_name)
+            });
+            (r.object_id.clone(), state)
+        })
+        .collect()
+}
+
+/// The count of `family` (a per-sink metric) for sink `sink` (`postgres-0`, ...) of `crm/contacts`.
+pub fn contacts_sink_count(
+    family: &prometheus_client::metrics::family::Family<
+        hubspot_operator::telemetry::SinkLabels,
+        prometheus_client::metrics::counter::Counter,
+    >,
+    sink: &str,
+) -> u64 {
+    let labels = hubspot_operator::telemetry::SinkLabels { mapping: "crm/contacts".into(), sink: sink.into() };
+    family.get_or_create(&labels).get()
 }
