@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use common::{
     ChangeSender, ContactState, PrivateNatsServer, PrivatePostgres, RunningReceiver, Stop, TestDestination,
-    TestEmulator, TestStream, applied_contacts, contacts_sink_count, emulator_receiver_config, eventually,
-    eventually_equal, expected_contacts, pg_connect,
+    TestEmulator, TestStream, WAIT, applied_contacts, contacts_sink_count, emulator_receiver_config, eventually,
+    eventually_equal, eventually_equal_within, expected_contacts, pg_connect,
 };
 use hubspot_operator::config::{EventLogConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{EmulatorConfig, FaultPlan};
@@ -148,7 +148,9 @@ async fn postgres_restarted_mid_run_loses_and_doubles_nothing() {
 }
 
 /// HubSpot answers many reads with 503 and every few hundred milliseconds with a burst of 429s
-/// while a backlog builds up: the worker retries until every contact is delivered as it is now.
+/// while a backlog builds up, then recovers: the worker retries until every contact is
+/// delivered as it is now. A worker whose steps kept failing may be waiting out its longest
+/// backoff (30 s) when the storm ends, so delivery is awaited that much longer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_429_and_5xx_storms_delay_but_lose_nothing() {
     let faults = vec![
@@ -163,14 +165,15 @@ async fn hubspot_429_and_5xx_storms_delay_but_lose_nothing() {
     let sender = ChangeSender::start(emulator.clone(), receiver.webhook_url(), ids.clone(), BATCH);
     sender.wait_for_more(16).await;
     sender.finish().await;
+    let counts = emulator.request_counts().await;
+    assert!(counts["injectedFaults"].as_u64().unwrap() > 0, "{counts}");
+    emulator.clear_standing_faults().await;
 
     let expected = expected_contacts(&emulator, &ids).await;
-    eventually_equal("the destination to equal HubSpot", &expected, || async {
+    eventually_equal_within(WAIT + Duration::from_secs(30), "the destination to equal HubSpot", &expected, || async {
         applied_contacts(&destination.delivered())
     })
     .await;
-    let counts = emulator.request_counts().await;
-    assert!(counts["injectedFaults"].as_u64().unwrap() > 0, "{counts}");
     assert_nothing_dead_lettered(&receiver, &["http-0"]);
     receiver.stop().await.unwrap();
 }

@@ -262,6 +262,11 @@ impl TestEmulator {
         self.admin(reqwest::Method::DELETE, "/_emulator/faults", None).await;
     }
 
+    /// Ends the standing faults (`EmulatorConfig::faults`): HubSpot has recovered.
+    pub async fn clear_standing_faults(&self) {
+        self.admin(reqwest::Method::DELETE, "/_emulator/faults/standing", None).await;
+    }
+
     /// Every API call the emulator received.
     pub async fn requests(&self) -> Vec<serde_json::Value> {
         serde_json::from_value(self.admin(reqwest::Method::GET, "/_emulator/requests", None).await).unwrap()
@@ -518,13 +523,23 @@ where
 
 /// Waits until `actual` gives `expected`, checking every 50 ms, for at most `WAIT`; a timeout
 /// shows the last value beside the expected one.
-pub async fn eventually_equal<T, F, Fut>(what: &str, expected: &T, mut actual: F)
+pub async fn eventually_equal<T, F, Fut>(what: &str, expected: &T, actual: F)
 where
     T: PartialEq + std::fmt::Debug,
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = T>,
 {
-    let deadline = tokio::time::Instant::now() + WAIT;
+    eventually_equal_within(WAIT, what, expected, actual).await
+}
+
+/// `eventually_equal` for at most `bound`, for waits that include a known longer delay.
+pub async fn eventually_equal_within<T, F, Fut>(bound: Duration, what: &str, expected: &T, mut actual: F)
+where
+    T: PartialEq + std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + bound;
     loop {
         let value = actual().await;
         if value == *expected {
