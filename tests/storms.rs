@@ -13,12 +13,15 @@ use std::time::Duration;
 use common::{
     ChangeSender, ContactState, PrivateNatsServer, PrivatePostgres, RunningReceiver, Stop, TestDestination,
     TestEmulator, TestStream, WAIT, applied_contacts, contacts_sink_count, emulator_receiver_config, eventually,
-    eventually_equal, eventually_equal_within, expected_contacts, pg_connect,
+    eventually_equal_within, expected_contacts, pg_connect,
 };
 use hubspot_operator::config::{EventLogConfig, ReceiverConfig, SinkConfig};
 use hubspot_operator::emulator::{EmulatorConfig, FaultPlan};
 use serde_json::json;
 
+/// How long delivery may take once an outage or storm is over: a worker whose steps kept
+/// failing may be waiting out its longest backoff (30 s) first.
+const AFTER_OUTAGE: Duration = Duration::from_secs(WAIT.as_secs() + 30);
 const CONTACTS: usize = 20;
 const BATCH: usize = 5;
 
@@ -81,11 +84,11 @@ async fn nats_restarted_mid_run_loses_and_doubles_nothing() {
     }
 
     let expected = expected_contacts(&emulator, &ids).await;
-    eventually_equal("the HTTP destination to equal HubSpot", &expected, || async {
+    eventually_equal_within(AFTER_OUTAGE, "the HTTP destination to equal HubSpot", &expected, || async {
         applied_contacts(&destination.delivered())
     })
     .await;
-    eventually_equal("the NATS stream to equal HubSpot", &expected, || async {
+    eventually_equal_within(AFTER_OUTAGE, "the NATS stream to equal HubSpot", &expected, || async {
         applied_contacts(&stream.records().await)
     })
     .await;
@@ -140,8 +143,10 @@ async fn postgres_restarted_mid_run_loses_and_doubles_nothing() {
     sender.finish().await;
 
     let expected = expected_contacts(&emulator, &ids).await;
-    eventually_equal("the table to equal HubSpot", &expected, || async { table_contacts(&postgres.url()).await.0 })
-        .await;
+    eventually_equal_within(AFTER_OUTAGE, "the table to equal HubSpot", &expected, || async {
+        table_contacts(&postgres.url()).await.0
+    })
+    .await;
     assert_eq!(table_contacts(&postgres.url()).await.1, CONTACTS, "one row per contact");
     assert_nothing_dead_lettered(&receiver, &["postgres-0"]);
     receiver.stop().await.unwrap();
@@ -149,8 +154,7 @@ async fn postgres_restarted_mid_run_loses_and_doubles_nothing() {
 
 /// HubSpot answers many reads with 503 and every few hundred milliseconds with a burst of 429s
 /// while a backlog builds up, then recovers: the worker retries until every contact is
-/// delivered as it is now. A worker whose steps kept failing may be waiting out its longest
-/// backoff (30 s) when the storm ends, so delivery is awaited that much longer.
+/// delivered as it is now.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hubspot_429_and_5xx_storms_delay_but_lose_nothing() {
     let faults = vec![
@@ -170,7 +174,7 @@ async fn hubspot_429_and_5xx_storms_delay_but_lose_nothing() {
     emulator.clear_standing_faults().await;
 
     let expected = expected_contacts(&emulator, &ids).await;
-    eventually_equal_within(WAIT + Duration::from_secs(30), "the destination to equal HubSpot", &expected, || async {
+    eventually_equal_within(AFTER_OUTAGE, "the destination to equal HubSpot", &expected, || async {
         applied_contacts(&destination.delivered())
     })
     .await;
