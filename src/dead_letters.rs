@@ -1,6 +1,7 @@
 //! `hubspot-operator dead-letters`: the command-line client of a receiver's admin API
 //! (`src/receiver/admin.rs`). Reach a receiver in a cluster with
-//! `kubectl port-forward pod/<integration>-receiver-0 8082`.
+//! `kubectl port-forward pod/<integration>-receiver-0 8082`, or, when its integration sets
+//! `spec.receiver.admin.exposed`, at port 8082 of the receiver Service with `--token`.
 
 use anyhow::Context;
 use clap::{Args, Subcommand};

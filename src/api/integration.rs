@@ -290,6 +290,11 @@ pub struct ReceiverSettings {
     /// them the `ReceiverExposed` condition says so. Removing it deletes the HTTPRoute.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_route: Option<ReceiverHttpRoute>,
+    /// The admin API (dead letters, replays, rejected records), which `hubspot-operator
+    /// dead-letters` and `hubspot-operator rejected` call. Unset: it listens on each pod's
+    /// loopback without a token, reached only through `kubectl port-forward` or `kubectl exec`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin: Option<AdminSettings>,
 }
 
 impl ReceiverSettings {
@@ -329,8 +334,41 @@ impl Default for ReceiverSettings {
             sync: None,
             ingress: None,
             http_route: None,
+            admin: None,
         }
     }
+}
+
+/// The receiver's admin API. It changes what destinations receive, so it stays on loopback
+/// unless exposed, and exposed it needs a token.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!(has(self.exposed) && self.exposed) || has(self.tokenSecretRef)",
+        "message": "exposed needs tokenSecretRef: the admin API is reachable from the pod network only with a token"
+    },
+    {
+        "rule": "(has(self.exposed) && self.exposed) || !has(self.allowedFrom) || size(self.allowedFrom) == 0",
+        "message": "allowedFrom needs exposed: true; otherwise the admin API listens on loopback only"
+    }
+]))]
+pub struct AdminSettings {
+    /// Secret key holding the bearer token every admin request must carry (`Authorization:
+    /// Bearer <token>`; `hubspot-operator dead-letters --token`). Required with `exposed`; a
+    /// rotated value rolls the receiver pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_secret_ref: Option<SecretKeyRef>,
+    /// Listen on the pod network (port 8082, named `admin` on the container and the receiver
+    /// Service) instead of loopback. Needs `tokenSecretRef`. Only the peers in `allowedFrom`
+    /// get through the receiver's NetworkPolicy. Default false.
+    #[serde(default)]
+    pub exposed: bool,
+    /// Who may reach the exposed admin port, as NetworkPolicy peers (`podSelector`,
+    /// `namespaceSelector`, `ipBlock`). Empty: nothing from the network, though `kubectl
+    /// port-forward` still reaches it. Only with `exposed`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
 }
 
 /// The receiver's Ingress. Requests reach the receiver with their path unchanged, so the path
@@ -659,6 +697,41 @@ mod tests {
         let old = integration(|_| {});
         let bigger = integration(|s| s.receiver.storage.size = "2Gi".into());
         assert!(cel_errors(&bigger, Some(&old)).contains("storage is immutable"));
+    }
+
+    #[test]
+    fn cel_exposes_the_admin_api_only_with_a_token_and_admits_peers_only_when_exposed() {
+        use k8s_openapi::api::networking::v1::NetworkPolicyPeer;
+        let with_admin = |token: bool, exposed: bool, allowed_from: Vec<NetworkPolicyPeer>| {
+            integration(|s| {
+                s.receiver.admin = Some(AdminSettings {
+                    token_secret_ref: token.then(|| SecretKeyRef { name: "admin".into(), key: "token".into() }),
+                    exposed,
+                    allowed_from,
+                })
+            })
+        };
+        let operators = NetworkPolicyPeer {
+            namespace_selector: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                match_labels: Some(BTreeMap::from([("team".into(), "operators".into())])),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(cel_errors(&with_admin(false, false, vec![]), None), "", "the default: loopback, no token");
+        assert_eq!(cel_errors(&with_admin(true, false, vec![]), None), "", "a token on loopback");
+        assert_eq!(cel_errors(&with_admin(true, true, vec![]), None), "", "exposed to nobody: port-forward only");
+        assert_eq!(cel_errors(&with_admin(true, true, vec![operators.clone()]), None), "");
+
+        let open = cel_errors(&with_admin(false, true, vec![operators.clone()]), None);
+        assert!(open.contains("exposed needs tokenSecretRef"), "{open}");
+        assert!(cel_errors(&with_admin(false, true, vec![]), None).contains("exposed needs tokenSecretRef"));
+        let peers_on_loopback = cel_errors(&with_admin(true, false, vec![operators]), None);
+        assert!(peers_on_loopback.contains("allowedFrom needs exposed: true"), "{peers_on_loopback}");
+
+        let parsed: AdminSettings = serde_json::from_value(serde_json::json!({})).unwrap();
+        assert_eq!(parsed, AdminSettings::default(), "not exposed unless asked");
+        assert!(!parsed.exposed);
     }
 
     fn ingress(path: &str, path_type: IngressPathType) -> ReceiverIngress {

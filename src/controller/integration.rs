@@ -739,6 +739,154 @@ mod tests {
         .expect("reconcile succeeds");
     }
 
+    const ADMIN_SECRET: &str = "/api/v1/namespaces/default/secrets/crm-admin";
+
+    /// `crm` with its admin API exposed, the token in Secret `crm-admin` key `token`, admitting
+    /// pods labelled `app: ops-console`.
+    fn with_exposed_admin(base_url: &str) -> HubSpotIntegration {
+        let mut integration = integration(base_url, &[]);
+        integration.spec.receiver.admin = Some(crate::api::integration::AdminSettings {
+            token_secret_ref: Some(crate::api::SecretKeyRef { name: "crm-admin".into(), key: "token".into() }),
+            exposed: true,
+            allowed_from: vec![
+                serde_json::from_value(json!({ "podSelector": { "matchLabels": { "app": "ops-console" } } })).unwrap(),
+            ],
+        });
+        integration
+    }
+
+    fn admin_secret(entries: &[(&str, &str)]) -> serde_json::Value {
+        let mut secret = hubspot_secret(entries);
+        secret["metadata"]["name"] = json!("crm-admin");
+        secret
+    }
+
+    #[tokio::test]
+    async fn a_missing_admin_token_secret_or_key_is_reported_and_no_receiver_object_is_applied() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let cases = [
+            (None, "SecretNotFound", r#"Secret "crm-admin" not found"#),
+            (Some(admin_secret(&[("password", "x")])), "SecretKeyMissing", r#"Secret "crm-admin" has no key "token""#),
+        ];
+        for (answer, reason, problem) in cases {
+            let action = reconcile_scripted(with_exposed_admin(&hubspot.base_url()), |mut api, object| async move {
+                api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+                api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
+                api.get(ADMIN_SECRET, answer).await;
+                api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+                api.event("Warning", "ReceiverUnavailable").await;
+                let patch = api.merge_status(STATUS, object).await;
+                assert_eq!(condition_state(&patch, "Authenticated"), ("True".into(), "TokenValid".into()));
+                assert_eq!(condition_state(&patch, "ReceiverAvailable"), ("False".into(), reason.into()));
+                assert_eq!(
+                    condition(&patch, "ReceiverAvailable")["message"],
+                    format!("The receiver config cannot be rendered: {problem}")
+                );
+                assert_eq!(condition_state(&patch, "Ready"), ("False".into(), reason.into()));
+                assert!(patch["status"].get("receiverConfigHash").is_none(), "{patch}");
+                api
+            })
+            .await;
+            assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+        }
+    }
+
+    /// The calls of one reconcile of [`with_exposed_admin`] whose token Secret holds `token`, up
+    /// to the receiver's NetworkPolicy. Returns the pod template's config hash.
+    async fn exposed_admin_receiver_calls(api: &mut ApiServer, token: &str) -> String {
+        api.list(MAPPINGS, "PropertyMapping", "hubspot.io/v1alpha1", vec![]).await;
+        api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN), ("client-secret", "s3cret")]))).await;
+        api.get(ADMIN_SECRET, Some(admin_secret(&[("token", &format!("{token}\n"))]))).await;
+
+        let secret = api.apply(CONFIG_SECRET, None).await;
+        let (yaml, config) = applied_config(&secret);
+        assert_eq!(config.admin.listen.to_string(), "0.0.0.0:8082");
+        assert_eq!(config.admin.token.as_deref(), Some(token));
+        config.admin.validate().expect("the receiver accepts the admin section");
+
+        let statefulset = api.apply(STATEFULSET, Some(available(1))).await;
+        let template = &statefulset["spec"]["template"];
+        assert_eq!(
+            template["spec"]["containers"][0]["ports"],
+            json!([
+                { "name": "http", "containerPort": 8080, "protocol": "TCP" },
+                { "name": "admin", "containerPort": 8082, "protocol": "TCP" },
+            ])
+        );
+        let hash = template["metadata"]["annotations"]["hubspot.io/config-hash"].as_str().unwrap().to_string();
+        assert_eq!(hash, resources::config_hash(&yaml));
+        let service = api.apply(SERVICE, None).await;
+        assert_eq!(
+            service["spec"]["ports"],
+            json!([
+                { "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" },
+                { "name": "admin", "port": 8082, "targetPort": "admin", "protocol": "TCP" },
+            ])
+        );
+        api.apply(PDB, None).await;
+        let policy = api.apply(NETWORK_POLICY, None).await;
+        assert_eq!(
+            policy["spec"]["ingress"],
+            json!([
+                { "ports": [{ "port": 8080, "protocol": "TCP" }] },
+                {
+                    "from": [{ "podSelector": { "matchLabels": { "app": "ops-console" } } }],
+                    "ports": [{ "port": 8082, "protocol": "TCP" }],
+                },
+            ])
+        );
+        for object in [&statefulset, &service, &policy] {
+            assert!(!object.to_string().contains(token), "the token is only in the config Secret: {object}");
+        }
+        hash
+    }
+
+    #[tokio::test]
+    async fn an_exposed_admin_api_gets_its_token_port_service_port_and_network_policy_rule() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let action = reconcile_scripted(with_exposed_admin(&hubspot.base_url()), |mut api, object| async move {
+            exposed_admin_receiver_calls(&mut api, "admin-s3cret").await;
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Ready".into()));
+            assert!(!patch.to_string().contains("admin-s3cret"), "no token in the status: {patch}");
+            api
+        })
+        .await;
+        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+    }
+
+    #[tokio::test]
+    async fn a_rotated_admin_token_rolls_the_receiver_pods() {
+        let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;
+        let (sent, received) = std::sync::mpsc::channel();
+        reconcile_scripted(with_exposed_admin(&hubspot.base_url()), |mut api, object| async move {
+            sent.send(exposed_admin_receiver_calls(&mut api, "admin-first").await).unwrap();
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            api.event("Normal", "Ready").await;
+            api.merge_status(STATUS, object).await;
+            api
+        })
+        .await;
+        let first = received.recv().unwrap();
+
+        let before = healthy_before(with_exposed_admin(&hubspot.base_url()), &first);
+        reconcile_scripted(before, |mut api, object| async move {
+            let rotated = exposed_admin_receiver_calls(&mut api, "admin-rotated").await;
+            assert_ne!(rotated, first, "a new pod template hash rolls the pods");
+            api.get(LEGACY_DEPLOYMENT, None).await;
+            api.apply(WEBHOOKS_CONFIG_MAP, None).await;
+            api.event("Normal", "ReceiverConfigChanged").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(patch["status"]["receiverConfigHash"], rotated);
+            api
+        })
+        .await;
+    }
+
     #[tokio::test]
     async fn an_ingress_is_applied_and_its_host_becomes_hubspots_target_url() {
         let hubspot = hubspot(&[(TOKEN, &["oauth"])]).await;

@@ -31,8 +31,8 @@ use super::secrets::{SecretError, SecretStore};
 use crate::api::integration::{CredentialKind, JetStreamLogSettings};
 use crate::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
 use crate::config::{
-    EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig, ReceiverConfig,
-    SinkConfig, SourceConfig, WebhookConfig,
+    AdminConfig, EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig,
+    ReceiverConfig, SinkConfig, SourceConfig, WebhookConfig,
 };
 use crate::receiver::WEBHOOK_PATH;
 
@@ -48,6 +48,10 @@ pub const CONFIG_HASH_ANNOTATION: &str = "hubspot.io/config-hash";
 pub const RECEIVER_PORT: u16 = 8080;
 /// Port of the receiver Service, which its Ingress and HTTPRoute send requests to.
 pub const RECEIVER_SERVICE_PORT: i32 = 80;
+/// Port of the admin API inside the pod, and of the receiver Service when it is exposed. It is
+/// the port of the default loopback address too, so `kubectl port-forward <pod> 8082` and the
+/// admin CLI's default reach it either way.
+pub const ADMIN_PORT: u16 = 8082;
 /// User and group the receiver runs as (the conventional distroless `nonroot`).
 const RECEIVER_UID: i64 = 65532;
 /// Name of the volume claim template (and volume) holding [`DATA_DIR`]; the PVCs are named
@@ -157,6 +161,7 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
     let developer_api_key =
         integration.spec.webhooks.iter().filter_map(|w| Some(&w.management.as_ref()?.api.as_ref()?.developer_api_key));
     let ingest_token = integration.spec.receiver.ingest.iter().map(|i| &i.token_secret_ref);
+    let admin_token = integration.spec.receiver.admin.iter().filter_map(|a| a.token_secret_ref.as_ref());
     let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
     let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
     let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
@@ -169,6 +174,7 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
         .chain(client_secret)
         .chain(developer_api_key)
         .chain(ingest_token)
+        .chain(admin_token)
         .chain(event_log)
         .chain(signing)
         .chain(postgres)
@@ -215,6 +221,32 @@ pub fn event_log_config(
         max_pending_events: embedded.and_then(|e| e.max_pending_events).unwrap_or(defaults.max_pending_events),
         max_pending_bytes: embedded.and_then(|e| e.max_pending_bytes).unwrap_or(defaults.max_pending_bytes),
     }))
+}
+
+/// Whether `spec.receiver.admin` asks for the admin API on the pod network.
+pub fn admin_exposed(integration: &HubSpotIntegration) -> bool {
+    integration.spec.receiver.admin.as_ref().is_some_and(|a| a.exposed)
+}
+
+/// The admin section of the receiver config, with its token Secret resolved: loopback unless
+/// exposed, and without a token unless one is referenced.
+pub fn admin_config(integration: &HubSpotIntegration, secrets: &SecretStore) -> Result<AdminConfig, ConfigError> {
+    let mut config = AdminConfig::default();
+    let Some(settings) = &integration.spec.receiver.admin else {
+        return Ok(config);
+    };
+    if let Some(reference) = &settings.token_secret_ref {
+        let token = secrets.value(reference)?;
+        // The receiver refuses an empty token at start; say so here, where the Secret is named.
+        if token.is_empty() {
+            return Err(ConfigError::AdminTokenEmpty { name: reference.name.clone(), key: reference.key.clone() });
+        }
+        config.token = Some(token);
+    }
+    if settings.exposed {
+        config.listen = SocketAddr::from(([0, 0, 0, 0], ADMIN_PORT));
+    }
+    Ok(config)
 }
 
 /// One mapping as the receiver reads it, with its destinations' Secrets resolved.
@@ -334,6 +366,8 @@ pub enum ConfigError {
     Secret(#[from] SecretError),
     #[error("spec.webhooks is not set: the receiver needs the app's client secret to verify webhook signatures")]
     WebhooksNotConfigured,
+    #[error("the admin API token, key {key:?} of Secret {name:?}, is empty")]
+    AdminTokenEmpty { name: String, key: String },
 }
 
 impl ConfigError {
@@ -342,6 +376,7 @@ impl ConfigError {
         match self {
             ConfigError::Secret(e) => e.reason(),
             ConfigError::WebhooksNotConfigured => "WebhooksNotConfigured",
+            ConfigError::AdminTokenEmpty { .. } => "AdminTokenEmpty",
         }
     }
 }
@@ -372,6 +407,7 @@ pub fn receiver_config<'a>(
         }),
         None => None,
     };
+    config.admin = admin_config(integration, secrets)?;
     Ok(config)
 }
 
@@ -493,12 +529,12 @@ pub fn receiver_statefulset(
         name: "receiver".into(),
         image: Some(receiver.image.clone().unwrap_or_else(|| default_image.to_string())),
         args: Some(vec!["receiver".into(), "--config".into(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]),
-        ports: Some(vec![ContainerPort {
-            name: Some("http".into()),
-            container_port: RECEIVER_PORT.into(),
-            protocol: Some("TCP".into()),
-            ..Default::default()
-        }]),
+        ports: Some(
+            [container_port("http", RECEIVER_PORT)]
+                .into_iter()
+                .chain(admin_exposed(integration).then(|| container_port("admin", ADMIN_PORT)))
+                .collect(),
+        ),
         liveness_probe: Some(http_probe("/healthz")),
         readiness_probe: Some(http_probe("/readyz")),
         resources: receiver.resources.clone(),
@@ -649,11 +685,24 @@ pub fn receiver_pod_disruption_budget(integration: &HubSpotIntegration, owner: &
     }
 }
 
-/// The receiver's NetworkPolicy: ingress only to the receiver port, from anywhere, since
-/// HubSpot's requests arrive through whatever ingress or gateway the cluster runs (and
-/// Prometheus scrapes `/metrics` on the same port). Egress stays open: the receiver calls the
-/// HubSpot API and the mappings' destinations, which can be anywhere.
+/// The receiver's NetworkPolicy: ingress to the receiver port from anywhere, since HubSpot's
+/// requests arrive through whatever ingress or gateway the cluster runs (and Prometheus scrapes
+/// `/metrics` on the same port); to an exposed admin port only from the peers
+/// `spec.receiver.admin.allowedFrom` lists. Egress stays open: the receiver calls the HubSpot
+/// API and the mappings' destinations, which can be anywhere.
 pub fn receiver_network_policy(integration: &HubSpotIntegration, owner: &OwnerReference) -> NetworkPolicy {
+    let tcp_port = |port: u16| NetworkPolicyPort {
+        port: Some(IntOrString::Int(port.into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let receiver_rule = NetworkPolicyIngressRule { from: None, ports: Some(vec![tcp_port(RECEIVER_PORT)]) };
+    // A rule with no peers would admit everyone, so without peers there is no admin rule at
+    // all: nothing reaches the port from the network (port-forward does not pass the policy).
+    let admin_peers = integration.spec.receiver.admin.as_ref().map(|a| &a.allowed_from).filter(|p| !p.is_empty());
+    let admin_rule = admin_peers
+        .filter(|_| admin_exposed(integration))
+        .map(|peers| NetworkPolicyIngressRule { from: Some(peers.clone()), ports: Some(vec![tcp_port(ADMIN_PORT)]) });
     NetworkPolicy {
         metadata: child_metadata(integration, receiver_name(integration), owner),
         spec: Some(NetworkPolicySpec {
@@ -663,14 +712,7 @@ pub fn receiver_network_policy(integration: &HubSpotIntegration, owner: &OwnerRe
             }),
             // Only `Ingress` is listed, so the policy leaves egress alone.
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                from: None,
-                ports: Some(vec![NetworkPolicyPort {
-                    port: Some(IntOrString::Int(RECEIVER_PORT.into())),
-                    protocol: Some("TCP".into()),
-                    ..Default::default()
-                }]),
-            }]),
+            ingress: Some(std::iter::once(receiver_rule).chain(admin_rule).collect()),
             ..Default::default()
         }),
     }
@@ -689,23 +731,35 @@ pub fn is_own_receiver_object(integration: &HubSpotIntegration, meta: &ObjectMet
     meta.name.as_deref() == Some(receiver_name(integration).as_str()) && managed_by_us && owned_by_integration
 }
 
+fn container_port(name: &str, port: u16) -> ContainerPort {
+    ContainerPort {
+        name: Some(name.into()),
+        container_port: port.into(),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    }
+}
+
 fn runtime_default_seccomp() -> SeccompProfile {
     SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
 }
 
-/// The ClusterIP Service in front of the receiver pods: port 80 to the container's `http` port.
+/// The ClusterIP Service in front of the receiver pods: port 80 to the container's `http` port,
+/// and with the admin API exposed, port 8082 to its `admin` port.
 pub fn receiver_service(integration: &HubSpotIntegration, owner: &OwnerReference) -> Service {
+    let service_port = |name: &str, port: i32| ServicePort {
+        name: Some(name.into()),
+        port,
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..Default::default()
+    };
+    let admin = admin_exposed(integration).then(|| service_port("admin", ADMIN_PORT.into()));
     Service {
         metadata: child_metadata(integration, receiver_name(integration), owner),
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(integration)),
-            ports: Some(vec![ServicePort {
-                name: Some("http".into()),
-                port: RECEIVER_SERVICE_PORT,
-                target_port: Some(IntOrString::String("http".into())),
-                protocol: Some("TCP".into()),
-                ..Default::default()
-            }]),
+            ports: Some(std::iter::once(service_port("http", RECEIVER_SERVICE_PORT)).chain(admin).collect()),
             ..Default::default()
         }),
         status: None,
@@ -1525,6 +1579,249 @@ mod tests {
         let path = dir.path().join(CONFIG_KEY);
         std::fs::write(&path, config_yaml(&config)).unwrap();
         assert_eq!(ReceiverConfig::load(&path).unwrap(), config);
+    }
+
+    /// `crm` with `spec.receiver.admin`: the token from Secret `admin` key `token`, exposed or
+    /// not, admitting `allowed_from`.
+    fn with_admin(
+        exposed: bool,
+        allowed_from: Vec<k8s_openapi::api::networking::v1::NetworkPolicyPeer>,
+    ) -> HubSpotIntegration {
+        let mut i = integration();
+        i.spec.receiver.admin = Some(crate::api::integration::AdminSettings {
+            token_secret_ref: Some(SecretKeyRef { name: "admin".into(), key: "token".into() }),
+            exposed,
+            allowed_from,
+        });
+        i
+    }
+
+    /// Pods labelled `app: ops-console` in namespaces labelled `team: operators`.
+    fn ops_console() -> k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+        let selector = |key: &str, value: &str| LabelSelector {
+            match_labels: Some(BTreeMap::from([(key.to_string(), value.to_string())])),
+            ..Default::default()
+        };
+        k8s_openapi::api::networking::v1::NetworkPolicyPeer {
+            namespace_selector: Some(selector("team", "operators")),
+            pod_selector: Some(selector("app", "ops-console")),
+            ip_block: None,
+        }
+    }
+
+    fn secrets_with_admin_token(token: &str) -> SecretStore {
+        let mut store = secrets();
+        store.insert_values("admin", BTreeMap::from([("token".into(), token.into())]));
+        store
+    }
+
+    /// The `admin` section of the config file `receiver_config` renders, as YAML.
+    fn rendered_admin(i: &HubSpotIntegration, store: &SecretStore) -> serde_yaml::Value {
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&config_yaml(&receiver_config(i, &[], store).unwrap())).unwrap();
+        yaml["admin"].clone()
+    }
+
+    #[test]
+    fn admin_config_is_loopback_without_a_token_unless_the_spec_asks() {
+        let store = secrets_with_admin_token("admin-s3cret\n");
+        let yaml = |text: &str| serde_yaml::from_str::<serde_yaml::Value>(text).unwrap();
+        assert_eq!(rendered_admin(&integration(), &store), yaml("listen: 127.0.0.1:8082"));
+        assert_eq!(
+            rendered_admin(&with_admin(false, vec![]), &store),
+            yaml("{listen: 127.0.0.1:8082, token: admin-s3cret}")
+        );
+        assert_eq!(
+            rendered_admin(&with_admin(true, vec![]), &store),
+            yaml("{listen: 0.0.0.0:8082, token: admin-s3cret}")
+        );
+        assert_eq!(AdminConfig::default().listen.port(), ADMIN_PORT, "port-forward 8082 reaches it either way");
+        assert_eq!(referenced_secret_names(&with_admin(true, vec![]), &[]), ["hubspot", "admin"]);
+
+        // What the controller writes, the receiver loads: `AdminConfig::validate` passes.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(CONFIG_KEY);
+        for i in [integration(), with_admin(false, vec![]), with_admin(true, vec![ops_console()])] {
+            let config = receiver_config(&i, &[], &store).unwrap();
+            std::fs::write(&path, config_yaml(&config)).unwrap();
+            let loaded = ReceiverConfig::load(&path).unwrap();
+            loaded.admin.validate().unwrap();
+            assert_eq!(loaded, config);
+        }
+    }
+
+    #[test]
+    fn a_missing_or_empty_admin_token_renders_no_config_and_a_rotated_one_rolls_the_pods() {
+        let exposed = with_admin(true, vec![]);
+        let missing = receiver_config(&exposed, &[], &secrets()).unwrap_err();
+        assert_eq!((missing.reason(), missing.to_string()), ("SecretNotFound", r#"Secret "admin" not found"#.into()));
+        let mut wrong_key = secrets();
+        wrong_key.insert_values("admin", BTreeMap::from([("other".into(), "x".into())]));
+        assert_eq!(receiver_config(&exposed, &[], &wrong_key).unwrap_err().reason(), "SecretKeyMissing");
+        let empty = receiver_config(&exposed, &[], &secrets_with_admin_token(" \n")).unwrap_err();
+        assert_eq!(
+            (empty.reason(), empty.to_string()),
+            ("AdminTokenEmpty", r#"the admin API token, key "token" of Secret "admin", is empty"#.into())
+        );
+
+        let hash = |token: &str| {
+            config_hash(&config_yaml(&receiver_config(&exposed, &[], &secrets_with_admin_token(token)).unwrap()))
+        };
+        assert_eq!(hash("first"), hash("first"));
+        assert_ne!(hash("first"), hash("rotated"), "the config hash, and so the pod template, follows the token");
+    }
+
+    #[test]
+    fn config_secret_is_exactly_the_rendered_config_and_holds_the_admin_token() {
+        use base64::Engine;
+        let i = with_admin(true, vec![]);
+        let yaml = config_yaml(&receiver_config(&i, &[], &secrets_with_admin_token("admin-s3cret")).unwrap());
+        assert!(yaml.contains("token: admin-s3cret"), "{yaml}");
+        let mut metadata = receiver_object_metadata(None);
+        metadata["name"] = "crm-receiver-config".into();
+        assert_eq!(
+            serde_json::to_value(config_secret(&i, &owner(&i), &yaml)).unwrap(),
+            serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": metadata,
+                "type": "Opaque",
+                "data": { "config.yaml": base64::engine::general_purpose::STANDARD.encode(&yaml) },
+            })
+        );
+    }
+
+    /// The receiver StatefulSet of `crm` as JSON, with the container's `ports`.
+    fn expected_statefulset(ports: serde_json::Value) -> serde_json::Value {
+        let selector =
+            serde_json::json!({ "app.kubernetes.io/instance": "crm", "app.kubernetes.io/name": "hubspot-operator" });
+        let metadata = receiver_object_metadata(None);
+        let restricted = serde_json::json!({ "type": "RuntimeDefault" });
+        serde_json::json!({
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": metadata,
+            "spec": {
+                "replicas": 1,
+                "serviceName": "crm-receiver",
+                "podManagementPolicy": "Parallel",
+                "updateStrategy": { "type": "RollingUpdate" },
+                "selector": { "matchLabels": selector },
+                "template": {
+                    "metadata": { "labels": metadata["labels"], "annotations": { "hubspot.io/config-hash": "h" } },
+                    "spec": {
+                        "containers": [{
+                            "name": "receiver",
+                            "image": "img",
+                            "args": ["receiver", "--config", "/etc/hubspot-operator/config.yaml"],
+                            "ports": ports,
+                            "livenessProbe": { "httpGet": { "path": "/healthz", "port": "http" }, "periodSeconds": 10 },
+                            "readinessProbe": { "httpGet": { "path": "/readyz", "port": "http" }, "periodSeconds": 10 },
+                            "volumeMounts": [
+                                { "name": "config", "mountPath": "/etc/hubspot-operator", "readOnly": true },
+                                { "name": "data", "mountPath": "/var/lib/hubspot-operator" },
+                            ],
+                            "securityContext": {
+                                "runAsNonRoot": true,
+                                "readOnlyRootFilesystem": true,
+                                "allowPrivilegeEscalation": false,
+                                "capabilities": { "drop": ["ALL"] },
+                                "seccompProfile": restricted,
+                            },
+                        }],
+                        "automountServiceAccountToken": false,
+                        "terminationGracePeriodSeconds": 30,
+                        "securityContext": {
+                            "runAsNonRoot": true,
+                            "runAsUser": 65532,
+                            "runAsGroup": 65532,
+                            "fsGroup": 65532,
+                            "fsGroupChangePolicy": "OnRootMismatch",
+                            "seccompProfile": restricted,
+                        },
+                        "volumes": [{ "name": "config", "secret": { "secretName": "crm-receiver-config", "defaultMode": 0o440 } }],
+                    },
+                },
+                "volumeClaimTemplates": [{
+                    "apiVersion": "v1",
+                    "kind": "PersistentVolumeClaim",
+                    "metadata": { "name": "data", "labels": selector },
+                    "spec": { "accessModes": ["ReadWriteOnce"], "resources": { "requests": { "storage": "1Gi" } } },
+                }],
+                "persistentVolumeClaimRetentionPolicy": { "whenDeleted": "Retain", "whenScaled": "Retain" },
+            },
+        })
+    }
+
+    #[test]
+    fn statefulset_names_an_admin_container_port_only_when_the_admin_api_is_exposed() {
+        let http = serde_json::json!({ "name": "http", "containerPort": 8080, "protocol": "TCP" });
+        let admin = serde_json::json!({ "name": "admin", "containerPort": 8082, "protocol": "TCP" });
+        let statefulset =
+            |i: &HubSpotIntegration| serde_json::to_value(receiver_statefulset(i, &owner(i), "img", "h")).unwrap();
+        assert_eq!(statefulset(&integration()), expected_statefulset(serde_json::json!([http])));
+        assert_eq!(statefulset(&with_admin(false, vec![])), expected_statefulset(serde_json::json!([http])));
+        assert_eq!(statefulset(&with_admin(true, vec![])), expected_statefulset(serde_json::json!([http, admin])));
+    }
+
+    #[test]
+    fn service_has_an_admin_port_only_when_the_admin_api_is_exposed() {
+        let service = |i: &HubSpotIntegration, ports: serde_json::Value| {
+            assert_eq!(
+                serde_json::to_value(receiver_service(i, &owner(i))).unwrap(),
+                serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": receiver_object_metadata(None),
+                    "spec": {
+                        "selector": { "app.kubernetes.io/instance": "crm", "app.kubernetes.io/name": "hubspot-operator" },
+                        "ports": ports,
+                    },
+                })
+            )
+        };
+        let http = serde_json::json!({ "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" });
+        let admin = serde_json::json!({ "name": "admin", "port": 8082, "targetPort": "admin", "protocol": "TCP" });
+        service(&integration(), serde_json::json!([http]));
+        service(&with_admin(false, vec![]), serde_json::json!([http]));
+        service(&with_admin(true, vec![]), serde_json::json!([http, admin]));
+    }
+
+    #[test]
+    fn network_policy_admits_the_admin_port_only_from_the_listed_peers() {
+        let policy = |i: &HubSpotIntegration, rules: serde_json::Value| {
+            assert_eq!(
+                serde_json::to_value(receiver_network_policy(i, &owner(i))).unwrap(),
+                serde_json::json!({
+                    "apiVersion": "networking.k8s.io/v1",
+                    "kind": "NetworkPolicy",
+                    "metadata": receiver_object_metadata(None),
+                    "spec": {
+                        "podSelector": {
+                            "matchLabels": { "app.kubernetes.io/instance": "crm", "app.kubernetes.io/name": "hubspot-operator" },
+                        },
+                        "policyTypes": ["Ingress"],
+                        "ingress": rules,
+                    },
+                })
+            )
+        };
+        let receiver = serde_json::json!({ "ports": [{ "port": 8080, "protocol": "TCP" }] });
+        policy(&integration(), serde_json::json!([receiver]));
+        // No peers: no rule, since a rule without peers would admit everyone.
+        policy(&with_admin(true, vec![]), serde_json::json!([receiver]));
+        // Peers of an admin API on loopback (which the schema refuses) open nothing.
+        policy(&with_admin(false, vec![ops_console()]), serde_json::json!([receiver]));
+        policy(
+            &with_admin(true, vec![ops_console()]),
+            serde_json::json!([receiver, {
+                "from": [{
+                    "namespaceSelector": { "matchLabels": { "team": "operators" } },
+                    "podSelector": { "matchLabels": { "app": "ops-console" } },
+                }],
+                "ports": [{ "port": 8082, "protocol": "TCP" }],
+            }]),
+        );
     }
 
     fn cel_errors(integration: &HubSpotIntegration) -> String {
