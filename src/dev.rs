@@ -13,7 +13,9 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 
 use crate::api::integration::CredentialKind;
-use crate::api::{HubSpotIntegration, PropertyMapping};
+use crate::api::integration::condition_types as integration_conditions;
+use crate::api::mapping::condition_types as mapping_conditions;
+use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use crate::controller::resources;
 use crate::controller::secrets::SecretStore;
 use crate::controller::status::{self, Authentication, PropertyLookup, ReceiverState};
@@ -200,18 +202,22 @@ struct ResourceStatus {
 }
 
 /// What the controller would decide, with the in-process receiver standing in for the
-/// StatefulSet.
+/// StatefulSet. Paused objects are not checked, as the controller leaves them alone.
 async fn reconcile(
     client: &HubSpotClient,
     integration: &HubSpotIntegration,
     mappings: &[PropertyMapping],
 ) -> Vec<ResourceStatus> {
-    let auth = match client.introspect_token().await {
-        Ok(info) => Authentication::Succeeded(info),
-        Err(e) => Authentication::Failed(e),
+    let integration_conditions = if is_paused(integration) {
+        paused_conditions(integration, integration_conditions::READY)
+    } else {
+        let auth = match client.introspect_token().await {
+            Ok(info) => Authentication::Succeeded(info),
+            Err(e) => Authentication::Failed(e),
+        };
+        let receiver = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
+        status::integration_status(integration, &auth, &receiver, None, None, None).conditions
     };
-    let receiver = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
-    let integration_status = status::integration_status(integration, &auth, &receiver, None, None, None);
     let qualified = |r: &dyn Fn() -> (Option<String>, String)| {
         let (namespace, name) = r();
         format!("{}/{name}", namespace.unwrap_or_else(|| DEFAULT_NAMESPACE.into()))
@@ -219,24 +225,40 @@ async fn reconcile(
     let mut statuses = vec![ResourceStatus {
         kind: "HubSpotIntegration",
         name: qualified(&|| (integration.namespace(), integration.name_any())),
-        conditions: integration_status.conditions,
+        conditions: integration_conditions,
     }];
     for mapping in mappings {
-        let lookup = if resources::mappings_of(integration, [mapping]).is_empty() {
-            PropertyLookup::IntegrationNotFound
+        let conditions = if is_paused(mapping) {
+            paused_conditions(mapping, mapping_conditions::READY)
         } else {
-            match client.list_property_names(&mapping.spec.object_type).await {
-                Ok(names) => PropertyLookup::Listed(std::sync::Arc::new(names.into_iter().collect())),
-                Err(e) => PropertyLookup::Failed(e),
-            }
+            let lookup = if resources::mappings_of(integration, [mapping]).is_empty() {
+                PropertyLookup::IntegrationNotFound
+            } else {
+                match client.list_property_names(&mapping.spec.object_type).await {
+                    Ok(names) => PropertyLookup::Listed(std::sync::Arc::new(names.into_iter().collect())),
+                    Err(e) => PropertyLookup::Failed(e),
+                }
+            };
+            status::mapping_status(mapping, &lookup).conditions
         };
         statuses.push(ResourceStatus {
             kind: "PropertyMapping",
             name: qualified(&|| (mapping.namespace(), mapping.name_any())),
-            conditions: status::mapping_status(mapping, &lookup).conditions,
+            conditions,
         });
     }
     statuses
+}
+
+/// The conditions of an object paused by its `hubspot.io/paused` annotation: `type_` Unknown
+/// with reason `Paused`, as the controller writes it. Nothing was observed, so nothing else.
+fn paused_conditions(
+    object: &impl kube::Resource,
+    type_: &str,
+) -> Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    let mut conditions = Vec::new();
+    status::mark_paused(&mut conditions, type_, object.meta().generation);
+    conditions
 }
 
 fn sync_counters(metrics: &Metrics, config: &crate::config::ReceiverConfig) -> String {

@@ -1,71 +1,107 @@
 //! `hubspot-operator dev` as a user runs it: the examples against the built-in emulator; the
 //! seeded contacts are backfilled and a change made in the emulator reaches the file
-//! destination within seconds.
+//! destination within seconds. Paused resources are not checked against HubSpot.
 
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
 use common::{eventually, free_port};
 
+/// `hubspot-operator dev` running the manifests in `manifests` with 5 seeded contacts, and what
+/// it printed so far. Killed when dropped.
+struct Dev {
+    process: Child,
+    shown: Arc<Mutex<String>>,
+    emulator: String,
+    admin_port: u16,
+    data_dir: tempfile::TempDir,
+}
+
+impl Dev {
+    fn start(manifests: &Path) -> Self {
+        let data_dir = tempfile::tempdir().unwrap();
+        let (emulator_port, receiver_port, admin_port) = (free_port(), free_port(), free_port());
+        let mut process = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
+            .arg("dev")
+            .arg("-f")
+            .arg(manifests)
+            .args(["--seed", "5"])
+            .args(["--emulator-listen", &format!("127.0.0.1:{emulator_port}")])
+            .args(["--listen", &format!("127.0.0.1:{receiver_port}")])
+            .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            .arg("--data-dir")
+            .arg(data_dir.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let shown = Arc::new(Mutex::new(String::new()));
+        let mut stdout = process.stdout.take().unwrap();
+        let collected = shown.clone();
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n @ 1..) = stdout.read(&mut buffer) {
+                collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
+            }
+        });
+        Dev { process, shown, emulator: format!("http://127.0.0.1:{emulator_port}"), admin_port, data_dir }
+    }
+
+    fn shown(&self) -> String {
+        self.shown.lock().unwrap().clone()
+    }
+
+    /// The records in the file destination `contacts.jsonl`.
+    fn records(&self) -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(self.data_dir.path().join("contacts.jsonl")).unwrap_or_default();
+        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
+    }
+
+    async fn backfilled(&self) {
+        eventually("every seeded contact, backfilled", || async {
+            let ids: std::collections::BTreeSet<String> =
+                self.records().iter().map(|r| r["objectId"].as_str().unwrap().to_string()).collect();
+            ids.len() == 5
+        })
+        .await;
+    }
+}
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_in_the_emulator_reaches_the_file_destination() {
-    let data_dir = tempfile::tempdir().unwrap();
-    let (emulator_port, receiver_port, admin_port) = (free_port(), free_port(), free_port());
-    let mut dev = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
-        .args(["dev", "-f", "examples", "--seed", "5"])
-        .args(["--emulator-listen", &format!("127.0.0.1:{emulator_port}")])
-        .args(["--listen", &format!("127.0.0.1:{receiver_port}")])
-        .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
-        .arg("--data-dir")
-        .arg(data_dir.path())
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let shown = Arc::new(Mutex::new(String::new()));
-    let mut stdout = dev.stdout.take().unwrap();
-    let collected = shown.clone();
-    std::thread::spawn(move || {
-        let mut buffer = [0u8; 4096];
-        while let Ok(n @ 1..) = stdout.read(&mut buffer) {
-            collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
-        }
-    });
+    let dev = Dev::start(Path::new("examples"));
     let http = reqwest::Client::new();
-    let emulator = format!("http://127.0.0.1:{emulator_port}");
-    let contact = format!("{emulator}/_emulator/objects/contacts/1");
+    let contact = format!("{}/_emulator/objects/contacts/1", dev.emulator);
     eventually("the emulator to answer", || async { http.get(&contact).send().await.is_ok() }).await;
 
     let patched = http.patch(&contact).json(&serde_json::json!({"properties": {"firstname": "Augusta Ada"}})).send();
     assert!(patched.await.unwrap().status().is_success());
-    let file = data_dir.path().join("contacts.jsonl");
-    let records = || -> Vec<serde_json::Value> {
-        let text = std::fs::read_to_string(&file).unwrap_or_default();
-        text.lines().map(|line| serde_json::from_str(line).unwrap()).collect()
-    };
     eventually("the record in the file destination", || async {
-        records().iter().any(|r| r["objectId"] == "1" && r["fields"]["first_name"] == "Augusta Ada")
+        dev.records().iter().any(|r| r["objectId"] == "1" && r["fields"]["first_name"] == "Augusta Ada")
     })
     .await;
-    eventually("every seeded contact, backfilled", || async {
-        let ids: std::collections::BTreeSet<String> =
-            records().iter().map(|r| r["objectId"].as_str().unwrap().to_string()).collect();
-        ids.len() == 5
-    })
-    .await;
+    dev.backfilled().await;
 
     // Contact 1 arrives once or twice (its seeded state may be delivered before the change).
     eventually("the status display to show the deliveries", || async {
-        let shown = shown.lock().unwrap();
+        let shown = dev.shown();
         ["5", "6"].iter().any(|n| shown.contains(&format!("default/contacts → file-0: {n} delivered")))
     })
     .await;
     // The admin API is up beside the receiver, with nothing refused.
     let listed: serde_json::Value = http
-        .get(format!("http://127.0.0.1:{admin_port}/admin/dead-letters"))
+        .get(format!("http://127.0.0.1:{}/admin/dead-letters", dev.admin_port))
         .send()
         .await
         .unwrap()
@@ -73,9 +109,52 @@ async fn a_change_in_the_emulator_reaches_the_file_destination() {
         .await
         .unwrap();
     assert_eq!(listed["total"], 0, "{listed}");
-    dev.kill().unwrap();
-    dev.wait().unwrap();
-    let shown = shown.lock().unwrap();
+    let shown = dev.shown();
     assert!(shown.contains("HubSpotIntegration  default/crm"), "{shown}");
     assert!(shown.contains("Ready=True (Ready)  Authenticated=True"), "{shown}");
+}
+
+/// The examples, with the integration and the mapping annotated `hubspot.io/paused: "true"`.
+fn paused_examples(dir: &Path) -> PathBuf {
+    for entry in std::fs::read_dir("examples").unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut documents = Vec::new();
+        for document in serde_yaml::Deserializer::from_str(&text) {
+            let mut value = <serde_yaml::Value as serde::Deserialize>::deserialize(document).unwrap();
+            if matches!(value["kind"].as_str(), Some("HubSpotIntegration" | "PropertyMapping")) {
+                let metadata = value["metadata"].as_mapping_mut().unwrap();
+                let mut annotations = serde_yaml::Mapping::new();
+                annotations.insert("hubspot.io/paused".into(), "true".into());
+                metadata.insert("annotations".into(), annotations.into());
+            }
+            documents.push(serde_yaml::to_string(&value).unwrap());
+        }
+        std::fs::write(dir.join(path.file_name().unwrap()), documents.join("---\n")).unwrap();
+    }
+    dir.to_path_buf()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_resources_are_shown_paused_and_not_checked_while_the_receiver_runs() {
+    let manifests = tempfile::tempdir().unwrap();
+    let dev = Dev::start(&paused_examples(manifests.path()));
+    let line_of = |name: &str| dev.shown().lines().rev().find(|l| l.contains(name)).map(str::to_string);
+    eventually("both shown paused", || async {
+        [line_of("HubSpotIntegration  default/crm"), line_of("PropertyMapping     default/contacts")]
+            .iter()
+            .all(|line| line.as_deref().is_some_and(|l| l.ends_with("Ready=Unknown (Paused)")))
+    })
+    .await;
+    // As in the cluster, where a paused integration's receiver keeps running.
+    dev.backfilled().await;
+
+    let requests: Vec<serde_json::Value> =
+        reqwest::get(format!("{}/_emulator/requests", dev.emulator)).await.unwrap().json().await.unwrap();
+    let checks: Vec<&str> = requests
+        .iter()
+        .filter_map(|r| r["path"].as_str())
+        .filter(|path| path.contains("access-token-info") || path.ends_with("/properties/contacts"))
+        .collect();
+    assert_eq!(checks, Vec::<&str>::new(), "the token and the mapped properties were checked");
 }

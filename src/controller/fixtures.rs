@@ -1,20 +1,25 @@
 //! Test fixtures: a scripted Kubernetes API server (tower-test mock) that asserts each call
 //! the reconcilers make, in order, and answers as the API server would.
 
+use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::StreamExt;
 use http::{Method, Request, Response, StatusCode};
-use kube::Client;
 use kube::client::Body;
+use kube::runtime::controller::{Action, Controller};
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tower_test::mock::{Handle, SendResponse};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::Context;
+use super::{Context, Error, error_policy};
 use crate::api::integration::{ApiSettings, Credentials, HubSpotIntegrationSpec, WebhookSettings};
 use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
@@ -23,6 +28,7 @@ use crate::api::property::{
     DeletionPolicy, FieldType, ManagementPolicy, PropertyGroupSpec, PropertyOptionSpec, PropertyType,
 };
 use crate::api::{HubSpotIntegration, HubSpotProperty, HubSpotPropertySpec, PropertyMapping, SecretKeyRef};
+use crate::bench::fake_api::{ApiCalls, FakeApiServer};
 use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 use crate::hubspot::{ClientSettings, HubSpotClient};
 
@@ -473,4 +479,67 @@ pub async fn hubspot_calls_at(base_url: &str) -> Vec<String> {
     let url = format!("{base_url}/_emulator/requests");
     let log: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
     log.iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
+}
+
+/// A Kubernetes API stand-in on a free port holding `integration`, its token Secret (`token`)
+/// and `mapping`, and a context whose client calls it: for tests that run a whole controller,
+/// watches included.
+pub async fn stand_in_context(
+    integration: &HubSpotIntegration,
+    token: &str,
+    mapping: &PropertyMapping,
+) -> (Arc<Context>, FakeApiServer) {
+    let api = FakeApiServer::default();
+    api.insert("hubspotintegrations", to_json(integration));
+    api.insert("secrets", hubspot_secret(&[("token", token)]));
+    api.insert("propertymappings", to_json(mapping));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = kube::Config::new(format!("http://{}", listener.local_addr().unwrap()).parse().unwrap());
+    config.default_namespace = NAMESPACE.into();
+    tokio::spawn(api.clone().serve(listener));
+    let client = Client::try_from(config).unwrap();
+    (Arc::new(Context::new(client, "ghcr.io/hubspot-operator/hubspot-operator:test")), api)
+}
+
+/// Runs `controller` with `reconcile` in a task of its own, until the task is aborted.
+pub fn spawn_controller<K, R, F>(controller: Controller<K>, reconcile: R, ctx: Arc<Context>) -> JoinHandle<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    F: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    tokio::spawn(controller.run(reconcile, error_policy, ctx).for_each(|_| async {}))
+}
+
+/// The calls the stand-in answered, once half a second went by without any: the controllers
+/// have settled.
+pub async fn settled_calls(api: &FakeApiServer) -> ApiCalls {
+    tokio::time::timeout(SCENARIO_LIMIT, async {
+        let mut last = api.calls();
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let now = api.calls();
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    })
+    .await
+    .expect("the controllers never settled")
+}
+
+/// Waits until the stand-in answered more calls than `before`.
+pub async fn more_calls_than(api: &FakeApiServer, before: ApiCalls) -> ApiCalls {
+    tokio::time::timeout(SCENARIO_LIMIT, async {
+        loop {
+            let now = api.calls();
+            if now != before {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("no call came")
 }

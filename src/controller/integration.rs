@@ -27,7 +27,7 @@ use super::status::{
 use super::webhooks::{self, DesiredWebhooks, WebhooksError, WebhooksOutcome};
 use super::{
     Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, apply_named, patch_status, publish, read_secrets,
-    scoped_api,
+    scoped_api, spec_changes,
 };
 use crate::api::conditions::is_true;
 use crate::api::integration::condition_types::READY;
@@ -37,7 +37,9 @@ use crate::config::ReceiverConfig;
 use crate::hubspot::{HubSpotClient, OAuthCredentials, Secret as HubSpotSecret};
 
 /// The integration controller: reconciles on changes of integrations, of the children it owns
-/// and of the `PropertyMapping`s that reference it.
+/// and of the specs of the `PropertyMapping`s that reference it (their creation and deletion
+/// too): it renders the mappings' specs and reads nothing of their status, which the mapping
+/// reconciler writes.
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotIntegration> {
     // Only our own children, not every Secret in the cluster.
     let children =
@@ -50,7 +52,7 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
         .owns(scoped_api::<NetworkPolicy>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<Ingress>(client.clone(), namespace), children.clone())
         .owns(scoped_api::<ConfigMap>(client.clone(), namespace), children)
-        .watches(scoped_api::<PropertyMapping>(client, namespace), watcher::Config::default(), |mapping| {
+        .watches_stream(spec_changes::<PropertyMapping>(client, namespace), |mapping| {
             let namespace = mapping.namespace()?;
             Some(ObjectRef::new(&mapping.spec.integration_ref.name).within(&namespace))
         })
@@ -1823,5 +1825,35 @@ mod tests {
         })
         .await
         .expect("reconcile succeeds");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mapping_status_write_does_not_reconcile_its_integration_but_a_new_mapping_spec_does() {
+        use kube::api::{Patch, PatchParams};
+        let hubspot = hubspot(&[(TOKEN, &[])]).await;
+        let mut crm = integration(&hubspot.base_url(), &[]);
+        // Without webhooks no receiver config renders: a reconcile reads and writes the status.
+        crm.spec.webhooks = None;
+        let contacts = mapping("crm", &["firstname"]);
+        let (ctx, api) = stand_in_context(&crm, TOKEN, &contacts).await;
+        let running = spawn_controller(controller(ctx.client.clone(), Some(NAMESPACE)), reconcile, ctx.clone());
+        let first = settled_calls(&api).await;
+        assert!(first.status_patches > 0, "the integration was reconciled: {first:?}");
+
+        let status = json!({ "status": { "missingProperties": ["firstname"] } });
+        Api::<PropertyMapping>::namespaced(ctx.client.clone(), NAMESPACE)
+            .patch_status("contacts", &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .unwrap();
+        let written = api.calls();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(api.calls(), written, "the mapping's status write reconciled its integration");
+
+        let mut edited = to_json(&contacts);
+        edited["metadata"]["generation"] = json!(5);
+        api.insert("propertymappings", edited);
+        let after = more_calls_than(&api, written).await;
+        running.abort();
+        assert!(after.lists > written.lists, "a new spec reconciles the integration, which lists its mappings");
     }
 }

@@ -13,22 +13,23 @@ use kube::{Client, ResourceExt};
 use super::status::{
     MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused, required_properties,
 };
-use super::{Context, Error, UNHEALTHY_REQUEUE, api_token, objects_of, patch_status, publish, scoped_api};
+use super::{
+    Context, Error, UNHEALTHY_REQUEUE, api_token, integration_changes, objects_of, patch_status, publish, scoped_api,
+};
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
 use crate::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
 
 /// The mapping controller: reconciles on changes of mappings, of the integrations they
-/// reference (an integration appearing, or its API settings changing), and of the
-/// `HubSpotProperty` objects they wait for (see [`waiting_for`]).
+/// reference (an integration appearing or going, its spec changing, or HubSpot starting or
+/// ceasing to accept its credentials: see [`integration_changes`](super::integration_changes)),
+/// and of the `HubSpotProperty` objects they wait for (see [`waiting_for`]).
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<PropertyMapping> {
     let controller =
         Controller::new(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default());
     let (of_integration, of_property) = (controller.store(), controller.store());
     controller
-        .watches(scoped_api::<HubSpotIntegration>(client.clone(), namespace), watcher::Config::default(), move |i| {
-            objects_of(&of_integration, &i)
-        })
+        .watches_stream(integration_changes(client.clone(), namespace), move |i| objects_of(&of_integration, &i))
         .watches(scoped_api::<HubSpotProperty>(client, namespace), watcher::Config::default(), move |property| {
             of_property
                 .state()
@@ -387,5 +388,41 @@ mod tests {
         });
         let status = crate::controller::status::mapping_status(&later, &PropertyLookup::IntegrationNotFound);
         assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("1"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_integration_status_write_reconciles_its_mappings_only_when_its_credentials_start_working() {
+        use crate::api::integration::condition_types::{AUTHENTICATED, RECEIVER_AVAILABLE};
+        use kube::api::{Patch, PatchParams};
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
+        let crm = integration(&hubspot.base_url(), &[]);
+        let (ctx, api) = stand_in_context(&crm, TOKEN, &mapping("crm", &["firstname"])).await;
+        let running = spawn_controller(controller(ctx.client.clone(), Some(NAMESPACE)), reconcile, ctx.clone());
+        let first = settled_calls(&api).await;
+        assert!(first.status_patches > 0, "the mapping was reconciled: {first:?}");
+
+        let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), NAMESPACE);
+        let write_conditions = |conditions: serde_json::Value| {
+            let integrations = integrations.clone();
+            async move {
+                let status = serde_json::json!({ "status": { "conditions": conditions } });
+                integrations.patch_status("crm", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+            }
+        };
+        let condition = |type_: &str, status: &str| {
+            serde_json::json!({ "type": type_, "status": status, "reason": "Test", "message": "",
+                "lastTransitionTime": "2026-01-01T00:00:00Z" })
+        };
+        write_conditions(serde_json::json!([condition(RECEIVER_AVAILABLE, "True")])).await;
+        let written = api.calls();
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(api.calls(), written, "the integration's status write reconciled its mapping");
+
+        write_conditions(serde_json::json!([condition(RECEIVER_AVAILABLE, "True"), condition(AUTHENTICATED, "True")]))
+            .await;
+        let written = api.calls();
+        let after = more_calls_than(&api, written).await;
+        running.abort();
+        assert!(after.gets > written.gets, "the mapping reads its integration again");
     }
 }

@@ -16,7 +16,10 @@ use kube::{Client, ResourceExt};
 use super::catalogue::PropertyCatalogue;
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, mark_paused};
-use super::{Change, Context, Error, UNHEALTHY_REQUEUE, api_token, objects_of, patch_status, publish, scoped_api};
+use super::{
+    Change, Context, Error, UNHEALTHY_REQUEUE, api_token, integration_changes, objects_of, patch_status, publish,
+    scoped_api,
+};
 use crate::api::conditions::{condition, set_condition};
 use crate::api::property::condition_types::{READY, SYNCED};
 use crate::api::property::synced_reasons::*;
@@ -274,14 +277,12 @@ fn last_error(error: &hubspot::Error, now: Time) -> LastError {
 }
 
 /// The property controller: reconciles on changes of properties and of the integrations they
-/// reference.
+/// reference (see [`integration_changes`](super::integration_changes)).
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotProperty> {
     let controller =
         Controller::new(scoped_api::<HubSpotProperty>(client.clone(), namespace), watcher::Config::default());
     let properties = controller.store();
-    controller.watches(scoped_api::<HubSpotIntegration>(client, namespace), watcher::Config::default(), move |i| {
-        objects_of(&properties, &i)
-    })
+    controller.watches_stream(integration_changes(client, namespace), move |i| objects_of(&properties, &i))
 }
 
 /// How long until HubSpot is due to be read again, or `None` when it is due now. It is due
