@@ -40,6 +40,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping};
 use crate::hubspot::client::RetryPolicy;
@@ -246,15 +247,10 @@ impl ControllerMetrics {
     /// Records a finished reconcile of `controller`.
     fn observe(&self, controller: &str, outcome: &Result<Action, Error>, took: Duration) {
         let labels = ControllerLabels { controller: controller.into() };
-        let result = match outcome {
-            Err(_) => {
-                self.reconcile_errors.get_or_create(&labels).inc();
-                "error"
-            }
-            // Not ready yet: visited again soon rather than at the periodic check.
-            Ok(action) if *action == Action::requeue(UNHEALTHY_REQUEUE) => "requeue",
-            Ok(_) => "success",
-        };
+        let result = reconcile_result(outcome);
+        if outcome.is_err() {
+            self.reconcile_errors.get_or_create(&labels).inc();
+        }
         self.reconcile_total
             .get_or_create(&ResultLabels { controller: controller.into(), result: result.into() })
             .inc();
@@ -266,6 +262,16 @@ impl ControllerMetrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The `result` of a reconcile, as metrics and traces report it.
+fn reconcile_result(outcome: &Result<Action, Error>) -> &'static str {
+    match outcome {
+        Err(_) => "error",
+        // Not ready yet: visited again soon rather than at the periodic check.
+        Ok(action) if *action == Action::requeue(UNHEALTHY_REQUEUE) => "requeue",
+        Ok(_) => "success",
     }
 }
 
@@ -286,7 +292,8 @@ impl Drop for InFlight {
 /// `reconcile` with the controller-runtime metrics: result, errors, duration and the
 /// reconciles in flight (`active_workers`, at most the controller's concurrency). The objects
 /// due and waiting for a worker are not counted: kube-runtime keeps its scheduling queue
-/// private, so there is no `workqueue_depth`.
+/// private, so there is no `workqueue_depth`. Each reconcile is a `reconcile` span (exported as
+/// a trace when trace export is on) with the controller, the object and the result.
 pub fn instrumented<K, F, Fut>(
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
@@ -296,8 +303,17 @@ where
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |object, ctx| {
+        let controller = controller_name::<K>();
+        let span = tracing::debug_span!(
+            "reconcile",
+            controller = %controller,
+            namespace = object.namespace(),
+            name = %object.name_any(),
+            result = tracing::field::Empty,
+            error = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
         async move {
-            let controller = controller_name::<K>();
             let workers =
                 ctx.metrics.active_workers.get_or_create(&ControllerLabels { controller: controller.clone() }).clone();
             workers.inc();
@@ -306,8 +322,15 @@ where
             let outcome = reconcile(object, ctx.clone()).await;
             drop(in_flight);
             ctx.metrics.observe(&controller, &outcome, started.elapsed());
+            let span = tracing::Span::current();
+            span.record("result", reconcile_result(&outcome));
+            if let Err(e) = &outcome {
+                span.record("error", tracing::field::display(e));
+                span.record("otel.status_code", "error");
+            }
             outcome
         }
+        .instrument(span)
         .boxed()
     }
 }
