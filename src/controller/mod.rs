@@ -340,6 +340,9 @@ pub struct Context {
     pub client: Client,
     /// Receiver image of integrations that do not name one.
     pub receiver_image: String,
+    /// The operator's trace export settings, which its receiver pods get too
+    /// (`telemetry::receiver_trace_env`); empty when traces are not exported.
+    pub receiver_trace_env: Vec<(String, String)>,
     pub metrics: ControllerMetrics,
     /// How often a healthy object is checked against HubSpot again ([`HEALTHY_REQUEUE`]; the
     /// benchmark shortens it).
@@ -366,6 +369,7 @@ impl Context {
         Self {
             client,
             receiver_image: receiver_image.into(),
+            receiver_trace_env: Vec::new(),
             metrics: ControllerMetrics::default(),
             drift_interval: HEALTHY_REQUEUE,
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
@@ -652,6 +656,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let lease = args.lease_settings(client.default_namespace()).map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
     let mut ctx = Context::new(client.clone(), args.receiver_image.clone());
     ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
+    ctx.receiver_trace_env = crate::telemetry::receiver_trace_env(std::env::vars());
     let ctx = Arc::new(ctx);
     let shutdown = async {
         crate::shutdown::signal().await;
