@@ -835,6 +835,8 @@ async fn serve_health(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     #[tokio::test]
@@ -962,8 +964,61 @@ mod tests {
         Ok(Action::requeue(HEALTHY_REQUEUE))
     }
 
+    /// A span's name and its fields as they were when it closed.
+    type ClosedSpan = (&'static str, BTreeMap<String, String>);
+
+    /// Keeps every span that closes while it is the thread's subscriber.
+    #[derive(Clone, Default)]
+    struct ClosedSpans(Arc<Mutex<Vec<ClosedSpan>>>);
+
+    struct SpanFields(BTreeMap<String, String>);
+
+    impl tracing::field::Visit for SpanFields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn Debug) {
+            self.0.insert(field.name().to_string(), format!("{value:?}"));
+        }
+
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for ClosedSpans
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut fields = SpanFields(BTreeMap::new());
+            attrs.record(&mut fields);
+            ctx.span(id).unwrap().extensions_mut().insert(fields);
+        }
+
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            values.record(ctx.span(id).unwrap().extensions_mut().get_mut::<SpanFields>().unwrap());
+        }
+
+        fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+            let span = ctx.span(&id).unwrap();
+            let fields = span.extensions_mut().remove::<SpanFields>().unwrap().0;
+            self.0.lock().unwrap().push((span.name(), fields));
+        }
+    }
+
     #[tokio::test]
     async fn reconciles_are_counted_by_result_timed_and_in_flight_ones_are_the_active_workers() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let spans = ClosedSpans::default();
+        let _spans = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
         let (ctx, api) = fixtures::test_context();
         let mapping = Arc::new(fixtures::mapping("crm", &["firstname"]));
         const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
@@ -1019,6 +1074,22 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(sample(&metrics, workers), Some(0.0));
+
+        // Each reconcile is a span with the object and the result; the failed one with its error.
+        let reconciles: Vec<BTreeMap<String, String>> =
+            spans.0.lock().unwrap().iter().filter(|(name, _)| *name == "reconcile").map(|(_, f)| f.clone()).collect();
+        let field = |span: &BTreeMap<String, String>, key: &str| span.get(key).cloned().unwrap_or_default();
+        let results: Vec<String> = reconciles.iter().map(|span| field(span, "result")).collect();
+        assert_eq!(results, ["requeue", "error", "success"], "{reconciles:?}");
+        for span in &reconciles {
+            assert_eq!(
+                (field(span, "controller"), field(span, "namespace"), field(span, "name")),
+                ("propertymapping".into(), "default".into(), "contacts".into())
+            );
+        }
+        assert_eq!(field(&reconciles[1], "otel.status_code"), "error");
+        assert!(!field(&reconciles[1], "error").is_empty());
+        assert!(!reconciles[0].contains_key("error"));
     }
 
     #[tokio::test]
