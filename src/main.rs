@@ -39,8 +39,19 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    hubspot_operator::telemetry::init_logging(cli.log_json);
-    match cli.command {
+    let service_name = match cli.command {
+        Command::Receiver { .. } => hubspot_operator::telemetry::RECEIVER_SERVICE_NAME,
+        _ => hubspot_operator::telemetry::OPERATOR_SERVICE_NAME,
+    };
+    let telemetry = hubspot_operator::telemetry::init(cli.log_json, service_name);
+    let outcome = run(cli.command).await;
+    // After a graceful shutdown (or a failure), so the spans of its last moments are exported.
+    telemetry.shutdown();
+    outcome
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
         Command::Controller(args) => hubspot_operator::controller::run(args).await?,
         Command::Emulator(args) => hubspot_operator::emulator::run_cli(*args).await?,

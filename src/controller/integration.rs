@@ -237,7 +237,8 @@ async fn apply_receiver(
     let secret = resources::config_secret(integration, &owner, &yaml);
     apply(&Api::<Secret>::namespaced(client.clone(), &namespace), &secret).await?;
     let hash = config_hash(&yaml);
-    let statefulset = resources::receiver_statefulset(integration, &owner, &ctx.receiver_image, &hash);
+    let statefulset =
+        resources::receiver_statefulset(integration, &owner, &ctx.receiver_image, &hash, &ctx.receiver_trace_env);
     let applied = apply(&Api::<StatefulSet>::namespaced(client.clone(), &namespace), &statefulset).await?;
     let service = resources::receiver_service(integration, &owner);
     apply(&Api::<Service>::namespaced(client.clone(), &namespace), &service).await?;

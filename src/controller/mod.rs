@@ -41,6 +41,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use tracing::Instrument;
 
 use crate::api::conditions::is_true;
 use crate::api::integration::condition_types::AUTHENTICATED;
@@ -249,15 +250,10 @@ impl ControllerMetrics {
     /// Records a finished reconcile of `controller`.
     fn observe(&self, controller: &str, outcome: &Result<Action, Error>, took: Duration) {
         let labels = ControllerLabels { controller: controller.into() };
-        let result = match outcome {
-            Err(_) => {
-                self.reconcile_errors.get_or_create(&labels).inc();
-                "error"
-            }
-            // Not ready yet: visited again soon rather than at the periodic check.
-            Ok(action) if *action == Action::requeue(UNHEALTHY_REQUEUE) => "requeue",
-            Ok(_) => "success",
-        };
+        let result = reconcile_result(outcome);
+        if outcome.is_err() {
+            self.reconcile_errors.get_or_create(&labels).inc();
+        }
         self.reconcile_total
             .get_or_create(&ResultLabels { controller: controller.into(), result: result.into() })
             .inc();
@@ -269,6 +265,16 @@ impl ControllerMetrics {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// The `result` of a reconcile, as metrics and traces report it.
+fn reconcile_result(outcome: &Result<Action, Error>) -> &'static str {
+    match outcome {
+        Err(_) => "error",
+        // Not ready yet: visited again soon rather than at the periodic check.
+        Ok(action) if *action == Action::requeue(UNHEALTHY_REQUEUE) => "requeue",
+        Ok(_) => "success",
     }
 }
 
@@ -289,7 +295,8 @@ impl Drop for InFlight {
 /// `reconcile` with the controller-runtime metrics: result, errors, duration and the
 /// reconciles in flight (`active_workers`, at most the controller's concurrency). The objects
 /// due and waiting for a worker are not counted: kube-runtime keeps its scheduling queue
-/// private, so there is no `workqueue_depth`.
+/// private, so there is no `workqueue_depth`. Each reconcile is a `reconcile` span (exported as
+/// a trace when trace export is on) with the controller, the object and the result.
 pub fn instrumented<K, F, Fut>(
     reconcile: F,
 ) -> impl FnMut(Arc<K>, Arc<Context>) -> BoxFuture<'static, Result<Action, Error>>
@@ -299,8 +306,17 @@ where
     Fut: Future<Output = Result<Action, Error>> + Send + 'static,
 {
     move |object, ctx| {
+        let controller = controller_name::<K>();
+        let span = tracing::debug_span!(
+            "reconcile",
+            controller = %controller,
+            namespace = object.namespace(),
+            name = %object.name_any(),
+            result = tracing::field::Empty,
+            error = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
         async move {
-            let controller = controller_name::<K>();
             let workers =
                 ctx.metrics.active_workers.get_or_create(&ControllerLabels { controller: controller.clone() }).clone();
             workers.inc();
@@ -309,8 +325,15 @@ where
             let outcome = reconcile(object, ctx.clone()).await;
             drop(in_flight);
             ctx.metrics.observe(&controller, &outcome, started.elapsed());
+            let span = tracing::Span::current();
+            span.record("result", reconcile_result(&outcome));
+            if let Err(e) = &outcome {
+                span.record("error", tracing::field::display(e));
+                span.record("otel.status_code", "error");
+            }
             outcome
         }
+        .instrument(span)
         .boxed()
     }
 }
@@ -320,6 +343,9 @@ pub struct Context {
     pub client: Client,
     /// Receiver image of integrations that do not name one.
     pub receiver_image: String,
+    /// The operator's trace export settings, which its receiver pods get too
+    /// (`telemetry::receiver_trace_env`); empty when traces are not exported.
+    pub receiver_trace_env: Vec<(String, String)>,
     pub metrics: ControllerMetrics,
     /// How often a healthy object is checked against HubSpot again ([`HEALTHY_REQUEUE`]; the
     /// benchmark shortens it).
@@ -346,6 +372,7 @@ impl Context {
         Self {
             client,
             receiver_image: receiver_image.into(),
+            receiver_trace_env: Vec::new(),
             metrics: ControllerMetrics::default(),
             drift_interval: HEALTHY_REQUEUE,
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
@@ -716,6 +743,7 @@ pub async fn run(args: ControllerArgs) -> anyhow::Result<()> {
     let lease = args.lease_settings(client.default_namespace()).map_err(|e| anyhow::anyhow!("leader election: {e}"))?;
     let mut ctx = Context::new(client.clone(), args.receiver_image.clone());
     ctx.max_concurrent_reconciles = args.max_concurrent_reconciles;
+    ctx.receiver_trace_env = crate::telemetry::receiver_trace_env(std::env::vars());
     let ctx = Arc::new(ctx);
     let shutdown = async {
         crate::shutdown::signal().await;
@@ -894,6 +922,8 @@ async fn serve_health(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::*;
 
     /// `uid generation` of each object [`changes_in`] passes on from `events`, filtering by
@@ -1095,8 +1125,61 @@ mod tests {
         Ok(Action::requeue(HEALTHY_REQUEUE))
     }
 
+    /// A span's name and its fields as they were when it closed.
+    type ClosedSpan = (&'static str, BTreeMap<String, String>);
+
+    /// Keeps every span that closes while it is the thread's subscriber.
+    #[derive(Clone, Default)]
+    struct ClosedSpans(Arc<Mutex<Vec<ClosedSpan>>>);
+
+    struct SpanFields(BTreeMap<String, String>);
+
+    impl tracing::field::Visit for SpanFields {
+        fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn Debug) {
+            self.0.insert(field.name().to_string(), format!("{value:?}"));
+        }
+
+        fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+            self.0.insert(field.name().to_string(), value.to_string());
+        }
+    }
+
+    impl<S> tracing_subscriber::Layer<S> for ClosedSpans
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        fn on_new_span(
+            &self,
+            attrs: &tracing::span::Attributes<'_>,
+            id: &tracing::span::Id,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            let mut fields = SpanFields(BTreeMap::new());
+            attrs.record(&mut fields);
+            ctx.span(id).unwrap().extensions_mut().insert(fields);
+        }
+
+        fn on_record(
+            &self,
+            id: &tracing::span::Id,
+            values: &tracing::span::Record<'_>,
+            ctx: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            values.record(ctx.span(id).unwrap().extensions_mut().get_mut::<SpanFields>().unwrap());
+        }
+
+        fn on_close(&self, id: tracing::span::Id, ctx: tracing_subscriber::layer::Context<'_, S>) {
+            let span = ctx.span(&id).unwrap();
+            let fields = span.extensions_mut().remove::<SpanFields>().unwrap().0;
+            self.0.lock().unwrap().push((span.name(), fields));
+        }
+    }
+
     #[tokio::test]
     async fn reconciles_are_counted_by_result_timed_and_in_flight_ones_are_the_active_workers() {
+        use tracing_subscriber::layer::SubscriberExt;
+        let spans = ClosedSpans::default();
+        let _spans = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
         let (ctx, api) = fixtures::test_context();
         let mapping = Arc::new(fixtures::mapping("crm", &["firstname"]));
         const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
@@ -1152,6 +1235,22 @@ mod tests {
             Some(3.0)
         );
         assert_eq!(sample(&metrics, workers), Some(0.0));
+
+        // Each reconcile is a span with the object and the result; the failed one with its error.
+        let reconciles: Vec<BTreeMap<String, String>> =
+            spans.0.lock().unwrap().iter().filter(|(name, _)| *name == "reconcile").map(|(_, f)| f.clone()).collect();
+        let field = |span: &BTreeMap<String, String>, key: &str| span.get(key).cloned().unwrap_or_default();
+        let results: Vec<String> = reconciles.iter().map(|span| field(span, "result")).collect();
+        assert_eq!(results, ["requeue", "error", "success"], "{reconciles:?}");
+        for span in &reconciles {
+            assert_eq!(
+                (field(span, "controller"), field(span, "namespace"), field(span, "name")),
+                ("propertymapping".into(), "default".into(), "contacts".into())
+            );
+        }
+        assert_eq!(field(&reconciles[1], "otel.status_code"), "error");
+        assert!(!field(&reconciles[1], "error").is_empty());
+        assert!(!reconciles[0].contains_key("error"));
     }
 
     #[tokio::test]

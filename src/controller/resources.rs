@@ -10,9 +10,10 @@ use k8s_openapi::api::apps::v1::{
     StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec, StatefulSetUpdateStrategy,
 };
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMap, Container, ContainerPort, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret, SecretVolumeSource, SecurityContext,
-    Service, ServicePort, ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    Capabilities, ConfigMap, Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim,
+    PersistentVolumeClaimSpec, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile, Secret,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+    VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
@@ -507,12 +508,15 @@ pub fn stored_access_token(secret: &Secret) -> Option<(String, Timestamp)> {
 
 /// The receiver StatefulSet: each pod keeps its event log on its own PersistentVolumeClaim, so
 /// events acknowledged to HubSpot survive rollouts, evictions and node loss. `config_hash` goes
-/// into the pod template, so pods restart with a new config.
+/// into the pod template, so pods restart with a new config. `trace_env` is the operator's
+/// trace export settings (`telemetry::receiver_trace_env`); when there are any, the pods get
+/// them too, with resource attributes naming the integration.
 pub fn receiver_statefulset(
     integration: &HubSpotIntegration,
     owner: &OwnerReference,
     default_image: &str,
     config_hash: &str,
+    trace_env: &[(String, String)],
 ) -> StatefulSet {
     let receiver = &integration.spec.receiver;
     let oauth = integration.spec.credentials.oauth.is_some();
@@ -525,10 +529,25 @@ pub fn receiver_statefulset(
         period_seconds: Some(10),
         ..Default::default()
     };
+    // Nothing when traces are not exported, so such pods stay as they were.
+    let env = (!trace_env.is_empty()).then(|| {
+        let attributes = format!(
+            "k8s.namespace.name={},hubspot.integration={}",
+            integration.namespace().unwrap_or_default(),
+            integration.name_any()
+        );
+        trace_env
+            .iter()
+            .cloned()
+            .chain([("OTEL_RESOURCE_ATTRIBUTES".to_string(), attributes)])
+            .map(|(name, value)| EnvVar { name, value: Some(value), ..Default::default() })
+            .collect()
+    });
     let container = Container {
         name: "receiver".into(),
         image: Some(receiver.image.clone().unwrap_or_else(|| default_image.to_string())),
         args: Some(vec!["receiver".into(), "--config".into(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]),
+        env,
         ports: Some(
             [container_port("http", RECEIVER_PORT)]
                 .into_iter()
@@ -1111,7 +1130,7 @@ mod tests {
     #[test]
     fn statefulset_runs_the_receiver_restricted_with_the_config_mounted() {
         let i = integration();
-        let sts = receiver_statefulset(&i, &owner(&i), "ghcr.io/hubspot-operator/hubspot-operator:0.1.0", "abc");
+        let sts = receiver_statefulset(&i, &owner(&i), "ghcr.io/hubspot-operator/hubspot-operator:0.1.0", "abc", &[]);
         assert_eq!(sts.metadata.name.as_deref(), Some("crm-receiver"));
         assert_eq!(sts.metadata.namespace.as_deref(), Some("sales"));
         let spec = sts.spec.unwrap();
@@ -1166,7 +1185,7 @@ mod tests {
     #[test]
     fn data_volume_claim_follows_the_storage_settings() {
         let claim = |i: &HubSpotIntegration| {
-            let sts = receiver_statefulset(i, &owner(i), "img", "h");
+            let sts = receiver_statefulset(i, &owner(i), "img", "h", &[]);
             let spec = sts.spec.unwrap();
             let retention = spec.persistent_volume_claim_retention_policy.unwrap();
             assert_eq!(
@@ -1212,12 +1231,35 @@ mod tests {
         let mut i = integration();
         i.spec.receiver.image = Some("registry.example.com/receiver:pinned".into());
         i.spec.receiver.replicas = 0;
-        let sts = receiver_statefulset(&i, &owner(&i), "default:image", "abc");
+        let sts = receiver_statefulset(&i, &owner(&i), "default:image", "abc", &[]);
         let spec = sts.spec.unwrap();
         assert_eq!(spec.replicas, Some(0));
         assert_eq!(
             spec.template.spec.unwrap().containers[0].image.as_deref(),
             Some("registry.example.com/receiver:pinned")
+        );
+    }
+
+    #[test]
+    fn receiver_pods_get_the_operators_trace_settings_and_name_their_integration() {
+        let i = integration();
+        let env = |trace_env: &[(String, String)]| {
+            let sts = receiver_statefulset(&i, &owner(&i), "img", "h", trace_env);
+            sts.spec.unwrap().template.spec.unwrap().containers[0].env.clone()
+        };
+        assert_eq!(env(&[]), None, "without trace export the pods are as before");
+        let trace_env = [("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), "http://collector:4318".to_string())];
+        let rendered: Vec<(String, Option<String>)> =
+            env(&trace_env).unwrap().into_iter().map(|var| (var.name, var.value)).collect();
+        assert_eq!(
+            rendered,
+            [
+                ("OTEL_EXPORTER_OTLP_ENDPOINT".to_string(), Some("http://collector:4318".to_string())),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES".to_string(),
+                    Some(format!("k8s.namespace.name={},hubspot.integration=crm", i.namespace().unwrap()))
+                ),
+            ]
         );
     }
 
@@ -1228,7 +1270,7 @@ mod tests {
         let mut rotated = config.clone();
         rotated.hubspot.access_token = "pat-na1-rotated".into();
         let annotation = |cfg: &ReceiverConfig| {
-            let sts = receiver_statefulset(&i, &owner(&i), "img", &config_hash(&config_yaml(cfg)));
+            let sts = receiver_statefulset(&i, &owner(&i), "img", &config_hash(&config_yaml(cfg)), &[]);
             sts.spec.unwrap().template.metadata.unwrap().annotations.unwrap()[CONFIG_HASH_ANNOTATION].clone()
         };
         assert_eq!(annotation(&config), annotation(&config.clone()), "same config, same hash");
@@ -1245,7 +1287,7 @@ mod tests {
         assert_eq!(spec.max_unavailable, Some(IntOrString::Int(1)));
         assert_eq!(spec.min_available, None, "minAvailable 1 would block every drain of a single replica");
         assert_eq!(spec.unhealthy_pod_eviction_policy.as_deref(), Some("AlwaysAllow"));
-        let sts = receiver_statefulset(&i, &owner(&i), "img", "h").spec.unwrap();
+        let sts = receiver_statefulset(&i, &owner(&i), "img", "h", &[]).spec.unwrap();
         assert_eq!(spec.selector.unwrap().match_labels, sts.selector.match_labels, "selects the receiver pods");
     }
 
@@ -1255,7 +1297,7 @@ mod tests {
         let policy = receiver_network_policy(&i, &owner(&i));
         assert_eq!(policy.metadata.name.as_deref(), Some("crm-receiver"));
         let spec = policy.spec.unwrap();
-        let sts = receiver_statefulset(&i, &owner(&i), "img", "h").spec.unwrap();
+        let sts = receiver_statefulset(&i, &owner(&i), "img", "h", &[]).spec.unwrap();
         assert_eq!(spec.pod_selector.unwrap().match_labels, sts.selector.match_labels, "selects the receiver pods");
         assert_eq!(spec.policy_types.as_deref().unwrap(), ["Ingress"], "egress is not restricted");
         assert_eq!(spec.egress, None);
@@ -1476,7 +1518,7 @@ mod tests {
         exposed.spec.receiver.http_route = Some(http_route_settings());
         let children = [
             config_secret(&i, &o, "x").metadata,
-            receiver_statefulset(&i, &o, "img", "h").metadata,
+            receiver_statefulset(&i, &o, "img", "h", &[]).metadata,
             receiver_service(&i, &o).metadata,
             receiver_pod_disruption_budget(&i, &o).metadata,
             receiver_network_policy(&i, &o).metadata,
@@ -1758,7 +1800,7 @@ mod tests {
         let http = serde_json::json!({ "name": "http", "containerPort": 8080, "protocol": "TCP" });
         let admin = serde_json::json!({ "name": "admin", "containerPort": 8082, "protocol": "TCP" });
         let statefulset =
-            |i: &HubSpotIntegration| serde_json::to_value(receiver_statefulset(i, &owner(i), "img", "h")).unwrap();
+            |i: &HubSpotIntegration| serde_json::to_value(receiver_statefulset(i, &owner(i), "img", "h", &[])).unwrap();
         assert_eq!(statefulset(&integration()), expected_statefulset(serde_json::json!([http])));
         assert_eq!(statefulset(&with_admin(false, vec![])), expected_statefulset(serde_json::json!([http])));
         assert_eq!(statefulset(&with_admin(true, vec![])), expected_statefulset(serde_json::json!([http, admin])));

@@ -11,8 +11,7 @@ pub struct ApiFailure {
     pub body: Value,
 }
 
-/// HubSpot names each request's correlation id in this header too.
-pub const CORRELATION_ID_HEADER: &str = "x-hubspot-correlation-id";
+pub use crate::hubspot::error::CORRELATION_ID_HEADER;
 
 impl IntoResponse for ApiFailure {
     fn into_response(self) -> Response {

@@ -16,7 +16,7 @@ use super::auth::{
     Clock, Credentials, IssuedToken, OAuthCredentials, Secret, SystemClock, TokenFile, TokenResponse, TokenSource,
 };
 use super::budget::{RequestBudget, Tier};
-use super::error::{ApiError, Error, Result};
+use super::error::{ApiError, CORRELATION_ID_HEADER, Error, Result};
 use super::models::*;
 use crate::telemetry::Metrics;
 
@@ -774,12 +774,26 @@ impl HubSpotClient {
         bearer: Option<&Secret>,
     ) -> Result<T> {
         let url = format!("{}{}", self.base_url.trim_end_matches('/'), path);
-        let span = tracing::debug_span!("hubspot.request", operation, method = %method, path = %loggable_path(path));
-        async {
+        // The span of the whole call, retries included: the last answer's status and correlation
+        // id (what HubSpot support asks for), and how many attempts it took.
+        let span = tracing::debug_span!(
+            "hubspot.request",
+            operation,
+            method = %method,
+            path = %loggable_path(path),
+            status = tracing::field::Empty,
+            correlation_id = tracing::field::Empty,
+            attempts = tracing::field::Empty,
+            "otel.status_code" = tracing::field::Empty,
+        );
+        let call = async {
             let mut failures = 0u32;
             let mut rate_limited = 0u32;
+            let mut attempts = 0u32;
             let budget = if operation == "search" { &self.search_budget } else { &self.budget };
             loop {
+                attempts += 1;
+                tracing::Span::current().record("attempts", attempts);
                 let permit = budget.acquire().await;
                 let mut request = self.http.request(method.clone(), &url);
                 if let Some(token) = bearer {
@@ -816,6 +830,12 @@ impl HubSpotClient {
                             self.budget.observe(response.headers());
                         }
                         let status = response.status();
+                        let span = tracing::Span::current();
+                        span.record("status", status.as_u16());
+                        if let Some(id) = response.headers().get(CORRELATION_ID_HEADER).and_then(|id| id.to_str().ok())
+                        {
+                            span.record("correlation_id", id);
+                        }
                         let retry_after = retry_after(response.headers());
                         let bytes = response.bytes().await.map_err(|e| Error::Transport(without_url(e)))?;
                         if status.is_success() {
@@ -824,6 +844,9 @@ impl HubSpotClient {
                                 .map_err(|e| Error::Decode(format!("{operation}: {e}")));
                         }
                         let error = ApiError::from_body(status.as_u16(), &bytes);
+                        if !error.correlation_id.is_empty() {
+                            span.record("correlation_id", error.correlation_id.as_str());
+                        }
                         self.count(operation, status.as_str());
                         if status == StatusCode::TOO_MANY_REQUESTS {
                             if error.policy_name.as_deref() == Some("DAILY") {
@@ -851,9 +874,12 @@ impl HubSpotClient {
                 };
                 tokio::time::sleep(retry_delay).await;
             }
+        };
+        let outcome = call.instrument(span.clone()).await;
+        if outcome.is_err() {
+            span.record("otel.status_code", "error");
         }
-        .instrument(span)
-        .await
+        outcome
     }
 
     /// Exponential backoff with full jitter.

@@ -2,6 +2,9 @@
 
 use serde::Deserialize;
 
+/// HubSpot names each request's correlation id in this header, on successes too.
+pub const CORRELATION_ID_HEADER: &str = "x-hubspot-correlation-id";
+
 /// An error answer from HubSpot.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("HubSpot answered {status} {category}: {message} (correlationId {correlation_id})")]

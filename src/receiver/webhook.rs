@@ -10,6 +10,8 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::ReceiverState;
 use crate::eventlog::LogFull;
@@ -22,6 +24,14 @@ use crate::telemetry::OutcomeLabels;
 /// Seconds HubSpot is asked to wait before retrying when the log cannot store (full or down).
 const RETRY_AFTER_SECONDS: &str = "5";
 
+/// One `webhook` span per request: its outcome (the `webhook_requests` metric's), the events
+/// it held and how many were new or duplicates; the append to the event log is a child span.
+#[tracing::instrument(
+    name = "webhook",
+    level = "debug",
+    skip_all,
+    fields(outcome = Empty, events = Empty, appended = Empty, duplicates = Empty)
+)]
 pub(super) async fn receive(
     State(state): State<ReceiverState>,
     method: Method,
@@ -32,12 +42,12 @@ pub(super) async fn receive(
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            state.metrics.webhook_request("too_large");
+            count_request(&state, "too_large");
             let limit = state.max_body_bytes;
             return (StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes")).into_response();
         }
         Err(rejection) => {
-            state.metrics.webhook_request("malformed");
+            count_request(&state, "malformed");
             return (StatusCode::BAD_REQUEST, format!("unreadable request body: {rejection}")).into_response();
         }
     };
@@ -51,7 +61,7 @@ pub(super) async fn receive(
         version: header(HEADER_SIGNATURE_VERSION),
     };
     if let Err(e) = state.verifier.verify(method.as_str(), &signed_uri, &body, &signature_headers, now_ms()) {
-        state.metrics.webhook_request("unauthorized");
+        count_request(&state, "unauthorized");
         // The path only: a query string may carry a token of the sender.
         tracing::warn!(reason = e.label(), path = uri.path(), "refused webhook request with an invalid signature");
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
@@ -60,17 +70,22 @@ pub(super) async fn receive(
     let events: Vec<WebhookEvent> = match serde_json::from_slice(&body) {
         Ok(events) => events,
         Err(e) => {
-            state.metrics.webhook_request("malformed");
+            count_request(&state, "malformed");
             tracing::warn!(error = %e, "refused malformed webhook batch");
             return (StatusCode::BAD_REQUEST, format!("expected a JSON array of webhook events: {e}")).into_response();
         }
     };
 
-    match state.log.append(events).await {
+    let span = tracing::Span::current();
+    span.record("events", events.len());
+    let append = tracing::debug_span!("eventlog.append", events = events.len());
+    match state.log.append(events).instrument(append).await {
         Ok(outcome) => {
-            state.metrics.webhook_request("accepted");
+            count_request(&state, "accepted");
             count_events(&state, "appended", outcome.appended);
             count_events(&state, "duplicate", outcome.duplicates);
+            span.record("appended", outcome.appended);
+            span.record("duplicates", outcome.duplicates);
             tracing::debug!(appended = outcome.appended, duplicates = outcome.duplicates, "stored webhook batch");
             Json(json!({ "appended": outcome.appended, "duplicates": outcome.duplicates })).into_response()
         }
@@ -84,10 +99,16 @@ pub(super) async fn receive(
                 tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
                 ("unavailable", "event log unavailable, retry later")
             };
-            state.metrics.webhook_request(outcome);
+            count_request(&state, outcome);
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], body).into_response()
         }
     }
+}
+
+/// Counts the request by `outcome` and puts the outcome on its span.
+fn count_request(state: &ReceiverState, outcome: &'static str) {
+    state.metrics.webhook_request(outcome);
+    tracing::Span::current().record("outcome", outcome);
 }
 
 fn count_events(state: &ReceiverState, outcome: &str, n: usize) {

@@ -161,8 +161,10 @@ fn external_timestamp(value: &Value) -> Option<i64> {
     }
 }
 
-fn count_request(state: &ReceiverState, outcome: &str) {
+/// Counts the request by `outcome` and puts the outcome on its span.
+fn count_request(state: &ReceiverState, outcome: &'static str) {
     state.metrics.ingest_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    tracing::Span::current().record("outcome", outcome);
 }
 
 fn count_records(state: &ReceiverState, outcome: &str, n: usize) {
@@ -186,6 +188,14 @@ fn unauthorized() -> Response {
     response
 }
 
+/// One `ingest` span per request: the mapping, its outcome (the `ingest_requests` metric's)
+/// and how many records it held.
+#[tracing::instrument(
+    name = "ingest",
+    level = "debug",
+    skip_all,
+    fields(mapping = %format!("{namespace}/{name}"), outcome = tracing::field::Empty, records = tracing::field::Empty)
+)]
 pub(crate) async fn receive(
     State(state): State<ReceiverState>,
     Path((namespace, name)): Path<(String, String)>,
@@ -234,6 +244,7 @@ pub(crate) async fn receive(
             return error(StatusCode::BAD_REQUEST, format!("expected a JSON array of records: {e}"));
         }
     };
+    tracing::Span::current().record("records", records.len());
     if records.is_empty() {
         count_request(&state, "malformed");
         return error(StatusCode::BAD_REQUEST, "the request holds no records".into());

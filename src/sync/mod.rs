@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use tracing::Instrument;
 
 pub use backoff::Backoff;
 pub use deadletter::{DeadLetter, DeadLetterStore, Filter};
@@ -254,6 +255,28 @@ impl Worker {
             self.update_pending_gauge().await;
             return outcome;
         }
+        // A span for steps that took events only: an idle worker looks at the log every second.
+        let span = tracing::debug_span!(
+            "sync.step",
+            events = events.len(),
+            released = tracing::field::Empty,
+            complete = tracing::field::Empty,
+        );
+        let outcome = self.sync_events(events, arrived, now, outcome).instrument(span.clone()).await;
+        span.record("released", outcome.released);
+        span.record("complete", outcome.failure.is_none());
+        outcome
+    }
+
+    /// The rest of a step: `events` (taken from the log at `now`) are planned, read from
+    /// HubSpot, delivered and released, as far as they are due (`arrived`, when gathering).
+    async fn sync_events(
+        &self,
+        events: Vec<StoredEvent>,
+        arrived: Option<std::collections::HashMap<u64, i64>>,
+        now: i64,
+        mut outcome: StepOutcome,
+    ) -> StepOutcome {
         let events = match self.release_echoes(events, &mut outcome).await {
             Some(events) => events,
             None => return outcome,
@@ -320,7 +343,12 @@ impl Worker {
             let mut properties: Vec<String> = mappings.iter().flat_map(|m| m.config.hubspot_properties()).collect();
             properties.sort();
             properties.dedup();
-            self.client.batch_read(object_type, &properties, &ids).await.map_err(|e| hubspot_failure(object_type, e))?
+            let span = tracing::debug_span!("sync.batch_read", object_type, objects = ids.len());
+            self.client
+                .batch_read(object_type, &properties, &ids)
+                .instrument(span)
+                .await
+                .map_err(|e| hubspot_failure(object_type, e))?
         };
         let configs: Vec<&MappingConfig> = mappings.iter().map(|m| &m.config).collect();
         let associations = self.read_associations(object_type, &configs, &fetched).await?;
@@ -390,7 +418,23 @@ impl Worker {
             if part.is_empty() {
                 continue;
             }
-            let error = match destination.sink.deliver(part).await {
+            let span = tracing::debug_span!(
+                "sync.deliver",
+                mapping,
+                sink = %destination.label,
+                records = part.len(),
+                outcome = tracing::field::Empty,
+            );
+            let delivered = destination.sink.deliver(part).instrument(span.clone()).await;
+            span.record(
+                "outcome",
+                match &delivered {
+                    Ok(()) => "delivered",
+                    Err(error) if error.is_permanent() => "refused",
+                    Err(_) => "failed",
+                },
+            );
+            let error = match delivered {
                 Ok(()) => {
                     self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
                     self.checkpoints.mark_delivered(&destination.checkpoint_id, part).await.map_err(store_failure)?;

@@ -56,6 +56,14 @@ EVERYTHING = {
             }
         ],
     },
+    "tracing": {
+        "otlpEndpoint": "http://otel-collector.observability:4318",
+        "env": [
+            {"name": "OTEL_TRACES_SAMPLER", "value": "parentbased_traceidratio"},
+            {"name": "OTEL_TRACES_SAMPLER_ARG", "value": "0.1"},
+            {"name": "OTEL_EXPORTER_OTLP_HEADERS", "valueFrom": {"secretKeyRef": {"name": "otlp", "key": "headers"}}},
+        ],
+    },
 }
 VALUE_SETS = {
     "defaults": {},
@@ -205,6 +213,8 @@ def test_crds_are_templates_equal_to_the_generated_ones_and_kept_on_uninstall():
         ({"metrics": {"serviceMonitor": {"enabled": True, "interval": "30 seconds"}}}, "at '/metrics/serviceMonitor/interval'"),
         ({"networkPolicy": {"egressPorts": [0]}}, "at '/networkPolicy/egressPorts/0'"),
         ({"leaderElection": {"enabled": True, "lease": "x"}}, "additional properties 'lease' not allowed"),
+        ({"tracing": {"otlpEndpoint": "otel-collector:4318"}}, "at '/tracing/otlpEndpoint'"),
+        ({"tracing": {"env": [{"value": "x"}]}}, "at '/tracing/env/0'"),
     ],
 )
 def test_values_breaking_the_schema_are_rejected_by_the_engine(values, complaint):
@@ -271,6 +281,17 @@ def test_options_reach_the_controller_pod():
     assert spec["affinity"] == EVERYTHING["affinity"]
     assert pod["metadata"]["labels"]["team"] == "platform"
     assert pod["metadata"]["annotations"] == {"example.com/team": "platform"}
+
+
+def test_tracing_sets_the_opentelemetry_environment_of_the_controller():
+    env = controller_pod(rendered_objects(EVERYTHING))["spec"]["containers"][0]["env"]
+    otel = [var for var in env if var["name"].startswith("OTEL_")]
+    assert otel == [
+        {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.observability:4318"},
+        *EVERYTHING["tracing"]["env"],
+    ]
+    by_default = controller_pod(rendered_objects({}))["spec"]["containers"][0]["env"]
+    assert [var for var in by_default if var["name"].startswith("OTEL_")] == [], "no export unless asked for"
 
 
 def test_defaults_use_the_chart_app_version_and_watch_every_namespace():

@@ -1072,11 +1072,23 @@ pub struct ReceiverProcess(std::process::Child);
 
 impl ReceiverProcess {
     pub fn spawn(config_path: &Path) -> ReceiverProcess {
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
+        Self::spawn_with(config_path, &[], std::process::Stdio::inherit())
+    }
+
+    /// With `env` added to the environment (no `OTEL_*` variable of the test's own is passed
+    /// on) and its log going to `stderr`.
+    pub fn spawn_with(config_path: &Path, env: &[(&str, &str)], stderr: std::process::Stdio) -> ReceiverProcess {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_hubspot-operator"));
+        for (name, _) in std::env::vars().filter(|(name, _)| name.starts_with("OTEL_")) {
+            command.env_remove(name);
+        }
+        let child = command
             .args(["receiver", "--config"])
             .arg(config_path)
             .env("RUST_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(std::process::Stdio::null())
+            .stderr(stderr)
             .spawn()
             .expect("the receiver binary starts");
         ReceiverProcess(child)
@@ -1086,6 +1098,11 @@ impl ReceiverProcess {
     pub fn kill(mut self) {
         self.0.kill().unwrap();
         self.0.wait().unwrap();
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod: waits until the receiver has shut down.
+    pub fn terminate(mut self) {
+        terminate(&mut self.0);
     }
 }
 
