@@ -184,6 +184,13 @@ pub struct SinkLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub mapping: String,
+    /// `postgres-<index>`: the source's position in the mapping's `sources`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HubSpotCallLabels {
     pub operation: String,
     pub outcome: String,
@@ -232,6 +239,9 @@ pub struct Metrics {
     pub reverse_pending: Gauge,
     /// Records HubSpot refused, kept in the reverse sync store.
     pub reverse_rejected: Gauge,
+    /// Failed or timed-out polls of a source of records for HubSpot (retried at the next
+    /// interval).
+    pub reverse_source_failures: Family<SourceLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -256,6 +266,7 @@ impl Default for Metrics {
             reverse_records: Family::default(),
             reverse_pending: Gauge::default(),
             reverse_rejected: Gauge::default(),
+            reverse_source_failures: Family::default(),
             registry: Registry::default(),
         };
         registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());
@@ -288,6 +299,11 @@ impl Default for Metrics {
         registry.register("reverse_records", "Records written to or refused by HubSpot", m.reverse_records.clone());
         registry.register("reverse_pending", "Ingested records waiting for HubSpot", m.reverse_pending.clone());
         registry.register("reverse_rejected", "Ingested records HubSpot refused", m.reverse_rejected.clone());
+        registry.register(
+            "reverse_source_failures",
+            "Failed polls of a source of records for HubSpot",
+            m.reverse_source_failures.clone(),
+        );
         Metrics { registry, ..m }
     }
 }

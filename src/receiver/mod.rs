@@ -159,7 +159,7 @@ pub async fn run(
         for mapping in &config.mappings {
             for index in 0..mapping.sources.len() {
                 let source = crate::reverse::PostgresSource::new(mapping, index)?;
-                reverse.push(tokio::spawn(source.run(store.clone(), stop.clone().cancelled_owned())));
+                reverse.push(tokio::spawn(source.run(store.clone(), metrics.clone(), stop.clone().cancelled_owned())));
             }
         }
         let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics);

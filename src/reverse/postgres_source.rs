@@ -15,6 +15,7 @@ use super::ingest::validate;
 use super::store::{Rejection, ReverseStore, now_ms};
 use crate::config::{MappingConfig, SourceConfig};
 use crate::sync::sinks::postgres::{TableName, identifier, quote};
+use crate::telemetry::{Metrics, SourceLabels};
 
 /// How long connecting and one poll may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -54,10 +55,20 @@ impl PostgresSource {
         })
     }
 
-    /// Polls every `interval` until `shutdown` resolves; a failed poll is tried again at the
-    /// next interval.
-    pub async fn run(self, store: std::sync::Arc<ReverseStore>, shutdown: impl Future<Output = ()>) {
+    /// Polls every `interval` until `shutdown` resolves; a failed poll is counted in
+    /// `reverse_source_failures` and tried again at the next interval.
+    pub async fn run(
+        self,
+        store: std::sync::Arc<ReverseStore>,
+        metrics: std::sync::Arc<Metrics>,
+        shutdown: impl Future<Output = ()>,
+    ) {
         let mut shutdown = std::pin::pin!(shutdown);
+        let labels = SourceLabels {
+            mapping: self.mapping.name.clone(),
+            source: self.id.rsplit('/').next().unwrap_or_default().to_string(),
+        };
+        let failures = metrics.reverse_source_failures.get_or_create(&labels).clone();
         loop {
             let poll = tokio::time::timeout(POLL_TIMEOUT, self.poll_once(&store));
             let result = tokio::select! {
@@ -67,9 +78,13 @@ impl PostgresSource {
             match result {
                 Ok(Ok(queued)) => tracing::debug!(source = %self.id, queued, "polled PostgreSQL source"),
                 Ok(Err(e)) => {
+                    failures.inc();
                     tracing::warn!(source = %self.id, error = %format!("{e:#}"), "polling PostgreSQL source failed")
                 }
-                Err(_) => tracing::warn!(source = %self.id, "polling PostgreSQL source timed out"),
+                Err(_) => {
+                    failures.inc();
+                    tracing::warn!(source = %self.id, "polling PostgreSQL source timed out")
+                }
             }
             tokio::select! {
                 _ = &mut shutdown => return,

@@ -171,6 +171,11 @@ impl RunningReceiver {
         format!("{}/webhooks/hubspot", self.base_url)
     }
 
+    /// Whether the receiver is still running: it has neither stopped nor failed.
+    pub fn is_running(&self) -> bool {
+        !self.server.is_finished()
+    }
+
     /// Stops accepting connections and waits until the server has finished.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         let _ = self.shutdown.take().unwrap().send(());
