@@ -24,6 +24,8 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 pub struct PostgresSource {
     /// `namespace/mapping/postgres-<index>`: names the source's cursor.
     id: String,
+    /// `postgres-<index>`: the source within its mapping, as metrics label it.
+    source: String,
     mapping: MappingConfig,
     url: String,
     /// `"table"` or `(query)`, ready to follow `FROM`.
@@ -45,8 +47,10 @@ impl PostgresSource {
             (None, Some(query)) => format!("({query})"),
             _ => anyhow::bail!("mapping {}: source {index}: set exactly one of table and query", mapping.name),
         };
+        let source = format!("postgres-{index}");
         Ok(PostgresSource {
-            id: format!("{}/postgres-{index}", mapping.name),
+            id: format!("{}/{source}", mapping.name),
+            source,
             mapping: mapping.clone(),
             url: url.clone(),
             relation,
@@ -64,10 +68,7 @@ impl PostgresSource {
         shutdown: impl Future<Output = ()>,
     ) {
         let mut shutdown = std::pin::pin!(shutdown);
-        let labels = SourceLabels {
-            mapping: self.mapping.name.clone(),
-            source: self.id.rsplit('/').next().unwrap_or_default().to_string(),
-        };
+        let labels = SourceLabels { mapping: self.mapping.name.clone(), source: self.source.clone() };
         let failures = metrics.reverse_source_failures.get_or_create(&labels).clone();
         loop {
             let poll = tokio::time::timeout(POLL_TIMEOUT, self.poll_once(&store));
