@@ -16,6 +16,7 @@ use crate::api::integration::CredentialKind;
 use crate::api::integration::condition_types as integration_conditions;
 use crate::api::mapping::condition_types as mapping_conditions;
 use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
+use crate::controller::receiver_reports::{self, ReceiverReports};
 use crate::controller::resources;
 use crate::controller::secrets::SecretStore;
 use crate::controller::status::{self, Authentication, PropertyLookup, ReceiverState};
@@ -148,11 +149,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         None => println!("  HubSpot {}; point your app's webhooks at {webhook_url}", integration.spec.api.base_url),
     }
 
+    let http = reqwest::Client::new();
     let receiver = tokio::spawn(crate::receiver::run(config.clone(), receiver_listener, metrics.clone(), async {
         crate::shutdown::signal().await;
     }));
     let mut display = StatusDisplay::default();
-    let mut statuses = reconcile(&client, &integration, &manifests.mappings).await;
+    let mut statuses = reconcile(&client, &integration, &manifests.mappings, &http, config.listen).await;
     let mut next_resync = tokio::time::Instant::now() + args.resync;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut receiver = std::pin::pin!(receiver);
@@ -167,7 +169,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             _ = tick.tick() => {}
         }
         if tokio::time::Instant::now() >= next_resync {
-            statuses = reconcile(&client, &integration, &manifests.mappings).await;
+            statuses = reconcile(&client, &integration, &manifests.mappings, &http, config.listen).await;
             next_resync = tokio::time::Instant::now() + args.resync;
         }
         display.show(&statuses, &sync_counters(&metrics, &config));
@@ -207,6 +209,8 @@ async fn reconcile(
     client: &HubSpotClient,
     integration: &HubSpotIntegration,
     mappings: &[PropertyMapping],
+    http: &reqwest::Client,
+    receiver_address: std::net::SocketAddr,
 ) -> Vec<ResourceStatus> {
     let integration_conditions = if is_paused(integration) {
         paused_conditions(integration, integration_conditions::READY)
@@ -239,7 +243,11 @@ async fn reconcile(
                     Err(e) => PropertyLookup::Failed(e),
                 }
             };
-            status::mapping_status(mapping, &lookup).conditions
+            let receivers = match lookup {
+                PropertyLookup::IntegrationNotFound => ReceiverReports::integration_not_found(),
+                _ => receiver_reports::ask(http, &[receiver_reports::report_url(receiver_address)]).await,
+            };
+            status::mapping_status(mapping, &lookup, &receivers).conditions
         };
         statuses.push(ResourceStatus {
             kind: "PropertyMapping",

@@ -242,6 +242,9 @@ pub struct Metrics {
     /// Failed or timed-out polls of a source of records for HubSpot (retried at the next
     /// interval).
     pub reverse_source_failures: Family<SourceLabels, Counter>,
+    /// What each mapping's sync did since the process started, for the receiver's sync report
+    /// (`GET /sync/status`, which the mappings' status shows); not exported on `/metrics`.
+    pub activity: std::sync::Arc<crate::sync::report::MappingActivity>,
 }
 
 impl Default for Metrics {
@@ -267,6 +270,7 @@ impl Default for Metrics {
             reverse_pending: Gauge::default(),
             reverse_rejected: Gauge::default(),
             reverse_source_failures: Family::default(),
+            activity: Default::default(),
             registry: Registry::default(),
         };
         registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());

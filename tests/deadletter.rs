@@ -423,6 +423,12 @@ async fn cli(args: &[&str]) -> (bool, String, String) {
     (output.status.success(), text(output.stdout), text(output.stderr))
 }
 
+async fn sync_status(http: &reqwest::Client, base_url: &str) -> Value {
+    let response = http.get(format!("{base_url}/sync/status")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     let dir = tempfile::tempdir().unwrap();
@@ -473,6 +479,14 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     .await;
     assert_eq!(ids_of(&destination.delivered()), vec![ids[0].clone()]);
 
+    // The sync report the controller reads for the mapping's status, on the webhook port.
+    let report = sync_status(&http, &base_url).await;
+    assert_eq!(report["eventsPending"], 0, "{report}");
+    let contacts = &report["mappings"]["crm/contacts"];
+    assert_eq!((&contacts["recordsDelivered"], &contacts["deadLetters"]), (&json!(1), &json!(2)), "{report}");
+    assert!(contacts["lastSuccessMs"].as_i64().is_some(), "the step completed: {report}");
+    assert_eq!(contacts.get("lastError"), None, "a refused record is not an error of the step: {report}");
+
     let (ok, table, err) = run(with(&["list"])).await;
     assert!(ok, "{err}");
     let lines: Vec<&str> = table.lines().collect();
@@ -504,6 +518,9 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"discarded": 1}));
     let (_, out, _) = run(with(&["list", "--json"])).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["total"], 0);
+    let report = sync_status(&http, &base_url).await;
+    let contacts = &report["mappings"]["crm/contacts"];
+    assert_eq!((&contacts["recordsDelivered"], &contacts["deadLetters"]), (&json!(2), &json!(0)), "{report}");
 
     let (ok, out, err) = run(with(&["replay", "--since", "2000-01-01T00:00:00Z", "--mapping", "crm/contacts"])).await;
     assert!(ok, "{err}");

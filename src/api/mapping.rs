@@ -1,6 +1,6 @@
 //! `PropertyMapping`: which HubSpot properties of one object type sync to which external fields.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -12,6 +12,9 @@ pub mod condition_types {
     pub const READY: &str = "Ready";
     pub const INTEGRATION_FOUND: &str = "IntegrationFound";
     pub const PROPERTIES_EXIST: &str = "PropertiesExist";
+    /// Whether the integration's receivers sync the mapping without error (see
+    /// [`MappingSync`](super::MappingSync)).
+    pub const SYNCED: &str = "Synced";
 }
 
 /// Maps HubSpot properties of one object type to fields of external destinations.
@@ -28,6 +31,9 @@ pub mod condition_types {
     printcolumn = r#"{"name":"Object","type":"string","jsonPath":".spec.objectType"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Reason","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].reason"}"#,
+    printcolumn = r#"{"name":"Synced","type":"string","jsonPath":".status.conditions[?(@.type==\"Synced\")].status"}"#,
+    printcolumn = r#"{"name":"Lag","type":"integer","jsonPath":".status.sync.lagSeconds","priority":1}"#,
+    printcolumn = r#"{"name":"Dead Letters","type":"integer","jsonPath":".status.sync.deadLetters","priority":1}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[x_kube(
@@ -337,7 +343,7 @@ pub struct NatsDestination {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PropertyMappingStatus {
-    /// `Ready`, `IntegrationFound` and `PropertiesExist`.
+    /// `Ready`, `IntegrationFound`, `PropertiesExist` and `Synced`.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The generation the conditions describe.
@@ -349,6 +355,43 @@ pub struct PropertyMappingStatus {
     /// The last `hubspot.io/reconcile-requested-at` value a full reconcile handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_reconcile_at: Option<String>,
+    /// What the integration's receivers report of this mapping, refreshed about every minute;
+    /// absent while no receiver answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<MappingSync>,
+}
+
+/// The mapping's sync, added up over the receiver pods that answered.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappingSync {
+    /// Receiver pods that answered, of those ready, as `answered/ready`.
+    pub receivers: String,
+    /// Records delivered to destinations (one per destination) since the receivers started.
+    pub records_delivered: u64,
+    /// Records written to HubSpot since the receivers started.
+    pub records_written: u64,
+    /// Records a destination refused, kept in the dead-letter store
+    /// (`hubspot-operator dead-letters list`).
+    pub dead_letters: u64,
+    /// Records HubSpot refused, kept for resending (`hubspot-operator rejected list`).
+    pub rejected_records: u64,
+    /// Records waiting to be written to HubSpot.
+    pub queued_for_hubspot: u64,
+    /// The integration's webhook events not yet delivered everywhere (every mapping of the
+    /// integration shows the same figure).
+    pub pending_events: u64,
+    /// Seconds the oldest of those has waited: how far the integration's sync is behind.
+    pub lag_seconds: u64,
+    /// When the mapping's last sync step completed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_time: Option<Time>,
+    /// The mapping's last error; it is retried, and `Synced` is `False` while it is newer than
+    /// `lastSuccessTime`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error_time: Option<Time>,
 }
 
 #[cfg(test)]

@@ -90,14 +90,15 @@ impl ApiServer {
         }
     }
 
-    /// `GET path` of a collection, answered with `items`.
-    pub async fn list(&mut self, path: &str, kind: &str, api_version: &str, items: Vec<Value>) {
-        let (_, send) = self.expect(Method::GET, path).await;
+    /// `GET path` of a collection, answered with `items`; the call, for its query.
+    pub async fn list(&mut self, path: &str, kind: &str, api_version: &str, items: Vec<Value>) -> Call {
+        let (call, send) = self.expect(Method::GET, path).await;
         let list = json!({
             "kind": format!("{kind}List"), "apiVersion": api_version,
             "metadata": { "resourceVersion": "1" }, "items": items
         });
         reply(send, StatusCode::OK, &list);
+        call
     }
 
     /// A server-side apply of `path` by the operator's field manager; answered with the applied
@@ -529,17 +530,80 @@ pub async fn settled_calls(api: &FakeApiServer) -> ApiCalls {
     .expect("the controllers never settled")
 }
 
-/// Waits until the stand-in answered more calls than `before`.
-pub async fn more_calls_than(api: &FakeApiServer, before: ApiCalls) -> ApiCalls {
+/// Reads (GETs and lists) the stand-in answered: a reconcile starts by reading, while the
+/// writes a test makes itself do not read.
+pub fn reads(calls: ApiCalls) -> u64 {
+    calls.gets + calls.lists
+}
+
+/// Waits until the stand-in answered more reads than `before`, a snapshot taken before the
+/// write whose reconcile is awaited (taken after, it may already count that reconcile).
+pub async fn more_reads_than(api: &FakeApiServer, before: ApiCalls) -> ApiCalls {
     tokio::time::timeout(SCENARIO_LIMIT, async {
         loop {
             let now = api.calls();
-            if now != before {
+            if reads(now) > reads(before) {
                 return now;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
-    .expect("no call came")
+    .expect("nothing was read: no reconcile came")
+}
+
+/// A receiver's HTTP port on loopback, over real stores in a temporary directory: what its
+/// `GET /sync/status` reports of the mappings is what the test tells `metrics.activity`.
+pub struct ReportingReceiver {
+    pub address: std::net::SocketAddr,
+    pub metrics: Arc<crate::telemetry::Metrics>,
+    _dir: tempfile::TempDir,
+    _server: JoinHandle<()>,
+}
+
+impl ReportingReceiver {
+    pub async fn start(mappings: &[&str]) -> ReportingReceiver {
+        use crate::receiver::{ReceiverState, router};
+        let dir = tempfile::tempdir().unwrap();
+        let config: crate::config::ReceiverConfig = serde_json::from_value(json!({
+            "integration": "default/crm",
+            "dataDir": dir.path(),
+            "hubspot": { "baseUrl": "http://127.0.0.1:9", "accessToken": "unused" },
+            "webhooks": { "clientSecret": "unused" },
+        }))
+        .unwrap();
+        let metrics = Arc::new(crate::telemetry::Metrics::default());
+        let log: Arc<dyn crate::eventlog::EventLog> =
+            Arc::new(crate::eventlog::EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+        let reporter = crate::sync::report::SyncReporter {
+            log: log.clone(),
+            activity: metrics.activity.clone(),
+            dead_letters: crate::sync::DeadLetterStore::open(&dir.path().join("dead-letters.db"), Default::default())
+                .unwrap(),
+            reverse: None,
+            mappings: mappings.iter().map(|m| m.to_string()).collect(),
+        };
+        let state = ReceiverState::new(&config, log, metrics.clone()).with_sync_reporter(reporter);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, router(state)).await.unwrap();
+        });
+        ReportingReceiver { address, metrics, _dir: dir, _server: server }
+    }
+}
+
+/// An EndpointSlice of the receiver Service of integration `crm`, with one ready endpoint per
+/// address, on `port`.
+pub fn receiver_endpoints(addresses: &[&str], port: u16) -> Value {
+    let endpoints: Vec<Value> =
+        addresses.iter().map(|a| json!({ "addresses": [a], "conditions": { "ready": true } })).collect();
+    json!({
+        "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+        "metadata": { "name": "crm-receiver-x7k2p", "namespace": NAMESPACE,
+                      "labels": { "kubernetes.io/service-name": "crm-receiver" } },
+        "addressType": "IPv4",
+        "ports": [{ "name": "http", "port": port, "protocol": "TCP" }],
+        "endpoints": endpoints,
+    })
 }

@@ -1842,19 +1842,20 @@ mod tests {
         assert!(first.status_patches > 0, "the integration was reconciled: {first:?}");
 
         let status = json!({ "status": { "missingProperties": ["firstname"] } });
+        let before = api.calls();
         Api::<PropertyMapping>::namespaced(ctx.client.clone(), NAMESPACE)
             .patch_status("contacts", &PatchParams::default(), &Patch::Merge(&status))
             .await
             .unwrap();
-        let written = api.calls();
         tokio::time::sleep(Duration::from_secs(2)).await;
-        assert_eq!(api.calls(), written, "the mapping's status write reconciled its integration");
+        assert_eq!(reads(api.calls()), reads(before), "the mapping's status write reconciled its integration");
 
         let mut edited = to_json(&contacts);
         edited["metadata"]["generation"] = json!(5);
+        let before = api.calls();
         api.insert("propertymappings", edited);
-        let after = more_calls_than(&api, written).await;
+        let after = more_reads_than(&api, before).await;
         running.abort();
-        assert!(after.lists > written.lists, "a new spec reconciles the integration, which lists its mappings");
+        assert!(after.lists > before.lists, "a new spec reconciles the integration, which lists its mappings");
     }
 }

@@ -6,15 +6,17 @@ use std::sync::Arc;
 
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, reflector};
+use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 
+use super::receiver_reports::{self, ReceiverReports};
 use super::status::{
     MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused, required_properties,
 };
 use super::{
-    Context, Error, UNHEALTHY_REQUEUE, api_token, integration_changes, objects_of, patch_status, publish, scoped_api,
+    Context, Error, UNHEALTHY_REQUEUE, api_token, changes_in, integration_changes, objects_of, patch_status, publish,
+    scoped_api,
 };
 use crate::api::conditions::is_true;
 use crate::api::mapping::condition_types::READY;
@@ -24,9 +26,22 @@ use crate::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping, is_paused
 /// reference (an integration appearing or going, its spec changing, or HubSpot starting or
 /// ceasing to accept its credentials: see [`integration_changes`](super::integration_changes)),
 /// and of the `HubSpotProperty` objects they wait for (see [`waiting_for`]).
+/// The mapping's own status writes do not reconcile it: the sync figures it shows change
+/// with every refresh, so each write would cause the next. A mapping is reconciled when its
+/// spec or annotations (pause, reconcile request) change, and every [`SYNC_REFRESH`] while
+/// ready.
+///
+/// [`SYNC_REFRESH`]: super::SYNC_REFRESH
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<PropertyMapping> {
-    let controller =
-        Controller::new(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default());
+    let (store, writer) = reflector::store();
+    let mappings = reflector(
+        writer,
+        watcher(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default()),
+    );
+    let controller = Controller::for_stream(
+        changes_in(mappings, |m: &PropertyMapping| (m.metadata.generation, m.metadata.annotations.clone())),
+        store,
+    );
     let (of_integration, of_property) = (controller.store(), controller.store());
     controller
         .watches_stream(integration_changes(client.clone(), namespace), move |i| objects_of(&of_integration, &i))
@@ -67,18 +82,19 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     }
 
     let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
-    let lookup = match integrations.get_opt(&mapping.spec.integration_ref.name).await? {
+    let integration = integrations.get_opt(&mapping.spec.integration_ref.name).await?;
+    let lookup = match &integration {
         None => PropertyLookup::IntegrationNotFound,
-        Some(integration) => match api_token(&ctx.client, &integration).await? {
+        Some(integration) => match api_token(&ctx.client, integration).await? {
             Err(e) => PropertyLookup::TokenUnavailable(e),
             Ok(token) => {
-                let hubspot = ctx.hubspot_client(&integration, token);
+                let hubspot = ctx.hubspot_client(integration, token);
                 let object_type = &mapping.spec.object_type;
                 // A reconcile request asks for HubSpot's current state, not the catalogue's.
                 let requested = reconcile_request(mapping.as_ref()).is_some_and(|request| {
                     mapping.status.as_ref().and_then(|s| s.last_handled_reconcile_at.as_ref()) != Some(&request)
                 });
-                let catalogue = ctx.property_catalogue(&integration, object_type);
+                let catalogue = ctx.property_catalogue(integration, object_type);
                 let required = required_properties(&mapping);
                 match catalogue.lookup(&hubspot, object_type, &required, ctx.catalogue_freshness(), requested).await {
                     Ok(names) => PropertyLookup::Listed(names),
@@ -88,7 +104,12 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
         },
     };
 
-    let status = mapping_status(&mapping, &lookup);
+    let receivers = match &integration {
+        None => ReceiverReports::integration_not_found(),
+        Some(integration) => receiver_reports::read(&ctx.client, &ctx.receiver_http, integration).await?,
+    };
+
+    let status = mapping_status(&mapping, &lookup, &receivers);
     let previous = mapping.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     publish(&ctx, mapping.as_ref(), &condition_events(previous, &status.conditions, MAPPING_EVENTS)).await;
     // Unchanged (a visit caused by the last status write, or a periodic one finding the same):
@@ -100,17 +121,17 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
 
     let ready = is_true(&status.conditions, READY);
     tracing::info!(mapping = %format!("{namespace}/{name}"), ready, "reconciled PropertyMapping");
-    Ok(Action::requeue(if ready { ctx.drift_interval } else { UNHEALTHY_REQUEUE }))
+    Ok(Action::requeue(if ready { ctx.sync_refresh.min(ctx.drift_interval) } else { UNHEALTHY_REQUEUE }))
 }
 
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
 
-    use crate::controller::HEALTHY_REQUEUE;
-
     use super::*;
+    use crate::bench::fake_api::FakeApiServer;
     use crate::controller::fixtures::*;
+    use crate::emulator::RunningEmulator;
 
     const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
     const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
@@ -148,7 +169,7 @@ mod tests {
         })
         .await
         .expect("reconcile succeeds");
-        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+        assert_eq!(action, Action::requeue(crate::controller::SYNC_REFRESH), "the sync figures are read again");
     }
 
     #[tokio::test]
@@ -161,7 +182,8 @@ mod tests {
         // As the watch delivers `contacts` after its status write.
         let mut written = contacts.clone();
         let names = Arc::new(["email", "firstname"].map(String::from).into_iter().collect());
-        written.status = Some(mapping_status(&written, &PropertyLookup::Listed(names)));
+        written.status =
+            Some(mapping_status(&written, &PropertyLookup::Listed(names), &ReceiverReports::not_available()));
         let requested = annotated(written.clone(), "hubspot.io/reconcile-requested-at", "now");
         let objects = [to_json(&contacts), to_json(&leads), to_json(&requested)];
 
@@ -201,6 +223,92 @@ mod tests {
         assert_eq!(listed, [PROPERTIES], "one listing for both mappings");
         assert_eq!(unchanged, [PROPERTIES]);
         assert_eq!(hubspot_calls(&hubspot).await, [PROPERTIES, PROPERTIES]);
+    }
+
+    const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+
+    /// `integration` as its reconciler leaves it once the receiver is up.
+    fn with_receiver_available(mut integration: HubSpotIntegration) -> HubSpotIntegration {
+        use crate::api::integration::condition_types::RECEIVER_AVAILABLE;
+        let available = crate::api::conditions::condition(
+            RECEIVER_AVAILABLE,
+            Some(true),
+            "ReceiverAvailable",
+            "2 of 2 receiver pods available",
+            Some(1),
+        );
+        integration.status =
+            Some(crate::api::HubSpotIntegrationStatus { conditions: vec![available], ..Default::default() });
+        integration
+    }
+
+    #[tokio::test]
+    async fn a_mapping_shows_what_the_receiver_pods_report_of_it() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
+        let receiver = ReportingReceiver::start(&["default/contacts"]).await;
+        receiver.metrics.activity.delivered("default/contacts", 4);
+        receiver.metrics.activity.succeeded("default/contacts", 1_764_000_000_000);
+        // A second ready pod that does not answer.
+        let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let slices =
+            vec![receiver_endpoints(&["127.0.0.1"], receiver.address.port()), receiver_endpoints(&["127.0.0.1"], gone)];
+
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            let listed = api.list(ENDPOINT_SLICES, "EndpointSlice", "discovery.k8s.io/v1", slices).await;
+            assert_eq!(listed.query, "&labelSelector=kubernetes.io%2Fservice-name%3Dcrm-receiver");
+            api.event("Normal", "Ready").await;
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "InSync".into()));
+            let message = condition(&patch, "Synced")["message"].as_str().unwrap().to_string();
+            assert!(message.starts_with("4 records delivered, 0 written to HubSpot; 0 events pending, 0 s behind (1 of 2 receiver pods did not answer: "), "{message}");
+            assert_eq!(
+                patch["status"]["sync"],
+                serde_json::json!({
+                    "receivers": "1/2", "recordsDelivered": 4, "recordsWritten": 0, "deadLetters": 0,
+                    "rejectedRecords": 0, "queuedForHubspot": 0, "pendingEvents": 0, "lagSeconds": 0,
+                    "lastSuccessTime": "2025-11-24T16:00:00Z",
+                })
+            );
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(crate::controller::SYNC_REFRESH), "the figures are read again soon");
+    }
+
+    #[tokio::test]
+    async fn a_failing_sync_is_a_warning_with_the_receivers_error() {
+        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
+        let receiver = ReportingReceiver::start(&["default/contacts"]).await;
+        let error = "reading contacts from HubSpot: HubSpot answered 403: MISSING_SCOPES";
+        receiver.metrics.activity.failed("default/contacts", error, 1_764_000_000_000);
+        let slices = vec![receiver_endpoints(&["127.0.0.1"], receiver.address.port())];
+
+        let mapping = mapping("crm", &["firstname"]);
+        let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
+        let (ctx, api) = test_context();
+        let object = to_json(&mapping);
+        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
+            api.get(INTEGRATION, Some(integration)).await;
+            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
+            api.list(ENDPOINT_SLICES, "EndpointSlice", "discovery.k8s.io/v1", slices).await;
+            api.event("Normal", "Ready").await;
+            let warning = api.event("Warning", "NotSynced").await;
+            assert_eq!(warning["note"], format!("{error}; retrying"));
+            let patch = api.merge_status(STATUS, object).await;
+            assert_eq!(condition_state(&patch, "Synced"), ("False".into(), "SyncFailing".into()));
+            assert_eq!(patch["status"]["sync"]["lastError"], error);
+            assert_eq!(patch["status"]["sync"]["lastErrorTime"], "2025-11-24T16:00:00Z");
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
     }
 
     /// The property `name` of `integration` on contacts, `Ready` or not.
@@ -386,20 +494,31 @@ mod tests {
             last_handled_reconcile_at: Some("1".into()),
             ..Default::default()
         });
-        let status = crate::controller::status::mapping_status(&later, &PropertyLookup::IntegrationNotFound);
+        let status = crate::controller::status::mapping_status(
+            &later,
+            &PropertyLookup::IntegrationNotFound,
+            &ReceiverReports::integration_not_found(),
+        );
         assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("1"));
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn an_integration_status_write_reconciles_its_mappings_only_when_its_credentials_start_working() {
-        use crate::api::integration::condition_types::{AUTHENTICATED, RECEIVER_AVAILABLE};
-        use kube::api::{Patch, PatchParams};
+    /// The mapping controller against the Kubernetes API stand-in holding integration `crm` and
+    /// mapping `contacts`, once its first reconcile has settled.
+    async fn running_controller() -> (RunningEmulator, Arc<Context>, FakeApiServer, tokio::task::JoinHandle<()>) {
         let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
         let crm = integration(&hubspot.base_url(), &[]);
         let (ctx, api) = stand_in_context(&crm, TOKEN, &mapping("crm", &["firstname"])).await;
         let running = spawn_controller(controller(ctx.client.clone(), Some(NAMESPACE)), reconcile, ctx.clone());
         let first = settled_calls(&api).await;
         assert!(first.status_patches > 0, "the mapping was reconciled: {first:?}");
+        (hubspot, ctx, api, running)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_integration_status_write_reconciles_its_mappings_only_when_its_credentials_start_working() {
+        use crate::api::integration::condition_types::{AUTHENTICATED, RECEIVER_AVAILABLE};
+        use kube::api::{Patch, PatchParams};
+        let (_hubspot, ctx, api, running) = running_controller().await;
 
         let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), NAMESPACE);
         let write_conditions = |conditions: serde_json::Value| {
@@ -413,16 +532,39 @@ mod tests {
             serde_json::json!({ "type": type_, "status": status, "reason": "Test", "message": "",
                 "lastTransitionTime": "2026-01-01T00:00:00Z" })
         };
+        let before = api.calls();
         write_conditions(serde_json::json!([condition(RECEIVER_AVAILABLE, "True")])).await;
-        let written = api.calls();
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        assert_eq!(api.calls(), written, "the integration's status write reconciled its mapping");
+        assert_eq!(reads(api.calls()), reads(before), "the integration's status write reconciled its mapping");
 
+        let before = api.calls();
         write_conditions(serde_json::json!([condition(RECEIVER_AVAILABLE, "True"), condition(AUTHENTICATED, "True")]))
             .await;
-        let written = api.calls();
-        let after = more_calls_than(&api, written).await;
+        let after = more_reads_than(&api, before).await;
         running.abort();
-        assert!(after.gets > written.gets, "the mapping reads its integration again");
+        assert!(after.gets > before.gets, "the mapping reads its integration again");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_mapping_is_not_reconciled_by_its_own_status_write_but_by_its_annotations() {
+        use kube::api::{Patch, PatchParams};
+        let (_hubspot, ctx, api, running) = running_controller().await;
+
+        let mappings = Api::<PropertyMapping>::namespaced(ctx.client.clone(), NAMESPACE);
+        let status = serde_json::json!({ "status": { "sync": { "receivers": "1/1", "recordsDelivered": 9,
+            "recordsWritten": 0, "deadLetters": 0, "rejectedRecords": 0, "queuedForHubspot": 0,
+            "pendingEvents": 3, "lagSeconds": 2 } } });
+        let before = api.calls();
+        mappings.patch_status("contacts", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        assert_eq!(reads(api.calls()), reads(before), "the mapping's status write reconciled it");
+
+        let request =
+            serde_json::json!({ "metadata": { "annotations": { "hubspot.io/reconcile-requested-at": "now" } } });
+        let before = api.calls();
+        mappings.patch("contacts", &PatchParams::default(), &Patch::Merge(&request)).await.unwrap();
+        let after = more_reads_than(&api, before).await;
+        running.abort();
+        assert!(after.gets > before.gets, "a reconcile request reconciles the mapping");
     }
 }

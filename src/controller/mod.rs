@@ -9,6 +9,7 @@ pub mod integration;
 pub mod leader;
 pub mod mapping;
 pub mod property;
+pub mod receiver_reports;
 pub mod resources;
 pub mod secrets;
 pub mod status;
@@ -60,6 +61,10 @@ pub const DEFAULT_RECEIVER_IMAGE: &str =
 pub const HEALTHY_REQUEUE: Duration = Duration::from_secs(5 * 60);
 /// How soon an object that is not ready is checked again.
 pub const UNHEALTHY_REQUEUE: Duration = Duration::from_secs(30);
+
+/// How often a ready mapping reads its receivers' sync reports again. The HubSpot property
+/// listing it also checks is cached for [`HEALTHY_REQUEUE`], so this costs no HubSpot calls.
+pub const SYNC_REFRESH: Duration = Duration::from_secs(60);
 /// Reconciles of one controller that run at once, unless told otherwise. Each waits mostly on
 /// HubSpot, whose request budget (about 19 calls per second on Professional) sets the pace
 /// anyway; more at once would only hold more answers in memory while they wait for it.
@@ -350,6 +355,11 @@ pub struct Context {
     /// How often a healthy object is checked against HubSpot again ([`HEALTHY_REQUEUE`]; the
     /// benchmark shortens it).
     pub drift_interval: Duration,
+    /// How often a ready mapping's sync figures are read from its receivers again
+    /// ([`SYNC_REFRESH`]).
+    pub sync_refresh: Duration,
+    /// For the receivers' sync reports (`receiver_reports`).
+    pub receiver_http: reqwest::Client,
     /// Reconciles each controller runs at once.
     pub max_concurrent_reconciles: u16,
     /// Retries of HubSpot calls; short, because a reconcile should not block for long.
@@ -375,6 +385,8 @@ impl Context {
             receiver_trace_env: Vec::new(),
             metrics: ControllerMetrics::default(),
             drift_interval: HEALTHY_REQUEUE,
+            sync_refresh: SYNC_REFRESH,
+            receiver_http: reqwest::Client::new(),
             max_concurrent_reconciles: DEFAULT_MAX_CONCURRENT_RECONCILES,
             hubspot_retry: RetryPolicy {
                 max_attempts: 3,

@@ -498,7 +498,7 @@ mod tests {
     use super::*;
     use crate::api::property::FieldType;
     use crate::controller::fixtures::*;
-    use crate::controller::{HEALTHY_REQUEUE, mapping};
+    use crate::controller::mapping;
     use crate::hubspot::models::PropertyOption;
 
     const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
@@ -820,6 +820,7 @@ mod tests {
         found_missing.status = Some(crate::controller::status::mapping_status(
             &waiting,
             &crate::controller::status::PropertyLookup::Listed(listed),
+            &crate::controller::receiver_reports::ReceiverReports::not_available(),
         ));
         let property = property_resource(property_spec());
         let objects = [to_json(&waiting), to_json(&property), to_json(&found_missing)];
@@ -849,7 +850,7 @@ mod tests {
         })
         .await
         .expect("reconciles succeed");
-        assert_eq!(action, Action::requeue(HEALTHY_REQUEUE));
+        assert_eq!(action, Action::requeue(crate::controller::SYNC_REFRESH));
         assert_eq!(
             hubspot_calls(&hubspot).await.0,
             calls(&[

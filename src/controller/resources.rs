@@ -117,7 +117,7 @@ pub fn receiver_public_url(integration: &HubSpotIntegration) -> Option<String> {
 }
 
 /// `namespace/name` of an object, as the receiver config names integrations and mappings.
-fn qualified_name(object: &impl ResourceExt) -> String {
+pub fn qualified_name(object: &impl ResourceExt) -> String {
     format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
 }
 

@@ -3,21 +3,25 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::catalogue::PropertyNames;
-use super::resources::ConfigError;
+use super::receiver_reports::ReceiverReports;
+use super::resources::{ConfigError, qualified_name};
 use super::secrets::SecretError;
 use crate::api::conditions::{condition, set_condition};
 use crate::api::integration::ReceiverExposureKind;
 use crate::api::integration::condition_types as integration_conditions;
+use crate::api::mapping::MappingSync;
 use crate::api::mapping::condition_types as mapping_conditions;
 use crate::api::{
     HubSpotIntegration, HubSpotIntegrationStatus, PAUSED_ANNOTATION, PAUSED_REASON, PropertyMapping,
     PropertyMappingStatus, reconcile_request,
 };
 use crate::hubspot::{self, TokenInfo};
+use crate::sync::report::MappingReport;
 
 /// Marks `conditions` paused: the `type_` condition becomes Unknown with reason `Paused`, the
 /// others keep what was last observed. Whether anything changed, so that a paused object is
@@ -85,6 +89,7 @@ pub const MAPPING_EVENTS: &[Announced] = &[
         became_true: Some("PropertiesExist"),
         became_false: Some("PropertiesMissing"),
     },
+    Announced { type_: mapping_conditions::SYNCED, became_true: Some("Synced"), became_false: Some("NotSynced") },
 ];
 
 /// The Events announcing how `current` conditions differ from `previous` ones. A condition
@@ -429,7 +434,11 @@ pub fn mapping_property_check(
 }
 
 /// The whole status of `mapping` after one reconcile.
-pub fn mapping_status(mapping: &PropertyMapping, lookup: &PropertyLookup) -> PropertyMappingStatus {
+pub fn mapping_status(
+    mapping: &PropertyMapping,
+    lookup: &PropertyLookup,
+    receivers: &ReceiverReports,
+) -> PropertyMappingStatus {
     let generation = mapping.metadata.generation;
     let integration = &mapping.spec.integration_ref.name;
     let found = match lookup {
@@ -480,9 +489,11 @@ pub fn mapping_status(mapping: &PropertyMapping, lookup: &PropertyLookup) -> Pro
     };
     let ready = ready_condition(mapping_conditions::READY, &[&found, &exist], generation);
 
+    let (synced, sync) = mapping_sync(&qualified_name(mapping), receivers, generation);
+
     let previous = mapping.status.clone().unwrap_or_default();
     let mut conditions = previous.conditions;
-    for c in [ready, found, exist] {
+    for c in [ready, found, exist, synced] {
         set_condition(&mut conditions, c);
     }
     PropertyMappingStatus {
@@ -490,7 +501,77 @@ pub fn mapping_status(mapping: &PropertyMapping, lookup: &PropertyLookup) -> Pro
         observed_generation: generation,
         missing_properties,
         last_handled_reconcile_at: reconcile_request(mapping).or(previous.last_handled_reconcile_at),
+        sync,
     }
+}
+
+/// The `Synced` condition and the figures of the mapping `name` (`namespace/name`), from its
+/// integration's receivers: counts are added up over the pods that answered; the event log's
+/// figures are the largest any pod gave, since pods sharing a JetStream log each report all of
+/// it.
+pub fn mapping_sync(
+    name: &str,
+    receivers: &ReceiverReports,
+    generation: Option<i64>,
+) -> (Condition, Option<MappingSync>) {
+    let synced =
+        |ok, reason: &str, message: String| condition(mapping_conditions::SYNCED, ok, reason, message, generation);
+    let (ready, reports, errors) = match receivers {
+        ReceiverReports::NotRunning { reason, message } => return (synced(None, reason, message.clone()), None),
+        ReceiverReports::Read { ready: 0, .. } => {
+            return (synced(None, "ReceiverNotReady", "No receiver pod is ready".into()), None);
+        }
+        ReceiverReports::Read { reports, errors, .. } if reports.is_empty() => {
+            let message = format!("No receiver pod answered: {}", errors.join("; "));
+            return (synced(None, "ReceiverUnreachable", message), None);
+        }
+        ReceiverReports::Read { ready, reports, errors } => (ready, reports, errors),
+    };
+    let mine: Vec<&MappingReport> = reports.iter().filter_map(|r| r.mappings.get(name)).collect();
+    if mine.is_empty() {
+        let message = "The receivers do not run this mapping yet; its configuration is being rolled out".to_string();
+        return (synced(None, "NotYetRunning", message), None);
+    }
+    let total = |count: fn(&MappingReport) -> u64| mine.iter().map(|r| count(r)).sum::<u64>();
+    let last_success_ms = mine.iter().filter_map(|r| r.last_success_ms).max();
+    let last_error = mine.iter().filter_map(|r| r.last_error.as_ref()).max_by_key(|e| e.at_ms);
+    let time = |ms: i64| Timestamp::from_millisecond(ms).ok().map(Time);
+    let sync = MappingSync {
+        receivers: format!("{}/{ready}", reports.len()),
+        records_delivered: total(|r| r.records_delivered),
+        records_written: total(|r| r.records_written),
+        dead_letters: total(|r| r.dead_letters),
+        rejected_records: total(|r| r.rejected_records),
+        queued_for_hubspot: total(|r| r.queued_for_hubspot),
+        pending_events: reports.iter().map(|r| r.events_pending).max().unwrap_or(0),
+        lag_seconds: reports.iter().map(|r| r.oldest_pending_age_seconds).max().unwrap_or(0),
+        last_success_time: last_success_ms.and_then(time),
+        last_error: last_error.map(|e| e.message.clone()),
+        last_error_time: last_error.and_then(|e| time(e.at_ms)),
+    };
+    let failing = MappingReport { last_success_ms, last_error: last_error.cloned(), ..Default::default() }.failing();
+    let unanswered = match errors.len() {
+        0 => String::new(),
+        n => format!(" ({n} of {ready} receiver pods did not answer: {})", errors.join("; ")),
+    };
+    let condition = if failing {
+        let error = last_error.map_or("", |e| e.message.as_str());
+        synced(Some(false), "SyncFailing", format!("{error}; retrying{unanswered}"))
+    } else if sync.dead_letters + sync.rejected_records > 0 {
+        let message = format!(
+            "{} records refused by a destination (hubspot-operator dead-letters list), {} refused by HubSpot \
+             (hubspot-operator rejected list){unanswered}",
+            sync.dead_letters, sync.rejected_records
+        );
+        synced(Some(false), "RecordsRefused", message)
+    } else {
+        let message = format!(
+            "{} records delivered, {} written to HubSpot; {} events pending, {} s behind{unanswered}",
+            sync.records_delivered, sync.records_written, sync.pending_events, sync.lag_seconds
+        );
+        synced(Some(true), "InSync", message)
+    };
+    (condition, Some(sync))
 }
 
 #[cfg(test)]
@@ -502,6 +583,115 @@ mod tests {
     use crate::api::integration::{Credentials, HubSpotIntegrationSpec};
     use crate::api::mapping::{Direction, FieldMapping, IntegrationRef, MatchKey, PropertyMappingSpec};
     use crate::hubspot::ApiError;
+    use crate::sync::report::{ReportedError, SyncReport};
+
+    fn not_available() -> ReceiverReports {
+        ReceiverReports::not_available()
+    }
+
+    const CONTACTS: &str = "default/contacts";
+
+    /// One pod's report of `CONTACTS`, with `events_pending` events pending for `age_s`.
+    fn pod(mapping: MappingReport, events_pending: u64, age_s: u64) -> SyncReport {
+        SyncReport {
+            events_pending,
+            oldest_pending_age_seconds: age_s,
+            mappings: [(CONTACTS.to_string(), mapping)].into_iter().collect(),
+        }
+    }
+
+    fn read(reports: Vec<SyncReport>, errors: &[&str]) -> ReceiverReports {
+        let ready = reports.len() + errors.len();
+        ReceiverReports::Read { ready, reports, errors: errors.iter().map(|e| e.to_string()).collect() }
+    }
+
+    fn synced(receivers: &ReceiverReports) -> (String, String, String, Option<MappingSync>) {
+        let (c, sync) = mapping_sync(CONTACTS, receivers, Some(3));
+        assert_eq!((c.type_.as_str(), c.observed_generation), ("Synced", Some(3)));
+        (c.status, c.reason, c.message, sync)
+    }
+
+    #[test]
+    fn sync_figures_add_up_over_the_pods_that_answered() {
+        let one = MappingReport {
+            records_delivered: 10,
+            records_written: 1,
+            last_success_ms: Some(1_764_000_000_000),
+            ..Default::default()
+        };
+        let other = MappingReport { records_delivered: 5, queued_for_hubspot: 2, ..Default::default() };
+        // Pods sharing a JetStream log each report all of it: the largest figure, not the sum.
+        let (status, reason, message, sync) =
+            synced(&read(vec![pod(one, 7, 3), pod(other, 7, 4)], &["pod-2: timed out"]));
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "InSync"));
+        assert_eq!(
+            message,
+            "15 records delivered, 1 written to HubSpot; 7 events pending, 4 s behind \
+             (1 of 3 receiver pods did not answer: pod-2: timed out)"
+        );
+        let sync = sync.unwrap();
+        assert_eq!(sync.receivers, "2/3");
+        assert_eq!((sync.records_delivered, sync.records_written, sync.queued_for_hubspot), (15, 1, 2));
+        assert_eq!((sync.pending_events, sync.lag_seconds), (7, 4));
+        assert_eq!(sync.last_success_time.unwrap().0.to_string(), "2025-11-24T16:00:00Z");
+        assert_eq!(sync.last_error, None);
+    }
+
+    #[test]
+    fn an_error_newer_than_the_last_success_is_reported_until_a_step_succeeds() {
+        let error = ReportedError { message: "reading contacts from HubSpot: HubSpot answered 403".into(), at_ms: 20 };
+        let failing =
+            MappingReport { last_success_ms: Some(10), last_error: Some(error.clone()), ..Default::default() };
+        let (status, reason, message, sync) = synced(&read(vec![pod(failing, 1, 9)], &[]));
+        assert_eq!((status.as_str(), reason.as_str()), ("False", "SyncFailing"));
+        assert_eq!(message, "reading contacts from HubSpot: HubSpot answered 403; retrying");
+        let sync = sync.unwrap();
+        assert_eq!(sync.last_error.as_deref(), Some(error.message.as_str()));
+        assert_eq!(sync.last_error_time.unwrap().0.as_millisecond(), 20);
+
+        // Another pod succeeded since: the newest of each counts.
+        let recovered = MappingReport { last_success_ms: Some(30), ..Default::default() };
+        let failing = MappingReport { last_error: Some(error), ..Default::default() };
+        assert_eq!(synced(&read(vec![pod(failing, 0, 0), pod(recovered, 0, 0)], &[])).1, "InSync");
+    }
+
+    #[test]
+    fn refused_records_keep_a_mapping_from_being_synced() {
+        let refused = MappingReport { dead_letters: 2, rejected_records: 1, ..Default::default() };
+        let (status, reason, message, sync) = synced(&read(vec![pod(refused, 0, 0)], &[]));
+        assert_eq!((status.as_str(), reason.as_str()), ("False", "RecordsRefused"));
+        assert_eq!(
+            message,
+            "2 records refused by a destination (hubspot-operator dead-letters list), 1 refused by HubSpot \
+             (hubspot-operator rejected list)"
+        );
+        assert_eq!(sync.unwrap().dead_letters, 2);
+    }
+
+    #[test]
+    fn without_an_answer_about_the_mapping_its_sync_is_unknown() {
+        let unknown = |receivers: &ReceiverReports| {
+            let (status, reason, message, sync) = synced(receivers);
+            assert_eq!(status, "Unknown");
+            assert_eq!(sync, None);
+            (reason, message)
+        };
+        assert_eq!(unknown(&not_available()).0, "ReceiverNotAvailable");
+        assert_eq!(unknown(&ReceiverReports::integration_not_found()).0, "IntegrationNotFound");
+        assert_eq!(unknown(&read(vec![], &[])), ("ReceiverNotReady".into(), "No receiver pod is ready".into()));
+        assert_eq!(
+            unknown(&read(vec![], &["http://10.0.0.7:8080/sync/status: connection refused"])),
+            (
+                "ReceiverUnreachable".into(),
+                "No receiver pod answered: http://10.0.0.7:8080/sync/status: connection refused".into()
+            )
+        );
+        let other_mapping = SyncReport {
+            mappings: [("default/leads".to_string(), MappingReport::default())].into_iter().collect(),
+            ..Default::default()
+        };
+        assert_eq!(unknown(&read(vec![other_mapping], &[])).0, "NotYetRunning");
+    }
 
     fn integration(required: &[&str], portal: Option<u64>) -> HubSpotIntegration {
         let mut i = HubSpotIntegration::new(
@@ -723,7 +913,7 @@ mod tests {
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "PropertiesMissing"));
         assert_eq!(c.message, "Properties missing on contacts: loyalty_tier");
 
-        let status = mapping_status(&m, &PropertyLookup::Listed(Arc::new(names(&["firstname"]))));
+        let status = mapping_status(&m, &PropertyLookup::Listed(Arc::new(names(&["firstname"]))), &not_available());
         assert_eq!(status.missing_properties, ["email", "loyalty_tier"]);
         assert_eq!(find(&status.conditions, "Ready").reason, "PropertiesMissing");
         assert_eq!(find(&status.conditions, "IntegrationFound").status, "True");
@@ -732,15 +922,22 @@ mod tests {
     #[test]
     fn mapping_with_all_properties_is_ready() {
         let m = mapping(&["firstname"]);
-        let status = mapping_status(&m, &PropertyLookup::Listed(Arc::new(names(&["email", "firstname"]))));
+        let status =
+            mapping_status(&m, &PropertyLookup::Listed(Arc::new(names(&["email", "firstname"]))), &not_available());
         assert!(status.missing_properties.is_empty());
-        assert_eq!(status.conditions.len(), 3);
-        assert!(status.conditions.iter().all(|c| c.status == "True" && c.observed_generation == Some(2)));
+        assert_eq!(status.conditions.len(), 4);
+        let (synced, others): (Vec<_>, Vec<_>) = status.conditions.iter().partition(|c| c.type_ == "Synced");
+        assert!(others.iter().all(|c| c.status == "True" && c.observed_generation == Some(2)));
+        assert_eq!((synced[0].status.as_str(), synced[0].reason.as_str()), ("Unknown", "ReceiverNotAvailable"));
     }
 
     #[test]
     fn mapping_without_integration_is_not_ready() {
-        let status = mapping_status(&mapping(&["firstname"]), &PropertyLookup::IntegrationNotFound);
+        let status = mapping_status(
+            &mapping(&["firstname"]),
+            &PropertyLookup::IntegrationNotFound,
+            &ReceiverReports::integration_not_found(),
+        );
         let found = find(&status.conditions, "IntegrationFound");
         assert_eq!((found.status.as_str(), found.reason.as_str()), ("False", "IntegrationNotFound"));
         assert_eq!(found.message, r#"HubSpotIntegration "crm" not found in namespace "sales""#);
@@ -754,7 +951,7 @@ mod tests {
             403,
             br#"{"status":"error","message":"This app hasn't been granted all required scopes to make this call.","correlationId":"c-9","errors":[{"message":"One or more of the following scopes are required.","context":{"requiredScopes":["crm.schemas.contacts.read"]}}],"category":"MISSING_SCOPES"}"#,
         ));
-        let status = mapping_status(&mapping(&[]), &PropertyLookup::Failed(err));
+        let status = mapping_status(&mapping(&[]), &PropertyLookup::Failed(err), &not_available());
         let exist = find(&status.conditions, "PropertiesExist");
         assert_eq!((exist.status.as_str(), exist.reason.as_str()), ("False", "MISSING_SCOPES"));
         assert_eq!(

@@ -18,6 +18,7 @@ use crate::config::ReceiverConfig;
 use crate::eventlog::EventLog;
 use crate::hubspot::SignatureVerifier;
 use crate::reverse::ReverseStore;
+use crate::sync::report::{SYNC_STATUS_PATH, SyncReporter};
 use crate::telemetry::Metrics;
 
 /// Path HubSpot delivers webhook batches to.
@@ -42,6 +43,8 @@ pub struct ReceiverState {
     reverse_store: Option<Arc<ReverseStore>>,
     /// The ingest API; `None` when it is off.
     pub(crate) ingest: Option<crate::reverse::IngestState>,
+    /// `GET /sync/status`; `None` without a sync worker.
+    sync_reporter: Option<SyncReporter>,
 }
 
 impl ReceiverState {
@@ -55,7 +58,14 @@ impl ReceiverState {
             max_body_bytes: webhooks.max_body_bytes,
             ingest: None,
             reverse_store: None,
+            sync_reporter: None,
         }
+    }
+
+    /// Turns `GET /sync/status` on.
+    pub fn with_sync_reporter(mut self, reporter: SyncReporter) -> Self {
+        self.sync_reporter = Some(reporter);
+        self
     }
 
     /// Turns the ingest API on: records are validated against `config`'s mappings and queued
@@ -70,7 +80,7 @@ impl ReceiverState {
 }
 
 /// The receiver's routes: `POST /webhooks/hubspot`, `POST /ingest/{namespace}/{mapping}`,
-/// `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`, `GET /metrics`.
+/// `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /sync/status`.
 pub fn router(state: ReceiverState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let ingest_max_body_bytes =
@@ -82,6 +92,7 @@ pub fn router(state: ReceiverState) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
+        .route(SYNC_STATUS_PATH, get(sync_status))
         .with_state(state)
 }
 
@@ -124,6 +135,20 @@ async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
 }
 
+/// Each mapping's sync as this receiver sees it, for the mappings' status (see `sync::report`).
+async fn sync_status(State(state): State<ReceiverState>) -> axum::response::Response {
+    let Some(reporter) = &state.sync_reporter else {
+        return (StatusCode::NOT_FOUND, "this receiver runs no sync worker").into_response();
+    };
+    match reporter.report().await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "sync report unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("sync report unavailable: {e:#}")).into_response()
+        }
+    }
+}
+
 /// Runs one integration's receiver until `shutdown` resolves: the webhook ingress, the admin
 /// API on `config.admin.listen`, the sync worker and the catch-up backfill, sharing the event log
 /// `config.event_log` chooses.
@@ -162,9 +187,16 @@ pub async fn run(
                 reverse.push(tokio::spawn(source.run(store.clone(), metrics.clone(), stop.clone().cancelled_owned())));
             }
         }
-        let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics);
+        let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics.clone());
         reverse.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
     }
+    state = state.with_sync_reporter(SyncReporter {
+        log: log.clone(),
+        activity: metrics.activity.clone(),
+        dead_letters: worker.dead_letters().clone(),
+        reverse: reverse_store.clone(),
+        mappings: config.mappings.iter().map(|m| m.name.clone()).collect(),
+    });
     let admin = tokio::spawn(serve(
         admin_listener,
         admin::router(worker.clone(), reverse_store, config.admin.token.clone()),

@@ -124,7 +124,14 @@ impl ReverseWorker {
         let mut failure = None;
         for (name, records) in by_mapping {
             let result = match self.mappings.get(&name) {
-                Some(mapping) => self.sync_mapping(mapping, &records).await,
+                Some(mapping) => {
+                    let result = self.sync_mapping(mapping, &records).await;
+                    match &result {
+                        Ok(_) => self.metrics.activity.succeeded(&name, now_ms()),
+                        Err(e) => self.metrics.activity.failed(&name, &e.message, now_ms()),
+                    }
+                    result
+                }
                 None => self.reject_orphans(&name, &records).await,
             };
             match result {
@@ -249,6 +256,7 @@ impl ReverseWorker {
         }
         let settled = completion.done.len();
         self.count("written", batch.accepted.len());
+        self.metrics.activity.written(&mapping.name, batch.accepted.len());
         self.count("rejected", batch.rejected.len());
         self.store.complete(completion).await.map_err(StepError::store)?;
         drop(write_in_flight);

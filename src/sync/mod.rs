@@ -12,6 +12,7 @@ mod batch;
 pub mod deadletter;
 mod operations;
 pub mod plan;
+pub mod report;
 pub mod sinks;
 pub mod state;
 
@@ -336,6 +337,37 @@ impl Worker {
     async fn sync_object_type(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), Failure> {
         let mappings: Vec<&MappingRuntime> =
             self.mappings.iter().filter(|m| m.config.object_type == object_type).collect();
+        let (fetched, associations) = match self.read_objects(object_type, &mappings, type_plan).await {
+            Ok(read) => read,
+            Err(failure) => {
+                for mapping in &mappings {
+                    self.metrics.activity.failed(&mapping.config.name, &failure.message, now_ms());
+                }
+                return Err(failure);
+            }
+        };
+        let mut result = Ok(());
+        for mapping in mappings {
+            let name = &mapping.config.name;
+            match self.deliver_mapping(mapping, type_plan, &fetched, &associations).await {
+                Ok(()) => self.metrics.activity.succeeded(name, now_ms()),
+                Err(failure) => {
+                    self.metrics.activity.failed(name, &failure.message, now_ms());
+                    result = Err(failure);
+                }
+            }
+        }
+        result
+    }
+
+    /// The changed objects of `type_plan` that still exist, with the properties and
+    /// associations `mappings` need.
+    async fn read_objects(
+        &self,
+        object_type: &str,
+        mappings: &[&MappingRuntime],
+        type_plan: &plan::TypePlan,
+    ) -> Result<(Vec<hubspot::CrmObject>, plan::Associations), Failure> {
         let ids = type_plan.ids_to_fetch();
         let fetched = if ids.is_empty() {
             Vec::new()
@@ -352,15 +384,23 @@ impl Worker {
         };
         let configs: Vec<&MappingConfig> = mappings.iter().map(|m| &m.config).collect();
         let associations = self.read_associations(object_type, &configs, &fetched).await?;
+        Ok((fetched, associations))
+    }
 
+    /// Builds one mapping's records and delivers them to each of its destinations.
+    async fn deliver_mapping(
+        &self,
+        mapping: &MappingRuntime,
+        type_plan: &plan::TypePlan,
+        fetched: &[hubspot::CrmObject],
+        associations: &plan::Associations,
+    ) -> Result<(), Failure> {
+        let records = plan::build_records(&mapping.config, type_plan, fetched, associations);
+        let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
         let mut result = Ok(());
-        for mapping in mappings {
-            let records = plan::build_records(&mapping.config, type_plan, &fetched, &associations);
-            let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
-            for destination in &mapping.destinations {
-                if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
-                    result = Err(failure);
-                }
+        for destination in &mapping.destinations {
+            if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
+                result = Err(failure);
             }
         }
         result
@@ -437,6 +477,7 @@ impl Worker {
             let error = match delivered {
                 Ok(()) => {
                     self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
+                    self.metrics.activity.delivered(mapping, part.len());
                     self.checkpoints.mark_delivered(&destination.checkpoint_id, part).await.map_err(store_failure)?;
                     self.dead_letters.resolve(&destination.checkpoint_id, part).await.map_err(dead_letter_failure)?;
                     outcome.delivered += part.len();

@@ -246,6 +246,12 @@ def test_the_controller_may_apply_and_delete_the_receivers_ingress_and_http_rout
     assert granted.count(("gateway.networking.k8s.io", "httproutes")) == 1
 
 
+def test_the_controller_may_only_list_endpoint_slices_to_find_the_receiver_pods():
+    rules = only(rendered_objects({}), "ClusterRole")["rules"]
+    slices = [rule for rule in rules if "endpointslices" in rule["resources"]]
+    assert slices == [{"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["list"]}]
+
+
 @pytest.mark.parametrize("values", VALUE_SETS.values(), ids=VALUE_SETS.keys())
 def test_controller_pod_meets_the_restricted_pod_security_standard(values):
     pod = controller_pod(rendered_objects(values))["spec"]
@@ -359,6 +365,10 @@ def test_metrics_service_and_service_monitor_reach_the_controller_metrics_port()
     assert monitor["metadata"]["labels"]["release"] == "prom"
 
 
+# Labels the controller gives every receiver pod (`receiver_labels` in src/controller/resources.rs).
+RECEIVER_POD_LABELS = {"app.kubernetes.io/managed-by": "hubspot-operator", "app.kubernetes.io/component": "receiver"}
+
+
 def test_network_policy_selects_the_controller_and_allows_only_what_it_needs():
     objects = rendered_objects(EVERYTHING)
     pod = controller_pod(objects)
@@ -370,6 +380,10 @@ def test_network_policy_selects_the_controller_and_allows_only_what_it_needs():
     ]
     assert policy["egress"] == [
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+        {
+            "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": RECEIVER_POD_LABELS}}],
+            "ports": [{"port": 8080, "protocol": "TCP"}],
+        },
         {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
         *EVERYTHING["networkPolicy"]["extraEgress"],
     ]
