@@ -21,7 +21,7 @@ use crate::api::{
     PropertyMappingStatus, reconcile_request,
 };
 use crate::hubspot::{self, TokenInfo};
-use crate::sync::report::MappingReport;
+use crate::sync::report::{self, MappingReport};
 
 /// Marks `conditions` paused: the `type_` condition becomes Unknown with reason `Paused`, the
 /// others keep what was last observed. Whether anything changed, so that a paused object is
@@ -549,7 +549,7 @@ pub fn mapping_sync(
         last_error: last_error.map(|e| e.message.clone()),
         last_error_time: last_error.and_then(|e| time(e.at_ms)),
     };
-    let failing = MappingReport { last_success_ms, last_error: last_error.cloned(), ..Default::default() }.failing();
+    let failing = report::failing(last_success_ms, last_error);
     let unanswered = match errors.len() {
         0 => String::new(),
         n => format!(" ({n} of {ready} receiver pods did not answer: {})", errors.join("; ")),

@@ -26,13 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use crate::eventlog::StoredEvent;
-
-/// Rows of `table` by mapping.
-fn count_by_mapping(conn: &Connection, table: &str) -> anyhow::Result<Vec<(String, u64)>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT mapping, count(*) FROM {table} GROUP BY mapping"))?;
-    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
-}
+use crate::sync::report::rows_by_mapping;
 
 /// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
 /// webhook to count as that write's echo. HubSpot stamps both from its own clock; the margin
@@ -359,12 +353,12 @@ impl ReverseStore {
 
     /// How many rejected records each mapping (`namespace/name`) has.
     pub async fn rejected_by_mapping(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        self.read(|conn| count_by_mapping(conn, "rejected")).await
+        self.read(|conn| Ok(rows_by_mapping(conn, "rejected")?)).await
     }
 
     /// How many records each mapping (`namespace/name`) has waiting for HubSpot.
     pub async fn queued_by_mapping(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        self.read(|conn| count_by_mapping(conn, "queue")).await
+        self.read(|conn| Ok(rows_by_mapping(conn, "queue")?)).await
     }
 
     /// The selected rejected records, oldest first, at most `limit`, and how many are selected.

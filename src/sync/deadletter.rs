@@ -207,12 +207,7 @@ impl DeadLetterStore {
 
     /// How many records each mapping (`namespace/name`) has in the store.
     pub async fn count_by_mapping(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        self.with_conn(|conn| {
-            let mut stmt = conn.prepare_cached("SELECT mapping, count(*) FROM dead_letters GROUP BY mapping")?;
-            let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
-            rows.collect()
-        })
-        .await
+        self.with_conn(|conn| super::report::rows_by_mapping(conn, "dead_letters")).await
     }
 
     /// Runs a change and refreshes the gauge of stored records when rows changed.

@@ -62,15 +62,21 @@ pub struct ReportedError {
     pub at_ms: i64,
 }
 
-impl MappingReport {
-    /// Whether the last thing the mapping's sync did was fail.
-    pub fn failing(&self) -> bool {
-        match (&self.last_error, self.last_success_ms) {
-            (Some(error), Some(success)) => error.at_ms > success,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
+/// Whether the last thing a mapping's sync did was fail: its last error is newer than its last
+/// completed step.
+pub fn failing(last_success_ms: Option<i64>, last_error: Option<&ReportedError>) -> bool {
+    match (last_error, last_success_ms) {
+        (Some(error), Some(success)) => error.at_ms > success,
+        (Some(_), None) => true,
+        (None, _) => false,
     }
+}
+
+/// Rows of `table` (a store table with a `mapping` column) by mapping.
+pub(crate) fn rows_by_mapping(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT mapping, count(*) FROM {table} GROUP BY mapping"))?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
 }
 
 /// What each mapping's sync did since the process started, kept by the sync and reverse
@@ -152,13 +158,12 @@ mod tests {
 
     #[test]
     fn a_mapping_is_failing_only_while_its_last_error_is_newer_than_its_last_success() {
-        let error = |at_ms| Some(ReportedError { message: "HubSpot answered 503".into(), at_ms });
-        let report = |last_success_ms, last_error| MappingReport { last_success_ms, last_error, ..Default::default() };
-        assert!(!report(None, None).failing(), "nothing happened yet");
-        assert!(!report(Some(5), None).failing());
-        assert!(report(None, error(5)).failing(), "never succeeded");
-        assert!(report(Some(4), error(5)).failing());
-        assert!(!report(Some(6), error(5)).failing(), "succeeded since");
+        let error = ReportedError { message: "HubSpot answered 503".into(), at_ms: 5 };
+        assert!(!failing(None, None), "nothing happened yet");
+        assert!(!failing(Some(5), None));
+        assert!(failing(None, Some(&error)), "never succeeded");
+        assert!(failing(Some(4), Some(&error)));
+        assert!(!failing(Some(6), Some(&error)), "succeeded since");
     }
 
     #[tokio::test]
