@@ -15,4 +15,4 @@ pub use client::{ClientSettings, HubSpotClient, IsolatedBatch, isolate_bad_input
 pub use error::{ApiError, Error};
 pub use models::*;
 pub use signature::SignatureVerifier;
-pub use webhook::WebhookEvent;
+pub use webhook::{DeliveryIdentity, WebhookEvent};

@@ -51,18 +51,67 @@ pub struct WebhookEvent {
     pub association_removed: Option<bool>,
 }
 
-impl WebhookEvent {
-    /// Identity of a delivery, independent of `attemptNumber`: HubSpot repeats deliveries and
-    /// `eventId` alone is not unique.
-    pub fn dedup_key(&self) -> String {
+/// What identifies one delivery, independent of `attemptNumber`: HubSpot repeats deliveries and
+/// `eventId` alone is not unique.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct DeliveryIdentity {
+    pub portal_id: u64,
+    pub subscription_id: u64,
+    pub event_id: u64,
+    pub object_id: u64,
+    pub occurred_at: i64,
+    /// `(fromObjectId, toObjectId)` of an association change.
+    pub association: Option<(u64, u64)>,
+}
+
+impl DeliveryIdentity {
+    /// The identity as one string, e.g. `62515:3:7:0:1700000000000:123>456`.
+    pub fn key(&self) -> String {
         let mut key = format!(
             "{}:{}:{}:{}:{}",
             self.portal_id, self.subscription_id, self.event_id, self.object_id, self.occurred_at
         );
-        if let (Some(from), Some(to)) = (self.from_object_id, self.to_object_id) {
+        if let Some((from, to)) = self.association {
             key.push_str(&format!(":{from}>{to}"));
         }
         key
+    }
+
+    /// Reads back what [`key`](Self::key) wrote.
+    pub fn parse_key(key: &str) -> Option<DeliveryIdentity> {
+        let mut parts = key.split(':');
+        let mut number = || parts.next()?.parse::<u64>().ok();
+        let (portal_id, subscription_id, event_id, object_id) = (number()?, number()?, number()?, number()?);
+        let occurred_at = parts.next()?.parse().ok()?;
+        let association = match parts.next() {
+            None => None,
+            Some(pair) => {
+                let (from, to) = pair.split_once('>')?;
+                Some((from.parse().ok()?, to.parse().ok()?))
+            }
+        };
+        if parts.next().is_some() {
+            return None;
+        }
+        Some(DeliveryIdentity { portal_id, subscription_id, event_id, object_id, occurred_at, association })
+    }
+}
+
+impl WebhookEvent {
+    pub fn delivery_identity(&self) -> DeliveryIdentity {
+        DeliveryIdentity {
+            portal_id: self.portal_id,
+            subscription_id: self.subscription_id,
+            event_id: self.event_id,
+            object_id: self.object_id,
+            occurred_at: self.occurred_at,
+            association: self.from_object_id.zip(self.to_object_id),
+        }
+    }
+
+    /// The [`DeliveryIdentity`] as one string.
+    pub fn dedup_key(&self) -> String {
+        self.delivery_identity().key()
     }
 
     /// The CRM object type (`contacts`, `companies`, ...) the event is about, if it is a CRM
@@ -128,6 +177,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_delivery_key_reads_back_and_nothing_else_does() {
+        let plain = DeliveryIdentity {
+            portal_id: 62515,
+            subscription_id: 3,
+            event_id: u64::MAX,
+            object_id: 9,
+            occurred_at: -5,
+            association: None,
+        };
+        assert_eq!(DeliveryIdentity::parse_key(&plain.key()), Some(plain));
+        for bad in ["", "1:2:3:4", "1:2:3:4:5:6", "1:2:3:4:5:6>", "1:2:3:4:5:6>7:8", "a:2:3:4:5", "1:2:3:4:5:6>7>8"] {
+            assert_eq!(DeliveryIdentity::parse_key(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn association_change_without_object_id_parses() {
         let body = r#"[{"eventId":7,"subscriptionId":3,"portalId":62515,"appId":54321,"occurredAt":1700000000000,
             "subscriptionType":"contact.associationChange","attemptNumber":0,"changeSource":"USER",
@@ -137,6 +202,7 @@ mod tests {
         assert_eq!(events[0].action(), "associationChange");
         assert_eq!((events[0].from_object_id, events[0].to_object_id), (Some(123), Some(456)));
         assert_eq!(events[0].dedup_key(), "62515:3:7:0:1700000000000:123>456");
+        assert_eq!(DeliveryIdentity::parse_key(&events[0].dedup_key()), Some(events[0].delivery_identity()));
         assert_eq!(events[0].associated_object_type(), Some("companies"));
         let mut other = events[0].clone();
         other.association_type = Some("LINE_ITEM_TO_DEAL".into());
