@@ -14,6 +14,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::fake_api::{ApiCalls, CALLS_PATH, FakeApiServer};
+use super::start_child;
 use crate::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
@@ -177,28 +178,6 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts `hubspot-operator <args> --listen <a free local port>` and waits until it answers
-/// `ready_path`. Returns the child (killed when dropped) and its base URL.
-async fn start_child(what: &str, args: &[&str], ready_path: &str) -> anyhow::Result<(tokio::process::Child, String)> {
-    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
-    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
-    let child = tokio::process::Command::new(exe)
-        .args(args)
-        .args(["--listen", &listen])
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting the {what}"))?;
-    let url = format!("http://{listen}");
-    let http = reqwest::Client::new();
-    let started = Instant::now();
-    while http.get(format!("{url}{ready_path}")).send().await.is_err() {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the {what} did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok((child, url))
-}
-
 fn tier_name(tier: Tier) -> String {
     serde_json::to_value(tier)
         .ok()
@@ -286,7 +265,7 @@ pub async fn measure(
             events: after.events - api_before.events,
             unexpected: after.unexpected - api_before.unexpected,
         },
-        peak_rss_kib: super::peak_rss_kib(),
+        peak_rss_kib: super::peak_rss_kib(None),
     })
 }
 

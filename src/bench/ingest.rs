@@ -1,7 +1,11 @@
 //! `hubspot-operator bench [ingest]`: load the webhook ingress the way HubSpot does (signed batches, a
 //! fixed number of requests in flight) and report throughput, acknowledgement latency and
-//! memory. The load generator runs in the same process, on the same cores.
+//! memory. Each combination starts a receiver of its own as a child process (`bench
+//! ingest-receiver`), so the peak RSS reported is the receiver's alone; the load generator runs
+//! in the benchmark's process, on the same cores.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +19,7 @@ use crate::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
 use crate::receiver::{ReceiverState, WEBHOOK_PATH, router, serve};
 use crate::telemetry::Metrics;
 
-use super::{ms, peak_rss_kib};
+use super::{ms, peak_rss_kib, start_child};
 
 const CLIENT_SECRET: &str = "bench-client-secret";
 
@@ -33,14 +37,19 @@ pub struct IngestArgs {
     pub seconds: u64,
     /// Directory for the event log files (use the disk you will deploy on).
     #[arg(long)]
-    pub data_dir: Option<std::path::PathBuf>,
+    pub data_dir: Option<PathBuf>,
     /// Event log backend to store into.
     #[arg(long, value_enum, default_value_t = BenchLog::Embedded)]
     pub event_log: BenchLog,
-    /// NATS server for `--event-log jetstream`; each combination gets streams of its own,
-    /// deleted afterwards.
+    /// NATS server for `--event-log jetstream` (one URL; of a cluster, any node's will do, the
+    /// client learns the others from it); each combination gets streams of its own, deleted
+    /// afterwards.
     #[arg(long, env = "HUBSPOT_OPERATOR_BENCH_NATS_URL", required_if_eq("event_log", "jetstream"))]
     pub nats_url: Option<String>,
+    /// Replicas of each stream for `--event-log jetstream` (more than 1 needs a cluster of at
+    /// least that many JetStream servers).
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
 }
 
 /// The event log a benchmark run stores into.
@@ -49,6 +58,89 @@ pub enum BenchLog {
     Embedded,
     Jetstream,
 }
+
+/// `hubspot-operator bench ingest-receiver` flags: the receiver `bench ingest` loads, in a
+/// process of its own so that the peak RSS reported is the receiver's alone. It stops when its
+/// standard input closes (or on SIGTERM or Ctrl-C), closing its event log.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ReceiverArgs {
+    /// Address to serve the webhook ingress on.
+    #[arg(long)]
+    pub listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+/// The event log a benchmark receiver stores into: an embedded log file, or a JetStream stream
+/// (with its `_seen` companion). No size limits: the benchmark measures storing, not refusing.
+#[derive(clap::Args, Clone, Debug)]
+pub struct StoreArgs {
+    /// Embedded event log file.
+    #[arg(long, required_unless_present = "nats_url", conflicts_with = "nats_url")]
+    pub log_file: Option<PathBuf>,
+    /// NATS server of a JetStream event log.
+    #[arg(long, requires = "stream")]
+    pub nats_url: Option<String>,
+    /// Name of the JetStream event stream; its subject is `<stream>.events`.
+    #[arg(long)]
+    pub stream: Option<String>,
+    /// Replicas of the JetStream streams.
+    #[arg(long, default_value_t = 1)]
+    pub replicas: usize,
+}
+
+impl StoreArgs {
+    fn embedded(log_file: PathBuf) -> StoreArgs {
+        StoreArgs { log_file: Some(log_file), nats_url: None, stream: None, replicas: 1 }
+    }
+
+    /// Streams of their own, named at random.
+    fn jetstream(url: &str, replicas: usize) -> StoreArgs {
+        let suffix: String = {
+            use rand::Rng;
+            let mut rng = rand::rng();
+            (0..10).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+        };
+        StoreArgs { log_file: None, nats_url: Some(url.into()), stream: Some(format!("hsop_bench_{suffix}")), replicas }
+    }
+
+    /// These settings as `bench ingest-receiver` flags.
+    fn flags(&self) -> Vec<OsString> {
+        let mut flags = Vec::new();
+        if let Some(path) = &self.log_file {
+            flags.extend(["--log-file".into(), path.into()]);
+        }
+        if let (Some(url), Some(stream)) = (&self.nats_url, &self.stream) {
+            let replicas = self.replicas.to_string();
+            flags.extend(["--nats-url", url, "--stream", stream, "--replicas", &replicas].map(OsString::from));
+        }
+        flags
+    }
+
+    /// The JetStream log's settings, if it is one.
+    fn jetstream_settings(&self) -> Option<jetstream::Settings> {
+        let (url, stream) = (self.nats_url.as_ref()?, self.stream.as_ref()?);
+        Some(jetstream::Settings {
+            url: url.clone(),
+            stream: stream.clone(),
+            subject: format!("{stream}.events"),
+            replicas: self.replicas,
+            limits: UNLIMITED,
+            ack_wait: Duration::from_secs(60),
+        })
+    }
+
+    async fn open(&self) -> anyhow::Result<Arc<dyn EventLog>> {
+        if let Some(settings) = self.jetstream_settings() {
+            return Ok(Arc::new(JetStreamEventLog::open(&settings).await?));
+        }
+        let path = self.log_file.as_ref().context("no event log: --log-file or --nats-url and --stream")?;
+        Ok(Arc::new(EmbeddedEventLog::open_with(path, UNLIMITED)?))
+    }
+}
+
+/// No size limit: the benchmark measures storing, not refusing.
+const UNLIMITED: LogLimits = LogLimits { max_pending_events: 0, max_pending_bytes: 0 };
 
 /// One measured combination.
 #[derive(Debug, Clone)]
@@ -63,65 +155,80 @@ pub struct IngestFigures {
 }
 
 pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
-    println!("| batch size | in flight | requests | events/s | p50 ack | p99 ack | max ack |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| batch size | in flight | requests | events/s | p50 ack | p99 ack | max ack | receiver RSS |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|");
     for &batch_size in &args.batch_sizes {
         for &concurrency in &args.concurrency {
-            let duration = Duration::from_secs(args.seconds);
-            let f = match (args.event_log, &args.nats_url) {
-                (BenchLog::Jetstream, Some(url)) => {
-                    let settings = bench_stream(url);
-                    let log = Arc::new(JetStreamEventLog::open(&settings).await?);
-                    let figures = ingest(log, batch_size, concurrency, duration).await;
-                    delete_streams(&settings).await;
-                    figures?
-                }
-                (BenchLog::Jetstream, None) => anyhow::bail!("--event-log jetstream needs --nats-url"),
-                (BenchLog::Embedded, _) => {
-                    let dir = match &args.data_dir {
-                        Some(base) => tempfile::TempDir::new_in(base)?,
-                        None => tempfile::TempDir::new()?,
-                    };
-                    let log = Arc::new(EmbeddedEventLog::open_with(&dir.path().join("events.db"), UNLIMITED)?);
-                    ingest(log, batch_size, concurrency, duration).await?
-                }
-            };
+            let (f, receiver_rss) = combination(&args, batch_size, concurrency).await?;
             println!(
-                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms |",
+                "| {} | {} | {} | {:.0} | {:.2} ms | {:.2} ms | {:.2} ms | {} |",
                 f.batch_size,
                 f.concurrency,
                 f.requests,
                 f.events_per_second,
                 ms(f.p50),
                 ms(f.p99),
-                ms(f.max)
+                ms(f.max),
+                receiver_rss.map_or("n/a".into(), |kib| format!("{:.1} MiB", kib as f64 / 1024.0))
             );
         }
     }
-    if let Some(peak) = peak_rss_kib() {
-        println!("\npeak RSS of the process (receiver and load generator): {:.1} MiB", peak as f64 / 1024.0);
-    }
+    println!(
+        "\nreceiver RSS: peak RSS (VmHWM) of the receiver process alone, a fresh one per combination; \
+         the load generator runs in another process and is not included."
+    );
     Ok(())
 }
 
-/// No size limit: the benchmark measures storing, not refusing.
-const UNLIMITED: LogLimits = LogLimits { max_pending_events: 0, max_pending_bytes: 0 };
-
-/// Streams of their own for one combination.
-fn bench_stream(url: &str) -> jetstream::Settings {
-    let suffix: String = {
-        use rand::Rng;
-        let mut rng = rand::rng();
-        (0..10).map(|_| char::from(b'a' + rng.random_range(0..26u8))).collect()
+/// Starts a receiver process over a fresh event log, loads it, and returns the figures and the
+/// receiver's peak RSS (KiB) just before it was stopped.
+async fn combination(
+    args: &IngestArgs,
+    batch_size: usize,
+    concurrency: usize,
+) -> anyhow::Result<(IngestFigures, Option<u64>)> {
+    // Lives until the receiver has stopped.
+    let mut dir = None;
+    let store = match (args.event_log, &args.nats_url) {
+        (BenchLog::Jetstream, Some(url)) => StoreArgs::jetstream(url, args.replicas),
+        (BenchLog::Jetstream, None) => anyhow::bail!("--event-log jetstream needs --nats-url"),
+        (BenchLog::Embedded, _) => {
+            let path = dir
+                .insert(match &args.data_dir {
+                    Some(base) => tempfile::TempDir::new_in(base)?,
+                    None => tempfile::TempDir::new()?,
+                })
+                .path()
+                .join("events.db");
+            StoreArgs::embedded(path)
+        }
     };
-    jetstream::Settings {
-        url: url.to_string(),
-        stream: format!("hsop_bench_{suffix}"),
-        subject: format!("hsop.bench.{suffix}.events"),
-        replicas: 1,
-        limits: UNLIMITED,
-        ack_wait: Duration::from_secs(60),
+    let measured = async {
+        let receiver_args = [OsString::from("bench"), "ingest-receiver".into()].into_iter().chain(store.flags());
+        let (receiver, base_url) = start_child("receiver", receiver_args, "/readyz").await?;
+        let figures =
+            load(&format!("{base_url}{WEBHOOK_PATH}"), batch_size, concurrency, Duration::from_secs(args.seconds))
+                .await;
+        let peak = receiver.id().and_then(|pid| peak_rss_kib(Some(pid)));
+        stop(receiver).await?;
+        anyhow::Ok((figures?, peak))
     }
+    .await;
+    if let Some(settings) = store.jetstream_settings() {
+        delete_streams(&settings).await;
+    }
+    drop(dir);
+    measured
+}
+
+/// Closes the receiver's standard input, which stops it, and waits until it has exited.
+async fn stop(mut receiver: tokio::process::Child) -> anyhow::Result<()> {
+    drop(receiver.stdin.take());
+    let status = tokio::time::timeout(Duration::from_secs(30), receiver.wait())
+        .await
+        .context("the receiver did not stop within 30 s")??;
+    anyhow::ensure!(status.success(), "the receiver exited with {status}");
+    Ok(())
 }
 
 async fn delete_streams(settings: &jetstream::Settings) {
@@ -134,29 +241,62 @@ async fn delete_streams(settings: &jetstream::Settings) {
     }
 }
 
-/// Runs the receiver's ingress over `log` and loads it for `duration`.
+/// `bench ingest-receiver`: serves the receiver's ingress over the event log of `args` until
+/// standard input closes (or SIGTERM or Ctrl-C), then closes the log.
+pub async fn serve_receiver(args: ReceiverArgs) -> anyhow::Result<()> {
+    let log = args.store.open().await?;
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    // A thread of its own, not a blocking task: the runtime would wait for a read that a signal
+    // interrupted before the end of input.
+    let (closed, stdin_closed) = tokio::sync::oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
+        let _ = closed.send(());
+    });
+    serve(listener, ingress(log), async {
+        tokio::select! {
+            _ = stdin_closed => {}
+            _ = crate::shutdown::signal() => {}
+        }
+    })
+    .await
+}
+
+/// Runs the receiver's ingress over `log` in this process and loads it for `duration` (the
+/// tests' way in; `bench ingest` runs the receiver in a process of its own).
 pub async fn ingest(
     log: Arc<dyn EventLog>,
     batch_size: usize,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<IngestFigures> {
-    let config = bench_config();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let app = router(ReceiverState::new(&config, log, Arc::new(Metrics::default())));
-    let server = tokio::spawn(serve(listener, app, async {
+    let server = tokio::spawn(serve(listener, ingress(log), async {
         let _ = stopped.await;
     }));
+    let figures = load(&url, batch_size, concurrency, duration).await;
+    let _ = stop.send(());
+    server.await??;
+    figures
+}
 
+/// The receiver's routes over `log`, configured for the benchmark.
+fn ingress(log: Arc<dyn EventLog>) -> axum::Router {
+    router(ReceiverState::new(&bench_config(), log, Arc::new(Metrics::default())))
+}
+
+/// The load generator: `concurrency` requests of `batch_size` signed events in flight to the
+/// webhook endpoint `url` for `duration`.
+async fn load(url: &str, batch_size: usize, concurrency: usize, duration: Duration) -> anyhow::Result<IngestFigures> {
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
     let started = Instant::now();
     let deadline = started + duration;
     let next_event = Arc::new(std::sync::atomic::AtomicU64::new(1));
     let mut senders = Vec::new();
     for _ in 0..concurrency {
-        let (http, url, next_event) = (http.clone(), url.clone(), next_event.clone());
+        let (http, url, next_event) = (http.clone(), url.to_string(), next_event.clone());
         senders.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             while Instant::now() < deadline {
@@ -186,8 +326,6 @@ pub async fn ingest(
         latencies.extend(sender.await.context("load generator task")??);
     }
     let elapsed = started.elapsed();
-    let _ = stop.send(());
-    server.await??;
 
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];

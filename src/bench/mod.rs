@@ -1,7 +1,9 @@
-//! `hubspot-operator bench`: benchmarks that run every component in this process and print
-//! a Markdown table of their figures (docs/benchmarks.md holds measured ones).
+//! `hubspot-operator bench`: benchmarks that run the components they measure and print a
+//! Markdown table of their figures (docs/benchmarks.md holds measured ones). Where a benchmark
+//! reports memory, what it does not measure runs in child processes ([`start_child`]).
 //!
-//! - `ingest` (the default): the webhook ingress under HubSpot-shaped load (`ingest.rs`).
+//! - `ingest` (the default): the webhook ingress under HubSpot-shaped load, the receiver in a
+//!   child process (`ingest.rs`).
 //! - `api-efficiency`: HubSpot calls per changed record, and the budget used draining a
 //!   backlog (`sync.rs`).
 //! - `lag`: time from a change in HubSpot to its delivery at the destination (`sync.rs`).
@@ -10,7 +12,8 @@
 //! - `controller`: the property and mapping controllers reconciling many objects against the
 //!   emulator, with an in-process Kubernetes API stand-in (`controller.rs`, `fake_api.rs`).
 
-use std::time::Duration;
+use std::ffi::OsStr;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::Value;
@@ -35,7 +38,7 @@ pub struct BenchArgs {
 
 #[derive(clap::Subcommand, Clone, Debug)]
 pub enum BenchMode {
-    /// The webhook ingress: throughput and acknowledgement latency (the default).
+    /// The webhook ingress: throughput, acknowledgement latency and the receiver's peak RSS (the default).
     Ingest(IngestArgs),
     /// HubSpot calls per changed record, and the budget used draining a backlog.
     ApiEfficiency(sync::EfficiencyArgs),
@@ -48,6 +51,9 @@ pub enum BenchMode {
     /// The Kubernetes API stand-in `controller` runs as a child process.
     #[command(hide = true)]
     KubeApiStandIn(controller::StandInArgs),
+    /// The receiver `ingest` runs as a child process.
+    #[command(hide = true)]
+    IngestReceiver(ingest::ReceiverArgs),
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -71,6 +77,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         Some(BenchMode::Controller(controller)) => controller::run(controller).await,
         Some(BenchMode::KubeApiStandIn(stand_in)) => controller::serve_stand_in(stand_in).await,
+        Some(BenchMode::IngestReceiver(receiver)) => ingest::serve_receiver(receiver).await,
     }
 }
 
@@ -78,13 +85,46 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Peak resident set size of this process, from /proc (Linux only).
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// Peak resident set size (`VmHWM`) of the process `pid`, or of this one for `None`, from
+/// /proc (Linux only).
+fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+    let process = pid.map_or("self".to_string(), |pid| pid.to_string());
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Starts `hubspot-operator <args> --listen <a free local port>` and waits until it answers
+/// `ready_path`. Returns the child (killed when dropped; its standard input is a pipe, which
+/// a child may take the closing of as the sign to stop) and its base URL.
+async fn start_child(
+    what: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    ready_path: &str,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(args)
+        .args(["--listen", &listen])
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting the {what}"))?;
+    let url = format!("http://{listen}");
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    while http.get(format!("{url}{ready_path}")).send().await.is_err() {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the {what} exited with {status} before it answered");
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the {what} did not start");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok((child, url))
 }
 
 /// The emulator's admin API (`/_emulator/...`), as the benchmarks use it.
