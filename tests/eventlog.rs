@@ -399,6 +399,23 @@ async fn jetstream_unreachable_server_fails_to_open_without_showing_credentials(
     assert!(!format!("{error:#}").contains("pw-not-shown"), "{error:#}");
 }
 
+/// A URL setting may name several servers, as for the seeds of a cluster: one that does not
+/// answer is passed over.
+#[tokio::test]
+async fn jetstream_opens_through_any_server_of_a_comma_separated_list() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("nats://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let LogBackend::JetStream(streams) = LogBackend::jetstream() else { unreachable!() };
+    for url in [format!("{dead}, {}", streams.settings.url), format!("{},{dead}", streams.settings.url)] {
+        let settings = hubspot_operator::eventlog::jetstream::Settings { url, ..streams.settings.clone() };
+        let open = hubspot_operator::eventlog::JetStreamEventLog::open(&settings);
+        let log = tokio::time::timeout(WAIT, open).await.expect("open timed out").expect("one server answers");
+        log.append(vec![sample_event(1, 100)]).await.unwrap();
+        assert_eq!(log.pending_count().await.unwrap(), 1);
+    }
+}
+
 /// `hubspot-operator bench --event-log jetstream` measures acknowledged, stored events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jetstream_bench_ingest_stores_every_acknowledged_event() {

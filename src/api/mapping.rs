@@ -329,7 +329,8 @@ pub struct PostgresDestination {
     "message": "set exactly one of url and urlSecret"
 }]))]
 pub struct NatsDestination {
-    /// Server URL, e.g. `nats://nats.messaging:4222`. Set this or `urlSecret`.
+    /// Server URL, e.g. `nats://nats.messaging:4222` (comma-separate several). Set this or
+    /// `urlSecret`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
     /// Secret key holding the server URL, for URLs that carry credentials (`nats://user:password@host`).

@@ -41,9 +41,9 @@ pub struct IngestArgs {
     /// Event log backend to store into.
     #[arg(long, value_enum, default_value_t = BenchLog::Embedded)]
     pub event_log: BenchLog,
-    /// NATS server for `--event-log jetstream` (one URL; of a cluster, any node's will do, the
-    /// client learns the others from it); each combination gets streams of its own, deleted
-    /// afterwards.
+    /// NATS server for `--event-log jetstream` (one URL or several, comma-separated; of a
+    /// cluster, any node's will do, the client learns the others from it); each combination
+    /// gets streams of its own, deleted afterwards.
     #[arg(long, env = "HUBSPOT_OPERATOR_BENCH_NATS_URL", required_if_eq("event_log", "jetstream"))]
     pub nats_url: Option<String>,
     /// Replicas of each stream for `--event-log jetstream` (more than 1 needs a cluster of at
@@ -232,7 +232,7 @@ async fn stop(mut receiver: tokio::process::Child) -> anyhow::Result<()> {
 }
 
 async fn delete_streams(settings: &jetstream::Settings) {
-    let Ok(client) = async_nats::connect(settings.url.as_str()).await else { return };
+    let Ok(client) = async_nats::connect(jetstream::servers(&settings.url)).await else { return };
     let context = async_nats::jetstream::new(client);
     for name in [settings.stream.clone(), format!("{}_seen", settings.stream)] {
         if let Err(e) = context.delete_stream(&name).await {

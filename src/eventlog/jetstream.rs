@@ -50,10 +50,17 @@ const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Events the receivers of one integration may hold at once, together.
 const MAX_HELD: i64 = 100_000;
 
+/// The servers of a NATS URL setting: one URL, or several separated by commas (seeds of a
+/// cluster; the client tries each and learns the rest from the one that answers).
+pub fn servers(url: &str) -> Vec<&str> {
+    url.split(',').map(str::trim).filter(|server| !server.is_empty()).collect()
+}
+
 /// Everything needed to open a JetStream event log, with the defaults filled in.
 #[derive(Clone)]
 pub struct Settings {
-    /// Server URL(s); may carry credentials, never logged.
+    /// Server URL, or several separated by commas ([`servers`]); may carry credentials, never
+    /// logged.
     pub url: String,
     pub stream: String,
     pub subject: String,
@@ -137,7 +144,7 @@ impl JetStreamEventLog {
         validate(settings)?;
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(CONNECT_TIMEOUT)
-            .connect(settings.url.as_str())
+            .connect(servers(&settings.url))
             .await
             // The error's kind only: its message could name the URL and the credentials in it.
             .map_err(|e| anyhow::anyhow!("connecting to NATS for the event log: {}", e.kind()))?;
@@ -503,6 +510,12 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_url_setting_names_one_server_or_several() {
+        assert_eq!(servers("nats://a:4222"), vec!["nats://a:4222"]);
+        assert_eq!(servers(" nats://a:4222, nats://b:4222 ,,"), vec!["nats://a:4222", "nats://b:4222"]);
+    }
 
     #[test]
     fn names_derive_from_the_integration() {

@@ -74,7 +74,7 @@ impl NatsSink {
     async fn connect(&self) -> Result<jetstream::Context, SinkError> {
         let client = async_nats::ConnectOptions::new()
             .connection_timeout(CONNECT_TIMEOUT)
-            .connect(self.url.as_str())
+            .connect(crate::eventlog::jetstream::servers(&self.url))
             .await
             // The error's kind only: its message could name the URL and the credentials in it.
             .map_err(|e| SinkError::Retryable {
