@@ -527,6 +527,10 @@ mod tests {
         }
     }
 
+    fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+        conn.prepare(sql).unwrap().query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
     fn key_known(conn: &Connection, name: &str) -> bool {
         conn.query_row("SELECT 1 FROM seen_deliveries WHERE event_id = ?1", [i64::from(name.as_bytes()[0])], |_| Ok(()))
             .optional()
@@ -635,13 +639,7 @@ mod tests {
         let outcomes = commit(&mut conn, &writes, 1_000);
         let appended: Vec<usize> = outcomes.iter().map(|o| o.appended).collect();
         assert_eq!(appended, sizes);
-        let bodies: Vec<String> = conn
-            .prepare("SELECT body FROM events ORDER BY seq")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let bodies: Vec<String> = column(&conn, "SELECT body FROM events ORDER BY seq");
         let total: usize = sizes.iter().sum();
         assert_eq!(bodies, (1..=total).map(|n| format!("{{\"n\":{n}}}")).collect::<Vec<_>>());
     }
@@ -668,13 +666,7 @@ mod tests {
                 AppendOutcome::default(),
             ]
         );
-        let seqs: Vec<i64> = conn
-            .prepare("SELECT seq FROM events ORDER BY seq")
-            .unwrap()
-            .query_map([], |row| row.get(0))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let seqs: Vec<i64> = column(&conn, "SELECT seq FROM events ORDER BY seq");
         assert_eq!(seqs, vec![2, 3]);
     }
 
