@@ -257,8 +257,12 @@ fn add_appended_at_column(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Logs written before identities were kept as integers hold them as text keys in `seen`: they
-/// move to `seen_deliveries` with their first-seen time, and `seen` goes.
+/// move to `seen_deliveries` with their first-seen time, and `seen` goes. The move commits a
+/// slice of first-seen times at a time, so a receiver stopped during a long move (a liveness
+/// probe, say) goes on from where it was; in first-seen order, the new table's inserts land
+/// near the end of its key order.
 fn move_text_identities(conn: &mut Connection) -> rusqlite::Result<()> {
+    const SLICE: i64 = 20_000;
     let has_text_identities: bool =
         conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'seen'", [], |row| {
             row.get::<_, i64>(0).map(|n| n > 0)
@@ -266,22 +270,38 @@ fn move_text_identities(conn: &mut Connection) -> rusqlite::Result<()> {
     if !has_text_identities {
         return Ok(());
     }
-    let tx = conn.transaction()?;
     let (mut moved, mut unreadable) = (0usize, 0usize);
-    {
-        let mut read = tx.prepare("SELECT key, seen_at FROM seen")?;
-        let mut remember = tx.prepare(REMEMBER)?;
-        let mut rows = read.query([])?;
-        while let Some(row) = rows.next()? {
-            let (key, seen_at): (String, i64) = (row.get(0)?, row.get(1)?);
-            match DeliveryIdentity::parse_key(&key) {
-                Some(identity) => moved += remember.execute(identity_params(&identity, seen_at))?,
-                None => unreadable += 1,
+    loop {
+        let tx = conn.transaction()?;
+        // The first-seen time the slice ends at, ties included; past the last slice, every row.
+        let until: i64 = tx.query_row(
+            "SELECT COALESCE((SELECT seen_at FROM seen ORDER BY seen_at LIMIT 1 OFFSET ?1), (SELECT MAX(seen_at) FROM seen))",
+            [SLICE - 1],
+            |row| row.get::<_, Option<i64>>(0),
+        )?
+        .unwrap_or(i64::MIN);
+        {
+            let mut read = tx.prepare("SELECT key, seen_at FROM seen WHERE seen_at <= ?1 ORDER BY seen_at")?;
+            let mut remember = tx.prepare_cached(REMEMBER)?;
+            let mut rows = read.query([until])?;
+            while let Some(row) = rows.next()? {
+                let (key, seen_at): (String, i64) = (row.get(0)?, row.get(1)?);
+                match DeliveryIdentity::parse_key(&key) {
+                    Some(identity) => moved += remember.execute(identity_params(&identity, seen_at))?,
+                    None => unreadable += 1,
+                }
             }
         }
+        let deleted = tx.execute("DELETE FROM seen WHERE seen_at <= ?1", [until])?;
+        let empty = deleted == 0 || tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM seen)", [], |row| row.get(0))?;
+        if empty {
+            tx.execute_batch("DROP TABLE seen")?;
+        }
+        tx.commit()?;
+        if empty {
+            break;
+        }
     }
-    tx.execute_batch("DROP TABLE seen")?;
-    tx.commit()?;
     tracing::info!(moved, unreadable, "moved delivery identities to the integer-keyed table");
     Ok(())
 }
@@ -614,6 +634,33 @@ mod tests {
             })
             .unwrap();
         assert_eq!(tables, 0, "the text table is gone");
+    }
+
+    #[test]
+    fn text_identities_move_in_slices_and_ties_at_a_slice_end_move_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE seen (key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE INDEX seen_by_time ON seen (seen_at);",
+        )
+        .unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        // 45,000 identities; those around the first slice's end (20,000) share a first-seen time.
+        for n in 0..45_000i64 {
+            let seen_at = if (19_990..20_010).contains(&n) { 19_990 } else { n };
+            let key = identity("a", n).key();
+            tx.execute("INSERT INTO seen VALUES (?1, ?2)", rusqlite::params![key, seen_at]).unwrap();
+        }
+        tx.commit().unwrap();
+
+        move_text_identities(&mut conn).unwrap();
+        let moved: Vec<i64> = column(&conn, "SELECT seen_at FROM seen_deliveries ORDER BY occurred_at");
+        let expected: Vec<i64> = (0..45_000).map(|n| if (19_990..20_010).contains(&n) { 19_990 } else { n }).collect();
+        assert_eq!(moved, expected);
+        let left: Vec<String> = column(&conn, "SELECT name FROM sqlite_master WHERE name LIKE 'seen%'");
+        assert_eq!(left, vec!["seen_deliveries".to_string()]);
     }
 
     #[test]
