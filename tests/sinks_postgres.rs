@@ -171,6 +171,7 @@ async fn a_table_made_by_hand_gets_values_converted_to_its_column_types() {
     let error = deliver(&sink, &[upsert("9", "eve@example.com", "Eve", T1), not_a_number]).await.unwrap_err();
     assert!(error.is_permanent(), "{error:?}");
     assert!(error.to_string().contains("22P02"), "{error}");
+    assert!(!error.to_string().contains("lead"), "the value stays out of the reason: {error}");
     // A constraint violation is permanent too.
     let mut negative = upsert("9", "eve@example.com", "Eve", T1);
     negative.fields.insert("stage".into(), Some("-1".into()));
