@@ -292,8 +292,8 @@ fn move_text_identities(conn: &mut Connection) -> rusqlite::Result<()> {
                 }
             }
         }
-        let deleted = tx.execute("DELETE FROM seen WHERE seen_at <= ?1", [until])?;
-        let empty = deleted == 0 || tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM seen)", [], |row| row.get(0))?;
+        tx.execute("DELETE FROM seen WHERE seen_at <= ?1", [until])?;
+        let empty: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM seen)", [], |row| row.get(0))?;
         if empty {
             tx.execute_batch("DROP TABLE seen")?;
         }
@@ -324,14 +324,18 @@ fn identity_params(identity: &DeliveryIdentity, seen_at: i64) -> [i64; 8] {
 
 /// Stores `bodies` in order, in as few statements as `STORE_CHUNKS` allow.
 fn store_events(conn: &Connection, bodies: &[&str], now_ms: i64) -> rusqlite::Result<()> {
+    // The statements' text, made once: it is also their key in the statement cache.
+    static STORE: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+        STORE_CHUNKS
+            .map(|size| format!("INSERT INTO events (body, appended_at) VALUES {}", vec!["(?, ?)"; size].join(", ")))
+    });
     let mut rest = bodies;
-    for size in STORE_CHUNKS {
+    for (size, sql) in STORE_CHUNKS.into_iter().zip(STORE.iter()) {
         while rest.len() >= size {
             let (chunk, tail) = rest.split_at(size);
-            let sql = format!("INSERT INTO events (body, appended_at) VALUES {}", vec!["(?, ?)"; size].join(", "));
             let params: Vec<&dyn rusqlite::ToSql> =
                 chunk.iter().flat_map(|body| [body as &dyn rusqlite::ToSql, &now_ms]).collect();
-            conn.prepare_cached(&sql)?.execute(params.as_slice())?;
+            conn.prepare_cached(sql)?.execute(params.as_slice())?;
             rest = tail;
         }
     }
