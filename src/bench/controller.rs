@@ -470,9 +470,14 @@ mod tests {
         assert_eq!(f.first_pass_calls.failures, 0, "{f:?}");
         assert_eq!(f.steady_calls.writes, 0, "{f:?}");
         assert_eq!(f.steady_calls.failures, 0, "{f:?}");
-        // Each object is due once per interval: objects were read, none more than once per interval.
+        // Each object is due once per interval. The measuring windows are not aligned with each
+        // property's schedule, and `lastSyncTime` has second precision (a read can come up to
+        // 1 s before the interval is over), so one read near the start and one near the end of
+        // a 4 s window are still once per interval; a read loop would be dozens.
         assert!(f.steady_calls.reads > 0, "{f:?}");
-        assert!(f.steady_calls.most_reads_of_one_property <= 1, "{f:?}");
+        assert!(f.steady_calls.most_reads_of_one_property <= 2, "{f:?}");
+        let property_reads = f.steady_calls.reads - f.steady_calls.list_reads;
+        assert!(property_reads <= 50 * (u64::from(args.intervals) + 1), "{f:?}");
         assert!(f.steady_calls.list_reads <= 50 * u64::from(args.intervals), "{f:?}");
         assert_eq!(f.steady_api_calls.unexpected, 0, "{f:?}");
     }
