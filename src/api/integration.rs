@@ -390,7 +390,8 @@ pub struct ReceiverIngress {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host: Option<String>,
     /// Path routed to the receiver: `/webhooks/hubspot` (the default), `/webhooks`, or `/` to
-    /// also expose the ingest API.
+    /// also expose the ingest API (the Ingress then routes `/webhooks` and `/ingest`, never
+    /// the receiver's `/metrics` or `/sync/status`).
     #[serde(default = "default_receiver_path")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "'/webhooks/hubspot/'.startsWith(self.endsWith('/') ? self : self + '/')",
@@ -450,7 +451,8 @@ pub struct ReceiverHttpRoute {
     #[schemars(length(max = 16))]
     pub hostnames: Vec<String>,
     /// Path prefix routed to the receiver: `/webhooks/hubspot` (the default), `/webhooks`, or
-    /// `/` to also expose the ingest API.
+    /// `/` to also expose the ingest API (the route then matches `/webhooks` and `/ingest`,
+    /// never the receiver's `/metrics` or `/sync/status`).
     #[serde(default = "default_receiver_path")]
     #[schemars(extend("x-kubernetes-validations" = [{
         "rule": "'/webhooks/hubspot/'.startsWith(self.endsWith('/') ? self : self + '/')",

@@ -35,7 +35,7 @@ use crate::config::{
     AdminConfig, EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig,
     ReceiverConfig, SinkConfig, SourceConfig, WebhookConfig,
 };
-use crate::receiver::WEBHOOK_PATH;
+use crate::receiver::{PUBLIC_PATH_PREFIXES, WEBHOOK_PATH};
 
 /// Where the receiver keeps its event log and file destinations.
 pub const DATA_DIR: &str = "/var/lib/hubspot-operator";
@@ -805,11 +805,14 @@ pub fn receiver_ingress(integration: &HubSpotIntegration, owner: &OwnerReference
             rules: Some(vec![IngressRule {
                 host: settings.host.clone(),
                 http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some(settings.path.clone()),
-                        path_type: settings.path_type.as_str().into(),
-                        backend,
-                    }],
+                    paths: routed_paths(&settings.path)
+                        .into_iter()
+                        .map(|path| HTTPIngressPath {
+                            path: Some(path),
+                            path_type: settings.path_type.as_str().into(),
+                            backend: backend.clone(),
+                        })
+                        .collect(),
                 }),
             }]),
             tls: settings.tls_secret_name.as_ref().map(|secret| {
@@ -822,6 +825,17 @@ pub fn receiver_ingress(integration: &HubSpotIntegration, owner: &OwnerReference
         }),
         status: None,
     })
+}
+
+/// The paths an Ingress or HTTPRoute routes for the `path` a user set: `/` stands for
+/// everything the receiver serves to the outside (webhooks and the ingest API), not the whole
+/// port, whose `/metrics` and `/sync/status` stay in the cluster.
+fn routed_paths(path: &str) -> Vec<String> {
+    if path.trim_end_matches('/').is_empty() {
+        PUBLIC_PATH_PREFIXES.map(String::from).to_vec()
+    } else {
+        vec![path.to_string()]
+    }
 }
 
 /// The Gateway API's `gateway.networking.k8s.io/v1` HTTPRoute, which k8s-openapi does not
@@ -859,7 +873,10 @@ pub fn receiver_http_route(integration: &HubSpotIntegration, owner: &OwnerRefere
     let mut spec = serde_json::json!({
         "parentRefs": parent_refs,
         "rules": [{
-            "matches": [{ "path": { "type": "PathPrefix", "value": settings.path } }],
+            "matches": routed_paths(&settings.path)
+                .into_iter()
+                .map(|path| serde_json::json!({ "path": { "type": "PathPrefix", "value": path } }))
+                .collect::<Vec<_>>(),
             "backendRefs": [{ "name": receiver_name(integration), "port": RECEIVER_SERVICE_PORT }],
         }],
     });
@@ -1408,11 +1425,18 @@ mod tests {
                 "metadata": receiver_object_metadata(None),
                 "spec": {
                     "rules": [{
-                        "http": { "paths": [{
-                            "path": "/",
-                            "pathType": "ImplementationSpecific",
-                            "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
-                        }] },
+                        "http": { "paths": [
+                            {
+                                "path": "/webhooks",
+                                "pathType": "ImplementationSpecific",
+                                "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
+                            },
+                            {
+                                "path": "/ingest",
+                                "pathType": "ImplementationSpecific",
+                                "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
+                            },
+                        ] },
                     }],
                 },
             })
@@ -1448,6 +1472,16 @@ mod tests {
         i.spec.receiver.http_route.as_mut().unwrap().hostnames.clear();
         let route = serde_json::to_value(receiver_http_route(&i, &owner(&i)).unwrap()).unwrap();
         assert!(route["spec"].get("hostnames").is_none(), "the Gateway's listeners decide: {route}");
+        // `/` routes what the receiver serves outside, not its metrics and sync status.
+        i.spec.receiver.http_route.as_mut().unwrap().path = "/".into();
+        let route = serde_json::to_value(receiver_http_route(&i, &owner(&i)).unwrap()).unwrap();
+        assert_eq!(
+            route["spec"]["rules"][0]["matches"],
+            serde_json::json!([
+                { "path": { "type": "PathPrefix", "value": "/webhooks" } },
+                { "path": { "type": "PathPrefix", "value": "/ingest" } },
+            ])
+        );
     }
 
     #[test]

@@ -24,6 +24,10 @@ use crate::telemetry::Metrics;
 /// Path HubSpot delivers webhook batches to.
 pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
 
+/// Path prefixes of what the receiver serves to the outside: HubSpot's webhooks and the ingest
+/// API. `/metrics`, `/sync/status` and the probes share the port but are for the cluster only.
+pub const PUBLIC_PATH_PREFIXES: [&str; 2] = ["/webhooks", "/ingest"];
+
 /// Path external systems POST records for HubSpot to: `/ingest/{namespace}/{mapping}`.
 pub const INGEST_PATH: &str = "/ingest/{namespace}/{mapping}";
 
@@ -218,4 +222,24 @@ pub async fn run(
     admin.await??;
     log.close().await;
     served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What an Ingress or HTTPRoute of `/` routes (`PUBLIC_PATH_PREFIXES`) covers the webhook and
+    /// ingest paths and none of the cluster-only ones.
+    #[test]
+    fn public_prefixes_cover_the_webhook_and_ingest_paths_only() {
+        let public = |path: &str| {
+            PUBLIC_PATH_PREFIXES.iter().any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        };
+        for path in [WEBHOOK_PATH, INGEST_PATH, "/ingest/rejected"] {
+            assert!(public(path), "{path} must be routed");
+        }
+        for path in ["/metrics", SYNC_STATUS_PATH, "/healthz", "/readyz"] {
+            assert!(!public(path), "{path} must stay in the cluster");
+        }
+    }
 }
