@@ -103,6 +103,10 @@ impl EmbeddedEventLog {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let mut write_conn = open_connection(path)?;
+        // Each write of a group commit is a savepoint, whose undo journal SQLite would otherwise
+        // keep in a temporary file: one write() per page changed. It is never needed after a
+        // crash (the WAL is what recovers), so memory will do.
+        write_conn.pragma_update(None, "temp_store", "MEMORY")?;
         write_conn.execute_batch(SCHEMA).context("creating the event log schema")?;
         add_appended_at_column(&write_conn).context("upgrading the event log schema")?;
         move_text_identities(&mut write_conn).context("upgrading the event log's delivery identities")?;
