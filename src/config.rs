@@ -15,9 +15,13 @@ use crate::hubspot::Tier;
 pub struct ReceiverConfig {
     /// `namespace/name` of the `HubSpotIntegration`, for logs and metrics.
     pub integration: String,
-    /// Address the HTTP server listens on.
+    /// Address of the public HTTP server: webhooks, the ingest API and the probes.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// Address of the status server: `/metrics`, `/sync/status` and the probes, for Prometheus
+    /// and the controller. A port of its own, so that routing the public one publishes neither.
+    #[serde(default = "default_status_listen")]
+    pub status_listen: SocketAddr,
     /// Directory for the event log and file destinations.
     pub data_dir: PathBuf,
     pub hubspot: HubSpotConnection,
@@ -395,6 +399,9 @@ impl SinkConfig {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([0, 0, 0, 0], 8080))
 }
+fn default_status_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8081))
+}
 /// Loopback only; the port is the admin CLI's default too.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8082";
 
@@ -576,6 +583,20 @@ ingest: {token: ingest-token-do-not-print}
         for bad in ["{type: jetstream}", "{type: kafka}", "{type: embedded, url: 'nats://x'}"] {
             assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}eventLog: {bad}\n")).is_err(), "{bad}");
         }
+    }
+
+    /// Config files written before the status listener existed still load.
+    #[test]
+    fn status_listen_has_a_default_and_is_read_back() {
+        let config: ReceiverConfig = serde_yaml::from_str(MINIMAL).unwrap();
+        assert_eq!(
+            (config.listen.to_string(), config.status_listen.to_string()),
+            ("0.0.0.0:8080".into(), "0.0.0.0:8081".into())
+        );
+        let config: ReceiverConfig = serde_yaml::from_str(&format!("{MINIMAL}statusListen: 127.0.0.1:9100\n")).unwrap();
+        assert_eq!(config.status_listen.to_string(), "127.0.0.1:9100");
+        let again: ReceiverConfig = serde_yaml::from_str(&serde_yaml::to_string(&config).unwrap()).unwrap();
+        assert_eq!(again, config);
     }
 
     #[test]

@@ -47,9 +47,12 @@ pub struct DevArgs {
     /// Contacts the emulator starts with.
     #[arg(long, default_value_t = 25)]
     pub seed: u32,
-    /// Address of the webhook receiver.
+    /// Address of the webhook receiver (webhooks and the ingest API).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// Address of the receiver's /metrics and /sync/status.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub status_listen: SocketAddr,
     /// Address of the receiver's admin API (`hubspot-operator dead-letters --receiver`).
     #[arg(long, default_value = crate::config::DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
@@ -123,6 +126,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.hubspot.access_token = token.clone();
     config.hubspot.access_token_file = None;
     config.listen = receiver_listener.local_addr()?;
+    config.status_listen = args.status_listen;
     config.data_dir = args.data_dir.clone();
     config.admin.listen = args.admin_listen;
     let metrics = Arc::new(Metrics::default());
@@ -134,6 +138,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             let base = emulator.base_url();
             println!("  HubSpot emulator  {base} ({} seeded contacts)", args.seed);
             println!("  webhook receiver  {webhook_url}");
+            println!("  status            http://{}/metrics, /sync/status", args.status_listen);
             println!("  admin API         http://{} (hubspot-operator dead-letters)", args.admin_listen);
             if config.ingest.is_some() {
                 for mapping in &config.mappings {
@@ -154,7 +159,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         crate::shutdown::signal().await;
     }));
     let mut display = StatusDisplay::default();
-    let mut statuses = reconcile(&client, &integration, &manifests.mappings, &http, config.listen).await;
+    let mut statuses = reconcile(&client, &integration, &manifests.mappings, &http, config.status_listen).await;
     let mut next_resync = tokio::time::Instant::now() + args.resync;
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut receiver = std::pin::pin!(receiver);
@@ -169,7 +174,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             _ = tick.tick() => {}
         }
         if tokio::time::Instant::now() >= next_resync {
-            statuses = reconcile(&client, &integration, &manifests.mappings, &http, config.listen).await;
+            statuses = reconcile(&client, &integration, &manifests.mappings, &http, config.status_listen).await;
             next_resync = tokio::time::Instant::now() + args.resync;
         }
         display.show(&statuses, &sync_counters(&metrics, &config));
@@ -210,7 +215,7 @@ async fn reconcile(
     integration: &HubSpotIntegration,
     mappings: &[PropertyMapping],
     http: &reqwest::Client,
-    receiver_address: std::net::SocketAddr,
+    status_address: std::net::SocketAddr,
 ) -> Vec<ResourceStatus> {
     let integration_conditions = if is_paused(integration) {
         paused_conditions(integration, integration_conditions::READY)
@@ -245,7 +250,7 @@ async fn reconcile(
             };
             let receivers = match lookup {
                 PropertyLookup::IntegrationNotFound => ReceiverReports::integration_not_found(),
-                _ => receiver_reports::ask(http, &[receiver_reports::report_url(receiver_address)]).await,
+                _ => receiver_reports::ask(http, &[receiver_reports::report_url(status_address)]).await,
             };
             status::mapping_status(mapping, &lookup, &receivers).conditions
         };

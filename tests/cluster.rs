@@ -344,7 +344,7 @@ async fn a_contact_changed_in_hubspot_reaches_the_file_destination() {
     let delivered = async {
         for edit in 0u32.. {
             let metrics =
-                service_request(&client, http::Method::GET, &namespace, "crm-receiver:80", "/metrics", None).await;
+                service_request(&client, http::Method::GET, &namespace, "crm-receiver:8081", "/metrics", None).await;
             if let Ok(metrics) = metrics
                 && records_delivered(&metrics, &mapping) > 0
             {
@@ -364,6 +364,11 @@ async fn a_contact_changed_in_hubspot_reaches_the_file_destination() {
         }
     };
     within(delivered, "a record delivered to contacts.jsonl").await;
+    // The Service's port 80, which the Ingress and HTTPRoute route to, does not serve them.
+    for path in ["/metrics", "/sync/status"] {
+        let public = service_request(&client, http::Method::GET, &namespace, "crm-receiver:80", path, None).await;
+        assert!(public.is_err(), "{path} on the receiver Service's port 80: {public:?}");
+    }
     delete_namespace(&client, &namespace).await;
 }
 

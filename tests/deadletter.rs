@@ -435,15 +435,16 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     let emulator = TestEmulator::start(EmulatorConfig::default()).await;
     let destination = TestDestination::start(vec![]).await;
     let mut config = emulator_receiver_config(dir.path(), &emulator, vec![http_sink(&destination.url)]);
-    let port = free_port();
-    let admin_port = free_port();
+    let (port, status_port, admin_port) = (free_port(), free_port(), free_port());
     config.listen = ([127, 0, 0, 1], port).into();
+    config.status_listen = ([127, 0, 0, 1], status_port).into();
     config.admin = AdminConfig { listen: ([127, 0, 0, 1], admin_port).into(), token: Some("cli-s3cret".into()) };
     assert_eq!(config.webhooks.client_secret, CLIENT_SECRET);
     let config_path = dir.path().join("config.yaml");
     std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
     let _receiver = ReceiverProcess::spawn(&config_path);
     let base_url = format!("http://127.0.0.1:{port}");
+    let status_url = format!("http://127.0.0.1:{status_port}");
     wait_ready(&base_url).await;
     let http = reqwest::Client::new();
 
@@ -479,8 +480,8 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     .await;
     assert_eq!(ids_of(&destination.delivered()), vec![ids[0].clone()]);
 
-    // The sync report the controller reads for the mapping's status, on the webhook port.
-    let report = sync_status(&http, &base_url).await;
+    // The sync report the controller reads for the mapping's status, on the status port.
+    let report = sync_status(&http, &status_url).await;
     assert_eq!(report["eventsPending"], 0, "{report}");
     let contacts = &report["mappings"]["crm/contacts"];
     assert_eq!((&contacts["recordsDelivered"], &contacts["deadLetters"]), (&json!(1), &json!(2)), "{report}");
@@ -518,7 +519,7 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"discarded": 1}));
     let (_, out, _) = run(with(&["list", "--json"])).await;
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["total"], 0);
-    let report = sync_status(&http, &base_url).await;
+    let report = sync_status(&http, &status_url).await;
     let contacts = &report["mappings"]["crm/contacts"];
     assert_eq!((&contacts["recordsDelivered"], &contacts["deadLetters"]), (&json!(2), &json!(0)), "{report}");
 

@@ -17,6 +17,7 @@ struct Dev {
     process: Child,
     shown: Arc<Mutex<String>>,
     emulator: String,
+    status_port: u16,
     admin_port: u16,
     data_dir: tempfile::TempDir,
 }
@@ -24,7 +25,8 @@ struct Dev {
 impl Dev {
     fn start(manifests: &Path) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
-        let (emulator_port, receiver_port, admin_port) = (free_port(), free_port(), free_port());
+        let (emulator_port, receiver_port, status_port, admin_port) =
+            (free_port(), free_port(), free_port(), free_port());
         let mut process = Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
             .arg("dev")
             .arg("-f")
@@ -32,7 +34,10 @@ impl Dev {
             .args(["--seed", "5"])
             .args(["--emulator-listen", &format!("127.0.0.1:{emulator_port}")])
             .args(["--listen", &format!("127.0.0.1:{receiver_port}")])
+            .args(["--status-listen", &format!("127.0.0.1:{status_port}")])
             .args(["--admin-listen", &format!("127.0.0.1:{admin_port}")])
+            // The mappings' sync reports are read at each resync.
+            .args(["--resync", "1s"])
             .arg("--data-dir")
             .arg(data_dir.path())
             .env("RUST_LOG", "warn")
@@ -48,7 +53,7 @@ impl Dev {
                 collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
-        Dev { process, shown, emulator: format!("http://127.0.0.1:{emulator_port}"), admin_port, data_dir }
+        Dev { process, shown, emulator: format!("http://127.0.0.1:{emulator_port}"), status_port, admin_port, data_dir }
     }
 
     fn shown(&self) -> String {
@@ -109,7 +114,20 @@ async fn a_change_in_the_emulator_reaches_the_file_destination() {
         .await
         .unwrap();
     assert_eq!(listed["total"], 0, "{listed}");
+    let status = format!("http://127.0.0.1:{}", dev.status_port);
+    let metrics = http.get(format!("{status}/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    // The mapping's sync, as the receiver's status port reports it.
+    eventually("the mapping shown in sync", || async {
+        dev.shown()
+            .lines()
+            .rev()
+            .find(|l| l.contains("PropertyMapping     default/contacts"))
+            .is_some_and(|l| l.contains("Synced=True (InSync)"))
+    })
+    .await;
     let shown = dev.shown();
+    assert!(shown.contains(&format!("status            {status}/metrics, /sync/status")), "{shown}");
     assert!(shown.contains("HubSpotIntegration  default/crm"), "{shown}");
     assert!(shown.contains("Ready=True (Ready)  Authenticated=True"), "{shown}");
 }

@@ -46,7 +46,7 @@ impl Fixture {
     }
 
     async fn metrics_text(&self) -> String {
-        let response = self.client.get(format!("{}/metrics", self.receiver.base_url)).send().await.unwrap();
+        let response = self.client.get(self.receiver.metrics_url()).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         response.text().await.unwrap()
     }
@@ -289,22 +289,23 @@ async fn failed_append_asks_hubspot_to_retry() {
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     let health = client.get(format!("{}/healthz", receiver.base_url)).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
-    let metrics = client.get(format!("{}/metrics", receiver.base_url)).send().await.unwrap().text().await.unwrap();
+    let metrics = client.get(receiver.metrics_url()).send().await.unwrap().text().await.unwrap();
     assert!(has_line(&metrics, r#"hubspot_operator_webhook_requests_total{outcome="unavailable"} 1"#), "{metrics}");
 }
 
 #[tokio::test]
 async fn health_readiness_and_metrics_endpoints() {
     let fx = Fixture::start().await;
-    let base = &fx.receiver.base_url;
+    // The probes answer on both ports: load balancers health-check the public one.
+    for base in [&fx.receiver.base_url, &fx.receiver.status_url] {
+        let health = fx.client.get(format!("{base}/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK, "{base}");
+        assert_eq!(health.text().await.unwrap(), "ok");
+        let ready = fx.client.get(format!("{base}/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), StatusCode::OK, "{base}");
+    }
 
-    let health = fx.client.get(format!("{base}/healthz")).send().await.unwrap();
-    assert_eq!(health.status(), StatusCode::OK);
-    assert_eq!(health.text().await.unwrap(), "ok");
-    let ready = fx.client.get(format!("{base}/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::OK);
-
-    let response = fx.client.get(format!("{base}/metrics")).send().await.unwrap();
+    let response = fx.client.get(fx.receiver.metrics_url()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers().get("content-type").unwrap(),
@@ -314,6 +315,34 @@ async fn health_readiness_and_metrics_endpoints() {
     assert!(has_line(&text, "# TYPE hubspot_operator_events_pending gauge"), "{text}");
     assert!(has_line(&text, "hubspot_operator_events_pending 0"), "{text}");
     assert!(text.ends_with("# EOF\n"), "{text}");
+}
+
+/// Whatever publishes the public port (an Ingress, a load balancer) publishes neither
+/// `/metrics` nor `/sync/status`: they are on the status port only, and it serves nothing else.
+#[tokio::test]
+async fn metrics_and_sync_status_are_served_on_the_status_port_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let receiver = RunningReceiver::run(receiver_config(dir.path())).await;
+    let client = reqwest::Client::builder().timeout(WAIT).build().unwrap();
+    common::wait_ready(&receiver.status_url).await;
+
+    for path in ["/metrics", "/sync/status"] {
+        let public = client.get(format!("{}{path}", receiver.base_url)).send().await.unwrap();
+        assert_eq!(public.status(), StatusCode::NOT_FOUND, "{path} on the public port");
+        let status = client.get(format!("{}{path}", receiver.status_url)).send().await.unwrap();
+        assert_eq!(status.status(), StatusCode::OK, "{path} on the status port");
+    }
+    let report: serde_json::Value =
+        client.get(format!("{}/sync/status", receiver.status_url)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(report["eventsPending"], 0, "{report}");
+
+    let body = batch_body(&[sample_event(1, 100)]);
+    let on_status_port = format!("{}/webhooks/hubspot", receiver.status_url);
+    let refused = signed_request(&client, &on_status_port, body.clone()).send().await.unwrap();
+    assert_eq!(refused.status(), StatusCode::NOT_FOUND, "webhooks on the status port");
+    let accepted = signed_request(&client, &receiver.webhook_url(), body).send().await.unwrap();
+    assert_eq!(accepted.status(), StatusCode::OK);
+    receiver.stop().await.unwrap();
 }
 
 #[tokio::test]
@@ -403,7 +432,7 @@ per_backend!(
 );
 
 async fn metrics_of(client: &reqwest::Client, receiver: &RunningReceiver) -> String {
-    let response = client.get(format!("{}/metrics", receiver.base_url)).send().await.unwrap();
+    let response = client.get(receiver.metrics_url()).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     response.text().await.unwrap()
 }

@@ -351,7 +351,7 @@ async fn postgres_source_restarted_mid_run_loses_and_doubles_nothing() {
     // The gauges of the reverse store are refreshed per scrape. The last write may reach
     // HubSpot a moment before its record leaves the queue.
     let scrape = || async {
-        let scraped = reqwest::get(format!("{}/metrics", receiver.base_url)).await.unwrap().text().await.unwrap();
+        let scraped = reqwest::get(receiver.metrics_url()).await.unwrap().text().await.unwrap();
         let sample = |name: &str| {
             scraped.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
         };

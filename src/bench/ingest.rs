@@ -344,6 +344,7 @@ fn bench_config() -> ReceiverConfig {
     ReceiverConfig {
         integration: "bench/ingest".into(),
         listen: ([127, 0, 0, 1], 0).into(),
+        status_listen: ([127, 0, 0, 1], 0).into(),
         // The ingress alone runs; nothing is written there.
         data_dir: std::env::temp_dir(),
         hubspot: HubSpotConnection {

@@ -253,6 +253,8 @@ fn receiver_config(data_dir: &std::path::Path, hubspot_url: &str, tier: Tier, de
     ReceiverConfig {
         integration: "bench/sync".into(),
         listen: ([127, 0, 0, 1], 0).into(),
+        // Ephemeral, as for the admin API: a benchmark runs beside whatever holds 8081.
+        status_listen: ([127, 0, 0, 1], 0).into(),
         data_dir: data_dir.to_path_buf(),
         hubspot: HubSpotConnection {
             base_url: hubspot_url.into(),

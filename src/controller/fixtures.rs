@@ -552,18 +552,21 @@ pub async fn more_reads_than(api: &FakeApiServer, before: ApiCalls) -> ApiCalls 
     .expect("nothing was read: no reconcile came")
 }
 
-/// A receiver's HTTP port on loopback, over real stores in a temporary directory: what its
-/// `GET /sync/status` reports of the mappings is what the test tells `metrics.activity`.
+/// A receiver's public and status ports on loopback, over real stores in a temporary
+/// directory: what its `GET /sync/status` reports of the mappings is what the test tells
+/// `metrics.activity`.
 pub struct ReportingReceiver {
+    /// The public port, which does not serve `/sync/status`.
     pub address: std::net::SocketAddr,
+    pub status_address: std::net::SocketAddr,
     pub metrics: Arc<crate::telemetry::Metrics>,
     _dir: tempfile::TempDir,
-    _server: JoinHandle<()>,
+    _servers: [JoinHandle<()>; 2],
 }
 
 impl ReportingReceiver {
     pub async fn start(mappings: &[&str]) -> ReportingReceiver {
-        use crate::receiver::{ReceiverState, router};
+        use crate::receiver::{ReceiverState, router, status_router};
         let dir = tempfile::tempdir().unwrap();
         let config: crate::config::ReceiverConfig = serde_json::from_value(json!({
             "integration": "default/crm",
@@ -584,18 +587,28 @@ impl ReportingReceiver {
             mappings: mappings.iter().map(|m| m.to_string()).collect(),
         };
         let state = ReceiverState::new(&config, log, metrics.clone()).with_sync_reporter(reporter);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, router(state)).await.unwrap();
-        });
-        ReportingReceiver { address, metrics, _dir: dir, _server: server }
+        let serve = |app: axum::Router, listener: tokio::net::TcpListener| {
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() })
+        };
+        let (public, status) = (local_listener().await, local_listener().await);
+        let (address, status_address) = (public.local_addr().unwrap(), status.local_addr().unwrap());
+        let servers = [serve(router(state.clone()), public), serve(status_router(state), status)];
+        ReportingReceiver { address, status_address, metrics, _dir: dir, _servers: servers }
+    }
+
+    /// The EndpointSlice of this receiver alone.
+    pub fn endpoints(&self) -> Value {
+        receiver_endpoints(&["127.0.0.1"], self.address.port(), self.status_address.port())
     }
 }
 
+async fn local_listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
 /// An EndpointSlice of the receiver Service of integration `crm`, with one ready endpoint per
-/// address, on `port`.
-pub fn receiver_endpoints(addresses: &[&str], port: u16) -> Value {
+/// address, whose `http` port is `http_port` and `metrics` port `metrics_port`.
+pub fn receiver_endpoints(addresses: &[&str], http_port: u16, metrics_port: u16) -> Value {
     let endpoints: Vec<Value> =
         addresses.iter().map(|a| json!({ "addresses": [a], "conditions": { "ready": true } })).collect();
     json!({
@@ -603,7 +616,10 @@ pub fn receiver_endpoints(addresses: &[&str], port: u16) -> Value {
         "metadata": { "name": "crm-receiver-x7k2p", "namespace": NAMESPACE,
                       "labels": { "kubernetes.io/service-name": "crm-receiver" } },
         "addressType": "IPv4",
-        "ports": [{ "name": "http", "port": port, "protocol": "TCP" }],
+        "ports": [
+            { "name": "http", "port": http_port, "protocol": "TCP" },
+            { "name": "metrics", "port": metrics_port, "protocol": "TCP" },
+        ],
         "endpoints": endpoints,
     })
 }

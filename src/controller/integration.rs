@@ -813,6 +813,7 @@ mod tests {
             template["spec"]["containers"][0]["ports"],
             json!([
                 { "name": "http", "containerPort": 8080, "protocol": "TCP" },
+                { "name": "metrics", "containerPort": 8081, "protocol": "TCP" },
                 { "name": "admin", "containerPort": 8082, "protocol": "TCP" },
             ])
         );
@@ -823,6 +824,7 @@ mod tests {
             service["spec"]["ports"],
             json!([
                 { "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" },
+                { "name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP" },
                 { "name": "admin", "port": 8082, "targetPort": "admin", "protocol": "TCP" },
             ])
         );
@@ -831,7 +833,7 @@ mod tests {
         assert_eq!(
             policy["spec"]["ingress"],
             json!([
-                { "ports": [{ "port": 8080, "protocol": "TCP" }] },
+                { "ports": [{ "port": 8080, "protocol": "TCP" }, { "port": 8081, "protocol": "TCP" }] },
                 {
                     "from": [{ "podSelector": { "matchLabels": { "app": "ops-console" } } }],
                     "ports": [{ "port": 8082, "protocol": "TCP" }],

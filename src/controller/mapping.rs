@@ -250,8 +250,7 @@ mod tests {
         receiver.metrics.activity.succeeded("default/contacts", 1_764_000_000_000);
         // A second ready pod that does not answer.
         let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let slices =
-            vec![receiver_endpoints(&["127.0.0.1"], receiver.address.port()), receiver_endpoints(&["127.0.0.1"], gone)];
+        let slices = vec![receiver.endpoints(), receiver_endpoints(&["127.0.0.1"], gone, gone)];
 
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
@@ -288,7 +287,7 @@ mod tests {
         let receiver = ReportingReceiver::start(&["default/contacts"]).await;
         let error = "reading contacts from HubSpot: HubSpot answered 403: MISSING_SCOPES";
         receiver.metrics.activity.failed("default/contacts", error, 1_764_000_000_000);
-        let slices = vec![receiver_endpoints(&["127.0.0.1"], receiver.address.port())];
+        let slices = vec![receiver.endpoints()];
 
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));

@@ -1,7 +1,8 @@
 //! Reads what an integration's receiver pods report of their mappings' sync
-//! (`GET /sync/status`, see [`crate::sync::report`]), for the `PropertyMapping` status. The pods
-//! are found through the receiver Service's EndpointSlices, so each ready pod is asked, whatever
-//! the number of replicas, and a pod that is not ready is not waited for.
+//! (`GET /sync/status` on their status port, see [`crate::sync::report`]), for the
+//! `PropertyMapping` status. The pods are found through the receiver Service's EndpointSlices,
+//! so each ready pod is asked, whatever the number of replicas, and a pod that is not ready is
+//! not waited for.
 
 use std::time::Duration;
 
@@ -19,7 +20,11 @@ use crate::sync::report::{SYNC_STATUS_PATH, SyncReport};
 pub const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Name of the receiver Service's port (and so of its EndpointSlice port) that serves the report.
-const HTTP_PORT_NAME: &str = "http";
+const STATUS_PORT_NAME: &str = "metrics";
+/// The port receiver pods from before the status port served the report on. Their container
+/// has no `metrics` port, so the EndpointSlices put them in slices without one; during a
+/// rollout they are still asked.
+const LEGACY_PORT_NAME: &str = "http";
 
 /// What the controller learnt of an integration's receivers.
 #[derive(Clone, Debug, PartialEq)]
@@ -89,9 +94,11 @@ pub fn report_url(address: std::net::SocketAddr) -> String {
 fn report_urls(slices: &[EndpointSlice]) -> Vec<String> {
     let mut urls = Vec::new();
     for slice in slices {
-        let port =
-            slice.ports.iter().flatten().find(|p| p.name.as_deref() == Some(HTTP_PORT_NAME)).and_then(|p| p.port);
-        let Some(port) = port else { continue };
+        let port_named = |name: &str| slice.ports.iter().flatten().find(|p| p.name.as_deref() == Some(name));
+        let Some(port) = port_named(STATUS_PORT_NAME).or_else(|| port_named(LEGACY_PORT_NAME)).and_then(|p| p.port)
+        else {
+            continue;
+        };
         for endpoint in &slice.endpoints {
             // Kubernetes leaves `ready` unset when it does not know; such an endpoint counts as ready.
             if endpoint.conditions.as_ref().and_then(|c| c.ready) == Some(false) {
@@ -118,36 +125,67 @@ async fn fetch(http: &reqwest::Client, url: &str) -> Result<SyncReport, String> 
 mod tests {
     use super::*;
 
-    fn slice(address_type: &str, endpoints: serde_json::Value) -> EndpointSlice {
+    fn slice(address_type: &str, ports: serde_json::Value, endpoints: serde_json::Value) -> EndpointSlice {
         serde_json::from_value(serde_json::json!({
             "metadata": { "name": "crm-receiver-abcde" },
             "addressType": address_type,
-            "ports": [{ "name": "admin", "port": 8082 }, { "name": "http", "port": 8080 }],
+            "ports": ports,
             "endpoints": endpoints,
         }))
         .unwrap()
     }
 
+    /// The ports of a receiver Service with the admin API exposed, as its EndpointSlices name them.
+    fn receiver_ports() -> serde_json::Value {
+        serde_json::json!([
+            { "name": "admin", "port": 8082 },
+            { "name": "http", "port": 8080 },
+            { "name": "metrics", "port": 8081 },
+        ])
+    }
+
     #[test]
-    fn every_ready_endpoint_is_asked_on_the_http_port() {
+    fn every_ready_endpoint_is_asked_on_the_metrics_port() {
         let slices = [
             slice(
                 "IPv4",
+                receiver_ports(),
                 serde_json::json!([
                     { "addresses": ["10.0.0.7"], "conditions": { "ready": true } },
                     { "addresses": ["10.0.0.8"], "conditions": { "ready": false } },
                     { "addresses": ["10.0.0.9"] },
                 ]),
             ),
-            slice("IPv6", serde_json::json!([{ "addresses": ["fd00::7"], "conditions": { "ready": true } }])),
+            slice(
+                "IPv6",
+                receiver_ports(),
+                serde_json::json!([{ "addresses": ["fd00::7"], "conditions": { "ready": true } }]),
+            ),
         ];
         assert_eq!(
             report_urls(&slices),
             [
-                "http://10.0.0.7:8080/sync/status",
-                "http://10.0.0.9:8080/sync/status",
-                "http://[fd00::7]:8080/sync/status",
+                "http://10.0.0.7:8081/sync/status",
+                "http://10.0.0.9:8081/sync/status",
+                "http://[fd00::7]:8081/sync/status",
             ]
         );
+    }
+
+    /// Mid-rollout, pods of the earlier version sit in a slice of their own without a
+    /// `metrics` port, and report on `http`.
+    #[test]
+    fn pods_without_a_metrics_port_are_asked_on_the_http_port() {
+        let ready = |address: &str| serde_json::json!([{ "addresses": [address], "conditions": { "ready": true } }]);
+        let slices = [
+            slice("IPv4", receiver_ports(), ready("10.0.0.7")),
+            slice(
+                "IPv4",
+                serde_json::json!([{ "name": "admin", "port": 8082 }, { "name": "http", "port": 8080 }]),
+                ready("10.0.0.8"),
+            ),
+            slice("IPv4", serde_json::json!([{ "name": "admin", "port": 8082 }]), ready("10.0.0.9")),
+        ];
+        assert_eq!(report_urls(&slices), ["http://10.0.0.7:8081/sync/status", "http://10.0.0.8:8080/sync/status"]);
     }
 }

@@ -45,8 +45,11 @@ pub const CONFIG_DIR: &str = "/etc/hubspot-operator";
 pub const CONFIG_KEY: &str = "config.yaml";
 /// Pod annotation holding the hash of the rendered config, so a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "hubspot.io/config-hash";
-/// Port the receiver listens on inside the pod.
+/// Port the receiver listens on inside the pod for webhooks and the ingest API (named `http`).
 pub const RECEIVER_PORT: u16 = 8080;
+/// Port of the receiver's `/metrics` and `/sync/status`, inside the pod and on the receiver
+/// Service (named `metrics`). The Ingress and HTTPRoute never route it.
+pub const STATUS_PORT: u16 = 8081;
 /// Port of the receiver Service, which its Ingress and HTTPRoute send requests to.
 pub const RECEIVER_SERVICE_PORT: i32 = 80;
 /// Port of the admin API inside the pod, and of the receiver Service when it is exposed. It is
@@ -325,6 +328,7 @@ pub fn render_receiver_config(
     ReceiverConfig {
         integration: qualified_name(integration),
         listen: SocketAddr::from(([0, 0, 0, 0], RECEIVER_PORT)),
+        status_listen: SocketAddr::from(([0, 0, 0, 0], STATUS_PORT)),
         data_dir: DATA_DIR.into(),
         hubspot: HubSpotConnection {
             base_url: api.base_url.clone(),
@@ -549,7 +553,7 @@ pub fn receiver_statefulset(
         args: Some(vec!["receiver".into(), "--config".into(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]),
         env,
         ports: Some(
-            [container_port("http", RECEIVER_PORT)]
+            [container_port("http", RECEIVER_PORT), container_port("metrics", STATUS_PORT)]
                 .into_iter()
                 .chain(admin_exposed(integration).then(|| container_port("admin", ADMIN_PORT)))
                 .collect(),
@@ -705,17 +709,19 @@ pub fn receiver_pod_disruption_budget(integration: &HubSpotIntegration, owner: &
 }
 
 /// The receiver's NetworkPolicy: ingress to the receiver port from anywhere, since HubSpot's
-/// requests arrive through whatever ingress or gateway the cluster runs (and Prometheus scrapes
-/// `/metrics` on the same port); to an exposed admin port only from the peers
-/// `spec.receiver.admin.allowedFrom` lists. Egress stays open: the receiver calls the HubSpot
-/// API and the mappings' destinations, which can be anywhere.
+/// requests arrive through whatever ingress or gateway the cluster runs, and to the status port
+/// from anywhere, since Prometheus and the controller (`/sync/status`) run in namespaces of
+/// their own; to an exposed admin port only from the peers `spec.receiver.admin.allowedFrom`
+/// lists. Egress stays open: the receiver calls the HubSpot API and the mappings'
+/// destinations, which can be anywhere.
 pub fn receiver_network_policy(integration: &HubSpotIntegration, owner: &OwnerReference) -> NetworkPolicy {
     let tcp_port = |port: u16| NetworkPolicyPort {
         port: Some(IntOrString::Int(port.into())),
         protocol: Some("TCP".into()),
         ..Default::default()
     };
-    let receiver_rule = NetworkPolicyIngressRule { from: None, ports: Some(vec![tcp_port(RECEIVER_PORT)]) };
+    let receiver_rule =
+        NetworkPolicyIngressRule { from: None, ports: Some(vec![tcp_port(RECEIVER_PORT), tcp_port(STATUS_PORT)]) };
     // A rule with no peers would admit everyone, so without peers there is no admin rule at
     // all: nothing reaches the port from the network (port-forward does not pass the policy).
     let admin_peers = integration.spec.receiver.admin.as_ref().map(|a| &a.allowed_from).filter(|p| !p.is_empty());
@@ -763,8 +769,10 @@ fn runtime_default_seccomp() -> SeccompProfile {
     SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }
 }
 
-/// The ClusterIP Service in front of the receiver pods: port 80 to the container's `http` port,
-/// and with the admin API exposed, port 8082 to its `admin` port.
+/// The ClusterIP Service in front of the receiver pods: port 80 to the container's `http` port
+/// (what the Ingress and HTTPRoute route to), port 8081 to its `metrics` port (Prometheus, and
+/// the EndpointSlices the controller finds the pods' sync reports by), and with the admin API
+/// exposed, port 8082 to its `admin` port.
 pub fn receiver_service(integration: &HubSpotIntegration, owner: &OwnerReference) -> Service {
     let service_port = |name: &str, port: i32| ServicePort {
         name: Some(name.into()),
@@ -778,7 +786,12 @@ pub fn receiver_service(integration: &HubSpotIntegration, owner: &OwnerReference
         metadata: child_metadata(integration, receiver_name(integration), owner),
         spec: Some(ServiceSpec {
             selector: Some(selector_labels(integration)),
-            ports: Some(std::iter::once(service_port("http", RECEIVER_SERVICE_PORT)).chain(admin).collect()),
+            ports: Some(
+                [service_port("http", RECEIVER_SERVICE_PORT), service_port("metrics", STATUS_PORT.into())]
+                    .into_iter()
+                    .chain(admin)
+                    .collect(),
+            ),
             ..Default::default()
         }),
         status: None,
@@ -829,7 +842,7 @@ pub fn receiver_ingress(integration: &HubSpotIntegration, owner: &OwnerReference
 
 /// The paths an Ingress or HTTPRoute routes for the `path` a user set: `/` stands for
 /// everything the receiver serves to the outside (webhooks and the ingest API), not the whole
-/// port, whose `/metrics` and `/sync/status` stay in the cluster.
+/// port, whose probes stay in the cluster.
 fn routed_paths(path: &str) -> Vec<String> {
     if path.trim_end_matches('/').is_empty() {
         PUBLIC_PATH_PREFIXES.map(String::from).to_vec()
@@ -997,6 +1010,7 @@ mod tests {
         let config = receiver_config(&i, &mappings, &secrets()).unwrap();
         assert_eq!(config.integration, "sales/crm");
         assert_eq!(config.listen.to_string(), "0.0.0.0:8080");
+        assert_eq!(config.status_listen.to_string(), "0.0.0.0:8081");
         assert_eq!(config.data_dir.to_str(), Some("/var/lib/hubspot-operator"));
         assert_eq!(config.hubspot.access_token, "pat-na1-token");
         assert_eq!(config.hubspot.base_url, "https://api.hubapi.com");
@@ -1179,8 +1193,12 @@ mod tests {
         assert_eq!(sc.allow_privilege_escalation, Some(false));
         assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref().unwrap(), ["ALL"]);
         assert_eq!(sc.seccomp_profile.as_ref().unwrap().type_, "RuntimeDefault");
-        let port = &c.ports.as_ref().unwrap()[0];
-        assert_eq!((port.name.as_deref(), port.container_port), (Some("http"), 8080));
+        let ports: Vec<_> =
+            c.ports.as_ref().unwrap().iter().map(|p| (p.name.as_deref().unwrap(), p.container_port)).collect();
+        assert_eq!(ports, [("http", 8080), ("metrics", 8081)]);
+        let probe_port = |p: &Option<Probe>| p.as_ref().unwrap().http_get.as_ref().unwrap().port.clone();
+        assert_eq!(probe_port(&c.liveness_probe), IntOrString::String("http".into()), "what the kubelet probes");
+        assert_eq!(probe_port(&c.readiness_probe), IntOrString::String("http".into()));
         let probe_path = |p: &Option<Probe>| p.as_ref().unwrap().http_get.as_ref().unwrap().path.clone().unwrap();
         assert_eq!(probe_path(&c.liveness_probe), "/healthz");
         assert_eq!(probe_path(&c.readiness_probe), "/readyz");
@@ -1309,7 +1327,7 @@ mod tests {
     }
 
     #[test]
-    fn network_policy_admits_the_receiver_port_and_leaves_egress_open() {
+    fn network_policy_admits_the_receiver_and_status_ports_and_leaves_egress_open() {
         let i = integration();
         let policy = receiver_network_policy(&i, &owner(&i));
         assert_eq!(policy.metadata.name.as_deref(), Some("crm-receiver"));
@@ -1320,11 +1338,12 @@ mod tests {
         assert_eq!(spec.egress, None);
         let rules = spec.ingress.unwrap();
         assert_eq!(rules.len(), 1);
-        assert_eq!(rules[0].from, None, "from anywhere: HubSpot comes through the cluster's ingress");
-        let ports = rules[0].ports.as_ref().unwrap();
-        assert_eq!(ports.len(), 1);
-        assert_eq!(ports[0].port, Some(IntOrString::Int(8080)));
-        assert_eq!(ports[0].protocol.as_deref(), Some("TCP"));
+        assert_eq!(
+            rules[0].from, None,
+            "from anywhere: HubSpot comes through the cluster's ingress, Prometheus and the controller from other namespaces"
+        );
+        let ports: Vec<_> = rules[0].ports.iter().flatten().map(|p| (p.port.clone(), p.protocol.as_deref())).collect();
+        assert_eq!(ports, [(Some(IntOrString::Int(8080)), Some("TCP")), (Some(IntOrString::Int(8081)), Some("TCP"))]);
     }
 
     /// Labels and owner reference every receiver object of `crm` in `sales` carries, as JSON.
@@ -1578,9 +1597,9 @@ mod tests {
         let o = owner(&i);
         let svc = receiver_service(&i, &o);
         assert_eq!(svc.metadata.name.as_deref(), Some("crm-receiver"));
-        let port = &svc.spec.as_ref().unwrap().ports.as_ref().unwrap()[0];
-        assert_eq!(port.port, 80);
-        assert_eq!(port.target_port, Some(IntOrString::String("http".into())));
+        let ports = svc.spec.as_ref().unwrap().ports.as_ref().unwrap();
+        assert_eq!((ports[0].port, ports[0].target_port.clone()), (80, Some(IntOrString::String("http".into()))));
+        assert_eq!((ports[1].port, ports[1].target_port.clone()), (8081, Some(IntOrString::String("metrics".into()))));
         let secret = config_secret(&i, &o, "listen: 0.0.0.0:8080\n");
         assert_eq!(secret.metadata.name.as_deref(), Some("crm-receiver-config"));
         assert_eq!(secret.data.unwrap()["config.yaml"].0, b"listen: 0.0.0.0:8080\n");
@@ -1832,12 +1851,16 @@ mod tests {
     #[test]
     fn statefulset_names_an_admin_container_port_only_when_the_admin_api_is_exposed() {
         let http = serde_json::json!({ "name": "http", "containerPort": 8080, "protocol": "TCP" });
+        let metrics = serde_json::json!({ "name": "metrics", "containerPort": 8081, "protocol": "TCP" });
         let admin = serde_json::json!({ "name": "admin", "containerPort": 8082, "protocol": "TCP" });
         let statefulset =
             |i: &HubSpotIntegration| serde_json::to_value(receiver_statefulset(i, &owner(i), "img", "h", &[])).unwrap();
-        assert_eq!(statefulset(&integration()), expected_statefulset(serde_json::json!([http])));
-        assert_eq!(statefulset(&with_admin(false, vec![])), expected_statefulset(serde_json::json!([http])));
-        assert_eq!(statefulset(&with_admin(true, vec![])), expected_statefulset(serde_json::json!([http, admin])));
+        assert_eq!(statefulset(&integration()), expected_statefulset(serde_json::json!([http, metrics])));
+        assert_eq!(statefulset(&with_admin(false, vec![])), expected_statefulset(serde_json::json!([http, metrics])));
+        assert_eq!(
+            statefulset(&with_admin(true, vec![])),
+            expected_statefulset(serde_json::json!([http, metrics, admin]))
+        );
     }
 
     #[test]
@@ -1857,10 +1880,12 @@ mod tests {
             )
         };
         let http = serde_json::json!({ "name": "http", "port": 80, "targetPort": "http", "protocol": "TCP" });
+        let metrics =
+            serde_json::json!({ "name": "metrics", "port": 8081, "targetPort": "metrics", "protocol": "TCP" });
         let admin = serde_json::json!({ "name": "admin", "port": 8082, "targetPort": "admin", "protocol": "TCP" });
-        service(&integration(), serde_json::json!([http]));
-        service(&with_admin(false, vec![]), serde_json::json!([http]));
-        service(&with_admin(true, vec![]), serde_json::json!([http, admin]));
+        service(&integration(), serde_json::json!([http, metrics]));
+        service(&with_admin(false, vec![]), serde_json::json!([http, metrics]));
+        service(&with_admin(true, vec![]), serde_json::json!([http, metrics, admin]));
     }
 
     #[test]
@@ -1882,7 +1907,8 @@ mod tests {
                 })
             )
         };
-        let receiver = serde_json::json!({ "ports": [{ "port": 8080, "protocol": "TCP" }] });
+        let receiver =
+            serde_json::json!({ "ports": [{ "port": 8080, "protocol": "TCP" }, { "port": 8081, "protocol": "TCP" }] });
         policy(&integration(), serde_json::json!([receiver]));
         // No peers: no rule, since a rule without peers would admit everyone.
         policy(&with_admin(true, vec![]), serde_json::json!([receiver]));

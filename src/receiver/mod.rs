@@ -1,6 +1,9 @@
 //! The webhook receiver's HTTP ingress: HubSpot's signed webhook batches go into the durable
-//! event log and are answered 2xx only once stored; health, readiness and metrics endpoints
-//! sit beside them. The admin API (dead letters, replays) has a listener of its own.
+//! event log and are answered 2xx only once stored, and external systems' records come in
+//! through the ingest API. That listener is the one an Ingress, HTTPRoute or load balancer
+//! publishes. `/metrics` and `/sync/status` are for Prometheus and the controller only, so they
+//! have a status listener of their own; the health and readiness probes answer on both. The
+//! admin API (dead letters, replays) has a third listener.
 
 pub mod admin;
 mod webhook;
@@ -25,7 +28,8 @@ use crate::telemetry::Metrics;
 pub const WEBHOOK_PATH: &str = "/webhooks/hubspot";
 
 /// Path prefixes of what the receiver serves to the outside: HubSpot's webhooks and the ingest
-/// API. `/metrics`, `/sync/status` and the probes share the port but are for the cluster only.
+/// API. The probes share the public port (cloud load balancers health-check the port they send
+/// traffic to) but are not routed; `/metrics` and `/sync/status` are not on that port at all.
 pub const PUBLIC_PATH_PREFIXES: [&str; 2] = ["/webhooks", "/ingest"];
 
 /// Path external systems POST records for HubSpot to: `/ingest/{namespace}/{mapping}`.
@@ -83,21 +87,30 @@ impl ReceiverState {
     }
 }
 
-/// The receiver's routes: `POST /webhooks/hubspot`, `POST /ingest/{namespace}/{mapping}`,
-/// `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`, `GET /metrics`, `GET /sync/status`.
+/// The public routes (`config.listen`): `POST /webhooks/hubspot`,
+/// `POST /ingest/{namespace}/{mapping}`, `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`.
 pub fn router(state: ReceiverState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let ingest_max_body_bytes =
         state.ingest.as_ref().map_or(crate::config::default_ingest_max_body_bytes(), |i| i.max_body_bytes);
-    Router::new()
+    with_probes(Router::new())
         .route(WEBHOOK_PATH, post(webhook::receive).layer(DefaultBodyLimit::max(max_body_bytes)))
         .route(INGEST_PATH, post(crate::reverse::ingest::receive).layer(DefaultBodyLimit::max(ingest_max_body_bytes)))
         .route("/ingest/rejected", get(crate::reverse::ingest::rejected))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(ready))
+        .with_state(state)
+}
+
+/// The status routes (`config.status_listen`): `GET /metrics`, `GET /sync/status`,
+/// `GET /healthz`, `GET /readyz`.
+pub fn status_router(state: ReceiverState) -> Router {
+    with_probes(Router::new())
         .route("/metrics", get(metrics))
         .route(SYNC_STATUS_PATH, get(sync_status))
         .with_state(state)
+}
+
+fn with_probes(router: Router<ReceiverState>) -> Router<ReceiverState> {
+    router.route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready))
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves, then finishes the requests in
@@ -153,8 +166,9 @@ async fn sync_status(State(state): State<ReceiverState>) -> axum::response::Resp
     }
 }
 
-/// Runs one integration's receiver until `shutdown` resolves: the webhook ingress, the admin
-/// API on `config.admin.listen`, the sync worker and the catch-up backfill, sharing the event log
+/// Runs one integration's receiver until `shutdown` resolves: the webhook ingress on
+/// `listener`, the status endpoints on `config.status_listen`, the admin API on
+/// `config.admin.listen`, the sync worker and the catch-up backfill, sharing the event log
 /// `config.event_log` chooses.
 pub async fn run(
     config: ReceiverConfig,
@@ -167,6 +181,10 @@ pub async fn run(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the admin API: {e}", config.admin.listen))?;
     tracing::info!(listen = %admin_listener.local_addr()?, token = config.admin.token.is_some(), "admin API listening");
+    let status_listener = tokio::net::TcpListener::bind(config.status_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for /metrics and /sync/status: {e}", config.status_listen))?;
+    tracing::info!(listen = %status_listener.local_addr()?, "status endpoints listening");
     let log = crate::eventlog::open(&config).await?;
     let client = config.hubspot.client().with_metrics(metrics.clone());
     let mut worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
@@ -206,6 +224,7 @@ pub async fn run(
         admin::router(worker.clone(), reverse_store, config.admin.token.clone()),
         stop.clone().cancelled_owned(),
     ));
+    let status = tokio::spawn(serve(status_listener, status_router(state.clone()), stop.clone().cancelled_owned()));
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
     let served = serve(listener, router(state), shutdown).await;
@@ -220,6 +239,7 @@ pub async fn run(
         task.await?;
     }
     admin.await??;
+    status.await??;
     log.close().await;
     served
 }

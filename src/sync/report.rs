@@ -15,7 +15,7 @@ use crate::eventlog::EventLog;
 use crate::reverse::ReverseStore;
 use crate::sync::DeadLetterStore;
 
-/// Path of the report on the receiver's HTTP port.
+/// Path of the report on the receiver's status port (`statusListen`).
 pub const SYNC_STATUS_PATH: &str = "/sync/status";
 
 /// One receiver's report.

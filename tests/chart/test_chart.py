@@ -382,7 +382,8 @@ def test_network_policy_selects_the_controller_and_allows_only_what_it_needs():
         {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
         {
             "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": RECEIVER_POD_LABELS}}],
-            "ports": [{"port": 8080, "protocol": "TCP"}],
+            # The receivers' status port, and the port receivers of an earlier version report on.
+            "ports": [{"port": 8081, "protocol": "TCP"}, {"port": 8080, "protocol": "TCP"}],
         },
         {"ports": [{"port": 443, "protocol": "TCP"}, {"port": 6443, "protocol": "TCP"}]},
         *EVERYTHING["networkPolicy"]["extraEgress"],

@@ -13,7 +13,7 @@ use hubspot_operator::config::{HubSpotConnection, ReceiverConfig, WebhookConfig}
 use hubspot_operator::eventlog::EventLog;
 use hubspot_operator::hubspot::WebhookEvent;
 use hubspot_operator::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
-use hubspot_operator::receiver::{ReceiverState, router, serve};
+use hubspot_operator::receiver::{ReceiverState, router, serve, status_router};
 use hubspot_operator::telemetry::Metrics;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -57,6 +57,8 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
     ReceiverConfig {
         integration: "default/test".into(),
         listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        // Ephemeral ports, here and in `admin`: tests run receivers side by side.
+        status_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         data_dir: data_dir.to_path_buf(),
         hubspot: HubSpotConnection {
             base_url: "http://127.0.0.1:9".into(),
@@ -74,7 +76,6 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
         event_log: Default::default(),
         ingest: None,
         mappings: vec![],
-        // An ephemeral port: tests run receivers side by side.
         admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
         sync: Default::default(),
     }
@@ -112,9 +113,12 @@ pub fn batch_body(events: &[WebhookEvent]) -> Vec<u8> {
     serde_json::to_vec(events).unwrap()
 }
 
-/// A receiver serving on an ephemeral port of 127.0.0.1.
+/// A receiver serving on ephemeral ports of 127.0.0.1.
 pub struct RunningReceiver {
+    /// The public port: webhooks, the ingest API, the probes.
     pub base_url: String,
+    /// The status port: `/metrics`, `/sync/status`, the probes.
+    pub status_url: String,
     pub metrics: Arc<Metrics>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<anyhow::Result<()>>,
@@ -127,15 +131,20 @@ impl RunningReceiver {
 
     /// The whole of `receiver::run`, the sync worker included, with the event log `config`
     /// names.
-    pub async fn run(config: ReceiverConfig) -> RunningReceiver {
+    pub async fn run(mut config: ReceiverConfig) -> RunningReceiver {
         let metrics = Arc::new(Metrics::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
+        // `run` binds the status address itself, so the port must be known beforehand.
+        if config.status_listen.port() == 0 {
+            config.status_listen.set_port(free_port());
+        }
+        let status_url = format!("http://{}", config.status_listen);
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics.clone(), async move {
             let _ = stop.await;
         }));
-        RunningReceiver { base_url, metrics, shutdown: Some(shutdown), server }
+        RunningReceiver { base_url, status_url, metrics, shutdown: Some(shutdown), server }
     }
 
     /// With the ingest API of `config` queueing into `store`.
@@ -155,20 +164,35 @@ impl RunningReceiver {
         let metrics = Arc::new(Metrics::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base_url = format!("http://{}", listener.local_addr().unwrap());
+        let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let status_url = format!("http://{}", status_listener.local_addr().unwrap());
         let mut state = ReceiverState::new(config, log, metrics.clone());
         if let Some(store) = store {
             state = state.with_ingest(config, store);
         }
-        let app = router(state);
+        let (public, status) = (router(state.clone()), status_router(state));
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, async move {
-            let _ = stop.await;
-        }));
-        RunningReceiver { base_url, metrics, shutdown: Some(shutdown), server }
+        // As `receiver::run` does: the status port closes once the public one has finished.
+        let server = tokio::spawn(async move {
+            let stop_status = tokio_util::sync::CancellationToken::new();
+            let status = tokio::spawn(serve(status_listener, status, stop_status.clone().cancelled_owned()));
+            let served = serve(listener, public, async move {
+                let _ = stop.await;
+            })
+            .await;
+            stop_status.cancel();
+            status.await??;
+            served
+        });
+        RunningReceiver { base_url, status_url, metrics, shutdown: Some(shutdown), server }
     }
 
     pub fn webhook_url(&self) -> String {
         format!("{}/webhooks/hubspot", self.base_url)
+    }
+
+    pub fn metrics_url(&self) -> String {
+        format!("{}/metrics", self.status_url)
     }
 
     /// Whether the receiver is still running: it has neither stopped nor failed.
