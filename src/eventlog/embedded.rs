@@ -65,9 +65,9 @@ const REMEMBER: &str = "INSERT OR IGNORE INTO seen_deliveries VALUES (?1, ?2, ?3
 const STORE_CHUNKS: [usize; 4] = [64, 16, 4, 1];
 
 /// Page size of new log files. Each commit writes every page it changed, whole, to the WAL (a
-/// header and a page, a `pwrite` each) and a checkpoint copies them again; at 8 KiB a batch of
-/// 100 events touches half the pages it does at SQLite's default of 4 KiB. Batch size 100 stored
-/// about 13% more events/s, batch size 1 the same (docs/benchmarks.md).
+/// header and a page, a `pwrite` each) and a checkpoint copies them again; at 8 KiB the same
+/// events take half as many frames as at SQLite's default of 4 KiB. Alternated runs stored 2% to
+/// 21% more events/s at batch size 100, and the same at batch size 1 (docs/benchmarks.md).
 const PAGE_SIZE: i64 = 8192;
 
 /// Embedded event log, see the module documentation.
