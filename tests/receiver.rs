@@ -10,7 +10,7 @@ use common::{
 };
 use futures::future::BoxFuture;
 use hubspot_operator::config::{LogLimits, ReceiverConfig};
-use hubspot_operator::eventlog::{AppendOutcome, EmbeddedEventLog, EventLog, StoredEvent};
+use hubspot_operator::eventlog::{AppendOutcome, EmbeddedEventLog, EncodedEvent, EventLog, StoredEvent};
 use hubspot_operator::hubspot::WebhookEvent;
 use hubspot_operator::hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, MAX_TIMESTAMP_AGE_MS, sign_v1,
@@ -254,7 +254,7 @@ async fn send_chunked(base_url: &str, body: &[u8]) -> String {
 struct BrokenLog;
 
 impl EventLog for BrokenLog {
-    fn append(&self, _: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append_encoded(&self, _: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
         Box::pin(async { Err(anyhow::anyhow!("disk full")) })
     }
     fn pending(&self, _: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
@@ -366,11 +366,11 @@ struct GatedLog {
 }
 
 impl EventLog for GatedLog {
-    fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
         Box::pin(async move {
             self.entered.notify_one();
             let _pass = self.gate.acquire().await?;
-            self.inner.append(events).await
+            self.inner.append_encoded(events).await
         })
     }
     fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {

@@ -33,7 +33,7 @@ use futures::StreamExt as _;
 use futures::future::{BoxFuture, join_all};
 use tokio::sync::Notify;
 
-use super::{AppendOutcome, EventLog, LogFull, StoredEvent};
+use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
 use crate::config::{JetStreamLogConfig, LogLimits};
 use crate::hubspot::WebhookEvent;
 
@@ -222,12 +222,9 @@ impl JetStreamEventLog {
     }
 
     /// Publishes `events`, then records the identities of those stored for the first time.
-    async fn store(&self, events: Vec<WebhookEvent>) -> anyhow::Result<AppendOutcome> {
-        let encoded = events
-            .iter()
-            .map(|event| Ok((event.dedup_key(), bytes::Bytes::from(serde_json::to_vec(event)?))))
-            .collect::<serde_json::Result<Vec<_>>>()
-            .context("encoding webhook events")?;
+    async fn store(&self, events: Vec<EncodedEvent>) -> anyhow::Result<AppendOutcome> {
+        let encoded: Vec<(String, bytes::Bytes)> =
+            events.into_iter().map(|event| (event.identity.key(), event.json)).collect();
         let keys: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
         let stored = self.publish_all(&self.subject, encoded).await;
 
@@ -344,7 +341,7 @@ impl Drop for JetStreamEventLog {
 }
 
 impl EventLog for JetStreamEventLog {
-    fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
         Box::pin(async move {
             // HubSpot gives up on a webhook call after 5 s and then sees a failure, not the 503
             // that tells it to retry later. Without a connection a publish would wait out the

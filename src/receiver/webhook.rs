@@ -14,8 +14,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::ReceiverState;
-use crate::eventlog::LogFull;
-use crate::hubspot::WebhookEvent;
+use crate::eventlog::{EncodedEvent, LogFull};
 use crate::hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, SignatureHeaders,
 };
@@ -67,19 +66,19 @@ pub(super) async fn receive(
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
 
-    let events: Vec<WebhookEvent> = match serde_json::from_slice(&body) {
+    let events = match EncodedEvent::split_batch(&body) {
         Ok(events) => events,
         Err(e) => {
             count_request(&state, "malformed");
             tracing::warn!(error = %e, "refused malformed webhook batch");
-            return (StatusCode::BAD_REQUEST, format!("expected a JSON array of webhook events: {e}")).into_response();
+            return (StatusCode::BAD_REQUEST, e.to_string()).into_response();
         }
     };
 
     let span = tracing::Span::current();
     span.record("events", events.len());
     let append = tracing::debug_span!("eventlog.append", events = events.len());
-    match state.log.append(events).instrument(append).await {
+    match state.log.append_encoded(events).instrument(append).await {
         Ok(outcome) => {
             count_request(&state, "accepted");
             count_events(&state, "appended", outcome.appended);
