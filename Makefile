@@ -17,7 +17,7 @@ export HUBSPOT_OPERATOR_TEST_POSTGRES_BIN_DIR ?= /usr/lib/postgresql/15/bin
 ## Run every test: Rust unit and integration tests, then the Python contract and chart tests.
 test: $(PYTHON_DEPS) $(OPENAPI_DEPS)
 	cargo build --locked --bins
-	cargo test --locked --all-targets
+	cargo test --locked --workspace --all-targets
 	HUBSPOT_OPERATOR_BIN=$(CURDIR)/target/debug/hubspot-operator $(VENV)/bin/python -m pytest -q tests/contract tests/chart
 
 ## Run the whole system on this machine against the built-in HubSpot emulator.
@@ -30,8 +30,8 @@ crds:
 	cp crds/hubspot-operator.yaml charts/hubspot-operator/files/crds.yaml
 
 lint:
-	cargo fmt --check
-	cargo clippy --locked --all-targets -- -D warnings
+	cargo fmt --all --check
+	cargo clippy --locked --workspace --all-targets -- -D warnings
 
 $(PYTHON_DEPS): tests/requirements.txt
 	python3 -m venv $(VENV)

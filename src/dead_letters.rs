@@ -1,5 +1,5 @@
 //! `hubspot-operator dead-letters`: the command-line client of a receiver's admin API
-//! (`src/receiver/admin.rs`). Reach a receiver in a cluster with
+//! (`crates/receiver/src/server/admin.rs`). Reach a receiver in a cluster with
 //! `kubectl port-forward pod/<integration>-receiver-0 8082`, or, when its integration sets
 //! `spec.receiver.admin.exposed`, at port 8082 of the receiver Service with `--token`.
 
@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::sync::DeadLetter;
+use receiver::sync::DeadLetter;
 
 #[derive(Args, Debug)]
 pub struct DeadLettersArgs {
@@ -58,7 +58,7 @@ pub enum DeadLettersCommand {
         #[command(flatten)]
         filter: FilterArgs,
         /// At most this many.
-        #[arg(long, default_value_t = crate::receiver::admin::DEFAULT_LIST_LIMIT)]
+        #[arg(long, default_value_t = receiver::server::admin::DEFAULT_LIST_LIMIT)]
         limit: usize,
     },
     /// Show one dead letter with its record.
@@ -197,7 +197,7 @@ fn list_table(listed: &Value) -> anyhow::Result<String> {
             letter.object_id.clone(),
             op,
             letter.attempts.to_string(),
-            crate::sync::plan::format_ms(letter.last_failed_at_ms),
+            receiver::sync::plan::format_ms(letter.last_failed_at_ms),
             letter.reason.clone(),
         ]);
     }
@@ -237,7 +237,7 @@ mod tests {
     #[test]
     fn calls_the_default_admin_address_unless_told_otherwise() {
         let cli = Cli::try_parse_from(["dead-letters", "list"]).unwrap();
-        assert_eq!(cli.args.admin.receiver, format!("http://{}", crate::config::DEFAULT_ADMIN_LISTEN));
+        assert_eq!(cli.args.admin.receiver, format!("http://{}", model::config::DEFAULT_ADMIN_LISTEN));
         let cli = Cli::try_parse_from(["dead-letters", "redrive", "3", "4", "--json"]).unwrap();
         assert!(cli.args.admin.json);
         assert!(matches!(cli.args.command, DeadLettersCommand::Redrive(Selection { ref ids, .. }) if *ids == [3, 4]));

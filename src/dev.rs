@@ -12,17 +12,17 @@ use k8s_openapi::api::core::v1::Secret;
 
 use kube::ResourceExt;
 
-use crate::api::integration::CredentialKind;
-use crate::api::integration::condition_types as integration_conditions;
-use crate::api::mapping::condition_types as mapping_conditions;
-use crate::api::{HubSpotIntegration, PropertyMapping, is_paused};
-use crate::controller::receiver_reports::{self, ReceiverReports};
-use crate::controller::resources;
-use crate::controller::secrets::SecretStore;
-use crate::controller::status::{self, Authentication, PropertyLookup, ReceiverState};
-use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
-use crate::hubspot::HubSpotClient;
-use crate::telemetry::{Metrics, OutcomeLabels, SinkLabels};
+use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+use hubspot::HubSpotClient;
+use model::api::integration::CredentialKind;
+use model::api::integration::condition_types as integration_conditions;
+use model::api::mapping::condition_types as mapping_conditions;
+use model::api::{HubSpotIntegration, PropertyMapping, is_paused};
+use operator::receiver_reports::{self, ReceiverReports};
+use operator::resources;
+use operator::secrets::SecretStore;
+use operator::status::{self, Authentication, PropertyLookup, ReceiverState};
+use receiver::metrics::{Metrics, OutcomeLabels, SinkLabels};
 
 /// `hubspot-operator dev` flags.
 #[derive(clap::Args, Clone, Debug)]
@@ -54,7 +54,7 @@ pub struct DevArgs {
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub status_listen: SocketAddr,
     /// Address of the receiver's admin API (`hubspot-operator dead-letters --receiver`).
-    #[arg(long, default_value = crate::config::DEFAULT_ADMIN_LISTEN)]
+    #[arg(long, default_value = model::config::DEFAULT_ADMIN_LISTEN)]
     pub admin_listen: SocketAddr,
     /// Directory for the event log, checkpoints and file destinations.
     #[arg(long, default_value = "dev-data")]
@@ -94,7 +94,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let receiver_listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {} for the receiver", args.listen))?;
-    let webhook_url = format!("http://{}{}", receiver_listener.local_addr()?, crate::receiver::WEBHOOK_PATH);
+    let webhook_url = format!("http://{}{}", receiver_listener.local_addr()?, model::contract::WEBHOOK_PATH);
     let emulator = match &args.hubspot_url {
         Some(url) => {
             integration.spec.api.base_url = url.clone();
@@ -130,7 +130,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.data_dir = args.data_dir.clone();
     config.admin.listen = args.admin_listen;
     let metrics = Arc::new(Metrics::default());
-    let client = HubSpotClient::new(config.hubspot.client_settings()).with_metrics(metrics.clone());
+    let client = HubSpotClient::new(config.hubspot.client_settings()).with_observer(metrics.clone());
 
     println!("hubspot-operator dev: {} manifests from {}", manifests.len(), display_paths(&args.files));
     match &emulator {
@@ -155,7 +155,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     }
 
     let http = reqwest::Client::new();
-    let receiver = tokio::spawn(crate::receiver::run(config.clone(), receiver_listener, metrics.clone(), async {
+    let receiver = tokio::spawn(receiver::run(config.clone(), receiver_listener, metrics.clone(), async {
         crate::shutdown::signal().await;
     }));
     let mut display = StatusDisplay::default();
@@ -274,7 +274,7 @@ fn paused_conditions(
     conditions
 }
 
-fn sync_counters(metrics: &Metrics, config: &crate::config::ReceiverConfig) -> String {
+fn sync_counters(metrics: &Metrics, config: &model::config::ReceiverConfig) -> String {
     let requests =
         |outcome: &str| metrics.webhook_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).get();
     let events = |outcome: &str| metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: outcome.into() }).get();
@@ -321,7 +321,7 @@ impl StatusDisplay {
                 resource.conditions.iter().map(|c| format!("{}={} ({})", c.type_, c.status, c.reason)).collect();
             block.push_str(&format!("  {:<19} {:<24} {}\n", resource.kind, resource.name, summary.join("  ")));
             for c in
-                resource.conditions.iter().filter(|c| c.status != crate::api::conditions::TRUE && c.type_ != "Ready")
+                resource.conditions.iter().filter(|c| c.status != model::api::conditions::TRUE && c.type_ != "Ready")
             {
                 block.push_str(&format!("      {}: {}\n", c.type_, c.message));
             }
@@ -397,7 +397,7 @@ impl Manifests {
                 // Read so mistakes are named, but not reconciled: dev mode does not manage
                 // HubSpot properties yet (the controller does).
                 "HubSpotProperty" => {
-                    serde_yaml::from_value::<crate::api::HubSpotProperty>(value).with_context(at)?;
+                    serde_yaml::from_value::<model::api::HubSpotProperty>(value).with_context(at)?;
                 }
                 "Secret" => {
                     self.secrets.push(with_namespace(serde_yaml::from_value::<Secret>(value).with_context(at)?));

@@ -1,17 +1,14 @@
-//! hubspot-operator: declare a HubSpot integration as Kubernetes resources and keep it running.
+//! hubspot-operator's command line beyond the libraries it runs: `dev` mode, the benchmarks,
+//! the dead-letter and rejected-record tools, logging and trace export, and graceful shutdown.
+//!
+//! The layers below, each a crate of this workspace that uses only those under it:
+//! `operator` (the controller) → `receiver` (the data plane) → `model` (resources, receiver
+//! config, wire contract) → `hubspot` (the API client); `emulator` uses `hubspot` only, and
+//! `test-support` (a fake Kubernetes API server) nothing of ours.
 
-pub mod api;
 pub mod bench;
-pub mod config;
-pub mod controller;
 pub mod dead_letters;
 pub mod dev;
-pub mod emulator;
-pub mod eventlog;
-pub mod hubspot;
-pub mod receiver;
 pub mod rejected;
-pub mod reverse;
 pub mod shutdown;
-pub mod sync;
 pub mod telemetry;

@@ -16,7 +16,7 @@ enum Command {
     /// Print every CustomResourceDefinition as YAML (pipe to `kubectl apply -f -`).
     Crd,
     /// Run the operator: reconcile HubSpotIntegrations and PropertyMappings.
-    Controller(hubspot_operator::controller::ControllerArgs),
+    Controller(operator::ControllerArgs),
     /// Run the whole system on this machine, no cluster: HubSpot emulator, reconcile, receiver
     /// and worker, with live status.
     Dev(hubspot_operator::dev::DevArgs),
@@ -33,7 +33,7 @@ enum Command {
     /// List, resend and discard the records bound for HubSpot that HubSpot refused.
     Rejected(hubspot_operator::rejected::RejectedArgs),
     /// Run a local HubSpot API emulator (CRM objects, properties, scopes, rate limits, signed webhooks).
-    Emulator(Box<hubspot_operator::emulator::EmulatorArgs>),
+    Emulator(Box<emulator::EmulatorArgs>),
 }
 
 #[tokio::main]
@@ -52,9 +52,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Crd => print!("{}", hubspot_operator::api::crds_yaml()),
-        Command::Controller(args) => hubspot_operator::controller::run(args).await?,
-        Command::Emulator(args) => hubspot_operator::emulator::run_cli(*args).await?,
+        Command::Crd => print!("{}", model::api::crds_yaml()),
+        Command::Controller(args) => operator::run(args, hubspot_operator::shutdown::signal()).await?,
+        Command::Emulator(args) => emulator::run_cli(*args, hubspot_operator::shutdown::signal()).await?,
         Command::Receiver { config } => run_receiver(&config).await?,
         Command::Dev(args) => hubspot_operator::dev::run(args).await?,
         Command::Bench(args) => hubspot_operator::bench::run(args).await?,
@@ -65,11 +65,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
 }
 
 async fn run_receiver(path: &std::path::Path) -> anyhow::Result<()> {
-    let config = hubspot_operator::config::ReceiverConfig::load(path)?;
+    let config = model::config::ReceiverConfig::load(path)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
     tracing::info!(integration = %config.integration, listen = %config.listen, mappings = config.mappings.len(), "receiver starting");
-    let metrics = std::sync::Arc::new(hubspot_operator::telemetry::Metrics::default());
-    hubspot_operator::receiver::run(config, listener, metrics, hubspot_operator::shutdown::signal()).await
+    let metrics = std::sync::Arc::new(receiver::metrics::Metrics::default());
+    receiver::run(config, listener, metrics, hubspot_operator::shutdown::signal()).await
 }

@@ -1,12 +1,12 @@
 //! `hubspot-operator rejected`: lists, resends and discards the records bound for HubSpot that
-//! HubSpot refused, through a receiver's admin API (`src/receiver/admin.rs`).
+//! HubSpot refused, through a receiver's admin API (`crates/receiver/src/server/admin.rs`).
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
 use crate::dead_letters::{AdminConnection, summary, table};
-use crate::reverse::StoredRejection;
+use receiver::reverse::StoredRejection;
 
 #[derive(Args, Debug)]
 pub struct RejectedArgs {
@@ -24,7 +24,7 @@ pub enum RejectedCommand {
         #[arg(long)]
         mapping: Option<String>,
         /// At most this many.
-        #[arg(long, default_value_t = crate::receiver::admin::DEFAULT_LIST_LIMIT)]
+        #[arg(long, default_value_t = receiver::server::admin::DEFAULT_LIST_LIMIT)]
         limit: usize,
     },
     /// Queue rejected records to be written to HubSpot again, once the cause is fixed (for
@@ -90,7 +90,7 @@ fn list_table(listed: &Value) -> anyhow::Result<String> {
             stored.id.to_string(),
             r.mapping.clone(),
             r.key.clone(),
-            crate::sync::plan::format_ms(r.rejected_at),
+            receiver::sync::plan::format_ms(r.rejected_at),
             r.status.to_string(),
             r.category.clone(),
             r.message.clone(),

@@ -9,9 +9,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{Reply, TestDestination, TestEmulator, contacts_mapping, eventually, receiver_config};
-use hubspot_operator::config::{ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::EmulatorConfig;
-use hubspot_operator::telemetry::Metrics;
+use emulator::EmulatorConfig;
+use model::config::{ReceiverConfig, SinkConfig};
+use receiver::metrics::Metrics;
 use serde_json::json;
 
 const SEARCH_PATH: &str = "/crm/v3/objects/contacts/search";
@@ -21,7 +21,7 @@ async fn start_receiver(config: ReceiverConfig) -> (tokio::sync::oneshot::Sender
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(async move {
-        hubspot_operator::receiver::run(config, listener, Arc::new(Metrics::default()), async {
+        receiver::run(config, listener, Arc::new(Metrics::default()), async {
             let _ = stopped.await;
         })
         .await
@@ -41,7 +41,7 @@ async fn existing_records_and_changes_made_while_down_are_caught_up() {
     let emulator = TestEmulator::start(EmulatorConfig { seed: 30, ..Default::default() }).await;
     let mut config = receiver_config(data_dir.path());
     config.hubspot.base_url = emulator.running.base_url();
-    config.hubspot.access_token = hubspot_operator::emulator::DEFAULT_TOKEN.into();
+    config.hubspot.access_token = emulator::DEFAULT_TOKEN.into();
     config.mappings =
         vec![contacts_mapping(vec![SinkConfig::Http { url: destination.url.clone(), signing_secret: None }])];
 

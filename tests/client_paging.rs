@@ -6,9 +6,9 @@
 mod common;
 
 use common::TestEmulator;
+use emulator::EmulatorConfig;
 use futures::{StreamExt, TryStreamExt};
-use hubspot_operator::emulator::EmulatorConfig;
-use hubspot_operator::hubspot::{
+use hubspot::{
     AppEventInput, Error, Filter, FilterGroup, FilterOperator, SearchRequest, SearchSort, SortDirection,
     TimelineEventInput,
 };
@@ -110,7 +110,7 @@ async fn timeline_and_app_events_go_in_batches_that_name_each_refusal() {
     let client = emulator.client("emulator-token");
     let templates = emulator.url(&format!(
         "/integrators/timeline/v3/54321/event-templates?hapikey={}",
-        hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY
+        emulator::DEFAULT_DEVELOPER_API_KEY
     ));
     let template = json!({"name": "Order", "objectType": "contacts",
                           "tokens": [{"name": "total", "label": "Total", "type": "number"}]});
@@ -151,7 +151,7 @@ async fn timeline_and_app_events_go_in_batches_that_name_each_refusal() {
 #[tokio::test]
 async fn association_batch_read_reads_on_past_a_full_page() {
     let emulator = emulator(0).await;
-    let token = hubspot_operator::emulator::DEFAULT_TOKEN;
+    let token = emulator::DEFAULT_TOKEN;
     let http = reqwest::Client::new();
     let post = |path: &str, body: serde_json::Value| {
         let request = http.post(emulator.url(path)).bearer_auth(token).json(&body);

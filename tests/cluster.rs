@@ -9,7 +9,6 @@
 
 use std::time::Duration;
 
-use hubspot_operator::api::{HubSpotIntegration, PropertyMapping};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -17,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::{Client, Resource};
+use model::api::{HubSpotIntegration, PropertyMapping};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -42,7 +42,7 @@ fn object<K: DeserializeOwned>(manifest: serde_json::Value) -> K {
 async fn apply_crds(client: &Client) {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    for document in hubspot_operator::api::crds_yaml().split("\n---\n") {
+    for document in model::api::crds_yaml().split("\n---\n") {
         let document = document.trim_start_matches("---\n");
         let crd: CustomResourceDefinition = serde_yaml::from_str(document).expect("the generated CRDs parse");
         let name = crd.metadata.name.clone().expect("CRDs have names");
@@ -305,7 +305,7 @@ async fn a_contact_changed_in_hubspot_reaches_the_file_destination() {
     apply_crds(&client).await;
     let namespace = test_namespace(&client, "sync").await;
     let integration: HubSpotIntegration = object(integration_manifest(&namespace, "hubspot-credentials"));
-    let receiver_url = hubspot_operator::controller::resources::receiver_url(&integration);
+    let receiver_url = operator::resources::receiver_url(&integration);
     start_emulator(&client, &namespace, &receiver_url).await;
     let _: Secret = create(&client, &namespace, credentials_secret()).await;
     // The mapping exists before the integration, so the first receiver config already has it.

@@ -11,9 +11,9 @@ use common::{
     emulator_receiver_config, eventually, eventually_equal, expected_contacts, free_port, receiver_config,
     sample_event, signed_request, wait_ready,
 };
-use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
-use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
+use emulator::{EmulatorConfig, TokenGrant};
+use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::config::{MappingConfig, ReceiverConfig, SinkConfig};
 use serde_json::json;
 
 const TOKEN: &str = "pat-na1-crash";

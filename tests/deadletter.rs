@@ -12,11 +12,11 @@ use common::{
     CLIENT_SECRET, ReceiverProcess, TestDatabase, TestDestination, TestEmulator, WAIT, batch_body, contact_event,
     emulator_receiver_config, eventually, free_port, sample_event, serve_admin, signed_request, wait_ready,
 };
-use hubspot_operator::config::{AdminConfig, ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig};
-use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
-use hubspot_operator::sync::{Filter, Record, RedriveReport, ReplayReport, Worker};
-use hubspot_operator::telemetry::{Metrics, SinkLabels};
+use emulator::{DEFAULT_TOKEN, EmulatorConfig};
+use model::config::{AdminConfig, ReceiverConfig, SinkConfig};
+use receiver::eventlog::{EmbeddedEventLog, EventLog};
+use receiver::metrics::{Metrics, SinkLabels};
+use receiver::sync::{Filter, Record, RedriveReport, ReplayReport, Worker};
 
 fn http_sink(url: &str) -> SinkConfig {
     SinkConfig::Http { url: url.into(), signing_secret: None }
@@ -226,8 +226,8 @@ async fn replay_resends_what_was_delivered_since_a_time_to_the_chosen_destinatio
     let http_before = destination.delivered().len();
     let file_before = file_records(dir.path()).len();
 
-    let since_text = hubspot_operator::sync::plan::format_ms(since);
-    let since_ms = hubspot_operator::sync::plan::timestamp_ms(&since_text).unwrap();
+    let since_text = receiver::sync::plan::format_ms(since);
+    let since_ms = receiver::sync::plan::timestamp_ms(&since_text).unwrap();
     let report = worker.replay("crm/contacts", Some("http-0"), since_ms).await.unwrap();
     assert_eq!(report, ReplayReport { delivered: 1, ..Default::default() });
     let replayed = &destination.delivered()[http_before..];
@@ -343,7 +343,7 @@ async fn admin_api_requires_its_token_and_stays_off_the_network_without_one() {
     let mut open = config.clone();
     open.admin = AdminConfig { listen: ([0, 0, 0, 0], free_port()).into(), token: None };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let started = hubspot_operator::receiver::run(open, listener, Arc::new(Metrics::default()), std::future::pending());
+    let started = receiver::run(open, listener, Arc::new(Metrics::default()), std::future::pending());
     let error = tokio::time::timeout(WAIT, started).await.expect("the receiver refuses at once").unwrap_err();
     assert!(error.to_string().contains("admin.token"), "{error}");
     // And by default it listens on loopback only.
@@ -547,7 +547,7 @@ async fn a_refused_deletion_is_redriven_as_the_same_deletion() {
     log.append(vec![contact_event(10, "contact.deletion", &ids[0], common::now_ms())]).await.unwrap();
     assert_eq!(run_once(&worker).await.unwrap(), 1);
     let letter = worker.dead_letters().list(&Filter::default(), 10).await.unwrap().remove(0);
-    assert_eq!(letter.record.op, hubspot_operator::sync::Op::Delete);
+    assert_eq!(letter.record.op, receiver::sync::Op::Delete);
     assert_eq!(letter.record.key.as_deref(), Some("c0@example.com"), "the key last delivered");
 
     destination.refuse_objects(&[]);

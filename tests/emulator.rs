@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use hubspot_operator::emulator::{EmulatorConfig, LegacySignatureVersion, RunningEmulator, TokenGrant};
-use hubspot_operator::hubspot::signature::{SignatureHeaders, sign_v1, sign_v2};
-use hubspot_operator::hubspot::{SignatureVerifier, Tier, WebhookEvent};
+use emulator::{EmulatorConfig, LegacySignatureVersion, RunningEmulator, TokenGrant};
+use hubspot::signature::{SignatureHeaders, sign_v1, sign_v2};
+use hubspot::{SignatureVerifier, Tier, WebhookEvent};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -1016,8 +1016,7 @@ async fn state_file_keeps_data_across_a_restart() {
     let (contact_id, car_id) = (contact["id"].as_str().unwrap(), car["id"].as_str().unwrap());
     let path = format!("/crm/v4/objects/contacts/{contact_id}/associations/default/{car_type}/{car_id}");
     assert_eq!(emu.call(Method::PUT, &path, Some(TOKEN), None).await.0, StatusCode::OK);
-    let hooks =
-        format!("/webhooks/v3/54321/subscriptions?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY);
+    let hooks = format!("/webhooks/v3/54321/subscriptions?hapikey={}", emulator::DEFAULT_DEVELOPER_API_KEY);
     let subscription = json!({"eventType": "contact.propertyChange", "propertyName": "email", "active": true});
     let (status, _, created_subscription) = emu.call(Method::POST, &hooks, None, Some(subscription)).await;
     assert_eq!(status, StatusCode::CREATED);
@@ -1074,8 +1073,7 @@ async fn webhook_settings_set_the_target_and_the_concurrency() {
     let (target, url) = Target::serve_with(vec![], Duration::from_millis(200)).await;
     // No --webhook-url: the management API configures delivery.
     let emu = start(config_with_token()).await;
-    let settings =
-        format!("/webhooks/v3/54321/settings?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY);
+    let settings = format!("/webhooks/v3/54321/settings?hapikey={}", emulator::DEFAULT_DEVELOPER_API_KEY);
     let body = json!({"targetUrl": url, "throttling": {"maxConcurrentRequests": 5}});
     let (status, _, answer) = emu.call(Method::PUT, &settings, None, Some(body)).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
@@ -1094,7 +1092,7 @@ async fn webhook_settings_set_the_target_and_the_concurrency() {
 }
 
 fn developer_path(path: &str) -> String {
-    format!("{path}?hapikey={}", hubspot_operator::emulator::DEFAULT_DEVELOPER_API_KEY)
+    format!("{path}?hapikey={}", emulator::DEFAULT_DEVELOPER_API_KEY)
 }
 
 #[tokio::test]
@@ -1451,7 +1449,7 @@ async fn a_property_in_use_cannot_be_archived() {
 
 #[tokio::test]
 async fn standing_faults_from_flags_hit_calls_until_changed() {
-    use hubspot_operator::emulator::FaultPlan;
+    use emulator::FaultPlan;
     let faults = vec![FaultPlan::server_errors(1.0, 502), FaultPlan::latency(Duration::from_millis(50))];
     let emu = start(EmulatorConfig { faults, ..config_with_token() }).await;
     let (status, body) = emu.get("/crm/v3/objects/contacts").await;

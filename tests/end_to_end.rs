@@ -9,12 +9,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use common::{CLIENT_SECRET, TestDestination, TestEmulator, eventually, receiver_config};
-use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
-use hubspot_operator::config::{MappingConfig, SinkConfig};
-use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
-use hubspot_operator::hubspot::UpsertInput;
-use hubspot_operator::sync::{Op, Record};
-use hubspot_operator::telemetry::{Metrics, OutcomeLabels};
+use emulator::{EmulatorConfig, TokenGrant};
+use hubspot::UpsertInput;
+use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::config::{MappingConfig, SinkConfig};
+use receiver::metrics::{Metrics, OutcomeLabels};
+use receiver::sync::{Op, Record};
 use serde_json::json;
 
 const TOKEN: &str = "pat-na1-end-to-end";
@@ -119,7 +119,7 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    async fn start(configure: impl FnOnce(&mut hubspot_operator::config::ReceiverConfig)) -> Pipeline {
+    async fn start(configure: impl FnOnce(&mut model::config::ReceiverConfig)) -> Pipeline {
         let data_dir = tempfile::tempdir().unwrap();
         let destination = TestDestination::start(vec![]).await;
         let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -133,10 +133,9 @@ impl Pipeline {
         configure(&mut config);
         let metrics = Arc::new(Metrics::default());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let receiver =
-            tokio::spawn(hubspot_operator::receiver::run(config, receiver_listener, metrics.clone(), async {
-                let _ = stopped.await;
-            }));
+        let receiver = tokio::spawn(receiver::run(config, receiver_listener, metrics.clone(), async {
+            let _ = stopped.await;
+        }));
         Pipeline { data_dir, destination, emulator, metrics, stop, receiver }
     }
 }
@@ -214,7 +213,7 @@ async fn duplicated_and_reordered_deliveries_end_with_every_record_once_at_its_l
 async fn association_changes_reach_the_destination_as_the_current_associations() {
     let Pipeline { data_dir: _data_dir, destination, emulator, stop, receiver, .. } = Pipeline::start(|config| {
         config.sync.max_batch_wait_milliseconds = 100;
-        config.mappings[0].associations = vec![hubspot_operator::api::mapping::AssociationMapping {
+        config.mappings[0].associations = vec![model::api::mapping::AssociationMapping {
             to_object_type: "companies".into(),
             field: "company_ids".into(),
         }];
@@ -277,7 +276,7 @@ async fn association_changes_reach_the_destination_as_the_current_associations()
 async fn two_receivers_sharing_a_jetstream_log_deliver_every_change() {
     let backend = common::LogBackend::jetstream();
     let common::LogBackend::JetStream(streams) = &backend else { unreachable!() };
-    let event_log = hubspot_operator::config::EventLogConfig::JetStream(hubspot_operator::config::JetStreamLogConfig {
+    let event_log = model::config::EventLogConfig::JetStream(model::config::JetStreamLogConfig {
         url: streams.settings.url.clone(),
         stream: Some(streams.settings.stream.clone()),
         subject: Some(streams.settings.subject.clone()),
@@ -304,7 +303,7 @@ async fn two_receivers_sharing_a_jetstream_log_deliver_every_change() {
         config.mappings = vec![contacts_mapping(&destination.url)];
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let metrics = Arc::new(Metrics::default());
-        let running = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics, async {
+        let running = tokio::spawn(receiver::run(config, listener, metrics, async {
             let _ = stopped.await;
         }));
         receivers.push((stop, running));

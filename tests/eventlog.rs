@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use common::{LogBackend, WAIT, eventually, redelivery, sample_event};
 use futures::FutureExt as _;
-use hubspot_operator::config::LogLimits;
-use hubspot_operator::eventlog::{AppendOutcome, EmbeddedEventLog, EventLog, LogFull, StoredEvent};
-use hubspot_operator::hubspot::WebhookEvent;
+use hubspot::WebhookEvent;
+use model::config::LogLimits;
+use receiver::eventlog::{AppendOutcome, EmbeddedEventLog, EventLog, LogFull, StoredEvent};
 
 fn events_of(stored: &[StoredEvent]) -> Vec<WebhookEvent> {
     stored.iter().map(|s| s.event.clone()).collect()
@@ -386,7 +386,7 @@ async fn jetstream_unreachable_server_fails_to_open_without_showing_credentials(
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("nats://user:pw-not-shown@{}", listener.local_addr().unwrap());
     drop(listener);
-    let settings = hubspot_operator::eventlog::jetstream::Settings {
+    let settings = receiver::eventlog::jetstream::Settings {
         url,
         stream: "hsop_unreachable".into(),
         subject: "hsop.unreachable.events".into(),
@@ -394,7 +394,7 @@ async fn jetstream_unreachable_server_fails_to_open_without_showing_credentials(
         limits: Default::default(),
         ack_wait: Duration::from_secs(60),
     };
-    let open = hubspot_operator::eventlog::JetStreamEventLog::open(&settings);
+    let open = receiver::eventlog::JetStreamEventLog::open(&settings);
     let error = tokio::time::timeout(WAIT, open).await.expect("open timed out").err().expect("no server to open");
     assert!(!format!("{error:#}").contains("pw-not-shown"), "{error:#}");
 }
@@ -408,8 +408,8 @@ async fn jetstream_opens_through_any_server_of_a_comma_separated_list() {
     drop(listener);
     let LogBackend::JetStream(streams) = LogBackend::jetstream() else { unreachable!() };
     for url in [format!("{dead}, {}", streams.settings.url), format!("{},{dead}", streams.settings.url)] {
-        let settings = hubspot_operator::eventlog::jetstream::Settings { url, ..streams.settings.clone() };
-        let open = hubspot_operator::eventlog::JetStreamEventLog::open(&settings);
+        let settings = receiver::eventlog::jetstream::Settings { url, ..streams.settings.clone() };
+        let open = receiver::eventlog::JetStreamEventLog::open(&settings);
         let log = tokio::time::timeout(WAIT, open).await.expect("open timed out").expect("one server answers");
         log.append(vec![sample_event(1, 100)]).await.unwrap();
         assert_eq!(log.pending_count().await.unwrap(), 1);

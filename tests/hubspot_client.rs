@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use hubspot_operator::hubspot::client::RetryPolicy;
-use hubspot_operator::hubspot::{ClientSettings, Error, HubSpotClient, Tier};
+use hubspot::client::RetryPolicy;
+use hubspot::{ClientSettings, Error, HubSpotClient, Tier};
 
 /// A request as the server saw it: path and query, and the Authorization header.
 type SeenRequest = (String, Option<String>);

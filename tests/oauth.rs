@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{TestEmulator, WAIT};
-use hubspot_operator::emulator::EmulatorConfig;
-use hubspot_operator::hubspot::auth::ManualClock;
-use hubspot_operator::hubspot::{Error, UpsertInput};
+use emulator::EmulatorConfig;
+use hubspot::auth::ManualClock;
+use hubspot::{Error, UpsertInput};
 use serde_json::{Value, json};
 
 const CLIENT_ID: &str = "client-1";
@@ -320,12 +320,8 @@ async fn token_file_client_uses_whatever_token_the_file_holds_now() {
     assert_ne!(first, second);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("token");
-    let client = hubspot_operator::hubspot::HubSpotClient::new_with_token_file(
-        emu.running.base_url(),
-        "v3",
-        Default::default(),
-        path.clone(),
-    );
+    let client =
+        hubspot::HubSpotClient::new_with_token_file(emu.running.base_url(), "v3", Default::default(), path.clone());
 
     // No file yet (the operator has not written the Secret): the call fails, nothing is sent.
     let missing = bounded(client.list_objects_page("contacts", &["email".into()], None, 10)).await.unwrap_err();

@@ -9,13 +9,13 @@ use common::{
     signed_request, signed_request_at,
 };
 use futures::future::BoxFuture;
-use hubspot_operator::config::{LogLimits, ReceiverConfig};
-use hubspot_operator::eventlog::{AppendOutcome, EmbeddedEventLog, EncodedEvent, EventLog, StoredEvent};
-use hubspot_operator::hubspot::WebhookEvent;
-use hubspot_operator::hubspot::signature::{
+use hubspot::WebhookEvent;
+use hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, MAX_TIMESTAMP_AGE_MS, sign_v1,
     sign_v3,
 };
+use model::config::{LogLimits, ReceiverConfig};
+use receiver::eventlog::{AppendOutcome, EmbeddedEventLog, EncodedEvent, EventLog, StoredEvent};
 use reqwest::StatusCode;
 use tempfile::TempDir;
 

@@ -12,14 +12,14 @@ use common::{
     CLIENT_SECRET, RunningReceiver, TestDestination, TestEmulator, contacts_mapping, eventually, receiver_config,
     serve_admin,
 };
-use hubspot_operator::api::mapping::ConflictPolicy;
-use hubspot_operator::config::{IngestConfig, MappingConfig, ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::{EmulatorConfig, TokenGrant};
-use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
-use hubspot_operator::hubspot::client::RetryPolicy;
-use hubspot_operator::hubspot::{HubSpotClient, UpsertInput};
-use hubspot_operator::reverse::{INVALID_RECORD, IngestRecord, Rejection, ReverseStore, ReverseWorker};
-use hubspot_operator::telemetry::{Metrics, OutcomeLabels};
+use emulator::{EmulatorConfig, TokenGrant};
+use hubspot::client::RetryPolicy;
+use hubspot::{HubSpotClient, UpsertInput};
+use model::api::mapping::ConflictPolicy;
+use model::config::{IngestConfig, MappingConfig, ReceiverConfig, SinkConfig};
+use receiver::eventlog::{EmbeddedEventLog, EventLog};
+use receiver::metrics::{Metrics, OutcomeLabels};
+use receiver::reverse::{INVALID_RECORD, IngestRecord, Rejection, ReverseStore, ReverseWorker};
 use serde_json::{Value, json};
 
 const TOKEN: &str = "pat-na1-reverse";
@@ -107,7 +107,7 @@ async fn ingested_records_reach_hubspot_with_only_their_mapped_fields() {
     let base_url = format!("http://{}", listener.local_addr().unwrap());
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let receiver = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics.clone(), async {
+    let receiver = tokio::spawn(receiver::run(config, listener, metrics.clone(), async {
         let _ = stopped.await;
     }));
 
@@ -373,7 +373,7 @@ async fn own_writes_are_not_echoed_to_destinations_while_other_changes_are() {
     let config = config_for(data_dir.path(), &emulator, vec![mapping("crm/contacts", Default::default(), sinks)]);
     let metrics = Arc::new(Metrics::default());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let receiver = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics.clone(), async {
+    let receiver = tokio::spawn(receiver::run(config, listener, metrics.clone(), async {
         let _ = stopped.await;
     }));
 
@@ -491,7 +491,7 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
     .unwrap();
     let mut mapping = mapping("crm/contacts", ConflictPolicy::ExternalWins, vec![]);
     mapping.external_timestamp_field = Some("changed".into());
-    mapping.sources = vec![hubspot_operator::config::SourceConfig::Postgres {
+    mapping.sources = vec![model::config::SourceConfig::Postgres {
         url: database.url.clone(),
         table: Some("crm_contacts".into()),
         query: None,
@@ -499,7 +499,7 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
         interval_seconds: 30,
     }];
     let store = Arc::new(ReverseStore::open(&data_dir.path().join("reverse.db")).unwrap());
-    let source = hubspot_operator::reverse::PostgresSource::new(&mapping, 0).unwrap();
+    let source = receiver::reverse::PostgresSource::new(&mapping, 0).unwrap();
 
     assert_eq!(source.poll_once(&store).await.unwrap(), 3, "rows with a cursor value");
     let queued = store.pending(10).await.unwrap();
@@ -590,7 +590,7 @@ async fn rejected_records_are_listed_resent_and_discarded_through_the_admin_api(
 
     let config = config_for(data_dir.path(), &emulator, vec![contacts.clone(), leads.clone()]);
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&config.event_log_path()).unwrap());
-    let sync = hubspot_operator::sync::Worker::new(&config, log, emulator.client(TOKEN), Default::default()).unwrap();
+    let sync = receiver::sync::Worker::new(&config, log, emulator.client(TOKEN), Default::default()).unwrap();
     let admin = Admin { base: serve_admin(&sync, Some(store.clone()), None).await, http: reqwest::Client::new() };
     let (status, listed) = admin.call(reqwest::Method::GET, "/admin/rejected", None).await;
     assert_eq!((status, listed["total"].as_u64()), (200, Some(3)), "{listed:#}");

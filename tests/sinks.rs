@@ -11,9 +11,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
 use common::{Reply, SeenDelivery, TestDestination};
-use hubspot_operator::config::SinkConfig;
-use hubspot_operator::sync::sinks::{FileSink, HttpSink};
-use hubspot_operator::sync::{Op, Record, Sink, SinkError};
+use model::config::SinkConfig;
+use receiver::sync::sinks::{FileSink, HttpSink};
+use receiver::sync::{Op, Record, Sink, SinkError};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -119,7 +119,7 @@ async fn http_429_reports_retry_after_without_retrying_on_its_own() {
     // The sink left the waiting to the worker: the destination saw exactly one request.
     assert_eq!(destination.seen().iter().map(|s| s.status).collect::<Vec<_>>(), vec![429]);
     // The worker's backoff never undercuts the destination's wish.
-    let mut backoff = hubspot_operator::sync::Backoff::default();
+    let mut backoff = receiver::sync::Backoff::default();
     assert!(backoff.next_delay(error.retry_after()) >= Duration::from_secs(7));
 }
 

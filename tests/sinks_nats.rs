@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{TestStream, WAIT, contacts_mapping, nats_url, unique_suffix};
-use hubspot_operator::config::SinkConfig;
-use hubspot_operator::sync::sinks::NatsSink;
-use hubspot_operator::sync::{Op, Record, Sink, SinkError};
+use model::config::SinkConfig;
+use receiver::sync::sinks::NatsSink;
+use receiver::sync::{Op, Record, Sink, SinkError};
 
 fn record(object_id: &str, first_name: &str) -> Record {
     let mut record = Record {
@@ -22,7 +22,7 @@ fn record(object_id: &str, first_name: &str) -> Record {
         idempotency_key: String::new(),
         associations: BTreeMap::new(),
     };
-    record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
+    record.idempotency_key = receiver::sync::plan::idempotency_key(&record);
     record
 }
 

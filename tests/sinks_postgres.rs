@@ -6,9 +6,9 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::{TestDatabase, WAIT, contacts_mapping, eventually};
-use hubspot_operator::config::SinkConfig;
-use hubspot_operator::sync::sinks::PostgresSink;
-use hubspot_operator::sync::{Op, Record, Sink, SinkError};
+use model::config::SinkConfig;
+use receiver::sync::sinks::PostgresSink;
+use receiver::sync::{Op, Record, Sink, SinkError};
 
 /// A contacts record as the worker makes it: key `email`, fields `first_name` and `stage`.
 fn upsert(object_id: &str, email: &str, first_name: &str, updated_at: &str) -> Record {
@@ -23,7 +23,7 @@ fn upsert(object_id: &str, email: &str, first_name: &str, updated_at: &str) -> R
         idempotency_key: String::new(),
         associations: BTreeMap::new(),
     };
-    record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
+    record.idempotency_key = receiver::sync::plan::idempotency_key(&record);
     record
 }
 
@@ -289,7 +289,7 @@ async fn bad_identifiers_are_refused_when_the_sink_is_built() {
 async fn associations_are_stored_as_text_arrays() {
     let db = TestDatabase::create().await;
     let mut mapping = contacts_mapping(vec![]);
-    mapping.associations = vec![hubspot_operator::api::mapping::AssociationMapping {
+    mapping.associations = vec![model::api::mapping::AssociationMapping {
         to_object_type: "companies".into(),
         field: "company_ids".into(),
     }];
@@ -297,7 +297,7 @@ async fn associations_are_stored_as_text_arrays() {
     let with_companies = |ids: &[&str]| {
         let mut record = upsert("1", "ada@example.com", "Ada", T1);
         record.associations = BTreeMap::from([("company_ids".into(), ids.iter().map(|id| id.to_string()).collect())]);
-        record.idempotency_key = hubspot_operator::sync::plan::idempotency_key(&record);
+        record.idempotency_key = receiver::sync::plan::idempotency_key(&record);
         record
     };
     let companies = || async {

@@ -18,8 +18,8 @@ use common::{
     TestEmulator, TestStream, WAIT, applied_contacts, contacts_sink_count, emulator_receiver_config, eventually,
     eventually_equal, eventually_equal_within, expected_contacts, pg_connect,
 };
-use hubspot_operator::config::{EventLogConfig, ReceiverConfig, SinkConfig, SourceConfig};
-use hubspot_operator::emulator::{EmulatorConfig, FaultPlan};
+use emulator::{EmulatorConfig, FaultPlan};
+use model::config::{EventLogConfig, ReceiverConfig, SinkConfig, SourceConfig};
 use serde_json::json;
 
 /// How long delivery may take once an outage or storm is over: a worker whose steps kept
@@ -290,8 +290,7 @@ async fn hubspot_rows(emulator: &TestEmulator) -> RowsByEmail {
 }
 
 fn source_failures(receiver: &RunningReceiver) -> u64 {
-    let labels =
-        hubspot_operator::telemetry::SourceLabels { mapping: "crm/contacts".into(), source: "postgres-0".into() };
+    let labels = receiver::metrics::SourceLabels { mapping: "crm/contacts".into(), source: "postgres-0".into() };
     receiver.metrics.reverse_source_failures.get_or_create(&labels).get()
 }
 
@@ -369,11 +368,11 @@ async fn postgres_source_restarted_mid_run_loses_and_doubles_nothing() {
         scrape,
     )
     .await;
-    let rejected = hubspot_operator::telemetry::OutcomeLabels { outcome: "rejected".into() };
+    let rejected = receiver::metrics::OutcomeLabels { outcome: "rejected".into() };
     assert_eq!(receiver.metrics.reverse_records.get_or_create(&rejected).get(), 0, "records HubSpot refused");
     receiver.stop().await.unwrap();
 
-    let store = hubspot_operator::reverse::ReverseStore::open(&store_path).unwrap();
+    let store = receiver::reverse::ReverseStore::open(&store_path).unwrap();
     assert_eq!(store.source_cursor("crm/contacts/postgres-0").await.unwrap(), newest, "the source's cursor");
     assert_eq!(store.pending_count().await.unwrap(), 0, "records left queued");
     assert_eq!(store.rejected(&Default::default(), 10).await.unwrap().1, 0, "records kept as rejected");

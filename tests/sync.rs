@@ -10,12 +10,12 @@ use std::sync::Arc;
 use serde_json::json;
 
 use common::{TestDatabase, TestDestination, TestEmulator, WAIT, contact_event, eventually, metric_sample};
-use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
-use hubspot_operator::config::{MappingConfig, ReceiverConfig, SinkConfig};
-use hubspot_operator::emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
-use hubspot_operator::eventlog::{EmbeddedEventLog, EventLog};
-use hubspot_operator::sync::{Op, Record, Worker};
-use hubspot_operator::telemetry::{Metrics, SinkLabels};
+use emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
+use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::config::{MappingConfig, ReceiverConfig, SinkConfig};
+use receiver::eventlog::{EmbeddedEventLog, EventLog};
+use receiver::metrics::{Metrics, SinkLabels};
+use receiver::sync::{Op, Record, Worker};
 
 fn config(data_dir: &Path, emulator: &TestEmulator, sinks: Vec<SinkConfig>) -> ReceiverConfig {
     common::emulator_receiver_config(data_dir, emulator, sinks)
@@ -233,7 +233,7 @@ impl Batching {
         let mut config = config(dir.path(), &emulator, vec![http_sink(&destination.url)]);
         config.sync.max_batch_wait_milliseconds = max_batch_wait_milliseconds;
         let metrics = Arc::new(Metrics::default());
-        let client = emulator.client(DEFAULT_TOKEN).with_metrics(metrics.clone());
+        let client = emulator.client(DEFAULT_TOKEN).with_observer(metrics.clone());
         let worker = Worker::new(&config, log.clone(), client, metrics.clone()).unwrap();
         Batching { dir, emulator, log, destination, worker, metrics }
     }
@@ -455,7 +455,7 @@ async fn worker_upserts_into_postgres_and_marks_deletions() {
         .unwrap()
         .get(0);
     let emulated = emulator.object("contacts", &ada).await["updatedAt"].as_str().unwrap().to_string();
-    let emulated_ms = hubspot_operator::sync::plan::timestamp_ms(&emulated).unwrap();
+    let emulated_ms = receiver::sync::plan::timestamp_ms(&emulated).unwrap();
     assert_eq!(updated_at.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64, emulated_ms);
 
     // A change, then Bob is deleted in HubSpot.

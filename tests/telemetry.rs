@@ -12,7 +12,7 @@ use common::{
     ReceiverProcess, TestDestination, TestEmulator, batch_body, contact_event, emulator_receiver_config, eventually,
     free_port, now_ms, receiver_config, signed_request, wait_ready,
 };
-use hubspot_operator::config::{ReceiverConfig, SinkConfig};
+use model::config::{ReceiverConfig, SinkConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use prost::Message;

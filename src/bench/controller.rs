@@ -13,15 +13,15 @@ use anyhow::Context as _;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use super::fake_api::{ApiCalls, CALLS_PATH, FakeApiServer};
 use super::start_child;
-use crate::api::mapping::{
+use hubspot::Tier;
+use model::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
 };
-use crate::api::property::{FieldType, PropertyType};
-use crate::api::{HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
-use crate::controller::{Context, DEFAULT_MAX_CONCURRENT_RECONCILES, error_policy, instrumented, mapping, property};
-use crate::hubspot::Tier;
+use model::api::property::{FieldType, PropertyType};
+use model::api::{HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
+use operator::{Context, DEFAULT_MAX_CONCURRENT_RECONCILES, error_policy, instrumented, mapping, property};
+use test_support::{ApiCalls, CALLS_PATH, FakeApiServer};
 
 const NAMESPACE: &str = "bench";
 const TOKEN: &str = "bench-token";
@@ -440,7 +440,7 @@ impl RequestLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+    use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 
     /// 50 properties and 50 mappings: the first pass creates each property once, and the
     /// steady state reads HubSpot at most once per object per drift interval and never writes.

@@ -11,12 +11,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use crate::config::LogLimits;
-use crate::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
-use crate::eventlog::{EmbeddedEventLog, EventLog, JetStreamEventLog, jetstream};
-use crate::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
-use crate::receiver::{ReceiverState, WEBHOOK_PATH, router, serve};
-use crate::telemetry::Metrics;
+use hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
+use model::config::LogLimits;
+use model::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
+use model::contract::WEBHOOK_PATH;
+use receiver::eventlog::{EmbeddedEventLog, EventLog, JetStreamEventLog, jetstream};
+use receiver::metrics::Metrics;
+use receiver::{ReceiverState, router, serve};
 
 use super::{ms, peak_rss_kib, start_child};
 
@@ -414,7 +415,7 @@ fn scattered_event_id(counter: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hubspot::WebhookEvent;
+    use hubspot::WebhookEvent;
 
     /// The template is the events it stands for, as HubSpot would send them.
     #[test]

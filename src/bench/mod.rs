@@ -10,7 +10,7 @@
 //! - `soak`: many tasks on one client under injected 429 storms, 5xx and latency; the budget
 //!   is never overrun and no acknowledged write is lost (`soak.rs`).
 //! - `controller`: the property and mapping controllers reconciling many objects against the
-//!   emulator, with an in-process Kubernetes API stand-in (`controller.rs`, `fake_api.rs`).
+//!   emulator, with an in-process Kubernetes API stand-in (`controller.rs`, the `test-support` crate).
 
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
@@ -19,7 +19,6 @@ use anyhow::Context as _;
 use serde_json::Value;
 
 pub mod controller;
-pub mod fake_api;
 pub mod ingest;
 pub mod soak;
 pub mod sync;

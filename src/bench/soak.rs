@@ -12,8 +12,8 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use super::{CallCounts, EmulatorAdmin};
-use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
-use crate::hubspot::{ClientSettings, HubSpotClient, Tier, UpsertInput};
+use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+use hubspot::{ClientSettings, HubSpotClient, Tier, UpsertInput};
 
 const TOKEN: &str = "pat-na1-bench-soak";
 /// Contacts each task writes over and over (so that upserts both create and update).

@@ -13,13 +13,13 @@ use futures::StreamExt as _;
 use serde_json::{Value, json};
 
 use super::{CallCounts, EmulatorAdmin, ms};
-use crate::api::mapping::{Direction, FieldMapping, MatchKey};
-use crate::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, SyncConfig, WebhookConfig};
-use crate::emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
-use crate::hubspot::Tier;
-use crate::receiver::WEBHOOK_PATH;
-use crate::sync::Record;
-use crate::telemetry::Metrics;
+use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
+use hubspot::Tier;
+use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, SyncConfig, WebhookConfig};
+use model::contract::WEBHOOK_PATH;
+use receiver::metrics::Metrics;
+use receiver::sync::Record;
 
 const TOKEN: &str = "pat-na1-bench-sync";
 const CLIENT_SECRET: &str = "bench-sync-client-secret";
@@ -157,10 +157,9 @@ impl Pipeline {
         let mut config = receiver_config(data_dir.path(), &emulator.base_url(), tier, &destination_url);
         config.sync = sync;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let receiver =
-            tokio::spawn(crate::receiver::run(config, receiver_listener, Arc::new(Metrics::default()), async {
-                let _ = stopped.await;
-            }));
+        let receiver = tokio::spawn(receiver::run(config, receiver_listener, Arc::new(Metrics::default()), async {
+            let _ = stopped.await;
+        }));
         let admin = EmulatorAdmin::new(emulator.base_url());
         Ok(Pipeline { emulator: Some(emulator), admin, destination, stop: Some(stop), receiver, _data_dir: data_dir })
     }
@@ -283,7 +282,7 @@ fn receiver_config(data_dir: &std::path::Path, hubspot_url: &str, tier: Tier, de
             sources: vec![],
             associations: vec![],
         }],
-        admin: crate::config::AdminConfig { listen: ([127, 0, 0, 1], 0).into(), token: None },
+        admin: model::config::AdminConfig { listen: ([127, 0, 0, 1], 0).into(), token: None },
         sync: Default::default(),
     }
 }

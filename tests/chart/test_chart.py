@@ -365,7 +365,7 @@ def test_metrics_service_and_service_monitor_reach_the_controller_metrics_port()
     assert monitor["metadata"]["labels"]["release"] == "prom"
 
 
-# Labels the controller gives every receiver pod (`receiver_labels` in src/controller/resources.rs).
+# Labels the controller gives every receiver pod (`receiver_labels` in crates/operator/src/resources.rs).
 RECEIVER_POD_LABELS = {"app.kubernetes.io/managed-by": "hubspot-operator", "app.kubernetes.io/component": "receiver"}
 
 

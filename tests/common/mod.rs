@@ -9,12 +9,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hubspot_operator::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
-use hubspot_operator::eventlog::EventLog;
-use hubspot_operator::hubspot::WebhookEvent;
-use hubspot_operator::hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
-use hubspot_operator::receiver::{ReceiverState, router, serve, status_router};
-use hubspot_operator::telemetry::Metrics;
+use hubspot::WebhookEvent;
+use hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
+use model::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
+use receiver::eventlog::EventLog;
+use receiver::metrics::Metrics;
+use receiver::{ReceiverState, router, serve, status_router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -76,7 +76,7 @@ pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
         event_log: Default::default(),
         ingest: None,
         mappings: vec![],
-        admin: hubspot_operator::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
+        admin: model::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
         sync: Default::default(),
     }
 }
@@ -141,7 +141,7 @@ impl RunningReceiver {
         }
         let status_url = format!("http://{}", config.status_listen);
         let (shutdown, stop) = oneshot::channel::<()>();
-        let server = tokio::spawn(hubspot_operator::receiver::run(config, listener, metrics.clone(), async move {
+        let server = tokio::spawn(receiver::run(config, listener, metrics.clone(), async move {
             let _ = stop.await;
         }));
         RunningReceiver { base_url, status_url, metrics, shutdown: Some(shutdown), server }
@@ -151,7 +151,7 @@ impl RunningReceiver {
     pub async fn start_with_ingest(
         config: &ReceiverConfig,
         log: Arc<dyn EventLog>,
-        store: Arc<hubspot_operator::reverse::ReverseStore>,
+        store: Arc<receiver::reverse::ReverseStore>,
     ) -> RunningReceiver {
         Self::start_with(config, log, Some(store)).await
     }
@@ -159,7 +159,7 @@ impl RunningReceiver {
     async fn start_with(
         config: &ReceiverConfig,
         log: Arc<dyn EventLog>,
-        store: Option<Arc<hubspot_operator::reverse::ReverseStore>>,
+        store: Option<Arc<receiver::reverse::ReverseStore>>,
     ) -> RunningReceiver {
         let metrics = Arc::new(Metrics::default());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -209,14 +209,14 @@ impl RunningReceiver {
 
 /// The HubSpot emulator on an ephemeral port, with helpers for its admin API.
 pub struct TestEmulator {
-    pub running: hubspot_operator::emulator::RunningEmulator,
+    pub running: emulator::RunningEmulator,
     pub http: reqwest::Client,
 }
 
 impl TestEmulator {
-    pub async fn start(config: hubspot_operator::emulator::EmulatorConfig) -> TestEmulator {
+    pub async fn start(config: emulator::EmulatorConfig) -> TestEmulator {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = hubspot_operator::emulator::RunningEmulator::start(config, listener).await.unwrap();
+        let running = emulator::RunningEmulator::start(config, listener).await.unwrap();
         TestEmulator { running, http: reqwest::Client::new() }
     }
 
@@ -378,27 +378,22 @@ impl TestEmulator {
     }
 
     /// A client of the OAuth app `client_id` that renews its access token with `refresh_token`.
-    pub fn oauth_client(
-        &self,
-        client_id: &str,
-        client_secret: &str,
-        refresh_token: &str,
-    ) -> hubspot_operator::hubspot::HubSpotClient {
-        hubspot_operator::hubspot::HubSpotClient::new_oauth(
+    pub fn oauth_client(&self, client_id: &str, client_secret: &str, refresh_token: &str) -> hubspot::HubSpotClient {
+        hubspot::HubSpotClient::new_oauth(
             self.running.base_url(),
             "v3",
             Default::default(),
-            hubspot_operator::hubspot::OAuthCredentials {
+            hubspot::OAuthCredentials {
                 client_id: client_id.into(),
-                client_secret: hubspot_operator::hubspot::Secret::new(client_secret),
-                refresh_token: hubspot_operator::hubspot::Secret::new(refresh_token),
+                client_secret: hubspot::Secret::new(client_secret),
+                refresh_token: hubspot::Secret::new(refresh_token),
                 token_endpoint: Default::default(),
             },
         )
     }
 
-    pub fn client(&self, token: &str) -> hubspot_operator::hubspot::HubSpotClient {
-        hubspot_operator::hubspot::HubSpotClient::new(hubspot_operator::hubspot::ClientSettings {
+    pub fn client(&self, token: &str) -> hubspot::HubSpotClient {
+        hubspot::HubSpotClient::new(hubspot::ClientSettings {
             base_url: self.running.base_url(),
             api_version: "v3".into(),
             access_token: token.into(),
@@ -418,7 +413,7 @@ pub struct SeenDelivery {
 }
 
 impl SeenDelivery {
-    pub fn records(&self) -> Vec<hubspot_operator::sync::Record> {
+    pub fn records(&self) -> Vec<receiver::sync::Record> {
         let body: serde_json::Value = serde_json::from_slice(&self.body).unwrap();
         serde_json::from_value(body["records"].clone()).unwrap()
     }
@@ -493,7 +488,7 @@ impl TestDestination {
     }
 
     /// Records of the requests answered 2xx, in arrival order.
-    pub fn delivered(&self) -> Vec<hubspot_operator::sync::Record> {
+    pub fn delivered(&self) -> Vec<receiver::sync::Record> {
         self.seen().iter().filter(|s| (200..300).contains(&s.status)).flat_map(|s| s.records()).collect()
     }
 
@@ -704,7 +699,7 @@ impl TestStream {
     }
 
     /// Every record the stream holds, oldest first.
-    pub async fn records(&self) -> Vec<hubspot_operator::sync::Record> {
+    pub async fn records(&self) -> Vec<receiver::sync::Record> {
         let mut records = Vec::new();
         for sequence in 1..=self.message_count().await {
             records.push(serde_json::from_slice(&self.message(sequence).await.payload).unwrap());
@@ -742,14 +737,14 @@ pub async fn nats_jetstream(url: &str) -> async_nats::jetstream::Context {
 
 /// Contacts: email is the match key; firstname and lifecyclestage flow out; phone only flows
 /// into HubSpot, so it must never be read.
-pub fn contacts_mapping(sinks: Vec<hubspot_operator::config::SinkConfig>) -> hubspot_operator::config::MappingConfig {
-    use hubspot_operator::api::mapping::{Direction, FieldMapping, MatchKey};
+pub fn contacts_mapping(sinks: Vec<model::config::SinkConfig>) -> model::config::MappingConfig {
+    use model::api::mapping::{Direction, FieldMapping, MatchKey};
     let field = |hubspot: &str, external: &str, direction| FieldMapping {
         hubspot_property: hubspot.into(),
         external_field: external.into(),
         direction,
     };
-    hubspot_operator::config::MappingConfig {
+    model::config::MappingConfig {
         backfill: true,
         name: "crm/contacts".into(),
         object_type: "contacts".into(),
@@ -777,11 +772,11 @@ pub fn free_port() -> u16 {
 pub fn emulator_receiver_config(
     data_dir: &Path,
     emulator: &TestEmulator,
-    sinks: Vec<hubspot_operator::config::SinkConfig>,
+    sinks: Vec<model::config::SinkConfig>,
 ) -> ReceiverConfig {
     let mut config = receiver_config(data_dir);
     config.hubspot.base_url = emulator.running.base_url();
-    config.hubspot.access_token = hubspot_operator::emulator::DEFAULT_TOKEN.into();
+    config.hubspot.access_token = emulator::DEFAULT_TOKEN.into();
     config.mappings = vec![contacts_mapping(sinks)];
     config
 }
@@ -804,7 +799,7 @@ pub enum LogBackend {
 
 /// The streams of a JetStream event log for one test; both are deleted when this value is.
 pub struct TestLogStreams {
-    pub settings: hubspot_operator::eventlog::jetstream::Settings,
+    pub settings: receiver::eventlog::jetstream::Settings,
 }
 
 impl Drop for TestLogStreams {
@@ -832,7 +827,7 @@ impl LogBackend {
     pub fn jetstream_with_ack_wait(ack_wait: Duration) -> LogBackend {
         let suffix = unique_suffix();
         LogBackend::JetStream(TestLogStreams {
-            settings: hubspot_operator::eventlog::jetstream::Settings {
+            settings: receiver::eventlog::jetstream::Settings {
                 url: nats_url(),
                 stream: format!("hsop_test_log_{suffix}"),
                 subject: format!("hsop.test.{suffix}.events"),
@@ -852,14 +847,14 @@ impl LogBackend {
         self.open_with(Default::default()).await
     }
 
-    pub async fn open_with(&self, limits: hubspot_operator::config::LogLimits) -> Arc<dyn EventLog> {
+    pub async fn open_with(&self, limits: model::config::LogLimits) -> Arc<dyn EventLog> {
         match self {
             LogBackend::Embedded(dir) => Arc::new(
-                hubspot_operator::eventlog::EmbeddedEventLog::open_with(&dir.path().join("events.db"), limits).unwrap(),
+                receiver::eventlog::EmbeddedEventLog::open_with(&dir.path().join("events.db"), limits).unwrap(),
             ),
             LogBackend::JetStream(streams) => {
-                let settings = hubspot_operator::eventlog::jetstream::Settings { limits, ..streams.settings.clone() };
-                let open = hubspot_operator::eventlog::JetStreamEventLog::open(&settings);
+                let settings = receiver::eventlog::jetstream::Settings { limits, ..streams.settings.clone() };
+                let open = receiver::eventlog::JetStreamEventLog::open(&settings);
                 Arc::new(tokio::time::timeout(WAIT, open).await.expect("opening the log timed out").unwrap())
             }
         }
@@ -892,21 +887,21 @@ macro_rules! per_backend {
 
 /// The value of the sample `name` (with its labels, e.g. `x_total{a="b"}`) in `metrics`'
 /// exposition, if present.
-pub fn metric_sample(metrics: &hubspot_operator::telemetry::Metrics, name: &str) -> Option<f64> {
+pub fn metric_sample(metrics: &receiver::metrics::Metrics, name: &str) -> Option<f64> {
     metrics.encode().lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// The admin API of `worker` (and of `reverse`, the records bound for HubSpot) on an ephemeral
 /// loopback port; returns its base URL.
 pub async fn serve_admin(
-    worker: &hubspot_operator::sync::Worker,
-    reverse: Option<Arc<hubspot_operator::reverse::ReverseStore>>,
+    worker: &receiver::sync::Worker,
+    reverse: Option<Arc<receiver::reverse::ReverseStore>>,
     token: Option<&str>,
 ) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let router = hubspot_operator::receiver::admin::router(worker.clone(), reverse, token.map(str::to_string));
-    tokio::spawn(hubspot_operator::receiver::serve(listener, router, std::future::pending()));
+    let router = receiver::server::admin::router(worker.clone(), reverse, token.map(str::to_string));
+    tokio::spawn(receiver::serve(listener, router, std::future::pending()));
     base
 }
 
@@ -1270,10 +1265,8 @@ pub async fn expected_contacts(
 }
 
 /// The state a destination that applies `records` in order ends with, by object id.
-pub fn applied_contacts(
-    records: &[hubspot_operator::sync::Record],
-) -> std::collections::BTreeMap<String, ContactState> {
-    use hubspot_operator::sync::Op;
+pub fn applied_contacts(records: &[receiver::sync::Record]) -> std::collections::BTreeMap<String, ContactState> {
+    use receiver::sync::Op;
     records
         .iter()
         .map(|r| {
@@ -1289,11 +1282,11 @@ pub fn applied_contacts(
 /// The count of `family` (a per-sink metric) for sink `sink` (`postgres-0`, ...) of `crm/contacts`.
 pub fn contacts_sink_count(
     family: &prometheus_client::metrics::family::Family<
-        hubspot_operator::telemetry::SinkLabels,
+        receiver::metrics::SinkLabels,
         prometheus_client::metrics::counter::Counter,
     >,
     sink: &str,
 ) -> u64 {
-    let labels = hubspot_operator::telemetry::SinkLabels { mapping: "crm/contacts".into(), sink: sink.into() };
+    let labels = receiver::metrics::SinkLabels { mapping: "crm/contacts".into(), sink: sink.into() };
     family.get_or_create(&labels).get()
 }

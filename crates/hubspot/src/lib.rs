@@ -1,0 +1,23 @@
+//! Everything about talking to HubSpot: the API client with its request budget, the models of
+//! HubSpot's JSON, webhook events and their signatures.
+//!
+//! The bottom layer of the workspace: it uses no other crate of ours. Whoever keeps metrics of
+//! its calls implements [`CallObserver`].
+
+pub mod auth;
+pub mod budget;
+pub mod client;
+pub mod error;
+pub mod models;
+pub mod observer;
+pub mod signature;
+pub mod webhook;
+
+pub use auth::{OAuthCredentials, Secret, TokenEndpoint};
+pub use budget::{RequestBudget, Tier};
+pub use client::{ClientSettings, HubSpotClient, IsolatedBatch, isolate_bad_inputs};
+pub use error::{ApiError, Error};
+pub use models::*;
+pub use observer::CallObserver;
+pub use signature::SignatureVerifier;
+pub use webhook::{DeliveryIdentity, WebhookEvent};

@@ -1,0 +1,838 @@
+//! The embedded event log: one SQLite file on the receiver's volume.
+//!
+//! One writer thread owns the write connection. Appends and releases are sent to it over a
+//! channel; it takes every request waiting, applies them all in one transaction and commits
+//! once (group commit), so concurrent webhook requests share one fsync instead of queueing
+//! behind each other's. Every request is answered only after its commit is on disk
+//! (`synchronous=FULL`), which is what allows the receiver to answer HubSpot with 2xx.
+//! Reads use a second connection and never wait for the writer (WAL mode).
+//!
+//! The writer also enforces the size limits: an append that would take the unreleased events
+//! past `maxPendingEvents` or `maxPendingBytes` stores nothing and fails with [`LogFull`].
+
+use std::path::Path;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context as _;
+use futures::future::BoxFuture;
+use rusqlite::{Connection, OptionalExtension as _};
+use tokio::sync::{Notify, oneshot};
+
+use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
+use hubspot::DeliveryIdentity;
+use model::config::LogLimits;
+
+/// How long a delivery identity is remembered. HubSpot retries a delivery for up to 24 hours;
+/// three times that leaves room for clock trouble and long outages.
+pub const DEDUP_RETENTION: Duration = Duration::from_secs(72 * 60 * 60);
+
+/// How often the writer forgets delivery identities older than `DEDUP_RETENTION`.
+const PRUNE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+// `AUTOINCREMENT` keeps a released `seq` from ever being handed out again (plain rowids restart
+// after the newest rows are deleted), so a position always names one event.
+// `appended_at` (ms since the epoch) is NULL in rows of logs written before it existed.
+//
+// `seen_deliveries` holds the delivery identities, keyed with `occurred_at` first: new
+// identities then land at the right edge of the b-tree whatever HubSpot's event ids look like,
+// and pruning is a range of the key, with no second index. (A text key led by the portal and
+// subscription puts each insert at a random place once event ids are not sequential: 25 µs of
+// CPU per event instead of 3, see docs/benchmarks.md.) An association change's object ids are
+// `from_object_id`/`to_object_id`, 0 for other events (key columns cannot be NULL).
+const SCHEMA: &str = "
+    CREATE TABLE IF NOT EXISTS events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, appended_at INTEGER);
+    CREATE TABLE IF NOT EXISTS seen_deliveries (
+        occurred_at INTEGER NOT NULL,
+        portal_id INTEGER NOT NULL,
+        subscription_id INTEGER NOT NULL,
+        event_id INTEGER NOT NULL,
+        object_id INTEGER NOT NULL,
+        from_object_id INTEGER NOT NULL,
+        to_object_id INTEGER NOT NULL,
+        seen_at INTEGER NOT NULL,
+        PRIMARY KEY (occurred_at, portal_id, subscription_id, event_id, object_id, from_object_id, to_object_id)
+    ) WITHOUT ROWID;
+";
+
+const REMEMBER: &str = "INSERT OR IGNORE INTO seen_deliveries VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// Row counts of the multi-row inserts that store a write's events: few statements for any
+/// number of events (100 take four), and only these few are ever prepared. One statement per
+/// event costs about a fifth of the writer's time at batch size 100.
+const STORE_CHUNKS: [usize; 4] = [64, 16, 4, 1];
+
+/// Page size of new log files. Each commit writes every page it changed, whole, to the WAL (a
+/// header and a page, a `pwrite` each) and a checkpoint copies them again; at 8 KiB the same
+/// events take half as many frames as at SQLite's default of 4 KiB. Alternated runs stored 2% to
+/// 21% more events/s at batch size 100, and the same at batch size 1 (docs/benchmarks.md).
+const PAGE_SIZE: i64 = 8192;
+
+/// Embedded event log, see the module documentation.
+pub struct EmbeddedEventLog {
+    writes: mpsc::Sender<WriteRequest>,
+    /// Taken only by `Drop`.
+    writer: Option<JoinHandle<()>>,
+    reader: Arc<Mutex<Connection>>,
+    appended: Arc<Notify>,
+}
+
+enum Write {
+    Append(Vec<EncodedEvent>),
+    Release(Vec<u64>),
+}
+
+struct WriteRequest {
+    write: Write,
+    /// Answered after the commit; a release answers with an empty outcome.
+    done: oneshot::Sender<anyhow::Result<AppendOutcome>>,
+}
+
+impl EmbeddedEventLog {
+    /// Opens (or creates, with its parent directory) the log file at `path`, with the default
+    /// size limits.
+    pub fn open(path: &Path) -> anyhow::Result<EmbeddedEventLog> {
+        Self::open_with(path, LogLimits::default())
+    }
+
+    /// Opens (or creates, with its parent directory) the log file at `path`.
+    pub fn open_with(path: &Path, limits: LogLimits) -> anyhow::Result<EmbeddedEventLog> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let mut write_conn = open_connection(path)?;
+        // Each write of a group commit is a savepoint, whose undo journal SQLite would otherwise
+        // keep in a temporary file: one write() per page changed. It is never needed after a
+        // crash (the WAL is what recovers), so memory will do.
+        write_conn.pragma_update(None, "temp_store", "MEMORY")?;
+        write_conn.execute_batch(SCHEMA).context("creating the event log schema")?;
+        add_appended_at_column(&write_conn).context("upgrading the event log schema")?;
+        move_text_identities(&mut write_conn).context("upgrading the event log's delivery identities")?;
+        prune_seen(&mut write_conn, now_ms() - retention_ms()).context("pruning delivery identities")?;
+        let reader = open_connection(path)?;
+        reader.pragma_update(None, "query_only", true)?;
+
+        let (writes, requests) = mpsc::channel();
+        let appended = Arc::new(Notify::new());
+        let writer = std::thread::Builder::new()
+            .name("eventlog-writer".into())
+            .spawn({
+                let appended = appended.clone();
+                move || run_writer(write_conn, limits, requests, &appended)
+            })
+            .context("starting the event log writer thread")?;
+        Ok(EmbeddedEventLog { writes, writer: Some(writer), reader: Arc::new(Mutex::new(reader)), appended })
+    }
+
+    async fn submit(&self, write: Write) -> anyhow::Result<AppendOutcome> {
+        let (done, answer) = oneshot::channel();
+        self.writes.send(WriteRequest { write, done }).map_err(|_| anyhow::anyhow!("event log writer has stopped"))?;
+        answer.await.map_err(|_| anyhow::anyhow!("event log writer stopped before committing"))?
+    }
+
+    /// Runs `read` on the read connection off the async threads.
+    async fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
+    ) -> anyhow::Result<T> {
+        // Reads alone would still work, but a log that cannot store is not a working log.
+        if self.writer.as_ref().is_none_or(|writer| writer.is_finished()) {
+            anyhow::bail!("event log writer has stopped");
+        }
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().map_err(|_| anyhow::anyhow!("event log reader poisoned"))?;
+            read(&conn)
+        })
+        .await
+        .context("event log read task failed")?
+    }
+}
+
+impl Drop for EmbeddedEventLog {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer once it has committed what it holds; joining it
+        // means the file is closed when the log is gone (a reopen finds everything committed).
+        drop(std::mem::replace(&mut self.writes, mpsc::channel().0));
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+impl EventLog for EmbeddedEventLog {
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+        Box::pin(async move {
+            if events.is_empty() {
+                return Ok(AppendOutcome::default());
+            }
+            self.submit(Write::Append(events)).await
+        })
+    }
+
+    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+        Box::pin(self.read(move |conn| {
+            let limit = i64::try_from(max).unwrap_or(i64::MAX);
+            let mut stmt = conn.prepare_cached("SELECT seq, body, appended_at FROM events ORDER BY seq LIMIT ?1")?;
+            let rows = stmt.query_map([limit], |row| {
+                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?))
+            })?;
+            rows.map(|row| {
+                let (seq, body, appended_at_ms) = row?;
+                let event = serde_json::from_str(&body).with_context(|| format!("decoding stored event {seq}"))?;
+                Ok(StoredEvent { seq: seq as u64, event, appended_at_ms })
+            })
+            .collect()
+        }))
+    }
+
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            if !seqs.is_empty() {
+                self.submit(Write::Release(seqs)).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+        Box::pin(self.read(|conn| {
+            let count: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+            Ok(count as u64)
+        }))
+    }
+
+    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<Duration>>> {
+        Box::pin(self.read(|conn| {
+            let oldest: Option<Option<i64>> = conn
+                .query_row("SELECT appended_at FROM events ORDER BY seq LIMIT 1", [], |row| row.get(0))
+                .optional()?;
+            // A row from before `appended_at` existed: as old as the first row that has a time.
+            let oldest = match oldest {
+                None => return Ok(None),
+                Some(Some(ms)) => ms,
+                Some(None) => {
+                    match conn
+                        .query_row("SELECT MIN(appended_at) FROM events", [], |row| row.get::<_, Option<i64>>(0))?
+                    {
+                        Some(ms) => ms,
+                        None => return Ok(None),
+                    }
+                }
+            };
+            Ok(Some(Duration::from_millis(now_ms().saturating_sub(oldest).max(0) as u64)))
+        }))
+    }
+
+    fn notified(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.appended.notified())
+    }
+}
+
+fn open_connection(path: &Path) -> anyhow::Result<Connection> {
+    let conn = Connection::open(path).with_context(|| format!("opening event log {}", path.display()))?;
+    // Only a file not yet written takes it (switching to WAL below writes the header); an older
+    // log keeps the page size it was made with.
+    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "event log {} cannot use WAL mode (got {mode})", path.display());
+    // FULL: every commit is fsync'd, so an answered append survives a crash or power loss.
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.busy_timeout(Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+/// Adds `appended_at` to an `events` table created before it existed.
+fn add_appended_at_column(conn: &Connection) -> rusqlite::Result<()> {
+    let has_column: bool =
+        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'appended_at'", [], |row| {
+            row.get::<_, i64>(0).map(|n| n > 0)
+        })?;
+    if !has_column {
+        conn.execute_batch("ALTER TABLE events ADD COLUMN appended_at INTEGER")?;
+    }
+    Ok(())
+}
+
+/// Logs written before identities were kept as integers hold them as text keys in `seen`: they
+/// move to `seen_deliveries` with their first-seen time, and `seen` goes. The move commits a
+/// slice of first-seen times at a time, so a receiver stopped during a long move (a liveness
+/// probe, say) goes on from where it was; in first-seen order, the new table's inserts land
+/// near the end of its key order.
+fn move_text_identities(conn: &mut Connection) -> rusqlite::Result<()> {
+    const SLICE: i64 = 20_000;
+    let has_text_identities: bool =
+        conn.query_row("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'seen'", [], |row| {
+            row.get::<_, i64>(0).map(|n| n > 0)
+        })?;
+    if !has_text_identities {
+        return Ok(());
+    }
+    let (mut moved, mut unreadable) = (0usize, 0usize);
+    loop {
+        let tx = conn.transaction()?;
+        // The first-seen time the slice ends at, ties included; past the last slice, every row.
+        let until: i64 = tx.query_row(
+            "SELECT COALESCE((SELECT seen_at FROM seen ORDER BY seen_at LIMIT 1 OFFSET ?1), (SELECT MAX(seen_at) FROM seen))",
+            [SLICE - 1],
+            |row| row.get::<_, Option<i64>>(0),
+        )?
+        .unwrap_or(i64::MIN);
+        {
+            let mut read = tx.prepare("SELECT key, seen_at FROM seen WHERE seen_at <= ?1 ORDER BY seen_at")?;
+            let mut remember = tx.prepare_cached(REMEMBER)?;
+            let mut rows = read.query([until])?;
+            while let Some(row) = rows.next()? {
+                let (key, seen_at): (String, i64) = (row.get(0)?, row.get(1)?);
+                match DeliveryIdentity::parse_key(&key) {
+                    Some(identity) => moved += remember.execute(identity_params(&identity, seen_at))?,
+                    None => unreadable += 1,
+                }
+            }
+        }
+        tx.execute("DELETE FROM seen WHERE seen_at <= ?1", [until])?;
+        let empty: bool = tx.query_row("SELECT NOT EXISTS (SELECT 1 FROM seen)", [], |row| row.get(0))?;
+        if empty {
+            tx.execute_batch("DROP TABLE seen")?;
+        }
+        tx.commit()?;
+        if empty {
+            break;
+        }
+    }
+    tracing::info!(moved, unreadable, "moved delivery identities to the integer-keyed table");
+    Ok(())
+}
+
+/// `REMEMBER`'s parameters. SQLite integers are signed: ids above `i64::MAX` wrap, which keeps
+/// them distinct.
+fn identity_params(identity: &DeliveryIdentity, seen_at: i64) -> [i64; 8] {
+    let (from, to) = identity.association.unwrap_or((0, 0));
+    [
+        identity.occurred_at,
+        identity.portal_id as i64,
+        identity.subscription_id as i64,
+        identity.event_id as i64,
+        identity.object_id as i64,
+        from as i64,
+        to as i64,
+        seen_at,
+    ]
+}
+
+/// Stores `events` in order, in as few statements as `STORE_CHUNKS` allow.
+fn store_events(conn: &Connection, events: &[&EncodedEvent], now_ms: i64) -> rusqlite::Result<()> {
+    // The statements' text, made once: it is also their key in the statement cache.
+    static STORE: std::sync::LazyLock<[String; 4]> = std::sync::LazyLock::new(|| {
+        STORE_CHUNKS
+            .map(|size| format!("INSERT INTO events (body, appended_at) VALUES {}", vec!["(?, ?)"; size].join(", ")))
+    });
+    let mut rest = events;
+    for (size, sql) in STORE_CHUNKS.into_iter().zip(STORE.iter()) {
+        while rest.len() >= size {
+            let (chunk, tail) = rest.split_at(size);
+            let params: Vec<&dyn rusqlite::ToSql> =
+                chunk.iter().flat_map(|event| [*event as &dyn rusqlite::ToSql, &now_ms]).collect();
+            conn.prepare_cached(sql)?.execute(params.as_slice())?;
+            rest = tail;
+        }
+    }
+    Ok(())
+}
+
+/// An event's JSON as text, bound without a copy of its own (SQLite takes text as UTF-8 bytes).
+impl rusqlite::ToSql for EncodedEvent {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(rusqlite::types::ValueRef::Text(&self.json)))
+    }
+}
+
+/// What the unreleased events take, measured as the limits are.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Occupancy {
+    events: u64,
+    bytes: u64,
+}
+
+impl Occupancy {
+    fn read(conn: &Connection) -> rusqlite::Result<Occupancy> {
+        conn.query_row("SELECT COUNT(*), COALESCE(SUM(length(CAST(body AS BLOB))), 0) FROM events", [], |row| {
+            Ok(Occupancy { events: row.get::<_, i64>(0)? as u64, bytes: row.get::<_, i64>(1)? as u64 })
+        })
+    }
+
+    /// Why `events` more events of `bytes` in all do not fit under `limits` (0: no limit), if
+    /// they do not.
+    fn refuse(&self, events: u64, bytes: u64, limits: &LogLimits) -> Option<LogFull> {
+        if limits.max_pending_events != 0 && self.events + events > limits.max_pending_events {
+            Some(LogFull(format!("{} unreleased events, the limit is {}", self.events, limits.max_pending_events)))
+        } else if limits.max_pending_bytes != 0 && self.bytes + bytes > limits.max_pending_bytes {
+            Some(LogFull(format!(
+                "{} bytes of unreleased events, the limit is {}",
+                self.bytes, limits.max_pending_bytes
+            )))
+        } else {
+            None
+        }
+    }
+
+    /// Why all of `events` would not fit under `limits`, if they would not.
+    fn refuse_all(&self, events: &[EncodedEvent], limits: &LogLimits) -> Option<LogFull> {
+        let bytes = events.iter().map(|event| event.json.len() as u64).sum();
+        self.refuse(events.len() as u64, bytes, limits)
+    }
+}
+
+/// The writer thread: group commits until every sender is gone.
+fn run_writer(mut conn: Connection, limits: LogLimits, requests: mpsc::Receiver<WriteRequest>, appended: &Notify) {
+    let mut last_prune = Instant::now();
+    let mut occupancy = match Occupancy::read(&conn) {
+        Ok(occupancy) => occupancy,
+        Err(e) => {
+            // Without it no limit can be kept: a log that cannot count is not a working log.
+            tracing::error!(error = %e, "event log cannot measure what it holds");
+            return;
+        }
+    };
+    loop {
+        let first = match requests.recv_timeout(PRUNE_INTERVAL) {
+            Ok(request) => request,
+            Err(RecvTimeoutError::Timeout) => {
+                prune_if_due(&mut conn, &mut last_prune);
+                continue;
+            }
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
+        let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
+        let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
+        match commit_group(&mut conn, &writes, now_ms(), &limits, &mut occupancy) {
+            Ok(outcomes) => {
+                if outcomes.iter().any(|o| o.as_ref().is_ok_and(|o| o.appended > 0)) {
+                    // Wake every waiting consumer, and leave a permit for one that is between
+                    // finding the log empty and starting to wait.
+                    appended.notify_waiters();
+                    appended.notify_one();
+                }
+                for (done, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = done.send(outcome.map_err(anyhow::Error::new));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = answers.len(), "event log commit failed");
+                // Rolled back: what the log holds is what it held before, as the file says.
+                match Occupancy::read(&conn) {
+                    Ok(read) => occupancy = read,
+                    Err(e) => tracing::error!(error = %e, "event log cannot measure what it holds"),
+                }
+                for done in answers {
+                    let _ = done.send(Err(anyhow::anyhow!("event log commit failed: {e}")));
+                }
+            }
+        }
+        prune_if_due(&mut conn, &mut last_prune);
+    }
+}
+
+fn prune_if_due(conn: &mut Connection, last_prune: &mut Instant) {
+    if last_prune.elapsed() < PRUNE_INTERVAL {
+        return;
+    }
+    *last_prune = Instant::now();
+    match prune_seen(conn, now_ms() - retention_ms()) {
+        Ok(forgotten) => tracing::debug!(forgotten, "pruned old delivery identities"),
+        Err(e) => tracing::warn!(error = %e, "pruning delivery identities failed"),
+    }
+}
+
+/// Applies a group of writes in one transaction; one outcome per write, in order. An append
+/// that does not fit under `limits` stores nothing (not even its delivery identities, so the
+/// sender's retry is stored) and answers [`LogFull`]; the others are applied. `occupancy` is
+/// updated once the transaction is committed.
+fn commit_group(
+    conn: &mut Connection,
+    writes: &[Write],
+    now_ms: i64,
+    limits: &LogLimits,
+    occupancy: &mut Occupancy,
+) -> rusqlite::Result<Vec<Result<AppendOutcome, LogFull>>> {
+    let tx = conn.transaction()?;
+    let mut outcomes = Vec::with_capacity(writes.len());
+    let mut after = *occupancy;
+    let mut remember = tx.prepare_cached(REMEMBER)?;
+    let mut delete = tx.prepare_cached("DELETE FROM events WHERE seq = ?1 RETURNING length(CAST(body AS BLOB))")?;
+    for write in writes {
+        let mut outcome = AppendOutcome::default();
+        let mut write_occupancy = after;
+        match write {
+            Write::Append(events) => {
+                // An append that could take the log past a limit runs in a savepoint, so that
+                // refusing it leaves the group's other writes alone. The others need none: a
+                // savepoint copies every page it touches before changing it (9-17% more events/s
+                // at batch size 1 without, docs/benchmarks.md).
+                let guarded = write_occupancy.refuse_all(events, limits).is_some();
+                if guarded {
+                    tx.execute_batch("SAVEPOINT append")?;
+                }
+                let mut fresh = Vec::with_capacity(events.len());
+                let mut refused = None;
+                for event in events {
+                    // An identity already present (from any earlier write, including one
+                    // earlier in this transaction) makes the event a duplicate.
+                    if remember.execute(identity_params(&event.identity, now_ms))? == 0 {
+                        outcome.duplicates += 1;
+                        continue;
+                    }
+                    let bytes = event.json.len() as u64;
+                    if let Some(full) = write_occupancy.refuse(1, bytes, limits) {
+                        refused = Some(full);
+                        break;
+                    }
+                    fresh.push(event);
+                    write_occupancy.events += 1;
+                    write_occupancy.bytes += bytes;
+                }
+                if let Some(full) = refused {
+                    tx.execute_batch("ROLLBACK TO append; RELEASE append")?;
+                    outcomes.push(Err(full));
+                    continue;
+                }
+                store_events(&tx, &fresh, now_ms)?;
+                if guarded {
+                    tx.execute_batch("RELEASE append")?;
+                }
+                outcome.appended = fresh.len();
+            }
+            Write::Release(seqs) => {
+                for &seq in seqs {
+                    // Positions beyond i64 were never handed out; there is nothing to delete.
+                    let Ok(seq) = i64::try_from(seq) else { continue };
+                    if let Some(bytes) = delete.query_row([seq], |row| row.get::<_, i64>(0)).optional()? {
+                        write_occupancy.events -= 1;
+                        write_occupancy.bytes = write_occupancy.bytes.saturating_sub(bytes as u64);
+                    }
+                }
+            }
+        }
+        after = write_occupancy;
+        outcomes.push(Ok(outcome));
+    }
+    drop((remember, delete));
+    tx.commit()?;
+    *occupancy = after;
+    Ok(outcomes)
+}
+
+/// Forgets delivery identities first seen before `cutoff_ms`; returns how many. Those of events
+/// that occurred before it are the candidates (a range of the key): an event is seen after it
+/// occurs, clock trouble aside, and one seen later than it occurred is kept until both passed.
+fn prune_seen(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<usize> {
+    conn.execute("DELETE FROM seen_deliveries WHERE occurred_at < ?1 AND seen_at < ?1", [cutoff_ms])
+}
+
+fn retention_ms() -> i64 {
+    DEDUP_RETENTION.as_millis() as i64
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hubspot::WebhookEvent;
+
+    /// Commits `writes` without limits, as the log of an empty file would.
+    fn commit(conn: &mut Connection, writes: &[Write], now_ms: i64) -> Vec<AppendOutcome> {
+        let limits = LogLimits { max_pending_events: u64::MAX, max_pending_bytes: u64::MAX };
+        let mut occupancy = Occupancy::read(conn).unwrap();
+        commit_group(conn, writes, now_ms, &limits, &mut occupancy).unwrap().into_iter().map(Result::unwrap).collect()
+    }
+
+    /// An event known by a name; its event id is the name's letter.
+    fn event(name: &str) -> EncodedEvent {
+        EncodedEvent { identity: identity(name, 0), json: "{}".into() }
+    }
+
+    fn identity(name: &str, occurred_at: i64) -> DeliveryIdentity {
+        DeliveryIdentity {
+            portal_id: 62515,
+            subscription_id: 3,
+            event_id: u64::from(name.as_bytes()[0]),
+            object_id: 9,
+            occurred_at,
+            association: None,
+        }
+    }
+
+    fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Vec<T> {
+        conn.prepare(sql).unwrap().query_map([], |row| row.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
+
+    fn key_known(conn: &Connection, name: &str) -> bool {
+        conn.query_row("SELECT 1 FROM seen_deliveries WHERE event_id = ?1", [i64::from(name.as_bytes()[0])], |_| Ok(()))
+            .optional()
+            .unwrap()
+            .is_some()
+    }
+
+    #[test]
+    fn a_refused_append_leaves_nothing_behind_and_the_rest_of_its_group_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let limits = LogLimits { max_pending_events: 3, max_pending_bytes: 0 };
+        let mut occupancy = Occupancy::default();
+        let writes = [
+            Write::Append(vec![event("a"), event("b")]),
+            // "c" would fit, "d" not: the append is refused whole.
+            Write::Append(vec![event("c"), event("d")]),
+            Write::Append(vec![event("e")]),
+        ];
+        let outcomes = commit_group(&mut conn, &writes, 1_000, &limits, &mut occupancy).unwrap();
+
+        assert_eq!(outcomes[0].as_ref().unwrap(), &AppendOutcome { appended: 2, duplicates: 0 });
+        assert!(outcomes[1].is_err());
+        assert_eq!(outcomes[2].as_ref().unwrap(), &AppendOutcome { appended: 1, duplicates: 0 });
+        assert_eq!(occupancy, Occupancy { events: 3, bytes: 6 });
+        assert_eq!(Occupancy::read(&conn).unwrap(), occupancy);
+        for (name, known) in [("a", true), ("b", true), ("c", false), ("d", false), ("e", true)] {
+            assert_eq!(key_known(&conn, name), known, "{name}");
+        }
+    }
+
+    #[test]
+    fn prune_forgets_only_identities_older_than_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        commit(&mut conn, &[Write::Append(vec![event("old")])], 1_000);
+        commit(&mut conn, &[Write::Append(vec![event("new")])], 5_000);
+
+        assert_eq!(prune_seen(&mut conn, 5_000).unwrap(), 1);
+        assert!(!key_known(&conn, "old"));
+        assert!(key_known(&conn, "new"));
+
+        // A forgotten identity is stored again; a remembered one is still a duplicate.
+        let outcomes =
+            commit(&mut conn, &[Write::Append(vec![event("old")]), Write::Append(vec![event("new")])], 6_000);
+        assert_eq!(outcomes[0], AppendOutcome { appended: 1, duplicates: 0 });
+        assert_eq!(outcomes[1], AppendOutcome { appended: 0, duplicates: 1 });
+    }
+
+    #[test]
+    fn prune_keeps_an_identity_until_both_its_occurrence_and_its_sighting_are_past_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let at = |name: &str, occurred_at| EncodedEvent { identity: identity(name, occurred_at), json: "{}".into() };
+        // Occurred long before it was seen (a late first delivery): kept for its sighting.
+        commit(&mut conn, &[Write::Append(vec![at("l", 100)])], 9_000);
+        // Occurred after the cutoff though seen before it (the sender's clock runs ahead): kept.
+        commit(&mut conn, &[Write::Append(vec![at("f", 9_500)])], 1_000);
+        commit(&mut conn, &[Write::Append(vec![at("o", 100)])], 1_000);
+
+        assert_eq!(prune_seen(&mut conn, 5_000).unwrap(), 1);
+        assert!(key_known(&conn, "l") && key_known(&conn, "f"));
+        assert!(!key_known(&conn, "o"));
+    }
+
+    #[tokio::test]
+    async fn text_identities_of_an_older_log_still_make_duplicates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.db");
+        let plain = WebhookEvent {
+            event_id: 7,
+            subscription_id: 3,
+            portal_id: 62515,
+            object_id: 9,
+            occurred_at: 1_700_000_000_000,
+            ..Default::default()
+        };
+        let association =
+            WebhookEvent { object_id: 0, from_object_id: Some(123), to_object_id: Some(456), ..plain.clone() };
+        {
+            let conn = open_connection(&path).unwrap();
+            conn.execute_batch(
+                "CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, body TEXT NOT NULL, appended_at INTEGER);
+                 CREATE TABLE seen (key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL) WITHOUT ROWID;
+                 CREATE INDEX seen_by_time ON seen (seen_at);",
+            )
+            .unwrap();
+            for key in [plain.dedup_key(), association.dedup_key(), "not a key".to_string()] {
+                conn.execute("INSERT INTO seen VALUES (?1, ?2)", rusqlite::params![key, now_ms()]).unwrap();
+            }
+        }
+
+        let log = EmbeddedEventLog::open(&path).unwrap();
+        let mut fresh = plain.clone();
+        fresh.event_id = 8;
+        let outcome = log.append(vec![plain, association, fresh]).await.unwrap();
+        assert_eq!(outcome, AppendOutcome { appended: 1, duplicates: 2 });
+        drop(log);
+        let conn = open_connection(&path).unwrap();
+        let tables: i64 = conn
+            .query_row("SELECT COUNT(*) FROM sqlite_master WHERE name IN ('seen', 'seen_by_time')", [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(tables, 0, "the text table is gone");
+    }
+
+    #[test]
+    fn text_identities_move_in_slices_and_ties_at_a_slice_end_move_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE seen (key TEXT PRIMARY KEY, seen_at INTEGER NOT NULL) WITHOUT ROWID;
+             CREATE INDEX seen_by_time ON seen (seen_at);",
+        )
+        .unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        // 45,000 identities; those around the first slice's end (20,000) share a first-seen time.
+        for n in 0..45_000i64 {
+            let seen_at = if (19_990..20_010).contains(&n) { 19_990 } else { n };
+            let key = identity("a", n).key();
+            tx.execute("INSERT INTO seen VALUES (?1, ?2)", rusqlite::params![key, seen_at]).unwrap();
+        }
+        tx.commit().unwrap();
+
+        move_text_identities(&mut conn).unwrap();
+        let moved: Vec<i64> = column(&conn, "SELECT seen_at FROM seen_deliveries ORDER BY occurred_at");
+        let expected: Vec<i64> = (0..45_000).map(|n| if (19_990..20_010).contains(&n) { 19_990 } else { n }).collect();
+        assert_eq!(moved, expected);
+        let left: Vec<String> = column(&conn, "SELECT name FROM sqlite_master WHERE name LIKE 'seen%'");
+        assert_eq!(left, vec!["seen_deliveries".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn a_new_log_has_the_larger_pages_and_an_older_one_keeps_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let page_size = |path: &Path| {
+            open_connection(path).unwrap().query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0)).unwrap()
+        };
+        let new = dir.path().join("new.db");
+        drop(EmbeddedEventLog::open(&new).unwrap());
+        assert_eq!(page_size(&new), PAGE_SIZE);
+
+        let older = dir.path().join("older.db");
+        {
+            let conn = Connection::open(&older).unwrap();
+            conn.pragma_update(None, "page_size", 4096).unwrap();
+            conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+            conn.execute_batch(SCHEMA).unwrap();
+        }
+        let log = EmbeddedEventLog::open(&older).unwrap();
+        let event =
+            WebhookEvent { event_id: 1, portal_id: 62515, occurred_at: 1_700_000_000_000, ..Default::default() };
+        assert_eq!(log.append(vec![event]).await.unwrap(), AppendOutcome { appended: 1, duplicates: 0 });
+        assert_eq!(log.pending(10).await.unwrap().len(), 1);
+        drop(log);
+        assert_eq!(page_size(&older), 4096);
+    }
+
+    #[test]
+    fn appends_of_any_size_store_every_event_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let sizes = [1usize, 3, 4, 5, 17, 64, 100, 150];
+        let writes: Vec<Write> = sizes
+            .iter()
+            .scan(0u64, |next, &size| {
+                let events = (0..size)
+                    .map(|_| {
+                        *next += 1;
+                        let mut identity = identity("a", 0);
+                        identity.event_id = *next;
+                        EncodedEvent { identity, json: format!("{{\"n\":{next}}}").into() }
+                    })
+                    .collect();
+                Some(Write::Append(events))
+            })
+            .collect();
+        let outcomes = commit(&mut conn, &writes, 1_000);
+        let appended: Vec<usize> = outcomes.iter().map(|o| o.appended).collect();
+        assert_eq!(appended, sizes);
+        let bodies: Vec<String> = column(&conn, "SELECT body FROM events ORDER BY seq");
+        let total: usize = sizes.iter().sum();
+        assert_eq!(bodies, (1..=total).map(|n| format!("{{\"n\":{n}}}")).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn one_group_answers_each_write_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let outcomes = commit(
+            &mut conn,
+            &[
+                Write::Append(vec![event("a"), event("b"), event("a")]),
+                Write::Append(vec![event("b"), event("c")]),
+                Write::Release(vec![1]),
+            ],
+            1_000,
+        );
+        assert_eq!(
+            outcomes,
+            vec![
+                AppendOutcome { appended: 2, duplicates: 1 },
+                AppendOutcome { appended: 1, duplicates: 1 },
+                AppendOutcome::default(),
+            ]
+        );
+        let seqs: Vec<i64> = column(&conn, "SELECT seq FROM events ORDER BY seq");
+        assert_eq!(seqs, vec![2, 3]);
+    }
+
+    #[test]
+    fn an_append_past_the_limit_stores_nothing_and_the_rest_of_the_group_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = open_connection(&dir.path().join("events.db")).unwrap();
+        conn.execute_batch(SCHEMA).unwrap();
+        let limits = LogLimits { max_pending_events: 3, max_pending_bytes: u64::MAX };
+        let mut occupancy = Occupancy::default();
+        let outcomes = commit_group(
+            &mut conn,
+            &[
+                Write::Append(vec![event("a"), event("b")]),
+                // Would make four: refused as a whole, its keys not remembered.
+                Write::Append(vec![event("c"), event("d")]),
+                Write::Append(vec![event("a"), event("e")]),
+            ],
+            1_000,
+            &limits,
+            &mut occupancy,
+        )
+        .unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap(), &AppendOutcome { appended: 2, duplicates: 0 });
+        assert!(outcomes[1].is_err());
+        assert_eq!(outcomes[2].as_ref().unwrap(), &AppendOutcome { appended: 1, duplicates: 1 });
+        assert_eq!(occupancy, Occupancy::read(&conn).unwrap());
+        assert_eq!(occupancy.events, 3);
+        assert!(!key_known(&conn, "c") && !key_known(&conn, "d"));
+
+        // Releasing makes room; the refused events are then stored.
+        let outcomes = commit_group(
+            &mut conn,
+            &[Write::Release(vec![1, 2]), Write::Append(vec![event("c"), event("d")])],
+            2_000,
+            &limits,
+            &mut occupancy,
+        )
+        .unwrap();
+        assert_eq!(outcomes[1].as_ref().unwrap(), &AppendOutcome { appended: 2, duplicates: 0 });
+        assert_eq!(occupancy, Occupancy::read(&conn).unwrap());
+
+        let bytes = LogLimits { max_pending_events: u64::MAX, max_pending_bytes: occupancy.bytes + 2 };
+        let outcomes =
+            commit_group(&mut conn, &[Write::Append(vec![event("f")])], 3_000, &bytes, &mut occupancy).unwrap();
+        assert_eq!(outcomes[0].as_ref().unwrap().appended, 1, "2 bytes fit");
+        let outcomes =
+            commit_group(&mut conn, &[Write::Append(vec![event("g")])], 3_000, &bytes, &mut occupancy).unwrap();
+        assert!(outcomes[0].is_err(), "no room for 2 more bytes");
+    }
+}

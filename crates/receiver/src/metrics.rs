@@ -1,0 +1,179 @@
+//! The metrics of a receiver (and of the HubSpot calls of whoever holds them).
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SinkLabels {
+    pub mapping: String,
+    pub sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    pub mapping: String,
+    /// `postgres-<index>`: the source's position in the mapping's `sources`.
+    pub source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HubSpotCallLabels {
+    pub operation: String,
+    pub outcome: String,
+}
+
+/// Every metric of a receiver process (HTTP ingress, event log, sync worker, HubSpot client).
+pub struct Metrics {
+    pub registry: Registry,
+    /// Webhook requests by outcome: accepted, unauthorized, malformed, too_large, log_full,
+    /// unavailable.
+    pub webhook_requests: Family<OutcomeLabels, Counter>,
+    /// Webhook events by outcome: appended, duplicate.
+    pub webhook_events: Family<OutcomeLabels, Counter>,
+    /// Events in the log not yet delivered everywhere.
+    pub events_pending: Gauge,
+    /// Seconds the oldest of those has been in the log (0 when there is none).
+    pub oldest_pending_age_seconds: Gauge<f64, AtomicU64>,
+    /// Records delivered to a destination.
+    pub records_delivered: Family<SinkLabels, Counter>,
+    /// Failed delivery attempts to a destination (retried).
+    pub sink_failures: Family<SinkLabels, Counter>,
+    /// Records a destination refused permanently, put in the dead-letter store.
+    pub records_dead_lettered: Family<SinkLabels, Counter>,
+    /// Records currently in the dead-letter store.
+    pub dead_letters: Gauge,
+    /// HubSpot API calls by operation and outcome (ok, retried status, error).
+    pub hubspot_requests: Family<HubSpotCallLabels, Counter>,
+    /// HubSpot API call latency in seconds.
+    pub hubspot_latency: Histogram,
+    /// Objects per HubSpot batch read (at most 100): how well reads are gathered.
+    pub batch_read_objects: Histogram,
+    /// How long the oldest event of a batch had waited when the worker took the batch up, in
+    /// seconds: what gathering costs in lag (about `maxBatchWaitMilliseconds` for a batch that
+    /// did not fill, more while the worker was busy or failing).
+    pub batch_wait_seconds: Histogram,
+    /// Change hints the catch-up search appended to the event log.
+    pub backfill_hints: Counter,
+    /// Ingest API requests by outcome: accepted, invalid, unauthorized, disabled,
+    /// unknown_mapping, read_only_mapping, malformed, too_large, unavailable.
+    pub ingest_requests: Family<OutcomeLabels, Counter>,
+    /// Ingested records by outcome: accepted, invalid.
+    pub ingest_records: Family<OutcomeLabels, Counter>,
+    /// Records the reverse worker settled, by outcome: written, rejected, kept_hubspot_value.
+    pub reverse_records: Family<OutcomeLabels, Counter>,
+    /// Ingested records waiting to be written to HubSpot.
+    pub reverse_pending: Gauge,
+    /// Records HubSpot refused, kept in the reverse sync store.
+    pub reverse_rejected: Gauge,
+    /// Failed or timed-out polls of a source of records for HubSpot (retried at the next
+    /// interval).
+    pub reverse_source_failures: Family<SourceLabels, Counter>,
+    /// What each mapping's sync did since the process started, for the receiver's sync report
+    /// (`GET /sync/status`, which the mappings' status shows); not exported on `/metrics`.
+    pub activity: std::sync::Arc<crate::sync::report::MappingActivity>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("hubspot_operator");
+        let m = Metrics {
+            webhook_requests: Family::default(),
+            webhook_events: Family::default(),
+            events_pending: Gauge::default(),
+            oldest_pending_age_seconds: Gauge::default(),
+            records_delivered: Family::default(),
+            sink_failures: Family::default(),
+            records_dead_lettered: Family::default(),
+            dead_letters: Gauge::default(),
+            hubspot_requests: Family::default(),
+            hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            batch_read_objects: Histogram::new([1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 99.0, 100.0]),
+            batch_wait_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0]),
+            backfill_hints: Counter::default(),
+            ingest_requests: Family::default(),
+            ingest_records: Family::default(),
+            reverse_records: Family::default(),
+            reverse_pending: Gauge::default(),
+            reverse_rejected: Gauge::default(),
+            reverse_source_failures: Family::default(),
+            activity: Default::default(),
+            registry: Registry::default(),
+        };
+        registry.register("webhook_requests", "Webhook requests by outcome", m.webhook_requests.clone());
+        registry.register("webhook_events", "Webhook events by outcome", m.webhook_events.clone());
+        registry.register("events_pending", "Events not yet delivered to every destination", m.events_pending.clone());
+        registry.register(
+            "oldest_pending_event_age_seconds",
+            "Seconds the oldest event not yet delivered to every destination has been in the event log",
+            m.oldest_pending_age_seconds.clone(),
+        );
+        registry.register("records_delivered", "Records delivered to a destination", m.records_delivered.clone());
+        registry.register("sink_failures", "Failed delivery attempts to a destination", m.sink_failures.clone());
+        registry.register(
+            "records_dead_lettered",
+            "Records a destination refused, put in the dead-letter store",
+            m.records_dead_lettered.clone(),
+        );
+        registry.register("dead_letters", "Records currently in the dead-letter store", m.dead_letters.clone());
+        registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
+        registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
+        registry.register("batch_read_objects", "Objects per HubSpot batch read", m.batch_read_objects.clone());
+        registry.register(
+            "batch_wait_seconds",
+            "Seconds the oldest event of a batch waited before the worker took it up",
+            m.batch_wait_seconds.clone(),
+        );
+        registry.register("backfill_hints", "Change hints appended by the catch-up search", m.backfill_hints.clone());
+        registry.register("ingest_requests", "Ingest API requests by outcome", m.ingest_requests.clone());
+        registry.register("ingest_records", "Ingested records by outcome", m.ingest_records.clone());
+        registry.register("reverse_records", "Records written to or refused by HubSpot", m.reverse_records.clone());
+        registry.register("reverse_pending", "Ingested records waiting for HubSpot", m.reverse_pending.clone());
+        registry.register("reverse_rejected", "Ingested records HubSpot refused", m.reverse_rejected.clone());
+        registry.register(
+            "reverse_source_failures",
+            "Failed polls of a source of records for HubSpot",
+            m.reverse_source_failures.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry).expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn webhook_request(&self, outcome: &str) {
+        self.webhook_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+}
+
+impl hubspot::CallObserver for Metrics {
+    fn call_ended(&self, operation: &str, outcome: &str) {
+        self.hubspot_requests
+            .get_or_create(&HubSpotCallLabels { operation: operation.into(), outcome: outcome.into() })
+            .inc();
+    }
+
+    fn request_took(&self, seconds: f64) {
+        self.hubspot_latency.observe(seconds);
+    }
+
+    fn batch_read(&self, objects: usize) {
+        self.batch_read_objects.observe(objects as f64);
+    }
+}

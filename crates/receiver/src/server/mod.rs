@@ -1,0 +1,257 @@
+//! The webhook receiver's HTTP ingress: HubSpot's signed webhook batches go into the durable
+//! event log and are answered 2xx only once stored, and external systems' records come in
+//! through the ingest API. That listener is the one an Ingress, HTTPRoute or load balancer
+//! publishes. `/metrics` and `/sync/status` are for Prometheus and the controller only, so they
+//! have a status listener of their own; the health and readiness probes answer on both. The
+//! admin API (dead letters, replays) has a third listener.
+
+pub mod admin;
+mod webhook;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+
+use crate::eventlog::EventLog;
+use crate::metrics::Metrics;
+use crate::reverse::ReverseStore;
+use crate::sync::report::SyncReporter;
+use hubspot::SignatureVerifier;
+use model::config::ReceiverConfig;
+use model::contract::{INGEST_PATH, WEBHOOK_PATH};
+use model::report::SYNC_STATUS_PATH;
+
+/// Content type of `/metrics` (OpenMetrics text, which is what `Metrics::encode` writes).
+pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// What the receiver's handlers share.
+#[derive(Clone)]
+pub struct ReceiverState {
+    verifier: SignatureVerifier,
+    log: Arc<dyn EventLog>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Base URL HubSpot calls (scheme, host, optional path prefix), without a trailing slash.
+    public_url: Option<String>,
+    max_body_bytes: usize,
+    /// The reverse sync store, for the gauges `/metrics` refreshes.
+    reverse_store: Option<Arc<ReverseStore>>,
+    /// The ingest API; `None` when it is off.
+    pub(crate) ingest: Option<crate::reverse::IngestState>,
+    /// `GET /sync/status`; `None` without a sync worker.
+    sync_reporter: Option<SyncReporter>,
+}
+
+impl ReceiverState {
+    pub fn new(config: &ReceiverConfig, log: Arc<dyn EventLog>, metrics: Arc<Metrics>) -> Self {
+        let webhooks = &config.webhooks;
+        ReceiverState {
+            verifier: SignatureVerifier::new(webhooks.client_secret.clone(), webhooks.accept_legacy_signatures),
+            log,
+            metrics,
+            public_url: webhooks.public_url.as_deref().map(|url| url.trim_end_matches('/').to_string()),
+            max_body_bytes: webhooks.max_body_bytes,
+            ingest: None,
+            reverse_store: None,
+            sync_reporter: None,
+        }
+    }
+
+    /// Turns `GET /sync/status` on.
+    pub fn with_sync_reporter(mut self, reporter: SyncReporter) -> Self {
+        self.sync_reporter = Some(reporter);
+        self
+    }
+
+    /// Turns the ingest API on: records are validated against `config`'s mappings and queued
+    /// in `store`. Without an ingest section in `config` the API stays off.
+    pub fn with_ingest(mut self, config: &ReceiverConfig, store: Arc<ReverseStore>) -> Self {
+        if let Some(ingest) = &config.ingest {
+            self.ingest = Some(crate::reverse::IngestState::new(ingest, &config.mappings, store.clone()));
+        }
+        self.reverse_store = Some(store);
+        self
+    }
+}
+
+/// The public routes (`config.listen`): `POST /webhooks/hubspot`,
+/// `POST /ingest/{namespace}/{mapping}`, `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`.
+pub fn router(state: ReceiverState) -> Router {
+    let max_body_bytes = state.max_body_bytes;
+    let ingest_max_body_bytes =
+        state.ingest.as_ref().map_or(model::config::default_ingest_max_body_bytes(), |i| i.max_body_bytes);
+    with_probes(Router::new())
+        .route(WEBHOOK_PATH, post(webhook::receive).layer(DefaultBodyLimit::max(max_body_bytes)))
+        .route(INGEST_PATH, post(crate::reverse::ingest::receive).layer(DefaultBodyLimit::max(ingest_max_body_bytes)))
+        .route("/ingest/rejected", get(crate::reverse::ingest::rejected))
+        .with_state(state)
+}
+
+/// The status routes (`config.status_listen`): `GET /metrics`, `GET /sync/status`,
+/// `GET /healthz`, `GET /readyz`.
+pub fn status_router(state: ReceiverState) -> Router {
+    with_probes(Router::new())
+        .route("/metrics", get(metrics))
+        .route(SYNC_STATUS_PATH, get(sync_status))
+        .with_state(state)
+}
+
+fn with_probes(router: Router<ReceiverState>) -> Router<ReceiverState> {
+    router.route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready))
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then finishes the requests in
+/// flight (an accepted batch is always answered after it is stored).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
+    Ok(())
+}
+
+/// Ready while the event log answers; a receiver that cannot store must not get traffic.
+async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
+    match state.log.pending_count().await {
+        Ok(pending) => {
+            state.metrics.events_pending.set(pending as i64);
+            (StatusCode::OK, "ready")
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "event log unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, "event log unavailable")
+        }
+    }
+}
+
+async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
+    // Refreshed per scrape, so the gauges are exact whoever released events.
+    crate::eventlog::update_gauges(state.log.as_ref(), &state.metrics).await;
+    if let Some(store) = &state.reverse_store {
+        if let Ok(pending) = store.pending_count().await {
+            state.metrics.reverse_pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        }
+        if let Ok(summary) = store.rejected_summary().await {
+            state.metrics.reverse_rejected.set(i64::try_from(summary.count).unwrap_or(i64::MAX));
+        }
+    }
+    ([(header::CONTENT_TYPE, METRICS_CONTENT_TYPE)], state.metrics.encode())
+}
+
+/// Each mapping's sync as this receiver sees it, for the mappings' status (see `sync::report`).
+async fn sync_status(State(state): State<ReceiverState>) -> axum::response::Response {
+    let Some(reporter) = &state.sync_reporter else {
+        return (StatusCode::NOT_FOUND, "this receiver runs no sync worker").into_response();
+    };
+    match reporter.report().await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "sync report unavailable");
+            (StatusCode::SERVICE_UNAVAILABLE, format!("sync report unavailable: {e:#}")).into_response()
+        }
+    }
+}
+
+/// Runs one integration's receiver until `shutdown` resolves: the webhook ingress on
+/// `listener`, the status endpoints on `config.status_listen`, the admin API on
+/// `config.admin.listen`, the sync worker and the catch-up backfill, sharing the event log
+/// `config.event_log` chooses.
+pub async fn run(
+    config: ReceiverConfig,
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    config.admin.validate()?;
+    let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for the admin API: {e}", config.admin.listen))?;
+    tracing::info!(listen = %admin_listener.local_addr()?, token = config.admin.token.is_some(), "admin API listening");
+    let status_listener = tokio::net::TcpListener::bind(config.status_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} for /metrics and /sync/status: {e}", config.status_listen))?;
+    tracing::info!(listen = %status_listener.local_addr()?, "status endpoints listening");
+    let log = crate::eventlog::open(&config).await?;
+    let client = config.hubspot.client().with_observer(metrics.clone());
+    let mut worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
+    let mut state = ReceiverState::new(&config, log.clone(), metrics.clone());
+    let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;
+    let backfill =
+        crate::sync::backfill::Backfill::new(&config.mappings, client.clone(), log.clone(), cursors, metrics.clone());
+    let stop = tokio_util::sync::CancellationToken::new();
+    // The store is kept while records may be queued in it, even after the ingest API is
+    // turned off, so that nothing accepted is left behind.
+    let has_sources = config.mappings.iter().any(|m| !m.sources.is_empty());
+    let mut reverse = Vec::new();
+    let mut reverse_store = None;
+    if config.ingest.is_some() || has_sources || config.reverse_store_path().exists() {
+        let store = Arc::new(ReverseStore::open(&config.reverse_store_path())?);
+        reverse_store = Some(store.clone());
+        worker = worker.with_echo_ledger(store.clone());
+        state = state.with_ingest(&config, store.clone());
+        for mapping in &config.mappings {
+            for index in 0..mapping.sources.len() {
+                let source = crate::reverse::PostgresSource::new(mapping, index)?;
+                reverse.push(tokio::spawn(source.run(store.clone(), metrics.clone(), stop.clone().cancelled_owned())));
+            }
+        }
+        let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics.clone());
+        reverse.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
+    }
+    state = state.with_sync_reporter(SyncReporter {
+        log: log.clone(),
+        activity: metrics.activity.clone(),
+        dead_letters: worker.dead_letters().clone(),
+        reverse: reverse_store.clone(),
+        mappings: config.mappings.iter().map(|m| m.name.clone()).collect(),
+    });
+    let admin = tokio::spawn(serve(
+        admin_listener,
+        admin::router(worker.clone(), reverse_store, config.admin.token.clone()),
+        stop.clone().cancelled_owned(),
+    ));
+    let status = tokio::spawn(serve(status_listener, status_router(state.clone()), stop.clone().cancelled_owned()));
+    let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
+    let served = serve(listener, router(state), shutdown).await;
+    // The ingress has answered every request it accepted. The sync worker settles the step
+    // under way, within its grace; whatever a worker leaves unsettled is taken up again on the
+    // next start (or, for webhook events, by another receiver sharing the log, which `close`
+    // hands them to at once).
+    stop.cancel();
+    worker.await?;
+    backfill.await?;
+    for task in reverse {
+        task.await?;
+    }
+    admin.await??;
+    status.await??;
+    log.close().await;
+    served
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::contract::PUBLIC_PATH_PREFIXES;
+
+    /// What an Ingress or HTTPRoute of `/` routes (`PUBLIC_PATH_PREFIXES`) covers the webhook and
+    /// ingest paths and none of the cluster-only ones.
+    #[test]
+    fn public_prefixes_cover_the_webhook_and_ingest_paths_only() {
+        let public = |path: &str| {
+            PUBLIC_PATH_PREFIXES.iter().any(|prefix| path == *prefix || path.starts_with(&format!("{prefix}/")))
+        };
+        for path in [WEBHOOK_PATH, INGEST_PATH, "/ingest/rejected"] {
+            assert!(public(path), "{path} must be routed");
+        }
+        for path in ["/metrics", SYNC_STATUS_PATH, "/healthz", "/readyz"] {
+            assert!(!public(path), "{path} must stay in the cluster");
+        }
+    }
+}

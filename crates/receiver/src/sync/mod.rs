@@ -1,0 +1,594 @@
+//! The sync worker: drains the event log, reads the current state of the changed objects from
+//! HubSpot (only the mapped properties), and delivers records to every destination of every
+//! mapping. Acknowledgement is end to end: an event leaves the log only after every destination
+//! that needed it has the resulting records, or has refused them and they are in the
+//! dead-letter store. Nothing is dropped when a destination fails, and a record a destination
+//! refuses does not hold back the others. Changed objects gather until they fill a batch read
+//! or have waited `sync.maxBatchWaitMilliseconds` (see `batch`), so few changes cost few calls.
+
+pub mod backfill;
+pub mod backoff;
+mod batch;
+pub mod deadletter;
+mod operations;
+pub mod plan;
+pub mod report;
+pub mod sinks;
+pub mod state;
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tracing::Instrument;
+
+pub use backoff::Backoff;
+pub use deadletter::{DeadLetter, DeadLetterStore, Filter};
+pub use operations::{OperationError, RedriveReport, ReplayReport};
+pub use plan::{Op, Record};
+pub use sinks::{Sink, SinkError};
+pub use state::CheckpointStore;
+
+use crate::eventlog::{EventLog, StoredEvent};
+use crate::metrics::{Metrics, OutcomeLabels, SinkLabels};
+use crate::reverse::ReverseStore;
+use hubspot::{self, HubSpotClient};
+use model::config::{MappingConfig, ReceiverConfig};
+
+/// Events taken from the log per step.
+const EVENTS_PER_STEP: usize = 1000;
+/// Records per delivery call, so one request stays a sensible size.
+const RECORDS_PER_DELIVERY: usize = 100;
+/// How long an idle worker waits for a notification before looking at the log anyway.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+/// How long a step under way at shutdown may take to finish. A step cut short after its
+/// deliveries leaves their events pending, so the next start reads and checks them again; the
+/// receiver pod's termination grace (30 s) leaves room for this after the ingress drains.
+const STEP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// When HubSpot's daily limit is spent, retrying sooner than this only burns calls.
+const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(300);
+
+/// The sync worker of one integration. Clones share everything; the admin API holds one to
+/// redrive dead letters and replay deliveries with the same delivery path as the drain.
+#[derive(Clone)]
+pub struct Worker {
+    log: Arc<dyn EventLog>,
+    client: HubSpotClient,
+    metrics: Arc<Metrics>,
+    checkpoints: CheckpointStore,
+    dead_letters: DeadLetterStore,
+    mappings: Arc<[MappingRuntime]>,
+    /// What the reverse worker wrote to HubSpot, to recognise the webhooks it causes.
+    echo_ledger: Option<Arc<ReverseStore>>,
+    /// How long objects that do not fill a batch read wait for more (`sync::batch`).
+    max_batch_wait: Duration,
+}
+
+struct MappingRuntime {
+    config: MappingConfig,
+    destinations: Vec<Destination>,
+}
+
+struct Destination {
+    /// `http-0`, `file-1`: position in the mapping's sink list, for metrics and logs.
+    label: String,
+    checkpoint_id: String,
+    sink: Sink,
+}
+
+/// What one drain step did.
+#[derive(Debug, Default)]
+struct StepOutcome {
+    /// Events taken from the log.
+    taken: usize,
+    /// Events released from the log.
+    released: usize,
+    /// Why some events stay pending, if they do.
+    failure: Option<Failure>,
+    /// When events held back to fill a batch read fall due (epoch ms).
+    next_due_ms: Option<i64>,
+}
+
+/// Whether a step reads what is pending at once, or holds back what does not fill a batch read.
+enum Batching<'a> {
+    Now,
+    Gather(&'a mut batch::Arrivals),
+}
+
+/// What became of the records offered to one destination.
+#[derive(Debug, Default)]
+struct Delivered {
+    delivered: usize,
+    dead_lettered: usize,
+}
+
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    /// Wait at least this long (a destination's `Retry-After`, HubSpot's daily limit).
+    retry_after: Option<Duration>,
+}
+
+impl StepOutcome {
+    fn fail(&mut self, failure: Failure) {
+        let merged = match self.failure.take() {
+            None => failure,
+            Some(first) => Failure { message: first.message, retry_after: first.retry_after.max(failure.retry_after) },
+        };
+        self.failure = Some(merged);
+    }
+}
+
+impl Worker {
+    pub fn new(
+        config: &ReceiverConfig,
+        log: Arc<dyn EventLog>,
+        client: HubSpotClient,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Worker> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let checkpoints = CheckpointStore::open(&config.sync_state_path())?;
+        let dead_letters =
+            DeadLetterStore::open(&config.data_dir.join("dead-letters.db"), metrics.dead_letters.clone())?;
+        let mappings = config
+            .mappings
+            .iter()
+            .map(|mapping| {
+                let destinations = mapping
+                    .sinks
+                    .iter()
+                    .enumerate()
+                    .map(|(index, sink_config)| {
+                        let sink = Sink::from_config(sink_config, mapping, &config.data_dir)
+                            .with_context(|| format!("mapping {}: destination {index}", mapping.name))?;
+                        Ok(Destination { label: sink_config.label(index), checkpoint_id: sink.checkpoint_id(), sink })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Ok(MappingRuntime { config: mapping.clone(), destinations })
+            })
+            .collect::<anyhow::Result<Arc<[_]>>>()?;
+        Ok(Worker {
+            log,
+            client,
+            metrics,
+            checkpoints,
+            dead_letters,
+            mappings,
+            echo_ledger: None,
+            max_batch_wait: config.sync.max_batch_wait(),
+        })
+    }
+
+    /// The dead-letter store, for inspection.
+    pub fn dead_letters(&self) -> &DeadLetterStore {
+        &self.dead_letters
+    }
+
+    /// Releases, without delivering them, the webhooks that echo the reverse worker's own
+    /// writes (see `ReverseStore::echoes`).
+    pub fn with_echo_ledger(mut self, ledger: Arc<ReverseStore>) -> Self {
+        self.echo_ledger = Some(ledger);
+        self
+    }
+
+    /// Drains the log until `shutdown` resolves, letting a step under way finish (for at most
+    /// `STEP_SHUTDOWN_GRACE`). Failed steps are retried with backoff; the events they concern
+    /// stay in the log meanwhile. Objects that do not fill a batch read
+    /// wait up to `maxBatchWait` for more.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let mut shutdown = std::pin::pin!(shutdown);
+        let mut backoff = Backoff::default();
+        let mut arrivals = batch::Arrivals::default();
+        loop {
+            let step = self.step(Batching::Gather(&mut arrivals));
+            let mut step = std::pin::pin!(step);
+            let outcome = tokio::select! {
+                outcome = &mut step => outcome,
+                _ = &mut shutdown => {
+                    if tokio::time::timeout(STEP_SHUTDOWN_GRACE, step).await.is_err() {
+                        tracing::warn!(grace_s = STEP_SHUTDOWN_GRACE.as_secs(), "sync step unfinished at shutdown; its events stay pending");
+                    }
+                    return;
+                }
+            };
+            // New events may fill a batch read; a failed step waits out its backoff.
+            let waiting_for_events = outcome.failure.is_none();
+            let wait = match outcome.failure {
+                Some(failure) => {
+                    let wait = backoff.next_delay(failure.retry_after);
+                    tracing::warn!(error = %failure.message, retry_in_ms = wait.as_millis() as u64, "sync step incomplete; events stay pending");
+                    tokio::time::sleep(wait)
+                }
+                // There may be more behind what this step took.
+                None if outcome.released > 0 => {
+                    backoff.reset();
+                    continue;
+                }
+                None => {
+                    backoff.reset();
+                    let until_due =
+                        outcome.next_due_ms.map(|at| Duration::from_millis(at.saturating_sub(now_ms()).max(0) as u64));
+                    tokio::time::sleep(until_due.unwrap_or(IDLE_TICK).min(IDLE_TICK))
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = wait => {}
+                _ = self.log.notified(), if waiting_for_events => {}
+            }
+        }
+    }
+
+    /// One drain step that reads everything pending at once: returns how many events were
+    /// released, or why some stay pending.
+    pub async fn run_once(&self) -> anyhow::Result<usize> {
+        let outcome = self.step(Batching::Now).await;
+        match outcome.failure {
+            None => Ok(outcome.released),
+            Some(failure) => Err(anyhow::anyhow!(failure.message)),
+        }
+    }
+
+    async fn step(&self, batching: Batching<'_>) -> StepOutcome {
+        let mut outcome = StepOutcome::default();
+        let events = match self.log.pending(EVENTS_PER_STEP).await {
+            Ok(events) => events,
+            Err(e) => {
+                outcome.fail(Failure { message: format!("reading the event log: {e:#}"), retry_after: None });
+                return outcome;
+            }
+        };
+        outcome.taken = events.len();
+        let now = now_ms();
+        // A full window means more is pending behind it: nothing is gained by waiting.
+        let arrived = match batching {
+            Batching::Gather(arrivals) if events.len() < EVENTS_PER_STEP => Some(arrivals.note(&events, now)),
+            Batching::Gather(arrivals) => {
+                arrivals.note(&events, now);
+                None
+            }
+            Batching::Now => None,
+        };
+        if events.is_empty() {
+            self.update_pending_gauge().await;
+            return outcome;
+        }
+        // A span for steps that took events only: an idle worker looks at the log every second.
+        let span = tracing::debug_span!(
+            "sync.step",
+            events = events.len(),
+            released = tracing::field::Empty,
+            complete = tracing::field::Empty,
+        );
+        let outcome = self.sync_events(events, arrived, now, outcome).instrument(span.clone()).await;
+        span.record("released", outcome.released);
+        span.record("complete", outcome.failure.is_none());
+        outcome
+    }
+
+    /// The rest of a step: `events` (taken from the log at `now`) are planned, read from
+    /// HubSpot, delivered and released, as far as they are due (`arrived`, when gathering).
+    async fn sync_events(
+        &self,
+        events: Vec<StoredEvent>,
+        arrived: Option<std::collections::HashMap<u64, i64>>,
+        now: i64,
+        mut outcome: StepOutcome,
+    ) -> StepOutcome {
+        let events = match self.release_echoes(events, &mut outcome).await {
+            Some(events) => events,
+            None => return outcome,
+        };
+        let configs: Vec<MappingConfig> = self.mappings.iter().map(|m| m.config.clone()).collect();
+        let plan = plan::plan(&events, &configs);
+
+        if !plan.ignored.is_empty() {
+            let ignored = plan.ignored.len();
+            match self.log.release(plan.ignored).await {
+                Ok(()) => {
+                    outcome.released += ignored;
+                    self.metrics
+                        .webhook_events
+                        .get_or_create(&OutcomeLabels { outcome: "ignored".into() })
+                        .inc_by(ignored as u64);
+                }
+                Err(e) => outcome.fail(release_failure(e)),
+            }
+        }
+
+        for (object_type, type_plan) in &plan.by_type {
+            let due = match &arrived {
+                Some(arrived) => {
+                    let due = batch::due(type_plan, arrived, now, self.max_batch_wait.as_millis() as i64);
+                    outcome.next_due_ms = earliest(outcome.next_due_ms, due.next_ms);
+                    due.now
+                }
+                None => Some(type_plan.clone()),
+            };
+            let Some(type_plan) = due else { continue };
+            let type_plan = &type_plan;
+            if let Some(oldest) = arrived.as_ref().and_then(|a| type_plan.seqs.iter().filter_map(|s| a.get(s)).min()) {
+                self.metrics.batch_wait_seconds.observe(now.saturating_sub(*oldest).max(0) as f64 / 1000.0);
+            }
+            match self.sync_object_type(object_type, type_plan).await {
+                Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
+                    Ok(()) => outcome.released += type_plan.seqs.len(),
+                    Err(e) => outcome.fail(release_failure(e)),
+                },
+                Err(failure) => outcome.fail(failure),
+            }
+        }
+        tracing::debug!(
+            taken = outcome.taken,
+            released = outcome.released,
+            waiting_until_ms = outcome.next_due_ms,
+            complete = outcome.failure.is_none(),
+            "sync step"
+        );
+        self.update_pending_gauge().await;
+        outcome
+    }
+
+    /// Reads the objects of one type once (the union of the mappings' properties) and delivers
+    /// each mapping's records to each of its destinations. `Ok` when every destination has them.
+    async fn sync_object_type(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), Failure> {
+        let mappings: Vec<&MappingRuntime> =
+            self.mappings.iter().filter(|m| m.config.object_type == object_type).collect();
+        let (fetched, associations) = match self.read_objects(object_type, &mappings, type_plan).await {
+            Ok(read) => read,
+            Err(failure) => {
+                for mapping in &mappings {
+                    self.metrics.activity.failed(&mapping.config.name, &failure.message, now_ms());
+                }
+                return Err(failure);
+            }
+        };
+        let mut result = Ok(());
+        for mapping in mappings {
+            let name = &mapping.config.name;
+            match self.deliver_mapping(mapping, type_plan, &fetched, &associations).await {
+                Ok(()) => self.metrics.activity.succeeded(name, now_ms()),
+                Err(failure) => {
+                    self.metrics.activity.failed(name, &failure.message, now_ms());
+                    result = Err(failure);
+                }
+            }
+        }
+        result
+    }
+
+    /// The changed objects of `type_plan` that still exist, with the properties and
+    /// associations `mappings` need.
+    async fn read_objects(
+        &self,
+        object_type: &str,
+        mappings: &[&MappingRuntime],
+        type_plan: &plan::TypePlan,
+    ) -> Result<(Vec<hubspot::CrmObject>, plan::Associations), Failure> {
+        let ids = type_plan.ids_to_fetch();
+        let fetched = if ids.is_empty() {
+            Vec::new()
+        } else {
+            let mut properties: Vec<String> = mappings.iter().flat_map(|m| m.config.hubspot_properties()).collect();
+            properties.sort();
+            properties.dedup();
+            let span = tracing::debug_span!("sync.batch_read", object_type, objects = ids.len());
+            self.client
+                .batch_read(object_type, &properties, &ids)
+                .instrument(span)
+                .await
+                .map_err(|e| hubspot_failure(object_type, e))?
+        };
+        let configs: Vec<&MappingConfig> = mappings.iter().map(|m| &m.config).collect();
+        let associations = self.read_associations(object_type, &configs, &fetched).await?;
+        Ok((fetched, associations))
+    }
+
+    /// Builds one mapping's records and delivers them to each of its destinations.
+    async fn deliver_mapping(
+        &self,
+        mapping: &MappingRuntime,
+        type_plan: &plan::TypePlan,
+        fetched: &[hubspot::CrmObject],
+        associations: &plan::Associations,
+    ) -> Result<(), Failure> {
+        let records = plan::build_records(&mapping.config, type_plan, fetched, associations);
+        let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
+        let mut result = Ok(());
+        for destination in &mapping.destinations {
+            if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
+                result = Err(failure);
+            }
+        }
+        result
+    }
+
+    /// The associations `mappings` deliver, of the live objects among `fetched`: one batch read
+    /// per associated object type (and 100 objects), fetched rather than taken from webhook
+    /// payloads, which may be stale or reordered.
+    async fn read_associations(
+        &self,
+        object_type: &str,
+        mappings: &[&MappingConfig],
+        fetched: &[hubspot::CrmObject],
+    ) -> Result<plan::Associations, Failure> {
+        let to_types: std::collections::BTreeSet<&str> =
+            mappings.iter().flat_map(|m| m.associations.iter().map(|a| a.to_object_type.as_str())).collect();
+        let live: Vec<String> = fetched.iter().filter(|o| !o.archived).map(|o| o.id.clone()).collect();
+        let mut associations = plan::Associations::new();
+        if live.is_empty() {
+            return Ok(associations);
+        }
+        for to_type in to_types {
+            let read = self
+                .client
+                .batch_read_associations(object_type, to_type, &live)
+                .await
+                .map_err(|e| hubspot_failure(object_type, e))?;
+            associations.insert(to_type.to_string(), read);
+        }
+        Ok(associations)
+    }
+
+    /// Delivers to one destination the records it has not seen yet.
+    async fn deliver_fresh(&self, mapping: &str, destination: &Destination, records: &[Record]) -> Result<(), Failure> {
+        let fresh = self.checkpoints.fresh(&destination.checkpoint_id, records).await.map_err(store_failure)?;
+        self.deliver(mapping, destination, &fresh).await.map(|_| ())
+    }
+
+    /// Delivers `records` to one destination, noting each delivery. When the destination
+    /// refuses a batch, the batch is split in halves until the refused records stand alone
+    /// (or split around the record the destination names): those go to the dead-letter store
+    /// and the others are delivered. `Ok` when every record is delivered or dead-lettered; a
+    /// temporary failure stops there (what was delivered stays delivered, the rest is offered
+    /// again).
+    async fn deliver(
+        &self,
+        mapping: &str,
+        destination: &Destination,
+        records: &[Record],
+    ) -> Result<Delivered, Failure> {
+        let labels = SinkLabels { mapping: mapping.to_string(), sink: destination.label.clone() };
+        let mut outcome = Delivered::default();
+        let mut parts: VecDeque<&[Record]> = records.chunks(RECORDS_PER_DELIVERY).collect();
+        while let Some(part) = parts.pop_front() {
+            if part.is_empty() {
+                continue;
+            }
+            let span = tracing::debug_span!(
+                "sync.deliver",
+                mapping,
+                sink = %destination.label,
+                records = part.len(),
+                outcome = tracing::field::Empty,
+            );
+            let delivered = destination.sink.deliver(part).instrument(span.clone()).await;
+            span.record(
+                "outcome",
+                match &delivered {
+                    Ok(()) => "delivered",
+                    Err(error) if error.is_permanent() => "refused",
+                    Err(_) => "failed",
+                },
+            );
+            let error = match delivered {
+                Ok(()) => {
+                    self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
+                    self.metrics.activity.delivered(mapping, part.len());
+                    self.checkpoints.mark_delivered(&destination.checkpoint_id, part).await.map_err(store_failure)?;
+                    self.dead_letters.resolve(&destination.checkpoint_id, part).await.map_err(dead_letter_failure)?;
+                    outcome.delivered += part.len();
+                    continue;
+                }
+                Err(error) => error,
+            };
+            self.metrics.sink_failures.get_or_create(&labels).inc();
+            if !error.is_permanent() {
+                tracing::warn!(mapping, sink = %destination.label, error = %error, records = part.len(), "delivery failed");
+                return Err(Failure {
+                    message: format!("mapping {mapping}, destination {}: {error}", destination.label),
+                    retry_after: error.retry_after(),
+                });
+            }
+            // The record the destination names, or the only one there is.
+            let refused = match (&error, part) {
+                (SinkError::Refused { record, .. }, _) if *record < part.len() => Some(*record),
+                (_, [_]) => Some(0),
+                _ => None,
+            };
+            match refused {
+                Some(position) => {
+                    let record = &part[position];
+                    tracing::error!(mapping, sink = %destination.label, object_id = %record.object_id, error = %error, "destination refused a record; dead-lettered");
+                    self.dead_letters
+                        .add(&destination.label, &destination.checkpoint_id, record, &error.to_string(), now_ms())
+                        .await
+                        .map_err(dead_letter_failure)?;
+                    self.metrics.records_dead_lettered.get_or_create(&labels).inc();
+                    outcome.dead_lettered += 1;
+                    // What the destination may have taken of the rest is offered again.
+                    parts.push_front(&part[position + 1..]);
+                    parts.push_front(&part[..position]);
+                }
+                None => {
+                    tracing::info!(mapping, sink = %destination.label, error = %error, records = part.len(), "destination refused a batch; splitting it to find the refused records");
+                    let (first, second) = part.split_at(part.len() / 2);
+                    parts.push_front(second);
+                    parts.push_front(first);
+                }
+            }
+        }
+        Ok(outcome)
+    }
+
+    /// The events that are not echoes of this receiver's own writes; the echoes are released.
+    /// `None` when the echoes could not be told apart (the step is retried).
+    async fn release_echoes(&self, events: Vec<StoredEvent>, outcome: &mut StepOutcome) -> Option<Vec<StoredEvent>> {
+        let Some(ledger) = &self.echo_ledger else { return Some(events) };
+        let echoes = match ledger.echoes(events.clone()).await {
+            Ok(echoes) => echoes,
+            Err(e) => {
+                outcome.fail(Failure { message: format!("echo ledger: {e:#}"), retry_after: None });
+                return None;
+            }
+        };
+        if echoes.is_empty() {
+            return Some(events);
+        }
+        let count = echoes.len();
+        let echo_set: std::collections::BTreeSet<u64> = echoes.iter().copied().collect();
+        if let Err(e) = self.log.release(echoes).await {
+            outcome.fail(release_failure(e));
+            return None;
+        }
+        outcome.released += count;
+        self.metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: "echo".into() }).inc_by(count as u64);
+        tracing::debug!(echoes = count, "released webhooks caused by this receiver's own writes");
+        Some(events.into_iter().filter(|e| !echo_set.contains(&e.seq)).collect())
+    }
+
+    async fn update_pending_gauge(&self) {
+        crate::eventlog::update_gauges(self.log.as_ref(), &self.metrics).await;
+    }
+}
+
+/// Logs HubSpot's category and correlationId (what HubSpot support asks for) and keeps the
+/// events pending.
+fn hubspot_failure(object_type: &str, error: hubspot::Error) -> Failure {
+    let (category, correlation_id) = match &error {
+        hubspot::Error::Api(api) => (api.category.as_str(), api.correlation_id.as_str()),
+        hubspot::Error::DailyLimitExhausted { correlation_id } => ("RATE_LIMIT", correlation_id.as_str()),
+        hubspot::Error::Transport(_) => ("TRANSPORT", ""),
+        hubspot::Error::Decode(_) => ("DECODE", ""),
+        hubspot::Error::SearchCapped { .. } => ("SEARCH_CAPPED", ""),
+    };
+    tracing::warn!(object_type, category, correlation_id, error = %error, "HubSpot batch read failed");
+    let retry_after = matches!(error, hubspot::Error::DailyLimitExhausted { .. }).then_some(DAILY_LIMIT_WAIT);
+    Failure { message: format!("reading {object_type} from HubSpot: {error}"), retry_after }
+}
+
+fn store_failure(error: anyhow::Error) -> Failure {
+    Failure { message: format!("checkpoint store: {error:#}"), retry_after: None }
+}
+
+fn dead_letter_failure(error: anyhow::Error) -> Failure {
+    Failure { message: format!("dead-letter store: {error:#}"), retry_after: None }
+}
+
+fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+fn now_ms() -> i64 {
+    k8s_openapi::jiff::Timestamp::now().as_millisecond()
+}
+
+fn release_failure(error: anyhow::Error) -> Failure {
+    Failure { message: format!("releasing events: {error:#}"), retry_after: None }
+}

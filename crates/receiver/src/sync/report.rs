@@ -1,0 +1,166 @@
+//! A receiver's report of each mapping's sync ([`model::report::SyncReport`], served on
+//! `GET /sync/status`), built from its stores and its workers' activity.
+//!
+//! Counts of what is stored (dead letters, rejected records, records queued for HubSpot) are read
+//! from the stores, so they survive restarts; deliveries, writes and errors are what this process
+//! saw since it started ([`MappingActivity`]).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use model::report::{MappingReport, ReportedError, SyncReport};
+
+use crate::eventlog::EventLog;
+use crate::reverse::ReverseStore;
+use crate::sync::DeadLetterStore;
+
+/// Rows of `table` (a store table with a `mapping` column) by mapping.
+pub(crate) fn rows_by_mapping(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<Vec<(String, u64)>> {
+    let mut stmt = conn.prepare_cached(&format!("SELECT mapping, count(*) FROM {table} GROUP BY mapping"))?;
+    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
+    rows.collect()
+}
+
+/// What each mapping's sync did since the process started, kept by the sync and reverse
+/// workers as they go.
+#[derive(Default)]
+pub struct MappingActivity {
+    mappings: Mutex<HashMap<String, MappingReport>>,
+}
+
+impl MappingActivity {
+    pub fn delivered(&self, mapping: &str, records: usize) {
+        self.update(mapping, |report| report.records_delivered += records as u64);
+    }
+
+    pub fn written(&self, mapping: &str, records: usize) {
+        self.update(mapping, |report| report.records_written += records as u64);
+    }
+
+    /// A step of `mapping` completed: what it took is delivered, dead-lettered or rejected.
+    pub fn succeeded(&self, mapping: &str, at_ms: i64) {
+        self.update(mapping, |report| report.last_success_ms = Some(at_ms));
+    }
+
+    /// A step of `mapping` left work pending because of `message`.
+    pub fn failed(&self, mapping: &str, message: &str, at_ms: i64) {
+        self.update(mapping, |report| report.last_error = Some(ReportedError { message: message.into(), at_ms }));
+    }
+
+    fn update(&self, mapping: &str, change: impl FnOnce(&mut MappingReport)) {
+        let mut mappings = self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(mappings.entry(mapping.to_string()).or_default());
+    }
+
+    fn snapshot(&self) -> HashMap<String, MappingReport> {
+        self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+/// Builds a receiver's [`SyncReport`] from its stores and its workers' activity.
+#[derive(Clone)]
+pub struct SyncReporter {
+    pub log: Arc<dyn EventLog>,
+    pub activity: Arc<MappingActivity>,
+    pub dead_letters: DeadLetterStore,
+    pub reverse: Option<Arc<ReverseStore>>,
+    /// `namespace/name` of the mappings the receiver runs: each is reported, even before it
+    /// did anything.
+    pub mappings: Vec<String>,
+}
+
+impl SyncReporter {
+    pub async fn report(&self) -> anyhow::Result<SyncReport> {
+        let mut mappings: BTreeMap<String, MappingReport> =
+            self.mappings.iter().map(|name| (name.clone(), MappingReport::default())).collect();
+        mappings.extend(self.activity.snapshot());
+        for (mapping, count) in self.dead_letters.count_by_mapping().await? {
+            mappings.entry(mapping).or_default().dead_letters = count;
+        }
+        if let Some(reverse) = &self.reverse {
+            for (mapping, count) in reverse.rejected_by_mapping().await? {
+                mappings.entry(mapping).or_default().rejected_records = count;
+            }
+            for (mapping, count) in reverse.queued_by_mapping().await? {
+                mappings.entry(mapping).or_default().queued_for_hubspot = count;
+            }
+        }
+        let oldest = self.log.oldest_pending_age().await?;
+        Ok(SyncReport {
+            events_pending: self.log.pending_count().await?,
+            oldest_pending_age_seconds: oldest.map_or(0, |age| age.as_secs()),
+            mappings,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_report_counts_what_the_stores_hold_for_each_mapping() {
+        use crate::reverse::store::{IngestRecord, Rejection};
+        let dir = tempfile::tempdir().unwrap();
+        let log: Arc<dyn EventLog> =
+            Arc::new(crate::eventlog::EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+        let reverse = Arc::new(ReverseStore::open(&dir.path().join("reverse.db")).unwrap());
+        let record = |mapping: &str, key: &str| IngestRecord {
+            mapping: mapping.into(),
+            key: key.into(),
+            properties: [("phone".to_string(), "555-1".to_string())].into_iter().collect(),
+            changed_at: 1_000,
+        };
+        reverse
+            .enqueue(vec![record("crm/leads", "a@example.com"), record("crm/leads", "b@example.com")])
+            .await
+            .unwrap();
+        let rejection = Rejection {
+            mapping: "crm/gone".into(),
+            key: "c@example.com".into(),
+            properties: Default::default(),
+            status: 0,
+            category: crate::reverse::store::INVALID_RECORD.into(),
+            message: "match key field `email` is missing".into(),
+            correlation_id: String::new(),
+            rejected_at: 2_000,
+            changed_at: 2_000,
+        };
+        reverse.polled("crm/gone/0", vec![], vec![rejection], "c1".into()).await.unwrap();
+        let activity = Arc::new(MappingActivity::default());
+        activity.delivered("crm/contacts", 2);
+        let reporter = SyncReporter {
+            log: log.clone(),
+            activity,
+            dead_letters: DeadLetterStore::open(&dir.path().join("dead-letters.db"), Default::default()).unwrap(),
+            reverse: Some(reverse),
+            mappings: vec!["crm/contacts".into(), "crm/leads".into(), "crm/quiet".into()],
+        };
+        log.append(vec![hubspot::WebhookEvent { event_id: 1, object_id: 7, ..Default::default() }]).await.unwrap();
+
+        let report = reporter.report().await.unwrap();
+        assert_eq!(report.events_pending, 1);
+        let names: Vec<&str> = report.mappings.keys().map(String::as_str).collect();
+        assert_eq!(names, ["crm/contacts", "crm/gone", "crm/leads", "crm/quiet"], "run or holding records");
+        assert_eq!(report.mappings["crm/contacts"].records_delivered, 2);
+        assert_eq!(report.mappings["crm/leads"].queued_for_hubspot, 2);
+        assert_eq!(report.mappings["crm/gone"].rejected_records, 1);
+        assert_eq!(report.mappings["crm/quiet"], MappingReport::default());
+    }
+
+    #[test]
+    fn activity_adds_up_per_mapping() {
+        let activity = MappingActivity::default();
+        activity.delivered("default/contacts", 3);
+        activity.delivered("default/contacts", 2);
+        activity.written("default/leads", 7);
+        activity.failed("default/contacts", "destination http-0: 503", 10);
+        activity.succeeded("default/contacts", 11);
+        let snapshot = activity.snapshot();
+        let contacts = &snapshot["default/contacts"];
+        assert_eq!((contacts.records_delivered, contacts.records_written), (5, 0));
+        assert_eq!(contacts.last_success_ms, Some(11));
+        assert_eq!(contacts.last_error.as_ref().map(|e| e.at_ms), Some(10));
+        assert_eq!(snapshot["default/leads"].records_written, 7);
+    }
+}
