@@ -22,58 +22,8 @@ pub struct ApiError {
 impl ApiError {
     /// Reads HubSpot's error body; falls back to the raw text when it is not HubSpot's JSON.
     pub fn from_body(status: u16, body: &[u8]) -> Self {
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Body {
-            #[serde(default)]
-            message: String,
-            #[serde(default)]
-            correlation_id: String,
-            #[serde(default)]
-            category: Option<String>,
-            /// `"error"` on API answers; the OAuth token endpoints put their error code here
-            /// (`BAD_REFRESH_TOKEN`, ...).
-            #[serde(default)]
-            status: Option<String>,
-            #[serde(default)]
-            error_type: Option<String>,
-            #[serde(default)]
-            policy_name: Option<String>,
-            #[serde(default)]
-            errors: Vec<Detail>,
-        }
-        #[derive(Deserialize)]
-        struct Detail {
-            #[serde(default)]
-            context: Option<Context>,
-        }
-        #[derive(Deserialize)]
-        #[serde(rename_all = "camelCase")]
-        struct Context {
-            #[serde(default)]
-            required_scopes: Vec<String>,
-        }
-        match serde_json::from_slice::<Body>(body) {
-            Ok(b) => ApiError {
-                status,
-                // A token endpoint's own code (`BAD_REFRESH_TOKEN`) is more telling than the
-                // generic category it may carry beside it.
-                category: b
-                    .status
-                    .filter(|s| s != "error")
-                    .or(b.category)
-                    .or(b.error_type)
-                    .unwrap_or_else(|| "UNKNOWN".into()),
-                message: b.message,
-                correlation_id: b.correlation_id,
-                required_scopes: b
-                    .errors
-                    .into_iter()
-                    .filter_map(|d| d.context)
-                    .flat_map(|c| c.required_scopes)
-                    .collect(),
-                policy_name: b.policy_name,
-            },
+        match serde_json::from_slice::<ErrorBody>(body) {
+            Ok(parsed) => parsed.into_api_error(status),
             Err(_) => ApiError {
                 status,
                 category: "UNKNOWN".into(),
@@ -82,6 +32,66 @@ impl ApiError {
                 required_scopes: vec![],
                 policy_name: None,
             },
+        }
+    }
+}
+
+/// HubSpot's JSON error body, as the API and the OAuth token endpoints send it.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorBody {
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    correlation_id: String,
+    #[serde(default)]
+    category: Option<String>,
+    /// `"error"` on API answers; the OAuth token endpoints put their error code here
+    /// (`BAD_REFRESH_TOKEN`, ...).
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    policy_name: Option<String>,
+    #[serde(default)]
+    errors: Vec<ErrorDetail>,
+}
+
+#[derive(Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    context: Option<ErrorContext>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ErrorContext {
+    #[serde(default)]
+    required_scopes: Vec<String>,
+}
+
+impl ErrorBody {
+    fn into_api_error(self, status: u16) -> ApiError {
+        ApiError {
+            status,
+            // A token endpoint's own code (`BAD_REFRESH_TOKEN`) is more telling than the
+            // generic category it may carry beside it.
+            category: self
+                .status
+                .filter(|s| s != "error")
+                .or(self.category)
+                .or(self.error_type)
+                .unwrap_or_else(|| "UNKNOWN".into()),
+            message: self.message,
+            correlation_id: self.correlation_id,
+            required_scopes: self
+                .errors
+                .into_iter()
+                .filter_map(|d| d.context)
+                .flat_map(|c| c.required_scopes)
+                .collect(),
+            policy_name: self.policy_name,
         }
     }
 }

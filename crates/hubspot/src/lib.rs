@@ -3,6 +3,10 @@
 //!
 //! The bottom layer of the workspace: it uses no other crate of ours. Whoever keeps metrics of
 //! its calls implements [`CallObserver`].
+//!
+//! The client is layered: one transport makes every request (budget, retries, error mapping,
+//! observer), and each HubSpot API family (objects, search, associations, properties, timeline,
+//! webhooks, OAuth) is a module of calls built on it.
 
 pub mod auth;
 pub mod budget;
