@@ -1,5 +1,7 @@
-//! Wall-clock time as HubSpot writes it: epoch milliseconds and ISO 8601 with milliseconds.
+//! Wall-clock time as HubSpot writes it: epoch milliseconds and ISO 8601 with milliseconds;
+//! and the adjustable clock token expiry reads.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
@@ -68,6 +70,27 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// The emulator's clock for token expiry: wall-clock time plus an offset that
+/// `POST /_emulator/clock/advance` moves forward, so tests can expire tokens without waiting.
+#[derive(Default)]
+pub struct Clock {
+    offset_ms: AtomicI64,
+}
+
+impl Clock {
+    pub fn now_ms(&self) -> i64 {
+        now_ms() + self.offset_ms.load(Ordering::SeqCst)
+    }
+
+    pub fn advance(&self, ms: i64) -> i64 {
+        self.offset_ms.fetch_add(ms, Ordering::SeqCst) + ms
+    }
+
+    pub fn offset_ms(&self) -> i64 {
+        self.offset_ms.load(Ordering::SeqCst)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +113,14 @@ mod tests {
         assert_eq!(parse_instant_ms("1564113600000"), Some(1_564_113_600_000));
         assert_eq!(parse_instant_ms("soon"), None);
         assert_eq!(parse_instant_ms("2019-13-01"), None);
+    }
+
+    #[test]
+    fn the_clock_moves_forward_on_request() {
+        let clock = Clock::default();
+        let before = clock.now_ms();
+        assert_eq!(clock.advance(3_600_000), 3_600_000);
+        assert!(clock.now_ms() >= before + 3_600_000);
+        assert_eq!(clock.offset_ms(), 3_600_000);
     }
 }

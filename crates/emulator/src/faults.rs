@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::error::{ApiFailure, RateLimitPolicy, correlation_id};
+use crate::error::{ApiFailure, RateLimitPolicy, correlation_id};
 
 /// A fault plan, as sent to and shown by `/_emulator/faults`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

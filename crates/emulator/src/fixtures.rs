@@ -26,13 +26,11 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::associations::default_type;
-use super::auth::FIRST_USER_ID;
-use super::error::{ApiFailure, ApiResult};
-use super::routes::{GroupCreateBody, add_group, add_property};
-use super::schema::{ObjectType, PropertyCreateBody};
-use super::state::{Actor, Store, StoreSnapshot, Write, parse_properties};
-use super::timeline::AppEventType;
+use crate::auth::FIRST_USER_ID;
+use crate::error::{ApiFailure, ApiResult};
+use crate::schema::{GroupCreateBody, ObjectType, PropertyCreateBody};
+use crate::store::timeline::AppEventType;
+use crate::store::{Actor, Store, StoreSnapshot, Write, parse_properties};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -92,7 +90,7 @@ fn apply(store: &mut Store, fixture: Fixture) -> ApiResult<Value> {
     for (t, bodies) in fixture.property_groups {
         let t = store.resolve_type(&t)?;
         for body in bodies {
-            add_group(store, t, body).map_err(|f| context("property group", f))?;
+            store.add_group(t, body).map_err(|f| context("property group", f))?;
             groups += 1;
         }
     }
@@ -100,7 +98,7 @@ fn apply(store: &mut Store, fixture: Fixture) -> ApiResult<Value> {
     for (t, bodies) in fixture.properties {
         let t = store.resolve_type(&t)?;
         for body in bodies {
-            add_property(store, t, body).map_err(|f| context("property", f))?;
+            store.add_property(t, body).map_err(|f| context("property", f))?;
             properties += 1;
         }
     }
@@ -131,7 +129,7 @@ fn apply(store: &mut Store, fixture: Fixture) -> ApiResult<Value> {
     };
     for association in &fixture.associations {
         let (from, to) = (find(&association.from)?, find(&association.to)?);
-        let default = default_type(store, from.0, to.0)?;
+        let default = store.default_association_type(from.0, to.0)?;
         store.associate(from, to, &[default.type_id], actor).map_err(|f| context("association", f))?;
     }
     let portal_id = store.portal_id();

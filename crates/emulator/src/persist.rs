@@ -14,9 +14,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::task::JoinHandle;
 
-use super::Emulator;
-use super::state::StoreSnapshot;
-use super::webhook_settings::AppWebhooks;
+use crate::shared::Emulator;
+use crate::store::StoreSnapshot;
+use crate::webhooks::settings::AppWebhooks;
 
 /// How long changes gather before they are saved.
 const SAVE_DELAY: Duration = Duration::from_millis(200);

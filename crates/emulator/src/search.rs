@@ -7,10 +7,10 @@ use std::cmp::Ordering;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::clock::parse_instant_ms;
-use super::error::{ApiFailure, ApiResult};
-use super::schema::{ObjectType, PropertyDef};
-use super::state::{Selection, StoredObject, TypeStore, property_value_string};
+use crate::clock::parse_instant_ms;
+use crate::error::{ApiFailure, ApiResult};
+use crate::schema::{ObjectType, PropertyDef};
+use crate::store::{Selection, StoredObject, TypeStore, property_value_string};
 
 const MAX_GROUPS: usize = 5;
 const MAX_FILTERS_PER_GROUP: usize = 6;
@@ -265,7 +265,7 @@ fn compare(def: &PropertyDef, a: &str, b: &str) -> Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Actor, Store, Write};
+    use crate::store::{Actor, Store, Write};
 
     fn store_with_deals() -> Store {
         let mut store = Store::new(1, None);

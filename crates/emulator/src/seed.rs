@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::clock::now_ms;
-use super::schema::ObjectType;
-use super::state::Store;
+use crate::clock::now_ms;
+use crate::schema::ObjectType;
+use crate::store::Store;
 
 const FIRST_NAMES: &[&str] = &[
     "Ada",

@@ -1,5 +1,7 @@
-//! Who is calling (bearer tokens and their scopes) and how much they may call (HubSpot's
-//! per-app ten-second window and per-account daily limit).
+//! Who is calling (bearer tokens and their scopes, OAuth apps' tokens in `oauth`) and how much
+//! they may call (HubSpot's per-app ten-second window and per-account daily limit).
+
+pub mod oauth;
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -7,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use axum::http::{HeaderMap, HeaderValue};
 
-use super::TokenGrant;
-use super::clock::{epoch_day, now_ms};
-use super::error::{ApiFailure, ApiResult, RateLimitPolicy};
+use crate::clock::{epoch_day, now_ms};
+use crate::config::TokenGrant;
+use crate::error::{ApiFailure, ApiResult, RateLimitPolicy};
 use hubspot::Tier;
 
 /// Every scope a token without an explicit list holds.
@@ -87,18 +89,6 @@ impl Tokens {
     /// The caller named by an `Authorization: Bearer` header.
     pub fn caller_for(&self, headers: &HeaderMap) -> Option<&Caller> {
         self.get(bearer_token(headers)?)
-    }
-}
-
-/// App-level APIs (webhook settings, timeline templates) take the developer API key in
-/// `?hapikey=` and a path naming the emulated app; that app's id.
-pub fn check_developer_key(emu: &super::Emulator, params: &[(String, String)], app_id: &str) -> ApiResult<u64> {
-    if super::routes::param(params, "hapikey") != Some(emu.config.developer_api_key.as_str()) {
-        return Err(ApiFailure::invalid_authentication());
-    }
-    match app_id.parse::<u64>() {
-        Ok(id) if id == emu.config.app_id => Ok(id),
-        _ => Err(ApiFailure::not_found(&format!("App {app_id} not found for this developer account"))),
     }
 }
 

@@ -1,132 +1,35 @@
-//! OAuth apps (HubSpot's public apps): the token endpoints (`/oauth/v1/token`, `/oauth/v3/token`)
-//! with the authorization-code, refresh-token and client-credentials grants, token metadata
-//! (`/oauth/v1/access-tokens/{token}`, `/oauth/v1/refresh-tokens/{token}`,
-//! `/oauth/v3/token/introspect`), and the access tokens they issue, which expire after the
-//! configured lifetime on the emulator's adjustable clock.
+//! OAuth apps (HubSpot's public apps): the apps installed in the account, the authorization
+//! codes, refresh tokens and access tokens issued to them, and the grants of the token
+//! endpoint. Access tokens expire after the configured lifetime on the emulator's adjustable
+//! clock.
 
 use std::collections::{BTreeSet, HashMap};
-use std::str::FromStr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Emulator;
-use super::Redacted;
-use super::auth::{Caller, FIRST_USER_ID, all_scopes};
-use super::clock::now_ms;
-use super::error::{ApiFailure, ApiResult, correlation_id};
-
-/// HubSpot's access token lifetime: 30 minutes.
-pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 1800;
-
-/// An OAuth app the emulator knows: `CLIENT_ID:CLIENT_SECRET` (every scope) or
-/// `CLIENT_ID:CLIENT_SECRET=scope1,scope2` (the scopes its installation granted).
-#[derive(Clone, PartialEq, Eq)]
-pub struct OAuthApp {
-    pub client_id: String,
-    pub client_secret: String,
-    /// `None`: every scope.
-    pub scopes: Option<Vec<String>>,
-}
-
-impl std::fmt::Debug for OAuthApp {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OAuthApp")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &Redacted(&self.client_secret))
-            .field("scopes", &self.scopes)
-            .finish()
-    }
-}
-
-impl FromStr for OAuthApp {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (credentials, scopes) = match s.split_once('=') {
-            Some((c, scopes)) => {
-                (c, Some(scopes.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect()))
-            }
-            None => (s, None),
-        };
-        let (client_id, client_secret) =
-            credentials.split_once(':').ok_or("an OAuth app is CLIENT_ID:CLIENT_SECRET[=scope1,scope2]")?;
-        let (client_id, client_secret) = (client_id.trim(), client_secret.trim());
-        if client_id.is_empty() || client_secret.is_empty() {
-            return Err("an OAuth app needs a client id and a client secret".into());
-        }
-        Ok(OAuthApp { client_id: client_id.into(), client_secret: client_secret.into(), scopes })
-    }
-}
-
-/// A refresh token issued at start: `REFRESH_TOKEN=CLIENT_ID`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RefreshTokenGrant {
-    pub token: String,
-    pub client_id: String,
-}
-
-impl std::fmt::Debug for RefreshTokenGrant {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RefreshTokenGrant")
-            .field("token", &Redacted(&self.token))
-            .field("client_id", &self.client_id)
-            .finish()
-    }
-}
-
-impl FromStr for RefreshTokenGrant {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (token, client_id) = s.split_once('=').ok_or("a refresh token is REFRESH_TOKEN=CLIENT_ID")?;
-        let (token, client_id) = (token.trim(), client_id.trim());
-        if token.is_empty() || client_id.is_empty() {
-            return Err("a refresh token needs a value and a client id".into());
-        }
-        Ok(RefreshTokenGrant { token: token.into(), client_id: client_id.into() })
-    }
-}
-
-/// The emulator's clock for token expiry: wall-clock time plus an offset that
-/// `POST /_emulator/clock/advance` moves forward, so tests can expire tokens without waiting.
-#[derive(Default)]
-pub struct Clock {
-    offset_ms: AtomicI64,
-}
-
-impl Clock {
-    pub fn now_ms(&self) -> i64 {
-        now_ms() + self.offset_ms.load(Ordering::SeqCst)
-    }
-
-    pub fn advance(&self, ms: i64) -> i64 {
-        self.offset_ms.fetch_add(ms, Ordering::SeqCst) + ms
-    }
-
-    pub fn offset_ms(&self) -> i64 {
-        self.offset_ms.load(Ordering::SeqCst)
-    }
-}
+use super::{Caller, FIRST_USER_ID, all_scopes};
+use crate::config::{OAuthApp, RefreshTokenGrant};
+use crate::error::{ApiFailure, ApiResult, correlation_id};
 
 /// One configured app with the identity its tokens act as.
-struct App {
-    config: OAuthApp,
-    app_id: u64,
-    scopes: Arc<BTreeSet<String>>,
+pub struct App {
+    pub config: OAuthApp,
+    pub app_id: u64,
+    pub scopes: Arc<BTreeSet<String>>,
 }
 
 /// Every token is issued to the installing user of the one emulated account.
-const INSTALLING_USER_ID: u64 = FIRST_USER_ID;
-const INSTALLING_USER: &str = "installer@emulator.example";
+pub const INSTALLING_USER_ID: u64 = FIRST_USER_ID;
+pub const INSTALLING_USER: &str = "installer@emulator.example";
 
-struct AccessToken {
-    client_id: String,
-    expires_at_ms: i64,
+/// An access token issued to an app, and when it expires.
+pub struct AccessToken {
+    pub client_id: String,
+    pub expires_at_ms: i64,
 }
 
 struct AuthCode {
@@ -139,8 +42,8 @@ pub struct OAuthState {
     apps: Vec<App>,
     ttl_ms: i64,
     /// Refresh token → client id. Refresh tokens do not expire (HubSpot's are long-lived).
-    refresh_tokens: HashMap<String, String>,
-    access_tokens: HashMap<String, AccessToken>,
+    pub refresh_tokens: HashMap<String, String>,
+    pub access_tokens: HashMap<String, AccessToken>,
     codes: HashMap<String, AuthCode>,
 }
 
@@ -177,7 +80,7 @@ impl OAuthState {
         Ok(state)
     }
 
-    fn app(&self, client_id: &str) -> Option<&App> {
+    pub fn app(&self, client_id: &str) -> Option<&App> {
         self.apps.iter().find(|a| a.config.client_id == client_id)
     }
 
@@ -231,7 +134,7 @@ impl OAuthState {
     }
 
     /// `POST /oauth/v{1,3}/token`.
-    fn grant(&mut self, form: &TokenForm, portal_id: u64, now_ms: i64) -> Result<Value, TokenError> {
+    pub fn grant(&mut self, form: &TokenForm, portal_id: u64, now_ms: i64) -> Result<Value, TokenError> {
         let client_id = form.client_id.as_deref().filter(|c| !c.is_empty()).ok_or(TokenError::BadClientId)?;
         let app = self.app(client_id).ok_or(TokenError::BadClientId)?;
         if form.client_secret.as_deref() != Some(app.config.client_secret.as_str()) {
@@ -295,7 +198,7 @@ fn expired_authentication(minutes_ago: i64) -> ApiFailure {
 /// (`{"status": "BAD_REFRESH_TOKEN", "message": "...", "correlationId": "..."}`), which clients
 /// match on, plus the `category` HubSpot's OpenAPI description of the endpoint requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum TokenError {
+pub enum TokenError {
     BadGrantType,
     BadClientId,
     BadClientSecret,
@@ -305,7 +208,7 @@ enum TokenError {
 }
 
 impl TokenError {
-    fn into_failure(self) -> ApiFailure {
+    pub fn into_failure(self) -> ApiFailure {
         let (status, message) = match self {
             TokenError::BadGrantType => ("BAD_GRANT_TYPE", "missing or unknown grant type"),
             TokenError::BadClientId => ("BAD_CLIENT_ID", "missing or unknown client id"),
@@ -330,150 +233,25 @@ impl TokenError {
 
 /// The form fields of the token and introspection endpoints.
 #[derive(Deserialize, Default)]
-struct TokenForm {
-    grant_type: Option<String>,
-    client_id: Option<String>,
-    client_secret: Option<String>,
-    refresh_token: Option<String>,
-    code: Option<String>,
-    redirect_uri: Option<String>,
-    token: Option<String>,
+pub struct TokenForm {
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub refresh_token: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub token: Option<String>,
 }
 
 /// Reads an `application/x-www-form-urlencoded` body with the parser of axum's query extractor
 /// (the encoding is the same).
-fn parse_form(body: &Bytes) -> ApiResult<TokenForm> {
+pub fn parse_form(body: &Bytes) -> ApiResult<TokenForm> {
     let uri = format!("/?{}", String::from_utf8_lossy(body))
         .parse()
         .map_err(|_| ApiFailure::validation("Invalid form body"))?;
     axum::extract::Query::<TokenForm>::try_from_uri(&uri)
         .map(|q| q.0)
         .map_err(|e| ApiFailure::validation(&format!("Invalid form body: {e}")))
-}
-
-type Shared = State<Arc<Emulator>>;
-
-/// `POST /oauth/v1/token` and `POST /oauth/v3/token`.
-pub async fn token(State(emu): Shared, body: Bytes) -> Response {
-    let form = match parse_form(&body) {
-        Ok(f) => f,
-        Err(failure) => return failure.into_response(),
-    };
-    let now = emu.clock.now_ms();
-    let mut oauth = emu.oauth.lock().expect("oauth lock");
-    match oauth.grant(&form, emu.config.portal_id, now) {
-        Ok(body) => (StatusCode::OK, axum::Json(body)).into_response(),
-        Err(e) => e.into_failure().into_response(),
-    }
-}
-
-fn token_not_found() -> ApiFailure {
-    ApiFailure::not_found("Token not found or expired")
-}
-
-/// `GET /oauth/v1/access-tokens/{token}`.
-pub async fn access_token_info(State(emu): Shared, Path(token): Path<String>) -> ApiResult<Response> {
-    let now = emu.clock.now_ms();
-    let oauth = emu.oauth.lock().expect("oauth lock");
-    let issued = oauth.access_tokens.get(&token).filter(|t| t.expires_at_ms > now).ok_or_else(token_not_found)?;
-    let app = oauth.app(&issued.client_id).ok_or_else(token_not_found)?;
-    // HubSpot lists the internal id of each scope's scope group beside the scopes; the numbers
-    // mean nothing outside HubSpot, so positions stand in for them.
-    let scope_group_pks: Vec<usize> = (1..=app.scopes.len()).collect();
-    Ok(axum::Json(json!({
-        "token": token,
-        "user": INSTALLING_USER,
-        "hub_domain": hub_domain(emu.config.portal_id),
-        "scopes": app.scopes.iter().collect::<Vec<_>>(),
-        "scope_to_scope_group_pks": scope_group_pks,
-        "trial_scopes": [],
-        "trial_scope_to_scope_group_pks": [],
-        "hub_id": emu.config.portal_id,
-        "app_id": app.app_id,
-        "expires_in": (issued.expires_at_ms - now) / 1000,
-        "user_id": INSTALLING_USER_ID,
-        "token_type": "access",
-    }))
-    .into_response())
-}
-
-fn hub_domain(portal_id: u64) -> String {
-    format!("emulator-{portal_id}.hubspot.example")
-}
-
-/// `GET /oauth/v1/refresh-tokens/{token}`.
-pub async fn refresh_token_info(State(emu): Shared, Path(token): Path<String>) -> ApiResult<Response> {
-    let oauth = emu.oauth.lock().expect("oauth lock");
-    let client_id = oauth.refresh_tokens.get(&token).ok_or_else(token_not_found)?;
-    let app = oauth.app(client_id).ok_or_else(token_not_found)?;
-    Ok(axum::Json(json!({
-        "token": token,
-        "user": INSTALLING_USER,
-        "hub_domain": hub_domain(emu.config.portal_id),
-        "scopes": app.scopes.iter().collect::<Vec<_>>(),
-        "hub_id": emu.config.portal_id,
-        "client_id": client_id,
-        "user_id": INSTALLING_USER_ID,
-        "token_type": "refresh",
-    }))
-    .into_response())
-}
-
-/// `DELETE /oauth/v1/refresh-tokens/{token}`: revokes it (the app is uninstalled).
-pub async fn revoke_refresh_token(State(emu): Shared, Path(token): Path<String>) -> ApiResult<StatusCode> {
-    let mut oauth = emu.oauth.lock().expect("oauth lock");
-    oauth.refresh_tokens.remove(&token).ok_or_else(token_not_found)?;
-    Ok(StatusCode::NO_CONTENT)
-}
-
-/// `POST /oauth/v3/token/introspect` (RFC 7662 style): `{active: false}` for a token that is
-/// unknown, expired or another app's.
-pub async fn introspect(State(emu): Shared, body: Bytes) -> ApiResult<Response> {
-    let form = parse_form(&body)?;
-    let now = emu.clock.now_ms();
-    let oauth = emu.oauth.lock().expect("oauth lock");
-    let client_id = form.client_id.as_deref().unwrap_or_default();
-    let app = oauth.app(client_id).ok_or_else(|| TokenError::BadClientId.into_failure())?;
-    if form.client_secret.as_deref() != Some(app.config.client_secret.as_str()) {
-        return Err(TokenError::BadClientSecret.into_failure());
-    }
-    let token = form.token.as_deref().unwrap_or_default();
-    let scope = app.scopes.iter().cloned().collect::<Vec<_>>().join(" ");
-    let common = |token_type: &str| {
-        json!({
-            "active": true,
-            "client_id": client_id,
-            "hub_id": emu.config.portal_id,
-            "user_id": INSTALLING_USER_ID,
-            "scope": scope,
-            "token_type": token_type,
-        })
-    };
-    let answer = if let Some(issued) =
-        oauth.access_tokens.get(token).filter(|t| t.client_id == client_id && t.expires_at_ms > now)
-    {
-        let mut v = common("access_token");
-        v["exp"] = json!(issued.expires_at_ms / 1000);
-        v
-    } else if oauth.refresh_tokens.get(token).is_some_and(|owner| owner == client_id) {
-        common("refresh_token")
-    } else {
-        json!({ "active": false })
-    };
-    Ok(axum::Json(answer).into_response())
-}
-
-/// The caller named by `Authorization: Bearer`: a private-app token, or an OAuth access token
-/// (refused with `EXPIRED_AUTHENTICATION` once past its lifetime).
-pub fn bearer_caller(emu: &Emulator, headers: &HeaderMap) -> ApiResult<Caller> {
-    if let Some(caller) = emu.tokens.caller_for(headers) {
-        return Ok(caller.clone());
-    }
-    let token = super::auth::bearer_token(headers).ok_or_else(ApiFailure::invalid_authentication)?;
-    let oauth = emu.oauth.lock().expect("oauth lock");
-    oauth
-        .caller_for_access_token(token, emu.clock.now_ms())
-        .unwrap_or_else(|| Err(ApiFailure::invalid_authentication()))
 }
 
 /// Form fields that are secrets and never reach the request log.
@@ -594,14 +372,5 @@ mod tests {
             )
             .unwrap();
         assert!(app_token.get("refresh_token").is_none());
-    }
-
-    #[test]
-    fn the_clock_moves_forward_on_request() {
-        let clock = Clock::default();
-        let before = clock.now_ms();
-        assert_eq!(clock.advance(3_600_000), 3_600_000);
-        assert!(clock.now_ms() >= before + 3_600_000);
-        assert_eq!(clock.offset_ms(), 3_600_000);
     }
 }

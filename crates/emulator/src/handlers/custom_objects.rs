@@ -3,102 +3,36 @@
 //! a custom type are then served by every object, batch, search and property endpoint under
 //! its objectTypeId (`2-<n>`), fullyQualifiedName (`p{portalId}_{name}`) or name.
 
-use std::sync::Arc;
-
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{delete, get, post};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Emulator;
-use super::auth::Caller;
-use super::clock::{iso8601, now_ms};
-use super::error::{ApiFailure, ApiResult};
-use super::routes::{bool_param, json_response, parse_json};
-use super::schema::{self, ObjectType, PropertyCreateBody, PropertyDef};
-use super::state::Store;
+use crate::api::{Params, Shared, bool_param, json_response, parse_json};
+use crate::auth::Caller;
+use crate::clock::{iso8601, now_ms};
+use crate::error::{ApiFailure, ApiResult};
+use crate::schema::builtin::CUSTOM_OBJECT_GROUP;
+use crate::schema::{self, ObjectType, PropertyCreateBody, PropertyDef};
+use crate::store::Store;
+use crate::store::custom_schema::{CustomSchema, FIRST_TYPE_NUMBER, association_type_ids};
 
 const READ_SCOPE: &str = "crm.schemas.custom.read";
 const WRITE_SCOPE: &str = "crm.schemas.custom.write";
-/// The `n` of the first custom type's objectTypeId `2-<n>`.
-const FIRST_TYPE_NUMBER: u32 = 3_000_001;
-/// The property group a custom type's properties land in when they name none.
-pub const DEFAULT_GROUP: &str = "custom_object_information";
 
-/// A custom object type's definition.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct CustomSchema {
-    pub id: u32,
-    pub name: String,
-    pub singular_label: String,
-    pub plural_label: String,
-    pub description: Option<String>,
-    pub required_properties: Vec<String>,
-    pub searchable_properties: Vec<String>,
-    pub primary_display_property: Option<String>,
-    pub secondary_display_properties: Vec<String>,
-    /// objectTypeIds of the types its objects can be associated with.
-    pub associated_objects: Vec<String>,
-    pub created_at_ms: i64,
-    pub updated_at_ms: i64,
-    pub archived: bool,
-}
-
-impl CustomSchema {
-    pub fn object_type(&self) -> ObjectType {
-        ObjectType::Custom(self.id)
-    }
-
-    pub fn fully_qualified_name(&self, portal_id: u64) -> String {
-        format!("p{portal_id}_{}", self.name)
-    }
-
-    /// HubSpot's ObjectTypeDefinition: the schema without its properties and associations.
-    fn definition_json(&self, portal_id: u64) -> Value {
-        let mut v = json!({
-            "id": self.id.to_string(),
-            "objectTypeId": self.object_type().object_type_id(),
-            "name": self.name,
-            "fullyQualifiedName": self.fully_qualified_name(portal_id),
-            "labels": { "singular": self.singular_label, "plural": self.plural_label },
-            "requiredProperties": self.required_properties,
-            "searchableProperties": self.searchable_properties,
-            "secondaryDisplayProperties": self.secondary_display_properties,
-            "portalId": portal_id,
-            "archived": self.archived,
-            "createdAt": iso8601(self.created_at_ms),
-            "updatedAt": iso8601(self.updated_at_ms),
-        });
-        if let Some(p) = &self.primary_display_property {
-            v["primaryDisplayProperty"] = json!(p);
-        }
-        if let Some(d) = &self.description {
-            v["description"] = json!(d);
-        }
-        v
-    }
-
-    /// HubSpot's ObjectSchema: the definition with its properties and associations.
-    fn schema_json(&self, store: &Store) -> Value {
-        let mut v = self.definition_json(store.portal_id());
-        let properties: Vec<Value> = store
-            .of(self.object_type())
-            .properties
-            .values()
-            .filter(|p| !p.archived)
-            .map(PropertyDef::to_json)
-            .collect();
-        v["properties"] = Value::Array(properties);
-        let from = self.object_type().object_type_id();
-        let at = iso8601(self.created_at_ms);
-        v["associations"] =
-            self.associated_objects.iter().map(|to| association_json(self.id, &from, to, &at)).collect();
-        v
-    }
+/// HubSpot's ObjectSchema: the definition with its properties and associations.
+fn schema_json(schema: &CustomSchema, store: &Store) -> Value {
+    let mut v = schema.definition_json(store.portal_id());
+    let properties: Vec<Value> =
+        store.of(schema.object_type()).properties.values().filter(|p| !p.archived).map(PropertyDef::to_json).collect();
+    v["properties"] = Value::Array(properties);
+    let from = schema.object_type().object_type_id();
+    let at = iso8601(schema.created_at_ms);
+    v["associations"] =
+        schema.associated_objects.iter().map(|to| association_json(schema.id, &from, to, &at)).collect();
+    v
 }
 
 /// HubSpot's AssociationDefinition of a custom type's association with another type.
@@ -112,39 +46,20 @@ fn association_json(custom: u32, from: &str, to: &str, at: &str) -> Value {
     })
 }
 
-/// The association type ids between a custom type and another type: (custom → other,
-/// other → custom). HubSpot allocates these per account; numbers derived from the pair serve
-/// the same purpose here.
-pub fn association_type_ids(custom: u32, other_type_id: &str) -> (u32, u32) {
-    let other: u32 = other_type_id.split('-').nth(1).and_then(|n| n.parse().ok()).unwrap_or(0);
-    let slot =
-        if other_type_id.starts_with("2-") { 50 + other.saturating_sub(FIRST_TYPE_NUMBER) % 50 } else { other % 50 };
-    let forward = 10_000 + custom.saturating_sub(FIRST_TYPE_NUMBER) * 200 + slot * 2;
-    (forward, forward + 1)
-}
-
-pub fn router() -> Router<Arc<Emulator>> {
-    Router::new()
-        .route("/", get(list_schemas).post(create_schema))
-        .route("/{t}", get(get_schema).patch(update_schema).delete(archive_schema))
-        .route("/{t}/associations", post(create_association))
-        .route("/{t}/associations/{association_id}", delete(archive_association))
-}
-
 fn require(caller: &Caller, scope: &str) -> ApiResult<()> {
     caller.require_any(&[scope.to_string()])
 }
 
-async fn list_schemas(
-    State(emu): State<Arc<Emulator>>,
+pub async fn list_schemas(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
-    Query(params): Query<Vec<(String, String)>>,
+    Query(params): Params,
 ) -> ApiResult<Response> {
     require(&caller, READ_SCOPE)?;
     let archived = bool_param(&params, "archived");
     let store = emu.store.lock().expect("store lock");
     let results: Vec<Value> =
-        store.schemas.values().filter(|c| c.archived == archived).map(|c| c.schema_json(&store)).collect();
+        store.schemas.values().filter(|c| c.archived == archived).map(|c| schema_json(c, &store)).collect();
     Ok(json_response(StatusCode::OK, json!({ "results": results })))
 }
 
@@ -156,14 +71,14 @@ fn find_schema<'a>(store: &'a Store, t: &str) -> ApiResult<&'a CustomSchema> {
     }
 }
 
-async fn get_schema(
-    State(emu): State<Arc<Emulator>>,
+pub async fn get_schema(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path(t): Path<String>,
 ) -> ApiResult<Response> {
     require(&caller, READ_SCOPE)?;
     let store = emu.store.lock().expect("store lock");
-    Ok(json_response(StatusCode::OK, find_schema(&store, &t)?.schema_json(&store)))
+    Ok(json_response(StatusCode::OK, schema_json(find_schema(&store, &t)?, &store)))
 }
 
 #[derive(Deserialize)]
@@ -221,8 +136,8 @@ fn undefined_properties(names: &[String], defined: &[PropertyDef], field: &str) 
         .collect()
 }
 
-async fn create_schema(
-    State(emu): State<Arc<Emulator>>,
+pub async fn create_schema(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     body: Bytes,
 ) -> ApiResult<Response> {
@@ -249,12 +164,12 @@ async fn create_schema(
     let mut defs = vec![];
     for mut property in body.properties {
         if property.get("groupName").is_none() && property.is_object() {
-            property["groupName"] = json!(DEFAULT_GROUP);
+            property["groupName"] = json!(CUSTOM_OBJECT_GROUP);
         }
         let parsed: PropertyCreateBody = serde_json::from_value(property)
             .map_err(|e| ApiFailure::validation(&format!("Invalid input JSON: properties: {e}")))?;
         match schema::validate_create(parsed, now) {
-            Ok(def) if def.group_name != DEFAULT_GROUP => problems.push(problem(
+            Ok(def) if def.group_name != CUSTOM_OBJECT_GROUP => problems.push(problem(
                 format!("Property group {} does not exist on a new object type", def.group_name),
                 "INVALID_GROUP",
                 "properties",
@@ -308,7 +223,7 @@ async fn create_schema(
         archived: false,
     };
     store.add_custom_type(schema.clone(), defs, now);
-    Ok(json_response(StatusCode::CREATED, schema.schema_json(&store)))
+    Ok(json_response(StatusCode::CREATED, schema_json(&schema, &store)))
 }
 
 #[derive(Deserialize)]
@@ -324,8 +239,8 @@ struct SchemaPatchBody {
     secondary_display_properties: Option<Vec<String>>,
 }
 
-async fn update_schema(
-    State(emu): State<Arc<Emulator>>,
+pub async fn update_schema(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path(t): Path<String>,
     body: Bytes,
@@ -401,8 +316,8 @@ struct AssociationBody {
 
 /// `POST /crm/v3/schemas/{t}/associations` `{fromObjectTypeId, toObjectTypeId}`: lets the
 /// custom type's records be associated with another type's.
-async fn create_association(
-    State(emu): State<Arc<Emulator>>,
+pub async fn create_association(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path(t): Path<String>,
     body: Bytes,
@@ -434,8 +349,8 @@ async fn create_association(
 }
 
 /// `DELETE /crm/v3/schemas/{t}/associations/{associationId}`.
-async fn archive_association(
-    State(emu): State<Arc<Emulator>>,
+pub async fn archive_association(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((t, association_id)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -452,8 +367,8 @@ async fn archive_association(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn archive_schema(
-    State(emu): State<Arc<Emulator>>,
+pub async fn archive_schema(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path(t): Path<String>,
 ) -> ApiResult<StatusCode> {

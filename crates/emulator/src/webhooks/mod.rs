@@ -1,6 +1,9 @@
 //! Webhook delivery as HubSpot does it: events gathered for a short flush delay, sent in signed
 //! batches of at most 100, at most 10 requests in flight, a 5-second timeout, and retries with
 //! growing delays for any failure. On request, batches are delivered twice or out of order.
+//! What is sent, and where, follows the app's webhook configuration (`settings`).
+
+pub mod settings;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -12,13 +15,13 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 
-use super::clock::now_ms;
-use super::webhook_settings::SharedWebhooks;
-use super::{EmulatorConfig, LegacySignatureVersion, RetrySchedule};
+use crate::clock::now_ms;
+use crate::config::{EmulatorConfig, LegacySignatureVersion, RetrySchedule};
 use hubspot::WebhookEvent;
 use hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, sign_v1, sign_v2, sign_v3,
 };
+use settings::SharedWebhooks;
 
 pub const USER_AGENT: &str = "HubSpot Connect 2.0 (http://dev.hubspot.com/) - WebhooksExecutorDaemon";
 pub const MAX_BATCH_EVENTS: usize = 100;

@@ -1,228 +1,24 @@
-//! Associations v4 (`/crm/v4/...`): links between records, each with one or more association
-//! types. HubSpot defines the types of the standard pairs (contact→company 279 unlabelled and 1
-//! "Primary", ...); a custom object's schema defines one type per associated object type.
-//! Every association is stored in both directions, with the inverse type on the way back.
+//! Associations v4 (`/crm/v4/...`): associate records with their default or labelled types,
+//! list a record's associations and the labels between two types, and batches of each.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
-use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::routing::{get, post, put};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Emulator;
-use super::auth::Caller;
-use super::clock::now_ms;
-use super::custom_objects::association_type_ids;
-use super::error::{ApiFailure, ApiResult};
-use super::routes::{MAX_BATCH_INPUTS, batch_response, json_response, param, parse_json, resolve_type};
-use super::schema::ObjectType;
-use super::state::{Actor, Store};
-use hubspot::WebhookEvent;
+use crate::api::{MAX_BATCH_INPUTS, Params, Shared, batch_response, json_response, param, parse_json, resolve_type};
+use crate::auth::Caller;
+use crate::clock::now_ms;
+use crate::error::{ApiFailure, ApiResult};
+use crate::schema::ObjectType;
+use crate::shared::Emulator;
+use crate::store::links::{AssociationType, ObjectRef};
+use crate::store::{Actor, Store};
 
-/// A record: its type and id.
-pub type ObjectRef = (ObjectType, u64);
-
-/// One association from a record: to this record, of this association type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct Link {
-    pub to_type: ObjectType,
-    pub to_id: u64,
-    pub type_id: u32,
-}
-
-/// An association type between two object types.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AssociationType {
-    pub type_id: u32,
-    pub label: Option<&'static str>,
-    pub category: &'static str,
-    /// The type of the same association seen from the other side.
-    pub inverse: u32,
-}
-
-const HUBSPOT_DEFINED: &str = "HUBSPOT_DEFINED";
-const USER_DEFINED: &str = "USER_DEFINED";
 /// Most associations one read answers with.
 const MAX_PAGE: usize = 500;
-
-/// HubSpot's association types between the standard objects: (from, to, type id, label,
-/// inverse type id). The first of each pair is its default (unlabelled) type.
-const STANDARD_TYPES: &[(ObjectType, ObjectType, u32, Option<&str>, u32)] = {
-    use ObjectType::{Companies, Contacts, Deals, Tickets};
-    &[
-        (Contacts, Companies, 279, None, 280),
-        (Contacts, Companies, 1, Some("Primary"), 2),
-        (Companies, Contacts, 280, None, 279),
-        (Companies, Contacts, 2, Some("Primary"), 1),
-        (Deals, Contacts, 3, None, 4),
-        (Contacts, Deals, 4, None, 3),
-        (Deals, Companies, 341, None, 342),
-        (Deals, Companies, 5, Some("Primary"), 6),
-        (Companies, Deals, 342, None, 341),
-        (Companies, Deals, 6, Some("Primary"), 5),
-        (Tickets, Contacts, 16, None, 15),
-        (Contacts, Tickets, 15, None, 16),
-        (Tickets, Companies, 339, None, 340),
-        (Tickets, Companies, 26, Some("Primary"), 25),
-        (Companies, Tickets, 340, None, 339),
-        (Companies, Tickets, 25, Some("Primary"), 26),
-        (Deals, Tickets, 27, None, 28),
-        (Tickets, Deals, 28, None, 27),
-    ]
-};
-
-impl Store {
-    /// The association types from `from` to `to`, the default one first.
-    pub fn association_types(&self, from: ObjectType, to: ObjectType) -> Vec<AssociationType> {
-        let standard: Vec<AssociationType> = STANDARD_TYPES
-            .iter()
-            .filter(|(f, t, ..)| *f == from && *t == to)
-            .map(|&(_, _, type_id, label, inverse)| AssociationType {
-                type_id,
-                label,
-                category: HUBSPOT_DEFINED,
-                inverse,
-            })
-            .collect();
-        if !standard.is_empty() {
-            return standard;
-        }
-        // A custom type's schema names the types it associates with.
-        let defined = |custom: ObjectType, other: ObjectType| match custom {
-            ObjectType::Custom(n) => self
-                .schemas
-                .get(&n)
-                .filter(|s| s.associated_objects.contains(&other.object_type_id()))
-                .map(|_| association_type_ids(n, &other.object_type_id())),
-            _ => None,
-        };
-        if let Some((forward, reverse)) = defined(from, to) {
-            vec![AssociationType { type_id: forward, label: None, category: USER_DEFINED, inverse: reverse }]
-        } else if let Some((forward, reverse)) = defined(to, from) {
-            vec![AssociationType { type_id: reverse, label: None, category: USER_DEFINED, inverse: forward }]
-        } else {
-            vec![]
-        }
-    }
-
-    /// Associations from `from` to records of `to_type`, by record, ordered by id.
-    pub fn associations_to(&self, from: ObjectRef, to_type: ObjectType) -> BTreeMap<u64, Vec<u32>> {
-        let mut by_record: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
-        for link in self.associations.get(&from).into_iter().flatten().filter(|l| l.to_type == to_type) {
-            by_record.entry(link.to_id).or_default().push(link.type_id);
-        }
-        by_record
-    }
-
-    /// Adds associations of the given types between two live records (and their inverses).
-    /// A "Primary" type moves: the record's previous primary association of it is dropped.
-    pub fn associate(&mut self, from: ObjectRef, to: ObjectRef, type_ids: &[u32], actor: Actor) -> ApiResult<()> {
-        self.require_live(from)?;
-        self.require_live(to)?;
-        let known = self.association_types(from.0, to.0);
-        let mut chosen = vec![];
-        for id in type_ids {
-            let t = known.iter().find(|t| t.type_id == *id).ok_or_else(|| {
-                ApiFailure::validation(&format!(
-                    "associationTypeId {id} is not a valid association type from {} to {}",
-                    from.0.object_type_id(),
-                    to.0.object_type_id()
-                ))
-            })?;
-            chosen.push(*t);
-        }
-        for t in chosen {
-            if t.label == Some("Primary") {
-                let previous: Vec<Link> = self
-                    .associations
-                    .get(&from)
-                    .into_iter()
-                    .flatten()
-                    .filter(|l| l.to_type == to.0 && l.type_id == t.type_id && l.to_id != to.1)
-                    .copied()
-                    .collect();
-                for link in previous {
-                    self.unlink(from, (link.to_type, link.to_id), link.type_id, t.inverse);
-                }
-            }
-            let forward = Link { to_type: to.0, to_id: to.1, type_id: t.type_id };
-            let inserted = self.associations_mut().entry(from).or_default().insert(forward);
-            self.associations_mut().entry(to).or_default().insert(Link {
-                to_type: from.0,
-                to_id: from.1,
-                type_id: t.inverse,
-            });
-            if inserted {
-                self.emit_association_change(from, to, false, actor);
-            }
-        }
-        Ok(())
-    }
-
-    /// Removes every association between two records; whether there was any.
-    pub fn dissociate(&mut self, from: ObjectRef, to: ObjectRef, actor: Actor) -> bool {
-        let had = |store: &mut Store, a: ObjectRef, b: ObjectRef| {
-            let links = store.associations_mut().entry(a).or_default();
-            let before = links.len();
-            links.retain(|l| (l.to_type, l.to_id) != b);
-            before != links.len()
-        };
-        let removed = had(self, from, to);
-        had(self, to, from);
-        if removed {
-            self.emit_association_change(from, to, true, actor);
-        }
-        removed
-    }
-
-    /// Drops every association of a record that is gone.
-    pub fn remove_associations_of(&mut self, record: ObjectRef) {
-        for link in self.associations_mut().remove(&record).unwrap_or_default() {
-            if let Some(back) = self.associations_mut().get_mut(&(link.to_type, link.to_id)) {
-                back.retain(|l| (l.to_type, l.to_id) != record);
-            }
-        }
-    }
-
-    fn unlink(&mut self, from: ObjectRef, to: ObjectRef, type_id: u32, inverse: u32) {
-        if let Some(links) = self.associations_mut().get_mut(&from) {
-            links.remove(&Link { to_type: to.0, to_id: to.1, type_id });
-        }
-        if let Some(links) = self.associations_mut().get_mut(&to) {
-            links.remove(&Link { to_type: from.0, to_id: from.1, type_id: inverse });
-        }
-    }
-
-    fn require_live(&self, (t, id): ObjectRef) -> ApiResult<()> {
-        if self.of(t).objects.get(&id).is_some_and(|o| !o.is_archived()) {
-            Ok(())
-        } else {
-            Err(ApiFailure::not_found(&format!("resource not found: {} {id} does not exist", t.shouting())))
-        }
-    }
-
-    /// `{type}.associationChange`, once from each side, as HubSpot sends them.
-    fn emit_association_change(&mut self, a: ObjectRef, b: ObjectRef, removed: bool, actor: Actor) {
-        let occurred_at = now_ms();
-        for (from, to) in [(a, b), (b, a)] {
-            let event = WebhookEvent {
-                occurred_at,
-                association_type: Some(format!("{}_TO_{}", from.0.shouting(), to.0.shouting())),
-                from_object_id: Some(from.1),
-                to_object_id: Some(to.1),
-                association_removed: Some(removed),
-                ..Default::default()
-            };
-            self.emit_event(from.0, "associationChange", actor, event);
-        }
-    }
-}
 
 /// An association type as HubSpot's `AssociationSpecWithLabel`: an unlabelled type has no
 /// `label` (the published description allows leaving it out, not null).
@@ -232,18 +28,6 @@ fn type_json(t: &AssociationType) -> Value {
         spec["label"] = json!(label);
     }
     spec
-}
-
-pub fn router() -> Router<Arc<Emulator>> {
-    Router::new()
-        .route("/objects/{from}/{id}/associations/default/{to}/{to_id}", put(associate_default))
-        .route("/objects/{from}/{id}/associations/{to}/{to_id}", put(associate_labelled).delete(archive_pair))
-        .route("/objects/{from}/{id}/associations/{to}", get(list_associations))
-        .route("/associations/{from}/{to}/labels", get(list_labels))
-        .route("/associations/{from}/{to}/batch/create", post(batch_create))
-        .route("/associations/{from}/{to}/batch/associate/default", post(batch_associate_default))
-        .route("/associations/{from}/{to}/batch/read", post(batch_read))
-        .route("/associations/{from}/{to}/batch/archive", post(batch_archive))
 }
 
 /// Both object types of a call, with the caller's scopes checked: reads need read access to
@@ -259,16 +43,6 @@ fn record_id(id: &str) -> ApiResult<u64> {
     id.parse().map_err(|_| ApiFailure::validation(&format!("{id} is not a valid object id")))
 }
 
-pub(super) fn default_type(store: &Store, from: ObjectType, to: ObjectType) -> ApiResult<AssociationType> {
-    store.association_types(from, to).first().copied().ok_or_else(|| {
-        ApiFailure::validation(&format!(
-            "There are no association types from {} to {}",
-            from.object_type_id(),
-            to.object_type_id()
-        ))
-    })
-}
-
 fn default_association_json(from_id: u64, to_id: u64, t: &AssociationType) -> Value {
     json!({
         "from": { "id": from_id.to_string() },
@@ -277,8 +51,8 @@ fn default_association_json(from_id: u64, to_id: u64, t: &AssociationType) -> Va
     })
 }
 
-async fn associate_default(
-    State(emu): State<Arc<Emulator>>,
+pub async fn associate_default(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, id, to, to_id)): Path<(String, String, String, String)>,
 ) -> ApiResult<Response> {
@@ -286,7 +60,7 @@ async fn associate_default(
     let (from, to) = pair(&emu, &caller, &from, &to, true)?;
     let (id, to_id) = (record_id(&id)?, record_id(&to_id)?);
     let mut store = emu.store.lock().expect("store lock");
-    let t = default_type(&store, from, to)?;
+    let t = store.default_association_type(from, to)?;
     store.associate((from, id), (to, to_id), &[t.type_id], Actor::Integration { app_id: caller.app_id })?;
     Ok(batch_response(StatusCode::OK, started, vec![default_association_json(id, to_id, &t)], vec![]))
 }
@@ -329,8 +103,8 @@ fn labels_json(store: &Store, from: ObjectRef, to: ObjectRef) -> Value {
     })
 }
 
-async fn associate_labelled(
-    State(emu): State<Arc<Emulator>>,
+pub async fn associate_labelled(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, id, to, to_id)): Path<(String, String, String, String)>,
     body: Bytes,
@@ -344,8 +118,8 @@ async fn associate_labelled(
     Ok(json_response(StatusCode::CREATED, labels_json(&store, (from, id), (to, to_id))))
 }
 
-async fn archive_pair(
-    State(emu): State<Arc<Emulator>>,
+pub async fn archive_pair(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, id, to, to_id)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
@@ -383,11 +157,11 @@ fn parse_after(after: Option<&str>) -> ApiResult<u64> {
     }
 }
 
-async fn list_associations(
-    State(emu): State<Arc<Emulator>>,
+pub async fn list_associations(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, id, to)): Path<(String, String, String)>,
-    Query(params): Query<Vec<(String, String)>>,
+    Query(params): Params,
 ) -> ApiResult<Response> {
     let (from, to) = pair(&emu, &caller, &from, &to, false)?;
     let id = record_id(&id)?;
@@ -407,8 +181,8 @@ async fn list_associations(
     Ok(json_response(StatusCode::OK, body))
 }
 
-async fn list_labels(
-    State(emu): State<Arc<Emulator>>,
+pub async fn list_labels(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, to)): Path<(String, String)>,
 ) -> ApiResult<Response> {
@@ -458,8 +232,8 @@ struct CreateInput {
     types: Vec<AssociationSpec>,
 }
 
-async fn batch_create(
-    State(emu): State<Arc<Emulator>>,
+pub async fn batch_create(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, to)): Path<(String, String)>,
     body: Bytes,
@@ -491,8 +265,8 @@ struct PairInput {
     to: IdRef,
 }
 
-async fn batch_associate_default(
-    State(emu): State<Arc<Emulator>>,
+pub async fn batch_associate_default(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, to)): Path<(String, String)>,
     body: Bytes,
@@ -502,7 +276,7 @@ async fn batch_associate_default(
     let inputs: Vec<PairInput> = parse_inputs(&body)?;
     let actor = Actor::Integration { app_id: caller.app_id };
     let mut store = emu.store.lock().expect("store lock");
-    let t = default_type(&store, from, to)?;
+    let t = store.default_association_type(from, to)?;
     let (mut results, mut errors) = (vec![], vec![]);
     for input in inputs {
         let outcome = (|| {
@@ -524,8 +298,8 @@ struct ReadInput {
     after: Option<String>,
 }
 
-async fn batch_read(
-    State(emu): State<Arc<Emulator>>,
+pub async fn batch_read(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, to)): Path<(String, String)>,
     body: Bytes,
@@ -570,8 +344,8 @@ struct ArchiveInput {
     to: Vec<IdRef>,
 }
 
-async fn batch_archive(
-    State(emu): State<Arc<Emulator>>,
+pub async fn batch_archive(
+    State(emu): Shared,
     Extension(caller): Extension<Caller>,
     Path((from, to)): Path<(String, String)>,
     body: Bytes,
@@ -591,27 +365,4 @@ async fn batch_archive(
         store.dissociate((from, id), (to, to_id), actor);
     }
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_standard_type_has_its_inverse() {
-        for &(from, to, id, label, inverse) in STANDARD_TYPES {
-            assert!(
-                STANDARD_TYPES.iter().any(|&(f, t, i, l, inv)| f == to
-                    && t == from
-                    && i == inverse
-                    && inv == id
-                    && l == label),
-                "{from:?}->{to:?} {id}"
-            );
-        }
-        let store = Store::new(1, None);
-        let types = store.association_types(ObjectType::Contacts, ObjectType::Companies);
-        assert_eq!((types[0].type_id, types[0].label), (279, None));
-        assert_eq!((types[1].type_id, types[1].label), (1, Some("Primary")));
-    }
 }
