@@ -7,12 +7,21 @@
 //! - `reverse`: external systems → HubSpot (ingest, PostgreSQL sources, conflict policy);
 //! - `metrics`: what all of them count.
 //!
+//! Beneath them, small modules they share: `time`, `backoff`, `sqlite` (the stores' files),
+//! `nats` and `postgres` (settings and identifiers of those servers). Each layer uses only the
+//! ones below it: `eventlog`, then `reverse`, then `sync`, then `server`.
+//!
 //! Uses `model` for its configuration and `hubspot` to talk to HubSpot.
 
+mod backoff;
 pub mod eventlog;
 pub mod metrics;
+mod nats;
+mod postgres;
 pub mod reverse;
 pub mod server;
+mod sqlite;
 pub mod sync;
+mod time;
 
 pub use server::{ReceiverState, router, run, serve, status_router};

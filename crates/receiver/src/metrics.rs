@@ -1,5 +1,8 @@
-//! The metrics of a receiver (and of the HubSpot calls of whoever holds them).
+//! The metrics of a receiver (and of the HubSpot calls of whoever holds them), and what each
+//! mapping's sync did, for the sync report.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -8,6 +11,8 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+
+use model::report::{MappingReport, ReportedError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -81,7 +86,7 @@ pub struct Metrics {
     pub reverse_source_failures: Family<SourceLabels, Counter>,
     /// What each mapping's sync did since the process started, for the receiver's sync report
     /// (`GET /sync/status`, which the mappings' status shows); not exported on `/metrics`.
-    pub activity: std::sync::Arc<crate::sync::report::MappingActivity>,
+    pub activity: std::sync::Arc<MappingActivity>,
 }
 
 impl Default for Metrics {
@@ -175,5 +180,63 @@ impl hubspot::CallObserver for Metrics {
 
     fn batch_read(&self, objects: usize) {
         self.batch_read_objects.observe(objects as f64);
+    }
+}
+
+/// What each mapping's sync did since the process started, kept by the sync and reverse
+/// workers as they go.
+#[derive(Default)]
+pub struct MappingActivity {
+    mappings: Mutex<HashMap<String, MappingReport>>,
+}
+
+impl MappingActivity {
+    pub fn delivered(&self, mapping: &str, records: usize) {
+        self.update(mapping, |report| report.records_delivered += records as u64);
+    }
+
+    pub fn written(&self, mapping: &str, records: usize) {
+        self.update(mapping, |report| report.records_written += records as u64);
+    }
+
+    /// A step of `mapping` completed: what it took is delivered, dead-lettered or rejected.
+    pub fn succeeded(&self, mapping: &str, at_ms: i64) {
+        self.update(mapping, |report| report.last_success_ms = Some(at_ms));
+    }
+
+    /// A step of `mapping` left work pending because of `message`.
+    pub fn failed(&self, mapping: &str, message: &str, at_ms: i64) {
+        self.update(mapping, |report| report.last_error = Some(ReportedError { message: message.into(), at_ms }));
+    }
+
+    fn update(&self, mapping: &str, change: impl FnOnce(&mut MappingReport)) {
+        let mut mappings = self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(mappings.entry(mapping.to_string()).or_default());
+    }
+
+    /// Each mapping's report so far.
+    pub fn snapshot(&self) -> HashMap<String, MappingReport> {
+        self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn activity_adds_up_per_mapping() {
+        let activity = MappingActivity::default();
+        activity.delivered("default/contacts", 3);
+        activity.delivered("default/contacts", 2);
+        activity.written("default/leads", 7);
+        activity.failed("default/contacts", "destination http-0: 503", 10);
+        activity.succeeded("default/contacts", 11);
+        let snapshot = activity.snapshot();
+        let contacts = &snapshot["default/contacts"];
+        assert_eq!((contacts.records_delivered, contacts.records_written), (5, 0));
+        assert_eq!(contacts.last_success_ms, Some(11));
+        assert_eq!(contacts.last_error.as_ref().map(|e| e.at_ms), Some(10));
+        assert_eq!(snapshot["default/leads"].records_written, 7);
     }
 }

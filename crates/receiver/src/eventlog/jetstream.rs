@@ -34,6 +34,8 @@ use futures::future::{BoxFuture, join_all};
 use tokio::sync::Notify;
 
 use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
+pub use crate::nats::servers;
+use crate::nats::validate_subject;
 use hubspot::WebhookEvent;
 use model::config::{JetStreamLogConfig, LogLimits};
 
@@ -49,12 +51,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Events the receivers of one integration may hold at once, together.
 const MAX_HELD: i64 = 100_000;
-
-/// The servers of a NATS URL setting: one URL, or several separated by commas (seeds of a
-/// cluster; the client tries each and learns the rest from the one that answers).
-pub fn servers(url: &str) -> Vec<&str> {
-    url.split(',').map(str::trim).filter(|server| !server.is_empty()).collect()
-}
 
 /// Everything needed to open a JetStream event log, with the defaults filled in.
 #[derive(Clone)]
@@ -497,7 +493,7 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
     if !stream_ok {
         anyhow::bail!("invalid stream name {:?}: no dots, wildcards, slashes or spaces", settings.stream);
     }
-    crate::sync::sinks::nats::validate_subject(&settings.subject)?;
+    validate_subject(&settings.subject)?;
     if !matches!(settings.replicas, 1..=5) {
         anyhow::bail!("stream replicas must be 1 to 5, not {}", settings.replicas);
     }
@@ -507,12 +503,6 @@ fn validate(settings: &Settings) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_url_setting_names_one_server_or_several() {
-        assert_eq!(servers("nats://a:4222"), vec!["nats://a:4222"]);
-        assert_eq!(servers(" nats://a:4222, nats://b:4222 ,,"), vec!["nats://a:4222", "nats://b:4222"]);
-    }
 
     #[test]
     fn names_derive_from_the_integration() {

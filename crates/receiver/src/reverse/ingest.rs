@@ -4,34 +4,56 @@
 //! answers once they are on disk. A request with any bad record stores nothing.
 //!
 //! `GET /ingest/rejected`: how many records HubSpot refused, and the newest refusal.
+//!
+//! Both are served by [`router`], which the receiver's public listener merges.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
 use super::store::{IngestRecord, ReverseStore, now_ms};
-use crate::metrics::OutcomeLabels;
-use crate::server::ReceiverState;
-use crate::sync::plan::timestamp_ms;
+use crate::metrics::{Metrics, OutcomeLabels};
+use crate::time::timestamp_ms;
 use model::config::{IngestConfig, MappingConfig};
+use model::contract::INGEST_PATH;
 
-/// What the ingest handlers share.
+/// The ingest API's settings and queue.
 #[derive(Clone)]
 pub struct IngestState {
     token: Arc<str>,
     store: Arc<ReverseStore>,
     /// Mappings by `namespace/name`.
     mappings: Arc<BTreeMap<String, MappingConfig>>,
-    pub(crate) max_body_bytes: usize,
+    max_body_bytes: usize,
+}
+
+/// What the ingest handlers share.
+#[derive(Clone)]
+struct IngestRoutes {
+    /// `None` when the ingest API is off: the routes answer so.
+    ingest: Option<IngestState>,
+    metrics: Arc<Metrics>,
+}
+
+/// `POST /ingest/{namespace}/{mapping}` and `GET /ingest/rejected`; with `ingest` `None`, both
+/// answer that the ingest API is off.
+pub fn router(ingest: Option<IngestState>, metrics: Arc<Metrics>) -> Router {
+    let max_body_bytes =
+        ingest.as_ref().map_or(model::config::default_ingest_max_body_bytes(), |ingest| ingest.max_body_bytes);
+    Router::new()
+        .route(INGEST_PATH, post(receive).layer(DefaultBodyLimit::max(max_body_bytes)))
+        .route("/ingest/rejected", get(rejected))
+        .with_state(IngestRoutes { ingest, metrics })
 }
 
 impl IngestState {
@@ -162,12 +184,12 @@ fn external_timestamp(value: &Value) -> Option<i64> {
 }
 
 /// Counts the request by `outcome` and puts the outcome on its span.
-fn count_request(state: &ReceiverState, outcome: &'static str) {
+fn count_request(state: &IngestRoutes, outcome: &'static str) {
     state.metrics.ingest_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
     tracing::Span::current().record("outcome", outcome);
 }
 
-fn count_records(state: &ReceiverState, outcome: &str, n: usize) {
+fn count_records(state: &IngestRoutes, outcome: &str, n: usize) {
     state.metrics.ingest_records.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc_by(n as u64);
 }
 
@@ -196,8 +218,8 @@ fn unauthorized() -> Response {
     skip_all,
     fields(mapping = %format!("{namespace}/{name}"), outcome = tracing::field::Empty, records = tracing::field::Empty)
 )]
-pub(crate) async fn receive(
-    State(state): State<ReceiverState>,
+async fn receive(
+    State(state): State<IngestRoutes>,
     Path((namespace, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -279,7 +301,7 @@ pub(crate) async fn receive(
     }
 }
 
-pub(crate) async fn rejected(State(state): State<ReceiverState>, headers: HeaderMap) -> Response {
+async fn rejected(State(state): State<IngestRoutes>, headers: HeaderMap) -> Response {
     let Some(ingest) = state.ingest.clone() else { return disabled() };
     if !ingest.authorized(&headers) {
         return unauthorized();

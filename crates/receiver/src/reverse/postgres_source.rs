@@ -14,7 +14,7 @@ use tokio_postgres::NoTls;
 use super::ingest::validate;
 use super::store::{Rejection, ReverseStore, now_ms};
 use crate::metrics::{Metrics, SourceLabels};
-use crate::sync::sinks::postgres::{TableName, identifier, quote};
+use crate::postgres::{TableName, identifier, quote};
 use model::config::{MappingConfig, SourceConfig};
 
 /// How long connecting and one poll may take.
@@ -148,7 +148,7 @@ impl PostgresSource {
                         .unwrap_or_default(),
                     properties: Default::default(),
                     status: 0,
-                    category: crate::reverse::INVALID_RECORD.into(),
+                    category: super::INVALID_RECORD.into(),
                     message: problems.into_iter().flat_map(|p| p.reasons).collect::<Vec<_>>().join("; "),
                     correlation_id: String::new(),
                     rejected_at: received_at,

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use crate::eventlog::StoredEvent;
-use crate::sync::report::rows_by_mapping;
+use crate::sqlite::rows_by_mapping;
 
 /// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
 /// webhook to count as that write's echo. HubSpot stamps both from its own clock; the margin

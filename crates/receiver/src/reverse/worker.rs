@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use super::conflict::{FieldChange, Resolution, resolve};
 use super::store::{Completion, QueuedRecord, Rejection, ReverseStore, WrittenValue, now_ms};
+use crate::backoff::Backoff;
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::sync::Backoff;
-use crate::sync::plan::timestamp_ms;
+use crate::time::timestamp_ms;
 use hubspot::{self, HubSpotClient, UpsertInput};
 use model::api::mapping::ConflictPolicy;
 use model::config::MappingConfig;

@@ -157,7 +157,7 @@ async fn replay(State(state): State<AdminState>, body: Result<Json<ReplayRequest
         Ok(Json(request)) => request,
         Err(rejection) => return error(StatusCode::BAD_REQUEST, &rejection.body_text()),
     };
-    let Some(since_ms) = crate::sync::plan::timestamp_ms(&request.since) else {
+    let Some(since_ms) = crate::time::timestamp_ms(&request.since) else {
         let message = format!("since {:?} is not an RFC 3339 time such as 2026-11-26T18:00:00Z", request.since);
         return error(StatusCode::BAD_REQUEST, &message);
     };

@@ -19,11 +19,11 @@ use axum::routing::{get, post};
 
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::reverse::ReverseStore;
+use crate::reverse::{IngestState, ReverseStore};
 use crate::sync::report::SyncReporter;
 use hubspot::SignatureVerifier;
 use model::config::ReceiverConfig;
-use model::contract::{INGEST_PATH, WEBHOOK_PATH};
+use model::contract::WEBHOOK_PATH;
 use model::report::SYNC_STATUS_PATH;
 
 /// Content type of `/metrics` (OpenMetrics text, which is what `Metrics::encode` writes).
@@ -34,14 +34,14 @@ pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.
 pub struct ReceiverState {
     verifier: SignatureVerifier,
     log: Arc<dyn EventLog>,
-    pub(crate) metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Base URL HubSpot calls (scheme, host, optional path prefix), without a trailing slash.
     public_url: Option<String>,
     max_body_bytes: usize,
     /// The reverse sync store, for the gauges `/metrics` refreshes.
     reverse_store: Option<Arc<ReverseStore>>,
     /// The ingest API; `None` when it is off.
-    pub(crate) ingest: Option<crate::reverse::IngestState>,
+    ingest: Option<IngestState>,
     /// `GET /sync/status`; `None` without a sync worker.
     sync_reporter: Option<SyncReporter>,
 }
@@ -71,7 +71,7 @@ impl ReceiverState {
     /// in `store`. Without an ingest section in `config` the API stays off.
     pub fn with_ingest(mut self, config: &ReceiverConfig, store: Arc<ReverseStore>) -> Self {
         if let Some(ingest) = &config.ingest {
-            self.ingest = Some(crate::reverse::IngestState::new(ingest, &config.mappings, store.clone()));
+            self.ingest = Some(IngestState::new(ingest, &config.mappings, store.clone()));
         }
         self.reverse_store = Some(store);
         self
@@ -82,13 +82,11 @@ impl ReceiverState {
 /// `POST /ingest/{namespace}/{mapping}`, `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`.
 pub fn router(state: ReceiverState) -> Router {
     let max_body_bytes = state.max_body_bytes;
-    let ingest_max_body_bytes =
-        state.ingest.as_ref().map_or(model::config::default_ingest_max_body_bytes(), |i| i.max_body_bytes);
+    let ingest = crate::reverse::ingest::router(state.ingest.clone(), state.metrics.clone());
     with_probes(Router::new())
         .route(WEBHOOK_PATH, post(webhook::receive).layer(DefaultBodyLimit::max(max_body_bytes)))
-        .route(INGEST_PATH, post(crate::reverse::ingest::receive).layer(DefaultBodyLimit::max(ingest_max_body_bytes)))
-        .route("/ingest/rejected", get(crate::reverse::ingest::rejected))
         .with_state(state)
+        .merge(ingest)
 }
 
 /// The status routes (`config.status_listen`): `GET /metrics`, `GET /sync/status`,
@@ -238,7 +236,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::contract::PUBLIC_PATH_PREFIXES;
+    use model::contract::{INGEST_PATH, PUBLIC_PATH_PREFIXES};
 
     /// What an Ingress or HTTPRoute of `/` routes (`PUBLIC_PATH_PREFIXES`) covers the webhook and
     /// ingest paths and none of the cluster-only ones.

@@ -18,9 +18,9 @@ use std::time::Duration;
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::plan::timestamp_ms;
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
+use crate::time::timestamp_ms;
 use hubspot::client::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP};
 use hubspot::webhook::subscription_prefix;
 use hubspot::{

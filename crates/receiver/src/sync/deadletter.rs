@@ -207,7 +207,7 @@ impl DeadLetterStore {
 
     /// How many records each mapping (`namespace/name`) has in the store.
     pub async fn count_by_mapping(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        self.with_conn(|conn| super::report::rows_by_mapping(conn, "dead_letters")).await
+        self.with_conn(|conn| crate::sqlite::rows_by_mapping(conn, "dead_letters")).await
     }
 
     /// Runs a change and refreshes the gauge of stored records when rows changed.

@@ -7,7 +7,6 @@
 //! or have waited `sync.maxBatchWaitMilliseconds` (see `batch`), so few changes cost few calls.
 
 pub mod backfill;
-pub mod backoff;
 mod batch;
 pub mod deadletter;
 mod operations;
@@ -24,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context;
 use tracing::Instrument;
 
-pub use backoff::Backoff;
+pub use crate::backoff::Backoff;
 pub use deadletter::{DeadLetter, DeadLetterStore, Filter};
 pub use operations::{OperationError, RedriveReport, ReplayReport};
 pub use plan::{Op, Record};

@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
+
+pub use crate::time::{format_ms, timestamp_ms};
 
 use crate::eventlog::StoredEvent;
 use hubspot::{CrmObject, WebhookEvent};
@@ -327,19 +328,6 @@ fn with_idempotency_key(mut record: Record) -> Record {
     record
 }
 
-/// Epoch milliseconds of an RFC 3339 timestamp such as HubSpot's `2026-11-26T18:55:24.123Z`.
-pub fn timestamp_ms(text: &str) -> Option<i64> {
-    text.parse::<Timestamp>().ok().map(|t| t.as_millisecond())
-}
-
-/// RFC 3339 (UTC, milliseconds) of epoch milliseconds, the way HubSpot writes `updatedAt`.
-pub fn format_ms(ms: i64) -> String {
-    match Timestamp::from_millisecond(ms) {
-        Ok(t) => format!("{t:.3}"),
-        Err(_) => ms.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -656,13 +644,5 @@ mod tests {
             changed(&|r| (r.mapping, r.object_id) = ("a".into(), "bc".into())),
             changed(&|r| (r.mapping, r.object_id) = ("ab".into(), "c".into()))
         );
-    }
-
-    #[test]
-    fn timestamps_parse_with_offsets_and_precision() {
-        assert_eq!(timestamp_ms("1970-01-01T00:00:01Z"), Some(1000));
-        assert_eq!(timestamp_ms("1970-01-01T01:00:01.5+01:00"), Some(1500));
-        assert_eq!(timestamp_ms("yesterday"), None);
-        assert_eq!(format_ms(1500), "1970-01-01T00:00:01.500Z");
     }
 }

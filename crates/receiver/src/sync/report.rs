@@ -3,59 +3,17 @@
 //!
 //! Counts of what is stored (dead letters, rejected records, records queued for HubSpot) are read
 //! from the stores, so they survive restarts; deliveries, writes and errors are what this process
-//! saw since it started ([`MappingActivity`]).
+//! saw since it started ([`MappingActivity`], kept with the metrics).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
-use model::report::{MappingReport, ReportedError, SyncReport};
+use model::report::{MappingReport, SyncReport};
 
 use crate::eventlog::EventLog;
+use crate::metrics::MappingActivity;
 use crate::reverse::ReverseStore;
 use crate::sync::DeadLetterStore;
-
-/// Rows of `table` (a store table with a `mapping` column) by mapping.
-pub(crate) fn rows_by_mapping(conn: &rusqlite::Connection, table: &str) -> rusqlite::Result<Vec<(String, u64)>> {
-    let mut stmt = conn.prepare_cached(&format!("SELECT mapping, count(*) FROM {table} GROUP BY mapping"))?;
-    let rows = stmt.query_map([], |row| Ok((row.get(0)?, row.get::<_, i64>(1)? as u64)))?;
-    rows.collect()
-}
-
-/// What each mapping's sync did since the process started, kept by the sync and reverse
-/// workers as they go.
-#[derive(Default)]
-pub struct MappingActivity {
-    mappings: Mutex<HashMap<String, MappingReport>>,
-}
-
-impl MappingActivity {
-    pub fn delivered(&self, mapping: &str, records: usize) {
-        self.update(mapping, |report| report.records_delivered += records as u64);
-    }
-
-    pub fn written(&self, mapping: &str, records: usize) {
-        self.update(mapping, |report| report.records_written += records as u64);
-    }
-
-    /// A step of `mapping` completed: what it took is delivered, dead-lettered or rejected.
-    pub fn succeeded(&self, mapping: &str, at_ms: i64) {
-        self.update(mapping, |report| report.last_success_ms = Some(at_ms));
-    }
-
-    /// A step of `mapping` left work pending because of `message`.
-    pub fn failed(&self, mapping: &str, message: &str, at_ms: i64) {
-        self.update(mapping, |report| report.last_error = Some(ReportedError { message: message.into(), at_ms }));
-    }
-
-    fn update(&self, mapping: &str, change: impl FnOnce(&mut MappingReport)) {
-        let mut mappings = self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        change(mappings.entry(mapping.to_string()).or_default());
-    }
-
-    fn snapshot(&self) -> HashMap<String, MappingReport> {
-        self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
-    }
-}
 
 /// Builds a receiver's [`SyncReport`] from its stores and its workers' activity.
 #[derive(Clone)]
@@ -146,21 +104,5 @@ mod tests {
         assert_eq!(report.mappings["crm/leads"].queued_for_hubspot, 2);
         assert_eq!(report.mappings["crm/gone"].rejected_records, 1);
         assert_eq!(report.mappings["crm/quiet"], MappingReport::default());
-    }
-
-    #[test]
-    fn activity_adds_up_per_mapping() {
-        let activity = MappingActivity::default();
-        activity.delivered("default/contacts", 3);
-        activity.delivered("default/contacts", 2);
-        activity.written("default/leads", 7);
-        activity.failed("default/contacts", "destination http-0: 503", 10);
-        activity.succeeded("default/contacts", 11);
-        let snapshot = activity.snapshot();
-        let contacts = &snapshot["default/contacts"];
-        assert_eq!((contacts.records_delivered, contacts.records_written), (5, 0));
-        assert_eq!(contacts.last_success_ms, Some(11));
-        assert_eq!(contacts.last_error.as_ref().map(|e| e.at_ms), Some(10));
-        assert_eq!(snapshot["default/leads"].records_written, 7);
     }
 }

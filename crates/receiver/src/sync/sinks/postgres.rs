@@ -22,6 +22,7 @@ use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::SinkError;
+use crate::postgres::{TableName, identifier, quote};
 use crate::sync::plan::{Op, Record};
 use model::config::MappingConfig;
 
@@ -37,8 +38,6 @@ const RESERVED_COLUMNS: [&str; 3] = [OBJECT_ID_COLUMN, UPDATED_AT_COLUMN, DELETE
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long one batch may take (connecting included) before it counts as failed.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
-/// PostgreSQL's identifier limit (NAMEDATALEN - 1).
-const MAX_IDENTIFIER_BYTES: usize = 63;
 
 /// A PostgreSQL table destination.
 pub struct PostgresSink {
@@ -81,60 +80,6 @@ struct Sql {
     retire: String,
 }
 
-/// A validated, optionally schema-qualified table name.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct TableName {
-    schema: Option<String>,
-    name: String,
-}
-
-impl TableName {
-    pub(crate) fn parse(text: &str) -> anyhow::Result<TableName> {
-        let (schema, name) = match text.split_once('.') {
-            Some((schema, name)) => (Some(identifier(schema, "schema")?), identifier(name, "table")?),
-            None => (None, identifier(text, "table")?),
-        };
-        Ok(TableName { schema, name })
-    }
-
-    pub(crate) fn quoted(&self) -> String {
-        match &self.schema {
-            Some(schema) => format!("{}.{}", quote(schema), quote(&self.name)),
-            None => quote(&self.name),
-        }
-    }
-}
-
-impl std::fmt::Display for TableName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.schema {
-            Some(schema) => write!(f, "{schema}.{}", self.name),
-            None => f.write_str(&self.name),
-        }
-    }
-}
-
-/// Accepts `[A-Za-z_][A-Za-z0-9_]*` of at most 63 bytes. Quoting alone would make any name
-/// safe; the narrow alphabet also keeps names unambiguous in logs, psql and `kubectl`.
-pub(crate) fn identifier(text: &str, what: &str) -> anyhow::Result<String> {
-    let mut chars = text.chars();
-    let valid_start = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
-    if !valid_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        anyhow::bail!(
-            "invalid PostgreSQL {what} name {text:?}: use letters, digits and underscores, not starting with a digit"
-        );
-    }
-    if text.len() > MAX_IDENTIFIER_BYTES {
-        anyhow::bail!("PostgreSQL {what} name {text:?} is longer than {MAX_IDENTIFIER_BYTES} bytes");
-    }
-    Ok(text.to_string())
-}
-
-/// A double-quoted identifier. Validated names contain no quote; doubling keeps it safe anyway.
-pub(crate) fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 impl Sql {
     fn new(table: &TableName, columns: &[String], association_columns: usize) -> Sql {
         let t = table.quoted();
@@ -154,7 +99,7 @@ impl Sql {
             ])
             .collect();
         let create_table = format!("CREATE TABLE IF NOT EXISTS {t} ({})", definitions.join(", "));
-        let index = quote(&format!("{}_{OBJECT_ID_COLUMN}_idx", table.name));
+        let index = quote(&format!("{}_{OBJECT_ID_COLUMN}_idx", table.name()));
         let create_index = format!("CREATE INDEX IF NOT EXISTS {index} ON {t} ({object_id})");
 
         let inserted: Vec<String> =
@@ -506,16 +451,6 @@ mod tests {
 
         m.associations[0].field = "first_name".into();
         assert!(columns(&m).unwrap_err().to_string().contains("mapped twice"));
-    }
-
-    #[test]
-    fn identifiers_are_validated_and_quoted() {
-        assert_eq!(TableName::parse("contacts").unwrap().quoted(), r#""contacts""#);
-        assert_eq!(TableName::parse("crm.Contacts_2").unwrap().quoted(), r#""crm"."Contacts_2""#);
-        for bad in ["", "1contacts", "contacts; drop table x", "a.b.c", "con\"tacts", "naïve", &"x".repeat(64)] {
-            assert!(TableName::parse(bad).is_err(), "{bad:?} accepted");
-        }
-        assert_eq!(quote(r#"a"b"#), r#""a""b""#);
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Exponential backoff with jitter for the worker's retries.
+//! Exponential backoff with jitter for the workers' retries.
 
 use std::time::Duration;
 
