@@ -1,6 +1,12 @@
-//! Time as the receiver keeps it: epoch milliseconds, and HubSpot's RFC 3339 timestamps.
+//! Time as the receiver keeps it: epoch milliseconds (now, and of HubSpot's RFC 3339
+//! timestamps).
 
 use k8s_openapi::jiff::Timestamp;
+
+/// This host's clock in epoch milliseconds.
+pub fn now_ms() -> i64 {
+    Timestamp::now().as_millisecond()
+}
 
 /// Epoch milliseconds of an RFC 3339 timestamp such as HubSpot's `2026-11-26T18:55:24.123Z`.
 pub fn timestamp_ms(text: &str) -> Option<i64> {

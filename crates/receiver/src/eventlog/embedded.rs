@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use futures::future::BoxFuture;
@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 use tokio::sync::{Notify, oneshot};
 
 use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
+use crate::time::now_ms;
 use hubspot::DeliveryIdentity;
 use model::config::LogLimits;
 
@@ -533,10 +534,6 @@ fn prune_seen(conn: &mut Connection, cutoff_ms: i64) -> rusqlite::Result<usize> 
 
 fn retention_ms() -> i64 {
     DEDUP_RETENTION.as_millis() as i64
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

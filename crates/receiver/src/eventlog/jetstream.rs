@@ -36,6 +36,7 @@ use tokio::sync::Notify;
 use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
 pub use crate::nats::servers;
 use crate::nats::validate_subject;
+use crate::time::now_ms;
 use hubspot::WebhookEvent;
 use model::config::{JetStreamLogConfig, LogLimits};
 
@@ -412,11 +413,7 @@ impl EventLog for JetStreamEventLog {
                 return Ok(None);
             }
             let oldest_ms = (state.first_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
-            let now_ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as i64)
-                .unwrap_or(0);
-            Ok(Some(Duration::from_millis(now_ms.saturating_sub(oldest_ms).max(0) as u64)))
+            Ok(Some(Duration::from_millis(now_ms().saturating_sub(oldest_ms).max(0) as u64)))
         })
     }
 

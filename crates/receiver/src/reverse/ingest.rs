@@ -21,9 +21,9 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq as _;
 
-use super::store::{IngestRecord, ReverseStore, now_ms};
+use super::store::{IngestRecord, ReverseStore};
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::time::timestamp_ms;
+use crate::time::{now_ms, timestamp_ms};
 use model::config::{IngestConfig, MappingConfig};
 use model::contract::INGEST_PATH;
 

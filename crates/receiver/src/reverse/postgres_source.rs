@@ -12,9 +12,10 @@ use serde_json::Value;
 use tokio_postgres::NoTls;
 
 use super::ingest::validate;
-use super::store::{Rejection, ReverseStore, now_ms};
+use super::store::{Rejection, ReverseStore};
 use crate::metrics::{Metrics, SourceLabels};
 use crate::postgres::{TableName, identifier, quote};
+use crate::time::now_ms;
 use model::config::{MappingConfig, SourceConfig};
 
 /// How long connecting and one poll may take.

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
@@ -27,6 +27,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::eventlog::StoredEvent;
 use crate::sqlite::rows_by_mapping;
+use crate::time::now_ms;
 
 /// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
 /// webhook to count as that write's echo. HubSpot stamps both from its own clock; the margin
@@ -695,10 +696,6 @@ fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow:
     }
     tx.commit()?;
     Ok(affected)
-}
-
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

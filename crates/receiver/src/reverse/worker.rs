@@ -10,10 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::conflict::{FieldChange, Resolution, resolve};
-use super::store::{Completion, QueuedRecord, Rejection, ReverseStore, WrittenValue, now_ms};
+use super::store::{Completion, QueuedRecord, Rejection, ReverseStore, WrittenValue};
 use crate::backoff::Backoff;
 use crate::metrics::{Metrics, OutcomeLabels};
-use crate::time::timestamp_ms;
+use crate::time::{now_ms, timestamp_ms};
 use hubspot::{self, HubSpotClient, UpsertInput};
 use model::api::mapping::ConflictPolicy;
 use model::config::MappingConfig;

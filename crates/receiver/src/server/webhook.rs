@@ -1,8 +1,6 @@
 //! `POST /webhooks/hubspot`: size limit, signature, parse, durable append, answer.
 //! The order matters: nothing unauthenticated is parsed, and 2xx means stored.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -16,6 +14,7 @@ use tracing::field::Empty;
 use super::ReceiverState;
 use crate::eventlog::{EncodedEvent, LogFull};
 use crate::metrics::OutcomeLabels;
+use crate::time::now_ms;
 use hubspot::signature::{
     HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, SignatureHeaders,
 };
@@ -131,10 +130,6 @@ fn signed_uri(public_url: Option<&str>, uri: &Uri, headers: &HeaderMap) -> Strin
             format!("http://{host}{path_and_query}")
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

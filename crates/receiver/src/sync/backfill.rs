@@ -20,7 +20,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::time::timestamp_ms;
+use crate::time::{now_ms, timestamp_ms};
 use hubspot::client::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP};
 use hubspot::webhook::subscription_prefix;
 use hubspot::{
@@ -278,10 +278,6 @@ fn hint(object_type: &str, object: &CrmObject) -> Option<WebhookEvent> {
         change_source: Some(BACKFILL_SOURCE.into()),
         ..Default::default()
     })
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 #[cfg(test)]

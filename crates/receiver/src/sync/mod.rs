@@ -33,6 +33,7 @@ pub use state::CheckpointStore;
 use crate::eventlog::{EventLog, StoredEvent};
 use crate::metrics::{Metrics, OutcomeLabels, SinkLabels};
 use crate::reverse::ReverseStore;
+use crate::time::now_ms;
 use hubspot::{self, HubSpotClient};
 use model::config::{MappingConfig, ReceiverConfig};
 
@@ -582,10 +583,6 @@ fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-fn now_ms() -> i64 {
-    k8s_openapi::jiff::Timestamp::now().as_millisecond()
 }
 
 fn release_failure(error: anyhow::Error) -> Failure {

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::deadletter::{DeadLetter, Filter};
 use super::plan::{self, Hint, ObjectHint, Op, Record, TypePlan};
-use super::{Destination, MappingRuntime, RECORDS_PER_DELIVERY, Worker, hubspot_failure, now_ms};
+use super::{Destination, MappingRuntime, RECORDS_PER_DELIVERY, Worker, hubspot_failure};
+use crate::time::now_ms;
 
 /// Why an operation could not be done.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,7 @@ use anyhow::Context;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::plan::{Op, Record};
+use crate::time::now_ms;
 
 /// The checkpoint store: one SQLite file next to the event log.
 #[derive(Clone)]
@@ -88,7 +89,7 @@ impl CheckpointStore {
     pub async fn mark_delivered(&self, sink: &str, records: &[Record]) -> anyhow::Result<()> {
         let records = records.to_vec();
         let sink = sink.to_string();
-        let now_ms = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+        let now_ms = now_ms();
         self.with_conn(move |conn| {
             let tx = conn.transaction()?;
             {
@@ -261,7 +262,7 @@ mod tests {
     async fn deliveries_are_found_by_time_per_destination() {
         let dir = tempfile::tempdir().unwrap();
         let store = CheckpointStore::open(&dir.path().join("sync.db")).unwrap();
-        let before = k8s_openapi::jiff::Timestamp::now().as_millisecond();
+        let before = now_ms();
         let records: Vec<Record> =
             ["1", "2", "3"].iter().map(|id| record(id, Op::Upsert, "2026-01-01T00:00:01.000Z", None)).collect();
         store.mark_delivered("http-0", &records).await.unwrap();
