@@ -22,6 +22,7 @@ use rusqlite::{Connection, OptionalExtension as _};
 use tokio::sync::{Notify, oneshot};
 
 use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
+use crate::sqlite;
 use crate::time::now_ms;
 use hubspot::DeliveryIdentity;
 use model::config::LogLimits;
@@ -100,16 +101,15 @@ impl EmbeddedEventLog {
 
     /// Opens (or creates, with its parent directory) the log file at `path`.
     pub fn open_with(path: &Path, limits: LogLimits) -> anyhow::Result<EmbeddedEventLog> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
         let mut write_conn = open_connection(path)?;
         // Each write of a group commit is a savepoint, whose undo journal SQLite would otherwise
         // keep in a temporary file: one write() per page changed. It is never needed after a
         // crash (the WAL is what recovers), so memory will do.
         write_conn.pragma_update(None, "temp_store", "MEMORY")?;
         write_conn.execute_batch(SCHEMA).context("creating the event log schema")?;
-        add_appended_at_column(&write_conn).context("upgrading the event log schema")?;
+        // Logs written before the time was kept lack it.
+        sqlite::add_column(&write_conn, "events", "appended_at", "INTEGER")
+            .context("upgrading the event log schema")?;
         move_text_identities(&mut write_conn).context("upgrading the event log's delivery identities")?;
         prune_seen(&mut write_conn, now_ms() - retention_ms()).context("pruning delivery identities")?;
         let reader = open_connection(path)?;
@@ -232,29 +232,10 @@ impl EventLog for EmbeddedEventLog {
     }
 }
 
+/// A connection to the log file: every commit fsync'd, so an answered append survives a crash
+/// or power loss.
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("opening event log {}", path.display()))?;
-    // Only a file not yet written takes it (switching to WAL below writes the header); an older
-    // log keeps the page size it was made with.
-    conn.pragma_update(None, "page_size", PAGE_SIZE)?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "event log {} cannot use WAL mode (got {mode})", path.display());
-    // FULL: every commit is fsync'd, so an answered append survives a crash or power loss.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    Ok(conn)
-}
-
-/// Adds `appended_at` to an `events` table created before it existed.
-fn add_appended_at_column(conn: &Connection) -> rusqlite::Result<()> {
-    let has_column: bool =
-        conn.query_row("SELECT COUNT(*) FROM pragma_table_info('events') WHERE name = 'appended_at'", [], |row| {
-            row.get::<_, i64>(0).map(|n| n > 0)
-        })?;
-    if !has_column {
-        conn.execute_batch("ALTER TABLE events ADD COLUMN appended_at INTEGER")?;
-    }
-    Ok(())
+    sqlite::open_with_page_size(path, "event log", PAGE_SIZE)
 }
 
 /// Logs written before identities were kept as integers hold them as text keys in `seen`: they

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, oneshot};
 
 use crate::eventlog::StoredEvent;
-use crate::sqlite::rows_by_mapping;
+use crate::sqlite::{self, rows_by_mapping};
 use crate::time::now_ms;
 
 /// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
@@ -237,23 +237,11 @@ pub struct ReverseStore {
 impl ReverseStore {
     /// Opens (or creates, with its parent directory) the store at `path`.
     pub fn open(path: &Path) -> anyhow::Result<ReverseStore> {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
         let write_conn = open_connection(path)?;
         write_conn.execute_batch(SCHEMA).context("creating the reverse sync schema")?;
         // Stores written before resends existed lack the change time of their rejections.
-        let has_changed_at: bool = write_conn
-            .query_row("SELECT count(*) FROM pragma_table_info('rejected') WHERE name = 'changed_at'", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .map(|n| n > 0)
-            .context("reading the rejected table's columns")?;
-        if !has_changed_at {
-            write_conn
-                .execute_batch("ALTER TABLE rejected ADD COLUMN changed_at INTEGER")
-                .context("adding the change time to the rejected table")?;
-        }
+        sqlite::add_column(&write_conn, "rejected", "changed_at", "INTEGER")
+            .context("adding the change time to the rejected table")?;
         let reader = open_connection(path)?;
         reader.pragma_update(None, "query_only", true)?;
         let (writes, requests) = mpsc::channel();
@@ -571,14 +559,10 @@ fn select_rejections(
     .collect()
 }
 
+/// A connection to the store file: every commit fsync'd, so a record answered 202 survives a
+/// crash or power loss.
 fn open_connection(path: &Path) -> anyhow::Result<Connection> {
-    let conn = Connection::open(path).with_context(|| format!("opening reverse sync store {}", path.display()))?;
-    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
-    anyhow::ensure!(mode.eq_ignore_ascii_case("wal"), "{} cannot use WAL mode (got {mode})", path.display());
-    // FULL: every commit is fsync'd, so a record answered 202 survives a crash or power loss.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    conn.busy_timeout(Duration::from_secs(5))?;
-    Ok(conn)
+    sqlite::open(path, "reverse sync store")
 }
 
 /// The writer thread: group commits until every sender is gone.

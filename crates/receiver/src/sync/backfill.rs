@@ -12,14 +12,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
+use crate::sqlite::{self, SharedConnection};
 use crate::time::{now_ms, timestamp_ms};
 use hubspot::client::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP};
 use hubspot::webhook::subscription_prefix;
@@ -40,42 +41,46 @@ pub const BACKFILL_SOURCE: &str = "BACKFILL";
 /// Per mapping, the time before which every change was handed to the event log.
 #[derive(Clone)]
 pub struct CursorStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 impl CursorStore {
     /// Opens the cursor table in the worker's state file (`sync.db`).
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let conn = sqlite::open(path, "backfill cursor store")?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS backfill_cursors (
+            "CREATE TABLE IF NOT EXISTS backfill_cursors (
                  mapping TEXT PRIMARY KEY,
                  modified_since_ms INTEGER NOT NULL
              ) WITHOUT ROWID;",
         )
         .context("creating the backfill cursor table")?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { conn: SharedConnection::new(conn, "backfill cursor store") })
     }
 
     /// The mapping's cursor; `None` for a mapping never backfilled.
     pub fn get(&self, mapping: &str) -> anyhow::Result<Option<i64>> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("SELECT modified_since_ms FROM backfill_cursors WHERE mapping = ?1", [mapping], |row| row.get(0))
-            .optional()
+        self.conn
+            .run_blocking(|conn| {
+                conn.query_row("SELECT modified_since_ms FROM backfill_cursors WHERE mapping = ?1", [mapping], |row| {
+                    row.get(0)
+                })
+                .optional()
+            })
             .context("reading a backfill cursor")
     }
 
     /// Moves the mapping's cursor to `ms`; never backwards.
     pub fn advance(&self, mapping: &str, ms: i64) -> anyhow::Result<()> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.execute(
-            "INSERT INTO backfill_cursors (mapping, modified_since_ms) VALUES (?1, ?2)
-             ON CONFLICT (mapping) DO UPDATE SET modified_since_ms = max(modified_since_ms, excluded.modified_since_ms)",
-            params![mapping, ms],
-        )
-        .context("writing a backfill cursor")?;
+        self.conn
+            .run_blocking(|conn| {
+                conn.execute(
+                    "INSERT INTO backfill_cursors (mapping, modified_since_ms) VALUES (?1, ?2)
+                     ON CONFLICT (mapping) DO UPDATE SET modified_since_ms = max(modified_since_ms, excluded.modified_since_ms)",
+                    params![mapping, ms],
+                )
+            })
+            .context("writing a backfill cursor")?;
         Ok(())
     }
 }

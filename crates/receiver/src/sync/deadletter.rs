@@ -4,7 +4,6 @@
 //! a later successful delivery of the object to that destination resolves its dead letter.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,6 +11,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
 use super::plan::Record;
+use crate::sqlite::{self, SharedConnection};
 
 /// One stored refusal.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,18 +54,16 @@ impl Filter {
 /// The dead-letter store: one SQLite file next to the event log, every change fsync'd.
 #[derive(Clone)]
 pub struct DeadLetterStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
     /// Records currently stored; kept exact after every change.
     stored: Gauge,
 }
 
 impl DeadLetterStore {
     pub fn open(path: &Path, stored: Gauge) -> anyhow::Result<Self> {
-        let conn = Connection::open(path).with_context(|| format!("opening dead-letter store {}", path.display()))?;
+        let conn = sqlite::open(path, "dead-letter store")?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS dead_letters (
+            "CREATE TABLE IF NOT EXISTS dead_letters (
                  id INTEGER PRIMARY KEY AUTOINCREMENT,
                  mapping TEXT NOT NULL,
                  sink TEXT NOT NULL,
@@ -80,10 +78,9 @@ impl DeadLetterStore {
              );",
         )
         .context("creating dead-letter table")?;
-        let store = Self { conn: Arc::new(Mutex::new(conn)), stored };
-        let count = store.with_conn_blocking(count)?;
-        store.stored.set(count);
-        Ok(store)
+        let conn = SharedConnection::new(conn, "dead-letter store");
+        stored.set(conn.run_blocking(count)?);
+        Ok(Self { conn, stored })
     }
 
     /// Stores `record` as refused by destination `sink` (`checkpoint_id`) for `reason`. An
@@ -160,28 +157,30 @@ impl DeadLetterStore {
     /// Dead letters matching `filter`, oldest first, at most `limit`.
     pub async fn list(&self, filter: &Filter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
         let filter = filter.clone();
-        self.with_conn(move |conn| {
-            let mut query = conn.prepare_cached(&format!("{SELECT} ORDER BY id"))?;
-            let mut found = Vec::new();
-            for letter in query.query_map([], read_row)? {
-                if found.len() >= limit {
-                    break;
+        self.conn
+            .run(move |conn| {
+                let mut query = conn.prepare_cached(&format!("{SELECT} ORDER BY id"))?;
+                let mut found = Vec::new();
+                for letter in query.query_map([], read_row)? {
+                    if found.len() >= limit {
+                        break;
+                    }
+                    let letter = letter?;
+                    if matches(&filter, &letter) {
+                        found.push(letter);
+                    }
                 }
-                let letter = letter?;
-                if matches(&filter, &letter) {
-                    found.push(letter);
-                }
-            }
-            Ok(found)
-        })
-        .await
+                Ok(found)
+            })
+            .await
     }
 
     pub async fn get(&self, id: i64) -> anyhow::Result<Option<DeadLetter>> {
-        self.with_conn(move |conn| {
-            conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], read_row).optional()
-        })
-        .await
+        self.conn
+            .run(move |conn| {
+                conn.prepare_cached(&format!("{SELECT} WHERE id = ?1"))?.query_row([id], read_row).optional()
+            })
+            .await
     }
 
     /// Removes the dead letters `ids`; returns how many there were.
@@ -202,12 +201,12 @@ impl DeadLetterStore {
     }
 
     pub async fn count(&self) -> anyhow::Result<i64> {
-        self.with_conn(count).await
+        self.conn.run(count).await
     }
 
     /// How many records each mapping (`namespace/name`) has in the store.
     pub async fn count_by_mapping(&self) -> anyhow::Result<Vec<(String, u64)>> {
-        self.with_conn(|conn| crate::sqlite::rows_by_mapping(conn, "dead_letters")).await
+        self.conn.run(|conn| sqlite::rows_by_mapping(conn, "dead_letters")).await
     }
 
     /// Runs a change and refreshes the gauge of stored records when rows changed.
@@ -216,30 +215,16 @@ impl DeadLetterStore {
         work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
         let stored = self.stored.clone();
-        self.with_conn(move |conn| {
-            let before = conn.total_changes();
-            let result = work(conn)?;
-            if conn.total_changes() != before {
-                stored.set(count(conn)?);
-            }
-            Ok(result)
-        })
-        .await
-    }
-
-    async fn with_conn<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let store = self.clone();
-        tokio::task::spawn_blocking(move || store.with_conn_blocking(work))
+        self.conn
+            .run(move |conn| {
+                let before = conn.total_changes();
+                let result = work(conn)?;
+                if conn.total_changes() != before {
+                    stored.set(count(conn)?);
+                }
+                Ok(result)
+            })
             .await
-            .context("dead-letter store task failed")?
-    }
-
-    fn with_conn_blocking<T>(&self, work: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> anyhow::Result<T> {
-        let mut conn = self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        work(&mut conn).context("dead-letter store query failed")
     }
 }
 

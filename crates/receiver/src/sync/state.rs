@@ -8,27 +8,25 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{OptionalExtension, params};
 
 use super::plan::{Op, Record};
+use crate::sqlite::{self, SharedConnection};
 use crate::time::now_ms;
 
 /// The checkpoint store: one SQLite file next to the event log.
 #[derive(Clone)]
 pub struct CheckpointStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 impl CheckpointStore {
     pub fn open(path: &Path) -> anyhow::Result<Self> {
-        let conn = Connection::open(path).with_context(|| format!("opening checkpoint store {}", path.display()))?;
+        let conn = sqlite::open(path, "checkpoint store")?;
         conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS delivered (
+            "CREATE TABLE IF NOT EXISTS delivered (
                  mapping TEXT NOT NULL,
                  sink TEXT NOT NULL,
                  object_id TEXT NOT NULL,
@@ -40,19 +38,9 @@ impl CheckpointStore {
         )
         .context("creating checkpoint table")?;
         // Stores written before replays existed lack the column; their rows have no time.
-        let has_delivered_at: bool = conn
-            .query_row(
-                "SELECT count(*) FROM pragma_table_info('delivered') WHERE name = 'delivered_at_ms'",
-                [],
-                |row| row.get::<_, i64>(0),
-            )
-            .map(|n| n > 0)
-            .context("reading the checkpoint table's columns")?;
-        if !has_delivered_at {
-            conn.execute_batch("ALTER TABLE delivered ADD COLUMN delivered_at_ms INTEGER")
-                .context("adding the delivery time to the checkpoint table")?;
-        }
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        sqlite::add_column(&conn, "delivered", "delivered_at_ms", "INTEGER")
+            .context("adding the delivery time to the checkpoint table")?;
+        Ok(Self { conn: SharedConnection::new(conn, "checkpoint store") })
     }
 
     /// The records `sink` has not yet seen in this state or a newer one. Records without a
@@ -60,29 +48,33 @@ impl CheckpointStore {
     pub async fn fresh(&self, sink: &str, records: &[Record]) -> anyhow::Result<Vec<Record>> {
         let records = records.to_vec();
         let sink = sink.to_string();
-        self.with_conn(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT updated_at_ms, idempotency_key FROM delivered
+        self.conn
+            .run(move |conn| {
+                let mut query = conn.prepare_cached(
+                    "SELECT updated_at_ms, idempotency_key FROM delivered
                  WHERE mapping = ?1 AND sink = ?2 AND object_id = ?3",
-            )?;
-            let mut fresh = Vec::with_capacity(records.len());
-            for record in records {
-                let Some(updated_at) = record.updated_at_ms() else {
-                    fresh.push(record);
-                    continue;
-                };
-                let delivered: Option<(i64, String)> = query
-                    .query_row(params![record.mapping, sink, record.object_id], |row| Ok((row.get(0)?, row.get(1)?)))
-                    .optional()?;
-                let newer =
-                    |(at, key): (i64, String)| updated_at > at || (updated_at == at && record.idempotency_key != key);
-                if delivered.is_none_or(newer) {
-                    fresh.push(record);
+                )?;
+                let mut fresh = Vec::with_capacity(records.len());
+                for record in records {
+                    let Some(updated_at) = record.updated_at_ms() else {
+                        fresh.push(record);
+                        continue;
+                    };
+                    let delivered: Option<(i64, String)> = query
+                        .query_row(params![record.mapping, sink, record.object_id], |row| {
+                            Ok((row.get(0)?, row.get(1)?))
+                        })
+                        .optional()?;
+                    let newer = |(at, key): (i64, String)| {
+                        updated_at > at || (updated_at == at && record.idempotency_key != key)
+                    };
+                    if delivered.is_none_or(newer) {
+                        fresh.push(record);
+                    }
                 }
-            }
-            Ok(fresh)
-        })
-        .await
+                Ok(fresh)
+            })
+            .await
     }
 
     /// Notes that `sink` took `records` now. A checkpoint never moves backwards.
@@ -90,11 +82,12 @@ impl CheckpointStore {
         let records = records.to_vec();
         let sink = sink.to_string();
         let now_ms = now_ms();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction()?;
-            {
-                let mut upsert = tx.prepare_cached(
-                    "INSERT INTO delivered
+        self.conn
+            .run(move |conn| {
+                let tx = conn.transaction()?;
+                {
+                    let mut upsert = tx.prepare_cached(
+                        "INSERT INTO delivered
                          (mapping, sink, object_id, updated_at_ms, idempotency_key, match_key, delivered_at_ms)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (mapping, sink, object_id) DO UPDATE SET
@@ -103,25 +96,25 @@ impl CheckpointStore {
                              THEN excluded.idempotency_key ELSE idempotency_key END,
                          updated_at_ms = max(updated_at_ms, excluded.updated_at_ms),
                          match_key = coalesce(excluded.match_key, match_key)",
-                )?;
-                for record in &records {
-                    if let Some(updated_at) = record.updated_at_ms() {
-                        upsert.execute(params![
-                            record.mapping,
-                            sink,
-                            record.object_id,
-                            updated_at,
-                            record.idempotency_key,
-                            record.key,
-                            now_ms
-                        ])?;
+                    )?;
+                    for record in &records {
+                        if let Some(updated_at) = record.updated_at_ms() {
+                            upsert.execute(params![
+                                record.mapping,
+                                sink,
+                                record.object_id,
+                                updated_at,
+                                record.idempotency_key,
+                                record.key,
+                                now_ms
+                            ])?;
+                        }
                     }
                 }
-            }
-            tx.commit()?;
-            Ok(())
-        })
-        .await
+                tx.commit()?;
+                Ok(())
+            })
+            .await
     }
 
     /// Ids of the objects of `mapping` that `sink` took at or after `since_ms`, in id order,
@@ -135,55 +128,45 @@ impl CheckpointStore {
         limit: usize,
     ) -> anyhow::Result<Vec<String>> {
         let (mapping, sink) = (mapping.to_string(), sink.to_string());
-        self.with_conn(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT object_id FROM delivered
+        self.conn
+            .run(move |conn| {
+                let mut query = conn.prepare_cached(
+                    "SELECT object_id FROM delivered
                  WHERE mapping = ?1 AND sink = ?2 AND delivered_at_ms >= ?3 AND object_id > ?4
                  ORDER BY object_id LIMIT ?5",
-            )?;
-            let ids = query
-                .query_map(params![mapping, sink, since_ms, after.unwrap_or_default(), limit as i64], |row| row.get(0))?
-                .collect::<rusqlite::Result<Vec<String>>>()?;
-            Ok(ids)
-        })
-        .await
+                )?;
+                let ids = query
+                    .query_map(params![mapping, sink, since_ms, after.unwrap_or_default(), limit as i64], |row| {
+                        row.get(0)
+                    })?
+                    .collect::<rusqlite::Result<Vec<String>>>()?;
+                Ok(ids)
+            })
+            .await
     }
 
     /// Gives deletions without a key the key last delivered for that object, so destinations
     /// keyed by the match key can find what to delete.
     pub async fn fill_deleted_keys(&self, records: Vec<Record>) -> anyhow::Result<Vec<Record>> {
-        self.with_conn(move |conn| {
-            let mut query = conn.prepare_cached(
-                "SELECT match_key FROM delivered
+        self.conn
+            .run(move |conn| {
+                let mut query = conn.prepare_cached(
+                    "SELECT match_key FROM delivered
                  WHERE mapping = ?1 AND object_id = ?2 AND match_key IS NOT NULL LIMIT 1",
-            )?;
-            let mut known: HashMap<(String, String), Option<String>> = HashMap::new();
-            let mut filled = records;
-            for record in filled.iter_mut().filter(|r| r.op == Op::Delete && r.key.is_none()) {
-                let id = (record.mapping.clone(), record.object_id.clone());
-                if !known.contains_key(&id) {
-                    let key = query.query_row(params![id.0, id.1], |row| row.get(0)).optional()?;
-                    known.insert(id.clone(), key);
+                )?;
+                let mut known: HashMap<(String, String), Option<String>> = HashMap::new();
+                let mut filled = records;
+                for record in filled.iter_mut().filter(|r| r.op == Op::Delete && r.key.is_none()) {
+                    let id = (record.mapping.clone(), record.object_id.clone());
+                    if !known.contains_key(&id) {
+                        let key = query.query_row(params![id.0, id.1], |row| row.get(0)).optional()?;
+                        known.insert(id.clone(), key);
+                    }
+                    record.key = known[&id].clone();
                 }
-                record.key = known[&id].clone();
-            }
-            Ok(filled)
-        })
-        .await
-    }
-
-    async fn with_conn<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            work(&mut conn)
-        })
-        .await
-        .context("checkpoint store task failed")?
-        .context("checkpoint store query failed")
+                Ok(filled)
+            })
+            .await
     }
 }
 
@@ -282,7 +265,7 @@ mod tests {
     async fn a_store_from_before_delivery_times_is_upgraded_in_place() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sync.db");
-        let old = Connection::open(&path).unwrap();
+        let old = rusqlite::Connection::open(&path).unwrap();
         old.execute_batch(
             "CREATE TABLE delivered (mapping TEXT NOT NULL, sink TEXT NOT NULL, object_id TEXT NOT NULL,
                  updated_at_ms INTEGER NOT NULL, idempotency_key TEXT NOT NULL, match_key TEXT,
