@@ -88,11 +88,33 @@ pub struct AppendOutcome {
 #[error("the event log is full: {0}")]
 pub struct LogFull(pub String);
 
+/// Why an append failed, for a caller that answers each cause its own way.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Nothing more fits until events are released.
+    #[error(transparent)]
+    Full(LogFull),
+    /// The log cannot store now (its file, its server).
+    #[error(transparent)]
+    Unavailable(anyhow::Error),
+}
+
+impl From<anyhow::Error> for AppendError {
+    /// The cause of an error of [`EventLog::append_encoded`], which holds a [`LogFull`] when the
+    /// log is full.
+    fn from(error: anyhow::Error) -> AppendError {
+        match error.downcast::<LogFull>() {
+            Ok(full) => AppendError::Full(full),
+            Err(error) => AppendError::Unavailable(error),
+        }
+    }
+}
+
 /// Durable storage of webhook events.
 pub trait EventLog: Send + Sync {
     /// Stores the events durably (on disk, fsync'd) before returning; duplicates of events
     /// already seen are dropped. Concurrent appends may share one fsync. Fails with [`LogFull`]
-    /// (findable with `downcast_ref`) when the log's size limit is reached.
+    /// when the log's size limit is reached ([`AppendError`] tells the causes apart).
     fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>>;
     /// [`append_encoded`](EventLog::append_encoded) for events at hand.
     fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
@@ -167,6 +189,14 @@ mod tests {
             assert_eq!(event.identity, parsed.delivery_identity());
             assert_eq!(serde_json::from_slice::<WebhookEvent>(&event.json).unwrap(), *parsed);
         }
+    }
+
+    #[test]
+    fn an_append_error_tells_a_full_log_from_an_unavailable_one() {
+        let full = AppendError::from(anyhow::Error::new(LogFull("3 unreleased events".into())));
+        assert!(matches!(&full, AppendError::Full(LogFull(reason)) if reason == "3 unreleased events"), "{full}");
+        let down = AppendError::from(anyhow::anyhow!("disk I/O error"));
+        assert!(matches!(&down, AppendError::Unavailable(_)), "{down}");
     }
 
     #[test]

@@ -95,9 +95,9 @@ impl ReverseWorker {
                     backoff.reset();
                     continue;
                 }
-                Err(StepError { message, daily_limit }) => {
-                    let wait = backoff.next_delay(daily_limit.then_some(DAILY_LIMIT_WAIT));
-                    tracing::warn!(error = %message, retry_in_ms = wait.as_millis() as u64, "reverse sync step incomplete; records stay queued");
+                Err(error) => {
+                    let wait = backoff.next_delay(error.retry_after());
+                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "reverse sync step incomplete; records stay queued");
                     wait
                 }
             };
@@ -111,11 +111,11 @@ impl ReverseWorker {
 
     /// One step: how many queued records it settled, or why some stay queued.
     pub async fn run_once(&self) -> anyhow::Result<usize> {
-        self.step().await.map_err(|e| anyhow::anyhow!(e.message))
+        self.step().await.map_err(anyhow::Error::new)
     }
 
     async fn step(&self) -> Result<usize, StepError> {
-        let queued = self.store.pending(RECORDS_PER_STEP).await.map_err(StepError::store)?;
+        let queued = self.store.pending(RECORDS_PER_STEP).await.map_err(StepError::Store)?;
         let mut by_mapping: BTreeMap<String, Vec<QueuedRecord>> = BTreeMap::new();
         for record in queued {
             by_mapping.entry(record.record.mapping.clone()).or_default().push(record);
@@ -128,7 +128,7 @@ impl ReverseWorker {
                     let result = self.sync_mapping(mapping, &records).await;
                     match &result {
                         Ok(_) => self.metrics.activity.succeeded(&name, now_ms()),
-                        Err(e) => self.metrics.activity.failed(&name, &e.message, now_ms()),
+                        Err(e) => self.metrics.activity.failed(&name, &e.to_string(), now_ms()),
                     }
                     result
                 }
@@ -169,7 +169,7 @@ impl ReverseWorker {
             ..Default::default()
         };
         self.count("rejected", records.len());
-        self.store.complete(completion).await.map_err(StepError::store)?;
+        self.store.complete(completion).await.map_err(StepError::Store)?;
         Ok(records.len())
     }
 
@@ -258,7 +258,7 @@ impl ReverseWorker {
         self.count("written", batch.accepted.len());
         self.metrics.activity.written(&mapping.name, batch.accepted.len());
         self.count("rejected", batch.rejected.len());
-        self.store.complete(completion).await.map_err(StepError::store)?;
+        self.store.complete(completion).await.map_err(StepError::Store)?;
         drop(write_in_flight);
         match batch.failure {
             Some(error) => Err(StepError::hubspot(&mapping.name, error)),
@@ -292,7 +292,7 @@ impl ReverseWorker {
             .filter_map(|m| current.get(&normalize_key(&m.key)))
             .flat_map(|o| properties.iter().map(|p| (o.object.id.clone(), p.clone())))
             .collect();
-        let last_written = self.store.last_written(&mapping.object_type, wanted).await.map_err(StepError::store)?;
+        let last_written = self.store.last_written(&mapping.object_type, wanted).await.map_err(StepError::Store)?;
         for m in merged.iter_mut() {
             let Some(object) = current.get(&normalize_key(&m.key)) else { continue };
             m.values.retain(|property, (_, changed_at)| {
@@ -340,20 +340,27 @@ fn normalize_key(key: &str) -> String {
     key.trim().to_lowercase()
 }
 
-/// Why a step left records queued.
-struct StepError {
-    message: String,
-    daily_limit: bool,
+/// Why a step left records queued; they are tried again after a wait the cause decides.
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error("reverse sync store: {0:#}")]
+    Store(anyhow::Error),
+    #[error("mapping {mapping}: writing HubSpot: {error}")]
+    HubSpot { mapping: String, error: hubspot::Error },
 }
 
 impl StepError {
-    fn store(error: anyhow::Error) -> StepError {
-        StepError { message: format!("reverse sync store: {error:#}"), daily_limit: false }
+    fn hubspot(mapping: &str, error: hubspot::Error) -> StepError {
+        StepError::HubSpot { mapping: mapping.to_string(), error }
     }
 
-    fn hubspot(mapping: &str, error: hubspot::Error) -> StepError {
-        let daily_limit = matches!(error, hubspot::Error::DailyLimitExhausted { .. });
-        StepError { message: format!("mapping {mapping}: writing HubSpot: {error}"), daily_limit }
+    /// How long to wait at least before the next try: until HubSpot's daily limit may have
+    /// room again, when it is spent.
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            StepError::HubSpot { error: hubspot::Error::DailyLimitExhausted { .. }, .. } => Some(DAILY_LIMIT_WAIT),
+            _ => None,
+        }
     }
 }
 

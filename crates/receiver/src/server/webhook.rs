@@ -12,7 +12,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::ReceiverState;
-use crate::eventlog::{EncodedEvent, LogFull};
+use crate::eventlog::{AppendError, EncodedEvent};
 use crate::metrics::OutcomeLabels;
 use crate::time::now_ms;
 use hubspot::signature::{
@@ -90,12 +90,15 @@ pub(super) async fn receive(
         Err(e) => {
             // Either way nothing of the batch may be answered 2xx: what was stored before the
             // log filled or failed is a duplicate when HubSpot retries.
-            let (outcome, body) = if let Some(full) = e.downcast_ref::<LogFull>() {
-                tracing::warn!(reason = %full, "event log is full; asking HubSpot to retry");
-                ("log_full", "event log is full, retry later")
-            } else {
-                tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
-                ("unavailable", "event log unavailable, retry later")
+            let (outcome, body) = match AppendError::from(e) {
+                AppendError::Full(full) => {
+                    tracing::warn!(reason = %full, "event log is full; asking HubSpot to retry");
+                    ("log_full", "event log is full, retry later")
+                }
+                AppendError::Unavailable(e) => {
+                    tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
+                    ("unavailable", "event log unavailable, retry later")
+                }
             };
             count_request(&state, outcome);
             (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], body).into_response()

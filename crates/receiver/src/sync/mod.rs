@@ -9,6 +9,7 @@
 pub mod backfill;
 mod batch;
 pub mod deadletter;
+mod error;
 mod operations;
 pub mod plan;
 pub mod report;
@@ -30,6 +31,8 @@ pub use plan::{Op, Record};
 pub use sinks::{Sink, SinkError};
 pub use state::CheckpointStore;
 
+use error::StepError;
+
 use crate::eventlog::{EventLog, StoredEvent};
 use crate::metrics::{Metrics, OutcomeLabels, SinkLabels};
 use crate::reverse::ReverseStore;
@@ -47,8 +50,6 @@ const IDLE_TICK: Duration = Duration::from_secs(1);
 /// deliveries leaves their events pending, so the next start reads and checks them again; the
 /// receiver pod's termination grace (30 s) leaves room for this after the ingress drains.
 const STEP_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-/// When HubSpot's daily limit is spent, retrying sooner than this only burns calls.
-const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(300);
 
 /// The sync worker of one integration. Clones share everything; the admin API holds one to
 /// redrive dead letters and replay deliveries with the same delivery path as the drain.
@@ -85,8 +86,10 @@ struct StepOutcome {
     taken: usize,
     /// Events released from the log.
     released: usize,
-    /// Why some events stay pending, if they do.
-    failure: Option<Failure>,
+    /// Why some events stay pending, if they do: the first cause met.
+    failure: Option<StepError>,
+    /// Wait at least this long before the next step: the longest any cause asked for.
+    retry_after: Option<Duration>,
     /// When events held back to fill a batch read fall due (epoch ms).
     next_due_ms: Option<i64>,
 }
@@ -104,20 +107,10 @@ struct Delivered {
     dead_lettered: usize,
 }
 
-#[derive(Debug)]
-struct Failure {
-    message: String,
-    /// Wait at least this long (a destination's `Retry-After`, HubSpot's daily limit).
-    retry_after: Option<Duration>,
-}
-
 impl StepOutcome {
-    fn fail(&mut self, failure: Failure) {
-        let merged = match self.failure.take() {
-            None => failure,
-            Some(first) => Failure { message: first.message, retry_after: first.retry_after.max(failure.retry_after) },
-        };
-        self.failure = Some(merged);
+    fn fail(&mut self, error: StepError) {
+        self.retry_after = self.retry_after.max(error.retry_after());
+        self.failure.get_or_insert(error);
     }
 }
 
@@ -198,8 +191,8 @@ impl Worker {
             let waiting_for_events = outcome.failure.is_none();
             let wait = match outcome.failure {
                 Some(failure) => {
-                    let wait = backoff.next_delay(failure.retry_after);
-                    tracing::warn!(error = %failure.message, retry_in_ms = wait.as_millis() as u64, "sync step incomplete; events stay pending");
+                    let wait = backoff.next_delay(outcome.retry_after);
+                    tracing::warn!(error = %failure, retry_in_ms = wait.as_millis() as u64, "sync step incomplete; events stay pending");
                     tokio::time::sleep(wait)
                 }
                 // There may be more behind what this step took.
@@ -228,7 +221,7 @@ impl Worker {
         let outcome = self.step(Batching::Now).await;
         match outcome.failure {
             None => Ok(outcome.released),
-            Some(failure) => Err(anyhow::anyhow!(failure.message)),
+            Some(failure) => Err(anyhow::Error::new(failure)),
         }
     }
 
@@ -237,7 +230,7 @@ impl Worker {
         let events = match self.log.pending(EVENTS_PER_STEP).await {
             Ok(events) => events,
             Err(e) => {
-                outcome.fail(Failure { message: format!("reading the event log: {e:#}"), retry_after: None });
+                outcome.fail(StepError::ReadLog(e));
                 return outcome;
             }
         };
@@ -295,7 +288,7 @@ impl Worker {
                         .get_or_create(&OutcomeLabels { outcome: "ignored".into() })
                         .inc_by(ignored as u64);
                 }
-                Err(e) => outcome.fail(release_failure(e)),
+                Err(e) => outcome.fail(StepError::Release(e)),
             }
         }
 
@@ -316,7 +309,7 @@ impl Worker {
             match self.sync_object_type(object_type, type_plan).await {
                 Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
                     Ok(()) => outcome.released += type_plan.seqs.len(),
-                    Err(e) => outcome.fail(release_failure(e)),
+                    Err(e) => outcome.fail(StepError::Release(e)),
                 },
                 Err(failure) => outcome.fail(failure),
             }
@@ -334,14 +327,14 @@ impl Worker {
 
     /// Reads the objects of one type once (the union of the mappings' properties) and delivers
     /// each mapping's records to each of its destinations. `Ok` when every destination has them.
-    async fn sync_object_type(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), Failure> {
+    async fn sync_object_type(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), StepError> {
         let mappings: Vec<&MappingRuntime> =
             self.mappings.iter().filter(|m| m.config.object_type == object_type).collect();
         let (fetched, associations) = match self.read_objects(object_type, &mappings, type_plan).await {
             Ok(read) => read,
             Err(failure) => {
                 for mapping in &mappings {
-                    self.metrics.activity.failed(&mapping.config.name, &failure.message, now_ms());
+                    self.metrics.activity.failed(&mapping.config.name, &failure.to_string(), now_ms());
                 }
                 return Err(failure);
             }
@@ -352,7 +345,7 @@ impl Worker {
             match self.deliver_mapping(mapping, type_plan, &fetched, &associations).await {
                 Ok(()) => self.metrics.activity.succeeded(name, now_ms()),
                 Err(failure) => {
-                    self.metrics.activity.failed(name, &failure.message, now_ms());
+                    self.metrics.activity.failed(name, &failure.to_string(), now_ms());
                     result = Err(failure);
                 }
             }
@@ -367,7 +360,7 @@ impl Worker {
         object_type: &str,
         mappings: &[&MappingRuntime],
         type_plan: &plan::TypePlan,
-    ) -> Result<(Vec<hubspot::CrmObject>, plan::Associations), Failure> {
+    ) -> Result<(Vec<hubspot::CrmObject>, plan::Associations), StepError> {
         let ids = type_plan.ids_to_fetch();
         let fetched = if ids.is_empty() {
             Vec::new()
@@ -380,7 +373,7 @@ impl Worker {
                 .batch_read(object_type, &properties, &ids)
                 .instrument(span)
                 .await
-                .map_err(|e| hubspot_failure(object_type, e))?
+                .map_err(|e| StepError::hubspot(object_type, e))?
         };
         let configs: Vec<&MappingConfig> = mappings.iter().map(|m| &m.config).collect();
         let associations = self.read_associations(object_type, &configs, &fetched).await?;
@@ -394,9 +387,9 @@ impl Worker {
         type_plan: &plan::TypePlan,
         fetched: &[hubspot::CrmObject],
         associations: &plan::Associations,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StepError> {
         let records = plan::build_records(&mapping.config, type_plan, fetched, associations);
-        let records = self.checkpoints.fill_deleted_keys(records).await.map_err(store_failure)?;
+        let records = self.checkpoints.fill_deleted_keys(records).await.map_err(StepError::Checkpoints)?;
         let mut result = Ok(());
         for destination in &mapping.destinations {
             if let Err(failure) = self.deliver_fresh(&mapping.config.name, destination, &records).await {
@@ -414,7 +407,7 @@ impl Worker {
         object_type: &str,
         mappings: &[&MappingConfig],
         fetched: &[hubspot::CrmObject],
-    ) -> Result<plan::Associations, Failure> {
+    ) -> Result<plan::Associations, StepError> {
         let to_types: std::collections::BTreeSet<&str> =
             mappings.iter().flat_map(|m| m.associations.iter().map(|a| a.to_object_type.as_str())).collect();
         let live: Vec<String> = fetched.iter().filter(|o| !o.archived).map(|o| o.id.clone()).collect();
@@ -427,15 +420,21 @@ impl Worker {
                 .client
                 .batch_read_associations(object_type, to_type, &live)
                 .await
-                .map_err(|e| hubspot_failure(object_type, e))?;
+                .map_err(|e| StepError::hubspot(object_type, e))?;
             associations.insert(to_type.to_string(), read);
         }
         Ok(associations)
     }
 
     /// Delivers to one destination the records it has not seen yet.
-    async fn deliver_fresh(&self, mapping: &str, destination: &Destination, records: &[Record]) -> Result<(), Failure> {
-        let fresh = self.checkpoints.fresh(&destination.checkpoint_id, records).await.map_err(store_failure)?;
+    async fn deliver_fresh(
+        &self,
+        mapping: &str,
+        destination: &Destination,
+        records: &[Record],
+    ) -> Result<(), StepError> {
+        let fresh =
+            self.checkpoints.fresh(&destination.checkpoint_id, records).await.map_err(StepError::Checkpoints)?;
         self.deliver(mapping, destination, &fresh).await.map(|_| ())
     }
 
@@ -450,7 +449,7 @@ impl Worker {
         mapping: &str,
         destination: &Destination,
         records: &[Record],
-    ) -> Result<Delivered, Failure> {
+    ) -> Result<Delivered, StepError> {
         let labels = SinkLabels { mapping: mapping.to_string(), sink: destination.label.clone() };
         let mut outcome = Delivered::default();
         let mut parts: VecDeque<&[Record]> = records.chunks(RECORDS_PER_DELIVERY).collect();
@@ -478,8 +477,14 @@ impl Worker {
                 Ok(()) => {
                     self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
                     self.metrics.activity.delivered(mapping, part.len());
-                    self.checkpoints.mark_delivered(&destination.checkpoint_id, part).await.map_err(store_failure)?;
-                    self.dead_letters.resolve(&destination.checkpoint_id, part).await.map_err(dead_letter_failure)?;
+                    self.checkpoints
+                        .mark_delivered(&destination.checkpoint_id, part)
+                        .await
+                        .map_err(StepError::Checkpoints)?;
+                    self.dead_letters
+                        .resolve(&destination.checkpoint_id, part)
+                        .await
+                        .map_err(StepError::DeadLetters)?;
                     outcome.delivered += part.len();
                     continue;
                 }
@@ -488,9 +493,10 @@ impl Worker {
             self.metrics.sink_failures.get_or_create(&labels).inc();
             if !error.is_permanent() {
                 tracing::warn!(mapping, sink = %destination.label, error = %error, records = part.len(), "delivery failed");
-                return Err(Failure {
-                    message: format!("mapping {mapping}, destination {}: {error}", destination.label),
-                    retry_after: error.retry_after(),
+                return Err(StepError::Destination {
+                    mapping: mapping.to_string(),
+                    destination: destination.label.clone(),
+                    error,
                 });
             }
             // The record the destination names, or the only one there is.
@@ -506,7 +512,7 @@ impl Worker {
                     self.dead_letters
                         .add(&destination.label, &destination.checkpoint_id, record, &error.to_string(), now_ms())
                         .await
-                        .map_err(dead_letter_failure)?;
+                        .map_err(StepError::DeadLetters)?;
                     self.metrics.records_dead_lettered.get_or_create(&labels).inc();
                     outcome.dead_lettered += 1;
                     // What the destination may have taken of the rest is offered again.
@@ -531,7 +537,7 @@ impl Worker {
         let echoes = match ledger.echoes(events.clone()).await {
             Ok(echoes) => echoes,
             Err(e) => {
-                outcome.fail(Failure { message: format!("echo ledger: {e:#}"), retry_after: None });
+                outcome.fail(StepError::EchoLedger(e));
                 return None;
             }
         };
@@ -541,7 +547,7 @@ impl Worker {
         let count = echoes.len();
         let echo_set: std::collections::BTreeSet<u64> = echoes.iter().copied().collect();
         if let Err(e) = self.log.release(echoes).await {
-            outcome.fail(release_failure(e));
+            outcome.fail(StepError::Release(e));
             return None;
         }
         outcome.released += count;
@@ -555,36 +561,9 @@ impl Worker {
     }
 }
 
-/// Logs HubSpot's category and correlationId (what HubSpot support asks for) and keeps the
-/// events pending.
-fn hubspot_failure(object_type: &str, error: hubspot::Error) -> Failure {
-    let (category, correlation_id) = match &error {
-        hubspot::Error::Api(api) => (api.category.as_str(), api.correlation_id.as_str()),
-        hubspot::Error::DailyLimitExhausted { correlation_id } => ("RATE_LIMIT", correlation_id.as_str()),
-        hubspot::Error::Transport(_) => ("TRANSPORT", ""),
-        hubspot::Error::Decode(_) => ("DECODE", ""),
-        hubspot::Error::SearchCapped { .. } => ("SEARCH_CAPPED", ""),
-    };
-    tracing::warn!(object_type, category, correlation_id, error = %error, "HubSpot batch read failed");
-    let retry_after = matches!(error, hubspot::Error::DailyLimitExhausted { .. }).then_some(DAILY_LIMIT_WAIT);
-    Failure { message: format!("reading {object_type} from HubSpot: {error}"), retry_after }
-}
-
-fn store_failure(error: anyhow::Error) -> Failure {
-    Failure { message: format!("checkpoint store: {error:#}"), retry_after: None }
-}
-
-fn dead_letter_failure(error: anyhow::Error) -> Failure {
-    Failure { message: format!("dead-letter store: {error:#}"), retry_after: None }
-}
-
 fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
     }
-}
-
-fn release_failure(error: anyhow::Error) -> Failure {
-    Failure { message: format!("releasing events: {error:#}"), retry_after: None }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::deadletter::{DeadLetter, Filter};
 use super::plan::{self, Hint, ObjectHint, Op, Record, TypePlan};
-use super::{Destination, MappingRuntime, RECORDS_PER_DELIVERY, Worker, hubspot_failure};
+use super::{Destination, MappingRuntime, RECORDS_PER_DELIVERY, StepError, Worker};
 use crate::time::now_ms;
 
 /// Why an operation could not be done.
@@ -74,7 +74,7 @@ impl Worker {
                 let current = match self.current_records(runtime, chunk.iter().map(|l| &l.record)).await {
                     Ok(records) => records,
                     Err(reason) => {
-                        self.keep(chunk, &reason, &mut report).await?;
+                        self.keep(chunk, &reason.to_string(), &mut report).await?;
                         continue;
                     }
                 };
@@ -91,7 +91,7 @@ impl Worker {
                         // Whatever was delivered before the failure has been removed already.
                         let ids: Vec<i64> = chunk.iter().map(|l| l.id).collect();
                         let left = self.dead_letters.list(&Filter { ids, ..Default::default() }, usize::MAX).await?;
-                        self.keep(&left, &failure.message, &mut report).await?;
+                        self.keep(&left, &failure.to_string(), &mut report).await?;
                     }
                 }
             }
@@ -153,7 +153,7 @@ impl Worker {
                         report.refused += outcome.dead_lettered;
                     }
                     Err(failure) => {
-                        report.errors.push(failure.message);
+                        report.errors.push(failure.to_string());
                         break;
                     }
                 }
@@ -169,7 +169,7 @@ impl Worker {
         &self,
         runtime: &MappingRuntime,
         records: impl Iterator<Item = &Record>,
-    ) -> Result<Vec<Record>, String> {
+    ) -> Result<Vec<Record>, StepError> {
         let now = now_ms();
         let hints = records.map(|r| match r.op {
             Op::Upsert => (r.object_id.clone(), Hint::Changed, now),
@@ -184,7 +184,7 @@ impl Worker {
         &self,
         runtime: &MappingRuntime,
         objects: impl Iterator<Item = (String, Hint, i64)>,
-    ) -> Result<Vec<Record>, String> {
+    ) -> Result<Vec<Record>, StepError> {
         let mut type_plan = TypePlan::default();
         for (id, hint, occurred_at) in objects {
             type_plan.objects.insert(id, ObjectHint { hint, occurred_at });
@@ -197,12 +197,11 @@ impl Worker {
             self.client
                 .batch_read(&config.object_type, &config.hubspot_properties(), &ids)
                 .await
-                .map_err(|e| hubspot_failure(&config.object_type, e).message)?
+                .map_err(|e| StepError::hubspot(&config.object_type, e))?
         };
-        let associations =
-            self.read_associations(&config.object_type, &[config], &fetched).await.map_err(|f| f.message)?;
+        let associations = self.read_associations(&config.object_type, &[config], &fetched).await?;
         let records = plan::build_records(config, &type_plan, &fetched, &associations);
-        self.checkpoints.fill_deleted_keys(records).await.map_err(|e| format!("checkpoint store: {e:#}"))
+        self.checkpoints.fill_deleted_keys(records).await.map_err(StepError::Checkpoints)
     }
 
     /// Keeps `letters` with `reason` as the last failure.
