@@ -22,6 +22,8 @@ pub mod reverse;
 pub mod server;
 mod sqlite;
 pub mod sync;
+#[cfg(test)]
+mod test_mappings;
 mod time;
 
 pub use server::{ReceiverState, router, run, serve, status_router};

@@ -315,29 +315,18 @@ async fn rejected(State(state): State<IngestRoutes>, headers: HeaderMap) -> Resp
 #[cfg(test)]
 mod tests {
     use super::*;
-    use model::api::mapping::{Direction, FieldMapping, MatchKey};
+    use crate::test_mappings::{self, field};
+    use model::api::mapping::Direction;
 
     fn mapping() -> MappingConfig {
-        let field = |hubspot: &str, external: &str, direction| FieldMapping {
-            hubspot_property: hubspot.into(),
-            external_field: external.into(),
-            direction,
-        };
+        let fields = vec![
+            field("firstname", "first_name", Direction::ToExternal),
+            field("lifecyclestage", "stage", Direction::Both),
+            field("phone", "phone", Direction::ToHubSpot),
+        ];
         MappingConfig {
-            backfill: true,
-            name: "crm/contacts".into(),
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "mail".into() },
-            fields: vec![
-                field("firstname", "first_name", Direction::ToExternal),
-                field("lifecyclestage", "stage", Direction::Both),
-                field("phone", "phone", Direction::ToHubSpot),
-            ],
-            sinks: vec![],
-            conflict_policy: Default::default(),
             external_timestamp_field: Some("modified".into()),
-            sources: vec![],
-            associations: vec![],
+            ..test_mappings::mapping("crm/contacts", "contacts", ("email", "mail"), fields)
         }
     }
 

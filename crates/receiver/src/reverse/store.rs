@@ -13,6 +13,8 @@
 //! the embedded event log does; so an ingest request is answered 202 only once its records are
 //! durable. Reads use a second connection (WAL mode) and never wait for the writer.
 
+mod writer;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc;
@@ -27,7 +29,7 @@ use tokio::sync::{Notify, oneshot};
 
 use crate::eventlog::StoredEvent;
 use crate::sqlite::{self, rows_by_mapping};
-use crate::time::now_ms;
+use writer::{Affected, Write, WriteRequest, run_writer};
 
 /// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
 /// webhook to count as that write's echo. HubSpot stamps both from its own clock; the margin
@@ -188,36 +190,6 @@ pub struct Completion {
     pub written: Vec<WrittenValue>,
     /// Objects this receiver's upserts created: (object type, object id, HubSpot's time).
     pub created: Vec<(String, String, i64)>,
-}
-
-enum Write {
-    Enqueue(Vec<IngestRecord>),
-    Complete(Completion),
-    /// What one poll of a source read, and how far it got: committed together, so a row is
-    /// queued exactly once.
-    Polled {
-        records: Vec<IngestRecord>,
-        rejected: Vec<Rejection>,
-        source: String,
-        cursor: String,
-    },
-    /// Moves the selected rejected records back into the queue.
-    Resend(RejectionFilter),
-    /// Removes the selected rejected records.
-    Discard(RejectionFilter),
-}
-
-struct WriteRequest {
-    write: Write,
-    /// Rows the write affected (resent or discarded records), once committed.
-    done: oneshot::Sender<anyhow::Result<Affected>>,
-}
-
-/// Rows one write affected: for a resend, the records queued again and the ones left.
-#[derive(Clone, Copy, Debug, Default)]
-struct Affected {
-    rows: u64,
-    left: u64,
 }
 
 /// The reverse sync store, see the module documentation.
@@ -504,22 +476,6 @@ impl Drop for ReverseStore {
     }
 }
 
-fn insert_rejection(statement: &mut rusqlite::CachedStatement<'_>, r: &Rejection) -> anyhow::Result<()> {
-    let properties = serde_json::to_string(&r.properties)?;
-    statement.execute(params![
-        r.mapping,
-        r.key,
-        properties,
-        r.status,
-        r.category,
-        r.message,
-        r.correlation_id,
-        r.rejected_at,
-        r.changed_at
-    ])?;
-    Ok(())
-}
-
 fn select_rejections(
     conn: &Connection,
     filter: &RejectionFilter,
@@ -565,206 +521,5 @@ fn open_connection(path: &Path) -> anyhow::Result<Connection> {
     sqlite::open(path, "reverse sync store")
 }
 
-/// The writer thread: group commits until every sender is gone.
-fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, enqueued: &Notify) {
-    while let Ok(first) = requests.recv() {
-        let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
-        let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
-        match commit_group(&mut conn, &writes, now_ms()) {
-            Ok(affected) => {
-                if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. } | Write::Resend(_))) {
-                    enqueued.notify_waiters();
-                    enqueued.notify_one();
-                }
-                for (done, affected) in answers.into_iter().zip(affected) {
-                    let _ = done.send(Ok(affected));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, requests = answers.len(), "reverse sync commit failed");
-                for done in answers {
-                    let _ = done.send(Err(anyhow::anyhow!("reverse sync commit failed: {e}")));
-                }
-            }
-        }
-    }
-}
-
-/// Commits `writes` in one transaction; what each affected, in order.
-fn commit_group(conn: &mut Connection, writes: &[Write], now_ms: i64) -> anyhow::Result<Vec<Affected>> {
-    let tx = conn.transaction()?;
-    let mut affected = Vec::with_capacity(writes.len());
-    {
-        let mut enqueue = tx.prepare_cached(
-            "INSERT INTO queue (mapping, match_key, properties, changed_at, received_at) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )?;
-        let mut dequeue = tx.prepare_cached("DELETE FROM queue WHERE seq = ?1")?;
-        let mut reject = tx.prepare_cached(
-            "INSERT INTO rejected
-                 (mapping, match_key, properties, status, category, message, correlation_id, rejected_at, changed_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let condition = RejectionFilter::CONDITION;
-        let mut requeue = tx.prepare_cached(&format!(
-            "INSERT INTO queue (mapping, match_key, properties, changed_at, received_at)
-             SELECT mapping, match_key, properties, coalesce(changed_at, rejected_at), ?3 FROM rejected
-             WHERE {condition} AND category <> '{INVALID_RECORD}' ORDER BY id"
-        ))?;
-        let mut unreject =
-            tx.prepare_cached(&format!("DELETE FROM rejected WHERE {condition} AND category <> '{INVALID_RECORD}'"))?;
-        let mut count_rejected = tx.prepare_cached(&format!("SELECT COUNT(*) FROM rejected WHERE {condition}"))?;
-        let mut discard = tx.prepare_cached(&format!("DELETE FROM rejected WHERE {condition}"))?;
-        let mut remember_value = tx.prepare_cached(
-            "INSERT INTO written (object_type, object_id, property, value, written_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT (object_type, object_id, property) DO UPDATE SET value = excluded.value, written_at = excluded.written_at",
-        )?;
-        let mut remember_creation = tx.prepare_cached(
-            "INSERT OR REPLACE INTO created (object_type, object_id, created_at) VALUES (?1, ?2, ?3)",
-        )?;
-        let mut move_cursor =
-            tx.prepare_cached("INSERT OR REPLACE INTO source_cursors (source, cursor) VALUES (?1, ?2)")?;
-        for write in writes {
-            let mut done = Affected::default();
-            match write {
-                Write::Enqueue(records) => {
-                    for r in records {
-                        let properties = serde_json::to_string(&r.properties)?;
-                        enqueue.execute(params![r.mapping, r.key, properties, r.changed_at, now_ms])?;
-                    }
-                }
-                Write::Polled { records, rejected, source, cursor } => {
-                    for r in records {
-                        let properties = serde_json::to_string(&r.properties)?;
-                        enqueue.execute(params![r.mapping, r.key, properties, r.changed_at, now_ms])?;
-                    }
-                    for r in rejected {
-                        insert_rejection(&mut reject, r)?;
-                    }
-                    move_cursor.execute(params![source, cursor])?;
-                }
-                Write::Complete(completion) => {
-                    for &seq in &completion.done {
-                        if let Ok(seq) = i64::try_from(seq) {
-                            dequeue.execute([seq])?;
-                        }
-                    }
-                    for r in &completion.rejected {
-                        insert_rejection(&mut reject, r)?;
-                    }
-                    for w in &completion.written {
-                        remember_value.execute(params![
-                            w.object_type,
-                            w.object_id,
-                            w.property,
-                            w.value,
-                            w.written_at
-                        ])?;
-                    }
-                    for (object_type, object_id, at) in &completion.created {
-                        remember_creation.execute(params![object_type, object_id, at])?;
-                    }
-                }
-                Write::Resend(filter) => {
-                    let (ids, mapping) = filter.params();
-                    requeue.execute(params![ids, mapping, now_ms])?;
-                    done.rows = unreject.execute(params![ids, mapping])? as u64;
-                    done.left = count_rejected.query_row(params![ids, mapping], |row| row.get::<_, i64>(0))? as u64;
-                }
-                Write::Discard(filter) => {
-                    let (ids, mapping) = filter.params();
-                    done.rows = discard.execute(params![ids, mapping])? as u64;
-                }
-            }
-            affected.push(done);
-        }
-    }
-    tx.commit()?;
-    Ok(affected)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use hubspot::WebhookEvent;
-
-    fn event(seq: u64, action: &str, property: Option<(&str, &str)>, source: &str, occurred_at: i64) -> StoredEvent {
-        StoredEvent {
-            seq,
-            event: WebhookEvent {
-                event_id: seq,
-                occurred_at,
-                subscription_type: format!("contact.{action}"),
-                object_id: 7,
-                change_source: Some(source.into()),
-                source_id: Some("54321".into()),
-                property_name: property.map(|(name, _)| name.into()),
-                property_value: property.map(|(_, value)| value.into()),
-                ..Default::default()
-            },
-            appended_at_ms: None,
-        }
-    }
-
-    /// Rejections stored before resends existed have no change time: they are resent with
-    /// their rejection time instead.
-    #[tokio::test]
-    async fn rejections_of_an_older_store_can_be_resent() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("reverse.db");
-        let old = Connection::open(&path).unwrap();
-        old.execute_batch(
-            "CREATE TABLE rejected (
-                 id INTEGER PRIMARY KEY AUTOINCREMENT, mapping TEXT NOT NULL, match_key TEXT NOT NULL,
-                 properties TEXT NOT NULL, status INTEGER NOT NULL, category TEXT NOT NULL,
-                 message TEXT NOT NULL, correlation_id TEXT NOT NULL, rejected_at INTEGER NOT NULL);
-             INSERT INTO rejected (mapping, match_key, properties, status, category, message, correlation_id, rejected_at)
-             VALUES ('crm/contacts', 'a@example.com', '{\"phone\":\"1\"}', 400, 'VALIDATION_ERROR', 'no', 'c-1', 5000);",
-        )
-        .unwrap();
-        drop(old);
-        let store = ReverseStore::open(&path).unwrap();
-        let (listed, total) = store.rejected(&RejectionFilter::default(), 10).await.unwrap();
-        assert_eq!((total, listed[0].rejection.changed_at), (1, 5000));
-        let only_others = RejectionFilter { ids: vec![], mapping: Some("crm/companies".into()) };
-        assert_eq!(store.resend(only_others).await.unwrap(), ResendReport::default());
-        let report = store.resend(RejectionFilter { ids: vec![listed[0].id], mapping: None }).await.unwrap();
-        assert_eq!(report, ResendReport { resent: 1, not_resendable: 0 });
-        let queued = store.pending(10).await.unwrap();
-        assert_eq!(queued[0].record.changed_at, 5000);
-        assert_eq!(queued[0].record.properties, BTreeMap::from([("phone".to_string(), "1".to_string())]));
-        assert_eq!(store.rejected_summary().await.unwrap().count, 0);
-    }
-
-    #[tokio::test]
-    async fn echoes_are_integration_changes_to_the_written_value_near_the_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = ReverseStore::open(&dir.path().join("reverse.db")).unwrap();
-        let at = 1_000_000_000;
-        store
-            .complete(Completion {
-                written: vec![WrittenValue {
-                    object_type: "contacts".into(),
-                    object_id: "7".into(),
-                    property: "phone".into(),
-                    value: "555".into(),
-                    written_at: at,
-                }],
-                created: vec![("contacts".into(), "7".into(), at)],
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        let window = ECHO_WINDOW.as_millis() as i64;
-        let events = vec![
-            event(1, "propertyChange", Some(("phone", "555")), "INTEGRATION", at + 5),
-            event(2, "creation", None, "INTEGRATION", at),
-            // Another value, another property, a person, or long after: real changes.
-            event(3, "propertyChange", Some(("phone", "556")), "INTEGRATION", at + 5),
-            event(4, "propertyChange", Some(("firstname", "555")), "INTEGRATION", at + 5),
-            event(5, "propertyChange", Some(("phone", "555")), "CRM_UI", at + 5),
-            event(6, "propertyChange", Some(("phone", "555")), "INTEGRATION", at + window + 1),
-            event(7, "deletion", None, "INTEGRATION", at),
-        ];
-        assert_eq!(store.echoes(events).await.unwrap(), vec![1, 2]);
-    }
-}
+mod tests;
