@@ -14,7 +14,7 @@ use super::store::{Completion, QueuedRecord, Rejection, ReverseStore, WrittenVal
 use crate::backoff::Backoff;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::time::{now_ms, timestamp_ms};
-use hubspot::{self, HubSpotClient, UpsertInput};
+use hubspot::{self, HubSpotClient, UpsertInput, UpsertResult};
 use model::api::mapping::ConflictPolicy;
 use model::config::MappingConfig;
 
@@ -188,72 +188,15 @@ impl ReverseWorker {
             merged.into_iter().partition(|m| m.values.is_empty() && !key_only.contains(&m.key));
         completion.done.extend(nothing.iter().flat_map(|m| m.seqs.iter().copied()));
 
-        let inputs: Vec<UpsertInput> = merged
-            .iter()
-            .map(|m| {
-                let mut properties: BTreeMap<String, String> =
-                    m.values.iter().map(|(p, (v, _))| (p.clone(), v.clone())).collect();
-                // The key in the properties too, so every result names the record it is about
-                // (HubSpot's results need not follow the inputs' order). HubSpot maintains
-                // `hs_object_id` itself.
-                if id_property != "hs_object_id" {
-                    properties.insert(id_property.clone(), m.key.clone());
-                }
-                UpsertInput { id: m.key.clone(), id_property: id_property.clone(), properties }
-            })
-            .collect();
+        let inputs = upsert_inputs(id_property, &merged);
         let write_in_flight = self.store.hold_for_write().await;
         let batch = self.client.batch_upsert_isolated(&mapping.object_type, &inputs).await;
 
         for &index in &batch.accepted {
             completion.done.extend(merged[index].seqs.iter().copied());
         }
-        let by_key: BTreeMap<String, usize> =
-            merged.iter().enumerate().map(|(i, m)| (normalize_key(&m.key), i)).collect();
-        for result in &batch.results {
-            let object = &result.object;
-            let Some(&index) = object
-                .properties
-                .get(id_property)
-                .cloned()
-                .flatten()
-                .map(|k| normalize_key(&k))
-                .and_then(|k| by_key.get(&k))
-            else {
-                continue;
-            };
-            let written_at = object.updated_at.as_deref().and_then(timestamp_ms).unwrap_or_else(now_ms);
-            for (property, sent) in &inputs[index].properties {
-                let value = object.properties.get(property).cloned().flatten().unwrap_or_else(|| sent.clone());
-                completion.written.push(WrittenValue {
-                    object_type: mapping.object_type.clone(),
-                    object_id: object.id.clone(),
-                    property: property.clone(),
-                    value,
-                    written_at,
-                });
-            }
-            if result.new {
-                completion.created.push((mapping.object_type.clone(), object.id.clone(), written_at));
-            }
-        }
-        let rejected_at = now_ms();
-        for (index, error) in &batch.rejected {
-            let m = &merged[*index];
-            tracing::warn!(mapping = %mapping.name, category = %error.category, correlation_id = %error.correlation_id, message = %error.message, "HubSpot refused a record");
-            completion.done.extend(m.seqs.iter().copied());
-            completion.rejected.push(Rejection {
-                mapping: mapping.name.clone(),
-                key: m.key.clone(),
-                properties: inputs[*index].properties.clone(),
-                status: error.status,
-                category: error.category.clone(),
-                message: error.message.clone(),
-                correlation_id: error.correlation_id.clone(),
-                rejected_at,
-                changed_at: m.values.values().map(|(_, at)| *at).max().unwrap_or(rejected_at),
-            });
-        }
+        note_written(mapping, &merged, &inputs, &batch.results, &mut completion);
+        note_rejected(mapping, &merged, &inputs, &batch.rejected, &mut completion);
         let settled = completion.done.len();
         self.count("written", batch.accepted.len());
         self.metrics.activity.written(&mapping.name, batch.accepted.len());
@@ -332,6 +275,91 @@ impl ReverseWorker {
         if let Ok(summary) = self.store.rejected_summary().await {
             self.metrics.reverse_rejected.set(i64::try_from(summary.count).unwrap_or(i64::MAX));
         }
+    }
+}
+
+/// One upsert input per merged record, keyed by the match key's property.
+fn upsert_inputs(id_property: &str, merged: &[Merged]) -> Vec<UpsertInput> {
+    merged
+        .iter()
+        .map(|m| {
+            let mut properties: BTreeMap<String, String> =
+                m.values.iter().map(|(p, (v, _))| (p.clone(), v.clone())).collect();
+            // The key in the properties too, so every result names the record it is about
+            // (HubSpot's results need not follow the inputs' order). HubSpot maintains
+            // `hs_object_id` itself.
+            if id_property != "hs_object_id" {
+                properties.insert(id_property.to_string(), m.key.clone());
+            }
+            UpsertInput { id: m.key.clone(), id_property: id_property.to_string(), properties }
+        })
+        .collect()
+}
+
+/// Notes in `completion` what HubSpot's `results` say was written (each property's value and
+/// HubSpot's time of the write) and which objects the upserts created.
+fn note_written(
+    mapping: &MappingConfig,
+    merged: &[Merged],
+    inputs: &[UpsertInput],
+    results: &[UpsertResult],
+    completion: &mut Completion,
+) {
+    let id_property = &mapping.match_key.hubspot_property;
+    let by_key: BTreeMap<String, usize> = merged.iter().enumerate().map(|(i, m)| (normalize_key(&m.key), i)).collect();
+    for result in results {
+        let object = &result.object;
+        let Some(&index) = object
+            .properties
+            .get(id_property)
+            .cloned()
+            .flatten()
+            .map(|k| normalize_key(&k))
+            .and_then(|k| by_key.get(&k))
+        else {
+            continue;
+        };
+        let written_at = object.updated_at.as_deref().and_then(timestamp_ms).unwrap_or_else(now_ms);
+        for (property, sent) in &inputs[index].properties {
+            let value = object.properties.get(property).cloned().flatten().unwrap_or_else(|| sent.clone());
+            completion.written.push(WrittenValue {
+                object_type: mapping.object_type.clone(),
+                object_id: object.id.clone(),
+                property: property.clone(),
+                value,
+                written_at,
+            });
+        }
+        if result.new {
+            completion.created.push((mapping.object_type.clone(), object.id.clone(), written_at));
+        }
+    }
+}
+
+/// Notes in `completion` the records HubSpot refused: they leave the queue for `rejected`.
+fn note_rejected(
+    mapping: &MappingConfig,
+    merged: &[Merged],
+    inputs: &[UpsertInput],
+    rejected: &[(usize, hubspot::ApiError)],
+    completion: &mut Completion,
+) {
+    let rejected_at = now_ms();
+    for (index, error) in rejected {
+        let m = &merged[*index];
+        tracing::warn!(mapping = %mapping.name, category = %error.category, correlation_id = %error.correlation_id, message = %error.message, "HubSpot refused a record");
+        completion.done.extend(m.seqs.iter().copied());
+        completion.rejected.push(Rejection {
+            mapping: mapping.name.clone(),
+            key: m.key.clone(),
+            properties: inputs[*index].properties.clone(),
+            status: error.status,
+            category: error.category.clone(),
+            message: error.message.clone(),
+            correlation_id: error.correlation_id.clone(),
+            rejected_at,
+            changed_at: m.values.values().map(|(_, at)| *at).max().unwrap_or(rejected_at),
+        });
     }
 }
 

@@ -16,12 +16,14 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::reverse::{IngestState, ReverseStore};
+use crate::reverse::{IngestState, PostgresSource, ReverseStore, ReverseWorker};
 use crate::sync::report::SyncReporter;
-use hubspot::SignatureVerifier;
+use hubspot::{HubSpotClient, SignatureVerifier};
 use model::config::ReceiverConfig;
 use model::contract::WEBHOOK_PATH;
 use model::report::SYNC_STATUS_PATH;
@@ -181,25 +183,12 @@ pub async fn run(
     let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;
     let backfill =
         crate::sync::backfill::Backfill::new(&config.mappings, client.clone(), log.clone(), cursors, metrics.clone());
-    let stop = tokio_util::sync::CancellationToken::new();
-    // The store is kept while records may be queued in it, even after the ingest API is
-    // turned off, so that nothing accepted is left behind.
-    let has_sources = config.mappings.iter().any(|m| !m.sources.is_empty());
-    let mut reverse = Vec::new();
-    let mut reverse_store = None;
-    if config.ingest.is_some() || has_sources || config.reverse_store_path().exists() {
-        let store = Arc::new(ReverseStore::open(&config.reverse_store_path())?);
-        reverse_store = Some(store.clone());
+    let stop = CancellationToken::new();
+    let reverse = start_reverse_sync(&config, client, &metrics, &stop)?;
+    let reverse_store = reverse.as_ref().map(|reverse| reverse.store.clone());
+    if let Some(store) = &reverse_store {
         worker = worker.with_echo_ledger(store.clone());
         state = state.with_ingest(&config, store.clone());
-        for mapping in &config.mappings {
-            for index in 0..mapping.sources.len() {
-                let source = crate::reverse::PostgresSource::new(mapping, index)?;
-                reverse.push(tokio::spawn(source.run(store.clone(), metrics.clone(), stop.clone().cancelled_owned())));
-            }
-        }
-        let writer = crate::reverse::ReverseWorker::new(store, &config.mappings, client, metrics.clone());
-        reverse.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
     }
     state = state.with_sync_reporter(SyncReporter {
         log: log.clone(),
@@ -224,13 +213,46 @@ pub async fn run(
     stop.cancel();
     worker.await?;
     backfill.await?;
-    for task in reverse {
+    for task in reverse.into_iter().flat_map(|reverse| reverse.tasks) {
         task.await?;
     }
     admin.await??;
     status.await??;
     log.close().await;
     served
+}
+
+/// A receiver's reverse sync: its store, and the tasks polling sources and writing HubSpot.
+struct ReverseSync {
+    store: Arc<ReverseStore>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens the reverse sync store and starts the PostgreSQL sources' polls and the reverse worker,
+/// until `stop`, when the receiver has records for HubSpot.
+fn start_reverse_sync(
+    config: &ReceiverConfig,
+    client: HubSpotClient,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<ReverseSync>> {
+    // The store is kept while records may be queued in it, even after the ingest API is
+    // turned off, so that nothing accepted is left behind.
+    let has_sources = config.mappings.iter().any(|m| !m.sources.is_empty());
+    if !(config.ingest.is_some() || has_sources || config.reverse_store_path().exists()) {
+        return Ok(None);
+    }
+    let store = Arc::new(ReverseStore::open(&config.reverse_store_path())?);
+    let mut tasks = Vec::new();
+    for mapping in &config.mappings {
+        for index in 0..mapping.sources.len() {
+            let source = PostgresSource::new(mapping, index)?;
+            tasks.push(tokio::spawn(source.run(store.clone(), metrics.clone(), stop.clone().cancelled_owned())));
+        }
+    }
+    let writer = ReverseWorker::new(store.clone(), &config.mappings, client, metrics.clone());
+    tasks.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
+    Ok(Some(ReverseSync { store, tasks }))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@
 pub mod backfill;
 mod batch;
 pub mod deadletter;
+mod delivery;
 mod error;
 mod operations;
 pub mod plan;
@@ -16,7 +17,6 @@ pub mod report;
 pub mod sinks;
 pub mod state;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,7 +34,7 @@ pub use state::CheckpointStore;
 use error::StepError;
 
 use crate::eventlog::{EventLog, StoredEvent};
-use crate::metrics::{Metrics, OutcomeLabels, SinkLabels};
+use crate::metrics::{Metrics, OutcomeLabels};
 use crate::reverse::ReverseStore;
 use crate::time::now_ms;
 use hubspot::{self, HubSpotClient};
@@ -98,13 +98,6 @@ struct StepOutcome {
 enum Batching<'a> {
     Now,
     Gather(&'a mut batch::Arrivals),
-}
-
-/// What became of the records offered to one destination.
-#[derive(Debug, Default)]
-struct Delivered {
-    delivered: usize,
-    dead_lettered: usize,
 }
 
 impl StepOutcome {
@@ -424,110 +417,6 @@ impl Worker {
             associations.insert(to_type.to_string(), read);
         }
         Ok(associations)
-    }
-
-    /// Delivers to one destination the records it has not seen yet.
-    async fn deliver_fresh(
-        &self,
-        mapping: &str,
-        destination: &Destination,
-        records: &[Record],
-    ) -> Result<(), StepError> {
-        let fresh =
-            self.checkpoints.fresh(&destination.checkpoint_id, records).await.map_err(StepError::Checkpoints)?;
-        self.deliver(mapping, destination, &fresh).await.map(|_| ())
-    }
-
-    /// Delivers `records` to one destination, noting each delivery. When the destination
-    /// refuses a batch, the batch is split in halves until the refused records stand alone
-    /// (or split around the record the destination names): those go to the dead-letter store
-    /// and the others are delivered. `Ok` when every record is delivered or dead-lettered; a
-    /// temporary failure stops there (what was delivered stays delivered, the rest is offered
-    /// again).
-    async fn deliver(
-        &self,
-        mapping: &str,
-        destination: &Destination,
-        records: &[Record],
-    ) -> Result<Delivered, StepError> {
-        let labels = SinkLabels { mapping: mapping.to_string(), sink: destination.label.clone() };
-        let mut outcome = Delivered::default();
-        let mut parts: VecDeque<&[Record]> = records.chunks(RECORDS_PER_DELIVERY).collect();
-        while let Some(part) = parts.pop_front() {
-            if part.is_empty() {
-                continue;
-            }
-            let span = tracing::debug_span!(
-                "sync.deliver",
-                mapping,
-                sink = %destination.label,
-                records = part.len(),
-                outcome = tracing::field::Empty,
-            );
-            let delivered = destination.sink.deliver(part).instrument(span.clone()).await;
-            span.record(
-                "outcome",
-                match &delivered {
-                    Ok(()) => "delivered",
-                    Err(error) if error.is_permanent() => "refused",
-                    Err(_) => "failed",
-                },
-            );
-            let error = match delivered {
-                Ok(()) => {
-                    self.metrics.records_delivered.get_or_create(&labels).inc_by(part.len() as u64);
-                    self.metrics.activity.delivered(mapping, part.len());
-                    self.checkpoints
-                        .mark_delivered(&destination.checkpoint_id, part)
-                        .await
-                        .map_err(StepError::Checkpoints)?;
-                    self.dead_letters
-                        .resolve(&destination.checkpoint_id, part)
-                        .await
-                        .map_err(StepError::DeadLetters)?;
-                    outcome.delivered += part.len();
-                    continue;
-                }
-                Err(error) => error,
-            };
-            self.metrics.sink_failures.get_or_create(&labels).inc();
-            if !error.is_permanent() {
-                tracing::warn!(mapping, sink = %destination.label, error = %error, records = part.len(), "delivery failed");
-                return Err(StepError::Destination {
-                    mapping: mapping.to_string(),
-                    destination: destination.label.clone(),
-                    error,
-                });
-            }
-            // The record the destination names, or the only one there is.
-            let refused = match (&error, part) {
-                (SinkError::Refused { record, .. }, _) if *record < part.len() => Some(*record),
-                (_, [_]) => Some(0),
-                _ => None,
-            };
-            match refused {
-                Some(position) => {
-                    let record = &part[position];
-                    tracing::error!(mapping, sink = %destination.label, object_id = %record.object_id, error = %error, "destination refused a record; dead-lettered");
-                    self.dead_letters
-                        .add(&destination.label, &destination.checkpoint_id, record, &error.to_string(), now_ms())
-                        .await
-                        .map_err(StepError::DeadLetters)?;
-                    self.metrics.records_dead_lettered.get_or_create(&labels).inc();
-                    outcome.dead_lettered += 1;
-                    // What the destination may have taken of the rest is offered again.
-                    parts.push_front(&part[position + 1..]);
-                    parts.push_front(&part[..position]);
-                }
-                None => {
-                    tracing::info!(mapping, sink = %destination.label, error = %error, records = part.len(), "destination refused a batch; splitting it to find the refused records");
-                    let (first, second) = part.split_at(part.len() / 2);
-                    parts.push_front(second);
-                    parts.push_front(first);
-                }
-            }
-        }
-        Ok(outcome)
     }
 
     /// The events that are not echoes of this receiver's own writes; the echoes are released.
