@@ -245,32 +245,13 @@ async fn receive(
             format!("mapping {mapping_name} takes no writes: none of its fields has direction ToHubSpot or Both"),
         );
     }
-    let body = match body {
-        Ok(body) => body,
-        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            count_request(&state, "too_large");
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("request body exceeds {} bytes; send fewer records per request", ingest.max_body_bytes),
-            );
-        }
-        Err(rejection) => {
-            count_request(&state, "malformed");
-            return error(StatusCode::BAD_REQUEST, format!("unreadable request body: {rejection}"));
-        }
-    };
-    let records: Vec<Value> = match serde_json::from_slice(&body) {
+    let records = match read_records(body, ingest.max_body_bytes) {
         Ok(records) => records,
-        Err(e) => {
-            count_request(&state, "malformed");
-            return error(StatusCode::BAD_REQUEST, format!("expected a JSON array of records: {e}"));
+        Err((outcome, status, message)) => {
+            count_request(&state, outcome);
+            return error(status, message);
         }
     };
-    tracing::Span::current().record("records", records.len());
-    if records.is_empty() {
-        count_request(&state, "malformed");
-        return error(StatusCode::BAD_REQUEST, "the request holds no records".into());
-    }
     let records = match validate(mapping, &records, now_ms()) {
         Ok(records) => records,
         Err(problems) => {
@@ -299,6 +280,31 @@ async fn receive(
             response
         }
     }
+}
+
+/// The records of a request body, a non-empty JSON array; or the outcome to count, and the
+/// status and message to answer.
+fn read_records(
+    body: Result<Bytes, BytesRejection>,
+    max_body_bytes: usize,
+) -> Result<Vec<Value>, (&'static str, StatusCode, String)> {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            let message = format!("request body exceeds {max_body_bytes} bytes; send fewer records per request");
+            return Err(("too_large", StatusCode::PAYLOAD_TOO_LARGE, message));
+        }
+        Err(rejection) => {
+            return Err(("malformed", StatusCode::BAD_REQUEST, format!("unreadable request body: {rejection}")));
+        }
+    };
+    let records: Vec<Value> = serde_json::from_slice(&body)
+        .map_err(|e| ("malformed", StatusCode::BAD_REQUEST, format!("expected a JSON array of records: {e}")))?;
+    tracing::Span::current().record("records", records.len());
+    if records.is_empty() {
+        return Err(("malformed", StatusCode::BAD_REQUEST, "the request holds no records".into()));
+    }
+    Ok(records)
 }
 
 async fn rejected(State(state): State<IngestRoutes>, headers: HeaderMap) -> Response {

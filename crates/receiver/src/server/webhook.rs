@@ -87,23 +87,26 @@ pub(super) async fn receive(
             tracing::debug!(appended = outcome.appended, duplicates = outcome.duplicates, "stored webhook batch");
             Json(json!({ "appended": outcome.appended, "duplicates": outcome.duplicates })).into_response()
         }
-        Err(e) => {
-            // Either way nothing of the batch may be answered 2xx: what was stored before the
-            // log filled or failed is a duplicate when HubSpot retries.
-            let (outcome, body) = match AppendError::from(e) {
-                AppendError::Full(full) => {
-                    tracing::warn!(reason = %full, "event log is full; asking HubSpot to retry");
-                    ("log_full", "event log is full, retry later")
-                }
-                AppendError::Unavailable(e) => {
-                    tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
-                    ("unavailable", "event log unavailable, retry later")
-                }
-            };
-            count_request(&state, outcome);
-            (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], body).into_response()
-        }
+        Err(e) => answer_unstored(&state, e),
     }
+}
+
+/// Answers a batch the log could not store: HubSpot is asked to retry. Whatever the cause,
+/// nothing of the batch may be answered 2xx: what was stored before the log filled or failed
+/// is a duplicate when HubSpot retries.
+fn answer_unstored(state: &ReceiverState, error: anyhow::Error) -> Response {
+    let (outcome, body) = match AppendError::from(error) {
+        AppendError::Full(full) => {
+            tracing::warn!(reason = %full, "event log is full; asking HubSpot to retry");
+            ("log_full", "event log is full, retry later")
+        }
+        AppendError::Unavailable(e) => {
+            tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
+            ("unavailable", "event log unavailable, retry later")
+        }
+    };
+    count_request(state, outcome);
+    (StatusCode::SERVICE_UNAVAILABLE, [(header::RETRY_AFTER, RETRY_AFTER_SECONDS)], body).into_response()
 }
 
 /// Counts the request by `outcome` and puts the outcome on its span.
