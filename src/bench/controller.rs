@@ -213,12 +213,21 @@ pub async fn measure(
         .graceful_shutdown_on(stop.clone())
         .run(instrumented(property::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
-    let mappings = mapping::controller(client, Some(NAMESPACE))
+    let mappings = mapping::controller(client.clone(), Some(NAMESPACE))
         .with_config(ctx.controller_config::<PropertyMapping>())
         .graceful_shutdown_on(stop)
         .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
-    let controllers = tokio::spawn(futures::future::join(properties, mappings));
+    let integrations = {
+        let (ctx, client) = (ctx.clone(), client.clone());
+        async move { ctx.integrations.watch(client, Some(NAMESPACE)).await }
+    };
+    let controllers = tokio::spawn(async move {
+        tokio::select! {
+            _ = futures::future::join(properties, mappings) => {}
+            () = integrations => {}
+        }
+    });
 
     let started = Instant::now();
     let mut last_progress = Instant::now();
@@ -443,7 +452,8 @@ mod tests {
     use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 
     /// 50 properties and 50 mappings: the first pass creates each property once, and the
-    /// steady state reads HubSpot at most once per object per drift interval and never writes.
+    /// steady state reads HubSpot at most once per object per drift interval and never writes,
+    /// to HubSpot or to Kubernetes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn steady_state_reads_each_object_at_most_once_per_interval_and_never_writes() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -480,5 +490,10 @@ mod tests {
         assert!(property_reads <= 50 * (u64::from(args.intervals) + 1), "{f:?}");
         assert!(f.steady_calls.list_reads <= 50 * u64::from(args.intervals), "{f:?}");
         assert_eq!(f.steady_api_calls.unexpected, 0, "{f:?}");
+        // Nothing changed, so nothing is written to Kubernetes; the integration comes from a
+        // watch and its token Secret is read once per integration and minute, not per object.
+        assert_eq!(f.steady_api_calls.status_patches, 0, "{f:?}");
+        assert_eq!(f.steady_api_calls.events, 0, "{f:?}");
+        assert!(f.steady_api_calls.gets <= 2, "{f:?}");
     }
 }

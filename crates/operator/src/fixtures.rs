@@ -19,7 +19,7 @@ use tower_test::mock::{Handle, SendResponse};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{Context, Error, error_policy};
+use super::{Context, Error, ResultLabels, error_policy, instrumented};
 use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 use hubspot::{ClientSettings, HubSpotClient};
 use model::api::integration::{ApiSettings, Credentials, HubSpotIntegrationSpec, WebhookSettings};
@@ -499,17 +499,31 @@ pub async fn stand_in_context(
     config.default_namespace = NAMESPACE.into();
     tokio::spawn(api.clone().serve(listener));
     let client = Client::try_from(config).unwrap();
-    (Arc::new(Context::new(client, "ghcr.io/hubspot-operator/hubspot-operator:test")), api)
+    let ctx = Arc::new(Context::new(client.clone(), "ghcr.io/hubspot-operator/hubspot-operator:test"));
+    let watching = ctx.clone();
+    tokio::spawn(async move { watching.integrations.watch(client, Some(NAMESPACE)).await });
+    (ctx, api)
 }
 
-/// Runs `controller` with `reconcile` in a task of its own, until the task is aborted.
+/// Fills `ctx`'s integration cache as its watch would on listing `integrations` (JSON).
+pub fn given_integrations(ctx: &Context, integrations: impl IntoIterator<Item = Value>) {
+    ctx.integrations.apply(&kube::runtime::watcher::Event::Init);
+    for integration in integrations {
+        let integration = serde_json::from_value(integration).expect("a HubSpotIntegration");
+        ctx.integrations.apply(&kube::runtime::watcher::Event::InitApply(integration));
+    }
+    ctx.integrations.apply(&kube::runtime::watcher::Event::InitDone);
+}
+
+/// Runs `controller` with `reconcile` (counted in the context's metrics, see [`reconciles`]) in
+/// a task of its own, until the task is aborted.
 pub fn spawn_controller<K, R, F>(controller: Controller<K>, reconcile: R, ctx: Arc<Context>) -> JoinHandle<()>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    R: Fn(Arc<K>, Arc<Context>) -> F + Copy + Send + 'static,
     F: Future<Output = Result<Action, Error>> + Send + 'static,
 {
-    tokio::spawn(controller.run(reconcile, error_policy, ctx).for_each(|_| async {}))
+    tokio::spawn(controller.run(instrumented(reconcile), error_policy, ctx).for_each(|_| async {}))
 }
 
 /// The calls the stand-in answered, once half a second went by without any: the controllers
@@ -530,26 +544,32 @@ pub async fn settled_calls(api: &FakeApiServer) -> ApiCalls {
     .expect("the controllers never settled")
 }
 
-/// Reads (GETs and lists) the stand-in answered: a reconcile starts by reading, while the
-/// writes a test makes itself do not read.
-pub fn reads(calls: ApiCalls) -> u64 {
-    calls.gets + calls.lists
+/// Reconciles of kind `K` finished so far in `ctx`, whatever their result.
+pub fn reconciles<K: Resource<DynamicType = ()>>(ctx: &Context) -> u64 {
+    let controller = K::kind(&()).to_lowercase();
+    ["success", "requeue", "error"]
+        .map(|result| {
+            let labels = ResultLabels { controller: controller.clone(), result: result.into() };
+            ctx.metrics.reconcile_total.get_or_create(&labels).get()
+        })
+        .iter()
+        .sum()
 }
 
-/// Waits until the stand-in answered more reads than `before`, a snapshot taken before the
+/// Waits until more reconciles of kind `K` finished than `before`, a count taken before the
 /// write whose reconcile is awaited (taken after, it may already count that reconcile).
-pub async fn more_reads_than(api: &FakeApiServer, before: ApiCalls) -> ApiCalls {
+pub async fn more_reconciles_than<K: Resource<DynamicType = ()>>(ctx: &Context, before: u64) -> u64 {
     tokio::time::timeout(SCENARIO_LIMIT, async {
         loop {
-            let now = api.calls();
-            if reads(now) > reads(before) {
+            let now = reconciles::<K>(ctx);
+            if now > before {
                 return now;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
-    .expect("nothing was read: no reconcile came")
+    .expect("no reconcile came")
 }
 
 /// A receiver's public and status ports on loopback, over real stores in a temporary

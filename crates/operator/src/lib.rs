@@ -9,6 +9,7 @@
 
 pub mod catalogue;
 pub mod integration;
+pub mod integration_cache;
 pub mod leader;
 pub mod mapping;
 pub mod property;
@@ -25,7 +26,7 @@ mod fixtures;
 use std::collections::{HashMap, HashSet};
 use std::fmt::Debug;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -51,6 +52,7 @@ use tracing::Instrument;
 use catalogue::{Freshness, PropertyCatalogue};
 use hubspot::client::RetryPolicy;
 use hubspot::{ClientSettings, HubSpotClient, RequestBudget};
+use integration_cache::IntegrationCache;
 use model::api::conditions::is_true;
 use model::api::integration::condition_types::AUTHENTICATED;
 use model::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping};
@@ -150,6 +152,22 @@ pub enum Error {
     /// The HubSpot side of a deleted object could not be cleaned up; the finalizer stays.
     #[error("cleanup failed: {0}")]
     Cleanup(String),
+    /// The watch that keeps a cache of `{0}` objects has stopped.
+    #[error("the {0} cache is not kept any more")]
+    CacheUnavailable(&'static str),
+}
+
+/// One object of ours.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ObjectLabels {
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectLabels {
+    pub(crate) fn of(object: &impl Resource) -> ObjectLabels {
+        ObjectLabels { namespace: object.namespace().unwrap_or_default(), name: object.name_any() }
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -188,6 +206,9 @@ pub struct ControllerMetrics {
     pub leader: Family<NameLabels, Gauge>,
     /// HubSpot API calls of the reconcilers.
     pub hubspot: Arc<receiver::metrics::Metrics>,
+    /// When each `HubSpotProperty` was last read from HubSpot (Unix seconds): the heartbeat of
+    /// the drift checks, which does not go into the object's status.
+    pub property_last_sync: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
 }
 
 impl Default for ControllerMetrics {
@@ -201,6 +222,7 @@ impl Default for ControllerMetrics {
         let max_concurrent_reconciles = Family::<ControllerLabels, Gauge>::default();
         let leader = Family::<NameLabels, Gauge>::default();
         let hubspot = Arc::new(receiver::metrics::Metrics::default());
+        let property_last_sync = Family::<ObjectLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "controller_runtime_reconcile",
             "Total number of reconciliations per controller",
@@ -242,6 +264,11 @@ impl Default for ControllerMetrics {
             "HubSpot API call latency",
             hubspot.hubspot_latency.clone(),
         );
+        prefixed.register(
+            "property_last_sync_timestamp_seconds",
+            "When each HubSpotProperty was last read from HubSpot, as Unix time",
+            property_last_sync.clone(),
+        );
         Self {
             registry,
             reconcile_total,
@@ -251,6 +278,7 @@ impl Default for ControllerMetrics {
             max_concurrent_reconciles,
             leader,
             hubspot,
+            property_last_sync,
         }
     }
 }
@@ -379,15 +407,22 @@ pub struct Context {
     catalogues: Mutex<HashMap<CatalogueKey, Arc<PropertyCatalogue>>>,
     /// Consecutive failed reconciles per object, for the error backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// The integrations, and their token and receiver reports, for the property and mapping
+    /// reconcilers; kept by [`IntegrationCache::watch`], which whoever runs them runs too.
+    pub integrations: IntegrationCache,
+    /// When each property was last read from HubSpot.
+    pub property_reads: property::PropertyReads,
 }
 
 impl Context {
     pub fn new(client: Client, receiver_image: impl Into<String>) -> Self {
+        let metrics = ControllerMetrics::default();
         Self {
             client,
             receiver_image: receiver_image.into(),
             receiver_trace_env: Vec::new(),
-            metrics: ControllerMetrics::default(),
+            property_reads: property::PropertyReads::new(metrics.property_last_sync.clone()),
+            metrics,
             drift_interval: HEALTHY_REQUEUE,
             sync_refresh: SYNC_REFRESH,
             receiver_http: reqwest::Client::new(),
@@ -403,6 +438,7 @@ impl Context {
             budgets: Mutex::default(),
             catalogues: Mutex::default(),
             failures: Mutex::default(),
+            integrations: IntegrationCache::default(),
         }
     }
 
@@ -866,6 +902,7 @@ async fn run_controllers(
         }
     });
     tracing::info!(namespace = namespace.unwrap_or("*"), image = %ctx.receiver_image, "controllers started");
+    let integration_cache = ctx.integrations.watch(client.clone(), namespace);
     let integrations = integrations
         .graceful_shutdown_on(stop.clone())
         .run(instrumented(integration::reconcile), error_policy, ctx.clone())
@@ -878,7 +915,12 @@ async fn run_controllers(
         .graceful_shutdown_on(stop.clone())
         .run(instrumented(property::reconcile), error_policy, ctx.clone())
         .for_each(log_outcome);
-    let everything = async { tokio::join!(integrations, mappings, properties) };
+    let everything = async {
+        tokio::select! {
+            _ = async { tokio::join!(integrations, mappings, properties) } => {}
+            () = integration_cache => tracing::error!("the watch of HubSpotIntegrations ended"),
+        }
+    };
     // A graceful shutdown waits for running reconciles, and for the first listing of each
     // cache, which never comes while the API server is unreachable: do not wait forever.
     let grace_over = stop.then(|()| tokio::time::sleep(SHUTDOWN_GRACE));
@@ -1197,24 +1239,24 @@ mod tests {
         let spans = ClosedSpans::default();
         let _spans = tracing::subscriber::set_default(tracing_subscriber::registry().with(spans.clone()));
         let (ctx, api) = fixtures::test_context();
+        fixtures::given_integrations(&ctx, []);
         let mapping = Arc::new(fixtures::mapping("crm", &["firstname"]));
-        const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
         const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
         let object = fixtures::to_json(mapping.as_ref());
         let mut reconcile = instrumented(mapping::reconcile);
         let reconciles = async {
             // The integration does not exist: not ready, visited again soon.
             let requeued = reconcile(mapping.clone(), ctx.clone()).await;
-            // The API server fails.
+            // The API server fails the status write.
             let failed = reconcile(mapping.clone(), ctx.clone()).await;
             (requeued, failed)
         };
         let script = tokio::spawn(async move {
             let mut api = api;
-            api.get(INTEGRATION, None).await;
             api.event("Warning", "IntegrationNotFound").await;
             api.merge_status(STATUS, object).await;
-            api.fail(http::Method::GET, INTEGRATION, 500).await;
+            api.event("Warning", "IntegrationNotFound").await;
+            api.fail(http::Method::PATCH, STATUS, 500).await;
         });
         let (requeued, failed) = reconciles.await;
         script.await.expect("the scripted calls");

@@ -10,17 +10,16 @@ use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 
-use super::receiver_reports::{self, ReceiverReports};
+use super::receiver_reports::ReceiverReports;
 use super::status::{
     MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused, required_properties,
 };
 use super::{
-    Context, Error, UNHEALTHY_REQUEUE, api_token, changes_in, integration_changes, objects_of, patch_status, publish,
-    scoped_api,
+    Context, Error, UNHEALTHY_REQUEUE, changes_in, integration_changes, objects_of, patch_status, publish, scoped_api,
 };
 use model::api::conditions::is_true;
 use model::api::mapping::condition_types::READY;
-use model::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
+use model::api::{HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
 
 /// The mapping controller: reconciles on changes of mappings, of the integrations they
 /// reference (an integration appearing or going, its spec changing, or HubSpot starting or
@@ -81,11 +80,10 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
         return Ok(Action::await_change());
     }
 
-    let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
-    let integration = integrations.get_opt(&mapping.spec.integration_ref.name).await?;
+    let integration = ctx.integrations.get(&namespace, &mapping.spec.integration_ref.name).await?;
     let lookup = match &integration {
         None => PropertyLookup::IntegrationNotFound,
-        Some(integration) => match api_token(&ctx.client, integration).await? {
+        Some(integration) => match ctx.integrations.token(&ctx.client, integration).await? {
             Err(e) => PropertyLookup::TokenUnavailable(e),
             Ok(token) => {
                 let hubspot = ctx.hubspot_client(integration, token);
@@ -106,7 +104,7 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
 
     let receivers = match &integration {
         None => ReceiverReports::integration_not_found(),
-        Some(integration) => receiver_reports::read(&ctx.client, &ctx.receiver_http, integration).await?,
+        Some(integration) => ctx.integrations.receiver_reports(&ctx.client, &ctx.receiver_http, integration).await?,
     };
 
     let status = mapping_status(&mapping, &lookup, &receivers);
@@ -131,9 +129,9 @@ mod tests {
     use super::*;
     use crate::fixtures::*;
     use emulator::RunningEmulator;
+    use model::api::HubSpotIntegration;
     use test_support::FakeApiServer;
 
-    const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
     const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
     const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
@@ -152,9 +150,9 @@ mod tests {
         });
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
             api.event("Normal", "Ready").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -188,6 +186,8 @@ mod tests {
         let objects = [to_json(&contacts), to_json(&leads), to_json(&requested)];
 
         let (ctx, api) = test_context();
+
+        given_integrations(&ctx, [integration.clone()]);
         let base_url = hubspot.base_url();
         let visits = async move {
             reconcile(Arc::new(contacts), ctx.clone()).await?;
@@ -203,17 +203,13 @@ mod tests {
         let (listed, unchanged) = run_scenario(api, visits, |mut api| async move {
             let [contacts, leads, requested] = objects;
             let token = || Some(hubspot_secret(&[("token", TOKEN)]));
+            // One read of the token Secret serves every mapping of the integration.
+            api.get(TOKEN_SECRET, token()).await;
             for (status, object) in [(STATUS, contacts), (LEADS_STATUS, leads)] {
-                api.get(INTEGRATION, Some(integration.clone())).await;
-                api.get(TOKEN_SECRET, token()).await;
                 api.event("Normal", "Ready").await;
                 let patch = api.merge_status(status, object).await;
                 assert_eq!(condition_state(&patch, "PropertiesExist").0, "True");
             }
-            api.get(INTEGRATION, Some(integration.clone())).await;
-            api.get(TOKEN_SECRET, token()).await;
-            api.get(INTEGRATION, Some(integration)).await;
-            api.get(TOKEN_SECRET, token()).await;
             let patch = api.merge_status(STATUS, requested).await;
             assert_eq!(patch["status"]["lastHandledReconcileAt"], "now");
             api
@@ -255,9 +251,9 @@ mod tests {
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
             let listed = api.list(ENDPOINT_SLICES, "EndpointSlice", "discovery.k8s.io/v1", slices).await;
             assert_eq!(listed.query, "&labelSelector=kubernetes.io%2Fservice-name%3Dcrm-receiver");
@@ -292,9 +288,9 @@ mod tests {
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
             api.list(ENDPOINT_SLICES, "EndpointSlice", "discovery.k8s.io/v1", slices).await;
             api.event("Normal", "Ready").await;
@@ -345,9 +341,9 @@ mod tests {
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&with_oauth(integration(&hubspot.base_url(), &[])));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             // The token the integration reconciler keeps, not the app's refresh token.
             let mut managed = hubspot_secret(&[("token", TOKEN)]);
             managed["metadata"]["name"] = serde_json::json!("crm-hubspot-access-token");
@@ -367,9 +363,9 @@ mod tests {
         let mapping = mapping("crm", &["firstname", "loyalty_tier", "favourite_colour"]);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
             api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -394,9 +390,9 @@ mod tests {
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
             api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(STATUS, object).await;
@@ -418,9 +414,9 @@ mod tests {
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&integration("http://127.0.0.1:9", &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&mapping);
         run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, Some(integration)).await;
             api.get(TOKEN_SECRET, None).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
@@ -436,9 +432,9 @@ mod tests {
     async fn mapping_of_an_absent_integration_is_not_ready() {
         let mapping = mapping("crm", &["firstname"]);
         let (ctx, api) = test_context();
+        given_integrations(&ctx, []);
         let object = to_json(&mapping);
         let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(INTEGRATION, None).await;
             api.event("Warning", "IntegrationNotFound").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "IntegrationFound"), ("False".into(), "IntegrationNotFound".into()));
@@ -476,9 +472,9 @@ mod tests {
     async fn a_reconcile_request_is_echoed_and_kept_until_the_next_one() {
         let mapping = annotated(mapping("crm", &["firstname"]), "hubspot.io/reconcile-requested-at", "1");
         let (ctx, api) = test_context();
+        given_integrations(&ctx, []);
         let object = to_json(&mapping);
         run_scenario(api, reconcile(Arc::new(mapping.clone()), ctx), |mut api| async move {
-            api.get(INTEGRATION, None).await;
             api.event("Warning", "IntegrationNotFound").await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(patch["status"]["lastHandledReconcileAt"], "1");
@@ -517,7 +513,7 @@ mod tests {
     async fn an_integration_status_write_reconciles_its_mappings_only_when_its_credentials_start_working() {
         use kube::api::{Patch, PatchParams};
         use model::api::integration::condition_types::{AUTHENTICATED, RECEIVER_AVAILABLE};
-        let (_hubspot, ctx, api, running) = running_controller().await;
+        let (_hubspot, ctx, _api, running) = running_controller().await;
 
         let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), NAMESPACE);
         let write_conditions = |conditions: serde_json::Value| {
@@ -531,39 +527,41 @@ mod tests {
             serde_json::json!({ "type": type_, "status": status, "reason": "Test", "message": "",
                 "lastTransitionTime": "2026-01-01T00:00:00Z" })
         };
-        let before = api.calls();
+        let before = reconciles::<PropertyMapping>(&ctx);
         write_conditions(serde_json::json!([condition(RECEIVER_AVAILABLE, "True")])).await;
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        assert_eq!(reads(api.calls()), reads(before), "the integration's status write reconciled its mapping");
+        assert_eq!(
+            reconciles::<PropertyMapping>(&ctx),
+            before,
+            "the integration's status write reconciled its mapping"
+        );
 
-        let before = api.calls();
+        let before = reconciles::<PropertyMapping>(&ctx);
         write_conditions(serde_json::json!([condition(RECEIVER_AVAILABLE, "True"), condition(AUTHENTICATED, "True")]))
             .await;
-        let after = more_reads_than(&api, before).await;
+        more_reconciles_than::<PropertyMapping>(&ctx, before).await;
         running.abort();
-        assert!(after.gets > before.gets, "the mapping reads its integration again");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_mapping_is_not_reconciled_by_its_own_status_write_but_by_its_annotations() {
         use kube::api::{Patch, PatchParams};
-        let (_hubspot, ctx, api, running) = running_controller().await;
+        let (_hubspot, ctx, _api, running) = running_controller().await;
 
         let mappings = Api::<PropertyMapping>::namespaced(ctx.client.clone(), NAMESPACE);
         let status = serde_json::json!({ "status": { "sync": { "receivers": "1/1", "recordsDelivered": 9,
             "recordsWritten": 0, "deadLetters": 0, "rejectedRecords": 0, "queuedForHubspot": 0,
             "pendingEvents": 3, "lagSeconds": 2 } } });
-        let before = api.calls();
+        let before = reconciles::<PropertyMapping>(&ctx);
         mappings.patch_status("contacts", &PatchParams::default(), &Patch::Merge(&status)).await.unwrap();
         tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-        assert_eq!(reads(api.calls()), reads(before), "the mapping's status write reconciled it");
+        assert_eq!(reconciles::<PropertyMapping>(&ctx), before, "the mapping's status write reconciled it");
 
         let request =
             serde_json::json!({ "metadata": { "annotations": { "hubspot.io/reconcile-requested-at": "now" } } });
-        let before = api.calls();
+        let before = reconciles::<PropertyMapping>(&ctx);
         mappings.patch("contacts", &PatchParams::default(), &Patch::Merge(&request)).await.unwrap();
-        let after = more_reads_than(&api, before).await;
+        more_reconciles_than::<PropertyMapping>(&ctx, before).await;
         running.abort();
-        assert!(after.gets > before.gets, "a reconcile request reconciles the mapping");
     }
 }

@@ -2,23 +2,27 @@
 //! [`plan`]), creates, repairs or only reports per the management policy, and archives the
 //! property on deletion when the deletion policy says so.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{Event as Finalizer, finalizer};
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 
 use super::catalogue::PropertyCatalogue;
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, mark_paused};
 use super::{
-    Change, Context, Error, UNHEALTHY_REQUEUE, api_token, integration_changes, objects_of, patch_status, publish,
-    scoped_api,
+    Change, Context, Error, ObjectLabels, UNHEALTHY_REQUEUE, integration_changes, object_key, objects_of, patch_status,
+    publish, scoped_api,
 };
 use hubspot::models::{Property, PropertyCreate, PropertyGroup, PropertyOption, PropertyUpdate};
 use hubspot::{self, HubSpotClient};
@@ -26,7 +30,7 @@ use model::api::conditions::{condition, set_condition};
 use model::api::property::condition_types::{READY, SYNCED};
 use model::api::property::synced_reasons::*;
 use model::api::property::{DeletionPolicy, HubSpotPropertySpec, LastError, ManagementPolicy, PropertyType};
-use model::api::{HubSpotIntegration, HubSpotProperty, HubSpotPropertyStatus, is_paused};
+use model::api::{HubSpotProperty, HubSpotPropertyStatus, is_paused};
 
 /// Finalizer that keeps a `HubSpotProperty` until its HubSpot side is dealt with.
 pub const FINALIZER: &str = "hubspot.io/property-cleanup";
@@ -214,11 +218,24 @@ pub fn property_status(property: &HubSpotProperty, result: &SyncResult, now: Tim
             synced_conditions(name, outcome)
         }
     };
+    // A condition's reason tells of its last transition: a property found in sync that was
+    // already Synced (created, adopted, repaired or in sync before) keeps its conditions, so
+    // that a visit that finds nothing new changes nothing.
+    let in_sync = matches!(result, SyncResult::Synced { outcome: SyncOutcome::InSync, .. });
+    if in_sync && [READY, SYNCED].iter().all(|type_| still_true(&status.conditions, type_, generation)) {
+        return status;
+    }
     let (ok, reason, message) = ready;
     set_condition(&mut status.conditions, condition(READY, Some(ok), &reason, message, generation));
     let (ok, reason, message) = synced;
     set_condition(&mut status.conditions, condition(SYNCED, ok, &reason, message, generation));
     status
+}
+
+/// Whether the condition `type_` is True for `generation`.
+fn still_true(conditions: &[Condition], type_: &str, generation: Option<i64>) -> bool {
+    model::api::conditions::find(conditions, type_)
+        .is_some_and(|c| c.status == model::api::conditions::TRUE && c.observed_generation == generation)
 }
 
 /// `(status, reason, message)` of the `Ready` and `Synced` conditions.
@@ -286,26 +303,74 @@ pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpot
 }
 
 /// How long until HubSpot is due to be read again, or `None` when it is due now. It is due
-/// once [`DRIFT_CHECK_INTERVAL`] passed since the last visit (a failed one: [`UNHEALTHY_REQUEUE`]),
+/// once the drift interval passed since the last visit (a failed one: [`UNHEALTHY_REQUEUE`]),
 /// and at once when the spec changed since (generation) or a reconcile was requested through
-/// `hubspot.io/reconcile-requested-at`. Every visit writes the status (`lastSyncTime`,
-/// `lastError.time`), which triggers a reconcile of its own: without this, each visit would
-/// cause the next, and HubSpot would be read in a loop.
-pub fn drift_check_wait(property: &HubSpotProperty, now: Timestamp, drift_interval: Duration) -> Option<Duration> {
+/// `hubspot.io/reconcile-requested-at`. The last visit is the later of `last_read` (what this
+/// process remembers: a visit that changes nothing writes no status) and the status's
+/// `lastSyncTime` or `lastError.time` (what an earlier process wrote). Every status write
+/// triggers a reconcile of its own: without this, a visit that writes would cause the next,
+/// and HubSpot would be read in a loop.
+pub fn drift_check_wait(
+    property: &HubSpotProperty,
+    last_read: Option<Timestamp>,
+    now: Timestamp,
+    drift_interval: Duration,
+) -> Option<Duration> {
     let status = property.status.as_ref()?;
     if status.observed_generation != property.metadata.generation
         || model::api::reconcile_request(property) != status.last_handled_reconcile_at
     {
         return None;
     }
-    let (last_visit, interval) = match (&status.last_error, &status.last_sync_time) {
-        (Some(LastError { time: Some(failed), .. }), _) => (failed, UNHEALTHY_REQUEUE),
-        (_, Some(synced)) if model::api::conditions::is_true(&status.conditions, READY) => (synced, drift_interval),
-        (_, Some(synced)) => (synced, UNHEALTHY_REQUEUE),
+    let (written, interval) = match (&status.last_error, &status.last_sync_time) {
+        (Some(LastError { time: Some(failed), .. }), _) => (failed.0, UNHEALTHY_REQUEUE),
+        (_, Some(synced)) if model::api::conditions::is_true(&status.conditions, READY) => (synced.0, drift_interval),
+        (_, Some(synced)) => (synced.0, UNHEALTHY_REQUEUE),
         _ => return None,
     };
-    let elapsed = Duration::try_from(now.duration_since(last_visit.0)).unwrap_or(Duration::ZERO);
+    let last_visit = last_read.map_or(written, |read| read.max(written));
+    let elapsed = Duration::try_from(now.duration_since(last_visit)).unwrap_or(Duration::ZERO);
     interval.checked_sub(elapsed).filter(|wait| !wait.is_zero())
+}
+
+/// Whether `new` says nothing `previous` does not, but for the time of the visit
+/// (`lastSyncTime`, `lastError.time`): a heartbeat, which goes to a metric rather than the
+/// object, so that an unchanged property costs no write and no watch event.
+pub fn only_heartbeat_changed(previous: Option<&HubSpotPropertyStatus>, new: &HubSpotPropertyStatus) -> bool {
+    let Some(previous) = previous else { return false };
+    let mut new = new.clone();
+    new.last_sync_time.clone_from(&previous.last_sync_time);
+    if let (Some(error), Some(previous_error)) = (new.last_error.as_mut(), previous.last_error.as_ref()) {
+        error.time.clone_from(&previous_error.time);
+    }
+    *previous == new
+}
+
+/// When this process last read each property from HubSpot, for the drift schedule, also
+/// published as `hubspot_operator_property_last_sync_timestamp_seconds`.
+pub struct PropertyReads {
+    last: Mutex<HashMap<String, Timestamp>>,
+    gauge: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
+}
+
+impl PropertyReads {
+    pub fn new(gauge: Family<ObjectLabels, Gauge<f64, AtomicU64>>) -> PropertyReads {
+        PropertyReads { last: Mutex::default(), gauge }
+    }
+
+    fn last(&self, property: &HubSpotProperty) -> Option<Timestamp> {
+        self.last.lock().expect("property reads lock").get(&object_key(property)).copied()
+    }
+
+    fn record(&self, property: &HubSpotProperty, at: Timestamp) {
+        self.last.lock().expect("property reads lock").insert(object_key(property), at);
+        self.gauge.get_or_create(&ObjectLabels::of(property)).set(at.as_millisecond() as f64 / 1000.0);
+    }
+
+    fn forget(&self, property: &HubSpotProperty) {
+        self.last.lock().expect("property reads lock").remove(&object_key(property));
+        self.gauge.remove(&ObjectLabels::of(property));
+    }
 }
 
 /// One reconcile of `property`: the finalizer first, then sync or cleanup.
@@ -340,14 +405,13 @@ async fn hubspot_client(
     ctx: &Context,
 ) -> Result<Result<(HubSpotClient, Arc<PropertyCatalogue>), SyncResult>, Error> {
     let namespace = property.namespace().unwrap_or_default();
-    let integrations = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
     let integration_name = &property.spec.integration_ref.name;
-    let Some(integration) = integrations.get_opt(integration_name).await? else {
+    let Some(integration) = ctx.integrations.get(&namespace, integration_name).await? else {
         return Ok(Err(SyncResult::IntegrationNotFound(format!(
             "HubSpotIntegration {integration_name:?} not found in namespace {namespace:?}"
         ))));
     };
-    Ok(match api_token(&ctx.client, &integration).await? {
+    Ok(match ctx.integrations.token(&ctx.client, &integration).await? {
         Ok(token) => Ok((
             ctx.hubspot_client(&integration, token),
             ctx.property_catalogue(&integration, &property.spec.object_type),
@@ -357,7 +421,8 @@ async fn hubspot_client(
 }
 
 async fn sync(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Context) -> Result<Action, Error> {
-    if let Some(wait) = drift_check_wait(property, Timestamp::now(), ctx.drift_interval) {
+    let now = Timestamp::now();
+    if let Some(wait) = drift_check_wait(property, ctx.property_reads.last(property), now, ctx.drift_interval) {
         return Ok(Action::requeue(wait));
     }
     let mut changes = Vec::new();
@@ -373,8 +438,13 @@ async fn sync(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Cont
         }
     };
     publish(ctx, property, &changes).await;
-    let status = property_status(property, &result, Time(Timestamp::now()));
-    patch_status(api, &property.name_any(), property.status.as_ref(), &status).await?;
+    let status = property_status(property, &result, Time(now));
+    if !only_heartbeat_changed(property.status.as_ref(), &status) {
+        patch_status(api, &property.name_any(), property.status.as_ref(), &status).await?;
+    }
+    if matches!(result, SyncResult::Synced { .. } | SyncResult::Failed(_)) {
+        ctx.property_reads.record(property, now);
+    }
     let ready = model::api::conditions::is_true(&status.conditions, READY);
     tracing::info!(property = %format!("{}/{}", property.namespace().unwrap_or_default(), property.name_any()), ready, "reconciled HubSpotProperty");
     Ok(Action::requeue(if ready { ctx.drift_interval } else { UNHEALTHY_REQUEUE }))
@@ -470,6 +540,7 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
         Ok((hubspot, catalogue)) => match hubspot.archive_property(&spec.object_type, &spec.name).await {
             Ok(()) => {
                 catalogue.record(&spec.name, false).await;
+                ctx.property_reads.forget(property);
                 let change = Change::normal(
                     "PropertyArchived",
                     format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
@@ -479,6 +550,7 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
             }
             Err(e) if e.status() == Some(404) => {
                 catalogue.record(&spec.name, false).await;
+                ctx.property_reads.forget(property);
                 return Ok(Action::await_change());
             }
             Err(e) => SyncResult::Failed(e),
@@ -501,7 +573,6 @@ mod tests {
     use hubspot::models::PropertyOption;
     use model::api::property::FieldType;
 
-    const INTEGRATION: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotintegrations/crm";
     const PROPERTY: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotproperties/loyalty-tier";
     const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/hubspotproperties/loyalty-tier/status";
     const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
@@ -736,8 +807,8 @@ mod tests {
         expected.iter().map(|(m, p, s)| (m.to_string(), p.to_string(), *s)).collect()
     }
 
-    async fn integration_and_token(api: &mut ApiServer, integration: Value) {
-        api.get(INTEGRATION, Some(integration)).await;
+    /// The token Secret read, once per integration while the cached token is fresh.
+    async fn token_read(api: &mut ApiServer) {
         api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
     }
 
@@ -771,9 +842,10 @@ mod tests {
         let property = property_resource(property_spec());
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&property);
         let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let event = api.create(EVENTS).await;
             assert_eq!(
                 (event["reason"].as_str(), event["type"].as_str()),
@@ -825,6 +897,7 @@ mod tests {
         let property = property_resource(property_spec());
         let objects = [to_json(&waiting), to_json(&property), to_json(&found_missing)];
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let visits = async move {
             mapping::reconcile(Arc::new(waiting), ctx.clone()).await?;
             reconcile(Arc::new(property), ctx.clone()).await?;
@@ -832,15 +905,13 @@ mod tests {
         };
         let action = run_scenario(api, visits, |mut api| async move {
             let [waiting, property, found_missing] = objects;
-            integration_and_token(&mut api, integration.clone()).await;
+            token_read(&mut api).await;
             api.event("Warning", "PropertiesMissing").await;
             let patch = api.merge_status(MAPPING_STATUS, waiting).await;
             assert_eq!(patch["status"]["missingProperties"], json!(["loyalty_tier"]));
-            integration_and_token(&mut api, integration.clone()).await;
             api.event("Normal", "PropertyGroupCreated").await;
             api.event("Normal", "PropertyCreated").await;
             api.merge_status(STATUS, property).await;
-            integration_and_token(&mut api, integration).await;
             api.event("Normal", "Ready").await;
             api.event("Normal", "PropertiesExist").await;
             let patch = api.merge_status(MAPPING_STATUS, found_missing).await;
@@ -871,9 +942,10 @@ mod tests {
         let property = synced_before(property_resource(property_spec()));
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&property);
         let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "InSync".into()));
             assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "InSync".into()));
@@ -883,6 +955,56 @@ mod tests {
         .expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(DRIFT_CHECK_INTERVAL));
         assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("GET", HUBSPOT_PROPERTY, 200)]));
+    }
+
+    /// A visit that finds HubSpot as the status already says reads HubSpot and writes nothing:
+    /// the time of the visit goes to a metric, not to the object.
+    #[tokio::test]
+    async fn an_unchanged_property_is_read_each_interval_without_a_status_write() {
+        let hubspot = hubspot(&[(TOKEN, SCOPES)]).await;
+        seed(&hubspot, |_| {}).await;
+        let mut property = property_resource(property_spec());
+        let in_sync = SyncResult::Synced { outcome: SyncOutcome::InSync, hubspot_defined: false };
+        property.status = Some(property_status(&property, &in_sync, Time(Timestamp::UNIX_EPOCH)));
+        let integration = to_json(&integration(&hubspot.base_url(), &[]));
+        let (mut ctx, api) = test_context();
+        Arc::get_mut(&mut ctx).unwrap().drift_interval = Duration::from_secs(60);
+        given_integrations(&ctx, [integration.clone()]);
+        let heartbeats = ctx.metrics.property_last_sync.clone();
+        let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
+            token_read(&mut api).await;
+            api
+        })
+        .await
+        .expect("reconcile succeeds");
+        assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+        assert_eq!(hubspot_calls(&hubspot).await.0, calls(&[("GET", HUBSPOT_PROPERTY, 200)]));
+        let labels = crate::ObjectLabels { namespace: NAMESPACE.into(), name: "loyalty-tier".into() };
+        let at = heartbeats.get_or_create(&labels).get();
+        assert!((Timestamp::now().as_second() as f64 - at).abs() < 60.0, "heartbeat at {at}");
+    }
+
+    #[test]
+    fn only_the_time_of_a_visit_is_a_heartbeat() {
+        let property = property_resource(property_spec());
+        let in_sync = SyncResult::Synced { outcome: SyncOutcome::InSync, hubspot_defined: false };
+        let then = property_status(&property, &in_sync, Time(Timestamp::UNIX_EPOCH));
+        assert!(!only_heartbeat_changed(None, &then), "a first status is written");
+        let mut visited = property.clone();
+        visited.status = Some(then.clone());
+        let now = property_status(&visited, &in_sync, Time(Timestamp::now()));
+        assert_ne!(now.last_sync_time, then.last_sync_time);
+        assert!(only_heartbeat_changed(Some(&then), &now));
+        let drifted =
+            SyncResult::Synced { outcome: SyncOutcome::Drifted(vec!["label".into()]), hubspot_defined: false };
+        assert!(!only_heartbeat_changed(Some(&then), &property_status(&visited, &drifted, Time(Timestamp::now()))));
+        // A property created on the last visit and found in sync on this one keeps its
+        // conditions: their reason tells of the last transition.
+        let created = SyncResult::Synced { outcome: SyncOutcome::Created, hubspot_defined: false };
+        visited.status = Some(property_status(&property, &created, Time(Timestamp::UNIX_EPOCH)));
+        let found = property_status(&visited, &in_sync, Time(Timestamp::now()));
+        assert!(only_heartbeat_changed(visited.status.as_ref(), &found));
+        assert_eq!(model::api::conditions::find(&found.conditions, SYNCED).unwrap().reason, CREATED);
     }
 
     #[tokio::test]
@@ -896,9 +1018,10 @@ mod tests {
         let property = synced_before(property_resource(property_spec()));
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&property);
         run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let event = api.create(EVENTS).await;
             assert_eq!(event["reason"], "PropertyUpdated");
             assert_eq!(event["note"], "Updated HubSpot property loyalty_tier on contacts: label, options");
@@ -924,9 +1047,10 @@ mod tests {
         let property = property_resource(property_spec());
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&property);
         run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "Adopted".into()));
             assert_eq!(
@@ -949,9 +1073,10 @@ mod tests {
         let property = property_resource(spec);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&property);
         run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Synced"), ("False".into(), "Drifted".into()));
             assert_eq!(condition_state(&patch, "Ready"), ("True".into(), "Observed".into()));
@@ -970,10 +1095,11 @@ mod tests {
         let property = deleting(synced_before(property_resource(property_spec())), DeletionPolicy::Delete);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let mut released = to_json(&property);
         released["metadata"]["finalizers"] = json!([]);
         let action = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let event = api.create(EVENTS).await;
             assert_eq!(event["reason"], "PropertyArchived");
             let patch = api.json_patch(PROPERTY, released).await;
@@ -999,9 +1125,10 @@ mod tests {
         let property = deleting(synced_before(property_resource(property_spec())), DeletionPolicy::Delete);
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         let object = to_json(&property);
         let outcome = run_scenario(api, reconcile(Arc::new(property), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let patch = api.merge_status(STATUS, object).await;
             assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "MISSING_SCOPES".into()));
             assert!(patch["status"]["lastError"]["correlationId"].is_string(), "{patch}");
@@ -1074,27 +1201,37 @@ mod tests {
         let visit = Timestamp::from_second(1_800_000_000).unwrap();
         let later = |s: i64| visit.checked_add(k8s_openapi::jiff::SignedDuration::from_secs(s)).unwrap();
         assert_eq!(
-            drift_check_wait(&fresh(visit, None), later(60), DRIFT_CHECK_INTERVAL),
+            drift_check_wait(&fresh(visit, None), None, later(60), DRIFT_CHECK_INTERVAL),
             Some(DRIFT_CHECK_INTERVAL - Duration::from_secs(60))
         );
-        assert_eq!(drift_check_wait(&fresh(visit, None), later(300), DRIFT_CHECK_INTERVAL), None);
+        assert_eq!(drift_check_wait(&fresh(visit, None), None, later(300), DRIFT_CHECK_INTERVAL), None);
         let mut edited = fresh(visit, None);
         edited.metadata.generation = Some(3);
-        assert_eq!(drift_check_wait(&edited, later(60), DRIFT_CHECK_INTERVAL), None);
+        assert_eq!(drift_check_wait(&edited, None, later(60), DRIFT_CHECK_INTERVAL), None);
         let requested = annotated(fresh(visit, None), "hubspot.io/reconcile-requested-at", "now");
-        assert_eq!(drift_check_wait(&requested, later(60), DRIFT_CHECK_INTERVAL), None);
+        assert_eq!(drift_check_wait(&requested, None, later(60), DRIFT_CHECK_INTERVAL), None);
         let handled = annotated(fresh(visit, Some("now")), "hubspot.io/reconcile-requested-at", "now");
-        assert!(drift_check_wait(&handled, later(60), DRIFT_CHECK_INTERVAL).is_some());
+        assert!(drift_check_wait(&handled, None, later(60), DRIFT_CHECK_INTERVAL).is_some());
         // A failed visit is retried sooner.
         let mut failed = fresh(visit, None);
         let status = failed.status.as_mut().unwrap();
         status.last_error =
             Some(LastError { message: "HubSpot answered 500".into(), correlation_id: None, time: Some(Time(visit)) });
         assert_eq!(
-            drift_check_wait(&failed, later(10), DRIFT_CHECK_INTERVAL),
+            drift_check_wait(&failed, None, later(10), DRIFT_CHECK_INTERVAL),
             Some(UNHEALTHY_REQUEUE - Duration::from_secs(10))
         );
-        assert_eq!(drift_check_wait(&failed, later(30), DRIFT_CHECK_INTERVAL), None);
+        assert_eq!(drift_check_wait(&failed, None, later(30), DRIFT_CHECK_INTERVAL), None);
+        // A later visit that wrote nothing, remembered by this process, counts from its time.
+        assert_eq!(
+            drift_check_wait(&fresh(visit, None), Some(later(300)), later(360), DRIFT_CHECK_INTERVAL),
+            Some(DRIFT_CHECK_INTERVAL - Duration::from_secs(60))
+        );
+        assert_eq!(
+            drift_check_wait(&fresh(later(300), None), Some(visit), later(360), DRIFT_CHECK_INTERVAL),
+            Some(DRIFT_CHECK_INTERVAL - Duration::from_secs(60)),
+            "an older memory does not hide a newer status"
+        );
     }
 
     #[tokio::test]
@@ -1114,8 +1251,9 @@ mod tests {
         let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let object = to_json(&requested);
         let (ctx, api) = test_context();
+        given_integrations(&ctx, [integration.clone()]);
         run_scenario(api, reconcile(Arc::new(requested), ctx), |mut api| async move {
-            integration_and_token(&mut api, integration).await;
+            token_read(&mut api).await;
             let event = api.create(EVENTS).await;
             assert_eq!(event["reason"], "PropertyUpdated");
             let patch = api.merge_status(STATUS, object).await;
