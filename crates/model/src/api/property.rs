@@ -257,7 +257,9 @@ pub struct HubSpotPropertyStatus {
     /// Whether HubSpot defines this property itself (such properties are never modified).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hubspot_defined: Option<bool>,
-    /// When the property was last read from HubSpot.
+    /// When the property was read from HubSpot on the last visit that changed this status. A
+    /// visit that finds nothing new writes no status; the time of every visit is the metric
+    /// `hubspot_operator_property_last_sync_timestamp_seconds`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_sync_time: Option<Time>,
     /// Spec fields whose value differs in HubSpot (left as they are under `ObserveOnly`).
