@@ -19,7 +19,7 @@ use tower_test::mock::{Handle, SendResponse};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 
-use super::{Context, Error, ResultLabels, error_policy, instrumented};
+use crate::{Context, Error, ResultLabels, error_policy, instrumented};
 use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 use hubspot::{ClientSettings, HubSpotClient};
 use model::api::integration::{ApiSettings, Credentials, HubSpotIntegrationSpec, WebhookSettings};
@@ -645,4 +645,9 @@ pub fn receiver_endpoints(addresses: &[&str], http_port: u16, metrics_port: u16)
         ],
         "endpoints": endpoints,
     })
+}
+
+/// The value of the sample `line_start` (metric name and labels) in `metrics`.
+pub fn sample(metrics: &str, line_start: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
 }

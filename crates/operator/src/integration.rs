@@ -18,17 +18,17 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 
+use super::events::publish;
+use super::kube_api::{apply, apply_named, patch_status, read_secrets, scoped_api};
 use super::resources::{self, config_hash, config_yaml, receiver_config};
 use super::secrets::SecretStore;
 use super::status::{
     Authentication, INTEGRATION_EVENTS, ReceiverExposure, ReceiverState, condition_events, config_change_event,
     integration_status, mark_paused,
 };
+use super::watches::spec_changes;
 use super::webhooks::{self, DesiredWebhooks, WebhooksError, WebhooksOutcome};
-use super::{
-    Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE, apply, apply_named, patch_status, publish, read_secrets,
-    scoped_api, spec_changes,
-};
+use super::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE};
 use hubspot::{HubSpotClient, OAuthCredentials, Secret as HubSpotSecret};
 use model::api::conditions::is_true;
 use model::api::integration::condition_types::READY;

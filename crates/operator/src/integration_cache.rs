@@ -18,9 +18,10 @@ use kube::runtime::reflector::{ObjectRef, Store, store};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 
+use super::Error;
+use super::kube_api::{api_token, object_key, scoped_api};
 use super::receiver_reports::{self, ReceiverReports};
 use super::secrets::SecretError;
-use super::{Error, api_token, object_key, scoped_api};
 use model::api::HubSpotIntegration;
 
 /// How long a token read from its Secret serves the property and mapping reconcilers: a

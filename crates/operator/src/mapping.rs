@@ -10,20 +10,21 @@ use kube::runtime::reflector::{self, ObjectRef, reflector};
 use kube::runtime::watcher::{self, watcher};
 use kube::{Client, ResourceExt};
 
+use super::events::publish;
+use super::kube_api::{patch_status, scoped_api};
 use super::receiver_reports::ReceiverReports;
 use super::status::{
     MAPPING_EVENTS, PropertyLookup, condition_events, mapping_status, mark_paused, required_properties,
 };
-use super::{
-    Context, Error, UNHEALTHY_REQUEUE, changes_in, integration_changes, objects_of, patch_status, publish, scoped_api,
-};
+use super::watches::{changes_in, integration_changes, objects_of};
+use super::{Context, Error, UNHEALTHY_REQUEUE};
 use model::api::conditions::is_true;
 use model::api::mapping::condition_types::READY;
 use model::api::{HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
 
 /// The mapping controller: reconciles on changes of mappings, of the integrations they
 /// reference (an integration appearing or going, its spec changing, or HubSpot starting or
-/// ceasing to accept its credentials: see [`integration_changes`](super::integration_changes)),
+/// ceasing to accept its credentials: see [`integration_changes`](super::watches::integration_changes)),
 /// and of the `HubSpotProperty` objects they wait for (see [`waiting_for`]).
 /// The mapping's own status writes do not reconcile it: the sync figures it shows change
 /// with every refresh, so each write would cause the next. A mapping is reconciled when its

@@ -18,12 +18,12 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 
 use super::catalogue::PropertyCatalogue;
+use super::events::publish;
+use super::kube_api::{object_key, patch_status, scoped_api};
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, mark_paused};
-use super::{
-    Change, Context, Error, ObjectLabels, UNHEALTHY_REQUEUE, integration_changes, object_key, objects_of, patch_status,
-    publish, scoped_api,
-};
+use super::watches::{integration_changes, objects_of};
+use super::{Change, Context, Error, ObjectLabels, UNHEALTHY_REQUEUE};
 use hubspot::models::{Property, PropertyCreate, PropertyGroup, PropertyOption, PropertyUpdate};
 use hubspot::{self, HubSpotClient};
 use model::api::conditions::{condition, set_condition};
@@ -294,7 +294,7 @@ fn last_error(error: &hubspot::Error, now: Time) -> LastError {
 }
 
 /// The property controller: reconciles on changes of properties and of the integrations they
-/// reference (see [`integration_changes`](super::integration_changes)).
+/// reference (see [`integration_changes`](super::watches::integration_changes)).
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotProperty> {
     let controller =
         Controller::new(scoped_api::<HubSpotProperty>(client.clone(), namespace), watcher::Config::default());
