@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::mapping::{AssociationMapping, ConflictPolicy, FieldMapping, MatchKey};
+use crate::api::integration::{self, ReceiverSettings, default_api_version};
+use crate::api::mapping::{AssociationMapping, ConflictPolicy, FieldMapping, MatchKey, default_backfill};
 use hubspot::Tier;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
@@ -75,6 +76,18 @@ impl SyncConfig {
 impl Default for SyncConfig {
     fn default() -> Self {
         SyncConfig { max_batch_wait_milliseconds: default_max_batch_wait_milliseconds() }
+    }
+}
+
+/// The `sync` section of a receiver's config: what its `spec.receiver.sync` sets, defaults for
+/// the rest.
+impl From<&ReceiverSettings> for SyncConfig {
+    fn from(receiver: &ReceiverSettings) -> Self {
+        let mut config = SyncConfig::default();
+        if let Some(wait) = receiver.sync.as_ref().and_then(|s| s.max_batch_wait_milliseconds) {
+            config.max_batch_wait_milliseconds = wait;
+        }
+        config
     }
 }
 
@@ -408,12 +421,6 @@ pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:8082";
 fn default_admin_listen() -> SocketAddr {
     DEFAULT_ADMIN_LISTEN.parse().expect("a valid socket address")
 }
-fn default_api_version() -> String {
-    "v3".into()
-}
-fn default_backfill() -> bool {
-    true
-}
 fn default_max_body_bytes() -> usize {
     1024 * 1024
 }
@@ -433,7 +440,7 @@ fn default_ack_wait_seconds() -> u64 {
     JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS
 }
 pub fn default_ingest_max_body_bytes() -> usize {
-    4 * 1024 * 1024
+    usize::try_from(integration::default_ingest_max_body_bytes()).unwrap_or(usize::MAX)
 }
 
 // Secrets never reach a log line through `{:?}`.

@@ -353,7 +353,7 @@ pub fn render_receiver_config(
         ingest: None,
         mappings,
         admin: Default::default(),
-        sync: integration.spec.receiver.sync_config(),
+        sync: model::config::SyncConfig::from(&integration.spec.receiver),
     }
 }
 

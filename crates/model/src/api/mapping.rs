@@ -123,7 +123,7 @@ pub struct PropertyMappingSpec {
     pub sources: Vec<Source>,
 }
 
-fn default_backfill() -> bool {
+pub(crate) fn default_backfill() -> bool {
     true
 }
 
