@@ -3,10 +3,9 @@
 //! management API (legacy public apps), and the `WebhooksReady` condition saying which.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::ResourceExt;
 use serde_json::{Value, json};
 
-use super::resources::receiver_public_url;
+use super::resources::{HSMETA_KEY, receiver_public_url};
 use super::secrets::SecretError;
 use super::status::{hubspot_error_reason, required_properties};
 use hubspot::{self, AppWebhookSettings, AppWebhookSubscription, HubSpotClient, Secret, WebhookThrottling};
@@ -20,8 +19,6 @@ use model::contract::WEBHOOK_PATH;
 pub const DEFAULT_MAX_CONCURRENT_REQUESTS: u32 = 10;
 /// Most subscriptions one app may have.
 pub const MAX_SUBSCRIPTIONS: usize = 1000;
-/// Key of the rendered file in the ConfigMap.
-pub const HSMETA_KEY: &str = "webhooks-hsmeta.json";
 /// Events subscribed to per mapped object type when `subscriptions` is empty, besides the
 /// propertyChange of each mapped property.
 const DERIVED_EVENTS: [&str; 4] = ["creation", "deletion", "merge", "restore"];
@@ -52,11 +49,6 @@ impl WebhooksError {
             WebhooksError::TooManySubscriptions(_) => "TooManySubscriptions",
         }
     }
-}
-
-/// Name of the ConfigMap holding the rendered `webhooks-hsmeta.json`.
-pub fn hsmeta_config_map_name(integration: &HubSpotIntegration) -> String {
-    format!("{}-webhooks-hsmeta", integration.name_any())
 }
 
 /// The legacy object name of a mapping's object type (`contacts` → `contact`); `None` for types

@@ -21,6 +21,13 @@ pub const ACCESS_TOKEN_KEY: &str = "token";
 pub const ACCESS_TOKEN_EXPIRES_AT_ANNOTATION: &str = "hubspot.io/access-token-expires-at";
 /// Annotation of the managed access token Secret: when the operator replaces the token.
 pub const ACCESS_TOKEN_REFRESH_AT_ANNOTATION: &str = "hubspot.io/access-token-refresh-at";
+/// Key of the rendered `webhooks-hsmeta.json` in its ConfigMap.
+pub const HSMETA_KEY: &str = "webhooks-hsmeta.json";
+
+/// Name of the ConfigMap holding the rendered `webhooks-hsmeta.json`.
+pub fn hsmeta_config_map_name(integration: &HubSpotIntegration) -> String {
+    format!("{}-webhooks-hsmeta", integration.name_any())
+}
 
 /// The Secret holding the rendered config file.
 pub fn config_secret(integration: &HubSpotIntegration, owner: &OwnerReference, config_yaml: &str) -> Secret {
@@ -62,15 +69,11 @@ pub fn webhooks_hsmeta_config_map(
     hsmeta: &serde_json::Value,
 ) -> ConfigMap {
     let file = serde_json::to_string_pretty(hsmeta).expect("JSON values always serialise") + "\n";
-    let mut metadata = child_metadata(integration, crate::webhooks::hsmeta_config_map_name(integration), owner);
+    let mut metadata = child_metadata(integration, hsmeta_config_map_name(integration), owner);
     if let Some(labels) = metadata.labels.as_mut() {
         labels.insert("app.kubernetes.io/component".into(), "webhooks".into());
     }
-    ConfigMap {
-        metadata,
-        data: Some(BTreeMap::from([(crate::webhooks::HSMETA_KEY.to_string(), file)])),
-        ..Default::default()
-    }
+    ConfigMap { metadata, data: Some(BTreeMap::from([(HSMETA_KEY.to_string(), file)])), ..Default::default() }
 }
 
 /// The access token in a managed access token Secret and when it is due for replacement, if
