@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use common::{
     CLIENT_SECRET, ReceiverProcess, TestDatabase, TestDestination, TestEmulator, WAIT, batch_body, contact_event,
-    emulator_receiver_config, eventually, free_port, sample_event, serve_admin, signed_request, wait_ready,
+    emulator_receiver_config, eventually, eventually_equal, free_port, sample_event, serve_admin, signed_request,
+    wait_ready,
 };
 use emulator::{DEFAULT_TOKEN, EmulatorConfig};
 use model::config::{AdminConfig, ReceiverConfig, SinkConfig};
@@ -480,9 +481,13 @@ async fn cli_lists_redrives_and_discards_against_a_running_receiver() {
     .await;
     assert_eq!(ids_of(&destination.delivered()), vec![ids[0].clone()]);
 
-    // The sync report the controller reads for the mapping's status, on the status port.
+    // The sync report the controller reads for the mapping's status, on the status port. The
+    // step stores its dead letters before it releases its events from the log.
+    eventually_equal("no event pending once the step completed", &json!(0), || async {
+        sync_status(&http, &status_url).await["eventsPending"].clone()
+    })
+    .await;
     let report = sync_status(&http, &status_url).await;
-    assert_eq!(report["eventsPending"], 0, "{report}");
     let contacts = &report["mappings"]["crm/contacts"];
     assert_eq!((&contacts["recordsDelivered"], &contacts["deadLetters"]), (&json!(1), &json!(2)), "{report}");
     assert!(contacts["lastSuccessMs"].as_i64().is_some(), "the step completed: {report}");
