@@ -527,6 +527,8 @@ async fn ensure_group(
 /// On deletion: archives the property when the policies allow it; the finalizer is dropped
 /// (by the caller) only when this succeeds. A property HubSpot no longer has counts as archived.
 async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &Context) -> Result<Action, Error> {
+    // A property being deleted is not checked for drift any more, whatever its policies.
+    ctx.property_reads.forget(property);
     let spec = &property.spec;
     let hubspot_defined = property.status.as_ref().and_then(|s| s.hubspot_defined).unwrap_or(false);
     if spec.deletion_policy == DeletionPolicy::Orphan
@@ -540,7 +542,6 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
         Ok((hubspot, catalogue)) => match hubspot.archive_property(&spec.object_type, &spec.name).await {
             Ok(()) => {
                 catalogue.record(&spec.name, false).await;
-                ctx.property_reads.forget(property);
                 let change = Change::normal(
                     "PropertyArchived",
                     format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
@@ -550,7 +551,6 @@ async fn cleanup(property: &HubSpotProperty, api: &Api<HubSpotProperty>, ctx: &C
             }
             Err(e) if e.status() == Some(404) => {
                 catalogue.record(&spec.name, false).await;
-                ctx.property_reads.forget(property);
                 return Ok(Action::await_change());
             }
             Err(e) => SyncResult::Failed(e),
