@@ -1,10 +1,11 @@
 //! A fake Kubernetes API server for the operator's tests and benchmarks.
 //!
 //! A stand-in for the Kubernetes API server, served over HTTP, enough for the controllers to
-//! run against: get, list and watch of namespaced objects, merge patches of the status subresource,
-//! JSON patches (finalizers) and Event creation. Like the API server, it bumps an object's
-//! `resourceVersion` and tells watchers only when a write changes the object, so a status patch
-//! that changes nothing triggers no reconcile.
+//! run against: get, list (equality-based label selectors) and watch of namespaced objects, merge
+//! patches of the status subresource, JSON patches (finalizers) and Event creation. Tests read
+//! back the objects, the Events and the count of each kind of call. Like the API server, it
+//! bumps an object's `resourceVersion` and tells watchers only when a write changes the object,
+//! so a status patch that changes nothing triggers no reconcile.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -48,6 +49,8 @@ struct Store {
     history: VecDeque<(u64, String, Bytes)>,
     watchers: Vec<(String, mpsc::UnboundedSender<Result<Bytes, Infallible>>)>,
     calls: ApiCalls,
+    /// The Events created, oldest first.
+    events: Vec<Value>,
 }
 
 /// The stand-in; clones share the objects.
@@ -168,6 +171,7 @@ async fn handle(
                 .range(prefix.clone()..)
                 .take_while(|(p, _)| p.starts_with(&prefix))
                 .map(|(_, o)| o)
+                .filter(|o| has_labels(o, query_value(&uri, "labelSelector")))
                 .collect();
             let list = json!({
                 "kind": "List", "apiVersion": "v1",
@@ -242,6 +246,7 @@ async fn handle(
         }
         (&Method::POST, 2) if path.starts_with("/apis/events.k8s.io/") => {
             store.calls.events += 1;
+            store.events.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
             (StatusCode::CREATED, body).into_response()
         }
         _ => {
@@ -257,4 +262,47 @@ fn tokio_stream_of(
     mut rx: mpsc::UnboundedReceiver<Result<Bytes, Infallible>>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+impl FakeApiServer {
+    /// The object stored at `path` (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`).
+    pub fn object(&self, path: &str) -> Option<Value> {
+        self.0.lock().expect("store lock").objects.get(path).cloned()
+    }
+
+    /// The Events created so far, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.0.lock().expect("store lock").events.clone()
+    }
+}
+
+/// Whether `object` carries every `key=value` of an equality-based label `selector` (as sent in
+/// a query, percent-encoded); no selector selects everything.
+fn has_labels(object: &Value, selector: Option<&str>) -> bool {
+    let Some(selector) = selector.map(percent_decoded) else { return true };
+    selector.split(',').filter(|term| !term.is_empty()).all(|term| match term.split_once('=') {
+        Some((key, value)) => object["metadata"]["labels"][key].as_str() == Some(value),
+        None => false,
+    })
+}
+
+/// `text` with its `%XX` escapes decoded.
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = (bytes[i] == b'%').then(|| text.get(i + 1..i + 3)).flatten();
+        match escaped.and_then(|hex| u8::from_str_radix(hex, 16).ok()) {
+            Some(byte) => {
+                decoded.push(byte);
+                i += 3;
+            }
+            None => {
+                decoded.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&decoded).into_owned()
 }
