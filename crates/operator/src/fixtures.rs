@@ -1,5 +1,7 @@
 //! Test fixtures: a scripted Kubernetes API server (tower-test mock) that asserts each call
-//! the reconcilers make, in order, and answers as the API server would.
+//! the reconcilers make, in order, and answers as the API server would; a [`Scene`] of the
+//! Kubernetes API stand-in and the HubSpot emulator, for tests that check what a reconcile left
+//! behind rather than the order of its calls; and the objects both start from.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -191,14 +193,6 @@ impl ApiServer {
         let event = self.create(&format!("/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")).await;
         assert_eq!((event["type"].as_str(), event["reason"].as_str()), (Some(type_), Some(reason)), "{event}");
         event
-    }
-
-    /// A JSON patch (`PATCH path`, RFC 6902) answered with `object`. Returns the patch.
-    pub async fn json_patch(&mut self, path: &str, object: Value) -> Value {
-        let (call, send) = self.expect(Method::PATCH, path).await;
-        assert_eq!(call.content_type, "application/json-patch+json");
-        reply(send, StatusCode::OK, &object);
-        call.body
     }
 
     /// Asserts the client made no further call: the next request finds every client dropped.
@@ -477,9 +471,12 @@ pub async fn hubspot_calls(emulator: &RunningEmulator) -> Vec<String> {
 
 /// [`hubspot_calls`] of the emulator at `base_url`, for futures that do not hold the emulator.
 pub async fn hubspot_calls_at(base_url: &str) -> Vec<String> {
-    let url = format!("{base_url}/_emulator/requests");
-    let log: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
-    log.iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
+    emulator_log(base_url).await.iter().map(|r| r["path"].as_str().unwrap().to_string()).collect()
+}
+
+/// The requests the emulator at `base_url` answered, in order, as it logs them.
+async fn emulator_log(base_url: &str) -> Vec<Value> {
+    reqwest::get(format!("{base_url}/_emulator/requests")).await.unwrap().json().await.unwrap()
 }
 
 /// A Kubernetes API stand-in on a free port holding `integration`, its token Secret (`token`)
@@ -494,11 +491,7 @@ pub async fn stand_in_context(
     api.insert("hubspotintegrations", to_json(integration));
     api.insert("secrets", hubspot_secret(&[("token", token)]));
     api.insert("propertymappings", to_json(mapping));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let mut config = kube::Config::new(format!("http://{}", listener.local_addr().unwrap()).parse().unwrap());
-    config.default_namespace = NAMESPACE.into();
-    tokio::spawn(api.clone().serve(listener));
-    let client = Client::try_from(config).unwrap();
+    let client = fake_api_client(&api).await;
     let ctx = Arc::new(Context::new(client.clone(), "ghcr.io/hubspot-operator/hubspot-operator:test"));
     let watching = ctx.clone();
     tokio::spawn(async move { watching.integrations.watch(client, Some(NAMESPACE)).await });
@@ -650,4 +643,168 @@ pub fn receiver_endpoints(addresses: &[&str], http_port: u16, metrics_port: u16)
 /// The value of the sample `line_start` (metric name and labels) in `metrics`.
 pub fn sample(metrics: &str, line_start: &str) -> Option<f64> {
     metrics.lines().find_map(|l| l.strip_prefix(line_start)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// HubSpot's property exactly as `property_spec()` declares it.
+pub fn hubspot_property() -> hubspot::models::Property {
+    hubspot::models::Property {
+        name: "loyalty_tier".into(),
+        label: "Loyalty tier".into(),
+        type_: "enumeration".into(),
+        field_type: "select".into(),
+        group_name: "loyalty".into(),
+        description: "Tier in the loyalty programme".into(),
+        has_unique_value: false,
+        hubspot_defined: None,
+        options: vec![
+            hubspot::models::PropertyOption {
+                label: "Gold".into(),
+                value: "gold".into(),
+                display_order: 0,
+                hidden: false,
+            },
+            hubspot::models::PropertyOption {
+                label: "Silver".into(),
+                value: "silver".into(),
+                display_order: 1,
+                hidden: false,
+            },
+        ],
+        hidden: false,
+        form_field: true,
+        display_order: -1,
+    }
+}
+
+/// `property_resource(property_spec())` as seen right after a successful visit at `at` that
+/// handled the reconcile request `request`.
+pub fn fresh_property(at: k8s_openapi::jiff::Timestamp, request: Option<&str>) -> HubSpotProperty {
+    use model::api::property::condition_types::READY;
+    let mut p = property_resource(property_spec());
+    let ready = model::api::conditions::condition(READY, Some(true), "InSync", "in sync", Some(2));
+    p.status = Some(model::api::HubSpotPropertyStatus {
+        conditions: vec![ready],
+        observed_generation: Some(2),
+        last_sync_time: Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at)),
+        hubspot_defined: Some(false),
+        last_handled_reconcile_at: request.map(String::from),
+        ..Default::default()
+    });
+    p
+}
+
+/// A client of `api`, served on a free port from now on.
+async fn fake_api_client(api: &FakeApiServer) -> Client {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = kube::Config::new(format!("http://{}", listener.local_addr().unwrap()).parse().unwrap());
+    config.default_namespace = NAMESPACE.into();
+    tokio::spawn(api.clone().serve(listener));
+    Client::try_from(config).unwrap()
+}
+
+/// A Kubernetes API stand-in holding `objects` (`(plural, object)`), and a context whose client
+/// calls it and whose integration cache holds `integrations`, as its watch would have listed
+/// them: for reconciles whose outcome is read back from the stand-in.
+pub async fn fake_api_context(
+    objects: impl IntoIterator<Item = (&'static str, Value)>,
+    integrations: impl IntoIterator<Item = Value>,
+) -> (Arc<Context>, FakeApiServer) {
+    let api = FakeApiServer::default();
+    for (plural, object) in objects {
+        api.insert(plural, object);
+    }
+    let client = fake_api_client(&api).await;
+    let ctx = Arc::new(Context::new(client, "ghcr.io/hubspot-operator/hubspot-operator:test"));
+    given_integrations(&ctx, integrations);
+    (ctx, api)
+}
+
+/// `object` as `api` holds it now.
+pub fn stored<K>(api: &FakeApiServer, object: &K) -> K
+where
+    K: Resource<DynamicType = ()> + DeserializeOwned,
+{
+    let namespace = object.meta().namespace.as_deref();
+    let name = object.meta().name.as_deref().expect("a named object");
+    let path = format!("{}/{name}", K::url_path(&(), namespace));
+    serde_json::from_value(api.object(&path).unwrap_or_else(|| panic!("{path} is not stored")))
+        .expect("a stored object")
+}
+
+/// `(type, reason)` of each Event `api` was sent, sorted: what was announced, whatever the order.
+pub fn event_reasons(api: &FakeApiServer) -> Vec<(String, String)> {
+    let mut reasons: Vec<(String, String)> = api
+        .events()
+        .iter()
+        .map(|e| (e["type"].as_str().unwrap_or_default().into(), e["reason"].as_str().unwrap_or_default().into()))
+        .collect();
+    reasons.sort();
+    reasons
+}
+
+/// `(type, reason)` pairs, sorted, to compare with [`event_reasons`].
+pub fn reasons(expected: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut reasons: Vec<(String, String)> = expected.iter().map(|(t, r)| (t.to_string(), r.to_string())).collect();
+    reasons.sort();
+    reasons
+}
+
+/// The one Event of `reason` `api` was sent.
+pub fn event(api: &FakeApiServer, reason: &str) -> Value {
+    let mut found = api.events().into_iter().filter(|e| e["reason"] == reason);
+    let event = found.next().unwrap_or_else(|| panic!("no {reason} Event"));
+    assert!(found.next().is_none(), "more than one {reason} Event");
+    event
+}
+
+/// `(method, path, status)` of each request the emulator answered, sorted: which calls and how
+/// many, whatever their order.
+pub async fn hubspot_requests(emulator: &RunningEmulator) -> Vec<(String, String, u64)> {
+    let mut requests: Vec<(String, String, u64)> = emulator_log(&emulator.base_url())
+        .await
+        .iter()
+        .map(|r| {
+            (r["method"].as_str().unwrap().into(), r["path"].as_str().unwrap().into(), r["status"].as_u64().unwrap())
+        })
+        .collect();
+    requests.sort();
+    requests
+}
+
+/// `(method, path, status)` triples, sorted, to compare with [`hubspot_requests`].
+pub fn requests(expected: &[(&str, &str, u64)]) -> Vec<(String, String, u64)> {
+    let mut requests: Vec<(String, String, u64)> =
+        expected.iter().map(|(m, p, s)| (m.to_string(), p.to_string(), *s)).collect();
+    requests.sort();
+    requests
+}
+
+/// Forgets the requests the emulator answered so far (a test's own setup calls).
+pub async fn forget_hubspot_requests(emulator: &RunningEmulator) {
+    reqwest::Client::new().delete(format!("{}/_emulator/requests", emulator.base_url())).send().await.unwrap();
+}
+
+/// HubSpot, and the Kubernetes API stand-in holding integration `crm` calling it, with a
+/// context calling both whose integration cache holds `crm`.
+pub struct Scene {
+    pub hubspot: RunningEmulator,
+    pub ctx: Arc<Context>,
+    pub api: FakeApiServer,
+}
+
+impl Scene {
+    /// HubSpot accepting `token` with `scopes`; the stand-in holding integration `crm` (as
+    /// `edit` makes it), Secret `hubspot` with `token`, and `objects` (`(plural, object)`).
+    pub async fn new(
+        token: &str,
+        scopes: &[&str],
+        edit: impl FnOnce(HubSpotIntegration) -> HubSpotIntegration,
+        objects: impl IntoIterator<Item = (&'static str, Value)>,
+    ) -> Scene {
+        let hubspot = hubspot(&[(token, scopes)]).await;
+        let integration = to_json(&edit(integration(&hubspot.base_url(), &[])));
+        let given = [("hubspotintegrations", integration.clone()), ("secrets", hubspot_secret(&[("token", token)]))];
+        let (ctx, api) = fake_api_context(given.into_iter().chain(objects), [integration]).await;
+        Scene { hubspot, ctx, api }
+    }
 }
