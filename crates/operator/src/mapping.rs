@@ -20,7 +20,7 @@ use super::watches::{changes_in, integration_changes, objects_of};
 use super::{Context, Error, UNHEALTHY_REQUEUE};
 use model::api::conditions::is_true;
 use model::api::mapping::condition_types::READY;
-use model::api::{HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
+use model::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping, is_paused, reconcile_request};
 
 /// The mapping controller: reconciles on changes of mappings, of the integrations they
 /// reference (an integration appearing or going, its spec changing, or HubSpot starting or
@@ -67,7 +67,9 @@ pub fn waiting_for(mapping: &PropertyMapping, property: &HubSpotProperty) -> boo
         && mapping.status.as_ref().is_some_and(|s| s.missing_properties.contains(&property.spec.name))
 }
 
-/// One reconcile of `mapping`.
+/// One reconcile of `mapping`: dereference (the integration, HubSpot's properties through the
+/// catalogue, the receivers' reports) → status (pure: [`mapping_status`]) → Events and the
+/// status write, when the status changed.
 pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = mapping.namespace().ok_or_else(|| Error::MissingObjectKey(mapping.name_any(), "namespace"))?;
     let name = mapping.name_any();
@@ -82,27 +84,7 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     }
 
     let integration = ctx.integrations.get(&namespace, &mapping.spec.integration_ref.name).await?;
-    let lookup = match &integration {
-        None => PropertyLookup::IntegrationNotFound,
-        Some(integration) => match ctx.integrations.token(&ctx.client, integration).await? {
-            Err(e) => PropertyLookup::TokenUnavailable(e),
-            Ok(token) => {
-                let hubspot = ctx.hubspot_client(integration, token);
-                let object_type = &mapping.spec.object_type;
-                // A reconcile request asks for HubSpot's current state, not the catalogue's.
-                let requested = reconcile_request(mapping.as_ref()).is_some_and(|request| {
-                    mapping.status.as_ref().and_then(|s| s.last_handled_reconcile_at.as_ref()) != Some(&request)
-                });
-                let catalogue = ctx.property_catalogue(integration, object_type);
-                let required = required_properties(&mapping);
-                match catalogue.lookup(&hubspot, object_type, &required, ctx.catalogue_freshness(), requested).await {
-                    Ok(names) => PropertyLookup::Listed(names),
-                    Err(e) => PropertyLookup::Failed(e),
-                }
-            }
-        },
-    };
-
+    let lookup = look_up_properties(&mapping, integration.as_ref(), &ctx).await?;
     let receivers = match &integration {
         None => ReceiverReports::integration_not_found(),
         Some(integration) => ctx.integrations.receiver_reports(&ctx.client, &ctx.receiver_http, integration).await?,
@@ -123,9 +105,43 @@ pub async fn reconcile(mapping: Arc<PropertyMapping>, ctx: Arc<Context>) -> Resu
     Ok(Action::requeue(if ready { ctx.sync_refresh.min(ctx.drift_interval) } else { UNHEALTHY_REQUEUE }))
 }
 
+/// Looks the properties `mapping` needs up in its integration's catalogue; the lookup's end
+/// when the integration or its token is unavailable.
+async fn look_up_properties(
+    mapping: &PropertyMapping,
+    integration: Option<&Arc<HubSpotIntegration>>,
+    ctx: &Context,
+) -> Result<PropertyLookup, Error> {
+    let Some(integration) = integration else { return Ok(PropertyLookup::IntegrationNotFound) };
+    let token = match ctx.integrations.token(&ctx.client, integration).await? {
+        Ok(token) => token,
+        Err(e) => return Ok(PropertyLookup::TokenUnavailable(e)),
+    };
+    let hubspot = ctx.hubspot_client(integration, token);
+    let object_type = &mapping.spec.object_type;
+    let catalogue = ctx.property_catalogue(integration, object_type);
+    let required = required_properties(mapping);
+    let refresh = reconcile_requested(mapping);
+    Ok(match catalogue.lookup(&hubspot, object_type, &required, ctx.catalogue_freshness(), refresh).await {
+        Ok(names) => PropertyLookup::Listed(names),
+        Err(e) => PropertyLookup::Failed(e),
+    })
+}
+
+/// Whether `mapping` carries a reconcile request it has not handled yet: such a visit asks
+/// for HubSpot's current properties, not the catalogue's.
+pub fn reconcile_requested(mapping: &PropertyMapping) -> bool {
+    reconcile_request(mapping).is_some_and(|request| {
+        mapping.status.as_ref().and_then(|s| s.last_handled_reconcile_at.as_ref()) != Some(&request)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use kube::api::{Patch, PatchParams};
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::fixtures::*;
@@ -133,96 +149,121 @@ mod tests {
     use model::api::HubSpotIntegration;
     use test_support::FakeApiServer;
 
-    const STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts/status";
-    const TOKEN_SECRET: &str = "/api/v1/namespaces/default/secrets/hubspot";
     const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
     const SCHEMA_READ: &str = "crm.schemas.contacts.read";
-    const LEADS_STATUS: &str = "/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/leads/status";
     const PROPERTIES: &str = "/crm/v3/properties/contacts";
+
+    /// A [`Scene`] whose stand-in holds mappings.
+    struct World(Scene);
+
+    impl std::ops::Deref for World {
+        type Target = Scene;
+
+        fn deref(&self) -> &Scene {
+            &self.0
+        }
+    }
+
+    impl World {
+        /// Integration `crm` (as `edit` makes it), its token Secret and `mappings`, the token
+        /// having `scopes`.
+        async fn with(
+            scopes: &[&str],
+            edit: impl FnOnce(HubSpotIntegration) -> HubSpotIntegration,
+            mappings: &[&PropertyMapping],
+        ) -> World {
+            let objects = mappings.iter().map(|m| ("propertymappings", to_json(m)));
+            World(Scene::new(TOKEN, scopes, edit, objects.collect::<Vec<_>>()).await)
+        }
+
+        /// One reconcile of `mapping` as the stand-in holds it.
+        async fn reconcile(&self, mapping: &PropertyMapping) -> Result<Action, Error> {
+            reconcile(Arc::new(stored(&self.api, mapping)), self.ctx.clone()).await
+        }
+
+        /// `mapping` as the stand-in holds it, as JSON.
+        fn stored(&self, mapping: &PropertyMapping) -> Value {
+            let path = format!("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/{}", mapping.name_any());
+            self.api.object(&path).expect("a stored mapping")
+        }
+
+        /// Sets the annotation `key` of `mapping` to `value` (`null` removes it).
+        async fn annotate(&self, mapping: &PropertyMapping, key: &str, value: Value) {
+            let patch = json!({ "metadata": { "annotations": { key: value } } });
+            let mappings = Api::<PropertyMapping>::namespaced(self.ctx.client.clone(), NAMESPACE);
+            mappings.patch(&mapping.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        }
+    }
+
+    fn state(status: &str, reason: &str) -> (String, String) {
+        (status.into(), reason.into())
+    }
+
+    fn as_is(integration: HubSpotIntegration) -> HubSpotIntegration {
+        integration
+    }
 
     #[tokio::test]
     async fn mapping_whose_properties_exist_is_ready() {
-        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
         let mut mapping = mapping("crm", &["firstname", "lastname"]);
-        // A previous visit found properties missing; the status patch must clear the list.
+        // A previous visit found properties missing; the status write must clear the list.
         mapping.status = Some(model::api::PropertyMappingStatus {
             missing_properties: vec!["lastname".into()],
             ..Default::default()
         });
-        let integration = to_json(&integration(&hubspot.base_url(), &[]));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
-            api.event("Normal", "Ready").await;
-            let patch = api.merge_status(STATUS, object).await;
-            for type_ in ["Ready", "IntegrationFound", "PropertiesExist"] {
-                let c = condition(&patch, type_);
-                assert_eq!(c["status"], "True", "{c}");
-                assert_eq!(c["observedGeneration"], 4, "{c}");
-            }
-            let status = patch["status"].as_object().unwrap();
-            assert_eq!(status.get("missingProperties"), Some(&serde_json::Value::Null));
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&[SCHEMA_READ, "crm.objects.contacts.read"], as_is, &[&mapping]).await;
+        let action = world.reconcile(&mapping).await.expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(crate::SYNC_REFRESH), "the sync figures are read again");
+        let stored = world.stored(&mapping);
+        for type_ in ["Ready", "IntegrationFound", "PropertiesExist"] {
+            let c = condition(&stored, type_);
+            assert_eq!(c["status"], "True", "{c}");
+            assert_eq!(c["observedGeneration"], 4, "{c}");
+        }
+        assert_eq!(stored["status"].get("missingProperties"), None, "{stored}");
+        assert_eq!(event_reasons(&world.api), reasons(&[("Normal", "Ready")]));
     }
 
     #[tokio::test]
     async fn mappings_share_one_property_listing_and_an_unchanged_status_is_not_written() {
-        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
-        let integration = to_json(&integration(&hubspot.base_url(), &[]));
         let contacts = mapping("crm", &["firstname"]);
         let mut leads = mapping("crm", &["lastname"]);
         leads.metadata.name = Some("leads".into());
-        // As the watch delivers `contacts` after its status write.
-        let mut written = contacts.clone();
-        let names = Arc::new(["email", "firstname"].map(String::from).into_iter().collect());
-        written.status =
-            Some(mapping_status(&written, &PropertyLookup::Listed(names), &ReceiverReports::not_available()));
-        let requested = annotated(written.clone(), "hubspot.io/reconcile-requested-at", "now");
-        let objects = [to_json(&contacts), to_json(&leads), to_json(&requested)];
+        let world = World::with(&[SCHEMA_READ], as_is, &[&contacts, &leads]).await;
+        world.reconcile(&contacts).await.expect("reconcile succeeds");
+        world.reconcile(&leads).await.expect("reconcile succeeds");
+        assert_eq!(hubspot_calls(&world.hubspot).await, [PROPERTIES], "one listing for both mappings");
+        assert_eq!(world.api.calls().gets, 1, "one read of the token Secret serves every mapping of the integration");
+        for mapping in [&contacts, &leads] {
+            assert_eq!(condition_state(&world.stored(mapping), "PropertiesExist").0, "True");
+        }
+        assert_eq!(event_reasons(&world.api), reasons(&[("Normal", "Ready"), ("Normal", "Ready")]));
 
-        let (ctx, api) = test_context();
+        // The visit its own status write causes: the same status, so nothing is read or written.
+        let before = world.api.calls();
+        world.reconcile(&contacts).await.expect("reconcile succeeds");
+        assert_eq!(world.api.calls(), before);
+        assert_eq!(hubspot_calls(&world.hubspot).await, [PROPERTIES]);
 
-        given_integrations(&ctx, [integration.clone()]);
-        let base_url = hubspot.base_url();
-        let visits = async move {
-            reconcile(Arc::new(contacts), ctx.clone()).await?;
-            reconcile(Arc::new(leads), ctx.clone()).await?;
-            let listed = hubspot_calls_at(&base_url).await;
-            // The visit its own status write causes: the same status, so nothing is read or written.
-            reconcile(Arc::new(written), ctx.clone()).await?;
-            let unchanged = hubspot_calls_at(&base_url).await;
-            // A reconcile request reads HubSpot again.
-            reconcile(Arc::new(requested), ctx).await?;
-            Ok::<_, Error>((listed, unchanged))
-        };
-        let (listed, unchanged) = run_scenario(api, visits, |mut api| async move {
-            let [contacts, leads, requested] = objects;
-            let token = || Some(hubspot_secret(&[("token", TOKEN)]));
-            // One read of the token Secret serves every mapping of the integration.
-            api.get(TOKEN_SECRET, token()).await;
-            for (status, object) in [(STATUS, contacts), (LEADS_STATUS, leads)] {
-                api.event("Normal", "Ready").await;
-                let patch = api.merge_status(status, object).await;
-                assert_eq!(condition_state(&patch, "PropertiesExist").0, "True");
-            }
-            let patch = api.merge_status(STATUS, requested).await;
-            assert_eq!(patch["status"]["lastHandledReconcileAt"], "now");
-            api
-        })
-        .await
-        .expect("reconciles succeed");
-        assert_eq!(listed, [PROPERTIES], "one listing for both mappings");
-        assert_eq!(unchanged, [PROPERTIES]);
-        assert_eq!(hubspot_calls(&hubspot).await, [PROPERTIES, PROPERTIES]);
+        // A reconcile request reads HubSpot again, and is recorded as handled.
+        world.annotate(&contacts, "hubspot.io/reconcile-requested-at", json!("now")).await;
+        world.reconcile(&contacts).await.expect("reconcile succeeds");
+        assert_eq!(hubspot_calls(&world.hubspot).await, [PROPERTIES, PROPERTIES]);
+        assert_eq!(world.stored(&contacts)["status"]["lastHandledReconcileAt"], "now");
     }
 
-    const ENDPOINT_SLICES: &str = "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices";
+    #[test]
+    fn only_an_unhandled_reconcile_request_refreshes_the_catalogue() {
+        let plain = mapping("crm", &["firstname"]);
+        assert!(!reconcile_requested(&plain));
+        let mut requested = annotated(plain, "hubspot.io/reconcile-requested-at", "now");
+        assert!(reconcile_requested(&requested));
+        requested.status = Some(model::api::PropertyMappingStatus {
+            last_handled_reconcile_at: Some("now".into()),
+            ..Default::default()
+        });
+        assert!(!reconcile_requested(&requested), "already handled");
+    }
 
     /// `integration` as its reconciler leaves it once the receiver is up.
     fn with_receiver_available(mut integration: HubSpotIntegration) -> HubSpotIntegration {
@@ -239,72 +280,66 @@ mod tests {
         integration
     }
 
+    /// `slice` under another name, of the receiver Service `service`.
+    fn renamed(mut slice: Value, name: &str, service: &str) -> Value {
+        slice["metadata"]["name"] = json!(name);
+        slice["metadata"]["labels"]["kubernetes.io/service-name"] = json!(service);
+        slice
+    }
+
     #[tokio::test]
     async fn a_mapping_shows_what_the_receiver_pods_report_of_it() {
-        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ, "crm.objects.contacts.read"])]).await;
         let receiver = ReportingReceiver::start(&["default/contacts"]).await;
         receiver.metrics.activity.delivered("default/contacts", 4);
         receiver.metrics.activity.succeeded("default/contacts", 1_764_000_000_000);
-        // A second ready pod that does not answer.
+        // A second ready pod that does not answer, and a pod of another integration's receiver.
         let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let slices = vec![receiver.endpoints(), receiver_endpoints(&["127.0.0.1"], gone, gone)];
+        let slices = [
+            receiver.endpoints(),
+            renamed(receiver_endpoints(&["127.0.0.1"], gone, gone), "crm-receiver-b9c4d", "crm-receiver"),
+            renamed(receiver.endpoints(), "erp-receiver-q2w3e", "erp-receiver"),
+        ];
 
         let mapping = mapping("crm", &["firstname"]);
-        let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
-            let listed = api.list(ENDPOINT_SLICES, "EndpointSlice", "discovery.k8s.io/v1", slices).await;
-            assert_eq!(listed.query, "&labelSelector=kubernetes.io%2Fservice-name%3Dcrm-receiver");
-            api.event("Normal", "Ready").await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "Synced"), ("True".into(), "InSync".into()));
-            let message = condition(&patch, "Synced")["message"].as_str().unwrap().to_string();
-            assert!(message.starts_with("4 records delivered, 0 written to HubSpot; 0 events pending, 0 s behind (1 of 2 receiver pods did not answer: "), "{message}");
-            assert_eq!(
-                patch["status"]["sync"],
-                serde_json::json!({
-                    "receivers": "1/2", "recordsDelivered": 4, "recordsWritten": 0, "deadLetters": 0,
-                    "rejectedRecords": 0, "queuedForHubspot": 0, "pendingEvents": 0, "lagSeconds": 0,
-                    "lastSuccessTime": "2025-11-24T16:00:00Z",
-                })
-            );
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world =
+            World::with(&[SCHEMA_READ, "crm.objects.contacts.read"], with_receiver_available, &[&mapping]).await;
+        for slice in slices {
+            world.api.insert("endpointslices", slice);
+        }
+        let action = world.reconcile(&mapping).await.expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(crate::SYNC_REFRESH), "the figures are read again soon");
+        let stored = world.stored(&mapping);
+        assert_eq!(condition_state(&stored, "Synced"), state("True", "InSync"));
+        let message = condition(&stored, "Synced")["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with("4 records delivered, 0 written to HubSpot; 0 events pending, 0 s behind (1 of 2 receiver pods did not answer: "), "{message}");
+        assert_eq!(
+            stored["status"]["sync"],
+            json!({
+                "receivers": "1/2", "recordsDelivered": 4, "recordsWritten": 0, "deadLetters": 0,
+                "rejectedRecords": 0, "queuedForHubspot": 0, "pendingEvents": 0, "lagSeconds": 0,
+                "lastSuccessTime": "2025-11-24T16:00:00Z",
+            }),
+            "only the pods of the integration's receiver Service are asked"
+        );
+        assert_eq!(event_reasons(&world.api), reasons(&[("Normal", "Ready")]));
     }
 
     #[tokio::test]
     async fn a_failing_sync_is_a_warning_with_the_receivers_error() {
-        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
         let receiver = ReportingReceiver::start(&["default/contacts"]).await;
         let error = "reading contacts from HubSpot: HubSpot answered 403: MISSING_SCOPES";
         receiver.metrics.activity.failed("default/contacts", error, 1_764_000_000_000);
-        let slices = vec![receiver.endpoints()];
 
         let mapping = mapping("crm", &["firstname"]);
-        let integration = to_json(&with_receiver_available(integration(&hubspot.base_url(), &[])));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
-            api.list(ENDPOINT_SLICES, "EndpointSlice", "discovery.k8s.io/v1", slices).await;
-            api.event("Normal", "Ready").await;
-            let warning = api.event("Warning", "NotSynced").await;
-            assert_eq!(warning["note"], format!("{error}; retrying"));
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "Synced"), ("False".into(), "SyncFailing".into()));
-            assert_eq!(patch["status"]["sync"]["lastError"], error);
-            assert_eq!(patch["status"]["sync"]["lastErrorTime"], "2025-11-24T16:00:00Z");
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&[SCHEMA_READ], with_receiver_available, &[&mapping]).await;
+        world.api.insert("endpointslices", receiver.endpoints());
+        world.reconcile(&mapping).await.expect("reconcile succeeds");
+        assert_eq!(event_reasons(&world.api), reasons(&[("Normal", "Ready"), ("Warning", "NotSynced")]));
+        assert_eq!(event(&world.api, "NotSynced")["note"], format!("{error}; retrying"));
+        let stored = world.stored(&mapping);
+        assert_eq!(condition_state(&stored, "Synced"), state("False", "SyncFailing"));
+        assert_eq!(stored["status"]["sync"]["lastError"], error);
+        assert_eq!(stored["status"]["sync"]["lastErrorTime"], "2025-11-24T16:00:00Z");
     }
 
     /// The property `name` of `integration` on contacts, `Ready` or not.
@@ -338,164 +373,113 @@ mod tests {
 
     #[tokio::test]
     async fn an_oauth_integration_is_called_with_its_managed_access_token() {
-        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
         let mapping = mapping("crm", &["firstname"]);
-        let integration = to_json(&with_oauth(integration(&hubspot.base_url(), &[])));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            // The token the integration reconciler keeps, not the app's refresh token.
-            let mut managed = hubspot_secret(&[("token", TOKEN)]);
-            managed["metadata"]["name"] = serde_json::json!("crm-hubspot-access-token");
-            api.get("/api/v1/namespaces/default/secrets/crm-hubspot-access-token", Some(managed)).await;
-            api.event("Normal", "Ready").await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "PropertiesExist").0, "True");
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&[SCHEMA_READ], with_oauth, &[&mapping]).await;
+        // Only the token the integration reconciler keeps, not the app's refresh token nor a
+        // private app token.
+        let mut managed = hubspot_secret(&[("token", TOKEN)]);
+        managed["metadata"]["name"] = json!("crm-hubspot-access-token");
+        world.api.insert("secrets", managed);
+        let mut other = hubspot_secret(&[("token", "pat-na1-not-the-managed-token")]);
+        other["metadata"]["name"] = json!("hubspot-app");
+        world.api.insert("secrets", other);
+        world.api.insert("secrets", hubspot_secret(&[("token", "pat-na1-not-the-managed-token")]));
+        world.reconcile(&mapping).await.expect("reconcile succeeds");
+        assert_eq!(condition_state(&world.stored(&mapping), "PropertiesExist"), state("True", "PropertiesExist"));
     }
 
     #[tokio::test]
     async fn missing_properties_are_listed() {
-        let hubspot = hubspot(&[(TOKEN, &[SCHEMA_READ])]).await;
         let mapping = mapping("crm", &["firstname", "loyalty_tier", "favourite_colour"]);
-        let integration = to_json(&integration(&hubspot.base_url(), &[]));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
-            api.event("Warning", "PropertiesMissing").await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
-            assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "PropertiesMissing".into()));
-            assert_eq!(
-                condition(&patch, "PropertiesExist")["message"],
-                "Properties missing on contacts: loyalty_tier, favourite_colour"
-            );
-            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "PropertiesMissing".into()));
-            assert_eq!(patch["status"]["missingProperties"], serde_json::json!(["loyalty_tier", "favourite_colour"]));
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&[SCHEMA_READ], as_is, &[&mapping]).await;
+        let action = world.reconcile(&mapping).await.expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+        let stored = world.stored(&mapping);
+        assert_eq!(condition_state(&stored, "IntegrationFound"), state("True", "IntegrationFound"));
+        assert_eq!(condition_state(&stored, "PropertiesExist"), state("False", "PropertiesMissing"));
+        assert_eq!(
+            condition(&stored, "PropertiesExist")["message"],
+            "Properties missing on contacts: loyalty_tier, favourite_colour"
+        );
+        assert_eq!(condition_state(&stored, "Ready"), state("False", "PropertiesMissing"));
+        assert_eq!(stored["status"]["missingProperties"], json!(["loyalty_tier", "favourite_colour"]));
+        assert_eq!(event_reasons(&world.api), reasons(&[("Warning", "PropertiesMissing")]));
     }
 
     #[tokio::test]
     async fn token_without_contact_scopes_is_reported_with_the_required_scopes() {
-        let hubspot = hubspot(&[(TOKEN, &["crm.objects.deals.read"])]).await;
         let mapping = mapping("crm", &["firstname"]);
-        let integration = to_json(&integration(&hubspot.base_url(), &[]));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(TOKEN_SECRET, Some(hubspot_secret(&[("token", TOKEN)]))).await;
-            api.event("Warning", "PropertiesMissing").await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "PropertiesExist"), ("False".into(), "MISSING_SCOPES".into()));
-            let message = condition(&patch, "PropertiesExist")["message"].as_str().unwrap().to_string();
-            assert!(message.starts_with("HubSpot answered 403: "), "{message}");
-            assert!(message.contains("Required scopes: "), "{message}");
-            assert!(message.contains(SCHEMA_READ), "{message}");
-            assert!(message.contains("(correlationId "), "{message}");
-            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "MISSING_SCOPES".into()));
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&["crm.objects.deals.read"], as_is, &[&mapping]).await;
+        world.reconcile(&mapping).await.expect("reconcile succeeds");
+        let stored = world.stored(&mapping);
+        assert_eq!(condition_state(&stored, "PropertiesExist"), state("False", "MISSING_SCOPES"));
+        let message = condition(&stored, "PropertiesExist")["message"].as_str().unwrap().to_string();
+        assert!(message.starts_with("HubSpot answered 403: "), "{message}");
+        assert!(message.contains("Required scopes: "), "{message}");
+        assert!(message.contains(SCHEMA_READ), "{message}");
+        assert!(message.contains("(correlationId "), "{message}");
+        assert_eq!(condition_state(&stored, "Ready"), state("False", "MISSING_SCOPES"));
+        assert_eq!(event_reasons(&world.api), reasons(&[("Warning", "PropertiesMissing")]));
     }
 
     #[tokio::test]
     async fn missing_token_secret_leaves_properties_unknown() {
         let mapping = mapping("crm", &["firstname"]);
         let integration = to_json(&integration("http://127.0.0.1:9", &[]));
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, [integration.clone()]);
-        let object = to_json(&mapping);
-        run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.get(TOKEN_SECRET, None).await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "IntegrationFound"), ("True".into(), "IntegrationFound".into()));
-            assert_eq!(condition_state(&patch, "PropertiesExist"), ("Unknown".into(), "SecretNotFound".into()));
-            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "SecretNotFound".into()));
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let objects = [("hubspotintegrations", integration.clone()), ("propertymappings", to_json(&mapping))];
+        let (ctx, api) = fake_api_context(objects, [integration]).await;
+        reconcile(Arc::new(mapping.clone()), ctx).await.expect("reconcile succeeds");
+        let stored = api.object("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts").unwrap();
+        assert_eq!(condition_state(&stored, "IntegrationFound"), state("True", "IntegrationFound"));
+        assert_eq!(condition_state(&stored, "PropertiesExist"), state("Unknown", "SecretNotFound"));
+        assert_eq!(condition_state(&stored, "Ready"), state("False", "SecretNotFound"));
+        assert_eq!(event_reasons(&api), reasons(&[]), "nothing announced");
     }
 
     #[tokio::test]
     async fn mapping_of_an_absent_integration_is_not_ready() {
         let mapping = mapping("crm", &["firstname"]);
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, []);
-        let object = to_json(&mapping);
-        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            api.event("Warning", "IntegrationNotFound").await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "IntegrationFound"), ("False".into(), "IntegrationNotFound".into()));
-            assert_eq!(
-                condition(&patch, "IntegrationFound")["message"],
-                r#"HubSpotIntegration "crm" not found in namespace "default""#
-            );
-            assert_eq!(condition_state(&patch, "PropertiesExist"), ("Unknown".into(), "IntegrationNotFound".into()));
-            assert_eq!(condition_state(&patch, "Ready"), ("False".into(), "IntegrationNotFound".into()));
-            assert_eq!(patch["status"]["observedGeneration"], 4);
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let (ctx, api) = fake_api_context([("propertymappings", to_json(&mapping))], []).await;
+        let action = reconcile(Arc::new(mapping.clone()), ctx).await.expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
+        let stored = api.object("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts").unwrap();
+        assert_eq!(condition_state(&stored, "IntegrationFound"), state("False", "IntegrationNotFound"));
+        assert_eq!(
+            condition(&stored, "IntegrationFound")["message"],
+            r#"HubSpotIntegration "crm" not found in namespace "default""#
+        );
+        assert_eq!(condition_state(&stored, "PropertiesExist"), state("Unknown", "IntegrationNotFound"));
+        assert_eq!(condition_state(&stored, "Ready"), state("False", "IntegrationNotFound"));
+        assert_eq!(stored["status"]["observedGeneration"], 4);
+        assert_eq!(event_reasons(&api), reasons(&[("Warning", "IntegrationNotFound")]));
     }
 
     #[tokio::test]
     async fn paused_mapping_reports_it_and_looks_nothing_up() {
         let mapping = annotated(mapping("crm", &["firstname"]), "hubspot.io/paused", "true");
-        let (ctx, api) = test_context();
-        let object = to_json(&mapping);
-        let action = run_scenario(api, reconcile(Arc::new(mapping), ctx), |mut api| async move {
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(condition_state(&patch, "Ready"), ("Unknown".into(), "Paused".into()));
-            assert_eq!(condition(&patch, "Ready")["observedGeneration"], 4);
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&[SCHEMA_READ], as_is, &[&mapping]).await;
+        let action = world.reconcile(&mapping).await.expect("reconcile succeeds");
         assert_eq!(action, Action::await_change());
+        let stored = world.stored(&mapping);
+        assert_eq!(condition_state(&stored, "Ready"), state("Unknown", "Paused"));
+        assert_eq!(condition(&stored, "Ready")["observedGeneration"], 4);
+        let calls = world.api.calls();
+        assert_eq!((calls.gets, calls.lists, calls.status_patches, calls.events), (0, 0, 1, 0), "{calls:?}");
+        assert_eq!(hubspot_calls(&world.hubspot).await, Vec::<String>::new());
     }
 
     #[tokio::test]
     async fn a_reconcile_request_is_echoed_and_kept_until_the_next_one() {
         let mapping = annotated(mapping("crm", &["firstname"]), "hubspot.io/reconcile-requested-at", "1");
-        let (ctx, api) = test_context();
-        given_integrations(&ctx, []);
-        let object = to_json(&mapping);
-        run_scenario(api, reconcile(Arc::new(mapping.clone()), ctx), |mut api| async move {
-            api.event("Warning", "IntegrationNotFound").await;
-            let patch = api.merge_status(STATUS, object).await;
-            assert_eq!(patch["status"]["lastHandledReconcileAt"], "1");
-            api
-        })
-        .await
-        .expect("reconcile succeeds");
+        let world = World::with(&[SCHEMA_READ], as_is, &[&mapping]).await;
+        world.reconcile(&mapping).await.expect("reconcile succeeds");
+        assert_eq!(world.stored(&mapping)["status"]["lastHandledReconcileAt"], "1");
         // The annotation removed later: the last handled request stays on record.
-        let mut later = mapping;
-        later.metadata.annotations = None;
-        later.status = Some(model::api::PropertyMappingStatus {
-            last_handled_reconcile_at: Some("1".into()),
-            ..Default::default()
-        });
-        let status = crate::status::mapping_status(
-            &later,
-            &PropertyLookup::IntegrationNotFound,
-            &ReceiverReports::integration_not_found(),
-        );
-        assert_eq!(status.last_handled_reconcile_at.as_deref(), Some("1"));
+        world.annotate(&mapping, "hubspot.io/reconcile-requested-at", Value::Null).await;
+        world.reconcile(&mapping).await.expect("reconcile succeeds");
+        let stored = world.stored(&mapping);
+        assert_eq!(stored["metadata"]["annotations"].get("hubspot.io/reconcile-requested-at"), None, "{stored}");
+        assert_eq!(stored["status"]["lastHandledReconcileAt"], "1");
     }
 
     /// The mapping controller against the Kubernetes API stand-in holding integration `crm` and
