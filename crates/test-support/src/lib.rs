@@ -306,3 +306,26 @@ fn percent_decoded(text: &str) -> String {
     }
     String::from_utf8_lossy(&decoded).into_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_selector_selects_objects_carrying_every_label_it_names() {
+        let slice = json!({ "metadata": { "labels": { "kubernetes.io/service-name": "crm-receiver", "tier": "a" } } });
+        assert!(has_labels(&slice, None));
+        assert!(has_labels(&slice, Some("kubernetes.io%2Fservice-name%3Dcrm-receiver")));
+        assert!(has_labels(&slice, Some("kubernetes.io/service-name=crm-receiver,tier=a")));
+        assert!(!has_labels(&slice, Some("kubernetes.io%2Fservice-name%3Derp-receiver")));
+        assert!(!has_labels(&slice, Some("tier=a,zone=b")));
+        assert!(!has_labels(&json!({ "metadata": {} }), Some("tier=a")));
+    }
+
+    #[test]
+    fn percent_escapes_are_decoded_and_anything_else_is_kept() {
+        assert_eq!(percent_decoded("a%2Fb%3Dc"), "a/b=c");
+        assert_eq!(percent_decoded("100%"), "100%");
+        assert_eq!(percent_decoded("%zz%2f"), "%zz/");
+    }
+}
