@@ -24,7 +24,7 @@ use model::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping, is_paused
 
 /// The mapping controller: reconciles on changes of mappings, of the integrations they
 /// reference (an integration appearing or going, its spec changing, or HubSpot starting or
-/// ceasing to accept its credentials: see [`integration_changes`](super::watches::integration_changes)),
+/// ceasing to accept its credentials: see `watches::integration_changes`),
 /// and of the `HubSpotProperty` objects they wait for (see [`waiting_for`]).
 /// The mapping's own status writes do not reconcile it: the sync figures it shows change
 /// with every refresh, so each write would cause the next. A mapping is reconciled when its

@@ -1,5 +1,5 @@
-//! The `HubSpotProperty` reconciler. A visit goes dereference (the integration and its token:
-//! [`hubspot_side`]) → read HubSpot's property → decide (pure: [`plan`], [`decide`]) → write
+//! The `HubSpotProperty` reconciler. A visit goes dereference (the integration and its token,
+//! in `hubspot_side`) → read HubSpot's property → decide (pure: [`plan()`], [`decide`]) → write
 //! to HubSpot → status ([`property_status`], written only when more than the time of the
 //! visit changed). On deletion the property is archived when the policies say so, and the
 //! finalizer goes only once that succeeded.
@@ -42,7 +42,7 @@ pub const FINALIZER: &str = "hubspot.io/property-cleanup";
 pub const DRIFT_CHECK_INTERVAL: Duration = Duration::from_secs(5 * 60);
 
 /// The property controller: reconciles on changes of properties and of the integrations they
-/// reference (see [`integration_changes`](super::watches::integration_changes)).
+/// reference (see `watches::integration_changes`).
 pub fn controller(client: Client, namespace: Option<&str>) -> Controller<HubSpotProperty> {
     let controller =
         Controller::new(scoped_api::<HubSpotProperty>(client.clone(), namespace), watcher::Config::default());
