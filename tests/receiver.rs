@@ -15,7 +15,7 @@ use hubspot::signature::{
     sign_v3,
 };
 use model::config::{LogLimits, ReceiverConfig};
-use receiver::eventlog::{AppendOutcome, EmbeddedEventLog, EncodedEvent, EventLog, StoredEvent};
+use receiver::eventlog::{AppendOutcome, EmbeddedEventLog, EncodedEvent, EventLog, EventLogError, StoredEvent};
 use reqwest::StatusCode;
 use tempfile::TempDir;
 
@@ -254,20 +254,20 @@ async fn send_chunked(base_url: &str, body: &[u8]) -> String {
 struct BrokenLog;
 
 impl EventLog for BrokenLog {
-    fn append_encoded(&self, _: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
-        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    fn append_encoded(&self, _: Vec<EncodedEvent>) -> BoxFuture<'_, receiver::eventlog::Result<AppendOutcome>> {
+        Box::pin(async { Err(EventLogError::storage("writing the log file", "disk full")) })
     }
-    fn pending(&self, _: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
-        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    fn pending(&self, _: usize) -> BoxFuture<'_, receiver::eventlog::Result<Vec<StoredEvent>>> {
+        Box::pin(async { Err(EventLogError::storage("writing the log file", "disk full")) })
     }
-    fn release(&self, _: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
-        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    fn release(&self, _: Vec<u64>) -> BoxFuture<'_, receiver::eventlog::Result<()>> {
+        Box::pin(async { Err(EventLogError::storage("writing the log file", "disk full")) })
     }
-    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
-        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    fn pending_count(&self) -> BoxFuture<'_, receiver::eventlog::Result<u64>> {
+        Box::pin(async { Err(EventLogError::storage("writing the log file", "disk full")) })
     }
-    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<std::time::Duration>>> {
-        Box::pin(async { Err(anyhow::anyhow!("disk full")) })
+    fn oldest_pending_age(&self) -> BoxFuture<'_, receiver::eventlog::Result<Option<std::time::Duration>>> {
+        Box::pin(async { Err(EventLogError::storage("writing the log file", "disk full")) })
     }
     fn notified(&self) -> BoxFuture<'_, ()> {
         Box::pin(futures::future::pending())
@@ -366,23 +366,23 @@ struct GatedLog {
 }
 
 impl EventLog for GatedLog {
-    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, receiver::eventlog::Result<AppendOutcome>> {
         Box::pin(async move {
             self.entered.notify_one();
-            let _pass = self.gate.acquire().await?;
+            let _pass = self.gate.acquire().await.expect("the gate stays open");
             self.inner.append_encoded(events).await
         })
     }
-    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+    fn pending(&self, max: usize) -> BoxFuture<'_, receiver::eventlog::Result<Vec<StoredEvent>>> {
         self.inner.pending(max)
     }
-    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, receiver::eventlog::Result<()>> {
         self.inner.release(seqs)
     }
-    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+    fn pending_count(&self) -> BoxFuture<'_, receiver::eventlog::Result<u64>> {
         self.inner.pending_count()
     }
-    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<std::time::Duration>>> {
+    fn oldest_pending_age(&self) -> BoxFuture<'_, receiver::eventlog::Result<Option<std::time::Duration>>> {
         self.inner.oldest_pending_age()
     }
     fn notified(&self) -> BoxFuture<'_, ()> {

@@ -8,7 +8,8 @@
 //! Reads use a second connection and never wait for the writer (WAL mode).
 //!
 //! The writer also enforces the size limits: an append that would take the unreleased events
-//! past `maxPendingEvents` or `maxPendingBytes` stores nothing and fails with [`LogFull`].
+//! past `maxPendingEvents` or `maxPendingBytes` stores nothing and fails with
+//! [`EventLogError::Full`].
 
 use std::path::Path;
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -21,7 +22,7 @@ use futures::future::BoxFuture;
 use rusqlite::{CachedStatement, Connection, OptionalExtension as _, Transaction};
 use tokio::sync::{Notify, oneshot};
 
-use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
+use super::{AppendOutcome, EncodedEvent, EventLog, EventLogError, Result, StoredEvent};
 use crate::sqlite;
 use crate::time::now_ms;
 use hubspot::DeliveryIdentity;
@@ -89,7 +90,7 @@ enum Write {
 struct WriteRequest {
     write: Write,
     /// Answered after the commit; a release answers with an empty outcome.
-    done: oneshot::Sender<anyhow::Result<AppendOutcome>>,
+    done: oneshot::Sender<Result<AppendOutcome>>,
 }
 
 impl EmbeddedEventLog {
@@ -127,28 +128,25 @@ impl EmbeddedEventLog {
         Ok(EmbeddedEventLog { writes, writer: Some(writer), reader: Arc::new(Mutex::new(reader)), appended })
     }
 
-    async fn submit(&self, write: Write) -> anyhow::Result<AppendOutcome> {
+    async fn submit(&self, write: Write) -> Result<AppendOutcome> {
         let (done, answer) = oneshot::channel();
-        self.writes.send(WriteRequest { write, done }).map_err(|_| anyhow::anyhow!("event log writer has stopped"))?;
-        answer.await.map_err(|_| anyhow::anyhow!("event log writer stopped before committing"))?
+        self.writes.send(WriteRequest { write, done }).map_err(|_| writer_stopped())?;
+        answer.await.map_err(|_| EventLogError::Unavailable("event log writer stopped before committing".into()))?
     }
 
     /// Runs `read` on the read connection off the async threads.
-    async fn read<T: Send + 'static>(
-        &self,
-        read: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
-    ) -> anyhow::Result<T> {
+    async fn read<T: Send + 'static>(&self, read: impl FnOnce(&Connection) -> Result<T> + Send + 'static) -> Result<T> {
         // Reads alone would still work, but a log that cannot store is not a working log.
         if self.writer.as_ref().is_none_or(|writer| writer.is_finished()) {
-            anyhow::bail!("event log writer has stopped");
+            return Err(writer_stopped());
         }
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().map_err(|_| anyhow::anyhow!("event log reader poisoned"))?;
+            let conn = reader.lock().map_err(|_| EventLogError::Unavailable("event log reader poisoned".into()))?;
             read(&conn)
         })
         .await
-        .context("event log read task failed")?
+        .map_err(|e| EventLogError::storage("event log read task failed", e))?
     }
 }
 
@@ -164,7 +162,7 @@ impl Drop for EmbeddedEventLog {
 }
 
 impl EventLog for EmbeddedEventLog {
-    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, Result<AppendOutcome>> {
         Box::pin(async move {
             if events.is_empty() {
                 return Ok(AppendOutcome::default());
@@ -173,23 +171,21 @@ impl EventLog for EmbeddedEventLog {
         })
     }
 
-    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+    fn pending(&self, max: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>>> {
         Box::pin(self.read(move |conn| {
             let limit = i64::try_from(max).unwrap_or(i64::MAX);
-            let mut stmt = conn.prepare_cached("SELECT seq, body, appended_at FROM events ORDER BY seq LIMIT ?1")?;
-            let rows = stmt.query_map([limit], |row| {
-                Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, row.get::<_, Option<i64>>(2)?))
-            })?;
-            rows.map(|row| {
-                let (seq, body, appended_at_ms) = row?;
-                let event = serde_json::from_str(&body).with_context(|| format!("decoding stored event {seq}"))?;
-                Ok(StoredEvent { seq: seq as u64, event, appended_at_ms })
-            })
-            .collect()
+            let rows = read_pending(conn, limit).map_err(|e| EventLogError::storage("reading pending events", e))?;
+            rows.into_iter()
+                .map(|(seq, body, appended_at_ms)| {
+                    let event = serde_json::from_str(&body)
+                        .map_err(|e| EventLogError::storage(format!("decoding stored event {seq}"), e))?;
+                    Ok(StoredEvent { seq: seq as u64, event, appended_at_ms })
+                })
+                .collect()
         }))
     }
 
-    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             if !seqs.is_empty() {
                 self.submit(Write::Release(seqs)).await?;
@@ -198,37 +194,48 @@ impl EventLog for EmbeddedEventLog {
         })
     }
 
-    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+    fn pending_count(&self) -> BoxFuture<'_, Result<u64>> {
         Box::pin(self.read(|conn| {
-            let count: i64 = conn.query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))?;
+            let count: i64 = conn
+                .query_row("SELECT COUNT(*) FROM events", [], |row| row.get(0))
+                .map_err(|e| EventLogError::storage("counting pending events", e))?;
             Ok(count as u64)
         }))
     }
 
-    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<Duration>>> {
+    fn oldest_pending_age(&self) -> BoxFuture<'_, Result<Option<Duration>>> {
         Box::pin(self.read(|conn| {
-            let oldest: Option<Option<i64>> = conn
-                .query_row("SELECT appended_at FROM events ORDER BY seq LIMIT 1", [], |row| row.get(0))
-                .optional()?;
-            // A row from before `appended_at` existed: as old as the first row that has a time.
-            let oldest = match oldest {
-                None => return Ok(None),
-                Some(Some(ms)) => ms,
-                Some(None) => {
-                    match conn
-                        .query_row("SELECT MIN(appended_at) FROM events", [], |row| row.get::<_, Option<i64>>(0))?
-                    {
-                        Some(ms) => ms,
-                        None => return Ok(None),
-                    }
-                }
-            };
-            Ok(Some(Duration::from_millis(now_ms().saturating_sub(oldest).max(0) as u64)))
+            let oldest = oldest_appended_at(conn).map_err(|e| EventLogError::storage("reading the oldest event", e))?;
+            Ok(oldest.map(|oldest| Duration::from_millis(now_ms().saturating_sub(oldest).max(0) as u64)))
         }))
     }
 
     fn notified(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.appended.notified())
+    }
+}
+
+fn writer_stopped() -> EventLogError {
+    EventLogError::Unavailable("event log writer has stopped".into())
+}
+
+/// Up to `limit` unreleased events, oldest first: position, JSON and time appended.
+fn read_pending(conn: &Connection, limit: i64) -> rusqlite::Result<Vec<(i64, String, Option<i64>)>> {
+    let mut stmt = conn.prepare_cached("SELECT seq, body, appended_at FROM events ORDER BY seq LIMIT ?1")?;
+    let rows = stmt.query_map([limit], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?;
+    rows.collect()
+}
+
+/// When the oldest unreleased event was appended (epoch milliseconds); `None` when there is
+/// none.
+fn oldest_appended_at(conn: &Connection) -> rusqlite::Result<Option<i64>> {
+    let oldest: Option<Option<i64>> =
+        conn.query_row("SELECT appended_at FROM events ORDER BY seq LIMIT 1", [], |row| row.get(0)).optional()?;
+    // A row from before `appended_at` existed: as old as the first row that has a time.
+    match oldest {
+        None => Ok(None),
+        Some(Some(ms)) => Ok(Some(ms)),
+        Some(None) => conn.query_row("SELECT MIN(appended_at) FROM events", [], |row| row.get(0)),
     }
 }
 
@@ -347,21 +354,22 @@ impl Occupancy {
 
     /// Why `events` more events of `bytes` in all do not fit under `limits` (0: no limit), if
     /// they do not.
-    fn refuse(&self, events: u64, bytes: u64, limits: &LogLimits) -> Option<LogFull> {
+    fn refuse(&self, events: u64, bytes: u64, limits: &LogLimits) -> Option<EventLogError> {
         if limits.max_pending_events != 0 && self.events + events > limits.max_pending_events {
-            Some(LogFull(format!("{} unreleased events, the limit is {}", self.events, limits.max_pending_events)))
+            Some(EventLogError::Full {
+                reason: format!("{} unreleased events, the limit is {}", self.events, limits.max_pending_events),
+            })
         } else if limits.max_pending_bytes != 0 && self.bytes + bytes > limits.max_pending_bytes {
-            Some(LogFull(format!(
-                "{} bytes of unreleased events, the limit is {}",
-                self.bytes, limits.max_pending_bytes
-            )))
+            Some(EventLogError::Full {
+                reason: format!("{} bytes of unreleased events, the limit is {}", self.bytes, limits.max_pending_bytes),
+            })
         } else {
             None
         }
     }
 
     /// Why all of `events` would not fit under `limits`, if they would not.
-    fn refuse_all(&self, events: &[EncodedEvent], limits: &LogLimits) -> Option<LogFull> {
+    fn refuse_all(&self, events: &[EncodedEvent], limits: &LogLimits) -> Option<EventLogError> {
         let bytes = events.iter().map(|event| event.json.len() as u64).sum();
         self.refuse(events.len() as u64, bytes, limits)
     }
@@ -398,7 +406,7 @@ fn run_writer(mut conn: Connection, limits: LogLimits, requests: mpsc::Receiver<
                     appended.notify_one();
                 }
                 for (done, outcome) in answers.into_iter().zip(outcomes) {
-                    let _ = done.send(outcome.map_err(anyhow::Error::new));
+                    let _ = done.send(outcome);
                 }
             }
             Err(e) => {
@@ -408,8 +416,9 @@ fn run_writer(mut conn: Connection, limits: LogLimits, requests: mpsc::Receiver<
                     Ok(read) => occupancy = read,
                     Err(e) => tracing::error!(error = %e, "event log cannot measure what it holds"),
                 }
+                let e = std::sync::Arc::new(e);
                 for done in answers {
-                    let _ = done.send(Err(anyhow::anyhow!("event log commit failed: {e}")));
+                    let _ = done.send(Err(EventLogError::storage("event log commit failed", e.clone())));
                 }
             }
         }
@@ -430,7 +439,7 @@ fn prune_if_due(conn: &mut Connection, last_prune: &mut Instant) {
 
 /// Applies a group of writes in one transaction; one outcome per write, in order. An append
 /// that does not fit under `limits` stores nothing (not even its delivery identities, so the
-/// sender's retry is stored) and answers [`LogFull`]; the others are applied. `occupancy` is
+/// sender's retry is stored) and answers [`EventLogError::Full`]; the others are applied. `occupancy` is
 /// updated once the transaction is committed.
 fn commit_group(
     conn: &mut Connection,
@@ -438,7 +447,7 @@ fn commit_group(
     now_ms: i64,
     limits: &LogLimits,
     occupancy: &mut Occupancy,
-) -> rusqlite::Result<Vec<Result<AppendOutcome, LogFull>>> {
+) -> rusqlite::Result<Vec<Result<AppendOutcome>>> {
     let tx = conn.transaction()?;
     let mut outcomes = Vec::with_capacity(writes.len());
     let mut after = *occupancy;
@@ -475,7 +484,7 @@ fn append(
     now_ms: i64,
     limits: &LogLimits,
     mut occupancy: Occupancy,
-) -> rusqlite::Result<Result<(AppendOutcome, Occupancy), LogFull>> {
+) -> rusqlite::Result<Result<(AppendOutcome, Occupancy)>> {
     // An append that could take the log past a limit runs in a savepoint, so that refusing it
     // leaves the group's other writes alone. The others need none: a savepoint copies every page
     // it touches before changing it (9-17% more events/s at batch size 1 without,

@@ -16,7 +16,7 @@
 //!   receiver held when it died goes to another after `ackWaitSeconds`, what it held when it
 //!   stopped cleanly at once (`close` naks it).
 //! - The event stream refuses new messages beyond `maxPendingEvents` / `maxPendingBytes`
-//!   (`DiscardPolicy::New`); `append` then fails with [`LogFull`].
+//!   (`DiscardPolicy::New`); `append` then fails with [`EventLogError::Full`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -33,7 +33,7 @@ use futures::StreamExt as _;
 use futures::future::{BoxFuture, join_all};
 use tokio::sync::Notify;
 
-use super::{AppendOutcome, EncodedEvent, EventLog, LogFull, StoredEvent};
+use super::{AppendOutcome, EncodedEvent, EventLog, EventLogError, Result, StoredEvent};
 pub use crate::nats::servers;
 use crate::nats::validate_subject;
 use crate::time::now_ms;
@@ -219,14 +219,14 @@ impl JetStreamEventLog {
     }
 
     /// Publishes `events`, then records the identities of those stored for the first time.
-    async fn store(&self, events: Vec<EncodedEvent>) -> anyhow::Result<AppendOutcome> {
+    async fn store(&self, events: Vec<EncodedEvent>) -> Result<AppendOutcome> {
         let encoded: Vec<(String, bytes::Bytes)> =
             events.into_iter().map(|event| (event.identity.key(), event.json)).collect();
         let keys: Vec<String> = encoded.iter().map(|(key, _)| key.clone()).collect();
         let stored = self.publish_all(&self.subject, encoded).await;
 
         let mut outcome = AppendOutcome::default();
-        let mut failure: Option<anyhow::Error> = None;
+        let mut failure: Option<EventLogError> = None;
         let mut fresh = Vec::new();
         for (key, result) in keys.into_iter().zip(stored) {
             match result {
@@ -235,7 +235,7 @@ impl JetStreamEventLog {
                 Err(e) => {
                     let error = publish_failure(&self.stream, &e);
                     // A full stream says more about what to do than any other failure.
-                    if failure.as_ref().is_none_or(|f| !f.is::<LogFull>()) {
+                    if !matches!(failure, Some(EventLogError::Full { .. })) {
                         failure = Some(error);
                     }
                 }
@@ -285,33 +285,33 @@ impl JetStreamEventLog {
         Acker::new(self.jetstream.clone(), Some(reply))
     }
 
-    async fn stream_state(&self) -> anyhow::Result<stream::State> {
-        let stream =
-            self.jetstream.get_stream(&self.stream).await.with_context(|| format!("reading stream {}", self.stream))?;
+    async fn stream_state(&self) -> Result<stream::State> {
+        let stream = self
+            .jetstream
+            .get_stream(&self.stream)
+            .await
+            .map_err(|e| EventLogError::storage(format!("reading stream {}", self.stream), e))?;
         Ok(stream.cached_info().state.clone())
     }
 
     /// Takes up to `max` events no instance holds.
-    async fn take(&self, max: usize) -> anyhow::Result<()> {
+    async fn take(&self, max: usize) -> Result<()> {
         // A fetch has no expiry of its own: one whose request or answer was lost with the
         // connection would wait forever, and the worker with it. What arrived before the
         // timeout is held; the rest comes back after the ack wait.
-        tokio::time::timeout(REQUEST_TIMEOUT, self.fetch_into_held(max))
-            .await
-            .map_err(|_| anyhow::anyhow!("fetching from consumer {CONSUMER} of stream {} timed out", self.stream))?
+        tokio::time::timeout(REQUEST_TIMEOUT, self.fetch_into_held(max)).await.map_err(|_| {
+            EventLogError::Unavailable(format!("fetching from consumer {CONSUMER} of stream {} timed out", self.stream))
+        })?
     }
 
-    async fn fetch_into_held(&self, max: usize) -> anyhow::Result<()> {
-        let mut batch = self
-            .consumer
-            .fetch()
-            .max_messages(max)
-            .messages()
-            .await
-            .with_context(|| format!("fetching from consumer {CONSUMER} of stream {}", self.stream))?;
+    async fn fetch_into_held(&self, max: usize) -> Result<()> {
+        let mut batch = self.consumer.fetch().max_messages(max).messages().await.map_err(|e| {
+            EventLogError::storage(format!("fetching from consumer {CONSUMER} of stream {}", self.stream), e)
+        })?;
         while let Some(message) = batch.next().await {
-            let message = message.map_err(|e| anyhow::anyhow!("fetching from stream {}: {e}", self.stream))?;
-            let info = message.info().map_err(|e| anyhow::anyhow!("reading message metadata: {e}"))?;
+            let message =
+                message.map_err(|e| EventLogError::storage(format!("fetching from stream {}", self.stream), e))?;
+            let info = message.info().map_err(|e| EventLogError::storage("reading message metadata", e))?;
             let (sequence, stored_at_ms) =
                 (info.stream_sequence, (info.published.unix_timestamp_nanos() / 1_000_000) as i64);
             let Some(reply) = message.message.reply.clone() else { continue };
@@ -338,25 +338,28 @@ impl Drop for JetStreamEventLog {
 }
 
 impl EventLog for JetStreamEventLog {
-    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, Result<AppendOutcome>> {
         Box::pin(async move {
             // HubSpot gives up on a webhook call after 5 s and then sees a failure, not the 503
             // that tells it to retry later. Without a connection a publish would wait out the
             // request timeout; a connection lost mid-append would too.
             if self.jetstream.client().connection_state() != async_nats::connection::State::Connected {
-                anyhow::bail!("not connected to NATS; stream {} is out of reach", self.stream);
+                return Err(EventLogError::Unavailable(format!(
+                    "not connected to NATS; stream {} is out of reach",
+                    self.stream
+                )));
             }
             tokio::time::timeout(APPEND_TIMEOUT, self.store(events)).await.map_err(|_| {
-                anyhow::anyhow!(
+                EventLogError::Unavailable(format!(
                     "stream {} did not confirm the events within {}s",
                     self.stream,
                     APPEND_TIMEOUT.as_secs()
-                )
+                ))
             })?
         })
     }
 
-    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>> {
+    fn pending(&self, max: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>>> {
         Box::pin(async move {
             let held = self.held.lock().expect("held events lock").len();
             if held < max {
@@ -371,7 +374,7 @@ impl EventLog for JetStreamEventLog {
         })
     }
 
-    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>> {
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, Result<()>> {
         Box::pin(async move {
             let replies: Vec<(u64, Subject)> = {
                 let held = self.held.lock().expect("held events lock");
@@ -396,17 +399,22 @@ impl EventLog for JetStreamEventLog {
                     }
                 }
             }
-            anyhow::ensure!(failed == 0, "stream {} did not confirm the release of {failed} events", self.stream);
+            if failed > 0 {
+                return Err(EventLogError::Unavailable(format!(
+                    "stream {} did not confirm the release of {failed} events",
+                    self.stream
+                )));
+            }
             Ok(())
         })
     }
 
-    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>> {
+    fn pending_count(&self) -> BoxFuture<'_, Result<u64>> {
         // A work-queue stream holds exactly the unreleased events.
         Box::pin(async move { Ok(self.stream_state().await?.messages) })
     }
 
-    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<Duration>>> {
+    fn oldest_pending_age(&self) -> BoxFuture<'_, Result<Option<Duration>>> {
         Box::pin(async move {
             let state = self.stream_state().await?;
             if state.messages == 0 {
@@ -466,19 +474,31 @@ fn limit(value: u64) -> i64 {
     if value == 0 { -1 } else { i64::try_from(value).unwrap_or(-1) }
 }
 
-/// What a failed publish means for the receiver: [`LogFull`] when the stream refused the
-/// message for its limits, else a plain error.
-fn publish_failure(stream: &str, error: &async_nats::jetstream::context::PublishError) -> anyhow::Error {
-    use std::error::Error as _;
-    let server_error = error.source().and_then(|source| source.downcast_ref::<jetstream::Error>());
-    match (error.kind(), server_error) {
-        (PublishErrorKind::Other, Some(server)) if server.error_code() == ErrorCode::STREAM_STORE_FAILED => {
+/// What a failed publish means for the receiver: [`EventLogError::Full`] when the stream
+/// refused the message for its limits, unavailable when the server did not answer, else a
+/// storage failure.
+fn publish_failure(stream: &str, error: &async_nats::jetstream::context::PublishError) -> EventLogError {
+    match (error.kind(), store_refusal(error)) {
+        (PublishErrorKind::Other, Some(server)) => {
             // The server's description ("maximum messages exceeded", "maximum bytes exceeded")
             // names the limit; other store failures (a full disk) are as good as full too.
-            anyhow::Error::new(LogFull(format!("stream {stream}: {server}")))
+            EventLogError::Full { reason: format!("stream {stream}: {server}") }
         }
-        (kind, _) => anyhow::anyhow!("publishing to stream {stream}: {kind}"),
+        (kind @ (PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe), _) => {
+            EventLogError::Unavailable(format!("publishing to stream {stream}: {kind}"))
+        }
+        (kind, _) => EventLogError::storage(format!("publishing to stream {stream}"), kind.to_string()),
     }
+}
+
+/// The server's answer to a publish when it refused to store the message. async-nats gives
+/// this refusal no `PublishErrorKind` of its own: the server's error, with its code, is only
+/// the publish error's source, so this is the one place the data plane looks into an error's
+/// source for its type.
+fn store_refusal(error: &async_nats::jetstream::context::PublishError) -> Option<&jetstream::Error> {
+    use std::error::Error as _;
+    let server = error.source()?.downcast_ref::<jetstream::Error>()?;
+    (server.error_code() == ErrorCode::STREAM_STORE_FAILED).then_some(server)
 }
 
 fn validate(settings: &Settings) -> anyhow::Result<()> {

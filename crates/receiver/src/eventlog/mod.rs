@@ -81,58 +81,58 @@ pub struct AppendOutcome {
     pub duplicates: usize,
 }
 
-/// `append` refused events because the log holds as much as it is allowed to. Events of the same
-/// call may have been stored before the limit was reached; they are duplicates when the sender
-/// retries, so answering the whole batch with a retry request loses nothing.
+/// Why an event log call failed, for a caller that answers each cause its own way (the
+/// webhook handler asks HubSpot to retry in any case, and says which of these it was).
 #[derive(Debug, thiserror::Error)]
-#[error("the event log is full: {0}")]
-pub struct LogFull(pub String);
-
-/// Why an append failed, for a caller that answers each cause its own way.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    /// Nothing more fits until events are released.
-    #[error(transparent)]
-    Full(LogFull),
-    /// The log cannot store now (its file, its server).
-    #[error(transparent)]
-    Unavailable(anyhow::Error),
+pub enum EventLogError {
+    /// `append` refused events because the log holds as much as it is allowed to. Events of the
+    /// same call may have been stored before the limit was reached; they are duplicates when
+    /// the sender retries, so answering the whole batch with a retry request loses nothing.
+    #[error("the event log is full: {reason}")]
+    Full { reason: String },
+    /// The log is out of reach: its writer stopped, its server is not connected or did not
+    /// answer in time.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The log's storage failed the call: a SQLite statement, the JetStream server's answer, a
+    /// stored event that does not read back.
+    #[error("{context}: {cause}")]
+    Storage { context: String, cause: Box<dyn std::error::Error + Send + Sync> },
 }
 
-impl From<anyhow::Error> for AppendError {
-    /// The cause of an error of [`EventLog::append_encoded`], which holds a [`LogFull`] when the
-    /// log is full.
-    fn from(error: anyhow::Error) -> AppendError {
-        match error.downcast::<LogFull>() {
-            Ok(full) => AppendError::Full(full),
-            Err(error) => AppendError::Unavailable(error),
-        }
+impl EventLogError {
+    /// A failure of the storage while doing `context`.
+    pub fn storage(context: impl Into<String>, cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        EventLogError::Storage { context: context.into(), cause: cause.into() }
     }
 }
+
+/// The result of an event log call.
+pub type Result<T, E = EventLogError> = std::result::Result<T, E>;
 
 /// Durable storage of webhook events.
 pub trait EventLog: Send + Sync {
     /// Stores the events durably (on disk, fsync'd) before returning; duplicates of events
-    /// already seen are dropped. Concurrent appends may share one fsync. Fails with [`LogFull`]
-    /// when the log's size limit is reached ([`AppendError`] tells the causes apart).
-    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>>;
+    /// already seen are dropped. Concurrent appends may share one fsync. Fails with
+    /// [`EventLogError::Full`] when the log's size limit is reached.
+    fn append_encoded(&self, events: Vec<EncodedEvent>) -> BoxFuture<'_, Result<AppendOutcome>>;
     /// [`append_encoded`](EventLog::append_encoded) for events at hand.
-    fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, anyhow::Result<AppendOutcome>> {
+    fn append(&self, events: Vec<WebhookEvent>) -> BoxFuture<'_, Result<AppendOutcome>> {
         Box::pin(async move {
             let encoded = events.iter().map(EncodedEvent::encode).collect::<serde_json::Result<Vec<_>>>();
-            self.append_encoded(encoded.map_err(|e| anyhow::anyhow!("encoding webhook events: {e}"))?).await
+            self.append_encoded(encoded.map_err(|e| EventLogError::storage("encoding webhook events", e))?).await
         })
     }
     /// Up to `max` unreleased events, oldest first. With a log shared by several receivers,
     /// the events this instance holds (taken by an earlier call and not released) and, up to
     /// `max`, events no instance holds; never an event another instance holds.
-    fn pending(&self, max: usize) -> BoxFuture<'_, anyhow::Result<Vec<StoredEvent>>>;
+    fn pending(&self, max: usize) -> BoxFuture<'_, Result<Vec<StoredEvent>>>;
     /// Removes delivered events; released events are never returned by `pending` again.
-    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, anyhow::Result<()>>;
+    fn release(&self, seqs: Vec<u64>) -> BoxFuture<'_, Result<()>>;
     /// Number of unreleased events (of every instance sharing the log).
-    fn pending_count(&self) -> BoxFuture<'_, anyhow::Result<u64>>;
+    fn pending_count(&self) -> BoxFuture<'_, Result<u64>>;
     /// How long the oldest unreleased event has been in the log; `None` when there is none.
-    fn oldest_pending_age(&self) -> BoxFuture<'_, anyhow::Result<Option<Duration>>>;
+    fn oldest_pending_age(&self) -> BoxFuture<'_, Result<Option<Duration>>>;
     /// Resolves when new events may be pending (after an append), or spuriously.
     fn notified(&self) -> BoxFuture<'_, ()>;
     /// Hands back what this instance holds, so that other instances sharing the log get it at
@@ -189,14 +189,6 @@ mod tests {
             assert_eq!(event.identity, parsed.delivery_identity());
             assert_eq!(serde_json::from_slice::<WebhookEvent>(&event.json).unwrap(), *parsed);
         }
-    }
-
-    #[test]
-    fn an_append_error_tells_a_full_log_from_an_unavailable_one() {
-        let full = AppendError::from(anyhow::Error::new(LogFull("3 unreleased events".into())));
-        assert!(matches!(&full, AppendError::Full(LogFull(reason)) if reason == "3 unreleased events"), "{full}");
-        let down = AppendError::from(anyhow::anyhow!("disk I/O error"));
-        assert!(matches!(&down, AppendError::Unavailable(_)), "{down}");
     }
 
     #[test]

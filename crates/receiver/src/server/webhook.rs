@@ -12,7 +12,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::ReceiverState;
-use crate::eventlog::{AppendError, EncodedEvent};
+use crate::eventlog::{EncodedEvent, EventLogError};
 use crate::metrics::OutcomeLabels;
 use crate::time::now_ms;
 use hubspot::signature::{
@@ -94,13 +94,13 @@ pub(super) async fn receive(
 /// Answers a batch the log could not store: HubSpot is asked to retry. Whatever the cause,
 /// nothing of the batch may be answered 2xx: what was stored before the log filled or failed
 /// is a duplicate when HubSpot retries.
-fn answer_unstored(state: &ReceiverState, error: anyhow::Error) -> Response {
-    let (outcome, body) = match AppendError::from(error) {
-        AppendError::Full(full) => {
-            tracing::warn!(reason = %full, "event log is full; asking HubSpot to retry");
+fn answer_unstored(state: &ReceiverState, error: EventLogError) -> Response {
+    let (outcome, body) = match error {
+        EventLogError::Full { reason } => {
+            tracing::warn!(reason = %reason, "event log is full; asking HubSpot to retry");
             ("log_full", "event log is full, retry later")
         }
-        AppendError::Unavailable(e) => {
+        e @ (EventLogError::Unavailable(_) | EventLogError::Storage { .. }) => {
             tracing::error!(error = %e, "could not store webhook batch; asking HubSpot to retry");
             ("unavailable", "event log unavailable, retry later")
         }

@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use super::SinkError;
+use crate::eventlog::EventLogError;
 
 /// When HubSpot's daily limit is spent, retrying sooner than this only burns calls.
 const DAILY_LIMIT_WAIT: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub(super) enum StepError {
-    #[error("reading the event log: {0:#}")]
-    ReadLog(anyhow::Error),
-    #[error("releasing events: {0:#}")]
-    Release(anyhow::Error),
+    #[error("reading the event log: {0}")]
+    ReadLog(EventLogError),
+    #[error("releasing events: {0}")]
+    Release(EventLogError),
     #[error("echo ledger: {0:#}")]
     EchoLedger(anyhow::Error),
     #[error("checkpoint store: {0:#}")]
