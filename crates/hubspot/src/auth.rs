@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::client::HubSpotClient;
-use super::error::{Error, Result};
+use crate::error::{Error, Result};
 
 /// A token or secret: readable only through `expose`, never through Debug.
 #[derive(Clone, PartialEq, Eq)]
@@ -132,6 +131,14 @@ pub(crate) struct TokenResponse {
     pub expires_in: u64,
 }
 
+/// Sends a `TokenSource`'s requests to the token endpoint. The client does, so that they
+/// spend the integration's budget and are retried like every call; this module knows only
+/// what to ask.
+pub(crate) trait TokenRequests {
+    /// One `POST` of `form` to the token endpoint at `path`, without a bearer token.
+    async fn request_token(&self, path: &str, form: Vec<(&'static str, String)>) -> Result<TokenResponse>;
+}
+
 struct AccessToken {
     token: Secret,
     refresh_at: Instant,
@@ -188,13 +195,13 @@ impl TokenSource {
     }
 
     /// A new access token from the token endpoint, whatever the state of the current one.
-    pub async fn renew(&self, client: &HubSpotClient) -> Result<IssuedToken> {
+    pub async fn renew(&self, client: &impl TokenRequests) -> Result<IssuedToken> {
         let mut state = self.state.lock().await;
         self.refresh(&mut state, client).await
     }
 
     /// A fresh access token, refreshed first when it is missing or near its expiry.
-    pub async fn access_token(&self, client: &HubSpotClient) -> Result<Secret> {
+    pub async fn access_token(&self, client: &impl TokenRequests) -> Result<Secret> {
         let mut state = self.state.lock().await;
         if let Some(access) = &state.access
             && self.clock.now() < access.refresh_at
@@ -206,7 +213,7 @@ impl TokenSource {
 
     /// HubSpot refused `rejected` as expired (our clock and HubSpot's disagree): a new token,
     /// unless another caller has already replaced it.
-    pub async fn replace_expired(&self, client: &HubSpotClient, rejected: &Secret) -> Result<Secret> {
+    pub async fn replace_expired(&self, client: &impl TokenRequests, rejected: &Secret) -> Result<Secret> {
         let mut state = self.state.lock().await;
         if let Some(access) = &state.access
             && &access.token != rejected
@@ -216,7 +223,7 @@ impl TokenSource {
         Ok(self.refresh(&mut state, client).await?.token)
     }
 
-    async fn refresh(&self, state: &mut TokenState, client: &HubSpotClient) -> Result<IssuedToken> {
+    async fn refresh(&self, state: &mut TokenState, client: &impl TokenRequests) -> Result<IssuedToken> {
         let form = vec![
             ("grant_type", "refresh_token".to_string()),
             ("client_id", self.client_id.clone()),

@@ -1,7 +1,8 @@
 //! The HubSpot API client, in two layers. `transport` makes every request: it spends the
-//! integration's request budget, retries what HubSpot says may be retried, keeps HubSpot's error
-//! details and tells the observer. Each other module holds the calls of one HubSpot API family
-//! and builds them on the transport, which knows of no particular API.
+//! integration's request budget, retries what HubSpot says may be retried (as the client's
+//! `retry` policy says), keeps HubSpot's error details and tells the observer. Each other
+//! module holds the calls of one HubSpot API family and builds them on the transport, which
+//! knows of no particular API.
 
 mod associations;
 mod batch;
@@ -9,6 +10,7 @@ mod oauth;
 mod objects;
 mod paging;
 mod properties;
+mod retry;
 mod search;
 mod timeline;
 mod transport;
@@ -24,8 +26,8 @@ use crate::observer::CallObserver;
 
 pub use batch::{BATCH_LIMIT, IsolatedBatch, isolate_bad_inputs};
 pub use objects::BATCH_WITH_HISTORY_LIMIT;
+pub use retry::RetryPolicy;
 pub use search::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP};
-pub use transport::RetryPolicy;
 
 /// HubSpot's search endpoints have their own limit per account, beside the burst limit.
 const SEARCHES_PER_SECOND: u32 = 5;

@@ -4,7 +4,7 @@ use reqwest::Method;
 
 use super::HubSpotClient;
 use super::transport::{ACCESS_TOKEN_INFO_PATH, Payload};
-use crate::auth::{Credentials, Secret, TokenResponse};
+use crate::auth::{Credentials, Secret, TokenRequests, TokenResponse};
 use crate::error::Result;
 use crate::models::TokenInfo;
 
@@ -54,10 +54,12 @@ impl HubSpotClient {
             .await?;
         Ok(TokenInfo { user_id: info.user_id, hub_id: info.hub_id, app_id: info.app_id, scopes: info.scopes })
     }
+}
 
+impl TokenRequests for HubSpotClient {
     /// One token request (`POST /oauth/v{1,3}/token`), through the same budget and retries as
     /// every call, without a bearer token.
-    pub(crate) async fn request_token(&self, path: &str, form: Vec<(&'static str, String)>) -> Result<TokenResponse> {
+    async fn request_token(&self, path: &str, form: Vec<(&'static str, String)>) -> Result<TokenResponse> {
         self.perform("oauth_token", Method::POST, path, &[], &Payload::Form(form), None).await
     }
 }

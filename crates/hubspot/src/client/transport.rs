@@ -5,7 +5,6 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use rand::Rng;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -42,31 +41,6 @@ impl Payload {
                 Ok(Payload::Json(serde_json::to_vec(body).map_err(|e| Error::Decode(format!("{operation}: {e}")))?))
             }
             None => Ok(Payload::Empty),
-        }
-    }
-}
-
-/// How often and how patiently a call is retried.
-#[derive(Clone, Debug)]
-pub struct RetryPolicy {
-    /// Attempts for 5xx, 423 and transport errors (429s wait on the budget and do not count).
-    pub max_attempts: u32,
-    pub initial_backoff: Duration,
-    pub max_backoff: Duration,
-    /// Upper bound on 429 answers waited out for one call.
-    pub max_rate_limited: u32,
-    /// Timeout of one HTTP request.
-    pub request_timeout: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            initial_backoff: Duration::from_millis(200),
-            max_backoff: Duration::from_secs(20),
-            max_rate_limited: 30,
-            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -173,7 +147,7 @@ impl HubSpotClient {
                             return Err(Error::Transport(without_url(e)));
                         }
                         tracing::warn!(attempt = retries.failures, error = %without_url(e), "HubSpot request failed; retrying");
-                        self.backoff(retries.failures)
+                        self.retry.backoff(retries.failures)
                     }
                     Ok(response) => {
                         if !is_search {
@@ -259,16 +233,10 @@ impl HubSpotClient {
                 return Err(error.into());
             }
             tracing::warn!(status = status.as_u16(), category = %error.category, correlation_id = %error.correlation_id, "HubSpot answered a retryable error");
-            Ok(retry_after.unwrap_or_else(|| self.backoff(retries.failures)))
+            Ok(retry_after.unwrap_or_else(|| self.retry.backoff(retries.failures)))
         } else {
             Err(error.into())
         }
-    }
-
-    /// Exponential backoff with full jitter.
-    fn backoff(&self, failures: u32) -> Duration {
-        let ceiling = self.retry.initial_backoff.saturating_mul(1 << failures.min(16)).min(self.retry.max_backoff);
-        ceiling.mul_f64(rand::rng().random_range(0.5..=1.0))
     }
 
     fn count(&self, operation: &str, outcome: &str) {
