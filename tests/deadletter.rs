@@ -17,7 +17,7 @@ use emulator::{DEFAULT_TOKEN, EmulatorConfig};
 use model::config::{AdminConfig, ReceiverConfig, SinkConfig};
 use receiver::eventlog::{EmbeddedEventLog, EventLog};
 use receiver::metrics::{Metrics, SinkLabels};
-use receiver::sync::{Filter, Record, RedriveReport, ReplayReport, Worker};
+use receiver::sync::{DeadLetterFilter, Record, RedriveReport, ReplayReport, Worker};
 
 fn http_sink(url: &str) -> SinkConfig {
     SinkConfig::Http { url: url.into(), signing_secret: None }
@@ -90,7 +90,7 @@ async fn one_refused_record_is_dead_lettered_and_the_others_delivered() {
     // The other destination took all five: a refusal elsewhere does not concern it.
     assert_eq!(ids_of(&file_records(dir.path())), sorted(&ids.iter().collect::<Vec<_>>()));
 
-    let letters = worker.dead_letters().list(&Filter::default(), 100).await.unwrap();
+    let letters = worker.dead_letters().list(&DeadLetterFilter::default(), 100).await.unwrap();
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(
@@ -117,7 +117,7 @@ async fn one_refused_record_is_dead_lettered_and_the_others_delivered() {
     // The same state offered again (another event) is refused again: one letter, two attempts.
     log.append(vec![contact_event(9, "contact.propertyChange", &bad, 2_000)]).await.unwrap();
     assert_eq!(run_once(&worker).await.unwrap(), 1);
-    let letters = worker.dead_letters().list(&Filter::default(), 100).await.unwrap();
+    let letters = worker.dead_letters().list(&DeadLetterFilter::default(), 100).await.unwrap();
     assert_eq!((letters.len(), letters[0].attempts), (1, 2));
     assert_eq!(metrics.dead_letters.get(), 1);
 
@@ -145,12 +145,12 @@ async fn dead_letters_survive_a_restart_and_redrive_sends_the_current_state() {
     let log = open_log(dir.path());
     let worker = Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), metrics.clone()).unwrap();
     assert_eq!(metrics.dead_letters.get(), 2);
-    let letters = worker.dead_letters().list(&Filter::default(), 100).await.unwrap();
+    let letters = worker.dead_letters().list(&DeadLetterFilter::default(), 100).await.unwrap();
     assert_eq!(letters.iter().map(|l| l.object_id.clone()).collect::<Vec<_>>(), vec![ids[0].clone(), ids[4].clone()]);
 
     // Someone fixes the contact in HubSpot; the destination still refuses it.
     emulator.update_contact(&ids[0], json!({"firstname": "Fixed"})).await;
-    let only_first = Filter { ids: vec![letters[0].id], ..Default::default() };
+    let only_first = DeadLetterFilter { ids: vec![letters[0].id], ..Default::default() };
     let report = worker.redrive(&only_first).await.unwrap();
     assert_eq!(report, RedriveReport { selected: 1, refused: 1, ..Default::default() });
     let kept = worker.dead_letters().get(letters[0].id).await.unwrap().unwrap();
@@ -159,7 +159,7 @@ async fn dead_letters_survive_a_restart_and_redrive_sends_the_current_state() {
 
     // The destination recovers: the redrive delivers the current state and empties the store.
     destination.refuse_objects(&[]);
-    let report = worker.redrive(&Filter::default()).await.unwrap();
+    let report = worker.redrive(&DeadLetterFilter::default()).await.unwrap();
     assert_eq!(report, RedriveReport { selected: 2, delivered: 2, ..Default::default() });
     assert_eq!(worker.dead_letters().count().await.unwrap(), 0);
     assert_eq!(metrics.dead_letters.get(), 0);
@@ -190,15 +190,15 @@ async fn discard_removes_only_the_chosen_letters() {
     let ids = five_contacts(&emulator, &log).await;
     destination.refuse_objects(&[&ids[1], &ids[2]]);
     run_once(&worker).await.unwrap();
-    let letters = worker.dead_letters().list(&Filter::default(), 100).await.unwrap();
+    let letters = worker.dead_letters().list(&DeadLetterFilter::default(), 100).await.unwrap();
     assert_eq!(letters.len(), 2);
 
-    assert_eq!(worker.discard(&Filter { ids: vec![letters[0].id], ..Default::default() }).await.unwrap(), 1);
-    let left = worker.dead_letters().list(&Filter::default(), 100).await.unwrap();
+    assert_eq!(worker.discard(&DeadLetterFilter { ids: vec![letters[0].id], ..Default::default() }).await.unwrap(), 1);
+    let left = worker.dead_letters().list(&DeadLetterFilter::default(), 100).await.unwrap();
     assert_eq!(left, vec![letters[1].clone()]);
-    let other_sink = Filter { sink: Some("file-9".into()), ..Default::default() };
+    let other_sink = DeadLetterFilter { sink: Some("file-9".into()), ..Default::default() };
     assert_eq!(worker.discard(&other_sink).await.unwrap(), 0);
-    assert_eq!(worker.discard(&Filter::default()).await.unwrap(), 1);
+    assert_eq!(worker.discard(&DeadLetterFilter::default()).await.unwrap(), 1);
     assert_eq!(worker.dead_letters().count().await.unwrap(), 0);
 
     emulator.running.shutdown().await;
@@ -391,14 +391,15 @@ async fn a_constraint_violation_is_dead_lettered_while_the_rest_commit_in_postgr
         .collect();
     let committed: Vec<&String> = ids.iter().filter(|id| **id != ids[2]).collect();
     assert_eq!(rows, sorted(&committed));
-    let letters = worker.dead_letters().list(&Filter::default(), 100).await.unwrap();
+    let letters = worker.dead_letters().list(&DeadLetterFilter::default(), 100).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!((letters[0].object_id.as_str(), letters[0].sink.as_str()), (ids[2].as_str(), "postgres-0"));
     assert!(letters[0].reason.contains("23514"), "{}", letters[0].reason);
 
     // Fixed in HubSpot: the redrive commits the current state.
     emulator.update_contact(&ids[2], json!({"firstname": "Valid"})).await;
-    let report = worker.redrive(&Filter { mapping: Some("crm/contacts".into()), ..Default::default() }).await.unwrap();
+    let report =
+        worker.redrive(&DeadLetterFilter { mapping: Some("crm/contacts".into()), ..Default::default() }).await.unwrap();
     assert_eq!(report.delivered, 1);
     let fixed: String = client
         .query_one("SELECT first_name FROM crm_contacts WHERE email = 'c2@example.com'", &[])
@@ -551,12 +552,12 @@ async fn a_refused_deletion_is_redriven_as_the_same_deletion() {
     destination.refuse_objects(&[&ids[0]]);
     log.append(vec![contact_event(10, "contact.deletion", &ids[0], common::now_ms())]).await.unwrap();
     assert_eq!(run_once(&worker).await.unwrap(), 1);
-    let letter = worker.dead_letters().list(&Filter::default(), 10).await.unwrap().remove(0);
+    let letter = worker.dead_letters().list(&DeadLetterFilter::default(), 10).await.unwrap().remove(0);
     assert_eq!(letter.record.op, receiver::sync::Op::Delete);
     assert_eq!(letter.record.key.as_deref(), Some("c0@example.com"), "the key last delivered");
 
     destination.refuse_objects(&[]);
-    let report = worker.redrive(&Filter::default()).await.unwrap();
+    let report = worker.redrive(&DeadLetterFilter::default()).await.unwrap();
     assert_eq!(report.delivered, 1);
     let deletion = destination.delivered().pop().unwrap();
     assert_eq!(deletion, letter.record, "the same deletion, same time and key");
@@ -580,7 +581,7 @@ async fn a_record_jetstream_refuses_is_dead_lettered_by_its_position() {
 
     assert_eq!(run_once(&worker).await.unwrap(), 5);
     assert_eq!(stream.message_count().await, 4);
-    let letters = worker.dead_letters().list(&Filter::default(), 10).await.unwrap();
+    let letters = worker.dead_letters().list(&DeadLetterFilter::default(), 10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!((letters[0].object_id.as_str(), letters[0].sink.as_str()), (ids[2].as_str(), "nats-0"));
     assert!(letters[0].reason.contains("JetStream refused the message"), "{}", letters[0].reason);
@@ -605,17 +606,17 @@ async fn a_redrive_that_cannot_reach_the_destination_keeps_the_letters_with_the_
 
     destination.refuse_objects(&[]);
     destination.answer(503);
-    let report = worker.redrive(&Filter::default()).await.unwrap();
+    let report = worker.redrive(&DeadLetterFilter::default()).await.unwrap();
     assert_eq!((report.selected, report.delivered, report.failed), (1, 0, 1));
     assert!(report.errors[0].contains("503"), "{report:?}");
-    let kept = worker.dead_letters().list(&Filter::default(), 10).await.unwrap();
+    let kept = worker.dead_letters().list(&DeadLetterFilter::default(), 10).await.unwrap();
     assert_eq!(kept.len(), 1);
     assert!(kept[0].reason.contains("503"), "{}", kept[0].reason);
     assert_eq!(kept[0].attempts, 2);
     assert!(kept[0].last_failed_at_ms >= kept[0].first_failed_at_ms);
 
     destination.answer(200);
-    assert_eq!(worker.redrive(&Filter::default()).await.unwrap().delivered, 1);
+    assert_eq!(worker.redrive(&DeadLetterFilter::default()).await.unwrap().delivered, 1);
     assert_eq!(worker.dead_letters().count().await.unwrap(), 0);
 
     emulator.running.shutdown().await;

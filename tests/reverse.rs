@@ -499,7 +499,7 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
         interval_seconds: 30,
     }];
     let store = Arc::new(ReverseStore::open(&data_dir.path().join("reverse.db")).unwrap());
-    let source = receiver::reverse::PostgresSource::new(&mapping, 0).unwrap();
+    let source = receiver::reverse::PostgresPoller::new(&mapping, 0).unwrap();
 
     assert_eq!(source.poll_once(&store).await.unwrap(), 3, "rows with a cursor value");
     let queued = store.pending(10).await.unwrap();

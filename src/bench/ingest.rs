@@ -17,7 +17,7 @@ use model::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
 use model::contract::WEBHOOK_PATH;
 use receiver::eventlog::{EmbeddedEventLog, EventLog, JetStreamEventLog, jetstream};
 use receiver::metrics::Metrics;
-use receiver::{ReceiverState, router, serve};
+use receiver::{ServerState, router, serve};
 
 use super::{ms, peak_rss_kib, start_child};
 
@@ -284,7 +284,7 @@ pub async fn ingest(
 
 /// The receiver's routes over `log`, configured for the benchmark.
 fn ingress(log: Arc<dyn EventLog>) -> axum::Router {
-    router(ReceiverState::new(&bench_config(), log, Arc::new(Metrics::default())))
+    router(ServerState::new(&bench_config(), log, Arc::new(Metrics::default())))
 }
 
 /// The load generator: `concurrency` requests of `batch_size` signed events in flight to the

@@ -14,7 +14,7 @@ use hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
 use model::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
 use receiver::eventlog::EventLog;
 use receiver::metrics::Metrics;
-use receiver::{ReceiverState, router, serve, status_router};
+use receiver::{ServerState, router, serve, status_router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -166,7 +166,7 @@ impl RunningReceiver {
         let base_url = format!("http://{}", listener.local_addr().unwrap());
         let status_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let status_url = format!("http://{}", status_listener.local_addr().unwrap());
-        let mut state = ReceiverState::new(config, log, metrics.clone());
+        let mut state = ServerState::new(config, log, metrics.clone());
         if let Some(store) = store {
             state = state.with_ingest(config, store);
         }

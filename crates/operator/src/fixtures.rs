@@ -579,7 +579,7 @@ pub struct ReportingReceiver {
 
 impl ReportingReceiver {
     pub async fn start(mappings: &[&str]) -> ReportingReceiver {
-        use receiver::{ReceiverState, router, status_router};
+        use receiver::{ServerState, router, status_router};
         let dir = tempfile::tempdir().unwrap();
         let config: model::config::ReceiverConfig = serde_json::from_value(json!({
             "integration": "default/crm",
@@ -602,7 +602,7 @@ impl ReportingReceiver {
             reverse: None,
             mappings: mappings.iter().map(|m| m.to_string()).collect(),
         };
-        let state = ReceiverState::new(&config, log, metrics.clone()).with_sync_reporter(reporter);
+        let state = ServerState::new(&config, log, metrics.clone()).with_sync_reporter(reporter);
         let serve = |app: axum::Router, listener: tokio::net::TcpListener| {
             tokio::spawn(async move { axum::serve(listener, app).await.unwrap() })
         };

@@ -26,4 +26,4 @@ pub mod sync;
 mod test_mappings;
 mod time;
 
-pub use server::{ReceiverState, router, run, serve, status_router};
+pub use server::{ServerState, router, run, serve, status_router};

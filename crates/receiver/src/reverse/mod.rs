@@ -7,13 +7,13 @@
 
 pub mod conflict;
 pub mod ingest;
-pub mod postgres_source;
+pub mod postgres_poller;
 pub mod store;
 pub mod worker;
 
 pub use conflict::{FieldChange, Resolution, resolve};
 pub use ingest::IngestState;
-pub use postgres_source::PostgresSource;
+pub use postgres_poller::PostgresPoller;
 pub use store::{
     INVALID_RECORD, IngestRecord, RejectedSummary, Rejection, RejectionFilter, ResendReport, ReverseStore,
     StoredRejection,

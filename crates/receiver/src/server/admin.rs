@@ -18,7 +18,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::reverse::{RejectionFilter, ReverseStore};
-use crate::sync::{DeadLetter, Filter, OperationError, Worker};
+use crate::sync::{DeadLetter, DeadLetterFilter, OperationError, Worker};
 
 /// Dead letters listed when the request names no limit.
 pub const DEFAULT_LIST_LIMIT: usize = 100;
@@ -72,7 +72,7 @@ struct ListQuery {
 }
 
 async fn list(State(state): State<AdminState>, Query(query): Query<ListQuery>) -> Response {
-    let filter = Filter { ids: vec![], mapping: query.mapping, sink: query.sink };
+    let filter = DeadLetterFilter { ids: vec![], mapping: query.mapping, sink: query.sink };
     let limit = query.limit.unwrap_or(DEFAULT_LIST_LIMIT);
     let store = state.worker.dead_letters();
     match (store.list(&filter, limit).await, store.count().await) {
@@ -90,7 +90,7 @@ async fn show(State(state): State<AdminState>, Path(id): Path<i64>) -> Response 
 }
 
 async fn discard_one(State(state): State<AdminState>, Path(id): Path<i64>) -> Response {
-    match state.worker.discard(&Filter { ids: vec![id], ..Default::default() }).await {
+    match state.worker.discard(&DeadLetterFilter { ids: vec![id], ..Default::default() }).await {
         Ok(0) => error(StatusCode::NOT_FOUND, &format!("no dead letter {id}")),
         Ok(discarded) => Json(json!({ "discarded": discarded })).into_response(),
         Err(e) => failed(e),
@@ -111,8 +111,8 @@ struct Selection {
 
 impl Selection {
     /// Nothing named is a mistake, not "everything": that takes `all`.
-    fn filter(self) -> Result<Filter, String> {
-        let filter = Filter { ids: self.ids, mapping: self.mapping, sink: self.sink };
+    fn filter(self) -> Result<DeadLetterFilter, String> {
+        let filter = DeadLetterFilter { ids: self.ids, mapping: self.mapping, sink: self.sink };
         match (filter.is_everything(), self.all) {
             (false, false) | (true, true) => Ok(filter),
             (true, false) => Err("name ids, a mapping or sink, or \"all\": true".into()),
@@ -233,7 +233,7 @@ fn rejection_selection(body: Result<Json<Selection>, JsonRejection>) -> Result<R
     Ok(RejectionFilter { ids: filter.ids, mapping: filter.mapping })
 }
 
-fn selection(body: Result<Json<Selection>, JsonRejection>) -> Result<Filter, String> {
+fn selection(body: Result<Json<Selection>, JsonRejection>) -> Result<DeadLetterFilter, String> {
     match body {
         Ok(Json(selection)) => selection.filter(),
         Err(rejection) => Err(rejection.body_text()),

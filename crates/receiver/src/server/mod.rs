@@ -21,7 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
-use crate::reverse::{IngestState, PostgresSource, ReverseStore, ReverseWorker};
+use crate::reverse::{IngestState, PostgresPoller, ReverseStore, ReverseWorker};
 use crate::sync::report::SyncReporter;
 use hubspot::{HubSpotClient, SignatureVerifier};
 use model::config::ReceiverConfig;
@@ -31,9 +31,9 @@ use model::report::SYNC_STATUS_PATH;
 /// Content type of `/metrics` (OpenMetrics text, which is what `Metrics::encode` writes).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// What the receiver's handlers share.
+/// The HTTP server's shared state: what the receiver's handlers share.
 #[derive(Clone)]
-pub struct ReceiverState {
+pub struct ServerState {
     verifier: SignatureVerifier,
     log: Arc<dyn EventLog>,
     metrics: Arc<Metrics>,
@@ -48,10 +48,10 @@ pub struct ReceiverState {
     sync_reporter: Option<SyncReporter>,
 }
 
-impl ReceiverState {
+impl ServerState {
     pub fn new(config: &ReceiverConfig, log: Arc<dyn EventLog>, metrics: Arc<Metrics>) -> Self {
         let webhooks = &config.webhooks;
-        ReceiverState {
+        ServerState {
             verifier: SignatureVerifier::new(webhooks.client_secret.clone(), webhooks.accept_legacy_signatures),
             log,
             metrics,
@@ -82,7 +82,7 @@ impl ReceiverState {
 
 /// The public routes (`config.listen`): `POST /webhooks/hubspot`,
 /// `POST /ingest/{namespace}/{mapping}`, `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`.
-pub fn router(state: ReceiverState) -> Router {
+pub fn router(state: ServerState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let ingest = crate::reverse::ingest::router(state.ingest.clone(), state.metrics.clone());
     with_probes(Router::new())
@@ -93,14 +93,14 @@ pub fn router(state: ReceiverState) -> Router {
 
 /// The status routes (`config.status_listen`): `GET /metrics`, `GET /sync/status`,
 /// `GET /healthz`, `GET /readyz`.
-pub fn status_router(state: ReceiverState) -> Router {
+pub fn status_router(state: ServerState) -> Router {
     with_probes(Router::new())
         .route("/metrics", get(metrics))
         .route(SYNC_STATUS_PATH, get(sync_status))
         .with_state(state)
 }
 
-fn with_probes(router: Router<ReceiverState>) -> Router<ReceiverState> {
+fn with_probes(router: Router<ServerState>) -> Router<ServerState> {
     router.route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready))
 }
 
@@ -116,7 +116,7 @@ pub async fn serve(
 }
 
 /// Ready while the event log answers; a receiver that cannot store must not get traffic.
-async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
+async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     match state.log.pending_count().await {
         Ok(pending) => {
             state.metrics.events_pending.set(pending as i64);
@@ -129,7 +129,7 @@ async fn ready(State(state): State<ReceiverState>) -> impl IntoResponse {
     }
 }
 
-async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
+async fn metrics(State(state): State<ServerState>) -> impl IntoResponse {
     // Refreshed per scrape, so the gauges are exact whoever released events.
     crate::eventlog::update_gauges(state.log.as_ref(), &state.metrics).await;
     if let Some(store) = &state.reverse_store {
@@ -144,7 +144,7 @@ async fn metrics(State(state): State<ReceiverState>) -> impl IntoResponse {
 }
 
 /// Each mapping's sync as this receiver sees it, for the mappings' status (see `sync::report`).
-async fn sync_status(State(state): State<ReceiverState>) -> axum::response::Response {
+async fn sync_status(State(state): State<ServerState>) -> axum::response::Response {
     let Some(reporter) = &state.sync_reporter else {
         return (StatusCode::NOT_FOUND, "this receiver runs no sync worker").into_response();
     };
@@ -179,7 +179,7 @@ pub async fn run(
     let log = crate::eventlog::open(&config).await?;
     let client = config.hubspot.client().with_observer(metrics.clone());
     let mut worker = crate::sync::Worker::new(&config, log.clone(), client.clone(), metrics.clone())?;
-    let mut state = ReceiverState::new(&config, log.clone(), metrics.clone());
+    let mut state = ServerState::new(&config, log.clone(), metrics.clone());
     let cursors = crate::sync::backfill::CursorStore::open(&config.sync_state_path())?;
     let backfill =
         crate::sync::backfill::Backfill::new(&config.mappings, client.clone(), log.clone(), cursors, metrics.clone());
@@ -246,7 +246,7 @@ fn start_reverse_sync(
     let mut tasks = Vec::new();
     for mapping in &config.mappings {
         for index in 0..mapping.sources.len() {
-            let source = PostgresSource::new(mapping, index)?;
+            let source = PostgresPoller::new(mapping, index)?;
             tasks.push(tokio::spawn(source.run(store.clone(), metrics.clone(), stop.clone().cancelled_owned())));
         }
     }

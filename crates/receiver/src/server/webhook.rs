@@ -11,7 +11,7 @@ use serde_json::json;
 use tracing::Instrument;
 use tracing::field::Empty;
 
-use super::ReceiverState;
+use super::ServerState;
 use crate::eventlog::{EncodedEvent, EventLogError};
 use crate::metrics::OutcomeLabels;
 use crate::time::now_ms;
@@ -31,7 +31,7 @@ const RETRY_AFTER_SECONDS: &str = "5";
     fields(outcome = Empty, events = Empty, appended = Empty, duplicates = Empty)
 )]
 pub(super) async fn receive(
-    State(state): State<ReceiverState>,
+    State(state): State<ServerState>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -94,7 +94,7 @@ pub(super) async fn receive(
 /// Answers a batch the log could not store: HubSpot is asked to retry. Whatever the cause,
 /// nothing of the batch may be answered 2xx: what was stored before the log filled or failed
 /// is a duplicate when HubSpot retries.
-fn answer_unstored(state: &ReceiverState, error: EventLogError) -> Response {
+fn answer_unstored(state: &ServerState, error: EventLogError) -> Response {
     let (outcome, body) = match error {
         EventLogError::Full { reason } => {
             tracing::warn!(reason = %reason, "event log is full; asking HubSpot to retry");
@@ -110,12 +110,12 @@ fn answer_unstored(state: &ReceiverState, error: EventLogError) -> Response {
 }
 
 /// Counts the request by `outcome` and puts the outcome on its span.
-fn count_request(state: &ReceiverState, outcome: &'static str) {
+fn count_request(state: &ServerState, outcome: &'static str) {
     state.metrics.webhook_request(outcome);
     tracing::Span::current().record("outcome", outcome);
 }
 
-fn count_events(state: &ReceiverState, outcome: &str, n: usize) {
+fn count_events(state: &ServerState, outcome: &str, n: usize) {
     if n > 0 {
         state.metrics.webhook_events.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc_by(n as u64);
     }

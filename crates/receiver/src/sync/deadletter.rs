@@ -36,7 +36,7 @@ pub struct DeadLetter {
 /// Which dead letters an operation is about. Empty fields match everything.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct Filter {
+pub struct DeadLetterFilter {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -45,7 +45,7 @@ pub struct Filter {
     pub sink: Option<String>,
 }
 
-impl Filter {
+impl DeadLetterFilter {
     pub fn is_everything(&self) -> bool {
         self.ids.is_empty() && self.mapping.is_none() && self.sink.is_none()
     }
@@ -155,7 +155,7 @@ impl DeadLetterStore {
     }
 
     /// Dead letters matching `filter`, oldest first, at most `limit`.
-    pub async fn list(&self, filter: &Filter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
+    pub async fn list(&self, filter: &DeadLetterFilter, limit: usize) -> anyhow::Result<Vec<DeadLetter>> {
         let filter = filter.clone();
         self.conn
             .run(move |conn| {
@@ -249,7 +249,7 @@ fn read_row(row: &rusqlite::Row) -> rusqlite::Result<DeadLetter> {
     })
 }
 
-fn matches(filter: &Filter, letter: &DeadLetter) -> bool {
+fn matches(filter: &DeadLetterFilter, letter: &DeadLetter) -> bool {
     (filter.ids.is_empty() || filter.ids.contains(&letter.id))
         && filter.mapping.as_ref().is_none_or(|m| *m == letter.mapping)
         && filter.sink.as_ref().is_none_or(|s| *s == letter.sink)
@@ -305,10 +305,10 @@ mod tests {
         assert_eq!((first.reason.as_str(), first.attempts), ("HTTP 422", 2));
         assert_eq!((first.first_failed_at_ms, first.last_failed_at_ms), (1_000, 2_000));
 
-        let http = Filter { sink: Some("http-0".into()), ..Default::default() };
+        let http = DeadLetterFilter { sink: Some("http-0".into()), ..Default::default() };
         assert_eq!(store.list(&http, 10).await.unwrap().iter().map(|l| l.id).collect::<Vec<_>>(), vec![1, 2]);
-        assert_eq!(store.list(&Filter::default(), 1).await.unwrap().len(), 1);
-        assert!(store.list(&Filter::default(), 0).await.unwrap().is_empty());
+        assert_eq!(store.list(&DeadLetterFilter::default(), 1).await.unwrap().len(), 1);
+        assert!(store.list(&DeadLetterFilter::default(), 0).await.unwrap().is_empty());
 
         // A delivery of the object resolves its letter at that destination only.
         store.resolve("http-abc", &[v2]).await.unwrap();

@@ -8,6 +8,7 @@
 
 pub mod backfill;
 mod batch;
+pub mod checkpoints;
 pub mod deadletter;
 mod delivery;
 mod error;
@@ -15,7 +16,6 @@ mod operations;
 pub mod plan;
 pub mod report;
 pub mod sinks;
-pub mod state;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -25,11 +25,11 @@ use anyhow::Context;
 use tracing::Instrument;
 
 pub use crate::backoff::Backoff;
-pub use deadletter::{DeadLetter, DeadLetterStore, Filter};
+pub use checkpoints::CheckpointStore;
+pub use deadletter::{DeadLetter, DeadLetterFilter, DeadLetterStore};
 pub use operations::{OperationError, RedriveReport, ReplayReport};
 pub use plan::{Op, Record};
 pub use sinks::{Sink, SinkError};
-pub use state::CheckpointStore;
 
 use error::StepError;
 

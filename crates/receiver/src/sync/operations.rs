@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::deadletter::{DeadLetter, Filter};
+use super::deadletter::{DeadLetter, DeadLetterFilter};
 use super::plan::{self, Hint, ObjectHint, Op, Record, TypePlan};
 use super::{Destination, MappingRuntime, RECORDS_PER_DELIVERY, StepError, Worker};
 use crate::time::now_ms;
@@ -54,7 +54,7 @@ pub struct ReplayReport {
 
 impl Worker {
     /// Offers the dead letters matching `filter` again, with their objects' current state.
-    pub async fn redrive(&self, filter: &Filter) -> Result<RedriveReport, OperationError> {
+    pub async fn redrive(&self, filter: &DeadLetterFilter) -> Result<RedriveReport, OperationError> {
         let letters = self.dead_letters.list(filter, usize::MAX).await?;
         let mut report = RedriveReport { selected: letters.len(), ..Default::default() };
         let mut by_destination: BTreeMap<(String, String), Vec<DeadLetter>> = BTreeMap::new();
@@ -90,7 +90,8 @@ impl Worker {
                     Err(failure) => {
                         // Whatever was delivered before the failure has been removed already.
                         let ids: Vec<i64> = chunk.iter().map(|l| l.id).collect();
-                        let left = self.dead_letters.list(&Filter { ids, ..Default::default() }, usize::MAX).await?;
+                        let left =
+                            self.dead_letters.list(&DeadLetterFilter { ids, ..Default::default() }, usize::MAX).await?;
                         self.keep(&left, &failure.to_string(), &mut report).await?;
                     }
                 }
@@ -100,7 +101,7 @@ impl Worker {
     }
 
     /// Removes the dead letters matching `filter`; returns how many.
-    pub async fn discard(&self, filter: &Filter) -> Result<usize, OperationError> {
+    pub async fn discard(&self, filter: &DeadLetterFilter) -> Result<usize, OperationError> {
         let letters = self.dead_letters.list(filter, usize::MAX).await?;
         for letter in &letters {
             tracing::warn!(id = letter.id, mapping = %letter.mapping, sink = %letter.sink, object_id = %letter.object_id, "dead letter discarded");

@@ -21,8 +21,8 @@ use model::config::{MappingConfig, SourceConfig};
 /// How long connecting and one poll may take.
 const POLL_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// One mapping's PostgreSQL source.
-pub struct PostgresSource {
+/// Polls one PostgreSQL source of a mapping.
+pub struct PostgresPoller {
     /// `namespace/mapping/postgres-<index>`: names the source's cursor.
     id: String,
     /// `postgres-<index>`: the source within its mapping, as metrics label it.
@@ -35,9 +35,9 @@ pub struct PostgresSource {
     interval: Duration,
 }
 
-impl PostgresSource {
+impl PostgresPoller {
     /// The `index`th source of `mapping`, which must be a PostgreSQL source.
-    pub fn new(mapping: &MappingConfig, index: usize) -> anyhow::Result<PostgresSource> {
+    pub fn new(mapping: &MappingConfig, index: usize) -> anyhow::Result<PostgresPoller> {
         let Some(SourceConfig::Postgres { url, table, query, cursor_column, interval_seconds }) =
             mapping.sources.get(index)
         else {
@@ -49,7 +49,7 @@ impl PostgresSource {
             _ => anyhow::bail!("mapping {}: source {index}: set exactly one of table and query", mapping.name),
         };
         let source = format!("postgres-{index}");
-        Ok(PostgresSource {
+        Ok(PostgresPoller {
             id: format!("{}/{source}", mapping.name),
             source,
             mapping: mapping.clone(),
