@@ -2,7 +2,8 @@
 //! HubSpot's JSON, webhook events and their signatures.
 //!
 //! The bottom layer of the workspace: it uses no other crate of ours. Whoever keeps metrics of
-//! its calls implements [`CallObserver`].
+//! its calls implements [`CallObserver`], or embeds the Prometheus families of `metrics`
+//! (cargo feature `prometheus`).
 //!
 //! The client is layered: one transport makes every request (budget, retries, error mapping,
 //! observer), and each HubSpot API family (objects, search, associations, properties, timeline,
@@ -12,6 +13,8 @@ pub mod auth;
 pub mod budget;
 pub mod client;
 pub mod error;
+#[cfg(feature = "prometheus")]
+pub mod metrics;
 pub mod models;
 pub mod observer;
 pub mod signature;

@@ -16,6 +16,8 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tracing::Instrument;
 
+use hubspot::metrics::CallMetrics;
+
 use crate::{Context, Error, UNHEALTHY_REQUEUE};
 
 /// One object of ours.
@@ -66,7 +68,7 @@ pub struct ControllerMetrics {
     /// 1 while this replica holds the leader Lease `name`, else 0 (leader election only).
     pub leader: Family<NameLabels, Gauge>,
     /// HubSpot API calls of the reconcilers.
-    pub hubspot: Arc<receiver::metrics::Metrics>,
+    pub hubspot: Arc<CallMetrics>,
     /// When each `HubSpotProperty` was last read from HubSpot (Unix seconds): the heartbeat of
     /// the drift checks, which does not go into the object's status.
     pub property_last_sync: Family<ObjectLabels, Gauge<f64, AtomicU64>>,
@@ -82,7 +84,7 @@ impl Default for ControllerMetrics {
         let active_workers = Family::<ControllerLabels, Gauge>::default();
         let max_concurrent_reconciles = Family::<ControllerLabels, Gauge>::default();
         let leader = Family::<NameLabels, Gauge>::default();
-        let hubspot = Arc::new(receiver::metrics::Metrics::default());
+        let hubspot = Arc::new(CallMetrics::default());
         let property_last_sync = Family::<ObjectLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "controller_runtime_reconcile",
@@ -115,16 +117,7 @@ impl Default for ControllerMetrics {
             leader.clone(),
         );
         let prefixed = registry.sub_registry_with_prefix("hubspot_operator");
-        prefixed.register(
-            "hubspot_requests",
-            "HubSpot API calls by operation and outcome",
-            hubspot.hubspot_requests.clone(),
-        );
-        prefixed.register(
-            "hubspot_request_duration_seconds",
-            "HubSpot API call latency",
-            hubspot.hubspot_latency.clone(),
-        );
+        hubspot.register(prefixed);
         prefixed.register(
             "property_last_sync_timestamp_seconds",
             "When each HubSpotProperty was last read from HubSpot, as Unix time",

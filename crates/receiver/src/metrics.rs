@@ -12,6 +12,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use hubspot::CallObserver;
+use hubspot::metrics::CallMetrics;
 use model::report::{MappingReport, ReportedError};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -30,12 +32,6 @@ pub struct SourceLabels {
     pub mapping: String,
     /// `postgres-<index>`: the source's position in the mapping's `sources`.
     pub source: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct HubSpotCallLabels {
-    pub operation: String,
-    pub outcome: String,
 }
 
 /// Every metric of a receiver process (HTTP ingress, event log, sync worker, HubSpot client).
@@ -58,10 +54,8 @@ pub struct Metrics {
     pub records_dead_lettered: Family<SinkLabels, Counter>,
     /// Records currently in the dead-letter store.
     pub dead_letters: Gauge,
-    /// HubSpot API calls by operation and outcome (ok, retried status, error).
-    pub hubspot_requests: Family<HubSpotCallLabels, Counter>,
-    /// HubSpot API call latency in seconds.
-    pub hubspot_latency: Histogram,
+    /// HubSpot API calls by operation and outcome, and their latency.
+    pub hubspot_calls: CallMetrics,
     /// Objects per HubSpot batch read (at most 100): how well reads are gathered.
     pub batch_read_objects: Histogram,
     /// How long the oldest event of a batch had waited when the worker took the batch up, in
@@ -101,8 +95,7 @@ impl Default for Metrics {
             sink_failures: Family::default(),
             records_dead_lettered: Family::default(),
             dead_letters: Gauge::default(),
-            hubspot_requests: Family::default(),
-            hubspot_latency: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            hubspot_calls: CallMetrics::default(),
             batch_read_objects: Histogram::new([1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 75.0, 99.0, 100.0]),
             batch_wait_seconds: Histogram::new([0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0]),
             backfill_hints: Counter::default(),
@@ -131,8 +124,7 @@ impl Default for Metrics {
             m.records_dead_lettered.clone(),
         );
         registry.register("dead_letters", "Records currently in the dead-letter store", m.dead_letters.clone());
-        registry.register("hubspot_requests", "HubSpot API calls by operation and outcome", m.hubspot_requests.clone());
-        registry.register("hubspot_request_duration_seconds", "HubSpot API call latency", m.hubspot_latency.clone());
+        m.hubspot_calls.register(&mut registry);
         registry.register("batch_read_objects", "Objects per HubSpot batch read", m.batch_read_objects.clone());
         registry.register(
             "batch_wait_seconds",
@@ -167,15 +159,13 @@ impl Metrics {
     }
 }
 
-impl hubspot::CallObserver for Metrics {
+impl CallObserver for Metrics {
     fn call_ended(&self, operation: &str, outcome: &str) {
-        self.hubspot_requests
-            .get_or_create(&HubSpotCallLabels { operation: operation.into(), outcome: outcome.into() })
-            .inc();
+        self.hubspot_calls.call_ended(operation, outcome);
     }
 
     fn request_took(&self, seconds: f64) {
-        self.hubspot_latency.observe(seconds);
+        self.hubspot_calls.request_took(seconds);
     }
 
     fn batch_read(&self, objects: usize) {
