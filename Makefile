@@ -1,4 +1,4 @@
-# Developer entry points. `make test` is what CI runs (after fmt and clippy checks).
+# Developer entry points. `make test` is what CI runs (after the checks of `make lint`).
 VENV := .venv
 PYTHON_DEPS := $(VENV)/.installed-$(shell sha256sum tests/requirements.txt | cut -c1-12)
 # HubSpot's published OpenAPI descriptions (an npm package), which the emulator's answers are checked against.
@@ -32,6 +32,7 @@ crds:
 lint:
 	cargo fmt --all --check
 	cargo clippy --locked --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --locked --workspace --no-deps
 
 $(PYTHON_DEPS): tests/requirements.txt
 	python3 -m venv $(VENV)

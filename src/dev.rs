@@ -34,7 +34,7 @@ pub struct DevArgs {
     /// The HubSpotIntegration to run, when the manifests hold several.
     #[arg(long)]
     pub integration: Option<String>,
-    /// Call this HubSpot API (for example https://api.hubapi.com) instead of the built-in emulator.
+    /// Call this HubSpot API (for example <https://api.hubapi.com>) instead of the built-in emulator.
     /// HubSpot must be able to reach the receiver for webhooks.
     #[arg(long, env = "HUBSPOT_BASE_URL")]
     pub hubspot_url: Option<String>,

@@ -186,7 +186,7 @@ fn tier_name(tier: Tier) -> String {
 }
 
 /// Runs the controllers against the Kubernetes API stand-in at `kube_url` (holding the objects
-/// of [`load_objects`]) and the emulator at `hubspot_url` (accepting the token `bench-token`)
+/// of `load_objects`) and the emulator at `hubspot_url` (accepting the token `bench-token`)
 /// until every object is ready, then for `args.intervals` drift intervals.
 pub async fn measure(
     args: &ControllerBenchArgs,

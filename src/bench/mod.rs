@@ -1,6 +1,6 @@
 //! `hubspot-operator bench`: benchmarks that run the components they measure and print a
 //! Markdown table of their figures (docs/benchmarks.md holds measured ones). Where a benchmark
-//! reports memory, what it does not measure runs in child processes ([`start_child`]).
+//! reports memory, what it does not measure runs in child processes (`start_child`).
 //!
 //! - `ingest` (the default): the webhook ingress under HubSpot-shaped load, the receiver in a
 //!   child process (`ingest.rs`).

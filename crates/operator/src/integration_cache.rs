@@ -85,7 +85,7 @@ impl IntegrationCache {
     }
 
     /// The token the property and mapping reconcilers call HubSpot with for `integration`
-    /// ([`api_token`]), read at most once per [`TOKEN_REFRESH`].
+    /// (`api_token`), read at most once per [`TOKEN_REFRESH`].
     pub async fn token(
         &self,
         client: &Client,

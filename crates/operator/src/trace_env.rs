@@ -19,7 +19,7 @@ const RECEIVER_INHERITED_VARS: &[&str] = &[
 ];
 
 /// Of `vars` (the operator's environment), the trace settings its receiver pods get too (see
-/// [`RECEIVER_INHERITED_VARS`]), in a stable order; empty when none is set.
+/// `RECEIVER_INHERITED_VARS`), in a stable order; empty when none is set.
 pub fn receiver_trace_env(vars: impl IntoIterator<Item = (String, String)>) -> Vec<(String, String)> {
     let mut inherited: Vec<(String, String)> = vars
         .into_iter()
