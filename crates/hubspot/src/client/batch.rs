@@ -6,6 +6,9 @@ use crate::error::{ApiError, Error, Result};
 /// HubSpot accepts at most this many inputs per batch call.
 pub const BATCH_LIMIT: usize = 100;
 
+/// HubSpot accepts at most this many inputs per batch read with `propertiesWithHistory`.
+pub const BATCH_WITH_HISTORY_LIMIT: usize = 50;
+
 /// What a batch call made of each input once the inputs HubSpot refuses were isolated.
 #[derive(Debug)]
 pub struct IsolatedBatch<T> {

@@ -24,10 +24,10 @@ use crate::budget::{RequestBudget, Tier};
 use crate::error::Result;
 use crate::observer::CallObserver;
 
-pub use batch::{BATCH_LIMIT, IsolatedBatch, isolate_bad_inputs};
-pub use objects::BATCH_WITH_HISTORY_LIMIT;
+// Only modules that build on nothing here are re-exported: the API families build on the client.
+pub use batch::{BATCH_LIMIT, BATCH_WITH_HISTORY_LIMIT, IsolatedBatch, isolate_bad_inputs};
+pub use paging::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP};
 pub use retry::RetryPolicy;
-pub use search::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP};
 
 /// HubSpot's search endpoints have their own limit per account, beside the burst limit.
 const SEARCHES_PER_SECOND: u32 = 5;

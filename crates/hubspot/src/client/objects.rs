@@ -5,13 +5,10 @@ use futures::{Stream, TryStreamExt};
 use reqwest::Method;
 
 use super::HubSpotClient;
-use super::batch::{BATCH_LIMIT, IsolatedBatch, isolate_bad_inputs};
+use super::batch::{BATCH_LIMIT, BATCH_WITH_HISTORY_LIMIT, IsolatedBatch, isolate_bad_inputs};
 use super::paging::pages;
 use crate::error::Result;
 use crate::models::{BatchResponse, CrmObject, ObjectPage, ObjectWithHistory, UpsertInput, UpsertResult};
-
-/// HubSpot accepts at most this many inputs per batch read with `propertiesWithHistory`.
-pub const BATCH_WITH_HISTORY_LIMIT: usize = 50;
 
 impl HubSpotClient {
     /// One page of `GET /crm/v3/objects/{t}` with only `properties`.

@@ -1,8 +1,14 @@
-//! Cursor paging, as HubSpot's list and search endpoints page (`paging.next.after`).
+//! Cursor paging, as HubSpot's list and search endpoints page (`paging.next.after`), and how
+//! far HubSpot pages a search.
 
 use futures::{Stream, TryStreamExt, stream};
 
 use crate::error::{Error, Result};
+
+/// Largest page of a search.
+pub const SEARCH_PAGE_LIMIT: u32 = 200;
+/// HubSpot pages through at most this many results of one search.
+pub const SEARCH_RESULTS_CAP: u64 = 10_000;
 
 /// Items of consecutive pages: `fetch(after)` returns a page's items and the cursor of the next
 /// page, `None` on the last. Pages are fetched only as the stream is consumed.

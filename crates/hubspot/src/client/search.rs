@@ -5,15 +5,10 @@ use futures::Stream;
 use reqwest::Method;
 
 use super::HubSpotClient;
-use super::paging::pages;
+use super::paging::{SEARCH_PAGE_LIMIT, SEARCH_RESULTS_CAP, pages};
 use super::transport::SEARCH_OPERATION;
 use crate::error::{Error, Result};
 use crate::models::{CrmObject, SearchPage, SearchRequest};
-
-/// Largest page of a search.
-pub const SEARCH_PAGE_LIMIT: u32 = 200;
-/// HubSpot pages through at most this many results of one search.
-pub const SEARCH_RESULTS_CAP: u64 = 10_000;
 
 impl HubSpotClient {
     /// One page of `POST /crm/v3/objects/{t}/search`, on the search budget.
