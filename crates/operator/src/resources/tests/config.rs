@@ -336,3 +336,93 @@ fn cel_wants_exactly_one_event_log_and_one_nats_url() {
         assert!(cel_errors(&with_log(log)).contains("set exactly one of url and urlSecret"), "{url:?} {secret}");
     }
 }
+
+/// An integration that sets every part of the receiver config: a private app token, a public URL,
+/// a JetStream log from a Secret, ingest, batching, an exposed admin API, and a mapping with
+/// every kind of destination, a source, associations and a conflict policy.
+fn fully_featured() -> (HubSpotIntegration, PropertyMapping, SecretStore) {
+    let mut i = with_admin(true, vec![]);
+    i.spec.receiver.replicas = 3;
+    i.spec.receiver.event_log = Some(EventLogSettings {
+        embedded: None,
+        jetstream: Some(JetStreamLogSettings {
+            url_secret: Some(SecretKeyRef { name: "warehouse".into(), key: "nats-url".into() }),
+            stream: Some("crm-events".into()),
+            subject: Some("crm.events".into()),
+            replicas: Some(3),
+            max_pending_events: Some(5000),
+            max_pending_bytes: None,
+            ..Default::default()
+        }),
+    });
+    i.spec.receiver.ingest = Some(model::api::integration::IngestSettings {
+        token_secret_ref: SecretKeyRef { name: "sink-signing".into(), key: "key".into() },
+        max_body_bytes: 65536,
+    });
+    i.spec.receiver.sync = Some(model::api::integration::SyncSettings { max_batch_wait_milliseconds: Some(250) });
+
+    let mut m = mapping(
+        "contacts",
+        "crm",
+        vec![
+            http_destination(Some("sink-signing")),
+            Destination { file: Some(FileDestination { path: "contacts.jsonl".into() }), ..Default::default() },
+            Destination {
+                postgres: Some(PostgresDestination {
+                    connection_secret: SecretKeyRef { name: "warehouse".into(), key: "dsn".into() },
+                    table: "crm.contacts".into(),
+                    create_table: true,
+                }),
+                ..Default::default()
+            },
+            Destination {
+                nats: Some(NatsDestination {
+                    url: None,
+                    url_secret: Some(SecretKeyRef { name: "warehouse".into(), key: "nats-url".into() }),
+                    subject: "crm.contacts".into(),
+                }),
+                ..Default::default()
+            },
+        ],
+    );
+    m.spec.fields.push(FieldMapping {
+        hubspot_property: "phone".into(),
+        external_field: "phone".into(),
+        direction: Direction::Both,
+    });
+    m.spec.associations = vec![model::api::mapping::AssociationMapping {
+        to_object_type: "companies".into(),
+        field: "company_ids".into(),
+    }];
+    m.spec.backfill = false;
+    m.spec.conflict_policy = model::api::mapping::ConflictPolicy::ExternalWins;
+    m.spec.external_timestamp_field = Some("updated_at".into());
+    m.spec.sources = vec![model::api::mapping::Source {
+        postgres: Some(model::api::mapping::PostgresSource {
+            connection_secret: SecretKeyRef { name: "warehouse".into(), key: "dsn".into() },
+            table: None,
+            query: Some("SELECT * FROM crm.contacts_out".into()),
+            cursor_column: "updated_at".into(),
+            interval_seconds: 15,
+        }),
+    }];
+
+    let mut store = secrets_with_admin_token("admin-s3cret");
+    store.insert_values(
+        "warehouse",
+        BTreeMap::from([
+            ("dsn".into(), "postgres://sync:pw@db:5432/crm".into()),
+            ("nats-url".into(), "nats://user:pw@nats:4222".into()),
+        ]),
+    );
+    (i, m, store)
+}
+
+/// The file a fully featured integration renders, byte for byte: its hash rolls the receiver
+/// pods, so a change of key order or of a default is a restart of every receiver.
+#[test]
+fn a_fully_featured_integration_renders_the_same_file() {
+    let (i, m, store) = fully_featured();
+    let yaml = config_yaml(&receiver_config(&i, [&m, &mapping("plain", "crm", vec![])], &store).unwrap());
+    assert_eq!(yaml, include_str!("full_config.yaml"));
+}
