@@ -243,7 +243,7 @@ async fn reconcile(
             let lookup = if resources::mappings_of(integration, [mapping]).is_empty() {
                 PropertyLookup::IntegrationNotFound
             } else {
-                match client.list_property_names(&mapping.spec.object_type).await {
+                match client.list_property_names(&mapping.spec.records.object_type).await {
                     Ok(names) => PropertyLookup::Listed(std::sync::Arc::new(names.into_iter().collect())),
                     Err(e) => PropertyLookup::Failed(e),
                 }

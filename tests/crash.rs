@@ -12,7 +12,7 @@ use common::{
     sample_event, signed_request, wait_ready,
 };
 use emulator::{EmulatorConfig, TokenGrant};
-use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::api::mapping::{Direction, FieldMapping, MappedRecords, MatchKey};
 use model::config::{MappingConfig, ReceiverConfig, SinkConfig};
 use serde_json::json;
 
@@ -42,21 +42,14 @@ async fn acknowledged_events_survive_sigkill() {
     config.listen = ([127, 0, 0, 1], port).into();
     config.hubspot.base_url = emulator.running.base_url();
     config.hubspot.access_token = TOKEN.into();
+    let records = MappedRecords::new(
+        "contacts",
+        MatchKey::new("email", "email"),
+        vec![FieldMapping::new("firstname", "first_name", Direction::ToExternal)],
+    );
     config.mappings = vec![MappingConfig {
-        backfill: true,
-        name: "crm/contacts".into(),
-        object_type: "contacts".into(),
-        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-        fields: vec![FieldMapping {
-            hubspot_property: "firstname".into(),
-            external_field: "first_name".into(),
-            direction: Direction::ToExternal,
-        }],
         sinks: vec![SinkConfig::Http { url: destination.url.clone(), signing_secret: None }],
-        conflict_policy: Default::default(),
-        external_timestamp_field: None,
-        sources: vec![],
-        associations: vec![],
+        ..MappingConfig::new("crm/contacts", records)
     }];
     assert_eq!(config.webhooks.client_secret, CLIENT_SECRET);
     let config_path = data_dir.path().join("config.yaml");

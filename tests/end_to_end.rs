@@ -11,7 +11,7 @@ use std::sync::Arc;
 use common::{CLIENT_SECRET, TestDestination, TestEmulator, eventually, receiver_config};
 use emulator::{EmulatorConfig, TokenGrant};
 use hubspot::UpsertInput;
-use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::api::mapping::{Direction, FieldMapping, MappedRecords, MatchKey};
 use model::config::{MappingConfig, SinkConfig};
 use receiver::metrics::{Metrics, OutcomeLabels};
 use receiver::sync::{Op, Record};
@@ -20,25 +20,14 @@ use serde_json::json;
 const TOKEN: &str = "pat-na1-end-to-end";
 
 fn contacts_mapping(http_url: &str) -> MappingConfig {
-    let field = |hubspot: &str, external: &str| FieldMapping {
-        hubspot_property: hubspot.into(),
-        external_field: external.into(),
-        direction: Direction::ToExternal,
-    };
+    let field = |hubspot: &str, external: &str| FieldMapping::new(hubspot, external, Direction::ToExternal);
+    let fields = vec![field("firstname", "first_name"), field("lastname", "last_name")];
     MappingConfig {
-        backfill: true,
-        name: "crm/contacts".into(),
-        object_type: "contacts".into(),
-        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-        fields: vec![field("firstname", "first_name"), field("lastname", "last_name")],
         sinks: vec![
             SinkConfig::Http { url: http_url.into(), signing_secret: Some("whsec_ZW5kLXRvLWVuZA==".into()) },
             SinkConfig::File { path: "contacts.jsonl".into() },
         ],
-        conflict_policy: Default::default(),
-        external_timestamp_field: None,
-        sources: vec![],
-        associations: vec![],
+        ..MappingConfig::new("crm/contacts", MappedRecords::new("contacts", MatchKey::new("email", "email"), fields))
     }
 }
 

@@ -38,14 +38,16 @@ async fn emulator(webhook_url: Option<String>) -> TestEmulator {
 
 /// Email is the match key; firstname flows out only; lifecyclestage both ways; phone only in.
 fn mapping(name: &str, policy: ConflictPolicy, sinks: Vec<SinkConfig>) -> MappingConfig {
-    MappingConfig { name: name.into(), conflict_policy: policy, ..contacts_mapping(sinks) }
+    let mut mapping = MappingConfig { name: name.into(), ..contacts_mapping(sinks) };
+    mapping.policy.conflict_policy = policy;
+    mapping
 }
 
 fn config_for(data_dir: &std::path::Path, emulator: &TestEmulator, mappings: Vec<MappingConfig>) -> ReceiverConfig {
     let mut config = receiver_config(data_dir);
     config.hubspot.base_url = emulator.running.base_url();
     config.hubspot.access_token = TOKEN.into();
-    config.ingest = Some(IngestConfig { token: INGEST_TOKEN.into(), max_body_bytes: 64 * 1024 });
+    config.ingest = Some(IngestConfig::new(INGEST_TOKEN.into(), 64 * 1024));
     config.mappings = mappings;
     config
 }
@@ -490,7 +492,7 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
     .await
     .unwrap();
     let mut mapping = mapping("crm/contacts", ConflictPolicy::ExternalWins, vec![]);
-    mapping.external_timestamp_field = Some("changed".into());
+    mapping.policy.external_timestamp_field = Some("changed".into());
     mapping.sources = vec![model::config::SourceConfig::Postgres {
         url: database.url.clone(),
         table: Some("crm_contacts".into()),

@@ -268,10 +268,10 @@ async fn bad_identifiers_are_refused_when_the_sink_is_built() {
         assert!(error.to_string().contains("invalid PostgreSQL"), "{table:?}: {error}");
     }
     let mut bad_column = contacts_mapping(vec![]);
-    bad_column.fields[0].external_field = "first name".into();
+    bad_column.records.fields[0].external_field = "first name".into();
     assert!(Sink::from_config(&config("contacts"), &bad_column, dir.path()).is_err());
     let mut reserved = contacts_mapping(vec![]);
-    reserved.fields[0].external_field = "hubspot_updated_at".into();
+    reserved.records.fields[0].external_field = "hubspot_updated_at".into();
     assert!(Sink::from_config(&config("contacts"), &reserved, dir.path()).is_err());
     assert!(Sink::from_config(&config("crm.contacts"), &mapping, dir.path()).is_ok());
     let bad_url = SinkConfig::Postgres {

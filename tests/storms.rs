@@ -313,7 +313,7 @@ async fn postgres_source_restarted_mid_run_loses_and_doubles_nothing() {
     let emulator = TestEmulator::start(EmulatorConfig::default()).await;
     let data_dir = tempfile::tempdir().unwrap();
     let mut config = storm_config(data_dir.path(), &emulator, vec![]);
-    config.mappings[0].backfill = false;
+    config.mappings[0].policy.backfill = false;
     config.mappings[0].sources = vec![SourceConfig::Postgres {
         url: postgres.url(),
         table: Some("crm_contacts".into()),

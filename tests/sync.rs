@@ -11,7 +11,7 @@ use serde_json::json;
 
 use common::{TestDatabase, TestDestination, TestEmulator, WAIT, contact_event, eventually, metric_sample};
 use emulator::{DEFAULT_TOKEN, EmulatorConfig, TokenGrant};
-use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::api::mapping::{Direction, FieldMapping, MappedRecords, MatchKey};
 use model::config::{MappingConfig, ReceiverConfig, SinkConfig};
 use receiver::eventlog::{EmbeddedEventLog, EventLog};
 use receiver::metrics::{Metrics, SinkLabels};
@@ -373,22 +373,14 @@ async fn mappings_of_one_type_share_a_read_and_each_gets_its_fields() {
     let destination = TestDestination::start_observing(vec![], Some(log.clone())).await;
     let url = destination.url.clone();
     let mut config = config(dir.path(), &emulator, vec![http_sink(&url)]);
-    config.mappings.push(MappingConfig {
-        backfill: true,
-        name: "crm/contact-cities".into(),
-        object_type: "contacts".into(),
-        match_key: MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() },
-        fields: vec![FieldMapping {
-            hubspot_property: "city".into(),
-            external_field: "town".into(),
-            direction: Direction::ToExternal,
-        }],
-        sinks: vec![file_sink()],
-        conflict_policy: Default::default(),
-        external_timestamp_field: None,
-        sources: vec![],
-        associations: vec![],
-    });
+    let cities = MappedRecords::new(
+        "contacts",
+        MatchKey::new("hs_object_id", "id"),
+        vec![FieldMapping::new("city", "town", Direction::ToExternal)],
+    );
+    config
+        .mappings
+        .push(MappingConfig { sinks: vec![file_sink()], ..MappingConfig::new("crm/contact-cities", cities) });
     let worker =
         Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
 

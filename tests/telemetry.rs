@@ -193,7 +193,7 @@ async fn webhook_and_sync_spans_are_exported_at_shutdown() {
         vec![SinkConfig::Http { url: destination.url.clone(), signing_secret: None }],
     );
     // No catch-up search: the webhook's event is the only one.
-    config.mappings[0].backfill = false;
+    config.mappings[0].policy.backfill = false;
     let receiver = Receiver::start(
         dir.path(),
         config,

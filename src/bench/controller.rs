@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use super::start_child;
 use hubspot::Tier;
 use model::api::mapping::{
-    Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
+    Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MappedRecords, MatchKey, PropertyMappingSpec,
 };
 use model::api::property::{FieldType, PropertyType};
 use model::api::{HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
@@ -341,25 +341,19 @@ fn load_objects(api: &FakeApiServer, args: &ControllerBenchArgs, hubspot_url: &s
             management_policy: Default::default(),
         };
         api.insert("hubspotproperties", resource("HubSpotProperty", &name.replace('_', "-"), json!(spec)));
-        let spec = PropertyMappingSpec {
-            backfill: false,
-            integration_ref: IntegrationRef { name: "crm".into() },
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: vec![FieldMapping {
-                hubspot_property: name.clone(),
-                external_field: name.clone(),
-                direction: Direction::ToExternal,
-            }],
-            associations: vec![],
+        let records = MappedRecords::new(
+            "contacts",
+            MatchKey::new("email", "email"),
+            vec![FieldMapping::new(&name, &name, Direction::ToExternal)],
+        );
+        let mut spec = PropertyMappingSpec {
             destinations: vec![Destination {
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
                 ..Default::default()
             }],
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
+            ..PropertyMappingSpec::new("crm", records)
         };
+        spec.policy.backfill = false;
         let mapping = PropertyMapping::new(&name.replace('_', "-"), spec);
         api.insert(
             "propertymappings",

@@ -354,31 +354,13 @@ async fn load(url: &str, batch_size: usize, concurrency: usize, duration: Durati
 }
 
 fn bench_config() -> ReceiverConfig {
-    ReceiverConfig {
-        integration: "bench/ingest".into(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        status_listen: ([127, 0, 0, 1], 0).into(),
-        // The ingress alone runs; nothing is written there.
-        data_dir: std::env::temp_dir(),
-        hubspot: HubSpotConnection {
-            base_url: "http://127.0.0.1:9".into(),
-            api_version: "v3".into(),
-            access_token: "unused".into(),
-            access_token_file: None,
-            tier: Default::default(),
-        },
-        webhooks: WebhookConfig {
-            client_secret: CLIENT_SECRET.into(),
-            public_url: None,
-            accept_legacy_signatures: false,
-            max_body_bytes: 1024 * 1024,
-        },
-        event_log: Default::default(),
-        ingest: None,
-        mappings: vec![],
-        admin: Default::default(),
-        sync: Default::default(),
-    }
+    let hubspot = HubSpotConnection::new("http://127.0.0.1:9", "unused");
+    // The ingress alone runs; nothing is written in the data directory.
+    let mut config =
+        ReceiverConfig::new("bench/ingest", std::env::temp_dir(), hubspot, WebhookConfig::new(CLIENT_SECRET));
+    config.listen = ([127, 0, 0, 1], 0).into();
+    config.status_listen = ([127, 0, 0, 1], 0).into();
+    config
 }
 
 /// A webhook body of `size` distinct, realistic property-change events. HubSpot's event ids are

@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use super::{CallCounts, EmulatorAdmin, ms};
 use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 use hubspot::Tier;
-use model::api::mapping::{Direction, FieldMapping, MatchKey};
+use model::api::mapping::{Direction, FieldMapping, MappedRecords, MatchKey};
 use model::config::{HubSpotConnection, MappingConfig, ReceiverConfig, SinkConfig, SyncConfig, WebhookConfig};
 use model::contract::WEBHOOK_PATH;
 use receiver::metrics::Metrics;
@@ -244,47 +244,24 @@ impl Pipeline {
 }
 
 fn receiver_config(data_dir: &std::path::Path, hubspot_url: &str, tier: Tier, destination_url: &str) -> ReceiverConfig {
-    let field = |hubspot: &str, external: &str| FieldMapping {
-        hubspot_property: hubspot.into(),
-        external_field: external.into(),
-        direction: Direction::ToExternal,
+    let records = MappedRecords::new(
+        "contacts",
+        MatchKey::new("email", "email"),
+        vec![FieldMapping::new("firstname", "first_name", Direction::ToExternal)],
+    );
+    let mut mapping = MappingConfig {
+        sinks: vec![SinkConfig::Http { url: destination_url.into(), signing_secret: None }],
+        ..MappingConfig::new("bench/contacts", records)
     };
-    ReceiverConfig {
-        integration: "bench/sync".into(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        // Ephemeral, as for the admin API: a benchmark runs beside whatever holds 8081.
-        status_listen: ([127, 0, 0, 1], 0).into(),
-        data_dir: data_dir.to_path_buf(),
-        hubspot: HubSpotConnection {
-            base_url: hubspot_url.into(),
-            api_version: "v3".into(),
-            access_token: TOKEN.into(),
-            access_token_file: None,
-            tier,
-        },
-        webhooks: WebhookConfig {
-            client_secret: CLIENT_SECRET.into(),
-            public_url: None,
-            accept_legacy_signatures: false,
-            max_body_bytes: 1024 * 1024,
-        },
-        event_log: Default::default(),
-        ingest: None,
-        mappings: vec![MappingConfig {
-            backfill: false,
-            name: "bench/contacts".into(),
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: vec![field("firstname", "first_name")],
-            sinks: vec![SinkConfig::Http { url: destination_url.into(), signing_secret: None }],
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
-            associations: vec![],
-        }],
-        admin: model::config::AdminConfig { listen: ([127, 0, 0, 1], 0).into(), token: None },
-        sync: Default::default(),
-    }
+    mapping.policy.backfill = false;
+    let hubspot = HubSpotConnection { tier, ..HubSpotConnection::new(hubspot_url, TOKEN) };
+    let mut config = ReceiverConfig::new("bench/sync", data_dir, hubspot, WebhookConfig::new(CLIENT_SECRET));
+    config.listen = ([127, 0, 0, 1], 0).into();
+    // Ephemeral, as for the admin API: a benchmark runs beside whatever holds 8081.
+    config.status_listen = ([127, 0, 0, 1], 0).into();
+    config.admin.listen = ([127, 0, 0, 1], 0).into();
+    config.mappings = vec![mapping];
+    config
 }
 
 /// `bench api-efficiency` figures.

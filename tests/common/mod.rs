@@ -54,31 +54,13 @@ pub fn redelivery(event: &WebhookEvent) -> WebhookEvent {
 }
 
 pub fn receiver_config(data_dir: &Path) -> ReceiverConfig {
-    ReceiverConfig {
-        integration: "default/test".into(),
-        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        // Ephemeral ports, here and in `admin`: tests run receivers side by side.
-        status_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
-        data_dir: data_dir.to_path_buf(),
-        hubspot: HubSpotConnection {
-            base_url: "http://127.0.0.1:9".into(),
-            api_version: "v3".into(),
-            access_token: "pat-na1-test".into(),
-            access_token_file: None,
-            tier: Default::default(),
-        },
-        webhooks: WebhookConfig {
-            client_secret: CLIENT_SECRET.into(),
-            public_url: None,
-            accept_legacy_signatures: false,
-            max_body_bytes: 1024 * 1024,
-        },
-        event_log: Default::default(),
-        ingest: None,
-        mappings: vec![],
-        admin: model::config::AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 0)), token: None },
-        sync: Default::default(),
-    }
+    let hubspot = HubSpotConnection::new("http://127.0.0.1:9", "pat-na1-test");
+    let mut config = ReceiverConfig::new("default/test", data_dir, hubspot, WebhookConfig::new(CLIENT_SECRET));
+    // Ephemeral ports: tests run receivers side by side.
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.status_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config
 }
 
 pub fn now_ms() -> i64 {
@@ -738,28 +720,14 @@ pub async fn nats_jetstream(url: &str) -> async_nats::jetstream::Context {
 /// Contacts: email is the match key; firstname and lifecyclestage flow out; phone only flows
 /// into HubSpot, so it must never be read.
 pub fn contacts_mapping(sinks: Vec<model::config::SinkConfig>) -> model::config::MappingConfig {
-    use model::api::mapping::{Direction, FieldMapping, MatchKey};
-    let field = |hubspot: &str, external: &str, direction| FieldMapping {
-        hubspot_property: hubspot.into(),
-        external_field: external.into(),
-        direction,
-    };
-    model::config::MappingConfig {
-        backfill: true,
-        name: "crm/contacts".into(),
-        object_type: "contacts".into(),
-        match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-        fields: vec![
-            field("firstname", "first_name", Direction::ToExternal),
-            field("lifecyclestage", "stage", Direction::Both),
-            field("phone", "phone", Direction::ToHubSpot),
-        ],
-        sinks,
-        conflict_policy: Default::default(),
-        external_timestamp_field: None,
-        sources: vec![],
-        associations: vec![],
-    }
+    use model::api::mapping::{Direction, FieldMapping, MappedRecords, MatchKey};
+    let fields = vec![
+        FieldMapping::new("firstname", "first_name", Direction::ToExternal),
+        FieldMapping::new("lifecyclestage", "stage", Direction::Both),
+        FieldMapping::new("phone", "phone", Direction::ToHubSpot),
+    ];
+    let records = MappedRecords::new("contacts", MatchKey::new("email", "email"), fields);
+    model::config::MappingConfig { sinks, ..model::config::MappingConfig::new("crm/contacts", records) }
 }
 
 /// A port on 127.0.0.1 that was free a moment ago, for processes that bind it themselves.

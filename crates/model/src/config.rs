@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::integration::{self, ReceiverSettings, default_api_version};
-use crate::api::mapping::{AssociationMapping, ConflictPolicy, FieldMapping, MatchKey, default_backfill};
+use crate::api::integration::{IngestSettings, ReceiverSettings, default_api_version};
+use crate::api::mapping::{AssociationMapping, MappedRecords, SyncPolicy};
 use hubspot::Tier;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
@@ -198,6 +198,7 @@ pub struct JetStreamLogConfig {
 
 impl JetStreamLogConfig {
     pub const DEFAULT_ACK_WAIT_SECONDS: u64 = 60;
+    pub const DEFAULT_REPLICAS: usize = 1;
 
     pub fn limits(&self) -> LogLimits {
         LogLimits { max_pending_events: self.max_pending_events, max_pending_bytes: self.max_pending_bytes }
@@ -228,6 +229,21 @@ pub struct IngestConfig {
     pub max_body_bytes: usize,
 }
 
+impl IngestConfig {
+    /// Largest accepted request body when the config does not say.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = body_limit(IngestSettings::DEFAULT_MAX_BODY_BYTES);
+
+    /// The ingest API guarded by `token`, taking bodies of up to `max_body_bytes`.
+    pub fn new(token: String, max_body_bytes: u64) -> Self {
+        IngestConfig { token, max_body_bytes: body_limit(max_body_bytes) }
+    }
+}
+
+/// A body size limit from the API's `u64`; one beyond the address space is no limit.
+const fn body_limit(bytes: u64) -> usize {
+    if bytes > usize::MAX as u64 { usize::MAX } else { bytes as usize }
+}
+
 impl std::fmt::Debug for IngestConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("IngestConfig").field("max_body_bytes", &self.max_body_bytes).finish_non_exhaustive()
@@ -250,6 +266,21 @@ pub struct HubSpotConnection {
     pub access_token_file: Option<PathBuf>,
     #[serde(default)]
     pub tier: Tier,
+}
+
+impl WebhookConfig {
+    /// HubSpot sends at most 100 events per request, well under this.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+    /// Requests signed with `client_secret`, checked against their own URL, v3 signatures only.
+    pub fn new(client_secret: impl Into<String>) -> Self {
+        WebhookConfig {
+            client_secret: client_secret.into(),
+            public_url: None,
+            accept_legacy_signatures: false,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
 }
 
 /// How webhook requests are accepted.
@@ -276,20 +307,12 @@ pub struct WebhookConfig {
 pub struct MappingConfig {
     /// `namespace/name` of the `PropertyMapping`.
     pub name: String,
-    pub object_type: String,
-    pub match_key: MatchKey,
-    pub fields: Vec<FieldMapping>,
+    #[serde(flatten)]
+    pub records: MappedRecords,
     #[serde(default)]
     pub sinks: Vec<SinkConfig>,
-    /// Search HubSpot at start for what webhooks did not bring (see `sync::backfill`).
-    #[serde(default = "default_backfill")]
-    pub backfill: bool,
-    /// Who wins when a field changed on both sides since it last synced.
-    #[serde(default)]
-    pub conflict_policy: ConflictPolicy,
-    /// External field of ingested records holding when the record changed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub external_timestamp_field: Option<String>,
+    #[serde(flatten)]
+    pub policy: SyncPolicy,
     /// Systems polled for records to write to HubSpot.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sources: Vec<SourceConfig>,
@@ -333,11 +356,25 @@ impl std::fmt::Debug for SourceConfig {
 }
 
 impl MappingConfig {
+    /// Mapping `name` of `records`, with the default policy and without destinations, sources
+    /// or associations.
+    pub fn new(name: impl Into<String>, records: MappedRecords) -> Self {
+        MappingConfig {
+            name: name.into(),
+            records,
+            sinks: vec![],
+            policy: SyncPolicy::default(),
+            sources: vec![],
+            associations: vec![],
+        }
+    }
+
     /// The HubSpot properties this mapping reads: the match key and every field that flows
     /// to external systems, nothing else.
     pub fn hubspot_properties(&self) -> Vec<String> {
-        let mut props: Vec<String> = std::iter::once(self.match_key.hubspot_property.clone())
-            .chain(self.fields.iter().filter(|f| f.direction.to_external()).map(|f| f.hubspot_property.clone()))
+        let records = &self.records;
+        let mut props: Vec<String> = std::iter::once(records.match_key.hubspot_property.clone())
+            .chain(records.fields.iter().filter(|f| f.direction.to_external()).map(|f| f.hubspot_property.clone()))
             .collect();
         props.sort();
         props.dedup();
@@ -422,7 +459,7 @@ fn default_admin_listen() -> SocketAddr {
     DEFAULT_ADMIN_LISTEN.parse().expect("a valid socket address")
 }
 fn default_max_body_bytes() -> usize {
-    1024 * 1024
+    WebhookConfig::DEFAULT_MAX_BODY_BYTES
 }
 fn default_max_pending_events() -> u64 {
     1_000_000
@@ -434,13 +471,13 @@ fn default_max_batch_wait_milliseconds() -> u64 {
     SyncConfig::DEFAULT_MAX_BATCH_WAIT_MILLISECONDS
 }
 fn default_stream_replicas() -> usize {
-    1
+    JetStreamLogConfig::DEFAULT_REPLICAS
 }
 fn default_ack_wait_seconds() -> u64 {
     JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS
 }
 pub fn default_ingest_max_body_bytes() -> usize {
-    usize::try_from(integration::default_ingest_max_body_bytes()).unwrap_or(usize::MAX)
+    IngestConfig::DEFAULT_MAX_BODY_BYTES
 }
 
 // Secrets never reach a log line through `{:?}`.
@@ -466,6 +503,18 @@ impl std::fmt::Debug for WebhookConfig {
 }
 
 impl HubSpotConnection {
+    /// Calls to `base_url` with the static token `access_token`, with the default API
+    /// version and tier.
+    pub fn new(base_url: impl Into<String>, access_token: impl Into<String>) -> Self {
+        HubSpotConnection {
+            base_url: base_url.into(),
+            api_version: default_api_version(),
+            access_token: access_token.into(),
+            access_token_file: None,
+            tier: Tier::default(),
+        }
+    }
+
     /// A client with this connection's credentials.
     pub fn client(&self) -> hubspot::HubSpotClient {
         match &self.access_token_file {
@@ -498,6 +547,29 @@ impl HubSpotConnection {
 }
 
 impl ReceiverConfig {
+    /// The config of `integration` calling HubSpot through `hubspot`, taking webhooks as
+    /// `webhooks` say, keeping its files in `data_dir`; defaults for the rest, no mapping.
+    pub fn new(
+        integration: impl Into<String>,
+        data_dir: impl Into<PathBuf>,
+        hubspot: HubSpotConnection,
+        webhooks: WebhookConfig,
+    ) -> Self {
+        ReceiverConfig {
+            integration: integration.into(),
+            listen: default_listen(),
+            status_listen: default_status_listen(),
+            data_dir: data_dir.into(),
+            hubspot,
+            webhooks,
+            event_log: EventLogConfig::default(),
+            ingest: None,
+            mappings: vec![],
+            admin: AdminConfig::default(),
+            sync: SyncConfig::default(),
+        }
+    }
+
     /// Reads a YAML or JSON config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
@@ -527,122 +599,4 @@ impl ReceiverConfig {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A config with only what is required.
-    const MINIMAL: &str = "integration: ns/crm
-dataDir: /data
-hubspot: {baseUrl: 'http://h', accessToken: t}
-webhooks: {clientSecret: s}
-";
-
-    #[test]
-    fn debug_output_hides_secrets() {
-        let config: ReceiverConfig = serde_yaml::from_str(
-            "integration: ns/crm
-dataDir: /data
-hubspot: {baseUrl: 'http://h', accessToken: pat-na1-do-not-print}
-webhooks: {clientSecret: client-secret-do-not-print}
-admin: {token: admin-token-do-not-print}
-ingest: {token: ingest-token-do-not-print}
-",
-        )
-        .unwrap();
-        let shown = format!("{config:?}");
-        assert!(!shown.contains("do-not-print"), "{shown}");
-        assert!(shown.contains("http://h"));
-    }
-
-    #[test]
-    fn admin_api_stays_on_loopback_unless_it_has_a_token() {
-        let admin: AdminConfig = serde_yaml::from_str("{}").unwrap();
-        assert!(admin.listen.ip().is_loopback());
-        admin.validate().unwrap();
-        let open: AdminConfig = serde_yaml::from_str("listen: 0.0.0.0:8082").unwrap();
-        let error = open.validate().unwrap_err().to_string();
-        assert!(error.contains("admin.token"), "{error}");
-        let guarded: AdminConfig = serde_yaml::from_str("{listen: '0.0.0.0:8082', token: s3cret}").unwrap();
-        guarded.validate().unwrap();
-        let blank: AdminConfig = serde_yaml::from_str("{token: ' '}").unwrap();
-        assert!(blank.validate().is_err());
-    }
-
-    #[test]
-    fn event_log_defaults_to_embedded_and_reads_jetstream() {
-        let base = MINIMAL;
-        let config: ReceiverConfig = serde_yaml::from_str(base).unwrap();
-        assert_eq!(config.event_log, EventLogConfig::Embedded(LogLimits::default()));
-
-        let config: ReceiverConfig = serde_yaml::from_str(&format!(
-            "{base}eventLog: {{type: jetstream, url: 'nats://u:pw-do-not-print@nats:4222', replicas: 3, maxPendingEvents: 10}}\n"
-        ))
-        .unwrap();
-        let EventLogConfig::JetStream(jetstream) = &config.event_log else { panic!("{config:?}") };
-        assert_eq!((jetstream.replicas, jetstream.max_pending_events), (3, 10));
-        assert_eq!(jetstream.max_pending_bytes, default_max_pending_bytes());
-        assert_eq!(jetstream.stream, None);
-        assert!(!format!("{config:?}").contains("pw-do-not-print"));
-        // What the controller writes, the receiver reads back.
-        let again: ReceiverConfig = serde_yaml::from_str(&serde_yaml::to_string(&config).unwrap()).unwrap();
-        assert_eq!(again, config);
-
-        for bad in ["{type: jetstream}", "{type: kafka}", "{type: embedded, url: 'nats://x'}"] {
-            assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}eventLog: {bad}\n")).is_err(), "{bad}");
-        }
-    }
-
-    /// Config files written before the status listener existed still load.
-    #[test]
-    fn status_listen_has_a_default_and_is_read_back() {
-        let config: ReceiverConfig = serde_yaml::from_str(MINIMAL).unwrap();
-        assert_eq!(
-            (config.listen.to_string(), config.status_listen.to_string()),
-            ("0.0.0.0:8080".into(), "0.0.0.0:8081".into())
-        );
-        let config: ReceiverConfig = serde_yaml::from_str(&format!("{MINIMAL}statusListen: 127.0.0.1:9100\n")).unwrap();
-        assert_eq!(config.status_listen.to_string(), "127.0.0.1:9100");
-        let again: ReceiverConfig = serde_yaml::from_str(&serde_yaml::to_string(&config).unwrap()).unwrap();
-        assert_eq!(again, config);
-    }
-
-    #[test]
-    fn sync_batch_wait_has_a_default_and_an_upper_bound() {
-        let base = MINIMAL;
-        let config: ReceiverConfig = serde_yaml::from_str(base).unwrap();
-        assert_eq!(config.sync.max_batch_wait(), std::time::Duration::from_secs(1));
-        let config: ReceiverConfig =
-            serde_yaml::from_str(&format!("{base}sync: {{maxBatchWaitMilliseconds: 250}}\n")).unwrap();
-        assert_eq!(config.sync.max_batch_wait_milliseconds, 250);
-        config.sync.validate().unwrap();
-
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("config.yaml");
-        std::fs::write(&path, format!("{base}sync: {{maxBatchWaitMilliseconds: 60001}}\n")).unwrap();
-        let error = ReceiverConfig::load(&path).unwrap_err().to_string();
-        assert!(error.contains("maxBatchWaitMilliseconds 60001 is above 60000"), "{error}");
-        assert!(serde_yaml::from_str::<ReceiverConfig>(&format!("{base}sync: {{maxBatchWait: 1}}\n")).is_err());
-    }
-
-    #[test]
-    fn hubspot_takes_exactly_one_of_access_token_and_access_token_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let load = |hubspot: &str| {
-            let path = dir.path().join("config.yaml");
-            std::fs::write(
-                &path,
-                format!("integration: ns/crm\ndataDir: /data\nhubspot: {hubspot}\nwebhooks: {{clientSecret: s}}\n"),
-            )
-            .unwrap();
-            ReceiverConfig::load(&path).map_err(|e| e.to_string())
-        };
-        let file = load("{baseUrl: 'http://h', accessTokenFile: /var/run/token}").unwrap();
-        assert_eq!(file.hubspot.access_token_file, Some(PathBuf::from("/var/run/token")));
-        assert_eq!(file.hubspot.access_token, "");
-        load("{baseUrl: 'http://h', accessToken: t}").unwrap();
-        for bad in ["{baseUrl: 'http://h'}", "{baseUrl: 'http://h', accessToken: t, accessTokenFile: /f}"] {
-            let error = load(bad).unwrap_err();
-            assert!(error.contains("set exactly one of accessToken and accessTokenFile"), "{bad}: {error}");
-        }
-    }
-}
+mod tests;

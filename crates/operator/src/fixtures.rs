@@ -26,7 +26,7 @@ use emulator::{EmulatorConfig, RunningEmulator, TokenGrant};
 use hubspot::{ClientSettings, HubSpotClient};
 use model::api::integration::{ApiSettings, Credentials, HubSpotIntegrationSpec, WebhookSettings};
 use model::api::mapping::{
-    Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MatchKey, PropertyMappingSpec,
+    Destination, Direction, FieldMapping, FileDestination, MappedRecords, MatchKey, PropertyMappingSpec,
 };
 use model::api::property::{
     DeletionPolicy, FieldType, ManagementPolicy, PropertyGroupSpec, PropertyOptionSpec, PropertyType,
@@ -292,26 +292,18 @@ pub fn mapping(integration: &str, fields: &[&str]) -> PropertyMapping {
     let mut m = PropertyMapping::new(
         "contacts",
         PropertyMappingSpec {
-            backfill: true,
-            integration_ref: IntegrationRef { name: integration.into() },
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: fields
-                .iter()
-                .map(|f| FieldMapping {
-                    hubspot_property: f.to_string(),
-                    external_field: f.to_string(),
-                    direction: Direction::ToExternal,
-                })
-                .collect(),
-            associations: vec![],
             destinations: vec![Destination {
                 file: Some(FileDestination { path: "contacts.jsonl".into() }),
                 ..Default::default()
             }],
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
+            ..PropertyMappingSpec::new(
+                integration,
+                MappedRecords::new(
+                    "contacts",
+                    MatchKey::new("email", "email"),
+                    fields.iter().map(|f| FieldMapping::new(*f, *f, Direction::ToExternal)).collect(),
+                ),
+            )
         },
     );
     m.metadata.namespace = Some(NAMESPACE.into());

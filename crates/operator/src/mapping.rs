@@ -63,7 +63,7 @@ pub fn waiting_for(mapping: &PropertyMapping, property: &HubSpotProperty) -> boo
     ready
         && mapping.namespace() == property.namespace()
         && mapping.spec.integration_ref.name == property.spec.integration_ref.name
-        && mapping.spec.object_type == property.spec.object_type
+        && mapping.spec.records.object_type == property.spec.object_type
         && mapping.status.as_ref().is_some_and(|s| s.missing_properties.contains(&property.spec.name))
 }
 
@@ -118,7 +118,7 @@ async fn look_up_properties(
         Err(e) => return Ok(PropertyLookup::TokenUnavailable(e)),
     };
     let hubspot = ctx.hubspot_client(integration, token);
-    let object_type = &mapping.spec.object_type;
+    let object_type = &mapping.spec.records.object_type;
     let catalogue = ctx.property_catalogue(integration, object_type);
     let required = required_properties(mapping);
     let refresh = reconcile_requested(mapping);

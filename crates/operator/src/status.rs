@@ -393,8 +393,9 @@ pub enum PropertyLookup {
 /// The HubSpot properties `mapping` needs (its match key and every field), in spec order.
 pub fn required_properties(mapping: &PropertyMapping) -> Vec<String> {
     let mut names: Vec<String> = Vec::new();
-    let spec = &mapping.spec;
-    for name in std::iter::once(&spec.match_key.hubspot_property).chain(spec.fields.iter().map(|f| &f.hubspot_property))
+    let records = &mapping.spec.records;
+    for name in
+        std::iter::once(&records.match_key.hubspot_property).chain(records.fields.iter().map(|f| &f.hubspot_property))
     {
         if !names.contains(name) {
             names.push(name.clone());
@@ -412,7 +413,7 @@ pub fn mapping_property_check(
 ) -> (Vec<String>, Condition) {
     let required = required_properties(mapping);
     let missing: Vec<String> = required.iter().filter(|name| !properties.contains(*name)).cloned().collect();
-    let object_type = &mapping.spec.object_type;
+    let object_type = &mapping.spec.records.object_type;
     let condition = if missing.is_empty() {
         condition(
             mapping_conditions::PROPERTIES_EXIST,
@@ -582,7 +583,7 @@ mod tests {
     use hubspot::ApiError;
     use model::api::SecretKeyRef;
     use model::api::integration::{Credentials, HubSpotIntegrationSpec};
-    use model::api::mapping::{Direction, FieldMapping, IntegrationRef, MatchKey, PropertyMappingSpec};
+    use model::api::mapping::{Direction, FieldMapping, MappedRecords, MatchKey, PropertyMappingSpec};
     use model::report::{ReportedError, SyncReport};
 
     fn not_available() -> ReceiverReports {
@@ -876,25 +877,14 @@ mod tests {
     fn mapping(fields: &[&str]) -> PropertyMapping {
         let mut m = PropertyMapping::new(
             "contacts",
-            PropertyMappingSpec {
-                backfill: true,
-                integration_ref: IntegrationRef { name: "crm".into() },
-                object_type: "contacts".into(),
-                match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-                fields: fields
-                    .iter()
-                    .map(|f| FieldMapping {
-                        hubspot_property: f.to_string(),
-                        external_field: f.to_string(),
-                        direction: Direction::Both,
-                    })
-                    .collect(),
-                associations: vec![],
-                destinations: vec![],
-                conflict_policy: Default::default(),
-                external_timestamp_field: None,
-                sources: vec![],
-            },
+            PropertyMappingSpec::new(
+                "crm",
+                MappedRecords::new(
+                    "contacts",
+                    MatchKey::new("email", "email"),
+                    fields.iter().map(|f| FieldMapping::new(*f, *f, Direction::Both)).collect(),
+                ),
+            ),
         );
         m.metadata.namespace = Some("sales".into());
         m.metadata.generation = Some(2);

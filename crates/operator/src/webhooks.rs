@@ -99,7 +99,7 @@ pub fn desired_webhooks(
 fn derived_subscriptions(mappings: &[&PropertyMapping]) -> Vec<WebhookSubscription> {
     let mut subscriptions = Vec::new();
     for mapping in mappings {
-        let Some(object) = legacy_object(&mapping.spec.object_type) else { continue };
+        let Some(object) = legacy_object(&mapping.spec.records.object_type) else { continue };
         let whole_object = DERIVED_EVENTS.iter().map(|event| (format!("{object}.{event}"), None));
         let properties =
             required_properties(mapping).into_iter().map(|p| (format!("{object}.propertyChange"), Some(p)));
@@ -343,10 +343,10 @@ mod tests {
         let i = integration("http://127.0.0.1:9", &[]);
         let contacts = mapping("crm", &["firstname", "email"]);
         let mut custom = mapping("crm", &["name"]);
-        custom.spec.object_type = "2-123456".into();
+        custom.spec.records.object_type = "2-123456".into();
         let mut deals = mapping("crm", &["amount"]);
-        deals.spec.object_type = "deals".into();
-        deals.spec.match_key.hubspot_property = "dealname".into();
+        deals.spec.records.object_type = "deals".into();
+        deals.spec.records.match_key.hubspot_property = "dealname".into();
         deals.spec.associations = vec![model::api::mapping::AssociationMapping {
             to_object_type: "companies".into(),
             field: "company_ids".into(),

@@ -57,6 +57,64 @@ pub struct PropertyMappingSpec {
         "message": "integrationRef is immutable: create a new mapping for another integration"
     }]))]
     pub integration_ref: IntegrationRef,
+    /// What syncs: the object type, the match key and the mapped fields.
+    #[serde(flatten)]
+    pub records: MappedRecords,
+    /// Associations delivered with each record: per entry, the ids of the `toObjectType`
+    /// records the object is associated with, as the array field `field`. They are read from
+    /// HubSpot (Associations v4) whenever the object is, and when HubSpot reports an
+    /// association change. At most 10, each `toObjectType` and each `field` once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 10))]
+    #[schemars(extend("x-kubernetes-validations" = [
+        {
+            "rule": "self.all(a, self.exists_one(b, b.toObjectType == a.toObjectType))",
+            "message": "each toObjectType may be listed only once"
+        },
+        {
+            "rule": "self.all(a, self.exists_one(b, b.field == a.field))",
+            "message": "each association field may be listed only once"
+        }
+    ]))]
+    pub associations: Vec<AssociationMapping>,
+    /// Where mapped records are delivered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub destinations: Vec<Destination>,
+    /// How it syncs: backfill, conflicts, the external records' timestamp.
+    #[serde(flatten)]
+    pub policy: SyncPolicy,
+    /// Systems the receiver polls for records to write to HubSpot, besides the ingest API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sources: Vec<Source>,
+}
+
+impl PropertyMappingSpec {
+    /// `records` synced by the integration `integration`, with the default policy and without
+    /// associations, destinations or sources.
+    pub fn new(integration: impl Into<String>, records: MappedRecords) -> Self {
+        PropertyMappingSpec {
+            integration_ref: IntegrationRef { name: integration.into() },
+            records,
+            associations: vec![],
+            destinations: vec![],
+            policy: SyncPolicy::default(),
+            sources: vec![],
+        }
+    }
+}
+
+fn default_backfill() -> bool {
+    true
+}
+
+/// The HubSpot records a mapping syncs and how they match external records: one part of both
+/// the `PropertyMapping` spec and the receiver config's mapping, flattened into each. Two parts
+/// ([`SyncPolicy`] is the other) rather than one, because their keys sit apart in the receiver
+/// config and that file's bytes are hashed into the receiver pods' template: one part would
+/// reorder its keys and roll every receiver.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MappedRecords {
     /// HubSpot object type: contacts, companies, deals, tickets and the other standard object
     /// names, or a custom object type id (`2-123456`).
     #[schemars(length(min = 1, max = 100))]
@@ -81,26 +139,20 @@ pub struct PropertyMappingSpec {
         }
     ]))]
     pub fields: Vec<FieldMapping>,
-    /// Associations delivered with each record: per entry, the ids of the `toObjectType`
-    /// records the object is associated with, as the array field `field`. They are read from
-    /// HubSpot (Associations v4) whenever the object is, and when HubSpot reports an
-    /// association change. At most 10, each `toObjectType` and each `field` once.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 10))]
-    #[schemars(extend("x-kubernetes-validations" = [
-        {
-            "rule": "self.all(a, self.exists_one(b, b.toObjectType == a.toObjectType))",
-            "message": "each toObjectType may be listed only once"
-        },
-        {
-            "rule": "self.all(a, self.exists_one(b, b.field == a.field))",
-            "message": "each association field may be listed only once"
-        }
-    ]))]
-    pub associations: Vec<AssociationMapping>,
-    /// Where mapped records are delivered.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub destinations: Vec<Destination>,
+}
+
+impl MappedRecords {
+    /// Records of `object_type` matched on `match_key`, mapped as `fields` say.
+    pub fn new(object_type: impl Into<String>, match_key: MatchKey, fields: Vec<FieldMapping>) -> Self {
+        MappedRecords { object_type: object_type.into(), match_key, fields }
+    }
+}
+
+/// How a mapping's records sync, besides where they go: the other part (see [`MappedRecords`])
+/// of both the `PropertyMapping` spec and the receiver config's mapping.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SyncPolicy {
     /// Deliver the records that existed before the mapping, and catch up on changes made while
     /// the receiver was down: at each receiver start, HubSpot is searched for objects modified
     /// since the mapping last caught up (every object the first time). Destinations skip what
@@ -118,13 +170,16 @@ pub struct PropertyMappingSpec {
     /// it, the time the receiver accepted the record is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_timestamp_field: Option<String>,
-    /// Systems the receiver polls for records to write to HubSpot, besides the ingest API.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sources: Vec<Source>,
 }
 
-pub(crate) fn default_backfill() -> bool {
-    true
+impl Default for SyncPolicy {
+    fn default() -> Self {
+        SyncPolicy {
+            backfill: default_backfill(),
+            conflict_policy: ConflictPolicy::default(),
+            external_timestamp_field: None,
+        }
+    }
 }
 
 /// One source of records for HubSpot; exactly one of the fields is set.
@@ -204,6 +259,12 @@ pub struct MatchKey {
     pub external_field: String,
 }
 
+impl MatchKey {
+    pub fn new(hubspot_property: impl Into<String>, external_field: impl Into<String>) -> Self {
+        MatchKey { hubspot_property: hubspot_property.into(), external_field: external_field.into() }
+    }
+}
+
 /// One HubSpot property and the external field it maps to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -217,6 +278,12 @@ pub struct FieldMapping {
     /// Which way values flow.
     #[serde(default)]
     pub direction: Direction,
+}
+
+impl FieldMapping {
+    pub fn new(hubspot_property: impl Into<String>, external_field: impl Into<String>, direction: Direction) -> Self {
+        FieldMapping { hubspot_property: hubspot_property.into(), external_field: external_field.into(), direction }
+    }
 }
 
 /// Associations of the mapped object to records of another type, delivered as one field.
@@ -412,18 +479,12 @@ mod tests {
     }
 
     fn mapping(edit: impl FnOnce(&mut PropertyMappingSpec)) -> PropertyMapping {
-        let mut spec = PropertyMappingSpec {
-            integration_ref: IntegrationRef { name: "crm".into() },
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: vec![field("firstname", "first_name"), field("lastname", "last_name")],
-            associations: vec![],
-            destinations: vec![file()],
-            backfill: true,
-            conflict_policy: ConflictPolicy::default(),
-            external_timestamp_field: None,
-            sources: vec![],
-        };
+        let records = MappedRecords::new(
+            "contacts",
+            MatchKey::new("email", "email"),
+            vec![field("firstname", "first_name"), field("lastname", "last_name")],
+        );
+        let mut spec = PropertyMappingSpec { destinations: vec![file()], ..PropertyMappingSpec::new("crm", records) };
         edit(&mut spec);
         PropertyMapping::new("contacts", spec)
     }
@@ -440,7 +501,7 @@ mod tests {
     fn cel_accepts_a_valid_mapping_and_custom_object_types() {
         assert_eq!(cel_errors(&mapping(|_| {}), None), "");
         for object_type in ["companies", "line_items", "2-123456", "p62515_cars"] {
-            assert_eq!(cel_errors(&mapping(|s| s.object_type = object_type.into()), None), "", "{object_type}");
+            assert_eq!(cel_errors(&mapping(|s| s.records.object_type = object_type.into()), None), "", "{object_type}");
         }
         assert_eq!(cel_errors(&mapping(|s| s.destinations.clear()), None), "");
     }
@@ -457,11 +518,11 @@ mod tests {
 
     #[test]
     fn cel_refuses_a_property_or_external_field_mapped_twice() {
-        let twice = mapping(|s| s.fields.push(field("firstname", "given_name")));
+        let twice = mapping(|s| s.records.fields.push(field("firstname", "given_name")));
         let errors = cel_errors(&twice, None);
         assert!(errors.contains("each hubspotProperty may be mapped only once"), "{errors}");
         assert!(!errors.contains("each externalField"), "{errors}");
-        let twice = mapping(|s| s.fields.push(field("nickname", "first_name")));
+        let twice = mapping(|s| s.records.fields.push(field("nickname", "first_name")));
         let errors = cel_errors(&twice, None);
         assert!(errors.contains("each externalField may be mapped only once"), "{errors}");
         assert!(!errors.contains("each hubspotProperty"), "{errors}");
@@ -469,16 +530,16 @@ mod tests {
 
     #[test]
     fn cel_refuses_an_empty_match_key_and_a_malformed_object_type() {
-        let empty = mapping(|s| s.match_key.external_field.clear());
+        let empty = mapping(|s| s.records.match_key.external_field.clear());
         assert!(
             cel_errors(&empty, None).contains("matchKey.hubspotProperty and matchKey.externalField must not be empty")
         );
-        let empty = mapping(|s| s.match_key.hubspot_property.clear());
+        let empty = mapping(|s| s.records.match_key.hubspot_property.clear());
         assert!(
             cel_errors(&empty, None).contains("matchKey.hubspotProperty and matchKey.externalField must not be empty")
         );
         for object_type in ["Contacts", "contacts/1", "../deals", "2-"] {
-            let bad = mapping(|s| s.object_type = object_type.into());
+            let bad = mapping(|s| s.records.object_type = object_type.into());
             assert!(cel_errors(&bad, None).contains("objectType must be an object name"), "{object_type}");
         }
     }
@@ -493,13 +554,13 @@ mod tests {
 
     fn two_way(timestamp_field: Option<&str>) -> PropertyMapping {
         mapping(|s| {
-            s.fields = vec![FieldMapping {
+            s.records.fields = vec![FieldMapping {
                 hubspot_property: "phone".into(),
                 external_field: "phone".into(),
                 direction: Direction::ToHubSpot,
             }];
             s.destinations.clear();
-            s.external_timestamp_field = timestamp_field.map(str::to_string);
+            s.policy.external_timestamp_field = timestamp_field.map(str::to_string);
         })
     }
 

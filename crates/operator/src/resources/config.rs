@@ -33,7 +33,7 @@ pub fn event_log_config(
             url,
             stream: jetstream.stream.clone(),
             subject: jetstream.subject.clone(),
-            replicas: jetstream.replicas.map_or(1, usize::from),
+            replicas: jetstream.replicas.map_or(JetStreamLogConfig::DEFAULT_REPLICAS, usize::from),
             max_pending_events: jetstream.max_pending_events.unwrap_or(defaults.max_pending_events),
             max_pending_bytes: jetstream.max_pending_bytes.unwrap_or(defaults.max_pending_bytes),
             ack_wait_seconds: JetStreamLogConfig::DEFAULT_ACK_WAIT_SECONDS,
@@ -113,16 +113,11 @@ pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Resul
         }
     }
     Ok(MappingConfig {
-        name: qualified_name(mapping),
-        object_type: mapping.spec.object_type.clone(),
-        match_key: mapping.spec.match_key.clone(),
-        fields: mapping.spec.fields.clone(),
         sinks,
-        backfill: mapping.spec.backfill,
-        conflict_policy: mapping.spec.conflict_policy,
-        external_timestamp_field: mapping.spec.external_timestamp_field.clone(),
+        policy: mapping.spec.policy.clone(),
         sources,
         associations: mapping.spec.associations.clone(),
+        ..MappingConfig::new(qualified_name(mapping), mapping.spec.records.clone())
     })
 }
 
@@ -144,35 +139,30 @@ pub fn render_receiver_config(
     mappings: Vec<MappingConfig>,
 ) -> ReceiverConfig {
     let api = &integration.spec.api;
+    let hubspot = HubSpotConnection {
+        base_url: api.base_url.clone(),
+        api_version: api.version.clone(),
+        access_token: match &token {
+            ReceiverToken::Static(token) => token.clone(),
+            ReceiverToken::File => String::new(),
+        },
+        access_token_file: match token {
+            ReceiverToken::Static(_) => None,
+            ReceiverToken::File => Some(format!("{ACCESS_TOKEN_DIR}/{ACCESS_TOKEN_KEY}").into()),
+        },
+        tier: api.tier,
+    };
+    let webhooks = WebhookConfig {
+        public_url: receiver_public_url(integration).as_deref().map(public_base_url),
+        ..WebhookConfig::new(client_secret)
+    };
     ReceiverConfig {
-        integration: qualified_name(integration),
         listen: SocketAddr::from(([0, 0, 0, 0], RECEIVER_PORT)),
         status_listen: SocketAddr::from(([0, 0, 0, 0], STATUS_PORT)),
-        data_dir: DATA_DIR.into(),
-        hubspot: HubSpotConnection {
-            base_url: api.base_url.clone(),
-            api_version: api.version.clone(),
-            access_token: match &token {
-                ReceiverToken::Static(token) => token.clone(),
-                ReceiverToken::File => String::new(),
-            },
-            access_token_file: match token {
-                ReceiverToken::Static(_) => None,
-                ReceiverToken::File => Some(format!("{ACCESS_TOKEN_DIR}/{ACCESS_TOKEN_KEY}").into()),
-            },
-            tier: api.tier,
-        },
-        webhooks: WebhookConfig {
-            client_secret: client_secret.to_string(),
-            public_url: receiver_public_url(integration).as_deref().map(public_base_url),
-            accept_legacy_signatures: false,
-            max_body_bytes: 1024 * 1024,
-        },
         event_log,
-        ingest: None,
         mappings,
-        admin: Default::default(),
         sync: SyncConfig::from(&integration.spec.receiver),
+        ..ReceiverConfig::new(qualified_name(integration), DATA_DIR, hubspot, webhooks)
     }
 }
 
@@ -225,10 +215,7 @@ pub fn receiver_config<'a>(
         .collect::<Result<Vec<_>, _>>()?;
     let mut config = render_receiver_config(integration, token, client_secret.as_str(), event_log, mappings);
     config.ingest = match &integration.spec.receiver.ingest {
-        Some(ingest) => Some(IngestConfig {
-            token: secrets.value(&ingest.token_secret_ref)?,
-            max_body_bytes: usize::try_from(ingest.max_body_bytes).unwrap_or(usize::MAX),
-        }),
+        Some(ingest) => Some(IngestConfig::new(secrets.value(&ingest.token_secret_ref)?, ingest.max_body_bytes)),
         None => None,
     };
     config.admin = admin_config(integration, secrets)?;

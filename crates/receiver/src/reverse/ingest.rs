@@ -108,8 +108,8 @@ fn validate_record(mapping: &MappingConfig, record: &Value, received_at: i64) ->
     let Some(fields) = record.as_object() else {
         return Err(vec!["a record must be a JSON object keyed by external field names".into()]);
     };
-    let key_field = &mapping.match_key.external_field;
-    let timestamp_field = mapping.external_timestamp_field.as_deref();
+    let key_field = &mapping.records.match_key.external_field;
+    let timestamp_field = mapping.policy.external_timestamp_field.as_deref();
     let mut reasons = Vec::new();
     let key = match fields.get(key_field).map(scalar) {
         None => {
@@ -137,7 +137,7 @@ fn validate_record(mapping: &MappingConfig, record: &Value, received_at: i64) ->
             }
             continue;
         }
-        let Some(field) = mapping.fields.iter().find(|f| &f.external_field == name) else {
+        let Some(field) = mapping.records.fields.iter().find(|f| &f.external_field == name) else {
             reasons.push(format!("unknown field `{name}`: the mapping does not map it"));
             continue;
         };
@@ -238,7 +238,7 @@ async fn receive(
         count_request(&state, "unknown_mapping");
         return error(StatusCode::NOT_FOUND, format!("this receiver has no mapping {mapping_name}"));
     };
-    if !mapping.fields.iter().any(|f| f.direction.to_hubspot()) {
+    if !mapping.records.fields.iter().any(|f| f.direction.to_hubspot()) {
         count_request(&state, "read_only_mapping");
         return error(
             StatusCode::FORBIDDEN,
@@ -330,10 +330,9 @@ mod tests {
             field("lifecyclestage", "stage", Direction::Both),
             field("phone", "phone", Direction::ToHubSpot),
         ];
-        MappingConfig {
-            external_timestamp_field: Some("modified".into()),
-            ..test_mappings::mapping("crm/contacts", "contacts", ("email", "mail"), fields)
-        }
+        let mut mapping = test_mappings::mapping("crm/contacts", "contacts", ("email", "mail"), fields);
+        mapping.policy.external_timestamp_field = Some("modified".into());
+        mapping
     }
 
     #[test]

@@ -144,7 +144,7 @@ impl PostgresPoller {
                 Err(problems) => rejected.push(Rejection {
                     mapping: self.mapping.name.clone(),
                     key: record
-                        .get(&self.mapping.match_key.external_field)
+                        .get(&self.mapping.records.match_key.external_field)
                         .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
                         .unwrap_or_default(),
                     properties: Default::default(),
@@ -170,16 +170,16 @@ impl PostgresPoller {
     fn taken_columns(&self, row: Value) -> Value {
         let mapping = &self.mapping;
         let takes = |column: &str| {
-            column == mapping.match_key.external_field
-                || mapping.external_timestamp_field.as_deref() == Some(column)
-                || mapping.fields.iter().any(|f| f.external_field == column && f.direction.to_hubspot())
+            column == mapping.records.match_key.external_field
+                || mapping.policy.external_timestamp_field.as_deref() == Some(column)
+                || mapping.records.fields.iter().any(|f| f.external_field == column && f.direction.to_hubspot())
         };
         match row {
             Value::Object(columns) => Value::Object(
                 columns
                     .into_iter()
                     .filter(|(column, value)| {
-                        takes(column) && !(column == &mapping.match_key.external_field && value.is_null())
+                        takes(column) && !(column == &mapping.records.match_key.external_field && value.is_null())
                     })
                     .collect(),
             ),

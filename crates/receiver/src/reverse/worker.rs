@@ -174,12 +174,12 @@ impl ReverseWorker {
     }
 
     async fn sync_mapping(&self, mapping: &MappingConfig, records: &[QueuedRecord]) -> Result<usize, StepError> {
-        let id_property = &mapping.match_key.hubspot_property;
+        let id_property = &mapping.records.match_key.hubspot_property;
         let mut merged = coalesce(records);
         // A record of only its key still creates the HubSpot record when it is missing.
         let key_only: std::collections::BTreeSet<String> =
             merged.iter().filter(|m| m.values.is_empty()).map(|m| m.key.clone()).collect();
-        if mapping.conflict_policy != ConflictPolicy::ExternalWins {
+        if mapping.policy.conflict_policy != ConflictPolicy::ExternalWins {
             self.drop_conflicting_fields(mapping, &mut merged).await?;
         }
         let mut completion = Completion::default();
@@ -190,7 +190,7 @@ impl ReverseWorker {
 
         let inputs = upsert_inputs(id_property, &merged);
         let write_in_flight = self.store.hold_for_write().await;
-        let batch = self.client.batch_upsert_isolated(&mapping.object_type, &inputs).await;
+        let batch = self.client.batch_upsert_isolated(&mapping.records.object_type, &inputs).await;
 
         for &index in &batch.accepted {
             completion.done.extend(merged[index].seqs.iter().copied());
@@ -212,7 +212,7 @@ impl ReverseWorker {
     /// Removes from `merged` every field the conflict policy keeps HubSpot's value of: fields
     /// HubSpot changed since this receiver last wrote them, when HubSpot wins them.
     async fn drop_conflicting_fields(&self, mapping: &MappingConfig, merged: &mut [Merged]) -> Result<(), StepError> {
-        let id_property = &mapping.match_key.hubspot_property;
+        let id_property = &mapping.records.match_key.hubspot_property;
         let mut properties: Vec<String> =
             merged.iter().flat_map(|m| m.values.keys().cloned()).filter(|p| p != id_property).collect();
         properties.sort();
@@ -223,7 +223,7 @@ impl ReverseWorker {
         let keys: Vec<String> = merged.iter().map(|m| m.key.clone()).collect();
         let current = self
             .client
-            .batch_read_with_history(&mapping.object_type, &properties, id_property, &keys)
+            .batch_read_with_history(&mapping.records.object_type, &properties, id_property, &keys)
             .await
             .map_err(|e| StepError::hubspot(&mapping.name, e))?;
         let current: BTreeMap<String, &hubspot::ObjectWithHistory> = current
@@ -235,7 +235,8 @@ impl ReverseWorker {
             .filter_map(|m| current.get(&normalize_key(&m.key)))
             .flat_map(|o| properties.iter().map(|p| (o.object.id.clone(), p.clone())))
             .collect();
-        let last_written = self.store.last_written(&mapping.object_type, wanted).await.map_err(StepError::Store)?;
+        let last_written =
+            self.store.last_written(&mapping.records.object_type, wanted).await.map_err(StepError::Store)?;
         for m in merged.iter_mut() {
             let Some(object) = current.get(&normalize_key(&m.key)) else { continue };
             m.values.retain(|property, (_, changed_at)| {
@@ -251,7 +252,7 @@ impl ReverseWorker {
                     hubspot_changed_at,
                     last_synced_at: last_written.get(&(object.object.id.clone(), property.clone())).copied(),
                 };
-                let resolution = resolve(mapping.conflict_policy, change);
+                let resolution = resolve(mapping.policy.conflict_policy, change);
                 if resolution == Resolution::KeepHubSpot {
                     tracing::info!(mapping = %mapping.name, object_id = %object.object.id, property, "conflict: HubSpot's value kept");
                     self.count("kept_hubspot_value", 1);
@@ -305,7 +306,7 @@ fn note_written(
     results: &[UpsertResult],
     completion: &mut Completion,
 ) {
-    let id_property = &mapping.match_key.hubspot_property;
+    let id_property = &mapping.records.match_key.hubspot_property;
     let by_key: BTreeMap<String, usize> = merged.iter().enumerate().map(|(i, m)| (normalize_key(&m.key), i)).collect();
     for result in results {
         let object = &result.object;
@@ -323,7 +324,7 @@ fn note_written(
         for (property, sent) in &inputs[index].properties {
             let value = object.properties.get(property).cloned().flatten().unwrap_or_else(|| sent.clone());
             completion.written.push(WrittenValue {
-                object_type: mapping.object_type.clone(),
+                object_type: mapping.records.object_type.clone(),
                 object_id: object.id.clone(),
                 property: property.clone(),
                 value,
@@ -331,7 +332,7 @@ fn note_written(
             });
         }
         if result.new {
-            completion.created.push((mapping.object_type.clone(), object.id.clone(), written_at));
+            completion.created.push((mapping.records.object_type.clone(), object.id.clone(), written_at));
         }
     }
 }

@@ -116,8 +116,8 @@ impl Backfill {
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut by_type: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        for mapping in mappings.iter().filter(|m| m.backfill) {
-            by_type.entry(mapping.object_type.clone()).or_default().push(mapping.name.clone());
+        for mapping in mappings.iter().filter(|m| m.policy.backfill) {
+            by_type.entry(mapping.records.object_type.clone()).or_default().push(mapping.name.clone());
         }
         Self { client, log, cursors, metrics, mappings: by_type, window_cap: SEARCH_RESULTS_CAP }
     }
@@ -291,21 +291,9 @@ mod tests {
     use crate::eventlog::EmbeddedEventLog;
     use emulator::{EmulatorConfig, RunningEmulator};
     use hubspot::ClientSettings;
-    use model::api::mapping::MatchKey;
 
     fn contacts_mapping() -> MappingConfig {
-        MappingConfig {
-            name: "crm/contacts".into(),
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: vec![],
-            sinks: vec![],
-            backfill: true,
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
-            associations: vec![],
-        }
+        crate::test_mappings::mapping("crm/contacts", "contacts", ("email", "email"), vec![])
     }
 
     #[tokio::test]

@@ -92,25 +92,16 @@ pub fn due(type_plan: &TypePlan, arrived_ms: &HashMap<u64, i64>, now_ms: i64, ma
 mod tests {
     use super::*;
     use crate::sync::plan::plan;
+    use crate::test_mappings;
     use hubspot::WebhookEvent;
-    use model::api::mapping::MatchKey;
     use model::config::MappingConfig;
 
     const WAIT: i64 = 500;
 
     fn mapping() -> MappingConfig {
-        MappingConfig {
-            backfill: false,
-            name: "ns/contacts".into(),
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: vec![],
-            sinks: vec![],
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
-            associations: vec![],
-        }
+        let mut mapping = test_mappings::mapping("ns/contacts", "contacts", ("email", "email"), vec![]);
+        mapping.policy.backfill = false;
+        mapping
     }
 
     fn event(seq: u64, action: &str, object_id: u64) -> StoredEvent {

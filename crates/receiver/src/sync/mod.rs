@@ -322,7 +322,7 @@ impl Worker {
     /// each mapping's records to each of its destinations. `Ok` when every destination has them.
     async fn sync_object_type(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), StepError> {
         let mappings: Vec<&MappingRuntime> =
-            self.mappings.iter().filter(|m| m.config.object_type == object_type).collect();
+            self.mappings.iter().filter(|m| m.config.records.object_type == object_type).collect();
         let (fetched, associations) = match self.read_objects(object_type, &mappings, type_plan).await {
             Ok(read) => read,
             Err(failure) => {

@@ -196,11 +196,11 @@ impl Worker {
             Vec::new()
         } else {
             self.client
-                .batch_read(&config.object_type, &config.hubspot_properties(), &ids)
+                .batch_read(&config.records.object_type, &config.hubspot_properties(), &ids)
                 .await
-                .map_err(|e| StepError::hubspot(&config.object_type, e))?
+                .map_err(|e| StepError::hubspot(&config.records.object_type, e))?
         };
-        let associations = self.read_associations(&config.object_type, &[config], &fetched).await?;
+        let associations = self.read_associations(&config.records.object_type, &[config], &fetched).await?;
         let records = plan::build_records(config, &type_plan, &fetched, &associations);
         self.checkpoints.fill_deleted_keys(records).await.map_err(StepError::Checkpoints)
     }

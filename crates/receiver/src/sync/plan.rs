@@ -135,7 +135,7 @@ pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
 }
 
 fn is_relevant(event: &WebhookEvent, object_type: &str, mappings: &[MappingConfig]) -> bool {
-    let mut of_type = mappings.iter().filter(|m| m.object_type == object_type).peekable();
+    let mut of_type = mappings.iter().filter(|m| m.records.object_type == object_type).peekable();
     if of_type.peek().is_none() {
         return false;
     }
@@ -256,6 +256,7 @@ pub fn build_records(
 fn upsert_record(mapping: &MappingConfig, object: &CrmObject, associations: &Associations) -> Record {
     let value = |property: &str| object.properties.get(property).cloned().flatten();
     let fields = mapping
+        .records
         .fields
         .iter()
         .filter(|f| f.direction.to_external())
@@ -270,10 +271,10 @@ fn upsert_record(mapping: &MappingConfig, object: &CrmObject, associations: &Ass
         .collect();
     with_idempotency_key(Record {
         mapping: mapping.name.clone(),
-        object_type: mapping.object_type.clone(),
+        object_type: mapping.records.object_type.clone(),
         object_id: object.id.clone(),
         op: Op::Upsert,
-        key: value(&mapping.match_key.hubspot_property),
+        key: value(&mapping.records.match_key.hubspot_property),
         fields,
         updated_at,
         idempotency_key: String::new(),
@@ -284,10 +285,10 @@ fn upsert_record(mapping: &MappingConfig, object: &CrmObject, associations: &Ass
 fn delete_record(mapping: &MappingConfig, object_id: &str, occurred_at: i64) -> Record {
     let updated_at = format_ms(occurred_at);
     // With `hs_object_id` as match key the key of a deleted object is still known.
-    let key = (mapping.match_key.hubspot_property == "hs_object_id").then(|| object_id.to_string());
+    let key = (mapping.records.match_key.hubspot_property == "hs_object_id").then(|| object_id.to_string());
     with_idempotency_key(Record {
         mapping: mapping.name.clone(),
-        object_type: mapping.object_type.clone(),
+        object_type: mapping.records.object_type.clone(),
         object_id: object_id.to_string(),
         op: Op::Delete,
         key,

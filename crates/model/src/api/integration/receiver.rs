@@ -145,8 +145,12 @@ pub struct IngestSettings {
     pub max_body_bytes: u64,
 }
 
-pub(crate) fn default_ingest_max_body_bytes() -> u64 {
-    4 * 1024 * 1024
+impl IngestSettings {
+    pub const DEFAULT_MAX_BODY_BYTES: u64 = 4 * 1024 * 1024;
+}
+
+fn default_ingest_max_body_bytes() -> u64 {
+    IngestSettings::DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_replicas() -> i32 {

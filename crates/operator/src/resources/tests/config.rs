@@ -58,14 +58,14 @@ fn ingest_token_and_conflict_policy_are_rendered_when_set() {
             interval_seconds: 15,
         }),
     }];
-    m.spec.conflict_policy = model::api::mapping::ConflictPolicy::HubspotWins;
-    m.spec.external_timestamp_field = Some("updated_at".into());
+    m.spec.policy.conflict_policy = model::api::mapping::ConflictPolicy::HubspotWins;
+    m.spec.policy.external_timestamp_field = Some("updated_at".into());
     let mappings = [m];
     assert!(referenced_secret_names(&i, &mappings_of(&i, &mappings)).contains(&"sink-signing".to_string()));
     let config = receiver_config(&i, &mappings, &secrets()).unwrap();
     assert_eq!(config.ingest, Some(IngestConfig { token: "sign-me".into(), max_body_bytes: 65536 }));
-    assert_eq!(config.mappings[0].conflict_policy, model::api::mapping::ConflictPolicy::HubspotWins);
-    assert_eq!(config.mappings[0].external_timestamp_field.as_deref(), Some("updated_at"));
+    assert_eq!(config.mappings[0].policy.conflict_policy, model::api::mapping::ConflictPolicy::HubspotWins);
+    assert_eq!(config.mappings[0].policy.external_timestamp_field.as_deref(), Some("updated_at"));
     assert_eq!(
         config.mappings[0].sources,
         [SourceConfig::Postgres {
@@ -385,18 +385,14 @@ fn fully_featured() -> (HubSpotIntegration, PropertyMapping, SecretStore) {
             },
         ],
     );
-    m.spec.fields.push(FieldMapping {
-        hubspot_property: "phone".into(),
-        external_field: "phone".into(),
-        direction: Direction::Both,
-    });
+    m.spec.records.fields.push(FieldMapping::new("phone", "phone", Direction::Both));
     m.spec.associations = vec![model::api::mapping::AssociationMapping {
         to_object_type: "companies".into(),
         field: "company_ids".into(),
     }];
-    m.spec.backfill = false;
-    m.spec.conflict_policy = model::api::mapping::ConflictPolicy::ExternalWins;
-    m.spec.external_timestamp_field = Some("updated_at".into());
+    m.spec.policy.backfill = false;
+    m.spec.policy.conflict_policy = model::api::mapping::ConflictPolicy::ExternalWins;
+    m.spec.policy.external_timestamp_field = Some("updated_at".into());
     m.spec.sources = vec![model::api::mapping::Source {
         postgres: Some(model::api::mapping::PostgresSource {
             connection_secret: SecretKeyRef { name: "warehouse".into(), key: "dsn".into() },

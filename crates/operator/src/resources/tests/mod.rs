@@ -16,7 +16,7 @@ use model::api::integration::{
     ReceiverHttpRoute, ReceiverIngress, WebhookSettings,
 };
 use model::api::mapping::{
-    Destination, Direction, FieldMapping, FileDestination, HttpDestination, IntegrationRef, MatchKey, NatsDestination,
+    Destination, Direction, FieldMapping, FileDestination, HttpDestination, MappedRecords, MatchKey, NatsDestination,
     PostgresDestination, PropertyMappingSpec,
 };
 use model::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
@@ -61,20 +61,15 @@ fn mapping(name: &str, integration: &str, destinations: Vec<Destination>) -> Pro
     let mut m = PropertyMapping::new(
         name,
         PropertyMappingSpec {
-            backfill: true,
-            integration_ref: IntegrationRef { name: integration.into() },
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: "email".into() },
-            fields: vec![FieldMapping {
-                hubspot_property: "firstname".into(),
-                external_field: "first_name".into(),
-                direction: Direction::ToExternal,
-            }],
-            associations: vec![],
             destinations,
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
+            ..PropertyMappingSpec::new(
+                integration,
+                MappedRecords::new(
+                    "contacts",
+                    MatchKey::new("email", "email"),
+                    vec![FieldMapping::new("firstname", "first_name", Direction::ToExternal)],
+                ),
+            )
         },
     );
     m.metadata.namespace = Some("sales".into());

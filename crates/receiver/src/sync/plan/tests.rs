@@ -262,7 +262,7 @@ fn archived_objects_become_deletions() {
 #[test]
 fn deletions_keyed_by_object_id_keep_their_key() {
     let mut m = mapping("ns/contacts", "contacts");
-    m.match_key = MatchKey { hubspot_property: "hs_object_id".into(), external_field: "id".into() };
+    m.records.match_key = MatchKey::new("hs_object_id", "id");
     let type_plan = plan(&[event(1, "contact.deletion", 5, 100)], std::slice::from_ref(&m)).by_type["contacts"].clone();
     let records = build_records(&m, &type_plan, &[], &Associations::new());
     assert_eq!((records[0].op, records[0].key.as_deref()), (Op::Delete, Some("5")));

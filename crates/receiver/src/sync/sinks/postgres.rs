@@ -332,9 +332,9 @@ impl ToSql for Text<'_> {
 /// The key column, the field columns, then the association columns of `mapping`, validated: identifiers, no reserved
 /// names, no column twice.
 fn columns(mapping: &MappingConfig) -> anyhow::Result<Vec<String>> {
-    let key = &mapping.match_key;
+    let key = &mapping.records.match_key;
     let mut columns = vec![identifier(&key.external_field, "column")?];
-    for field in mapping.fields.iter().filter(|f| f.direction.to_external()) {
+    for field in mapping.records.fields.iter().filter(|f| f.direction.to_external()) {
         let column = identifier(&field.external_field, "column")?;
         if column == columns[0] && field.hubspot_property == key.hubspot_property {
             // The match key mapped as a field as well: the key column already holds it.
@@ -411,28 +411,12 @@ mod tests {
         let names = r#"duplicate key value violates unique constraint "people_pkey""#;
         assert_eq!(without_values("23505", names), names);
     }
-    use model::api::mapping::{Direction, FieldMapping, MatchKey};
+    use crate::test_mappings::{self, field};
+    use model::api::mapping::Direction;
 
     fn mapping(key: &str, fields: &[(&str, &str)]) -> MappingConfig {
-        MappingConfig {
-            backfill: true,
-            name: "crm/contacts".into(),
-            object_type: "contacts".into(),
-            match_key: MatchKey { hubspot_property: "email".into(), external_field: key.into() },
-            fields: fields
-                .iter()
-                .map(|(hubspot, external)| FieldMapping {
-                    hubspot_property: hubspot.to_string(),
-                    external_field: external.to_string(),
-                    direction: Direction::ToExternal,
-                })
-                .collect(),
-            sinks: vec![],
-            conflict_policy: Default::default(),
-            external_timestamp_field: None,
-            sources: vec![],
-            associations: vec![],
-        }
+        let fields = fields.iter().map(|(hubspot, external)| field(hubspot, external, Direction::ToExternal)).collect();
+        test_mappings::mapping("crm/contacts", "contacts", ("email", key), fields)
     }
 
     #[test]
@@ -459,7 +443,7 @@ mod tests {
         assert_eq!(columns(&m).unwrap(), ["email", "first_name"]);
 
         let mut to_hubspot_only = mapping("email", &[("firstname", "first_name")]);
-        to_hubspot_only.fields[0].direction = Direction::ToHubSpot;
+        to_hubspot_only.records.fields[0].direction = Direction::ToHubSpot;
         assert_eq!(columns(&to_hubspot_only).unwrap(), ["email"]);
 
         let clashes = [
@@ -470,7 +454,7 @@ mod tests {
             mapping("email", &[("firstname", "first name")]),
         ];
         for m in clashes {
-            assert!(columns(&m).is_err(), "{:?} accepted", m.fields);
+            assert!(columns(&m).is_err(), "{:?} accepted", m.records.fields);
         }
     }
 
