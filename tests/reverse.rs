@@ -495,10 +495,12 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
     mapping.policy.external_timestamp_field = Some("changed".into());
     mapping.sources = vec![model::config::SourceConfig::Postgres {
         url: database.url.clone(),
-        table: Some("crm_contacts".into()),
-        query: None,
-        cursor_column: "changed".into(),
-        interval_seconds: 30,
+        poll: model::api::mapping::PostgresPoll {
+            table: Some("crm_contacts".into()),
+            query: None,
+            cursor_column: "changed".into(),
+            interval_seconds: 30,
+        },
     }];
     let store = Arc::new(ReverseStore::open(&data_dir.path().join("reverse.db")).unwrap());
     let source = receiver::reverse::PostgresPoller::new(&mapping, 0).unwrap();

@@ -316,10 +316,12 @@ async fn postgres_source_restarted_mid_run_loses_and_doubles_nothing() {
     config.mappings[0].policy.backfill = false;
     config.mappings[0].sources = vec![SourceConfig::Postgres {
         url: postgres.url(),
-        table: Some("crm_contacts".into()),
-        query: None,
-        cursor_column: "changed".into(),
-        interval_seconds: 1,
+        poll: model::api::mapping::PostgresPoll {
+            table: Some("crm_contacts".into()),
+            query: None,
+            cursor_column: "changed".into(),
+            interval_seconds: 1,
+        },
     }];
     let store_path = config.reverse_store_path();
     let receiver = RunningReceiver::run(config).await;

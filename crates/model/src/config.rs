@@ -10,6 +10,9 @@ use crate::api::integration::{IngestSettings, ReceiverSettings, default_api_vers
 use crate::api::mapping::{AssociationMapping, MappedRecords, SyncPolicy};
 use hubspot::Tier;
 
+mod endpoints;
+pub use endpoints::*;
+
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -321,40 +324,6 @@ pub struct MappingConfig {
     pub associations: Vec<AssociationMapping>,
 }
 
-/// A source of records for HubSpot, with its Secrets resolved. `Debug` leaves out the URL.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
-pub enum SourceConfig {
-    /// Poll a PostgreSQL table or query for rows whose cursor column grew.
-    #[serde(rename_all = "camelCase")]
-    Postgres {
-        /// Connection string.
-        url: String,
-        /// Table, optionally schema-qualified; or `query`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        table: Option<String>,
-        /// A `SELECT` whose rows are the records; or `table`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        query: Option<String>,
-        cursor_column: String,
-        interval_seconds: u32,
-    },
-}
-
-impl std::fmt::Debug for SourceConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SourceConfig::Postgres { table, query, cursor_column, interval_seconds, .. } => f
-                .debug_struct("Postgres")
-                .field("table", table)
-                .field("query", query)
-                .field("cursor_column", cursor_column)
-                .field("interval_seconds", interval_seconds)
-                .finish_non_exhaustive(),
-        }
-    }
-}
-
 impl MappingConfig {
     /// Mapping `name` of `records`, with the default policy and without destinations, sources
     /// or associations.
@@ -379,70 +348,6 @@ impl MappingConfig {
         props.sort();
         props.dedup();
         props
-    }
-}
-
-/// A destination with its Secrets resolved. `Debug` leaves out secrets and connection URLs.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", tag = "type", deny_unknown_fields)]
-pub enum SinkConfig {
-    /// POST JSON batches, HMAC-signed when a secret is given.
-    Http {
-        url: String,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        signing_secret: Option<String>,
-    },
-    /// Append JSON lines to a file (relative paths are under `dataDir`).
-    File { path: PathBuf },
-    /// Upsert into a PostgreSQL table, guarded by HubSpot's `updatedAt`.
-    #[serde(rename_all = "camelCase")]
-    Postgres {
-        /// Connection string (`postgres://user:password@host/db` or `host=... dbname=...`).
-        url: String,
-        /// Table, optionally schema-qualified (`crm.contacts`).
-        table: String,
-        /// Create the table (and its index on `hubspot_object_id`) when it does not exist.
-        #[serde(default)]
-        create_table: bool,
-    },
-    /// Publish one message per record to a NATS JetStream subject.
-    Nats { url: String, subject: String },
-}
-
-impl std::fmt::Debug for SinkConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SinkConfig::Http { url, signing_secret } => f
-                .debug_struct("Http")
-                .field("url", url)
-                .field("signed", &signing_secret.is_some())
-                .finish_non_exhaustive(),
-            SinkConfig::File { path } => f.debug_struct("File").field("path", path).finish(),
-            SinkConfig::Postgres { table, create_table, .. } => f
-                .debug_struct("Postgres")
-                .field("table", table)
-                .field("create_table", create_table)
-                .finish_non_exhaustive(),
-            SinkConfig::Nats { subject, .. } => {
-                f.debug_struct("Nats").field("subject", subject).finish_non_exhaustive()
-            }
-        }
-    }
-}
-
-impl SinkConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            SinkConfig::Http { .. } => "http",
-            SinkConfig::File { .. } => "file",
-            SinkConfig::Postgres { .. } => "postgres",
-            SinkConfig::Nats { .. } => "nats",
-        }
-    }
-
-    /// The destination's `sink` label in metrics and logs: its kind and position, `http-0`.
-    pub fn label(&self, index: usize) -> String {
-        format!("{}-{index}", self.kind())
     }
 }
 

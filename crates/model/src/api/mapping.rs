@@ -204,6 +204,16 @@ pub struct Source {
 pub struct PostgresSource {
     /// Secret key holding the connection string, e.g. `postgres://user:password@host:5432/db`.
     pub connection_secret: SecretKeyRef,
+    /// What is read and how often.
+    #[serde(flatten)]
+    pub poll: PostgresPoll,
+}
+
+/// What a PostgreSQL source reads and how often: the same in the `PropertyMapping` and in the
+/// receiver config, whose source holds the connection string instead of its Secret.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PostgresPoll {
     /// Table to read, optionally schema-qualified (`crm.contacts`). Set this or `query`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Za-z_][A-Za-z0-9_]{0,62}(\.[A-Za-z_][A-Za-z0-9_]{0,62})?$"))]
@@ -571,10 +581,12 @@ mod tests {
             m.spec.sources = vec![Source {
                 postgres: Some(PostgresSource {
                     connection_secret: SecretKeyRef { name: "db".into(), key: "url".into() },
-                    table: table.map(str::to_string),
-                    query: query.map(str::to_string),
-                    cursor_column: "updated_at".into(),
-                    interval_seconds: 30,
+                    poll: PostgresPoll {
+                        table: table.map(str::to_string),
+                        query: query.map(str::to_string),
+                        cursor_column: "updated_at".into(),
+                        interval_seconds: 30,
+                    },
                 }),
             }];
             cel_errors(&m, None)

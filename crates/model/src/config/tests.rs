@@ -145,3 +145,27 @@ fn hubspot_takes_exactly_one_of_access_token_and_access_token_file() {
         assert!(error.contains("set exactly one of accessToken and accessTokenFile"), "{bad}: {error}");
     }
 }
+
+/// A PostgreSQL source polls every 30 seconds unless it says otherwise, as its CRD
+/// counterpart does, and refuses keys it does not know.
+#[test]
+fn a_postgres_source_defaults_its_interval_and_refuses_unknown_keys() {
+    let with_source = |source: &str| {
+        format!(
+            "{MINIMAL}mappings:\n- {{name: ns/contacts, objectType: contacts, fields: [], \
+             matchKey: {{hubspotProperty: email, externalField: email}}, sources: [{source}]}}\n"
+        )
+    };
+    let config: ReceiverConfig =
+        serde_yaml::from_str(&with_source("{type: postgres, url: 'postgres://db', table: t, cursorColumn: c}"))
+            .unwrap();
+    let SourceConfig::Postgres { url, poll } = &config.mappings[0].sources[0];
+    assert_eq!((url.as_str(), poll.table.as_deref(), poll.interval_seconds), ("postgres://db", Some("t"), 30));
+    let again: ReceiverConfig = serde_yaml::from_str(&serde_yaml::to_string(&config).unwrap()).unwrap();
+    assert_eq!(again, config);
+
+    let unknown =
+        with_source("{type: postgres, url: u, table: t, cursorColumn: c, connectionSecret: {name: a, key: b}}");
+    let error = serde_yaml::from_str::<ReceiverConfig>(&unknown).unwrap_err().to_string();
+    assert!(error.contains("unknown field"), "{error}");
+}

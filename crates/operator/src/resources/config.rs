@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use crate::secrets::{SecretError, SecretStore};
 use model::api::integration::CredentialKind;
-use model::api::{HubSpotIntegration, PropertyMapping};
+use model::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
 use model::config::{
     AdminConfig, EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig,
     ReceiverConfig, SinkConfig, SourceConfig, SyncConfig, WebhookConfig,
@@ -72,45 +72,16 @@ pub fn admin_config(integration: &HubSpotIntegration, secrets: &SecretStore) -> 
     Ok(config)
 }
 
-/// One mapping as the receiver reads it, with its destinations' Secrets resolved.
+/// One mapping as the receiver reads it, with its destinations' and sources' Secrets resolved.
 pub fn mapping_config(mapping: &PropertyMapping, secrets: &SecretStore) -> Result<MappingConfig, SecretError> {
+    let secret = |reference: &SecretKeyRef| secrets.value(reference);
     let mut sinks = Vec::new();
     for destination in &mapping.spec.destinations {
-        if let Some(http) = &destination.http {
-            let signing_secret = http.signing_secret.as_ref().map(|r| secrets.value(r)).transpose()?;
-            sinks.push(SinkConfig::Http { url: http.url.clone(), signing_secret });
-        }
-        if let Some(file) = &destination.file {
-            sinks.push(SinkConfig::File { path: file.path.clone().into() });
-        }
-        if let Some(postgres) = &destination.postgres {
-            sinks.push(SinkConfig::Postgres {
-                url: secrets.value(&postgres.connection_secret)?,
-                table: postgres.table.clone(),
-                create_table: postgres.create_table,
-            });
-        }
-        if let Some(nats) = &destination.nats {
-            // The CRD requires exactly one of the two; without either the receiver refuses the
-            // empty URL when it starts.
-            let url = match &nats.url_secret {
-                Some(reference) => secrets.value(reference)?,
-                None => nats.url.clone().unwrap_or_default(),
-            };
-            sinks.push(SinkConfig::Nats { url, subject: nats.subject.clone() });
-        }
+        sinks.extend(SinkConfig::resolve(destination, secret)?);
     }
     let mut sources = Vec::new();
     for source in &mapping.spec.sources {
-        if let Some(postgres) = &source.postgres {
-            sources.push(SourceConfig::Postgres {
-                url: secrets.value(&postgres.connection_secret)?,
-                table: postgres.table.clone(),
-                query: postgres.query.clone(),
-                cursor_column: postgres.cursor_column.clone(),
-                interval_seconds: postgres.interval_seconds,
-            });
-        }
+        sources.extend(SourceConfig::resolve(source, secret)?);
     }
     Ok(MappingConfig {
         sinks,

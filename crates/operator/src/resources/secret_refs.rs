@@ -3,6 +3,7 @@
 
 use crate::secrets::SecretError;
 use model::api::integration::{CredentialKind, JetStreamLogSettings};
+use model::api::mapping::{Destination, Source};
 use model::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
 
 use super::*;
@@ -29,13 +30,9 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
         integration.spec.webhooks.iter().filter_map(|w| Some(&w.management.as_ref()?.api.as_ref()?.developer_api_key));
     let ingest_token = integration.spec.receiver.ingest.iter().map(|i| &i.token_secret_ref);
     let admin_token = integration.spec.receiver.admin.iter().filter_map(|a| a.token_secret_ref.as_ref());
-    let destinations = || mappings.iter().flat_map(|m| &m.spec.destinations);
-    let signing = destinations().filter_map(|d| d.http.as_ref()?.signing_secret.as_ref());
-    let postgres = destinations().filter_map(|d| Some(&d.postgres.as_ref()?.connection_secret));
-    let nats = destinations().filter_map(|d| d.nats.as_ref()?.url_secret.as_ref());
+    let destinations = mappings.iter().flat_map(|m| &m.spec.destinations).flat_map(Destination::secret_refs);
     let event_log = jetstream_log(integration).and_then(|j| j.url_secret.as_ref());
-    let sources =
-        mappings.iter().flat_map(|m| &m.spec.sources).filter_map(|s| Some(&s.postgres.as_ref()?.connection_secret));
+    let sources = mappings.iter().flat_map(|m| &m.spec.sources).flat_map(Source::secret_refs);
     let mut names: Vec<String> = Vec::new();
     for reference in token
         .chain(client_secret)
@@ -43,9 +40,7 @@ pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&Pr
         .chain(ingest_token)
         .chain(admin_token)
         .chain(event_log)
-        .chain(signing)
-        .chain(postgres)
-        .chain(nats)
+        .chain(destinations)
         .chain(sources)
     {
         if !names.contains(&reference.name) {

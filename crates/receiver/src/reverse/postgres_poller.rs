@@ -16,6 +16,7 @@ use super::store::{Rejection, ReverseStore};
 use crate::metrics::{Metrics, SourceLabels};
 use crate::postgres::{TableName, identifier, quote};
 use crate::time::now_ms;
+use model::api::mapping::PostgresPoll;
 use model::config::{MappingConfig, SourceConfig};
 
 /// How long connecting and one poll may take.
@@ -38,11 +39,10 @@ pub struct PostgresPoller {
 impl PostgresPoller {
     /// The `index`th source of `mapping`, which must be a PostgreSQL source.
     pub fn new(mapping: &MappingConfig, index: usize) -> anyhow::Result<PostgresPoller> {
-        let Some(SourceConfig::Postgres { url, table, query, cursor_column, interval_seconds }) =
-            mapping.sources.get(index)
-        else {
+        let Some(SourceConfig::Postgres { url, poll }) = mapping.sources.get(index) else {
             anyhow::bail!("mapping {} has no PostgreSQL source {index}", mapping.name);
         };
+        let PostgresPoll { table, query, cursor_column, interval_seconds } = poll;
         let relation = match (table, query) {
             (Some(table), None) => TableName::parse(table)?.quoted(),
             (None, Some(query)) => format!("({query})"),

@@ -49,13 +49,16 @@ fn ingest_token_and_conflict_policy_are_rendered_when_set() {
         max_body_bytes: 65536,
     });
     let mut m = mapping("contacts", "crm", vec![]);
+    let poll = PostgresPoll {
+        table: Some("crm.contacts".into()),
+        query: None,
+        cursor_column: "updated_at".into(),
+        interval_seconds: 15,
+    };
     m.spec.sources = vec![model::api::mapping::Source {
         postgres: Some(model::api::mapping::PostgresSource {
             connection_secret: SecretKeyRef { name: "hubspot".into(), key: "token".into() },
-            table: Some("crm.contacts".into()),
-            query: None,
-            cursor_column: "updated_at".into(),
-            interval_seconds: 15,
+            poll: poll.clone(),
         }),
     }];
     m.spec.policy.conflict_policy = model::api::mapping::ConflictPolicy::HubspotWins;
@@ -66,16 +69,7 @@ fn ingest_token_and_conflict_policy_are_rendered_when_set() {
     assert_eq!(config.ingest, Some(IngestConfig { token: "sign-me".into(), max_body_bytes: 65536 }));
     assert_eq!(config.mappings[0].policy.conflict_policy, model::api::mapping::ConflictPolicy::HubspotWins);
     assert_eq!(config.mappings[0].policy.external_timestamp_field.as_deref(), Some("updated_at"));
-    assert_eq!(
-        config.mappings[0].sources,
-        [SourceConfig::Postgres {
-            url: "pat-na1-token".into(),
-            table: Some("crm.contacts".into()),
-            query: None,
-            cursor_column: "updated_at".into(),
-            interval_seconds: 15,
-        }]
-    );
+    assert_eq!(config.mappings[0].sources, [SourceConfig::Postgres { url: "pat-na1-token".into(), poll }]);
 
     i.spec.receiver.ingest.as_mut().unwrap().token_secret_ref.name = "absent".into();
     assert!(receiver_config(&i, &mappings, &secrets()).is_err(), "a missing token Secret is an error");
@@ -396,10 +390,12 @@ fn fully_featured() -> (HubSpotIntegration, PropertyMapping, SecretStore) {
     m.spec.sources = vec![model::api::mapping::Source {
         postgres: Some(model::api::mapping::PostgresSource {
             connection_secret: SecretKeyRef { name: "warehouse".into(), key: "dsn".into() },
-            table: None,
-            query: Some("SELECT * FROM crm.contacts_out".into()),
-            cursor_column: "updated_at".into(),
-            interval_seconds: 15,
+            poll: PostgresPoll {
+                table: None,
+                query: Some("SELECT * FROM crm.contacts_out".into()),
+                cursor_column: "updated_at".into(),
+                interval_seconds: 15,
+            },
         }),
     }];
 

@@ -17,7 +17,7 @@ use model::api::integration::{
 };
 use model::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, HttpDestination, MappedRecords, MatchKey, NatsDestination,
-    PostgresDestination, PropertyMappingSpec,
+    PostgresDestination, PostgresPoll, PropertyMappingSpec,
 };
 use model::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
 use model::config::{
