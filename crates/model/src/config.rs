@@ -271,21 +271,6 @@ pub struct HubSpotConnection {
     pub tier: Tier,
 }
 
-impl WebhookConfig {
-    /// HubSpot sends at most 100 events per request, well under this.
-    pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
-
-    /// Requests signed with `client_secret`, checked against their own URL, v3 signatures only.
-    pub fn new(client_secret: impl Into<String>) -> Self {
-        WebhookConfig {
-            client_secret: client_secret.into(),
-            public_url: None,
-            accept_legacy_signatures: false,
-            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
-        }
-    }
-}
-
 /// How webhook requests are accepted.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -302,6 +287,21 @@ pub struct WebhookConfig {
     /// Largest accepted request body; HubSpot sends at most 100 events per request.
     #[serde(default = "default_max_body_bytes")]
     pub max_body_bytes: usize,
+}
+
+impl WebhookConfig {
+    /// HubSpot sends at most 100 events per request, well under this.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+    /// Requests signed with `client_secret`, checked against their own URL, v3 signatures only.
+    pub fn new(client_secret: impl Into<String>) -> Self {
+        WebhookConfig {
+            client_secret: client_secret.into(),
+            public_url: None,
+            accept_legacy_signatures: false,
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
 }
 
 /// One `PropertyMapping`, with its Secrets resolved.
