@@ -21,7 +21,7 @@ use model::api::{HubSpotIntegration, PropertyMapping, is_paused};
 use operator::receiver_reports::{self, ReceiverReports};
 use operator::resources;
 use operator::secrets::SecretStore;
-use operator::status::{self, Authentication, PropertyLookup, ReceiverState};
+use operator::status::{self, Authentication, PropertyLookup, ReceiverRollout};
 use receiver::metrics::{Metrics, OutcomeLabels, SinkLabels};
 
 /// `hubspot-operator dev` flags.
@@ -224,7 +224,7 @@ async fn reconcile(
             Ok(info) => Authentication::Succeeded(info),
             Err(e) => Authentication::Failed(e),
         };
-        let receiver = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
+        let receiver = ReceiverRollout::Deployed { available_replicas: 1, desired_replicas: 1 };
         status::integration_status(integration, &auth, &receiver, None, None, None).conditions
     };
     let qualified = |r: &dyn Fn() -> (Option<String>, String)| {

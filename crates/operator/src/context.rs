@@ -12,6 +12,7 @@ use kube::{Client, Resource};
 use model::api::HubSpotIntegration;
 
 use crate::catalogue::{Freshness, PropertyCatalogue};
+use crate::integration::{BuildSettings, ChildCaches};
 use crate::integration_cache::IntegrationCache;
 use crate::kube_api::object_key;
 use crate::metrics::{ControllerLabels, ControllerMetrics, controller_name};
@@ -58,6 +59,9 @@ pub struct Context {
     pub integrations: IntegrationCache,
     /// When each property was last read from HubSpot.
     pub property_reads: property::PropertyReads,
+    /// The integration controller's caches of its children and of the mappings, filled by the
+    /// watches of [`crate::integration::controller`].
+    pub children: ChildCaches,
 }
 
 impl Context {
@@ -85,7 +89,13 @@ impl Context {
             catalogues: Mutex::default(),
             failures: Mutex::default(),
             integrations: IntegrationCache::default(),
+            children: ChildCaches::default(),
         }
+    }
+
+    /// The operator's settings the integration build uses.
+    pub fn build_settings(&self) -> BuildSettings {
+        BuildSettings { image: self.receiver_image.clone(), trace_env: self.receiver_trace_env.clone() }
     }
 
     /// The kube-runtime settings every controller runs with; also published as

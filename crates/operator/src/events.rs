@@ -5,16 +5,16 @@ use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 
 use crate::{Context, FIELD_MANAGER};
 
-/// Something that happened to an object, announced as a Kubernetes Event on it.
+/// A Kubernetes Event to publish on an object: something that happened to it.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Change {
+pub struct EventToPublish {
     /// A Warning (something needs attention) rather than a Normal event.
     pub warning: bool,
     pub reason: &'static str,
     pub note: String,
 }
 
-impl Change {
+impl EventToPublish {
     pub fn normal(reason: &'static str, note: impl Into<String>) -> Self {
         Self { warning: false, reason, note: note.into() }
     }
@@ -24,9 +24,9 @@ impl Change {
     }
 }
 
-/// Publishes each change as an Event on `object`. Events are informative: a failure to
+/// Publishes each of `changes` as an Event on `object`. Events are informative: a failure to
 /// publish one is logged, not retried.
-pub(crate) async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, changes: &[Change]) {
+pub(crate) async fn publish<K: Resource<DynamicType = ()>>(ctx: &Context, object: &K, changes: &[EventToPublish]) {
     if changes.is_empty() {
         return;
     }

@@ -36,7 +36,7 @@ use std::time::Duration;
 pub use args::ControllerArgs;
 pub use context::{Context, error_policy};
 pub use error::Error;
-pub use events::Change;
+pub use events::EventToPublish;
 pub use metrics::{ControllerLabels, ControllerMetrics, NameLabels, ObjectLabels, ResultLabels, instrumented};
 pub use run::run;
 pub use watches::OfIntegration;

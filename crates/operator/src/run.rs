@@ -117,7 +117,7 @@ async fn run_controllers(
     stop: impl Future<Output = ()> + Clone + Send + Sync + 'static,
 ) {
     let integrations =
-        integration::controller(client.clone(), namespace).with_config(ctx.controller_config::<HubSpotIntegration>());
+        integration::controller(&ctx, namespace).with_config(ctx.controller_config::<HubSpotIntegration>());
     let mappings =
         mapping::controller(client.clone(), namespace).with_config(ctx.controller_config::<PropertyMapping>());
     let properties =

@@ -94,7 +94,11 @@ pub const MAPPING_EVENTS: &[Announced] = &[
 
 /// The Events announcing how `current` conditions differ from `previous` ones. A condition
 /// that keeps its status is not announced again; one that turns Unknown is not announced.
-pub fn condition_events(previous: &[Condition], current: &[Condition], announced: &[Announced]) -> Vec<super::Change> {
+pub fn condition_events(
+    previous: &[Condition],
+    current: &[Condition],
+    announced: &[Announced],
+) -> Vec<super::EventToPublish> {
     let status_of =
         |conditions: &[Condition], type_: &str| conditions.iter().find(|c| c.type_ == type_).map(|c| c.status.clone());
     let mut events = Vec::new();
@@ -109,10 +113,10 @@ pub fn condition_events(previous: &[Condition], current: &[Condition], announced
             (model::api::conditions::TRUE, Some(reason), _)
                 if !first_visit || rule.type_ == integration_conditions::READY =>
             {
-                events.push(super::Change::normal(reason, now.message.clone()))
+                events.push(super::EventToPublish::normal(reason, now.message.clone()))
             }
             (model::api::conditions::FALSE, _, Some(reason)) => {
-                events.push(super::Change::warning(reason, now.message.clone()))
+                events.push(super::EventToPublish::warning(reason, now.message.clone()))
             }
             _ => {}
         }
@@ -122,9 +126,9 @@ pub fn condition_events(previous: &[Condition], current: &[Condition], announced
 
 /// The Event announcing that the receiver runs a new config (credentials rotated, webhook
 /// settings or mappings changed), when `previous` was a different one.
-pub fn config_change_event(previous: Option<&str>, current: Option<&str>) -> Option<super::Change> {
+pub fn config_change_event(previous: Option<&str>, current: Option<&str>) -> Option<super::EventToPublish> {
     match (previous, current) {
-        (Some(before), Some(now)) if before != now => Some(super::Change::normal(
+        (Some(before), Some(now)) if before != now => Some(super::EventToPublish::normal(
             "ReceiverConfigChanged",
             "The receiver config changed (a referenced Secret, the webhook settings or a mapping); the receiver pods roll to it",
         )),
@@ -143,9 +147,10 @@ pub enum Authentication {
     Succeeded(TokenInfo),
 }
 
-/// What came of rendering and deploying an integration's receiver.
+/// The receiver's rollout as the operator sees it: not rendered, or deployed with so many pods
+/// available.
 #[derive(Debug)]
-pub enum ReceiverState {
+pub enum ReceiverRollout {
     /// No config could be rendered, so nothing was applied.
     NotRendered(ConfigError),
     /// The receiver runs with the current config; counts are from the StatefulSet's status.
@@ -285,13 +290,13 @@ pub fn scope_check(required: &[String], granted: &[String], generation: Option<i
 }
 
 /// The `ReceiverAvailable` condition.
-pub fn receiver_condition(receiver: &ReceiverState, generation: Option<i64>) -> Condition {
+pub fn receiver_condition(receiver: &ReceiverRollout, generation: Option<i64>) -> Condition {
     let (ok, reason, message) = match receiver {
-        ReceiverState::NotRendered(e) => (false, e.reason(), format!("The receiver config cannot be rendered: {e}")),
-        ReceiverState::Deployed { available_replicas, desired_replicas } if *available_replicas >= 1 => {
+        ReceiverRollout::NotRendered(e) => (false, e.reason(), format!("The receiver config cannot be rendered: {e}")),
+        ReceiverRollout::Deployed { available_replicas, desired_replicas } if *available_replicas >= 1 => {
             (true, "ReceiverAvailable", format!("{available_replicas} of {desired_replicas} receiver pods available"))
         }
-        ReceiverState::Deployed { desired_replicas, .. } => {
+        ReceiverRollout::Deployed { desired_replicas, .. } => {
             (false, "ReceiverUnavailable", format!("No receiver pod is available yet ({desired_replicas} desired)"))
         }
     };
@@ -319,7 +324,7 @@ fn ready_condition(type_: &str, parts: &[&Condition], generation: Option<i64>) -
 pub fn integration_status(
     integration: &HubSpotIntegration,
     auth: &Authentication,
-    receiver: &ReceiverState,
+    receiver: &ReceiverRollout,
     receiver_url: Option<String>,
     webhooks: Option<Condition>,
     exposure: Option<&ReceiverExposure>,
@@ -723,7 +728,7 @@ mod tests {
         })
     }
 
-    const DEPLOYED: ReceiverState = ReceiverState::Deployed { available_replicas: 1, desired_replicas: 1 };
+    const DEPLOYED: ReceiverRollout = ReceiverRollout::Deployed { available_replicas: 1, desired_replicas: 1 };
 
     fn find<'a>(conditions: &'a [Condition], type_: &str) -> &'a Condition {
         conditions.iter().find(|c| c.type_ == type_).unwrap_or_else(|| panic!("no {type_} condition"))
@@ -761,7 +766,7 @@ mod tests {
         assert_eq!(status.receiver_exposed_by, Some(ReceiverExposureKind::Ingress));
 
         i.status = Some(status);
-        let unrendered = ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured);
+        let unrendered = ReceiverRollout::NotRendered(ConfigError::WebhooksNotConfigured);
         let status = integration_status(&i, &token(1, &[]), &unrendered, None, None, None);
         assert_eq!(find(&status.conditions, "ReceiverExposed").status, "True", "last observed");
         assert_eq!(
@@ -828,7 +833,7 @@ mod tests {
         let status = integration_status(
             &i,
             &auth,
-            &ReceiverState::NotRendered(ConfigError::WebhooksNotConfigured),
+            &ReceiverRollout::NotRendered(ConfigError::WebhooksNotConfigured),
             None,
             None,
             None,
@@ -839,7 +844,7 @@ mod tests {
 
     #[test]
     fn receiver_without_available_pods_is_not_available() {
-        let c = receiver_condition(&ReceiverState::Deployed { available_replicas: 0, desired_replicas: 2 }, None);
+        let c = receiver_condition(&ReceiverRollout::Deployed { available_replicas: 0, desired_replicas: 2 }, None);
         assert_eq!((c.status.as_str(), c.reason.as_str()), ("False", "ReceiverUnavailable"));
     }
 
@@ -856,7 +861,7 @@ mod tests {
         let second = integration_status(
             &i,
             &token(1, &[]),
-            &ReceiverState::Deployed { available_replicas: 0, desired_replicas: 1 },
+            &ReceiverRollout::Deployed { available_replicas: 0, desired_replicas: 1 },
             None,
             None,
             None,
@@ -982,7 +987,10 @@ mod tests {
         // Mappings announce missing properties.
         let missing = [with("PropertiesExist", Some(false), "Properties missing on contacts: tier")];
         let mapping = condition_events(&[], &missing, MAPPING_EVENTS);
-        assert_eq!(mapping, [crate::Change::warning("PropertiesMissing", "Properties missing on contacts: tier")]);
+        assert_eq!(
+            mapping,
+            [crate::EventToPublish::warning("PropertiesMissing", "Properties missing on contacts: tier")]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use model::api::property::HubSpotPropertySpec;
 use super::plan::{Decision, PropertyChange, Write, decide};
 use super::status::Visit;
 use crate::catalogue::PropertyCatalogue;
-use crate::{Change, Context, Error};
+use crate::{Context, Error, EventToPublish};
 
 /// HubSpot as the property's integration reaches it.
 pub(super) struct PropertyHubSpot {
@@ -49,7 +49,7 @@ pub(super) async fn connect(
 pub(super) async fn visit_hubspot(
     property: &HubSpotProperty,
     hubspot: &PropertyHubSpot,
-    changes: &mut Vec<Change>,
+    changes: &mut Vec<EventToPublish>,
 ) -> Visit {
     let spec = &property.spec;
     let existing = match hubspot.client.get_property(&spec.object_type, &spec.name).await {
@@ -73,7 +73,7 @@ async fn apply(
     spec: &HubSpotPropertySpec,
     hubspot: &HubSpotClient,
     write: &Write,
-    changes: &mut Vec<Change>,
+    changes: &mut Vec<EventToPublish>,
 ) -> Result<(), hubspot::Error> {
     if write.needs_group() {
         ensure_group(spec, hubspot, changes).await?;
@@ -90,7 +90,7 @@ async fn apply(
 async fn ensure_group(
     spec: &HubSpotPropertySpec,
     hubspot: &HubSpotClient,
-    changes: &mut Vec<Change>,
+    changes: &mut Vec<EventToPublish>,
 ) -> Result<(), hubspot::Error> {
     let Some(group) = &spec.group else { return Ok(()) };
     let groups = hubspot.list_property_groups(&spec.object_type).await?;
@@ -99,7 +99,7 @@ async fn ensure_group(
     }
     let create = PropertyGroup { name: group.name.clone(), label: group.label.clone(), display_order: None };
     hubspot.create_property_group(&spec.object_type, &create).await?;
-    changes.push(Change::normal(
+    changes.push(EventToPublish::normal(
         "PropertyGroupCreated",
         format!("Created HubSpot property group {} on {}", group.name, spec.object_type),
     ));
@@ -111,9 +111,9 @@ async fn ensure_group(
 pub(super) async fn archive(
     spec: &HubSpotPropertySpec,
     hubspot: &PropertyHubSpot,
-) -> Result<Vec<Change>, hubspot::Error> {
+) -> Result<Vec<EventToPublish>, hubspot::Error> {
     let changes = match hubspot.client.archive_property(&spec.object_type, &spec.name).await {
-        Ok(()) => vec![Change::normal(
+        Ok(()) => vec![EventToPublish::normal(
             "PropertyArchived",
             format!("Archived HubSpot property {} on {}", spec.name, spec.object_type),
         )],

@@ -5,7 +5,7 @@ use hubspot::models::{Property, PropertyCreate, PropertyOption, PropertyUpdate};
 use model::api::HubSpotProperty;
 use model::api::property::{HubSpotPropertySpec, ManagementPolicy, PropertyType};
 
-use crate::Change;
+use crate::EventToPublish;
 
 /// What the spec asks of HubSpot, given HubSpot's property of that name.
 #[derive(Clone, Debug, PartialEq)]
@@ -159,13 +159,13 @@ impl Write {
     }
 
     /// The Event announcing the write, once HubSpot took it.
-    pub fn announcement(&self, spec: &HubSpotPropertySpec) -> Change {
+    pub fn announcement(&self, spec: &HubSpotPropertySpec) -> EventToPublish {
         match self {
-            Write::Create(_) => Change::normal(
+            Write::Create(_) => EventToPublish::normal(
                 "PropertyCreated",
                 format!("Created HubSpot property {} on {}", spec.name, spec.object_type),
             ),
-            Write::Update { fields, .. } => Change::normal(
+            Write::Update { fields, .. } => EventToPublish::normal(
                 "PropertyUpdated",
                 format!("Updated HubSpot property {} on {}: {}", spec.name, spec.object_type, fields.join(", ")),
             ),
@@ -373,7 +373,7 @@ mod tests {
         assert!(create.needs_group());
         assert_eq!(
             create.announcement(&spec),
-            Change::normal("PropertyCreated", "Created HubSpot property loyalty_tier on contacts")
+            EventToPublish::normal("PropertyCreated", "Created HubSpot property loyalty_tier on contacts")
         );
         let relabel = Write::Update {
             fields: vec!["label".into()],
@@ -382,7 +382,7 @@ mod tests {
         assert!(!relabel.needs_group());
         assert_eq!(
             relabel.announcement(&spec),
-            Change::normal("PropertyUpdated", "Updated HubSpot property loyalty_tier on contacts: label")
+            EventToPublish::normal("PropertyUpdated", "Updated HubSpot property loyalty_tier on contacts: label")
         );
         let regroup = Write::Update {
             fields: vec!["groupName".into()],

@@ -20,11 +20,17 @@ pub fn api_token_ref(integration: &HubSpotIntegration) -> Result<SecretKeyRef, S
 }
 
 /// Every Secret name that rendering the config of `integration` with `mappings` reads, and that
-/// authenticating with its credentials reads, in first-use order without repeats.
+/// authenticating with its credentials reads (for an OAuth app also the managed Secret holding
+/// its access token), in first-use order without repeats. The reconciler reads exactly these
+/// Secrets and nothing else, so whatever the build resolves must be enumerated here.
 pub fn referenced_secret_names(integration: &HubSpotIntegration, mappings: &[&PropertyMapping]) -> Vec<String> {
     let credentials = &integration.spec.credentials;
+    let managed_access_token = credentials
+        .oauth
+        .as_ref()
+        .map(|_| SecretKeyRef { name: access_token_secret_name(integration), key: ACCESS_TOKEN_KEY.into() });
     let oauth = credentials.oauth.iter().flat_map(|o| [&o.client_secret, &o.refresh_token]);
-    let token = credentials.private_app_token.iter().chain(oauth);
+    let token = credentials.private_app_token.iter().chain(oauth).chain(managed_access_token.as_ref());
     let client_secret = integration.spec.webhooks.iter().map(|w| &w.client_secret);
     let developer_api_key =
         integration.spec.webhooks.iter().filter_map(|w| Some(&w.management.as_ref()?.api.as_ref()?.developer_api_key));

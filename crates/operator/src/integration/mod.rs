@@ -1,0 +1,127 @@
+//! The `HubSpotIntegration` reconciler, as five steps with typed hand-offs:
+//! [`dereference`] (the mappings and the referenced Secrets) → [`authenticate`] (HubSpot, and
+//! the OAuth access token) → [`build`] (pure: every object of the receiver and the webhook
+//! configuration) → [`apply`] (writing only what the API server does not hold yet) →
+//! [`status`] (pure), whose Events are published and which is patched only when it changed.
+
+mod apply;
+mod auth;
+mod build;
+mod children;
+mod dereference;
+mod status;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+
+use crate::events::publish;
+use crate::kube_api::{patch_status, scoped_api};
+use crate::status::mark_paused;
+use crate::watches::changes_in;
+use crate::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE};
+use model::api::conditions::is_true;
+use model::api::integration::condition_types::READY;
+use model::api::{HubSpotIntegration, PropertyMapping, is_paused};
+
+pub use apply::{Applied, apply_desired as apply};
+pub use auth::authenticate;
+pub use build::{BuildSettings, Desired, Exposure, ReceiverObjects, WebhooksPlan, build};
+pub use children::{APPLIED_HASH_ANNOTATION, ChildCaches, holds};
+pub use dereference::{Dereferenced, dereference};
+pub use status::{announcements, status};
+
+/// The integration controller: reconciles on changes of integrations, of the children it owns
+/// and of the specs of the `PropertyMapping`s that reference it (their creation and deletion
+/// too): it renders the mappings' specs and reads nothing of their status, which the mapping
+/// reconciler writes. The watches of the children and the mappings fill `ctx.children`, which
+/// the reconciles read.
+pub fn controller(ctx: &Context, namespace: Option<&str>) -> Controller<HubSpotIntegration> {
+    let client = ctx.client.clone();
+    let controller =
+        Controller::new(scoped_api::<HubSpotIntegration>(client.clone(), namespace), watcher::Config::default());
+    let Some(writers) = ctx.children.take_writers() else {
+        // Another controller fills this context's caches already; this one watches without.
+        tracing::warn!("the integration controller's caches are filled by another controller");
+        let mappings = crate::watches::spec_changes::<PropertyMapping>(client, namespace);
+        return controller.watches_stream(mappings, integration_of_mapping);
+    };
+    let mappings =
+        watcher::watcher(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default());
+    let mappings = kube::runtime::reflector::reflector(writers.mappings, mappings);
+    controller
+        .owns_stream(children::reflected(writers.secrets, client.clone(), namespace))
+        .owns_stream(children::reflected(writers.statefulsets, client.clone(), namespace))
+        .owns_stream(children::reflected(writers.services, client.clone(), namespace))
+        .owns_stream(children::reflected(writers.budgets, client.clone(), namespace))
+        .owns_stream(children::reflected(writers.network_policies, client.clone(), namespace))
+        .owns_stream(children::reflected(writers.ingresses, client.clone(), namespace))
+        .owns_stream(children::reflected(writers.config_maps, client, namespace))
+        .watches_stream(changes_in(mappings, |m: &PropertyMapping| m.meta().generation), integration_of_mapping)
+}
+
+fn integration_of_mapping(mapping: PropertyMapping) -> Option<ObjectRef<HubSpotIntegration>> {
+    let namespace = mapping.namespace()?;
+    Some(ObjectRef::new(&mapping.spec.integration_ref.name).within(&namespace))
+}
+
+/// One reconcile of `integration`.
+pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace =
+        integration.namespace().ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "namespace"))?;
+    let name = integration.name_any();
+    let api = Api::<HubSpotIntegration>::namespaced(ctx.client.clone(), &namespace);
+    if is_paused(integration.as_ref()) {
+        let mut status = integration.status.clone().unwrap_or_default();
+        if mark_paused(&mut status.conditions, READY, integration.metadata.generation) {
+            patch_status(&api, &name, integration.status.as_ref(), &status).await?;
+        }
+        ctx.succeeded(integration.as_ref());
+        return Ok(Action::await_change());
+    }
+
+    let dereferenced = dereference(&integration, &ctx).await?;
+    let (auth, token_refresh_at) = authenticate(&integration, &dereferenced.secrets, &ctx).await?;
+    let desired = build(&dereferenced, &ctx.build_settings())?;
+    let applied = apply(&integration, &desired, &ctx).await?;
+    let status = status(&integration, &auth, &applied);
+
+    let previous = integration.status.clone().unwrap_or_default();
+    publish(&ctx, integration.as_ref(), &announcements(&previous, &status)).await;
+    // Unchanged (a periodic visit finding the same): nothing to write, and no watch event for
+    // every watcher of integrations.
+    if integration.status.as_ref() != Some(&status) {
+        patch_status(&api, &name, integration.status.as_ref(), &status).await?;
+    }
+    ctx.succeeded(integration.as_ref());
+
+    let ready = is_true(&status.conditions, READY);
+    tracing::info!(integration = %format!("{namespace}/{name}"), ready, "reconciled HubSpotIntegration");
+    Ok(Action::requeue(requeue_after(ready, token_refresh_at, Timestamp::now())))
+}
+
+/// When to visit again: soon while not ready, and no later than when the managed access token
+/// is due for replacement, so the receivers never hold an expired one.
+fn requeue_after(ready: bool, token_refresh_at: Option<Timestamp>, now: Timestamp) -> Duration {
+    let requeue = if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE };
+    match token_refresh_at {
+        Some(at) => {
+            let until_due = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
+            requeue.min(until_due.max(MIN_TOKEN_REQUEUE))
+        }
+        None => requeue,
+    }
+}
+
+/// The shortest wait before replacing a managed access token, so that a token HubSpot issues
+/// with a very short lifetime does not make the reconciler spin.
+const MIN_TOKEN_REQUEUE: Duration = Duration::from_secs(5);
