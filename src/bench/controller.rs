@@ -264,16 +264,7 @@ pub async fn measure(
         steady_calls,
         steady_window,
         intervals: args.intervals,
-        steady_api_calls: ApiCalls {
-            gets: after.gets - api_before.gets,
-            lists: after.lists - api_before.lists,
-            watches: after.watches - api_before.watches,
-            status_patches: after.status_patches - api_before.status_patches,
-            status_changes: after.status_changes - api_before.status_changes,
-            other_patches: after.other_patches - api_before.other_patches,
-            events: after.events - api_before.events,
-            unexpected: after.unexpected - api_before.unexpected,
-        },
+        steady_api_calls: after.since(&api_before),
         peak_rss_kib: super::peak_rss_kib(None),
     })
 }

@@ -103,37 +103,6 @@ impl ApiServer {
         call
     }
 
-    /// A server-side apply of `path` by the operator's field manager; answered with the applied
-    /// object plus `status`. Returns the applied object.
-    pub async fn apply(&mut self, path: &str, status: Option<Value>) -> Value {
-        let (call, send) = self.expect(Method::PATCH, path).await;
-        assert_eq!(call.content_type, "application/apply-patch+yaml");
-        assert!(call.query.split('&').any(|p| p == "fieldManager=hubspot-operator"), "query {}", call.query);
-        assert!(call.query.split('&').any(|p| p == "force=true"), "query {}", call.query);
-        let mut answer = call.body.clone();
-        if let Some(status) = status {
-            answer["status"] = status;
-        }
-        reply(send, StatusCode::OK, &answer);
-        call.body
-    }
-
-    /// `DELETE path`, answered as the API server answers a deletion that cascades in the
-    /// background (the object, now with a deletion timestamp). Returns the delete options sent.
-    pub async fn delete(&mut self, path: &str, object: Value) -> Value {
-        let (call, send) = self.expect(Method::DELETE, path).await;
-        let mut answer = object;
-        answer["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
-        reply(send, StatusCode::OK, &answer);
-        call.body
-    }
-
-    /// `DELETE path`, answered 404: the object is already gone.
-    pub async fn delete_not_found(&mut self, path: &str) {
-        let (_, send) = self.expect(Method::DELETE, path).await;
-        reply(send, StatusCode::NOT_FOUND, &not_found(path));
-    }
-
     /// A merge patch of `path` (a status subresource); answered with `object` patched as the
     /// API server would. Returns the patch.
     pub async fn merge_status(&mut self, path: &str, mut object: Value) -> Value {
@@ -483,11 +452,17 @@ pub async fn stand_in_context(
     api.insert("hubspotintegrations", to_json(integration));
     api.insert("secrets", hubspot_secret(&[("token", token)]));
     api.insert("propertymappings", to_json(mapping));
-    let client = fake_api_client(&api).await;
-    let ctx = Arc::new(Context::new(client.clone(), "ghcr.io/hubspot-operator/hubspot-operator:test"));
-    let watching = ctx.clone();
+    let ctx = served_context(&api).await;
+    let (watching, client) = (ctx.clone(), ctx.client.clone());
     tokio::spawn(async move { watching.integrations.watch(client, Some(NAMESPACE)).await });
     (ctx, api)
+}
+
+/// Serves `api` on a free port and returns a context whose client calls it; nothing watches
+/// anything yet.
+pub async fn served_context(api: &FakeApiServer) -> Arc<Context> {
+    let client = fake_api_client(api).await;
+    Arc::new(Context::new(client, "ghcr.io/hubspot-operator/hubspot-operator:test"))
 }
 
 /// Fills `ctx`'s integration cache as its watch would on listing `integrations` (JSON).
@@ -719,7 +694,7 @@ where
     let namespace = object.meta().namespace.as_deref();
     let name = object.meta().name.as_deref().expect("a named object");
     let path = format!("{}/{name}", K::url_path(&(), namespace));
-    serde_json::from_value(api.object(&path).unwrap_or_else(|| panic!("{path} is not stored")))
+    serde_json::from_value(api.get(&path).unwrap_or_else(|| panic!("{path} is not stored")))
         .expect("a stored object")
 }
 

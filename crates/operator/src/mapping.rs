@@ -184,7 +184,7 @@ mod tests {
         /// `mapping` as the stand-in holds it, as JSON.
         fn stored(&self, mapping: &PropertyMapping) -> Value {
             let path = format!("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/{}", mapping.name_any());
-            self.api.object(&path).expect("a stored mapping")
+            self.api.get(&path).expect("a stored mapping")
         }
 
         /// Sets the annotation `key` of `mapping` to `value` (`null` removes it).
@@ -429,7 +429,7 @@ mod tests {
         let objects = [("hubspotintegrations", integration.clone()), ("propertymappings", to_json(&mapping))];
         let (ctx, api) = fake_api_context(objects, [integration]).await;
         reconcile(Arc::new(mapping.clone()), ctx).await.expect("reconcile succeeds");
-        let stored = api.object("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts").unwrap();
+        let stored = api.get("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts").unwrap();
         assert_eq!(condition_state(&stored, "IntegrationFound"), state("True", "IntegrationFound"));
         assert_eq!(condition_state(&stored, "PropertiesExist"), state("Unknown", "SecretNotFound"));
         assert_eq!(condition_state(&stored, "Ready"), state("False", "SecretNotFound"));
@@ -442,7 +442,7 @@ mod tests {
         let (ctx, api) = fake_api_context([("propertymappings", to_json(&mapping))], []).await;
         let action = reconcile(Arc::new(mapping.clone()), ctx).await.expect("reconcile succeeds");
         assert_eq!(action, Action::requeue(UNHEALTHY_REQUEUE));
-        let stored = api.object("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts").unwrap();
+        let stored = api.get("/apis/hubspot.io/v1alpha1/namespaces/default/propertymappings/contacts").unwrap();
         assert_eq!(condition_state(&stored, "IntegrationFound"), state("False", "IntegrationNotFound"));
         assert_eq!(
             condition(&stored, "IntegrationFound")["message"],

@@ -1,11 +1,12 @@
 //! A fake Kubernetes API server for the operator's tests and benchmarks.
 //!
 //! A stand-in for the Kubernetes API server, served over HTTP, enough for the controllers to
-//! run against: get, list (equality-based label selectors) and watch of namespaced objects, merge
-//! patches of the status subresource, JSON patches (finalizers) and Event creation. Tests read
-//! back the objects, the Events and the count of each kind of call. Like the API server, it
-//! bumps an object's `resourceVersion` and tells watchers only when a write changes the object,
-//! so a status patch that changes nothing triggers no reconcile.
+//! run against: get, list and watch of namespaced objects of any group (label selectors of the
+//! `key=value` form), server-side apply (create or merge; field ownership is not tracked),
+//! deletes with a uid precondition, merge patches of the status subresource, JSON patches
+//! (finalizers) and Event creation. Like the API server, it bumps an object's `resourceVersion`
+//! and tells watchers only when a write changes the object, so a write that changes nothing
+//! triggers no reconcile.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
@@ -38,6 +39,34 @@ pub struct ApiCalls {
     pub events: u64,
     /// Calls it does not serve (answered 404 or 405).
     pub unexpected: u64,
+    /// Server-side applies, whether or not they changed the object.
+    #[serde(default)]
+    pub applies: u64,
+    #[serde(default)]
+    pub deletes: u64,
+}
+
+impl ApiCalls {
+    /// The calls made after `before` was taken.
+    pub fn since(&self, before: &ApiCalls) -> ApiCalls {
+        ApiCalls {
+            gets: self.gets - before.gets,
+            lists: self.lists - before.lists,
+            watches: self.watches - before.watches,
+            status_patches: self.status_patches - before.status_patches,
+            status_changes: self.status_changes - before.status_changes,
+            other_patches: self.other_patches - before.other_patches,
+            events: self.events - before.events,
+            unexpected: self.unexpected - before.unexpected,
+            applies: self.applies - before.applies,
+            deletes: self.deletes - before.deletes,
+        }
+    }
+
+    /// Every call that writes: patches, applies, deletes and Events.
+    pub fn writes(&self) -> u64 {
+        self.status_patches + self.other_patches + self.applies + self.deletes + self.events
+    }
 }
 
 #[derive(Default)]
@@ -45,12 +74,38 @@ struct Store {
     /// Objects by path (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`).
     objects: BTreeMap<String, Value>,
     resource_version: u64,
-    /// `(resourceVersion, collection path, event line)`, oldest first.
-    history: VecDeque<(u64, String, Bytes)>,
-    watchers: Vec<(String, mpsc::UnboundedSender<Result<Bytes, Infallible>>)>,
+    /// `(resourceVersion, collection path, object, event line)`, oldest first.
+    history: VecDeque<(u64, String, Value, Bytes)>,
+    /// Each watch: its collection, label selector and channel.
+    watchers: Vec<(String, Selector, mpsc::UnboundedSender<Result<Bytes, Infallible>>)>,
     calls: ApiCalls,
-    /// The Events created, oldest first.
+    /// Published Events, oldest first.
     events: Vec<Value>,
+    /// Plurals whose resource type the stand-in pretends not to know: every call on them is
+    /// answered 404, as for a CRD that is not installed.
+    missing_kinds: Vec<String>,
+    /// Uids handed out to created objects.
+    next_uid: u64,
+}
+
+/// An equality-based label selector (`key=value` terms, as sent in a query, percent-encoded),
+/// all of whose terms must hold; no selector selects everything. A term of another form
+/// selects nothing.
+#[derive(Clone, Debug, Default)]
+struct Selector(Vec<String>);
+
+impl Selector {
+    fn parse(query: Option<&str>) -> Selector {
+        let terms = query.map(percent_decoded).unwrap_or_default();
+        Selector(terms.split(',').filter(|term| !term.is_empty()).map(str::to_string).collect())
+    }
+
+    fn matches(&self, object: &Value) -> bool {
+        self.0.iter().all(|term| match term.split_once('=') {
+            Some((key, value)) => object["metadata"]["labels"][key].as_str() == Some(value),
+            None => false,
+        })
+    }
 }
 
 /// The stand-in; clones share the objects.
@@ -90,6 +145,32 @@ impl FakeApiServer {
     pub fn calls(&self) -> ApiCalls {
         self.0.lock().expect("store lock").calls
     }
+
+    /// The object at `path` (`/api/v1/namespaces/default/secrets/x`), if it exists.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.0.lock().expect("store lock").objects.get(path).cloned()
+    }
+
+    /// Sets the status of the object at `path`, as the object's own controller would (the
+    /// StatefulSet controller, for instance). Panics when there is no such object.
+    pub fn set_status(&self, path: &str, status: Value) {
+        let mut store = self.0.lock().expect("store lock");
+        let mut object = store.objects.get(path).cloned().unwrap_or_else(|| panic!("no object at {path}"));
+        object["status"] = status;
+        store.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(store.resource_version.to_string());
+        store.changed(path, "MODIFIED", object);
+    }
+
+    /// The Events published so far, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.0.lock().expect("store lock").events.clone()
+    }
+
+    /// Pretends the resource type of `plural` (say `httproutes`) is not installed.
+    pub fn without_kind(&self, plural: &str) {
+        self.0.lock().expect("store lock").missing_kinds.push(plural.to_string());
+    }
 }
 
 impl Store {
@@ -99,12 +180,66 @@ impl Store {
         let mut line = serde_json::to_vec(&json!({ "type": kind, "object": &object })).expect("JSON");
         line.push(b'\n');
         let line = Bytes::from(line);
-        self.watchers.retain(|(c, tx)| c != &collection || tx.send(Ok(line.clone())).is_ok());
+        self.watchers.retain(|(c, selector, tx)| {
+            c != &collection || !selector.matches(&object) || tx.send(Ok(line.clone())).is_ok()
+        });
         if self.history.len() == WATCH_HISTORY {
             self.history.pop_front();
         }
-        self.history.push_back((self.resource_version, collection, line));
-        self.objects.insert(path.to_string(), object);
+        self.history.push_back((self.resource_version, collection, object.clone(), line));
+        if kind == "DELETED" {
+            self.objects.remove(path);
+        } else {
+            self.objects.insert(path.to_string(), object);
+        }
+    }
+
+    /// A server-side apply of `applied` at `path`: creates the object, or merges the applied
+    /// fields into it. Field ownership is not tracked, so a field the applier stops sending is
+    /// kept (the API server would drop it).
+    fn apply(&mut self, path: &str, mut applied: Value) -> Value {
+        self.calls.applies += 1;
+        if let Some(metadata) = applied["metadata"].as_object_mut() {
+            metadata.remove("managedFields");
+            metadata.remove("resourceVersion");
+        }
+        let (kind, updated) = match self.objects.get(path) {
+            Some(current) => {
+                let mut updated = current.clone();
+                json_patch::merge(&mut updated, &applied);
+                if &updated == current {
+                    return updated;
+                }
+                ("MODIFIED", updated)
+            }
+            None => {
+                self.next_uid += 1;
+                applied["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.next_uid));
+                applied["metadata"]["generation"] = json!(1);
+                ("ADDED", applied)
+            }
+        };
+        let mut updated = updated;
+        self.resource_version += 1;
+        updated["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.changed(path, kind, updated.clone());
+        updated
+    }
+
+    /// Deletes the object at `path`, if it exists and has the uid `precondition` names.
+    fn delete(&mut self, path: &str, precondition: Option<&str>) -> Response {
+        self.calls.deletes += 1;
+        let Some(current) = self.objects.get(path).cloned() else {
+            return status(StatusCode::NOT_FOUND, "NotFound", format!("{path} not found"));
+        };
+        if precondition.is_some_and(|uid| current["metadata"]["uid"].as_str() != Some(uid)) {
+            return status(StatusCode::CONFLICT, "Conflict", format!("{path}: the uid precondition failed"));
+        }
+        self.resource_version += 1;
+        let mut gone = current;
+        gone["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.changed(path, "DELETED", gone.clone());
+        axum::Json(gone).into_response()
     }
 }
 
@@ -145,11 +280,15 @@ async fn handle(
     let path = uri.path().to_string();
     let segments = namespaced_segments(&path);
     let mut store = server.0.lock().expect("store lock");
+    if segments.get(1).is_some_and(|plural| store.missing_kinds.iter().any(|m| m == plural)) {
+        return status(StatusCode::NOT_FOUND, "NotFound", "the server could not find the requested resource".into());
+    }
+    let selector = Selector::parse(query_value(&uri, "labelSelector"));
     match (&method, segments.len()) {
         (&Method::GET, 2) if query_value(&uri, "watch") == Some("true") => {
             store.calls.watches += 1;
             let since: u64 = query_value(&uri, "resourceVersion").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let oldest_kept = store.history.front().map(|(rv, _, _)| *rv).unwrap_or(store.resource_version + 1);
+            let oldest_kept = store.history.front().map(|(rv, _, _, _)| *rv).unwrap_or(store.resource_version + 1);
             if since + 1 < oldest_kept && since < store.resource_version {
                 let expired = json!({ "type": "ERROR", "object": {
                     "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
@@ -157,10 +296,12 @@ async fn handle(
                 return (StatusCode::OK, format!("{expired}\n")).into_response();
             }
             let (tx, rx) = mpsc::unbounded_channel();
-            for (_, _, line) in store.history.iter().filter(|(rv, c, _)| *rv > since && *c == path) {
+            for (_, _, _, line) in
+                store.history.iter().filter(|(rv, c, object, _)| *rv > since && *c == path && selector.matches(object))
+            {
                 let _ = tx.send(Ok(line.clone()));
             }
-            store.watchers.push((path, tx));
+            store.watchers.push((path, selector, tx));
             Response::new(Body::from_stream(tokio_stream_of(rx)))
         }
         (&Method::GET, 2) => {
@@ -171,7 +312,7 @@ async fn handle(
                 .range(prefix.clone()..)
                 .take_while(|(p, _)| p.starts_with(&prefix))
                 .map(|(_, o)| o)
-                .filter(|o| has_labels(o, query_value(&uri, "labelSelector")))
+                .filter(|o| selector.matches(o))
                 .collect();
             let list = json!({
                 "kind": "List", "apiVersion": "v1",
@@ -185,6 +326,20 @@ async fn handle(
                 Some(object) => axum::Json(object.clone()).into_response(),
                 None => status(StatusCode::NOT_FOUND, "NotFound", format!("{path} not found")),
             }
+        }
+        (&Method::PATCH, 3)
+            if headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+                == Some("application/apply-patch+yaml") =>
+        {
+            // kube sends the applied object as JSON, which is YAML too.
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(applied) => axum::Json(store.apply(&path, applied)).into_response(),
+                Err(_) => status(StatusCode::BAD_REQUEST, "BadRequest", "the applied object is not JSON".into()),
+            }
+        }
+        (&Method::DELETE, 3) => {
+            let options: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            store.delete(&path, options["preconditions"]["uid"].as_str())
         }
         (&Method::PATCH, 3 | 4) => {
             let status_subresource = segments.len() == 4 && segments[3] == "status";
@@ -246,7 +401,9 @@ async fn handle(
         }
         (&Method::POST, 2) if path.starts_with("/apis/events.k8s.io/") => {
             store.calls.events += 1;
-            store.events.push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+            if let Ok(event) = serde_json::from_slice::<Value>(&body) {
+                store.events.push(event);
+            }
             (StatusCode::CREATED, body).into_response()
         }
         _ => {
@@ -262,28 +419,6 @@ fn tokio_stream_of(
     mut rx: mpsc::UnboundedReceiver<Result<Bytes, Infallible>>,
 ) -> impl futures::Stream<Item = Result<Bytes, Infallible>> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
-}
-
-impl FakeApiServer {
-    /// The object stored at `path` (`/apis/{group}/{version}/namespaces/{ns}/{plural}/{name}`).
-    pub fn object(&self, path: &str) -> Option<Value> {
-        self.0.lock().expect("store lock").objects.get(path).cloned()
-    }
-
-    /// The Events created so far, oldest first.
-    pub fn events(&self) -> Vec<Value> {
-        self.0.lock().expect("store lock").events.clone()
-    }
-}
-
-/// Whether `object` carries every `key=value` of an equality-based label `selector` (as sent in
-/// a query, percent-encoded); no selector selects everything.
-fn has_labels(object: &Value, selector: Option<&str>) -> bool {
-    let Some(selector) = selector.map(percent_decoded) else { return true };
-    selector.split(',').filter(|term| !term.is_empty()).all(|term| match term.split_once('=') {
-        Some((key, value)) => object["metadata"]["labels"][key].as_str() == Some(value),
-        None => false,
-    })
 }
 
 /// `text` with its `%XX` escapes decoded.
@@ -314,12 +449,14 @@ mod tests {
     #[test]
     fn a_label_selector_selects_objects_carrying_every_label_it_names() {
         let slice = json!({ "metadata": { "labels": { "kubernetes.io/service-name": "crm-receiver", "tier": "a" } } });
-        assert!(has_labels(&slice, None));
-        assert!(has_labels(&slice, Some("kubernetes.io%2Fservice-name%3Dcrm-receiver")));
-        assert!(has_labels(&slice, Some("kubernetes.io/service-name=crm-receiver,tier=a")));
-        assert!(!has_labels(&slice, Some("kubernetes.io%2Fservice-name%3Derp-receiver")));
-        assert!(!has_labels(&slice, Some("tier=a,zone=b")));
-        assert!(!has_labels(&json!({ "metadata": {} }), Some("tier=a")));
+        let selects = |query: Option<&str>, object: &Value| Selector::parse(query).matches(object);
+        assert!(selects(None, &slice));
+        assert!(selects(Some("kubernetes.io%2Fservice-name%3Dcrm-receiver"), &slice));
+        assert!(selects(Some("kubernetes.io/service-name=crm-receiver,tier=a"), &slice));
+        assert!(!selects(Some("kubernetes.io%2Fservice-name%3Derp-receiver"), &slice));
+        assert!(!selects(Some("tier=a,zone=b"), &slice));
+        assert!(!selects(Some("tier=a"), &json!({ "metadata": {} })));
+        assert!(!selects(Some("tier"), &slice), "a term that is not key=value selects nothing");
     }
 
     #[test]

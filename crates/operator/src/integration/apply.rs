@@ -164,7 +164,7 @@ async fn apply_webhooks(
 /// Deletes the object named like the receiver in `api` if there is one and it is ours
 /// ([`resources::is_own_receiver_object`]); whether it did. For the receiver Deployment of an
 /// earlier version its emptyDir goes with it; the StatefulSet's volume is what keeps events.
-async fn delete_own_receiver_object<K>(integration: &HubSpotIntegration, api: &Api<K>) -> Result<bool, Error>
+pub(super) async fn delete_own_receiver_object<K>(integration: &HubSpotIntegration, api: &Api<K>) -> Result<bool, Error>
 where
     K: Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned,
 {
