@@ -1,6 +1,7 @@
-//! `hubspot-operator bench controller`: the property and mapping controllers (kube-runtime,
-//! real reconcilers, real HubSpot client over HTTP) reconcile many objects against the HubSpot
-//! emulator, with a Kubernetes API stand-in ([`FakeApiServer`]) serving the objects. The
+//! `hubspot-operator bench controller`: the integration, property and mapping controllers
+//! (kube-runtime, real reconcilers, real HubSpot client over HTTP) reconcile many objects
+//! against the HubSpot emulator, with a Kubernetes API stand-in ([`FakeApiServer`]) serving
+//! the objects (and running the receiver's StatefulSet as if it had pods). The
 //! emulator and the stand-in run as child processes, so the peak RSS is the controllers'.
 //! Measured from the emulator's request counts: the first pass (creates), then HubSpot writes
 //! and reads per object per drift interval in the steady state.
@@ -19,14 +20,17 @@ use model::api::mapping::{
     Destination, Direction, FieldMapping, FileDestination, IntegrationRef, MappedRecords, MatchKey, PropertyMappingSpec,
 };
 use model::api::property::{FieldType, PropertyType};
-use model::api::{HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
-use operator::{Context, DEFAULT_MAX_CONCURRENT_RECONCILES, error_policy, instrumented, mapping, property};
+use model::api::{HubSpotIntegration, HubSpotProperty, HubSpotPropertySpec, PropertyMapping};
+use operator::{
+    Context, DEFAULT_MAX_CONCURRENT_RECONCILES, error_policy, instrumented, integration, mapping, property,
+};
 use test_support::{ApiCalls, CALLS_PATH, FakeApiServer};
 
 const NAMESPACE: &str = "bench";
 const TOKEN: &str = "bench-token";
 const PROPERTIES: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/hubspotproperties";
 const MAPPINGS: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/propertymappings";
+const INTEGRATIONS: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/hubspotintegrations";
 
 /// `hubspot-operator bench controller` flags.
 #[derive(clap::Args, Clone, Debug)]
@@ -163,11 +167,16 @@ pub async fn run(args: ControllerBenchArgs) -> anyhow::Result<()> {
     );
     let api = f.steady_api_calls;
     println!(
-        "  Kubernetes API per interval: {:.0} status patches ({:.0} changing the object), {:.0} gets, {:.0} events",
+        "  Kubernetes API per interval: {:.0} writes ({:.0} status patches, {:.0} changing the object; {:.0} applies; \
+         {:.0} deletes; {:.0} events), {:.0} gets, {:.0} lists",
+        per_interval(api.writes()),
         per_interval(api.status_patches),
         per_interval(api.status_changes),
+        per_interval(api.applies),
+        per_interval(api.deletes),
+        per_interval(api.events),
         per_interval(api.gets),
-        per_interval(api.events)
+        per_interval(api.lists)
     );
     if let Some(peak) = f.peak_rss_kib {
         println!(
@@ -215,8 +224,13 @@ pub async fn measure(
         .for_each(|_| async {});
     let mappings = mapping::controller(client.clone(), Some(NAMESPACE))
         .with_config(ctx.controller_config::<PropertyMapping>())
-        .graceful_shutdown_on(stop)
+        .graceful_shutdown_on(stop.clone())
         .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let receivers = integration::controller(&ctx, Some(NAMESPACE))
+        .with_config(ctx.controller_config::<HubSpotIntegration>())
+        .graceful_shutdown_on(stop)
+        .run(instrumented(integration::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
     let integrations = {
         let (ctx, client) = (ctx.clone(), client.clone());
@@ -224,7 +238,7 @@ pub async fn measure(
     };
     let controllers = tokio::spawn(async move {
         tokio::select! {
-            _ = futures::future::join(properties, mappings) => {}
+            _ = futures::future::join3(properties, mappings, receivers) => {}
             () = integrations => {}
         }
     });
@@ -233,7 +247,7 @@ pub async fn measure(
     let mut last_progress = Instant::now();
     loop {
         let (properties, mappings) = (ready(&api.objects(PROPERTIES).await?), ready(&api.objects(MAPPINGS).await?));
-        if properties == args.objects && mappings == args.objects {
+        if properties == args.objects && mappings == args.objects && ready(&api.objects(INTEGRATIONS).await?) == 1 {
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(10) {
@@ -289,15 +303,20 @@ impl StandIn {
     }
 }
 
-/// Integration `crm` calling `hubspot_url`, its token Secret, and `args.objects` properties
-/// `bench_NNNN` (text on contacts) with one mapping each.
+/// Integration `crm` calling `hubspot_url` (whose receiver renders with every mapping), its
+/// token Secret, and `args.objects` properties `bench_NNNN` (text on contacts) with one mapping
+/// each.
 fn load_objects(api: &FakeApiServer, args: &ControllerBenchArgs, hubspot_url: &str) {
+    api.run_workloads();
     api.insert(
         "secrets",
         json!({
             "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
             "metadata": { "name": "hubspot", "namespace": NAMESPACE },
-            "data": { "token": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TOKEN) }
+            "data": {
+                "token": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, TOKEN),
+                "client-secret": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "bench-secret"),
+            }
         }),
     );
     api.insert(
@@ -307,7 +326,8 @@ fn load_objects(api: &FakeApiServer, args: &ControllerBenchArgs, hubspot_url: &s
             "metadata": { "name": "crm", "namespace": NAMESPACE },
             "spec": {
                 "api": { "baseUrl": hubspot_url, "tier": args.tier },
-                "credentials": { "privateAppToken": { "name": "hubspot", "key": "token" } }
+                "credentials": { "privateAppToken": { "name": "hubspot", "key": "token" } },
+                "webhooks": { "clientSecret": { "name": "hubspot", "key": "client-secret" } }
             }
         }),
     );
@@ -475,10 +495,14 @@ mod tests {
         assert!(property_reads <= 50 * (u64::from(args.intervals) + 1), "{f:?}");
         assert!(f.steady_calls.list_reads <= 50 * u64::from(args.intervals), "{f:?}");
         assert_eq!(f.steady_api_calls.unexpected, 0, "{f:?}");
-        // Nothing changed, so nothing is written to Kubernetes; the integration comes from a
-        // watch and its token Secret is read once per integration and minute, not per object.
-        assert_eq!(f.steady_api_calls.status_patches, 0, "{f:?}");
-        assert_eq!(f.steady_api_calls.events, 0, "{f:?}");
-        assert!(f.steady_api_calls.gets <= 2, "{f:?}");
+        // Nothing changed, so nothing is written to Kubernetes: no status patch, and no apply of
+        // the receiver's objects, which the integration controller's caches show as they are.
+        assert_eq!(f.steady_api_calls.writes(), 0, "{f:?}");
+        // The integration comes from a watch and its token Secret is read once per integration
+        // and minute, not per object. Each visit of the integration (once per interval, and
+        // the windows are not aligned with its schedule) reads its Secret and looks for the
+        // receiver Deployment of earlier versions; the mappings come from its cache.
+        assert!(f.steady_api_calls.gets <= 2 + 2 * (u64::from(args.intervals) + 1), "{f:?}");
+        assert_eq!(f.steady_api_calls.lists, 0, "{f:?}");
     }
 }

@@ -86,6 +86,9 @@ struct Store {
     missing_kinds: Vec<String>,
     /// Uids handed out to created objects.
     next_uid: u64,
+    /// Whether an applied StatefulSet reports all its replicas available at once, as if a
+    /// StatefulSet controller ran its pods.
+    workloads_run: bool,
 }
 
 /// An equality-based label selector (`key=value` terms, as sent in a query, percent-encoded),
@@ -167,6 +170,11 @@ impl FakeApiServer {
         self.0.lock().expect("store lock").events.clone()
     }
 
+    /// Makes every StatefulSet applied from now on report all its replicas available.
+    pub fn run_workloads(&self) {
+        self.0.lock().expect("store lock").workloads_run = true;
+    }
+
     /// Pretends the resource type of `plural` (say `httproutes`) is not installed.
     pub fn without_kind(&self, plural: &str) {
         self.0.lock().expect("store lock").missing_kinds.push(plural.to_string());
@@ -220,6 +228,11 @@ impl Store {
             }
         };
         let mut updated = updated;
+        if self.workloads_run && updated["kind"] == "StatefulSet" {
+            let replicas = updated["spec"]["replicas"].as_i64().unwrap_or(1);
+            let running = json!({ "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas });
+            updated["status"] = running;
+        }
         self.resource_version += 1;
         updated["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.changed(path, kind, updated.clone());

@@ -4,7 +4,6 @@
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use kube::runtime::reflector::ObjectRef;
 use model::api::{HubSpotIntegration, PropertyMapping};
 
 use super::children::ready_store;
@@ -63,7 +62,7 @@ pub async fn dereference(integration: &HubSpotIntegration, ctx: &Context) -> Res
                 .map(|m| m.as_ref().clone())
                 .collect();
             // The store is a map: keep the order a LIST gives, by name.
-            mappings.sort_by_key(|m| ObjectRef::from_obj(m).name);
+            mappings.sort_by_key(|m| m.name_any());
             mappings
         }
         None => {

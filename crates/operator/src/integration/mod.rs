@@ -28,7 +28,7 @@ use crate::events::publish;
 use crate::kube_api::{patch_status, scoped_api};
 use crate::status::mark_paused;
 use crate::watches::changes_in;
-use crate::{Context, Error, HEALTHY_REQUEUE, UNHEALTHY_REQUEUE};
+use crate::{Context, Error, UNHEALTHY_REQUEUE};
 use model::api::conditions::is_true;
 use model::api::integration::condition_types::READY;
 use model::api::{HubSpotIntegration, PropertyMapping, is_paused};
@@ -106,13 +106,14 @@ pub async fn reconcile(integration: Arc<HubSpotIntegration>, ctx: Arc<Context>) 
 
     let ready = is_true(&status.conditions, READY);
     tracing::info!(integration = %format!("{namespace}/{name}"), ready, "reconciled HubSpotIntegration");
-    Ok(Action::requeue(requeue_after(ready, token_refresh_at, Timestamp::now())))
+    Ok(Action::requeue(requeue_after(ready, token_refresh_at, Timestamp::now(), ctx.drift_interval)))
 }
 
-/// When to visit again: soon while not ready, and no later than when the managed access token
-/// is due for replacement, so the receivers never hold an expired one.
-fn requeue_after(ready: bool, token_refresh_at: Option<Timestamp>, now: Timestamp) -> Duration {
-    let requeue = if ready { HEALTHY_REQUEUE } else { UNHEALTHY_REQUEUE };
+/// When to visit again: after the drift interval (`healthy`, [`crate::HEALTHY_REQUEUE`] unless
+/// shortened) when ready, sooner while not, and no later than when the managed access token is
+/// due for replacement, so the receivers never hold an expired one.
+fn requeue_after(ready: bool, token_refresh_at: Option<Timestamp>, now: Timestamp, healthy: Duration) -> Duration {
+    let requeue = if ready { healthy } else { UNHEALTHY_REQUEUE.min(healthy) };
     match token_refresh_at {
         Some(at) => {
             let until_due = Duration::try_from(at.duration_since(now)).unwrap_or(Duration::ZERO);
