@@ -1,7 +1,9 @@
 //! `hubspot-operator bench controller`: the integration, property and mapping controllers
 //! (kube-runtime, real reconcilers, real HubSpot client over HTTP) reconcile many objects
 //! against the HubSpot emulator, with a Kubernetes API stand-in ([`FakeApiServer`]) serving
-//! the objects (and running the receiver's StatefulSet as if it had pods). The
+//! the objects. The stand-in runs no pods, so the integration's receiver stays unavailable
+//! (and its mappings read no sync reports), and the integration is visited again every
+//! drift interval. The
 //! emulator and the stand-in run as child processes, so the peak RSS is the controllers'.
 //! Measured from the emulator's request counts: the first pass (creates), then HubSpot writes
 //! and reads per object per drift interval in the steady state.
@@ -31,6 +33,8 @@ const TOKEN: &str = "bench-token";
 const PROPERTIES: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/hubspotproperties";
 const MAPPINGS: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/propertymappings";
 const INTEGRATIONS: &str = "/apis/hubspot.io/v1alpha1/namespaces/bench/hubspotintegrations";
+/// Where HubSpot describes a private app token (`POST`, without changing anything).
+const TOKEN_INTROSPECTION: &str = "/oauth/v2/private-apps/get/access-token-info";
 
 /// `hubspot-operator bench controller` flags.
 #[derive(clap::Args, Clone, Debug)]
@@ -217,6 +221,20 @@ pub async fn measure(
     let stop = futures::FutureExt::shared(async move {
         let _ = stop_rx.await;
     });
+    // The integration first, as in a cluster where it exists before its properties and
+    // mappings: its first status (Authenticated) reconciles every one of them again, which
+    // during their first pass would only race their own first reconciles.
+    let receivers = integration::controller(&ctx, Some(NAMESPACE))
+        .with_config(ctx.controller_config::<HubSpotIntegration>())
+        .graceful_shutdown_on(stop.clone())
+        .run(instrumented(integration::reconcile), error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let receivers = tokio::spawn(receivers);
+    let started = Instant::now();
+    while api.objects(INTEGRATIONS).await?.iter().any(|i| i["status"]["observedGeneration"].is_null()) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
     let properties = property::controller(client.clone(), Some(NAMESPACE))
         .with_config(ctx.controller_config::<HubSpotProperty>())
         .graceful_shutdown_on(stop.clone())
@@ -224,13 +242,8 @@ pub async fn measure(
         .for_each(|_| async {});
     let mappings = mapping::controller(client.clone(), Some(NAMESPACE))
         .with_config(ctx.controller_config::<PropertyMapping>())
-        .graceful_shutdown_on(stop.clone())
-        .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
-        .for_each(|_| async {});
-    let receivers = integration::controller(&ctx, Some(NAMESPACE))
-        .with_config(ctx.controller_config::<HubSpotIntegration>())
         .graceful_shutdown_on(stop)
-        .run(instrumented(integration::reconcile), error_policy, ctx.clone())
+        .run(instrumented(mapping::reconcile), error_policy, ctx.clone())
         .for_each(|_| async {});
     let integrations = {
         let (ctx, client) = (ctx.clone(), client.clone());
@@ -238,16 +251,15 @@ pub async fn measure(
     };
     let controllers = tokio::spawn(async move {
         tokio::select! {
-            _ = futures::future::join3(properties, mappings, receivers) => {}
+            _ = futures::future::join(properties, mappings) => {}
             () = integrations => {}
         }
     });
 
-    let started = Instant::now();
     let mut last_progress = Instant::now();
     loop {
         let (properties, mappings) = (ready(&api.objects(PROPERTIES).await?), ready(&api.objects(MAPPINGS).await?));
-        if properties == args.objects && mappings == args.objects && ready(&api.objects(INTEGRATIONS).await?) == 1 {
+        if properties == args.objects && mappings == args.objects {
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(10) {
@@ -271,6 +283,7 @@ pub async fn measure(
     let after = api.calls().await?;
     let _ = stop_tx.send(());
     controllers.await?;
+    receivers.await?;
     Ok(ControllerFigures {
         objects: args.objects,
         first_pass,
@@ -303,11 +316,10 @@ impl StandIn {
     }
 }
 
-/// Integration `crm` calling `hubspot_url` (whose receiver renders with every mapping), its
-/// token Secret, and `args.objects` properties `bench_NNNN` (text on contacts) with one mapping
-/// each.
+/// Integration `crm` calling `hubspot_url` (whose receiver config renders with every mapping),
+/// its token Secret, and `args.objects` properties `bench_NNNN` (text on contacts) with one
+/// mapping each.
 fn load_objects(api: &FakeApiServer, args: &ControllerBenchArgs, hubspot_url: &str) {
-    api.run_workloads();
     api.insert(
         "secrets",
         json!({
@@ -429,7 +441,8 @@ impl RequestLog {
             if n == 0 {
                 continue;
             }
-            if method == "GET" {
+            // A token introspection is a POST that changes nothing: the integration's check.
+            if method == "GET" || path == TOKEN_INTROSPECTION {
                 calls.reads += n;
                 if path.ends_with("/properties/contacts") {
                     calls.list_reads += n;
@@ -479,7 +492,9 @@ mod tests {
         let kube_url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(api.serve(listener));
 
-        let f = measure(&args, &emulator.base_url(), &kube_url).await.unwrap();
+        let hubspot_url = emulator.base_url();
+        let measured = tokio::time::timeout(Duration::from_secs(300), measure(&args, &hubspot_url, &kube_url));
+        let f = measured.await.expect("every object ready within five minutes").unwrap();
 
         assert_eq!(f.first_pass_calls.property_creates, 50, "{f:?}");
         assert_eq!(f.first_pass_calls.failures, 0, "{f:?}");
@@ -500,8 +515,9 @@ mod tests {
         assert_eq!(f.steady_api_calls.writes(), 0, "{f:?}");
         // The integration comes from a watch and its token Secret is read once per integration
         // and minute, not per object. Each visit of the integration (once per interval, and
-        // the windows are not aligned with its schedule) reads its Secret and looks for the
-        // receiver Deployment of earlier versions; the mappings come from its cache.
+        // the windows are not aligned with its schedule) reads its Secrets, at most two (the
+        // receiver Deployment of earlier versions is looked for once a pod is available); the
+        // mappings come from its cache.
         assert!(f.steady_api_calls.gets <= 2 + 2 * (u64::from(args.intervals) + 1), "{f:?}");
         assert_eq!(f.steady_api_calls.lists, 0, "{f:?}");
     }

@@ -86,9 +86,6 @@ struct Store {
     missing_kinds: Vec<String>,
     /// Uids handed out to created objects.
     next_uid: u64,
-    /// Whether an applied StatefulSet reports all its replicas available at once, as if a
-    /// StatefulSet controller ran its pods.
-    workloads_run: bool,
 }
 
 /// An equality-based label selector (`key=value` terms, as sent in a query, percent-encoded),
@@ -128,7 +125,7 @@ impl FakeApiServer {
     }
 
     /// Stores `object` (it needs `apiVersion`, `kind`, `metadata.name` and `metadata.namespace`)
-    /// under `plural`, as a create would.
+    /// under `plural`, as a create would (with a uid unless it has one).
     pub fn insert(&self, plural: &str, mut object: Value) {
         let path = format!(
             "{}/namespaces/{}/{plural}/{}",
@@ -139,6 +136,9 @@ impl FakeApiServer {
         let mut store = self.0.lock().expect("store lock");
         store.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(store.resource_version.to_string());
+        if object["metadata"]["uid"].is_null() {
+            object["metadata"]["uid"] = json!(store.new_uid());
+        }
         if object["metadata"]["generation"].is_null() {
             object["metadata"]["generation"] = json!(1);
         }
@@ -170,11 +170,6 @@ impl FakeApiServer {
         self.0.lock().expect("store lock").events.clone()
     }
 
-    /// Makes every StatefulSet applied from now on report all its replicas available.
-    pub fn run_workloads(&self) {
-        self.0.lock().expect("store lock").workloads_run = true;
-    }
-
     /// Pretends the resource type of `plural` (say `httproutes`) is not installed.
     pub fn without_kind(&self, plural: &str) {
         self.0.lock().expect("store lock").missing_kinds.push(plural.to_string());
@@ -202,6 +197,12 @@ impl Store {
         }
     }
 
+    /// A uid no object had before.
+    fn new_uid(&mut self) -> String {
+        self.next_uid += 1;
+        format!("00000000-0000-4000-8000-{:012}", self.next_uid)
+    }
+
     /// A server-side apply of `applied` at `path`: creates the object, or merges the applied
     /// fields into it. Field ownership is not tracked, so a field the applier stops sending is
     /// kept (the API server would drop it).
@@ -221,18 +222,12 @@ impl Store {
                 ("MODIFIED", updated)
             }
             None => {
-                self.next_uid += 1;
-                applied["metadata"]["uid"] = json!(format!("00000000-0000-4000-8000-{:012}", self.next_uid));
+                applied["metadata"]["uid"] = json!(self.new_uid());
                 applied["metadata"]["generation"] = json!(1);
                 ("ADDED", applied)
             }
         };
         let mut updated = updated;
-        if self.workloads_run && updated["kind"] == "StatefulSet" {
-            let replicas = updated["spec"]["replicas"].as_i64().unwrap_or(1);
-            let running = json!({ "replicas": replicas, "readyReplicas": replicas, "availableReplicas": replicas });
-            updated["status"] = running;
-        }
         self.resource_version += 1;
         updated["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.changed(path, kind, updated.clone());
