@@ -77,7 +77,7 @@ struct Store {
     /// `(resourceVersion, collection path, object, event line)`, oldest first.
     history: VecDeque<(u64, String, Value, Bytes)>,
     /// Each watch: its collection, label selector and channel.
-    watchers: Vec<(String, Selector, mpsc::UnboundedSender<Result<Bytes, Infallible>>)>,
+    watchers: Vec<(String, Selector, WatchSender)>,
     calls: ApiCalls,
     /// Published Events, oldest first.
     events: Vec<Value>,
@@ -87,6 +87,9 @@ struct Store {
     /// Uids handed out to created objects.
     next_uid: u64,
 }
+
+/// The sending end of a watch's response body.
+type WatchSender = mpsc::UnboundedSender<Result<Bytes, Infallible>>;
 
 /// An equality-based label selector (`key=value` terms, as sent in a query, percent-encoded),
 /// all of whose terms must hold; no selector selects everything. A term of another form
