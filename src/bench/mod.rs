@@ -9,8 +9,9 @@
 //! - `lag`: time from a change in HubSpot to its delivery at the destination (`sync.rs`).
 //! - `soak`: many tasks on one client under injected 429 storms, 5xx and latency; the budget
 //!   is never overrun and no acknowledged write is lost (`soak.rs`).
-//! - `controller`: the property and mapping controllers reconciling many objects against the
-//!   emulator, with an in-process Kubernetes API stand-in (`controller.rs`, the `test-support` crate).
+//! - `controller`: the integration, property and mapping controllers reconciling many objects
+//!   against the emulator, with a Kubernetes API stand-in (`controller.rs`, the `test-support`
+//!   crate).
 
 use std::ffi::OsStr;
 use std::time::{Duration, Instant};
@@ -45,7 +46,8 @@ pub enum BenchMode {
     Lag(sync::LagArgs),
     /// Many tasks calling one HubSpot client against the emulator with injected faults.
     Soak(soak::SoakArgs),
-    /// The property and mapping controllers reconciling many objects against the emulator.
+    /// The integration, property and mapping controllers reconciling many objects against the
+    /// emulator.
     Controller(controller::ControllerBenchArgs),
     /// The Kubernetes API stand-in `controller` runs as a child process.
     #[command(hide = true)]
