@@ -92,17 +92,6 @@ impl ApiServer {
         }
     }
 
-    /// `GET path` of a collection, answered with `items`; the call, for its query.
-    pub async fn list(&mut self, path: &str, kind: &str, api_version: &str, items: Vec<Value>) -> Call {
-        let (call, send) = self.expect(Method::GET, path).await;
-        let list = json!({
-            "kind": format!("{kind}List"), "apiVersion": api_version,
-            "metadata": { "resourceVersion": "1" }, "items": items
-        });
-        reply(send, StatusCode::OK, &list);
-        call
-    }
-
     /// A merge patch of `path` (a status subresource); answered with `object` patched as the
     /// API server would. Returns the patch.
     pub async fn merge_status(&mut self, path: &str, mut object: Value) -> Value {
@@ -694,8 +683,7 @@ where
     let namespace = object.meta().namespace.as_deref();
     let name = object.meta().name.as_deref().expect("a named object");
     let path = format!("{}/{name}", K::url_path(&(), namespace));
-    serde_json::from_value(api.get(&path).unwrap_or_else(|| panic!("{path} is not stored")))
-        .expect("a stored object")
+    serde_json::from_value(api.get(&path).unwrap_or_else(|| panic!("{path} is not stored"))).expect("a stored object")
 }
 
 /// `(type, reason)` of each Event `api` was sent, sorted: what was announced, whatever the order.
