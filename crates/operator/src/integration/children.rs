@@ -116,8 +116,11 @@ where
         + 'static,
 {
     let own = watcher::Config::default().labels(&format!("{}={}", resources::MANAGED_BY_LABEL, resources::MANAGED_BY));
-    reflector::reflector(writer, watcher::watcher(scoped_api::<K>(client, namespace), own).default_backoff())
-        .touched_objects()
+    // managedFields are often most of an object and nothing here reads them.
+    let children = watcher::watcher(scoped_api::<K>(client, namespace), own)
+        .default_backoff()
+        .modify(|child| child.managed_fields_mut().clear());
+    reflector::reflector(writer, children).touched_objects()
 }
 
 /// `store` once it holds a complete listing; `None` before, when it cannot be trusted to show

@@ -21,7 +21,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
 
 use crate::events::publish;
@@ -55,8 +55,15 @@ pub fn controller(ctx: &Context, namespace: Option<&str>) -> Controller<HubSpotI
         let mappings = crate::watches::spec_changes::<PropertyMapping>(client, namespace);
         return controller.watches_stream(mappings, integration_of_mapping);
     };
+    // Only the specs are rendered: the cache keeps neither the status the mapping reconciler
+    // writes nor managedFields.
     let mappings =
-        watcher::watcher(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default());
+        watcher::watcher(scoped_api::<PropertyMapping>(client.clone(), namespace), watcher::Config::default())
+            .default_backoff()
+            .modify(|mapping| {
+                mapping.managed_fields_mut().clear();
+                mapping.status = None;
+            });
     let mappings = kube::runtime::reflector::reflector(writers.mappings, mappings);
     controller
         .owns_stream(children::reflected(writers.secrets, client.clone(), namespace))
