@@ -64,12 +64,14 @@ pub fn mappings_of<'a>(
     integration: &HubSpotIntegration,
     candidates: impl IntoIterator<Item = &'a PropertyMapping>,
 ) -> Vec<&'a PropertyMapping> {
-    let mut mine: Vec<&PropertyMapping> = candidates
-        .into_iter()
-        .filter(|m| m.namespace() == integration.namespace() && m.spec.integration_ref.name == integration.name_any())
-        .collect();
+    let mut mine: Vec<&PropertyMapping> = candidates.into_iter().filter(|m| belongs_to(m, integration)).collect();
     mine.sort_by_key(|m| m.name_any());
     mine
+}
+
+/// Whether `mapping` belongs to `integration`: same namespace, and referencing it by name.
+pub fn belongs_to(mapping: &PropertyMapping, integration: &HubSpotIntegration) -> bool {
+    mapping.namespace() == integration.namespace() && mapping.spec.integration_ref.name == integration.name_any()
 }
 
 /// The Secret the integration reconciler keeps an OAuth app's current access token in:

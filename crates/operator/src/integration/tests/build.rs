@@ -337,7 +337,7 @@ fn fully_featured(oauth: bool) -> (HubSpotIntegration, PropertyMapping, Vec<Valu
 fn every_secret_the_build_and_authentication_read_is_dereferenced_and_no_other() {
     for oauth in [false, true] {
         let (integration, mapping, available) = fully_featured(oauth);
-        let names = Dereferenced::secret_names(&integration, std::slice::from_ref(&mapping));
+        let names = Dereferenced::secret_names(&integration, [&mapping]);
         assert!(!names.contains(&"unrelated".to_string()), "{names:?}");
         // The build sees only the dereferenced Secrets: one it reads without their being
         // enumerated would be missing, and the config would not render.
@@ -356,7 +356,7 @@ fn every_secret_the_build_and_authentication_read_is_dereferenced_and_no_other()
         }
         // Every listed name is one the spec references: nothing is read for nothing.
         let dereferenced = Dereferenced::from_available(integration.clone(), vec![mapping.clone()], vec![]);
-        assert_eq!(names, Dereferenced::secret_names(&dereferenced.integration, &dereferenced.mappings));
+        assert_eq!(names, Dereferenced::secret_names(&dereferenced.integration, dereferenced.own_mappings()));
         assert_eq!(names.len(), if oauth { 12 } else { 10 }, "{names:?}");
     }
 }
