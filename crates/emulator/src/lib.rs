@@ -38,6 +38,7 @@
 //!   the other limits, and its answers carry no rate-limit headers. With `--search-lag-ms` (or
 //!   `/_emulator/search`) results show objects as they were that long ago, as HubSpot's index
 //!   lags behind writes.
+//! - HubSpot's standard properties per type, as data (`schema/standard_properties.json`).
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
 //!   create, update, archive (refused while a schema, a timeline token or a declared workflow
 //!   uses the property); groups at `.../{t}/groups[/{name}]` (list, create, get, update,

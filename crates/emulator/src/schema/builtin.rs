@@ -1,114 +1,140 @@
-//! The properties and property groups HubSpot ships in a new portal, with their options.
+//! The properties and property groups HubSpot ships in a new portal, with their options. The
+//! catalogue is data (`standard_properties.json`, compiled in and read once): HubSpot's default
+//! properties per object type as its documentation lists them, with their internal names,
+//! labels, types and field types, groups, the options of the standard enumerations, and the
+//! read-only and calculated flags.
 
 use std::collections::BTreeMap;
+use std::sync::LazyLock;
 
-use super::{ObjectType, PropertyDef, PropertyGroup, PropertyOption};
+use serde::Deserialize;
+
+use super::{ObjectType, OptionsSource, PropertyDef, PropertyGroup, PropertyOption};
 
 /// The property group a custom type's properties land in when they name none.
 pub const CUSTOM_OBJECT_GROUP: &str = "custom_object_information";
 
-/// The properties and groups a new portal has for one object type.
-pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String, PropertyDef>, Vec<PropertyGroup>) {
-    let group_name = match object_type {
-        ObjectType::Contacts => "contactinformation",
-        ObjectType::Companies => "companyinformation",
-        ObjectType::Deals => "dealinformation",
-        ObjectType::Tickets => "ticketinformation",
-        ObjectType::Custom(_) => CUSTOM_OBJECT_GROUP,
-    };
-    let group_label = match object_type {
-        ObjectType::Contacts => "Contact information",
-        ObjectType::Companies => "Company information",
-        ObjectType::Deals => "Deal information",
-        ObjectType::Tickets => "Ticket information",
-        ObjectType::Custom(_) => "Custom object information",
-    };
-    let groups = vec![
-        PropertyGroup { name: group_name.into(), label: group_label.into(), display_order: 0, archived: false },
-        PropertyGroup {
-            name: "analyticsinformation".into(),
-            label: "Analytics information".into(),
-            display_order: 1,
-            archived: false,
-        },
-    ];
-    // (name, label, type, fieldType, options, read-only value, unique)
-    type Spec = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], bool, bool);
-    let common_tail: [Spec; 2] = [
-        ("hs_object_id", "Record ID", "number", "number", &[], true, true),
-        (object_type.create_date_property(), "Create Date", "datetime", "date", &[], true, false),
-    ];
-    let specific: Vec<Spec> = match object_type {
-        ObjectType::Contacts => vec![
-            ("email", "Email", "string", "text", &[], false, true),
-            ("firstname", "First Name", "string", "text", &[], false, false),
-            ("lastname", "Last Name", "string", "text", &[], false, false),
-            ("phone", "Phone Number", "string", "phonenumber", &[], false, false),
-            ("company", "Company Name", "string", "text", &[], false, false),
-            ("website", "Website URL", "string", "text", &[], false, false),
-            ("city", "City", "string", "text", &[], false, false),
-            ("lifecyclestage", "Lifecycle Stage", "enumeration", "radio", LIFECYCLE_STAGES, false, false),
-            ("lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
-        ],
-        ObjectType::Companies => vec![
-            ("name", "Company name", "string", "text", &[], false, false),
-            ("domain", "Company Domain Name", "string", "text", &[], false, false),
-            ("industry", "Industry", "enumeration", "select", INDUSTRIES, false, false),
-            ("city", "City", "string", "text", &[], false, false),
-            ("phone", "Phone Number", "string", "phonenumber", &[], false, false),
-            ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
-        ],
-        ObjectType::Deals => vec![
-            ("dealname", "Deal Name", "string", "text", &[], false, false),
-            ("amount", "Amount", "number", "number", &[], false, false),
-            ("dealstage", "Deal Stage", "enumeration", "radio", DEAL_STAGES, false, false),
-            ("pipeline", "Pipeline", "enumeration", "select", &["default"], false, false),
-            ("closedate", "Close Date", "datetime", "date", &[], false, false),
-            ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
-        ],
-        ObjectType::Tickets => vec![
-            ("subject", "Ticket name", "string", "text", &[], false, false),
-            ("content", "Ticket description", "string", "textarea", &[], false, false),
-            ("hs_pipeline", "Pipeline", "enumeration", "select", TICKET_PIPELINES, false, false),
-            ("hs_pipeline_stage", "Ticket status", "enumeration", "select", TICKET_STAGES, false, false),
-            ("hs_ticket_priority", "Priority", "enumeration", "select", TICKET_PRIORITIES, false, false),
-            ("hs_ticket_category", "Category", "enumeration", "checkbox", TICKET_CATEGORIES, false, false),
-            ("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false),
-        ],
-        ObjectType::Custom(_) => {
-            vec![("hs_lastmodifieddate", "Last Modified Date", "datetime", "date", &[], true, false)]
+const CATALOGUE_JSON: &str = include_str!("standard_properties.json");
+
+static CATALOGUE: LazyLock<Catalogue> =
+    LazyLock::new(|| serde_json::from_str(CATALOGUE_JSON).expect("standard_properties.json is a valid catalogue"));
+
+/// The catalogue file: one entry per built-in type, and one for every custom type.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Catalogue {
+    contacts: TypeCatalogue,
+    companies: TypeCatalogue,
+    deals: TypeCatalogue,
+    tickets: TypeCatalogue,
+    custom: TypeCatalogue,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TypeCatalogue {
+    groups: Vec<GroupEntry>,
+    properties: Vec<PropertyEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GroupEntry {
+    name: String,
+    label: String,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PropertyEntry {
+    name: String,
+    label: String,
+    #[serde(rename = "type")]
+    type_: String,
+    field_type: String,
+    group_name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    options: Vec<OptionEntry>,
+    #[serde(default)]
+    options_from: Option<OptionsSource>,
+    #[serde(default)]
+    has_unique_value: bool,
+    #[serde(default)]
+    read_only_value: bool,
+    #[serde(default)]
+    calculated: bool,
+    #[serde(default)]
+    hidden: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionEntry {
+    label: String,
+    value: String,
+}
+
+impl Catalogue {
+    fn of(&self, object_type: ObjectType) -> &TypeCatalogue {
+        match object_type {
+            ObjectType::Contacts => &self.contacts,
+            ObjectType::Companies => &self.companies,
+            ObjectType::Deals => &self.deals,
+            ObjectType::Tickets => &self.tickets,
+            ObjectType::Custom(_) => &self.custom,
         }
-    };
-    let properties = specific
-        .into_iter()
-        .chain(common_tail)
+    }
+}
+
+/// The properties and groups a new portal has for one object type. Options that come from the
+/// account's owners and pipelines are left empty; the store fills them in.
+pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String, PropertyDef>, Vec<PropertyGroup>) {
+    let catalogue = CATALOGUE.of(object_type);
+    let groups = catalogue
+        .groups
+        .iter()
         .enumerate()
-        .map(|(i, (name, label, type_, field_type, options, read_only_value, unique))| {
-            let group = if read_only_value { "analyticsinformation" } else { group_name };
+        .map(|(i, g)| PropertyGroup {
+            name: g.name.clone(),
+            label: g.label.clone(),
+            display_order: i as i64,
+            archived: false,
+        })
+        .collect();
+    let properties = catalogue
+        .properties
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
             let def = PropertyDef {
-                name: name.into(),
-                label: label.into(),
-                type_: type_.into(),
-                field_type: field_type.into(),
-                group_name: group.into(),
-                description: String::new(),
-                options: options
+                name: p.name.clone(),
+                label: p.label.clone(),
+                type_: p.type_.clone(),
+                field_type: p.field_type.clone(),
+                group_name: p.group_name.clone(),
+                description: p.description.clone(),
+                options: p
+                    .options
                     .iter()
                     .enumerate()
-                    .map(|(j, v)| PropertyOption {
-                        label: v.split_once('=').map_or_else(|| option_label(v), |(_, label)| label.into()),
-                        value: v.split_once('=').map_or(*v, |(value, _)| value).into(),
+                    .map(|(j, o)| PropertyOption {
+                        label: o.label.clone(),
+                        value: o.value.clone(),
                         description: None,
                         display_order: Some(j as i64),
                         hidden: false,
                     })
                     .collect(),
                 display_order: i as i64,
-                has_unique_value: unique,
-                hidden: false,
-                form_field: !read_only_value,
+                has_unique_value: p.has_unique_value,
+                hidden: p.hidden,
+                form_field: !p.read_only_value,
                 hubspot_defined: true,
-                read_only_value,
+                read_only_value: p.read_only_value,
+                calculated: p.calculated,
+                options_from: p.options_from,
                 used_by: vec![],
                 created_at_ms: now_ms,
                 updated_at_ms: now_ms,
@@ -120,74 +146,6 @@ pub fn builtin_schema(object_type: ObjectType, now_ms: i64) -> (BTreeMap<String,
     (properties, groups)
 }
 
-const LIFECYCLE_STAGES: &[&str] = &[
-    "subscriber",
-    "lead",
-    "marketingqualifiedlead",
-    "salesqualifiedlead",
-    "opportunity",
-    "customer",
-    "evangelist",
-    "other",
-];
-
-// Options written `value=Label` have a label that is not derived from the value.
-const TICKET_PIPELINES: &[&str] = &["0=Support Pipeline"];
-/// The default ticket pipeline's stages, by their internal ids.
-const TICKET_STAGES: &[&str] = &["1=New", "2=Waiting on contact", "3=Waiting on us", "4=Closed"];
-const TICKET_PRIORITIES: &[&str] = &["LOW", "MEDIUM", "HIGH", "URGENT"];
-const TICKET_CATEGORIES: &[&str] = &["PRODUCT_ISSUE", "BILLING_ISSUE", "FEATURE_REQUEST", "GENERAL_INQUIRY"];
-
-const DEAL_STAGES: &[&str] = &[
-    "appointmentscheduled",
-    "qualifiedtobuy",
-    "presentationscheduled",
-    "decisionmakerboughtin",
-    "contractsent",
-    "closedwon",
-    "closedlost",
-];
-
-const INDUSTRIES: &[&str] = &[
-    "ACCOUNTING",
-    "AIRLINES_AVIATION",
-    "APPAREL_FASHION",
-    "AUTOMOTIVE",
-    "BANKING",
-    "BIOTECHNOLOGY",
-    "COMPUTER_SOFTWARE",
-    "CONSTRUCTION",
-    "CONSUMER_GOODS",
-    "EDUCATION_MANAGEMENT",
-    "FINANCIAL_SERVICES",
-    "FOOD_BEVERAGES",
-    "HOSPITAL_HEALTH_CARE",
-    "HOSPITALITY",
-    "INFORMATION_TECHNOLOGY_AND_SERVICES",
-    "INSURANCE",
-    "INTERNET",
-    "LOGISTICS_AND_SUPPLY_CHAIN",
-    "MARKETING_AND_ADVERTISING",
-    "MEDIA_PRODUCTION",
-    "NONPROFIT_ORGANIZATION_MANAGEMENT",
-    "REAL_ESTATE",
-    "RETAIL",
-    "TELECOMMUNICATIONS",
-];
-
-/// `closedwon` → `Closedwon`, `COMPUTER_SOFTWARE` → `Computer Software`.
-fn option_label(value: &str) -> String {
-    value
-        .split('_')
-        .map(|w| {
-            let lower = w.to_ascii_lowercase();
-            let mut chars = lower.chars();
-            chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,15 +153,55 @@ mod tests {
 
     #[test]
     fn builtin_properties_are_hubspot_defined() {
-        for t in ObjectType::ALL {
+        for t in ObjectType::ALL.into_iter().chain([ObjectType::Custom(1)]) {
             let (props, groups) = builtin_schema(t, 0);
             assert!(props.values().all(|p| p.hubspot_defined));
-            assert!(props.values().all(|p| field_type_allowed(&p.type_, &p.field_type) == Some(true)));
-            assert!(props.values().all(|p| groups.iter().any(|g| g.name == p.group_name)));
-            for name in t.always_returned() {
+            for p in props.values() {
+                assert_eq!(field_type_allowed(&p.type_, &p.field_type), Some(true), "{t:?} {}", p.name);
+                assert!(groups.iter().any(|g| g.name == p.group_name), "{t:?} {} names no group", p.name);
+                let static_enumeration = p.type_ == "enumeration" && p.options_from.is_none() && !p.read_only_value;
+                assert!(!static_enumeration || !p.options.is_empty(), "{t:?} {} has no options", p.name);
+            }
+            assert_eq!(props.len(), CATALOGUE.of(t).properties.len(), "{t:?} names a property twice");
+            for name in t.always_returned().into_iter().chain(t.default_properties().iter().copied()) {
                 assert!(props.contains_key(name), "{t:?} lacks {name}");
             }
         }
-        assert_eq!(option_label("COMPUTER_SOFTWARE"), "Computer Software");
+    }
+
+    #[test]
+    fn the_standard_properties_integrations_map_exist() {
+        let named: [(ObjectType, &[&str]); 4] = [
+            (
+                ObjectType::Contacts,
+                &[
+                    "jobtitle",
+                    "mobilephone",
+                    "address",
+                    "state",
+                    "zip",
+                    "country",
+                    "hs_lead_status",
+                    "hubspot_owner_id",
+                ],
+            ),
+            (
+                ObjectType::Companies,
+                &["website", "description", "country", "numberofemployees", "annualrevenue", "hubspot_owner_id"],
+            ),
+            (ObjectType::Deals, &["dealtype", "hubspot_owner_id"]),
+            (ObjectType::Tickets, &["hubspot_owner_id"]),
+        ];
+        for (t, names) in named {
+            let (props, _) = builtin_schema(t, 0);
+            for name in names {
+                assert!(props.get(*name).is_some_and(|p| !p.read_only_value), "{t:?} lacks a writable {name}");
+            }
+        }
+        let (contacts, _) = builtin_schema(ObjectType::Contacts, 0);
+        let lead_status: Vec<&str> = contacts["hs_lead_status"].options.iter().map(|o| o.value.as_str()).collect();
+        assert_eq!(lead_status[..3], ["NEW", "OPEN", "IN_PROGRESS"]);
+        assert!(contacts["hs_object_id"].read_only_value && contacts["hs_email_domain"].calculated);
+        assert_eq!(contacts["hubspot_owner_id"].options_from, Some(OptionsSource::Owners));
     }
 }

@@ -200,6 +200,18 @@ pub struct PropertyOption {
     pub hidden: bool,
 }
 
+/// Account data that supplies an enumeration's options.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OptionsSource {
+    /// The owners' ids (`hubspot_owner_id`).
+    Owners,
+    /// The ids of the type's pipelines (`pipeline`, `hs_pipeline`).
+    Pipelines,
+    /// The ids of every stage of the type's pipelines (`dealstage`, `hs_pipeline_stage`).
+    PipelineStages,
+}
+
 /// A property definition as stored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct PropertyDef {
@@ -217,6 +229,13 @@ pub struct PropertyDef {
     pub hubspot_defined: bool,
     /// Values only HubSpot writes (ids, timestamps).
     pub read_only_value: bool,
+    /// HubSpot computes the value from other data (`calculated` in its JSON).
+    #[serde(default)]
+    pub calculated: bool,
+    /// Where the options come from when the account's data defines them (owners, pipelines)
+    /// rather than the definition; the store keeps `options` in step with that data.
+    #[serde(default)]
+    pub options_from: Option<OptionsSource>,
     /// What else in the account uses the property (a workflow, a list, a report), as
     /// `/_emulator/properties/{t}/{name}/used-by` declares it; such a property cannot be archived.
     #[serde(default)]
@@ -246,8 +265,8 @@ impl PropertyDef {
                 "hidden": o.hidden,
             })).collect::<Vec<_>>(),
             "displayOrder": self.display_order,
-            "calculated": false,
-            "externalOptions": false,
+            "calculated": self.calculated,
+            "externalOptions": self.options_from == Some(OptionsSource::Owners),
             "hasUniqueValue": self.has_unique_value,
             "hidden": self.hidden,
             "modificationMetadata": {
@@ -260,6 +279,9 @@ impl PropertyDef {
         });
         if self.hubspot_defined {
             v["hubspotDefined"] = Value::Bool(true);
+        }
+        if self.options_from == Some(OptionsSource::Owners) {
+            v["referencedObjectType"] = json!("OWNER");
         }
         v
     }
@@ -293,6 +315,9 @@ impl PropertyDef {
                 // Checkboxes hold several values separated by semicolons.
                 let unknown = value.split(';').find(|v| !self.options.iter().any(|o| o.value == *v));
                 match unknown {
+                    Some(v) if self.options_from == Some(OptionsSource::Owners) => {
+                        invalid("INVALID_OWNER_ID", format!("{v} is not a valid owner id"))
+                    }
                     Some(v) => invalid(
                         "INVALID_OPTION",
                         format!(
@@ -478,6 +503,8 @@ pub fn validate_create(body: PropertyCreateBody, now_ms: i64) -> ApiResult<Prope
         form_field: body.form_field.unwrap_or(false),
         hubspot_defined: false,
         read_only_value: false,
+        calculated: false,
+        options_from: None,
         used_by: vec![],
         created_at_ms: now_ms,
         updated_at_ms: now_ms,

@@ -175,6 +175,10 @@ impl Store {
     /// Replaces the contents with saved ones.
     pub fn restore(&mut self, snapshot: StoreSnapshot) {
         self.types.extend(snapshot.types);
+        let now = now_ms();
+        for (t, store) in &mut self.types {
+            store.add_missing_builtins(*t, now);
+        }
         self.schemas = snapshot.schemas.into_iter().map(|s| (s.id, s)).collect();
         self.associations = snapshot.associations.into_iter().collect();
         self.timeline = snapshot.timeline;

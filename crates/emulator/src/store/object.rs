@@ -216,6 +216,20 @@ impl TypeStore {
 }
 
 impl TypeStore {
+    /// Adds HubSpot's properties and groups this type lacks: a state file saved by an older
+    /// emulator gains the standard properties added since.
+    pub fn add_missing_builtins(&mut self, t: ObjectType, now_ms: i64) {
+        let (properties, groups) = builtin_schema(t, now_ms);
+        for (name, def) in properties {
+            self.properties.entry(name).or_insert(def);
+        }
+        for group in groups {
+            if !self.groups.iter().any(|g| g.name == group.name) {
+                self.groups.push(group);
+            }
+        }
+    }
+
     /// A property definition that is not archived.
     pub fn live_property(&self, name: &str) -> Option<&PropertyDef> {
         self.properties.get(name).filter(|p| !p.archived)
