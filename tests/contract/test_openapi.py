@@ -418,3 +418,18 @@ def test_timeline_templates_and_events(start_emulator):
     assert detail["details"] == "Color: "
     developer.call("DELETE", f"{base}/{template['id']}", params=key, expect=204)
     developer.call("GET", f"{base}/{template['id']}", params=key, expect=404)
+
+
+def test_owners(start_emulator):
+    emulator = start_emulator("--seed", "2", "--token", TOKEN)
+    api = ApiContract(emulator, "hubspot_crm_owners", TOKEN)
+    page = api.call("GET", "/crm/v3/owners/", params={"limit": 2}, expect=200)
+    assert len(page["results"]) == 2 and page["paging"]["next"]["after"]
+    api.call("GET", "/crm/v3/owners/", params={"after": page["paging"]["next"]["after"], "archived": "false"}, expect=200)
+    found = api.call("GET", "/crm/v3/owners/", params={"email": page["results"][1]["email"]}, expect=200)
+    owner = found["results"][0]
+    api.call("GET", f"/crm/v3/owners/{owner['id']}", params={"idProperty": "id"}, expect=200)
+    api.call("GET", f"/crm/v3/owners/{owner['userId']}", params={"idProperty": "userId"}, expect=200)
+    missing = api.call("GET", "/crm/v3/owners/1", expect=404)
+    assert missing["category"] == "OBJECT_NOT_FOUND"
+

@@ -17,6 +17,8 @@
 //!     - {ref: acme, properties: {name: Acme, domain: acme.example}}
 //! associations:
 //!   - {from: contacts/alice, to: companies/acme}   # HubSpot's default association type
+//! owners:                                # users records can be assigned to
+//!   - {email: grace@example.com, firstName: Grace, lastName: Hopper}
 //! appEventTypes:
 //!   - {uid: login, type: app-event, config: {name: Login, objectType: contacts, properties: []}}
 //! ```
@@ -27,8 +29,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::auth::FIRST_USER_ID;
+use crate::clock::now_ms;
 use crate::error::{ApiFailure, ApiResult};
 use crate::schema::{GroupCreateBody, ObjectType, PropertyCreateBody};
+use crate::store::owners::OwnerInput;
 use crate::store::timeline::AppEventType;
 use crate::store::{Actor, Store, StoreSnapshot, Write, parse_properties};
 
@@ -43,6 +47,8 @@ struct Fixture {
     objects: BTreeMap<String, Vec<FixtureObject>>,
     #[serde(default)]
     associations: Vec<FixtureAssociation>,
+    #[serde(default)]
+    owners: Vec<OwnerInput>,
     #[serde(default)]
     app_event_types: Vec<Value>,
 }
@@ -69,7 +75,7 @@ pub fn parse(bytes: &[u8]) -> ApiResult<Value> {
 }
 
 /// Loads a fixture into the store; what was created: `{propertyGroups, properties, objects:
-/// {type: [{ref, id}]}, associations, appEventTypes}`. On any error the store is left as it was.
+/// {type: [{ref, id}]}, associations, owners: [id], appEventTypes}`. On any error the store is left as it was.
 pub fn load(store: &mut Store, document: Value) -> ApiResult<Value> {
     let fixture: Fixture =
         serde_json::from_value(document).map_err(|e| ApiFailure::validation(&format!("Invalid fixture: {e}")))?;
@@ -86,6 +92,12 @@ fn apply(store: &mut Store, fixture: Fixture) -> ApiResult<Value> {
     let actor = Actor::User { user_id: FIRST_USER_ID };
     let context =
         |what: &str, failure: ApiFailure| ApiFailure::validation(&format!("Fixture {what}: {}", failure.message()));
+    // Owners first: the objects may name them in `hubspot_owner_id`.
+    let mut owners = vec![];
+    for input in fixture.owners {
+        let owner = store.add_owner(input, now_ms()).map_err(|f| context("owner", f))?;
+        owners.push(owner["id"].clone());
+    }
     let mut groups = 0;
     for (t, bodies) in fixture.property_groups {
         let t = store.resolve_type(&t)?;
@@ -142,6 +154,7 @@ fn apply(store: &mut Store, fixture: Fixture) -> ApiResult<Value> {
         "properties": properties,
         "objects": created,
         "associations": fixture.associations.len(),
+        "owners": owners,
         "appEventTypes": fixture.app_event_types.len(),
     }))
 }

@@ -39,6 +39,8 @@
 //!   `/_emulator/search`) results show objects as they were that long ago, as HubSpot's index
 //!   lags behind writes.
 //! - HubSpot's standard properties per type, as data (`schema/standard_properties.json`).
+//! - Owners at `GET /crm/v3/owners[/{ownerId}]` (`handlers/owners.rs`; `hubspot_owner_id`
+//!   takes an active owner's id).
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
 //!   create, update, archive (refused while a schema, a timeline token or a declared workflow
 //!   uses the property); groups at `.../{t}/groups[/{name}]` (list, create, get, update,
@@ -76,6 +78,8 @@
 //!   with HubSpot's rate-limit body and `policyName` TEN_SECONDLY_ROLLING or DAILY, 423, or a
 //!   5xx), get their connection closed with no answer (`dropConnection`), or are served late.
 //!   `GET` shows the plan (`null` when none), `DELETE` clears it.
+//! - `GET|POST /_emulator/owners`, `PATCH /_emulator/owners/{ownerId}`: owners as HubSpot
+//!   users are added, changed and deactivated.
 //! - `POST /_emulator/fixtures` (YAML or JSON), `POST /_emulator/reset`, `GET|PUT
 //!   /_emulator/search` `{indexingLagMs}`, `GET|POST /_emulator/app-event-types`.
 //! - `POST /_emulator/oauth/codes` `{clientId, redirectUri?}` → `{code}`; `POST
@@ -274,14 +278,17 @@ fn initial_webhooks(config: &EmulatorConfig, saved: Option<&AppWebhooks>) -> App
     }
 }
 
-/// The data the store starts with: the saved state, or else the seeded contacts and the
-/// fixture files.
+/// The data the store starts with: the saved state, or else the seeded contacts and owners and
+/// the fixture files.
 fn fill_store(store: &mut Store, config: &EmulatorConfig, saved: Option<StoreSnapshot>) -> anyhow::Result<()> {
     if let Some(saved) = saved {
         store.restore(saved);
         return Ok(());
     }
     seed::seed_contacts(store, config.seed);
+    if config.seed > 0 {
+        seed::seed_owners(store);
+    }
     for path in &config.fixtures {
         let bytes =
             std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read the fixture {}: {e}", path.display()))?;

@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::middleware;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{delete, get, patch, post, put};
 
 use crate::error::ApiFailure;
 use crate::handlers::objects::{self, batch, merge};
 use crate::handlers::timeline::{app_events, events, templates};
-use crate::handlers::{admin, associations, custom_objects, oauth, properties, webhook_settings};
+use crate::handlers::{admin, associations, custom_objects, oauth, owners, properties, webhook_settings};
 use crate::middleware::{authenticate, record_request};
 use crate::shared::Emulator;
 
@@ -23,6 +23,10 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/crm/properties/2026-03", property_routes())
         .nest("/crm/v3/schemas", schema_routes())
         .nest("/crm/v4", association_routes())
+        // HubSpot's SDKs call the list with a trailing slash, its documentation without.
+        .route("/crm/v3/owners", get(owners::list_owners))
+        .route("/crm/v3/owners/", get(owners::list_owners))
+        .route("/crm/v3/owners/{owner_id}", get(owners::get_owner))
         .nest("/crm-object-schemas/v3/schemas", schema_routes())
         .nest("/crm/v3/timeline", timeline_event_routes())
         .nest("/integrators/timeline/v3", timeline_event_routes())
@@ -181,6 +185,8 @@ fn admin_routes() -> Router<Arc<Emulator>> {
         .route("/oauth/codes", post(admin::issue_code))
         .route("/oauth/refresh-tokens", post(admin::issue_refresh_token))
         .route("/properties/{t}/{name}/used-by", put(admin::declare_property_uses))
+        .route("/owners", get(owners::all_owners).post(owners::add_owner))
+        .route("/owners/{owner_id}", patch(owners::update_owner))
         .route("/fixtures", post(admin::load_fixture))
         .route("/reset", post(admin::reset))
         .route("/search", get(admin::show_search).put(admin::set_search))

@@ -1,10 +1,34 @@
-//! Realistic, deterministic contacts to start with (`--seed N`). Seeding sends no webhooks.
+//! Realistic, deterministic contacts and owners to start with (`--seed N`). Seeding sends no
+//! webhooks.
 
 use std::collections::BTreeMap;
 
 use crate::clock::now_ms;
 use crate::schema::ObjectType;
 use crate::store::Store;
+use crate::store::owners::{OwnerInput, Team};
+
+/// The sales team a seeded account has besides the account's creator: (first, last, email).
+const OWNERS: &[(&str, &str, &str)] = &[
+    ("Grace", "Hopper", "grace.hopper@example.com"),
+    ("Alan", "Turing", "alan.turing@example.com"),
+    ("Katherine", "Johnson", "katherine.johnson@example.com"),
+];
+
+/// Adds the seeded sales team as owners, all in one team.
+pub fn seed_owners(store: &mut Store) {
+    let now = now_ms();
+    for (first, last, email) in OWNERS {
+        let owner = OwnerInput {
+            email: Some(email.to_string()),
+            first_name: Some(first.to_string()),
+            last_name: Some(last.to_string()),
+            teams: Some(vec![Team { id: "1".into(), name: "Sales".into(), primary: true }]),
+            ..OwnerInput::default()
+        };
+        store.add_owner(owner, now).expect("the seeded owners are distinct");
+    }
+}
 
 const FIRST_NAMES: &[&str] = &[
     "Ada",

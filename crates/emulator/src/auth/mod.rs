@@ -27,7 +27,7 @@ pub fn all_scopes() -> Vec<String> {
             scopes.push(format!("crm.schemas.{t}.{access}"));
         }
     }
-    scopes.extend(["tickets", "timeline", "oauth", "e-commerce"].map(String::from));
+    scopes.extend(["crm.objects.owners.read", "tickets", "timeline", "oauth", "e-commerce"].map(String::from));
     scopes
 }
 

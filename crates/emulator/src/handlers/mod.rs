@@ -6,6 +6,7 @@ pub mod associations;
 pub mod custom_objects;
 pub mod oauth;
 pub mod objects;
+pub mod owners;
 pub mod properties;
 pub mod timeline;
 pub mod webhook_settings;

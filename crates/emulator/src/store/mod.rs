@@ -13,6 +13,7 @@ pub mod custom_schema;
 pub mod links;
 mod merge;
 mod object;
+pub mod owners;
 mod properties;
 pub mod timeline;
 mod writes;
@@ -33,6 +34,7 @@ use links::{Link, ObjectRef};
 pub use object::{
     Actor, Selection, StoredObject, TypeStore, ValueSource, Write, normalize, parse_properties, property_value_string,
 };
+use owners::{OwnerInput, Owners};
 use timeline::TimelineStore;
 
 /// Where webhook events go, with the identity they carry.
@@ -54,6 +56,8 @@ pub struct Store {
     pub schemas: BTreeMap<u32, CustomSchema>,
     /// Timeline templates and events, app event types and app events.
     pub timeline: TimelineStore,
+    /// The users records can be assigned to (`hubspot_owner_id`).
+    owners: Owners,
     sink: Option<EventSink>,
     next_event_id: u64,
     /// Counts changes, so that persistence knows when there is something to save.
@@ -70,6 +74,9 @@ pub struct StoreSnapshot {
     /// Absent from files saved before the emulator had timelines.
     #[serde(default)]
     timeline: TimelineStore,
+    /// Absent from files saved before the emulator had owners.
+    #[serde(default)]
+    owners: Option<Owners>,
     next_event_id: u64,
 }
 
@@ -77,16 +84,28 @@ impl Store {
     pub fn new(portal_id: u64, sink: Option<EventSink>) -> Self {
         let now = now_ms();
         let types = ObjectType::ALL.into_iter().map(|t| (t, TypeStore::new(t, now))).collect();
-        Self {
+        let mut store = Self {
             portal_id,
             types,
             schemas: BTreeMap::new(),
             associations: BTreeMap::new(),
             timeline: TimelineStore::default(),
+            owners: Owners::default(),
             sink,
             next_event_id: 1,
             revision: 0,
-        }
+        };
+        // Every account has at least the user who created it, as an owner.
+        let first_owner = OwnerInput {
+            email: Some("admin@example.com".into()),
+            first_name: Some("Account".into()),
+            last_name: Some("Admin".into()),
+            user_id: Some(crate::auth::FIRST_USER_ID),
+            ..OwnerInput::default()
+        };
+        store.add_owner(first_owner, now).expect("an empty account takes its first owner");
+        store.revision = 0;
+        store
     }
 
     pub fn portal_id(&self) -> u64 {
@@ -161,6 +180,7 @@ impl Store {
             schemas: Vec<&'a CustomSchema>,
             associations: Vec<(&'a ObjectRef, &'a BTreeSet<Link>)>,
             timeline: &'a TimelineStore,
+            owners: &'a Owners,
             next_event_id: u64,
         }
         serde_json::to_value(Borrowed {
@@ -168,6 +188,7 @@ impl Store {
             schemas: self.schemas.values().collect(),
             associations: self.associations.iter().filter(|(_, links)| !links.is_empty()).collect(),
             timeline: &self.timeline,
+            owners: &self.owners,
             next_event_id: self.next_event_id,
         })
     }
@@ -182,6 +203,10 @@ impl Store {
         self.schemas = snapshot.schemas.into_iter().map(|s| (s.id, s)).collect();
         self.associations = snapshot.associations.into_iter().collect();
         self.timeline = snapshot.timeline;
+        if let Some(owners) = snapshot.owners {
+            self.owners = owners;
+        }
+        self.refresh_owner_options();
         self.next_event_id = snapshot.next_event_id;
         self.revision += 1;
     }
