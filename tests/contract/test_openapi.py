@@ -433,3 +433,31 @@ def test_owners(start_emulator):
     missing = api.call("GET", "/crm/v3/owners/1", expect=404)
     assert missing["category"] == "OBJECT_NOT_FOUND"
 
+
+def test_pipelines(emulator):
+    api = ApiContract(emulator, "hubspot_crm_pipelines", TOKEN)
+    listed = api.call("GET", "/crm/v3/pipelines/tickets", expect=200)
+    assert [p["id"] for p in listed["results"]] == ["0"]
+    api.call("GET", "/crm/v3/pipelines/deals/default", expect=200)
+    api.call("GET", "/crm/v3/pipelines/deals/default/stages", expect=200)
+    api.call("GET", "/crm/v3/pipelines/deals/default/stages/closedwon", expect=200)
+
+    stage = {"label": "Escalated", "displayOrder": 0, "metadata": {"ticketState": "OPEN"}}
+    created = api.call("POST", "/crm/v3/pipelines/tickets", json_body={"label": "Escalations", "displayOrder": 1, "stages": [stage]}, expect=201)
+    base = f"/crm/v3/pipelines/tickets/{created['id']}"
+    api.call("PATCH", base, json_body={"label": "Escalations team"}, expect=200)
+    replaced = api.call(
+        "PUT",
+        base,
+        json_body={"label": "Escalations", "displayOrder": 1, "stages": [stage, dict(stage, label="Resolved", metadata={"ticketState": "CLOSED"})]},
+        expect=200,
+    )
+    assert replaced["stages"][0]["id"] == created["stages"][0]["id"], "a stage keeps its id when its label stays"
+    added = api.call("POST", f"{base}/stages", json_body={"label": "Waiting", "displayOrder": 2, "metadata": {}}, expect=201)
+    api.call("PATCH", f"{base}/stages/{added['id']}", json_body={"label": "Waiting on engineering", "metadata": {}}, expect=200)
+    api.call("PUT", f"{base}/stages/{added['id']}", json_body={"label": "Waiting", "displayOrder": 3, "metadata": {"ticketState": "OPEN"}}, expect=200)
+    api.call("DELETE", f"{base}/stages/{added['id']}", expect=204)
+    invalid = api.call("POST", "/crm/v3/pipelines/tickets", json_body={"label": "Escalations", "displayOrder": 2, "stages": [stage]}, expect=400)
+    assert invalid["category"] == "VALIDATION_ERROR"
+    api.call("DELETE", base, expect=204)
+    api.call("GET", "/crm/v3/pipelines/tickets/999", expect=404)

@@ -40,7 +40,9 @@
 //!   lags behind writes.
 //! - HubSpot's standard properties per type, as data (`schema/standard_properties.json`).
 //! - Owners at `GET /crm/v3/owners[/{ownerId}]` (`handlers/owners.rs`; `hubspot_owner_id`
-//!   takes an active owner's id).
+//!   takes an active owner's id) and deal and ticket pipelines with their stages at
+//!   `/crm/v3/pipelines/{t}` (`handlers/pipelines.rs`; stage values are checked against the
+//!   record's pipeline on every write).
 //! - Properties under `/crm/v3/properties/{t}` and `/crm/properties/2026-03/{t}`: list, get,
 //!   create, update, archive (refused while a schema, a timeline token or a declared workflow
 //!   uses the property); groups at `.../{t}/groups[/{name}]` (list, create, get, update,

@@ -11,7 +11,7 @@ use axum::routing::{delete, get, patch, post, put};
 use crate::error::ApiFailure;
 use crate::handlers::objects::{self, batch, merge};
 use crate::handlers::timeline::{app_events, events, templates};
-use crate::handlers::{admin, associations, custom_objects, oauth, owners, properties, webhook_settings};
+use crate::handlers::{admin, associations, custom_objects, oauth, owners, pipelines, properties, webhook_settings};
 use crate::middleware::{authenticate, record_request};
 use crate::shared::Emulator;
 
@@ -21,6 +21,8 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/crm/objects/2026-03", object_routes())
         .nest("/crm/v3/properties", property_routes())
         .nest("/crm/properties/2026-03", property_routes())
+        .nest("/crm/v3/pipelines", pipeline_routes())
+        .nest("/crm/pipelines/2026-03", pipeline_routes())
         .nest("/crm/v3/schemas", schema_routes())
         .nest("/crm/v4", association_routes())
         // HubSpot's SDKs call the list with a trailing slash, its documentation without.
@@ -82,6 +84,27 @@ fn property_routes() -> Router<Arc<Emulator>> {
         .route(
             "/{t}/groups/{name}",
             get(properties::get_group).patch(properties::update_group).delete(properties::archive_group),
+        )
+}
+
+/// Pipelines and their stages of a type `{t}`.
+fn pipeline_routes() -> Router<Arc<Emulator>> {
+    Router::new()
+        .route("/{t}", get(pipelines::list_pipelines).post(pipelines::create_pipeline))
+        .route(
+            "/{t}/{id}",
+            get(pipelines::get_pipeline)
+                .put(pipelines::replace_pipeline)
+                .patch(pipelines::update_pipeline)
+                .delete(pipelines::archive_pipeline),
+        )
+        .route("/{t}/{id}/stages", get(pipelines::list_stages).post(pipelines::create_stage))
+        .route(
+            "/{t}/{id}/stages/{stage_id}",
+            get(pipelines::get_stage)
+                .put(pipelines::replace_stage)
+                .patch(pipelines::update_stage)
+                .delete(pipelines::archive_stage),
         )
 }
 

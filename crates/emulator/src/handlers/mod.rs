@@ -7,6 +7,7 @@ pub mod custom_objects;
 pub mod oauth;
 pub mod objects;
 pub mod owners;
+pub mod pipelines;
 pub mod properties;
 pub mod timeline;
 pub mod webhook_settings;

@@ -143,14 +143,6 @@ impl ObjectType {
         }
     }
 
-    /// Values HubSpot fills in on create when the caller gives none.
-    pub fn create_defaults(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            ObjectType::Tickets => &[("hs_pipeline", DEFAULT_TICKET_PIPELINE)],
-            _ => &[],
-        }
-    }
-
     // Tickets predate the `crm.objects.*` scope names: HubSpot guards their objects and their
     // properties with the one `tickets` scope.
 

@@ -14,6 +14,8 @@ pub mod links;
 mod merge;
 mod object;
 pub mod owners;
+mod pipeline_changes;
+pub mod pipelines;
 mod properties;
 pub mod timeline;
 mod writes;
@@ -35,6 +37,7 @@ pub use object::{
     Actor, Selection, StoredObject, TypeStore, ValueSource, Write, normalize, parse_properties, property_value_string,
 };
 use owners::{OwnerInput, Owners};
+use pipelines::Pipelines;
 use timeline::TimelineStore;
 
 /// Where webhook events go, with the identity they carry.
@@ -58,6 +61,8 @@ pub struct Store {
     pub timeline: TimelineStore,
     /// The users records can be assigned to (`hubspot_owner_id`).
     owners: Owners,
+    /// Deal and ticket pipelines with their stages.
+    pipelines: Pipelines,
     sink: Option<EventSink>,
     next_event_id: u64,
     /// Counts changes, so that persistence knows when there is something to save.
@@ -77,6 +82,9 @@ pub struct StoreSnapshot {
     /// Absent from files saved before the emulator had owners.
     #[serde(default)]
     owners: Option<Owners>,
+    /// Absent from files saved before the emulator had pipelines.
+    #[serde(default)]
+    pipelines: Option<Pipelines>,
     next_event_id: u64,
 }
 
@@ -91,6 +99,7 @@ impl Store {
             associations: BTreeMap::new(),
             timeline: TimelineStore::default(),
             owners: Owners::default(),
+            pipelines: Pipelines::default(),
             sink,
             next_event_id: 1,
             revision: 0,
@@ -104,6 +113,7 @@ impl Store {
             ..OwnerInput::default()
         };
         store.add_owner(first_owner, now).expect("an empty account takes its first owner");
+        store.refresh_pipeline_options();
         store.revision = 0;
         store
     }
@@ -162,6 +172,10 @@ impl Store {
         self.schemas_mut().insert(schema.id, schema);
     }
 
+    pub fn pipelines(&self) -> &Pipelines {
+        &self.pipelines
+    }
+
     pub fn of(&self, t: ObjectType) -> &TypeStore {
         &self.types[&t]
     }
@@ -181,6 +195,7 @@ impl Store {
             associations: Vec<(&'a ObjectRef, &'a BTreeSet<Link>)>,
             timeline: &'a TimelineStore,
             owners: &'a Owners,
+            pipelines: &'a Pipelines,
             next_event_id: u64,
         }
         serde_json::to_value(Borrowed {
@@ -189,6 +204,7 @@ impl Store {
             associations: self.associations.iter().filter(|(_, links)| !links.is_empty()).collect(),
             timeline: &self.timeline,
             owners: &self.owners,
+            pipelines: &self.pipelines,
             next_event_id: self.next_event_id,
         })
     }
@@ -206,7 +222,11 @@ impl Store {
         if let Some(owners) = snapshot.owners {
             self.owners = owners;
         }
+        if let Some(pipelines) = snapshot.pipelines {
+            self.pipelines = pipelines;
+        }
         self.refresh_owner_options();
+        self.refresh_pipeline_options();
         self.next_event_id = snapshot.next_event_id;
         self.revision += 1;
     }

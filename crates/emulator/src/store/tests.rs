@@ -116,3 +116,25 @@ fn unknown_and_read_only_properties_are_refused() {
     assert!(err.message().starts_with("Property values were not valid: "));
     assert!(err.message().contains("PROPERTY_DOESNT_EXIST") && err.message().contains("READ_ONLY_VALUE"));
 }
+
+#[test]
+fn stage_writes_follow_the_records_pipeline() {
+    let mut store = Store::new(1, None);
+    let t = ObjectType::Tickets;
+    let create = Write::Create { properties: props(&[("subject", "Printer on fire"), ("hs_pipeline_stage", "2")]) };
+    let ticket = store.apply_all(t, vec![create], API).unwrap().remove(0);
+    assert_eq!(ticket.properties["hs_pipeline"], "0", "a ticket without a pipeline is in the default one");
+    let escalations =
+        serde_json::json!({"label": "Escalations", "stages": [{"label": "Escalated"}, {"label": "Waiting"}]});
+    let escalations = store.create_pipeline(t, serde_json::from_value(escalations).unwrap(), 0).unwrap();
+    let (pipeline, stage) = (escalations["id"].as_str().unwrap(), escalations["stages"][0]["id"].as_str().unwrap());
+    for wrong in [props(&[("hs_pipeline_stage", stage)]), props(&[("hs_pipeline", pipeline)])] {
+        let err = store.apply_all(t, vec![Write::Update { id: ticket.id, properties: wrong }], API).unwrap_err();
+        assert!(err.message().contains("INVALID_OPTION"), "{}", err.message());
+    }
+    let moved = props(&[("hs_pipeline", pipeline), ("hs_pipeline_stage", stage)]);
+    assert!(store.apply_all(t, vec![Write::Update { id: ticket.id, properties: moved }], API).is_ok());
+    let in_use = store.archive_stage(t, pipeline, stage, true, 0).unwrap_err();
+    assert!(in_use.message().contains("in use by 1 ticket records"), "{}", in_use.message());
+    assert!(store.archive_stage(t, pipeline, stage, false, 0).is_ok(), "v3 deletes without the check by default");
+}

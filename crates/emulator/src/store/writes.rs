@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
+use super::pipelines::pipeline_properties;
 use super::{Actor, Store, StoredObject, ValueSource, Write, normalize};
 use crate::clock::{iso8601, now_ms};
 use crate::error::{ApiFailure, ApiResult};
@@ -91,10 +92,21 @@ impl Store {
         }
         let mut properties: BTreeMap<String, String> =
             properties.iter().map(|(k, v)| (k.clone(), normalize(k, v))).collect();
-        if target.is_none() {
-            for (name, value) in t.create_defaults() {
-                properties.entry(name.to_string()).or_insert_with(|| value.to_string());
-            }
+        // A record created in a stage without naming its pipeline is in the default one, as
+        // in HubSpot. (Tickets always have a stage: HubSpot requires it.)
+        if target.is_none()
+            && let Some((pipeline_property, stage_property)) = pipeline_properties(t)
+            && properties.get(stage_property).is_some_and(|s| !s.is_empty())
+            && let Some(default) = self.pipelines().default_for(t)
+        {
+            properties.entry(pipeline_property.to_string()).or_insert_with(|| default.id.clone());
+        }
+        let existing = target.and_then(|id| store.objects.get(&id)).map(|o| &o.properties);
+        if let Some(problem) = self.stage_problem(t, &properties, existing) {
+            return Err(ApiFailure::validation(&format!(
+                "Property values were not valid: {}",
+                Value::Array(vec![problem])
+            )));
         }
         for (name, value) in &properties {
             if value.is_empty() || !store.properties[name].has_unique_value {
