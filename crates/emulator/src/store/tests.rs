@@ -138,3 +138,27 @@ fn stage_writes_follow_the_records_pipeline() {
     assert!(in_use.message().contains("in use by 1 ticket records"), "{}", in_use.message());
     assert!(store.archive_stage(t, pipeline, stage, false, 0).is_ok(), "v3 deletes without the check by default");
 }
+
+#[test]
+fn contact_merges_make_new_records_that_every_old_id_resolves_to() {
+    let mut store = Store::new(1, None);
+    let t = ObjectType::Contacts;
+    let ids: Vec<u64> = (0..3)
+        .map(|i| {
+            let create = Write::Create { properties: props(&[("email", &format!("c{i}@x.io"))]) };
+            store.apply_all(t, vec![create], API).unwrap()[0].id
+        })
+        .collect();
+    let first = store.merge(t, ids[0], ids[1], API).unwrap();
+    let second = store.merge(t, ids[2], first.id, API).unwrap();
+    let old_ids = [ids[0], ids[1], ids[2], first.id];
+    assert!(!old_ids.contains(&second.id));
+    for old in old_ids {
+        assert_eq!(store.find(t, &old.to_string(), None).unwrap().unwrap().id, second.id, "{old}");
+    }
+    let merged_ids = old_ids.map(|id| id.to_string()).join(";");
+    assert_eq!(second.properties["hs_merged_object_ids"], merged_ids);
+    assert_eq!(second.properties["hs_object_id"], second.id.to_string());
+    assert_eq!(second.properties["email"], "c2@x.io", "the primary's values win");
+    assert_eq!(store.of(t).objects.len(), 1);
+}

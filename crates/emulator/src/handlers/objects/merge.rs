@@ -1,5 +1,5 @@
 //! `POST /crm/v3/objects/{t}/merge` `{primaryObjectId, objectIdToMerge}`: merges two records
-//! (the rules are the store's).
+//! (the rules, and which types get a new id, are the store's).
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
@@ -31,7 +31,7 @@ fn id_field(value: Option<Value>, field: &str) -> ApiResult<u64> {
     parsed.ok_or_else(|| ApiFailure::validation(&format!("{field} {value} is not a valid object id")))
 }
 
-/// `POST /crm/v3/objects/{t}/merge` → the primary record.
+/// `POST /crm/v3/objects/{t}/merge` → the resulting record.
 pub async fn merge_objects(
     State(emu): Shared,
     Extension(caller): Extension<Caller>,
