@@ -395,9 +395,12 @@ impl Manifests {
                     self.mappings.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
                 }
                 // Read so mistakes are named, but not reconciled: dev mode does not manage
-                // HubSpot properties yet (the controller does).
+                // HubSpot properties or timeline event types yet (the controller does).
                 "HubSpotProperty" => {
                     serde_yaml::from_value::<model::api::HubSpotProperty>(value).with_context(at)?;
+                }
+                "HubSpotTimelineEventType" => {
+                    serde_yaml::from_value::<model::api::HubSpotTimelineEventType>(value).with_context(at)?;
                 }
                 "Secret" => {
                     self.secrets.push(with_namespace(serde_yaml::from_value::<Secret>(value).with_context(at)?));

@@ -172,7 +172,7 @@ def test_rendered_objects_validate(values, version):
 def test_defaults_render_the_controller_and_its_crds_but_no_optional_objects():
     kinds = sorted(doc["kind"] for _, doc in rendered_objects({}))
     generated_crds = [doc for doc in yaml.safe_load_all((REPO / "crds" / "hubspot-operator.yaml").read_text()) if doc]
-    assert len(generated_crds) == 3
+    assert len(generated_crds) == 4
     assert kinds == sorted(
         ["ClusterRole", "ClusterRoleBinding", "Deployment", "Role", "RoleBinding", "Service", "ServiceAccount"]
         + ["CustomResourceDefinition"] * len(generated_crds)

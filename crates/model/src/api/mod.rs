@@ -4,10 +4,12 @@ pub mod conditions;
 pub mod integration;
 pub mod mapping;
 pub mod property;
+pub mod timeline;
 
 pub use integration::{HubSpotIntegration, HubSpotIntegrationSpec, HubSpotIntegrationStatus};
 pub use mapping::{PropertyMapping, PropertyMappingSpec, PropertyMappingStatus};
 pub use property::{HubSpotProperty, HubSpotPropertySpec, HubSpotPropertyStatus};
+pub use timeline::{HubSpotTimelineEventType, HubSpotTimelineEventTypeSpec, HubSpotTimelineEventTypeStatus};
 
 use kube::CustomResourceExt;
 use schemars::JsonSchema;
@@ -48,7 +50,7 @@ pub struct SecretKeyRef {
 
 /// Every CRD as YAML documents, as `hubspot-operator crd` prints them and `crds/` holds them.
 pub fn crds_yaml() -> String {
-    [HubSpotIntegration::crd(), PropertyMapping::crd(), HubSpotProperty::crd()]
+    [HubSpotIntegration::crd(), PropertyMapping::crd(), HubSpotProperty::crd(), HubSpotTimelineEventType::crd()]
         .iter()
         .map(|crd| serde_yaml::to_string(crd).expect("a CRD always serialises"))
         .map(|doc| format!("---\n{doc}"))
