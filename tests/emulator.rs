@@ -1250,6 +1250,60 @@ async fn app_events_follow_their_event_type() {
     emu.emulator.shutdown().await;
 }
 
+#[tokio::test]
+async fn a_records_timeline_is_readable_through_the_admin_api() {
+    let emu = start(config_with_token()).await;
+    let definition = json!({
+        "uid": "feature_used", "type": "app-event",
+        "config": {"name": "Feature used", "objectType": "CONTACT", "headerTemplate": "Used {{feature}}",
+                   "properties": [{"name": "feature", "label": "Feature", "type": "string"}]},
+    });
+    assert_eq!(
+        emu.call(Method::POST, "/_emulator/app-event-types", None, Some(definition)).await.0,
+        StatusCode::CREATED
+    );
+    let templates = developer_path("/integrators/timeline/v3/54321/event-templates");
+    let template = json!({"name": "Invoice paid", "objectType": "contacts", "detailTemplate": "Paid {{amount}}",
+                          "tokens": [{"name": "amount", "label": "Amount", "type": "number"}]});
+    let (_, _, template) = emu.call(Method::POST, &templates, None, Some(template)).await;
+    let (_, contact) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "t@example.com"}})).await;
+    let (_, other) = emu.post("/crm/v3/objects/contacts", json!({"properties": {"email": "o@example.com"}})).await;
+
+    // A batch whose inputs are all valid answers 201; a duplicate id within a later batch is
+    // that input's 409 in a 207.
+    let app_event = |id: &str, contact: &Value, at: &str| {
+        json!({"eventTypeName": "ae62515_feature_used", "id": id, "objectId": contact["id"],
+               "properties": {"feature": "export"}, "timestamp": at})
+    };
+    let batch = json!({"inputs": [app_event("use-1", &contact, "2026-12-01T10:00:00Z"),
+                                  app_event("use-2", &other, "2026-12-01T11:00:00Z")]});
+    let (status, answer) = emu.post("/integrators/timeline/v4/events/batch/create", batch).await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let batch = json!({"inputs": [app_event("use-1", &contact, "2026-12-01T10:00:00Z")]});
+    let (status, answer) = emu.post("/integrators/timeline/v4/events/batch/create", batch).await;
+    assert_eq!((status, answer["errors"][0]["category"].as_str()), (StatusCode::MULTI_STATUS, Some("CONFLICT")));
+    let event = json!({"eventTemplateId": template["id"], "id": "inv-1", "objectId": contact["id"],
+                       "tokens": {"amount": 120}, "timestamp": "2026-12-02T09:00:00Z"});
+    assert_eq!(emu.post("/integrators/timeline/v3/events", event).await.0, StatusCode::CREATED);
+
+    let (status, _, timeline) = emu
+        .call(Method::GET, &format!("/_emulator/timeline/contacts/{}", contact["id"].as_str().unwrap()), None, None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{timeline}");
+    let entries = timeline["results"].as_array().unwrap();
+    let summary: Vec<_> = entries.iter().map(|e| (e["id"].as_str(), e["source"].as_str())).collect();
+    assert_eq!(
+        summary,
+        [(Some("inv-1"), Some("timelineEvent")), (Some("use-1"), Some("appEvent"))],
+        "newest first, this contact's only"
+    );
+    assert_eq!((entries[0]["detail"].as_str(), &entries[0]["header"]), (Some("Paid 120"), &Value::Null));
+    assert_eq!(entries[1]["header"], "Used export");
+    let (status, _, _) = emu.call(Method::GET, "/_emulator/timeline/contacts/999999", None, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    emu.emulator.shutdown().await;
+}
+
 const FIXTURE: &str = r#"
 propertyGroups:
   contacts: [{name: loyalty, label: Loyalty}]

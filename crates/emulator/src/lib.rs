@@ -84,6 +84,8 @@
 //!   users are added, changed and deactivated.
 //! - `POST /_emulator/fixtures` (YAML or JSON), `POST /_emulator/reset`, `GET|PUT
 //!   /_emulator/search` `{indexingLagMs}`, `GET|POST /_emulator/app-event-types`.
+//! - `GET /_emulator/timeline/{t}/{id}`: the record's timeline events and app events, newest
+//!   first, each with its `source` and its `header` and `detail` rendered from its template.
 //! - `POST /_emulator/oauth/codes` `{clientId, redirectUri?}` → `{code}`; `POST
 //!   /_emulator/oauth/refresh-tokens` `{clientId, refreshToken?}` → `{refreshToken}`.
 //! - `POST /_emulator/clock/advance` `{"seconds"}` moves token expiry's clock; `GET

@@ -214,6 +214,7 @@ fn admin_routes() -> Router<Arc<Emulator>> {
         .route("/reset", post(admin::reset))
         .route("/search", get(admin::show_search).put(admin::set_search))
         .route("/app-event-types", get(admin::list_app_event_types).post(admin::define_app_event_type))
+        .route("/timeline/{t}/{id}", get(admin::record_timeline))
         .route("/clock", get(admin::show_clock))
         .route("/clock/advance", post(admin::advance_clock))
 }

@@ -227,6 +227,19 @@ pub async fn set_search(State(emu): Shared, body: Bytes) -> ApiResult<Response> 
     Ok(axum::Json(search_json(&emu)).into_response())
 }
 
+/// `GET /_emulator/timeline/{t}/{id}`: the record's timeline as HubSpot's UI shows it, newest
+/// first: `{results: [event with source (timelineEvent, appEvent), header, detail]}`.
+pub async fn record_timeline(State(emu): Shared, Path((t, id)): Path<(String, String)>) -> ApiResult<Response> {
+    let t = resolve_type(&emu, &t)?;
+    let id = object_id(&id)?;
+    let store = emu.store.lock().expect("store lock");
+    if !store.of(t).objects.contains_key(&id) {
+        return Err(ApiFailure::not_found("resource not found"));
+    }
+    let results = store.timeline.record_timeline(t, id);
+    Ok(axum::Json(json!({ "results": results })).into_response())
+}
+
 /// `GET /_emulator/app-event-types`: every app event type defined.
 pub async fn list_app_event_types(State(emu): Shared) -> Response {
     let store = emu.store.lock().expect("store lock");

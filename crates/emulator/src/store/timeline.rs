@@ -203,6 +203,28 @@ pub fn check_token_value(
     }
 }
 
+/// Substitutes `{{name}}` and `{{extraData.path}}`; block helpers (`{{#...}}`, `{{/...}}`)
+/// and unknown names render as nothing.
+pub fn render_template(template: &str, context: &Value) -> String {
+    let mut out = String::new();
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let Some(len) = rest[start..].find("}}") else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let expression = rest[start + 2..start + len].trim();
+        let value = expression.split('.').try_fold(context, |v, key| v.get(key));
+        if let Some(text) = value.and_then(property_value_string) {
+            out.push_str(&text);
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
 impl TemplateToken {
     pub fn to_json(&self) -> Value {
         let mut v = json!({
@@ -277,6 +299,14 @@ impl TimelineEvent {
 }
 
 impl AppEvent {
+    /// What the event type's `{{...}}` expressions can name.
+    pub fn render_context(&self) -> Value {
+        let mut context = Value::Object(self.properties.clone());
+        context["objectId"] = json!(self.object_id.to_string());
+        context["timestamp"] = json!(self.timestamp_ms);
+        context
+    }
+
     pub fn to_json(&self) -> Value {
         let mut v = json!({
             "id": self.id,
@@ -326,6 +356,32 @@ impl TimelineStore {
             .map(|template| template.id)
     }
 
+    /// The timeline of record `id` of type `t` as HubSpot's UI shows it, newest first: each
+    /// timeline event and app event with its header and detail rendered from its template.
+    pub fn record_timeline(&self, t: ObjectType, id: u64) -> Vec<Value> {
+        let on_record = |object_type: ObjectType, object_id: u64| object_type == t && object_id == id;
+        let events = self.events.values().flat_map(BTreeMap::values).filter(|e| on_record(e.object_type, e.object_id));
+        let mut entries: Vec<(i64, Value)> = events
+            .map(|event| {
+                let template = self.templates.get(&event.template_id);
+                let templates = template.map(|t| (&t.header_template, &t.detail_template));
+                (
+                    event.timestamp_ms,
+                    timeline_entry(event.to_json(), "timelineEvent", templates, &event.render_context()),
+                )
+            })
+            .collect();
+        let app_events =
+            self.app_events.values().flat_map(BTreeMap::values).filter(|e| on_record(e.object_type, e.object_id));
+        entries.extend(app_events.map(|event| {
+            let event_type = self.app_event_types.get(&event.event_type_name);
+            let templates = event_type.map(|t| (&t.header_template, &t.detail_template));
+            (event.timestamp_ms, timeline_entry(event.to_json(), "appEvent", templates, &event.render_context()))
+        }));
+        entries.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
+        entries.into_iter().map(|(_, entry)| entry).collect()
+    }
+
     /// Adds an app event type (as a project deploy does); an existing name is replaced, except
     /// its object type, which HubSpot never lets change.
     pub fn define_app_event_type(&mut self, event_type: AppEventType) -> ApiResult<()> {
@@ -345,6 +401,21 @@ impl TimelineStore {
         self.app_event_types.insert(event_type.fully_qualified_name.clone(), event_type);
         Ok(())
     }
+}
+
+/// An event as the record's timeline shows it: its JSON with its `source` and its header and
+/// detail rendered from its template's (`null` where it has none).
+fn timeline_entry(
+    mut entry: Value,
+    source: &str,
+    templates: Option<(&Option<String>, &Option<String>)>,
+    context: &Value,
+) -> Value {
+    let (header, detail) = templates.unwrap_or((&None, &None));
+    entry["source"] = json!(source);
+    entry["header"] = json!(header.as_deref().map(|h| render_template(h, context)));
+    entry["detail"] = json!(detail.as_deref().map(|d| render_template(d, context)));
+    entry
 }
 
 pub fn template_not_found(id: &str) -> ApiFailure {
@@ -419,6 +490,20 @@ impl AppEventType {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rendering_substitutes_tokens_and_extra_data() {
+        let context = json!({"petName": "Art3mis", "age": 3, "extraData": {"owner": {"name": "Parzival"}}});
+        assert_eq!(
+            render_template(
+                "# {{petName}} ({{ age }}) of {{extraData.owner.name}}{{#if x}}{{/if}}{{missing}}",
+                &context
+            ),
+            "# Art3mis (3) of Parzival"
+        );
+        assert_eq!(render_template("no tokens", &context), "no tokens");
+        assert_eq!(render_template("dangling {{petName", &context), "dangling {{petName");
+    }
 
     #[test]
     fn token_values_are_checked_by_type() {

@@ -15,8 +15,8 @@ use crate::api::{Params, Shared, json_response, param};
 use crate::auth::Caller;
 use crate::clock::now_ms;
 use crate::error::{ApiFailure, ApiResult};
-use crate::store::timeline::{EventTemplate, TimelineEvent, check_token_value, template_not_found};
-use crate::store::{Actor, Store, Write, property_value_string};
+use crate::store::timeline::{EventTemplate, TimelineEvent, check_token_value, render_template, template_not_found};
+use crate::store::{Actor, Store, Write};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -33,28 +33,6 @@ struct EventBody {
     #[serde(rename = "timelineIFrame")]
     timeline_iframe: Option<Value>,
     timestamp: Option<Value>,
-}
-
-/// Substitutes `{{name}}` and `{{extraData.path}}`; block helpers (`{{#...}}`, `{{/...}}`)
-/// and unknown names render as nothing.
-fn render(template: &str, context: &Value) -> String {
-    let mut out = String::new();
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let Some(len) = rest[start..].find("}}") else {
-            out.push_str(&rest[start..]);
-            return out;
-        };
-        let expression = rest[start + 2..start + len].trim();
-        let value = expression.split('.').try_fold(context, |v, key| v.get(key));
-        if let Some(text) = value.and_then(property_value_string) {
-            out.push_str(&text);
-        }
-        rest = &rest[start + len + 2..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Checks a timeline event, stamps its tokens onto the record, and stores it.
@@ -171,7 +149,7 @@ pub async fn get_event_detail(
 ) -> ApiResult<Response> {
     let store = emu.store.lock().expect("store lock");
     let (event, template) = readable_event(&store, &caller, &template_id, &event_id)?;
-    let details = render(template.detail_template.as_deref().unwrap_or_default(), &event.render_context());
+    let details = render_template(template.detail_template.as_deref().unwrap_or_default(), &event.render_context());
     Ok(json_response(StatusCode::OK, json!({ "details": details })))
 }
 
@@ -185,22 +163,6 @@ pub async fn render_event(
     let (event, template) = readable_event(&store, &caller, &template_id, &event_id)?;
     let detail = param(&params, "detail").is_some_and(|v| v.eq_ignore_ascii_case("true"));
     let source = if detail { &template.detail_template } else { &template.header_template };
-    let html = render(source.as_deref().unwrap_or_default(), &event.render_context());
+    let html = render_template(source.as_deref().unwrap_or_default(), &event.render_context());
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rendering_substitutes_tokens_and_extra_data() {
-        let context = json!({"petName": "Art3mis", "age": 3, "extraData": {"owner": {"name": "Parzival"}}});
-        assert_eq!(
-            render("# {{petName}} ({{ age }}) of {{extraData.owner.name}}{{#if x}}{{/if}}{{missing}}", &context),
-            "# Art3mis (3) of Parzival"
-        );
-        assert_eq!(render("no tokens", &context), "no tokens");
-        assert_eq!(render("dangling {{petName", &context), "dangling {{petName");
-    }
 }
