@@ -191,6 +191,47 @@ pub struct UpsertResult {
     pub new: bool,
 }
 
+/// A legacy timeline event template, as created or updated through
+/// `/integrators/timeline/v3/{appId}/event-templates` and as HubSpot answers (with `id`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTemplate {
+    /// HubSpot's id; absent in a create body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    pub name: String,
+    /// `contacts`, `companies`, `deals` or `tickets`.
+    pub object_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail_template: Option<String>,
+    #[serde(default)]
+    pub tokens: Vec<EventTemplateToken>,
+}
+
+/// A token of an event template.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventTemplateToken {
+    pub name: String,
+    pub label: String,
+    /// `string`, `number`, `date` or `enumeration`.
+    #[serde(rename = "type")]
+    pub token_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<EventTemplateTokenOption>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object_property_name: Option<String>,
+}
+
+/// A value of an enumeration token.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventTemplateTokenOption {
+    pub value: String,
+    pub label: String,
+}
+
 /// One timeline event: the tokens of an app's event template for one record, named by
 /// `object_id` or (for contacts) `email`. Events are immutable; an `id` makes resending safe.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

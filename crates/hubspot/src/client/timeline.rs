@@ -1,4 +1,5 @@
-//! Timeline events and app events, created in batches.
+//! Timeline events and app events, created in batches; legacy event templates, managed with
+//! the developer API key.
 
 use reqwest::Method;
 use serde::Serialize;
@@ -6,8 +7,11 @@ use serde::de::DeserializeOwned;
 
 use super::HubSpotClient;
 use super::batch::BATCH_LIMIT;
+use crate::auth::Secret;
 use crate::error::Result;
-use crate::models::{AppEventInput, AppEventResult, BatchResponse, TimelineEventInput, TimelineEventResult};
+use crate::models::{
+    AppEventInput, AppEventResult, BatchResponse, EventTemplate, TimelineEventInput, TimelineEventResult,
+};
 
 impl HubSpotClient {
     /// `POST /integrators/timeline/v3/events/batch/create` in chunks of 100. HubSpot creates
@@ -26,6 +30,64 @@ impl HubSpotClient {
         let version = if &*self.api_version == "v3" { "v4" } else { &*self.api_version };
         let path = format!("/integrators/timeline/{version}/events/batch/create");
         self.create_in_batches("send_app_events", path, events).await
+    }
+
+    /// `GET /integrators/timeline/v3/{appId}/event-templates`: every event template of the app.
+    pub async fn list_event_templates(&self, app_id: u64, api_key: &Secret) -> Result<Vec<EventTemplate>> {
+        #[derive(serde::Deserialize)]
+        struct List {
+            results: Vec<EventTemplate>,
+        }
+        let path = format!("/integrators/timeline/v3/{app_id}/event-templates");
+        let list: List =
+            self.developer_call::<(), _>("list_event_templates", Method::GET, &path, api_key, None).await?;
+        Ok(list.results)
+    }
+
+    /// `GET /integrators/timeline/v3/{appId}/event-templates/{id}`; `None` when HubSpot has no
+    /// such template.
+    pub async fn get_event_template(&self, app_id: u64, api_key: &Secret, id: &str) -> Result<Option<EventTemplate>> {
+        let path = format!("/integrators/timeline/v3/{app_id}/event-templates/{id}");
+        match self.developer_call::<(), _>("get_event_template", Method::GET, &path, api_key, None).await {
+            Ok(template) => Ok(Some(template)),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `POST /integrators/timeline/v3/{appId}/event-templates`: the template with its tokens.
+    pub async fn create_event_template(
+        &self,
+        app_id: u64,
+        api_key: &Secret,
+        template: &EventTemplate,
+    ) -> Result<EventTemplate> {
+        let path = format!("/integrators/timeline/v3/{app_id}/event-templates");
+        self.developer_call("create_event_template", Method::POST, &path, api_key, Some(template)).await
+    }
+
+    /// `PUT /integrators/timeline/v3/{appId}/event-templates/{id}`: replaces the template's
+    /// name, templates and tokens (HubSpot never changes its object type).
+    pub async fn update_event_template(
+        &self,
+        app_id: u64,
+        api_key: &Secret,
+        id: &str,
+        template: &EventTemplate,
+    ) -> Result<EventTemplate> {
+        let path = format!("/integrators/timeline/v3/{app_id}/event-templates/{id}");
+        let body = EventTemplate { id: Some(id.to_string()), ..template.clone() };
+        self.developer_call("update_event_template", Method::PUT, &path, api_key, Some(&body)).await
+    }
+
+    /// `DELETE /integrators/timeline/v3/{appId}/event-templates/{id}`, with the template's
+    /// events; a template already gone counts as deleted.
+    pub async fn delete_event_template(&self, app_id: u64, api_key: &Secret, id: &str) -> Result<()> {
+        let path = format!("/integrators/timeline/v3/{app_id}/event-templates/{id}");
+        match self.developer_call::<(), ()>("delete_event_template", Method::DELETE, &path, api_key, None).await {
+            Err(e) if e.status() == Some(404) => Ok(()),
+            other => other,
+        }
     }
 
     async fn create_in_batches<I: Serialize, T: DeserializeOwned>(
