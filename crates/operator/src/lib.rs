@@ -24,6 +24,7 @@ pub mod resources;
 mod run;
 pub mod secrets;
 pub mod status;
+pub mod timeline;
 pub mod trace_env;
 mod watches;
 pub mod webhooks;
