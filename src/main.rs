@@ -37,7 +37,7 @@ enum Command {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let service_name = match cli.command {
         Command::Receiver { .. } => hubspot_operator::telemetry::RECEIVER_SERVICE_NAME,
@@ -47,7 +47,20 @@ async fn main() -> anyhow::Result<()> {
     let outcome = run(cli.command).await;
     // After a graceful shutdown (or a failure), so the spans of its last moments are exported.
     telemetry.shutdown();
-    outcome
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // What failed and why, on one line, for the person who runs it: neither the Debug
+            // form nor the backtrace that `RUST_BACKTRACE` would add to it.
+            eprintln!("error: {}", one_line(&format!("{error:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// `text` with its line breaks folded into spaces.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 async fn run(command: Command) -> anyhow::Result<()> {

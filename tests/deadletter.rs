@@ -339,6 +339,11 @@ async fn admin_api_requires_its_token_and_stays_off_the_network_without_one() {
     assert_eq!(status(http.get(&url).header("authorization", "admin-s3cret")).await, 401);
     assert_eq!(status(http.post(format!("{base}/admin/dead-letters/discard")).json(&json!({"all": true}))).await, 401);
     assert_eq!(status(http.get(&url).bearer_auth("admin-s3cret")).await, 200);
+    // The scheme name is case-insensitive (RFC 7235).
+    for scheme in ["bearer", "BEARER", "BeArEr"] {
+        let request = http.get(&url).header("authorization", format!("{scheme} admin-s3cret"));
+        assert_eq!(status(request).await, 200, "scheme {scheme}");
+    }
 
     // The receiver refuses to open the admin API beyond loopback without a token.
     let mut open = config.clone();
@@ -356,6 +361,29 @@ async fn admin_api_requires_its_token_and_stays_off_the_network_without_one() {
     assert_eq!(default.admin.token, None);
 
     emulator.running.shutdown().await;
+}
+
+/// A refused configuration is one line a person can act on, even with `RUST_BACKTRACE` set.
+#[tokio::test]
+async fn the_binary_refuses_an_open_admin_api_in_one_line_without_a_backtrace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("config.yaml");
+    let text = "{integration: a/b, dataDir: /data, hubspot: {baseUrl: 'http://h', accessToken: t}, \
+                webhooks: {clientSecret: s}, admin: {listen: '0.0.0.0:8082'}}";
+    std::fs::write(&config_path, text).unwrap();
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_hubspot-operator"))
+        .args(["receiver", "--config"])
+        .arg(&config_path)
+        .env("RUST_BACKTRACE", "full")
+        .env("RUST_LIB_BACKTRACE", "1")
+        .output();
+    let output = tokio::time::timeout(WAIT, output).await.expect("the receiver exits at once").unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(lines[0].starts_with("error: invalid receiver config"), "{stderr}");
+    assert!(lines[0].contains("admin.token"), "{stderr}");
 }
 
 #[tokio::test]

@@ -184,6 +184,28 @@ async fn ingest_needs_the_right_token_and_is_off_without_one() {
     assert_eq!(rejected.json::<Value>().await.unwrap(), json!({"count": 0, "last": null}));
     assert_eq!(store.pending_count().await.unwrap(), 0);
     assert_eq!(counter(&receiver.metrics.ingest_requests, "unauthorized"), 3);
+    // The scheme name is case-insensitive (RFC 7235), on both bearer-checked routes.
+    for scheme in ["bearer", "BEARER"] {
+        let authorization = format!("{scheme} {INGEST_TOKEN}");
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("content-type", "application/json")
+            .header("authorization", &authorization)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "scheme {scheme}");
+        let rejected = reqwest::Client::new()
+            .get(format!("{}/ingest/rejected", receiver.base_url))
+            .header("authorization", &authorization)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(rejected.status(), 200, "scheme {scheme}");
+    }
+    let queued = store.pending_count().await.unwrap();
+    assert!(queued > 0);
     receiver.stop().await.unwrap();
 
     // Without an ingest section the API is off, whatever the token.
@@ -196,7 +218,7 @@ async fn ingest_needs_the_right_token_and_is_off_without_one() {
         .unwrap();
     assert_eq!(response.status(), 404);
     assert!(response.text().await.unwrap().contains("not enabled"));
-    assert_eq!(store.pending_count().await.unwrap(), 0);
+    assert_eq!(store.pending_count().await.unwrap(), queued);
     receiver.stop().await.unwrap();
 }
 

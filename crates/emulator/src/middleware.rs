@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 
 use crate::api::{FullPath, Shared};
 use crate::auth::Caller;
-use crate::auth::bearer_token;
 use crate::auth::oauth::SECRET_FORM_FIELDS;
 use crate::error::{ApiFailure, ApiResult, CORRELATION_ID_HEADER, correlation_id};
 use crate::faults::FaultAnswer;
 use crate::request_log::LoggedRequest;
 use crate::shared::Emulator;
+use hubspot::bearer_token;
 
 /// Largest request body the log reads (bigger ones are refused, as HubSpot refuses them).
 const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;

@@ -29,6 +29,21 @@ impl Secret {
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` header. The scheme name is
+/// case-insensitive (RFC 7235): `bearer`, `Bearer` and `BEARER` all name it.
+pub fn bearer_token(headers: &http::HeaderMap) -> Option<&str> {
+    let value = headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Whether `headers` carry `expected` as their bearer token, compared in constant time.
+pub fn presents_bearer_token(headers: &http::HeaderMap, expected: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    let presented = bearer_token(headers).unwrap_or_default();
+    bool::from(presented.as_bytes().ct_eq(expected.as_bytes()))
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("[redacted]")

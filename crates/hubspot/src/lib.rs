@@ -20,7 +20,7 @@ pub mod observer;
 pub mod signature;
 pub mod webhook;
 
-pub use auth::{OAuthCredentials, Secret, TokenEndpoint};
+pub use auth::{OAuthCredentials, Secret, TokenEndpoint, bearer_token, presents_bearer_token};
 pub use budget::{RequestBudget, Tier};
 pub use client::{ClientSettings, HubSpotClient, IsolatedBatch, isolate_bad_inputs};
 pub use error::{ApiError, Error};

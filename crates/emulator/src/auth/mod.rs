@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use crate::clock::{epoch_day, now_ms};
 use crate::config::TokenGrant;
 use crate::error::{ApiFailure, ApiResult, RateLimitPolicy};
-use hubspot::Tier;
+use hubspot::{Tier, bearer_token};
 
 /// Every scope a token without an explicit list holds.
 pub fn all_scopes() -> Vec<String> {
@@ -90,13 +90,6 @@ impl Tokens {
     pub fn caller_for(&self, headers: &HeaderMap) -> Option<&Caller> {
         self.get(bearer_token(headers)?)
     }
-}
-
-/// The token of an `Authorization: Bearer` header.
-pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(axum::http::header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
 const WINDOW: Duration = Duration::from_secs(10);

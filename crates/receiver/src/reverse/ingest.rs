@@ -19,7 +19,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq as _;
 
 use super::store::{IngestRecord, ReverseStore};
 use crate::metrics::{Metrics, OutcomeLabels};
@@ -67,12 +66,7 @@ impl IngestState {
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        bool::from(presented.as_bytes().ct_eq(self.token.as_bytes()))
+        hubspot::presents_bearer_token(headers, &self.token)
     }
 }
 

@@ -6,7 +6,7 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
 
 use crate::reverse::{RejectionFilter, ReverseStore};
 use crate::sync::{DeadLetter, DeadLetterFilter, OperationError, Worker};
@@ -49,16 +48,10 @@ pub fn router(worker: Worker, reverse: Option<Arc<ReverseStore>>, token: Option<
 }
 
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
-    if let Some(token) = &state.token {
-        let presented = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !bool::from(presented.as_bytes().ct_eq(token.as_bytes())) {
-            return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
-        }
+    if let Some(token) = &state.token
+        && !hubspot::presents_bearer_token(request.headers(), token)
+    {
+        return error(StatusCode::UNAUTHORIZED, "a valid bearer token is required");
     }
     next.run(request).await
 }
