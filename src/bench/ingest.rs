@@ -17,8 +17,9 @@ use model::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
 use model::contract::WEBHOOK_PATH;
 use receiver::eventlog::{EmbeddedEventLog, EventLog, JetStreamEventLog, jetstream};
 use receiver::metrics::Metrics;
-use receiver::{ServerState, router, serve};
+use receiver::{ListenerSettings, ServerState, router, serve};
 
+use super::slow_clients::SlowClients;
 use super::{ms, peak_rss_kib, start_child};
 
 const CLIENT_SECRET: &str = "bench-client-secret";
@@ -50,6 +51,11 @@ pub struct IngestArgs {
     /// least that many JetStream servers).
     #[arg(long, default_value_t = 1)]
     pub replicas: usize,
+    /// Clients that hold a connection mid-request throughout each combination (half send part
+    /// of their headers, half announce a body they never send; cut off by the receiver's read
+    /// timeouts, they connect again at once).
+    #[arg(long, default_value_t = 0)]
+    pub slow_connections: usize,
 }
 
 /// The event log a benchmark run stores into.
@@ -177,6 +183,13 @@ pub async fn run(args: IngestArgs) -> anyhow::Result<()> {
         "\nreceiver RSS: peak RSS (VmHWM) of the receiver process alone, a fresh one per combination; \
          the load generator runs in another process and is not included."
     );
+    if args.slow_connections > 0 {
+        println!(
+            "\n{} stalled clients held connections mid-request throughout each combination \
+             (the receiver's default 10 s read timeouts cut them off, and they connected again).",
+            args.slow_connections
+        );
+    }
     Ok(())
 }
 
@@ -206,9 +219,11 @@ async fn combination(
     let measured = async {
         let receiver_args = [OsString::from("bench"), "ingest-receiver".into()].into_iter().chain(store.flags());
         let (receiver, base_url) = start_child("receiver", receiver_args, "/readyz").await?;
-        let figures =
-            load(&format!("{base_url}{WEBHOOK_PATH}"), batch_size, concurrency, Duration::from_secs(args.seconds))
-                .await;
+        let duration = Duration::from_secs(args.seconds);
+        let authority = base_url.trim_start_matches("http://");
+        let slow = SlowClients::start(authority, args.slow_connections, Instant::now() + duration * 2).await?;
+        let figures = load(&format!("{base_url}{WEBHOOK_PATH}"), batch_size, concurrency, duration).await;
+        slow.stop().await;
         let peak = receiver.id().and_then(|pid| peak_rss_kib(Some(pid)));
         stop(receiver).await?;
         anyhow::Ok((figures?, peak))
@@ -253,7 +268,7 @@ pub async fn serve_receiver(args: ReceiverArgs) -> anyhow::Result<()> {
         let _ = std::io::copy(&mut std::io::stdin().lock(), &mut std::io::sink());
         let _ = closed.send(());
     });
-    serve(listener, ingress(log), async {
+    serve(listener, ingress(log), public_listener(), async {
         tokio::select! {
             _ = stdin_closed => {}
             _ = crate::shutdown::signal() => {}
@@ -273,7 +288,7 @@ pub async fn ingest(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}{WEBHOOK_PATH}", listener.local_addr()?);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, ingress(log), async {
+    let server = tokio::spawn(serve(listener, ingress(log), public_listener(), async {
         let _ = stopped.await;
     }));
     let figures = load(&url, batch_size, concurrency, duration).await;
@@ -285,6 +300,11 @@ pub async fn ingest(
 /// The receiver's routes over `log`, configured for the benchmark.
 fn ingress(log: Arc<dyn EventLog>) -> axum::Router {
     router(ServerState::new(&bench_config(), log, Arc::new(Metrics::default())))
+}
+
+/// The receiver's public listener with the limits a receiver has by default.
+fn public_listener() -> ListenerSettings {
+    ListenerSettings { name: "public", limits: bench_config().http, metrics: Arc::new(Metrics::default()) }
 }
 
 /// The load generator: `concurrency` requests of `batch_size` signed events in flight to the

@@ -3,7 +3,8 @@
 //! reports memory, what it does not measure runs in child processes (`start_child`).
 //!
 //! - `ingest` (the default): the webhook ingress under HubSpot-shaped load, the receiver in a
-//!   child process (`ingest.rs`).
+//!   child process (`ingest.rs`), optionally beside clients stalled mid-request
+//!   (`slow_clients.rs`).
 //! - `api-efficiency`: HubSpot calls per changed record, and the budget used draining a
 //!   backlog (`sync.rs`).
 //! - `lag`: time from a change in HubSpot to its delivery at the destination (`sync.rs`).
@@ -21,6 +22,7 @@ use serde_json::Value;
 
 pub mod controller;
 pub mod ingest;
+mod slow_clients;
 pub mod soak;
 pub mod sync;
 

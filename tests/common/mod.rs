@@ -14,7 +14,7 @@ use hubspot::signature::{HEADER_SIGNATURE_V3, HEADER_TIMESTAMP, sign_v3};
 use model::config::{HubSpotConnection, ReceiverConfig, WebhookConfig};
 use receiver::eventlog::EventLog;
 use receiver::metrics::Metrics;
-use receiver::{ServerState, router, serve, status_router};
+use receiver::{ListenerSettings, ServerState, router, serve, status_router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -153,12 +153,15 @@ impl RunningReceiver {
             state = state.with_ingest(config, store);
         }
         let (public, status) = (router(state.clone()), status_router(state));
+        let (limits, listener_metrics) = (config.http, metrics.clone());
+        let settings = move |name| ListenerSettings { name, limits, metrics: listener_metrics.clone() };
         let (shutdown, stop) = oneshot::channel::<()>();
         // As `receiver::run` does: the status port closes once the public one has finished.
         let server = tokio::spawn(async move {
             let stop_status = tokio_util::sync::CancellationToken::new();
-            let status = tokio::spawn(serve(status_listener, status, stop_status.clone().cancelled_owned()));
-            let served = serve(listener, public, async move {
+            let status =
+                tokio::spawn(serve(status_listener, status, settings("status"), stop_status.clone().cancelled_owned()));
+            let served = serve(listener, public, settings("public"), async move {
                 let _ = stop.await;
             })
             .await;
@@ -869,7 +872,9 @@ pub async fn serve_admin(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let router = receiver::server::admin::router(worker.clone(), reverse, token.map(str::to_string));
-    tokio::spawn(receiver::serve(listener, router, std::future::pending()));
+    let settings =
+        ListenerSettings { name: "admin", limits: Default::default(), metrics: Arc::new(Metrics::default()) };
+    tokio::spawn(receiver::serve(listener, router, settings, std::future::pending()));
     base
 }
 

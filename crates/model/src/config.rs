@@ -11,7 +11,9 @@ use crate::api::mapping::{AssociationMapping, MappedRecords, SyncPolicy};
 use hubspot::Tier;
 
 mod endpoints;
+mod http;
 pub use endpoints::*;
+pub use http::HttpLimits;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -43,6 +45,9 @@ pub struct ReceiverConfig {
     /// How the sync worker batches its HubSpot reads.
     #[serde(default)]
     pub sync: SyncConfig,
+    /// How long every listener waits for a client's request, and how many clients it holds.
+    #[serde(default)]
+    pub http: HttpLimits,
 }
 
 /// How the sync worker batches its HubSpot reads.
@@ -472,6 +477,7 @@ impl ReceiverConfig {
             mappings: vec![],
             admin: AdminConfig::default(),
             sync: SyncConfig::default(),
+            http: HttpLimits::default(),
         }
     }
 
@@ -483,6 +489,7 @@ impl ReceiverConfig {
         config.admin.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         config.hubspot.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         config.sync.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
+        config.http.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
         Ok(config)
     }
 

@@ -7,13 +7,15 @@
 //! - `reverse`: external systems → HubSpot (ingest, PostgreSQL sources, conflict policy);
 //! - `metrics`: what all of them count.
 //!
-//! Beneath them, small modules they share: `time`, `backoff`, `sqlite` (the stores' files),
-//! `nats` and `postgres` (settings and identifiers of those servers). Each layer uses only the
+//! Beneath them, small modules they share: `time`, `backoff`, `body_deadline` (how late a
+//! request body may be), `sqlite` (the stores' files), `nats` and `postgres` (settings and
+//! identifiers of those servers). Each layer uses only the
 //! ones below it: `eventlog`, then `reverse`, then `sync`, then `server`.
 //!
 //! Uses `model` for its configuration and `hubspot` to talk to HubSpot.
 
 mod backoff;
+mod body_deadline;
 pub mod eventlog;
 pub mod metrics;
 mod nats;
@@ -26,4 +28,4 @@ pub mod sync;
 mod test_mappings;
 mod time;
 
-pub use server::{ServerState, router, run, serve, status_router};
+pub use server::{ListenerSettings, ServerState, router, run, serve, status_router};

@@ -34,11 +34,24 @@ pub struct SourceLabels {
     pub source: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    /// `public`, `status` or `admin`.
+    pub listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReadTimeoutLabels {
+    pub listener: String,
+    /// `headers` (the connection was closed) or `body` (answered 408).
+    pub phase: String,
+}
+
 /// Every metric of a receiver process (HTTP ingress, event log, sync worker, HubSpot client).
 pub struct Metrics {
     pub registry: Registry,
-    /// Webhook requests by outcome: accepted, unauthorized, malformed, too_large, log_full,
-    /// unavailable.
+    /// Webhook requests by outcome: accepted, unauthorized, malformed, too_large, timeout,
+    /// log_full, unavailable.
     pub webhook_requests: Family<OutcomeLabels, Counter>,
     /// Webhook events by outcome: appended, duplicate.
     pub webhook_events: Family<OutcomeLabels, Counter>,
@@ -65,7 +78,7 @@ pub struct Metrics {
     /// Change hints the catch-up search appended to the event log.
     pub backfill_hints: Counter,
     /// Ingest API requests by outcome: accepted, invalid, unauthorized, disabled,
-    /// unknown_mapping, read_only_mapping, malformed, too_large, unavailable.
+    /// unknown_mapping, read_only_mapping, malformed, too_large, timeout, unavailable.
     pub ingest_requests: Family<OutcomeLabels, Counter>,
     /// Ingested records by outcome: accepted, invalid.
     pub ingest_records: Family<OutcomeLabels, Counter>,
@@ -78,6 +91,12 @@ pub struct Metrics {
     /// Failed or timed-out polls of a source of records for HubSpot (retried at the next
     /// interval).
     pub reverse_source_failures: Family<SourceLabels, Counter>,
+    /// Requests whose headers or body a listener stopped waiting for.
+    pub http_read_timeouts: Family<ReadTimeoutLabels, Counter>,
+    /// Connections a listener closed at once because it held `http.maxConnections` already.
+    pub http_connections_refused: Family<ListenerLabels, Counter>,
+    /// Connections a listener holds open.
+    pub http_connections_open: Family<ListenerLabels, Gauge>,
     /// What each mapping's sync did since the process started, for the receiver's sync report
     /// (`GET /sync/status`, which the mappings' status shows); not exported on `/metrics`.
     pub activity: std::sync::Arc<MappingActivity>,
@@ -105,6 +124,9 @@ impl Default for Metrics {
             reverse_pending: Gauge::default(),
             reverse_rejected: Gauge::default(),
             reverse_source_failures: Family::default(),
+            http_read_timeouts: Family::default(),
+            http_connections_refused: Family::default(),
+            http_connections_open: Family::default(),
             activity: Default::default(),
             registry: Registry::default(),
         };
@@ -142,6 +164,21 @@ impl Default for Metrics {
             "Failed polls of a source of records for HubSpot",
             m.reverse_source_failures.clone(),
         );
+        registry.register(
+            "http_read_timeouts",
+            "Requests whose headers or body a listener stopped waiting for",
+            m.http_read_timeouts.clone(),
+        );
+        registry.register(
+            "http_connections_refused",
+            "Connections closed at once because the listener held its maximum",
+            m.http_connections_refused.clone(),
+        );
+        registry.register(
+            "http_connections_open",
+            "Connections a listener holds open",
+            m.http_connections_open.clone(),
+        );
         Metrics { registry, ..m }
     }
 }
@@ -156,6 +193,21 @@ impl Metrics {
 
     pub fn webhook_request(&self, outcome: &str) {
         self.webhook_requests.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc();
+    }
+
+    pub fn http_read_timeout(&self, listener: &str, phase: &str) {
+        self.http_read_timeouts
+            .get_or_create(&ReadTimeoutLabels { listener: listener.into(), phase: phase.into() })
+            .inc();
+    }
+
+    pub fn http_connection_refused(&self, listener: &str) {
+        self.http_connections_refused.get_or_create(&ListenerLabels { listener: listener.into() }).inc();
+    }
+
+    /// The open-connections gauge of `listener`.
+    pub fn http_connections_open(&self, listener: &str) -> Gauge {
+        self.http_connections_open.get_or_create(&ListenerLabels { listener: listener.into() }).clone()
     }
 }
 

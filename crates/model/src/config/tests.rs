@@ -169,3 +169,19 @@ fn a_postgres_source_defaults_its_interval_and_refuses_unknown_keys() {
     let error = serde_yaml::from_str::<ReceiverConfig>(&unknown).unwrap_err().to_string();
     assert!(error.contains("unknown field"), "{error}");
 }
+
+#[test]
+fn http_limits_default_within_hubspots_patience_and_refuse_nonsense() {
+    let config: ReceiverConfig = serde_yaml::from_str(MINIMAL).unwrap();
+    assert_eq!(config.http, HttpLimits::default());
+    assert!(config.http.header_read_timeout_seconds <= 10 && config.http.body_read_timeout_seconds <= 10);
+    config.http.validate().unwrap();
+    let set: HttpLimits =
+        serde_yaml::from_str("{headerReadTimeoutSeconds: 3, bodyReadTimeoutSeconds: 4, maxConnections: 9}").unwrap();
+    assert_eq!(set.header_read_timeout(), std::time::Duration::from_secs(3));
+    assert_eq!((set.body_read_timeout_seconds, set.max_connections), (4, 9));
+    for bad in ["{headerReadTimeoutSeconds: 0}", "{bodyReadTimeoutSeconds: 301}", "{maxConnections: 0}"] {
+        let limits: HttpLimits = serde_yaml::from_str(bad).unwrap();
+        assert!(limits.validate().is_err(), "{bad}");
+    }
+}

@@ -8,8 +8,8 @@ use crate::secrets::{SecretError, SecretStore};
 use model::api::integration::CredentialKind;
 use model::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
 use model::config::{
-    AdminConfig, EventLogConfig, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits, MappingConfig,
-    ReceiverConfig, SinkConfig, SourceConfig, SyncConfig, WebhookConfig,
+    AdminConfig, EventLogConfig, HttpLimits, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits,
+    MappingConfig, ReceiverConfig, SinkConfig, SourceConfig, SyncConfig, WebhookConfig,
 };
 use model::contract::WEBHOOK_PATH;
 
@@ -133,6 +133,7 @@ pub fn render_receiver_config(
         event_log,
         mappings,
         sync: SyncConfig::from(&integration.spec.receiver),
+        http: HttpLimits::from(&integration.spec.receiver),
         ..ReceiverConfig::new(qualified_name(integration), DATA_DIR, hubspot, webhooks)
     }
 }

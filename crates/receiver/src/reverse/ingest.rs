@@ -288,6 +288,10 @@ fn read_records(
             let message = format!("request body exceeds {max_body_bytes} bytes; send fewer records per request");
             return Err(("too_large", StatusCode::PAYLOAD_TOO_LARGE, message));
         }
+        // Answered 408 by the listener, which gave the body its deadline.
+        Err(rejection) if crate::body_deadline::is_body_timeout(&rejection) => {
+            return Err(("timeout", StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time".into()));
+        }
         Err(rejection) => {
             return Err(("malformed", StatusCode::BAD_REQUEST, format!("unreadable request body: {rejection}")));
         }

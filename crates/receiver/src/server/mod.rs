@@ -6,7 +6,10 @@
 //! admin API (dead letters, replays) has a third listener.
 
 pub mod admin;
+mod listener;
 mod webhook;
+
+pub use listener::{ListenerSettings, serve};
 
 use std::future::Future;
 use std::sync::Arc;
@@ -104,17 +107,6 @@ fn with_probes(router: Router<ServerState>) -> Router<ServerState> {
     router.route("/healthz", get(|| async { "ok" })).route("/readyz", get(ready))
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then finishes the requests in
-/// flight (an accepted batch is always answered after it is stored).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    router: Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await?;
-    Ok(())
-}
-
 /// Ready while the event log answers; a receiver that cannot store must not get traffic.
 async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
     match state.log.pending_count().await {
@@ -168,6 +160,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     config.admin.validate()?;
+    config.http.validate()?;
+    let settings = |name| ListenerSettings { name, limits: config.http, metrics: metrics.clone() };
     let admin_listener = tokio::net::TcpListener::bind(config.admin.listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {} for the admin API: {e}", config.admin.listen))?;
@@ -200,12 +194,18 @@ pub async fn run(
     let admin = tokio::spawn(serve(
         admin_listener,
         admin::router(worker.clone(), reverse_store, config.admin.token.clone()),
+        settings("admin"),
         stop.clone().cancelled_owned(),
     ));
-    let status = tokio::spawn(serve(status_listener, status_router(state.clone()), stop.clone().cancelled_owned()));
+    let status = tokio::spawn(serve(
+        status_listener,
+        status_router(state.clone()),
+        settings("status"),
+        stop.clone().cancelled_owned(),
+    ));
     let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
     let backfill = tokio::spawn(backfill.run(stop.clone().cancelled_owned()));
-    let served = serve(listener, router(state), shutdown).await;
+    let served = serve(listener, router(state), settings("public"), shutdown).await;
     // The ingress has answered every request it accepted. The sync worker settles the step
     // under way, within its grace; whatever a worker leaves unsettled is taken up again on the
     // next start (or, for webhook events, by another receiver sharing the log, which `close`

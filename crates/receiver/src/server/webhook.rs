@@ -44,6 +44,11 @@ pub(super) async fn receive(
             let limit = state.max_body_bytes;
             return (StatusCode::PAYLOAD_TOO_LARGE, format!("request body exceeds {limit} bytes")).into_response();
         }
+        // Answered 408 by the listener, which gave the body its deadline.
+        Err(rejection) if crate::body_deadline::is_body_timeout(&rejection) => {
+            count_request(&state, "timeout");
+            return (StatusCode::REQUEST_TIMEOUT, "the request body did not arrive in time").into_response();
+        }
         Err(rejection) => {
             count_request(&state, "malformed");
             return (StatusCode::BAD_REQUEST, format!("unreadable request body: {rejection}")).into_response();

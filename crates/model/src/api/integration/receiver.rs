@@ -53,6 +53,10 @@ pub struct ReceiverSettings {
     /// How the sync worker reads changed objects from HubSpot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync: Option<SyncSettings>,
+    /// How long the receiver's ports wait for a client's request, and how many clients each
+    /// holds, so that slow or silent clients cannot keep HubSpot out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSettings>,
     /// An Ingress `<name>-receiver` that routes HubSpot's requests to the receiver Service.
     /// Set this or `httpRoute`, or neither when something else exposes the receiver; removing
     /// it deletes the Ingress.
@@ -84,6 +88,27 @@ pub struct SyncSettings {
     pub max_batch_wait_milliseconds: Option<u64>,
 }
 
+/// Limits each port of the receiver (webhooks and ingest, status, admin) puts on its clients.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpSettings {
+    /// Seconds a client has to send a request's headers, from when its connection is ready for
+    /// one; then the connection is closed (keep-alive connections idle that long too). HubSpot
+    /// gives up on a webhook request after 5 s. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub header_read_timeout_seconds: Option<u64>,
+    /// Seconds a client has to send a request's whole body once its headers are in; then it is
+    /// answered 408 and the connection closed. Default 10.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 300))]
+    pub body_read_timeout_seconds: Option<u64>,
+    /// Connections each port keeps open at most; one more is closed at once. Default 4096.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_connections: Option<u32>,
+}
+
 impl Default for ReceiverSettings {
     fn default() -> Self {
         Self {
@@ -94,6 +119,7 @@ impl Default for ReceiverSettings {
             event_log: None,
             ingest: None,
             sync: None,
+            http: None,
             ingress: None,
             http_route: None,
             admin: None,

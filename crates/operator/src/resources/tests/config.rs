@@ -166,6 +166,25 @@ fn sync_batch_wait_renders_from_the_receiver_settings() {
 }
 
 #[test]
+fn http_limits_render_from_the_receiver_settings() {
+    let config = receiver_config(&integration(), &[], &secrets()).unwrap();
+    assert_eq!(config.http, model::config::HttpLimits::default());
+
+    let mut patient = integration();
+    patient.spec.receiver.http = Some(model::api::integration::HttpSettings {
+        header_read_timeout_seconds: Some(3),
+        body_read_timeout_seconds: None,
+        max_connections: Some(500),
+    });
+    let config = receiver_config(&patient, &[], &secrets()).unwrap();
+    let expected =
+        model::config::HttpLimits { header_read_timeout_seconds: 3, max_connections: 500, ..Default::default() };
+    assert_eq!(config.http, expected);
+    let read_back: ReceiverConfig = serde_yaml::from_str(&config_yaml(&config)).unwrap();
+    assert_eq!(read_back.http, config.http);
+}
+
+#[test]
 fn event_log_renders_embedded_by_default_and_jetstream_with_its_secret() {
     let i = integration();
     let config = receiver_config(&i, &[], &secrets()).unwrap();
