@@ -530,3 +530,21 @@ async fn metrics_show_pending_events_and_the_age_of_the_oldest(backend: common::
 async fn events_of_log(log: &dyn EventLog) -> Vec<WebhookEvent> {
     log.pending(100).await.unwrap().into_iter().map(|s| s.event).collect()
 }
+
+/// HubSpot sends events that already occurred: one dated after the signature's window (or
+/// before 1970) is refused with its whole batch, counted, and nothing is stored.
+#[tokio::test]
+async fn an_event_dated_beyond_the_signature_window_is_refused_and_nothing_stored() {
+    let fx = Fixture::start().await;
+    for occurred_at in [i64::MAX, now_ms() + MAX_TIMESTAMP_AGE_MS + 60_000, -1] {
+        let mut forged = sample_event(2, 9);
+        forged.subscription_type = "contact.deletion".into();
+        forged.occurred_at = occurred_at;
+        let body = batch_body(&[sample_event(1, 9), forged]);
+        let response = signed_request(&fx.client, &fx.receiver.webhook_url(), body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "occurredAt {occurred_at}");
+        assert!(response.text().await.unwrap().contains("occurredAt"));
+    }
+    assert!(fx.stored().await.is_empty());
+    assert!(has_line(&fx.metrics_text().await, "hubspot_operator_webhook_requests_total{outcome=\"malformed\"} 3"));
+}

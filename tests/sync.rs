@@ -110,14 +110,15 @@ async fn worker_delivers_the_latest_state_once_and_empties_the_log() {
     // The file destination got the same records.
     assert_eq!(by_object(&file_records(dir.path())), delivered);
 
-    // One batch read for both live contacts, asking only for the mapped properties.
+    // One batch read for both live contacts and the deleted one (HubSpot confirms the deletion),
+    // asking only for the mapped properties.
     let reads = emulator.batch_reads().await;
     assert_eq!(reads.len(), 1, "{reads:#?}");
     assert_eq!(reads[0]["properties"], json!(["email", "firstname", "lifecyclestage"]));
     let mut asked: Vec<&str> =
         reads[0]["inputs"].as_array().unwrap().iter().map(|i| i["id"].as_str().unwrap()).collect();
     asked.sort();
-    let mut expected = vec![ada.as_str(), bob.as_str()];
+    let mut expected = vec![ada.as_str(), bob.as_str(), gone];
     expected.sort();
     assert_eq!(asked, expected);
 
@@ -463,4 +464,42 @@ async fn worker_upserts_into_postgres_and_marks_deletions() {
     bob_row.4 = true;
     assert_eq!(rows().await, [live("ada@example.com", "Adeline", Some("customer"), &ada), bob_row]);
     assert_eq!(log.pending_count().await.unwrap(), 0);
+}
+
+/// Payloads are hints: a signed deletion of a contact that is live in HubSpot, dated now or
+/// far in the future (as if it had got into the log), changes nothing at any destination.
+#[tokio::test]
+async fn a_forged_deletion_of_a_live_contact_changes_no_destination() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::create().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedEventLog::open(&dir.path().join("events.db")).unwrap());
+    let destination = TestDestination::start(vec![]).await;
+    let postgres = SinkConfig::Postgres { url: db.url.clone(), table: "crm_contacts".into(), create_table: true };
+    let config = config(dir.path(), &emulator, vec![http_sink(&destination.url), file_sink(), postgres]);
+    let worker =
+        Worker::new(&config, log.clone(), emulator.client(DEFAULT_TOKEN), Arc::new(Metrics::default())).unwrap();
+    let ada = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
+    log.append(vec![contact_event(1, "contact.creation", &ada, 1_000)]).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 1);
+    let client = db.client().await;
+    let row = || async {
+        let row = client.query_one("SELECT first_name, deleted FROM crm_contacts", &[]).await.unwrap();
+        (row.get::<_, Option<String>>(0), row.get::<_, bool>(1))
+    };
+    let (http_before, file_before, row_before) = (destination.delivered(), file_records(dir.path()), row().await);
+    assert_eq!(row_before, (Some("Ada".into()), false));
+
+    let forged = vec![
+        contact_event(2, "contact.deletion", &ada, common::now_ms()),
+        contact_event(3, "contact.deletion", &ada, i64::MAX),
+        contact_event(4, "contact.privacyDeletion", &ada, i64::MAX - 1),
+    ];
+    log.append(forged).await.unwrap();
+    assert_eq!(run_once(&worker).await.unwrap(), 3);
+    assert_eq!(log.pending_count().await.unwrap(), 0, "the hints are settled");
+    assert_eq!(destination.delivered(), http_before);
+    assert_eq!(file_records(dir.path()), file_before);
+    assert_eq!(row().await, row_before);
+    assert!(file_records(dir.path()).iter().all(|r| r.op == Op::Upsert && r.updated_at_ms().is_some()));
 }

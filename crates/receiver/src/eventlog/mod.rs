@@ -48,8 +48,11 @@ impl EncodedEvent {
     }
 
     /// The events of a webhook request body, a JSON array of events, each one checked to read
-    /// as a [`WebhookEvent`] (as the worker will read it) and kept as a slice of `body`.
-    pub fn split_batch(body: &Bytes) -> Result<Vec<EncodedEvent>, BatchError> {
+    /// as a [`WebhookEvent`] (as the worker will read it) and kept as a slice of `body`. An
+    /// event's `occurredAt` must be a time HubSpot can send: not before 1970, not after
+    /// `latest_occurred_at_ms` (the end of the signature's window: HubSpot sends what already
+    /// happened).
+    pub fn split_batch(body: &Bytes, latest_occurred_at_ms: i64) -> Result<Vec<EncodedEvent>, BatchError> {
         let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(BatchError::NotAnArray)?;
         items
             .into_iter()
@@ -57,6 +60,9 @@ impl EncodedEvent {
             .map(|(index, item)| {
                 let event: WebhookEvent =
                     serde_json::from_str(item.get()).map_err(|error| BatchError::NotAnEvent { index, error })?;
+                if !(0..=latest_occurred_at_ms).contains(&event.occurred_at) {
+                    return Err(BatchError::OccurredAtOutOfBounds { index, occurred_at: event.occurred_at });
+                }
                 Ok(EncodedEvent { identity: event.delivery_identity(), json: body.slice_ref(item.get().as_bytes()) })
             })
             .collect()
@@ -70,6 +76,8 @@ pub enum BatchError {
     NotAnArray(serde_json::Error),
     #[error("expected a JSON array of webhook events; event {index} is not one: {error}")]
     NotAnEvent { index: usize, error: serde_json::Error },
+    #[error("event {index} has occurredAt {occurred_at}, which is before 1970 or in the future")]
+    OccurredAtOutOfBounds { index: usize, occurred_at: i64 },
 }
 
 /// What an append did.
@@ -179,7 +187,7 @@ mod tests {
             br#"[ {"eventId":7,"subscriptionId":3,"portalId":62515,"occurredAt":1700000000000,"subscriptionType":"contact.creation","objectId":9,"notYetKnown":{"a":[1]}},
                   {"eventId":8,"subscriptionId":3,"portalId":62515,"occurredAt":1700000000001,"subscriptionType":"contact.deletion","objectId":9} ]"#,
         );
-        let events = EncodedEvent::split_batch(&body).unwrap();
+        let events = EncodedEvent::split_batch(&body, LATEST).unwrap();
         assert_eq!(events.len(), 2);
         let first: serde_json::Value = serde_json::from_slice(&events[0].json).unwrap();
         assert_eq!(first["notYetKnown"], serde_json::json!({"a": [1]}), "fields kept as sent");
@@ -196,7 +204,7 @@ mod tests {
         let body = Bytes::from_static(
             br#"[{"eventId":7,"subscriptionId":3,"portalId":62515,"occurredAt":1,"subscriptionType":"contact.creation"},{"eventId":"x"}]"#,
         );
-        let error = EncodedEvent::split_batch(&body).unwrap_err();
+        let error = EncodedEvent::split_batch(&body, LATEST).unwrap_err();
         assert!(matches!(error, BatchError::NotAnEvent { index: 1, .. }), "{error}");
         assert!(
             error.to_string().starts_with("expected a JSON array of webhook events; event 1 is not one"),
@@ -204,8 +212,28 @@ mod tests {
         );
 
         for body in [&b"{}"[..], b"[1, 2", b"not json"] {
-            let error = EncodedEvent::split_batch(&Bytes::copy_from_slice(body)).unwrap_err();
+            let error = EncodedEvent::split_batch(&Bytes::copy_from_slice(body), LATEST).unwrap_err();
             assert!(matches!(error, BatchError::NotAnArray(_)), "{error}");
+        }
+    }
+
+    /// The end of the signature window the tests' batches are checked against.
+    const LATEST: i64 = 1_800_000_000_000;
+
+    #[test]
+    fn an_event_from_the_future_or_before_1970_is_refused() {
+        let event = |at: i64| {
+            format!(
+                r#"{{"eventId":7,"subscriptionId":3,"portalId":62515,"occurredAt":{at},"subscriptionType":"contact.deletion","objectId":9}}"#
+            )
+        };
+        for at in [i64::MAX, LATEST + 1, -1, i64::MIN] {
+            let body = Bytes::from(format!("[{},{}]", event(1), event(at)));
+            let error = EncodedEvent::split_batch(&body, LATEST).unwrap_err();
+            assert!(matches!(error, BatchError::OccurredAtOutOfBounds { index: 1, .. }), "{at}: {error}");
+        }
+        for at in [0, LATEST] {
+            assert_eq!(EncodedEvent::split_batch(&Bytes::from(format!("[{}]", event(at))), LATEST).unwrap().len(), 1);
         }
     }
 }

@@ -16,7 +16,8 @@ use crate::eventlog::{EncodedEvent, EventLogError};
 use crate::metrics::OutcomeLabels;
 use crate::time::now_ms;
 use hubspot::signature::{
-    HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, SignatureHeaders,
+    HEADER_SIGNATURE, HEADER_SIGNATURE_V3, HEADER_SIGNATURE_VERSION, HEADER_TIMESTAMP, MAX_TIMESTAMP_AGE_MS,
+    SignatureHeaders,
 };
 
 /// Seconds HubSpot is asked to wait before retrying when the log cannot store (full or down).
@@ -70,7 +71,9 @@ pub(super) async fn receive(
         return (StatusCode::UNAUTHORIZED, "invalid signature").into_response();
     }
 
-    let events = match EncodedEvent::split_batch(&body) {
+    // HubSpot signs a request within MAX_TIMESTAMP_AGE_MS of sending it, and sends events
+    // that already occurred: an event later than that window is no event of HubSpot's.
+    let events = match EncodedEvent::split_batch(&body, now_ms().saturating_add(MAX_TIMESTAMP_AGE_MS)) {
         Ok(events) => events,
         Err(e) => {
             count_request(&state, "malformed");

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use super::plan::{Hint, TypePlan};
+use super::plan::TypePlan;
 use crate::eventlog::StoredEvent;
 use hubspot::client::BATCH_LIMIT;
 
@@ -46,8 +46,8 @@ impl Arrivals {
 /// Splits `type_plan` into full batch reads (due at once) and the rest, due once its oldest
 /// event has waited `max_wait_ms`. `arrived_ms` says when each event arrived; an event it does
 /// not know counts as arrived long ago. Objects are taken oldest first, so a partial batch
-/// holds the youngest objects and the waiting time of any object stays bounded. Deleted objects
-/// need no read: they go with the batch their age puts them in.
+/// holds the youngest objects and the waiting time of any object stays bounded. Objects said
+/// to be deleted are read too: HubSpot's answer confirms the deletion.
 pub fn due(type_plan: &TypePlan, arrived_ms: &HashMap<u64, i64>, now_ms: i64, max_wait_ms: i64) -> Due {
     let arrived = |id: &str| {
         type_plan
@@ -59,23 +59,13 @@ pub fn due(type_plan: &TypePlan, arrived_ms: &HashMap<u64, i64>, now_ms: i64, ma
             .min()
             .unwrap_or(i64::MIN)
     };
-    let mut by_age: Vec<(i64, &String, bool)> =
-        type_plan.objects.iter().map(|(id, hint)| (arrived(id), id, hint.hint == Hint::Changed)).collect();
+    let mut by_age: Vec<(i64, &String)> = type_plan.objects.keys().map(|id| (arrived(id), id)).collect();
     by_age.sort();
 
     // The objects up to the last one that completes a full batch read.
-    let mut reads = 0;
-    let mut full_up_to = 0;
-    for (position, (_, _, to_read)) in by_age.iter().enumerate() {
-        if *to_read {
-            reads += 1;
-            if reads % BATCH_LIMIT == 0 {
-                full_up_to = position + 1;
-            }
-        }
-    }
+    let full_up_to = by_age.len() - by_age.len() % BATCH_LIMIT;
     let rest = &by_age[full_up_to..];
-    let rest_due_at = rest.first().map(|(arrived, _, _)| arrived.saturating_add(max_wait_ms));
+    let rest_due_at = rest.first().map(|(arrived, _)| arrived.saturating_add(max_wait_ms));
     let (take, next_ms) = match rest_due_at {
         Some(at) if at <= now_ms => (by_age.len(), None),
         waiting => (full_up_to, waiting),
@@ -83,7 +73,7 @@ pub fn due(type_plan: &TypePlan, arrived_ms: &HashMap<u64, i64>, now_ms: i64, ma
     let now = match take {
         0 => None,
         n if n == by_age.len() => Some(type_plan.clone()),
-        n => Some(type_plan.only(&by_age[..n].iter().map(|(_, id, _)| (*id).clone()).collect::<BTreeSet<_>>())),
+        n => Some(type_plan.only(&by_age[..n].iter().map(|(_, id)| (*id).clone()).collect::<BTreeSet<_>>())),
     };
     Due { now, next_ms }
 }
@@ -169,28 +159,27 @@ mod tests {
     }
 
     #[test]
-    fn a_full_batch_counts_objects_not_events_and_not_deletions() {
+    fn a_full_batch_counts_objects_not_events_and_deletions_too() {
         let (mut events, mut arrived) = (Vec::new(), HashMap::new());
         // 150 events about 50 contacts: far from a full batch read.
         for round in 0..3 {
             changes(&mut events, &mut arrived, 1..51, 1_000 + round);
         }
-        // 60 deletions: nothing to read.
-        for object in 100..160 {
-            let seq = events.len() as u64 + 1;
-            events.push(event(seq, "deletion", object));
-            arrived.insert(seq, 1_000);
-        }
         let plan = contacts(&events);
         assert_eq!(due(&plan, &arrived, 1_100, WAIT), Due { now: None, next_ms: Some(1_500) });
 
-        // 50 more contacts to read fill the batch, the deletions among the oldest go with it.
-        changes(&mut events, &mut arrived, 200..250, 1_050);
+        // 60 deletions, read to confirm them: the oldest 100 objects fill a batch read.
+        for object in 100..160 {
+            let seq = events.len() as u64 + 1;
+            events.push(event(seq, "deletion", object));
+            arrived.insert(seq, 1_050);
+        }
         let plan = contacts(&events);
-        let now = due(&plan, &arrived, 1_100, WAIT).now.unwrap();
+        let Due { now, next_ms } = due(&plan, &arrived, 1_100, WAIT);
+        let now = now.unwrap();
         assert_eq!(now.ids_to_fetch().len(), 100);
-        assert_eq!(now.objects.len(), 160);
-        assert_eq!(now.seqs.len(), events.len(), "every event is about an object of the batch");
+        assert_eq!(now.objects.len(), 100);
+        assert_eq!(next_ms, Some(1_550), "the 10 youngest deletions wait");
     }
 
     #[test]

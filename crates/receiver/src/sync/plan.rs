@@ -43,9 +43,11 @@ pub struct TypePlan {
 }
 
 impl TypePlan {
-    /// Objects to read from HubSpot: those whose newest hint is not a deletion.
+    /// Objects to read from HubSpot: every one, those said to be deleted too, since a hint
+    /// is no proof (a signed payload can say a live object was deleted); HubSpot's answer
+    /// decides.
     pub fn ids_to_fetch(&self) -> Vec<String> {
-        self.objects.iter().filter(|(_, h)| h.hint == Hint::Changed).map(|(id, _)| id.clone()).collect()
+        self.objects.keys().cloned().collect()
     }
 
     /// The plan of `objects` alone. It carries the events all of whose objects are among
@@ -234,8 +236,9 @@ impl Record {
 }
 
 /// The records a mapping makes of one object type's plan and the objects and associations
-/// HubSpot returned for it. Objects HubSpot did not return, archived ones, and those whose
-/// newest hint is a deletion become deletions.
+/// HubSpot returned for it. HubSpot's answer decides, whatever the hint: a live object it
+/// returned is an upsert, one it did not return (or returned archived) a deletion, at the time
+/// of the newest hint.
 pub fn build_records(
     mapping: &MappingConfig,
     type_plan: &TypePlan,
@@ -247,7 +250,7 @@ pub fn build_records(
         .objects
         .iter()
         .map(|(id, hint)| match (hint.hint, fetched.get(id.as_str())) {
-            (Hint::Changed, Some(object)) if !object.archived => upsert_record(mapping, object, associations),
+            (_, Some(object)) if !object.archived => upsert_record(mapping, object, associations),
             _ => delete_record(mapping, id, hint.occurred_at),
         })
         .collect()

@@ -60,7 +60,7 @@ fn newest_event_wins_whatever_the_arrival_order() {
         let contacts = &plan.by_type["contacts"];
         assert_eq!(contacts.objects, BTreeMap::from([("7".to_string(), hint(Hint::Deleted, 300))]));
         assert_eq!(contacts.seqs, vec![1, 2]);
-        assert!(contacts.ids_to_fetch().is_empty());
+        assert_eq!(contacts.ids_to_fetch(), vec!["7".to_string()], "HubSpot confirms the deletion");
     }
     let restored = [event(1, "contact.deletion", 7, 300), event(2, "contact.restore", 7, 400)];
     assert_eq!(plan(&restored, &mappings).by_type["contacts"].ids_to_fetch(), vec!["7".to_string()]);
@@ -128,7 +128,7 @@ fn merge_fetches_the_survivor_and_deletes_the_merged_away() {
     company_merge.event.primary_object_id = Some(20);
     company_merge.event.merged_object_ids = Some(vec![21, 22]);
     let companies = plan(&[company_merge], &mappings).by_type.remove("companies").unwrap();
-    assert_eq!(companies.ids_to_fetch(), vec!["20".to_string()]);
+    assert_eq!(companies.ids_to_fetch(), vec!["20".to_string(), "21".to_string(), "22".to_string()]);
     assert_eq!(companies.objects["21"], hint(Hint::Deleted, 500));
     assert_eq!(companies.objects["22"], hint(Hint::Deleted, 500));
 }
@@ -248,6 +248,24 @@ fn records_carry_associations_and_their_state_in_the_key() {
     let mut without_field = plain_record.clone();
     without_field.associations = BTreeMap::new();
     assert_eq!(plain_record.idempotency_key, idempotency_key(&without_field));
+}
+
+/// A signed payload is a hint, no proof: a deletion of an object HubSpot still returns live,
+/// dated far in the future, delivers the object as it is.
+#[test]
+fn a_deletion_of_an_object_hubspot_returns_live_is_not_delivered() {
+    let m = mapping("ns/contacts", "contacts");
+    let events = [event(1, "contact.creation", 1, 100), event(2, "contact.deletion", 1, i64::MAX)];
+    let type_plan = plan(&events, std::slice::from_ref(&m)).by_type["contacts"].clone();
+    assert_eq!(type_plan.objects["1"].hint, Hint::Deleted);
+    let live = object("1", "2026-11-26T18:00:00.000Z", &[("email", Some("a@b.c"))]);
+    let records = build_records(&m, &type_plan, &[live], &Associations::new());
+    assert_eq!((records[0].op, records[0].updated_at.as_str()), (Op::Upsert, "2026-11-26T18:00:00.000Z"));
+
+    // Gone in HubSpot: a deletion, at a time a destination can read.
+    let records = build_records(&m, &type_plan, &[], &Associations::new());
+    assert_eq!(records[0].op, Op::Delete);
+    assert!(records[0].updated_at_ms().is_some(), "{}", records[0].updated_at);
 }
 
 #[test]
