@@ -5,9 +5,11 @@ use serde::Deserialize;
 /// HubSpot names each request's correlation id in this header, on successes too.
 pub const CORRELATION_ID_HEADER: &str = "x-hubspot-correlation-id";
 
-/// An error answer from HubSpot.
+/// An error answer from HubSpot. Its Display form, which logs and status reports show, leaves
+/// HubSpot's `message` out: HubSpot's messages quote the values they refuse (emails, names),
+/// so they are read only where records are kept (the rejected records' store).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("HubSpot answered {status} {category}: {message} (correlationId {correlation_id})")]
+#[error("HubSpot answered {status} {category} (correlationId {correlation_id})")]
 pub struct ApiError {
     pub status: u16,
     pub category: String,
@@ -136,6 +138,23 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// A JSON body of `operation` that could not be written or read.
+pub(crate) fn decode_error(operation: &str, error: &serde_json::Error) -> Error {
+    Error::Decode(format!("{operation}: {}", json_error_without_values(error)))
+}
+
+/// What is wrong with a JSON text, said without the value serde quotes (`invalid type: string
+/// "ada@example.com"`): its kind and position only, fit for a log line.
+pub fn json_error_without_values(error: &serde_json::Error) -> String {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "I/O error",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected data",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("{kind} at line {} column {}", error.line(), error.column())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,5 +171,17 @@ mod tests {
         let api = ApiError::from_body(401, br#"{"status":"error","message":"m","category":"EXPIRED_AUTHENTICATION"}"#);
         assert_eq!(api.category, "EXPIRED_AUTHENTICATION");
         assert_eq!(ApiError::from_body(500, br#"{"status":"error","message":"m"}"#).category, "UNKNOWN");
+    }
+
+    /// HubSpot's messages and serde's quote the values they refuse; what errors display does not.
+    #[test]
+    fn displayed_errors_hold_no_value_of_a_record() {
+        let body = br#"{"status":"error","message":"Property values were not valid: MARKER-ada@example","correlationId":"c-3","category":"VALIDATION_ERROR"}"#;
+        let shown = Error::from(ApiError::from_body(400, body)).to_string();
+        assert_eq!(shown, "HubSpot answered 400 VALIDATION_ERROR (correlationId c-3)");
+        let serde = serde_json::from_str::<u64>(r#""MARKER-ada@example""#).unwrap_err();
+        let shown = decode_error("batch read", &serde).to_string();
+        assert!(!shown.contains("MARKER"), "{shown}");
+        assert!(shown.contains("batch read: unexpected data at line 1 column"), "{shown}");
     }
 }

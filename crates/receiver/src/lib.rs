@@ -8,15 +8,16 @@
 //! - `metrics`: what all of them count.
 //!
 //! Beneath them, small modules they share: `time`, `backoff`, `body_deadline` (how late a
-//! request body may be), `sqlite` (the stores' files), `nats` and `postgres` (settings and
-//! identifiers of those servers). Each layer uses only the
-//! ones below it: `eventlog`, then `reverse`, then `sync`, then `server`.
+//! request body may be), `logged` (client-sent text in log lines), `sqlite` (the stores'
+//! files), `nats` and `postgres` (settings and identifiers of those servers). Each layer uses
+//! only the ones below it: `eventlog`, then `reverse`, then `sync`, then `server`.
 //!
 //! Uses `model` for its configuration and `hubspot` to talk to HubSpot.
 
 mod backoff;
 mod body_deadline;
 pub mod eventlog;
+mod logged;
 pub mod metrics;
 mod nats;
 mod postgres;

@@ -13,7 +13,7 @@ use tracing::Instrument;
 use super::HubSpotClient;
 use crate::auth::{Credentials, Secret};
 use crate::budget::RequestBudget;
-use crate::error::{ApiError, CORRELATION_ID_HEADER, Error, Result};
+use crate::error::{ApiError, CORRELATION_ID_HEADER, Error, Result, decode_error};
 
 /// Calls of this operation spend the search budget instead of the burst budget: HubSpot limits
 /// searches separately, and their answers carry no rate-limit headers.
@@ -37,9 +37,7 @@ impl Payload {
     #[allow(clippy::result_large_err)]
     fn json<B: Serialize + ?Sized>(operation: &str, body: Option<&B>) -> Result<Self> {
         match body {
-            Some(body) => {
-                Ok(Payload::Json(serde_json::to_vec(body).map_err(|e| Error::Decode(format!("{operation}: {e}")))?))
-            }
+            Some(body) => Ok(Payload::Json(serde_json::to_vec(body).map_err(|e| decode_error(operation, &e))?)),
             None => Ok(Payload::Empty),
         }
     }
@@ -260,8 +258,7 @@ async fn read_answer(response: reqwest::Response) -> Result<Bytes> {
 // The client's own error, which every request returns.
 #[allow(clippy::result_large_err)]
 fn decode<T: DeserializeOwned>(operation: &str, bytes: &[u8]) -> Result<T> {
-    serde_json::from_slice(if bytes.is_empty() { b"null" } else { bytes })
-        .map_err(|e| Error::Decode(format!("{operation}: {e}")))
+    serde_json::from_slice(if bytes.is_empty() { b"null" } else { bytes }).map_err(|e| decode_error(operation, &e))
 }
 
 /// `path` as logs may show it: without a token in it.

@@ -80,6 +80,21 @@ pub enum BatchError {
     OccurredAtOutOfBounds { index: usize, occurred_at: i64 },
 }
 
+impl BatchError {
+    /// Where the batch went wrong, without the value serde quotes: for log lines.
+    pub fn without_values(&self) -> String {
+        use hubspot::error::json_error_without_values;
+        match self {
+            BatchError::NotAnArray(error) => format!("not a JSON array: {}", json_error_without_values(error)),
+            BatchError::NotAnEvent { index, error } => {
+                format!("event {index} is not one: {}", json_error_without_values(error))
+            }
+            // A time, not a value of a record.
+            BatchError::OccurredAtOutOfBounds { .. } => self.to_string(),
+        }
+    }
+}
+
 /// What an append did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct AppendOutcome {

@@ -210,7 +210,7 @@ fn unauthorized() -> Response {
     name = "ingest",
     level = "debug",
     skip_all,
-    fields(mapping = %format!("{namespace}/{name}"), outcome = tracing::field::Empty, records = tracing::field::Empty)
+    fields(mapping = crate::logged::capped(&format!("{namespace}/{name}")), outcome = tracing::field::Empty, records = tracing::field::Empty)
 )]
 async fn receive(
     State(state): State<IngestRoutes>,
@@ -224,7 +224,10 @@ async fn receive(
     };
     if !ingest.authorized(&headers) {
         count_request(&state, "unauthorized");
-        tracing::warn!(mapping = %format!("{namespace}/{name}"), "refused ingest request without a valid token");
+        tracing::warn!(
+            mapping = crate::logged::capped(&format!("{namespace}/{name}")),
+            "refused ingest request without a valid token"
+        );
         return unauthorized();
     }
     let mapping_name = format!("{namespace}/{name}");

@@ -348,7 +348,8 @@ fn note_rejected(
     let rejected_at = now_ms();
     for (index, error) in rejected {
         let m = &merged[*index];
-        tracing::warn!(mapping = %mapping.name, category = %error.category, correlation_id = %error.correlation_id, message = %error.message, "HubSpot refused a record");
+        // Not HubSpot's message, which quotes the values refused: the rejected store keeps it.
+        tracing::warn!(mapping = %mapping.name, status = error.status, category = %error.category, correlation_id = %error.correlation_id, "HubSpot refused a record");
         completion.done.extend(m.seqs.iter().copied());
         completion.rejected.push(Rejection {
             mapping: mapping.name.clone(),
