@@ -25,7 +25,9 @@
 //!   the types below; associations v4 (`handlers/associations.rs`); merges
 //!   (`handlers/objects/merge.rs`); the webhooks management API with the developer API key
 //!   (`handlers/webhook_settings.rs`); timeline templates and events and app events
-//!   (`handlers/timeline/`); `--state FILE` persistence (`persist.rs`); fixtures (`fixtures.rs`,
+//!   (`handlers/timeline/`); custom events, a private app's way onto a timeline: definitions at
+//!   `/events/v3/event-definitions`, occurrences sent to `/events/v3/send[/batch]` and read from
+//!   `/events/v3/events` (`handlers/timeline/custom_events.rs`); `--state FILE` persistence (`persist.rs`); fixtures (`fixtures.rs`,
 //!   `--fixtures` and `/_emulator/fixtures`).
 //! - CRM objects (`contacts`, `companies`, `deals`) under `/crm/v3/objects/{t}` and
 //!   `/crm/objects/2026-03/{t}`: list, create, get/update/archive by id or `?idProperty=`, and

@@ -10,7 +10,7 @@ use axum::routing::{delete, get, patch, post, put};
 
 use crate::error::ApiFailure;
 use crate::handlers::objects::{self, batch, merge};
-use crate::handlers::timeline::{app_events, events, templates};
+use crate::handlers::timeline::{app_events, custom_events, events, templates};
 use crate::handlers::{admin, associations, custom_objects, oauth, owners, pipelines, properties, webhook_settings};
 use crate::middleware::{authenticate, record_request};
 use crate::shared::Emulator;
@@ -34,6 +34,7 @@ pub fn router(emulator: Arc<Emulator>) -> Router {
         .nest("/integrators/timeline/v3", timeline_event_routes())
         .nest("/integrators/timeline/v4", app_event_routes())
         .nest("/integrators/timeline/2026-03", app_event_routes())
+        .nest("/events/v3", custom_event_routes())
         .route_layer(middleware::from_fn_with_state(emulator.clone(), authenticate));
     Router::new()
         .merge(crm)
@@ -168,6 +169,26 @@ fn app_event_routes() -> Router<Arc<Emulator>> {
         .route("/events", post(app_events::send_app_event))
         .route("/events/batch/create", post(app_events::send_app_events))
         .route("/events/{event_type_name}/{event_id}", get(app_events::get_app_event))
+}
+
+/// Custom event definitions, occurrences and their reads (bearer token) under `/events/v3`.
+fn custom_event_routes() -> Router<Arc<Emulator>> {
+    Router::new()
+        .route("/event-definitions", get(custom_events::list_definitions).post(custom_events::create_definition))
+        .route(
+            "/event-definitions/{event_name}",
+            get(custom_events::get_definition)
+                .patch(custom_events::update_definition)
+                .delete(custom_events::delete_definition),
+        )
+        .route("/event-definitions/{event_name}/property", post(custom_events::create_property))
+        .route("/event-definitions/{event_name}/property/{property_name}", delete(custom_events::delete_property))
+        .route("/send", post(custom_events::send))
+        .route("/send/batch", post(custom_events::send_batch))
+        // HubSpot's SDKs call the list with a trailing slash, its documentation without.
+        .route("/events", get(custom_events::list_occurrences))
+        .route("/events/", get(custom_events::list_occurrences))
+        .route("/events/event-types", get(custom_events::list_event_types))
 }
 
 /// The webhooks management API (developer API key).

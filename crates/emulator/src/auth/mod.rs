@@ -28,6 +28,9 @@ pub fn all_scopes() -> Vec<String> {
         }
     }
     scopes.extend(["crm.objects.owners.read", "tickets", "timeline", "oauth", "e-commerce"].map(String::from));
+    scopes.extend(
+        ["behavioral_events.event_definitions.read_write", "analytics.behavioral_events.send"].map(String::from),
+    );
     scopes
 }
 

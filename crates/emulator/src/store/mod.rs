@@ -5,10 +5,11 @@
 //!
 //! `Store` and its core live here; `writes`, `associations`, `merge` and `properties` add the
 //! operations of each kind of change. The data types the store holds live in leaf modules
-//! (`object`, `links`, `custom_schema`, `timeline`), which know nothing of `Store`, so that
+//! (`object`, `links`, `custom_schema`, `timeline`, `custom_events`), which know nothing of `Store`, so that
 //! imports only ever point from the operations to `Store` and from `Store` to its data.
 
 mod associations;
+pub mod custom_events;
 pub mod custom_schema;
 pub mod links;
 mod merge;

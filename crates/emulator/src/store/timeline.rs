@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::custom_events::CustomEventStore;
 use super::object::property_value_string;
 use crate::clock::iso8601;
 use crate::error::{ApiFailure, ApiResult};
@@ -28,6 +29,9 @@ pub struct TimelineStore {
     pub app_event_types: BTreeMap<String, AppEventType>,
     /// App events by event type name, then event id.
     pub app_events: BTreeMap<String, BTreeMap<String, AppEvent>>,
+    /// Custom event definitions and occurrences; absent from files saved before they existed.
+    #[serde(default)]
+    pub custom_events: CustomEventStore,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -357,7 +361,8 @@ impl TimelineStore {
     }
 
     /// The timeline of record `id` of type `t` as HubSpot's UI shows it, newest first: each
-    /// timeline event and app event with its header and detail rendered from its template.
+    /// timeline event and app event with its header and detail rendered from its template, and
+    /// each custom event occurrence headed by its definition's label.
     pub fn record_timeline(&self, t: ObjectType, id: u64) -> Vec<Value> {
         let on_record = |object_type: ObjectType, object_id: u64| object_type == t && object_id == id;
         let events = self.events.values().flat_map(BTreeMap::values).filter(|e| on_record(e.object_type, e.object_id));
@@ -377,6 +382,12 @@ impl TimelineStore {
             let event_type = self.app_event_types.get(&event.event_type_name);
             let templates = event_type.map(|t| (&t.header_template, &t.detail_template));
             (event.timestamp_ms, timeline_entry(event.to_json(), "appEvent", templates, &event.render_context()))
+        }));
+        entries.extend(self.custom_events.on_record(t, id).map(|occurrence| {
+            let definition = self.custom_events.by_fully_qualified_name(&occurrence.event_name);
+            let mut entry = timeline_entry(occurrence.to_json(), "customEvent", None, &Value::Null);
+            entry["header"] = json!(definition.map(|d| d.label.clone()));
+            (occurrence.occurred_at_ms, entry)
         }));
         entries.sort_by_key(|(at, _)| std::cmp::Reverse(*at));
         entries.into_iter().map(|(_, entry)| entry).collect()
