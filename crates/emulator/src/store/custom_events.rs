@@ -307,6 +307,13 @@ mod tests {
     }
 
     #[test]
+    fn timelines_saved_before_custom_events_still_load() {
+        let saved = json!({"templates": {}, "nextTemplateId": 0, "events": {}, "appEventTypes": {}, "appEvents": {}});
+        let loaded: super::super::timeline::TimelineStore = serde_json::from_value(saved).unwrap();
+        assert_eq!(loaded.custom_events, CustomEventStore::default());
+    }
+
+    #[test]
     fn names_follow_hubspots_rules() {
         assert!(valid_internal_name("feature_used-2"));
         assert!(!valid_internal_name("Feature"));
