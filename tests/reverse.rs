@@ -563,6 +563,38 @@ async fn a_postgres_source_queues_each_changed_row_once_and_the_worker_writes_it
     assert_eq!(store.pending_count().await.unwrap(), 0);
 }
 
+/// A source's failure is logged: PostgreSQL's message must not carry the row value it quotes.
+#[tokio::test]
+async fn a_failing_postgres_source_is_described_without_the_row_value_it_failed_on() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let database = common::TestDatabase::create().await;
+    let db = database.client().await;
+    db.batch_execute(
+        "CREATE TABLE crm_contacts (email text, stage text, changed timestamptz);
+         INSERT INTO crm_contacts VALUES ('private-marker@example.com', 'private-marker', '2026-01-01T00:00:00Z');",
+    )
+    .await
+    .unwrap();
+    let mut mapping = mapping("crm/contacts", ConflictPolicy::ExternalWins, vec![]);
+    mapping.sources = vec![model::config::SourceConfig::Postgres {
+        url: database.url.clone(),
+        poll: model::api::mapping::PostgresPoll {
+            table: None,
+            // The cast fails on the row, and PostgreSQL quotes the value it could not cast.
+            query: Some("SELECT email, stage::int AS stage, changed FROM crm_contacts".into()),
+            cursor_column: "changed".into(),
+            interval_seconds: 30,
+        },
+    }];
+    let store = Arc::new(ReverseStore::open(&data_dir.path().join("reverse.db")).unwrap());
+    let source = receiver::reverse::PostgresPoller::new(&mapping, 0).unwrap();
+
+    let error = format!("{:#}", source.poll_once(&store).await.unwrap_err());
+    assert!(error.contains("invalid input syntax for type integer (SQLSTATE 22P02)"), "{error}");
+    assert!(!error.contains("private-marker"), "{error}");
+    assert_eq!(store.pending_count().await.unwrap(), 0);
+}
+
 /// A JSON client of one admin API: every call answers its status and body.
 struct Admin {
     base: String,

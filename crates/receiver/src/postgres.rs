@@ -1,5 +1,5 @@
-//! PostgreSQL identifiers: the validated, always quoted table and column names the
-//! PostgreSQL sink writes to and the PostgreSQL source reads from.
+//! What the PostgreSQL sink and the PostgreSQL source share: validated, always quoted table
+//! and column names, and errors described without the row values they quote.
 
 /// PostgreSQL's identifier limit (NAMEDATALEN - 1).
 const MAX_IDENTIFIER_BYTES: usize = 63;
@@ -63,6 +63,28 @@ pub fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// The server's message and SQLSTATE, without row values: the reason reaches logs and the
+/// mapping's status and events, which more people can read than the tables' rows.
+pub fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => {
+            format!("PostgreSQL: {} (SQLSTATE {})", without_values(db.code().code(), db.message()), db.code().code())
+        }
+        None => format!("PostgreSQL: {error}"),
+    }
+}
+
+/// `message` of an error with SQLSTATE `code` without the value it quotes. The detail, which
+/// quotes whole rows, is never taken; data exceptions (class 22) quote the offending value
+/// after a colon (`invalid input syntax for type integer: "lead"`). Other messages quote only
+/// names (of constraints, columns, tables).
+fn without_values<'m>(code: &str, message: &'m str) -> &'m str {
+    match message.find(": \"") {
+        Some(colon) if code.starts_with("22") => &message[..colon],
+        _ => message,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,5 +97,19 @@ mod tests {
             assert!(TableName::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert_eq!(quote(r#"a"b"#), r#""a""b""#);
+    }
+
+    #[test]
+    fn data_exceptions_lose_the_value_they_quote_and_names_stay() {
+        assert_eq!(
+            without_values("22P02", r#"invalid input syntax for type integer: "lead""#),
+            "invalid input syntax for type integer"
+        );
+        assert_eq!(
+            without_values("22001", "value too long for type character varying(20)"),
+            "value too long for type character varying(20)"
+        );
+        let names = r#"duplicate key value violates unique constraint "people_pkey""#;
+        assert_eq!(without_values("23505", names), names);
     }
 }

@@ -7,15 +7,15 @@
 use std::future::Future;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use serde_json::Value;
 use tokio_postgres::NoTls;
 
 use super::ingest::validate;
 use super::store::{Rejection, ReverseStore};
 use crate::metrics::{Metrics, SourceLabels};
-use crate::postgres::{TableName, identifier, quote};
+use crate::postgres::{TableName, describe, identifier, quote};
 use crate::time::now_ms;
+use hubspot::error::json_error_without_values;
 use model::api::mapping::PostgresPoll;
 use model::config::{MappingConfig, SourceConfig};
 
@@ -99,7 +99,7 @@ impl PostgresPoller {
     /// read (queued or rejected).
     pub async fn poll_once(&self, store: &ReverseStore) -> anyhow::Result<usize> {
         let (client, connection) =
-            tokio_postgres::connect(&self.url, NoTls).await.context("connecting to the PostgreSQL source")?;
+            tokio_postgres::connect(&self.url, NoTls).await.map_err(failed("connecting to the PostgreSQL source"))?;
         let connection = tokio::spawn(connection);
         let result = self.read_changes(&client, store).await;
         drop(client);
@@ -114,7 +114,7 @@ impl PostgresPoller {
         let Some(type_row) = client
             .query_opt(&format!("SELECT pg_typeof(t.{cursor})::text FROM {relation} t LIMIT 1"), &[])
             .await
-            .context("reading the cursor column's type")?
+            .map_err(failed("reading the cursor column's type"))?
         else {
             return Ok(0);
         };
@@ -130,14 +130,15 @@ impl PostgresPoller {
                 &[&last],
             )
             .await
-            .context("reading changed rows")?;
+            .map_err(failed("reading changed rows"))?;
         let Some(newest) = rows.last().map(|row| row.get::<_, String>(1)) else { return Ok(0) };
 
         let received_at = now_ms();
         let mut records = Vec::new();
         let mut rejected = Vec::new();
         for row in &rows {
-            let row: Value = serde_json::from_str(&row.get::<_, String>(0)).context("decoding a row")?;
+            let row: Value = serde_json::from_str(&row.get::<_, String>(0))
+                .map_err(|e| anyhow::anyhow!("decoding a row: {}", json_error_without_values(&e)))?;
             let record = self.taken_columns(row);
             match validate(&self.mapping, std::slice::from_ref(&record), received_at) {
                 Ok(valid) => records.extend(valid),
@@ -186,4 +187,10 @@ impl PostgresPoller {
             other => other,
         }
     }
+}
+
+/// `step` failed with `error`, described without the row values PostgreSQL's messages can
+/// quote (a failed cast quotes the value, a detail quotes the row): the failure is logged.
+fn failed(step: &'static str) -> impl FnOnce(tokio_postgres::Error) -> anyhow::Error {
+    move |error| anyhow::anyhow!("{step}: {}", describe(&error))
 }

@@ -22,7 +22,7 @@ use tokio_postgres::types::{Format, IsNull, ToSql, Type, to_sql_checked};
 use tokio_postgres::{Client, NoTls, Statement};
 
 use super::SinkError;
-use crate::postgres::{TableName, identifier, quote};
+use crate::postgres::{TableName, describe, identifier, quote};
 use crate::sync::plan::{Op, Record};
 use model::config::MappingConfig;
 
@@ -372,45 +372,10 @@ fn classify(error: tokio_postgres::Error) -> SinkError {
     if permanent { SinkError::Permanent { reason } } else { SinkError::Retryable { reason, retry_after: None } }
 }
 
-/// The server's message and SQLSTATE, without row values: the reason reaches the mapping's
-/// status and events, which more people can read than the destination's rows.
-fn describe(error: &tokio_postgres::Error) -> String {
-    match error.as_db_error() {
-        Some(db) => {
-            format!("PostgreSQL: {} (SQLSTATE {})", without_values(db.code().code(), db.message()), db.code().code())
-        }
-        None => format!("PostgreSQL: {error}"),
-    }
-}
-
-/// `message` of an error with SQLSTATE `code` without the value it quotes. The detail, which
-/// quotes whole rows, is never taken; data exceptions (class 22) quote the offending value
-/// after a colon (`invalid input syntax for type integer: "lead"`). Other messages quote only
-/// names (of constraints, columns, tables).
-fn without_values<'m>(code: &str, message: &'m str) -> &'m str {
-    match message.find(": \"") {
-        Some(colon) if code.starts_with("22") => &message[..colon],
-        _ => message,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn data_exceptions_lose_the_value_they_quote_and_names_stay() {
-        assert_eq!(
-            without_values("22P02", r#"invalid input syntax for type integer: "lead""#),
-            "invalid input syntax for type integer"
-        );
-        assert_eq!(
-            without_values("22001", "value too long for type character varying(20)"),
-            "value too long for type character varying(20)"
-        );
-        let names = r#"duplicate key value violates unique constraint "people_pkey""#;
-        assert_eq!(without_values("23505", names), names);
-    }
     use crate::test_mappings::{self, field};
     use model::api::mapping::Direction;
 
