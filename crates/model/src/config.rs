@@ -12,8 +12,10 @@ use hubspot::Tier;
 
 mod endpoints;
 mod http;
+mod timeline;
 pub use endpoints::*;
 pub use http::HttpLimits;
+pub use timeline::TimelineEventTypeConfig;
 
 /// Everything one receiver needs. Contains secrets: it lives in a Secret, never a ConfigMap.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +42,10 @@ pub struct ReceiverConfig {
     pub ingest: Option<IngestConfig>,
     #[serde(default)]
     pub mappings: Vec<MappingConfig>,
+    /// Timeline event types whose occurrences external systems send (with the ingest token);
+    /// the timeline API answers only when `ingest` is set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub timeline_event_types: Vec<TimelineEventTypeConfig>,
     #[serde(default)]
     pub admin: AdminConfig,
     /// How the sync worker batches its HubSpot reads.
@@ -475,6 +481,7 @@ impl ReceiverConfig {
             event_log: EventLogConfig::default(),
             ingest: None,
             mappings: vec![],
+            timeline_event_types: vec![],
             admin: AdminConfig::default(),
             sync: SyncConfig::default(),
             http: HttpLimits::default(),
@@ -507,6 +514,12 @@ impl ReceiverConfig {
     /// what was written).
     pub fn reverse_store_path(&self) -> PathBuf {
         self.data_dir.join("reverse.db")
+    }
+
+    /// Path of the timeline store (occurrences waiting for HubSpot, rejections, and the ids
+    /// already delivered).
+    pub fn timeline_store_path(&self) -> PathBuf {
+        self.data_dir.join("timeline.db")
     }
 }
 

@@ -22,6 +22,30 @@ pub struct SyncReport {
     /// By mapping (`namespace/name`): every mapping the receiver runs, and mappings it no
     /// longer runs that still have stored records.
     pub mappings: BTreeMap<String, MappingReport>,
+    /// By timeline event type (`namespace/name`): every type the receiver takes occurrences
+    /// of, and types it no longer takes that still have stored occurrences.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub timeline_event_types: BTreeMap<String, TimelineReport>,
+}
+
+/// What one receiver did and holds for one timeline event type.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineReport {
+    /// Occurrences accepted (stored) since the receiver started.
+    pub accepted: u64,
+    /// Occurrences HubSpot took (or already had) since the receiver started.
+    pub delivered: u64,
+    /// Occurrences HubSpot refused, held in the timeline store until resent or discarded.
+    pub rejected: u64,
+    /// Occurrences waiting to be sent to HubSpot.
+    pub pending: u64,
+    /// When the type's last batch was sent without error (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_success_ms: Option<i64>,
+    /// The type's last failed batch (to be retried), with HubSpot's correlation id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<ReportedError>,
 }
 
 /// What one receiver did and holds for one mapping.
@@ -52,6 +76,9 @@ pub struct ReportedError {
     pub message: String,
     /// Epoch ms.
     pub at_ms: i64,
+    /// HubSpot's correlation id of the failed call, when HubSpot answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
 }
 
 /// Whether the last thing a mapping's sync did was fail: its last error is newer than its last
@@ -70,7 +97,7 @@ mod tests {
 
     #[test]
     fn a_mapping_is_failing_only_while_its_last_error_is_newer_than_its_last_success() {
-        let error = ReportedError { message: "HubSpot answered 503".into(), at_ms: 5 };
+        let error = ReportedError { message: "HubSpot answered 503".into(), at_ms: 5, correlation_id: None };
         assert!(!failing(None, None), "nothing happened yet");
         assert!(!failing(Some(5), None));
         assert!(failing(None, Some(&error)), "never succeeded");

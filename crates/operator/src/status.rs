@@ -603,6 +603,7 @@ mod tests {
             events_pending,
             oldest_pending_age_seconds: age_s,
             mappings: [(CONTACTS.to_string(), mapping)].into_iter().collect(),
+            ..Default::default()
         }
     }
 
@@ -645,7 +646,11 @@ mod tests {
 
     #[test]
     fn an_error_newer_than_the_last_success_is_reported_until_a_step_succeeds() {
-        let error = ReportedError { message: "reading contacts from HubSpot: HubSpot answered 403".into(), at_ms: 20 };
+        let error = ReportedError {
+            message: "reading contacts from HubSpot: HubSpot answered 403".into(),
+            at_ms: 20,
+            correlation_id: None,
+        };
         let failing =
             MappingReport { last_success_ms: Some(10), last_error: Some(error.clone()), ..Default::default() };
         let (status, reason, message, sync) = synced(&read(vec![pod(failing, 1, 9)], &[]));

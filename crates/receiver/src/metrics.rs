@@ -248,7 +248,9 @@ impl MappingActivity {
 
     /// A step of `mapping` left work pending because of `message`.
     pub fn failed(&self, mapping: &str, message: &str, at_ms: i64) {
-        self.update(mapping, |report| report.last_error = Some(ReportedError { message: message.into(), at_ms }));
+        self.update(mapping, |report| {
+            report.last_error = Some(ReportedError { message: message.into(), at_ms, correlation_id: None })
+        });
     }
 
     fn update(&self, mapping: &str, change: impl FnOnce(&mut MappingReport)) {

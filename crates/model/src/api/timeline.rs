@@ -244,15 +244,37 @@ pub struct HubSpotTimelineEventTypeStatus {
     /// HubSpot's id of the legacy event template (registration `Api`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template_id: Option<String>,
+    /// What HubSpot calls the type, as each occurrence names it: the template id
+    /// (`TimelineEvents`), `ae{portalId}_{name}` (`AppEvents`) or the custom event
+    /// definition's fully qualified name (`CustomEvents`). Set once occurrences can be sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hubspot_name: Option<String>,
     /// The ConfigMap holding the rendered `*-hsmeta.json` (registration `Rendered`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<String>,
     /// Template fields that differed in HubSpot on the last check (and were updated).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
+    /// Occurrences the integration's receivers accepted, delivered and hold, as they report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrences: Option<OccurrenceCounts>,
     /// The last failed HubSpot call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<LastError>,
+}
+
+/// Occurrences of an event type, added up over the integration's receivers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OccurrenceCounts {
+    /// Accepted (stored durably) since the receivers started.
+    pub accepted: i64,
+    /// Taken by HubSpot (or already held by it) since the receivers started.
+    pub delivered: i64,
+    /// Refused by HubSpot and held for `rejected list / resend / discard`.
+    pub rejected: i64,
+    /// Waiting to be sent to HubSpot.
+    pub pending: i64,
 }
 
 /// The HubSpot API that carries an event type's occurrences.

@@ -48,6 +48,7 @@ impl SyncReporter {
             events_pending: self.log.pending_count().await?,
             oldest_pending_age_seconds: oldest.map_or(0, |age| age.as_secs()),
             mappings,
+            timeline_event_types: BTreeMap::new(),
         })
     }
 }
