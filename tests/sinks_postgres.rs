@@ -146,6 +146,22 @@ async fn a_changed_or_removed_key_retires_the_old_row() {
     assert!(rows(&db, "contacts").await.iter().all(|r| r.4), "{:?}", rows(&db, "contacts").await);
 }
 
+/// A merge in one batch, at one instant: the old ids are deleted (delivered first, as the
+/// worker orders them) and the new record takes the primary's key. The new record's row stands.
+#[tokio::test]
+async fn a_key_taken_over_by_a_merged_record_in_one_batch_stays_live() {
+    let db = TestDatabase::create().await;
+    let sink = sink(&db, "contacts", true);
+    deliver(&sink, &[upsert("1", "ada@example.com", "Ada", T1), upsert("2", "ada.l@example.com", "Ada L", T1)])
+        .await
+        .unwrap();
+    deliver(&sink, &[delete("1", T2), delete("2", T2), upsert("3", "ada@example.com", "Ada", T2)]).await.unwrap();
+    assert_eq!(
+        rows(&db, "contacts").await,
+        [row("ada.l@example.com", "Ada L", "2", T1_MS + 1, true), row("ada@example.com", "Ada", "3", T1_MS + 1, false)]
+    );
+}
+
 #[tokio::test]
 async fn a_table_made_by_hand_gets_values_converted_to_its_column_types() {
     let db = TestDatabase::create().await;

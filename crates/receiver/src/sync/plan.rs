@@ -237,8 +237,12 @@ impl Record {
 
 /// The records a mapping makes of one object type's plan and the objects and associations
 /// HubSpot returned for it. HubSpot's answer decides, whatever the hint: a live object it
-/// returned is an upsert, one it did not return (or returned archived) a deletion, at the time
-/// of the newest hint.
+/// returned is an upsert, one it did not return (or returned archived, or returned under
+/// another id: merged into it) a deletion, at the time of the newest hint.
+///
+/// Deletions come first. A match key can pass from one object to another in one batch (a
+/// merge gives the primary's key to the new record), and a destination keyed by the match key
+/// that applies records in order must see the old object's deletion before the new upsert.
 pub fn build_records(
     mapping: &MappingConfig,
     type_plan: &TypePlan,
@@ -246,14 +250,16 @@ pub fn build_records(
     associations: &Associations,
 ) -> Vec<Record> {
     let fetched: BTreeMap<&str, &CrmObject> = fetched.iter().map(|o| (o.id.as_str(), o)).collect();
-    type_plan
+    let mut records: Vec<Record> = type_plan
         .objects
         .iter()
         .map(|(id, hint)| match (hint.hint, fetched.get(id.as_str())) {
             (_, Some(object)) if !object.archived => upsert_record(mapping, object, associations),
             _ => delete_record(mapping, id, hint.occurred_at),
         })
-        .collect()
+        .collect();
+    records.sort_by_key(|record| record.op != Op::Delete);
+    records
 }
 
 fn upsert_record(mapping: &MappingConfig, object: &CrmObject, associations: &Associations) -> Record {

@@ -133,6 +133,24 @@ fn merge_fetches_the_survivor_and_deletes_the_merged_away() {
     assert_eq!(companies.objects["22"], hint(Hint::Deleted, 500));
 }
 
+/// HubSpot answers a read of a merged-away id with the record it now lives on, under that
+/// record's id: the old ids become deletions, delivered before the new record takes their key.
+#[test]
+fn after_a_merge_the_old_ids_are_deleted_before_the_new_record_is_delivered() {
+    let m = mapping("ns/contacts", "contacts");
+    let mut merge = event(1, "contact.merge", 100, 500);
+    merge.event.primary_object_id = Some(9);
+    merge.event.merged_object_ids = Some(vec![10]);
+    merge.event.new_object_id = Some(100);
+    let type_plan = plan(&[merge], std::slice::from_ref(&m)).by_type["contacts"].clone();
+    // One object for the three ids asked.
+    let merged = object("100", "2026-11-26T18:00:00.500Z", &[("email", Some("ada@example.com"))]);
+    let records = build_records(&m, &type_plan, std::slice::from_ref(&merged), &Associations::new());
+    let summary: Vec<(&str, Op)> = records.iter().map(|r| (r.object_id.as_str(), r.op)).collect();
+    assert_eq!(summary, vec![("10", Op::Delete), ("9", Op::Delete), ("100", Op::Upsert)]);
+    assert_eq!(records[2].key.as_deref(), Some("ada@example.com"));
+}
+
 #[test]
 fn records_carry_only_mapped_fields_and_deletions_for_missing_objects() {
     let m = mapping("ns/contacts", "contacts");
@@ -155,9 +173,10 @@ fn records_carry_only_mapped_fields_and_deletions_for_missing_objects() {
     )];
     let records = build_records(&m, &type_plan, &fetched, &Associations::new());
     assert_eq!(records.len(), 3);
+    let by_id = |id: &str| records.iter().find(|r| r.object_id == id).unwrap();
 
-    let upsert = serde_json::to_value(&records[0]).unwrap();
-    let expected_key = idempotency_key(&records[0]);
+    let upsert = serde_json::to_value(by_id("1")).unwrap();
+    let expected_key = idempotency_key(by_id("1"));
     assert_eq!(
         upsert,
         serde_json::json!({
@@ -173,13 +192,13 @@ fn records_carry_only_mapped_fields_and_deletions_for_missing_objects() {
     );
 
     // Not returned by HubSpot: gone since the event.
-    assert_eq!((records[1].object_id.as_str(), records[1].op), ("2", Op::Delete));
-    assert_eq!(records[1].updated_at, format_ms(100));
-    assert_eq!((records[2].object_id.as_str(), records[2].op), ("3", Op::Delete));
-    assert_eq!(records[2].updated_at, "2025-11-26T18:55:24.123Z");
-    assert_eq!(records[2].updated_at_ms(), Some(1_764_183_324_123));
-    assert!(records[2].fields.is_empty());
-    assert_eq!(records[2].key, None);
+    assert_eq!((by_id("2").object_id.as_str(), by_id("2").op), ("2", Op::Delete));
+    assert_eq!(by_id("2").updated_at, format_ms(100));
+    assert_eq!((by_id("3").object_id.as_str(), by_id("3").op), ("3", Op::Delete));
+    assert_eq!(by_id("3").updated_at, "2025-11-26T18:55:24.123Z");
+    assert_eq!(by_id("3").updated_at_ms(), Some(1_764_183_324_123));
+    assert!(by_id("3").fields.is_empty());
+    assert_eq!(by_id("3").key, None);
 }
 
 fn association_change(seq: u64, from: u64, to: u64, association_type: &str, occurred_at: i64) -> StoredEvent {

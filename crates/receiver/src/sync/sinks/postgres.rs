@@ -265,22 +265,25 @@ struct Row<'r> {
     upsert: Option<Vec<Text<'r>>>,
 }
 
-/// Retires each object's rows under other keys and upserts its current row, all pipelined in
-/// one transaction.
+/// Upserts each object's current row, then retires each object's rows under other keys, all
+/// pipelined in one transaction. Upserts go first because a row's key can pass from one object
+/// to another in one batch: when HubSpot merges contacts into a new record, the primary's row
+/// is taken over by the new id while the old id's deletion retires what it still holds, and
+/// retiring first would leave the key's row marked deleted at the same instant as the upsert.
 async fn write(session: &mut Session, rows: &[Row<'_>]) -> Result<(), SinkError> {
     let transaction = session.client.transaction().await.map_err(classify)?;
     let mut parameters: Vec<Vec<&(dyn ToSql + Sync)>> = Vec::new();
     let mut statements: Vec<&Statement> = Vec::new();
+    for (row, values) in rows.iter().filter_map(|row| Some((row, row.upsert.as_ref()?))) {
+        let mut upsert: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
+        upsert.push(&row.object_id);
+        upsert.push(&row.updated_at);
+        parameters.push(upsert);
+        statements.push(&session.upsert);
+    }
     for row in rows {
         parameters.push(vec![&row.object_id, &row.updated_at, &row.key]);
         statements.push(&session.retire);
-        if let Some(values) = &row.upsert {
-            let mut upsert: Vec<&(dyn ToSql + Sync)> = values.iter().map(|v| v as &(dyn ToSql + Sync)).collect();
-            upsert.push(&row.object_id);
-            upsert.push(&row.updated_at);
-            parameters.push(upsert);
-            statements.push(&session.upsert);
-        }
     }
     let executions =
         statements.iter().zip(&parameters).map(|(statement, params)| transaction.execute(*statement, params));
