@@ -4,6 +4,9 @@ PYTHON_DEPS := $(VENV)/.installed-$(shell sha256sum tests/requirements.txt | cut
 # HubSpot's published OpenAPI descriptions (an npm package), which the emulator's answers are checked against.
 OPENAPI_DIR := tests/contract/openapi
 OPENAPI_DEPS := $(OPENAPI_DIR)/node_modules/.package-lock.json
+# HubSpot's official Node SDK (an npm package), which the emulator's answers are checked with.
+NODE_SDK_DIR := tests/contract/node_sdk
+NODE_SDK_DEPS := $(NODE_SDK_DIR)/node_modules/.package-lock.json
 
 .PHONY: test dev crds lint
 
@@ -15,7 +18,7 @@ export HUBSPOT_OPERATOR_TEST_NATS_SERVER_BIN ?= /usr/sbin/nats-server
 export HUBSPOT_OPERATOR_TEST_POSTGRES_BIN_DIR ?= /usr/lib/postgresql/15/bin
 
 ## Run every test: Rust unit and integration tests, then the Python contract and chart tests.
-test: $(PYTHON_DEPS) $(OPENAPI_DEPS)
+test: $(PYTHON_DEPS) $(OPENAPI_DEPS) $(NODE_SDK_DEPS)
 	cargo build --locked --bins
 	cargo test --locked --workspace --all-targets
 	HUBSPOT_OPERATOR_BIN=$(CURDIR)/target/debug/hubspot-operator $(VENV)/bin/python -m pytest -q tests/contract tests/chart
@@ -42,3 +45,6 @@ $(PYTHON_DEPS): tests/requirements.txt
 
 $(OPENAPI_DEPS): $(OPENAPI_DIR)/package-lock.json
 	npm ci --prefix $(OPENAPI_DIR) --ignore-scripts --no-audit --no-fund
+
+$(NODE_SDK_DEPS): $(NODE_SDK_DIR)/package-lock.json
+	npm ci --prefix $(NODE_SDK_DIR) --ignore-scripts --no-audit --no-fund
