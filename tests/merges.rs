@@ -15,7 +15,8 @@ use common::{
     applied_contacts, emulator_receiver_config, eventually, pg_connect,
 };
 use emulator::{DEFAULT_DEVELOPER_API_KEY, DEFAULT_TOKEN, EmulatorConfig};
-use model::config::SinkConfig;
+use model::api::mapping::ConflictPolicy;
+use model::config::{IngestConfig, SinkConfig};
 use receiver::sync::{Op, Record};
 use serde_json::json;
 
@@ -105,6 +106,29 @@ impl Destinations {
     }
 }
 
+/// Points the emulator's webhook delivery at `receiver`, through the app's webhook settings.
+async fn send_webhooks_to(emulator: &TestEmulator, receiver: &RunningReceiver) {
+    let settings = format!("/webhooks/v3/54321/settings?hapikey={DEFAULT_DEVELOPER_API_KEY}");
+    let target = json!({"targetUrl": receiver.webhook_url(), "throttling": {"maxConcurrentRequests": 10}});
+    let answer = emulator.http.put(emulator.url(&settings)).json(&target).send().await.unwrap();
+    assert!(answer.status().is_success(), "setting the webhook target: {}", answer.status());
+}
+
+/// Merges contact `secondary` into `primary` through HubSpot's merge API; the merged record's id.
+async fn merge(emulator: &TestEmulator, primary: &str, secondary: &str) -> String {
+    let merge = json!({"primaryObjectId": primary, "objectIdToMerge": secondary});
+    let answer = emulator
+        .http
+        .post(emulator.url("/crm/v3/objects/contacts/merge"))
+        .bearer_auth(DEFAULT_TOKEN)
+        .json(&merge)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success(), "merging: {}", answer.status());
+    answer.json::<serde_json::Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+}
+
 fn live(email: &str, first_name: &str) -> ContactState {
     Some((email.to_string(), first_name.to_string()))
 }
@@ -128,10 +152,7 @@ async fn a_merge_leaves_one_live_record_under_the_new_id_at_every_destination() 
     let mut config = emulator_receiver_config(destinations.data_dir.path(), &emulator, sinks);
     config.sync.max_batch_wait_milliseconds = 50;
     let receiver = RunningReceiver::run(config).await;
-    let settings = format!("/webhooks/v3/54321/settings?hapikey={DEFAULT_DEVELOPER_API_KEY}");
-    let target = json!({"targetUrl": receiver.webhook_url(), "throttling": {"maxConcurrentRequests": 10}});
-    let answer = emulator.http.put(emulator.url(&settings)).json(&target).send().await.unwrap();
-    assert!(answer.status().is_success(), "setting the webhook target: {}", answer.status());
+    send_webhooks_to(&emulator, &receiver).await;
 
     // Seven contacts first, so that the merged contact's new id (two digits) sorts before the
     // old ones (one digit) as text.
@@ -157,18 +178,7 @@ async fn a_merge_leaves_one_live_record_under_the_new_id_at_every_destination() 
     ]);
     eventually("the three contacts at every destination", || destinations.equal(&before, &rows_before)).await;
 
-    let merge = json!({"primaryObjectId": primary, "objectIdToMerge": secondary});
-    let answer = emulator
-        .http
-        .post(emulator.url("/crm/v3/objects/contacts/merge"))
-        .bearer_auth(DEFAULT_TOKEN)
-        .json(&merge)
-        .send()
-        .await
-        .unwrap();
-    assert!(answer.status().is_success(), "merging: {}", answer.status());
-    let merged: serde_json::Value = answer.json().await.unwrap();
-    let merged_id = merged["id"].as_str().unwrap().to_string();
+    let merged_id = merge(&emulator, &primary, &secondary).await;
     assert!(merged_id != primary && merged_id != secondary, "HubSpot gives the merged contact a new id");
 
     // By object id: the old ids deleted, the new one live with the primary's values.
@@ -218,4 +228,75 @@ async fn a_merge_leaves_one_live_record_under_the_new_id_at_every_destination() 
         assert_each_state_once(&records, destination);
     }
     receiver.stop().await.unwrap();
+}
+
+const INGEST_TOKEN: &str = "ingest-merges-4b1d";
+
+/// Ingests `records` for `crm/contacts` through `receiver`'s ingest API; asserts 202.
+async fn ingest(receiver: &RunningReceiver, records: serde_json::Value) {
+    let answer = reqwest::Client::new()
+        .post(format!("{}/ingest/crm/contacts", receiver.base_url))
+        .bearer_auth(INGEST_TOKEN)
+        .json(&records)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 202, "ingesting {records}");
+}
+
+/// After a merge, what the receiver wrote to the primary counts as written to the merged
+/// record: under `hubspotWins`, an external change of a field the receiver synced (and nobody
+/// changed in HubSpot since) is still written, as it would have been before the merge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_merge_fields_synced_to_the_primary_still_count_as_synced() {
+    let http = TestDestination::start(vec![]).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let emulator =
+        TestEmulator::start(EmulatorConfig { client_secret: CLIENT_SECRET.into(), ..Default::default() }).await;
+    let sinks = vec![SinkConfig::Http { url: http.url.clone(), signing_secret: None }];
+    let mut config = emulator_receiver_config(data_dir.path(), &emulator, sinks);
+    config.sync.max_batch_wait_milliseconds = 50;
+    config.ingest = Some(IngestConfig::new(INGEST_TOKEN.into(), 64 * 1024));
+    config.mappings[0].policy.conflict_policy = ConflictPolicy::HubspotWins;
+    let receiver = RunningReceiver::run(config).await;
+    send_webhooks_to(&emulator, &receiver).await;
+
+    let primary = emulator.create_contact(json!({"email": "ada@example.com", "firstname": "Ada"})).await;
+    let secondary = emulator.create_contact(json!({"email": "ada.l@example.com", "firstname": "Ada L"})).await;
+    let stage_of = |id: String| {
+        let emulator = &emulator;
+        async move { emulator.object("contacts", &id).await["properties"]["lifecyclestage"].as_str().map(String::from) }
+    };
+    ingest(&receiver, json!([{"email": "ada@example.com", "stage": "lead"}])).await;
+    eventually("the ingested stage in HubSpot", || async {
+        stage_of(primary.clone()).await.as_deref() == Some("lead")
+    })
+    .await;
+
+    let merged_id = merge(&emulator, &primary, &secondary).await;
+    eventually("the merge synced", || async {
+        emulator.webhooks().await["pending"].as_u64() == Some(0)
+            && http.delivered().iter().any(|r| r.object_id == merged_id && r.op == Op::Upsert)
+            && receiver_idle(&receiver).await
+    })
+    .await;
+
+    ingest(&receiver, json!([{"email": "ada@example.com", "stage": "customer"}])).await;
+    eventually("the external change written to the merged record", || async {
+        stage_of(merged_id.clone()).await.as_deref() == Some("customer")
+    })
+    .await;
+    receiver.stop().await.unwrap();
+}
+
+/// Whether the receiver's sync worker has nothing pending.
+async fn receiver_idle(receiver: &RunningReceiver) -> bool {
+    let report: serde_json::Value = reqwest::get(format!("{}/sync/status", receiver.status_url))
+        .await
+        .and_then(|r| r.error_for_status())
+        .map(|r| r.json())
+        .unwrap()
+        .await
+        .unwrap();
+    report["eventsPending"].as_u64() == Some(0)
 }

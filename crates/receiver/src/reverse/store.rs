@@ -356,6 +356,19 @@ impl ReverseStore {
         Ok(self.submit(Write::Discard(filter)).await?.rows)
     }
 
+    /// HubSpot merged the records `merged_away` (the primary first) into `survivor`: what this
+    /// receiver wrote to them is what it wrote to the survivor, so that the conflict policy's
+    /// last sync time and echo detection follow the merged record's id. The primary's writes
+    /// win over the others'; the survivor's own writes stand. How many values were carried.
+    pub async fn follow_merge(&self, object_type: &str, survivor: &str, merged_away: &[String]) -> anyhow::Result<u64> {
+        let write = Write::FollowMerge {
+            object_type: object_type.to_string(),
+            survivor: survivor.to_string(),
+            merged_away: merged_away.to_vec(),
+        };
+        Ok(self.submit(write).await?.rows)
+    }
+
     /// HubSpot's time of this receiver's last write of each `(object id, property)` asked for.
     pub async fn last_written(
         &self,

@@ -299,7 +299,11 @@ impl Worker {
             if let Some(oldest) = arrived.as_ref().and_then(|a| type_plan.seqs.iter().filter_map(|s| a.get(s)).min()) {
                 self.metrics.batch_wait_seconds.observe(now.saturating_sub(*oldest).max(0) as f64 / 1000.0);
             }
-            match self.sync_object_type(object_type, type_plan).await {
+            let synced = match self.sync_object_type(object_type, type_plan).await {
+                Ok(()) => self.follow_merges(object_type, type_plan).await,
+                Err(failure) => Err(failure),
+            };
+            match synced {
                 Ok(()) => match self.log.release(type_plan.seqs.clone()).await {
                     Ok(()) => outcome.released += type_plan.seqs.len(),
                     Err(e) => outcome.fail(StepError::Release(e)),
@@ -417,6 +421,20 @@ impl Worker {
             associations.insert(to_type.to_string(), read);
         }
         Ok(associations)
+    }
+
+    /// Tells the echo ledger of the merges among the plan's events before they are released,
+    /// so that what this receiver wrote to the merged-away records counts for the survivor.
+    async fn follow_merges(&self, object_type: &str, type_plan: &plan::TypePlan) -> Result<(), StepError> {
+        let Some(ledger) = &self.echo_ledger else { return Ok(()) };
+        for merge in type_plan.merges.values() {
+            let merged_away: Vec<String> = merge.merged_away.iter().map(u64::to_string).collect();
+            ledger
+                .follow_merge(object_type, &merge.survivor.to_string(), &merged_away)
+                .await
+                .map_err(StepError::EchoLedger)?;
+        }
+        Ok(())
     }
 
     /// The events that are not echoes of this receiver's own writes; the echoes are released.

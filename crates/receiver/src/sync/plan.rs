@@ -40,6 +40,8 @@ pub struct TypePlan {
     pub seqs: Vec<u64>,
     /// Per object, the log positions of the events about it (a merge event is about several).
     pub events_by_object: BTreeMap<String, Vec<u64>>,
+    /// The merges among the events, by log position.
+    pub merges: BTreeMap<u64, Merge>,
 }
 
 impl TypePlan {
@@ -69,6 +71,12 @@ impl TypePlan {
                 .iter()
                 .filter(|(id, _)| keep(id))
                 .map(|(id, seqs)| (id.clone(), seqs.clone()))
+                .collect(),
+            merges: self
+                .merges
+                .iter()
+                .filter(|(seq, _)| !left_out.contains(seq))
+                .map(|(s, m)| (*s, m.clone()))
                 .collect(),
         }
     }
@@ -121,9 +129,10 @@ pub fn plan(events: &[StoredEvent], mappings: &[MappingConfig]) -> Plan {
             "merge" => {
                 let merge = Merge::of(event);
                 type_plan.note(stored.seq, merge.survivor, Hint::Changed, event.occurred_at);
-                for gone in merge.merged_away {
-                    type_plan.note(stored.seq, gone, Hint::Deleted, event.occurred_at);
+                for gone in &merge.merged_away {
+                    type_plan.note(stored.seq, *gone, Hint::Deleted, event.occurred_at);
                 }
+                type_plan.merges.insert(stored.seq, merge);
             }
             // The object on the `from` side; the other side has its own event.
             "associationChange" => {
@@ -159,25 +168,26 @@ fn is_relevant(event: &WebhookEvent, object_type: &str, mappings: &[MappingConfi
 }
 
 /// The ids a merge event names: the record that remains, and the ones merged into it.
-#[derive(Debug, PartialEq, Eq)]
-struct Merge {
-    survivor: u64,
-    merged_away: BTreeSet<u64>,
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Merge {
+    pub survivor: u64,
+    /// The primary first (when it did not remain: contacts and companies get a new id), then
+    /// the records merged into it; each once.
+    pub merged_away: Vec<u64>,
 }
 
 impl Merge {
-    /// Contacts get a new id on merge (`newObjectId`); other objects keep the primary's id.
+    /// Contacts and companies get a new id on merge (`newObjectId`); other objects keep the
+    /// primary's id.
     fn of(event: &WebhookEvent) -> Merge {
         let survivor = event.new_object_id.or(event.primary_object_id).unwrap_or(event.object_id);
-        let merged_away = event
-            .merged_object_ids
-            .iter()
-            .flatten()
-            .copied()
-            .chain(event.primary_object_id)
-            .chain([event.object_id])
-            .filter(|id| *id != survivor && *id != 0)
-            .collect();
+        let mut merged_away: Vec<u64> = Vec::new();
+        let named = event.primary_object_id.into_iter().chain(event.merged_object_ids.iter().flatten().copied());
+        for id in named.chain([event.object_id]) {
+            if id != survivor && id != 0 && !merged_away.contains(&id) {
+                merged_away.push(id);
+            }
+        }
         Merge { survivor, merged_away }
     }
 }

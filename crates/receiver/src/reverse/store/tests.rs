@@ -81,3 +81,46 @@ async fn echoes_are_integration_changes_to_the_written_value_near_the_write() {
     ];
     assert_eq!(store.echoes(events).await.unwrap(), vec![1, 2]);
 }
+
+#[tokio::test]
+async fn a_merge_carries_the_merged_away_records_writes_to_the_survivor() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ReverseStore::open(&dir.path().join("reverse.db")).unwrap();
+    let written = |object_id: &str, property: &str, value: &str, written_at: i64| WrittenValue {
+        object_type: "contacts".into(),
+        object_id: object_id.into(),
+        property: property.into(),
+        value: value.into(),
+        written_at,
+    };
+    store
+        .complete(Completion {
+            written: vec![
+                written("1", "phone", "111", 10),
+                written("1", "firstname", "Ada", 11),
+                written("2", "phone", "222", 20),
+                written("2", "lastname", "King", 21),
+                // Written to the new record already: it stands.
+                written("3", "firstname", "Adeline", 30),
+            ],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let carried = store.follow_merge("contacts", "3", &["1".to_string(), "2".to_string()]).await.unwrap();
+    assert_eq!(carried, 2, "the primary's phone and the secondary's lastname");
+    let wanted = ["phone", "firstname", "lastname"].map(|p| ("3".to_string(), p.to_string())).to_vec();
+    let found = store.last_written("contacts", wanted).await.unwrap();
+    assert_eq!(
+        found,
+        BTreeMap::from([
+            (("3".to_string(), "phone".to_string()), 10),
+            (("3".to_string(), "firstname".to_string()), 30),
+            (("3".to_string(), "lastname".to_string()), 21),
+        ])
+    );
+    // An echo of the primary's value on the new record is recognised as one.
+    let mut echo = event(1, "propertyChange", Some(("phone", "111")), "INTEGRATION", 15);
+    echo.event.object_id = 3;
+    assert_eq!(store.echoes(vec![echo]).await.unwrap(), vec![1]);
+}

@@ -24,6 +24,14 @@ pub(super) enum Write {
     Resend(RejectionFilter),
     /// Removes the selected rejected records.
     Discard(RejectionFilter),
+    /// HubSpot merged records into `survivor`: what this receiver wrote to the merged-away ids
+    /// counts for the survivor, the first of `merged_away` winning (the primary's values win
+    /// in HubSpot's merge), and none of it over what the survivor has of its own.
+    FollowMerge {
+        object_type: String,
+        survivor: String,
+        merged_away: Vec<String>,
+    },
 }
 
 pub(super) struct WriteRequest {
@@ -87,6 +95,7 @@ struct Statements<'tx> {
     remember_value: CachedStatement<'tx>,
     remember_creation: CachedStatement<'tx>,
     move_cursor: CachedStatement<'tx>,
+    carry_written: CachedStatement<'tx>,
 }
 
 impl<'tx> Statements<'tx> {
@@ -119,6 +128,11 @@ impl<'tx> Statements<'tx> {
                 "INSERT OR REPLACE INTO created (object_type, object_id, created_at) VALUES (?1, ?2, ?3)",
             )?,
             move_cursor: tx.prepare_cached("INSERT OR REPLACE INTO source_cursors (source, cursor) VALUES (?1, ?2)")?,
+            carry_written: tx.prepare_cached(
+                "INSERT INTO written (object_type, object_id, property, value, written_at)
+                 SELECT object_type, ?2, property, value, written_at FROM written WHERE object_type = ?1 AND object_id = ?3
+                 ON CONFLICT (object_type, object_id, property) DO NOTHING",
+            )?,
         })
     }
 
@@ -144,6 +158,11 @@ impl<'tx> Statements<'tx> {
             Write::Discard(filter) => {
                 let (ids, mapping) = filter.params();
                 done.rows = self.discard.execute(params![ids, mapping])? as u64;
+            }
+            Write::FollowMerge { object_type, survivor, merged_away } => {
+                for old in merged_away {
+                    done.rows += self.carry_written.execute(params![object_type, survivor, old])? as u64;
+                }
             }
         }
         Ok(done)

@@ -122,6 +122,7 @@ fn merge_fetches_the_survivor_and_deletes_the_merged_away() {
             ("12".to_string(), hint(Hint::Changed, 500)),
         ])
     );
+    assert_eq!(contacts.merges[&1], Merge { survivor: 12, merged_away: vec![10, 11] }, "the primary first");
 
     let mappings = [mapping("ns/companies", "companies")];
     let mut company_merge = event(1, "company.merge", 20, 500);
