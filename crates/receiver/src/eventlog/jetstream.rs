@@ -52,6 +52,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Events the receivers of one integration may hold at once, together.
 const MAX_HELD: i64 = 100_000;
+/// The oldest NATS server the log runs on (work-queue streams, message ids, and reading the
+/// next message of a subject from a sequence on).
+pub const MIN_SERVER_VERSION: (u64, u64, u64) = (2, 9, 0);
+/// Servers older than this can keep, after a crash and restart, messages the consumer already
+/// acknowledged; the log does not count them as pending, but the stream's limits do.
+const SERVER_VERSION_WITHOUT_LEFTOVERS: (u64, u64, u64) = (2, 10, 0);
 
 /// Everything needed to open a JetStream event log, with the defaults filled in.
 #[derive(Clone)]
@@ -145,6 +151,7 @@ impl JetStreamEventLog {
             .await
             // The error's kind only: its message could name the URL and the credentials in it.
             .map_err(|e| anyhow::anyhow!("connecting to NATS for the event log: {}", e.kind()))?;
+        check_server_version(&client.server_info().version)?;
         let mut jetstream = jetstream::new(client);
         jetstream.set_timeout(REQUEST_TIMEOUT);
 
@@ -285,13 +292,15 @@ impl JetStreamEventLog {
         Acker::new(self.jetstream.clone(), Some(reply))
     }
 
-    async fn stream_state(&self) -> Result<stream::State> {
-        let stream = self
-            .jetstream
-            .get_stream(&self.stream)
+    /// The consumer's view of the log: what it has not delivered (`num_pending`) and what it
+    /// delivered that is not yet acknowledged (`num_ack_pending`), and its ack floor. The
+    /// stream's own message count is no measure: a server restarted after a crash can keep
+    /// messages the consumer already acknowledged, which nothing will ever deliver again.
+    async fn consumer_state(&self) -> Result<async_nats::jetstream::consumer::Info> {
+        self.consumer
+            .get_info()
             .await
-            .map_err(|e| EventLogError::storage(format!("reading stream {}", self.stream), e))?;
-        Ok(stream.cached_info().state.clone())
+            .map_err(|e| EventLogError::storage(format!("reading consumer {CONSUMER} of stream {}", self.stream), e))
     }
 
     /// Takes up to `max` events no instance holds.
@@ -410,17 +419,38 @@ impl EventLog for JetStreamEventLog {
     }
 
     fn pending_count(&self) -> BoxFuture<'_, Result<u64>> {
-        // A work-queue stream holds exactly the unreleased events.
-        Box::pin(async move { Ok(self.stream_state().await?.messages) })
+        Box::pin(async move {
+            let state = self.consumer_state().await?;
+            Ok(state.num_pending + state.num_ack_pending as u64)
+        })
     }
 
     fn oldest_pending_age(&self) -> BoxFuture<'_, Result<Option<Duration>>> {
         Box::pin(async move {
-            let state = self.stream_state().await?;
-            if state.messages == 0 {
+            let state = self.consumer_state().await?;
+            if state.num_pending + state.num_ack_pending as u64 == 0 {
                 return Ok(None);
             }
-            let oldest_ms = (state.first_timestamp.unix_timestamp_nanos() / 1_000_000) as i64;
+            // The oldest unreleased event is the first message above the consumer's ack floor.
+            let first_unreleased = self
+                .jetstream
+                .get_stream_no_info(&self.stream)
+                .await
+                .map_err(|e| EventLogError::storage(format!("opening stream {}", self.stream), e))?
+                .raw_message_builder()
+                .sequence(state.ack_floor.stream_sequence + 1)
+                .next_by_subject(self.subject.to_string())
+                .send()
+                .await;
+            let oldest = match first_unreleased {
+                Ok(message) => message,
+                // Released since the consumer was asked: nothing older is pending.
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(EventLogError::storage(format!("reading stream {}", self.stream), e)),
+            };
+            let oldest_ms = (oldest.time.unix_timestamp_nanos() / 1_000_000) as i64;
             Ok(Some(Duration::from_millis(now_ms().saturating_sub(oldest_ms).max(0) as u64)))
         })
     }
@@ -470,6 +500,35 @@ async fn renew_claims(
 }
 
 /// `0` (none) as JetStream's "unlimited".
+/// Refuses a server older than [`MIN_SERVER_VERSION`]; warns about one that can keep
+/// acknowledged messages after a restart.
+fn check_server_version(version: &str) -> anyhow::Result<()> {
+    let parsed = parse_version(version);
+    let shown = |(major, minor, patch): (u64, u64, u64)| format!("{major}.{minor}.{patch}");
+    match parsed {
+        Some(v) if v < MIN_SERVER_VERSION => anyhow::bail!(
+            "NATS server {version} is too old for the JetStream event log: it needs {} or later",
+            shown(MIN_SERVER_VERSION)
+        ),
+        Some(v) if v < SERVER_VERSION_WITHOUT_LEFTOVERS => tracing::warn!(
+            server_version = version,
+            recommended = %shown(SERVER_VERSION_WITHOUT_LEFTOVERS),
+            "this NATS server can keep already released events after a crash; they count against \
+             the stream's maxPendingEvents and maxPendingBytes"
+        ),
+        Some(_) => {}
+        None => tracing::warn!(server_version = version, "cannot tell the NATS server's version"),
+    }
+    Ok(())
+}
+
+/// `major.minor.patch` of a server version such as `2.10.22` or `2.11.0-beta.1`.
+fn parse_version(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.trim_start_matches('v').split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    Some((parts.next()??, parts.next()??, parts.next().flatten().unwrap_or(0)))
+}
+
 fn limit(value: u64) -> i64 {
     if value == 0 { -1 } else { i64::try_from(value).unwrap_or(-1) }
 }
@@ -543,6 +602,18 @@ mod tests {
             Settings { url: " ".into(), ..settings.clone() },
         ] {
             assert!(validate(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn servers_older_than_the_minimum_are_refused() {
+        assert_eq!(parse_version("2.10.22"), Some((2, 10, 22)));
+        assert_eq!(parse_version("v2.11.0-beta.1"), Some((2, 11, 0)));
+        assert_eq!(parse_version("nonsense"), None);
+        let refused = check_server_version("2.8.4").unwrap_err().to_string();
+        assert!(refused.contains("2.8.4") && refused.contains("2.9.0"), "{refused}");
+        for accepted in ["2.9.10", "2.10.0", "2.15.1", "unknown"] {
+            assert!(check_server_version(accepted).is_ok(), "{accepted}");
         }
     }
 
