@@ -379,3 +379,27 @@ async fn postgres_source_restarted_mid_run_loses_and_doubles_nothing() {
     assert_eq!(store.pending_count().await.unwrap(), 0, "records left queued");
     assert_eq!(store.rejected(&Default::default(), 10).await.unwrap().1, 0, "records kept as rejected");
 }
+
+/// `/readyz` of a receiver on a JetStream log says whether the log can store events: ready while
+/// the server is up, 503 as soon as it is gone (within the probe's own time bound, so a probe
+/// with a 1 s timeout sees the answer), and ready again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_follows_whether_the_jetstream_log_can_store() {
+    let mut nats = PrivateNatsServer::start().await;
+    let emulator = TestEmulator::start(EmulatorConfig::default()).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut config = storm_config(data_dir.path(), &emulator, vec![]);
+    config.event_log = EventLogConfig::JetStream(serde_json::from_value(json!({"url": nats.url()})).unwrap());
+    let receiver = RunningReceiver::run(config).await;
+    let probe = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let readyz = format!("{}/readyz", receiver.base_url);
+    let status = || async { probe.get(&readyz).send().await.map(|r| r.status().as_u16()).ok() };
+    eventually("ready while NATS is up", || async { status().await == Some(200) }).await;
+
+    nats.stop(Stop::Kill);
+    eventually("not ready, answered within the probe's 1 s", || async { status().await == Some(503) }).await;
+
+    nats.restart().await;
+    eventually("ready again once NATS is back", || async { status().await == Some(200) }).await;
+    receiver.stop().await.unwrap();
+}

@@ -52,6 +52,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const APPEND_TIMEOUT: Duration = Duration::from_secs(3);
 /// Events the receivers of one integration may hold at once, together.
 const MAX_HELD: i64 = 100_000;
+/// Message id of the readiness probe on the seen stream; no event's identity looks like it.
+const READINESS_PROBE_ID: &str = "readiness-probe";
 /// The oldest NATS server the log runs on (work-queue streams, message ids, and reading the
 /// next message of a subject from a sequence on).
 pub const MIN_SERVER_VERSION: (u64, u64, u64) = (2, 9, 0);
@@ -452,6 +454,21 @@ impl EventLog for JetStreamEventLog {
             };
             let oldest_ms = (oldest.time.unix_timestamp_nanos() / 1_000_000) as i64;
             Ok(Some(Duration::from_millis(now_ms().saturating_sub(oldest_ms).max(0) as u64)))
+        })
+    }
+
+    fn check_writable(&self) -> BoxFuture<'_, Result<()>> {
+        // A stored write needs the stream's leader and a quorum of its replicas. The probe goes
+        // to the seen stream, with one fixed message id: after the first, each is a duplicate
+        // the leader answers without storing, and no sync worker ever sees it.
+        Box::pin(async move {
+            let probe = PublishMessage::build().payload(bytes::Bytes::new()).message_id(READINESS_PROBE_ID);
+            let ack = self.jetstream.send_publish(self.seen_subject.clone(), probe).await;
+            match ack {
+                Ok(ack) => ack.await.map(|_| ()),
+                Err(e) => Err(e),
+            }
+            .map_err(|e| publish_failure(&self.seen_stream, &e))
         })
     }
 

@@ -156,6 +156,11 @@ pub trait EventLog: Send + Sync {
     fn pending_count(&self) -> BoxFuture<'_, Result<u64>>;
     /// How long the oldest unreleased event has been in the log; `None` when there is none.
     fn oldest_pending_age(&self) -> BoxFuture<'_, Result<Option<Duration>>>;
+    /// Whether the log can store events now, by storing something that leaves no trace (for
+    /// `/readyz`): a receiver whose log cannot take events must not be sent any.
+    fn check_writable(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.pending_count().await.map(|_| ()) })
+    }
     /// Resolves when new events may be pending (after an append), or spuriously.
     fn notified(&self) -> BoxFuture<'_, ()>;
     /// Hands back what this instance holds, so that other instances sharing the log get it at

@@ -33,6 +33,9 @@ use model::report::SYNC_STATUS_PATH;
 
 /// Content type of `/metrics` (OpenMetrics text, which is what `Metrics::encode` writes).
 pub const METRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// How long `/readyz` waits for the event log: well inside a probe's timeout, so a receiver
+/// whose log cannot store (a JetStream cluster without quorum) is reported not ready at once.
+const READINESS_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(900);
 
 /// The HTTP server's shared state: what the receiver's handlers share.
 #[derive(Clone)]
@@ -109,14 +112,15 @@ fn with_probes(router: Router<ServerState>) -> Router<ServerState> {
 
 /// Ready while the event log answers; a receiver that cannot store must not get traffic.
 async fn ready(State(state): State<ServerState>) -> impl IntoResponse {
-    match state.log.pending_count().await {
-        Ok(pending) => {
-            state.metrics.events_pending.set(pending as i64);
-            (StatusCode::OK, "ready")
-        }
-        Err(e) => {
+    match tokio::time::timeout(READINESS_TIMEOUT, state.log.check_writable()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(e)) => {
             tracing::warn!(error = %e, "event log unavailable");
             (StatusCode::SERVICE_UNAVAILABLE, "event log unavailable")
+        }
+        Err(_) => {
+            tracing::warn!(timeout_ms = READINESS_TIMEOUT.as_millis() as u64, "event log did not answer in time");
+            (StatusCode::SERVICE_UNAVAILABLE, "event log did not answer in time")
         }
     }
 }
