@@ -355,6 +355,36 @@ async fn jetstream_duplicate_detection_outlives_the_event_streams_memory() {
     assert_eq!(events_of(&log.pending(10).await.unwrap()), vec![sample_event(2, 100)]);
 }
 
+/// A delivery identity the seen stream cannot take (no leader; here, no stream) fails the
+/// append, so that HubSpot retries; the retry, a duplicate to the event stream, records it, and
+/// a redelivery is recognised even once the event stream has forgotten the event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_an_identity_not_recorded_fails_the_append_and_the_retry_records_it() {
+    let backend = LogBackend::jetstream();
+    let LogBackend::JetStream(streams) = &backend else { unreachable!() };
+    let jetstream = common::nats_jetstream(&streams.settings.url).await;
+    let event = sample_event(1, 100);
+    {
+        let log = backend.open().await;
+        jetstream.delete_stream(format!("{}_seen", streams.settings.stream)).await.unwrap();
+        assert!(log.append(vec![event.clone()]).await.is_err(), "answered without its identity on disk");
+        assert_eq!(log.pending_count().await.unwrap(), 1, "the event itself is stored and will be delivered");
+    }
+    // The seen stream is back (opening the log sets its streams up), and HubSpot retries.
+    let log = backend.open().await;
+    let outcome = log.append(vec![redelivery(&event)]).await.unwrap();
+    assert_eq!(outcome, AppendOutcome { appended: 0, duplicates: 1 });
+    let seqs = seqs_of(&log.pending(10).await.unwrap());
+    log.release(seqs).await.unwrap();
+    drop(log);
+
+    jetstream.delete_stream(&streams.settings.stream).await.unwrap();
+    let log = backend.open().await;
+    let outcome = log.append(vec![redelivery(&event)]).await.unwrap();
+    assert_eq!(outcome, AppendOutcome { appended: 0, duplicates: 1 }, "the recorded identity still counts");
+    assert_eq!(log.pending_count().await.unwrap(), 0);
+}
+
 /// The log creates its streams as the brief of the backend says: file storage, work queue,
 /// 72 h duplicate window, limits that refuse new messages.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

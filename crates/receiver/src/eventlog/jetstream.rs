@@ -9,8 +9,11 @@
 //!   released. So every newly stored event's identity is also published to a second stream
 //!   (`<stream>_seen`, limits retention, kept 72 h) whose messages stay on disk: an event that
 //!   the event stream takes as new but the seen stream already knows was released before and
-//!   is deleted again. The seen stream is written only after the event is stored, so a crash in
-//!   between can let a redelivery through (destinations are idempotent) but never lose one.
+//!   is deleted again. The seen stream is written after the event is stored, with where it was
+//!   stored (event stream and sequence), and an append succeeds only once both are: when the
+//!   seen stream cannot take an identity (no leader) the append fails, and HubSpot's retry,
+//!   which the event stream calls a duplicate, records it. A crash in between can let a
+//!   redelivery through (destinations are idempotent) but never lose one.
 //! - A durable pull consumer with explicit acks hands each event to one receiver. The receiver
 //!   holds it (and renews its claim with in-progress acks) until `release` acks it; what a
 //!   receiver held when it died goes to another after `ackWaitSeconds`, what it held when it
@@ -133,6 +136,8 @@ pub struct JetStreamEventLog {
     appended: Notify,
     /// Renews the claim on held events; stopped on drop.
     renewer: tokio::task::JoinHandle<()>,
+    /// When the event stream was created (ns since the epoch), part of each recorded identity.
+    event_stream_created: i128,
 }
 
 struct Held {
@@ -180,10 +185,16 @@ impl JetStreamEventLog {
             discard: DiscardPolicy::Old,
             ..Default::default()
         };
+        let mut created = Vec::new();
         for config in [events, seen] {
             let name = config.name.clone();
-            jetstream.create_or_update_stream(config).await.with_context(|| format!("setting up stream {name}"))?;
+            let info =
+                jetstream.create_or_update_stream(config).await.with_context(|| format!("setting up stream {name}"))?;
+            created.push(info.created);
         }
+        // Sequences start again in a stream made anew: the event stream's creation time tells
+        // its messages from those of an earlier stream of the same name.
+        let event_stream_created = created[0].unix_timestamp_nanos();
         let consumer: PullConsumer = jetstream
             .get_stream_no_info(&settings.stream)
             .await
@@ -210,6 +221,7 @@ impl JetStreamEventLog {
             held,
             appended: Notify::new(),
             renewer,
+            event_stream_created,
         })
     }
 
@@ -237,9 +249,13 @@ impl JetStreamEventLog {
         let mut outcome = AppendOutcome::default();
         let mut failure: Option<EventLogError> = None;
         let mut fresh = Vec::new();
+        let mut repeated = Vec::new();
         for (key, result) in keys.into_iter().zip(stored) {
             match result {
-                Ok(ack) if ack.duplicate => outcome.duplicates += 1,
+                Ok(ack) if ack.duplicate => {
+                    outcome.duplicates += 1;
+                    repeated.push((key, ack.sequence));
+                }
                 Ok(ack) => fresh.push((key, ack.sequence)),
                 Err(e) => {
                     let error = publish_failure(&self.stream, &e);
@@ -251,14 +267,24 @@ impl JetStreamEventLog {
             }
         }
 
-        // Only the publisher that stored an event records its identity, so two appends of
-        // one delivery racing each other cannot take each other's for an earlier one.
-        let remembered = self
-            .publish_all(&self.seen_subject, fresh.iter().map(|(key, _)| (key.clone(), bytes::Bytes::new())).collect())
+        // An identity is recorded, with the event stream's sequence of its event, before the
+        // append succeeds: when the seen stream cannot take it (no leader, say) the append
+        // fails, and the retry, which the event stream calls a duplicate, records it (the
+        // seen stream takes each identity once).
+        let identities = fresh.iter().chain(&repeated);
+        let mut remembered = self
+            .publish_all(
+                &self.seen_subject,
+                identities.map(|(key, sequence)| (key.clone(), self.stored_at(*sequence))).collect(),
+            )
             .await;
+        let remembered_again = remembered.split_off(fresh.len());
+        let mut unrecorded = remembered_again.iter().filter(|result| result.is_err()).count();
         let events = self.jetstream.get_stream_no_info(&self.stream).await;
         for ((_, sequence), result) in fresh.into_iter().zip(remembered) {
             match result {
+                // Recorded for this very message by a concurrent append of the same delivery.
+                Ok(ack) if ack.duplicate && self.recorded_for(ack.sequence, sequence).await => outcome.appended += 1,
                 Ok(ack) if ack.duplicate => {
                     // Released before and forgotten by the event stream since (a server
                     // restart): not a new event.
@@ -272,13 +298,20 @@ impl JetStreamEventLog {
                     outcome.duplicates += 1;
                 }
                 Ok(_) => outcome.appended += 1,
-                Err(e) => {
-                    // Stored: delivered whatever the answer. Its identity may be forgotten
-                    // after a server restart, which lets a later redelivery through.
+                Err(_) => {
+                    // Stored, so delivered whatever the answer; the failed append makes HubSpot
+                    // retry, and the retry records the identity.
                     outcome.appended += 1;
-                    tracing::warn!(stream = %self.seen_stream, error = %e.kind(), "could not record a delivery identity");
+                    unrecorded += 1;
                 }
             }
+        }
+        if unrecorded > 0 && failure.is_none() {
+            tracing::warn!(stream = %self.seen_stream, identities = unrecorded, "could not record delivery identities; the append fails so that it is retried");
+            failure = Some(EventLogError::storage(
+                format!("recording delivery identities in stream {}", self.seen_stream),
+                format!("{unrecorded} identities not recorded"),
+            ));
         }
         if outcome.appended > 0 {
             self.appended.notify_waiters();
@@ -287,6 +320,28 @@ impl JetStreamEventLog {
         match failure {
             Some(error) => Err(error),
             None => Ok(outcome),
+        }
+    }
+
+    /// What a recorded identity says of where its event was stored: the event stream (by its
+    /// creation time) and the sequence in it.
+    fn stored_at(&self, event_sequence: u64) -> bytes::Bytes {
+        bytes::Bytes::from(format!("{}:{event_sequence}", self.event_stream_created))
+    }
+
+    /// Whether the seen stream's message `seen_sequence` records the event stored at
+    /// `event_sequence` (identities recorded before sequences were kept record none).
+    async fn recorded_for(&self, seen_sequence: u64, event_sequence: u64) -> bool {
+        let message = match self.jetstream.get_stream_no_info(&self.seen_stream).await {
+            Ok(seen) => seen.get_raw_message(seen_sequence).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match message {
+            Ok(message) => message.payload == self.stored_at(event_sequence),
+            Err(e) => {
+                tracing::warn!(stream = %self.seen_stream, seen_sequence, error = %e, "could not read a recorded identity");
+                false
+            }
         }
     }
 
