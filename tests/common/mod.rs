@@ -18,6 +18,8 @@ use receiver::{ListenerSettings, ServerState, router, serve, status_router};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub mod nats_cluster;
+
 pub const CLIENT_SECRET: &str = "test-client-secret-0000";
 
 /// Bound for every wait in a test; generous, because a failing test is the only one to hit it.
