@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::nats_cluster::NatsCluster;
 use common::{
     ChangeSender, RunningReceiver, TestDestination, TestEmulator, WAIT, applied_contacts, emulator_receiver_config,
-    eventually_equal_within, expected_contacts,
+    eventually, eventually_equal_within, expected_contacts,
 };
 use emulator::EmulatorConfig;
 use model::config::{EventLogConfig, ReceiverConfig, SinkConfig};
@@ -149,5 +149,18 @@ async fn a_stream_leader_killed_under_load_loses_nothing_and_leaves_nothing_pend
     let recorded = message_ids(&jetstream, &format!("{events_stream}_seen")).await;
     let webhook_events: Vec<&String> = recorded.iter().filter(|id| !id.starts_with("0:0:0:")).collect();
     assert_eq!(webhook_events.len(), acknowledged * BATCH, "identities recorded for {acknowledged} batches of {BATCH}");
+
+    // Quorum lost (2 of 3 nodes down): not ready, answered inside a probe's 1 s; ready again
+    // once the nodes are back.
+    let probe = reqwest::Client::builder().timeout(Duration::from_secs(1)).build().unwrap();
+    let readyz = format!("{}/readyz", receiver_a.base_url);
+    let status = || async { probe.get(&readyz).send().await.map(|r| r.status().as_u16()).ok() };
+    eventually("ready with every node up", || async { status().await == Some(200) }).await;
+    cluster.kill(1);
+    cluster.kill(2);
+    eventually("not ready without quorum, within the probe's 1 s", || async { status().await == Some(503) }).await;
+    cluster.restart(1).await;
+    cluster.restart(2).await;
+    eventually_equal_within(AFTER_FAILOVER, "ready again with quorum back", &Some(200), status).await;
     receiver_a.stop().await.unwrap();
 }
