@@ -497,3 +497,59 @@ mod tests {
         );
     }
 }
+
+/// A custom (behavioral) event definition, as `/events/v3/event-definitions` answers: a
+/// private app's way onto a record's timeline. Occurrences name it by `fully_qualified_name`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDefinition {
+    pub id: String,
+    /// The internal name, unique in the account (the path key of the definition).
+    pub name: String,
+    /// `pe{portalId}_{name}`, as occurrences name the event.
+    pub fully_qualified_name: String,
+    #[serde(default)]
+    pub labels: EventDefinitionLabels,
+    /// `CONTACT`, `COMPANY`, `DEAL` or `TICKET`.
+    #[serde(default)]
+    pub primary_object: String,
+    /// Present when asked for (`GET` of one definition, or a list with `includeProperties`).
+    #[serde(default)]
+    pub properties: Vec<EventDefinitionProperty>,
+}
+
+/// `labels` of an event definition.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventDefinitionLabels {
+    #[serde(default)]
+    pub singular: Option<String>,
+    #[serde(default)]
+    pub plural: Option<String>,
+}
+
+/// The body creating an event definition (`POST /events/v3/event-definitions`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EventDefinitionInput {
+    pub label: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `CONTACT`, `COMPANY`, `DEAL` or `TICKET`.
+    pub primary_object: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub property_definitions: Vec<EventDefinitionProperty>,
+}
+
+/// A property of an event definition, as created (`POST .../{eventName}/property` or in the
+/// definition's `propertyDefinitions`) and as HubSpot answers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventDefinitionProperty {
+    pub name: String,
+    pub label: String,
+    /// `string`, `number`, `enumeration` or `datetime`.
+    #[serde(rename = "type")]
+    pub property_type: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<EventTemplateTokenOption>,
+}

@@ -6,6 +6,7 @@
 
 mod associations;
 mod batch;
+mod custom_events;
 mod oauth;
 mod objects;
 mod paging;
