@@ -9,7 +9,7 @@ use kube::runtime::watcher::{self, watcher};
 use kube::{Client, Resource, ResourceExt};
 use model::api::conditions::is_true;
 use model::api::integration::condition_types::AUTHENTICATED;
-use model::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping};
+use model::api::{HubSpotIntegration, HubSpotProperty, HubSpotTimelineEventType, PropertyMapping};
 use serde::de::DeserializeOwned;
 
 use crate::kube_api::{object_key, scoped_api};
@@ -26,6 +26,12 @@ impl OfIntegration for PropertyMapping {
 }
 
 impl OfIntegration for HubSpotProperty {
+    fn integration_name(&self) -> &str {
+        &self.spec.integration_ref.name
+    }
+}
+
+impl OfIntegration for HubSpotTimelineEventType {
     fn integration_name(&self) -> &str {
         &self.spec.integration_ref.name
     }

@@ -34,6 +34,7 @@ use model::api::{HubSpotProperty, HubSpotPropertyStatus, is_paused};
 
 pub use plan::{Decision, Plan, PropertyChange, Write, decide, desired_create, plan};
 pub use schedule::{PropertyReads, drift_check_wait};
+pub(crate) use status::last_error;
 pub use status::{Visit, only_heartbeat_changed, property_status};
 
 /// Finalizer that keeps a `HubSpotProperty` until its HubSpot side is dealt with.

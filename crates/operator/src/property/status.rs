@@ -137,7 +137,7 @@ fn synced_conditions(name: &str, change: &PropertyChange) -> ConditionParts {
     }
 }
 
-fn last_error(error: &hubspot::Error, now: Time) -> LastError {
+pub(crate) fn last_error(error: &hubspot::Error, now: Time) -> LastError {
     let correlation_id = match error {
         hubspot::Error::Api(e) => Some(e.correlation_id.clone()),
         hubspot::Error::DailyLimitExhausted { correlation_id } => Some(correlation_id.clone()),
