@@ -1,4 +1,4 @@
-//! The `controller` command: leader election, the three controllers, and the health and
+//! The `controller` command: leader election, the controllers, and the health and
 //! metrics server.
 
 use std::sync::Arc;
@@ -9,10 +9,12 @@ use futures::{FutureExt, StreamExt};
 use kube::runtime::controller::{Action, Error as ControllerError};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource};
-use model::api::{HubSpotIntegration, HubSpotProperty, PropertyMapping};
+use model::api::{HubSpotIntegration, HubSpotProperty, HubSpotTimelineEventType, PropertyMapping};
 
 use crate::metrics::NameLabels;
-use crate::{Context, ControllerArgs, Error, error_policy, instrumented, integration, leader, mapping, property};
+use crate::{
+    Context, ControllerArgs, Error, error_policy, instrumented, integration, leader, mapping, property, timeline,
+};
 
 /// How long a shutdown waits for running reconciles (well within Kubernetes' default 30 s).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
@@ -107,7 +109,7 @@ pub async fn run(args: ControllerArgs, shutdown: impl Future<Output = ()> + Send
     Ok(())
 }
 
-/// Runs the three controllers until `stop`, then waits for running reconciles, at most
+/// Runs the controllers until `stop`, then waits for running reconciles, at most
 /// [`SHUTDOWN_GRACE`]. Sets `ready` once every cache holds a complete first listing.
 async fn run_controllers(
     client: Client,
@@ -122,12 +124,15 @@ async fn run_controllers(
         mapping::controller(client.clone(), namespace).with_config(ctx.controller_config::<PropertyMapping>());
     let properties =
         property::controller(client.clone(), namespace).with_config(ctx.controller_config::<HubSpotProperty>());
-    let (integration_store, mapping_store, property_store) =
-        (integrations.store(), mappings.store(), properties.store());
+    let event_types = timeline::controller(client.clone(), namespace)
+        .with_config(ctx.controller_config::<HubSpotTimelineEventType>());
+    let (integration_store, mapping_store, property_store, event_type_store) =
+        (integrations.store(), mappings.store(), properties.store(), event_types.store());
     tokio::spawn(async move {
         if integration_store.wait_until_ready().await.is_ok()
             && mapping_store.wait_until_ready().await.is_ok()
             && property_store.wait_until_ready().await.is_ok()
+            && event_type_store.wait_until_ready().await.is_ok()
         {
             ready.store(true, Ordering::Relaxed);
         }
@@ -146,9 +151,13 @@ async fn run_controllers(
         .graceful_shutdown_on(stop.clone())
         .run(instrumented(property::reconcile), error_policy, ctx.clone())
         .for_each(log_outcome);
+    let event_types = event_types
+        .graceful_shutdown_on(stop.clone())
+        .run(instrumented(timeline::reconcile), error_policy, ctx.clone())
+        .for_each(log_outcome);
     let everything = async {
         tokio::select! {
-            _ = async { tokio::join!(integrations, mappings, properties) } => {}
+            _ = async { tokio::join!(integrations, mappings, properties, event_types) } => {}
             () = integration_cache => tracing::error!("the watch of HubSpotIntegrations ended"),
         }
     };

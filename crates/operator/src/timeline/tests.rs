@@ -143,3 +143,28 @@ async fn the_emulator_takes_the_rendered_file_and_the_template() {
     client.delete_event_template(54321, &key, &id).await.expect("a template already gone counts as deleted");
     emulator.shutdown().await;
 }
+
+#[test]
+fn occurrences_add_up_over_the_receivers_that_report_the_type() {
+    use crate::receiver_reports::ReceiverReports;
+    use model::api::timeline::OccurrenceCounts;
+    use model::report::{SyncReport, TimelineReport};
+
+    let report = |accepted, delivered, pending| {
+        let mut report = SyncReport::default();
+        report.timeline_event_types.insert(
+            "default/feature-used".into(),
+            TimelineReport { accepted, delivered, rejected: 1, pending, ..Default::default() },
+        );
+        report
+    };
+    let other = SyncReport::default();
+    let read =
+        ReceiverReports::Read { ready: 3, reports: vec![report(10, 7, 2), report(5, 5, 0), other], errors: vec![] };
+    assert_eq!(
+        super::occurrences("default/feature-used", &read),
+        Some(OccurrenceCounts { accepted: 15, delivered: 12, rejected: 2, pending: 2 })
+    );
+    assert_eq!(super::occurrences("default/other", &read), None, "not yet in the receivers' configuration");
+    assert_eq!(super::occurrences("default/feature-used", &ReceiverReports::not_available()), None);
+}
