@@ -77,8 +77,10 @@ pub fn build(dereferenced: &Dereferenced, settings: &BuildSettings) -> Result<De
     let owner =
         integration.controller_owner_ref(&()).ok_or_else(|| Error::MissingObjectKey(integration.name_any(), "uid"))?;
     let mappings = dereferenced.own_mappings();
-    let receiver = receiver_config(integration, mappings.iter().copied(), &dereferenced.secrets)
-        .map(|config| receiver_objects(integration, &owner, &config_yaml(&config), settings));
+    let receiver = receiver_config(integration, mappings.iter().copied(), &dereferenced.secrets).map(|mut config| {
+        config.timeline_event_types = dereferenced.event_types.clone();
+        receiver_objects(integration, &owner, &config_yaml(&config), settings)
+    });
     let webhooks = webhooks::desired_webhooks(integration, &mappings)
         .map(|desired| webhooks_plan(integration, &owner, desired, dereferenced));
     Ok(Desired { receiver, webhooks })

@@ -20,7 +20,7 @@ use kube::core::NamespaceResourceScope;
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
-use model::api::PropertyMapping;
+use model::api::{HubSpotTimelineEventType, PropertyMapping};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -43,6 +43,8 @@ pub struct ChildCaches {
     pub ingresses: Store<Ingress>,
     pub config_maps: Store<ConfigMap>,
     pub mappings: Store<PropertyMapping>,
+    /// Event types with their status (the receiver config takes those HubSpot knows).
+    pub event_types: Store<HubSpotTimelineEventType>,
     /// The writing ends, until the controller takes them for its watches.
     writers: Mutex<Option<ChildWriters>>,
 }
@@ -56,6 +58,7 @@ pub(crate) struct ChildWriters {
     pub ingresses: Writer<Ingress>,
     pub config_maps: Writer<ConfigMap>,
     pub mappings: Writer<PropertyMapping>,
+    pub event_types: Writer<HubSpotTimelineEventType>,
 }
 
 impl Default for ChildCaches {
@@ -68,6 +71,7 @@ impl Default for ChildCaches {
         let (ingresses, ingress_writer) = reflector::store();
         let (config_maps, config_map_writer) = reflector::store();
         let (mappings, mapping_writer) = reflector::store();
+        let (event_types, event_type_writer) = reflector::store();
         let writers = ChildWriters {
             secrets: secret_writer,
             statefulsets: statefulset_writer,
@@ -77,6 +81,7 @@ impl Default for ChildCaches {
             ingresses: ingress_writer,
             config_maps: config_map_writer,
             mappings: mapping_writer,
+            event_types: event_type_writer,
         };
         Self {
             secrets,
@@ -87,6 +92,7 @@ impl Default for ChildCaches {
             ingresses,
             config_maps,
             mappings,
+            event_types,
             writers: Mutex::new(Some(writers)),
         }
     }

@@ -1,4 +1,4 @@
-//! The dereference step: the mappings of the integration's namespace and the Secrets it
+//! The dereference step: the mappings and event types of the integration's namespace and the Secrets it
 //! references, read once per visit and handed to the build as the only inputs it may read.
 
 use std::sync::Arc;
@@ -6,10 +6,11 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Secret;
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
-use model::api::{HubSpotIntegration, PropertyMapping};
+use model::api::{HubSpotIntegration, HubSpotTimelineEventType, PropertyMapping};
+use model::config::TimelineEventTypeConfig;
 
 use super::children::ready_store;
-use crate::resources::{self, belongs_to, mappings_of};
+use crate::resources::{self, belongs_to, mappings_of, timeline_event_types_of};
 use crate::secrets::SecretStore;
 use crate::{Context, Error};
 
@@ -23,6 +24,8 @@ pub struct Dereferenced {
     /// The mappings that reference the integration, sorted by name. Shared with the
     /// controller's cache rather than copied: an integration may have thousands.
     pub mappings: Vec<Arc<PropertyMapping>>,
+    /// The receiver's timeline event types: those of the integration HubSpot knows.
+    pub event_types: Vec<TimelineEventTypeConfig>,
     pub secrets: SecretStore,
 }
 
@@ -51,7 +54,7 @@ impl Dereferenced {
         let mappings = own(&integration, mappings.into_iter().map(Arc::new));
         let names = Self::secret_names(&integration, mappings.iter().map(AsRef::as_ref));
         let secrets = SecretStore::new(available.into_iter().filter(|s| names.contains(&s.name_any())));
-        Self { integration, mappings, secrets }
+        Self { integration, mappings, event_types: vec![], secrets }
     }
 }
 
@@ -70,9 +73,18 @@ pub async fn dereference(integration: &HubSpotIntegration, ctx: &Context) -> Res
             own(integration, listed.items.into_iter().map(Arc::new))
         }
     };
+    let event_types = match ready_store(&ctx.children.event_types) {
+        Some(store) => timeline_event_types_of(integration, store.state().iter().map(AsRef::as_ref)),
+        None => {
+            let listed = Api::<HubSpotTimelineEventType>::namespaced(ctx.client.clone(), &namespace)
+                .list(&ListParams::default())
+                .await?;
+            timeline_event_types_of(integration, &listed.items)
+        }
+    };
     let names = Dereferenced::secret_names(integration, mappings.iter().map(AsRef::as_ref));
     let secrets = crate::kube_api::read_secrets(&ctx.client, &namespace, &names).await?;
-    Ok(Dereferenced { integration: integration.clone(), mappings, secrets })
+    Ok(Dereferenced { integration: integration.clone(), mappings, event_types, secrets })
 }
 
 /// The mappings among `candidates` that belong to `integration`, sorted by name as

@@ -31,7 +31,8 @@ use crate::watches::changes_in;
 use crate::{Context, Error, UNHEALTHY_REQUEUE};
 use model::api::conditions::is_true;
 use model::api::integration::condition_types::READY;
-use model::api::{HubSpotIntegration, PropertyMapping, is_paused};
+use model::api::timeline::Carrier;
+use model::api::{HubSpotIntegration, HubSpotTimelineEventType, PropertyMapping, is_paused};
 
 pub use apply::{Applied, apply_desired as apply};
 pub use auth::authenticate;
@@ -43,7 +44,8 @@ pub use status::{announcements, status};
 /// The integration controller: reconciles on changes of integrations, of the children it owns
 /// and of the specs of the `PropertyMapping`s that reference it (their creation and deletion
 /// too): it renders the mappings' specs and reads nothing of their status, which the mapping
-/// reconciler writes. The watches of the children and the mappings fill `ctx.children`, which
+/// reconciler writes. Likewise for its `HubSpotTimelineEventType`s, whose spec and HubSpot
+/// name (from their status) go into the receiver config. The watches of the children and the mappings fill `ctx.children`, which
 /// the reconciles read.
 pub fn controller(ctx: &Context, namespace: Option<&str>) -> Controller<HubSpotIntegration> {
     let client = ctx.client.clone();
@@ -52,8 +54,14 @@ pub fn controller(ctx: &Context, namespace: Option<&str>) -> Controller<HubSpotI
     let Some(writers) = ctx.children.take_writers() else {
         // Another controller fills this context's caches already; this one watches without.
         tracing::warn!("the integration controller's caches are filled by another controller");
-        let mappings = crate::watches::spec_changes::<PropertyMapping>(client, namespace);
-        return controller.watches_stream(mappings, integration_of_mapping);
+        let mappings = crate::watches::spec_changes::<PropertyMapping>(client.clone(), namespace);
+        let event_types = changes_in(
+            watcher::watcher(scoped_api::<HubSpotTimelineEventType>(client, namespace), watcher::Config::default()),
+            as_rendered,
+        );
+        return controller
+            .watches_stream(mappings, integration_of_mapping)
+            .watches_stream(event_types, integration_of_event_type);
     };
     // Only the specs are rendered: the cache keeps neither the status the mapping reconciler
     // writes nor managedFields.
@@ -65,6 +73,11 @@ pub fn controller(ctx: &Context, namespace: Option<&str>) -> Controller<HubSpotI
                 mapping.status = None;
             });
     let mappings = kube::runtime::reflector::reflector(writers.mappings, mappings);
+    let event_types =
+        watcher::watcher(scoped_api::<HubSpotTimelineEventType>(client.clone(), namespace), watcher::Config::default())
+            .default_backoff()
+            .modify(|event_type| event_type.managed_fields_mut().clear());
+    let event_types = kube::runtime::reflector::reflector(writers.event_types, event_types);
     controller
         .owns_stream(children::reflected(writers.secrets, client.clone(), namespace))
         .owns_stream(children::reflected(writers.statefulsets, client.clone(), namespace))
@@ -74,6 +87,19 @@ pub fn controller(ctx: &Context, namespace: Option<&str>) -> Controller<HubSpotI
         .owns_stream(children::reflected(writers.ingresses, client.clone(), namespace))
         .owns_stream(children::reflected(writers.config_maps, client, namespace))
         .watches_stream(changes_in(mappings, |m: &PropertyMapping| m.meta().generation), integration_of_mapping)
+        .watches_stream(changes_in(event_types, as_rendered), integration_of_event_type)
+}
+
+/// What the receiver config takes of an event type (its spec, and how HubSpot names it):
+/// only a change of these re-renders the config, not the occurrence counts in its status.
+fn as_rendered(event_type: &HubSpotTimelineEventType) -> (Option<i64>, Option<String>, Option<Carrier>) {
+    let status = event_type.status.as_ref();
+    (event_type.meta().generation, status.and_then(|s| s.hubspot_name.clone()), status.and_then(|s| s.carrier))
+}
+
+fn integration_of_event_type(event_type: HubSpotTimelineEventType) -> Option<ObjectRef<HubSpotIntegration>> {
+    let namespace = event_type.namespace()?;
+    Some(ObjectRef::new(&event_type.spec.integration_ref.name).within(&namespace))
 }
 
 fn integration_of_mapping(mapping: PropertyMapping) -> Option<ObjectRef<HubSpotIntegration>> {

@@ -5,11 +5,12 @@ use std::net::SocketAddr;
 use sha2::{Digest, Sha256};
 
 use crate::secrets::{SecretError, SecretStore};
+use kube::ResourceExt;
 use model::api::integration::CredentialKind;
-use model::api::{HubSpotIntegration, PropertyMapping, SecretKeyRef};
+use model::api::{HubSpotIntegration, HubSpotTimelineEventType, PropertyMapping, SecretKeyRef};
 use model::config::{
     AdminConfig, EventLogConfig, HttpLimits, HubSpotConnection, IngestConfig, JetStreamLogConfig, LogLimits,
-    MappingConfig, ReceiverConfig, SinkConfig, SourceConfig, SyncConfig, WebhookConfig,
+    MappingConfig, ReceiverConfig, SinkConfig, SourceConfig, SyncConfig, TimelineEventTypeConfig, WebhookConfig,
 };
 use model::contract::WEBHOOK_PATH;
 
@@ -202,4 +203,30 @@ pub fn config_yaml(config: &ReceiverConfig) -> String {
 /// Hex SHA-256 of the rendered config file.
 pub fn config_hash(config_yaml: &str) -> String {
     hex::encode(Sha256::digest(config_yaml.as_bytes()))
+}
+
+/// The receiver's timeline event types: those among `event_types` that reference
+/// `integration` and that HubSpot knows (their status has a carrier and a `hubspotName`),
+/// sorted by name, so that an unchanged set renders the same config.
+pub fn timeline_event_types_of<'a>(
+    integration: &HubSpotIntegration,
+    event_types: impl IntoIterator<Item = &'a HubSpotTimelineEventType>,
+) -> Vec<TimelineEventTypeConfig> {
+    let mut configs: Vec<TimelineEventTypeConfig> = event_types
+        .into_iter()
+        .filter(|e| e.namespace() == integration.namespace() && e.spec.integration_ref.name == integration.name_any())
+        .filter_map(|e| {
+            let status = e.status.as_ref()?;
+            Some(TimelineEventTypeConfig {
+                namespace: e.namespace().unwrap_or_default(),
+                name: e.name_any(),
+                object_type: e.spec.object_type,
+                carrier: status.carrier?,
+                hubspot_name: status.hubspot_name.clone()?,
+                tokens: e.spec.tokens.clone(),
+            })
+        })
+        .collect();
+    configs.sort_by(|a, b| a.name.cmp(&b.name));
+    configs
 }

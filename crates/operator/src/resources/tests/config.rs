@@ -437,3 +437,47 @@ fn a_fully_featured_integration_renders_the_same_file() {
     let yaml = config_yaml(&receiver_config(&i, [&m, &mapping("plain", "crm", vec![])], &store).unwrap());
     assert_eq!(yaml, include_str!("full_config.yaml"));
 }
+
+#[test]
+fn the_integrations_event_types_hubspot_knows_are_rendered_sorted_by_name() {
+    use model::api::HubSpotTimelineEventType;
+    use model::api::timeline::{
+        Carrier, HubSpotTimelineEventTypeSpec, HubSpotTimelineEventTypeStatus, IntegrationRef, Registration,
+        TimelineObjectType,
+    };
+    let i = integration();
+    let event_type = |name: &str, integration: &str, known_as: Option<&str>| {
+        let spec = HubSpotTimelineEventTypeSpec {
+            integration_ref: IntegrationRef { name: integration.into() },
+            object_type: TimelineObjectType::Contacts,
+            name: name.replace('-', "_"),
+            label: name.into(),
+            header_template: None,
+            detail_template: None,
+            tokens: vec![],
+            registration: Registration::Rendered,
+            legacy_app: None,
+            deletion_policy: Default::default(),
+        };
+        let mut e = HubSpotTimelineEventType::new(name, spec);
+        e.metadata.namespace = i.metadata.namespace.clone();
+        e.status = Some(HubSpotTimelineEventTypeStatus {
+            carrier: Some(Carrier::CustomEvents),
+            hubspot_name: known_as.map(String::from),
+            ..Default::default()
+        });
+        e
+    };
+    let all = [
+        event_type("z-invoice-paid", "crm", Some("pe1_z_invoice_paid")),
+        event_type("feature-used", "crm", Some("pe1_feature_used")),
+        event_type("not-yet-known", "crm", None),
+        event_type("elsewhere", "another-integration", Some("pe1_elsewhere")),
+    ];
+    let rendered = timeline_event_types_of(&i, &all);
+    let names: Vec<(&str, &str)> = rendered.iter().map(|e| (e.name.as_str(), e.hubspot_name.as_str())).collect();
+    assert_eq!(names, [("feature-used", "pe1_feature_used"), ("z-invoice-paid", "pe1_z_invoice_paid")]);
+    assert_eq!(rendered[0].qualified_name(), "sales/feature-used");
+    let reversed: Vec<HubSpotTimelineEventType> = all.iter().rev().cloned().collect();
+    assert_eq!(timeline_event_types_of(&i, &reversed), rendered, "the same set renders the same config");
+}
