@@ -15,7 +15,7 @@ pub mod condition_types {
     pub const READY: &str = "Ready";
     /// Rendered registration: the app event's `*-hsmeta.json` is in its ConfigMap.
     pub const RENDERED: &str = "Rendered";
-    /// API registration: HubSpot holds the event template as declared.
+    /// API registration, or a private app's custom event definition: HubSpot holds it as declared.
     pub const REGISTERED: &str = "Registered";
 }
 
@@ -87,10 +87,13 @@ pub struct HubSpotTimelineEventTypeSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(length(max = 500), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
     pub tokens: Vec<TimelineToken>,
-    /// How HubSpot learns of the event type: `Rendered` (default) writes the app event's
-    /// `<name>-hsmeta.json` into the ConfigMap `<resource>-app-event` for the HubSpot project
-    /// to deploy; `Api` creates and keeps the legacy event template through
-    /// `/integrators/timeline/v3/{appId}/event-templates` (public apps with templates only).
+    /// How HubSpot learns of the event type: `Rendered` (default) writes, for an OAuth app, the
+    /// app event's `<name>-hsmeta.json` into the ConfigMap `<resource>-app-event` for the
+    /// HubSpot project to deploy, and for a private app (which cannot create timeline events)
+    /// keeps a custom event definition named `name` through `/events/v3/event-definitions`
+    /// (scope `behavioral_events.event_definitions.read_write`); `Api` creates and keeps the
+    /// legacy event template through `/integrators/timeline/v3/{appId}/event-templates` (public
+    /// apps with templates only; the integration must use OAuth app credentials).
     #[serde(default)]
     pub registration: Registration,
     /// The legacy public app that owns the event template, for registration `Api`.
@@ -204,8 +207,11 @@ pub struct TokenOption {
 /// How HubSpot learns of an event type.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum Registration {
-    /// The operator renders the app event's `*-hsmeta.json` into a ConfigMap; the HubSpot
-    /// project deploys it (`hs project upload`), as no HubSpot API creates app event types.
+    /// For an OAuth app, the operator renders the app event's `*-hsmeta.json` into a
+    /// ConfigMap; the HubSpot project deploys it (`hs project upload`), as no HubSpot API
+    /// creates app event types. For a private app, the operator keeps a custom event
+    /// definition instead (adopted by name, created, relabelled, new tokens added as
+    /// properties; what HubSpot's API cannot change is reported as drift).
     #[default]
     Rendered,
     /// The operator creates, updates and deletes the legacy event template through HubSpot's
@@ -229,8 +235,8 @@ pub struct LegacyApp {
 #[serde(rename_all = "camelCase")]
 pub struct HubSpotTimelineEventTypeStatus {
     /// `Ready` (occurrences can be sent), and `Rendered` (the hsmeta file is in its ConfigMap)
-    /// or `Registered` (HubSpot holds the template as declared: Created, Adopted, Updated,
-    /// InSync, Failed).
+    /// or `Registered` (HubSpot holds the template or custom event definition as declared:
+    /// Created, Adopted, Updated, InSync, Drifted, or why not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -252,7 +258,8 @@ pub struct HubSpotTimelineEventTypeStatus {
     /// The ConfigMap holding the rendered `*-hsmeta.json` (registration `Rendered`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub config_map: Option<String>,
-    /// Template fields that differed in HubSpot on the last check (and were updated).
+    /// Fields that differed in HubSpot on the last check: updated, or (condition `Registered`
+    /// False, reason Drifted) ones HubSpot's API cannot change.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift: Vec<String>,
     /// Occurrences the integration's receivers accepted, delivered and hold, as they report.
