@@ -17,19 +17,18 @@ mod writer;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use rusqlite::{Connection, OptionalExtension as _, params};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use crate::eventlog::StoredEvent;
+use crate::group_commit::GroupCommit;
 use crate::sqlite::{self, rows_by_mapping};
-use writer::{Affected, Write, WriteRequest, run_writer};
+use writer::{Affected, Write, commit_and_notify};
 
 /// How far apart HubSpot's time of a write and the `occurredAt` of a webhook may be for the
 /// webhook to count as that write's echo. HubSpot stamps both from its own clock; the margin
@@ -194,10 +193,7 @@ pub struct Completion {
 
 /// The reverse sync store, see the module documentation.
 pub struct ReverseStore {
-    writes: mpsc::Sender<WriteRequest>,
-    /// Taken only by `Drop`.
-    writer: Option<JoinHandle<()>>,
-    reader: Arc<Mutex<Connection>>,
+    files: GroupCommit<Write, Affected>,
     enqueued: Arc<Notify>,
     /// Held for writing from before an upsert is sent until what it wrote is committed, and
     /// for reading while echoes are looked for. HubSpot may deliver the webhooks of a write
@@ -214,24 +210,13 @@ impl ReverseStore {
         // Stores written before resends existed lack the change time of their rejections.
         sqlite::add_column(&write_conn, "rejected", "changed_at", "INTEGER")
             .context("adding the change time to the rejected table")?;
-        let reader = open_connection(path)?;
-        reader.pragma_update(None, "query_only", true)?;
-        let (writes, requests) = mpsc::channel();
         let enqueued = Arc::new(Notify::new());
-        let writer = std::thread::Builder::new()
-            .name("reverse-writer".into())
-            .spawn({
-                let enqueued = enqueued.clone();
-                move || run_writer(write_conn, requests, &enqueued)
-            })
-            .context("starting the reverse sync writer thread")?;
-        Ok(ReverseStore {
-            writes,
-            writer: Some(writer),
-            reader: Arc::new(Mutex::new(reader)),
-            enqueued,
-            write_gate: tokio::sync::RwLock::new(()),
-        })
+        let commit = {
+            let enqueued = enqueued.clone();
+            Box::new(move |conn: &mut Connection, writes: &[Write]| commit_and_notify(conn, writes, &enqueued))
+        };
+        let files = GroupCommit::start("reverse sync", write_conn, open_connection(path)?, commit)?;
+        Ok(ReverseStore { files, enqueued, write_gate: tokio::sync::RwLock::new(()) })
     }
 
     /// Stores `records` durably; returns once they are on disk.
@@ -455,37 +440,14 @@ impl ReverseStore {
     }
 
     async fn submit(&self, write: Write) -> anyhow::Result<Affected> {
-        let (done, answer) = oneshot::channel();
-        self.writes
-            .send(WriteRequest { write, done })
-            .map_err(|_| anyhow::anyhow!("reverse sync writer has stopped"))?;
-        answer.await.map_err(|_| anyhow::anyhow!("reverse sync writer stopped before committing"))?
+        self.files.submit(write).await
     }
 
     async fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> anyhow::Result<T> + Send + 'static,
     ) -> anyhow::Result<T> {
-        if self.writer.as_ref().is_none_or(|writer| writer.is_finished()) {
-            anyhow::bail!("reverse sync writer has stopped");
-        }
-        let reader = self.reader.clone();
-        tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().map_err(|_| anyhow::anyhow!("reverse sync reader poisoned"))?;
-            read(&conn)
-        })
-        .await
-        .context("reverse sync read task failed")?
-    }
-}
-
-impl Drop for ReverseStore {
-    fn drop(&mut self) {
-        // The writer commits what it holds, then stops; the file is closed when this returns.
-        drop(std::mem::replace(&mut self.writes, mpsc::channel().0));
-        if let Some(writer) = self.writer.take() {
-            let _ = writer.join();
-        }
+        self.files.read(read).await
     }
 }
 

@@ -1,10 +1,7 @@
-//! The reverse sync store's writer thread: it takes every write request waiting, applies them
-//! in one transaction and answers each once the commit is on disk.
-
-use std::sync::mpsc;
+//! The reverse sync store's writes, which its writer thread (`GroupCommit`) commits in groups.
 
 use rusqlite::{CachedStatement, Connection, Transaction, params};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 use super::{Completion, INVALID_RECORD, IngestRecord, Rejection, RejectionFilter};
 use crate::time::now_ms;
@@ -34,12 +31,6 @@ pub(super) enum Write {
     },
 }
 
-pub(super) struct WriteRequest {
-    pub(super) write: Write,
-    /// Rows the write affected (resent or discarded records), once committed.
-    pub(super) done: oneshot::Sender<anyhow::Result<Affected>>,
-}
-
 /// Rows one write affected: for a resend, the records queued again and the ones left.
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Affected {
@@ -47,29 +38,18 @@ pub(super) struct Affected {
     pub(super) left: u64,
 }
 
-/// The writer thread: group commits until every sender is gone.
-pub(super) fn run_writer(mut conn: Connection, requests: mpsc::Receiver<WriteRequest>, enqueued: &Notify) {
-    while let Ok(first) = requests.recv() {
-        let group: Vec<WriteRequest> = std::iter::once(first).chain(requests.try_iter()).collect();
-        let (writes, answers): (Vec<Write>, Vec<_>) = group.into_iter().map(|r| (r.write, r.done)).unzip();
-        match commit_group(&mut conn, &writes, now_ms()) {
-            Ok(affected) => {
-                if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. } | Write::Resend(_))) {
-                    enqueued.notify_waiters();
-                    enqueued.notify_one();
-                }
-                for (done, affected) in answers.into_iter().zip(affected) {
-                    let _ = done.send(Ok(affected));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, requests = answers.len(), "reverse sync commit failed");
-                for done in answers {
-                    let _ = done.send(Err(anyhow::anyhow!("reverse sync commit failed: {e}")));
-                }
-            }
-        }
+/// Commits a group of writes, then wakes the worker when records were queued.
+pub(super) fn commit_and_notify(
+    conn: &mut Connection,
+    writes: &[Write],
+    enqueued: &Notify,
+) -> anyhow::Result<Vec<Affected>> {
+    let affected = commit_group(conn, writes, now_ms())?;
+    if writes.iter().any(|w| matches!(w, Write::Enqueue(_) | Write::Polled { .. } | Write::Resend(_))) {
+        enqueued.notify_waiters();
+        enqueued.notify_one();
     }
+    Ok(affected)
 }
 
 /// Commits `writes` in one transaction; what each affected, in order.
