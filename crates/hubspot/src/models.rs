@@ -244,6 +244,9 @@ pub struct TimelineEventInput {
     pub object_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// A company by its domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     pub tokens: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_data: Option<serde_json::Value>,
@@ -278,7 +281,12 @@ pub struct AppEventInput {
     pub object_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
+    /// A company by its domain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
     pub properties: BTreeMap<String, serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extra_data: Option<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<String>,
 }
@@ -295,6 +303,39 @@ pub struct AppEventResult {
     pub properties: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub timestamp: Option<String>,
+}
+
+/// One custom (behavioral) event occurrence for `/events/v3/send` and its batch form. HubSpot
+/// keeps every occurrence it is sent: `uuid` names one but does not deduplicate it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomEventInput {
+    /// The event definition's fully qualified name (`pe{portalId}_{name}`).
+    pub event_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub object_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// ISO 8601; HubSpot uses the time of the call when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub occurred_at: Option<String>,
+    pub properties: BTreeMap<String, serde_json::Value>,
+}
+
+/// A custom event occurrence as `GET /events/v3/events` lists it; `id` is the `uuid` it was
+/// sent with.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CustomEventOccurrence {
+    pub id: String,
+    #[serde(default)]
+    pub event_type: Option<String>,
+    #[serde(default)]
+    pub object_id: Option<String>,
+    #[serde(default)]
+    pub occurred_at: Option<String>,
 }
 
 /// Response of the batch endpoints.

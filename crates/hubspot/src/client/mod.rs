@@ -167,6 +167,15 @@ impl HubSpotClient {
         self
     }
 
+    /// This client making each call once on a 5xx or a transport error, for calls whose repetition
+    /// is not safe (custom events, which HubSpot does not deduplicate); a 429 is still waited out
+    /// and retried, as HubSpot took nothing.
+    pub fn single_attempt(&self) -> Self {
+        let mut client = self.clone();
+        client.retry.max_attempts = 1;
+        client
+    }
+
     /// Tells `observer` of every call: its operation and outcome, request times, batch sizes.
     pub fn with_observer(mut self, observer: Arc<dyn CallObserver>) -> Self {
         self.observer = Some(observer);

@@ -1,5 +1,5 @@
-//! Timeline events and app events, created in batches; legacy event templates, managed with
-//! the developer API key.
+//! Timeline events and app events, created in batches; custom events, sent and read back;
+//! legacy event templates, managed with the developer API key.
 
 use reqwest::Method;
 use serde::Serialize;
@@ -10,7 +10,8 @@ use super::batch::BATCH_LIMIT;
 use crate::auth::Secret;
 use crate::error::Result;
 use crate::models::{
-    AppEventInput, AppEventResult, BatchResponse, EventTemplate, TimelineEventInput, TimelineEventResult,
+    AppEventInput, AppEventResult, BatchResponse, CustomEventInput, CustomEventOccurrence, EventTemplate, Paging,
+    TimelineEventInput, TimelineEventResult,
 };
 
 impl HubSpotClient {
@@ -30,6 +31,53 @@ impl HubSpotClient {
         let version = if &*self.api_version == "v3" { "v4" } else { &*self.api_version };
         let path = format!("/integrators/timeline/{version}/events/batch/create");
         self.create_in_batches("send_app_events", path, events).await
+    }
+
+    /// `POST /events/v3/send/batch`: custom event occurrences, all stored (204) or none (400
+    /// naming each bad input by index in its `errors`). HubSpot does not deduplicate them, so a
+    /// caller that cannot tell whether a call went through looks first
+    /// ([`Self::list_custom_events`]); give this client a retry policy of one attempt for it.
+    pub async fn send_custom_events(&self, events: &[CustomEventInput]) -> Result<()> {
+        let body = serde_json::json!({ "inputs": events });
+        let _: Option<serde_json::Value> =
+            self.send("send_custom_events", Method::POST, "/events/v3/send/batch".into(), &[], Some(&body)).await?;
+        Ok(())
+    }
+
+    /// `GET /events/v3/events?objectType=&objectId=&eventType=`: every occurrence of
+    /// `event_type` on one record, all pages.
+    pub async fn list_custom_events(
+        &self,
+        object_type: &str,
+        object_id: &str,
+        event_type: &str,
+    ) -> Result<Vec<CustomEventOccurrence>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            results: Vec<CustomEventOccurrence>,
+            #[serde(default)]
+            paging: Option<Paging>,
+        }
+        let mut found = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("objectType", object_type.to_string()),
+                ("objectId", object_id.to_string()),
+                ("eventType", event_type.to_string()),
+                ("limit", "100".to_string()),
+            ];
+            if let Some(after) = &after {
+                query.push(("after", after.clone()));
+            }
+            let page: Page =
+                self.send::<(), _>("list_custom_events", Method::GET, "/events/v3/events".into(), &query, None).await?;
+            found.extend(page.results);
+            match page.paging.and_then(|p| p.next) {
+                Some(next) => after = Some(next.after),
+                None => return Ok(found),
+            }
+        }
     }
 
     /// `GET /integrators/timeline/v3/{appId}/event-templates`: every event template of the app.
