@@ -10,3 +10,7 @@ pub const PUBLIC_PATH_PREFIXES: [&str; 2] = ["/webhooks", "/ingest"];
 
 /// Path external systems POST records for HubSpot to: `/ingest/{namespace}/{mapping}`.
 pub const INGEST_PATH: &str = "/ingest/{namespace}/{mapping}";
+
+/// Path external systems POST occurrences of a timeline event type to:
+/// `/timeline/{namespace}/{name}`.
+pub const TIMELINE_PATH: &str = "/timeline/{namespace}/{name}";

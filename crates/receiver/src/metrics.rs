@@ -14,7 +14,7 @@ use prometheus_client::registry::Registry;
 
 use hubspot::CallObserver;
 use hubspot::metrics::CallMetrics;
-use model::report::{MappingReport, ReportedError};
+use model::report::{MappingReport, ReportedError, TimelineReport};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -91,6 +91,17 @@ pub struct Metrics {
     /// Failed or timed-out polls of a source of records for HubSpot (retried at the next
     /// interval).
     pub reverse_source_failures: Family<SourceLabels, Counter>,
+    /// Timeline API requests by outcome: accepted, invalid, unauthorized, disabled,
+    /// unknown_type, malformed, too_large, timeout, unavailable.
+    pub timeline_requests: Family<OutcomeLabels, Counter>,
+    /// Timeline occurrences by outcome: accepted, already_known, invalid (at the API);
+    /// delivered, rejected (by HubSpot).
+    pub timeline_occurrences: Family<OutcomeLabels, Counter>,
+    /// HubSpot calls the timeline worker made, by purpose: send, check (looking up whether an
+    /// occurrence of an unknown outcome arrived).
+    pub timeline_calls: Family<OutcomeLabels, Counter>,
+    /// What each timeline event type did since the process started, for the sync report.
+    pub timeline_activity: std::sync::Arc<TimelineActivity>,
     /// Requests whose headers or body a listener stopped waiting for.
     pub http_read_timeouts: Family<ReadTimeoutLabels, Counter>,
     /// Connections a listener closed at once because it held `http.maxConnections` already.
@@ -124,6 +135,10 @@ impl Default for Metrics {
             reverse_pending: Gauge::default(),
             reverse_rejected: Gauge::default(),
             reverse_source_failures: Family::default(),
+            timeline_requests: Family::default(),
+            timeline_occurrences: Family::default(),
+            timeline_calls: Family::default(),
+            timeline_activity: Default::default(),
             http_read_timeouts: Family::default(),
             http_connections_refused: Family::default(),
             http_connections_open: Family::default(),
@@ -163,6 +178,13 @@ impl Default for Metrics {
             "reverse_source_failures",
             "Failed polls of a source of records for HubSpot",
             m.reverse_source_failures.clone(),
+        );
+        registry.register("timeline_requests", "Timeline API requests by outcome", m.timeline_requests.clone());
+        registry.register("timeline_occurrences", "Timeline occurrences by outcome", m.timeline_occurrences.clone());
+        registry.register(
+            "timeline_calls",
+            "HubSpot calls of the timeline worker, by purpose",
+            m.timeline_calls.clone(),
         );
         registry.register(
             "http_read_timeouts",
@@ -261,6 +283,44 @@ impl MappingActivity {
     /// Each mapping's report so far.
     pub fn snapshot(&self) -> HashMap<String, MappingReport> {
         self.mappings.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+}
+
+/// What each timeline event type did since the process started, kept by the timeline API and
+/// worker as they go; the store adds what it holds.
+#[derive(Default)]
+pub struct TimelineActivity {
+    types: Mutex<HashMap<String, TimelineReport>>,
+}
+
+impl TimelineActivity {
+    pub fn accepted(&self, event_type: &str, occurrences: u64) {
+        self.update(event_type, |report| report.accepted += occurrences);
+    }
+
+    /// A batch of `event_type` was settled: `delivered` are in HubSpot.
+    pub fn succeeded(&self, event_type: &str, delivered: u64, at_ms: i64) {
+        self.update(event_type, |report| {
+            report.delivered += delivered;
+            report.last_success_ms = Some(at_ms);
+        });
+    }
+
+    /// A batch of `event_type` stays queued because of `message`.
+    pub fn failed(&self, event_type: &str, message: &str, correlation_id: Option<String>, at_ms: i64) {
+        self.update(event_type, |report| {
+            report.last_error = Some(ReportedError { message: message.into(), at_ms, correlation_id })
+        });
+    }
+
+    fn update(&self, event_type: &str, change: impl FnOnce(&mut TimelineReport)) {
+        let mut types = self.types.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        change(types.entry(event_type.to_string()).or_default());
+    }
+
+    /// Each event type's report so far.
+    pub fn snapshot(&self) -> HashMap<String, TimelineReport> {
+        self.types.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
     }
 }
 

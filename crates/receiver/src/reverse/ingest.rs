@@ -187,18 +187,18 @@ fn count_records(state: &IngestRoutes, outcome: &str, n: usize) {
     state.metrics.ingest_records.get_or_create(&OutcomeLabels { outcome: outcome.into() }).inc_by(n as u64);
 }
 
-fn error(status: StatusCode, message: String) -> Response {
+pub(crate) fn error(status: StatusCode, message: String) -> Response {
     (status, Json(json!({ "error": message }))).into_response()
 }
 
-fn disabled() -> Response {
+pub(crate) fn disabled() -> Response {
     error(
         StatusCode::NOT_FOUND,
         "the ingest API is not enabled on this receiver (set spec.receiver.ingest.tokenSecretRef)".into(),
     )
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     let mut response = error(StatusCode::UNAUTHORIZED, "missing or invalid bearer token".into());
     response.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
     response
@@ -281,7 +281,7 @@ async fn receive(
 
 /// The records of a request body, a non-empty JSON array; or the outcome to count, and the
 /// status and message to answer.
-fn read_records(
+pub(crate) fn read_records(
     body: Result<Bytes, BytesRejection>,
     max_body_bytes: usize,
 ) -> Result<Vec<Value>, (&'static str, StatusCode, String)> {

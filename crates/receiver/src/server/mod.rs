@@ -25,7 +25,8 @@ use tokio_util::sync::CancellationToken;
 use crate::eventlog::EventLog;
 use crate::metrics::Metrics;
 use crate::reverse::{IngestState, PostgresPoller, ReverseStore, ReverseWorker};
-use crate::sync::report::SyncReporter;
+use crate::sync::report::{SyncReporter, TimelineReporter};
+use crate::timeline::{TimelineApi, TimelineStore, TimelineWorker};
 use hubspot::{HubSpotClient, SignatureVerifier};
 use model::config::ReceiverConfig;
 use model::contract::WEBHOOK_PATH;
@@ -52,6 +53,10 @@ pub struct ServerState {
     ingest: Option<IngestState>,
     /// `GET /sync/status`; `None` without a sync worker.
     sync_reporter: Option<SyncReporter>,
+    /// The timeline API; `None` when the ingest API is off.
+    timeline: Option<TimelineApi>,
+    /// The timeline event types' part of `GET /sync/status`; `None` without a timeline store.
+    timeline_reporter: Option<TimelineReporter>,
 }
 
 impl ServerState {
@@ -66,6 +71,8 @@ impl ServerState {
             ingest: None,
             reverse_store: None,
             sync_reporter: None,
+            timeline: None,
+            timeline_reporter: None,
         }
     }
 
@@ -84,17 +91,35 @@ impl ServerState {
         self.reverse_store = Some(store);
         self
     }
+
+    /// Turns the timeline API on for `config`'s timeline event types, storing in `store`, with
+    /// the ingest API's token (without an ingest section in `config` the API stays off), and
+    /// reports the types on `GET /sync/status`.
+    pub fn with_timeline(mut self, config: &ReceiverConfig, store: Arc<TimelineStore>) -> Self {
+        if let Some(ingest) = &config.ingest {
+            self.timeline = Some(TimelineApi::new(ingest, &config.timeline_event_types, store.clone()));
+        }
+        self.timeline_reporter = Some(TimelineReporter {
+            store,
+            activity: self.metrics.timeline_activity.clone(),
+            types: config.timeline_event_types.iter().map(|t| t.qualified_name()).collect(),
+        });
+        self
+    }
 }
 
 /// The public routes (`config.listen`): `POST /webhooks/hubspot`,
-/// `POST /ingest/{namespace}/{mapping}`, `GET /ingest/rejected`, `GET /healthz`, `GET /readyz`.
+/// `POST /ingest/{namespace}/{mapping}`, `GET /ingest/rejected`, `POST /timeline/{namespace}/{name}`,
+/// `GET /healthz`, `GET /readyz`.
 pub fn router(state: ServerState) -> Router {
     let max_body_bytes = state.max_body_bytes;
     let ingest = crate::reverse::ingest::router(state.ingest.clone(), state.metrics.clone());
+    let timeline = crate::timeline::api::router(state.timeline.clone(), state.metrics.clone());
     with_probes(Router::new())
         .route(WEBHOOK_PATH, post(webhook::receive).layer(DefaultBodyLimit::max(max_body_bytes)))
         .with_state(state)
         .merge(ingest)
+        .merge(timeline)
 }
 
 /// The status routes (`config.status_listen`): `GET /metrics`, `GET /sync/status`,
@@ -144,7 +169,14 @@ async fn sync_status(State(state): State<ServerState>) -> axum::response::Respon
     let Some(reporter) = &state.sync_reporter else {
         return (StatusCode::NOT_FOUND, "this receiver runs no sync worker").into_response();
     };
-    match reporter.report().await {
+    let report = async {
+        let mut report = reporter.report().await?;
+        if let Some(timeline) = &state.timeline_reporter {
+            report.timeline_event_types = timeline.report().await?;
+        }
+        anyhow::Ok(report)
+    };
+    match report.await {
         Ok(report) => axum::Json(report).into_response(),
         Err(e) => {
             tracing::warn!(error = %format!("{e:#}"), "sync report unavailable");
@@ -182,6 +214,10 @@ pub async fn run(
     let backfill =
         crate::sync::backfill::Backfill::new(&config.mappings, client.clone(), log.clone(), cursors, metrics.clone());
     let stop = CancellationToken::new();
+    let timeline = start_timeline(&config, client.clone(), &metrics, &stop)?;
+    if let Some(timeline) = &timeline {
+        state = state.with_timeline(&config, timeline.store.clone());
+    }
     let reverse = start_reverse_sync(&config, client, &metrics, &stop)?;
     let reverse_store = reverse.as_ref().map(|reverse| reverse.store.clone());
     if let Some(store) = &reverse_store {
@@ -220,6 +256,9 @@ pub async fn run(
     for task in reverse.into_iter().flat_map(|reverse| reverse.tasks) {
         task.await?;
     }
+    if let Some(timeline) = timeline {
+        timeline.worker.await?;
+    }
     admin.await??;
     status.await??;
     log.close().await;
@@ -257,6 +296,29 @@ fn start_reverse_sync(
     let writer = ReverseWorker::new(store.clone(), &config.mappings, client, metrics.clone());
     tasks.push(tokio::spawn(writer.run(stop.clone().cancelled_owned())));
     Ok(Some(ReverseSync { store, tasks }))
+}
+
+/// A receiver's timeline events: their store and the worker sending them.
+struct Timeline {
+    store: Arc<TimelineStore>,
+    worker: JoinHandle<()>,
+}
+
+/// Opens the timeline store and starts the timeline worker, until `stop`, when the receiver
+/// has timeline event types (or occurrences still stored from when it had).
+fn start_timeline(
+    config: &ReceiverConfig,
+    client: HubSpotClient,
+    metrics: &Arc<Metrics>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Option<Timeline>> {
+    if config.timeline_event_types.is_empty() && !config.timeline_store_path().exists() {
+        return Ok(None);
+    }
+    let store = Arc::new(TimelineStore::open(&config.timeline_store_path())?);
+    let worker = TimelineWorker::new(store.clone(), &config.timeline_event_types, client, metrics.clone());
+    let worker = tokio::spawn(worker.run(stop.clone().cancelled_owned()));
+    Ok(Some(Timeline { store, worker }))
 }
 
 #[cfg(test)]

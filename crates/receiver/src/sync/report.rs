@@ -3,17 +3,20 @@
 //!
 //! Counts of what is stored (dead letters, rejected records, records queued for HubSpot) are read
 //! from the stores, so they survive restarts; deliveries, writes and errors are what this process
-//! saw since it started ([`MappingActivity`], kept with the metrics).
+//! saw since it started ([`MappingActivity`], kept with the metrics). The timeline event types'
+//! part ([`TimelineReporter`]) is built the same way from the timeline store and
+//! [`TimelineActivity`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use model::report::{MappingReport, SyncReport};
+use model::report::{MappingReport, SyncReport, TimelineReport};
 
 use crate::eventlog::EventLog;
-use crate::metrics::MappingActivity;
+use crate::metrics::{MappingActivity, TimelineActivity};
 use crate::reverse::ReverseStore;
 use crate::sync::DeadLetterStore;
+use crate::timeline::TimelineStore;
 
 /// Builds a receiver's [`SyncReport`] from its stores and its workers' activity.
 #[derive(Clone)]
@@ -50,6 +53,30 @@ impl SyncReporter {
             mappings,
             timeline_event_types: BTreeMap::new(),
         })
+    }
+}
+
+/// Builds the timeline event types' part of a receiver's [`SyncReport`].
+#[derive(Clone)]
+pub struct TimelineReporter {
+    pub store: Arc<TimelineStore>,
+    pub activity: Arc<TimelineActivity>,
+    /// `namespace/name` of the event types the receiver takes: each is reported, even before
+    /// it took an occurrence.
+    pub types: Vec<String>,
+}
+
+impl TimelineReporter {
+    pub async fn report(&self) -> anyhow::Result<BTreeMap<String, TimelineReport>> {
+        let mut types: BTreeMap<String, TimelineReport> =
+            self.types.iter().map(|name| (name.clone(), TimelineReport::default())).collect();
+        types.extend(self.activity.snapshot());
+        for (name, held) in self.store.held().await? {
+            let report = types.entry(name).or_default();
+            report.pending = held.pending;
+            report.rejected = held.rejected;
+        }
+        Ok(types)
     }
 }
 
