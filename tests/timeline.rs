@@ -271,8 +271,22 @@ async fn an_outage_is_retried_and_a_refusal_is_kept_listed_resent_and_discarded(
     assert!(rejected.iter().all(|r| !r.refusal.message.is_empty()), "{rejected:?}");
     assert!(rejected[1].refusal.correlation_id.len() > 8, "HubSpot's correlation id is kept: {rejected:?}");
 
-    let app_only = OccurrenceFilter { ids: vec![], event_type: Some(app.qualified_name()) };
-    assert_eq!(store.resend(app_only).await.unwrap(), 1);
+    // Listed, resent and discarded through the admin API.
+    let admin = serve_admin(dir.path(), &emulator, store.clone()).await;
+    let http = reqwest::Client::new();
+    let listed: Value = http
+        .get(format!("{admin}/admin/rejected/timeline?eventType={}", app.qualified_name()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["total"], 1, "{listed:#}");
+    assert_eq!(listed["rejected"][0]["occurrence"]["id"], "a-2");
+    let resend = json!({"eventType": app.qualified_name()});
+    let answer = http.post(format!("{admin}/admin/rejected/timeline/resend")).json(&resend).send().await.unwrap();
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({"resent": 1}));
     // App events are down now.
     emulator.set_faults(json!({"status": 502, "pathPrefix": "/integrators/timeline"})).await;
     assert!(worker.run_once().await.is_err());
@@ -280,9 +294,28 @@ async fn an_outage_is_retried_and_a_refusal_is_kept_listed_resent_and_discarded(
     emulator.clear_faults().await;
     assert_eq!(worker.run_once().await.unwrap(), 1, "refused again");
     assert_eq!(store.rejected(&everything, 10).await.unwrap().1, 2);
-    assert_eq!(store.discard(everything.clone()).await.unwrap(), 2);
+    let nothing_named = http.post(format!("{admin}/admin/rejected/timeline/discard")).json(&json!({})).send().await;
+    assert_eq!(nothing_named.unwrap().status(), 400, "discarding everything takes \"all\"");
+    let all = json!({"all": true});
+    let answer = http.post(format!("{admin}/admin/rejected/timeline/discard")).json(&all).send().await.unwrap();
+    assert_eq!(answer.json::<Value>().await.unwrap(), json!({"discarded": 2}));
     assert_eq!(store.rejected(&everything, 10).await.unwrap().1, 0);
     assert_eq!(timeline(&emulator, &contact).await.len(), 2);
+}
+
+/// The admin API over `store`, on an ephemeral port; its base URL.
+async fn serve_admin(dir: &std::path::Path, emulator: &TestEmulator, store: Arc<TimelineStore>) -> String {
+    let config = config_for(dir, emulator, vec![]);
+    let log: Arc<dyn receiver::eventlog::EventLog> =
+        Arc::new(receiver::eventlog::EmbeddedEventLog::open(&config.event_log_path()).unwrap());
+    let sync = receiver::sync::Worker::new(&config, log, emulator.client(TOKEN), Default::default()).unwrap();
+    let router = receiver::server::admin::router_with_timeline(sync, None, Some(store), None);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let settings =
+        receiver::ListenerSettings { name: "admin", limits: Default::default(), metrics: Arc::new(Metrics::default()) };
+    tokio::spawn(receiver::serve(listener, router, settings, std::future::pending()));
+    base
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! The receiver's admin API: inspect, redrive and discard dead letters, replay deliveries, and
-//! list, resend or discard the records bound for HubSpot that HubSpot refused.
+//! list, resend or discard the records and timeline occurrences bound for HubSpot that HubSpot
+//! refused (`/admin/rejected*` and `/admin/rejected/timeline*`).
 //! It listens apart from the webhook ingress (loopback by default, see `AdminConfig`) and, when
 //! a token is configured, requires `Authorization: Bearer <token>` on every request.
 //! `hubspot-operator dead-letters` and `hubspot-operator rejected` are its command-line clients.
@@ -18,6 +19,7 @@ use serde_json::json;
 
 use crate::reverse::{RejectionFilter, ReverseStore};
 use crate::sync::{DeadLetter, DeadLetterFilter, OperationError, Worker};
+use crate::timeline::{OccurrenceFilter, TimelineStore};
 
 /// Dead letters listed when the request names no limit.
 pub const DEFAULT_LIST_LIMIT: usize = 100;
@@ -27,12 +29,24 @@ struct AdminState {
     worker: Worker,
     /// `None` when the receiver writes nothing to HubSpot.
     reverse: Option<Arc<ReverseStore>>,
+    /// `None` when the receiver has no timeline event types.
+    timeline: Option<Arc<TimelineStore>>,
     token: Option<String>,
 }
 
 /// The admin routes, on a listener of their own.
 pub fn router(worker: Worker, reverse: Option<Arc<ReverseStore>>, token: Option<String>) -> Router {
-    let state = AdminState { worker, reverse, token };
+    router_with_timeline(worker, reverse, None, token)
+}
+
+/// [`router`], with the refused occurrences of `timeline`.
+pub fn router_with_timeline(
+    worker: Worker,
+    reverse: Option<Arc<ReverseStore>>,
+    timeline: Option<Arc<TimelineStore>>,
+    token: Option<String>,
+) -> Router {
+    let state = AdminState { worker, reverse, timeline, token };
     Router::new()
         .route("/admin/dead-letters", get(list))
         .route("/admin/dead-letters/{id}", get(show).delete(discard_one))
@@ -43,6 +57,9 @@ pub fn router(worker: Worker, reverse: Option<Arc<ReverseStore>>, token: Option<
         .route("/admin/rejected/{id}", axum::routing::delete(discard_one_rejected))
         .route("/admin/rejected/resend", post(resend_rejected))
         .route("/admin/rejected/discard", post(discard_rejected))
+        .route("/admin/rejected/timeline", get(list_rejected_occurrences))
+        .route("/admin/rejected/timeline/resend", post(resend_rejected_occurrences))
+        .route("/admin/rejected/timeline/discard", post(discard_rejected_occurrences))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state)
 }
@@ -224,6 +241,81 @@ fn rejection_selection(body: Result<Json<Selection>, JsonRejection>) -> Result<R
         return Err("rejected records are bound for HubSpot: \"sink\" does not apply".into());
     }
     Ok(RejectionFilter { ids: filter.ids, mapping: filter.mapping })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RejectedOccurrencesQuery {
+    event_type: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Which refused occurrences a resend or discard is about: ids, an event type, or `all`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct OccurrenceSelection {
+    #[serde(default)]
+    ids: Vec<i64>,
+    event_type: Option<String>,
+    #[serde(default)]
+    all: bool,
+}
+
+fn occurrence_selection(body: Result<Json<OccurrenceSelection>, JsonRejection>) -> Result<OccurrenceFilter, String> {
+    let selection = body.map_err(|rejection| rejection.body_text())?.0;
+    let filter = OccurrenceFilter { ids: selection.ids, event_type: selection.event_type };
+    match (filter.ids.is_empty() && filter.event_type.is_none(), selection.all) {
+        (false, false) | (true, true) => Ok(filter),
+        (true, false) => Err("name ids, an eventType, or \"all\": true".into()),
+        (false, true) => Err("\"all\" cannot be combined with ids or an eventType".into()),
+    }
+}
+
+/// The answer of a receiver without a timeline store.
+fn no_timeline() -> Response {
+    error(StatusCode::NOT_FOUND, "this receiver has no timeline event types, so no occurrence was rejected")
+}
+
+async fn list_rejected_occurrences(
+    State(state): State<AdminState>,
+    Query(query): Query<RejectedOccurrencesQuery>,
+) -> Response {
+    let Some(store) = &state.timeline else { return no_timeline() };
+    let filter = OccurrenceFilter { ids: vec![], event_type: query.event_type };
+    match store.rejected(&filter, query.limit.unwrap_or(DEFAULT_LIST_LIMIT)).await {
+        Ok((rejected, total)) => Json(json!({ "rejected": rejected, "total": total })).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+async fn resend_rejected_occurrences(
+    State(state): State<AdminState>,
+    body: Result<Json<OccurrenceSelection>, JsonRejection>,
+) -> Response {
+    let Some(store) = &state.timeline else { return no_timeline() };
+    let filter = match occurrence_selection(body) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match store.resend(filter).await {
+        Ok(resent) => Json(json!({ "resent": resent })).into_response(),
+        Err(e) => failed(e.into()),
+    }
+}
+
+async fn discard_rejected_occurrences(
+    State(state): State<AdminState>,
+    body: Result<Json<OccurrenceSelection>, JsonRejection>,
+) -> Response {
+    let Some(store) = &state.timeline else { return no_timeline() };
+    let filter = match occurrence_selection(body) {
+        Ok(filter) => filter,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
+    };
+    match store.discard(filter).await {
+        Ok(discarded) => Json(json!({ "discarded": discarded })).into_response(),
+        Err(e) => failed(e.into()),
+    }
 }
 
 fn selection(body: Result<Json<Selection>, JsonRejection>) -> Result<DeadLetterFilter, String> {

@@ -233,7 +233,12 @@ pub async fn run(
     });
     let admin = tokio::spawn(serve(
         admin_listener,
-        admin::router(worker.clone(), reverse_store, config.admin.token.clone()),
+        admin::router_with_timeline(
+            worker.clone(),
+            reverse_store,
+            timeline.as_ref().map(|timeline| timeline.store.clone()),
+            config.admin.token.clone(),
+        ),
         settings("admin"),
         stop.clone().cancelled_owned(),
     ));
