@@ -363,3 +363,94 @@ async fn a_custom_event_of_unknown_outcome_is_not_doubled() {
     let sends = emulator.requests_to("/events/v3/send/batch").await.len();
     assert_eq!(sends, 4, "dropped, then sent; sent by the test; lost, sent once");
 }
+
+/// Custom events (which HubSpot does not deduplicate) while the receiver binary is killed with
+/// SIGKILL again and again, with senders retrying each batch until it is acknowledged: every
+/// acknowledged occurrence ends on its contact's timeline exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_sigkills_under_load_lose_and_double_no_occurrence() {
+    use common::{ReceiverProcess, free_port, wait_ready};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let emulator = emulator().await;
+    let mut contacts = Vec::new();
+    for i in 0..5 {
+        contacts.push(emulator.create_contact(json!({"email": format!("s{i}@example.com")})).await);
+    }
+    let custom = declare(&emulator, "kill_used", Carrier::CustomEvents).await;
+    let data_dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let mut config = config_for(data_dir.path(), &emulator, vec![custom.clone()]);
+    config.listen = ([127, 0, 0, 1], port).into();
+    let config_path = data_dir.path().join("config.yaml");
+    std::fs::write(&config_path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    let mut receiver = ReceiverProcess::spawn(&config_path);
+    wait_ready(&base_url).await;
+
+    // Each sender posts batches of 10 and retries a batch until it is answered 202.
+    let acknowledged = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let senders: Vec<_> = (0..4)
+        .map(|sender| {
+            let (acknowledged, stop, contacts) = (acknowledged.clone(), stop.clone(), contacts.clone());
+            let url = format!("{base_url}/timeline/crm/kill_used");
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut batch = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let occurrences: Vec<Value> = (0..10)
+                        .map(|k| occurrence(&format!("s{sender}-{batch}-{k}"), &contacts[k % contacts.len()]))
+                        .collect();
+                    loop {
+                        let sent = http.post(&url).bearer_auth(INGEST_TOKEN).json(&occurrences).send().await;
+                        if sent.is_ok_and(|r| r.status() == 202) {
+                            acknowledged.lock().unwrap().extend(occurrences.iter().cloned());
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    batch += 1;
+                }
+            })
+        })
+        .collect();
+    let acknowledged_count = || acknowledged.lock().unwrap().len();
+    for _ in 0..5 {
+        let before = acknowledged_count();
+        eventually("more occurrences acknowledged", || async { acknowledged_count() >= before + 40 }).await;
+        receiver.kill();
+        receiver = ReceiverProcess::spawn(&config_path);
+    }
+    let before = acknowledged_count();
+    eventually("more occurrences acknowledged", || async { acknowledged_count() >= before + 40 }).await;
+    stop.store(true, Ordering::Relaxed);
+    for sender in senders {
+        sender.await.unwrap();
+    }
+
+    let acknowledged = acknowledged.lock().unwrap().clone();
+    let expected: Vec<String> = validate(&custom, &acknowledged)
+        .unwrap()
+        .iter()
+        .map(occurrence_uuid)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(expected.len(), acknowledged.len(), "every acknowledged occurrence has its own id");
+    let client = emulator.client(TOKEN);
+    let on_timelines = || async {
+        let mut uuids = Vec::new();
+        for contact in &contacts {
+            let found = client.list_custom_events("contacts", contact, &custom.hubspot_name).await.unwrap();
+            uuids.extend(found.into_iter().map(|o| o.id));
+        }
+        uuids.sort();
+        uuids
+    };
+    eventually("every acknowledged occurrence in HubSpot", || async { on_timelines().await.len() >= expected.len() })
+        .await;
+    assert_eq!(on_timelines().await, expected, "each acknowledged occurrence once, nothing else");
+    drop(receiver);
+}
