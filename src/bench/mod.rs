@@ -10,6 +10,8 @@
 //! - `lag`: time from a change in HubSpot to its delivery at the destination (`sync.rs`).
 //! - `soak`: many tasks on one client under injected 429 storms, 5xx and latency; the budget
 //!   is never overrun and no acknowledged write is lost (`soak.rs`).
+//! - `timeline`: occurrences through the timeline API to HubSpot as custom events: acknowledged
+//!   and delivered per second at the tier's budget, HubSpot calls per 100 (`timeline.rs`).
 //! - `controller`: the integration, property and mapping controllers reconciling many objects
 //!   against the emulator, with a Kubernetes API stand-in (`controller.rs`, the `test-support`
 //!   crate).
@@ -25,6 +27,7 @@ pub mod ingest;
 mod slow_clients;
 pub mod soak;
 pub mod sync;
+pub mod timeline;
 
 pub use ingest::{BenchLog, IngestArgs, IngestFigures};
 
@@ -46,6 +49,8 @@ pub enum BenchMode {
     ApiEfficiency(sync::EfficiencyArgs),
     /// Time from a change in HubSpot to its delivery at the destination.
     Lag(sync::LagArgs),
+    /// Timeline occurrences through the timeline API to HubSpot: throughput and calls per 100.
+    Timeline(timeline::TimelineArgs),
     /// Many tasks calling one HubSpot client against the emulator with injected faults.
     Soak(soak::SoakArgs),
     /// The integration, property and mapping controllers reconciling many objects against the
@@ -79,6 +84,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             Ok(())
         }
         Some(BenchMode::Controller(controller)) => controller::run(controller).await,
+        Some(BenchMode::Timeline(timeline)) => timeline::run(timeline).await,
         Some(BenchMode::KubeApiStandIn(stand_in)) => controller::serve_stand_in(stand_in).await,
         Some(BenchMode::IngestReceiver(receiver)) => ingest::serve_receiver(receiver).await,
     }
