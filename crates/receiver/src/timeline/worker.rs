@@ -249,7 +249,7 @@ impl TimelineWorker {
         let mut settled = Settled::default();
         // Ranges still to send, the next one last; a whole call refused for its inputs is
         // split until each refused input stands alone.
-        let mut todo: Vec<Range<usize>> = vec![0..batch.len()];
+        let mut todo: Vec<Range<usize>> = std::iter::once(0..batch.len()).collect();
         while let Some(range) = todo.pop() {
             let part = &batch[range.clone()];
             self.count_call("send");
@@ -323,10 +323,10 @@ impl TimelineWorker {
             return (settled, None);
         }
         let unattempted: Vec<i64> = to_send.iter().filter(|q| !q.attempted).map(|q| q.seq).collect();
-        if !unattempted.is_empty() {
-            if let Err(e) = self.store.attempt(unattempted).await {
-                return (settled, Some(hubspot::Error::Transport(format!("recording the attempt: {e:#}"))));
-            }
+        if !unattempted.is_empty()
+            && let Err(e) = self.store.attempt(unattempted).await
+        {
+            return (settled, Some(hubspot::Error::Transport(format!("recording the attempt: {e:#}"))));
         }
         let inputs: Vec<CustomEventInput> = to_send.iter().map(|q| custom_event(event_type, &q.occurrence)).collect();
         let once = self.client.single_attempt();
