@@ -1,5 +1,7 @@
-//! Exponential backoff with jitter for the workers' retries.
+//! Exponential backoff with jitter for the workers' retries, and the loop of the workers that
+//! drain a store queue step by step.
 
+use std::future::Future;
 use std::time::Duration;
 
 use rand::Rng;
@@ -36,6 +38,47 @@ impl Backoff {
     /// After a success the next failure starts from `initial` again.
     pub fn reset(&mut self) {
         self.failures = 0;
+    }
+}
+
+/// Runs a queue worker's steps until `shutdown`: the next step at once after one that settled
+/// something, after `idle` or a wake-up (`woken`) after one that found nothing, and after a
+/// backoff (at least what `retry_after` asks) after one that failed, its work left queued.
+pub async fn run_steps<E: std::fmt::Display, Step: Future<Output = Result<usize, E>>, Woken: Future<Output = ()>>(
+    worker: &'static str,
+    shutdown: impl Future<Output = ()>,
+    idle: Duration,
+    mut step: impl FnMut() -> Step,
+    retry_after: impl Fn(&E) -> Option<Duration>,
+    woken: impl Fn() -> Woken,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut backoff = Backoff::default();
+    loop {
+        let outcome = tokio::select! {
+            _ = &mut shutdown => return,
+            outcome = step() => outcome,
+        };
+        let wait = match outcome {
+            Ok(0) => {
+                backoff.reset();
+                idle
+            }
+            Ok(_) => {
+                backoff.reset();
+                continue;
+            }
+            Err(error) => {
+                let wait = backoff.next_delay(retry_after(&error));
+                tracing::warn!(worker, error = %error, retry_in_ms = wait.as_millis() as u64, "step incomplete; its work stays queued");
+                wait
+            }
+        };
+        tokio::select! {
+            _ = &mut shutdown => return,
+            _ = tokio::time::sleep(wait) => {}
+            _ = woken() => {}
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::conflict::{FieldChange, Resolution, resolve};
 use super::store::{Completion, QueuedRecord, Rejection, ReverseStore, WrittenValue};
-use crate::backoff::Backoff;
+use crate::backoff::run_steps;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::time::{now_ms, timestamp_ms};
 use hubspot::{self, HubSpotClient, UpsertInput, UpsertResult};
@@ -79,34 +79,8 @@ impl ReverseWorker {
     /// Drains the queue until `shutdown` resolves; failed steps are retried with backoff while
     /// their records stay queued.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut backoff = Backoff::default();
-        loop {
-            let outcome = tokio::select! {
-                _ = &mut shutdown => return,
-                outcome = self.step() => outcome,
-            };
-            let wait = match outcome {
-                Ok(0) => {
-                    backoff.reset();
-                    IDLE_TICK
-                }
-                Ok(_) => {
-                    backoff.reset();
-                    continue;
-                }
-                Err(error) => {
-                    let wait = backoff.next_delay(error.retry_after());
-                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "reverse sync step incomplete; records stay queued");
-                    wait
-                }
-            };
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.store.notified() => {}
-            }
-        }
+        run_steps("reverse sync", shutdown, IDLE_TICK, || self.step(), StepError::retry_after, || self.store.notified())
+            .await
     }
 
     /// One step: how many queued records it settled, or why some stay queued.

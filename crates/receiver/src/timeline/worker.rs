@@ -23,7 +23,7 @@ use tracing::Instrument as _;
 
 use super::store::{QueuedOccurrence, Refusal, Settled, TimelineStore};
 use super::validate::{Identity, Occurrence};
-use crate::backoff::Backoff;
+use crate::backoff::run_steps;
 use crate::metrics::{Metrics, OutcomeLabels};
 use crate::time::{format_ms, now_ms};
 use hubspot::{ApiError, AppEventInput, CustomEventInput, HubSpotClient, TimelineEventInput};
@@ -105,34 +105,8 @@ impl TimelineWorker {
     /// Sends until `shutdown` resolves; failed steps are retried with backoff while their
     /// occurrences stay queued.
     pub async fn run(self, shutdown: impl Future<Output = ()>) {
-        let mut shutdown = std::pin::pin!(shutdown);
-        let mut backoff = Backoff::default();
-        loop {
-            let outcome = tokio::select! {
-                _ = &mut shutdown => return,
-                outcome = self.step() => outcome,
-            };
-            let wait = match outcome {
-                Ok(0) => {
-                    backoff.reset();
-                    IDLE_TICK
-                }
-                Ok(_) => {
-                    backoff.reset();
-                    continue;
-                }
-                Err(error) => {
-                    let wait = backoff.next_delay(error.retry_after());
-                    tracing::warn!(error = %error, retry_in_ms = wait.as_millis() as u64, "timeline step incomplete; occurrences stay queued");
-                    wait
-                }
-            };
-            tokio::select! {
-                _ = &mut shutdown => return,
-                _ = tokio::time::sleep(wait) => {}
-                _ = self.store.notified() => {}
-            }
-        }
+        run_steps("timeline", shutdown, IDLE_TICK, || self.step(), StepError::retry_after, || self.store.notified())
+            .await
     }
 
     /// One step: how many queued occurrences it settled, or why some stay queued.
