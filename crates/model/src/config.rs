@@ -491,12 +491,16 @@ impl ReceiverConfig {
     /// Reads a YAML or JSON config file.
     pub fn load(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-        let config: Self = serde_yaml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
-        config.admin.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
-        config.hubspot.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
-        config.sync.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
-        config.http.validate().map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| anyhow::anyhow!("invalid receiver config {}: {e}", path.display()))
+    }
+
+    /// The config a YAML or JSON text describes, checked as [`load`](Self::load) checks a file.
+    pub fn parse(text: &str) -> anyhow::Result<Self> {
+        let config: Self = serde_yaml::from_str(text)?;
+        config.admin.validate()?;
+        config.hubspot.validate().map_err(anyhow::Error::msg)?;
+        config.sync.validate()?;
+        config.http.validate()?;
         Ok(config)
     }
 
