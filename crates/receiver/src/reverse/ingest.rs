@@ -372,6 +372,18 @@ mod tests {
         );
     }
 
+    /// A number is written to HubSpot as the number sent: `4.5e300` once read as a float one
+    /// step away and written as `4.5000000000000005e+300` (found by fuzz target ingest_records).
+    #[test]
+    fn a_number_is_written_as_the_number_sent() {
+        let body = r#"[{"mail": true, "phone": 4.5e300, "stage": 0.1}]"#;
+        let records: Vec<Value> = serde_json::from_str(body).unwrap();
+        let valid = validate(&mapping(), &records, 0).unwrap();
+        assert_eq!(valid[0].key, "true");
+        assert_eq!(valid[0].properties["phone"], "4.5e+300");
+        assert_eq!(valid[0].properties["lifecyclestage"], "0.1");
+    }
+
     #[test]
     fn every_bad_record_is_listed_with_its_reasons() {
         let records = [
