@@ -303,8 +303,8 @@ impl<'a> Text<'a> {
     }
 }
 
-/// A PostgreSQL array literal of `ids`, each element quoted.
-fn array_literal(ids: &[String]) -> Cow<'static, str> {
+/// A PostgreSQL array literal of `ids`, each element quoted: what a text array column gets.
+pub fn array_literal(ids: &[String]) -> Cow<'static, str> {
     let elements: Vec<String> =
         ids.iter().map(|id| format!("\"{}\"", id.replace('\\', "\\\\").replace('"', "\\\""))).collect();
     Cow::Owned(format!("{{{}}}", elements.join(",")))
