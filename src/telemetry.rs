@@ -12,6 +12,9 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
+mod capped_lines;
+pub use capped_lines::{CappedLines, MAX_LINE_BYTES};
+
 /// `service.name` of the operator's spans unless `OTEL_SERVICE_NAME` or
 /// `OTEL_RESOURCE_ATTRIBUTES` name one.
 pub const OPERATOR_SERVICE_NAME: &str = "hubspot-operator";
@@ -37,14 +40,16 @@ impl Telemetry {
 }
 
 /// Installs logging (human-readable, or JSON lines when `json` is set; `RUST_LOG` overrides
-/// the default `info` level) and, when the environment configures an OTLP endpoint, trace
+/// the default `info` level; lines of at most [`MAX_LINE_BYTES`]) and, when the environment configures an OTLP endpoint, trace
 /// export with `default_service_name` unless the environment names the service.
 pub fn init(json: bool, default_service_name: &str) -> Telemetry {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    // No log line is longer than `MAX_LINE_BYTES`, whatever a field holds.
+    let stderr = CappedLines::new(std::io::stderr, json);
     let log = if json {
-        tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer().json().with_writer(stderr).boxed()
     } else {
-        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed()
+        tracing_subscriber::fmt::layer().with_writer(stderr).boxed()
     };
     let mut layers = vec![log.with_filter(filter).boxed()];
     let (tracer_provider, problem) = match export_requested() {
