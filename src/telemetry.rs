@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 mod capped_lines;
-pub use capped_lines::{CappedLines, MAX_LINE_BYTES};
+pub use capped_lines::{CUT_MARKER, CappedLines, MAX_LINE_BYTES};
 
 /// `service.name` of the operator's spans unless `OTEL_SERVICE_NAME` or
 /// `OTEL_RESOURCE_ATTRIBUTES` name one.

@@ -13,7 +13,7 @@ use tracing_subscriber::fmt::MakeWriter;
 pub const MAX_LINE_BYTES: usize = 4096;
 
 /// What replaces the end of a cut text.
-const MARKER: &str = "…[cut]";
+pub const CUT_MARKER: &str = "…[cut]";
 
 /// Writers of capped lines to the writers `inner` makes; `json` says the lines are JSON.
 pub struct CappedLines<M> {
@@ -89,11 +89,11 @@ fn cut_text(text: &str, max: usize) -> String {
     if text.len() <= max {
         return text.to_string();
     }
-    let mut end = max.saturating_sub(MARKER.len());
+    let mut end = max.saturating_sub(CUT_MARKER.len());
     while !text.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}{MARKER}", &text[..end])
+    format!("{}{CUT_MARKER}", &text[..end])
 }
 
 /// A JSON log line of `length` bytes, its longest strings cut until it fits one line; when
@@ -106,8 +106,8 @@ fn cut_json(mut value: Value, length: usize) -> String {
         if line.len() <= max {
             return line;
         }
-        let Some(longest) = longest_string(&mut value).filter(|s| s.len() > 2 * MARKER.len()) else { break };
-        let keep = longest.len().saturating_sub(line.len() - max).max(MARKER.len());
+        let Some(longest) = longest_string(&mut value).filter(|s| s.len() > 2 * CUT_MARKER.len()) else { break };
+        let keep = longest.len().saturating_sub(line.len() - max).max(CUT_MARKER.len());
         *longest = cut_text(longest, keep);
     }
     let mut summary = serde_json::Map::new();
@@ -183,7 +183,7 @@ mod tests {
             assert_eq!(lines.len(), 2, "{json}: {text}");
             assert!(lines.iter().all(|line| line.len() < MAX_LINE_BYTES), "{json}");
             assert!(lines[0].len() > MAX_LINE_BYTES / 2, "cut, not left out");
-            assert!(lines[0].contains(MARKER), "{json}: {}", lines[0]);
+            assert!(lines[0].contains(CUT_MARKER), "{json}: {}", lines[0]);
             assert!(lines[1].ends_with("a short line") || lines[1].contains("\"a short line\""), "{}", lines[1]);
             if json {
                 for line in &lines {
