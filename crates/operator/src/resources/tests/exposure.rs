@@ -62,6 +62,11 @@ fn a_bare_ingress_serves_every_host_of_the_default_class_without_tls() {
                             "pathType": "ImplementationSpecific",
                             "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
                         },
+                        {
+                            "path": "/timeline",
+                            "pathType": "ImplementationSpecific",
+                            "backend": { "service": { "name": "crm-receiver", "port": { "number": 80 } } },
+                        },
                     ] },
                 }],
             },
@@ -106,6 +111,7 @@ fn http_route_attaches_the_receiver_service_to_its_gateways() {
         serde_json::json!([
             { "path": { "type": "PathPrefix", "value": "/webhooks" } },
             { "path": { "type": "PathPrefix", "value": "/ingest" } },
+            { "path": { "type": "PathPrefix", "value": "/timeline" } },
         ])
     );
 }
