@@ -12,6 +12,9 @@
 //!   is never overrun and no acknowledged write is lost (`soak.rs`).
 //! - `timeline`: occurrences through the timeline API to HubSpot as custom events: acknowledged
 //!   and delivered per second at the tier's budget, HubSpot calls per 100 (`timeline.rs`).
+//! - `soak-receiver`: the receiver binary under HubSpot's delivery profile for a long time,
+//!   delivering to PostgreSQL; its RSS, open fds, data size and lag over time
+//!   (`receiver_soak.rs`).
 //! - `controller`: the integration, property and mapping controllers reconciling many objects
 //!   against the emulator, with a Kubernetes API stand-in (`controller.rs`, the `test-support`
 //!   crate).
@@ -24,6 +27,7 @@ use serde_json::Value;
 
 pub mod controller;
 pub mod ingest;
+pub mod receiver_soak;
 mod slow_clients;
 pub mod soak;
 pub mod sync;
@@ -53,6 +57,9 @@ pub enum BenchMode {
     Timeline(timeline::TimelineArgs),
     /// Many tasks calling one HubSpot client against the emulator with injected faults.
     Soak(soak::SoakArgs),
+    /// The receiver in a process of its own under HubSpot's delivery profile for a long time,
+    /// delivering to PostgreSQL: its memory, file descriptors, storage and lag over time.
+    SoakReceiver(receiver_soak::ReceiverSoakArgs),
     /// The integration, property and mapping controllers reconciling many objects against the
     /// emulator.
     Controller(controller::ControllerBenchArgs),
@@ -83,6 +90,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             println!("{}", report.table());
             Ok(())
         }
+        Some(BenchMode::SoakReceiver(soak)) => receiver_soak::run(&soak).await,
         Some(BenchMode::Controller(controller)) => controller::run(controller).await,
         Some(BenchMode::Timeline(timeline)) => timeline::run(timeline).await,
         Some(BenchMode::KubeApiStandIn(stand_in)) => controller::serve_stand_in(stand_in).await,
@@ -97,11 +105,16 @@ fn ms(d: Duration) -> f64 {
 /// Peak resident set size (`VmHWM`) of the process `pid`, or of this one for `None`, from
 /// /proc (Linux only).
 fn peak_rss_kib(pid: Option<u32>) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM")
+}
+
+/// A field in kB (`VmRSS`, `VmHWM`) of /proc/<pid>/status, of this process for `None`.
+fn proc_status_kib(pid: Option<u32>, field: &str) -> Option<u64> {
     let process = pid.map_or("self".to_string(), |pid| pid.to_string());
     let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
@@ -114,16 +127,28 @@ async fn start_child(
     ready_path: &str,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
     let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.to_string();
+    let url = format!("http://{listen}");
+    let args = args.into_iter().map(|a| a.as_ref().to_os_string()).chain(["--listen".into(), listen.into()]);
+    let child = start_process(what, args, &url, ready_path).await?;
+    Ok((child, url))
+}
+
+/// Starts `hubspot-operator <args>` and waits until `url` answers `ready_path`. The child is
+/// killed when dropped; its standard input is a pipe.
+async fn start_process(
+    what: &str,
+    args: impl IntoIterator<Item = impl AsRef<OsStr>>,
+    url: &str,
+    ready_path: &str,
+) -> anyhow::Result<tokio::process::Child> {
     let exe = std::env::current_exe().context("locating the hubspot-operator binary")?;
     let mut child = tokio::process::Command::new(exe)
         .args(args)
-        .args(["--listen", &listen])
         .env("RUST_LOG", "warn")
         .stdin(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting the {what}"))?;
-    let url = format!("http://{listen}");
     let http = reqwest::Client::new();
     let started = Instant::now();
     while http.get(format!("{url}{ready_path}")).send().await.is_err() {
@@ -133,7 +158,7 @@ async fn start_child(
         anyhow::ensure!(started.elapsed() < Duration::from_secs(30), "the {what} did not start");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    Ok((child, url))
+    Ok(child)
 }
 
 /// The emulator's admin API (`/_emulator/...`), as the benchmarks use it.
