@@ -139,7 +139,8 @@ impl SoakDatabase {
 }
 
 async fn connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("connecting to PostgreSQL")?;
+    let (client, connection) =
+        tokio_postgres::connect(url, tokio_postgres::NoTls).await.context("connecting to PostgreSQL")?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -204,7 +205,14 @@ async fn soak(args: &ReceiverSoakArgs, emulator: &RunningEmulator, database_url:
     let started = Instant::now();
     let duration = Duration::from_secs_f64(args.minutes * 60.0);
     let sent = Arc::new(Sent::default());
-    let load = tokio::spawn(load(admin.clone(), format!("{base_url}{WEBHOOK_PATH}"), ids, args.rate, started + duration, sent.clone()));
+    let load = tokio::spawn(load(
+        admin.clone(),
+        format!("{base_url}{WEBHOOK_PATH}"),
+        ids,
+        args.rate,
+        started + duration,
+        sent.clone(),
+    ));
 
     let mut samples = Vec::new();
     let mut next = started;
@@ -248,7 +256,11 @@ struct Observer {
 impl Observer {
     async fn sample(&self, elapsed: Duration) -> anyhow::Result<Sample> {
         let metrics = self.http.get(&self.metrics_url).send().await?.error_for_status()?.text().await?;
-        let rows: i64 = self.database.query_one(format!("SELECT count(*) FROM {TABLE}").as_str(), &[]).await.map_or(0, |r| r.get(0));
+        let rows: i64 = self
+            .database
+            .query_one(format!("SELECT count(*) FROM {TABLE}").as_str(), &[])
+            .await
+            .map_or(0, |r| r.get(0));
         Ok(Sample {
             elapsed,
             rss_kib: proc_status_kib(Some(self.pid), "VmRSS").unwrap_or(0),
@@ -498,7 +510,8 @@ fn summary(samples: &[Sample], sent: &Sent, drained: Duration, lost: usize) -> S
     let half = samples.last().map_or(Duration::ZERO, |s| s.elapsed) / 2;
     let second_half: Vec<&Sample> = samples.iter().filter(|s| s.elapsed >= half).collect();
     let slope = |value: fn(&Sample) -> f64| {
-        let points: Vec<(f64, f64)> = second_half.iter().map(|s| (s.elapsed.as_secs_f64() / 3600.0, value(s))).collect();
+        let points: Vec<(f64, f64)> =
+            second_half.iter().map(|s| (s.elapsed.as_secs_f64() / 3600.0, value(s))).collect();
         slope_per_hour(&points)
     };
     format!(
