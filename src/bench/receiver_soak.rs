@@ -267,7 +267,7 @@ impl Observer {
             open_fds: std::fs::read_dir(format!("/proc/{}/fd", self.pid)).map_or(0, |d| d.count() as u64),
             data_bytes: directory_bytes(&self.data_dir),
             pending: metric(&metrics, "hubspot_operator_events_pending", "") as u64,
-            oldest_pending_seconds: metric(&metrics, "hubspot_operator_oldest_pending_age_seconds", ""),
+            oldest_pending_seconds: metric(&metrics, "hubspot_operator_oldest_pending_event_age_seconds", ""),
             appended: metric(&metrics, "hubspot_operator_webhook_events_total", "outcome=\"appended\"") as u64,
             duplicates: metric(&metrics, "hubspot_operator_webhook_events_total", "outcome=\"duplicate\"") as u64,
             delivered: metric(&metrics, "hubspot_operator_records_delivered_total", "") as u64,
