@@ -376,7 +376,7 @@ async fn load(
                     return anyhow::Ok(());
                 }
                 tokio::time::sleep_until(at.into()).await;
-                let events = changes(&admin, &ids, size, &next_event_id, &mut earlier, &sent).await?;
+                let events = changes(&admin, &ids, size, &next_event_id, &earlier, &sent).await?;
                 let body = serde_json::to_vec(&events)?;
                 post(&http, &url, &body, &sent).await?;
                 if rand::rng().random_bool(RETRY_SHARE) {
@@ -403,7 +403,7 @@ async fn changes(
     ids: &[u64],
     size: usize,
     next_event_id: &AtomicU64,
-    earlier: &mut Vec<WebhookEvent>,
+    earlier: &[WebhookEvent],
     sent: &Sent,
 ) -> anyhow::Result<Vec<WebhookEvent>> {
     let mut events = Vec::with_capacity(size);
