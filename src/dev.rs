@@ -17,7 +17,8 @@ use hubspot::HubSpotClient;
 use model::api::integration::CredentialKind;
 use model::api::integration::condition_types as integration_conditions;
 use model::api::mapping::condition_types as mapping_conditions;
-use model::api::{HubSpotIntegration, PropertyMapping, is_paused};
+use model::api::timeline::{Carrier, HubSpotTimelineEventTypeStatus};
+use model::api::{HubSpotIntegration, HubSpotTimelineEventType, PropertyMapping, is_paused};
 use operator::receiver_reports::{self, ReceiverReports};
 use operator::resources;
 use operator::secrets::SecretStore;
@@ -131,6 +132,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     config.admin.listen = args.admin_listen;
     let metrics = Arc::new(Metrics::default());
     let client = HubSpotClient::new(config.hubspot.client_settings()).with_observer(metrics.clone());
+    let event_types = register_event_types(&client, &integration, &manifests.event_types).await;
+    config.timeline_event_types = resources::timeline_event_types_of(&integration, &event_types);
 
     println!("hubspot-operator dev: {} manifests from {}", manifests.len(), display_paths(&args.files));
     match &emulator {
@@ -143,6 +146,9 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             if config.ingest.is_some() {
                 for mapping in &config.mappings {
                     println!("  ingest API        http://{}/ingest/{}", config.listen, mapping.name);
+                }
+                for event_type in &config.timeline_event_types {
+                    println!("  timeline API      http://{}/timeline/{}", config.listen, event_type.qualified_name());
                 }
             }
             println!("  data              {}/", args.data_dir.display());
@@ -179,6 +185,44 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         }
         display.show(&statuses, &sync_counters(&metrics, &config));
     }
+}
+
+/// What the controller would register of the integration's timeline event types: a private
+/// app's custom event definitions, kept in HubSpot (the emulator); each type so registered comes
+/// back with the status that puts it into the receiver's config. App events and legacy
+/// templates need an OAuth app, which dev mode does not run.
+async fn register_event_types(
+    client: &HubSpotClient,
+    integration: &HubSpotIntegration,
+    event_types: &[HubSpotTimelineEventType],
+) -> Vec<HubSpotTimelineEventType> {
+    let mut registered = Vec::new();
+    let of_integration = event_types
+        .iter()
+        .filter(|e| e.namespace() == integration.namespace() && e.spec.integration_ref.name == integration.name_any());
+    for event_type in of_integration.filter(|e| !is_paused(*e)) {
+        let name = format!("{}/{}", event_type.namespace().unwrap_or_default(), event_type.name_any());
+        let carrier = operator::timeline::build::carrier(integration, &event_type.spec);
+        if carrier != Carrier::CustomEvents {
+            eprintln!(
+                "dev: HubSpotTimelineEventType {name} needs an OAuth app ({carrier:?}); dev mode sends custom events only"
+            );
+            continue;
+        }
+        match operator::timeline::keep_definition(&event_type.spec, client, &mut Vec::new()).await {
+            operator::timeline::Visit::Registered { hubspot_name, .. } => {
+                let mut event_type = event_type.clone();
+                event_type.status = Some(HubSpotTimelineEventTypeStatus {
+                    carrier: Some(carrier),
+                    hubspot_name: Some(hubspot_name),
+                    ..Default::default()
+                });
+                registered.push(event_type);
+            }
+            other => eprintln!("dev: HubSpotTimelineEventType {name} not registered: {other:?}"),
+        }
+    }
+    registered
 }
 
 fn pick_integration(manifests: &Manifests, name: Option<&str>) -> anyhow::Result<HubSpotIntegration> {
@@ -340,6 +384,7 @@ impl StatusDisplay {
 pub struct Manifests {
     pub integrations: Vec<HubSpotIntegration>,
     pub mappings: Vec<PropertyMapping>,
+    pub event_types: Vec<HubSpotTimelineEventType>,
     pub secrets: Vec<Secret>,
 }
 
@@ -349,7 +394,7 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 impl Manifests {
     /// Number of resources read.
     pub fn len(&self) -> usize {
-        self.integrations.len() + self.mappings.len() + self.secrets.len()
+        self.integrations.len() + self.mappings.len() + self.event_types.len() + self.secrets.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -395,12 +440,12 @@ impl Manifests {
                     self.mappings.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
                 }
                 // Read so mistakes are named, but not reconciled: dev mode does not manage
-                // HubSpot properties or timeline event types yet (the controller does).
+                // HubSpot properties yet (the controller does).
                 "HubSpotProperty" => {
                     serde_yaml::from_value::<model::api::HubSpotProperty>(value).with_context(at)?;
                 }
                 "HubSpotTimelineEventType" => {
-                    serde_yaml::from_value::<model::api::HubSpotTimelineEventType>(value).with_context(at)?;
+                    self.event_types.push(with_namespace(serde_yaml::from_value(value).with_context(at)?))
                 }
                 "Secret" => {
                     self.secrets.push(with_namespace(serde_yaml::from_value::<Secret>(value).with_context(at)?));

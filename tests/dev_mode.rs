@@ -17,6 +17,7 @@ struct Dev {
     process: Child,
     shown: Arc<Mutex<String>>,
     emulator: String,
+    receiver: String,
     status_port: u16,
     admin_port: u16,
     data_dir: tempfile::TempDir,
@@ -53,7 +54,15 @@ impl Dev {
                 collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..n]));
             }
         });
-        Dev { process, shown, emulator: format!("http://127.0.0.1:{emulator_port}"), status_port, admin_port, data_dir }
+        Dev {
+            process,
+            shown,
+            emulator: format!("http://127.0.0.1:{emulator_port}"),
+            receiver: format!("http://127.0.0.1:{receiver_port}"),
+            status_port,
+            admin_port,
+            data_dir,
+        }
     }
 
     fn shown(&self) -> String {
@@ -130,6 +139,49 @@ async fn a_change_in_the_emulator_reaches_the_file_destination() {
     assert!(shown.contains(&format!("status            {status}/metrics, /sync/status")), "{shown}");
     assert!(shown.contains("HubSpotIntegration  default/crm"), "{shown}");
     assert!(shown.contains("Ready=True (Ready)  Authenticated=True"), "{shown}");
+}
+
+/// The README's timeline quick start: dev registers the example event type as a private app's
+/// custom event, the occurrence lands on the contact's timeline once, and a request with an
+/// invalid occurrence stores nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_examples_event_type_puts_an_event_on_a_contacts_timeline_once() {
+    let dev = Dev::start(Path::new("examples"));
+    let http = reqwest::Client::new();
+    let url = format!("{}/timeline/default/feature-used", dev.receiver);
+    let send = |body: serde_json::Value| {
+        http.post(&url).bearer_auth("ingest-00000000-0000-0000-0000-000000000000").json(&body).send()
+    };
+    let tokens =
+        serde_json::json!({"feature": "export", "count": 3, "last_used": "2026-12-01T10:00:00Z", "plan": "pro"});
+    let occurrence = serde_json::json!([{"id": "evt-1", "objectId": "1", "tokens": tokens}]);
+    eventually("the timeline API to answer", || async { send(occurrence.clone()).await.is_ok() }).await;
+    let answer = send(occurrence.clone()).await.unwrap();
+    assert_eq!(answer.status(), 202);
+    assert!(dev.shown().contains("timeline API      http://"), "{}", dev.shown());
+
+    let timeline = format!("{}/_emulator/timeline/contacts/1", dev.emulator);
+    let events = || async {
+        let body: serde_json::Value = http.get(&timeline).send().await.unwrap().json().await.unwrap();
+        body["results"].as_array().unwrap().iter().filter(|e| e["eventType"] == "pe62515_feature_used").count()
+    };
+    eventually("the event on contact 1's timeline", || async { events().await == 1 }).await;
+
+    let again = send(occurrence).await.unwrap();
+    assert_eq!(again.status(), 202);
+    assert_eq!(again.json::<serde_json::Value>().await.unwrap()["alreadyKnown"], 1);
+    let mut bad_tokens = tokens.clone();
+    bad_tokens["plan"] = "gold".into();
+    let mixed = serde_json::json!([
+        {"id": "evt-2", "objectId": "1", "tokens": tokens},
+        {"id": "evt-3", "objectId": "1", "tokens": bad_tokens},
+    ]);
+    let refused = send(mixed).await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(refused["invalidOccurrences"][0]["index"], 1, "{refused}");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(events().await, 1, "nothing of the refused request reached HubSpot");
 }
 
 /// The examples, with the integration and the mapping annotated `hubspot.io/paused: "true"`.

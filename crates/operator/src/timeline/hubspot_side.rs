@@ -251,8 +251,9 @@ pub fn definition_drift(
 }
 
 /// Adopts the account's custom event definition named `spec.name`, creates it when missing,
-/// relabels it and adds the properties of new tokens (all HubSpot's API lets change).
-async fn keep_definition(
+/// relabels it and adds the properties of new tokens (all HubSpot's API lets change). `dev`
+/// mode calls it too, against the emulator.
+pub async fn keep_definition(
     spec: &HubSpotTimelineEventTypeSpec,
     client: &HubSpotClient,
     changes: &mut Vec<EventToPublish>,

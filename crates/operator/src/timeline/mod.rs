@@ -40,7 +40,7 @@ use model::api::timeline::Registration;
 use model::api::timeline::condition_types::READY;
 use model::api::{HubSpotTimelineEventType, is_paused};
 
-pub use hubspot_side::{definition_drift, event_definition};
+pub use hubspot_side::{definition_drift, event_definition, keep_definition};
 pub use status::{Change, Visit, event_type_status, occurrences};
 
 /// Finalizer that keeps a `HubSpotTimelineEventType` until HubSpot deleted its template.
