@@ -90,8 +90,13 @@ fuzz_target!(|input: Input<'_>| {
 
     let records = build_records(&mapping, &plan, &objects, &associations);
     assert_eq!(records.len(), plan.objects.len());
-    for (record, (id, hint)) in records.iter().zip(&plan.objects) {
-        assert_eq!(&record.object_id, id);
+    // Deletions first, then upserts; each planned object once.
+    let first_upsert = records.iter().position(|r| r.op == Op::Upsert).unwrap_or(records.len());
+    assert!(records[first_upsert..].iter().all(|r| r.op == Op::Upsert), "deletions come first");
+    let by_id: BTreeMap<&str, &Record> = records.iter().map(|r| (r.object_id.as_str(), r)).collect();
+    assert_eq!(by_id.len(), records.len(), "one record per object");
+    for (id, hint) in &plan.objects {
+        let record = *by_id.get(id.as_str()).expect("a record for every planned object");
         match fetched.get(id.as_str()).filter(|o| !o.archived) {
             Some(object) => check_upsert(record, object, companies.get(id)),
             None => {
