@@ -8,13 +8,14 @@ use std::sync::Arc;
 use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 
+use super::tests::token;
 use super::*;
 use crate::fixtures::*;
 use crate::resources::{ACCESS_TOKEN_KEY, access_token_secret_name};
 use model::api::SecretKeyRef;
 use model::api::timeline::{
     HubSpotTimelineEventTypeSpec, HubSpotTimelineEventTypeStatus, IntegrationRef, LegacyApp, TimelineObjectType,
-    TimelineToken, TokenType,
+    TokenType,
 };
 
 const TOKEN: &str = "pat-na1-11111111-2222-3333-4444-555555555555";
@@ -22,10 +23,6 @@ const DEFINITIONS_SCOPE: &str = "behavioral_events.event_definitions.read_write"
 const DEFINITION: &str = "/events/v3/event-definitions/feature_used";
 const DEFINITIONS: &str = "/events/v3/event-definitions";
 const TEMPLATES: &str = "/integrators/timeline/v3/54321/event-templates";
-
-fn token(name: &str, type_: TokenType) -> TimelineToken {
-    TimelineToken { name: name.into(), label: name.to_uppercase(), type_, options: vec![], object_property_name: None }
-}
 
 fn spec() -> HubSpotTimelineEventTypeSpec {
     HubSpotTimelineEventTypeSpec {

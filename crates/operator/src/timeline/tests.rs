@@ -15,7 +15,7 @@ use model::api::timeline::{
     TokenOption, TokenType,
 };
 
-fn token(name: &str, type_: TokenType) -> TimelineToken {
+pub(super) fn token(name: &str, type_: TokenType) -> TimelineToken {
     TimelineToken { name: name.into(), label: name.to_uppercase(), type_, options: vec![], object_property_name: None }
 }
 
